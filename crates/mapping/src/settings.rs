@@ -1,0 +1,173 @@
+//! Invitation settings: the destination's `defaults` and the activation's `target`.
+//!
+//! Both layers have the same shape; [`Settings::overlay`] lays the activation's
+//! target over the destination's defaults, key by key.
+
+use std::fmt;
+
+/// Which review invitations a row produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InvitationType {
+    /// A service review invitation only (the default).
+    #[default]
+    Service,
+    /// A product review invitation only.
+    Product,
+    /// Both a service and a product review invitation, in one email.
+    Both,
+}
+
+impl InvitationType {
+    /// The accepted configuration values.
+    pub const CHOICES: [&'static str; 3] = ["service", "product", "both"];
+
+    /// Parses a configuration value (`service`, `product`, `both`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "service" => Some(Self::Service),
+            "product" => Some(Self::Product),
+            "both" => Some(Self::Both),
+            _ => None,
+        }
+    }
+
+    /// Whether the invitation carries a service review block.
+    pub fn has_service(self) -> bool {
+        matches!(self, Self::Service | Self::Both)
+    }
+
+    /// Whether the invitation carries a product review block.
+    pub fn has_product(self) -> bool {
+        matches!(self, Self::Product | Self::Both)
+    }
+}
+
+impl fmt::Display for InvitationType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Service => "service",
+            Self::Product => "product",
+            Self::Both => "both",
+        })
+    }
+}
+
+/// The `service:` block of defaults or target.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceSettings {
+    /// `templateId` of the service review invitation.
+    pub template_id: Option<String>,
+    /// `redirectUri` after the consumer has reviewed.
+    pub redirect_uri: Option<String>,
+    /// Tags applied to the resulting service review.
+    pub tags: Option<Vec<String>>,
+}
+
+/// The `product:` block of defaults or target.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProductSettings {
+    /// `templateId` of the product review invitation.
+    pub template_id: Option<String>,
+    /// `redirectUri` after the consumer has reviewed.
+    pub redirect_uri: Option<String>,
+    /// A fixed list of SKUs, used when the row gives none.
+    pub skus: Option<Vec<String>>,
+    /// Whether every row must give its own SKUs through `mapping.product_sku`.
+    pub per_row: Option<bool>,
+}
+
+/// One layer of invitation settings (destination `defaults` or activation `target`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// The business unit invitations are created for (the URL path, not the body).
+    pub business_unit_id: Option<String>,
+    /// Service, product or both.
+    pub invitation_type: Option<InvitationType>,
+    /// The service review block.
+    pub service: ServiceSettings,
+    /// The product review block.
+    pub product: ProductSettings,
+    /// `senderName`.
+    pub sender_name: Option<String>,
+    /// `senderEmail`.
+    pub sender_email: Option<String>,
+    /// `replyTo`.
+    pub reply_to: Option<String>,
+    /// `locale`.
+    pub locale: Option<String>,
+}
+
+/// `over` if set, else `base`.
+fn pick<T: Clone>(base: &Option<T>, over: &Option<T>) -> Option<T> {
+    over.clone().or_else(|| base.clone())
+}
+
+impl Settings {
+    /// Lays `over` on top of `self`: every key set in `over` wins, the others keep `self`'s value.
+    #[must_use]
+    pub fn overlay(&self, over: &Settings) -> Settings {
+        Settings {
+            business_unit_id: pick(&self.business_unit_id, &over.business_unit_id),
+            invitation_type: over.invitation_type.or(self.invitation_type),
+            service: ServiceSettings {
+                template_id: pick(&self.service.template_id, &over.service.template_id),
+                redirect_uri: pick(&self.service.redirect_uri, &over.service.redirect_uri),
+                tags: pick(&self.service.tags, &over.service.tags),
+            },
+            product: ProductSettings {
+                template_id: pick(&self.product.template_id, &over.product.template_id),
+                redirect_uri: pick(&self.product.redirect_uri, &over.product.redirect_uri),
+                skus: pick(&self.product.skus, &over.product.skus),
+                per_row: over.product.per_row.or(self.product.per_row),
+            },
+            sender_name: pick(&self.sender_name, &over.sender_name),
+            sender_email: pick(&self.sender_email, &over.sender_email),
+            reply_to: pick(&self.reply_to, &over.reply_to),
+            locale: pick(&self.locale, &over.locale),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_overrides_defaults_key_by_key() {
+        let defaults = Settings {
+            business_unit_id: Some("bu-default".into()),
+            sender_name: Some("Acme".into()),
+            service: ServiceSettings {
+                template_id: Some("tpl-default".into()),
+                redirect_uri: Some("https://acme.example/thanks".into()),
+                tags: None,
+            },
+            ..Settings::default()
+        };
+        let target = Settings {
+            invitation_type: Some(InvitationType::Both),
+            service: ServiceSettings {
+                template_id: Some("tpl-target".into()),
+                ..ServiceSettings::default()
+            },
+            ..Settings::default()
+        };
+        let merged = defaults.overlay(&target);
+        assert_eq!(merged.business_unit_id.as_deref(), Some("bu-default"));
+        assert_eq!(merged.sender_name.as_deref(), Some("Acme"));
+        assert_eq!(merged.invitation_type, Some(InvitationType::Both));
+        assert_eq!(merged.service.template_id.as_deref(), Some("tpl-target"));
+        assert_eq!(
+            merged.service.redirect_uri.as_deref(),
+            Some("https://acme.example/thanks")
+        );
+    }
+
+    #[test]
+    fn invitation_type_parses_only_documented_values() {
+        assert_eq!(InvitationType::parse("both"), Some(InvitationType::Both));
+        assert_eq!(InvitationType::parse("Service"), None);
+        assert!(InvitationType::Both.has_service() && InvitationType::Both.has_product());
+        assert!(!InvitationType::Product.has_service());
+    }
+}
