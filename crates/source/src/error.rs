@@ -1,0 +1,53 @@
+//! Errors of reading a source.
+
+/// What can go wrong while opening or reading a source.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The connection URL's scheme names no supported database.
+    #[error("unsupported connection scheme `{scheme}`; supported: sqlite")]
+    UnsupportedScheme {
+        /// The scheme found.
+        scheme: String,
+    },
+    /// `batch_size` was zero.
+    #[error("batch size must be at least 1")]
+    InvalidBatchSize,
+    /// The database could not be reached or opened.
+    #[error("cannot connect to the source: {0}")]
+    Connect(#[source] sqlx::Error),
+    /// A needed column is not in the model.
+    #[error("column `{column}` does not exist in the source; available columns: {}", available.join(", "))]
+    ColumnMissing {
+        /// The column asked for.
+        column: String,
+        /// The columns the model has.
+        available: Vec<String>,
+    },
+    /// A column's database type has no Arrow mapping in retl.
+    #[error("column `{column}` has database type {db_type}, which retl cannot read")]
+    UnsupportedType {
+        /// The column.
+        column: String,
+        /// Its type as the database names it.
+        db_type: String,
+    },
+    /// A value does not fit the type its column was read as.
+    #[error("column `{column}`, row {row}: a {found} value in a column read as {expected}")]
+    ValueType {
+        /// The column.
+        column: String,
+        /// The row number within the run, from 1.
+        row: u64,
+        /// The value's own type.
+        found: String,
+        /// The type the column is read as.
+        expected: String,
+    },
+    /// The model's SQL failed, before or during the read.
+    #[error("source query failed: {0}")]
+    Query(#[source] sqlx::Error),
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
