@@ -1,1 +1,28 @@
-//! placeholder
+//! A local stand-in for the Trustpilot Invitation API.
+//!
+//! It serves, on one loopback address, both Trustpilot hosts' endpoints that
+//! retl uses, with their paths, auth rules, validation and error bodies:
+//!
+//! - `POST /v1/oauth/oauth-business-users-for-applications/accesstoken` (and
+//!   `/refresh`): Basic auth with the API key and secret; `client_credentials`,
+//!   `password` and `refresh_token` grants; `expires_in` as a string.
+//! - `POST /v1/private/business-units/{id}/email-invitations`
+//! - `POST /v1/private/business-units/{id}/invitation-links`
+//! - `GET  /v1/private/business-units/{id}/templates`
+//! - `GET  /_emulator/invitations` and `GET /_emulator/stats`: what it accepted
+//!   and how many requests of each kind it saw, for tests and demos. With
+//!   [`EmulatorConfig::log_file`] every accepted invitation is also appended to
+//!   a JSON-lines file.
+//!
+//! It shares no code with the client in `retl-trustpilot`: it is a second,
+//! independent reading of Trustpilot's documentation, so a misreading in one
+//! shows up as a failure against the other. Where the documentation is silent
+//! (the success status and body, the numeric `errorCode`s, whether the rate
+//! limits are hard) the behaviour is a setting with a documented default.
+
+mod config;
+mod server;
+mod validate;
+
+pub use config::{EmulatorConfig, RateWindow, Template};
+pub use server::{Emulator, Stats, StoredInvitation};

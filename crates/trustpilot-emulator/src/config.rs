@@ -1,0 +1,100 @@
+//! The emulator's settings.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One rate-limit window: at most `limit` API calls per `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateWindow {
+    /// Calls allowed per window.
+    pub limit: u32,
+    /// The window's length.
+    pub window: Duration,
+}
+
+/// An invitation template, as `GET …/templates` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Template {
+    /// Template id (24 hex digits at Trustpilot).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Whether it is the business unit's default.
+    pub is_default_template: bool,
+    /// Its locale.
+    pub locale: String,
+    /// Its type; Trustpilot's values are undocumented, the emulator uses `service` and `product`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// Everything the emulator accepts, refuses and pretends.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// The application's API key.
+    pub api_key: String,
+    /// The application's API secret.
+    pub api_secret: String,
+    /// Business units that exist; any other gives 404.
+    pub business_units: Vec<String>,
+    /// The business user id that `client_credentials` calls must send in
+    /// `x-business-user-id` (a missing or different one gives 403, errorCode 1014).
+    pub business_user_id: String,
+    /// The business user login accepted by the `password` grant.
+    pub username: String,
+    /// Its password.
+    pub password: String,
+    /// Lifetime of minted access tokens (Trustpilot: 359999 s).
+    pub token_lifetime: Duration,
+    /// Status of a successful invitation call (undocumented at Trustpilot; default 202).
+    pub success_status: u16,
+    /// Body of a successful invitation call (undocumented; default `{}`).
+    pub success_body: serde_json::Value,
+    /// Added before every answer.
+    pub latency: Duration,
+    /// Rate limits on API calls (default 833 per 5 minutes and 10,000 per hour), enforced with 429.
+    pub rate_limits: Vec<RateWindow>,
+    /// Templates every business unit lists.
+    pub templates: Vec<Template>,
+    /// Append every accepted invitation to this JSON-lines file.
+    pub log_file: Option<PathBuf>,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        EmulatorConfig {
+            api_key: "emulator-key".to_owned(),
+            api_secret: "emulator-secret".to_owned(),
+            business_units: vec!["bu-emulator".to_owned()],
+            business_user_id: "user-emulator".to_owned(),
+            username: "admin@emulator.example".to_owned(),
+            password: "emulator-password".to_owned(),
+            token_lifetime: Duration::from_secs(359_999),
+            success_status: 202,
+            success_body: serde_json::json!({}),
+            latency: Duration::ZERO,
+            rate_limits: vec![
+                RateWindow { limit: 833, window: Duration::from_secs(300) },
+                RateWindow { limit: 10_000, window: Duration::from_secs(3600) },
+            ],
+            templates: vec![
+                Template {
+                    id: "507f191e810c19729de860ea".to_owned(),
+                    name: "Default service invitation".to_owned(),
+                    is_default_template: true,
+                    locale: "en-US".to_owned(),
+                    kind: "service".to_owned(),
+                },
+                Template {
+                    id: "507f191e810c19729de860eb".to_owned(),
+                    name: "Product invitation".to_owned(),
+                    is_default_template: false,
+                    locale: "en-US".to_owned(),
+                    kind: "product".to_owned(),
+                },
+            ],
+            log_file: None,
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! The HTTP client: tokens and email invitations.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use crate::{ApiError, EmailInvitation, Error, Result, Secret};
+
+/// The two Trustpilot hosts (configurable so tests and dry runs use the emulator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// Where tokens are minted; Trustpilot's is `https://api.trustpilot.com`.
+    pub auth: String,
+    /// Where invitations are created; `https://invitations-api.trustpilot.com`.
+    pub invitations: String,
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Endpoints {
+            auth: "https://api.trustpilot.com".to_owned(),
+            invitations: "https://invitations-api.trustpilot.com".to_owned(),
+        }
+    }
+}
+
+/// How the access token is obtained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// `client_credentials`: no refresh token; invitation calls carry
+    /// `x-business-user-id` (an Admin or Manager of the business).
+    ClientCredentials {
+        /// The business user the invitations are created on behalf of.
+        business_user_id: Option<String>,
+    },
+    /// `password` (deprecated by Trustpilot, still served): a business user's login.
+    Password {
+        /// The business user's email.
+        username: String,
+        /// Their password.
+        password: Secret,
+    },
+}
+
+/// The application's API key and secret, and the grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The API key (OAuth client id).
+    pub api_key: Secret,
+    /// The API secret.
+    pub api_secret: Secret,
+    /// How to get a token.
+    pub grant: Grant,
+}
+
+/// Everything a [`Client`] needs.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The hosts.
+    pub endpoints: Endpoints,
+    /// Key, secret, grant.
+    pub credentials: Credentials,
+    /// The whole-request timeout (connect, send, answer).
+    pub timeout: Duration,
+    /// The connect timeout.
+    pub connect_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// Settings with the default timeouts (30 s per request, 10 s to connect).
+    pub fn new(endpoints: Endpoints, credentials: Credentials) -> Self {
+        ClientConfig {
+            endpoints,
+            credentials,
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A 2xx answer to an invitation request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The status code (Trustpilot documents none in particular; any 2xx counts).
+    pub status: u16,
+    /// An id from the body, if the body carried one.
+    pub id: Option<String>,
+}
+
+#[derive(Debug)]
+struct Token {
+    access: Secret,
+    refresh: Option<Secret>,
+    /// Renew after this instant (a margin before the real expiry).
+    renew_at: Instant,
+    generation: u64,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    /// Trustpilot sends a string (`"359999"`); a number is accepted too.
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
+}
+
+/// A Trustpilot Invitation API client; cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    config: ClientConfig,
+    token: Mutex<Option<Token>>,
+}
+
+/// Seconds before expiry at which a token is renewed.
+const RENEW_MARGIN: Duration = Duration::from_secs(300);
+
+fn trim_base(url: &str) -> &str {
+    url.trim_end_matches('/')
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+fn transport(e: reqwest::Error) -> Error {
+    if e.is_connect() || e.is_builder() {
+        Error::Connect(e)
+    } else {
+        Error::NoResponse(e)
+    }
+}
+
+impl Client {
+    /// Builds a client. No request is made until the first call.
+    pub fn new(config: ClientConfig) -> Result<Self> {
+        // reqwest is built without a bundled crypto provider; use ring. An error
+        // here only means a provider is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        for (name, url) in [
+            ("auth", &config.endpoints.auth),
+            ("invitations", &config.endpoints.invitations),
+        ] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(Error::Config(format!(
+                    "endpoints.{name} must be an http(s) URL"
+                )));
+            }
+        }
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout)
+            .user_agent(concat!("retl/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        Ok(Client {
+            http,
+            config,
+            token: Mutex::new(None),
+        })
+    }
+
+    /// A valid access token and its generation, minting one if needed.
+    ///
+    /// The lock is held while minting, so concurrent callers wait for one mint.
+    async fn token(&self) -> Result<(Secret, u64)> {
+        let mut slot = self.token.lock().await;
+        if let Some(token) = slot.as_ref()
+            && Instant::now() < token.renew_at
+        {
+            return Ok((token.access.clone(), token.generation));
+        }
+        let generation = slot.as_ref().map_or(1, |t| t.generation + 1);
+        let refresh = slot.as_ref().and_then(|t| t.refresh.clone());
+        let token = self.mint(refresh, generation).await?;
+        let out = (token.access.clone(), token.generation);
+        *slot = Some(token);
+        Ok(out)
+    }
+
+    /// Drops the token of `generation` (after a 401), unless a newer one replaced it.
+    async fn invalidate(&self, generation: u64) {
+        let mut slot = self.token.lock().await;
+        if let Some(token) = slot.as_mut()
+            && token.generation == generation
+        {
+            token.renew_at = Instant::now();
+        }
+    }
+
+    async fn mint(&self, refresh: Option<Secret>, generation: u64) -> Result<Token> {
+        let creds = &self.config.credentials;
+        let url = format!(
+            "{}/v1/oauth/oauth-business-users-for-applications/accesstoken",
+            trim_base(&self.config.endpoints.auth)
+        );
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            creds.api_key.expose(),
+            creds.api_secret.expose()
+        ));
+        let form: Vec<(&str, &str)> = match (&refresh, &creds.grant) {
+            (Some(refresh), _) => vec![("grant_type", "refresh_token"), ("refresh_token", refresh.expose())],
+            (None, Grant::ClientCredentials { .. }) => vec![("grant_type", "client_credentials")],
+            (None, Grant::Password { username, password }) => vec![
+                ("grant_type", "password"),
+                ("username", username),
+                ("password", password.expose()),
+            ],
+        };
+        let response = self
+            .http
+            .post(&url)
+            .header(AUTHORIZATION, format!("Basic {basic}"))
+            .form(&form)
+            .send()
+            .await
+            // No invitation rides on a token request: any transport failure is transient.
+            .map_err(Error::Connect)?;
+        let status = response.status().as_u16();
+        let after = retry_after(response.headers());
+        let body = response.text().await.map_err(Error::Connect)?;
+        if !(200..300).contains(&status) {
+            if refresh.is_some() && status < 500 {
+                // A stale refresh token: fall back to the grant itself, once.
+                return Box::pin(self.mint(None, generation)).await;
+            }
+            return Err(Error::Auth(ApiError::from_body(status, after, &body)));
+        }
+        let parsed: TokenResponse = serde_json::from_str(&body)
+            .map_err(|e| Error::TokenResponse(format!("{e} (status {status})")))?;
+        let lifetime = match parsed.expires_in {
+            Some(serde_json::Value::String(s)) => s.trim().parse::<u64>().ok(),
+            Some(serde_json::Value::Number(n)) => n.as_u64(),
+            _ => None,
+        }
+        .map_or(Duration::from_secs(3600), Duration::from_secs);
+        tracing::debug!(lifetime_s = lifetime.as_secs(), "minted a trustpilot access token");
+        Ok(Token {
+            access: Secret::new(parsed.access_token),
+            refresh: parsed.refresh_token.map(Secret::new),
+            renew_at: Instant::now() + lifetime.saturating_sub(RENEW_MARGIN.min(lifetime / 2)),
+            generation,
+        })
+    }
+
+    fn business_unit_path(business_unit: &str) -> Result<&str> {
+        if business_unit.is_empty()
+            || !business_unit
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(Error::Config(format!(
+                "business unit id `{business_unit}` may hold only letters, digits, - and _"
+            )));
+        }
+        Ok(business_unit)
+    }
+
+    /// Creates one email invitation for `business_unit`.
+    ///
+    /// On a 401 or a JSON 403, mints a new token and retries once; a second
+    /// refusal is returned (its class is [`Fatal`](crate::ErrorClass::Fatal)).
+    pub async fn create_email_invitation(
+        &self,
+        business_unit: &str,
+        invitation: &EmailInvitation,
+    ) -> Result<Accepted> {
+        let url = format!(
+            "{}/v1/private/business-units/{}/email-invitations",
+            trim_base(&self.config.endpoints.invitations),
+            Self::business_unit_path(business_unit)?
+        );
+        let body = serde_json::to_vec(invitation).map_err(|e| Error::Config(e.to_string()))?;
+        let mut retried = false;
+        loop {
+            let (token, generation) = self.token().await?;
+            let mut request = self
+                .http
+                .post(&url)
+                .header(AUTHORIZATION, format!("Bearer {}", token.expose()))
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone());
+            if let Grant::ClientCredentials {
+                business_user_id: Some(user),
+            } = &self.config.credentials.grant
+            {
+                request = request.header("x-business-user-id", user);
+            }
+            let response = request.send().await.map_err(transport)?;
+            let status = response.status().as_u16();
+            let after = retry_after(response.headers());
+            let text = response.text().await.map_err(transport)?;
+            if (200..300).contains(&status) {
+                // The success body is undocumented: keep an id if one is there.
+                let id = serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(|id| id.as_str().map(str::to_owned)));
+                return Ok(Accepted { status, id });
+            }
+            let error = ApiError::from_body(status, after, &text);
+            let auth_refused = status == 401 || (status == 403 && !error.html);
+            if auth_refused && !retried {
+                retried = true;
+                self.invalidate(generation).await;
+                continue;
+            }
+            return Err(Error::Api(error));
+        }
+    }
+}
