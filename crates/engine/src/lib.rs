@@ -1,1 +1,2 @@
-//! placeholder
+//! Runs activations.
+pub mod config;

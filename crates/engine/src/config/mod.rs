@@ -1,0 +1,622 @@
+//! The user's configuration: destinations and activations in YAML.
+//!
+//! Three steps. [`yaml`] parses each file into position-marked nodes; the
+//! readers below turn them into typed [`Destination`]s and [`Activation`]s,
+//! reporting every unknown key, wrong type, invalid value and missing
+//! environment variable with its file, line, column and field path; then
+//! [`Project::load`] checks what spans files (an activation's destination
+//! exists, the business unit is set somewhere, the mapping has what the
+//! invitation type needs). A file with any problem is left out of the project
+//! and its problems are kept, so one broken activation does not stop the others.
+//!
+//! IO checks (connecting to the warehouse, minting a token) are not done here.
+
+pub mod yaml;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use retl_mapping::{Field, InvitationType, ProductSettings, ServiceSettings, Settings};
+use retl_source::Model;
+use retl_trustpilot::{Credentials, Endpoints, Grant, Secret};
+
+pub use yaml::{Location, Problem};
+use yaml::{Map, Node, Reader, join};
+
+/// A Trustpilot destination (`destinations/*.yaml`).
+#[derive(Debug, Clone)]
+pub struct Destination {
+    /// Its name (`name:` or the file stem).
+    pub name: String,
+    /// The file it came from.
+    pub file: PathBuf,
+    /// The API hosts.
+    pub endpoints: Endpoints,
+    /// Key, secret and grant (redacted in `Debug`).
+    pub credentials: Credentials,
+    /// Invitation settings every activation starts from.
+    pub defaults: Settings,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Timeout of one API request.
+    pub request_timeout: Duration,
+}
+
+/// An activation (`activations/*.yaml`): one source, one destination, one mapping.
+#[derive(Clone)]
+pub struct Activation {
+    /// Its name (`name:` or the file stem).
+    pub name: String,
+    /// The file it came from.
+    pub file: PathBuf,
+    /// The warehouse connection URL (may hold a password; never printed).
+    pub connection: String,
+    /// The table or query.
+    pub model: Model,
+    /// The columns that identify a row.
+    pub primary_key: Vec<String>,
+    /// Rows per source batch.
+    pub batch_size: usize,
+    /// The destination's name.
+    pub destination: String,
+    /// Settings laid over the destination's defaults.
+    pub target: Settings,
+    /// Trustpilot field ← source column, in catalogue order.
+    pub mapping: Vec<(Field, String)>,
+}
+
+impl fmt::Debug for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Activation")
+            .field("name", &self.name)
+            .field("file", &self.file)
+            .field("connection", &retl_source::redact_url(&self.connection))
+            .field("model", &self.model)
+            .field("primary_key", &self.primary_key)
+            .field("destination", &self.destination)
+            .field("target", &self.target)
+            .field("mapping", &self.mapping)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Activation {
+    /// The columns the run reads: primary key first, then mapped columns, each once.
+    pub fn columns(&self) -> Vec<String> {
+        let mut columns = self.primary_key.clone();
+        for (_, column) in &self.mapping {
+            if !columns.contains(column) {
+                columns.push(column.clone());
+            }
+        }
+        columns
+    }
+}
+
+/// Every configuration problem found, one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<Problem>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(f, "{n} configuration problem{}:", if n == 1 { "" } else { "s" })?;
+        for problem in &self.0 {
+            write!(f, "\n  {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The configuration directory, loaded.
+#[derive(Debug, Clone, Default)]
+pub struct Project {
+    /// Valid destinations by name.
+    pub destinations: BTreeMap<String, Destination>,
+    /// Valid activations by name.
+    pub activations: BTreeMap<String, Activation>,
+    /// Problems of the files left out.
+    pub problems: Vec<Problem>,
+}
+
+const DESTINATION_KEYS: &[&str] = &[
+    "name", "type", "auth", "endpoints", "defaults", "concurrency", "request_timeout_seconds",
+];
+const AUTH_KEYS: &[&str] = &["grant", "api_key", "api_secret", "business_user_id", "username", "password"];
+const ACTIVATION_KEYS: &[&str] = &["name", "description", "source", "destination", "target", "mapping"];
+const SOURCE_KEYS: &[&str] = &["connection", "table", "query", "primary_key", "batch_size"];
+const SETTINGS_KEYS: &[&str] = &[
+    "business_unit_id", "invitation_type", "service", "product", "sender_name", "sender_email",
+    "reply_to", "locale",
+];
+const SERVICE_KEYS: &[&str] = &["template_id", "redirect_uri", "tags"];
+const PRODUCT_KEYS: &[&str] = &["template_id", "redirect_uri", "skus"];
+const TARGET_PRODUCT_KEYS: &[&str] = &["template_id", "redirect_uri", "skus", "per_row"];
+
+fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    files.sort();
+    Ok(files)
+}
+
+fn stem(file: &Path) -> String {
+    file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+impl Project {
+    /// Loads `dir/destinations/*.yaml` and `dir/activations/*.yaml`, with `${VAR}`s from the process environment.
+    pub fn load(dir: &Path) -> Result<Project, ConfigErrors> {
+        Self::load_with_env(dir, &|name| std::env::var(name).ok())
+    }
+
+    /// As [`load`](Self::load), with `${VAR}`s from `env`.
+    ///
+    /// `Err` only when the directory itself is unusable; file problems are in
+    /// [`Project::problems`].
+    pub fn load_with_env(dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Project, ConfigErrors> {
+        let dir_problem = |message: String| ConfigErrors(vec![Problem { location: None, path: String::new(), message }]);
+        if !dir.is_dir() {
+            return Err(dir_problem(format!(
+                "configuration directory `{}` does not exist (set it with --config-dir)",
+                dir.display()
+            )));
+        }
+        let mut project = Project::default();
+        let read = |sub: &str| {
+            yaml_files(&dir.join(sub)).map_err(|e| dir_problem(format!("cannot read `{}`: {e}", dir.join(sub).display())))
+        };
+        for file in read("destinations")? {
+            if let Some(destination) = project.parse_file(&file, env, read_destination) {
+                if let Some(other) = project.destinations.get(&destination.name) {
+                    let message = format!("destination `{}` is also defined in {}", destination.name, other.file.display());
+                    project.problems.push(Problem { location: Some(Location { file, line: 1, column: 1 }), path: "name".into(), message });
+                } else {
+                    project.destinations.insert(destination.name.clone(), destination);
+                }
+            }
+        }
+        for file in read("activations")? {
+            if let Some(activation) = project.parse_file(&file, env, read_activation) {
+                if let Some(other) = project.activations.get(&activation.name) {
+                    let message = format!("activation `{}` is also defined in {}", activation.name, other.file.display());
+                    project.problems.push(Problem { location: Some(Location { file, line: 1, column: 1 }), path: "name".into(), message });
+                } else {
+                    project.activations.insert(activation.name.clone(), activation);
+                }
+            }
+        }
+        let mut broken = Vec::new();
+        for activation in project.activations.values() {
+            let problems = project.cross_check(activation);
+            if !problems.is_empty() {
+                broken.push(activation.name.clone());
+                project.problems.extend(problems);
+            }
+        }
+        for name in broken {
+            project.activations.remove(&name);
+        }
+        Ok(project)
+    }
+
+    fn parse_file<T>(
+        &mut self,
+        file: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+        read: fn(&mut Reader<'_>, &Node<'_>, &Path) -> Option<T>,
+    ) -> Option<T> {
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(e) => {
+                self.problems.push(Problem {
+                    location: Some(Location { file: file.to_owned(), line: 1, column: 1 }),
+                    path: String::new(),
+                    message: format!("cannot read the file: {e}"),
+                });
+                return None;
+            }
+        };
+        let doc = match yaml::parse(file, &text) {
+            Ok(doc) => doc,
+            Err(problem) => {
+                self.problems.push(problem);
+                return None;
+            }
+        };
+        let mut reader = Reader::new(file, env);
+        let value = read(&mut reader, &doc, file);
+        if reader.problems.is_empty() {
+            value
+        } else {
+            reader
+                .problems
+                .sort_by_key(|p| p.location.as_ref().map(|l| (l.line, l.column)));
+            self.problems.append(&mut reader.problems);
+            None
+        }
+    }
+
+    /// Checks of an activation against its destination.
+    fn cross_check(&self, activation: &Activation) -> Vec<Problem> {
+        let at = |path: &str, message: String| Problem {
+            location: Some(Location { file: activation.file.clone(), line: 1, column: 1 }),
+            path: path.to_owned(),
+            message,
+        };
+        let Some(destination) = self.destinations.get(&activation.destination) else {
+            let known: Vec<&str> = self.destinations.keys().map(String::as_str).collect();
+            return vec![at(
+                "destination",
+                format!(
+                    "destination `{}` is not defined (or its file has problems); defined: {}",
+                    activation.destination,
+                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                ),
+            )];
+        };
+        let mut problems = Vec::new();
+        let settings = destination.defaults.overlay(&activation.target);
+        if settings.business_unit_id.is_none() {
+            problems.push(at(
+                "target.business_unit_id",
+                format!("no business unit: set it here or in destination `{}` defaults", destination.name),
+            ));
+        }
+        let kind = settings.invitation_type.unwrap_or_default();
+        let maps = |field: Field| activation.mapping.iter().any(|(f, _)| *f == field);
+        if kind.has_product() {
+            if settings.product.per_row == Some(true) && !maps(Field::ProductSku) {
+                problems.push(at("mapping.product_sku", "target.product.per_row needs mapping.product_sku".to_owned()));
+            }
+            if settings.product.skus.is_none() && !maps(Field::ProductSku) {
+                problems.push(at(
+                    "target.product",
+                    format!("invitation_type `{kind}` needs product SKUs: set target.product.skus or map product_sku"),
+                ));
+            }
+        }
+        problems
+    }
+
+    /// The activation `name` and its destination, or every problem that stands in the way.
+    pub fn activation(&self, name: &str) -> Result<(&Activation, &Destination), ConfigErrors> {
+        if let Some(activation) = self.activations.get(name) {
+            let destination = &self.destinations[&activation.destination];
+            return Ok((activation, destination));
+        }
+        let mut problems = self.problems.clone();
+        if problems.is_empty() {
+            let known: Vec<&str> = self.activations.keys().map(String::as_str).collect();
+            problems.push(Problem {
+                location: None,
+                path: String::new(),
+                message: format!(
+                    "no activation named `{name}`; defined: {}",
+                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                ),
+            });
+        }
+        Err(ConfigErrors(problems))
+    }
+}
+
+fn read_name(r: &mut Reader<'_>, map: &Map<'_, '_>, file: &Path) -> String {
+    let name = match map.get("name") {
+        Some(node) => r.string(node, "name").unwrap_or_default(),
+        None => stem(file),
+    };
+    if !valid_name(&name) {
+        let node = map.get("name").unwrap_or(map.node);
+        r.problem(node, "name", format!("`{name}` is not a valid name: use letters, digits, -, _ and ."));
+    }
+    name
+}
+
+fn read_destination(r: &mut Reader<'_>, doc: &Node<'_>, file: &Path) -> Option<Destination> {
+    let map = r.map(doc, "", DESTINATION_KEYS)?;
+    let name = read_name(r, &map, file);
+    match map.get("type") {
+        Some(node) => {
+            r.choice(node, "type", &["trustpilot"]);
+        }
+        None => r.problem(map.node, "type", "missing field `type` (trustpilot)"),
+    }
+    let credentials = match map.get("auth") {
+        Some(node) => read_auth(r, node),
+        None => {
+            r.problem(map.node, "auth", "missing field `auth` (api_key, api_secret, ...)");
+            None
+        }
+    };
+    let mut endpoints = Endpoints::default();
+    if let Some(node) = map.get("endpoints")
+        && let Some(e) = r.map(node, "endpoints", &["auth", "invitations"])
+    {
+        for (key, slot) in [("auth", &mut endpoints.auth), ("invitations", &mut endpoints.invitations)] {
+            if let Some(node) = e.get(key)
+                && let Some(url) = r.string(node, &join("endpoints", key))
+            {
+                if url.starts_with("https://") || url.starts_with("http://") {
+                    *slot = url.trim_end_matches('/').to_owned();
+                } else {
+                    r.problem(node, &join("endpoints", key), format!("`{url}` is not an http(s) URL"));
+                }
+            }
+        }
+    }
+    let defaults = match map.get("defaults") {
+        Some(node) => read_settings(r, node, "defaults", false).unwrap_or_default(),
+        None => Settings::default(),
+    };
+    let concurrency = map
+        .get("concurrency")
+        .and_then(|n| r.number(n, "concurrency", 1, 64))
+        .unwrap_or(4);
+    let timeout = map
+        .get("request_timeout_seconds")
+        .and_then(|n| r.number(n, "request_timeout_seconds", 1, 600))
+        .unwrap_or(30);
+    Some(Destination {
+        name,
+        file: file.to_owned(),
+        endpoints,
+        credentials: credentials?,
+        defaults,
+        concurrency: usize::try_from(concurrency).unwrap_or(4),
+        request_timeout: Duration::from_secs(timeout),
+    })
+}
+
+fn read_auth(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Credentials> {
+    let map = r.map(node, "auth", AUTH_KEYS)?;
+    let grant = match map.get("grant") {
+        Some(node) => r.choice(node, "auth.grant", &["client_credentials", "password"])?,
+        None => "client_credentials".to_owned(),
+    };
+    let mut required = |key: &str| -> Option<String> {
+        match map.get(key) {
+            Some(node) => {
+                let value = r.string(node, &join("auth", key));
+                if value.as_deref() == Some("") {
+                    r.problem(node, &join("auth", key), "must not be empty");
+                    return None;
+                }
+                if value.is_none() && Reader::is_unset(Some(node)) {
+                    r.problem(node, &join("auth", key), "must not be empty");
+                }
+                value
+            }
+            None => {
+                r.problem(map.node, &join("auth", key), format!("missing field `{key}`"));
+                None
+            }
+        }
+    };
+    let api_key = required("api_key");
+    let api_secret = required("api_secret");
+    let grant = if grant == "password" {
+        let username = required("username");
+        let password = required("password");
+        Grant::Password {
+            username: username?,
+            password: Secret::new(password?),
+        }
+    } else {
+        let user = map.get("business_user_id").and_then(|n| r.string(n, "auth.business_user_id"));
+        if user.is_none() {
+            r.problem(
+                map.node,
+                "auth.business_user_id",
+                "the client_credentials grant needs business_user_id (an Admin or Manager of the business)",
+            );
+        }
+        Grant::ClientCredentials { business_user_id: user }
+    };
+    Some(Credentials {
+        api_key: Secret::new(api_key?),
+        api_secret: Secret::new(api_secret?),
+        grant,
+    })
+}
+
+fn read_settings(r: &mut Reader<'_>, node: &Node<'_>, path: &str, is_target: bool) -> Option<Settings> {
+    let map = r.map(node, path, SETTINGS_KEYS)?;
+    let mut settings = Settings::default();
+    let text = |r: &mut Reader<'_>, key: &str| map.get(key).and_then(|n| r.string(n, &join(path, key)));
+    settings.business_unit_id = text(r, "business_unit_id");
+    settings.sender_name = text(r, "sender_name");
+    settings.sender_email = text(r, "sender_email");
+    settings.reply_to = text(r, "reply_to");
+    settings.locale = text(r, "locale");
+    if let Some(node) = map.get("locale")
+        && let Some(locale) = &settings.locale
+        && !retl_trustpilot::is_valid_locale(locale)
+    {
+        r.problem(node, &join(path, "locale"), format!("`{locale}` is not of the form xx-YY (e.g. en-US)"));
+    }
+    for key in ["sender_email", "reply_to"] {
+        if let Some(node) = map.get(key)
+            && let Some(email) = r.string(node, &join(path, key))
+            && !retl_trustpilot::is_valid_email(&email)
+        {
+            r.problem(node, &join(path, key), "not a valid email address");
+        }
+    }
+    if let Some(node) = map.get("business_unit_id")
+        && let Some(bu) = &settings.business_unit_id
+        && !bu.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        r.problem(node, &join(path, "business_unit_id"), "may hold only letters, digits, - and _");
+    }
+    if let Some(node) = map.get("invitation_type") {
+        settings.invitation_type = r
+            .choice(node, &join(path, "invitation_type"), &InvitationType::CHOICES)
+            .and_then(|v| InvitationType::parse(&v));
+    }
+    if let Some(node) = map.get("service") {
+        let sub = join(path, "service");
+        if let Some(s) = r.map(node, &sub, SERVICE_KEYS) {
+            settings.service = ServiceSettings {
+                template_id: s.get("template_id").and_then(|n| r.string(n, &join(&sub, "template_id"))),
+                redirect_uri: s.get("redirect_uri").and_then(|n| r.string(n, &join(&sub, "redirect_uri"))),
+                tags: s.get("tags").and_then(|n| r.strings(n, &join(&sub, "tags"))),
+            };
+        }
+    }
+    if let Some(node) = map.get("product") {
+        let sub = join(path, "product");
+        let keys = if is_target { TARGET_PRODUCT_KEYS } else { PRODUCT_KEYS };
+        if let Some(p) = r.map(node, &sub, keys) {
+            settings.product = ProductSettings {
+                template_id: p.get("template_id").and_then(|n| r.string(n, &join(&sub, "template_id"))),
+                redirect_uri: p.get("redirect_uri").and_then(|n| r.string(n, &join(&sub, "redirect_uri"))),
+                skus: p.get("skus").and_then(|n| r.strings(n, &join(&sub, "skus"))),
+                per_row: p.get("per_row").and_then(|n| r.bool(n, &join(&sub, "per_row"))),
+            };
+        }
+    }
+    Some(settings)
+}
+
+fn read_activation(r: &mut Reader<'_>, doc: &Node<'_>, file: &Path) -> Option<Activation> {
+    let map = r.map(doc, "", ACTIVATION_KEYS)?;
+    let name = read_name(r, &map, file);
+    if let Some(node) = map.get("description") {
+        r.string(node, "description");
+    }
+    let destination = match map.get("destination") {
+        Some(node) => r.string(node, "destination"),
+        None => {
+            r.problem(map.node, "destination", "missing field `destination`");
+            None
+        }
+    };
+    let target = match map.get("target") {
+        Some(node) => read_settings(r, node, "target", true),
+        None => Some(Settings::default()),
+    };
+    let mapping = match map.get("mapping") {
+        Some(node) => read_mapping(r, node),
+        None => {
+            r.problem(map.node, "mapping", "missing field `mapping` (consumer_name, consumer_email, reference_number, ...)");
+            None
+        }
+    };
+    let source = match map.get("source") {
+        Some(node) => read_source(r, node),
+        None => {
+            r.problem(map.node, "source", "missing field `source` (connection, table or query)");
+            None
+        }
+    };
+    let mapping = mapping?;
+    let (connection, model, primary_key, batch_size) = source?;
+    let primary_key = match primary_key {
+        Some(key) => key,
+        None => mapping
+            .iter()
+            .filter(|(f, _)| *f == Field::ReferenceNumber)
+            .map(|(_, c)| c.clone())
+            .collect(),
+    };
+    Some(Activation {
+        name,
+        file: file.to_owned(),
+        connection,
+        model,
+        primary_key,
+        batch_size,
+        destination: destination?,
+        target: target?,
+        mapping,
+    })
+}
+
+type SourceParts = (String, Model, Option<Vec<String>>, usize);
+
+fn read_source(r: &mut Reader<'_>, node: &Node<'_>) -> Option<SourceParts> {
+    let map = r.map(node, "source", SOURCE_KEYS)?;
+    let connection = match map.get("connection") {
+        Some(node) => r.string(node, "source.connection"),
+        None => {
+            r.problem(map.node, "source.connection", "missing field `connection` (e.g. sqlite://warehouse.db)");
+            None
+        }
+    };
+    if let Some(url) = &connection
+        && let Err(e) = retl_source::Driver::for_url(url)
+    {
+        r.problem(map.get("connection").unwrap_or(map.node), "source.connection", e.to_string());
+    }
+    let model = match (map.get("table"), map.get("query")) {
+        (Some(table), None) => r.string(table, "source.table").map(Model::Table),
+        (None, Some(query)) => r.string(query, "source.query").map(Model::Query),
+        (Some(_), Some(query)) => {
+            r.problem(query, "source.query", "give either `table` or `query`, not both");
+            None
+        }
+        (None, None) => {
+            r.problem(map.node, "source", "missing field `table` or `query`");
+            None
+        }
+    };
+    let primary_key = match map.get("primary_key") {
+        Some(node) => {
+            let key = r.strings(node, "source.primary_key");
+            if key.as_ref().is_some_and(Vec::is_empty) {
+                r.problem(node, "source.primary_key", "must name at least one column");
+            }
+            key
+        }
+        None => None,
+    };
+    let batch_size = map
+        .get("batch_size")
+        .and_then(|n| r.number(n, "source.batch_size", 1, 1_000_000))
+        .unwrap_or(10_000);
+    Some((connection?, model?, primary_key, usize::try_from(batch_size).ok()?))
+}
+
+fn read_mapping(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Vec<(Field, String)>> {
+    let names = Field::names();
+    let map = r.map(node, "mapping", &names)?;
+    let mut mapping = Vec::new();
+    for (key, value) in map.entries() {
+        let field = Field::from_name(key).expect("keys were checked against the catalogue");
+        if let Some(column) = r.string(value, &join("mapping", key)) {
+            if column.is_empty() {
+                r.problem(value, &join("mapping", key), "must name a column");
+            } else {
+                mapping.push((field, column));
+            }
+        } else if Reader::is_unset(Some(value)) {
+            r.problem(value, &join("mapping", key), "must name a column");
+        }
+    }
+    for field in Field::REQUIRED {
+        if !mapping.iter().any(|(f, _)| *f == field) {
+            r.problem(map.node, &join("mapping", field.name()), format!("missing field `{field}` (the source column it comes from)"));
+        }
+    }
+    mapping.sort_by_key(|(f, _)| *f);
+    Some(mapping)
+}
+
+#[cfg(test)]
+mod tests;

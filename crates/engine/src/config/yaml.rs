@@ -1,0 +1,407 @@
+//! A typed walk over a YAML document that keeps every position and collects
+//! every problem instead of stopping at the first.
+//!
+//! Serde deserialisation stops at the first unknown key or wrong type; users
+//! fixing a file want all of them at once, each with its line and column. So
+//! the loader parses with saphyr into position-marked nodes (scalars kept as
+//! written, never guessed into numbers, so `007` stays `007`) and this module
+//! reads them with small typed accessors that report into a shared list and
+//! carry on.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use saphyr::{MarkedYaml, ScalarStyle, YamlData, YamlLoader};
+use saphyr_parser::Parser;
+
+/// Where a problem is: file, line and column (both from 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The file.
+    pub file: PathBuf,
+    /// The line, from 1.
+    pub line: usize,
+    /// The column, from 1.
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+/// One configuration problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where it is (none for problems of the directory itself).
+    pub location: Option<Location>,
+    /// The field path (`source.primary_key[0]`), empty for the whole document.
+    pub path: String,
+    /// What is wrong and, where it helps, what is accepted.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(location) = &self.location {
+            write!(f, "{location}: ")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// A YAML node with its position.
+pub type Node<'a> = MarkedYaml<'a>;
+
+/// Parses one document; `Err` is a syntax problem.
+pub fn parse<'a>(file: &Path, text: &'a str) -> Result<Node<'a>, Problem> {
+    let mut loader = YamlLoader::<Node<'a>>::default();
+    loader.early_parse(false);
+    let mut parser = Parser::new_from_str(text);
+    let syntax = |marker: &saphyr::Marker, info: &str| Problem {
+        location: Some(Location {
+            file: file.to_owned(),
+            line: marker.line(),
+            column: marker.col() + 1,
+        }),
+        path: String::new(),
+        message: format!("invalid YAML: {info}"),
+    };
+    if let Err(e) = parser.load(&mut loader, false) {
+        return Err(syntax(e.marker(), e.info()));
+    }
+    if let Some(e) = loader.error() {
+        return Err(syntax(e.marker(), e.info()));
+    }
+    loader
+        .into_documents()
+        .into_iter()
+        .next()
+        .ok_or_else(|| Problem {
+            location: Some(Location { file: file.to_owned(), line: 1, column: 1 }),
+            path: String::new(),
+            message: "the file is empty".to_owned(),
+        })
+}
+
+/// Reads nodes of one file, collecting problems.
+pub struct Reader<'f> {
+    file: &'f Path,
+    env: &'f dyn Fn(&str) -> Option<String>,
+    /// Every problem found so far.
+    pub problems: Vec<Problem>,
+}
+
+/// A mapping's entries, in document order, keys as text.
+pub struct Map<'n, 'a> {
+    /// The mapping node itself.
+    pub node: &'n Node<'a>,
+    entries: Vec<(String, &'n Node<'a>)>,
+}
+
+impl<'n, 'a> Map<'n, 'a> {
+    /// The value of `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&'n Node<'a>> {
+        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+
+    /// All entries.
+    pub fn entries(&self) -> &[(String, &'n Node<'a>)] {
+        &self.entries
+    }
+}
+
+/// Joins a field path.
+pub fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn kind(node: &Node<'_>) -> &'static str {
+    match &node.data {
+        YamlData::Mapping(_) => "a mapping",
+        YamlData::Sequence(_) => "a list",
+        _ if is_null(node) => "null",
+        _ => "a scalar",
+    }
+}
+
+fn is_null(node: &Node<'_>) -> bool {
+    match &node.data {
+        YamlData::Representation(text, ScalarStyle::Plain, None) => {
+            matches!(text.as_ref(), "" | "~" | "null" | "Null" | "NULL")
+        }
+        YamlData::Value(saphyr::Scalar::Null) => true,
+        _ => false,
+    }
+}
+
+fn untagged<'n, 'a>(node: &'n Node<'a>) -> &'n Node<'a> {
+    match &node.data {
+        YamlData::Tagged(_, inner) => untagged(inner),
+        _ => node,
+    }
+}
+
+fn scalar_text<'n>(node: &'n Node<'_>) -> Option<Cow<'n, str>> {
+    match &untagged(node).data {
+        YamlData::Representation(text, _, _) => Some(Cow::Borrowed(text.as_ref())),
+        YamlData::Value(scalar) => Some(match scalar {
+            saphyr::Scalar::String(s) => Cow::Borrowed(s.as_ref()),
+            saphyr::Scalar::Integer(i) => Cow::Owned(i.to_string()),
+            saphyr::Scalar::FloatingPoint(f) => Cow::Owned(f.to_string()),
+            saphyr::Scalar::Boolean(b) => Cow::Owned(b.to_string()),
+            saphyr::Scalar::Null => Cow::Borrowed(""),
+        }),
+        _ => None,
+    }
+}
+
+impl<'f> Reader<'f> {
+    /// A reader for `file`, looking `${VAR}`s up with `env`.
+    pub fn new(file: &'f Path, env: &'f dyn Fn(&str) -> Option<String>) -> Self {
+        Reader { file, env, problems: Vec::new() }
+    }
+
+    /// The position of `node`.
+    pub fn location(&self, node: &Node<'_>) -> Location {
+        Location {
+            file: self.file.to_owned(),
+            line: node.span.start.line(),
+            column: node.span.start.col() + 1,
+        }
+    }
+
+    /// Records a problem at `node`.
+    pub fn problem(&mut self, node: &Node<'_>, path: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            location: Some(self.location(node)),
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// Whether a value is absent or null.
+    pub fn is_unset(node: Option<&Node<'_>>) -> bool {
+        node.is_none_or(is_null)
+    }
+
+    /// Reads a mapping whose keys must be among `allowed`; reports each unknown key.
+    pub fn map<'n, 'a>(&mut self, node: &'n Node<'a>, path: &str, allowed: &[&str]) -> Option<Map<'n, 'a>> {
+        let node = untagged(node);
+        let YamlData::Mapping(mapping) = &node.data else {
+            let found = kind(node);
+            self.problem(node, path, format!("expected a mapping, found {found}"));
+            return None;
+        };
+        let mut entries: Vec<(String, &'n Node<'a>)> = Vec::with_capacity(mapping.len());
+        for (key, value) in mapping {
+            let Some(name) = scalar_text(key) else {
+                self.problem(key, path, "keys must be plain names");
+                continue;
+            };
+            let name = name.into_owned();
+            if entries.iter().any(|(k, _)| *k == name) {
+                self.problem(key, &join(path, &name), "duplicate key");
+                continue;
+            }
+            if !allowed.is_empty() && !allowed.contains(&name.as_str()) {
+                self.problem(
+                    key,
+                    &join(path, &name),
+                    format!("unknown field `{name}`, expected one of: {}", allowed.join(", ")),
+                );
+                continue;
+            }
+            entries.push((name, value));
+        }
+        Some(Map { node, entries })
+    }
+
+    /// Reads a string, replacing `${VAR}` from the environment (`$${` is a literal `${`).
+    /// Null gives `None` without a problem.
+    pub fn string(&mut self, node: &Node<'_>, path: &str) -> Option<String> {
+        if is_null(node) {
+            return None;
+        }
+        let Some(text) = scalar_text(node) else {
+            let found = kind(node);
+            self.problem(node, path, format!("expected a string, found {found}"));
+            return None;
+        };
+        self.interpolate(node, path, &text)
+    }
+
+    fn interpolate(&mut self, node: &Node<'_>, path: &str, text: &str) -> Option<String> {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        let mut ok = true;
+        while let Some(start) = rest.find('$') {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 1..];
+            if let Some(escaped) = after.strip_prefix("${") {
+                out.push_str("${");
+                rest = escaped;
+            } else if let Some(body) = after.strip_prefix('{') {
+                let Some(end) = body.find('}') else {
+                    self.problem(node, path, "unclosed `${` (write `$${` for a literal `${`)");
+                    return None;
+                };
+                let name = &body[..end];
+                let valid = !name.is_empty()
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !valid {
+                    self.problem(node, path, format!("`${{{name}}}` is not a valid environment variable reference"));
+                    ok = false;
+                } else if let Some(value) = (self.env)(name) {
+                    out.push_str(&value);
+                } else {
+                    self.problem(node, path, format!("environment variable `{name}` is not set"));
+                    ok = false;
+                }
+                rest = &body[end + 1..];
+            } else {
+                out.push('$');
+                rest = after;
+            }
+        }
+        out.push_str(rest);
+        ok.then_some(out)
+    }
+
+    /// Reads a string and checks it is one of `choices`.
+    pub fn choice(&mut self, node: &Node<'_>, path: &str, choices: &[&str]) -> Option<String> {
+        let value = self.string(node, path)?;
+        if choices.contains(&value.as_str()) {
+            Some(value)
+        } else {
+            self.problem(node, path, format!("invalid value `{value}`, expected one of: {}", choices.join(", ")));
+            None
+        }
+    }
+
+    /// Reads `true` or `false`.
+    pub fn bool(&mut self, node: &Node<'_>, path: &str) -> Option<bool> {
+        match self.string(node, path)?.as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            other => {
+                self.problem(node, path, format!("expected true or false, found `{other}`"));
+                None
+            }
+        }
+    }
+
+    /// Reads a whole number within `min..=max`.
+    pub fn number(&mut self, node: &Node<'_>, path: &str, min: u64, max: u64) -> Option<u64> {
+        let text = self.string(node, path)?;
+        match text.replace('_', "").parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                self.problem(node, path, format!("expected a whole number from {min} to {max}, found `{text}`"));
+                None
+            }
+        }
+    }
+
+    /// Reads a list of strings; a single string is taken as a list of one.
+    pub fn strings(&mut self, node: &Node<'_>, path: &str) -> Option<Vec<String>> {
+        let node = untagged(node);
+        match &node.data {
+            YamlData::Sequence(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(s) = self.string(item, &format!("{path}[{i}]")) {
+                        out.push(s);
+                    }
+                }
+                (out.len() == items.len()).then_some(out)
+            }
+            _ => self.string(node, path).map(|s| vec![s]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "KEY").then(|| "k-123".to_owned())
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_are_all_reported_with_positions() {
+        let text = "name: a\ntabel: x\nsource:\n  - 1\nbatch: lots\n";
+        let file = Path::new("a.yaml");
+        let doc = parse(file, text).unwrap();
+        let mut r = Reader::new(file, &env);
+        let map = r.map(&doc, "", &["name", "source", "batch"]).unwrap();
+        r.map(map.get("source").unwrap(), "source", &[]);
+        r.number(map.get("batch").unwrap(), "batch", 1, 10);
+        let shown: Vec<String> = r.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            vec![
+                "a.yaml:2:1: tabel: unknown field `tabel`, expected one of: name, source, batch",
+                "a.yaml:4:3: source: expected a mapping, found a list",
+                "a.yaml:5:8: batch: expected a whole number from 1 to 10, found `lots`",
+            ]
+        );
+    }
+
+    #[test]
+    fn environment_variables_are_replaced_and_missing_ones_named() {
+        let file = Path::new("d.yaml");
+        let doc = parse(file, "a: \"${KEY}-x\"\nb: ${NOPE}\nc: $${KEY} costs $5\n").unwrap();
+        let mut r = Reader::new(file, &env);
+        let map = r.map(&doc, "", &[]).unwrap();
+        assert_eq!(r.string(map.get("a").unwrap(), "a").as_deref(), Some("k-123-x"));
+        assert_eq!(r.string(map.get("b").unwrap(), "b"), None);
+        assert_eq!(r.string(map.get("c").unwrap(), "c").as_deref(), Some("${KEY} costs $5"));
+        assert_eq!(
+            r.problems[0].to_string(),
+            "d.yaml:2:4: b: environment variable `NOPE` is not set"
+        );
+    }
+
+    #[test]
+    fn scalars_keep_their_written_form() {
+        let file = Path::new("s.yaml");
+        let doc = parse(file, "id: 007\non: yes\n").unwrap();
+        let mut r = Reader::new(file, &env);
+        let map = r.map(&doc, "", &[]).unwrap();
+        assert_eq!(r.string(map.get("id").unwrap(), "id").as_deref(), Some("007"));
+        assert_eq!(r.string(map.get("on").unwrap(), "on").as_deref(), Some("yes"));
+    }
+
+    #[test]
+    fn syntax_errors_have_a_position() {
+        let file = Path::new("bad.yaml");
+        let problem = parse(file, "a: [1, 2\nb: c\n").unwrap_err();
+        assert!(problem.to_string().starts_with("bad.yaml:"), "{problem}");
+        assert!(problem.message.starts_with("invalid YAML"));
+    }
+
+    #[test]
+    fn duplicate_keys_are_reported() {
+        let file = Path::new("dup.yaml");
+        let problem = match parse(file, "a: 1\na: 2\n") {
+            Err(p) => p.to_string(),
+            Ok(doc) => {
+                let mut r = Reader::new(file, &env);
+                r.map(&doc, "", &[]);
+                r.problems[0].to_string()
+            }
+        };
+        assert!(problem.contains("dup"), "{problem}");
+    }
+}
