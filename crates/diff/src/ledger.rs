@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
-use sqlx::sqlite::SqlitePool;
+use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use crate::{Error, Result, RowHash};
@@ -100,6 +100,11 @@ fn to_hash(bytes: &[u8]) -> Result<RowHash> {
 }
 
 impl Ledger {
+    /// The pool the ledger lives in (the state database).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Opens the ledger in `pool`, creating its table if needed.
     pub async fn open(pool: SqlitePool) -> Result<Self> {
         sqlx::query(
@@ -109,6 +114,7 @@ impl Ledger {
                 content_hash BLOB NOT NULL,
                 status       TEXT NOT NULL,
                 attempts     INTEGER NOT NULL DEFAULT 0,
+                row_key      TEXT,
                 reference    TEXT,
                 first_run    TEXT NOT NULL,
                 last_run     TEXT NOT NULL,
@@ -159,20 +165,23 @@ impl Ledger {
         run_id: &str,
         key: &RowHash,
         content: &RowHash,
+        row_key: &str,
         reference: Option<&str>,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO ledger (activation, key_hash, content_hash, status, attempts, reference,
+            "INSERT INTO ledger (activation, key_hash, content_hash, status, attempts, row_key, reference,
                                  first_run, last_run, updated_at)
-             VALUES (?1, ?2, ?3, 'in_flight', 1, ?4, ?5, ?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+             VALUES (?1, ?2, ?3, 'in_flight', 1, ?4, ?5, ?6, ?6, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
              ON CONFLICT (activation, key_hash) DO UPDATE SET
                 content_hash = excluded.content_hash, status = 'in_flight',
-                attempts = ledger.attempts + 1, reference = excluded.reference,
+                attempts = ledger.attempts + 1, row_key = excluded.row_key,
+                reference = excluded.reference,
                 last_run = excluded.last_run, updated_at = excluded.updated_at",
         )
         .bind(activation)
         .bind(key.as_slice())
         .bind(content.as_slice())
+        .bind(row_key)
         .bind(reference)
         .bind(run_id)
         .execute(&self.pool)
@@ -186,6 +195,19 @@ impl Ledger {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
+        Self::record_in(&mut tx, activation, run_id, outcomes).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records final outcomes on `conn`, typically inside the caller's transaction
+    /// so that the ledger and the run log change together.
+    pub async fn record_in(
+        conn: &mut SqliteConnection,
+        activation: &str,
+        run_id: &str,
+        outcomes: &[Outcome<'_>],
+    ) -> Result<()> {
         for outcome in outcomes {
             sqlx::query(
                 "INSERT INTO ledger (activation, key_hash, content_hash, status, attempts, reference,
@@ -203,10 +225,9 @@ impl Ledger {
             .bind(outcome.reference)
             .bind(run_id)
             .bind(outcome.error)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -240,20 +261,20 @@ impl Ledger {
     }
 
     /// Turns the keys a crashed run left in flight into `uncertain`, returning
-    /// their reference numbers (in no particular order).
-    pub async fn recover_in_flight(&self, activation: &str) -> Result<Vec<(RowHash, Option<String>)>> {
+    /// their row keys and reference numbers (in no particular order).
+    pub async fn recover_in_flight(&self, activation: &str) -> Result<Vec<(Option<String>, Option<String>)>> {
         let rows = sqlx::query(
             "UPDATE ledger SET status = 'uncertain',
                     last_error = 'in flight when a previous run stopped: delivery unknown',
                     updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
              WHERE activation = ?1 AND status = 'in_flight'
-             RETURNING key_hash, reference",
+             RETURNING row_key, reference",
         )
         .bind(activation)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|row| Ok((to_hash(row.try_get::<&[u8], _>(0)?)?, row.try_get(1)?)))
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect()
     }
 
@@ -295,7 +316,7 @@ mod tests {
     #[tokio::test]
     async fn outcomes_are_found_by_key_and_scoped_to_their_activation() {
         let ledger = ledger().await;
-        ledger.mark_in_flight("a", "run-1", &[1; 16], &[9; 16], Some("R1")).await.unwrap();
+        ledger.mark_in_flight("a", "run-1", &[1; 16], &[9; 16], "1", Some("R1")).await.unwrap();
         ledger
             .record(
                 "a",
@@ -333,9 +354,9 @@ mod tests {
     #[tokio::test]
     async fn keys_left_in_flight_become_uncertain() {
         let ledger = ledger().await;
-        ledger.mark_in_flight("a", "run-1", &[1; 16], &[0; 16], Some("R1")).await.unwrap();
+        ledger.mark_in_flight("a", "run-1", &[1; 16], &[0; 16], "1", Some("R1")).await.unwrap();
         let recovered = ledger.recover_in_flight("a").await.unwrap();
-        assert_eq!(recovered, vec![([1; 16], Some("R1".to_owned()))]);
+        assert_eq!(recovered, vec![(Some("1".to_owned()), Some("R1".to_owned()))]);
         let found = ledger.lookup("a", &[[1; 16]]).await.unwrap();
         assert_eq!(found[&[1; 16]].status, Status::Uncertain);
         assert!(ledger.recover_in_flight("a").await.unwrap().is_empty());
@@ -344,12 +365,12 @@ mod tests {
     #[tokio::test]
     async fn restoring_a_new_key_removes_it_and_an_old_one_gets_its_entry_back() {
         let ledger = ledger().await;
-        ledger.mark_in_flight("a", "run-1", &[1; 16], &[0; 16], None).await.unwrap();
+        ledger.mark_in_flight("a", "run-1", &[1; 16], &[0; 16], "1", None).await.unwrap();
         ledger.restore("a", &[1; 16], None).await.unwrap();
         assert!(ledger.lookup("a", &[[1; 16]]).await.unwrap().is_empty());
 
         let failed = Entry { content: [3; 16], status: Status::Failed, attempts: 2 };
-        ledger.mark_in_flight("a", "run-2", &[2; 16], &[4; 16], None).await.unwrap();
+        ledger.mark_in_flight("a", "run-2", &[2; 16], &[4; 16], "2", None).await.unwrap();
         ledger.restore("a", &[2; 16], Some(&failed)).await.unwrap();
         assert_eq!(ledger.lookup("a", &[[2; 16]]).await.unwrap()[&[2; 16]], failed);
     }

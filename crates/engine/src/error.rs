@@ -1,0 +1,71 @@
+//! Errors of a run.
+
+use crate::config::ConfigErrors;
+
+/// Why a run could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is wrong (including a mapping that does not fit the source).
+    #[error(transparent)]
+    Config(#[from] ConfigErrors),
+    /// The activation's configuration does not fit its source.
+    #[error("activation `{activation}`: {message}")]
+    Mapping {
+        /// The activation.
+        activation: String,
+        /// What does not fit.
+        message: String,
+    },
+    /// The source failed (connection, query, a value of the wrong type).
+    #[error("source of activation `{activation}`: {source}")]
+    Source {
+        /// The activation.
+        activation: String,
+        /// The source's error.
+        source: retl_source::Error,
+    },
+    /// Trustpilot refused the destination's configuration or credentials.
+    #[error("destination `{destination}`: {source}")]
+    Destination {
+        /// The destination.
+        destination: String,
+        /// The client's error.
+        source: retl_trustpilot::Error,
+    },
+    /// The state database failed.
+    #[error("state database: {0}")]
+    State(String),
+    /// The ledger failed.
+    #[error(transparent)]
+    Ledger(#[from] retl_diff::Error),
+    /// The run's counts do not add up: a bug, reported loudly rather than hidden.
+    #[error("run accounting does not add up: {0}")]
+    Accounting(String),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::State(e.to_string())
+    }
+}
+
+impl Error {
+    /// Whether the user's configuration is at fault (exit code 2).
+    pub fn is_config(&self) -> bool {
+        match self {
+            Error::Config(_) | Error::Mapping { .. } => true,
+            Error::Destination { source, .. } => source.class() == retl_trustpilot::ErrorClass::Fatal,
+            Error::Source { source, .. } => matches!(
+                source,
+                retl_source::Error::ColumnMissing { .. }
+                    | retl_source::Error::UnsupportedType { .. }
+                    | retl_source::Error::UnsupportedScheme { .. }
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,444 @@
+//! One run of one activation.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use futures::StreamExt;
+use retl_diff::{Class, Entry, Ledger, Outcome, RowHash, Status, classify, hash_rows};
+use retl_mapping::{Invitation, Mapper, cell_text};
+use retl_source::{Source, SourceSpec};
+use retl_trustpilot::{
+    Accepted, Client, ClientConfig, EmailInvitation, ErrorClass, ProductReviewInvitation,
+    ServiceReviewInvitation,
+};
+use tracing::Instrument;
+
+use crate::config::{Activation, Destination};
+use crate::state::{Counts, RowLog, RunSummary, State};
+use crate::{Error, Result};
+
+/// Requests per row within one run for transient failures (the first included).
+const TRIES_PER_RUN: u32 = 3;
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// The run as recorded in the run log.
+    pub summary: RunSummary,
+    /// Why it failed, if it did (the summary's `error` holds the same message).
+    pub failure: Option<Error>,
+}
+
+impl Finished {
+    /// Whether any row needs attention: it failed or its delivery is uncertain.
+    pub fn needs_attention(&self) -> bool {
+        self.summary.counts.failed > 0 || self.summary.counts.uncertain > 0
+    }
+}
+
+/// The Trustpilot request body for a mapped row.
+pub fn email_invitation(invitation: Invitation) -> EmailInvitation {
+    EmailInvitation {
+        consumer_email: invitation.consumer_email,
+        consumer_name: invitation.consumer_name,
+        reference_number: invitation.reference_number,
+        locale: invitation.locale,
+        sender_email: invitation.sender_email,
+        sender_name: invitation.sender_name,
+        reply_to: invitation.reply_to,
+        location_id: invitation.location_id,
+        kind: "email",
+        service_review_invitation: invitation.service.map(|s| ServiceReviewInvitation {
+            template_id: s.template_id,
+            preferred_send_time: s.preferred_send_time,
+            redirect_uri: s.redirect_uri,
+            tags: s.tags,
+        }),
+        product_review_invitation: invitation.product.map(|p| ProductReviewInvitation {
+            template_id: p.template_id,
+            preferred_send_time: p.preferred_send_time,
+            redirect_uri: p.redirect_uri,
+            product_skus: p.skus,
+        }),
+    }
+}
+
+/// A row on its way to Trustpilot.
+struct Pending {
+    key: RowHash,
+    content: RowHash,
+    row_key: String,
+    reference: String,
+    previous: Option<Entry>,
+    body: EmailInvitation,
+}
+
+/// What came of one request.
+enum Delivery {
+    Sent(Accepted),
+    Refused(ErrorClass, retl_trustpilot::Error),
+    NotSent(String),
+}
+
+/// Runs `activation` once against `destination`, recording everything in `state`.
+pub async fn run(state: &State, activation: &Activation, destination: &Destination) -> Result<Finished> {
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let mut summary = state.start_run(&run_id, &activation.name).await?;
+    let span = tracing::info_span!("run", activation = %activation.name, run_id = %run_id);
+    let mut ctx = RunCtx {
+        state,
+        activation,
+        run_id: &run_id,
+        seq: 0,
+        counts: Counts::default(),
+        seen_new: HashSet::new(),
+    };
+    let result = ctx.execute(destination).instrument(span).await;
+    summary.counts = ctx.counts;
+    let failure = match result {
+        Ok(()) if summary.counts.balanced() => None,
+        Ok(()) => Some(Error::Accounting(format!("{:?}", summary.counts))),
+        Err(e) => Some(e),
+    };
+    summary.status = if failure.is_some() { "failed" } else { "completed" }.to_owned();
+    summary.error = failure.as_ref().map(ToString::to_string);
+    state.finish_run(&mut summary).await?;
+    tracing::info!(
+        activation = %activation.name, run_id = %run_id, status = %summary.status,
+        read = summary.counts.read, sent = summary.counts.sent, rejected = summary.counts.rejected,
+        failed = summary.counts.failed, "run finished"
+    );
+    Ok(Finished { summary, failure })
+}
+
+struct RunCtx<'a> {
+    state: &'a State,
+    activation: &'a Activation,
+    run_id: &'a str,
+    seq: u64,
+    counts: Counts,
+    /// Keys this run is delivering: a second row with one of them is a duplicate.
+    seen_new: HashSet<RowHash>,
+}
+
+/// The primary-key values of a row, for the run log.
+fn key_text(batch: &RecordBatch, key_columns: &[usize], row: usize) -> (String, bool) {
+    let mut has_null = false;
+    let parts: Vec<String> = key_columns
+        .iter()
+        .map(|&c| match cell_text(batch.column(c).as_ref(), row) {
+            Ok(Some(text)) => text.into_owned(),
+            Ok(None) => {
+                has_null = true;
+                "NULL".to_owned()
+            }
+            Err(e) => format!("<{e}>"),
+        })
+        .collect();
+    (parts.join(", "), has_null)
+}
+
+fn row_log(key: &str, reference: Option<&str>, outcome: &str, reason: Option<String>) -> RowLog {
+    RowLog {
+        key: key.to_owned(),
+        reference: reference.map(str::to_owned),
+        outcome: outcome.to_owned(),
+        reason,
+        status_code: None,
+        error_code: None,
+        correlation_id: None,
+        invitation_id: None,
+    }
+}
+
+impl RunCtx<'_> {
+    async fn execute(&mut self, destination: &Destination) -> Result<()> {
+        let activation = self.activation;
+        let name = activation.name.as_str();
+        let ledger = self.state.ledger().clone();
+
+        let recovered = ledger.recover_in_flight(name).await?;
+        if !recovered.is_empty() {
+            tracing::warn!(rows = recovered.len(), "rows left in flight by an interrupted run are now uncertain");
+            self.counts.recovered = recovered.len() as u64;
+            let logs: Vec<RowLog> = recovered
+                .iter()
+                .map(|(key, reference)| {
+                    row_log(
+                        key.as_deref().unwrap_or("?"),
+                        reference.as_deref(),
+                        "uncertain",
+                        Some("in flight when an earlier run stopped: delivery unknown, not resent".to_owned()),
+                    )
+                })
+                .collect();
+            self.commit(&[], &logs).await?;
+        }
+
+        let spec = SourceSpec {
+            connection: activation.connection.clone(),
+            model: activation.model.clone(),
+            columns: activation.columns(),
+            batch_size: activation.batch_size,
+        };
+        let source_error = |source| Error::Source { activation: name.to_owned(), source };
+        let mut source = Source::open(&spec).await.map_err(source_error)?;
+        let schema = source.schema();
+        let settings = destination.defaults.overlay(&activation.target);
+        let business_unit = settings.business_unit_id.clone().unwrap_or_default();
+        let mapper = Mapper::new(settings, &activation.mapping, &schema).map_err(|e| Error::Mapping {
+            activation: name.to_owned(),
+            message: e.to_string(),
+        })?;
+        let index = |column: &String| schema.index_of(column).expect("the source reads every activation column");
+        let key_columns: Vec<usize> = activation.primary_key.iter().map(index).collect();
+        let mut content_names: Vec<&String> = activation.mapping.iter().map(|(_, c)| c).collect();
+        content_names.sort();
+        content_names.dedup();
+        let content_columns: Vec<usize> = content_names.into_iter().map(index).collect();
+
+        let mut config = ClientConfig::new(destination.endpoints.clone(), destination.credentials.clone());
+        config.timeout = destination.request_timeout;
+        let client = Client::new(config).map_err(|source| Error::Destination {
+            destination: destination.name.clone(),
+            source,
+        })?;
+        let stop = Arc::new(AtomicBool::new(false));
+
+        while let Some(batch) = source.next_batch().await {
+            let batch = batch.map_err(source_error)?;
+            let pending = self.classify_batch(&ledger, &mapper, &batch, &key_columns, &content_columns).await?;
+            tracing::debug!(rows = batch.num_rows(), to_send = pending.len(), "batch classified");
+            let fatal = self
+                .deliver_all(&ledger, &client, &business_unit, destination.concurrency, pending, &stop)
+                .await?;
+            if let Some(error) = fatal {
+                return Err(Error::Destination {
+                    destination: destination.name.clone(),
+                    source: error,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts and classifies a batch, records rows rejected before sending, and
+    /// returns the rows to send.
+    async fn classify_batch(
+        &mut self,
+        ledger: &Ledger,
+        mapper: &Mapper,
+        batch: &RecordBatch,
+        key_columns: &[usize],
+        content_columns: &[usize],
+    ) -> Result<Vec<Pending>> {
+        let keys = hash_rows(batch, key_columns)?;
+        let contents = hash_rows(batch, content_columns)?;
+        let entries: HashMap<RowHash, Entry> = ledger.lookup(&self.activation.name, &keys).await?;
+        let mut pending = Vec::new();
+        let mut outcomes: Vec<(RowHash, RowHash, Option<String>, String)> = Vec::new();
+        let mut logs = Vec::new();
+        for row in 0..batch.num_rows() {
+            self.counts.read += 1;
+            let (key, content) = (keys[row], contents[row]);
+            let (row_key, has_null) = key_text(batch, key_columns, row);
+            let reject_unrecorded = |this: &mut Self, logs: &mut Vec<RowLog>, reason: String| {
+                // No ledger entry: the row has no usable identity of its own.
+                this.counts.new += 1;
+                this.counts.rejected += 1;
+                logs.push(row_log(&row_key, mapper.reference(batch, row).as_deref(), "rejected", Some(reason)));
+            };
+            if has_null {
+                let reason = format!("primary key ({}) is NULL", self.activation.primary_key.join(", "));
+                reject_unrecorded(self, &mut logs, reason);
+                continue;
+            }
+            if self.seen_new.contains(&key) {
+                let reason = "duplicate primary key: an earlier row of this run has the same key".to_owned();
+                reject_unrecorded(self, &mut logs, reason);
+                continue;
+            }
+            let previous = entries.get(&key).copied();
+            match classify(previous.as_ref(), &content) {
+                Class::AlreadySent | Class::Unresolved => self.counts.already_sent += 1,
+                Class::IgnoredChanged => self.counts.ignored_changed += 1,
+                Class::AlreadyRejected => self.counts.already_rejected += 1,
+                Class::New | Class::Retry => {
+                    self.counts.new += 1;
+                    self.seen_new.insert(key);
+                    let mapped = mapper.map_row(batch, row).map_err(|r| r.to_string());
+                    let body = mapped.map(email_invitation).and_then(|body| {
+                        body.validate().map(|()| body).map_err(|problems| problems.join("; "))
+                    });
+                    match body {
+                        Ok(body) => pending.push(Pending {
+                            key,
+                            content,
+                            row_key,
+                            reference: body.reference_number.clone(),
+                            previous,
+                            body,
+                        }),
+                        Err(reason) => {
+                            self.counts.rejected += 1;
+                            let reference = mapper.reference(batch, row);
+                            logs.push(row_log(&row_key, reference.as_deref(), "rejected", Some(reason.clone())));
+                            outcomes.push((key, content, reference, reason));
+                        }
+                    }
+                }
+            }
+        }
+        let outcomes: Vec<Outcome<'_>> = outcomes
+            .iter()
+            .map(|(key, content, reference, reason)| Outcome {
+                key: *key,
+                content: *content,
+                status: Status::Rejected,
+                reference: reference.as_deref(),
+                error: Some(reason),
+            })
+            .collect();
+        self.commit(&outcomes, &logs).await?;
+        Ok(pending)
+    }
+
+    /// Records ledger outcomes and run-log rows in one transaction.
+    async fn commit(&mut self, outcomes: &[Outcome<'_>], logs: &[RowLog]) -> Result<()> {
+        if outcomes.is_empty() && logs.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.state.pool().begin().await?;
+        Ledger::record_in(&mut tx, &self.activation.name, self.run_id, outcomes).await?;
+        State::log_rows(&mut tx, self.run_id, self.seq, logs).await?;
+        tx.commit().await?;
+        self.seq += logs.len() as u64;
+        Ok(())
+    }
+
+    /// Sends `pending` with up to `concurrency` requests in flight, committing each
+    /// outcome as it arrives. Returns the error that stopped the run, if any.
+    async fn deliver_all(
+        &mut self,
+        ledger: &Ledger,
+        client: &Client,
+        business_unit: &str,
+        concurrency: usize,
+        pending: Vec<Pending>,
+        stop: &Arc<AtomicBool>,
+    ) -> Result<Option<retl_trustpilot::Error>> {
+        let name = self.activation.name.clone();
+        let run_id = self.run_id.to_owned();
+        let mut deliveries = futures::stream::iter(pending.into_iter().map(|p| {
+            let (name, run_id) = (name.clone(), run_id.clone());
+            async move {
+                let delivery = deliver(ledger, client, &name, &run_id, business_unit, &p, stop).await;
+                (p, delivery)
+            }
+        }))
+        .buffer_unordered(concurrency.max(1));
+        let mut fatal = None;
+        while let Some((p, delivery)) = deliveries.next().await {
+            let delivery = delivery?;
+            let mut log = row_log(&p.row_key, Some(&p.reference), "", None);
+            let status = match delivery {
+                Delivery::Sent(accepted) => {
+                    self.counts.sent += 1;
+                    log.status_code = Some(accepted.status);
+                    log.invitation_id = accepted.id;
+                    Some(Status::Sent)
+                }
+                Delivery::NotSent(reason) => {
+                    self.counts.skipped += 1;
+                    log.reason = Some(reason);
+                    None
+                }
+                Delivery::Refused(class, error) => {
+                    if let Some(api) = error.api() {
+                        log.status_code = Some(api.status);
+                        log.error_code.clone_from(&api.error_code);
+                        log.correlation_id.clone_from(&api.correlation_id);
+                    }
+                    log.reason = Some(error.to_string());
+                    match class {
+                        ErrorClass::Rejected => {
+                            self.counts.rejected += 1;
+                            Some(Status::Rejected)
+                        }
+                        ErrorClass::Uncertain => {
+                            self.counts.uncertain += 1;
+                            Some(Status::Uncertain)
+                        }
+                        ErrorClass::Transient | ErrorClass::RateLimited => {
+                            self.counts.failed += 1;
+                            Some(Status::Failed)
+                        }
+                        ErrorClass::Fatal => {
+                            // Trustpilot refused the destination, not this row: it was
+                            // not accepted, so its key goes back to where it was.
+                            stop.store(true, Ordering::SeqCst);
+                            ledger.restore(&name, &p.key, p.previous.as_ref()).await?;
+                            self.counts.skipped += 1;
+                            log.reason = Some(format!("run stopped: {error}"));
+                            fatal.get_or_insert(error);
+                            None
+                        }
+                    }
+                }
+            };
+            log.outcome = status.map_or("skipped", Status::as_str).to_owned();
+            let outcome = status.map(|status| Outcome {
+                key: p.key,
+                content: p.content,
+                status,
+                reference: Some(&p.reference),
+                error: log.reason.as_deref(),
+            });
+            let outcomes: Vec<Outcome<'_>> = outcome.into_iter().collect();
+            self.commit(&outcomes, std::slice::from_ref(&log)).await?;
+        }
+        Ok(fatal)
+    }
+}
+
+/// Delivers one row: marks it in flight, then sends it, retrying transient failures.
+async fn deliver(
+    ledger: &Ledger,
+    client: &Client,
+    activation: &str,
+    run_id: &str,
+    business_unit: &str,
+    p: &Pending,
+    stop: &AtomicBool,
+) -> Result<Delivery> {
+    if stop.load(Ordering::SeqCst) {
+        return Ok(Delivery::NotSent("run stopped before this row was sent".to_owned()));
+    }
+    ledger
+        .mark_in_flight(activation, run_id, &p.key, &p.content, &p.row_key, Some(&p.reference))
+        .await?;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match client.create_email_invitation(business_unit, &p.body).await {
+            Ok(accepted) => return Ok(Delivery::Sent(accepted)),
+            Err(error) => {
+                let class = error.class();
+                let retryable = matches!(class, ErrorClass::Transient | ErrorClass::RateLimited);
+                if !retryable || tries >= TRIES_PER_RUN || stop.load(Ordering::SeqCst) {
+                    return Ok(Delivery::Refused(class, error));
+                }
+                let backoff = error
+                    .api()
+                    .and_then(|api| api.retry_after)
+                    .unwrap_or(Duration::from_millis(250) * 2u32.pow(tries))
+                    .min(Duration::from_secs(60));
+                tracing::debug!(tries, backoff_ms = backoff.as_millis(), %error, "retrying");
+                tokio::time::sleep(backoff).await;
+            }
+        }
+    }
+}

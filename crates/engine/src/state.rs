@@ -1,0 +1,292 @@
+//! The state database: the ledger and the run logs, side by side.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use retl_diff::Ledger;
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Row;
+
+use crate::{Error, Result};
+
+/// Counts of a run, by what happened to each row read.
+///
+/// `read = already_sent + already_rejected + ignored_changed + new` and
+/// `new = sent + rejected + failed + uncertain + skipped`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Counts {
+    /// Rows read from the source.
+    pub read: u64,
+    /// Rows this run had to deliver (never sent, or to retry).
+    pub new: u64,
+    /// Accepted by Trustpilot.
+    pub sent: u64,
+    /// Bad data (ours or Trustpilot's verdict); retried only once the row changes.
+    pub rejected: u64,
+    /// Transient failures; retried by the next run.
+    pub failed: u64,
+    /// Not attempted (the run stopped early).
+    pub skipped: u64,
+    /// Keys already sent whose data has changed since: insert-only, not sent again.
+    pub ignored_changed: u64,
+    /// Keys already sent (or whose earlier delivery is uncertain), unchanged.
+    pub already_sent: u64,
+    /// Keys rejected before whose data has not changed.
+    pub already_rejected: u64,
+    /// Requests that may have reached Trustpilot without an answer: never resent automatically.
+    pub uncertain: u64,
+    /// Rows an earlier, interrupted run left in flight, now marked uncertain (not part of `read`).
+    pub recovered: u64,
+}
+
+impl Counts {
+    /// Whether the accounting identities hold.
+    pub fn balanced(&self) -> bool {
+        self.read == self.already_sent + self.already_rejected + self.ignored_changed + self.new
+            && self.new == self.sent + self.rejected + self.failed + self.uncertain + self.skipped
+    }
+}
+
+/// One run, as `retl run --json` and `retl runs list --json` print it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunSummary {
+    /// The run's id.
+    pub run_id: String,
+    /// The activation it ran.
+    pub activation: String,
+    /// `running`, `completed` or `failed`.
+    pub status: String,
+    /// What happened to the rows.
+    pub counts: Counts,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    /// RFC 3339, UTC; `null` while running.
+    pub finished_at: Option<String>,
+    /// Why the run failed, if it did.
+    pub error: Option<String>,
+}
+
+/// One row's entry in a run log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowLog {
+    /// The row's primary-key values (`, `-joined).
+    pub key: String,
+    /// Its reference number, if it had one.
+    pub reference: Option<String>,
+    /// `sent`, `rejected`, `failed`, `uncertain` or `skipped`.
+    pub outcome: String,
+    /// Why, for anything but `sent`.
+    pub reason: Option<String>,
+    /// The HTTP status of Trustpilot's last answer, if any.
+    pub status_code: Option<u16>,
+    /// Trustpilot's `errorCode`.
+    pub error_code: Option<String>,
+    /// Trustpilot's `correlationId`.
+    pub correlation_id: Option<String>,
+    /// An id Trustpilot returned for the invitation, if any.
+    pub invitation_id: Option<String>,
+}
+
+/// The state database.
+#[derive(Debug, Clone)]
+pub struct State {
+    pool: SqlitePool,
+    ledger: Ledger,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl State {
+    /// Opens (creating if needed) the state database at `url` (`sqlite://path`).
+    pub async fn open(url: &str) -> Result<State> {
+        let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else {
+            return Err(Error::State(format!(
+                "unsupported state URL `{}`: use sqlite://PATH",
+                retl_source::redact_url(url)
+            )));
+        };
+        if let Some(parent) = Path::new(path.split('?').next().unwrap_or(path)).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::State(format!("cannot create `{}`: {e}", parent.display())))?;
+        }
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| Error::State(e.to_string()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // An outcome must survive a crash of this machine, not only of this
+            // process: a lost `sent` would send that invitation again.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| Error::State(format!("cannot open the state database: {e}")))?;
+        let ledger = Ledger::open(pool.clone()).await?;
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS runs (
+                run_id      TEXT PRIMARY KEY,
+                activation  TEXT NOT NULL,
+                status      TEXT NOT NULL,
+                started_at  TEXT NOT NULL,
+                finished_at TEXT,
+                counts      TEXT NOT NULL,
+                error       TEXT
+             );
+             CREATE INDEX IF NOT EXISTS runs_by_activation ON runs (activation, started_at);
+             CREATE TABLE IF NOT EXISTS run_rows (
+                run_id         TEXT NOT NULL,
+                seq            INTEGER NOT NULL,
+                row_key        TEXT NOT NULL,
+                reference      TEXT,
+                outcome        TEXT NOT NULL,
+                reason         TEXT,
+                status_code    INTEGER,
+                error_code     TEXT,
+                correlation_id TEXT,
+                invitation_id  TEXT,
+                at             TEXT NOT NULL,
+                PRIMARY KEY (run_id, seq)
+             );",
+        )
+        .execute(&pool)
+        .await?;
+        Ok(State { pool, ledger })
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Records the start of a run.
+    pub async fn start_run(&self, run_id: &str, activation: &str) -> Result<RunSummary> {
+        let summary = RunSummary {
+            run_id: run_id.to_owned(),
+            activation: activation.to_owned(),
+            status: "running".to_owned(),
+            counts: Counts::default(),
+            started_at: now(),
+            finished_at: None,
+            error: None,
+        };
+        sqlx::query("INSERT INTO runs (run_id, activation, status, started_at, counts) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .bind(&summary.run_id)
+            .bind(&summary.activation)
+            .bind(&summary.status)
+            .bind(&summary.started_at)
+            .bind(serde_json::to_string(&summary.counts).unwrap_or_default())
+            .execute(&self.pool)
+            .await?;
+        Ok(summary)
+    }
+
+    /// Records the end of a run: its status, counts and error; sets `finished_at`.
+    pub async fn finish_run(&self, summary: &mut RunSummary) -> Result<()> {
+        summary.finished_at = Some(now());
+        sqlx::query("UPDATE runs SET status = ?2, finished_at = ?3, counts = ?4, error = ?5 WHERE run_id = ?1")
+            .bind(&summary.run_id)
+            .bind(&summary.status)
+            .bind(&summary.finished_at)
+            .bind(serde_json::to_string(&summary.counts).unwrap_or_default())
+            .bind(&summary.error)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Appends rows to a run's log on `conn` (inside the caller's transaction).
+    pub(crate) async fn log_rows(conn: &mut SqliteConnection, run_id: &str, first_seq: u64, rows: &[RowLog]) -> Result<()> {
+        let at = now();
+        for (i, row) in rows.iter().enumerate() {
+            let seq = i64::try_from(first_seq + i as u64).map_err(|_| Error::State("run log sequence overflow".into()))?;
+            sqlx::query(
+                "INSERT INTO run_rows (run_id, seq, row_key, reference, outcome, reason, status_code,
+                                       error_code, correlation_id, invitation_id, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )
+            .bind(run_id)
+            .bind(seq)
+            .bind(&row.key)
+            .bind(&row.reference)
+            .bind(&row.outcome)
+            .bind(&row.reason)
+            .bind(row.status_code)
+            .bind(&row.error_code)
+            .bind(&row.correlation_id)
+            .bind(&row.invitation_id)
+            .bind(&at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    fn summary_from(row: &sqlx::sqlite::SqliteRow) -> Result<RunSummary> {
+        let counts: String = row.try_get("counts")?;
+        Ok(RunSummary {
+            run_id: row.try_get("run_id")?,
+            activation: row.try_get("activation")?,
+            status: row.try_get("status")?,
+            counts: serde_json::from_str(&counts).unwrap_or_default(),
+            started_at: row.try_get("started_at")?,
+            finished_at: row.try_get("finished_at")?,
+            error: row.try_get("error")?,
+        })
+    }
+
+    /// The most recent runs, newest first.
+    pub async fn list_runs(&self, activation: Option<&str>, limit: u32) -> Result<Vec<RunSummary>> {
+        let rows = sqlx::query(
+            "SELECT * FROM runs WHERE ?1 IS NULL OR activation = ?1 ORDER BY started_at DESC, run_id DESC LIMIT ?2",
+        )
+        .bind(activation)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::summary_from).collect()
+    }
+
+    /// One run, if it exists.
+    pub async fn run(&self, run_id: &str) -> Result<Option<RunSummary>> {
+        let row = sqlx::query("SELECT * FROM runs WHERE run_id = ?1")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::summary_from).transpose()
+    }
+
+    /// The rows logged by a run, in the order they were recorded.
+    pub async fn run_rows(&self, run_id: &str) -> Result<Vec<RowLog>> {
+        let rows = sqlx::query("SELECT * FROM run_rows WHERE run_id = ?1 ORDER BY seq")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let status: Option<i64> = row.try_get("status_code")?;
+                Ok(RowLog {
+                    key: row.try_get("row_key")?,
+                    reference: row.try_get("reference")?,
+                    outcome: row.try_get("outcome")?,
+                    reason: row.try_get("reason")?,
+                    status_code: status.and_then(|s| u16::try_from(s).ok()),
+                    error_code: row.try_get("error_code")?,
+                    correlation_id: row.try_get("correlation_id")?,
+                    invitation_id: row.try_get("invitation_id")?,
+                })
+            })
+            .collect()
+    }
+}
