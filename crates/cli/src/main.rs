@@ -1,1 +1,285 @@
-fn main() {}
+//! `retl`: reverse-ETL from a warehouse to Trustpilot review invitations.
+//!
+//! The binary parses the command line, sets up logging, and hands over to
+//! `retl-engine`; it maps outcomes to the documented exit codes.
+
+mod demo;
+mod output;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use retl_engine::config::{ConfigErrors, Project};
+use retl_engine::{Finished, State};
+use retl_trustpilot_emulator::{Emulator, EmulatorConfig};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  the run completed (rejected rows included: they are bad data, recorded with their reason)
+  1  anything else went wrong (source or state database unreachable, ...)
+  2  configuration or usage error (the message names file:line:column and field)
+  3  the run completed, but some rows failed (retried by the next run) or are uncertain";
+
+/// Sync new warehouse rows to Trustpilot review invitations.
+#[derive(Debug, Parser)]
+#[command(name = "retl", version, about, after_help = EXIT_CODES)]
+struct Cli {
+    /// Directory holding destinations/*.yaml and activations/*.yaml.
+    #[arg(long, global = true, default_value = "./configs", value_name = "DIR")]
+    config_dir: PathBuf,
+    /// State database (ledger and run logs); created on first use.
+    #[arg(long, global = true, env = "RETL_STATE_URL", default_value = "sqlite://.retl/state.db", value_name = "URL")]
+    state: String,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// More log output (-v: info, -vv: debug). RETL_LOG overrides (e.g. RETL_LOG=retl_engine=debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run an activation once: send every new row, then print a summary.
+    #[command(after_help = EXIT_CODES)]
+    Run {
+        /// The activation's name.
+        activation: String,
+        /// Print the summary as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect run logs.
+    Runs {
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
+    /// Serve a local Trustpilot emulator (same endpoints, auth and validation).
+    Emulator(EmulatorArgs),
+    /// A self-contained demo: a SQLite warehouse, the emulator, two runs.
+    Demo,
+}
+
+#[derive(Debug, Subcommand)]
+enum RunsCommand {
+    /// The most recent runs, newest first.
+    List {
+        /// Only runs of this activation.
+        #[arg(long)]
+        activation: Option<String>,
+        /// How many runs.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Print JSON (an array of run summaries).
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run and the outcome of each of its rows.
+    Show {
+        /// The run's id (from `retl run` or `retl runs list`).
+        run_id: String,
+        /// Print JSON (the run summary with a `rows` array).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct EmulatorArgs {
+    /// Port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 8787)]
+    port: u16,
+    /// A business unit that exists (repeat for more).
+    #[arg(long = "business-unit", default_value = "bu-emulator")]
+    business_units: Vec<String>,
+    /// The API key to accept.
+    #[arg(long, default_value = "emulator-key")]
+    api_key: String,
+    /// The API secret to accept.
+    #[arg(long, default_value = "emulator-secret")]
+    api_secret: String,
+    /// The business user id client_credentials calls must send.
+    #[arg(long, default_value = "user-emulator")]
+    business_user_id: String,
+    /// Added latency per request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Status code of a successful invitation call (Trustpilot's is undocumented).
+    #[arg(long, default_value_t = 202)]
+    success_status: u16,
+    /// Append every accepted invitation to this JSON-lines file.
+    #[arg(long)]
+    log_file: Option<PathBuf>,
+}
+
+/// A failure with its exit code.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        let error = error.into();
+        let code = if error.downcast_ref::<ConfigErrors>().is_some()
+            || error.downcast_ref::<retl_engine::Error>().is_some_and(retl_engine::Error::is_config)
+        {
+            2
+        } else {
+            1
+        };
+        Failure { code, error }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let default = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RETL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("error: {:#}", failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<u8, Failure> {
+    match cli.command {
+        Command::Run { activation, json } => run(&cli.config_dir, &cli.state, &activation, json).await,
+        Command::Runs { command } => runs(&cli.state, command).await,
+        Command::Emulator(args) => emulator(args).await,
+        Command::Demo => demo::demo().await,
+    }
+}
+
+/// Loads the configuration, warning about broken files that do not concern `activation`.
+fn load(config_dir: &std::path::Path, activation: &str) -> Result<Project, Failure> {
+    let project = Project::load(config_dir)?;
+    let (found, _) = project.activation(activation)?;
+    if !project.problems.is_empty() {
+        let others: Vec<String> = project.problems.iter().map(|p| format!("  {p}")).collect();
+        eprintln!(
+            "warning: other configuration files have problems and were skipped (activation `{}` is fine):\n{}",
+            found.name,
+            others.join("\n")
+        );
+    }
+    Ok(project)
+}
+
+/// The exit code of a finished run.
+fn exit_code(finished: &Finished) -> Result<u8, Failure> {
+    if let Some(failure) = &finished.failure {
+        let code = if failure.is_config() { 2 } else { 1 };
+        return Err(Failure {
+            code,
+            error: anyhow::anyhow!("run {} failed: {failure}", finished.summary.run_id),
+        });
+    }
+    Ok(if finished.needs_attention() { 3 } else { 0 })
+}
+
+async fn run(config_dir: &std::path::Path, state_url: &str, name: &str, json: bool) -> Result<u8, Failure> {
+    let project = load(config_dir, name)?;
+    let (activation, destination) = project.activation(name)?;
+    let state = State::open(state_url).await?;
+    let finished = retl_engine::run(&state, activation, destination).await?;
+    if json {
+        println!("{}", serde_json::to_string(&finished.summary)?);
+    } else {
+        print!("{}", output::summary(&finished.summary));
+    }
+    exit_code(&finished)
+}
+
+async fn runs(state_url: &str, command: RunsCommand) -> Result<u8, Failure> {
+    let state = State::open(state_url).await?;
+    match command {
+        RunsCommand::List { activation, limit, json } => {
+            let runs = state.list_runs(activation.as_deref(), limit).await?;
+            if json {
+                println!("{}", serde_json::to_string(&runs)?);
+            } else {
+                print!("{}", output::runs_table(&runs));
+            }
+        }
+        RunsCommand::Show { run_id, json } => {
+            let Some(summary) = state.run(&run_id).await? else {
+                return Err(Failure {
+                    code: 2,
+                    error: anyhow::anyhow!("no run with id `{run_id}` (see `retl runs list`)"),
+                });
+            };
+            let rows = state.run_rows(&run_id).await?;
+            if json {
+                let mut value = serde_json::to_value(&summary)?;
+                value["rows"] = serde_json::to_value(&rows)?;
+                println!("{value}");
+            } else {
+                print!("{}", output::summary(&summary));
+                print!("{}", output::rows_table(&rows));
+            }
+        }
+    }
+    Ok(0)
+}
+
+async fn emulator(args: EmulatorArgs) -> Result<u8, Failure> {
+    let config = EmulatorConfig {
+        api_key: args.api_key,
+        api_secret: args.api_secret,
+        business_units: args.business_units,
+        business_user_id: args.business_user_id,
+        latency: Duration::from_millis(args.latency_ms),
+        success_status: args.success_status,
+        log_file: args.log_file,
+        ..EmulatorConfig::default()
+    };
+    let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
+    let emulator = Emulator::start(config, addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    println!("trustpilot emulator listening on {}", emulator.url());
+    println!("point a destination's endpoints.auth and endpoints.invitations at it; Ctrl-C stops it");
+    emulator
+        .serve_until(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(0)
+}

@@ -1,0 +1,123 @@
+//! Human-readable output: summaries and tables.
+
+use std::fmt::Write as _;
+
+use retl_engine::{RowLog, RunSummary};
+
+/// The duration between two RFC 3339 times, as `1.23s`.
+fn duration(summary: &RunSummary) -> String {
+    let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
+    match (parse(&summary.started_at), summary.finished_at.as_deref().and_then(parse)) {
+        (Some(start), Some(end)) => {
+            let ms = (end - start).num_milliseconds();
+            format!("{}.{:02}s", ms / 1000, (ms % 1000) / 10)
+        }
+        _ => "-".to_owned(),
+    }
+}
+
+/// A run's summary, a few lines.
+pub fn summary(s: &RunSummary) -> String {
+    let c = &s.counts;
+    let mut out = format!(
+        "run {}  activation {}  {}  in {}\n",
+        s.run_id,
+        s.activation,
+        s.status,
+        duration(s)
+    );
+    let _ = writeln!(
+        out,
+        "  read {}  new {}  sent {}  rejected {}  failed {}  uncertain {}  skipped {}",
+        c.read, c.new, c.sent, c.rejected, c.failed, c.uncertain, c.skipped
+    );
+    let _ = writeln!(
+        out,
+        "  already_sent {}  already_rejected {}  ignored_changed {}",
+        c.already_sent, c.already_rejected, c.ignored_changed
+    );
+    if c.recovered > 0 {
+        let _ = writeln!(
+            out,
+            "  recovered {} row(s) left in flight by an interrupted run: marked uncertain, not resent",
+            c.recovered
+        );
+    }
+    if let Some(error) = &s.error {
+        let _ = writeln!(out, "  error: {error}");
+    }
+    out
+}
+
+/// Left-aligned columns, two spaces apart.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let last = cells.len() - 1;
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i == last {
+                out.push_str(cell);
+            } else {
+                let _ = write!(out, "{cell:<w$}  ");
+            }
+        }
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// `retl runs list`.
+pub fn runs_table(runs: &[RunSummary]) -> String {
+    if runs.is_empty() {
+        return "no runs yet\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.run_id.clone(),
+                r.activation.clone(),
+                r.status.clone(),
+                r.started_at.clone(),
+                r.counts.read.to_string(),
+                r.counts.sent.to_string(),
+                r.counts.rejected.to_string(),
+                r.counts.failed.to_string(),
+                r.counts.uncertain.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &["RUN_ID", "ACTIVATION", "STATUS", "STARTED_AT", "READ", "SENT", "REJECTED", "FAILED", "UNCERTAIN"],
+        &rows,
+    )
+}
+
+/// The rows of `retl runs show`.
+pub fn rows_table(rows: &[RowLog]) -> String {
+    if rows.is_empty() {
+        return "no rows were sent or rejected in this run\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.key.clone(),
+                r.reference.clone().unwrap_or_default(),
+                r.outcome.clone(),
+                r.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&["KEY", "REFERENCE", "OUTCOME", "REASON"], &rows)
+}
