@@ -176,3 +176,18 @@ fn the_password_grant_needs_its_login() {
         vec!["destinations/trustpilot.yaml:3:3: auth.password: missing field `password`"]
     );
 }
+
+#[test]
+fn the_example_configuration_in_the_repository_is_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let env = |name: &str| Some(match name {
+        "WAREHOUSE_URL" => "sqlite://warehouse.db".to_owned(),
+        other => format!("value-of-{other}"),
+    });
+    let project = Project::load_with_env(&dir, &env).unwrap();
+    assert!(project.problems.is_empty(), "{}", ConfigErrors(project.problems.clone()));
+    let (activation, destination) = project.activation("orders").unwrap();
+    assert_eq!(destination.name, "trustpilot");
+    assert_eq!(activation.primary_key, vec!["order_id"]);
+    assert_eq!(activation.mapping.len(), 5);
+}

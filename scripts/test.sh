@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The one test command: formatting, lints, every test. CI runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install Rust (https://rustup.rs) first" >&2
+  exit 1
+fi
+locked=()
+if [ "${CI:-}" = "true" ]; then
+  locked=(--locked)
+fi
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy "${locked[@]}" --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test "${locked[@]}" --workspace

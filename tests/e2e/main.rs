@@ -1,0 +1,360 @@
+//! End-to-end tests of the `retl` binary: a SQLite warehouse, the Trustpilot
+//! emulator in-process, and the real binary driven through its command line.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::str::FromStr;
+
+use retl_trustpilot_emulator::{Emulator, EmulatorConfig};
+use serde_json::Value;
+use sqlx::ConnectOptions as _;
+use sqlx::sqlite::SqliteConnectOptions;
+
+/// A warehouse, a config directory, a state database and an emulator.
+struct World {
+    runtime: tokio::runtime::Runtime,
+    emulator: Option<Emulator>,
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let emulator = runtime
+            .block_on(Emulator::start(EmulatorConfig::default(), SocketAddr::from(([127, 0, 0, 1], 0))))
+            .unwrap();
+        let world = World { runtime, emulator: Some(emulator), dir: tempfile::tempdir().unwrap() };
+        world.sql("CREATE TABLE orders (order_id INTEGER PRIMARY KEY, full_name TEXT, email TEXT, locale TEXT)");
+        world.write_destination("emulator-secret");
+        world.write("activations/orders.yaml", &format!(
+            "source:\n  connection: sqlite://{}\n  table: orders\n  primary_key: [order_id]\ndestination: trustpilot\nmapping:\n  reference_number: order_id\n  consumer_name: full_name\n  consumer_email: email\n  locale: locale\n",
+            world.warehouse().display()
+        ));
+        world
+    }
+
+    fn emulator(&self) -> &Emulator {
+        self.emulator.as_ref().unwrap()
+    }
+
+    fn warehouse(&self) -> PathBuf {
+        self.dir.path().join("warehouse.db")
+    }
+
+    fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("configs")
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let path = self.config_dir().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn write_destination(&self, secret_env: &str) {
+        let url = self.emulator().url();
+        self.write(
+            "destinations/trustpilot.yaml",
+            &format!(
+                "type: trustpilot\nauth:\n  api_key: ${{TP_KEY}}\n  api_secret: ${{TP_SECRET}}\n  business_user_id: user-emulator\nendpoints:\n  auth: {url}\n  invitations: {url}\ndefaults:\n  business_unit_id: bu-emulator\n  sender_name: E2E Shop\n"
+            ),
+        );
+        let _ = secret_env;
+    }
+
+    fn sql(&self, sql: &str) {
+        let url = format!("sqlite://{}", self.warehouse().display());
+        self.runtime.block_on(async {
+            let mut conn = SqliteConnectOptions::from_str(&url)
+                .unwrap()
+                .create_if_missing(true)
+                .connect()
+                .await
+                .unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        });
+    }
+
+    /// Inserts orders `from..=to`; `bad_email` and `no_name` spoil one row each.
+    fn insert(&self, from: u32, to: u32, bad_email: Option<u32>, no_name: Option<u32>) {
+        let mut sql = String::from("INSERT INTO orders VALUES ");
+        let values: Vec<String> = (from..=to)
+            .map(|i| {
+                let email = if Some(i) == bad_email { "not-an-email".to_owned() } else { format!("customer{i}@shop.example") };
+                let name = if Some(i) == no_name { "NULL".to_owned() } else { format!("'Customer {i}'") };
+                format!("({i}, {name}, '{email}', 'en-US')")
+            })
+            .collect();
+        sql.push_str(&values.join(", "));
+        self.sql(&sql);
+    }
+
+    fn retl(&self, args: &[&str], secret: &str) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_retl"))
+            .args(["--config-dir", self.config_dir().to_str().unwrap()])
+            .args(["--state", &format!("sqlite://{}", self.dir.path().join("state.db").display())])
+            .args(args)
+            .env("TP_KEY", "emulator-key")
+            .env("TP_SECRET", secret)
+            .env_remove("RETL_STATE_URL")
+            .output()
+            .unwrap()
+    }
+
+    /// `retl run orders --json`: the exit code and the summary.
+    fn run(&self) -> (i32, Value) {
+        self.run_with_secret("emulator-secret")
+    }
+
+    fn run_with_secret(&self, secret: &str) -> (i32, Value) {
+        let out = self.retl(&["run", "orders", "--json"], secret);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let summary = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+        (out.status.code().unwrap(), summary)
+    }
+
+    fn show(&self, run_id: &str) -> Value {
+        let out = self.retl(&["runs", "show", run_id, "--json"], "emulator-secret");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn accepted_references(&self) -> HashMap<String, usize> {
+        let mut seen = HashMap::new();
+        for invitation in self.emulator().invitations() {
+            *seen.entry(invitation.reference().unwrap().to_owned()).or_insert(0) += 1;
+        }
+        seen
+    }
+}
+
+fn count(summary: &Value, name: &str) -> u64 {
+    summary["counts"][name].as_u64().unwrap_or_else(|| panic!("no count `{name}` in {summary}"))
+}
+
+#[test]
+fn new_rows_are_sent_once_and_bad_rows_are_explained() {
+    let world = World::new();
+    world.insert(1, 100, Some(13), Some(77));
+
+    let (code, first) = world.run();
+    assert_eq!(code, 0, "{first}");
+    assert_eq!(first["status"], "completed");
+    assert_eq!(first["activation"], "orders");
+    assert_eq!((count(&first, "read"), count(&first, "new")), (100, 100));
+    assert_eq!((count(&first, "sent"), count(&first, "rejected")), (98, 2));
+    for field in ["run_id", "started_at", "finished_at"] {
+        assert!(first[field].is_string(), "{field} in {first}");
+    }
+    let log = world.show(first["run_id"].as_str().unwrap());
+    let rejected: Vec<&Value> = log["rows"].as_array().unwrap().iter().filter(|r| r["outcome"] == "rejected").collect();
+    assert_eq!(rejected.len(), 2);
+    assert_eq!(rejected[0]["key"], "13");
+    assert_eq!(rejected[0]["reason"], "consumer_email: not a valid email address");
+    assert_eq!(rejected[1]["key"], "77");
+    assert_eq!(rejected[1]["reference"], "77");
+    assert_eq!(rejected[1]["reason"], "consumer_name: missing (column `full_name` is NULL or empty)");
+    assert_eq!(world.emulator().stats().bad_requests, 0, "bad rows cost no API call");
+
+    let (code, second) = world.run();
+    assert_eq!(code, 0);
+    assert_eq!(count(&second, "sent"), 0);
+    assert_eq!(count(&second, "already_sent"), 98);
+    assert_eq!(count(&second, "already_rejected"), 2);
+
+    world.insert(101, 110, None, None);
+    world.sql("UPDATE orders SET email = 'changed@shop.example' WHERE order_id = 5");
+    let (code, third) = world.run();
+    assert_eq!(code, 0);
+    assert_eq!(count(&third, "sent"), 10);
+    assert_eq!(count(&third, "ignored_changed"), 1);
+    let sent: Vec<String> = world.show(third["run_id"].as_str().unwrap())["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reference"].as_str().unwrap().to_owned())
+        .collect();
+    let mut sent_sorted: Vec<u32> = sent.iter().map(|r| r.parse().unwrap()).collect();
+    sent_sorted.sort_unstable();
+    assert_eq!(sent_sorted, (101..=110).collect::<Vec<_>>());
+
+    let accepted = world.accepted_references();
+    assert_eq!(accepted.len(), 108);
+    assert!(accepted.values().all(|&n| n == 1), "a reference number was accepted twice");
+    assert!(!accepted.contains_key("13") && !accepted.contains_key("77"));
+
+    // A rejected row whose data is fixed is sent by the next run.
+    world.sql("UPDATE orders SET email = 'fixed@shop.example' WHERE order_id = 13");
+    let (_, fourth) = world.run();
+    assert_eq!(count(&fourth, "sent"), 1);
+    assert_eq!(count(&fourth, "already_rejected"), 1);
+}
+
+#[test]
+fn the_request_body_follows_the_mapping_and_defaults() {
+    let world = World::new();
+    world.insert(1, 1, None, None);
+    let (code, _) = world.run();
+    assert_eq!(code, 0);
+    let body = &world.emulator().invitations()[0].body;
+    assert_eq!(
+        body,
+        &serde_json::json!({
+            "consumerEmail": "customer1@shop.example",
+            "consumerName": "Customer 1",
+            "referenceNumber": "1",
+            "locale": "en-US",
+            "senderName": "E2E Shop",
+            "type": "email",
+            "serviceReviewInvitation": {}
+        })
+    );
+}
+
+#[test]
+fn a_broken_activation_file_is_a_configuration_error_with_its_position() {
+    let world = World::new();
+    world.write(
+        "activations/orders.yaml",
+        "source:\n  connection: sqlite://nowhere.db\n  tabel: orders\ndestination: trustpilot\nmapping:\n  reference_number: order_id\n  consumer_name: full_name\n  consumer_email: email\n",
+    );
+    let out = world.retl(&["run", "orders"], "emulator-secret");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let file = world.config_dir().join("activations/orders.yaml");
+    assert!(
+        stderr.contains(&format!("{}:3:3: source.tabel: unknown field `tabel`", file.display())),
+        "{stderr}"
+    );
+    assert_eq!(world.emulator().stats().token_requests, 0);
+}
+
+#[test]
+fn a_missing_environment_variable_is_named_with_its_file_and_line() {
+    let world = World::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_retl"))
+        .args(["--config-dir", world.config_dir().to_str().unwrap(), "run", "orders"])
+        .env_remove("TP_SECRET")
+        .env("TP_KEY", "k")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("destinations/trustpilot.yaml:4:15: auth.api_secret: environment variable `TP_SECRET` is not set"), "{stderr}");
+}
+
+#[test]
+fn a_mapped_column_missing_from_the_table_lists_the_real_columns() {
+    let world = World::new();
+    world.insert(1, 3, None, None);
+    world.write(
+        "activations/orders.yaml",
+        &format!(
+            "source:\n  connection: sqlite://{}\n  table: orders\ndestination: trustpilot\nmapping:\n  reference_number: order_id\n  consumer_name: name\n  consumer_email: email\n",
+            world.warehouse().display()
+        ),
+    );
+    let out = world.retl(&["run", "orders"], "emulator-secret");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("column `name` does not exist in the source; available columns: order_id, full_name, email, locale"), "{stderr}");
+}
+
+#[test]
+fn wrong_credentials_stop_the_run_without_failing_any_row() {
+    let world = World::new();
+    world.insert(1, 5, None, None);
+    let (code, summary) = world.run_with_secret("wrong-secret");
+    assert_eq!(code, 2, "{summary}");
+    assert_eq!(summary["status"], "failed");
+    assert_eq!(count(&summary, "failed"), 0);
+    assert!(summary["error"].as_str().unwrap().contains("invalid_client"));
+    assert!(!summary.to_string().contains("wrong-secret"));
+
+    let (code, retry) = world.run();
+    assert_eq!(code, 0, "{retry}");
+    assert_eq!(count(&retry, "sent"), 5);
+    assert_eq!(world.accepted_references().len(), 5);
+}
+
+#[test]
+fn rows_that_fail_transiently_exit_3_and_are_sent_by_the_next_run() {
+    let mut world = World::new();
+    world.insert(1, 3, None, None);
+    // Point the destination at a port nobody listens on.
+    let emulator = world.emulator.take().unwrap();
+    let url = emulator.url();
+    world.runtime.block_on(emulator.stop()).unwrap();
+    let restarted = world
+        .runtime
+        .block_on(Emulator::start(EmulatorConfig::default(), SocketAddr::from(([127, 0, 0, 1], 0))))
+        .unwrap();
+    world.write(
+        "destinations/trustpilot.yaml",
+        &format!(
+            "type: trustpilot\nauth:\n  api_key: ${{TP_KEY}}\n  api_secret: ${{TP_SECRET}}\n  business_user_id: user-emulator\nendpoints:\n  auth: {url}\n  invitations: {url}\ndefaults:\n  business_unit_id: bu-emulator\n"
+        ),
+    );
+    world.emulator = Some(restarted);
+    let (code, failed) = world.run();
+    assert_eq!(code, 3, "{failed}");
+    assert_eq!(failed["status"], "completed");
+    assert_eq!(count(&failed, "failed"), 3);
+
+    world.write_destination("emulator-secret");
+    let (code, retry) = world.run();
+    assert_eq!(code, 0, "{retry}");
+    assert_eq!(count(&retry, "sent"), 3);
+    assert_eq!(count(&retry, "new"), 3);
+}
+
+#[test]
+fn runs_list_shows_the_newest_run_first() {
+    let world = World::new();
+    world.insert(1, 2, None, None);
+    let (_, first) = world.run();
+    let (_, second) = world.run();
+    let out = world.retl(&["runs", "list", "--activation", "orders", "--json"], "emulator-secret");
+    assert!(out.status.success());
+    let runs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs[0]["run_id"], second["run_id"]);
+    assert_eq!(runs[1]["run_id"], first["run_id"]);
+
+    let text = world.retl(&["runs", "list"], "emulator-secret");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.starts_with("RUN_ID"), "{text}");
+    let missing = world.retl(&["runs", "show", "no-such-run"], "emulator-secret");
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn secrets_never_reach_output_logs_or_the_state_database() {
+    let world = World::new();
+    world.insert(1, 3, Some(2), None);
+    let out = world.retl(&["-vv", "--log-format", "json", "run", "orders"], "emulator-secret");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let everything = format!(
+        "{}{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&std::fs::read(world.dir.path().join("state.db")).unwrap()),
+    );
+    assert!(!everything.contains("emulator-secret"));
+    assert!(!everything.contains("customer1@shop.example"), "emails stay out of logs and run logs");
+}
+
+#[test]
+fn the_demo_runs() {
+    let out = Command::new(env!("CARGO_BIN_EXE_retl")).arg("demo").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("read 50  new 50  sent 48  rejected 2"), "{stdout}");
+    assert!(stdout.contains("read 55  new 5  sent 5"), "{stdout}");
+    assert!(stdout.contains("each reference number once: yes"), "{stdout}");
+}
