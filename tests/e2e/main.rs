@@ -27,9 +27,16 @@ impl World {
             .build()
             .unwrap();
         let emulator = runtime
-            .block_on(Emulator::start(EmulatorConfig::default(), SocketAddr::from(([127, 0, 0, 1], 0))))
+            .block_on(Emulator::start(
+                EmulatorConfig::default(),
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+            ))
             .unwrap();
-        let world = World { runtime, emulator: Some(emulator), dir: tempfile::tempdir().unwrap() };
+        let world = World {
+            runtime,
+            emulator: Some(emulator),
+            dir: tempfile::tempdir().unwrap(),
+        };
         world.sql("CREATE TABLE orders (order_id INTEGER PRIMARY KEY, full_name TEXT, email TEXT, locale TEXT)");
         world.write_destination("emulator-secret");
         world.write("activations/orders.yaml", &format!(
@@ -86,8 +93,16 @@ impl World {
         let mut sql = String::from("INSERT INTO orders VALUES ");
         let values: Vec<String> = (from..=to)
             .map(|i| {
-                let email = if Some(i) == bad_email { "not-an-email".to_owned() } else { format!("customer{i}@shop.example") };
-                let name = if Some(i) == no_name { "NULL".to_owned() } else { format!("'Customer {i}'") };
+                let email = if Some(i) == bad_email {
+                    "not-an-email".to_owned()
+                } else {
+                    format!("customer{i}@shop.example")
+                };
+                let name = if Some(i) == no_name {
+                    "NULL".to_owned()
+                } else {
+                    format!("'Customer {i}'")
+                };
                 format!("({i}, {name}, '{email}', 'en-US')")
             })
             .collect();
@@ -98,7 +113,10 @@ impl World {
     fn retl(&self, args: &[&str], secret: &str) -> Output {
         Command::new(env!("CARGO_BIN_EXE_retl"))
             .args(["--config-dir", self.config_dir().to_str().unwrap()])
-            .args(["--state", &format!("sqlite://{}", self.dir.path().join("state.db").display())])
+            .args([
+                "--state",
+                &format!("sqlite://{}", self.dir.path().join("state.db").display()),
+            ])
             .args(args)
             .env("TP_KEY", "emulator-key")
             .env("TP_SECRET", secret)
@@ -121,21 +139,29 @@ impl World {
 
     fn show(&self, run_id: &str) -> Value {
         let out = self.retl(&["runs", "show", run_id, "--json"], "emulator-secret");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
     fn accepted_references(&self) -> HashMap<String, usize> {
         let mut seen = HashMap::new();
         for invitation in self.emulator().invitations() {
-            *seen.entry(invitation.reference().unwrap().to_owned()).or_insert(0) += 1;
+            *seen
+                .entry(invitation.reference().unwrap().to_owned())
+                .or_insert(0) += 1;
         }
         seen
     }
 }
 
 fn count(summary: &Value, name: &str) -> u64 {
-    summary["counts"][name].as_u64().unwrap_or_else(|| panic!("no count `{name}` in {summary}"))
+    summary["counts"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no count `{name}` in {summary}"))
 }
 
 #[test]
@@ -153,14 +179,29 @@ fn new_rows_are_sent_once_and_bad_rows_are_explained() {
         assert!(first[field].is_string(), "{field} in {first}");
     }
     let log = world.show(first["run_id"].as_str().unwrap());
-    let rejected: Vec<&Value> = log["rows"].as_array().unwrap().iter().filter(|r| r["outcome"] == "rejected").collect();
+    let rejected: Vec<&Value> = log["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["outcome"] == "rejected")
+        .collect();
     assert_eq!(rejected.len(), 2);
     assert_eq!(rejected[0]["key"], "13");
-    assert_eq!(rejected[0]["reason"], "consumer_email: not a valid email address");
+    assert_eq!(
+        rejected[0]["reason"],
+        "consumer_email: not a valid email address"
+    );
     assert_eq!(rejected[1]["key"], "77");
     assert_eq!(rejected[1]["reference"], "77");
-    assert_eq!(rejected[1]["reason"], "consumer_name: missing (column `full_name` is NULL or empty)");
-    assert_eq!(world.emulator().stats().bad_requests, 0, "bad rows cost no API call");
+    assert_eq!(
+        rejected[1]["reason"],
+        "consumer_name: missing (column `full_name` is NULL or empty)"
+    );
+    assert_eq!(
+        world.emulator().stats().bad_requests,
+        0,
+        "bad rows cost no API call"
+    );
 
     let (code, second) = world.run();
     assert_eq!(code, 0);
@@ -186,7 +227,10 @@ fn new_rows_are_sent_once_and_bad_rows_are_explained() {
 
     let accepted = world.accepted_references();
     assert_eq!(accepted.len(), 108);
-    assert!(accepted.values().all(|&n| n == 1), "a reference number was accepted twice");
+    assert!(
+        accepted.values().all(|&n| n == 1),
+        "a reference number was accepted twice"
+    );
     assert!(!accepted.contains_key("13") && !accepted.contains_key("77"));
 
     // A rejected row whose data is fixed is sent by the next run.
@@ -229,7 +273,10 @@ fn a_broken_activation_file_is_a_configuration_error_with_its_position() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let file = world.config_dir().join("activations/orders.yaml");
     assert!(
-        stderr.contains(&format!("{}:3:3: source.tabel: unknown field `tabel`", file.display())),
+        stderr.contains(&format!(
+            "{}:3:3: source.tabel: unknown field `tabel`",
+            file.display()
+        )),
         "{stderr}"
     );
     assert_eq!(world.emulator().stats().token_requests, 0);
@@ -239,7 +286,12 @@ fn a_broken_activation_file_is_a_configuration_error_with_its_position() {
 fn a_missing_environment_variable_is_named_with_its_file_and_line() {
     let world = World::new();
     let out = Command::new(env!("CARGO_BIN_EXE_retl"))
-        .args(["--config-dir", world.config_dir().to_str().unwrap(), "run", "orders"])
+        .args([
+            "--config-dir",
+            world.config_dir().to_str().unwrap(),
+            "run",
+            "orders",
+        ])
         .env_remove("TP_SECRET")
         .env("TP_KEY", "k")
         .output()
@@ -274,7 +326,12 @@ fn wrong_credentials_stop_the_run_without_failing_any_row() {
     assert_eq!(code, 2, "{summary}");
     assert_eq!(summary["status"], "failed");
     assert_eq!(count(&summary, "failed"), 0);
-    assert!(summary["error"].as_str().unwrap().contains("invalid_client"));
+    assert!(
+        summary["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_client")
+    );
     assert!(!summary.to_string().contains("wrong-secret"));
 
     let (code, retry) = world.run();
@@ -293,7 +350,10 @@ fn rows_that_fail_transiently_exit_3_and_are_sent_by_the_next_run() {
     world.runtime.block_on(emulator.stop()).unwrap();
     let restarted = world
         .runtime
-        .block_on(Emulator::start(EmulatorConfig::default(), SocketAddr::from(([127, 0, 0, 1], 0))))
+        .block_on(Emulator::start(
+            EmulatorConfig::default(),
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        ))
         .unwrap();
     world.write(
         "destinations/trustpilot.yaml",
@@ -320,7 +380,10 @@ fn runs_list_shows_the_newest_run_first() {
     world.insert(1, 2, None, None);
     let (_, first) = world.run();
     let (_, second) = world.run();
-    let out = world.retl(&["runs", "list", "--activation", "orders", "--json"], "emulator-secret");
+    let out = world.retl(
+        &["runs", "list", "--activation", "orders", "--json"],
+        "emulator-secret",
+    );
     assert!(out.status.success());
     let runs: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(runs[0]["run_id"], second["run_id"]);
@@ -337,8 +400,16 @@ fn runs_list_shows_the_newest_run_first() {
 fn secrets_never_reach_output_logs_or_the_state_database() {
     let world = World::new();
     world.insert(1, 3, Some(2), None);
-    let out = world.retl(&["-vv", "--log-format", "json", "run", "orders"], "emulator-secret");
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = world.retl(
+        &["-vv", "--log-format", "json", "run", "orders"],
+        "emulator-secret",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let everything = format!(
         "{}{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -346,15 +417,32 @@ fn secrets_never_reach_output_logs_or_the_state_database() {
         String::from_utf8_lossy(&std::fs::read(world.dir.path().join("state.db")).unwrap()),
     );
     assert!(!everything.contains("emulator-secret"));
-    assert!(!everything.contains("customer1@shop.example"), "emails stay out of logs and run logs");
+    assert!(
+        !everything.contains("customer1@shop.example"),
+        "emails stay out of logs and run logs"
+    );
 }
 
 #[test]
 fn the_demo_runs() {
-    let out = Command::new(env!("CARGO_BIN_EXE_retl")).arg("demo").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_retl"))
+        .arg("demo")
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("read 50  new 50  sent 48  rejected 2"), "{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("read 50  new 50  sent 48  rejected 2"),
+        "{stdout}"
+    );
     assert!(stdout.contains("read 55  new 5  sent 5"), "{stdout}");
-    assert!(stdout.contains("each reference number once: yes"), "{stdout}");
+    assert!(
+        stdout.contains("each reference number once: yes"),
+        "{stdout}"
+    );
 }

@@ -13,7 +13,9 @@ use sqlx::sqlite::SqliteConnectOptions;
 
 use crate::{Failure, exit_code, output};
 
-const FIRST_NAMES: [&str; 10] = ["Ada", "Bo", "Chen", "Dana", "Emil", "Femi", "Greta", "Hiro", "Ines", "Jonas"];
+const FIRST_NAMES: [&str; 10] = [
+    "Ada", "Bo", "Chen", "Dana", "Emil", "Femi", "Greta", "Hiro", "Ines", "Jonas",
+];
 const LAST_NAMES: [&str; 5] = ["Larsen", "Okafor", "Silva", "Novak", "Berg"];
 const LOCALES: [&str; 3] = ["en-US", "da-DK", "de-DE"];
 
@@ -75,7 +77,11 @@ async fn insert_orders(url: &str, from: u32, to: u32, bad: &[u32]) -> anyhow::Re
         let first = FIRST_NAMES[(i as usize) % FIRST_NAMES.len()];
         let last = LAST_NAMES[(i as usize / 3) % LAST_NAMES.len()];
         let mut name = Some(format!("{first} {last}"));
-        let mut email = format!("{}.{}{i}@example.com", first.to_lowercase(), last.to_lowercase());
+        let mut email = format!(
+            "{}.{}{i}@example.com",
+            first.to_lowercase(),
+            last.to_lowercase()
+        );
         if bad.first() == Some(&i) {
             email = format!("{}-at-example.com", first.to_lowercase());
         } else if bad.get(1) == Some(&i) {
@@ -98,16 +104,27 @@ pub(crate) async fn demo() -> Result<u8, Failure> {
     let root = dir.path();
     let warehouse = root.join("warehouse.db");
     let warehouse_url = format!("sqlite://{}", warehouse.display());
-    insert_orders(&warehouse_url, 1, 50, &[17, 33]).await.context("creating the demo warehouse")?;
-
-    let emulator = Emulator::start(EmulatorConfig::default(), SocketAddr::from(([127, 0, 0, 1], 0)))
+    insert_orders(&warehouse_url, 1, 50, &[17, 33])
         .await
-        .context("starting the trustpilot emulator")?;
+        .context("creating the demo warehouse")?;
+
+    let emulator = Emulator::start(
+        EmulatorConfig::default(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .context("starting the trustpilot emulator")?;
     let config_dir = root.join("configs");
     std::fs::create_dir_all(config_dir.join("destinations"))?;
     std::fs::create_dir_all(config_dir.join("activations"))?;
-    std::fs::write(config_dir.join("destinations/trustpilot.yaml"), destination_yaml(&emulator.url()))?;
-    std::fs::write(config_dir.join("activations/orders.yaml"), activation_yaml(&warehouse))?;
+    std::fs::write(
+        config_dir.join("destinations/trustpilot.yaml"),
+        destination_yaml(&emulator.url()),
+    )?;
+    std::fs::write(
+        config_dir.join("activations/orders.yaml"),
+        activation_yaml(&warehouse),
+    )?;
     let defaults = EmulatorConfig::default();
     let env = move |name: &str| match name {
         "TRUSTPILOT_API_KEY" => Some(defaults.api_key.clone()),
@@ -118,8 +135,14 @@ pub(crate) async fn demo() -> Result<u8, Failure> {
     let (activation, destination) = project.activation("orders")?;
     let state = State::open(&format!("sqlite://{}", root.join("state.db").display())).await?;
 
-    println!("retl demo, in {} (removed when the demo ends)", root.display());
-    println!("  warehouse: {} (50 orders; ORD-1017 has a bad email, ORD-1033 no name)", warehouse.display());
+    println!(
+        "retl demo, in {} (removed when the demo ends)",
+        root.display()
+    );
+    println!(
+        "  warehouse: {} (50 orders; ORD-1017 has a bad email, ORD-1033 no name)",
+        warehouse.display()
+    );
     println!("  trustpilot emulator: {}\n", emulator.url());
 
     println!("== first run: every order is new ==");
@@ -133,7 +156,10 @@ pub(crate) async fn demo() -> Result<u8, Failure> {
 
     println!("\n== 5 new orders arrive, and ORD-1002's customer changes their email ==");
     insert_orders(&warehouse_url, 51, 55, &[]).await?;
-    let mut conn = SqliteConnectOptions::from_str(&warehouse_url)?.connect().await.map_err(anyhow::Error::from)?;
+    let mut conn = SqliteConnectOptions::from_str(&warehouse_url)?
+        .connect()
+        .await
+        .map_err(anyhow::Error::from)?;
     sqlx::query("UPDATE orders SET email = 'bo.new@example.com' WHERE order_id = 'ORD-1002'")
         .execute(&mut conn)
         .await
@@ -143,7 +169,10 @@ pub(crate) async fn demo() -> Result<u8, Failure> {
     let second = retl_engine::run(&state, activation, destination).await?;
     print!("{}", output::summary(&second.summary));
     println!("\nits run log:");
-    print!("{}", output::rows_table(&state.run_rows(&second.summary.run_id).await?));
+    print!(
+        "{}",
+        output::rows_table(&state.run_rows(&second.summary.run_id).await?)
+    );
 
     let accepted = emulator.invitations();
     println!(
@@ -158,9 +187,14 @@ pub(crate) async fn demo() -> Result<u8, Failure> {
         }
     );
     if let Some(example) = accepted.last() {
-        println!("the last request body it received:\n{}", serde_json::to_string_pretty(&example.body)?);
+        println!(
+            "the last request body it received:\n{}",
+            serde_json::to_string_pretty(&example.body)?
+        );
     }
-    println!("\nNext: write your own configs/ (see configs/ in the repository) and `retl run <activation>`.");
+    println!(
+        "\nNext: write your own configs/ (see configs/ in the repository) and `retl run <activation>`."
+    );
     emulator.stop().await?;
     exit_code(&second)
 }

@@ -3,6 +3,9 @@
 //! The binary parses the command line, sets up logging, and hands over to
 //! `retl-engine`; it maps outcomes to the documented exit codes.
 
+// Doc comments on the argument types are `--help` text, shown as written.
+#![allow(clippy::doc_markdown)]
+
 mod demo;
 mod output;
 
@@ -32,7 +35,13 @@ struct Cli {
     #[arg(long, global = true, default_value = "./configs", value_name = "DIR")]
     config_dir: PathBuf,
     /// State database (ledger and run logs); created on first use.
-    #[arg(long, global = true, env = "RETL_STATE_URL", default_value = "sqlite://.retl/state.db", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "RETL_STATE_URL",
+        default_value = "sqlite://.retl/state.db",
+        value_name = "URL"
+    )]
     state: String,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -134,7 +143,9 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(error: E) -> Self {
         let error = error.into();
         let code = if error.downcast_ref::<ConfigErrors>().is_some()
-            || error.downcast_ref::<retl_engine::Error>().is_some_and(retl_engine::Error::is_config)
+            || error
+                .downcast_ref::<retl_engine::Error>()
+                .is_some_and(retl_engine::Error::is_config)
         {
             2
         } else {
@@ -152,7 +163,9 @@ fn init_logging(cli: &Cli) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("RETL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -162,7 +175,10 @@ fn init_logging(cli: &Cli) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -180,7 +196,9 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
-        Command::Run { activation, json } => run(&cli.config_dir, &cli.state, &activation, json).await,
+        Command::Run { activation, json } => {
+            run(&cli.config_dir, &cli.state, &activation, json).await
+        }
         Command::Runs { command } => runs(&cli.state, command).await,
         Command::Emulator(args) => emulator(args).await,
         Command::Demo => demo::demo().await,
@@ -214,7 +232,12 @@ fn exit_code(finished: &Finished) -> Result<u8, Failure> {
     Ok(if finished.needs_attention() { 3 } else { 0 })
 }
 
-async fn run(config_dir: &std::path::Path, state_url: &str, name: &str, json: bool) -> Result<u8, Failure> {
+async fn run(
+    config_dir: &std::path::Path,
+    state_url: &str,
+    name: &str,
+    json: bool,
+) -> Result<u8, Failure> {
     let project = load(config_dir, name)?;
     let (activation, destination) = project.activation(name)?;
     let state = State::open(state_url).await?;
@@ -230,7 +253,11 @@ async fn run(config_dir: &std::path::Path, state_url: &str, name: &str, json: bo
 async fn runs(state_url: &str, command: RunsCommand) -> Result<u8, Failure> {
     let state = State::open(state_url).await?;
     match command {
-        RunsCommand::List { activation, limit, json } => {
+        RunsCommand::List {
+            activation,
+            limit,
+            json,
+        } => {
             let runs = state.list_runs(activation.as_deref(), limit).await?;
             if json {
                 println!("{}", serde_json::to_string(&runs)?);
@@ -275,7 +302,9 @@ async fn emulator(args: EmulatorArgs) -> Result<u8, Failure> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     println!("trustpilot emulator listening on {}", emulator.url());
-    println!("point a destination's endpoints.auth and endpoints.invitations at it; Ctrl-C stops it");
+    println!(
+        "point a destination's endpoints.auth and endpoints.invitations at it; Ctrl-C stops it"
+    );
     emulator
         .serve_until(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -7,7 +7,10 @@ use retl_engine::{RowLog, RunSummary};
 /// The duration between two RFC 3339 times, as `1.23s`.
 fn duration(summary: &RunSummary) -> String {
     let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
-    match (parse(&summary.started_at), summary.finished_at.as_deref().and_then(parse)) {
+    match (
+        parse(&summary.started_at),
+        summary.finished_at.as_deref().and_then(parse),
+    ) {
         (Some(start), Some(end)) => {
             let ms = (end - start).num_milliseconds();
             format!("{}.{:02}s", ms / 1000, (ms % 1000) / 10)
@@ -98,7 +101,17 @@ pub fn runs_table(runs: &[RunSummary]) -> String {
         })
         .collect();
     table(
-        &["RUN_ID", "ACTIVATION", "STATUS", "STARTED_AT", "READ", "SENT", "REJECTED", "FAILED", "UNCERTAIN"],
+        &[
+            "RUN_ID",
+            "ACTIVATION",
+            "STATUS",
+            "STARTED_AT",
+            "READ",
+            "SENT",
+            "REJECTED",
+            "FAILED",
+            "UNCERTAIN",
+        ],
         &rows,
     )
 }

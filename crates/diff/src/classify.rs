@@ -56,8 +56,14 @@ mod tests {
 
     #[test]
     fn a_sent_key_is_never_sent_again_even_when_changed() {
-        assert_eq!(classify(Some(&entry(Status::Sent, 1)), &[1; 16]), Class::AlreadySent);
-        assert_eq!(classify(Some(&entry(Status::Sent, 1)), &[2; 16]), Class::IgnoredChanged);
+        assert_eq!(
+            classify(Some(&entry(Status::Sent, 1)), &[1; 16]),
+            Class::AlreadySent
+        );
+        assert_eq!(
+            classify(Some(&entry(Status::Sent, 1)), &[2; 16]),
+            Class::IgnoredChanged
+        );
         assert!(!Class::IgnoredChanged.is_new());
     }
 
@@ -67,12 +73,18 @@ mod tests {
             classify(Some(&entry(Status::Rejected, 1)), &[1; 16]),
             Class::AlreadyRejected
         );
-        assert_eq!(classify(Some(&entry(Status::Rejected, 1)), &[2; 16]), Class::Retry);
+        assert_eq!(
+            classify(Some(&entry(Status::Rejected, 1)), &[2; 16]),
+            Class::Retry
+        );
     }
 
     #[test]
     fn failed_keys_are_retried_and_uncertain_ones_are_not() {
-        assert_eq!(classify(Some(&entry(Status::Failed, 1)), &[1; 16]), Class::Retry);
+        assert_eq!(
+            classify(Some(&entry(Status::Failed, 1)), &[1; 16]),
+            Class::Retry
+        );
         assert_eq!(
             classify(Some(&entry(Status::Uncertain, 1)), &[2; 16]),
             Class::Unresolved

@@ -190,7 +190,12 @@ impl Ledger {
     }
 
     /// Records final outcomes, all in one transaction.
-    pub async fn record(&self, activation: &str, run_id: &str, outcomes: &[Outcome<'_>]) -> Result<()> {
+    pub async fn record(
+        &self,
+        activation: &str,
+        run_id: &str,
+        outcomes: &[Outcome<'_>],
+    ) -> Result<()> {
         if outcomes.is_empty() {
             return Ok(());
         }
@@ -234,7 +239,12 @@ impl Ledger {
     /// Undoes [`mark_in_flight`](Self::mark_in_flight) for a request known not to have
     /// been accepted (the run stopped before or because of it): the key returns to
     /// `previous`, or leaves the ledger if it had no entry.
-    pub async fn restore(&self, activation: &str, key: &RowHash, previous: Option<&Entry>) -> Result<()> {
+    pub async fn restore(
+        &self,
+        activation: &str,
+        key: &RowHash,
+        previous: Option<&Entry>,
+    ) -> Result<()> {
         match previous {
             None => {
                 sqlx::query("DELETE FROM ledger WHERE activation = ?1 AND key_hash = ?2")
@@ -262,7 +272,10 @@ impl Ledger {
 
     /// Turns the keys a crashed run left in flight into `uncertain`, returning
     /// their row keys and reference numbers (in no particular order).
-    pub async fn recover_in_flight(&self, activation: &str) -> Result<Vec<(Option<String>, Option<String>)>> {
+    pub async fn recover_in_flight(
+        &self,
+        activation: &str,
+    ) -> Result<Vec<(Option<String>, Option<String>)>> {
         let rows = sqlx::query(
             "UPDATE ledger SET status = 'uncertain',
                     last_error = 'in flight when a previous run stopped: delivery unknown',
@@ -316,12 +329,21 @@ mod tests {
     #[tokio::test]
     async fn outcomes_are_found_by_key_and_scoped_to_their_activation() {
         let ledger = ledger().await;
-        ledger.mark_in_flight("a", "run-1", &[1; 16], &[9; 16], "1", Some("R1")).await.unwrap();
+        ledger
+            .mark_in_flight("a", "run-1", &[1; 16], &[9; 16], "1", Some("R1"))
+            .await
+            .unwrap();
         ledger
             .record(
                 "a",
                 "run-1",
-                &[Outcome { key: [1; 16], content: [9; 16], status: Status::Sent, reference: Some("R1"), error: None }],
+                &[Outcome {
+                    key: [1; 16],
+                    content: [9; 16],
+                    status: Status::Sent,
+                    reference: Some("R1"),
+                    error: None,
+                }],
             )
             .await
             .unwrap();
@@ -345,7 +367,13 @@ mod tests {
         let outcomes: Vec<Outcome> = keys
             .iter()
             .step_by(2)
-            .map(|k| Outcome { key: *k, content: [0; 16], status: Status::Rejected, reference: None, error: Some("bad") })
+            .map(|k| Outcome {
+                key: *k,
+                content: [0; 16],
+                status: Status::Rejected,
+                reference: None,
+                error: Some("bad"),
+            })
             .collect();
         ledger.record("a", "run-1", &outcomes).await.unwrap();
         assert_eq!(ledger.lookup("a", &keys).await.unwrap().len(), 600);
@@ -354,9 +382,15 @@ mod tests {
     #[tokio::test]
     async fn keys_left_in_flight_become_uncertain() {
         let ledger = ledger().await;
-        ledger.mark_in_flight("a", "run-1", &[1; 16], &[0; 16], "1", Some("R1")).await.unwrap();
+        ledger
+            .mark_in_flight("a", "run-1", &[1; 16], &[0; 16], "1", Some("R1"))
+            .await
+            .unwrap();
         let recovered = ledger.recover_in_flight("a").await.unwrap();
-        assert_eq!(recovered, vec![(Some("1".to_owned()), Some("R1".to_owned()))]);
+        assert_eq!(
+            recovered,
+            vec![(Some("1".to_owned()), Some("R1".to_owned()))]
+        );
         let found = ledger.lookup("a", &[[1; 16]]).await.unwrap();
         assert_eq!(found[&[1; 16]].status, Status::Uncertain);
         assert!(ledger.recover_in_flight("a").await.unwrap().is_empty());
@@ -365,13 +399,26 @@ mod tests {
     #[tokio::test]
     async fn restoring_a_new_key_removes_it_and_an_old_one_gets_its_entry_back() {
         let ledger = ledger().await;
-        ledger.mark_in_flight("a", "run-1", &[1; 16], &[0; 16], "1", None).await.unwrap();
+        ledger
+            .mark_in_flight("a", "run-1", &[1; 16], &[0; 16], "1", None)
+            .await
+            .unwrap();
         ledger.restore("a", &[1; 16], None).await.unwrap();
         assert!(ledger.lookup("a", &[[1; 16]]).await.unwrap().is_empty());
 
-        let failed = Entry { content: [3; 16], status: Status::Failed, attempts: 2 };
-        ledger.mark_in_flight("a", "run-2", &[2; 16], &[4; 16], "2", None).await.unwrap();
+        let failed = Entry {
+            content: [3; 16],
+            status: Status::Failed,
+            attempts: 2,
+        };
+        ledger
+            .mark_in_flight("a", "run-2", &[2; 16], &[4; 16], "2", None)
+            .await
+            .unwrap();
         ledger.restore("a", &[2; 16], Some(&failed)).await.unwrap();
-        assert_eq!(ledger.lookup("a", &[[2; 16]]).await.unwrap()[&[2; 16]], failed);
+        assert_eq!(
+            ledger.lookup("a", &[[2; 16]]).await.unwrap()[&[2; 16]],
+            failed
+        );
     }
 }

@@ -55,7 +55,9 @@ impl Error {
     pub fn is_config(&self) -> bool {
         match self {
             Error::Config(_) | Error::Mapping { .. } => true,
-            Error::Destination { source, .. } => source.class() == retl_trustpilot::ErrorClass::Fatal,
+            Error::Destination { source, .. } => {
+                source.class() == retl_trustpilot::ErrorClass::Fatal
+            }
             Error::Source { source, .. } => matches!(
                 source,
                 retl_source::Error::ColumnMissing { .. }

@@ -84,7 +84,11 @@ enum Delivery {
 }
 
 /// Runs `activation` once against `destination`, recording everything in `state`.
-pub async fn run(state: &State, activation: &Activation, destination: &Destination) -> Result<Finished> {
+pub async fn run(
+    state: &State,
+    activation: &Activation,
+    destination: &Destination,
+) -> Result<Finished> {
     let run_id = uuid::Uuid::now_v7().to_string();
     let mut summary = state.start_run(&run_id, &activation.name).await?;
     let span = tracing::info_span!("run", activation = %activation.name, run_id = %run_id);
@@ -103,7 +107,12 @@ pub async fn run(state: &State, activation: &Activation, destination: &Destinati
         Ok(()) => Some(Error::Accounting(format!("{:?}", summary.counts))),
         Err(e) => Some(e),
     };
-    summary.status = if failure.is_some() { "failed" } else { "completed" }.to_owned();
+    summary.status = if failure.is_some() {
+        "failed"
+    } else {
+        "completed"
+    }
+    .to_owned();
     summary.error = failure.as_ref().map(ToString::to_string);
     state.finish_run(&mut summary).await?;
     tracing::info!(
@@ -162,7 +171,10 @@ impl RunCtx<'_> {
 
         let recovered = ledger.recover_in_flight(name).await?;
         if !recovered.is_empty() {
-            tracing::warn!(rows = recovered.len(), "rows left in flight by an interrupted run are now uncertain");
+            tracing::warn!(
+                rows = recovered.len(),
+                "rows left in flight by an interrupted run are now uncertain"
+            );
             self.counts.recovered = recovered.len() as u64;
             let logs: Vec<RowLog> = recovered
                 .iter()
@@ -171,7 +183,10 @@ impl RunCtx<'_> {
                         key.as_deref().unwrap_or("?"),
                         reference.as_deref(),
                         "uncertain",
-                        Some("in flight when an earlier run stopped: delivery unknown, not resent".to_owned()),
+                        Some(
+                            "in flight when an earlier run stopped: delivery unknown, not resent"
+                                .to_owned(),
+                        ),
                     )
                 })
                 .collect();
@@ -184,23 +199,34 @@ impl RunCtx<'_> {
             columns: activation.columns(),
             batch_size: activation.batch_size,
         };
-        let source_error = |source| Error::Source { activation: name.to_owned(), source };
+        let source_error = |source| Error::Source {
+            activation: name.to_owned(),
+            source,
+        };
         let mut source = Source::open(&spec).await.map_err(source_error)?;
         let schema = source.schema();
         let settings = destination.defaults.overlay(&activation.target);
         let business_unit = settings.business_unit_id.clone().unwrap_or_default();
-        let mapper = Mapper::new(settings, &activation.mapping, &schema).map_err(|e| Error::Mapping {
-            activation: name.to_owned(),
-            message: e.to_string(),
-        })?;
-        let index = |column: &String| schema.index_of(column).expect("the source reads every activation column");
+        let mapper =
+            Mapper::new(settings, &activation.mapping, &schema).map_err(|e| Error::Mapping {
+                activation: name.to_owned(),
+                message: e.to_string(),
+            })?;
+        let index = |column: &String| {
+            schema
+                .index_of(column)
+                .expect("the source reads every activation column")
+        };
         let key_columns: Vec<usize> = activation.primary_key.iter().map(index).collect();
         let mut content_names: Vec<&String> = activation.mapping.iter().map(|(_, c)| c).collect();
         content_names.sort();
         content_names.dedup();
         let content_columns: Vec<usize> = content_names.into_iter().map(index).collect();
 
-        let mut config = ClientConfig::new(destination.endpoints.clone(), destination.credentials.clone());
+        let mut config = ClientConfig::new(
+            destination.endpoints.clone(),
+            destination.credentials.clone(),
+        );
         config.timeout = destination.request_timeout;
         let client = Client::new(config).map_err(|source| Error::Destination {
             destination: destination.name.clone(),
@@ -210,10 +236,23 @@ impl RunCtx<'_> {
 
         while let Some(batch) = source.next_batch().await {
             let batch = batch.map_err(source_error)?;
-            let pending = self.classify_batch(&ledger, &mapper, &batch, &key_columns, &content_columns).await?;
-            tracing::debug!(rows = batch.num_rows(), to_send = pending.len(), "batch classified");
+            let pending = self
+                .classify_batch(&ledger, &mapper, &batch, &key_columns, &content_columns)
+                .await?;
+            tracing::debug!(
+                rows = batch.num_rows(),
+                to_send = pending.len(),
+                "batch classified"
+            );
             let fatal = self
-                .deliver_all(&ledger, &client, &business_unit, destination.concurrency, pending, &stop)
+                .deliver_all(
+                    &ledger,
+                    &client,
+                    &business_unit,
+                    destination.concurrency,
+                    pending,
+                    &stop,
+                )
                 .await?;
             if let Some(error) = fatal {
                 return Err(Error::Destination {
@@ -249,15 +288,24 @@ impl RunCtx<'_> {
                 // No ledger entry: the row has no usable identity of its own.
                 this.counts.new += 1;
                 this.counts.rejected += 1;
-                logs.push(row_log(&row_key, mapper.reference(batch, row).as_deref(), "rejected", Some(reason)));
+                logs.push(row_log(
+                    &row_key,
+                    mapper.reference(batch, row).as_deref(),
+                    "rejected",
+                    Some(reason),
+                ));
             };
             if has_null {
-                let reason = format!("primary key ({}) is NULL", self.activation.primary_key.join(", "));
+                let reason = format!(
+                    "primary key ({}) is NULL",
+                    self.activation.primary_key.join(", ")
+                );
                 reject_unrecorded(self, &mut logs, reason);
                 continue;
             }
             if self.seen_new.contains(&key) {
-                let reason = "duplicate primary key: an earlier row of this run has the same key".to_owned();
+                let reason =
+                    "duplicate primary key: an earlier row of this run has the same key".to_owned();
                 reject_unrecorded(self, &mut logs, reason);
                 continue;
             }
@@ -271,7 +319,9 @@ impl RunCtx<'_> {
                     self.seen_new.insert(key);
                     let mapped = mapper.map_row(batch, row).map_err(|r| r.to_string());
                     let body = mapped.map(email_invitation).and_then(|body| {
-                        body.validate().map(|()| body).map_err(|problems| problems.join("; "))
+                        body.validate()
+                            .map(|()| body)
+                            .map_err(|problems| problems.join("; "))
                     });
                     match body {
                         Ok(body) => pending.push(Pending {
@@ -285,7 +335,12 @@ impl RunCtx<'_> {
                         Err(reason) => {
                             self.counts.rejected += 1;
                             let reference = mapper.reference(batch, row);
-                            logs.push(row_log(&row_key, reference.as_deref(), "rejected", Some(reason.clone())));
+                            logs.push(row_log(
+                                &row_key,
+                                reference.as_deref(),
+                                "rejected",
+                                Some(reason.clone()),
+                            ));
                             outcomes.push((key, content, reference, reason));
                         }
                     }
@@ -335,7 +390,8 @@ impl RunCtx<'_> {
         let mut deliveries = futures::stream::iter(pending.into_iter().map(|p| {
             let (name, run_id) = (name.clone(), run_id.clone());
             async move {
-                let delivery = deliver(ledger, client, &name, &run_id, business_unit, &p, stop).await;
+                let delivery =
+                    deliver(ledger, client, &name, &run_id, business_unit, &p, stop).await;
                 (p, delivery)
             }
         }))
@@ -415,10 +471,19 @@ async fn deliver(
     stop: &AtomicBool,
 ) -> Result<Delivery> {
     if stop.load(Ordering::SeqCst) {
-        return Ok(Delivery::NotSent("run stopped before this row was sent".to_owned()));
+        return Ok(Delivery::NotSent(
+            "run stopped before this row was sent".to_owned(),
+        ));
     }
     ledger
-        .mark_in_flight(activation, run_id, &p.key, &p.content, &p.row_key, Some(&p.reference))
+        .mark_in_flight(
+            activation,
+            run_id,
+            &p.key,
+            &p.content,
+            &p.row_key,
+            Some(&p.reference),
+        )
         .await?;
     let mut tries = 0;
     loop {
@@ -435,7 +500,7 @@ async fn deliver(
                     .api()
                     .and_then(|api| api.retry_after)
                     .unwrap_or(Duration::from_millis(250) * 2u32.pow(tries))
-                    .min(Duration::from_secs(60));
+                    .min(Duration::from_mins(1));
                 tracing::debug!(tries, backoff_ms = backoff.as_millis(), %error, "retrying");
                 tokio::time::sleep(backoff).await;
             }

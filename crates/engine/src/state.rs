@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use retl_diff::Ledger;
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
 
 use crate::{Error, Result};
 
@@ -103,7 +106,10 @@ fn now() -> String {
 impl State {
     /// Opens (creating if needed) the state database at `url` (`sqlite://path`).
     pub async fn open(url: &str) -> Result<State> {
-        let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else {
+        let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        else {
             return Err(Error::State(format!(
                 "unsupported state URL `{}`: use sqlite://PATH",
                 retl_source::redact_url(url)
@@ -207,10 +213,16 @@ impl State {
     }
 
     /// Appends rows to a run's log on `conn` (inside the caller's transaction).
-    pub(crate) async fn log_rows(conn: &mut SqliteConnection, run_id: &str, first_seq: u64, rows: &[RowLog]) -> Result<()> {
+    pub(crate) async fn log_rows(
+        conn: &mut SqliteConnection,
+        run_id: &str,
+        first_seq: u64,
+        rows: &[RowLog],
+    ) -> Result<()> {
         let at = now();
         for (i, row) in rows.iter().enumerate() {
-            let seq = i64::try_from(first_seq + i as u64).map_err(|_| Error::State("run log sequence overflow".into()))?;
+            let seq = i64::try_from(first_seq + i as u64)
+                .map_err(|_| Error::State("run log sequence overflow".into()))?;
             sqlx::query(
                 "INSERT INTO run_rows (run_id, seq, row_key, reference, outcome, reason, status_code,
                                        error_code, correlation_id, invitation_id, at)

@@ -15,7 +15,9 @@ pub enum Error {
         available: Vec<String>,
     },
     /// A mapped column has an Arrow type no invitation field can take.
-    #[error("mapping.{field}: column `{column}` has type {data_type}, which cannot be mapped to an invitation field")]
+    #[error(
+        "mapping.{field}: column `{column}` has type {data_type}, which cannot be mapped to an invitation field"
+    )]
     UnsupportedType {
         /// The Trustpilot field the column was mapped to.
         field: crate::Field,

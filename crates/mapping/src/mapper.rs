@@ -127,7 +127,12 @@ impl Mapper {
     }
 
     /// The row's value for `field`: `None` when unmapped, NULL or blank.
-    fn cell(&self, batch: &RecordBatch, row: usize, field: Field) -> Result<Option<String>, Rejection> {
+    fn cell(
+        &self,
+        batch: &RecordBatch,
+        row: usize,
+        field: Field,
+    ) -> Result<Option<String>, Rejection> {
         let Some((index, column)) = &self.columns[field as usize] else {
             return Ok(None);
         };
@@ -210,14 +215,18 @@ impl Mapper {
             reference_number: self.required(batch, row, Field::ReferenceNumber)?,
             consumer_name: self.required(batch, row, Field::ConsumerName)?,
             consumer_email: self.required(batch, row, Field::ConsumerEmail)?,
-            locale: self.cell(batch, row, Field::Locale)?.or_else(|| s.locale.clone()),
+            locale: self
+                .cell(batch, row, Field::Locale)?
+                .or_else(|| s.locale.clone()),
             sender_name: self
                 .cell(batch, row, Field::SenderName)?
                 .or_else(|| s.sender_name.clone()),
             sender_email: self
                 .cell(batch, row, Field::SenderEmail)?
                 .or_else(|| s.sender_email.clone()),
-            reply_to: self.cell(batch, row, Field::ReplyTo)?.or_else(|| s.reply_to.clone()),
+            reply_to: self
+                .cell(batch, row, Field::ReplyTo)?
+                .or_else(|| s.reply_to.clone()),
             location_id: self.cell(batch, row, Field::LocationId)?,
             service,
             product,
@@ -244,7 +253,11 @@ mod tests {
             ),
             (
                 "email",
-                Arc::new(StringArray::from(vec!["ann@x.example", "bob@x.example", "c@x.example"])),
+                Arc::new(StringArray::from(vec![
+                    "ann@x.example",
+                    "bob@x.example",
+                    "c@x.example",
+                ])),
             ),
             (
                 "locale",
@@ -318,7 +331,10 @@ mod tests {
         settings.product.per_row = Some(true);
         let mapper = Mapper::new(settings, &mapping(), &batch.schema()).unwrap();
         assert!(mapper.map_row(&batch, 0).is_ok());
-        assert_eq!(mapper.map_row(&batch, 1).unwrap_err().field, Field::ProductSku);
+        assert_eq!(
+            mapper.map_row(&batch, 1).unwrap_err().field,
+            Field::ProductSku
+        );
     }
 
     #[test]

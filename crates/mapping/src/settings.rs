@@ -98,8 +98,8 @@ pub struct Settings {
 }
 
 /// `over` if set, else `base`.
-fn pick<T: Clone>(base: &Option<T>, over: &Option<T>) -> Option<T> {
-    over.clone().or_else(|| base.clone())
+fn pick<T: Clone>(base: Option<&T>, over: Option<&T>) -> Option<T> {
+    over.or(base).cloned()
 }
 
 impl Settings {
@@ -107,23 +107,38 @@ impl Settings {
     #[must_use]
     pub fn overlay(&self, over: &Settings) -> Settings {
         Settings {
-            business_unit_id: pick(&self.business_unit_id, &over.business_unit_id),
+            business_unit_id: pick(
+                self.business_unit_id.as_ref(),
+                over.business_unit_id.as_ref(),
+            ),
             invitation_type: over.invitation_type.or(self.invitation_type),
             service: ServiceSettings {
-                template_id: pick(&self.service.template_id, &over.service.template_id),
-                redirect_uri: pick(&self.service.redirect_uri, &over.service.redirect_uri),
-                tags: pick(&self.service.tags, &over.service.tags),
+                template_id: pick(
+                    self.service.template_id.as_ref(),
+                    over.service.template_id.as_ref(),
+                ),
+                redirect_uri: pick(
+                    self.service.redirect_uri.as_ref(),
+                    over.service.redirect_uri.as_ref(),
+                ),
+                tags: pick(self.service.tags.as_ref(), over.service.tags.as_ref()),
             },
             product: ProductSettings {
-                template_id: pick(&self.product.template_id, &over.product.template_id),
-                redirect_uri: pick(&self.product.redirect_uri, &over.product.redirect_uri),
-                skus: pick(&self.product.skus, &over.product.skus),
+                template_id: pick(
+                    self.product.template_id.as_ref(),
+                    over.product.template_id.as_ref(),
+                ),
+                redirect_uri: pick(
+                    self.product.redirect_uri.as_ref(),
+                    over.product.redirect_uri.as_ref(),
+                ),
+                skus: pick(self.product.skus.as_ref(), over.product.skus.as_ref()),
                 per_row: over.product.per_row.or(self.product.per_row),
             },
-            sender_name: pick(&self.sender_name, &over.sender_name),
-            sender_email: pick(&self.sender_email, &over.sender_email),
-            reply_to: pick(&self.reply_to, &over.reply_to),
-            locale: pick(&self.locale, &over.locale),
+            sender_name: pick(self.sender_name.as_ref(), over.sender_name.as_ref()),
+            sender_email: pick(self.sender_email.as_ref(), over.sender_email.as_ref()),
+            reply_to: pick(self.reply_to.as_ref(), over.reply_to.as_ref()),
+            locale: pick(self.locale.as_ref(), over.locale.as_ref()),
         }
     }
 }

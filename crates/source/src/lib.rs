@@ -82,7 +82,11 @@ pub enum Driver {
 impl Driver {
     /// Chooses the driver by the URL's scheme.
     pub fn for_url(url: &str) -> Result<Self> {
-        let scheme = url.split(':').next().unwrap_or_default().to_ascii_lowercase();
+        let scheme = url
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         match scheme.as_str() {
             "sqlite" => Ok(Driver::Sqlite),
             _ => Err(Error::UnsupportedScheme { scheme }),
@@ -148,7 +152,10 @@ mod tests {
             redact_url("postgres://etl:s3cret@db.example:5432/wh"),
             "postgres://etl:***@db.example:5432/wh"
         );
-        assert_eq!(redact_url("sqlite://.retl/state.db"), "sqlite://.retl/state.db");
+        assert_eq!(
+            redact_url("sqlite://.retl/state.db"),
+            "sqlite://.retl/state.db"
+        );
     }
 
     #[test]

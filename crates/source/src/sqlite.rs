@@ -111,7 +111,9 @@ impl Builder {
             DataType::Int64 => Builder::Int(Int64Builder::with_capacity(capacity)),
             DataType::Float64 => Builder::Float(Float64Builder::with_capacity(capacity)),
             DataType::Boolean => Builder::Bool(BooleanBuilder::with_capacity(capacity)),
-            DataType::Binary => Builder::Bytes(BinaryBuilder::with_capacity(capacity, capacity * 16)),
+            DataType::Binary => {
+                Builder::Bytes(BinaryBuilder::with_capacity(capacity, capacity * 16))
+            }
             _ => Builder::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
         }
     }
@@ -152,7 +154,9 @@ impl Builder {
         let class = raw.type_info().name().to_owned();
         let decode_err = |e: sqlx::Error| e.to_string();
         match (self, class.as_str()) {
-            (Builder::Int(b), "INTEGER") => b.append_value(row.try_get_unchecked(index).map_err(decode_err)?),
+            (Builder::Int(b), "INTEGER") => {
+                b.append_value(row.try_get_unchecked(index).map_err(decode_err)?);
+            }
             (Builder::Bool(b), "INTEGER" | "BOOLEAN") => {
                 b.append_value(row.try_get_unchecked::<i64, _>(index).map_err(decode_err)? != 0);
             }
@@ -160,10 +164,19 @@ impl Builder {
                 b.append_value(row.try_get_unchecked(index).map_err(decode_err)?);
             }
             (Builder::Bytes(b), _) => {
-                b.append_value(row.try_get_unchecked::<Vec<u8>, _>(index).map_err(decode_err)?);
+                b.append_value(
+                    row.try_get_unchecked::<Vec<u8>, _>(index)
+                        .map_err(decode_err)?,
+                );
             }
-            (Builder::Text(b), "TEXT" | "INTEGER" | "REAL" | "NUMERIC" | "DATETIME" | "DATE" | "TIME" | "BOOLEAN") => {
-                b.append_value(row.try_get_unchecked::<String, _>(index).map_err(decode_err)?);
+            (
+                Builder::Text(b),
+                "TEXT" | "INTEGER" | "REAL" | "NUMERIC" | "DATETIME" | "DATE" | "TIME" | "BOOLEAN",
+            ) => {
+                b.append_value(
+                    row.try_get_unchecked::<String, _>(index)
+                        .map_err(decode_err)?,
+                );
             }
             _ => return Err(class),
         }
@@ -195,12 +208,14 @@ async fn read(
             .iter_mut()
             .zip(positions.iter().zip(schema.fields().iter()))
         {
-            builder.append(&row, position).map_err(|found| Error::ValueType {
-                column: field.name().clone(),
-                row: row_number,
-                found,
-                expected: field.data_type().to_string(),
-            })?;
+            builder
+                .append(&row, position)
+                .map_err(|found| Error::ValueType {
+                    column: field.name().clone(),
+                    row: row_number,
+                    found,
+                    expected: field.data_type().to_string(),
+                })?;
         }
         if builders[0].len() >= batch_size && !flush(schema, &mut builders, tx).await {
             return Ok(());
@@ -268,15 +283,34 @@ mod tests {
              INSERT INTO orders SELECT i, 'c' || i || '@x.example', i * 1.5, NULL FROM n;",
         )
         .await;
-        let mut source = Source::open(&spec(&url, Model::Table("orders".into()), &["id", "email", "note"], 10))
-            .await
-            .unwrap();
+        let mut source = Source::open(&spec(
+            &url,
+            Model::Table("orders".into()),
+            &["id", "email", "note"],
+            10,
+        ))
+        .await
+        .unwrap();
         assert_eq!(source.schema().field(0).data_type(), &DataType::Int64);
         let batches = collect(&mut source).await;
-        assert_eq!(batches.iter().map(RecordBatch::num_rows).collect::<Vec<_>>(), vec![10, 10, 5]);
-        let ids = batches[2].column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(
+            batches
+                .iter()
+                .map(RecordBatch::num_rows)
+                .collect::<Vec<_>>(),
+            vec![10, 10, 5]
+        );
+        let ids = batches[2]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
         assert_eq!(ids.value(4), 25);
-        let emails = batches[0].column(1).as_any().downcast_ref::<StringArray>().unwrap();
+        let emails = batches[0]
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
         assert_eq!(emails.value(0), "c1@x.example");
         assert!(batches[0].column(2).is_null(0));
     }
@@ -284,9 +318,14 @@ mod tests {
     #[tokio::test]
     async fn a_missing_column_lists_the_columns_that_exist() {
         let (_dir, url) = database("CREATE TABLE orders (id INTEGER, email TEXT);").await;
-        let err = Source::open(&spec(&url, Model::Table("orders".into()), &["id", "mail"], 10))
-            .await
-            .unwrap_err();
+        let err = Source::open(&spec(
+            &url,
+            Model::Table("orders".into()),
+            &["id", "mail"],
+            10,
+        ))
+        .await
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "column `mail` does not exist in the source; available columns: id, email"
@@ -300,21 +339,31 @@ mod tests {
         )
         .await;
         let query = Model::Query("SELECT b, a * 10 AS a10 FROM t ORDER BY a".into());
-        let mut source = Source::open(&spec(&url, query, &["a10", "b"], 100)).await.unwrap();
+        let mut source = Source::open(&spec(&url, query, &["a10", "b"], 100))
+            .await
+            .unwrap();
         let batches = collect(&mut source).await;
-        let a10 = batches[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        let a10 = batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
         assert_eq!(a10.value(1), 20, "expression types are inferred");
-        let b = batches[0].column(1).as_any().downcast_ref::<StringArray>().unwrap();
+        let b = batches[0]
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
         assert_eq!(b.value(0), "x");
     }
 
     #[tokio::test]
     async fn text_in_an_integer_column_names_the_column_and_row() {
-        let (_dir, url) = database(
-            "CREATE TABLE t (id INTEGER); INSERT INTO t VALUES (1), ('oops');",
-        )
-        .await;
-        let mut source = Source::open(&spec(&url, Model::Table("t".into()), &["id"], 100)).await.unwrap();
+        let (_dir, url) =
+            database("CREATE TABLE t (id INTEGER); INSERT INTO t VALUES (1), ('oops');").await;
+        let mut source = Source::open(&spec(&url, Model::Table("t".into()), &["id"], 100))
+            .await
+            .unwrap();
         let err = source.next_batch().await.unwrap().unwrap_err();
         assert_eq!(
             err.to_string(),

@@ -75,8 +75,14 @@ impl Default for EmulatorConfig {
             success_body: serde_json::json!({}),
             latency: Duration::ZERO,
             rate_limits: vec![
-                RateWindow { limit: 833, window: Duration::from_secs(300) },
-                RateWindow { limit: 10_000, window: Duration::from_secs(3600) },
+                RateWindow {
+                    limit: 833,
+                    window: Duration::from_mins(5),
+                },
+                RateWindow {
+                    limit: 10_000,
+                    window: Duration::from_hours(1),
+                },
             ],
             templates: vec![
                 Template {

@@ -1,6 +1,6 @@
 //! The HTTP server and its state.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -76,7 +76,7 @@ enum GrantKind {
 #[derive(Debug, Default)]
 struct Inner {
     tokens: HashMap<String, (Instant, GrantKind)>,
-    refresh_tokens: HashMap<String, ()>,
+    refresh_tokens: HashSet<String>,
     invitations: Vec<StoredInvitation>,
     calls: VecDeque<Instant>,
     stats: Stats,
@@ -139,7 +139,10 @@ impl Emulator {
                 "/v1/oauth/oauth-business-users-for-applications/accesstoken",
                 post(token),
             )
-            .route("/v1/oauth/oauth-business-users-for-applications/refresh", post(token))
+            .route(
+                "/v1/oauth/oauth-business-users-for-applications/refresh",
+                post(token),
+            )
             .route(
                 "/v1/private/business-units/{bu}/email-invitations",
                 post(email_invitation),
@@ -214,7 +217,9 @@ impl Drop for Emulator {
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let encoded = value.strip_prefix("Basic ")?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (key, secret) = text.split_once(':')?;
     Some((key.to_owned(), secret.to_owned()))
@@ -223,7 +228,11 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 async fn token(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     tokio::time::sleep(app.config.latency).await;
     let oauth_error = |status: StatusCode, error: &str, description: &str| {
-        (status, axum::Json(json!({"error": error, "error_description": description}))).into_response()
+        (
+            status,
+            axum::Json(json!({"error": error, "error_description": description})),
+        )
+            .into_response()
     };
     let mut inner = app.lock();
     inner.stats.token_requests += 1;
@@ -231,7 +240,11 @@ async fn token(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> 
         Some((key, secret)) if key == app.config.api_key && secret == app.config.api_secret => {}
         _ => {
             inner.stats.unauthorized += 1;
-            return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client credentials are invalid");
+            return oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "Client credentials are invalid",
+            );
         }
     }
     let form: HashMap<String, String> = url_form(&body);
@@ -242,27 +255,41 @@ async fn token(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> 
                 || form.get("password") != Some(&app.config.password)
             {
                 inner.stats.unauthorized += 1;
-                return oauth_error(StatusCode::UNAUTHORIZED, "invalid_grant", "Invalid username or password");
+                return oauth_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_grant",
+                    "Invalid username or password",
+                );
             }
             GrantKind::User
         }
         Some("refresh_token") => {
             let known = form
                 .get("refresh_token")
-                .is_some_and(|t| inner.refresh_tokens.remove(t).is_some());
+                .is_some_and(|t| inner.refresh_tokens.remove(t));
             if !known {
                 inner.stats.unauthorized += 1;
-                return oauth_error(StatusCode::UNAUTHORIZED, "invalid_grant", "Invalid refresh token");
+                return oauth_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_grant",
+                    "Invalid refresh token",
+                );
             }
             GrantKind::User
         }
         _ => {
-            return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Unsupported grant type");
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "Unsupported grant type",
+            );
         }
     };
     let access = new_id();
     let lifetime = app.config.token_lifetime;
-    inner.tokens.insert(access.clone(), (Instant::now() + lifetime, grant));
+    inner
+        .tokens
+        .insert(access.clone(), (Instant::now() + lifetime, grant));
     inner.stats.tokens_issued += 1;
     let mut answer = json!({
         "access_token": access,
@@ -276,7 +303,7 @@ async fn token(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> 
     });
     if grant == GrantKind::User {
         let refresh = new_id();
-        inner.refresh_tokens.insert(refresh.clone(), ());
+        inner.refresh_tokens.insert(refresh.clone());
         answer["refresh_token"] = Value::String(refresh);
     }
     (StatusCode::OK, axum::Json(answer)).into_response()
@@ -324,7 +351,11 @@ fn admit(app: &Shared, inner: &mut Inner, headers: &HeaderMap, bu: &str) -> Resu
         .map(|w| w.window)
         .max()
         .unwrap_or(Duration::ZERO);
-    while inner.calls.front().is_some_and(|t| now.duration_since(*t) >= longest) {
+    while inner
+        .calls
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= longest)
+    {
         inner.calls.pop_front();
     }
     for window in &app.config.rate_limits {
@@ -336,7 +367,12 @@ fn admit(app: &Shared, inner: &mut Inner, headers: &HeaderMap, bu: &str) -> Resu
             .count();
         if in_window >= window.limit as usize {
             inner.stats.rate_limited += 1;
-            return Err(error(StatusCode::TOO_MANY_REQUESTS, "Too many requests", 429, None));
+            return Err(error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests",
+                429,
+                None,
+            ));
         }
     }
     inner.calls.push_back(now);
@@ -353,13 +389,25 @@ fn admit(app: &Shared, inner: &mut Inner, headers: &HeaderMap, bu: &str) -> Resu
         }
     };
     if !app.config.business_units.iter().any(|b| b == bu) {
-        return Err(error(StatusCode::NOT_FOUND, "Business unit not found", 1004, None));
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            "Business unit not found",
+            1004,
+            None,
+        ));
     }
     if grant == GrantKind::ClientCredentials {
-        let user = headers.get("x-business-user-id").and_then(|v| v.to_str().ok());
+        let user = headers
+            .get("x-business-user-id")
+            .and_then(|v| v.to_str().ok());
         if user != Some(app.config.business_user_id.as_str()) {
             inner.stats.unauthorized += 1;
-            return Err(error(StatusCode::FORBIDDEN, "Access to resource is forbidden", 1014, None));
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "Access to resource is forbidden",
+                1014,
+                None,
+            ));
         }
     }
     Ok(())
@@ -371,10 +419,20 @@ fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, Response> {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     if !is_json {
-        return Err(error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported media type", 1015, None));
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported media type",
+            1015,
+            None,
+        ));
     }
     serde_json::from_slice(body).map_err(|e| {
-        error(StatusCode::BAD_REQUEST, "Invalid request", 1001, Some(format!("The body is not valid JSON: {e}")))
+        error(
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            1001,
+            Some(format!("The body is not valid JSON: {e}")),
+        )
     })
 }
 
@@ -415,7 +473,12 @@ async fn email_invitation(
     let details = validate::email_invitation(&body);
     if !details.is_empty() {
         inner.stats.bad_requests += 1;
-        return error(StatusCode::BAD_REQUEST, "Invalid request", 1001, Some(details.join(" ")));
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            1001,
+            Some(details.join(" ")),
+        );
     }
     let stored = StoredInvitation {
         id: new_id(),
@@ -454,12 +517,20 @@ async fn invitation_link(
         Ok(body) => body,
         Err(answer) => return answer,
     };
-    let email = body.get("email").and_then(Value::as_str).unwrap_or_default();
+    let email = body
+        .get("email")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let mut parts = email.split('@');
     let valid = matches!((parts.next(), parts.next(), parts.next()), (Some(l), Some(d), None) if !l.is_empty() && d.contains('.'));
     if !valid {
         inner.stats.bad_requests += 1;
-        return error(StatusCode::BAD_REQUEST, "Invalid request", 1001, Some("'Email' is not in the correct format.".to_owned()));
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            1001,
+            Some("'Email' is not in the correct format.".to_owned()),
+        );
     }
     let id = new_id();
     let stored = StoredInvitation {
@@ -476,14 +547,22 @@ async fn invitation_link(
     (StatusCode::OK, axum::Json(json!({"id": id, "url": url}))).into_response()
 }
 
-async fn templates(State(app): State<AppState>, Path(bu): Path<String>, headers: HeaderMap) -> Response {
+async fn templates(
+    State(app): State<AppState>,
+    Path(bu): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     tokio::time::sleep(app.config.latency).await;
     let mut inner = app.lock();
     inner.stats.template_requests += 1;
     if let Err(answer) = admit(&app, &mut inner, &headers, &bu) {
         return answer;
     }
-    (StatusCode::OK, axum::Json(json!({"templates": app.config.templates}))).into_response()
+    (
+        StatusCode::OK,
+        axum::Json(json!({"templates": app.config.templates})),
+    )
+        .into_response()
 }
 
 async fn list_invitations(State(app): State<AppState>) -> Response {

@@ -74,7 +74,8 @@ pub(crate) fn email_invitation(body: &Value) -> Vec<String> {
         }
         let empty = |v: Option<&Value>| v.and_then(Value::as_array).is_none_or(Vec::is_empty);
         if empty(skus) && empty(products) {
-            details.push("A product review invitation needs 'products' or 'productSkus'.".to_owned());
+            details
+                .push("A product review invitation needs 'products' or 'productSkus'.".to_owned());
         }
     }
     let time = |v: Option<&Value>| {
@@ -85,7 +86,10 @@ pub(crate) fn email_invitation(body: &Value) -> Vec<String> {
     if let (Some(s), Some(p)) = (time(service), time(product))
         && s >= p
     {
-        details.push("The service review preferred send time must be earlier than the product review one.".to_owned());
+        details.push(
+            "The service review preferred send time must be earlier than the product review one."
+                .to_owned(),
+        );
     }
     details
 }

@@ -118,7 +118,7 @@ pub struct Client {
 }
 
 /// Seconds before expiry at which a token is renewed.
-const RENEW_MARGIN: Duration = Duration::from_secs(300);
+const RENEW_MARGIN: Duration = Duration::from_mins(5);
 
 fn trim_base(url: &str) -> &str {
     url.trim_end_matches('/')
@@ -212,7 +212,10 @@ impl Client {
             creds.api_secret.expose()
         ));
         let form: Vec<(&str, &str)> = match (&refresh, &creds.grant) {
-            (Some(refresh), _) => vec![("grant_type", "refresh_token"), ("refresh_token", refresh.expose())],
+            (Some(refresh), _) => vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh.expose()),
+            ],
             (None, Grant::ClientCredentials { .. }) => vec![("grant_type", "client_credentials")],
             (None, Grant::Password { username, password }) => vec![
                 ("grant_type", "password"),
@@ -246,8 +249,11 @@ impl Client {
             Some(serde_json::Value::Number(n)) => n.as_u64(),
             _ => None,
         }
-        .map_or(Duration::from_secs(3600), Duration::from_secs);
-        tracing::debug!(lifetime_s = lifetime.as_secs(), "minted a trustpilot access token");
+        .map_or(Duration::from_hours(1), Duration::from_secs);
+        tracing::debug!(
+            lifetime_s = lifetime.as_secs(),
+            "minted a trustpilot access token"
+        );
         Ok(Token {
             access: Secret::new(parsed.access_token),
             refresh: parsed.refresh_token.map(Secret::new),

@@ -78,7 +78,10 @@ impl ApiError {
                     error.message = fault.get("faultstring").and_then(text).unwrap_or_default();
                     error.error_code = fault.pointer("/detail/errorcode").and_then(text);
                 } else if json.get("error").is_some() && json.get("message").is_none() {
-                    error.message = json.get("error_description").and_then(text).unwrap_or_default();
+                    error.message = json
+                        .get("error_description")
+                        .and_then(text)
+                        .unwrap_or_default();
                     error.error_code = json.get("error").and_then(text);
                 } else {
                     error.message = json.get("message").and_then(text).unwrap_or_default();
@@ -97,7 +100,7 @@ impl ApiError {
             }
         }
         if error.message.is_empty() {
-            error.message = "no message".to_owned();
+            "no message".clone_into(&mut error.message);
         }
         error
     }
@@ -134,7 +137,9 @@ pub enum Error {
     #[error("cannot connect to trustpilot: {0}")]
     Connect(#[source] reqwest::Error),
     /// The request went out but no complete answer came back.
-    #[error("no answer from trustpilot after the request was sent (it may have been accepted): {0}")]
+    #[error(
+        "no answer from trustpilot after the request was sent (it may have been accepted): {0}"
+    )]
     NoResponse(#[source] reqwest::Error),
     /// The token response could not be read.
     #[error("unexpected token response: {0}")]
@@ -192,16 +197,31 @@ mod tests {
             None,
             r#"{"fault":{"faultstring":"Invalid access token","detail":{"errorcode":"oauth.v2.InvalidAccessToken"}}}"#,
         );
-        assert_eq!(gateway.error_code.as_deref(), Some("oauth.v2.InvalidAccessToken"));
+        assert_eq!(
+            gateway.error_code.as_deref(),
+            Some("oauth.v2.InvalidAccessToken")
+        );
         assert_eq!(gateway.class(), ErrorClass::Fatal);
 
-        let oauth = ApiError::from_body(401, None, r#"{"error":"invalid_client","error_description":"bad key"}"#);
+        let oauth = ApiError::from_body(
+            401,
+            None,
+            r#"{"error":"invalid_client","error_description":"bad key"}"#,
+        );
         assert_eq!(oauth.message, "bad key");
 
         let cdn = ApiError::from_body(403, None, "<html><body>Forbidden</body></html>");
         assert!(cdn.html);
         assert_eq!(cdn.class(), ErrorClass::Transient);
-        assert_eq!(ApiError::from_body(403, None, r#"{"message":"Access to resource is forbidden","errorCode":1014}"#).class(), ErrorClass::Fatal);
+        assert_eq!(
+            ApiError::from_body(
+                403,
+                None,
+                r#"{"message":"Access to resource is forbidden","errorCode":1014}"#
+            )
+            .class(),
+            ErrorClass::Fatal
+        );
     }
 
     #[test]

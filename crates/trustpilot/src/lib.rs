@@ -25,5 +25,8 @@ mod secret;
 
 pub use client::{Accepted, Client, ClientConfig, Credentials, Endpoints, Grant};
 pub use error::{ApiError, Error, ErrorClass, Result};
-pub use model::{EmailInvitation, ProductReviewInvitation, ServiceReviewInvitation, is_valid_email, is_valid_locale};
+pub use model::{
+    EmailInvitation, ProductReviewInvitation, ServiceReviewInvitation, is_valid_email,
+    is_valid_locale,
+};
 pub use secret::Secret;

@@ -137,9 +137,14 @@ impl EmailInvitation {
         if let Some(locale) = &self.locale
             && !is_valid_locale(locale)
         {
-            problems.push(format!("locale: `{locale}` is not of the form xx-YY (e.g. en-US)"));
+            problems.push(format!(
+                "locale: `{locale}` is not of the form xx-YY (e.g. en-US)"
+            ));
         }
-        for (field, value) in [("sender_email", &self.sender_email), ("reply_to", &self.reply_to)] {
+        for (field, value) in [
+            ("sender_email", &self.sender_email),
+            ("reply_to", &self.reply_to),
+        ] {
             if value.as_deref().is_some_and(|v| !is_valid_email(v)) {
                 problems.push(format!("{field}: not a valid email address"));
             }
@@ -223,7 +228,10 @@ mod tests {
         assert_eq!(body["serviceReviewInvitation"]["templateId"], "t1");
         assert_eq!(body["serviceReviewInvitation"]["tags"][0], "vip");
         assert_eq!(body["productReviewInvitation"]["productSkus"][0], "SKU-1");
-        assert_eq!(body["productReviewInvitation"]["redirectUri"], "https://shop.example/thanks");
+        assert_eq!(
+            body["productReviewInvitation"]["redirectUri"],
+            "https://shop.example/thanks"
+        );
         assert_eq!(body["locale"], "da-DK");
     }
 
@@ -245,7 +253,9 @@ mod tests {
         for good in ["a@b.co", "first.last+tag@sub.shop.example", "ø@dæ.dk"] {
             assert!(is_valid_email(good), "{good}");
         }
-        for bad in ["", "a", "a@b", "@b.co", "a@@b.co", "a b@c.co", "a@b..co", "a@-b.co"] {
+        for bad in [
+            "", "a", "a@b", "@b.co", "a@@b.co", "a b@c.co", "a@b..co", "a@-b.co",
+        ] {
             assert!(!is_valid_email(bad), "{bad}");
         }
         assert!(is_valid_locale("en-US"));

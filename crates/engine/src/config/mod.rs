@@ -102,7 +102,11 @@ pub struct ConfigErrors(pub Vec<Problem>);
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        write!(f, "{n} configuration problem{}:", if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "{n} configuration problem{}:",
+            if n == 1 { "" } else { "s" }
+        )?;
         for problem in &self.0 {
             write!(f, "\n  {problem}")?;
         }
@@ -124,14 +128,40 @@ pub struct Project {
 }
 
 const DESTINATION_KEYS: &[&str] = &[
-    "name", "type", "auth", "endpoints", "defaults", "concurrency", "request_timeout_seconds",
+    "name",
+    "type",
+    "auth",
+    "endpoints",
+    "defaults",
+    "concurrency",
+    "request_timeout_seconds",
 ];
-const AUTH_KEYS: &[&str] = &["grant", "api_key", "api_secret", "business_user_id", "username", "password"];
-const ACTIVATION_KEYS: &[&str] = &["name", "description", "source", "destination", "target", "mapping"];
+const AUTH_KEYS: &[&str] = &[
+    "grant",
+    "api_key",
+    "api_secret",
+    "business_user_id",
+    "username",
+    "password",
+];
+const ACTIVATION_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "source",
+    "destination",
+    "target",
+    "mapping",
+];
 const SOURCE_KEYS: &[&str] = &["connection", "table", "query", "primary_key", "batch_size"];
 const SETTINGS_KEYS: &[&str] = &[
-    "business_unit_id", "invitation_type", "service", "product", "sender_name", "sender_email",
-    "reply_to", "locale",
+    "business_unit_id",
+    "invitation_type",
+    "service",
+    "product",
+    "sender_name",
+    "sender_email",
+    "reply_to",
+    "locale",
 ];
 const SERVICE_KEYS: &[&str] = &["template_id", "redirect_uri", "tags"];
 const PRODUCT_KEYS: &[&str] = &["template_id", "redirect_uri", "skus"];
@@ -151,12 +181,16 @@ fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 fn stem(file: &Path) -> String {
-    file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    file.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 impl Project {
@@ -169,8 +203,17 @@ impl Project {
     ///
     /// `Err` only when the directory itself is unusable; file problems are in
     /// [`Project::problems`].
-    pub fn load_with_env(dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Project, ConfigErrors> {
-        let dir_problem = |message: String| ConfigErrors(vec![Problem { location: None, path: String::new(), message }]);
+    pub fn load_with_env(
+        dir: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Project, ConfigErrors> {
+        let dir_problem = |message: String| {
+            ConfigErrors(vec![Problem {
+                location: None,
+                path: String::new(),
+                message,
+            }])
+        };
         if !dir.is_dir() {
             return Err(dir_problem(format!(
                 "configuration directory `{}` does not exist (set it with --config-dir)",
@@ -179,25 +222,54 @@ impl Project {
         }
         let mut project = Project::default();
         let read = |sub: &str| {
-            yaml_files(&dir.join(sub)).map_err(|e| dir_problem(format!("cannot read `{}`: {e}", dir.join(sub).display())))
+            yaml_files(&dir.join(sub))
+                .map_err(|e| dir_problem(format!("cannot read `{}`: {e}", dir.join(sub).display())))
         };
         for file in read("destinations")? {
             if let Some(destination) = project.parse_file(&file, env, read_destination) {
                 if let Some(other) = project.destinations.get(&destination.name) {
-                    let message = format!("destination `{}` is also defined in {}", destination.name, other.file.display());
-                    project.problems.push(Problem { location: Some(Location { file, line: 1, column: 1 }), path: "name".into(), message });
+                    let message = format!(
+                        "destination `{}` is also defined in {}",
+                        destination.name,
+                        other.file.display()
+                    );
+                    project.problems.push(Problem {
+                        location: Some(Location {
+                            file,
+                            line: 1,
+                            column: 1,
+                        }),
+                        path: "name".into(),
+                        message,
+                    });
                 } else {
-                    project.destinations.insert(destination.name.clone(), destination);
+                    project
+                        .destinations
+                        .insert(destination.name.clone(), destination);
                 }
             }
         }
         for file in read("activations")? {
             if let Some(activation) = project.parse_file(&file, env, read_activation) {
                 if let Some(other) = project.activations.get(&activation.name) {
-                    let message = format!("activation `{}` is also defined in {}", activation.name, other.file.display());
-                    project.problems.push(Problem { location: Some(Location { file, line: 1, column: 1 }), path: "name".into(), message });
+                    let message = format!(
+                        "activation `{}` is also defined in {}",
+                        activation.name,
+                        other.file.display()
+                    );
+                    project.problems.push(Problem {
+                        location: Some(Location {
+                            file,
+                            line: 1,
+                            column: 1,
+                        }),
+                        path: "name".into(),
+                        message,
+                    });
                 } else {
-                    project.activations.insert(activation.name.clone(), activation);
+                    project
+                        .activations
+                        .insert(activation.name.clone(), activation);
                 }
             }
         }
@@ -225,7 +297,11 @@ impl Project {
             Ok(text) => text,
             Err(e) => {
                 self.problems.push(Problem {
-                    location: Some(Location { file: file.to_owned(), line: 1, column: 1 }),
+                    location: Some(Location {
+                        file: file.to_owned(),
+                        line: 1,
+                        column: 1,
+                    }),
                     path: String::new(),
                     message: format!("cannot read the file: {e}"),
                 });
@@ -255,7 +331,11 @@ impl Project {
     /// Checks of an activation against its destination.
     fn cross_check(&self, activation: &Activation) -> Vec<Problem> {
         let at = |path: &str, message: String| Problem {
-            location: Some(Location { file: activation.file.clone(), line: 1, column: 1 }),
+            location: Some(Location {
+                file: activation.file.clone(),
+                line: 1,
+                column: 1,
+            }),
             path: path.to_owned(),
             message,
         };
@@ -266,7 +346,11 @@ impl Project {
                 format!(
                     "destination `{}` is not defined (or its file has problems); defined: {}",
                     activation.destination,
-                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
                 ),
             )];
         };
@@ -275,14 +359,20 @@ impl Project {
         if settings.business_unit_id.is_none() {
             problems.push(at(
                 "target.business_unit_id",
-                format!("no business unit: set it here or in destination `{}` defaults", destination.name),
+                format!(
+                    "no business unit: set it here or in destination `{}` defaults",
+                    destination.name
+                ),
             ));
         }
         let kind = settings.invitation_type.unwrap_or_default();
         let maps = |field: Field| activation.mapping.iter().any(|(f, _)| *f == field);
         if kind.has_product() {
             if settings.product.per_row == Some(true) && !maps(Field::ProductSku) {
-                problems.push(at("mapping.product_sku", "target.product.per_row needs mapping.product_sku".to_owned()));
+                problems.push(at(
+                    "mapping.product_sku",
+                    "target.product.per_row needs mapping.product_sku".to_owned(),
+                ));
             }
             if settings.product.skus.is_none() && !maps(Field::ProductSku) {
                 problems.push(at(
@@ -308,7 +398,11 @@ impl Project {
                 path: String::new(),
                 message: format!(
                     "no activation named `{name}`; defined: {}",
-                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
                 ),
             });
         }
@@ -323,7 +417,11 @@ fn read_name(r: &mut Reader<'_>, map: &Map<'_, '_>, file: &Path) -> String {
     };
     if !valid_name(&name) {
         let node = map.get("name").unwrap_or(map.node);
-        r.problem(node, "name", format!("`{name}` is not a valid name: use letters, digits, -, _ and ."));
+        r.problem(
+            node,
+            "name",
+            format!("`{name}` is not a valid name: use letters, digits, -, _ and ."),
+        );
     }
     name
 }
@@ -340,7 +438,11 @@ fn read_destination(r: &mut Reader<'_>, doc: &Node<'_>, file: &Path) -> Option<D
     let credentials = match map.get("auth") {
         Some(node) => read_auth(r, node),
         None => {
-            r.problem(map.node, "auth", "missing field `auth` (api_key, api_secret, ...)");
+            r.problem(
+                map.node,
+                "auth",
+                "missing field `auth` (api_key, api_secret, ...)",
+            );
             None
         }
     };
@@ -348,14 +450,21 @@ fn read_destination(r: &mut Reader<'_>, doc: &Node<'_>, file: &Path) -> Option<D
     if let Some(node) = map.get("endpoints")
         && let Some(e) = r.map(node, "endpoints", &["auth", "invitations"])
     {
-        for (key, slot) in [("auth", &mut endpoints.auth), ("invitations", &mut endpoints.invitations)] {
+        for (key, slot) in [
+            ("auth", &mut endpoints.auth),
+            ("invitations", &mut endpoints.invitations),
+        ] {
             if let Some(node) = e.get(key)
                 && let Some(url) = r.string(node, &join("endpoints", key))
             {
                 if url.starts_with("https://") || url.starts_with("http://") {
                     *slot = url.trim_end_matches('/').to_owned();
                 } else {
-                    r.problem(node, &join("endpoints", key), format!("`{url}` is not an http(s) URL"));
+                    r.problem(
+                        node,
+                        &join("endpoints", key),
+                        format!("`{url}` is not an http(s) URL"),
+                    );
                 }
             }
         }
@@ -403,7 +512,11 @@ fn read_auth(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Credentials> {
                 value
             }
             None => {
-                r.problem(map.node, &join("auth", key), format!("missing field `{key}`"));
+                r.problem(
+                    map.node,
+                    &join("auth", key),
+                    format!("missing field `{key}`"),
+                );
                 None
             }
         }
@@ -418,7 +531,9 @@ fn read_auth(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Credentials> {
             password: Secret::new(password?),
         }
     } else {
-        let user = map.get("business_user_id").and_then(|n| r.string(n, "auth.business_user_id"));
+        let user = map
+            .get("business_user_id")
+            .and_then(|n| r.string(n, "auth.business_user_id"));
         if user.is_none() {
             r.problem(
                 map.node,
@@ -426,7 +541,9 @@ fn read_auth(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Credentials> {
                 "the client_credentials grant needs business_user_id (an Admin or Manager of the business)",
             );
         }
-        Grant::ClientCredentials { business_user_id: user }
+        Grant::ClientCredentials {
+            business_user_id: user,
+        }
     };
     Some(Credentials {
         api_key: Secret::new(api_key?),
@@ -435,10 +552,16 @@ fn read_auth(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Credentials> {
     })
 }
 
-fn read_settings(r: &mut Reader<'_>, node: &Node<'_>, path: &str, is_target: bool) -> Option<Settings> {
+fn read_settings(
+    r: &mut Reader<'_>,
+    node: &Node<'_>,
+    path: &str,
+    is_target: bool,
+) -> Option<Settings> {
     let map = r.map(node, path, SETTINGS_KEYS)?;
     let mut settings = Settings::default();
-    let text = |r: &mut Reader<'_>, key: &str| map.get(key).and_then(|n| r.string(n, &join(path, key)));
+    let text =
+        |r: &mut Reader<'_>, key: &str| map.get(key).and_then(|n| r.string(n, &join(path, key)));
     settings.business_unit_id = text(r, "business_unit_id");
     settings.sender_name = text(r, "sender_name");
     settings.sender_email = text(r, "sender_email");
@@ -448,7 +571,11 @@ fn read_settings(r: &mut Reader<'_>, node: &Node<'_>, path: &str, is_target: boo
         && let Some(locale) = &settings.locale
         && !retl_trustpilot::is_valid_locale(locale)
     {
-        r.problem(node, &join(path, "locale"), format!("`{locale}` is not of the form xx-YY (e.g. en-US)"));
+        r.problem(
+            node,
+            &join(path, "locale"),
+            format!("`{locale}` is not of the form xx-YY (e.g. en-US)"),
+        );
     }
     for key in ["sender_email", "reply_to"] {
         if let Some(node) = map.get(key)
@@ -460,34 +587,62 @@ fn read_settings(r: &mut Reader<'_>, node: &Node<'_>, path: &str, is_target: boo
     }
     if let Some(node) = map.get("business_unit_id")
         && let Some(bu) = &settings.business_unit_id
-        && !bu.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && !bu
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        r.problem(node, &join(path, "business_unit_id"), "may hold only letters, digits, - and _");
+        r.problem(
+            node,
+            &join(path, "business_unit_id"),
+            "may hold only letters, digits, - and _",
+        );
     }
     if let Some(node) = map.get("invitation_type") {
         settings.invitation_type = r
-            .choice(node, &join(path, "invitation_type"), &InvitationType::CHOICES)
+            .choice(
+                node,
+                &join(path, "invitation_type"),
+                &InvitationType::CHOICES,
+            )
             .and_then(|v| InvitationType::parse(&v));
     }
     if let Some(node) = map.get("service") {
         let sub = join(path, "service");
         if let Some(s) = r.map(node, &sub, SERVICE_KEYS) {
             settings.service = ServiceSettings {
-                template_id: s.get("template_id").and_then(|n| r.string(n, &join(&sub, "template_id"))),
-                redirect_uri: s.get("redirect_uri").and_then(|n| r.string(n, &join(&sub, "redirect_uri"))),
-                tags: s.get("tags").and_then(|n| r.strings(n, &join(&sub, "tags"))),
+                template_id: s
+                    .get("template_id")
+                    .and_then(|n| r.string(n, &join(&sub, "template_id"))),
+                redirect_uri: s
+                    .get("redirect_uri")
+                    .and_then(|n| r.string(n, &join(&sub, "redirect_uri"))),
+                tags: s
+                    .get("tags")
+                    .and_then(|n| r.strings(n, &join(&sub, "tags"))),
             };
         }
     }
     if let Some(node) = map.get("product") {
         let sub = join(path, "product");
-        let keys = if is_target { TARGET_PRODUCT_KEYS } else { PRODUCT_KEYS };
+        let keys = if is_target {
+            TARGET_PRODUCT_KEYS
+        } else {
+            PRODUCT_KEYS
+        };
         if let Some(p) = r.map(node, &sub, keys) {
             settings.product = ProductSettings {
-                template_id: p.get("template_id").and_then(|n| r.string(n, &join(&sub, "template_id"))),
-                redirect_uri: p.get("redirect_uri").and_then(|n| r.string(n, &join(&sub, "redirect_uri"))),
-                skus: p.get("skus").and_then(|n| r.strings(n, &join(&sub, "skus"))),
-                per_row: p.get("per_row").and_then(|n| r.bool(n, &join(&sub, "per_row"))),
+                template_id: p
+                    .get("template_id")
+                    .and_then(|n| r.string(n, &join(&sub, "template_id"))),
+                redirect_uri: p
+                    .get("redirect_uri")
+                    .and_then(|n| r.string(n, &join(&sub, "redirect_uri"))),
+                skus: p
+                    .get("skus")
+                    .and_then(|n| r.strings(n, &join(&sub, "skus"))),
+                per_row: p
+                    .get("per_row")
+                    .and_then(|n| r.bool(n, &join(&sub, "per_row"))),
             };
         }
     }
@@ -514,14 +669,22 @@ fn read_activation(r: &mut Reader<'_>, doc: &Node<'_>, file: &Path) -> Option<Ac
     let mapping = match map.get("mapping") {
         Some(node) => read_mapping(r, node),
         None => {
-            r.problem(map.node, "mapping", "missing field `mapping` (consumer_name, consumer_email, reference_number, ...)");
+            r.problem(
+                map.node,
+                "mapping",
+                "missing field `mapping` (consumer_name, consumer_email, reference_number, ...)",
+            );
             None
         }
     };
     let source = match map.get("source") {
         Some(node) => read_source(r, node),
         None => {
-            r.problem(map.node, "source", "missing field `source` (connection, table or query)");
+            r.problem(
+                map.node,
+                "source",
+                "missing field `source` (connection, table or query)",
+            );
             None
         }
     };
@@ -555,20 +718,32 @@ fn read_source(r: &mut Reader<'_>, node: &Node<'_>) -> Option<SourceParts> {
     let connection = match map.get("connection") {
         Some(node) => r.string(node, "source.connection"),
         None => {
-            r.problem(map.node, "source.connection", "missing field `connection` (e.g. sqlite://warehouse.db)");
+            r.problem(
+                map.node,
+                "source.connection",
+                "missing field `connection` (e.g. sqlite://warehouse.db)",
+            );
             None
         }
     };
     if let Some(url) = &connection
         && let Err(e) = retl_source::Driver::for_url(url)
     {
-        r.problem(map.get("connection").unwrap_or(map.node), "source.connection", e.to_string());
+        r.problem(
+            map.get("connection").unwrap_or(map.node),
+            "source.connection",
+            e.to_string(),
+        );
     }
     let model = match (map.get("table"), map.get("query")) {
         (Some(table), None) => r.string(table, "source.table").map(Model::Table),
         (None, Some(query)) => r.string(query, "source.query").map(Model::Query),
         (Some(_), Some(query)) => {
-            r.problem(query, "source.query", "give either `table` or `query`, not both");
+            r.problem(
+                query,
+                "source.query",
+                "give either `table` or `query`, not both",
+            );
             None
         }
         (None, None) => {
@@ -590,7 +765,12 @@ fn read_source(r: &mut Reader<'_>, node: &Node<'_>) -> Option<SourceParts> {
         .get("batch_size")
         .and_then(|n| r.number(n, "source.batch_size", 1, 1_000_000))
         .unwrap_or(10_000);
-    Some((connection?, model?, primary_key, usize::try_from(batch_size).ok()?))
+    Some((
+        connection?,
+        model?,
+        primary_key,
+        usize::try_from(batch_size).ok()?,
+    ))
 }
 
 fn read_mapping(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Vec<(Field, String)>> {
@@ -611,7 +791,11 @@ fn read_mapping(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Vec<(Field, Strin
     }
     for field in Field::REQUIRED {
         if !mapping.iter().any(|(f, _)| *f == field) {
-            r.problem(map.node, &join("mapping", field.name()), format!("missing field `{field}` (the source column it comes from)"));
+            r.problem(
+                map.node,
+                &join("mapping", field.name()),
+                format!("missing field `{field}` (the source column it comes from)"),
+            );
         }
     }
     mapping.sort_by_key(|(f, _)| *f);

@@ -75,8 +75,15 @@ fn a_valid_configuration_loads_with_names_from_file_stems() {
     assert_eq!(destination.endpoints.auth, "http://127.0.0.1:9999");
     assert_eq!(destination.credentials.api_key.expose(), "key-abc");
     assert_eq!(activation.connection, "sqlite://w.db");
-    assert_eq!(activation.primary_key, vec!["order_id"], "defaults to the reference column");
-    assert_eq!(activation.columns(), vec!["order_id", "full_name", "email", "sku"]);
+    assert_eq!(
+        activation.primary_key,
+        vec!["order_id"],
+        "defaults to the reference column"
+    );
+    assert_eq!(
+        activation.columns(),
+        vec!["order_id", "full_name", "email", "sku"]
+    );
     let merged = destination.defaults.overlay(&activation.target);
     assert_eq!(merged.invitation_type, Some(InvitationType::Both));
     assert_eq!(merged.service.template_id.as_deref(), Some("tpl-default"));
@@ -87,7 +94,10 @@ fn a_valid_configuration_loads_with_names_from_file_stems() {
 fn secrets_never_appear_in_debug_output() {
     let (_dir, project) = project(&[
         ("destinations/trustpilot.yaml", DESTINATION),
-        ("activations/orders.yaml", &ACTIVATION.replace("${WAREHOUSE}", "postgres://u:pw-123@h/db")),
+        (
+            "activations/orders.yaml",
+            &ACTIVATION.replace("${WAREHOUSE}", "postgres://u:pw-123@h/db"),
+        ),
     ]);
     let debug = format!("{project:?}");
     assert!(!debug.contains("secret-xyz") && !debug.contains("key-abc"));
@@ -150,12 +160,23 @@ fn an_undefined_destination_and_a_missing_business_unit_are_reported() {
     let (_dir, project) = project(&[
         ("destinations/trustpilot.yaml", &no_bu),
         ("activations/orders.yaml", ACTIVATION),
-        ("activations/other.yaml", &ACTIVATION.replace("destination: trustpilot", "destination: nowhere")),
+        (
+            "activations/other.yaml",
+            &ACTIVATION.replace("destination: trustpilot", "destination: nowhere"),
+        ),
     ]);
-    let messages: Vec<&str> = project.problems.iter().map(|p| p.message.as_str()).collect();
+    let messages: Vec<&str> = project
+        .problems
+        .iter()
+        .map(|p| p.message.as_str())
+        .collect();
     assert_eq!(messages.len(), 2, "{messages:?}");
     assert!(messages.iter().any(|m| m.starts_with("no business unit")));
-    assert!(messages.iter().any(|m| m.starts_with("destination `nowhere` is not defined")));
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("destination `nowhere` is not defined"))
+    );
 }
 
 #[test]
@@ -169,7 +190,10 @@ fn a_missing_directory_is_one_clear_error() {
 
 #[test]
 fn the_password_grant_needs_its_login() {
-    let destination = DESTINATION.replace("  business_user_id: user-1\n", "  grant: password\n  username: admin@acme.example\n");
+    let destination = DESTINATION.replace(
+        "  business_user_id: user-1\n",
+        "  grant: password\n  username: admin@acme.example\n",
+    );
     let (dir, project) = project(&[("destinations/trustpilot.yaml", &destination)]);
     assert_eq!(
         shown(&project, dir.path()),
@@ -180,12 +204,18 @@ fn the_password_grant_needs_its_login() {
 #[test]
 fn the_example_configuration_in_the_repository_is_valid() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
-    let env = |name: &str| Some(match name {
-        "WAREHOUSE_URL" => "sqlite://warehouse.db".to_owned(),
-        other => format!("value-of-{other}"),
-    });
+    let env = |name: &str| {
+        Some(match name {
+            "WAREHOUSE_URL" => "sqlite://warehouse.db".to_owned(),
+            other => format!("value-of-{other}"),
+        })
+    };
     let project = Project::load_with_env(&dir, &env).unwrap();
-    assert!(project.problems.is_empty(), "{}", ConfigErrors(project.problems.clone()));
+    assert!(
+        project.problems.is_empty(),
+        "{}",
+        ConfigErrors(project.problems.clone())
+    );
     let (activation, destination) = project.activation("orders").unwrap();
     assert_eq!(destination.name, "trustpilot");
     assert_eq!(activation.primary_key, vec!["order_id"]);

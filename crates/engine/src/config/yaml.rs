@@ -83,7 +83,11 @@ pub fn parse<'a>(file: &Path, text: &'a str) -> Result<Node<'a>, Problem> {
         .into_iter()
         .next()
         .ok_or_else(|| Problem {
-            location: Some(Location { file: file.to_owned(), line: 1, column: 1 }),
+            location: Some(Location {
+                file: file.to_owned(),
+                line: 1,
+                column: 1,
+            }),
             path: String::new(),
             message: "the file is empty".to_owned(),
         })
@@ -168,7 +172,11 @@ fn scalar_text<'n>(node: &'n Node<'_>) -> Option<Cow<'n, str>> {
 impl<'f> Reader<'f> {
     /// A reader for `file`, looking `${VAR}`s up with `env`.
     pub fn new(file: &'f Path, env: &'f dyn Fn(&str) -> Option<String>) -> Self {
-        Reader { file, env, problems: Vec::new() }
+        Reader {
+            file,
+            env,
+            problems: Vec::new(),
+        }
     }
 
     /// The position of `node`.
@@ -195,7 +203,12 @@ impl<'f> Reader<'f> {
     }
 
     /// Reads a mapping whose keys must be among `allowed`; reports each unknown key.
-    pub fn map<'n, 'a>(&mut self, node: &'n Node<'a>, path: &str, allowed: &[&str]) -> Option<Map<'n, 'a>> {
+    pub fn map<'n, 'a>(
+        &mut self,
+        node: &'n Node<'a>,
+        path: &str,
+        allowed: &[&str],
+    ) -> Option<Map<'n, 'a>> {
         let node = untagged(node);
         let YamlData::Mapping(mapping) = &node.data else {
             let found = kind(node);
@@ -217,7 +230,10 @@ impl<'f> Reader<'f> {
                 self.problem(
                     key,
                     &join(path, &name),
-                    format!("unknown field `{name}`, expected one of: {}", allowed.join(", ")),
+                    format!(
+                        "unknown field `{name}`, expected one of: {}",
+                        allowed.join(", ")
+                    ),
                 );
                 continue;
             }
@@ -256,15 +272,23 @@ impl<'f> Reader<'f> {
                     return None;
                 };
                 let name = &body[..end];
-                let valid = !name.is_empty()
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                let valid =
+                    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !valid {
-                    self.problem(node, path, format!("`${{{name}}}` is not a valid environment variable reference"));
+                    self.problem(
+                        node,
+                        path,
+                        format!("`${{{name}}}` is not a valid environment variable reference"),
+                    );
                     ok = false;
                 } else if let Some(value) = (self.env)(name) {
                     out.push_str(&value);
                 } else {
-                    self.problem(node, path, format!("environment variable `{name}` is not set"));
+                    self.problem(
+                        node,
+                        path,
+                        format!("environment variable `{name}` is not set"),
+                    );
                     ok = false;
                 }
                 rest = &body[end + 1..];
@@ -283,7 +307,14 @@ impl<'f> Reader<'f> {
         if choices.contains(&value.as_str()) {
             Some(value)
         } else {
-            self.problem(node, path, format!("invalid value `{value}`, expected one of: {}", choices.join(", ")));
+            self.problem(
+                node,
+                path,
+                format!(
+                    "invalid value `{value}`, expected one of: {}",
+                    choices.join(", ")
+                ),
+            );
             None
         }
     }
@@ -294,7 +325,11 @@ impl<'f> Reader<'f> {
             "true" => Some(true),
             "false" => Some(false),
             other => {
-                self.problem(node, path, format!("expected true or false, found `{other}`"));
+                self.problem(
+                    node,
+                    path,
+                    format!("expected true or false, found `{other}`"),
+                );
                 None
             }
         }
@@ -306,7 +341,11 @@ impl<'f> Reader<'f> {
         match text.replace('_', "").parse::<u64>() {
             Ok(n) if (min..=max).contains(&n) => Some(n),
             _ => {
-                self.problem(node, path, format!("expected a whole number from {min} to {max}, found `{text}`"));
+                self.problem(
+                    node,
+                    path,
+                    format!("expected a whole number from {min} to {max}, found `{text}`"),
+                );
                 None
             }
         }
@@ -364,9 +403,15 @@ mod tests {
         let doc = parse(file, "a: \"${KEY}-x\"\nb: ${NOPE}\nc: $${KEY} costs $5\n").unwrap();
         let mut r = Reader::new(file, &env);
         let map = r.map(&doc, "", &[]).unwrap();
-        assert_eq!(r.string(map.get("a").unwrap(), "a").as_deref(), Some("k-123-x"));
+        assert_eq!(
+            r.string(map.get("a").unwrap(), "a").as_deref(),
+            Some("k-123-x")
+        );
         assert_eq!(r.string(map.get("b").unwrap(), "b"), None);
-        assert_eq!(r.string(map.get("c").unwrap(), "c").as_deref(), Some("${KEY} costs $5"));
+        assert_eq!(
+            r.string(map.get("c").unwrap(), "c").as_deref(),
+            Some("${KEY} costs $5")
+        );
         assert_eq!(
             r.problems[0].to_string(),
             "d.yaml:2:4: b: environment variable `NOPE` is not set"
@@ -379,8 +424,14 @@ mod tests {
         let doc = parse(file, "id: 007\non: yes\n").unwrap();
         let mut r = Reader::new(file, &env);
         let map = r.map(&doc, "", &[]).unwrap();
-        assert_eq!(r.string(map.get("id").unwrap(), "id").as_deref(), Some("007"));
-        assert_eq!(r.string(map.get("on").unwrap(), "on").as_deref(), Some("yes"));
+        assert_eq!(
+            r.string(map.get("id").unwrap(), "id").as_deref(),
+            Some("007")
+        );
+        assert_eq!(
+            r.string(map.get("on").unwrap(), "on").as_deref(),
+            Some("yes")
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@ use retl_trustpilot_emulator::{Emulator, EmulatorConfig};
 
 async fn emulator() -> Emulator {
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    Emulator::start(EmulatorConfig::default(), addr).await.unwrap()
+    Emulator::start(EmulatorConfig::default(), addr)
+        .await
+        .unwrap()
 }
 
 fn client(emulator: &Emulator, grant: Grant) -> Client {
@@ -52,7 +54,10 @@ async fn one_token_serves_many_invitations() {
     let client = client(&emulator, client_credentials("user-emulator"));
     for i in 0..5 {
         let accepted = client
-            .create_email_invitation("bu-emulator", &invitation(&format!("R{i}"), "ann@shop.example"))
+            .create_email_invitation(
+                "bu-emulator",
+                &invitation(&format!("R{i}"), "ann@shop.example"),
+            )
             .await
             .unwrap();
         assert_eq!(accepted.status, 202);
@@ -74,7 +79,10 @@ async fn concurrent_first_calls_mint_a_single_token() {
         let client = client.clone();
         tasks.spawn(async move {
             client
-                .create_email_invitation("bu-emulator", &invitation(&format!("C{i}"), "c@shop.example"))
+                .create_email_invitation(
+                    "bu-emulator",
+                    &invitation(&format!("C{i}"), "c@shop.example"),
+                )
                 .await
                 .map(|_| ())
         });
@@ -150,7 +158,10 @@ async fn an_unknown_business_unit_is_fatal() {
 async fn a_wrong_secret_is_an_auth_error_that_never_prints_the_secret() {
     let emulator = emulator().await;
     let client = Client::new(ClientConfig::new(
-        Endpoints { auth: emulator.url(), invitations: emulator.url() },
+        Endpoints {
+            auth: emulator.url(),
+            invitations: emulator.url(),
+        },
         Credentials {
             api_key: Secret::new("emulator-key"),
             api_secret: Secret::new("wrong-secret-value"),
@@ -174,7 +185,10 @@ async fn a_refused_connection_is_transient() {
     let url = emulator.url();
     emulator.stop().await.unwrap();
     let client = Client::new(ClientConfig::new(
-        Endpoints { auth: url.clone(), invitations: url },
+        Endpoints {
+            auth: url.clone(),
+            invitations: url,
+        },
         Credentials {
             api_key: Secret::new("k"),
             api_secret: Secret::new("s"),
