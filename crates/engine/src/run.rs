@@ -9,7 +9,7 @@ use arrow_array::RecordBatch;
 use futures::StreamExt;
 use retl_diff::{Class, Entry, Ledger, Outcome, RowHash, Status, classify, hash_rows};
 use retl_mapping::{Invitation, Mapper, cell_text};
-use retl_source::{Source, SourceSpec};
+use retl_source::Source;
 use retl_trustpilot::{
     Accepted, Client, ClientConfig, EmailInvitation, ErrorClass, ProductReviewInvitation,
     ServiceReviewInvitation,
@@ -193,12 +193,7 @@ impl RunCtx<'_> {
             self.commit(&[], &logs).await?;
         }
 
-        let spec = SourceSpec {
-            connection: activation.connection.clone(),
-            model: activation.model.clone(),
-            columns: activation.columns(),
-            batch_size: activation.batch_size,
-        };
+        let spec = activation.source_spec();
         let source_error = |source| Error::Source {
             activation: name.to_owned(),
             source,

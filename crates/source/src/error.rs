@@ -5,7 +5,7 @@
 #[non_exhaustive]
 pub enum Error {
     /// The connection URL's scheme names no supported database.
-    #[error("unsupported connection scheme `{scheme}`; supported: sqlite")]
+    #[error("unsupported connection scheme `{scheme}`; supported: postgres, postgresql, mysql, mariadb, sqlite")]
     UnsupportedScheme {
         /// The scheme found.
         scheme: String,
@@ -16,6 +16,20 @@ pub enum Error {
     /// The database could not be reached or opened.
     #[error("cannot connect to the source: {0}")]
     Connect(#[source] sqlx::Error),
+    /// Connecting took longer than the connect timeout.
+    #[error("cannot connect to the source within {0:?}")]
+    ConnectTimeout(std::time::Duration),
+    /// The database sent nothing for longer than the read timeout.
+    #[error("the source sent no data for {0:?}; giving up")]
+    ReadTimeout(std::time::Duration),
+    /// The database sent data retl cannot decode.
+    #[error("column `{column}`: {message}")]
+    Decode {
+        /// The column.
+        column: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A needed column is not in the model.
     #[error("column `{column}` does not exist in the source; available columns: {}", available.join(", "))]
     ColumnMissing {

@@ -8,20 +8,40 @@
 //! [`Source`] cancels the read.
 //!
 //! A table model reads only the columns the activation needs, each name quoted
-//! for the dialect; a query model runs the user's SQL as written and picks the
-//! needed columns from its result by name.
+//! for the dialect; a query model nests the user's SQL as a subquery and picks
+//! the needed columns from it by name.
+//!
+//! | database | how rows are read |
+//! |---|---|
+//! | PostgreSQL | `COPY (SELECT …) TO STDOUT (FORMAT binary)`, parsed straight into Arrow builders |
+//! | MySQL, MariaDB | a streamed prepared statement (binary protocol) |
+//! | SQLite | a streamed statement |
+//!
+//! Column types map to Arrow without loss: integers of every width (unsigned
+//! too), floats, booleans, text, dates, timestamps (with and without a zone,
+//! both as UTC microseconds; a timestamp without a zone is taken as UTC),
+//! and decimals, UUIDs and JSON as their exact text (never through `f64`). A
+//! type retl cannot read is an error naming the column and its database type,
+//! raised before any row is read.
 //!
 //! Connection URLs can hold passwords: no error or log line of this crate
 //! prints one.
 
+mod columns;
 mod error;
+mod mysql;
+mod postgres;
 mod sqlite;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
+use arrow_schema::{Field, Schema, SchemaRef};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use columns::Kind;
 pub use error::{Error, Result};
 
 /// What to read.
@@ -29,14 +49,14 @@ pub use error::{Error, Result};
 pub enum Model {
     /// A table, optionally schema-qualified (`analytics.orders`).
     Table(String),
-    /// A `SELECT` statement, run as written.
+    /// A `SELECT` statement, run as written (nested as a subquery).
     Query(String),
 }
 
 /// Everything needed to open a source.
 #[derive(Clone)]
 pub struct SourceSpec {
-    /// The connection URL (`sqlite://path/to/file.db`); may hold a password.
+    /// The connection URL (`postgres://…`, `mysql://…`, `sqlite://…`); may hold a password.
     pub connection: String,
     /// The table or query.
     pub model: Model,
@@ -44,6 +64,26 @@ pub struct SourceSpec {
     pub columns: Vec<String>,
     /// Rows per batch.
     pub batch_size: usize,
+    /// How long connecting may take.
+    pub connect_timeout: Duration,
+    /// How long the database may stay silent while retl waits for rows (the
+    /// time retl itself spends sending does not count).
+    pub read_timeout: Duration,
+}
+
+impl SourceSpec {
+    /// A spec with the default batch size (10,000) and timeouts (30 s to connect,
+    /// 300 s of database silence).
+    pub fn new(connection: impl Into<String>, model: Model, columns: Vec<String>) -> Self {
+        SourceSpec {
+            connection: connection.into(),
+            model,
+            columns,
+            batch_size: 10_000,
+            connect_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_mins(5),
+        }
+    }
 }
 
 impl std::fmt::Debug for SourceSpec {
@@ -53,6 +93,8 @@ impl std::fmt::Debug for SourceSpec {
             .field("model", &self.model)
             .field("columns", &self.columns)
             .field("batch_size", &self.batch_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("read_timeout", &self.read_timeout)
             .finish()
     }
 }
@@ -77,20 +119,67 @@ pub fn redact_url(url: &str) -> String {
 pub enum Driver {
     /// `sqlite://` or `sqlite:`.
     Sqlite,
+    /// `postgres://` or `postgresql://` (PostgreSQL and compatible warehouses).
+    Postgres,
+    /// `mysql://` or `mariadb://`.
+    Mysql,
 }
 
 impl Driver {
     /// Chooses the driver by the URL's scheme.
     pub fn for_url(url: &str) -> Result<Self> {
-        let scheme = url
-            .split(':')
-            .next()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let scheme = url.split(':').next().unwrap_or_default().to_ascii_lowercase();
         match scheme.as_str() {
             "sqlite" => Ok(Driver::Sqlite),
+            "postgres" | "postgresql" => Ok(Driver::Postgres),
+            "mysql" | "mariadb" => Ok(Driver::Mysql),
             _ => Err(Error::UnsupportedScheme { scheme }),
         }
+    }
+}
+
+/// How a source's needed columns map onto what the model returns.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub(crate) schema: SchemaRef,
+    pub(crate) kinds: Vec<Kind>,
+    /// The database type name of each needed column.
+    pub(crate) db_types: Vec<String>,
+}
+
+impl Plan {
+    /// Checks every needed column exists in `available` (name, database type) and
+    /// has a type `kind_of` knows.
+    pub(crate) fn new(
+        spec: &SourceSpec,
+        available: &[(String, String)],
+        kind_of: impl Fn(&str) -> Option<Kind>,
+    ) -> Result<Plan> {
+        let mut fields = Vec::with_capacity(spec.columns.len());
+        let mut kinds = Vec::with_capacity(spec.columns.len());
+        let mut db_types = Vec::with_capacity(spec.columns.len());
+        for column in &spec.columns {
+            let Some((_, db_type)) = available.iter().find(|(name, _)| name == column) else {
+                return Err(Error::ColumnMissing {
+                    column: column.clone(),
+                    available: available.iter().map(|(n, _)| n.clone()).collect(),
+                });
+            };
+            let Some(kind) = kind_of(db_type) else {
+                return Err(Error::UnsupportedType {
+                    column: column.clone(),
+                    db_type: db_type.clone(),
+                });
+            };
+            fields.push(Field::new(column, kind.data_type(), true));
+            kinds.push(kind);
+            db_types.push(db_type.clone());
+        }
+        Ok(Plan {
+            schema: Arc::new(Schema::new(fields)),
+            kinds,
+            db_types,
+        })
     }
 }
 
@@ -102,6 +191,17 @@ pub struct Source {
     reader: JoinHandle<()>,
 }
 
+/// Runs `fut` under the spec's connect timeout.
+pub(crate) async fn connecting<T>(
+    spec: &SourceSpec,
+    fut: impl Future<Output = std::result::Result<T, sqlx::Error>>,
+) -> Result<T> {
+    match tokio::time::timeout(spec.connect_timeout, fut).await {
+        Ok(result) => result.map_err(Error::Connect),
+        Err(_) => Err(Error::ConnectTimeout(spec.connect_timeout)),
+    }
+}
+
 impl Source {
     /// Connects, checks the model's columns and types, and starts reading.
     pub async fn open(spec: &SourceSpec) -> Result<Source> {
@@ -110,13 +210,27 @@ impl Source {
         }
         match Driver::for_url(&spec.connection)? {
             Driver::Sqlite => sqlite::open(spec).await,
+            Driver::Postgres => postgres::open(spec).await,
+            Driver::Mysql => mysql::open(spec).await,
         }
+    }
+
+    /// Connects and checks the model's columns and types without reading a row:
+    /// the schema the batches would have.
+    pub async fn describe(spec: &SourceSpec) -> Result<SchemaRef> {
+        let plan = match Driver::for_url(&spec.connection)? {
+            Driver::Sqlite => sqlite::plan(spec).await?.0,
+            Driver::Postgres => postgres::plan(spec).await?.0,
+            Driver::Mysql => mysql::plan(spec).await?.0,
+        };
+        Ok(plan.schema)
     }
 
     fn start(
         schema: SchemaRef,
         read: impl FnOnce(mpsc::Sender<Result<RecordBatch>>) -> JoinHandle<()>,
     ) -> Source {
+        // Two batches wait at most: the reader blocks until the run takes one.
         let (tx, rx) = mpsc::channel(2);
         Source {
             schema,
@@ -130,7 +244,7 @@ impl Source {
         self.schema.clone()
     }
 
-    /// The next batch; `None` at the end of the model.
+    /// The next batch; `None` at the end of the model. After an error, `None`.
     pub async fn next_batch(&mut self) -> Option<Result<RecordBatch>> {
         self.batches.recv().await
     }
@@ -140,6 +254,23 @@ impl Drop for Source {
     fn drop(&mut self) {
         self.reader.abort();
     }
+}
+
+/// Sends a finished batch; `false` when nobody listens any more.
+pub(crate) async fn flush(
+    schema: &SchemaRef,
+    builders: &mut [columns::Builder],
+    tx: &mpsc::Sender<Result<RecordBatch>>,
+) -> bool {
+    let columns = builders.iter_mut().map(columns::Builder::finish).collect();
+    let batch = RecordBatch::try_new(schema.clone(), columns)
+        .expect("builders follow the schema and hold the same number of rows");
+    tx.send(Ok(batch)).await.is_ok()
+}
+
+/// The builders for one batch of `plan`.
+pub(crate) fn builders(plan: &Plan, rows: usize) -> Vec<columns::Builder> {
+    plan.kinds.iter().map(|k| columns::Builder::new(*k, rows)).collect()
 }
 
 #[cfg(test)]
@@ -163,7 +294,7 @@ mod tests {
         let err = Driver::for_url("oracle://x").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unsupported connection scheme `oracle`; supported: sqlite"
+            "unsupported connection scheme `oracle`; supported: postgres, postgresql, mysql, mariadb, sqlite"
         );
     }
 }

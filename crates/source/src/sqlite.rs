@@ -8,87 +8,61 @@
 //! with an error naming the column and row, rather than being coerced silently.
 
 use std::str::FromStr;
-use std::sync::Arc;
 
-use arrow_array::builder::{
-    ArrayBuilder, BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
-};
-use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use futures::TryStreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteRow};
 use sqlx::{Column, ConnectOptions, Executor, Row, TypeInfo, ValueRef};
+use tokio::sync::mpsc;
 
-use crate::{Error, Model, Result, Source, SourceSpec};
+use crate::columns::{Builder, Kind, nestable, quote_column, quote_ident};
+use crate::{Error, Model, Plan, Result, Source, SourceSpec, builders, connecting, flush};
 
-/// `name` as a quoted SQLite identifier; `a.b` becomes `"a"."b"`.
-pub(crate) fn quote_ident(name: &str) -> String {
-    name.split('.')
-        .map(|part| format!("\"{}\"", part.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
-fn arrow_type(declared: &str) -> DataType {
+fn kind_of(declared: &str) -> Option<Kind> {
     let declared = declared.to_ascii_uppercase();
-    if declared.contains("INT") {
-        DataType::Int64
+    Some(if declared.contains("INT") {
+        Kind::Int64
     } else if declared.contains("REAL") || declared.contains("FLOA") || declared.contains("DOUB") {
-        DataType::Float64
+        Kind::Float64
     } else if declared.starts_with("BOOL") {
-        DataType::Boolean
+        Kind::Bool
     } else if declared == "BLOB" {
-        DataType::Binary
+        Kind::Binary
     } else {
-        DataType::Utf8
-    }
+        Kind::Utf8
+    })
 }
 
-pub(crate) async fn open(spec: &SourceSpec) -> Result<Source> {
+pub(crate) async fn plan(spec: &SourceSpec) -> Result<(Plan, SqliteConnection, String)> {
     let options = SqliteConnectOptions::from_str(&spec.connection)
         .map_err(Error::Connect)?
         .read_only(true);
-    let mut conn = options.connect().await.map_err(Error::Connect)?;
-    let sql = match &spec.model {
-        Model::Table(table) => {
-            let columns: Vec<String> = spec.columns.iter().map(|c| quote_ident(c)).collect();
-            format!("SELECT {} FROM {}", columns.join(", "), quote_ident(table))
-        }
-        Model::Query(query) => query.clone(),
+    let mut conn = connecting(spec, options.connect()).await?;
+    let from = match &spec.model {
+        Model::Table(table) => quote_ident(table, '"'),
+        Model::Query(query) => format!("({}) AS retl_q", nestable(query)),
     };
-    // For a table, describe the whole table so a missing column lists the real ones.
-    let describe_sql = match &spec.model {
-        Model::Table(table) => format!("SELECT * FROM {}", quote_ident(table)),
-        Model::Query(query) => query.clone(),
-    };
-    let described = conn.describe(&describe_sql).await.map_err(Error::Query)?;
+    let described = conn
+        .describe(&format!("SELECT * FROM {from}"))
+        .await
+        .map_err(Error::Query)?;
     let available: Vec<(String, String)> = described
         .columns()
         .iter()
         .map(|c| (c.name().to_owned(), c.type_info().name().to_owned()))
         .collect();
-    let mut fields = Vec::with_capacity(spec.columns.len());
-    let mut positions = Vec::with_capacity(spec.columns.len());
-    for (i, column) in spec.columns.iter().enumerate() {
-        let Some(found) = available.iter().position(|(name, _)| name == column) else {
-            return Err(Error::ColumnMissing {
-                column: column.clone(),
-                available: available.iter().map(|(n, _)| n.clone()).collect(),
-            });
-        };
-        fields.push(Field::new(column, arrow_type(&available[found].1), true));
-        // A table query selects exactly the needed columns, in order.
-        positions.push(match spec.model {
-            Model::Table(_) => i,
-            Model::Query(_) => found,
-        });
-    }
-    let schema: SchemaRef = Arc::new(Schema::new(fields));
+    let plan = Plan::new(spec, &available, kind_of)?;
+    let columns: Vec<String> = spec.columns.iter().map(|c| quote_column(c, '"')).collect();
+    let sql = format!("SELECT {} FROM {from}", columns.join(", "));
+    Ok((plan, conn, sql))
+}
+
+pub(crate) async fn open(spec: &SourceSpec) -> Result<Source> {
+    let (plan, mut conn, sql) = plan(spec).await?;
     let batch_size = spec.batch_size;
-    let reader_schema = schema.clone();
-    Ok(Source::start(schema, move |tx| {
+    let read_timeout = spec.read_timeout;
+    Ok(Source::start(plan.schema.clone(), move |tx| {
         tokio::spawn(async move {
-            let result = read(&mut conn, &sql, &reader_schema, &positions, batch_size, &tx).await;
+            let result = read(&mut conn, &sql, &plan, batch_size, read_timeout, &tx).await;
             if let Err(e) = result {
                 // The receiver may be gone (the run was cancelled): nothing left to tell.
                 let _ = tx.send(Err(e)).await;
@@ -97,151 +71,80 @@ pub(crate) async fn open(spec: &SourceSpec) -> Result<Source> {
     }))
 }
 
-enum Builder {
-    Int(Int64Builder),
-    Float(Float64Builder),
-    Bool(BooleanBuilder),
-    Bytes(BinaryBuilder),
-    Text(StringBuilder),
-}
-
-impl Builder {
-    fn new(data_type: &DataType, capacity: usize) -> Self {
-        match data_type {
-            DataType::Int64 => Builder::Int(Int64Builder::with_capacity(capacity)),
-            DataType::Float64 => Builder::Float(Float64Builder::with_capacity(capacity)),
-            DataType::Boolean => Builder::Bool(BooleanBuilder::with_capacity(capacity)),
-            DataType::Binary => {
-                Builder::Bytes(BinaryBuilder::with_capacity(capacity, capacity * 16))
-            }
-            _ => Builder::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
-        }
+/// Appends `row[index]`; `Err(found type)` if its storage class does not fit.
+fn append(builder: &mut Builder, row: &SqliteRow, index: usize) -> std::result::Result<(), String> {
+    let raw = row.try_get_raw(index).map_err(|e| e.to_string())?;
+    if raw.is_null() {
+        builder.append_null();
+        return Ok(());
     }
-
-    fn finish(&mut self) -> ArrayRef {
-        match self {
-            Builder::Int(b) => Arc::new(b.finish()),
-            Builder::Float(b) => Arc::new(b.finish()),
-            Builder::Bool(b) => Arc::new(b.finish()),
-            Builder::Bytes(b) => Arc::new(b.finish()),
-            Builder::Text(b) => Arc::new(b.finish()),
+    let class = raw.type_info().name().to_owned();
+    let decode_err = |e: sqlx::Error| e.to_string();
+    match (builder, class.as_str()) {
+        (Builder::Int64(b), "INTEGER") => {
+            b.append_value(row.try_get_unchecked(index).map_err(decode_err)?);
         }
+        (Builder::Bool(b), "INTEGER" | "BOOLEAN") => {
+            b.append_value(row.try_get_unchecked::<i64, _>(index).map_err(decode_err)? != 0);
+        }
+        (Builder::Float64(b), "REAL" | "INTEGER") => {
+            b.append_value(row.try_get_unchecked(index).map_err(decode_err)?);
+        }
+        (Builder::Binary(b), _) => {
+            b.append_value(row.try_get_unchecked::<Vec<u8>, _>(index).map_err(decode_err)?);
+        }
+        (
+            Builder::Utf8(b),
+            "TEXT" | "INTEGER" | "REAL" | "NUMERIC" | "DATETIME" | "DATE" | "TIME" | "BOOLEAN",
+        ) => {
+            b.append_value(row.try_get_unchecked::<String, _>(index).map_err(decode_err)?);
+        }
+        _ => return Err(class),
     }
-
-    fn len(&self) -> usize {
-        match self {
-            Builder::Int(b) => b.len(),
-            Builder::Float(b) => b.len(),
-            Builder::Bool(b) => b.len(),
-            Builder::Bytes(b) => b.len(),
-            Builder::Text(b) => b.len(),
-        }
-    }
-
-    /// Appends `row[index]`; `Err(found type)` if its storage class does not fit.
-    fn append(&mut self, row: &SqliteRow, index: usize) -> std::result::Result<(), String> {
-        let raw = row.try_get_raw(index).map_err(|e| e.to_string())?;
-        if raw.is_null() {
-            match self {
-                Builder::Int(b) => b.append_null(),
-                Builder::Float(b) => b.append_null(),
-                Builder::Bool(b) => b.append_null(),
-                Builder::Bytes(b) => b.append_null(),
-                Builder::Text(b) => b.append_null(),
-            }
-            return Ok(());
-        }
-        let class = raw.type_info().name().to_owned();
-        let decode_err = |e: sqlx::Error| e.to_string();
-        match (self, class.as_str()) {
-            (Builder::Int(b), "INTEGER") => {
-                b.append_value(row.try_get_unchecked(index).map_err(decode_err)?);
-            }
-            (Builder::Bool(b), "INTEGER" | "BOOLEAN") => {
-                b.append_value(row.try_get_unchecked::<i64, _>(index).map_err(decode_err)? != 0);
-            }
-            (Builder::Float(b), "REAL" | "INTEGER") => {
-                b.append_value(row.try_get_unchecked(index).map_err(decode_err)?);
-            }
-            (Builder::Bytes(b), _) => {
-                b.append_value(
-                    row.try_get_unchecked::<Vec<u8>, _>(index)
-                        .map_err(decode_err)?,
-                );
-            }
-            (
-                Builder::Text(b),
-                "TEXT" | "INTEGER" | "REAL" | "NUMERIC" | "DATETIME" | "DATE" | "TIME" | "BOOLEAN",
-            ) => {
-                b.append_value(
-                    row.try_get_unchecked::<String, _>(index)
-                        .map_err(decode_err)?,
-                );
-            }
-            _ => return Err(class),
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 async fn read(
     conn: &mut SqliteConnection,
     sql: &str,
-    schema: &SchemaRef,
-    positions: &[usize],
+    plan: &Plan,
     batch_size: usize,
-    tx: &tokio::sync::mpsc::Sender<Result<RecordBatch>>,
+    read_timeout: std::time::Duration,
+    tx: &mpsc::Sender<Result<crate::RecordBatch>>,
 ) -> Result<()> {
-    let new_builders = || -> Vec<Builder> {
-        schema
-            .fields()
-            .iter()
-            .map(|f| Builder::new(f.data_type(), batch_size))
-            .collect()
-    };
-    let mut builders = new_builders();
+    let mut builders = builders(plan, batch_size);
     let mut rows = conn.fetch(sql);
     let mut row_number: u64 = 0;
-    while let Some(row) = rows.try_next().await.map_err(Error::Query)? {
+    loop {
+        let next = tokio::time::timeout(read_timeout, rows.try_next())
+            .await
+            .map_err(|_| Error::ReadTimeout(read_timeout))?;
+        let Some(row) = next.map_err(Error::Query)? else {
+            break;
+        };
         row_number += 1;
-        for (builder, (&position, field)) in builders
-            .iter_mut()
-            .zip(positions.iter().zip(schema.fields().iter()))
-        {
-            builder
-                .append(&row, position)
-                .map_err(|found| Error::ValueType {
-                    column: field.name().clone(),
-                    row: row_number,
-                    found,
-                    expected: field.data_type().to_string(),
-                })?;
+        for (index, (builder, field)) in builders.iter_mut().zip(plan.schema.fields().iter()).enumerate() {
+            append(builder, &row, index).map_err(|found| Error::ValueType {
+                column: field.name().clone(),
+                row: row_number,
+                found,
+                expected: field.data_type().to_string(),
+            })?;
         }
-        if builders[0].len() >= batch_size && !flush(schema, &mut builders, tx).await {
+        if builders[0].len() >= batch_size && !flush(&plan.schema, &mut builders, tx).await {
             return Ok(());
         }
     }
     if builders.first().is_some_and(|b| b.len() > 0) {
-        flush(schema, &mut builders, tx).await;
+        flush(&plan.schema, &mut builders, tx).await;
     }
     Ok(())
 }
 
-/// Sends the built batch; `false` when nobody listens any more.
-async fn flush(
-    schema: &SchemaRef,
-    builders: &mut [Builder],
-    tx: &tokio::sync::mpsc::Sender<Result<RecordBatch>>,
-) -> bool {
-    let columns: Vec<ArrayRef> = builders.iter_mut().map(Builder::finish).collect();
-    let batch = RecordBatch::try_new(schema.clone(), columns)
-        .expect("builders follow the schema and hold the same number of rows");
-    tx.send(Ok(batch)).await.is_ok()
-}
-
 #[cfg(test)]
 mod tests {
-    use arrow_array::{Array, Int64Array, StringArray};
+    use arrow_array::{Array, Int64Array, RecordBatch, StringArray};
+    use arrow_schema::DataType;
 
     use super::*;
 
@@ -259,12 +162,9 @@ mod tests {
     }
 
     fn spec(url: &str, model: Model, columns: &[&str], batch_size: usize) -> SourceSpec {
-        SourceSpec {
-            connection: url.to_owned(),
-            model,
-            columns: columns.iter().map(|c| (*c).to_owned()).collect(),
-            batch_size,
-        }
+        let mut spec = SourceSpec::new(url, model, columns.iter().map(|c| (*c).to_owned()).collect());
+        spec.batch_size = batch_size;
+        spec
     }
 
     async fn collect(source: &mut Source) -> Vec<RecordBatch> {
@@ -371,9 +271,4 @@ mod tests {
         );
     }
 
-    #[test]
-    fn identifiers_are_quoted_per_part() {
-        assert_eq!(quote_ident("analytics.orders"), "\"analytics\".\"orders\"");
-        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
-    }
 }

@@ -59,6 +59,10 @@ pub struct Activation {
     pub primary_key: Vec<String>,
     /// Rows per source batch.
     pub batch_size: usize,
+    /// How long connecting to the source may take.
+    pub connect_timeout: Duration,
+    /// How long the source may stay silent while retl waits for rows.
+    pub read_timeout: Duration,
     /// The destination's name.
     pub destination: String,
     /// Settings laid over the destination's defaults.
@@ -83,6 +87,15 @@ impl fmt::Debug for Activation {
 }
 
 impl Activation {
+    /// What the source needs to read this activation's rows.
+    pub fn source_spec(&self) -> retl_source::SourceSpec {
+        let mut spec = retl_source::SourceSpec::new(self.connection.clone(), self.model.clone(), self.columns());
+        spec.batch_size = self.batch_size;
+        spec.connect_timeout = self.connect_timeout;
+        spec.read_timeout = self.read_timeout;
+        spec
+    }
+
     /// The columns the run reads: primary key first, then mapped columns, each once.
     pub fn columns(&self) -> Vec<String> {
         let mut columns = self.primary_key.clone();
@@ -152,7 +165,15 @@ const ACTIVATION_KEYS: &[&str] = &[
     "target",
     "mapping",
 ];
-const SOURCE_KEYS: &[&str] = &["connection", "table", "query", "primary_key", "batch_size"];
+const SOURCE_KEYS: &[&str] = &[
+    "connection",
+    "table",
+    "query",
+    "primary_key",
+    "batch_size",
+    "connect_timeout_seconds",
+    "read_timeout_seconds",
+];
 const SETTINGS_KEYS: &[&str] = &[
     "business_unit_id",
     "invitation_type",
@@ -689,8 +710,8 @@ fn read_activation(r: &mut Reader<'_>, doc: &Node<'_>, file: &Path) -> Option<Ac
         }
     };
     let mapping = mapping?;
-    let (connection, model, primary_key, batch_size) = source?;
-    let primary_key = match primary_key {
+    let source = source?;
+    let primary_key = match source.primary_key {
         Some(key) => key,
         None => mapping
             .iter()
@@ -701,17 +722,26 @@ fn read_activation(r: &mut Reader<'_>, doc: &Node<'_>, file: &Path) -> Option<Ac
     Some(Activation {
         name,
         file: file.to_owned(),
-        connection,
-        model,
+        connection: source.connection,
+        model: source.model,
         primary_key,
-        batch_size,
+        batch_size: source.batch_size,
+        connect_timeout: source.connect_timeout,
+        read_timeout: source.read_timeout,
         destination: destination?,
         target: target?,
         mapping,
     })
 }
 
-type SourceParts = (String, Model, Option<Vec<String>>, usize);
+struct SourceParts {
+    connection: String,
+    model: Model,
+    primary_key: Option<Vec<String>>,
+    batch_size: usize,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+}
 
 fn read_source(r: &mut Reader<'_>, node: &Node<'_>) -> Option<SourceParts> {
     let map = r.map(node, "source", SOURCE_KEYS)?;
@@ -765,12 +795,21 @@ fn read_source(r: &mut Reader<'_>, node: &Node<'_>) -> Option<SourceParts> {
         .get("batch_size")
         .and_then(|n| r.number(n, "source.batch_size", 1, 1_000_000))
         .unwrap_or(10_000);
-    Some((
-        connection?,
-        model?,
+    let seconds = |r: &mut Reader<'_>, key: &str, default: u64| {
+        map.get(key)
+            .and_then(|n| r.number(n, &join("source", key), 1, 86_400))
+            .map_or(Duration::from_secs(default), Duration::from_secs)
+    };
+    let connect_timeout = seconds(r, "connect_timeout_seconds", 30);
+    let read_timeout = seconds(r, "read_timeout_seconds", 300);
+    Some(SourceParts {
+        connection: connection?,
+        model: model?,
         primary_key,
-        usize::try_from(batch_size).ok()?,
-    ))
+        batch_size: usize::try_from(batch_size).ok()?,
+        connect_timeout,
+        read_timeout,
+    })
 }
 
 fn read_mapping(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Vec<(Field, String)>> {

@@ -1,0 +1,154 @@
+//! MySQL and MariaDB sources, read as a streamed prepared statement.
+//!
+//! The session is set to UTC (`time_zone = '+00:00'`), so `TIMESTAMP` values
+//! arrive in UTC; `DATETIME` has no zone and is taken as UTC. While retl is
+//! busy sending, it stops reading and the server waits: `net_write_timeout` is
+//! raised for the session so that MySQL does not drop a slow reader.
+
+use std::str::FromStr;
+
+use chrono::{NaiveDate, NaiveDateTime};
+use futures::TryStreamExt;
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlRow};
+use sqlx::{Column, ConnectOptions, Executor, Row, TypeInfo, ValueRef};
+use tokio::sync::mpsc;
+
+use crate::columns::{Builder, Kind, nestable, quote_column, quote_ident};
+use crate::{Error, Model, Plan, Result, Source, SourceSpec, builders, connecting, flush};
+
+fn kind_of(db_type: &str) -> Option<Kind> {
+    Some(match db_type {
+        "BOOLEAN" => Kind::Bool,
+        "TINYINT" => Kind::Int8,
+        "SMALLINT" => Kind::Int16,
+        "MEDIUMINT" | "INT" => Kind::Int32,
+        "BIGINT" => Kind::Int64,
+        "TINYINT UNSIGNED" => Kind::UInt8,
+        "SMALLINT UNSIGNED" => Kind::UInt16,
+        "MEDIUMINT UNSIGNED" | "INT UNSIGNED" => Kind::UInt32,
+        "BIGINT UNSIGNED" => Kind::UInt64,
+        "FLOAT" => Kind::Float32,
+        "DOUBLE" => Kind::Float64,
+        "DECIMAL" | "CHAR" | "VARCHAR" | "TINYTEXT" | "TEXT" | "MEDIUMTEXT" | "LONGTEXT" | "ENUM"
+        | "SET" | "JSON" => Kind::Utf8,
+        "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" => Kind::Binary,
+        "DATE" => Kind::Date32,
+        "DATETIME" | "TIMESTAMP" => Kind::Timestamp,
+        _ => return None,
+    })
+}
+
+fn options(url: &str) -> Result<MySqlConnectOptions> {
+    // sqlx knows the scheme as mysql://; mariadb:// is the same protocol.
+    let url = match url.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("mariadb") => format!("mysql://{rest}"),
+        _ => url.to_owned(),
+    };
+    MySqlConnectOptions::from_str(&url).map_err(Error::Connect)
+}
+
+pub(crate) async fn plan(spec: &SourceSpec) -> Result<(Plan, MySqlConnection, String)> {
+    let options = options(&spec.connection)?.timezone(Some("+00:00".to_owned()));
+    let mut conn = connecting(spec, options.connect()).await?;
+    conn.execute("SET SESSION net_write_timeout = 86400")
+        .await
+        .map_err(Error::Query)?;
+    let from = match &spec.model {
+        Model::Table(table) => quote_ident(table, '`'),
+        Model::Query(query) => format!("({}) AS retl_q", nestable(query)),
+    };
+    let described = conn
+        .describe(&format!("SELECT * FROM {from}"))
+        .await
+        .map_err(Error::Query)?;
+    let available: Vec<(String, String)> = described
+        .columns()
+        .iter()
+        .map(|c| (c.name().to_owned(), c.type_info().name().to_owned()))
+        .collect();
+    let plan = Plan::new(spec, &available, kind_of)?;
+    let columns: Vec<String> = spec.columns.iter().map(|c| quote_column(c, '`')).collect();
+    let sql = format!("SELECT {} FROM {from}", columns.join(", "));
+    Ok((plan, conn, sql))
+}
+
+pub(crate) async fn open(spec: &SourceSpec) -> Result<Source> {
+    let (plan, mut conn, sql) = plan(spec).await?;
+    let batch_size = spec.batch_size;
+    let read_timeout = spec.read_timeout;
+    Ok(Source::start(plan.schema.clone(), move |tx| {
+        tokio::spawn(async move {
+            let result = read(&mut conn, &sql, &plan, batch_size, read_timeout, &tx).await;
+            if let Err(e) = result {
+                let _ = tx.send(Err(e)).await;
+            }
+        })
+    }))
+}
+
+fn append(builder: &mut Builder, row: &MySqlRow, i: usize) -> std::result::Result<(), sqlx::Error> {
+    if row.try_get_raw(i)?.is_null() {
+        builder.append_null();
+        return Ok(());
+    }
+    match builder {
+        Builder::Bool(b) => b.append_value(row.try_get_unchecked(i)?),
+        Builder::Int8(b) => b.append_value(row.try_get_unchecked(i)?),
+        Builder::Int16(b) => b.append_value(row.try_get_unchecked(i)?),
+        Builder::Int32(b) => b.append_value(row.try_get_unchecked(i)?),
+        Builder::Int64(b) => b.append_value(row.try_get_unchecked(i)?),
+        Builder::UInt8(b) => b.append_value(row.try_get_unchecked(i)?),
+        Builder::UInt16(b) => b.append_value(row.try_get_unchecked(i)?),
+        Builder::UInt32(b) => b.append_value(row.try_get_unchecked(i)?),
+        Builder::UInt64(b) => b.append_value(row.try_get_unchecked(i)?),
+        Builder::Float32(b) => b.append_value(row.try_get_unchecked(i)?),
+        Builder::Float64(b) => b.append_value(row.try_get_unchecked(i)?),
+        Builder::Utf8(b) => b.append_value(row.try_get_unchecked::<&str, _>(i)?),
+        Builder::Binary(b) => b.append_value(row.try_get_unchecked::<&[u8], _>(i)?),
+        Builder::Date32(b) => {
+            let date: NaiveDate = row.try_get_unchecked(i)?;
+            let days = date.signed_duration_since(NaiveDate::default()).num_days();
+            b.append_value(i32::try_from(days).map_err(|e| sqlx::Error::Decode(Box::new(e)))?);
+        }
+        Builder::Timestamp(b) => {
+            let at: NaiveDateTime = row.try_get_unchecked(i)?;
+            b.append_value(at.and_utc().timestamp_micros());
+        }
+    }
+    Ok(())
+}
+
+async fn read(
+    conn: &mut MySqlConnection,
+    sql: &str,
+    plan: &Plan,
+    batch_size: usize,
+    read_timeout: std::time::Duration,
+    tx: &mpsc::Sender<Result<crate::RecordBatch>>,
+) -> Result<()> {
+    let mut builders = builders(plan, batch_size);
+    let mut rows = conn.fetch(sql);
+    let mut row_number: u64 = 0;
+    loop {
+        let next = tokio::time::timeout(read_timeout, rows.try_next())
+            .await
+            .map_err(|_| Error::ReadTimeout(read_timeout))?;
+        let Some(row) = next.map_err(Error::Query)? else {
+            break;
+        };
+        row_number += 1;
+        for (i, builder) in builders.iter_mut().enumerate() {
+            append(builder, &row, i).map_err(|e| Error::Decode {
+                column: plan.schema.field(i).name().clone(),
+                message: format!("row {row_number} ({}): {e}", plan.db_types[i]),
+            })?;
+        }
+        if builders[0].len() >= batch_size && !flush(&plan.schema, &mut builders, tx).await {
+            return Ok(());
+        }
+    }
+    if builders.first().is_some_and(|b| b.len() > 0) {
+        flush(&plan.schema, &mut builders, tx).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,358 @@
+//! PostgreSQL sources, read with `COPY … TO STDOUT (FORMAT binary)`.
+//!
+//! COPY is the fastest way out of PostgreSQL, and its binary format needs no
+//! text parsing: each tuple is a field count, then per field a length (-1 for
+//! NULL) and the value in its binary send format. Columns whose binary format
+//! retl does not parse (numeric, uuid, json, jsonb) are cast to `text` in the
+//! SELECT, which PostgreSQL renders exactly.
+
+use std::str::FromStr;
+
+use futures::StreamExt;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{Column, ConnectOptions, Executor, TypeInfo};
+use tokio::sync::mpsc;
+
+use crate::columns::{Builder, Kind, nestable, quote_column, quote_ident};
+use crate::{Error, Model, Plan, Result, Source, SourceSpec, builders, connecting, flush};
+
+/// Days from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
+const EPOCH_DAYS: i32 = 10_957;
+/// Microseconds from 1970-01-01 to 2000-01-01.
+const EPOCH_MICROS: i64 = 946_684_800_000_000;
+const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+fn kind_of(db_type: &str) -> Option<Kind> {
+    Some(match db_type {
+        "BOOL" => Kind::Bool,
+        "INT2" => Kind::Int16,
+        "INT4" => Kind::Int32,
+        "INT8" => Kind::Int64,
+        "FLOAT4" => Kind::Float32,
+        "FLOAT8" => Kind::Float64,
+        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "NUMERIC" | "UUID" | "JSON" | "JSONB" => Kind::Utf8,
+        "BYTEA" => Kind::Binary,
+        "DATE" => Kind::Date32,
+        "TIMESTAMP" | "TIMESTAMPTZ" => Kind::Timestamp,
+        _ => return None,
+    })
+}
+
+/// Whether the column is cast to text in the COPY's SELECT.
+fn cast_to_text(db_type: &str) -> bool {
+    matches!(db_type, "NUMERIC" | "UUID" | "JSON" | "JSONB")
+}
+
+pub(crate) async fn plan(spec: &SourceSpec) -> Result<(Plan, PgConnection, String)> {
+    let options = PgConnectOptions::from_str(&spec.connection)
+        .map_err(Error::Connect)?
+        .application_name("retl");
+    let mut conn = connecting(spec, options.connect()).await?;
+    let from = match &spec.model {
+        Model::Table(table) => quote_ident(table, '"'),
+        Model::Query(query) => format!("({}) AS retl_q", nestable(query)),
+    };
+    let described = conn
+        .describe(&format!("SELECT * FROM {from}"))
+        .await
+        .map_err(Error::Query)?;
+    let available: Vec<(String, String)> = described
+        .columns()
+        .iter()
+        .map(|c| (c.name().to_owned(), c.type_info().name().to_owned()))
+        .collect();
+    let plan = Plan::new(spec, &available, kind_of)?;
+    let select: Vec<String> = spec
+        .columns
+        .iter()
+        .zip(&plan.db_types)
+        .map(|(column, db_type)| {
+            let quoted = quote_column(column, '"');
+            if cast_to_text(db_type) {
+                format!("{quoted}::text AS {quoted}")
+            } else {
+                quoted
+            }
+        })
+        .collect();
+    let sql = format!(
+        "COPY (SELECT {} FROM {from}) TO STDOUT (FORMAT binary)",
+        select.join(", ")
+    );
+    Ok((plan, conn, sql))
+}
+
+pub(crate) async fn open(spec: &SourceSpec) -> Result<Source> {
+    let (plan, mut conn, sql) = plan(spec).await?;
+    let batch_size = spec.batch_size;
+    let read_timeout = spec.read_timeout;
+    Ok(Source::start(plan.schema.clone(), move |tx| {
+        tokio::spawn(async move {
+            let result = read(&mut conn, &sql, &plan, batch_size, read_timeout, &tx).await;
+            if let Err(e) = result {
+                let _ = tx.send(Err(e)).await;
+            }
+        })
+    }))
+}
+
+async fn read(
+    conn: &mut PgConnection,
+    sql: &str,
+    plan: &Plan,
+    batch_size: usize,
+    read_timeout: std::time::Duration,
+    tx: &mpsc::Sender<Result<crate::RecordBatch>>,
+) -> Result<()> {
+    let mut stream = conn.copy_out_raw(sql).await.map_err(Error::Query)?;
+    let mut parser = Parser::new(plan, batch_size);
+    loop {
+        let chunk = tokio::time::timeout(read_timeout, stream.next())
+            .await
+            .map_err(|_| Error::ReadTimeout(read_timeout))?;
+        let Some(chunk) = chunk else { break };
+        let chunk = chunk.map_err(Error::Query)?;
+        parser.feed(&chunk)?;
+        while parser.full() {
+            if !flush(&plan.schema, &mut parser.builders, tx).await {
+                return Ok(());
+            }
+        }
+    }
+    if !parser.finished {
+        return Err(Error::Decode {
+            column: String::new(),
+            message: "the COPY stream ended without its trailer".to_owned(),
+        });
+    }
+    if parser.builders.first().is_some_and(|b| b.len() > 0) {
+        flush(&plan.schema, &mut parser.builders, tx).await;
+    }
+    Ok(())
+}
+
+/// An incremental parser of PostgreSQL's binary COPY format into Arrow builders.
+///
+/// Input may arrive in chunks of any size; whatever is left of an incomplete
+/// tuple waits in `pending` for the next chunk.
+struct Parser<'p> {
+    plan: &'p Plan,
+    builders: Vec<Builder>,
+    batch_size: usize,
+    pending: Vec<u8>,
+    header_done: bool,
+    finished: bool,
+}
+
+fn be<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    bytes[..N].try_into().expect("length checked by the caller")
+}
+
+impl<'p> Parser<'p> {
+    fn new(plan: &'p Plan, batch_size: usize) -> Self {
+        Parser {
+            plan,
+            builders: builders(plan, batch_size),
+            batch_size,
+            pending: Vec::new(),
+            header_done: false,
+            finished: false,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.builders.first().is_some_and(|b| b.len() >= self.batch_size)
+    }
+
+    fn decode_error(&self, index: usize, message: impl Into<String>) -> Error {
+        Error::Decode {
+            column: self.plan.schema.field(index).name().clone(),
+            message: message.into(),
+        }
+    }
+
+    fn feed(&mut self, chunk: &[u8]) -> Result<()> {
+        // Usually each chunk is exactly one tuple; copy only when one is split.
+        if self.pending.is_empty() {
+            let used = self.parse(chunk)?;
+            self.pending.extend_from_slice(&chunk[used..]);
+        } else {
+            let mut data = std::mem::take(&mut self.pending);
+            data.extend_from_slice(chunk);
+            let used = self.parse(&data)?;
+            data.drain(..used);
+            self.pending = data;
+        }
+        Ok(())
+    }
+
+    /// Parses every complete tuple in `data`; returns how many bytes it used.
+    fn parse(&mut self, data: &[u8]) -> Result<usize> {
+        let mut at = 0;
+        if !self.header_done {
+            if data.len() < SIGNATURE.len() + 8 {
+                return Ok(0);
+            }
+            if &data[..SIGNATURE.len()] != SIGNATURE {
+                return Err(self.decode_error(0, "not a binary COPY stream"));
+            }
+            let extension = u32::from_be_bytes(be(&data[SIGNATURE.len() + 4..])) as usize;
+            let header = SIGNATURE.len() + 8 + extension;
+            if data.len() < header {
+                return Ok(0);
+            }
+            at = header;
+            self.header_done = true;
+        }
+        while !self.finished {
+            let Some(used) = self.tuple(&data[at..])? else { break };
+            at += used;
+        }
+        Ok(at)
+    }
+
+    /// Parses one tuple if `data` holds a complete one; returns its length.
+    fn tuple(&mut self, data: &[u8]) -> Result<Option<usize>> {
+        if data.len() < 2 {
+            return Ok(None);
+        }
+        let count = i16::from_be_bytes(be(data));
+        if count == -1 {
+            self.finished = true;
+            return Ok(Some(2));
+        }
+        if usize::try_from(count).ok() != Some(self.builders.len()) {
+            return Err(self.decode_error(0, format!("a tuple of {count} fields, expected {}", self.builders.len())));
+        }
+        // First find the tuple's extent, so that nothing is appended for a partial tuple.
+        let mut at = 2;
+        let mut fields = Vec::with_capacity(self.builders.len());
+        for _ in 0..self.builders.len() {
+            if data.len() < at + 4 {
+                return Ok(None);
+            }
+            let len = i32::from_be_bytes(be(&data[at..]));
+            at += 4;
+            if len < 0 {
+                fields.push(None);
+            } else {
+                let len = usize::try_from(len).unwrap_or_default();
+                if data.len() < at + len {
+                    return Ok(None);
+                }
+                fields.push(Some(&data[at..at + len]));
+                at += len;
+            }
+        }
+        for (index, value) in fields.into_iter().enumerate() {
+            self.append(index, value)?;
+        }
+        Ok(Some(at))
+    }
+
+    fn append(&mut self, index: usize, value: Option<&[u8]>) -> Result<()> {
+        let Some(v) = value else {
+            self.builders[index].append_null();
+            return Ok(());
+        };
+        let width = |n: usize| if v.len() == n { Ok(()) } else { Err(format!("a value of {} bytes, expected {n}", v.len())) };
+        let result = match &mut self.builders[index] {
+            Builder::Bool(b) => width(1).map(|()| b.append_value(v[0] != 0)),
+            Builder::Int16(b) => width(2).map(|()| b.append_value(i16::from_be_bytes(be(v)))),
+            Builder::Int32(b) => width(4).map(|()| b.append_value(i32::from_be_bytes(be(v)))),
+            Builder::Int64(b) => width(8).map(|()| b.append_value(i64::from_be_bytes(be(v)))),
+            Builder::Float32(b) => width(4).map(|()| b.append_value(f32::from_be_bytes(be(v)))),
+            Builder::Float64(b) => width(8).map(|()| b.append_value(f64::from_be_bytes(be(v)))),
+            Builder::Utf8(b) => std::str::from_utf8(v)
+                .map(|s| b.append_value(s))
+                .map_err(|_| "text that is not UTF-8 (set the database's encoding to UTF8)".to_owned()),
+            Builder::Binary(b) => {
+                b.append_value(v);
+                Ok(())
+            }
+            Builder::Date32(b) => width(4).map(|()| {
+                // ±infinity dates saturate rather than wrap.
+                b.append_value(i32::from_be_bytes(be(v)).saturating_add(EPOCH_DAYS));
+            }),
+            Builder::Timestamp(b) => width(8).map(|()| {
+                b.append_value(i64::from_be_bytes(be(v)).saturating_add(EPOCH_MICROS));
+            }),
+            _ => Err("an unexpected column type".to_owned()),
+        };
+        result.map_err(|message| self.decode_error(index, message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{Array, Int32Array, StringArray};
+    use arrow_schema::{Field, Schema};
+
+    use super::*;
+
+    fn plan() -> Plan {
+        Plan {
+            schema: Arc::new(Schema::new(vec![
+                Field::new("id", Kind::Int32.data_type(), true),
+                Field::new("name", Kind::Utf8.data_type(), true),
+            ])),
+            kinds: vec![Kind::Int32, Kind::Utf8],
+            db_types: vec!["INT4".into(), "TEXT".into()],
+        }
+    }
+
+    fn stream(rows: &[(i32, Option<&str>)]) -> Vec<u8> {
+        let mut out = SIGNATURE.to_vec();
+        out.extend_from_slice(&0u32.to_be_bytes());
+        out.extend_from_slice(&0u32.to_be_bytes());
+        for (id, name) in rows {
+            out.extend_from_slice(&2i16.to_be_bytes());
+            out.extend_from_slice(&4i32.to_be_bytes());
+            out.extend_from_slice(&id.to_be_bytes());
+            match name {
+                Some(n) => {
+                    out.extend_from_slice(&i32::try_from(n.len()).unwrap().to_be_bytes());
+                    out.extend_from_slice(n.as_bytes());
+                }
+                None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+        out.extend_from_slice(&(-1i16).to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn tuples_split_across_chunks_of_any_size_parse_the_same() {
+        let plan = plan();
+        let data = stream(&[(1, Some("ann")), (2, None), (3, Some("ø"))]);
+        for chunk_size in [1, 2, 3, 7, 64] {
+            let mut parser = Parser::new(&plan, 100);
+            for chunk in data.chunks(chunk_size) {
+                parser.feed(chunk).unwrap();
+            }
+            assert!(parser.finished, "chunk size {chunk_size}");
+            let ids = parser.builders[0].finish();
+            let names = parser.builders[1].finish();
+            let ids = ids.as_any().downcast_ref::<Int32Array>().unwrap();
+            let names = names.as_any().downcast_ref::<StringArray>().unwrap();
+            assert_eq!(ids.values(), &[1, 2, 3]);
+            assert_eq!(names.value(2), "ø");
+            assert!(names.is_null(1));
+        }
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_width_is_an_error_naming_the_column() {
+        let plan = plan();
+        let mut data = stream(&[]);
+        data.truncate(data.len() - 2);
+        data.extend_from_slice(&2i16.to_be_bytes());
+        data.extend_from_slice(&2i32.to_be_bytes());
+        data.extend_from_slice(&[0, 1]);
+        data.extend_from_slice(&(-1i32).to_be_bytes());
+        let err = Parser::new(&plan, 10).feed(&data).unwrap_err();
+        assert_eq!(err.to_string(), "column `id`: a value of 2 bytes, expected 4");
+    }
+}
