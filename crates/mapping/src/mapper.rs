@@ -361,19 +361,22 @@ mod tests {
     }
 
     #[test]
-    fn a_binary_column_cannot_be_mapped() {
+    fn binary_cells_map_when_they_hold_text_and_reject_the_row_otherwise() {
         let schema = Schema::new(vec![ArrowField::new("blob", DataType::Binary, true)]);
         let batch = RecordBatch::try_new(
             Arc::new(schema),
-            vec![Arc::new(BinaryArray::from(vec![b"x".as_ref()]))],
+            vec![Arc::new(BinaryArray::from(vec![b"Ann".as_ref(), &[0xff, 0xfe]]))],
         )
         .unwrap();
-        let err = Mapper::new(
+        let mapper = Mapper::new(
             Settings::default(),
-            &[(Field::ConsumerName, "blob".into())],
+            &[(Field::ReferenceNumber, "blob".into())],
             &batch.schema(),
         )
-        .unwrap_err();
-        assert!(matches!(err, Error::UnsupportedType { .. }));
+        .unwrap();
+        let err = mapper.map_row(&batch, 1).unwrap_err();
+        assert_eq!(err.to_string(), "reference_number: column `blob`: the bytes are not UTF-8 text");
+        // Row 0 maps its reference, then stops at the unmapped name.
+        assert_eq!(mapper.map_row(&batch, 0).unwrap_err().field, Field::ConsumerName);
     }
 }

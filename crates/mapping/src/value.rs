@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use arrow_array::{
-    Array, BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array, Int8Array,
+    Array, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array, Int8Array,
     Int16Array, Int32Array, Int64Array, LargeStringArray, StringArray, TimestampMicrosecondArray,
     TimestampMillisecondArray, TimestampNanosecondArray, TimestampSecondArray, UInt8Array,
     UInt16Array, UInt32Array, UInt64Array,
@@ -18,6 +18,9 @@ pub enum CellError {
     /// The column's type has no text form for an invitation.
     #[error("type {0} cannot be mapped to an invitation field")]
     Unsupported(DataType),
+    /// A binary cell whose bytes are not UTF-8 text.
+    #[error("the bytes are not UTF-8 text")]
+    NotText,
     /// A timestamp or date outside chrono's range.
     #[error("timestamp {0} is out of range")]
     OutOfRange(i64),
@@ -29,6 +32,7 @@ pub fn is_supported(data_type: &DataType) -> bool {
         data_type,
         DataType::Utf8
             | DataType::LargeUtf8
+            | DataType::Binary
             | DataType::Boolean
             | DataType::Int8
             | DataType::Int16
@@ -58,6 +62,7 @@ macro_rules! downcast {
 
 /// The text of `array[row]`, or `None` for NULL.
 ///
+/// Binary cells are read as text when their bytes are UTF-8.
 /// Integers and decimals keep every digit (never through `f64`); timestamps are
 /// rendered as ISO 8601, with a `Z` when the column carries a time zone (the
 /// value is then UTC).
@@ -68,6 +73,12 @@ pub fn cell_text(array: &dyn Array, row: usize) -> Result<Option<Cow<'_, str>>, 
     let text: Cow<'_, str> = match array.data_type() {
         DataType::Utf8 => Cow::Borrowed(downcast!(array, StringArray).value(row)),
         DataType::LargeUtf8 => Cow::Borrowed(downcast!(array, LargeStringArray).value(row)),
+        // Text the database marks binary (a MariaDB JSON or `_bin`-collated column)
+        // is text all the same; real binary data is refused, cell by cell.
+        DataType::Binary => Cow::Borrowed(
+            std::str::from_utf8(downcast!(array, BinaryArray).value(row))
+                .map_err(|_| CellError::NotText)?,
+        ),
         DataType::Boolean => Cow::Borrowed(if downcast!(array, BooleanArray).value(row) {
             "true"
         } else {

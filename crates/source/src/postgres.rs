@@ -30,7 +30,7 @@ fn kind_of(db_type: &str) -> Option<Kind> {
         "INT8" => Kind::Int64,
         "FLOAT4" => Kind::Float32,
         "FLOAT8" => Kind::Float64,
-        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "NUMERIC" | "UUID" | "JSON" | "JSONB" => Kind::Utf8,
+        "TEXT" | "VARCHAR" | "CHAR" | "BPCHAR" | "NAME" | "NUMERIC" | "UUID" | "JSON" | "JSONB" => Kind::Utf8,
         "BYTEA" => Kind::Binary,
         "DATE" => Kind::Date32,
         "TIMESTAMP" | "TIMESTAMPTZ" => Kind::Timestamp,
