@@ -13,6 +13,11 @@ if [ "${CI:-}" = "true" ]; then
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+# The warehouse tests talk to real databases: the PostgreSQL and MariaDB that
+# run on the development and CI machines, unless these point elsewhere.
+export RETL_TEST_POSTGRES_URL="${RETL_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+export RETL_TEST_MYSQL_URL="${RETL_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"

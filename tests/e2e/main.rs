@@ -12,15 +12,64 @@ use serde_json::Value;
 use sqlx::ConnectOptions as _;
 use sqlx::sqlite::SqliteConnectOptions;
 
+/// Which warehouse a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Sqlite,
+    Postgres,
+    Mysql,
+}
+
 /// A warehouse, a config directory, a state database and an emulator.
 struct World {
     runtime: tokio::runtime::Runtime,
     emulator: Option<Emulator>,
     dir: tempfile::TempDir,
+    kind: Kind,
+    /// The server URL (PostgreSQL, MySQL) and this test's own schema or database.
+    server: Option<(String, String)>,
+}
+
+static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// The URL of a test database server; `None` (skip) outside CI when unset.
+fn server_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("{var} must be set when CI=true (scripts/test.sh sets it)")
+        }
+        Err(_) => {
+            eprintln!("skipped: {var} is not set (scripts/test.sh sets it)");
+            None
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some((_, name)) = &self.server {
+            let sql = match self.kind {
+                Kind::Postgres => format!("DROP SCHEMA {name} CASCADE"),
+                _ => format!("DROP DATABASE {name}"),
+            };
+            self.server_sql(&sql);
+        }
+    }
 }
 
 impl World {
     fn new() -> World {
+        World::with(Kind::Sqlite).unwrap()
+    }
+
+    /// A world on `kind`'s warehouse; `None` when that database is not configured (outside CI).
+    fn with(kind: Kind) -> Option<World> {
+        let server = match kind {
+            Kind::Sqlite => None,
+            Kind::Postgres => Some(server_url("RETL_TEST_POSTGRES_URL")?),
+            Kind::Mysql => Some(server_url("RETL_TEST_MYSQL_URL")?),
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -32,18 +81,77 @@ impl World {
                 SocketAddr::from(([127, 0, 0, 1], 0)),
             ))
             .unwrap();
+        let name = format!(
+            "retl_e2e_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
         let world = World {
             runtime,
             emulator: Some(emulator),
             dir: tempfile::tempdir().unwrap(),
+            kind,
+            server: server.map(|url| (url, name.clone())),
         };
+        match kind {
+            Kind::Sqlite => {}
+            Kind::Postgres => world.server_sql(&format!(
+                "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"
+            )),
+            Kind::Mysql => world.server_sql(&format!(
+                "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
+            )),
+        }
         world.sql("CREATE TABLE orders (order_id INTEGER PRIMARY KEY, full_name TEXT, email TEXT, locale TEXT)");
         world.write_destination("emulator-secret");
         world.write("activations/orders.yaml", &format!(
-            "source:\n  connection: sqlite://{}\n  table: orders\n  primary_key: [order_id]\ndestination: trustpilot\nmapping:\n  reference_number: order_id\n  consumer_name: full_name\n  consumer_email: email\n  locale: locale\n",
-            world.warehouse().display()
+            "source:\n  connection: {}\n  table: {}\n  primary_key: [order_id]\ndestination: trustpilot\nmapping:\n  reference_number: order_id\n  consumer_name: full_name\n  consumer_email: email\n  locale: locale\n",
+            world.connection(),
+            world.table()
         ));
-        world
+        Some(world)
+    }
+
+    /// The activation's `source.connection`.
+    fn connection(&self) -> String {
+        match &self.server {
+            Some((url, _)) => url.clone(),
+            None => format!("sqlite://{}", self.warehouse().display()),
+        }
+    }
+
+    /// The orders table, qualified with this test's schema or database.
+    fn table(&self) -> String {
+        match &self.server {
+            Some((_, name)) => format!("{name}.orders"),
+            None => "orders".to_owned(),
+        }
+    }
+
+    /// Runs SQL on the server itself (not inside this test's schema).
+    fn server_sql(&self, sql: &str) {
+        let (url, _) = self.server.as_ref().expect("a database server");
+        self.runtime.block_on(async {
+            match self.kind {
+                Kind::Postgres => {
+                    let mut conn = sqlx::postgres::PgConnectOptions::from_str(url)
+                        .unwrap()
+                        .connect()
+                        .await
+                        .unwrap_or_else(|e| panic!("PostgreSQL is unreachable: {e}"));
+                    sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+                }
+                Kind::Mysql => {
+                    let mut conn = sqlx::mysql::MySqlConnectOptions::from_str(url)
+                        .unwrap()
+                        .connect()
+                        .await
+                        .unwrap_or_else(|e| panic!("MySQL is unreachable: {e}"));
+                    sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+                }
+                Kind::Sqlite => unreachable!("sqlite has no server"),
+            }
+        });
     }
 
     fn emulator(&self) -> &Emulator {
@@ -75,7 +183,13 @@ impl World {
         let _ = secret_env;
     }
 
+    /// Runs SQL on the warehouse; `orders` means this test's orders table.
     fn sql(&self, sql: &str) {
+        let sql = sql.replace("orders", &self.table());
+        if self.kind != Kind::Sqlite {
+            return self.server_sql(&sql);
+        }
+        let sql = sql.as_str();
         let url = format!("sqlite://{}", self.warehouse().display());
         self.runtime.block_on(async {
             let mut conn = SqliteConnectOptions::from_str(&url)
@@ -166,7 +280,25 @@ fn count(summary: &Value, name: &str) -> u64 {
 
 #[test]
 fn new_rows_are_sent_once_and_bad_rows_are_explained() {
-    let world = World::new();
+    scenario(&World::new());
+}
+
+#[test]
+fn the_same_scenario_on_postgresql() {
+    if let Some(world) = World::with(Kind::Postgres) {
+        scenario(&world);
+    }
+}
+
+#[test]
+fn the_same_scenario_on_mysql() {
+    if let Some(world) = World::with(Kind::Mysql) {
+        scenario(&world);
+    }
+}
+
+/// 100 rows (one bad email, one missing name), then reruns, inserts and edits.
+fn scenario(world: &World) {
     world.insert(1, 100, Some(13), Some(77));
 
     let (code, first) = world.run();

@@ -365,7 +365,10 @@ mod tests {
         let schema = Schema::new(vec![ArrowField::new("blob", DataType::Binary, true)]);
         let batch = RecordBatch::try_new(
             Arc::new(schema),
-            vec![Arc::new(BinaryArray::from(vec![b"Ann".as_ref(), &[0xff, 0xfe]]))],
+            vec![Arc::new(BinaryArray::from(vec![
+                b"Ann".as_ref(),
+                &[0xff, 0xfe],
+            ]))],
         )
         .unwrap();
         let mapper = Mapper::new(
@@ -375,8 +378,14 @@ mod tests {
         )
         .unwrap();
         let err = mapper.map_row(&batch, 1).unwrap_err();
-        assert_eq!(err.to_string(), "reference_number: column `blob`: the bytes are not UTF-8 text");
+        assert_eq!(
+            err.to_string(),
+            "reference_number: column `blob`: the bytes are not UTF-8 text"
+        );
         // Row 0 maps its reference, then stops at the unmapped name.
-        assert_eq!(mapper.map_row(&batch, 0).unwrap_err().field, Field::ConsumerName);
+        assert_eq!(
+            mapper.map_row(&batch, 0).unwrap_err().field,
+            Field::ConsumerName
+        );
     }
 }

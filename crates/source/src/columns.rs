@@ -158,7 +158,10 @@ mod tests {
 
     #[test]
     fn identifiers_are_quoted_per_part() {
-        assert_eq!(quote_ident("analytics.orders", '"'), "\"analytics\".\"orders\"");
+        assert_eq!(
+            quote_ident("analytics.orders", '"'),
+            "\"analytics\".\"orders\""
+        );
         assert_eq!(quote_ident("we\"ird", '"'), "\"we\"\"ird\"");
         assert_eq!(quote_ident("shop.or`ders", '`'), "`shop`.`or``ders`");
         assert_eq!(quote_column("a.b", '"'), "\"a.b\"");

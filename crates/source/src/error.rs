@@ -5,7 +5,9 @@
 #[non_exhaustive]
 pub enum Error {
     /// The connection URL's scheme names no supported database.
-    #[error("unsupported connection scheme `{scheme}`; supported: postgres, postgresql, mysql, mariadb, sqlite")]
+    #[error(
+        "unsupported connection scheme `{scheme}`; supported: postgres, postgresql, mysql, mariadb, sqlite"
+    )]
     UnsupportedScheme {
         /// The scheme found.
         scheme: String,

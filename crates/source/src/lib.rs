@@ -128,7 +128,11 @@ pub enum Driver {
 impl Driver {
     /// Chooses the driver by the URL's scheme.
     pub fn for_url(url: &str) -> Result<Self> {
-        let scheme = url.split(':').next().unwrap_or_default().to_ascii_lowercase();
+        let scheme = url
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         match scheme.as_str() {
             "sqlite" => Ok(Driver::Sqlite),
             "postgres" | "postgresql" => Ok(Driver::Postgres),
@@ -270,7 +274,10 @@ pub(crate) async fn flush(
 
 /// The builders for one batch of `plan`.
 pub(crate) fn builders(plan: &Plan, rows: usize) -> Vec<columns::Builder> {
-    plan.kinds.iter().map(|k| columns::Builder::new(*k, rows)).collect()
+    plan.kinds
+        .iter()
+        .map(|k| columns::Builder::new(*k, rows))
+        .collect()
 }
 
 #[cfg(test)]

@@ -29,8 +29,8 @@ fn kind_of(db_type: &str) -> Option<Kind> {
         "BIGINT UNSIGNED" => Kind::UInt64,
         "FLOAT" => Kind::Float32,
         "DOUBLE" => Kind::Float64,
-        "DECIMAL" | "CHAR" | "VARCHAR" | "TINYTEXT" | "TEXT" | "MEDIUMTEXT" | "LONGTEXT" | "ENUM"
-        | "SET" | "JSON" => Kind::Utf8,
+        "DECIMAL" | "CHAR" | "VARCHAR" | "TINYTEXT" | "TEXT" | "MEDIUMTEXT" | "LONGTEXT"
+        | "ENUM" | "SET" | "JSON" => Kind::Utf8,
         "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" => Kind::Binary,
         "DATE" => Kind::Date32,
         "DATETIME" | "TIMESTAMP" => Kind::Timestamp,

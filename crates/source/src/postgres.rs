@@ -30,7 +30,9 @@ fn kind_of(db_type: &str) -> Option<Kind> {
         "INT8" => Kind::Int64,
         "FLOAT4" => Kind::Float32,
         "FLOAT8" => Kind::Float64,
-        "TEXT" | "VARCHAR" | "CHAR" | "BPCHAR" | "NAME" | "NUMERIC" | "UUID" | "JSON" | "JSONB" => Kind::Utf8,
+        "TEXT" | "VARCHAR" | "CHAR" | "BPCHAR" | "NAME" | "NUMERIC" | "UUID" | "JSON" | "JSONB" => {
+            Kind::Utf8
+        }
         "BYTEA" => Kind::Binary,
         "DATE" => Kind::Date32,
         "TIMESTAMP" | "TIMESTAMPTZ" => Kind::Timestamp,
@@ -161,7 +163,9 @@ impl<'p> Parser<'p> {
     }
 
     fn full(&self) -> bool {
-        self.builders.first().is_some_and(|b| b.len() >= self.batch_size)
+        self.builders
+            .first()
+            .is_some_and(|b| b.len() >= self.batch_size)
     }
 
     fn decode_error(&self, index: usize, message: impl Into<String>) -> Error {
@@ -205,7 +209,9 @@ impl<'p> Parser<'p> {
             self.header_done = true;
         }
         while !self.finished {
-            let Some(used) = self.tuple(&data[at..])? else { break };
+            let Some(used) = self.tuple(&data[at..])? else {
+                break;
+            };
             at += used;
         }
         Ok(at)
@@ -222,7 +228,13 @@ impl<'p> Parser<'p> {
             return Ok(Some(2));
         }
         if usize::try_from(count).ok() != Some(self.builders.len()) {
-            return Err(self.decode_error(0, format!("a tuple of {count} fields, expected {}", self.builders.len())));
+            return Err(self.decode_error(
+                0,
+                format!(
+                    "a tuple of {count} fields, expected {}",
+                    self.builders.len()
+                ),
+            ));
         }
         // First find the tuple's extent, so that nothing is appended for a partial tuple.
         let mut at = 2;
@@ -255,7 +267,13 @@ impl<'p> Parser<'p> {
             self.builders[index].append_null();
             return Ok(());
         };
-        let width = |n: usize| if v.len() == n { Ok(()) } else { Err(format!("a value of {} bytes, expected {n}", v.len())) };
+        let width = |n: usize| {
+            if v.len() == n {
+                Ok(())
+            } else {
+                Err(format!("a value of {} bytes, expected {n}", v.len()))
+            }
+        };
         let result = match &mut self.builders[index] {
             Builder::Bool(b) => width(1).map(|()| b.append_value(v[0] != 0)),
             Builder::Int16(b) => width(2).map(|()| b.append_value(i16::from_be_bytes(be(v)))),
@@ -265,7 +283,9 @@ impl<'p> Parser<'p> {
             Builder::Float64(b) => width(8).map(|()| b.append_value(f64::from_be_bytes(be(v)))),
             Builder::Utf8(b) => std::str::from_utf8(v)
                 .map(|s| b.append_value(s))
-                .map_err(|_| "text that is not UTF-8 (set the database's encoding to UTF8)".to_owned()),
+                .map_err(|_| {
+                    "text that is not UTF-8 (set the database's encoding to UTF8)".to_owned()
+                }),
             Builder::Binary(b) => {
                 b.append_value(v);
                 Ok(())
@@ -353,6 +373,9 @@ mod tests {
         data.extend_from_slice(&[0, 1]);
         data.extend_from_slice(&(-1i32).to_be_bytes());
         let err = Parser::new(&plan, 10).feed(&data).unwrap_err();
-        assert_eq!(err.to_string(), "column `id`: a value of 2 bytes, expected 4");
+        assert_eq!(
+            err.to_string(),
+            "column `id`: a value of 2 bytes, expected 4"
+        );
     }
 }

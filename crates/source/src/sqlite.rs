@@ -91,13 +91,19 @@ fn append(builder: &mut Builder, row: &SqliteRow, index: usize) -> std::result::
             b.append_value(row.try_get_unchecked(index).map_err(decode_err)?);
         }
         (Builder::Binary(b), _) => {
-            b.append_value(row.try_get_unchecked::<Vec<u8>, _>(index).map_err(decode_err)?);
+            b.append_value(
+                row.try_get_unchecked::<Vec<u8>, _>(index)
+                    .map_err(decode_err)?,
+            );
         }
         (
             Builder::Utf8(b),
             "TEXT" | "INTEGER" | "REAL" | "NUMERIC" | "DATETIME" | "DATE" | "TIME" | "BOOLEAN",
         ) => {
-            b.append_value(row.try_get_unchecked::<String, _>(index).map_err(decode_err)?);
+            b.append_value(
+                row.try_get_unchecked::<String, _>(index)
+                    .map_err(decode_err)?,
+            );
         }
         _ => return Err(class),
     }
@@ -123,7 +129,11 @@ async fn read(
             break;
         };
         row_number += 1;
-        for (index, (builder, field)) in builders.iter_mut().zip(plan.schema.fields().iter()).enumerate() {
+        for (index, (builder, field)) in builders
+            .iter_mut()
+            .zip(plan.schema.fields().iter())
+            .enumerate()
+        {
             append(builder, &row, index).map_err(|found| Error::ValueType {
                 column: field.name().clone(),
                 row: row_number,
@@ -162,7 +172,11 @@ mod tests {
     }
 
     fn spec(url: &str, model: Model, columns: &[&str], batch_size: usize) -> SourceSpec {
-        let mut spec = SourceSpec::new(url, model, columns.iter().map(|c| (*c).to_owned()).collect());
+        let mut spec = SourceSpec::new(
+            url,
+            model,
+            columns.iter().map(|c| (*c).to_owned()).collect(),
+        );
         spec.batch_size = batch_size;
         spec
     }
@@ -270,5 +284,4 @@ mod tests {
             "column `id`, row 2: a TEXT value in a column read as Int64"
         );
     }
-
 }

@@ -89,7 +89,11 @@ impl fmt::Debug for Activation {
 impl Activation {
     /// What the source needs to read this activation's rows.
     pub fn source_spec(&self) -> retl_source::SourceSpec {
-        let mut spec = retl_source::SourceSpec::new(self.connection.clone(), self.model.clone(), self.columns());
+        let mut spec = retl_source::SourceSpec::new(
+            self.connection.clone(),
+            self.model.clone(),
+            self.columns(),
+        );
         spec.batch_size = self.batch_size;
         spec.connect_timeout = self.connect_timeout;
         spec.read_timeout = self.read_timeout;

@@ -45,7 +45,11 @@ fn url(var: &str) -> Option<String> {
 }
 
 fn spec(url: &str, model: Model, columns: &[&str]) -> SourceSpec {
-    SourceSpec::new(url, model, columns.iter().map(|c| (*c).to_owned()).collect())
+    SourceSpec::new(
+        url,
+        model,
+        columns.iter().map(|c| (*c).to_owned()).collect(),
+    )
 }
 
 async fn read_all(source: &mut Source) -> Result<Vec<RecordBatch>, Error> {
@@ -62,7 +66,12 @@ fn col<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
         .unwrap_or_else(|| panic!("no column {name}"))
         .as_any()
         .downcast_ref::<T>()
-        .unwrap_or_else(|| panic!("column {name} has type {}", batch.schema().field_with_name(name).unwrap().data_type()))
+        .unwrap_or_else(|| {
+            panic!(
+                "column {name} has type {}",
+                batch.schema().field_with_name(name).unwrap().data_type()
+            )
+        })
 }
 
 mod postgres {
@@ -78,10 +87,17 @@ mod postgres {
     impl Schema {
         async fn new() -> Option<Schema> {
             let url = url("RETL_TEST_POSTGRES_URL")?;
-            let mut conn = PgConnectOptions::from_str(&url).unwrap().connect().await
-                .unwrap_or_else(|e| panic!("PostgreSQL at RETL_TEST_POSTGRES_URL is unreachable: {e}"));
+            let mut conn = PgConnectOptions::from_str(&url)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("PostgreSQL at RETL_TEST_POSTGRES_URL is unreachable: {e}")
+                });
             let name = unique("retl_src");
-            conn.execute(format!("CREATE SCHEMA {name}").as_str()).await.unwrap();
+            conn.execute(format!("CREATE SCHEMA {name}").as_str())
+                .await
+                .unwrap();
             Some(Schema { url, name, conn })
         }
 
@@ -98,7 +114,9 @@ mod postgres {
 
     #[tokio::test]
     async fn every_supported_type_arrives_exactly() {
-        let Some(mut s) = Schema::new().await else { return };
+        let Some(mut s) = Schema::new().await else {
+            return;
+        };
         s.sql(
             "CREATE TABLE $S.t (
                 id int8, i2 int2, i4 int4, r real, d double precision, n numeric(40, 20),
@@ -113,8 +131,17 @@ mod postgres {
                (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
         )
         .await;
-        let columns = ["id", "i2", "i4", "r", "d", "n", "txt", "vc", "ch", "b", "day", "ts", "tstz", "u", "j", "jb", "raw"];
-        let mut source = Source::open(&spec(&s.url, Model::Table(format!("{}.t", s.name)), &columns)).await.unwrap();
+        let columns = [
+            "id", "i2", "i4", "r", "d", "n", "txt", "vc", "ch", "b", "day", "ts", "tstz", "u", "j",
+            "jb", "raw",
+        ];
+        let mut source = Source::open(&spec(
+            &s.url,
+            Model::Table(format!("{}.t", s.name)),
+            &columns,
+        ))
+        .await
+        .unwrap();
         let batches = read_all(&mut source).await.unwrap();
         assert_eq!(batches.len(), 1);
         let b = &batches[0];
@@ -124,65 +151,128 @@ mod postgres {
         assert_eq!(col::<Int32Array>(b, "i4").value(0), i32::MAX);
         assert_eq!(col::<Float32Array>(b, "r").value(0), 1.5);
         assert_eq!(col::<Float64Array>(b, "d").value(0), 2.25);
-        assert_eq!(col::<StringArray>(b, "n").value(0), "12345678901234567890.12345678901234567890");
-        assert_eq!(col::<StringArray>(b, "n").value(1), "-0.00000000000000000001");
+        assert_eq!(
+            col::<StringArray>(b, "n").value(0),
+            "12345678901234567890.12345678901234567890"
+        );
+        assert_eq!(
+            col::<StringArray>(b, "n").value(1),
+            "-0.00000000000000000001"
+        );
         assert_eq!(col::<StringArray>(b, "txt").value(0), "ø text");
-        assert_eq!(col::<StringArray>(b, "txt").value(1), "", "empty text is not NULL");
+        assert_eq!(
+            col::<StringArray>(b, "txt").value(1),
+            "",
+            "empty text is not NULL"
+        );
         assert_eq!(col::<StringArray>(b, "ch").value(0), "ab ");
         assert!(col::<BooleanArray>(b, "b").value(0));
         assert_eq!(col::<Date32Array>(b, "day").value(0), 19_782);
         assert_eq!(col::<Date32Array>(b, "day").value(1), -25_567);
-        assert_eq!(col::<TimestampMicrosecondArray>(b, "ts").value(0), 1_709_210_096_789_012);
-        assert_eq!(col::<TimestampMicrosecondArray>(b, "ts").value(1), -1_000_000);
+        assert_eq!(
+            col::<TimestampMicrosecondArray>(b, "ts").value(0),
+            1_709_210_096_789_012
+        );
+        assert_eq!(
+            col::<TimestampMicrosecondArray>(b, "ts").value(1),
+            -1_000_000
+        );
         // 12:00 at +05:30 is 06:30 UTC.
-        assert_eq!(col::<TimestampMicrosecondArray>(b, "tstz").value(0), 1_709_188_200_000_000);
+        assert_eq!(
+            col::<TimestampMicrosecondArray>(b, "tstz").value(0),
+            1_709_188_200_000_000
+        );
         assert_eq!(
             b.schema().field_with_name("tstz").unwrap().data_type(),
             &DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, Some("UTC".into()))
         );
-        assert_eq!(col::<StringArray>(b, "u").value(0), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+        assert_eq!(
+            col::<StringArray>(b, "u").value(0),
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
+        );
         assert_eq!(col::<StringArray>(b, "j").value(0), "{\"a\": 1}");
         assert_eq!(col::<StringArray>(b, "jb").value(0), "{\"b\": [2]}");
         assert_eq!(col::<BinaryArray>(b, "raw").value(0), &[0, 255]);
         for name in columns {
-            assert!(b.column_by_name(name).unwrap().is_null(2), "{name} NULL stays NULL");
+            assert!(
+                b.column_by_name(name).unwrap().is_null(2),
+                "{name} NULL stays NULL"
+            );
         }
         s.drop().await;
     }
 
     #[tokio::test]
     async fn a_query_model_streams_in_batches() {
-        let Some(mut s) = Schema::new().await else { return };
+        let Some(mut s) = Schema::new().await else {
+            return;
+        };
         s.sql("CREATE TABLE $S.orders AS SELECT g AS order_id, 'c' || g AS email FROM generate_series(1, 2500) g").await;
-        let query = format!("SELECT order_id * 2 AS doubled, email FROM {}.orders WHERE order_id <= 2345;", s.name);
+        let query = format!(
+            "SELECT order_id * 2 AS doubled, email FROM {}.orders WHERE order_id <= 2345;",
+            s.name
+        );
         let mut spec = spec(&s.url, Model::Query(query), &["email", "doubled"]);
         spec.batch_size = 1000;
         let mut source = Source::open(&spec).await.unwrap();
         let batches = read_all(&mut source).await.unwrap();
-        assert_eq!(batches.iter().map(RecordBatch::num_rows).collect::<Vec<_>>(), vec![1000, 1000, 345]);
+        assert_eq!(
+            batches
+                .iter()
+                .map(RecordBatch::num_rows)
+                .collect::<Vec<_>>(),
+            vec![1000, 1000, 345]
+        );
         assert_eq!(batches[0].schema().field(0).name(), "email");
-        let total: i64 = batches.iter().flat_map(|b| col::<Int32Array>(b, "doubled").values().iter().map(|v| i64::from(*v))).sum();
+        let total: i64 = batches
+            .iter()
+            .flat_map(|b| {
+                col::<Int32Array>(b, "doubled")
+                    .values()
+                    .iter()
+                    .map(|v| i64::from(*v))
+            })
+            .sum();
         assert_eq!(total, 2345 * 2346);
         s.drop().await;
     }
 
     #[tokio::test]
     async fn unreadable_types_and_missing_columns_fail_before_any_row() {
-        let Some(mut s) = Schema::new().await else { return };
-        s.sql("CREATE TABLE $S.t (id int4, span interval); INSERT INTO $S.t VALUES (1, '1 day')").await;
+        let Some(mut s) = Schema::new().await else {
+            return;
+        };
+        s.sql("CREATE TABLE $S.t (id int4, span interval); INSERT INTO $S.t VALUES (1, '1 day')")
+            .await;
         let table = Model::Table(format!("{}.t", s.name));
-        let err = Source::open(&spec(&s.url, table.clone(), &["id", "span"])).await.unwrap_err();
-        assert_eq!(err.to_string(), "column `span` has database type INTERVAL, which retl cannot read");
-        let err = Source::describe(&spec(&s.url, table, &["id", "email"])).await.unwrap_err();
-        assert_eq!(err.to_string(), "column `email` does not exist in the source; available columns: id, span");
+        let err = Source::open(&spec(&s.url, table.clone(), &["id", "span"]))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "column `span` has database type INTERVAL, which retl cannot read"
+        );
+        let err = Source::describe(&spec(&s.url, table, &["id", "email"]))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "column `email` does not exist in the source; available columns: id, span"
+        );
         s.drop().await;
     }
 
     #[tokio::test]
     async fn a_connection_dropped_mid_stream_is_an_error() {
-        let Some(mut s) = Schema::new().await else { return };
+        let Some(mut s) = Schema::new().await else {
+            return;
+        };
         s.sql("CREATE TABLE $S.big AS SELECT g AS id, repeat('x', 200) AS pad FROM generate_series(1, 300000) g").await;
-        let mut spec = spec(&s.url, Model::Table(format!("{}.big", s.name)), &["id", "pad"]);
+        let mut spec = spec(
+            &s.url,
+            Model::Table(format!("{}.big", s.name)),
+            &["id", "pad"],
+        );
         spec.batch_size = 1000;
         let mut source = Source::open(&spec).await.unwrap();
         source.next_batch().await.unwrap().unwrap();
@@ -206,10 +296,15 @@ mod mysql {
     impl Database {
         async fn new() -> Option<Database> {
             let url = url("RETL_TEST_MYSQL_URL")?;
-            let mut conn = MySqlConnectOptions::from_str(&url).unwrap().connect().await
+            let mut conn = MySqlConnectOptions::from_str(&url)
+                .unwrap()
+                .connect()
+                .await
                 .unwrap_or_else(|e| panic!("MySQL at RETL_TEST_MYSQL_URL is unreachable: {e}"));
             let name = unique("retl_src");
-            conn.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+            conn.execute(format!("CREATE DATABASE {name}").as_str())
+                .await
+                .unwrap();
             Some(Database { url, name, conn })
         }
 
@@ -227,7 +322,9 @@ mod mysql {
 
     #[tokio::test]
     async fn every_supported_type_arrives_exactly() {
-        let Some(mut d) = Database::new().await else { return };
+        let Some(mut d) = Database::new().await else {
+            return;
+        };
         d.sql(
             "CREATE TABLE $D.t (
                 id BIGINT, u BIGINT UNSIGNED, ti TINYINT, si SMALLINT, mi MEDIUMINT, i INT,
@@ -243,8 +340,17 @@ mod mysql {
                (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
         )
         .await;
-        let columns = ["id", "u", "ti", "si", "mi", "i", "f", "dbl", "dec38", "vc", "txt", "flag", "day", "dt", "ts", "j", "raw", "e"];
-        let mut source = Source::open(&spec(&d.url, Model::Table(format!("{}.t", d.name)), &columns)).await.unwrap();
+        let columns = [
+            "id", "u", "ti", "si", "mi", "i", "f", "dbl", "dec38", "vc", "txt", "flag", "day",
+            "dt", "ts", "j", "raw", "e",
+        ];
+        let mut source = Source::open(&spec(
+            &d.url,
+            Model::Table(format!("{}.t", d.name)),
+            &columns,
+        ))
+        .await
+        .unwrap();
         let b = &read_all(&mut source).await.unwrap()[0];
         assert_eq!(col::<Int64Array>(b, "id").value(0), i64::MAX);
         assert_eq!(col::<Int64Array>(b, "id").value(1), i64::MIN);
@@ -253,17 +359,29 @@ mod mysql {
         assert_eq!(col::<Int32Array>(b, "mi").value(0), -8_388_608);
         assert_eq!(col::<Float32Array>(b, "f").value(0), 1.5);
         assert_eq!(col::<Float64Array>(b, "dbl").value(0), 2.25);
-        assert_eq!(col::<StringArray>(b, "dec38").value(0), "1234567890123456789012345678.1234567890");
+        assert_eq!(
+            col::<StringArray>(b, "dec38").value(0),
+            "1234567890123456789012345678.1234567890"
+        );
         assert_eq!(col::<StringArray>(b, "dec38").value(1), "-0.0000000001");
         assert_eq!(col::<StringArray>(b, "vc").value(0), "ø vc");
         assert_eq!(col::<StringArray>(b, "vc").value(1), "");
         assert!(col::<BooleanArray>(b, "flag").value(0));
         assert_eq!(col::<Date32Array>(b, "day").value(0), 19_782);
         assert_eq!(col::<Date32Array>(b, "day").value(1), -25_567);
-        assert_eq!(col::<TimestampMicrosecondArray>(b, "dt").value(0), 1_709_210_096_789_012);
-        assert_eq!(col::<TimestampMicrosecondArray>(b, "dt").value(1), -1_000_000);
+        assert_eq!(
+            col::<TimestampMicrosecondArray>(b, "dt").value(0),
+            1_709_210_096_789_012
+        );
+        assert_eq!(
+            col::<TimestampMicrosecondArray>(b, "dt").value(1),
+            -1_000_000
+        );
         // 14:00 at +02:00 is 12:00 UTC.
-        assert_eq!(col::<TimestampMicrosecondArray>(b, "ts").value(0), 1_709_208_000_000_000);
+        assert_eq!(
+            col::<TimestampMicrosecondArray>(b, "ts").value(0),
+            1_709_208_000_000_000
+        );
         // MySQL's JSON type arrives as text; MariaDB's JSON is LONGTEXT with a
         // binary collation, which the protocol marks binary: its bytes are the text.
         let json = b.column_by_name("j").unwrap();
@@ -275,32 +393,54 @@ mod mysql {
         assert_eq!(col::<BinaryArray>(b, "raw").value(0), &[0, 255]);
         assert_eq!(col::<StringArray>(b, "e").value(0), "b");
         for name in columns {
-            assert!(b.column_by_name(name).unwrap().is_null(2), "{name} NULL stays NULL");
+            assert!(
+                b.column_by_name(name).unwrap().is_null(2),
+                "{name} NULL stays NULL"
+            );
         }
         d.drop().await;
     }
 
     #[tokio::test]
     async fn a_query_model_and_a_missing_column() {
-        let Some(mut d) = Database::new().await else { return };
+        let Some(mut d) = Database::new().await else {
+            return;
+        };
         d.sql("CREATE TABLE $D.orders (order_id INT PRIMARY KEY, email VARCHAR(50), at TIME);
                INSERT INTO $D.orders VALUES (1, 'a@x.example', '10:00:00'), (2, 'b@x.example', NULL);").await;
-        let query = format!("SELECT order_id, UPPER(email) AS email FROM {}.orders ORDER BY order_id", d.name);
-        let mut source = Source::open(&spec(&d.url, Model::Query(query), &["order_id", "email"])).await.unwrap();
+        let query = format!(
+            "SELECT order_id, UPPER(email) AS email FROM {}.orders ORDER BY order_id",
+            d.name
+        );
+        let mut source = Source::open(&spec(&d.url, Model::Query(query), &["order_id", "email"]))
+            .await
+            .unwrap();
         let b = &read_all(&mut source).await.unwrap()[0];
         assert_eq!(col::<StringArray>(b, "email").value(1), "B@X.EXAMPLE");
 
         let table = Model::Table(format!("{}.orders", d.name));
-        let err = Source::describe(&spec(&d.url, table.clone(), &["order_id", "mail"])).await.unwrap_err();
-        assert_eq!(err.to_string(), "column `mail` does not exist in the source; available columns: order_id, email, at");
-        let err = Source::describe(&spec(&d.url, table, &["at"])).await.unwrap_err();
-        assert_eq!(err.to_string(), "column `at` has database type TIME, which retl cannot read");
+        let err = Source::describe(&spec(&d.url, table.clone(), &["order_id", "mail"]))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "column `mail` does not exist in the source; available columns: order_id, email, at"
+        );
+        let err = Source::describe(&spec(&d.url, table, &["at"]))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "column `at` has database type TIME, which retl cannot read"
+        );
         d.drop().await;
     }
 
     #[tokio::test]
     async fn a_connection_killed_mid_stream_is_an_error() {
-        let Some(mut d) = Database::new().await else { return };
+        let Some(mut d) = Database::new().await else {
+            return;
+        };
         d.sql("CREATE TABLE $D.big (id INT PRIMARY KEY, pad VARCHAR(300));
                CREATE TABLE $D.digits (i INT);
                INSERT INTO $D.digits VALUES (0), (1), (2), (3), (4), (5), (6), (7), (8), (9);
@@ -308,7 +448,11 @@ mod mysql {
                SELECT a.i + 10 * b.i + 100 * c.i + 1000 * e.i + 10000 * f.i + 100000 * g.i, REPEAT('x', 250)
                FROM $D.digits a, $D.digits b, $D.digits c, $D.digits e, $D.digits f, $D.digits g
                WHERE g.i < 2;").await;
-        let mut spec = spec(&d.url, Model::Table(format!("{}.big", d.name)), &["id", "pad"]);
+        let mut spec = spec(
+            &d.url,
+            Model::Table(format!("{}.big", d.name)),
+            &["id", "pad"],
+        );
         spec.batch_size = 1000;
         let mut source = Source::open(&spec).await.unwrap();
         source.next_batch().await.unwrap().unwrap();
