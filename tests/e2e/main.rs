@@ -578,3 +578,111 @@ fn the_demo_runs() {
         "{stdout}"
     );
 }
+
+#[test]
+fn check_reports_each_activation_and_fails_on_any_problem() {
+    for kind in [Kind::Sqlite, Kind::Postgres, Kind::Mysql] {
+        let Some(world) = World::with(kind) else { continue };
+        let out = world.retl(&["check"], "emulator-secret");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{kind:?}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(stdout, "orders: ok\n");
+
+        world.write(
+            "activations/other.yaml",
+            &format!(
+                "source:\n  connection: {}\n  table: {}\ndestination: trustpilot\nmapping:\n  reference_number: order_id\n  consumer_name: name\n  consumer_email: email\n",
+                world.connection(),
+                world.table()
+            ),
+        );
+        world.write("activations/broken.yaml", "source: [\n");
+        let out = world.retl(&["check"], "emulator-secret");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(2), "{kind:?}: {stdout}");
+        assert!(stdout.contains("broken.yaml:2:1: invalid YAML"), "{stdout}");
+        assert!(stdout.contains("orders: ok"), "{stdout}");
+        assert!(
+            stdout.contains("other: source of activation `other`: column `name` does not exist in the source; available columns: order_id, full_name, email, locale"),
+            "{kind:?}: {stdout}"
+        );
+        let only = world.retl(&["check", "orders"], "emulator-secret");
+        assert_eq!(only.status.code(), Some(2), "other files' problems still count");
+    }
+}
+
+#[test]
+fn check_names_an_unreachable_source() {
+    let world = World::new();
+    world.write(
+        "activations/orders.yaml",
+        "source:\n  connection: postgres://nobody:pw-secret@127.0.0.1:1/none\n  table: orders\n  connect_timeout_seconds: 5\ndestination: trustpilot\nmapping:\n  reference_number: order_id\n  consumer_name: full_name\n  consumer_email: email\n",
+    );
+    let out = world.retl(&["check"], "emulator-secret");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(stdout.starts_with("orders: source of activation `orders`: cannot connect to the source"), "{stdout}");
+    assert!(!stdout.contains("pw-secret"));
+}
+
+#[test]
+fn null_and_duplicate_keys_are_rejected_rows_and_one_invitation_goes_out() {
+    let world = World::new();
+    world.insert(1, 3, None, None);
+    world.write(
+        "activations/orders.yaml",
+        &format!(
+            "source:\n  connection: {}\n  query: |\n    SELECT order_id, full_name, email FROM orders\n    UNION ALL SELECT order_id, full_name, email FROM orders WHERE order_id = 2\n    UNION ALL SELECT NULL, 'Nobody', 'nobody@shop.example'\ndestination: trustpilot\nmapping:\n  reference_number: order_id\n  consumer_name: full_name\n  consumer_email: email\n",
+            world.connection()
+        ),
+    );
+    let (code, summary) = world.run();
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!((count(&summary, "read"), count(&summary, "sent"), count(&summary, "rejected")), (5, 3, 2));
+    let log = world.show(summary["run_id"].as_str().unwrap());
+    let reasons: Vec<&str> = log["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["outcome"] == "rejected")
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert!(reasons.contains(&"duplicate primary key: an earlier row of this run has the same key"), "{reasons:?}");
+    assert!(reasons.contains(&"primary key (order_id) is NULL"), "{reasons:?}");
+    assert_eq!(world.accepted_references().get("2"), Some(&1));
+}
+
+#[test]
+fn a_source_that_fails_mid_run_stops_the_run_and_the_next_run_picks_up() {
+    let world = World::new();
+    world.sql(
+        "CREATE TABLE events (id INTEGER, name TEXT, email TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 250)
+         INSERT INTO events SELECT i, 'Customer ' || i, 'c' || i || '@shop.example' FROM n;
+         UPDATE events SET id = 'oops' WHERE id = 150;",
+    );
+    world.write(
+        "activations/orders.yaml",
+        &format!(
+            "source:\n  connection: {}\n  table: events\n  batch_size: 100\ndestination: trustpilot\nmapping:\n  reference_number: id\n  consumer_name: name\n  consumer_email: email\n",
+            world.connection()
+        ),
+    );
+    let (code, failed) = world.run();
+    assert_eq!(code, 1, "{failed}");
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(
+        failed["error"],
+        "source of activation `orders`: column `id`, row 150: a TEXT value in a column read as Int64"
+    );
+    assert_eq!(count(&failed, "sent"), 100, "the first batch went out before the failure");
+    assert_eq!(world.accepted_references().len(), 100);
+
+    world.sql("UPDATE events SET id = 150 WHERE id = 'oops'");
+    let (code, retry) = world.run();
+    assert_eq!(code, 0, "{retry}");
+    assert_eq!((count(&retry, "sent"), count(&retry, "already_sent")), (150, 100));
+    let accepted = world.accepted_references();
+    assert_eq!(accepted.len(), 250);
+    assert!(accepted.values().all(|&n| n == 1));
+}

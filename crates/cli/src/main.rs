@@ -70,6 +70,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the configuration and each activation's source: every key and
+    /// mapped column must exist, with a usable type. Exit code 2 on any problem.
+    Check {
+        /// Only this activation (default: all).
+        activation: Option<String>,
+    },
     /// Inspect run logs.
     Runs {
         #[command(subcommand)]
@@ -199,6 +205,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Run { activation, json } => {
             run(&cli.config_dir, &cli.state, &activation, json).await
         }
+        Command::Check { activation } => check(&cli.config_dir, activation.as_deref()).await,
         Command::Runs { command } => runs(&cli.state, command).await,
         Command::Emulator(args) => emulator(args).await,
         Command::Demo => demo::demo().await,
@@ -248,6 +255,41 @@ async fn run(
         print!("{}", output::summary(&finished.summary));
     }
     exit_code(&finished)
+}
+
+async fn check(config_dir: &std::path::Path, only: Option<&str>) -> Result<u8, Failure> {
+    let project = Project::load(config_dir)?;
+    let mut problems = 0;
+    for problem in &project.problems {
+        println!("problem: {problem}");
+        problems += 1;
+    }
+    let names: Vec<&String> = match only {
+        Some(name) if !project.activations.contains_key(name) => {
+            if problems == 0
+                && let Err(e) = project.activation(name)
+            {
+                println!("problem: {}", e.0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+            }
+            return Ok(2);
+        }
+        Some(name) => project.activations.keys().filter(|n| n.as_str() == name).collect(),
+        None => project.activations.keys().collect(),
+    };
+    if names.is_empty() && problems == 0 {
+        println!("no activations in {}", config_dir.join("activations").display());
+    }
+    for name in names {
+        let (activation, destination) = project.activation(name)?;
+        match retl_engine::check_source(activation, destination).await {
+            Ok(()) => println!("{name}: ok"),
+            Err(e) => {
+                println!("{name}: {e}");
+                problems += 1;
+            }
+        }
+    }
+    Ok(if problems == 0 { 0 } else { 2 })
 }
 
 async fn runs(state_url: &str, command: RunsCommand) -> Result<u8, Failure> {

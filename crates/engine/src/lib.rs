@@ -34,11 +34,13 @@
 //! `read = already_sent + already_rejected + ignored_changed + new` and
 //! `new = sent + rejected + failed + uncertain + skipped`.
 
+mod check;
 pub mod config;
 mod error;
 mod run;
 mod state;
 
+pub use check::check_source;
 pub use error::{Error, Result};
 pub use run::{Finished, email_invitation, run};
 pub use state::{Counts, RowLog, RunSummary, State};
