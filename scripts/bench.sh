@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Source read benchmark: retl's PostgreSQL read vs the raw COPY of the same
+# columns, measured in one run on the same table. Not a test: it prints figures.
+#
+#   scripts/bench.sh [--rows N] [--url postgres://…]
+#
+# Generates retl_bench.orders with N rows (default 1,000,000) unless it already
+# holds N rows, then times, one after the other:
+#   raw:       psql COPY (SELECT cols FROM retl_bench.orders) TO STDOUT > /dev/null
+#   retl:      the source stage alone (Arrow batches of 10,000 rows)
+#   retl+hash: the source stage plus the diff's key and content hashing
+# and prints the times, the ratios to raw, rows per second and peak RSS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rows=1000000
+url="${RETL_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rows) rows="$2"; shift 2 ;;
+    --url) url="$2"; shift 2 ;;
+    *) echo "usage: scripts/bench.sh [--rows N] [--url postgres://...]" >&2; exit 2 ;;
+  esac
+done
+columns="order_id,full_name,email,locale,sku"
+
+have=$(psql "$url" -tAc "SELECT count(*) FROM retl_bench.orders" 2>/dev/null || echo 0)
+if [ "$have" != "$rows" ]; then
+  echo "generating retl_bench.orders with $rows rows..."
+  psql "$url" -q -v ON_ERROR_STOP=1 <<SQL
+DROP SCHEMA IF EXISTS retl_bench CASCADE;
+CREATE SCHEMA retl_bench;
+CREATE TABLE retl_bench.orders AS
+SELECT g::bigint AS order_id,
+       'Customer ' || g AS full_name,
+       'customer' || g || '@shop.example' AS email,
+       (ARRAY['en-US','da-DK','de-DE'])[1 + g % 3] AS locale,
+       'SKU-' || (g % 997) AS sku,
+       now() - (g || ' seconds')::interval AS ordered_at
+FROM generate_series(1, $rows) g;
+ALTER TABLE retl_bench.orders ADD PRIMARY KEY (order_id);
+VACUUM ANALYZE retl_bench.orders;
+SQL
+fi
+
+echo "building the benchmark binary (release)..."
+cargo build --release -q -p retl-engine --example source_bench
+bin=target/release/examples/source_bench
+
+# Warm the table into the page cache so the first measurement is not penalised.
+psql "$url" -qc "COPY (SELECT ${columns} FROM retl_bench.orders) TO STDOUT" > /dev/null
+
+now() { date +%s.%N; }
+t0=$(now)
+psql "$url" -qc "COPY (SELECT ${columns} FROM retl_bench.orders) TO STDOUT" > /dev/null
+t1=$(now)
+raw=$(echo "$t1 - $t0" | bc -l)
+
+measure() {
+  local log
+  log=$(mktemp)
+  /usr/bin/time -v "$@" > "$log.out" 2> "$log"
+  local secs rss
+  secs=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' "$log.out")
+  rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$log")
+  rm -f "$log" "$log.out"
+  echo "$secs $rss"
+}
+read -r retl retl_rss < <(measure "$bin" "$url" retl_bench.orders "$columns")
+read -r hashed hashed_rss < <(measure "$bin" "$url" retl_bench.orders "$columns" --hash order_id)
+
+printf '\nrows: %d (columns %s)\n' "$rows" "$columns"
+printf '%-10s %9s %8s %14s %10s\n' stage seconds ratio rows/s peak_RSS
+printf '%-10s %9.3f %8s %14.0f %10s\n' raw_copy "$raw" 1.00 "$(echo "$rows / $raw" | bc -l)" -
+printf '%-10s %9.3f %8.2f %14.0f %8.1fMB\n' retl "$retl" "$(echo "$retl / $raw" | bc -l)" "$(echo "$rows / $retl" | bc -l)" "$(echo "$retl_rss / 1024" | bc -l)"
+printf '%-10s %9.3f %8.2f %14.0f %8.1fMB\n' retl+hash "$hashed" "$(echo "$hashed / $raw" | bc -l)" "$(echo "$rows / $hashed" | bc -l)" "$(echo "$hashed_rss / 1024" | bc -l)"
