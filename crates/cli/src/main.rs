@@ -269,15 +269,28 @@ async fn check(config_dir: &std::path::Path, only: Option<&str>) -> Result<u8, F
             if problems == 0
                 && let Err(e) = project.activation(name)
             {
-                println!("problem: {}", e.0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+                println!(
+                    "problem: {}",
+                    e.0.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
             }
             return Ok(2);
         }
-        Some(name) => project.activations.keys().filter(|n| n.as_str() == name).collect(),
+        Some(name) => project
+            .activations
+            .keys()
+            .filter(|n| n.as_str() == name)
+            .collect(),
         None => project.activations.keys().collect(),
     };
     if names.is_empty() && problems == 0 {
-        println!("no activations in {}", config_dir.join("activations").display());
+        println!(
+            "no activations in {}",
+            config_dir.join("activations").display()
+        );
     }
     for name in names {
         let (activation, destination) = project.activation(name)?;

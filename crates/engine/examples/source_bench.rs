@@ -26,7 +26,12 @@ async fn main() {
             args.get(4)
                 .expect("--hash needs the key columns")
                 .split(',')
-                .map(|k| columns.iter().position(|c| c == k).expect("key columns are among the columns"))
+                .map(|k| {
+                    columns
+                        .iter()
+                        .position(|c| c == k)
+                        .expect("key columns are among the columns")
+                })
                 .collect(),
         ),
         _ => None,
@@ -43,7 +48,8 @@ async fn main() {
         if let Some(keys) = &key_columns {
             let key_hashes = retl_diff::hash_rows(&batch, keys).expect("hashable");
             let content_hashes = retl_diff::hash_rows(&batch, &all).expect("hashable");
-            checksum ^= key_hashes.last().map_or(0, |h| h[0]) ^ content_hashes.last().map_or(0, |h| h[0]);
+            checksum ^=
+                key_hashes.last().map_or(0, |h| h[0]) ^ content_hashes.last().map_or(0, |h| h[0]);
         }
     }
     let seconds = started.elapsed().as_secs_f64();

@@ -12,7 +12,10 @@ pub async fn check_source(activation: &Activation, destination: &Destination) ->
     let name = activation.name.as_str();
     let schema = Source::describe(&activation.source_spec())
         .await
-        .map_err(|source| Error::Source { activation: name.to_owned(), source })?;
+        .map_err(|source| Error::Source {
+            activation: name.to_owned(),
+            source,
+        })?;
     let settings = destination.defaults.overlay(&activation.target);
     Mapper::new(settings, &activation.mapping, &schema).map_err(|e| Error::Mapping {
         activation: name.to_owned(),

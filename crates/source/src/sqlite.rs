@@ -17,9 +17,9 @@ use tokio::sync::mpsc;
 use crate::columns::{Builder, Kind, nestable, quote_column, quote_ident};
 use crate::{Error, Model, Plan, Result, Source, SourceSpec, builders, connecting, flush};
 
-fn kind_of(declared: &str) -> Option<Kind> {
+fn kind_of(declared: &str) -> Kind {
     let declared = declared.to_ascii_uppercase();
-    Some(if declared.contains("INT") {
+    if declared.contains("INT") {
         Kind::Int64
     } else if declared.contains("REAL") || declared.contains("FLOA") || declared.contains("DOUB") {
         Kind::Float64
@@ -29,7 +29,7 @@ fn kind_of(declared: &str) -> Option<Kind> {
         Kind::Binary
     } else {
         Kind::Utf8
-    })
+    }
 }
 
 pub(crate) async fn plan(spec: &SourceSpec) -> Result<(Plan, SqliteConnection, String)> {
@@ -50,7 +50,8 @@ pub(crate) async fn plan(spec: &SourceSpec) -> Result<(Plan, SqliteConnection, S
         .iter()
         .map(|c| (c.name().to_owned(), c.type_info().name().to_owned()))
         .collect();
-    let plan = Plan::new(spec, &available, kind_of)?;
+    // SQLite can read every declared type: anything unknown is text.
+    let plan = Plan::new(spec, &available, |t| Some(kind_of(t)))?;
     let columns: Vec<String> = spec.columns.iter().map(|c| quote_column(c, '"')).collect();
     let sql = format!("SELECT {} FROM {from}", columns.join(", "));
     Ok((plan, conn, sql))
