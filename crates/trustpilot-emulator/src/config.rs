@@ -29,6 +29,60 @@ pub struct Template {
     pub kind: String,
 }
 
+/// A fault the emulator can answer an invitation request with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// 500 with Trustpilot's JSON error body ("retry in 5-15 minutes"); nothing stored.
+    ServerError,
+    /// 520 with an HTML page, as the CDN in front of Trustpilot sends; nothing stored.
+    CdnError,
+    /// 403 with an HTML page from the CDN; nothing stored.
+    CdnForbidden,
+    /// 429; nothing stored.
+    TooManyRequests,
+    /// The answer starts, then the connection breaks; nothing stored.
+    Drop,
+    /// The invitation is stored, and the answer never comes.
+    AcceptThenHang,
+}
+
+impl Fault {
+    /// Every fault, in the order shares are drawn.
+    pub const ALL: [Fault; 6] = [
+        Fault::ServerError,
+        Fault::CdnError,
+        Fault::CdnForbidden,
+        Fault::TooManyRequests,
+        Fault::Drop,
+        Fault::AcceptThenHang,
+    ];
+}
+
+/// Random faults: for each fault, the share of invitation requests (0.0-1.0) that get it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FaultShares {
+    /// Shares per fault, in [`Fault::ALL`] order; their sum is at most 1.
+    pub shares: [f64; 6],
+    /// A drawn 429 is followed by this many more (a burst); 0 for single 429s.
+    pub burst: u32,
+    /// Seed of the draw, so a fault storm can be replayed.
+    pub seed: u64,
+}
+
+impl FaultShares {
+    /// Sets the share of one fault.
+    #[must_use]
+    pub fn with(mut self, fault: Fault, share: f64) -> Self {
+        let index = Fault::ALL
+            .iter()
+            .position(|f| *f == fault)
+            .expect("every fault is listed");
+        self.shares[index] = share;
+        self
+    }
+}
+
 /// Everything the emulator accepts, refuses and pretends.
 #[derive(Debug, Clone)]
 pub struct EmulatorConfig {
@@ -59,6 +113,10 @@ pub struct EmulatorConfig {
     pub templates: Vec<Template>,
     /// Append every accepted invitation to this JSON-lines file.
     pub log_file: Option<PathBuf>,
+    /// Send `Retry-After` (seconds) with 429s. Trustpilot documents none, so off by default.
+    pub retry_after: Option<u64>,
+    /// Random faults on invitation requests (none by default).
+    pub faults: FaultShares,
 }
 
 impl Default for EmulatorConfig {
@@ -101,6 +159,8 @@ impl Default for EmulatorConfig {
                 },
             ],
             log_file: None,
+            retry_after: None,
+            faults: FaultShares::default(),
         }
     }
 }

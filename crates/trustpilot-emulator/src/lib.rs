@@ -12,7 +12,12 @@
 //! - `GET  /_emulator/invitations` and `GET /_emulator/stats`: what it accepted
 //!   and how many requests of each kind it saw, for tests and demos. With
 //!   [`EmulatorConfig::log_file`] every accepted invitation is also appended to
-//!   a JSON-lines file.
+//!   a JSON-lines file. `POST /_emulator/faults` with `{"script": ["server_error",
+//!   null, "accept_then_hang"]}` queues faults for the next invitation requests
+//!   (`null`: answer normally).
+//! - Faults, scripted or drawn at random by share ([`FaultShares`]): 500, HTML
+//!   520 and 403 from the CDN, 429 bursts, a connection dropped mid-answer, and
+//!   an invitation accepted whose answer never comes.
 //!
 //! It shares no code with the client in `retl-trustpilot`: it is a second,
 //! independent reading of Trustpilot's documentation, so a misreading in one
@@ -24,5 +29,5 @@ mod config;
 mod server;
 mod validate;
 
-pub use config::{EmulatorConfig, RateWindow, Template};
+pub use config::{EmulatorConfig, Fault, FaultShares, RateWindow, Template};
 pub use server::{Emulator, Stats, StoredInvitation};

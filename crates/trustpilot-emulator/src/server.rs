@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::{EmulatorConfig, validate};
+use crate::{EmulatorConfig, Fault, validate};
 
 /// An invitation the emulator accepted.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -65,6 +65,8 @@ pub struct Stats {
     pub unauthorized: u64,
     /// Answers 429.
     pub rate_limited: u64,
+    /// Faults injected (scripted or drawn).
+    pub faults: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,11 +82,52 @@ struct Inner {
     invitations: Vec<StoredInvitation>,
     calls: VecDeque<Instant>,
     stats: Stats,
+    script: VecDeque<Option<Fault>>,
+    rng: u64,
+    burst_left: u32,
+}
+
+impl Inner {
+    /// The fault for the next invitation request, if any: the script first, then the shares.
+    fn next_fault(&mut self, config: &EmulatorConfig) -> Option<Fault> {
+        if let Some(scripted) = self.script.pop_front() {
+            return scripted;
+        }
+        if self.burst_left > 0 {
+            self.burst_left -= 1;
+            return Some(Fault::TooManyRequests);
+        }
+        let shares = &config.faults;
+        if shares.shares.iter().all(|s| *s <= 0.0) {
+            return None;
+        }
+        // splitmix64: small, seedable, good enough to spread faults.
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        #[allow(clippy::cast_precision_loss)] // 53 bits of a uniform draw are plenty
+        let draw = (z >> 11) as f64 / (1u64 << 53) as f64;
+        let mut edge = 0.0;
+        for (fault, share) in Fault::ALL.iter().zip(shares.shares) {
+            edge += share;
+            if draw < edge {
+                if *fault == Fault::TooManyRequests {
+                    self.burst_left = shares.burst;
+                }
+                return Some(*fault);
+            }
+        }
+        None
+    }
 }
 
 struct Shared {
     config: EmulatorConfig,
     inner: Mutex<Inner>,
+    /// Wakes answers that hang on purpose when the emulator stops.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -116,6 +159,68 @@ fn error(status: StatusCode, message: &str, code: u32, details: Option<String>) 
     (status, axum::Json(body)).into_response()
 }
 
+fn too_many(app: &Shared) -> Response {
+    let mut answer = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests",
+        429,
+        None,
+    );
+    if let Some(seconds) = app.config.retry_after {
+        answer.headers_mut().insert(
+            header::RETRY_AFTER,
+            seconds
+                .to_string()
+                .parse()
+                .expect("digits are a valid header"),
+        );
+    }
+    answer
+}
+
+fn html(status: StatusCode, title: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html")],
+        format!("<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"),
+    )
+        .into_response()
+}
+
+/// A fault answered before the request reaches the API (nothing is stored), or
+/// `None` for faults that need the request processed first.
+fn early_fault(app: &Shared, fault: Fault) -> Option<Response> {
+    Some(match fault {
+        Fault::ServerError => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal server error, please retry in 5-15 minutes",
+            500,
+            None,
+        ),
+        Fault::CdnError => html(
+            StatusCode::from_u16(520).expect("520 is a valid status"),
+            "520: Web server is returning an unknown error",
+        ),
+        Fault::CdnForbidden => html(StatusCode::FORBIDDEN, "403 Forbidden"),
+        Fault::TooManyRequests => too_many(app),
+        Fault::Drop => {
+            // Headers go out, then the body fails: the connection breaks mid-answer.
+            let body = axum::body::Body::from_stream(futures::stream::once(async {
+                Err::<Bytes, io::Error>(io::Error::other("connection dropped by the emulator"))
+            }));
+            (StatusCode::OK, body).into_response()
+        }
+        Fault::AcceptThenHang => return None,
+    })
+}
+
+/// Never answers (until the emulator stops): the client times out.
+async fn hang(app: &Shared) -> Response {
+    let mut stopping = app.stopping.subscribe();
+    let _ = stopping.wait_for(|stop| *stop).await;
+    StatusCode::SERVICE_UNAVAILABLE.into_response()
+}
+
 fn gateway_unauthorized() -> Response {
     (
         StatusCode::UNAUTHORIZED,
@@ -130,9 +235,14 @@ impl Emulator {
     pub async fn start(config: EmulatorConfig, addr: SocketAddr) -> io::Result<Emulator> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let rng = config.faults.seed;
         let shared = Arc::new(Shared {
             config,
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                rng,
+                ..Inner::default()
+            }),
+            stopping: tokio::sync::watch::channel(false).0,
         });
         let app = Router::new()
             .route(
@@ -154,6 +264,7 @@ impl Emulator {
             .route("/v1/private/business-units/{bu}/templates", get(templates))
             .route("/_emulator/invitations", get(list_invitations))
             .route("/_emulator/stats", get(stats))
+            .route("/_emulator/faults", post(script_faults))
             .with_state(shared.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -191,9 +302,15 @@ impl Emulator {
         self.shared.lock().stats
     }
 
+    /// Queues faults for the next invitation requests (`None`: answer normally).
+    pub fn script_faults(&self, faults: impl IntoIterator<Item = Option<Fault>>) {
+        self.shared.lock().script.extend(faults);
+    }
+
     /// Serves until `stop` resolves, then shuts down gracefully.
     pub async fn serve_until(mut self, stop: impl Future<Output = ()>) -> io::Result<()> {
         stop.await;
+        self.shared.stopping.send_replace(true);
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -208,6 +325,7 @@ impl Emulator {
 
 impl Drop for Emulator {
     fn drop(&mut self) {
+        self.shared.stopping.send_replace(true);
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -467,27 +585,54 @@ async fn email_invitation(
     body: Bytes,
 ) -> Response {
     tokio::time::sleep(app.config.latency).await;
-    let mut inner = app.lock();
-    inner.stats.invitation_requests += 1;
-    if let Err(answer) = admit(&app, &mut inner, &headers, &bu, true) {
+    let fault = {
+        let mut inner = app.lock();
+        inner.stats.invitation_requests += 1;
+        let fault = inner.next_fault(&app.config);
+        if let Some(fault) = fault {
+            inner.stats.faults += 1;
+            if fault == Fault::TooManyRequests {
+                inner.stats.rate_limited += 1;
+            }
+            if let Some(answer) = early_fault(&app, fault) {
+                return answer;
+            }
+        }
+        fault
+    };
+    if let Err(answer) = accept_email_invitation(&app, &headers, bu, &body) {
         return answer;
     }
-    let body = match json_body(&headers, &body) {
-        Ok(body) => body,
-        Err(answer) => {
-            inner.stats.bad_requests += 1;
-            return answer;
-        }
-    };
+    if fault == Some(Fault::AcceptThenHang) {
+        return hang(&app).await;
+    }
+    let status = StatusCode::from_u16(app.config.success_status).unwrap_or(StatusCode::ACCEPTED);
+    if app.config.success_body.is_null() {
+        status.into_response()
+    } else {
+        (status, axum::Json(app.config.success_body.clone())).into_response()
+    }
+}
+
+/// Admits, validates and stores an email invitation; `Err` is the refusal to answer with.
+fn accept_email_invitation(
+    app: &Shared,
+    headers: &HeaderMap,
+    bu: String,
+    body: &[u8],
+) -> Result<(), Response> {
+    let mut inner = app.lock();
+    admit(app, &mut inner, headers, &bu, true)?;
+    let body = json_body(headers, body).inspect_err(|_| inner.stats.bad_requests += 1)?;
     let details = validate::email_invitation(&body);
     if !details.is_empty() {
         inner.stats.bad_requests += 1;
-        return error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             "Invalid request",
             1001,
             Some(details.join(" ")),
-        );
+        ));
     }
     let stored = StoredInvitation {
         id: new_id(),
@@ -499,15 +644,10 @@ async fn email_invitation(
         kind: "email".to_owned(),
         body,
     };
-    append_log(&app, &stored);
+    append_log(app, &stored);
     inner.invitations.push(stored);
     inner.stats.accepted += 1;
-    let status = StatusCode::from_u16(app.config.success_status).unwrap_or(StatusCode::ACCEPTED);
-    if app.config.success_body.is_null() {
-        status.into_response()
-    } else {
-        (status, axum::Json(app.config.success_body.clone())).into_response()
-    }
+    Ok(())
 }
 
 async fn invitation_link(
@@ -576,6 +716,19 @@ async fn templates(
 
 async fn list_invitations(State(app): State<AppState>) -> Response {
     axum::Json(json!({"invitations": app.lock().invitations})).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct Script {
+    script: Vec<Option<Fault>>,
+}
+
+async fn script_faults(
+    State(app): State<AppState>,
+    axum::Json(script): axum::Json<Script>,
+) -> Response {
+    app.lock().script.extend(script.script);
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn stats(State(app): State<AppState>) -> Response {

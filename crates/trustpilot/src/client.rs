@@ -1,13 +1,16 @@
 //! The HTTP client: tokens and email invitations.
 
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
-use tokio::sync::Mutex;
 
-use crate::{ApiError, EmailInvitation, Error, Result, Secret};
+use crate::pace::RateWindow;
+use crate::token::{self, Shared, Token};
+use crate::{ApiError, EmailInvitation, Error, InvitationLink, Result, Secret};
 
 /// The two Trustpilot hosts (configurable so tests and dry runs use the emulator).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,16 +70,24 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// The connect timeout.
     pub connect_timeout: Duration,
+    /// Pacing windows for API calls (default: Trustpilot's 833/5 min and 10,000/h).
+    pub rate_limits: Vec<RateWindow>,
+    /// Where to keep the access token between runs (a file per credentials,
+    /// readable by its owner only); `None`: only in memory.
+    pub token_cache: Option<PathBuf>,
 }
 
 impl ClientConfig {
-    /// Settings with the default timeouts (30 s per request, 10 s to connect).
+    /// Settings with the default timeouts (30 s per request, 10 s to connect),
+    /// Trustpilot's rate limits and no token cache.
     pub fn new(endpoints: Endpoints, credentials: Credentials) -> Self {
         ClientConfig {
             endpoints,
             credentials,
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            rate_limits: RateWindow::trustpilot_defaults(),
+            token_cache: None,
         }
     }
 }
@@ -90,13 +101,39 @@ pub struct Accepted {
     pub id: Option<String>,
 }
 
-#[derive(Debug)]
-struct Token {
-    access: Secret,
-    refresh: Option<Secret>,
-    /// Renew after this instant (a margin before the real expiry).
-    renew_at: Instant,
-    generation: u64,
+/// A created invitation link.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct LinkCreated {
+    /// The link's id.
+    pub id: String,
+    /// The link the consumer follows (`https://www.trustpilot.com/evaluate-link/…`).
+    pub url: String,
+}
+
+/// An invitation template, as `GET …/templates` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Template {
+    /// The id to use as `template_id`.
+    pub id: String,
+    /// Its name in Trustpilot's business app.
+    #[serde(default)]
+    pub name: String,
+    /// Whether it is the business unit's default.
+    #[serde(default)]
+    pub is_default_template: bool,
+    /// Its locale.
+    #[serde(default)]
+    pub locale: Option<String>,
+    /// Its type (values undocumented by Trustpilot).
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Templates {
+    #[serde(default)]
+    templates: Vec<Template>,
 }
 
 #[derive(Deserialize)]
@@ -110,15 +147,16 @@ struct TokenResponse {
 }
 
 /// A Trustpilot Invitation API client; cheap to share behind an `Arc`.
+///
+/// Clients built in one process with the same credentials share their access
+/// token (minted once, by one caller at a time) and their pacing.
 #[derive(Debug)]
 pub struct Client {
     http: reqwest::Client,
     config: ClientConfig,
-    token: Mutex<Option<Token>>,
+    identity: String,
+    shared: Arc<Shared>,
 }
-
-/// Seconds before expiry at which a token is renewed.
-const RENEW_MARGIN: Duration = Duration::from_mins(5);
 
 fn trim_base(url: &str) -> &str {
     url.trim_end_matches('/')
@@ -143,6 +181,19 @@ fn transport(e: reqwest::Error) -> Error {
     }
 }
 
+fn business_unit_path(business_unit: &str) -> Result<&str> {
+    if business_unit.is_empty()
+        || !business_unit
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(Error::Config(format!(
+            "business unit id `{business_unit}` may hold only letters, digits, - and _"
+        )));
+    }
+    Ok(business_unit)
+}
+
 impl Client {
     /// Builds a client. No request is made until the first call.
     pub fn new(config: ClientConfig) -> Result<Self> {
@@ -165,26 +216,68 @@ impl Client {
             .user_agent(concat!("retl/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Config(e.to_string()))?;
+        let creds = &config.credentials;
+        let who = match &creds.grant {
+            Grant::ClientCredentials { business_user_id } => {
+                format!(
+                    "client_credentials:{}",
+                    business_user_id.as_deref().unwrap_or_default()
+                )
+            }
+            Grant::Password { username, .. } => format!("password:{username}"),
+        };
+        let identity = format!(
+            "{}\n{}\n{who}",
+            trim_base(&config.endpoints.auth),
+            creds.api_key.expose()
+        );
+        let pacing_key = format!(
+            "{}\n{}",
+            trim_base(&config.endpoints.invitations),
+            creds.api_key.expose()
+        );
+        let shared = token::shared(&identity, &pacing_key, config.rate_limits.clone());
         Ok(Client {
             http,
             config,
-            token: Mutex::new(None),
+            identity,
+            shared,
         })
+    }
+
+    /// Holds every request of this client (and of others with its API key) back
+    /// for `duration`, after Trustpilot answered 429.
+    pub fn pause(&self, duration: Duration) {
+        self.shared.limiter.pause(duration);
     }
 
     /// A valid access token and its generation, minting one if needed.
     ///
     /// The lock is held while minting, so concurrent callers wait for one mint.
     async fn token(&self) -> Result<(Secret, u64)> {
-        let mut slot = self.token.lock().await;
+        let mut slot = self.shared.token.lock().await;
         if let Some(token) = slot.as_ref()
-            && Instant::now() < token.renew_at
+            && token.fresh()
         {
             return Ok((token.access.clone(), token.generation));
         }
         let generation = slot.as_ref().map_or(1, |t| t.generation + 1);
+        let cache = self.config.token_cache.as_deref();
+        if slot.is_none()
+            && let Some(mut cached) = cache.and_then(|dir| token::load(dir, &self.identity))
+        {
+            cached.generation = generation;
+            let out = (cached.access.clone(), generation);
+            *slot = Some(cached);
+            return Ok(out);
+        }
         let refresh = slot.as_ref().and_then(|t| t.refresh.clone());
         let token = self.mint(refresh, generation).await?;
+        if let Some(dir) = cache
+            && let Err(e) = token::save(dir, &self.identity, &token)
+        {
+            tracing::warn!(error = %e, dir = %dir.display(), "cannot cache the access token; the next run mints a new one");
+        }
         let out = (token.access.clone(), token.generation);
         *slot = Some(token);
         Ok(out)
@@ -192,11 +285,14 @@ impl Client {
 
     /// Drops the token of `generation` (after a 401), unless a newer one replaced it.
     async fn invalidate(&self, generation: u64) {
-        let mut slot = self.token.lock().await;
+        let mut slot = self.shared.token.lock().await;
         if let Some(token) = slot.as_mut()
             && token.generation == generation
         {
-            token.renew_at = Instant::now();
+            token.renew_at = 0;
+            if let Some(dir) = &self.config.token_cache {
+                let _ = std::fs::remove_file(dir.join(token::cache_name(&self.identity)));
+            }
         }
     }
 
@@ -257,51 +353,38 @@ impl Client {
         Ok(Token {
             access: Secret::new(parsed.access_token),
             refresh: parsed.refresh_token.map(Secret::new),
-            renew_at: Instant::now() + lifetime.saturating_sub(RENEW_MARGIN.min(lifetime / 2)),
+            renew_at: token::renew_at(lifetime),
             generation,
         })
     }
 
-    fn business_unit_path(business_unit: &str) -> Result<&str> {
-        if business_unit.is_empty()
-            || !business_unit
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(Error::Config(format!(
-                "business unit id `{business_unit}` may hold only letters, digits, - and _"
-            )));
-        }
-        Ok(business_unit)
-    }
-
-    /// Creates one email invitation for `business_unit`.
+    /// One paced, authenticated API call; the 2xx status and body, or the error.
     ///
     /// On a 401 or a JSON 403, mints a new token and retries once; a second
     /// refusal is returned (its class is [`Fatal`](crate::ErrorClass::Fatal)).
-    pub async fn create_email_invitation(
+    async fn call(
         &self,
-        business_unit: &str,
-        invitation: &EmailInvitation,
-    ) -> Result<Accepted> {
-        let url = format!(
-            "{}/v1/private/business-units/{}/email-invitations",
-            trim_base(&self.config.endpoints.invitations),
-            Self::business_unit_path(business_unit)?
-        );
-        let body = serde_json::to_vec(invitation).map_err(|e| Error::Config(e.to_string()))?;
+        url: &str,
+        body: Option<&[u8]>,
+        as_business_user: bool,
+    ) -> Result<(u16, String)> {
         let mut retried = false;
         loop {
+            self.shared.limiter.acquire().await;
             let (token, generation) = self.token().await?;
-            let mut request = self
-                .http
-                .post(&url)
-                .header(AUTHORIZATION, format!("Bearer {}", token.expose()))
-                .header(CONTENT_TYPE, "application/json")
-                .body(body.clone());
-            if let Grant::ClientCredentials {
-                business_user_id: Some(user),
-            } = &self.config.credentials.grant
+            let mut request = match body {
+                Some(body) => self
+                    .http
+                    .post(url)
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.to_vec()),
+                None => self.http.get(url),
+            }
+            .header(AUTHORIZATION, format!("Bearer {}", token.expose()));
+            if as_business_user
+                && let Grant::ClientCredentials {
+                    business_user_id: Some(user),
+                } = &self.config.credentials.grant
             {
                 request = request.header("x-business-user-id", user);
             }
@@ -310,11 +393,7 @@ impl Client {
             let after = retry_after(response.headers());
             let text = response.text().await.map_err(transport)?;
             if (200..300).contains(&status) {
-                // The success body is undocumented: keep an id if one is there.
-                let id = serde_json::from_str::<serde_json::Value>(&text)
-                    .ok()
-                    .and_then(|v| v.get("id").and_then(|id| id.as_str().map(str::to_owned)));
-                return Ok(Accepted { status, id });
+                return Ok((status, text));
             }
             let error = ApiError::from_body(status, after, &text);
             let auth_refused = status == 401 || (status == 403 && !error.html);
@@ -325,5 +404,61 @@ impl Client {
             }
             return Err(Error::Api(error));
         }
+    }
+
+    fn business_unit_url(&self, business_unit: &str, endpoint: &str) -> Result<String> {
+        Ok(format!(
+            "{}/v1/private/business-units/{}/{endpoint}",
+            trim_base(&self.config.endpoints.invitations),
+            business_unit_path(business_unit)?
+        ))
+    }
+
+    /// Creates one email invitation for `business_unit`.
+    pub async fn create_email_invitation(
+        &self,
+        business_unit: &str,
+        invitation: &EmailInvitation,
+    ) -> Result<Accepted> {
+        let url = self.business_unit_url(business_unit, "email-invitations")?;
+        let body = serde_json::to_vec(invitation).map_err(|e| Error::Config(e.to_string()))?;
+        let (status, text) = self.call(&url, Some(&body), true).await?;
+        // The success body is undocumented: keep an id if one is there.
+        let id = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("id").and_then(|id| id.as_str().map(str::to_owned)));
+        Ok(Accepted { status, id })
+    }
+
+    /// Creates one invitation link (the business sends it itself).
+    pub async fn create_invitation_link(
+        &self,
+        business_unit: &str,
+        link: &InvitationLink,
+    ) -> Result<LinkCreated> {
+        let url = self.business_unit_url(business_unit, "invitation-links")?;
+        let body = serde_json::to_vec(link).map_err(|e| Error::Config(e.to_string()))?;
+        let (status, text) = self.call(&url, Some(&body), true).await?;
+        serde_json::from_str(&text).map_err(|e| {
+            Error::Api(ApiError::from_body(
+                status,
+                None,
+                &format!("{{\"message\": \"a {status} answer without a link id and url: {e}\"}}"),
+            ))
+        })
+    }
+
+    /// The business unit's invitation templates.
+    pub async fn templates(&self, business_unit: &str) -> Result<Vec<Template>> {
+        let url = self.business_unit_url(business_unit, "templates")?;
+        let (status, text) = self.call(&url, None, false).await?;
+        let list: Templates = serde_json::from_str(&text).map_err(|e| {
+            Error::Api(ApiError::from_body(
+                status,
+                None,
+                &format!("{{\"message\": \"an unreadable template list: {e}\"}}"),
+            ))
+        })?;
+        Ok(list.templates)
     }
 }

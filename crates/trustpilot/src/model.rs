@@ -76,6 +76,31 @@ pub struct EmailInvitation {
     pub product_review_invitation: Option<ProductReviewInvitation>,
 }
 
+/// The body of `POST …/invitation-links`. Note Trustpilot's field names differ
+/// from email invitations (`referenceId`, `email`, `name`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvitationLink {
+    /// `referenceId`.
+    pub reference_id: String,
+    /// `email`.
+    pub email: String,
+    /// `name`.
+    pub name: String,
+    /// `locale`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    /// `locationId`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location_id: Option<String>,
+    /// `tags`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// `redirectUri`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect_uri: Option<String>,
+}
+
 /// A practical email check: one `@`, a non-empty local part, a dotted domain,
 /// no spaces, no empty labels.
 pub fn is_valid_email(email: &str) -> bool {

@@ -1,0 +1,192 @@
+//! Pacing under Trustpilot's rate limits.
+//!
+//! Trustpilot asks for at most 833 calls per 5 minutes and 10,000 per hour.
+//! [`Limiter`] keeps the send times of recent calls and makes a caller wait
+//! until one more call fits every window, so a backlog of thousands goes out
+//! at the allowed rate instead of provoking 429s. Each window is widened by a
+//! small margin (1% of it, at most a second) because Trustpilot counts arrival
+//! times, not ours. Time is tokio's, so tests run it paused.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// At most `limit` calls per `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateWindow {
+    /// Calls allowed per window.
+    pub limit: u32,
+    /// The window's length.
+    pub window: Duration,
+}
+
+impl RateWindow {
+    /// Trustpilot's published guidance: 833 per 5 minutes and 10,000 per hour.
+    pub fn trustpilot_defaults() -> Vec<RateWindow> {
+        vec![
+            RateWindow {
+                limit: 833,
+                window: Duration::from_mins(5),
+            },
+            RateWindow {
+                limit: 10_000,
+                window: Duration::from_hours(1),
+            },
+        ]
+    }
+
+    fn span(self) -> Duration {
+        self.window + (self.window / 100).min(Duration::from_secs(1))
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    sent: VecDeque<Instant>,
+    paused_until: Option<Instant>,
+}
+
+/// A sliding-window limiter over several windows at once.
+#[derive(Debug)]
+pub struct Limiter {
+    windows: Vec<RateWindow>,
+    state: Mutex<State>,
+}
+
+impl Limiter {
+    /// A limiter for `windows` (none: no pacing).
+    pub fn new(windows: Vec<RateWindow>) -> Self {
+        Limiter {
+            windows: windows.into_iter().filter(|w| w.limit > 0).collect(),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// The windows it enforces.
+    pub fn windows(&self) -> &[RateWindow] {
+        &self.windows
+    }
+
+    /// How long to wait before one more call fits; records the call when it fits now.
+    fn try_take(&self, now: Instant) -> Option<Duration> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(until) = state.paused_until {
+            if until > now {
+                return Some(until - now);
+            }
+            state.paused_until = None;
+        }
+        let longest = self
+            .windows
+            .iter()
+            .map(|w| w.span())
+            .max()
+            .unwrap_or_default();
+        while state
+            .sent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= longest)
+        {
+            state.sent.pop_front();
+        }
+        let mut wait = Duration::ZERO;
+        for window in &self.windows {
+            let span = window.span();
+            let first_inside = state
+                .sent
+                .partition_point(|t| now.duration_since(*t) >= span);
+            let inside = state.sent.len() - first_inside;
+            let limit = window.limit as usize;
+            if inside >= limit {
+                // The call `inside - limit + 1` places from the oldest must leave the window.
+                let leaving = state.sent[first_inside + inside - limit];
+                wait = wait.max((leaving + span).saturating_duration_since(now));
+            }
+        }
+        if wait.is_zero() {
+            state.sent.push_back(now);
+            None
+        } else {
+            Some(wait)
+        }
+    }
+
+    /// Waits until one more call fits every window, and counts it.
+    pub async fn acquire(&self) {
+        while let Some(wait) = self.try_take(Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Holds every caller back for `duration` (after a 429), unless already held longer.
+    pub fn pause(&self, duration: Duration) {
+        let until = Instant::now() + duration;
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.paused_until.is_none_or(|p| p < until) {
+            state.paused_until = Some(until);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backlog_goes_out_at_the_tighter_windows_rate() {
+        let limiter = Limiter::new(vec![
+            RateWindow {
+                limit: 10,
+                window: Duration::from_secs(5),
+            },
+            RateWindow {
+                limit: 30,
+                window: Duration::from_secs(60),
+            },
+        ]);
+        let start = Instant::now();
+        let mut times = Vec::new();
+        for _ in 0..40 {
+            limiter.acquire().await;
+            times.push(Instant::now() - start);
+        }
+        // The first 10 at once, then 10 more per 5 s window (plus margin), then
+        // the minute window holds call 31 until the first calls are a minute old.
+        assert!(times[9] < Duration::from_millis(1));
+        assert!(times[10] >= Duration::from_secs(5));
+        assert!(times[29] < Duration::from_secs(11));
+        assert!(times[30] >= Duration::from_secs(60));
+        // No 5 s span ever holds more than 10 calls.
+        for (i, t) in times.iter().enumerate() {
+            let inside = times[i..]
+                .iter()
+                .take_while(|u| **u - *t < Duration::from_secs(5))
+                .count();
+            assert!(inside <= 10, "call {i}: {inside} calls within 5 s");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_holds_every_caller() {
+        let limiter = Limiter::new(vec![RateWindow {
+            limit: 100,
+            window: Duration::from_secs(1),
+        }]);
+        limiter.pause(Duration::from_secs(7));
+        let start = Instant::now();
+        limiter.acquire().await;
+        assert!(Instant::now() - start >= Duration::from_secs(7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_windows_means_no_waiting() {
+        let limiter = Limiter::new(Vec::new());
+        let start = Instant::now();
+        for _ in 0..1000 {
+            limiter.acquire().await;
+        }
+        assert_eq!(Instant::now(), start);
+    }
+}
