@@ -78,9 +78,20 @@ impl fmt::Display for Rejection {
 #[derive(Debug, Clone)]
 pub struct Mapper {
     settings: Settings,
+    /// `send_delay` counts from here (the run's start).
+    now: chrono::DateTime<chrono::Utc>,
     invitation_type: InvitationType,
     /// Per [`Field`] (in `Field::ALL` order): the mapped column's index and name.
     columns: Vec<Option<(usize, String)>>,
+}
+
+/// Trustpilot's `preferredSendTime` form (UTC).
+const SEND_TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
+
+fn one_minute_later(time: &str) -> String {
+    chrono::NaiveDateTime::parse_from_str(time, SEND_TIME_FORMAT)
+        .map(|t| (t + chrono::Duration::minutes(1)).format(SEND_TIME_FORMAT).to_string())
+        .unwrap_or_else(|_| time.to_owned())
 }
 
 fn split_list(text: &str) -> Vec<String> {
@@ -115,10 +126,18 @@ impl Mapper {
             columns[*field as usize] = Some((index, column.clone()));
         }
         Ok(Mapper {
+            now: chrono::Utc::now(),
             invitation_type: settings.invitation_type.unwrap_or_default(),
             settings,
             columns,
         })
+    }
+
+    /// Counts `send_delay` from `now` instead of the moment the mapper was built.
+    #[must_use]
+    pub fn at(mut self, now: chrono::DateTime<chrono::Utc>) -> Self {
+        self.now = now;
+        self
     }
 
     /// The invitation type every row of this activation gets.
@@ -166,7 +185,10 @@ impl Mapper {
                 field: Field::PreferredSendTime,
                 reason,
             })?),
-            None => None,
+            None => s.send_delay.and_then(|delay| {
+                let at = self.now + chrono::Duration::from_std(delay).ok()?;
+                Some(at.format(SEND_TIME_FORMAT).to_string())
+            }),
         };
         let service = if self.invitation_type.has_service() {
             let tags = match self.cell(batch, row, Field::Tags)? {
@@ -204,9 +226,13 @@ impl Mapper {
                 template_id: s.product.template_id.clone(),
                 redirect_uri: s.product.redirect_uri.clone(),
                 skus,
-                // With both blocks, one send time goes to the service invitation only:
-                // Trustpilot requires the service time to precede the product time.
-                preferred_send_time: if service.is_none() { send_time } else { None },
+                // Trustpilot requires the service send time to precede the product
+                // one: with both blocks, the product invitation follows a minute later.
+                preferred_send_time: match (&service, send_time) {
+                    (None, time) => time,
+                    (Some(_), Some(time)) => Some(one_minute_later(&time)),
+                    (Some(_), None) => None,
+                },
             })
         } else {
             None
@@ -334,6 +360,24 @@ mod tests {
         assert_eq!(
             mapper.map_row(&batch, 1).unwrap_err().field,
             Field::ProductSku
+        );
+    }
+
+    #[test]
+    fn a_send_delay_counts_from_the_run_and_the_product_follows_the_service() {
+        let batch = batch();
+        let mut settings = settings();
+        settings.send_delay = Some(std::time::Duration::from_secs(3 * 86_400));
+        let now = chrono::DateTime::parse_from_rfc3339("2026-05-01T10:00:00Z").unwrap().to_utc();
+        let mapper = Mapper::new(settings, &mapping(), &batch.schema()).unwrap().at(now);
+        let invitation = mapper.map_row(&batch, 0).unwrap();
+        assert_eq!(
+            invitation.service.unwrap().preferred_send_time.as_deref(),
+            Some("2026-05-04T10:00:00")
+        );
+        assert_eq!(
+            invitation.product.unwrap().preferred_send_time.as_deref(),
+            Some("2026-05-04T10:01:00")
         );
     }
 

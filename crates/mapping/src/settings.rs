@@ -95,6 +95,8 @@ pub struct Settings {
     pub reply_to: Option<String>,
     /// `locale`.
     pub locale: Option<String>,
+    /// Send this long after the run (`preferredSendTime`), unless the row gives a time.
+    pub send_delay: Option<std::time::Duration>,
 }
 
 /// `over` if set, else `base`.
@@ -139,6 +141,7 @@ impl Settings {
             sender_email: pick(self.sender_email.as_ref(), over.sender_email.as_ref()),
             reply_to: pick(self.reply_to.as_ref(), over.reply_to.as_ref()),
             locale: pick(self.locale.as_ref(), over.locale.as_ref()),
+            send_delay: over.send_delay.or(self.send_delay),
         }
     }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use retl_mapping::{Field, InvitationType, ProductSettings, ServiceSettings, Settings};
 use retl_source::Model;
-use retl_trustpilot::{Credentials, Endpoints, Grant, Secret};
+use retl_trustpilot::{Credentials, Endpoints, Grant, RateWindow, Secret};
 
 pub use yaml::{Location, Problem};
 use yaml::{Map, Node, Reader, join};
@@ -42,6 +42,55 @@ pub struct Destination {
     pub concurrency: usize,
     /// Timeout of one API request.
     pub request_timeout: Duration,
+    /// Pacing windows for API calls (empty: no pacing).
+    pub rate_limits: Vec<RateWindow>,
+    /// How failed requests are retried.
+    pub retry: RetryPolicy,
+}
+
+/// How failed requests are retried (`retry:` of a destination).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Requests per row within one run for transient failures (the first included).
+    pub tries_per_run: u32,
+    /// Runs that may try a row before it is rejected ("gave up after N attempts").
+    pub max_attempts: u32,
+    /// 429s a run may wait out before they count as failures of their rows.
+    pub rate_limited_retries: u32,
+    /// The first backoff; it doubles with each retry of a row, with jitter.
+    pub backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            tries_per_run: 3,
+            max_attempts: 5,
+            rate_limited_retries: 100,
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What an activation creates per new row (`target.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ActivationKind {
+    /// An email invitation Trustpilot sends (`email_invitation`, the default).
+    #[default]
+    EmailInvitation,
+    /// An invitation link the business sends itself (`invitation_link`).
+    InvitationLink,
+}
+
+/// Where created invitation links are written back (`writeback:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Writeback {
+    /// The table to update, on the activation's source connection.
+    pub table: String,
+    /// The column that identifies the row (a column the activation reads).
+    pub key_column: String,
+    /// The column that receives the link's URL.
+    pub url_column: String,
 }
 
 /// An activation (`activations/*.yaml`): one source, one destination, one mapping.
@@ -69,6 +118,10 @@ pub struct Activation {
     pub target: Settings,
     /// Trustpilot field ← source column, in catalogue order.
     pub mapping: Vec<(Field, String)>,
+    /// Email invitations or invitation links.
+    pub kind: ActivationKind,
+    /// Where to write created links' URLs.
+    pub writeback: Option<Writeback>,
 }
 
 impl fmt::Debug for Activation {
@@ -82,6 +135,8 @@ impl fmt::Debug for Activation {
             .field("destination", &self.destination)
             .field("target", &self.target)
             .field("mapping", &self.mapping)
+            .field("kind", &self.kind)
+            .field("writeback", &self.writeback)
             .finish_non_exhaustive()
     }
 }
@@ -103,7 +158,8 @@ impl Activation {
     /// The columns the run reads: primary key first, then mapped columns, each once.
     pub fn columns(&self) -> Vec<String> {
         let mut columns = self.primary_key.clone();
-        for (_, column) in &self.mapping {
+        let writeback_key = self.writeback.as_ref().map(|w| &w.key_column);
+        for column in self.mapping.iter().map(|(_, c)| c).chain(writeback_key) {
             if !columns.contains(column) {
                 columns.push(column.clone());
             }
@@ -152,7 +208,18 @@ const DESTINATION_KEYS: &[&str] = &[
     "defaults",
     "concurrency",
     "request_timeout_seconds",
+    "rate_limits",
+    "retry",
+    "allow_insecure_http",
 ];
+const RETRY_KEYS: &[&str] = &[
+    "tries_per_run",
+    "max_attempts",
+    "rate_limited_retries",
+    "backoff_ms",
+];
+const RATE_KEYS: &[&str] = &["requests", "per_seconds"];
+const WRITEBACK_KEYS: &[&str] = &["table", "key_column", "url_column"];
 const AUTH_KEYS: &[&str] = &[
     "grant",
     "api_key",
@@ -168,6 +235,7 @@ const ACTIVATION_KEYS: &[&str] = &[
     "destination",
     "target",
     "mapping",
+    "writeback",
 ];
 const SOURCE_KEYS: &[&str] = &[
     "connection",
@@ -187,6 +255,19 @@ const SETTINGS_KEYS: &[&str] = &[
     "sender_email",
     "reply_to",
     "locale",
+    "send_delay",
+];
+const TARGET_KEYS: &[&str] = &[
+    "business_unit_id",
+    "invitation_type",
+    "service",
+    "product",
+    "sender_name",
+    "sender_email",
+    "reply_to",
+    "locale",
+    "send_delay",
+    "kind",
 ];
 const SERVICE_KEYS: &[&str] = &["template_id", "redirect_uri", "tags"];
 const PRODUCT_KEYS: &[&str] = &["template_id", "redirect_uri", "skus"];
@@ -495,7 +576,7 @@ fn read_destination(r: &mut Reader<'_>, doc: &Node<'_>, file: &Path) -> Option<D
         }
     }
     let defaults = match map.get("defaults") {
-        Some(node) => read_settings(r, node, "defaults", false).unwrap_or_default(),
+        Some(node) => read_settings(r, node, "defaults", None).unwrap_or_default(),
         None => Settings::default(),
     };
     let concurrency = map
@@ -506,6 +587,28 @@ fn read_destination(r: &mut Reader<'_>, doc: &Node<'_>, file: &Path) -> Option<D
         .get("request_timeout_seconds")
         .and_then(|n| r.number(n, "request_timeout_seconds", 1, 600))
         .unwrap_or(30);
+    let rate_limits = match map.get("rate_limits") {
+        Some(node) => read_rate_limits(r, node),
+        None => RateWindow::trustpilot_defaults(),
+    };
+    let retry = map.get("retry").map(|n| read_retry(r, n)).unwrap_or_default();
+    let insecure = map
+        .get("allow_insecure_http")
+        .and_then(|n| r.bool(n, "allow_insecure_http"))
+        .unwrap_or(false);
+    if !insecure {
+        for key in ["auth", "invitations"] {
+            let url = if key == "auth" { &endpoints.auth } else { &endpoints.invitations };
+            if !is_safe_endpoint(url) {
+                let node = map.get("endpoints").unwrap_or(map.node);
+                r.problem(
+                    node,
+                    &join("endpoints", key),
+                    format!("`{url}` is plain http to a host that is not this machine: use https, or set allow_insecure_http: true"),
+                );
+            }
+        }
+    }
     Some(Destination {
         name,
         file: file.to_owned(),
@@ -514,7 +617,91 @@ fn read_destination(r: &mut Reader<'_>, doc: &Node<'_>, file: &Path) -> Option<D
         defaults,
         concurrency: usize::try_from(concurrency).unwrap_or(4),
         request_timeout: Duration::from_secs(timeout),
+        rate_limits,
+        retry,
     })
+}
+
+/// https anywhere, or http to a loopback address (the emulator).
+fn is_safe_endpoint(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return true;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn read_rate_limits(r: &mut Reader<'_>, node: &Node<'_>) -> Vec<RateWindow> {
+    let Some(items) = r.list(node, "rate_limits") else {
+        return RateWindow::trustpilot_defaults();
+    };
+    let mut windows = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("rate_limits[{i}]");
+        let Some(map) = r.map(item, &path, RATE_KEYS) else { continue };
+        let mut field = |key: &str, max: u64| match map.get(key) {
+            Some(n) => r.number(n, &join(&path, key), 1, max),
+            None => {
+                r.problem(map.node, &join(&path, key), format!("missing field `{key}`"));
+                None
+            }
+        };
+        let requests = field("requests", 1_000_000);
+        let seconds = field("per_seconds", 86_400);
+        if let (Some(requests), Some(seconds)) = (requests, seconds) {
+            windows.push(RateWindow {
+                limit: u32::try_from(requests).unwrap_or(u32::MAX),
+                window: Duration::from_secs(seconds),
+            });
+        }
+    }
+    windows
+}
+
+fn read_retry(r: &mut Reader<'_>, node: &Node<'_>) -> RetryPolicy {
+    let mut policy = RetryPolicy::default();
+    let Some(map) = r.map(node, "retry", RETRY_KEYS) else {
+        return policy;
+    };
+    let mut number = |key: &str, min: u64, max: u64| {
+        map.get(key).and_then(|n| r.number(n, &join("retry", key), min, max))
+    };
+    if let Some(n) = number("tries_per_run", 1, 20) {
+        policy.tries_per_run = u32::try_from(n).unwrap_or(3);
+    }
+    if let Some(n) = number("max_attempts", 1, 1000) {
+        policy.max_attempts = u32::try_from(n).unwrap_or(5);
+    }
+    if let Some(n) = number("rate_limited_retries", 0, 100_000) {
+        policy.rate_limited_retries = u32::try_from(n).unwrap_or(100);
+    }
+    if let Some(n) = number("backoff_ms", 1, 600_000) {
+        policy.backoff = Duration::from_millis(n);
+    }
+    policy
+}
+
+/// Parses `30s`, `15m`, `2h`, `3d` or `1w`.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = number.parse().ok()?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return None,
+    };
+    Some(Duration::from_secs(n.checked_mul(seconds)?))
 }
 
 fn read_auth(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Credentials> {
@@ -581,10 +768,35 @@ fn read_settings(
     r: &mut Reader<'_>,
     node: &Node<'_>,
     path: &str,
-    is_target: bool,
+    kind: Option<&mut ActivationKind>,
 ) -> Option<Settings> {
-    let map = r.map(node, path, SETTINGS_KEYS)?;
+    let is_target = kind.is_some();
+    let map = r.map(node, path, if is_target { TARGET_KEYS } else { SETTINGS_KEYS })?;
     let mut settings = Settings::default();
+    if let Some(kind) = kind
+        && let Some(node) = map.get("kind")
+    {
+        match r
+            .choice(node, &join(path, "kind"), &["email_invitation", "invitation_link"])
+            .as_deref()
+        {
+            Some("invitation_link") => *kind = ActivationKind::InvitationLink,
+            Some(_) => *kind = ActivationKind::EmailInvitation,
+            None => {}
+        }
+    }
+    if let Some(node) = map.get("send_delay")
+        && let Some(text) = r.string(node, &join(path, "send_delay"))
+    {
+        settings.send_delay = parse_duration(&text);
+        if settings.send_delay.is_none() {
+            r.problem(
+                node,
+                &join(path, "send_delay"),
+                format!("`{text}` is not a duration: write e.g. 30m, 12h, 3d or 1w"),
+            );
+        }
+    }
     let text =
         |r: &mut Reader<'_>, key: &str| map.get(key).and_then(|n| r.string(n, &join(path, key)));
     settings.business_unit_id = text(r, "business_unit_id");
@@ -687,10 +899,26 @@ fn read_activation(r: &mut Reader<'_>, doc: &Node<'_>, file: &Path) -> Option<Ac
             None
         }
     };
+    let mut kind = ActivationKind::default();
     let target = match map.get("target") {
-        Some(node) => read_settings(r, node, "target", true),
+        Some(node) => read_settings(r, node, "target", Some(&mut kind)),
         None => Some(Settings::default()),
     };
+    let writeback = map.get("writeback").and_then(|node| {
+        let w = r.map(node, "writeback", WRITEBACK_KEYS)?;
+        let mut field = |key: &str| match w.get(key) {
+            Some(n) => r.string(n, &join("writeback", key)),
+            None => {
+                r.problem(w.node, &join("writeback", key), format!("missing field `{key}`"));
+                None
+            }
+        };
+        let (table, key_column, url_column) = (field("table"), field("key_column"), field("url_column"));
+        Some(Writeback { table: table?, key_column: key_column?, url_column: url_column? })
+    });
+    if writeback.is_some() && kind != ActivationKind::InvitationLink {
+        r.problem(map.get("writeback").unwrap_or(map.node), "writeback", "writeback needs target.kind: invitation_link");
+    }
     let mapping = match map.get("mapping") {
         Some(node) => read_mapping(r, node),
         None => {
@@ -735,6 +963,8 @@ fn read_activation(r: &mut Reader<'_>, doc: &Node<'_>, file: &Path) -> Option<Ac
         destination: destination?,
         target: target?,
         mapping,
+        kind,
+        writeback,
     })
 }
 

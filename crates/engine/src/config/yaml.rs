@@ -351,6 +351,18 @@ impl<'f> Reader<'f> {
         }
     }
 
+    /// Reads a list of nodes.
+    pub fn list<'n, 'a>(&mut self, node: &'n Node<'a>, path: &str) -> Option<&'n [Node<'a>]> {
+        let node = untagged(node);
+        if let YamlData::Sequence(items) = &node.data {
+            Some(items)
+        } else {
+            let found = kind(node);
+            self.problem(node, path, format!("expected a list, found {found}"));
+            None
+        }
+    }
+
     /// Reads a list of strings; a single string is taken as a list of one.
     pub fn strings(&mut self, node: &Node<'_>, path: &str) -> Option<Vec<String>> {
         let node = untagged(node);
