@@ -1,27 +1,23 @@
 //! One run of one activation.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use futures::StreamExt;
 use retl_diff::{Class, Entry, Ledger, Outcome, RowHash, Status, classify, hash_rows};
 use retl_mapping::{Invitation, Mapper, cell_text};
-use retl_source::Source;
+use retl_source::{KeyValue, Source, Writer};
 use retl_trustpilot::{
-    Accepted, Client, ClientConfig, EmailInvitation, ErrorClass, ProductReviewInvitation,
-    ServiceReviewInvitation,
+    Accepted, Client, ClientConfig, EmailInvitation, ErrorClass, InvitationLink, LinkCreated,
+    ProductReviewInvitation, ServiceReviewInvitation,
 };
 use tracing::Instrument;
 
-use crate::config::{Activation, Destination};
+use crate::config::{Activation, ActivationKind, Destination, RetryPolicy};
 use crate::state::{Counts, RowLog, RunSummary, State};
 use crate::{Error, Result};
-
-/// Requests per row within one run for transient failures (the first included).
-const TRIES_PER_RUN: u32 = 3;
 
 /// How a run ended.
 #[derive(Debug)]
@@ -66,6 +62,26 @@ pub fn email_invitation(invitation: Invitation) -> EmailInvitation {
     }
 }
 
+/// The invitation link for a mapped and validated row.
+fn invitation_link(body: &EmailInvitation) -> InvitationLink {
+    let service = body.service_review_invitation.as_ref();
+    InvitationLink {
+        reference_id: body.reference_number.clone(),
+        email: body.consumer_email.clone(),
+        name: body.consumer_name.clone(),
+        locale: body.locale.clone(),
+        location_id: body.location_id.clone(),
+        tags: service.map(|s| s.tags.clone()).unwrap_or_default(),
+        redirect_uri: service.and_then(|s| s.redirect_uri.clone()),
+    }
+}
+
+/// What is sent for a row.
+enum Request {
+    Email(EmailInvitation),
+    Link(InvitationLink),
+}
+
 /// A row on its way to Trustpilot.
 struct Pending {
     key: RowHash,
@@ -73,14 +89,31 @@ struct Pending {
     row_key: String,
     reference: String,
     previous: Option<Entry>,
-    body: EmailInvitation,
+    request: Request,
+    /// The row's `writeback.key_column` value.
+    writeback_key: Option<KeyValue>,
 }
 
-/// What came of one request.
+/// What came of one row's requests.
 enum Delivery {
     Sent(Accepted),
+    Linked(LinkCreated),
     Refused(ErrorClass, retl_trustpilot::Error),
     NotSent(String),
+}
+
+/// What every delivery of one run shares.
+struct Sender<'a> {
+    ledger: &'a Ledger,
+    client: &'a Client,
+    activation: &'a str,
+    run_id: &'a str,
+    business_unit: &'a str,
+    policy: RetryPolicy,
+    /// 429s this run may still wait out before they count as failures.
+    rate_limited_budget: AtomicU32,
+    /// Set when the destination refused the run: no new request leaves.
+    stop: AtomicBool,
 }
 
 /// Runs `activation` once against `destination`, recording everything in `state`.
@@ -99,6 +132,7 @@ pub async fn run(
         seq: 0,
         counts: Counts::default(),
         seen_new: HashSet::new(),
+        writer: None,
     };
     let result = ctx.execute(destination).instrument(span).await;
     summary.counts = ctx.counts;
@@ -131,6 +165,30 @@ struct RunCtx<'a> {
     counts: Counts,
     /// Keys this run is delivering: a second row with one of them is a duplicate.
     seen_new: HashSet<RowHash>,
+    /// The warehouse connection link URLs are written back with.
+    writer: Option<Writer>,
+}
+
+/// The typed value of a row's cell, to find the row again for a writeback.
+fn key_value(batch: &RecordBatch, column: usize, row: usize) -> Option<KeyValue> {
+    use arrow_array::Array as _;
+    use arrow_schema::DataType;
+    let array = batch.column(column);
+    if array.is_null(row) {
+        return None;
+    }
+    let text = cell_text(array.as_ref(), row).ok()??;
+    match array.data_type() {
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => text.parse().ok().map(KeyValue::Int),
+        _ => Some(KeyValue::Text(text.into_owned())),
+    }
 }
 
 /// The primary-key values of a row, for the run log.
@@ -160,6 +218,7 @@ fn row_log(key: &str, reference: Option<&str>, outcome: &str, reason: Option<Str
         error_code: None,
         correlation_id: None,
         invitation_id: None,
+        link_url: None,
     }
 }
 
@@ -217,22 +276,46 @@ impl RunCtx<'_> {
         content_names.sort();
         content_names.dedup();
         let content_columns: Vec<usize> = content_names.into_iter().map(index).collect();
+        let writeback_column = activation.writeback.as_ref().map(|w| index(&w.key_column));
+        if activation.writeback.is_some() {
+            self.writer = Some(
+                Writer::connect(&activation.connection)
+                    .await
+                    .map_err(source_error)?,
+            );
+        }
 
         let mut config = ClientConfig::new(
             destination.endpoints.clone(),
             destination.credentials.clone(),
         );
         config.timeout = destination.request_timeout;
+        config.rate_limits.clone_from(&destination.rate_limits);
+        config.token_cache = self.state.token_cache().map(Into::into);
         let client = Client::new(config).map_err(|source| Error::Destination {
             destination: destination.name.clone(),
             source,
         })?;
-        let stop = Arc::new(AtomicBool::new(false));
+        let sender = Sender {
+            ledger: &ledger,
+            client: &client,
+            activation: name,
+            run_id: self.run_id,
+            business_unit: &business_unit,
+            policy: destination.retry,
+            rate_limited_budget: AtomicU32::new(destination.retry.rate_limited_retries),
+            stop: AtomicBool::new(false),
+        };
 
         while let Some(batch) = source.next_batch().await {
             let batch = batch.map_err(source_error)?;
+            let columns = Columns {
+                key: &key_columns,
+                content: &content_columns,
+                writeback: writeback_column,
+            };
             let pending = self
-                .classify_batch(&ledger, &mapper, &batch, &key_columns, &content_columns)
+                .classify_batch(&ledger, &mapper, &batch, &columns)
                 .await?;
             tracing::debug!(
                 rows = batch.num_rows(),
@@ -240,14 +323,7 @@ impl RunCtx<'_> {
                 "batch classified"
             );
             let fatal = self
-                .deliver_all(
-                    &ledger,
-                    &client,
-                    &business_unit,
-                    destination.concurrency,
-                    pending,
-                    &stop,
-                )
+                .deliver_all(&sender, destination.concurrency, pending)
                 .await?;
             if let Some(error) = fatal {
                 return Err(Error::Destination {
@@ -266,11 +342,10 @@ impl RunCtx<'_> {
         ledger: &Ledger,
         mapper: &Mapper,
         batch: &RecordBatch,
-        key_columns: &[usize],
-        content_columns: &[usize],
+        columns: &Columns<'_>,
     ) -> Result<Vec<Pending>> {
-        let keys = hash_rows(batch, key_columns)?;
-        let contents = hash_rows(batch, content_columns)?;
+        let keys = hash_rows(batch, columns.key)?;
+        let contents = hash_rows(batch, columns.content)?;
         let entries: HashMap<RowHash, Entry> = ledger.lookup(&self.activation.name, &keys).await?;
         let mut pending = Vec::new();
         let mut outcomes: Vec<(RowHash, RowHash, Option<String>, String)> = Vec::new();
@@ -278,7 +353,7 @@ impl RunCtx<'_> {
         for row in 0..batch.num_rows() {
             self.counts.read += 1;
             let (key, content) = (keys[row], contents[row]);
-            let (row_key, has_null) = key_text(batch, key_columns, row);
+            let (row_key, has_null) = key_text(batch, columns.key, row);
             let reject_unrecorded = |this: &mut Self, logs: &mut Vec<RowLog>, reason: String| {
                 // No ledger entry: the row has no usable identity of its own.
                 this.counts.new += 1;
@@ -325,7 +400,15 @@ impl RunCtx<'_> {
                             row_key,
                             reference: body.reference_number.clone(),
                             previous,
-                            body,
+                            request: match self.activation.kind {
+                                ActivationKind::EmailInvitation => Request::Email(body),
+                                ActivationKind::InvitationLink => {
+                                    Request::Link(invitation_link(&body))
+                                }
+                            },
+                            writeback_key: columns
+                                .writeback
+                                .and_then(|column| key_value(batch, column, row)),
                         }),
                         Err(reason) => {
                             self.counts.rejected += 1;
@@ -373,22 +456,13 @@ impl RunCtx<'_> {
     /// outcome as it arrives. Returns the error that stopped the run, if any.
     async fn deliver_all(
         &mut self,
-        ledger: &Ledger,
-        client: &Client,
-        business_unit: &str,
+        sender: &Sender<'_>,
         concurrency: usize,
         pending: Vec<Pending>,
-        stop: &Arc<AtomicBool>,
     ) -> Result<Option<retl_trustpilot::Error>> {
-        let name = self.activation.name.clone();
-        let run_id = self.run_id.to_owned();
-        let mut deliveries = futures::stream::iter(pending.into_iter().map(|p| {
-            let (name, run_id) = (name.clone(), run_id.clone());
-            async move {
-                let delivery =
-                    deliver(ledger, client, &name, &run_id, business_unit, &p, stop).await;
-                (p, delivery)
-            }
+        let mut deliveries = futures::stream::iter(pending.into_iter().map(|p| async move {
+            let delivery = deliver(sender, &p).await;
+            (p, delivery)
         }))
         .buffer_unordered(concurrency.max(1));
         let mut fatal = None;
@@ -400,6 +474,15 @@ impl RunCtx<'_> {
                     self.counts.sent += 1;
                     log.status_code = Some(accepted.status);
                     log.invitation_id = accepted.id;
+                    Some(Status::Sent)
+                }
+                Delivery::Linked(link) => {
+                    self.counts.sent += 1;
+                    log.invitation_id = Some(link.id);
+                    log.link_url = Some(link.url);
+                    if let Some(problem) = self.write_back(&p, log.link_url.as_deref()).await {
+                        log.reason = Some(problem);
+                    }
                     Some(Status::Sent)
                 }
                 Delivery::NotSent(reason) => {
@@ -424,14 +507,25 @@ impl RunCtx<'_> {
                             Some(Status::Uncertain)
                         }
                         ErrorClass::Transient | ErrorClass::RateLimited => {
-                            self.counts.failed += 1;
-                            Some(Status::Failed)
+                            let attempts = p.previous.map_or(0, |e| e.attempts) + 1;
+                            if attempts >= sender.policy.max_attempts {
+                                self.counts.rejected += 1;
+                                log.reason =
+                                    Some(format!("gave up after {attempts} attempts: {error}"));
+                                Some(Status::Rejected)
+                            } else {
+                                self.counts.failed += 1;
+                                Some(Status::Failed)
+                            }
                         }
                         ErrorClass::Fatal => {
                             // Trustpilot refused the destination, not this row: it was
                             // not accepted, so its key goes back to where it was.
-                            stop.store(true, Ordering::SeqCst);
-                            ledger.restore(&name, &p.key, p.previous.as_ref()).await?;
+                            sender.stop.store(true, Ordering::SeqCst);
+                            sender
+                                .ledger
+                                .restore(sender.activation, &p.key, p.previous.as_ref())
+                                .await?;
                             self.counts.skipped += 1;
                             log.reason = Some(format!("run stopped: {error}"));
                             fatal.get_or_insert(error);
@@ -453,27 +547,74 @@ impl RunCtx<'_> {
         }
         Ok(fatal)
     }
+
+    /// Writes a created link's URL back to the warehouse; a problem to log, if any.
+    async fn write_back(&mut self, p: &Pending, url: Option<&str>) -> Option<String> {
+        let (Some(writeback), Some(writer), Some(url)) = (
+            self.activation.writeback.as_ref(),
+            self.writer.as_mut(),
+            url,
+        ) else {
+            return None;
+        };
+        let Some(key) = &p.writeback_key else {
+            return Some(format!(
+                "link created; not written back: `{}` is NULL on this row",
+                writeback.key_column
+            ));
+        };
+        match writer
+            .set_text(
+                &writeback.table,
+                &writeback.key_column,
+                &writeback.url_column,
+                key,
+                url,
+            )
+            .await
+        {
+            Ok(0) => Some(format!(
+                "link created; not written back: no row of `{}` has that `{}`",
+                writeback.table, writeback.key_column
+            )),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "writing an invitation link back failed");
+                Some(format!("link created; writing it back failed: {e}"))
+            }
+        }
+    }
 }
 
-/// Delivers one row: marks it in flight, then sends it, retrying transient failures.
-async fn deliver(
-    ledger: &Ledger,
-    client: &Client,
-    activation: &str,
-    run_id: &str,
-    business_unit: &str,
-    p: &Pending,
-    stop: &AtomicBool,
-) -> Result<Delivery> {
-    if stop.load(Ordering::SeqCst) {
+/// The column indices a batch is read with.
+struct Columns<'a> {
+    key: &'a [usize],
+    content: &'a [usize],
+    writeback: Option<usize>,
+}
+
+/// A pseudo-random share of `max`, for backoff jitter (no need for a real RNG).
+fn jitter(max: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    max.mul_f64(f64::from(nanos % 1000) / 1000.0)
+}
+
+/// Delivers one row: marks it in flight, then sends it, retrying transient
+/// failures (up to `tries_per_run`) and waiting out 429s (while the run's
+/// budget lasts, without counting them as tries).
+async fn deliver(sender: &Sender<'_>, p: &Pending) -> Result<Delivery> {
+    if sender.stop.load(Ordering::SeqCst) {
         return Ok(Delivery::NotSent(
             "run stopped before this row was sent".to_owned(),
         ));
     }
-    ledger
+    sender
+        .ledger
         .mark_in_flight(
-            activation,
-            run_id,
+            sender.activation,
+            sender.run_id,
             &p.key,
             &p.content,
             &p.row_key,
@@ -483,22 +624,46 @@ async fn deliver(
     let mut tries = 0;
     loop {
         tries += 1;
-        match client.create_email_invitation(business_unit, &p.body).await {
-            Ok(accepted) => return Ok(Delivery::Sent(accepted)),
-            Err(error) => {
-                let class = error.class();
-                let retryable = matches!(class, ErrorClass::Transient | ErrorClass::RateLimited);
-                if !retryable || tries >= TRIES_PER_RUN || stop.load(Ordering::SeqCst) {
-                    return Ok(Delivery::Refused(class, error));
-                }
-                let backoff = error
-                    .api()
-                    .and_then(|api| api.retry_after)
-                    .unwrap_or(Duration::from_millis(250) * 2u32.pow(tries))
-                    .min(Duration::from_mins(1));
-                tracing::debug!(tries, backoff_ms = backoff.as_millis(), %error, "retrying");
-                tokio::time::sleep(backoff).await;
-            }
+        let result = match &p.request {
+            Request::Email(body) => sender
+                .client
+                .create_email_invitation(sender.business_unit, body)
+                .await
+                .map(Delivery::Sent),
+            Request::Link(link) => sender
+                .client
+                .create_invitation_link(sender.business_unit, link)
+                .await
+                .map(Delivery::Linked),
+        };
+        let error = match result {
+            Ok(delivery) => return Ok(delivery),
+            Err(error) => error,
+        };
+        let class = error.class();
+        let retry_after = error.api().and_then(|api| api.retry_after);
+        let backoff = sender.policy.backoff * 2u32.saturating_pow(tries.min(16) - 1);
+        let wait = retry_after
+            .unwrap_or_else(|| backoff + jitter(backoff / 2))
+            .min(Duration::from_mins(5));
+        if class == ErrorClass::RateLimited
+            && sender
+                .rate_limited_budget
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            // Too fast for Trustpilot: everyone waits, and this try does not count.
+            tracing::info!(wait_ms = wait.as_millis(), "429 from trustpilot; pausing");
+            sender.client.pause(wait);
+            tries -= 1;
+            continue;
         }
+        let retryable = matches!(class, ErrorClass::Transient | ErrorClass::RateLimited);
+        if !retryable || tries >= sender.policy.tries_per_run || sender.stop.load(Ordering::SeqCst)
+        {
+            return Ok(Delivery::Refused(class, error));
+        }
+        tracing::debug!(tries, wait_ms = wait.as_millis(), %error, "retrying");
+        tokio::time::sleep(wait).await;
     }
 }

@@ -88,8 +88,10 @@ pub struct RowLog {
     pub error_code: Option<String>,
     /// Trustpilot's `correlationId`.
     pub correlation_id: Option<String>,
-    /// An id Trustpilot returned for the invitation, if any.
+    /// An id Trustpilot returned for the invitation (or link), if any.
     pub invitation_id: Option<String>,
+    /// The invitation link's URL (`target.kind: invitation_link`).
+    pub link_url: Option<String>,
 }
 
 /// The state database.
@@ -97,6 +99,8 @@ pub struct RowLog {
 pub struct State {
     pool: SqlitePool,
     ledger: Ledger,
+    /// Where access tokens are cached between runs (beside the database file).
+    token_cache: Option<std::path::PathBuf>,
 }
 
 fn now() -> String {
@@ -157,13 +161,55 @@ impl State {
                 error_code     TEXT,
                 correlation_id TEXT,
                 invitation_id  TEXT,
+                link_url       TEXT,
                 at             TEXT NOT NULL,
                 PRIMARY KEY (run_id, seq)
              );",
         )
         .execute(&pool)
         .await?;
-        Ok(State { pool, ledger })
+        // Databases made before invitation links lack the column.
+        let has_link_url: Option<(String,)> = sqlx::query_as(
+            "SELECT name FROM pragma_table_info('run_rows') WHERE name = 'link_url'",
+        )
+        .fetch_optional(&pool)
+        .await?;
+        if has_link_url.is_none() {
+            sqlx::query("ALTER TABLE run_rows ADD COLUMN link_url TEXT")
+                .execute(&pool)
+                .await?;
+        }
+        let file = Path::new(path.split('?').next().unwrap_or(path));
+        let token_cache = (!path.starts_with(":memory:") && !path.is_empty())
+            .then(|| file.parent().unwrap_or(Path::new(".")).join("tokens"));
+        Ok(State {
+            pool,
+            ledger,
+            token_cache,
+        })
+    }
+
+    /// Where access tokens are cached between runs, if anywhere.
+    pub fn token_cache(&self) -> Option<&Path> {
+        self.token_cache.as_deref()
+    }
+
+    /// Makes the rows a run logged as `uncertain`, and still uncertain in the
+    /// ledger, retryable again: the next run of their activation sends them.
+    /// Returns how many were released.
+    pub async fn release_uncertain(&self, run_id: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE ledger SET status = 'failed',
+                    last_error = 'released for resend by `retl runs resend`',
+                    updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+             WHERE status = 'uncertain'
+               AND activation = (SELECT activation FROM runs WHERE run_id = ?1)
+               AND row_key IN (SELECT row_key FROM run_rows WHERE run_id = ?1 AND outcome = 'uncertain')",
+        )
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// The ledger.
@@ -225,8 +271,8 @@ impl State {
                 .map_err(|_| Error::State("run log sequence overflow".into()))?;
             sqlx::query(
                 "INSERT INTO run_rows (run_id, seq, row_key, reference, outcome, reason, status_code,
-                                       error_code, correlation_id, invitation_id, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                                       error_code, correlation_id, invitation_id, link_url, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )
             .bind(run_id)
             .bind(seq)
@@ -238,6 +284,7 @@ impl State {
             .bind(&row.error_code)
             .bind(&row.correlation_id)
             .bind(&row.invitation_id)
+            .bind(&row.link_url)
             .bind(&at)
             .execute(&mut *conn)
             .await?;
@@ -297,6 +344,7 @@ impl State {
                     error_code: row.try_get("error_code")?,
                     correlation_id: row.try_get("correlation_id")?,
                     invitation_id: row.try_get("invitation_id")?,
+                    link_url: row.try_get("link_url")?,
                 })
             })
             .collect()

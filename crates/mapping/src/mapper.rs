@@ -90,7 +90,11 @@ const SEND_TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
 
 fn one_minute_later(time: &str) -> String {
     chrono::NaiveDateTime::parse_from_str(time, SEND_TIME_FORMAT)
-        .map(|t| (t + chrono::Duration::minutes(1)).format(SEND_TIME_FORMAT).to_string())
+        .map(|t| {
+            (t + chrono::Duration::minutes(1))
+                .format(SEND_TIME_FORMAT)
+                .to_string()
+        })
         .unwrap_or_else(|_| time.to_owned())
 }
 
@@ -368,8 +372,12 @@ mod tests {
         let batch = batch();
         let mut settings = settings();
         settings.send_delay = Some(std::time::Duration::from_secs(3 * 86_400));
-        let now = chrono::DateTime::parse_from_rfc3339("2026-05-01T10:00:00Z").unwrap().to_utc();
-        let mapper = Mapper::new(settings, &mapping(), &batch.schema()).unwrap().at(now);
+        let now = chrono::DateTime::parse_from_rfc3339("2026-05-01T10:00:00Z")
+            .unwrap()
+            .to_utc();
+        let mapper = Mapper::new(settings, &mapping(), &batch.schema())
+            .unwrap()
+            .at(now);
         let invitation = mapper.map_row(&batch, 0).unwrap();
         assert_eq!(
             invitation.service.unwrap().preferred_send_time.as_deref(),

@@ -32,6 +32,7 @@ mod error;
 mod mysql;
 mod postgres;
 mod sqlite;
+mod writeback;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,7 @@ use tokio::task::JoinHandle;
 
 use columns::Kind;
 pub use error::{Error, Result};
+pub use writeback::{KeyValue, Writer};
 
 /// What to read.
 #[derive(Debug, Clone, PartialEq, Eq)]

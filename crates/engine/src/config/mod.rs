@@ -591,14 +591,21 @@ fn read_destination(r: &mut Reader<'_>, doc: &Node<'_>, file: &Path) -> Option<D
         Some(node) => read_rate_limits(r, node),
         None => RateWindow::trustpilot_defaults(),
     };
-    let retry = map.get("retry").map(|n| read_retry(r, n)).unwrap_or_default();
+    let retry = map
+        .get("retry")
+        .map(|n| read_retry(r, n))
+        .unwrap_or_default();
     let insecure = map
         .get("allow_insecure_http")
         .and_then(|n| r.bool(n, "allow_insecure_http"))
         .unwrap_or(false);
     if !insecure {
         for key in ["auth", "invitations"] {
-            let url = if key == "auth" { &endpoints.auth } else { &endpoints.invitations };
+            let url = if key == "auth" {
+                &endpoints.auth
+            } else {
+                &endpoints.invitations
+            };
             if !is_safe_endpoint(url) {
                 let node = map.get("endpoints").unwrap_or(map.node);
                 r.problem(
@@ -645,11 +652,17 @@ fn read_rate_limits(r: &mut Reader<'_>, node: &Node<'_>) -> Vec<RateWindow> {
     let mut windows = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let path = format!("rate_limits[{i}]");
-        let Some(map) = r.map(item, &path, RATE_KEYS) else { continue };
+        let Some(map) = r.map(item, &path, RATE_KEYS) else {
+            continue;
+        };
         let mut field = |key: &str, max: u64| match map.get(key) {
             Some(n) => r.number(n, &join(&path, key), 1, max),
             None => {
-                r.problem(map.node, &join(&path, key), format!("missing field `{key}`"));
+                r.problem(
+                    map.node,
+                    &join(&path, key),
+                    format!("missing field `{key}`"),
+                );
                 None
             }
         };
@@ -671,7 +684,8 @@ fn read_retry(r: &mut Reader<'_>, node: &Node<'_>) -> RetryPolicy {
         return policy;
     };
     let mut number = |key: &str, min: u64, max: u64| {
-        map.get(key).and_then(|n| r.number(n, &join("retry", key), min, max))
+        map.get(key)
+            .and_then(|n| r.number(n, &join("retry", key), min, max))
     };
     if let Some(n) = number("tries_per_run", 1, 20) {
         policy.tries_per_run = u32::try_from(n).unwrap_or(3);
@@ -771,13 +785,25 @@ fn read_settings(
     kind: Option<&mut ActivationKind>,
 ) -> Option<Settings> {
     let is_target = kind.is_some();
-    let map = r.map(node, path, if is_target { TARGET_KEYS } else { SETTINGS_KEYS })?;
+    let map = r.map(
+        node,
+        path,
+        if is_target {
+            TARGET_KEYS
+        } else {
+            SETTINGS_KEYS
+        },
+    )?;
     let mut settings = Settings::default();
     if let Some(kind) = kind
         && let Some(node) = map.get("kind")
     {
         match r
-            .choice(node, &join(path, "kind"), &["email_invitation", "invitation_link"])
+            .choice(
+                node,
+                &join(path, "kind"),
+                &["email_invitation", "invitation_link"],
+            )
             .as_deref()
         {
             Some("invitation_link") => *kind = ActivationKind::InvitationLink,
@@ -909,15 +935,28 @@ fn read_activation(r: &mut Reader<'_>, doc: &Node<'_>, file: &Path) -> Option<Ac
         let mut field = |key: &str| match w.get(key) {
             Some(n) => r.string(n, &join("writeback", key)),
             None => {
-                r.problem(w.node, &join("writeback", key), format!("missing field `{key}`"));
+                r.problem(
+                    w.node,
+                    &join("writeback", key),
+                    format!("missing field `{key}`"),
+                );
                 None
             }
         };
-        let (table, key_column, url_column) = (field("table"), field("key_column"), field("url_column"));
-        Some(Writeback { table: table?, key_column: key_column?, url_column: url_column? })
+        let (table, key_column, url_column) =
+            (field("table"), field("key_column"), field("url_column"));
+        Some(Writeback {
+            table: table?,
+            key_column: key_column?,
+            url_column: url_column?,
+        })
     });
     if writeback.is_some() && kind != ActivationKind::InvitationLink {
-        r.problem(map.get("writeback").unwrap_or(map.node), "writeback", "writeback needs target.kind: invitation_link");
+        r.problem(
+            map.get("writeback").unwrap_or(map.node),
+            "writeback",
+            "writeback needs target.kind: invitation_link",
+        );
     }
     let mapping = match map.get("mapping") {
         Some(node) => read_mapping(r, node),

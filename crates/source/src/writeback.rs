@@ -1,0 +1,110 @@
+//! Writing a value back to the warehouse, one row at a time (invitation links).
+
+use std::str::FromStr;
+
+use sqlx::mysql::MySqlConnection;
+use sqlx::postgres::PgConnection;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{ConnectOptions, Connection};
+
+use crate::columns::quote_ident;
+use crate::{Driver, Error, Result};
+
+/// The key value of the row to update, bound with its own type so that the
+/// database can use its index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyValue {
+    /// An integer key.
+    Int(i64),
+    /// Any other key, as text.
+    Text(String),
+}
+
+/// A connection that updates one column of one row at a time.
+pub enum Writer {
+    /// PostgreSQL.
+    Postgres(PgConnection),
+    /// MySQL or MariaDB.
+    Mysql(MySqlConnection),
+    /// SQLite.
+    Sqlite(SqliteConnection),
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Writer::Postgres(_) => "Writer(postgres)",
+            Writer::Mysql(_) => "Writer(mysql)",
+            Writer::Sqlite(_) => "Writer(sqlite)",
+        })
+    }
+}
+
+impl Writer {
+    /// Connects to the warehouse at `url` for writing.
+    pub async fn connect(url: &str) -> Result<Writer> {
+        Ok(match Driver::for_url(url)? {
+            Driver::Postgres => {
+                Writer::Postgres(PgConnection::connect(url).await.map_err(Error::Connect)?)
+            }
+            Driver::Mysql => {
+                let url = match url.split_once("://") {
+                    Some((scheme, rest)) if scheme.eq_ignore_ascii_case("mariadb") => {
+                        format!("mysql://{rest}")
+                    }
+                    _ => url.to_owned(),
+                };
+                Writer::Mysql(
+                    MySqlConnection::connect(&url)
+                        .await
+                        .map_err(Error::Connect)?,
+                )
+            }
+            Driver::Sqlite => Writer::Sqlite(
+                SqliteConnectOptions::from_str(url)
+                    .map_err(Error::Connect)?
+                    .connect()
+                    .await
+                    .map_err(Error::Connect)?,
+            ),
+        })
+    }
+
+    /// `UPDATE table SET column = value WHERE key_column = key`; the number of rows updated.
+    pub async fn set_text(
+        &mut self,
+        table: &str,
+        key_column: &str,
+        column: &str,
+        key: &KeyValue,
+        value: &str,
+    ) -> Result<u64> {
+        macro_rules! update {
+            ($conn:expr, $quote:expr, $p1:expr, $p2:expr) => {{
+                let sql = format!(
+                    "UPDATE {} SET {} = {} WHERE {} = {}",
+                    quote_ident(table, $quote),
+                    crate::columns::quote_column(column, $quote),
+                    $p1,
+                    crate::columns::quote_column(key_column, $quote),
+                    $p2
+                );
+                let query = sqlx::query(&sql).bind(value);
+                let query = match key {
+                    KeyValue::Int(i) => query.bind(*i),
+                    KeyValue::Text(t) => query.bind(t.as_str()),
+                };
+                query
+                    .execute($conn)
+                    .await
+                    .map_err(Error::Query)?
+                    .rows_affected()
+            }};
+        }
+        Ok(match self {
+            Writer::Postgres(conn) => update!(&mut *conn, '"', "$1", "$2"),
+            Writer::Mysql(conn) => update!(&mut *conn, '`', "?", "?"),
+            Writer::Sqlite(conn) => update!(&mut *conn, '"', "?1", "?2"),
+        })
+    }
+}
