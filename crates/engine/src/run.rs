@@ -78,7 +78,7 @@ fn invitation_link(body: &EmailInvitation) -> InvitationLink {
 
 /// What is sent for a row.
 enum Request {
-    Email(EmailInvitation),
+    Email(Box<EmailInvitation>),
     Link(InvitationLink),
 }
 
@@ -401,7 +401,7 @@ impl RunCtx<'_> {
                             reference: body.reference_number.clone(),
                             previous,
                             request: match self.activation.kind {
-                                ActivationKind::EmailInvitation => Request::Email(body),
+                                ActivationKind::EmailInvitation => Request::Email(Box::new(body)),
                                 ActivationKind::InvitationLink => {
                                     Request::Link(invitation_link(&body))
                                 }

@@ -89,13 +89,14 @@ pub struct Mapper {
 const SEND_TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
 
 fn one_minute_later(time: &str) -> String {
-    chrono::NaiveDateTime::parse_from_str(time, SEND_TIME_FORMAT)
-        .map(|t| {
+    chrono::NaiveDateTime::parse_from_str(time, SEND_TIME_FORMAT).map_or_else(
+        |_| time.to_owned(),
+        |t| {
             (t + chrono::Duration::minutes(1))
                 .format(SEND_TIME_FORMAT)
                 .to_string()
-        })
-        .unwrap_or_else(|_| time.to_owned())
+        },
+    )
 }
 
 fn split_list(text: &str) -> Vec<String> {

@@ -76,7 +76,11 @@ pub(crate) fn shared(identity: &str, pacing_key: &str, windows: Vec<RateWindow>)
 /// A short, stable file name for an identity, which itself holds the API key.
 pub(crate) fn cache_name(identity: &str) -> String {
     let digest = Sha256::digest(identity.as_bytes());
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = digest[..16].iter().fold(String::new(), |mut hex, b| {
+        use std::fmt::Write as _;
+        let _ = write!(hex, "{b:02x}");
+        hex
+    });
     format!("token-{hex}.json")
 }
 
