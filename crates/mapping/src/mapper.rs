@@ -372,7 +372,7 @@ mod tests {
     fn a_send_delay_counts_from_the_run_and_the_product_follows_the_service() {
         let batch = batch();
         let mut settings = settings();
-        settings.send_delay = Some(std::time::Duration::from_secs(3 * 86_400));
+        settings.send_delay = Some(std::time::Duration::from_hours(72));
         let now = chrono::DateTime::parse_from_rfc3339("2026-05-01T10:00:00Z")
             .unwrap()
             .to_utc();
