@@ -70,11 +70,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Check the configuration and each activation's source: every key and
-    /// mapped column must exist, with a usable type. Exit code 2 on any problem.
+    /// Check the configuration, each destination (a token is minted; the business
+    /// units and template ids must exist) and each activation's source (every
+    /// key and mapped column must exist, with a usable type). Reads no row and
+    /// sends nothing. Exit code 2 on any problem.
     Check {
         /// Only this activation (default: all).
         activation: Option<String>,
+    },
+    /// List a business unit's invitation templates (to pick template ids).
+    Templates {
+        /// The destination whose credentials to use.
+        destination: String,
+        /// The business unit (default: the destination's defaults.business_unit_id).
+        #[arg(long)]
+        business_unit: Option<String>,
+        /// Print JSON (an array of {id, name, isDefaultTemplate, locale, type}).
+        #[arg(long)]
+        json: bool,
     },
     /// Inspect run logs.
     Runs {
@@ -109,6 +122,22 @@ enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Send again, on purpose, the rows of a run whose delivery is uncertain,
+    /// then run the activation. They may already have reached Trustpilot:
+    /// asks for confirmation unless --yes.
+    Resend {
+        /// The run whose uncertain rows to resend.
+        run_id: String,
+        /// Resend the rows logged as uncertain (the only rows that can be resent).
+        #[arg(long, required = true)]
+        uncertain: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Print the run summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -134,9 +163,66 @@ struct EmulatorArgs {
     /// Status code of a successful invitation call (Trustpilot's is undocumented).
     #[arg(long, default_value_t = 202)]
     success_status: u16,
+    /// A rate-limit window, REQUESTS/DURATION (e.g. 100/5s, 833/5m, 10000/1h);
+    /// repeat for several. Default: 833/5m and 10000/1h.
+    #[arg(long = "rate-limit", value_parser = parse_window)]
+    rate_limits: Vec<retl_trustpilot_emulator::RateWindow>,
+    /// Send Retry-After (seconds) with 429 answers (Trustpilot documents none).
+    #[arg(long)]
+    retry_after: Option<u64>,
+    /// Lifetime of minted tokens, in seconds.
+    #[arg(long, default_value_t = 359_999)]
+    token_lifetime_seconds: u64,
+    /// A share of invitation requests that get a fault, FAULT=SHARE, with FAULT one of
+    /// server_error, cdn_error, cdn_forbidden, too_many_requests, drop, accept_then_hang, bad_request
+    /// (e.g. --fault server_error=0.1); repeat for several.
+    #[arg(long = "fault", value_parser = parse_fault)]
+    faults: Vec<(retl_trustpilot_emulator::Fault, f64)>,
+    /// A drawn 429 is followed by this many more.
+    #[arg(long, default_value_t = 0)]
+    fault_burst: u32,
+    /// Seed of the fault draw.
+    #[arg(long, default_value_t = 1)]
+    fault_seed: u64,
     /// Append every accepted invitation to this JSON-lines file.
     #[arg(long)]
     log_file: Option<PathBuf>,
+}
+
+fn parse_window(text: &str) -> Result<retl_trustpilot_emulator::RateWindow, String> {
+    let err = || format!("`{text}` is not REQUESTS/DURATION (e.g. 100/5s, 833/5m, 10000/1h)");
+    let (limit, window) = text.split_once('/').ok_or_else(err)?;
+    let limit = limit.trim().parse().map_err(|_| err())?;
+    let window = window.trim();
+    let (n, unit) = window.split_at(window.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?);
+    let n: u64 = n.parse().map_err(|_| err())?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(err()),
+    };
+    Ok(retl_trustpilot_emulator::RateWindow {
+        limit,
+        window: Duration::from_secs(seconds),
+    })
+}
+
+fn parse_fault(text: &str) -> Result<(retl_trustpilot_emulator::Fault, f64), String> {
+    let (name, share) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not FAULT=SHARE"))?;
+    let fault: retl_trustpilot_emulator::Fault =
+        serde_json::from_value(serde_json::Value::String(name.trim().to_owned())).map_err(|_| {
+            format!("unknown fault `{name}`; one of: server_error, cdn_error, cdn_forbidden, too_many_requests, drop, accept_then_hang, bad_request")
+        })?;
+    let share: f64 = share
+        .trim()
+        .parse()
+        .ok()
+        .filter(|s| (0.0..=1.0).contains(s))
+        .ok_or_else(|| format!("share `{share}` is not a number from 0 to 1"))?;
+    Ok((fault, share))
 }
 
 /// A failure with its exit code.
@@ -206,7 +292,21 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             run(&cli.config_dir, &cli.state, &activation, json).await
         }
         Command::Check { activation } => check(&cli.config_dir, activation.as_deref()).await,
-        Command::Runs { command } => runs(&cli.state, command).await,
+        Command::Templates {
+            destination,
+            business_unit,
+            json,
+        } => {
+            templates(
+                &cli.config_dir,
+                &cli.state,
+                &destination,
+                business_unit,
+                json,
+            )
+            .await
+        }
+        Command::Runs { command } => runs(&cli.config_dir, &cli.state, command).await,
         Command::Emulator(args) => emulator(args).await,
         Command::Demo => demo::demo().await,
     }
@@ -292,6 +392,30 @@ async fn check(config_dir: &std::path::Path, only: Option<&str>) -> Result<u8, F
             config_dir.join("activations").display()
         );
     }
+    let mut destinations: Vec<&str> = Vec::new();
+    for name in &names {
+        let (activation, _) = project.activation(name)?;
+        if !destinations.contains(&activation.destination.as_str()) {
+            destinations.push(&activation.destination);
+        }
+    }
+    for name in destinations {
+        let destination = &project.destinations[name];
+        let users: Vec<&retl_engine::config::Activation> = names
+            .iter()
+            .filter_map(|n| project.activations.get(*n))
+            .filter(|a| a.destination == name)
+            .collect();
+        // No token cache: a check mints a fresh token, to prove the credentials.
+        let found = retl_engine::check_destination(destination, &users, None).await;
+        if found.is_empty() {
+            println!("destination {name}: ok");
+        }
+        for problem in found {
+            println!("destination {name}: {problem}");
+            problems += 1;
+        }
+    }
     for name in names {
         let (activation, destination) = project.activation(name)?;
         match retl_engine::check_source(activation, destination).await {
@@ -305,7 +429,62 @@ async fn check(config_dir: &std::path::Path, only: Option<&str>) -> Result<u8, F
     Ok(if problems == 0 { 0 } else { 2 })
 }
 
-async fn runs(state_url: &str, command: RunsCommand) -> Result<u8, Failure> {
+async fn templates(
+    config_dir: &std::path::Path,
+    state_url: &str,
+    name: &str,
+    business_unit: Option<String>,
+    json: bool,
+) -> Result<u8, Failure> {
+    let project = Project::load(config_dir)?;
+    let Some(destination) = project.destinations.get(name) else {
+        let mut problems = project.problems.clone();
+        problems.push(retl_engine::config::Problem {
+            location: None,
+            path: String::new(),
+            message: format!(
+                "no destination named `{name}`; defined: {}",
+                project
+                    .destinations
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+        return Err(ConfigErrors(problems).into());
+    };
+    let Some(business_unit) =
+        business_unit.or_else(|| destination.defaults.business_unit_id.clone())
+    else {
+        return Err(Failure {
+            code: 2,
+            error: anyhow::anyhow!(
+                "destination `{name}` has no defaults.business_unit_id: pass --business-unit"
+            ),
+        });
+    };
+    let state = State::open(state_url).await?;
+    let client = retl_engine::client(destination, state.token_cache())?;
+    let templates = client.templates(&business_unit).await.map_err(|source| {
+        retl_engine::Error::Destination {
+            destination: name.to_owned(),
+            source,
+        }
+    })?;
+    if json {
+        println!("{}", serde_json::to_string(&templates)?);
+    } else {
+        print!("{}", output::templates_table(&templates));
+    }
+    Ok(0)
+}
+
+async fn runs(
+    config_dir: &std::path::Path,
+    state_url: &str,
+    command: RunsCommand,
+) -> Result<u8, Failure> {
     let state = State::open(state_url).await?;
     match command {
         RunsCommand::List {
@@ -337,12 +516,97 @@ async fn runs(state_url: &str, command: RunsCommand) -> Result<u8, Failure> {
                 print!("{}", output::rows_table(&rows));
             }
         }
+        RunsCommand::Resend {
+            run_id,
+            uncertain: _,
+            yes,
+            json,
+        } => {
+            return resend(config_dir, &state, &run_id, yes, json).await;
+        }
     }
     Ok(0)
 }
 
+async fn resend(
+    config_dir: &std::path::Path,
+    state: &State,
+    run_id: &str,
+    yes: bool,
+    json: bool,
+) -> Result<u8, Failure> {
+    let Some(summary) = state.run(run_id).await? else {
+        return Err(Failure {
+            code: 2,
+            error: anyhow::anyhow!("no run with id `{run_id}` (see `retl runs list`)"),
+        });
+    };
+    let uncertain = state
+        .run_rows(run_id)
+        .await?
+        .into_iter()
+        .filter(|r| r.outcome == "uncertain")
+        .count();
+    if uncertain == 0 {
+        println!("run {run_id} has no uncertain rows: nothing to resend");
+        return Ok(0);
+    }
+    let project = load(config_dir, &summary.activation)?;
+    let (activation, destination) = project.activation(&summary.activation)?;
+    if !yes {
+        use std::io::{BufRead as _, IsTerminal as _, Write as _};
+        if !std::io::stdin().is_terminal() {
+            return Err(Failure {
+                code: 2,
+                error: anyhow::anyhow!(
+                    "{uncertain} row(s) of run {run_id} may already have reached Trustpilot; resending can invite those customers twice. Confirm with --yes"
+                ),
+            });
+        }
+        print!(
+            "{uncertain} row(s) of run {run_id} may already have reached Trustpilot; resending can invite those customers twice.\nResend them now? [y/N] "
+        );
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            println!("nothing resent");
+            return Ok(0);
+        }
+    }
+    let released = state.release_uncertain(run_id).await?;
+    eprintln!(
+        "released {released} uncertain row(s) of run {run_id}; running `{}`",
+        activation.name
+    );
+    let finished = retl_engine::run(state, activation, destination).await?;
+    if json {
+        println!("{}", serde_json::to_string(&finished.summary)?);
+    } else {
+        print!("{}", output::summary(&finished.summary));
+    }
+    exit_code(&finished)
+}
+
 async fn emulator(args: EmulatorArgs) -> Result<u8, Failure> {
+    let mut shares = retl_trustpilot_emulator::FaultShares {
+        burst: args.fault_burst,
+        seed: args.fault_seed,
+        ..retl_trustpilot_emulator::FaultShares::default()
+    };
+    for (fault, share) in args.faults {
+        shares = shares.with(fault, share);
+    }
+    let defaults = EmulatorConfig::default();
     let config = EmulatorConfig {
+        rate_limits: if args.rate_limits.is_empty() {
+            defaults.rate_limits.clone()
+        } else {
+            args.rate_limits
+        },
+        retry_after: args.retry_after,
+        token_lifetime: Duration::from_secs(args.token_lifetime_seconds),
+        faults: shares,
         api_key: args.api_key,
         api_secret: args.api_secret,
         business_units: args.business_units,
@@ -350,7 +614,7 @@ async fn emulator(args: EmulatorArgs) -> Result<u8, Failure> {
         latency: Duration::from_millis(args.latency_ms),
         success_status: args.success_status,
         log_file: args.log_file,
-        ..EmulatorConfig::default()
+        ..defaults
     };
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     let emulator = Emulator::start(config, addr)

@@ -134,3 +134,23 @@ pub fn rows_table(rows: &[RowLog]) -> String {
         .collect();
     table(&["KEY", "REFERENCE", "OUTCOME", "REASON"], &rows)
 }
+
+/// `retl templates`.
+pub fn templates_table(templates: &[retl_trustpilot::Template]) -> String {
+    if templates.is_empty() {
+        return "no templates\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = templates
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.clone(),
+                t.name.clone(),
+                t.locale.clone().unwrap_or_default(),
+                t.kind.clone().unwrap_or_default(),
+                if t.is_default_template { "yes" } else { "" }.to_owned(),
+            ]
+        })
+        .collect();
+    table(&["ID", "NAME", "LOCALE", "TYPE", "DEFAULT"], &rows)
+}

@@ -40,7 +40,7 @@ mod error;
 mod run;
 mod state;
 
-pub use check::check_source;
+pub use check::{check_destination, check_source, client};
 pub use error::{Error, Result};
 pub use run::{Finished, email_invitation, run};
 pub use state::{Counts, RowLog, RunSummary, State};

@@ -10,7 +10,7 @@ use retl_diff::{Class, Entry, Ledger, Outcome, RowHash, Status, classify, hash_r
 use retl_mapping::{Invitation, Mapper, cell_text};
 use retl_source::{KeyValue, Source, Writer};
 use retl_trustpilot::{
-    Accepted, Client, ClientConfig, EmailInvitation, ErrorClass, InvitationLink, LinkCreated,
+    Accepted, Client, EmailInvitation, ErrorClass, InvitationLink, LinkCreated,
     ProductReviewInvitation, ServiceReviewInvitation,
 };
 use tracing::Instrument;
@@ -285,17 +285,7 @@ impl RunCtx<'_> {
             );
         }
 
-        let mut config = ClientConfig::new(
-            destination.endpoints.clone(),
-            destination.credentials.clone(),
-        );
-        config.timeout = destination.request_timeout;
-        config.rate_limits.clone_from(&destination.rate_limits);
-        config.token_cache = self.state.token_cache().map(Into::into);
-        let client = Client::new(config).map_err(|source| Error::Destination {
-            destination: destination.name.clone(),
-            source,
-        })?;
+        let client = crate::check::client(destination, self.state.token_cache())?;
         let sender = Sender {
             ledger: &ledger,
             client: &client,

@@ -45,17 +45,21 @@ pub enum Fault {
     Drop,
     /// The invitation is stored, and the answer never comes.
     AcceptThenHang,
+    /// 400 with `details`, as Trustpilot answers data its own checks refuse
+    /// (e.g. a SKU missing from the product catalogue); nothing stored.
+    BadRequest,
 }
 
 impl Fault {
     /// Every fault, in the order shares are drawn.
-    pub const ALL: [Fault; 6] = [
+    pub const ALL: [Fault; 7] = [
         Fault::ServerError,
         Fault::CdnError,
         Fault::CdnForbidden,
         Fault::TooManyRequests,
         Fault::Drop,
         Fault::AcceptThenHang,
+        Fault::BadRequest,
     ];
 }
 
@@ -63,7 +67,7 @@ impl Fault {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FaultShares {
     /// Shares per fault, in [`Fault::ALL`] order; their sum is at most 1.
-    pub shares: [f64; 6],
+    pub shares: [f64; 7],
     /// A drawn 429 is followed by this many more (a burst); 0 for single 429s.
     pub burst: u32,
     /// Seed of the draw, so a fault storm can be replayed.

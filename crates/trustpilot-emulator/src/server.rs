@@ -210,6 +210,12 @@ fn early_fault(app: &Shared, fault: Fault) -> Option<Response> {
             }));
             (StatusCode::OK, body).into_response()
         }
+        Fault::BadRequest => error(
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            1001,
+            Some("Product with SKU was not found in the product catalogue.".to_owned()),
+        ),
         Fault::AcceptThenHang => return None,
     })
 }

@@ -226,10 +226,13 @@ impl Client {
             }
             Grant::Password { username, .. } => format!("password:{username}"),
         };
+        // The secret is part of the identity (only ever hashed into a file
+        // name), so that a rotated secret never reuses the old one's token.
         let identity = format!(
-            "{}\n{}\n{who}",
+            "{}\n{}\n{}\n{who}",
             trim_base(&config.endpoints.auth),
-            creds.api_key.expose()
+            creds.api_key.expose(),
+            creds.api_secret.expose()
         );
         let pacing_key = format!(
             "{}\n{}",
