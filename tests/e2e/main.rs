@@ -183,7 +183,7 @@ impl World {
         self.write_destination_with("");
     }
 
-    /// The destination, with `extra` top-level YAML appended (retry, rate_limits, ...).
+    /// The destination, with `extra` top-level YAML appended (`retry`, `rate_limits`, ...).
     fn write_destination_with(&self, extra: &str) {
         let url = self.emulator().url();
         self.write(
