@@ -39,6 +39,9 @@ pub enum Error {
     /// The ledger failed.
     #[error(transparent)]
     Ledger(#[from] retl_diff::Error),
+    /// A bug: something that cannot happen did.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The run's counts do not add up: a bug, reported loudly rather than hidden.
     #[error("run accounting does not add up: {0}")]
     Accounting(String),

@@ -1,11 +1,11 @@
 //! One run of one activation.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
-use futures::StreamExt;
 use retl_diff::{Class, Entry, Ledger, Outcome, RowHash, Status, classify, hash_rows};
 use retl_mapping::{Invitation, Mapper, cell_text};
 use retl_source::{KeyValue, Source, Writer};
@@ -99,16 +99,20 @@ enum Delivery {
     Sent(Accepted),
     Linked(LinkCreated),
     Refused(ErrorClass, retl_trustpilot::Error),
-    NotSent(String),
 }
 
-/// What every delivery of one run shares.
+/// What the delivery loop of one run works with.
 struct Sender<'a> {
     ledger: &'a Ledger,
-    client: &'a Client,
     activation: &'a str,
     run_id: &'a str,
-    business_unit: &'a str,
+    net: Arc<Net>,
+}
+
+/// What the request tasks of one run share.
+struct Net {
+    client: Client,
+    business_unit: String,
     policy: RetryPolicy,
     /// 429s this run may still wait out before they count as failures.
     rate_limited_budget: AtomicU32,
@@ -288,13 +292,15 @@ impl RunCtx<'_> {
         let client = crate::check::client(destination, self.state.token_cache())?;
         let sender = Sender {
             ledger: &ledger,
-            client: &client,
             activation: name,
             run_id: self.run_id,
-            business_unit: &business_unit,
-            policy: destination.retry,
-            rate_limited_budget: AtomicU32::new(destination.retry.rate_limited_retries),
-            stop: AtomicBool::new(false),
+            net: Arc::new(Net {
+                client,
+                business_unit,
+                policy: destination.retry,
+                rate_limited_budget: AtomicU32::new(destination.retry.rate_limited_retries),
+                stop: AtomicBool::new(false),
+            }),
         };
 
         while let Some(batch) = source.next_batch().await {
@@ -444,98 +450,143 @@ impl RunCtx<'_> {
 
     /// Sends `pending` with up to `concurrency` requests in flight, committing each
     /// outcome as it arrives. Returns the error that stopped the run, if any.
+    ///
+    /// Requests run as tasks of their own (in a `JoinSet`, aborted if this run
+    /// fails) that touch no database: marking in flight and committing happen
+    /// here, so requests go out when the limiter lets them, whatever the
+    /// database is doing, and no request holds a database connection.
     async fn deliver_all(
         &mut self,
         sender: &Sender<'_>,
         concurrency: usize,
         pending: Vec<Pending>,
     ) -> Result<Option<retl_trustpilot::Error>> {
-        let mut deliveries = futures::stream::iter(pending.into_iter().map(|p| async move {
-            let delivery = deliver(sender, &p).await;
-            (p, delivery)
-        }))
-        .buffer_unordered(concurrency.max(1));
+        let mut queue = pending.into_iter();
+        let mut running = tokio::task::JoinSet::new();
         let mut fatal = None;
-        while let Some((p, delivery)) = deliveries.next().await {
-            let delivery = delivery?;
-            let mut log = row_log(&p.row_key, Some(&p.reference), "", None);
-            let status = match delivery {
-                Delivery::Sent(accepted) => {
-                    self.counts.sent += 1;
-                    log.status_code = Some(accepted.status);
-                    log.invitation_id = accepted.id;
-                    Some(Status::Sent)
-                }
-                Delivery::Linked(link) => {
-                    self.counts.sent += 1;
-                    log.invitation_id = Some(link.id);
-                    log.link_url = Some(link.url);
-                    if let Some(problem) = self.write_back(&p, log.link_url.as_deref()).await {
-                        log.reason = Some(problem);
-                    }
-                    Some(Status::Sent)
-                }
-                Delivery::NotSent(reason) => {
-                    self.counts.skipped += 1;
-                    log.reason = Some(reason);
-                    None
-                }
-                Delivery::Refused(class, error) => {
-                    if let Some(api) = error.api() {
-                        log.status_code = Some(api.status);
-                        log.error_code.clone_from(&api.error_code);
-                        log.correlation_id.clone_from(&api.correlation_id);
-                    }
-                    log.reason = Some(error.to_string());
-                    match class {
-                        ErrorClass::Rejected => {
-                            self.counts.rejected += 1;
-                            Some(Status::Rejected)
-                        }
-                        ErrorClass::Uncertain => {
-                            self.counts.uncertain += 1;
-                            Some(Status::Uncertain)
-                        }
-                        ErrorClass::Transient | ErrorClass::RateLimited => {
-                            let attempts = p.previous.map_or(0, |e| e.attempts) + 1;
-                            if attempts >= sender.policy.max_attempts {
-                                self.counts.rejected += 1;
-                                log.reason =
-                                    Some(format!("gave up after {attempts} attempts: {error}"));
-                                Some(Status::Rejected)
-                            } else {
-                                self.counts.failed += 1;
-                                Some(Status::Failed)
-                            }
-                        }
-                        ErrorClass::Fatal => {
-                            // Trustpilot refused the destination, not this row: it was
-                            // not accepted, so its key goes back to where it was.
-                            sender.stop.store(true, Ordering::SeqCst);
-                            sender
-                                .ledger
-                                .restore(sender.activation, &p.key, p.previous.as_ref())
-                                .await?;
-                            self.counts.skipped += 1;
-                            log.reason = Some(format!("run stopped: {error}"));
-                            fatal.get_or_insert(error);
-                            None
-                        }
-                    }
-                }
+        loop {
+            while running.len() < concurrency.max(1) && !sender.net.stop.load(Ordering::SeqCst) {
+                let Some(p) = queue.next() else { break };
+                sender
+                    .ledger
+                    .mark_in_flight(
+                        sender.activation,
+                        sender.run_id,
+                        &p.key,
+                        &p.content,
+                        &p.row_key,
+                        Some(&p.reference),
+                    )
+                    .await?;
+                let net = sender.net.clone();
+                running.spawn(async move {
+                    let delivery = deliver(&net, &p).await;
+                    (p, delivery)
+                });
+            }
+            let Some(done) = running.join_next().await else {
+                break;
             };
-            log.outcome = status.map_or("skipped", Status::as_str).to_owned();
-            let outcome = status.map(|status| Outcome {
-                key: p.key,
-                content: p.content,
-                status,
-                reference: Some(&p.reference),
-                error: log.reason.as_deref(),
-            });
-            let outcomes: Vec<Outcome<'_>> = outcome.into_iter().collect();
-            self.commit(&outcomes, std::slice::from_ref(&log)).await?;
+            let (p, delivery) =
+                done.map_err(|e| Error::Internal(format!("a request task failed: {e}")))?;
+            self.record_delivery(sender, p, delivery, &mut fatal)
+                .await?;
         }
+        // Rows never sent because the run stopped: logged, retried by the next run.
+        let mut logs = Vec::new();
+        for p in queue {
+            self.counts.skipped += 1;
+            logs.push(row_log(
+                &p.row_key,
+                Some(&p.reference),
+                "skipped",
+                Some("run stopped before this row was sent".to_owned()),
+            ));
+        }
+        self.commit(&[], &logs).await?;
         Ok(fatal)
+    }
+
+    /// Commits what came of one row's requests.
+    async fn record_delivery(
+        &mut self,
+        sender: &Sender<'_>,
+        p: Pending,
+        delivery: Delivery,
+        fatal: &mut Option<retl_trustpilot::Error>,
+    ) -> Result<()> {
+        let mut log = row_log(&p.row_key, Some(&p.reference), "", None);
+        let status = match delivery {
+            Delivery::Sent(accepted) => {
+                self.counts.sent += 1;
+                log.status_code = Some(accepted.status);
+                log.invitation_id = accepted.id;
+                Some(Status::Sent)
+            }
+            Delivery::Linked(link) => {
+                self.counts.sent += 1;
+                log.invitation_id = Some(link.id);
+                log.link_url = Some(link.url);
+                if let Some(problem) = self.write_back(&p, log.link_url.as_deref()).await {
+                    log.reason = Some(problem);
+                }
+                Some(Status::Sent)
+            }
+            Delivery::Refused(class, error) => {
+                if let Some(api) = error.api() {
+                    log.status_code = Some(api.status);
+                    log.error_code.clone_from(&api.error_code);
+                    log.correlation_id.clone_from(&api.correlation_id);
+                }
+                log.reason = Some(error.to_string());
+                match class {
+                    ErrorClass::Rejected => {
+                        self.counts.rejected += 1;
+                        Some(Status::Rejected)
+                    }
+                    ErrorClass::Uncertain => {
+                        self.counts.uncertain += 1;
+                        Some(Status::Uncertain)
+                    }
+                    ErrorClass::Transient | ErrorClass::RateLimited => {
+                        let attempts = p.previous.map_or(0, |e| e.attempts) + 1;
+                        if attempts >= sender.net.policy.max_attempts {
+                            self.counts.rejected += 1;
+                            log.reason =
+                                Some(format!("gave up after {attempts} attempts: {error}"));
+                            Some(Status::Rejected)
+                        } else {
+                            self.counts.failed += 1;
+                            Some(Status::Failed)
+                        }
+                    }
+                    ErrorClass::Fatal => {
+                        // Trustpilot refused the destination, not this row: it was
+                        // not accepted, so its key goes back to where it was.
+                        sender.net.stop.store(true, Ordering::SeqCst);
+                        sender
+                            .ledger
+                            .restore(sender.activation, &p.key, p.previous.as_ref())
+                            .await?;
+                        self.counts.skipped += 1;
+                        log.reason = Some(format!("run stopped: {error}"));
+                        fatal.get_or_insert(error);
+                        None
+                    }
+                }
+            }
+        };
+        log.outcome = status.map_or("skipped", Status::as_str).to_owned();
+        let outcome = status.map(|status| Outcome {
+            key: p.key,
+            content: p.content,
+            status,
+            reference: Some(&p.reference),
+            error: log.reason.as_deref(),
+        });
+        let outcomes: Vec<Outcome<'_>> = outcome.into_iter().collect();
+        self.commit(&outcomes, std::slice::from_ref(&log)).await?;
+        Ok(())
     }
 
     /// Writes a created link's URL back to the warehouse; a problem to log, if any.
@@ -591,67 +642,50 @@ fn jitter(max: Duration) -> Duration {
     max.mul_f64(f64::from(nanos % 1000) / 1000.0)
 }
 
-/// Delivers one row: marks it in flight, then sends it, retrying transient
-/// failures (up to `tries_per_run`) and waiting out 429s (while the run's
-/// budget lasts, without counting them as tries).
-async fn deliver(sender: &Sender<'_>, p: &Pending) -> Result<Delivery> {
-    if sender.stop.load(Ordering::SeqCst) {
-        return Ok(Delivery::NotSent(
-            "run stopped before this row was sent".to_owned(),
-        ));
-    }
-    sender
-        .ledger
-        .mark_in_flight(
-            sender.activation,
-            sender.run_id,
-            &p.key,
-            &p.content,
-            &p.row_key,
-            Some(&p.reference),
-        )
-        .await?;
+/// Sends one row (already marked in flight), retrying transient failures (up
+/// to `tries_per_run`) and waiting out 429s (while the run's budget lasts,
+/// without counting them as tries). Touches no database.
+async fn deliver(net: &Net, p: &Pending) -> Delivery {
     let mut tries = 0;
     loop {
         tries += 1;
         let result = match &p.request {
-            Request::Email(body) => sender
+            Request::Email(body) => net
                 .client
-                .create_email_invitation(sender.business_unit, body)
+                .create_email_invitation(&net.business_unit, body)
                 .await
                 .map(Delivery::Sent),
-            Request::Link(link) => sender
+            Request::Link(link) => net
                 .client
-                .create_invitation_link(sender.business_unit, link)
+                .create_invitation_link(&net.business_unit, link)
                 .await
                 .map(Delivery::Linked),
         };
         let error = match result {
-            Ok(delivery) => return Ok(delivery),
+            Ok(delivery) => return delivery,
             Err(error) => error,
         };
         let class = error.class();
         let retry_after = error.api().and_then(|api| api.retry_after);
-        let backoff = sender.policy.backoff * 2u32.saturating_pow(tries.min(16) - 1);
+        let backoff = net.policy.backoff * 2u32.saturating_pow(tries.min(16) - 1);
         let wait = retry_after
             .unwrap_or_else(|| backoff + jitter(backoff / 2))
             .min(Duration::from_mins(5));
         if class == ErrorClass::RateLimited
-            && sender
+            && net
                 .rate_limited_budget
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_ok()
         {
             // Too fast for Trustpilot: everyone waits, and this try does not count.
             tracing::info!(wait_ms = wait.as_millis(), "429 from trustpilot; pausing");
-            sender.client.pause(wait);
+            net.client.pause(wait);
             tries -= 1;
             continue;
         }
         let retryable = matches!(class, ErrorClass::Transient | ErrorClass::RateLimited);
-        if !retryable || tries >= sender.policy.tries_per_run || sender.stop.load(Ordering::SeqCst)
-        {
-            return Ok(Delivery::Refused(class, error));
+        if !retryable || tries >= net.policy.tries_per_run || net.stop.load(Ordering::SeqCst) {
+            return Delivery::Refused(class, error);
         }
         tracing::debug!(tries, wait_ms = wait.as_millis(), %error, "retrying");
         tokio::time::sleep(wait).await;

@@ -154,6 +154,7 @@ struct TokenResponse {
 pub struct Client {
     http: reqwest::Client,
     config: ClientConfig,
+    /// A hash of the auth host, key, secret and grant: names the shared token.
     identity: String,
     shared: Arc<Shared>,
 }
@@ -226,19 +227,19 @@ impl Client {
             }
             Grant::Password { username, .. } => format!("password:{username}"),
         };
-        // The secret is part of the identity (only ever hashed into a file
-        // name), so that a rotated secret never reuses the old one's token.
-        let identity = format!(
+        // The secret is part of the identity, so that a rotated secret never
+        // reuses the old one's token; only its hash is kept.
+        let identity = token::digest(&format!(
             "{}\n{}\n{}\n{who}",
             trim_base(&config.endpoints.auth),
             creds.api_key.expose(),
             creds.api_secret.expose()
-        );
-        let pacing_key = format!(
+        ));
+        let pacing_key = token::digest(&format!(
             "{}\n{}",
             trim_base(&config.endpoints.invitations),
             creds.api_key.expose()
-        );
+        ));
         let shared = token::shared(&identity, &pacing_key, config.rate_limits.clone());
         Ok(Client {
             http,
@@ -373,8 +374,10 @@ impl Client {
     ) -> Result<(u16, String)> {
         let mut retried = false;
         loop {
-            self.shared.limiter.acquire().await;
+            // Token first: a mint can take a moment, and the limiter must count
+            // the call as close as possible to when Trustpilot sees it.
             let (token, generation) = self.token().await?;
+            self.shared.limiter.acquire().await;
             let mut request = match body {
                 Some(body) => self
                     .http

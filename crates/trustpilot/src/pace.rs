@@ -4,8 +4,8 @@
 //! [`Limiter`] keeps the send times of recent calls and makes a caller wait
 //! until one more call fits every window, so a backlog of thousands goes out
 //! at the allowed rate instead of provoking 429s. Each window is widened by a
-//! small margin (1% of it, at most a second) because Trustpilot counts arrival
-//! times, not ours. Time is tokio's, so tests run it paused.
+//! small margin (2% of it, between 50 ms and a second) because Trustpilot counts
+//! arrival times, not ours. Time is tokio's, so tests run it paused.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
@@ -37,8 +37,10 @@ impl RateWindow {
         ]
     }
 
+    /// The window widened by a margin for the time between our count and
+    /// Trustpilot's: 2% of it, at least 50 ms and at most a second.
     fn span(self) -> Duration {
-        self.window + (self.window / 100).min(Duration::from_secs(1))
+        self.window + (self.window / 50).clamp(Duration::from_millis(50), Duration::from_secs(1))
     }
 }
 

@@ -73,15 +73,19 @@ pub(crate) fn shared(identity: &str, pacing_key: &str, windows: Vec<RateWindow>)
         .clone()
 }
 
-/// A short, stable file name for an identity, which itself holds the API key.
-pub(crate) fn cache_name(identity: &str) -> String {
-    let digest = Sha256::digest(identity.as_bytes());
-    let hex = digest[..16].iter().fold(String::new(), |mut hex, b| {
+/// A hex SHA-256 (first 16 bytes) of text that holds secrets, safe to keep and show.
+pub(crate) fn digest(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest[..16].iter().fold(String::new(), |mut hex, b| {
         use std::fmt::Write as _;
         let _ = write!(hex, "{b:02x}");
         hex
-    });
-    format!("token-{hex}.json")
+    })
+}
+
+/// The cache file name for an identity (already a digest).
+pub(crate) fn cache_name(identity: &str) -> String {
+    format!("token-{identity}.json")
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -167,6 +171,6 @@ mod tests {
             load(dir.path(), "id").is_none(),
             "a stale token is not used"
         );
-        assert!(!cache_name("key-abc").contains("key-abc"));
+        assert!(!digest("key-abc").contains("key-abc"));
     }
 }
