@@ -406,3 +406,18 @@ fn plain_http_to_another_host_is_refused_unless_allowed() {
     let out = world.retl(&["check", "orders"], "emulator-secret");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("plain http"));
 }
+
+#[test]
+fn many_concurrent_requests_never_starve_the_state_database() {
+    let config = EmulatorConfig {
+        latency: Duration::from_millis(10),
+        ..EmulatorConfig::default()
+    };
+    let world = World::with_emulator(Kind::Sqlite, config).unwrap();
+    world.write_destination_with("rate_limits: []\nconcurrency: 16\n");
+    world.insert(1, 300, None, None);
+    let (code, summary) = world.run();
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(count(&summary, "sent"), 300);
+    assert_no_duplicates(&world);
+}
