@@ -22,10 +22,12 @@ use retl_trustpilot_emulator::{Emulator, EmulatorConfig};
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  the run completed (rejected rows included: they are bad data, recorded with their reason)
-  1  anything else went wrong (source or state database unreachable, ...)
-  2  configuration or usage error (the message names file:line:column and field)
-  3  the run completed, but some rows failed (retried by the next run) or are uncertain";
+  0    the run completed (rejected rows included: they are bad data, recorded with their reason)
+  1    anything else went wrong (source or state database unreachable, ...)
+  2    configuration or usage error (the message names file:line:column and field)
+  3    the run completed, but some rows failed (retried by the next run) or are uncertain
+  4    another run of the activation is under way (its lease is held)
+  130  interrupted (SIGINT or SIGTERM): requests under way were finished, the rest skipped";
 
 /// Sync new warehouse rows to Trustpilot review invitations.
 #[derive(Debug, Parser)]
@@ -69,6 +71,11 @@ enum Command {
         /// Print the summary as one JSON object.
         #[arg(long)]
         json: bool,
+        /// How long this run's lease on the activation lasts without renewal
+        /// (renewed every third of it); a killed run's lease is taken over
+        /// after this long, or at once on the same machine.
+        #[arg(long, env = "RETL_LEASE_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        lease_seconds: u64,
     },
     /// Check the configuration, each destination (a token is minted; the business
     /// units and template ids must exist) and each activation's source (every
@@ -288,8 +295,19 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
-        Command::Run { activation, json } => {
-            run(&cli.config_dir, &cli.state, &activation, json).await
+        Command::Run {
+            activation,
+            json,
+            lease_seconds,
+        } => {
+            run(
+                &cli.config_dir,
+                &cli.state,
+                &activation,
+                json,
+                lease_seconds,
+            )
+            .await
         }
         Command::Check { activation } => check(&cli.config_dir, activation.as_deref()).await,
         Command::Templates {
@@ -336,7 +354,30 @@ fn exit_code(finished: &Finished) -> Result<u8, Failure> {
             error: anyhow::anyhow!("run {} failed: {failure}", finished.summary.run_id),
         });
     }
+    if finished.summary.status == "interrupted" {
+        return Ok(130);
+    }
     Ok(if finished.needs_attention() { 3 } else { 0 })
+}
+
+/// Sets `flag` on the first SIGINT or SIGTERM.
+async fn on_signal(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    eprintln!(
+        "interrupted: no new requests; finishing the ones under way (Ctrl-C again does not hurry them)"
+    );
+    flag.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
 async fn run(
@@ -344,11 +385,20 @@ async fn run(
     state_url: &str,
     name: &str,
     json: bool,
+    lease_seconds: u64,
 ) -> Result<u8, Failure> {
     let project = load(config_dir, name)?;
     let (activation, destination) = project.activation(name)?;
     let state = State::open(state_url).await?;
-    let finished = retl_engine::run(&state, activation, destination).await?;
+    let options = retl_engine::RunOptions {
+        lease: Duration::from_secs(lease_seconds),
+        drain: destination.request_timeout + Duration::from_secs(5),
+        ..retl_engine::RunOptions::default()
+    };
+    let signals = tokio::spawn(on_signal(options.cancel.clone()));
+    let finished = retl_engine::run_with(&state, activation, destination, &options).await;
+    signals.abort();
+    let finished = finished?;
     if json {
         println!("{}", serde_json::to_string(&finished.summary)?);
     } else {

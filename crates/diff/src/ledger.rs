@@ -168,6 +168,24 @@ impl Ledger {
         row_key: &str,
         reference: Option<&str>,
     ) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        Self::mark_in_flight_in(
+            &mut conn, activation, run_id, key, content, row_key, reference,
+        )
+        .await
+    }
+
+    /// [`mark_in_flight`](Self::mark_in_flight) on `conn`, typically inside the
+    /// caller's transaction.
+    pub async fn mark_in_flight_in(
+        conn: &mut SqliteConnection,
+        activation: &str,
+        run_id: &str,
+        key: &RowHash,
+        content: &RowHash,
+        row_key: &str,
+        reference: Option<&str>,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO ledger (activation, key_hash, content_hash, status, attempts, row_key, reference,
                                  first_run, last_run, updated_at)
@@ -184,7 +202,7 @@ impl Ledger {
         .bind(row_key)
         .bind(reference)
         .bind(run_id)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
         Ok(())
     }

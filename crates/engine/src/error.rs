@@ -39,6 +39,24 @@ pub enum Error {
     /// The ledger failed.
     #[error(transparent)]
     Ledger(#[from] retl_diff::Error),
+    /// Another run of the activation holds its lease.
+    #[error("activation `{activation}` is already running ({holder}); its lease expires in {}s unless renewed", expires_in.as_secs())]
+    Locked {
+        /// The activation.
+        activation: String,
+        /// `host:pid:run_id` of the run holding it.
+        holder: String,
+        /// How long until the lease expires if not renewed.
+        expires_in: std::time::Duration,
+    },
+    /// This run's lease expired and another run took it over: it stopped writing.
+    #[error(
+        "activation `{activation}`: this run lost its lease to another run and stopped without committing more"
+    )]
+    LeaseLost {
+        /// The activation.
+        activation: String,
+    },
     /// A bug: something that cannot happen did.
     #[error("internal error: {0}")]
     Internal(String),

@@ -42,5 +42,5 @@ mod state;
 
 pub use check::{check_destination, check_source, client};
 pub use error::{Error, Result};
-pub use run::{Finished, email_invitation, run};
-pub use state::{Counts, RowLog, RunSummary, State};
+pub use run::{Finished, RunOptions, email_invitation, run, run_with};
+pub use state::{Counts, Lease, RowLog, RunSummary, State};

@@ -16,8 +16,40 @@ use retl_trustpilot::{
 use tracing::Instrument;
 
 use crate::config::{Activation, ActivationKind, Destination, RetryPolicy};
-use crate::state::{Counts, RowLog, RunSummary, State};
+use crate::state::{Counts, Lease, RowLog, RunSummary, State};
 use crate::{Error, Result};
+
+/// Options of one run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// How long the activation's lease lasts without renewal; it is renewed
+    /// every third of that while the run lives.
+    pub lease: Duration,
+    /// Set it to stop the run gracefully (SIGINT, SIGTERM): no new batch is
+    /// read and no new request starts; requests under way get `drain` to finish.
+    pub cancel: Arc<AtomicBool>,
+    /// How long requests under way may take to finish after a cancel.
+    pub drain: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            lease: Duration::from_mins(1),
+            cancel: Arc::new(AtomicBool::new(false)),
+            drain: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// How a run ended.
 #[derive(Debug)]
@@ -126,7 +158,39 @@ pub async fn run(
     activation: &Activation,
     destination: &Destination,
 ) -> Result<Finished> {
+    run_with(state, activation, destination, &RunOptions::default()).await
+}
+
+/// [`run`] with options: the lease duration and a cancel flag.
+///
+/// Fails with [`Error::Locked`] (and records nothing) when another run holds
+/// the activation's lease.
+pub async fn run_with(
+    state: &State,
+    activation: &Activation,
+    destination: &Destination,
+    options: &RunOptions,
+) -> Result<Finished> {
     let run_id = uuid::Uuid::now_v7().to_string();
+    let lease = state
+        .acquire_lease(&activation.name, &run_id, options.lease)
+        .await?;
+    let heartbeat = {
+        let (state, lease) = (state.clone(), lease.clone());
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease.ttl / 3).await;
+                match state.renew_lease(&lease).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::error!(activation = %lease.activation, "lease lost to another run");
+                        break;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot renew the lease; retrying"),
+                }
+            }
+        }))
+    };
     let mut summary = state.start_run(&run_id, &activation.name).await?;
     let span = tracing::info_span!("run", activation = %activation.name, run_id = %run_id);
     let mut ctx = RunCtx {
@@ -137,6 +201,8 @@ pub async fn run(
         counts: Counts::default(),
         seen_new: HashSet::new(),
         writer: None,
+        lease: &lease,
+        options,
     };
     let result = ctx.execute(destination).instrument(span).await;
     summary.counts = ctx.counts;
@@ -145,14 +211,17 @@ pub async fn run(
         Ok(()) => Some(Error::Accounting(format!("{:?}", summary.counts))),
         Err(e) => Some(e),
     };
-    summary.status = if failure.is_some() {
-        "failed"
-    } else {
-        "completed"
+    let cancelled = options.cancel.load(Ordering::SeqCst);
+    summary.status = match (&failure, cancelled) {
+        (Some(_), _) => "failed",
+        (None, true) => "interrupted",
+        (None, false) => "completed",
     }
     .to_owned();
     summary.error = failure.as_ref().map(ToString::to_string);
     state.finish_run(&mut summary).await?;
+    drop(heartbeat);
+    state.release_lease(&lease).await?;
     tracing::info!(
         activation = %activation.name, run_id = %run_id, status = %summary.status,
         read = summary.counts.read, sent = summary.counts.sent, rejected = summary.counts.rejected,
@@ -171,6 +240,9 @@ struct RunCtx<'a> {
     seen_new: HashSet<RowHash>,
     /// The warehouse connection link URLs are written back with.
     writer: Option<Writer>,
+    /// The activation's lease: every write checks it.
+    lease: &'a Lease,
+    options: &'a RunOptions,
 }
 
 /// The typed value of a row's cell, to find the row again for a writeback.
@@ -304,6 +376,10 @@ impl RunCtx<'_> {
         };
 
         while let Some(batch) = source.next_batch().await {
+            if self.options.cancel.load(Ordering::SeqCst) {
+                tracing::warn!("interrupted: no more rows are read");
+                break;
+            }
             let batch = batch.map_err(source_error)?;
             let columns = Columns {
                 key: &key_columns,
@@ -440,7 +516,8 @@ impl RunCtx<'_> {
         if outcomes.is_empty() && logs.is_empty() {
             return Ok(());
         }
-        let mut tx = self.state.pool().begin().await?;
+        let mut tx = self.state.pool().begin_with("BEGIN IMMEDIATE").await?;
+        State::check_lease(&mut tx, self.lease).await?;
         Ledger::record_in(&mut tx, &self.activation.name, self.run_id, outcomes).await?;
         State::log_rows(&mut tx, self.run_id, self.seq, logs).await?;
         tx.commit().await?;
@@ -463,44 +540,104 @@ impl RunCtx<'_> {
     ) -> Result<Option<retl_trustpilot::Error>> {
         let mut queue = pending.into_iter();
         let mut running = tokio::task::JoinSet::new();
+        // What is under way, to account for requests abandoned at an interrupt.
+        let mut under_way: HashMap<RowHash, (RowHash, String, String)> = HashMap::new();
         let mut fatal = None;
         loop {
-            while running.len() < concurrency.max(1) && !sender.net.stop.load(Ordering::SeqCst) {
+            while running.len() < concurrency.max(1)
+                && !sender.net.stop.load(Ordering::SeqCst)
+                && !self.options.cancel.load(Ordering::SeqCst)
+            {
                 let Some(p) = queue.next() else { break };
-                sender
-                    .ledger
-                    .mark_in_flight(
-                        sender.activation,
-                        sender.run_id,
-                        &p.key,
-                        &p.content,
-                        &p.row_key,
-                        Some(&p.reference),
-                    )
-                    .await?;
+                let mut tx = self.state.pool().begin_with("BEGIN IMMEDIATE").await?;
+                State::check_lease(&mut tx, self.lease).await?;
+                Ledger::mark_in_flight_in(
+                    &mut tx,
+                    sender.activation,
+                    sender.run_id,
+                    &p.key,
+                    &p.content,
+                    &p.row_key,
+                    Some(&p.reference),
+                )
+                .await?;
+                tx.commit().await?;
+                under_way.insert(p.key, (p.content, p.row_key.clone(), p.reference.clone()));
                 let net = sender.net.clone();
                 running.spawn(async move {
                     let delivery = deliver(&net, &p).await;
                     (p, delivery)
                 });
             }
-            let Some(done) = running.join_next().await else {
+            let next = if self.options.cancel.load(Ordering::SeqCst) {
+                // Interrupted: requests under way get a bounded time to finish;
+                // the rest are abandoned, in flight, for the next run to report.
+                match tokio::time::timeout(self.options.drain, running.join_next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        tracing::warn!(
+                            abandoned = running.len(),
+                            "requests did not finish in time"
+                        );
+                        running.abort_all();
+                        break;
+                    }
+                }
+            } else {
+                running.join_next().await
+            };
+            let Some(done) = next else {
                 break;
             };
             let (p, delivery) =
                 done.map_err(|e| Error::Internal(format!("a request task failed: {e}")))?;
+            under_way.remove(&p.key);
             self.record_delivery(sender, p, delivery, &mut fatal)
                 .await?;
         }
+        // Requests abandoned at an interrupt may have reached Trustpilot.
+        let abandoned: Vec<(RowHash, RowHash, String, String)> = under_way
+            .into_iter()
+            .map(|(key, (content, row_key, reference))| (key, content, row_key, reference))
+            .collect();
+        let reason = "interrupted while the request was under way: delivery unknown, not resent";
+        let outcomes: Vec<Outcome<'_>> = abandoned
+            .iter()
+            .map(|(key, content, _, reference)| Outcome {
+                key: *key,
+                content: *content,
+                status: Status::Uncertain,
+                reference: Some(reference),
+                error: Some(reason),
+            })
+            .collect();
+        let logs: Vec<RowLog> = abandoned
+            .iter()
+            .map(|(_, _, row_key, reference)| {
+                row_log(
+                    row_key,
+                    Some(reference),
+                    "uncertain",
+                    Some(reason.to_owned()),
+                )
+            })
+            .collect();
+        self.counts.uncertain += abandoned.len() as u64;
+        self.commit(&outcomes, &logs).await?;
         // Rows never sent because the run stopped: logged, retried by the next run.
         let mut logs = Vec::new();
+        let reason = if self.options.cancel.load(Ordering::SeqCst) {
+            "run interrupted before this row was sent"
+        } else {
+            "run stopped before this row was sent"
+        };
         for p in queue {
             self.counts.skipped += 1;
             logs.push(row_log(
                 &p.row_key,
                 Some(&p.reference),
                 "skipped",
-                Some("run stopped before this row was sent".to_owned()),
+                Some(reason.to_owned()),
             ));
         }
         self.commit(&[], &logs).await?;

@@ -94,6 +94,47 @@ pub struct RowLog {
     pub link_url: Option<String>,
 }
 
+/// The right to run one activation, held by one process until it expires.
+///
+/// Every write of a run checks its fencing token, so a process whose lease
+/// expired and was taken over can no longer change the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The activation.
+    pub activation: String,
+    /// `host:pid:run_id` of the holder.
+    pub holder: String,
+    /// Grows by one with every new holder.
+    pub token: i64,
+    /// How long the lease lasts without renewal.
+    pub ttl: Duration,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// This machine's name, to recognise leases left by dead local processes.
+pub(crate) fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned())
+}
+
+/// Whether a lease holder (`host:pid:…`) is a process of this machine that no longer exists.
+fn holder_is_dead_here(holder: &str) -> bool {
+    let mut parts = holder.splitn(3, ':');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    host == host_name()
+        && pid.parse::<u32>().is_ok_and(|pid| {
+            pid != std::process::id()
+                && Path::new("/proc/self").exists()
+                && !Path::new(&format!("/proc/{pid}")).exists()
+        })
+}
+
 /// The state database.
 #[derive(Debug, Clone)]
 pub struct State {
@@ -150,6 +191,12 @@ impl State {
                 error       TEXT
              );
              CREATE INDEX IF NOT EXISTS runs_by_activation ON runs (activation, started_at);
+             CREATE TABLE IF NOT EXISTS leases (
+                activation    TEXT PRIMARY KEY,
+                holder        TEXT NOT NULL,
+                fencing_token INTEGER NOT NULL,
+                expires_at    INTEGER NOT NULL
+             );
              CREATE TABLE IF NOT EXISTS run_rows (
                 run_id         TEXT NOT NULL,
                 seq            INTEGER NOT NULL,
@@ -187,6 +234,98 @@ impl State {
             ledger,
             token_cache,
         })
+    }
+
+    /// Takes the lease on `activation` for `ttl`, if nobody holds it. A lease
+    /// that expired, or whose holder was a process of this machine that is
+    /// gone (killed), is taken over with a new fencing token.
+    pub async fn acquire_lease(
+        &self,
+        activation: &str,
+        run_id: &str,
+        ttl: Duration,
+    ) -> Result<Lease> {
+        let holder = format!("{}:{}:{run_id}", host_name(), std::process::id());
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let now = now_ms();
+        let current: Option<(String, i64)> =
+            sqlx::query_as("SELECT holder, expires_at FROM leases WHERE activation = ?1")
+                .bind(activation)
+                .fetch_optional(&self.pool)
+                .await?;
+        let taken: Option<(i64,)> = sqlx::query_as(
+            "INSERT INTO leases (activation, holder, fencing_token, expires_at) VALUES (?1, ?2, 1, ?3)
+             ON CONFLICT (activation) DO UPDATE SET
+                holder = excluded.holder,
+                fencing_token = leases.fencing_token + 1,
+                expires_at = excluded.expires_at
+             WHERE leases.expires_at < ?4 OR leases.holder = ?5
+             RETURNING fencing_token",
+        )
+        .bind(activation)
+        .bind(&holder)
+        .bind(now.saturating_add(ttl_ms))
+        .bind(now)
+        // A dead local holder's lease is taken over at once, if still theirs.
+        .bind(current.as_ref().filter(|(h, _)| holder_is_dead_here(h)).map(|(h, _)| h.as_str()))
+        .fetch_optional(&self.pool)
+        .await?;
+        match taken {
+            Some((token,)) => Ok(Lease {
+                activation: activation.to_owned(),
+                holder,
+                token,
+                ttl,
+            }),
+            None => {
+                let (other, expires_at) = current.unwrap_or_default();
+                Err(Error::Locked {
+                    activation: activation.to_owned(),
+                    holder: other,
+                    expires_in: Duration::from_millis(u64::try_from(expires_at - now).unwrap_or(0)),
+                })
+            }
+        }
+    }
+
+    /// Extends the lease; `false` if it was lost (expired and taken over).
+    pub async fn renew_lease(&self, lease: &Lease) -> Result<bool> {
+        let ttl_ms = i64::try_from(lease.ttl.as_millis()).unwrap_or(i64::MAX);
+        let done = sqlx::query(
+            "UPDATE leases SET expires_at = ?3 WHERE activation = ?1 AND fencing_token = ?2",
+        )
+        .bind(&lease.activation)
+        .bind(lease.token)
+        .bind(now_ms().saturating_add(ttl_ms))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives the lease up.
+    pub async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        sqlx::query("DELETE FROM leases WHERE activation = ?1 AND fencing_token = ?2")
+            .bind(&lease.activation)
+            .bind(lease.token)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Fails unless `lease` is still held and unexpired: run inside each write
+    /// transaction of a run, so a zombie cannot commit.
+    pub(crate) async fn check_lease(conn: &mut SqliteConnection, lease: &Lease) -> Result<()> {
+        let row: Option<(i64, i64)> =
+            sqlx::query_as("SELECT fencing_token, expires_at FROM leases WHERE activation = ?1")
+                .bind(&lease.activation)
+                .fetch_optional(&mut *conn)
+                .await?;
+        match row {
+            Some((token, expires_at)) if token == lease.token && expires_at > now_ms() => Ok(()),
+            _ => Err(Error::LeaseLost {
+                activation: lease.activation.clone(),
+            }),
+        }
     }
 
     /// Where access tokens are cached between runs, if anywhere.
