@@ -117,8 +117,7 @@ fn now_ms() -> i64 {
 /// This machine's name, to recognise leases left by dead local processes.
 pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".to_owned())
+        .map_or_else(|_| "localhost".to_owned(), |h| h.trim().to_owned())
 }
 
 /// Whether a lease holder (`host:pid:…`) is a process of this machine that no longer exists.
