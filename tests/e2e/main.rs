@@ -2,6 +2,7 @@
 //! emulator in-process, and the real binary driven through its command line.
 
 mod destination;
+mod safety;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -237,18 +238,48 @@ impl World {
     }
 
     fn retl(&self, args: &[&str], secret: &str) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_retl"))
+        self.command(args, secret).output().unwrap()
+    }
+
+    /// The `retl` command with this world's configuration and state.
+    fn command(&self, args: &[&str], secret: &str) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_retl"));
+        command
             .args(["--config-dir", self.config_dir().to_str().unwrap()])
-            .args([
-                "--state",
-                &format!("sqlite://{}", self.dir.path().join("state.db").display()),
-            ])
+            .args(["--state", &self.state_url()])
             .args(args)
             .env("TP_KEY", "emulator-key")
             .env("TP_SECRET", secret)
-            .env_remove("RETL_STATE_URL")
-            .output()
-            .unwrap()
+            .env_remove("RETL_STATE_URL");
+        command
+    }
+
+    fn state_url(&self) -> String {
+        format!("sqlite://{}", self.dir.path().join("state.db").display())
+    }
+
+    /// How many ledger keys of `orders` have each status.
+    fn ledger(&self) -> HashMap<String, u64> {
+        if !self.dir.path().join("state.db").exists() {
+            return HashMap::new();
+        }
+        let url = self.state_url();
+        self.runtime.block_on(async {
+            let mut conn = SqliteConnectOptions::from_str(&url)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let rows: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT status, COUNT(*) FROM ledger WHERE activation = 'orders' GROUP BY status",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            rows.into_iter()
+                .map(|(s, n)| (s, u64::try_from(n).unwrap()))
+                .collect()
+        })
     }
 
     /// `retl run orders --json`: the exit code and the summary.

@@ -241,10 +241,11 @@ struct Failure {
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(error: E) -> Self {
         let error = error.into();
-        let code = if error.downcast_ref::<ConfigErrors>().is_some()
-            || error
-                .downcast_ref::<retl_engine::Error>()
-                .is_some_and(retl_engine::Error::is_config)
+        let engine = error.downcast_ref::<retl_engine::Error>();
+        let code = if matches!(engine, Some(retl_engine::Error::Locked { .. })) {
+            4
+        } else if error.downcast_ref::<ConfigErrors>().is_some()
+            || engine.is_some_and(retl_engine::Error::is_config)
         {
             2
         } else {

@@ -488,3 +488,80 @@ impl State {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn state() -> (tempfile::TempDir, State) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("state.db").display());
+        let state = State::open(&url).await.unwrap();
+        (dir, state)
+    }
+
+    #[tokio::test]
+    async fn a_held_lease_refuses_a_second_run_and_is_free_after_release() {
+        let (_dir, state) = state().await;
+        let lease = state
+            .acquire_lease("orders", "run-a", Duration::from_mins(1))
+            .await
+            .unwrap();
+        let err = state
+            .acquire_lease("orders", "run-b", Duration::from_mins(1))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("run-a"), "{err}");
+        state
+            .acquire_lease("other", "run-c", Duration::from_mins(1))
+            .await
+            .unwrap();
+        state.release_lease(&lease).await.unwrap();
+        let again = state
+            .acquire_lease("orders", "run-b", Duration::from_mins(1))
+            .await
+            .unwrap();
+        assert_eq!(again.token, 1, "a released lease starts over");
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_is_taken_over_and_its_zombie_cannot_commit() {
+        let (_dir, state) = state().await;
+        let zombie = state
+            .acquire_lease("orders", "run-a", Duration::from_millis(200))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let fresh = state
+            .acquire_lease("orders", "run-b", Duration::from_mins(1))
+            .await
+            .unwrap();
+        assert_eq!(fresh.token, zombie.token + 1);
+        let mut conn = state.pool().acquire().await.unwrap();
+        let err = State::check_lease(&mut conn, &zombie).await.unwrap_err();
+        assert!(matches!(err, Error::LeaseLost { .. }));
+        State::check_lease(&mut conn, &fresh).await.unwrap();
+        assert!(
+            !state.renew_lease(&zombie).await.unwrap(),
+            "the zombie cannot renew either"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lease_of_a_dead_local_process_is_taken_over_at_once() {
+        let (_dir, state) = state().await;
+        // A process id that cannot exist (above the kernel's pid_max).
+        sqlx::query("INSERT INTO leases VALUES ('orders', ?1, 7, ?2)")
+            .bind(format!("{}:4294967:run-x", host_name()))
+            .bind(now_ms() + 3_600_000)
+            .execute(state.pool())
+            .await
+            .unwrap();
+        let lease = state
+            .acquire_lease("orders", "run-y", Duration::from_mins(1))
+            .await
+            .unwrap();
+        assert_eq!(lease.token, 8);
+    }
+}

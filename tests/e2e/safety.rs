@@ -1,0 +1,295 @@
+//! No customer invited twice, no new row lost: crashes, fault storms,
+//! concurrent runs, bad state databases.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use retl_trustpilot_emulator::{EmulatorConfig, Fault, FaultShares};
+
+use super::{Kind, World, count};
+
+/// A small deterministic generator, so a failing trial can be replayed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// Runs the activation until a run completes with nothing left to retry.
+fn run_to_completion(world: &World) -> serde_json::Value {
+    for _ in 0..10 {
+        let (code, summary) = world.run();
+        assert!(matches!(code, 0 | 3), "exit {code}: {summary}");
+        if count(&summary, "failed") == 0 {
+            return summary;
+        }
+    }
+    panic!("rows still failing after 10 runs");
+}
+
+#[test]
+fn killed_runs_never_send_a_row_twice_nor_lose_one() {
+    let config = EmulatorConfig {
+        latency: Duration::from_millis(2),
+        rate_limits: Vec::new(),
+        ..EmulatorConfig::default()
+    };
+    let world = World::with_emulator(Kind::Sqlite, config).unwrap();
+    world.write_destination_with("rate_limits: []\nconcurrency: 4\n");
+    let concurrency = 4;
+    let trials: u32 = 50;
+    let rows_per_trial = 60;
+    let mut rng = Lcg(0x5eed);
+    let mut uncertain_seen = 0;
+    let mut killed = 0;
+    for trial in 0..trials {
+        world.insert(
+            trial * rows_per_trial + 1,
+            (trial + 1) * rows_per_trial,
+            None,
+            None,
+        );
+        let before = world.ledger().get("uncertain").copied().unwrap_or(0);
+        let mut child = world
+            .command(&["run", "orders"], "emulator-secret")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.below(250)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            killed += 1;
+        }
+        child.wait().unwrap();
+        run_to_completion(&world);
+
+        let ledger = world.ledger();
+        let uncertain = ledger.get("uncertain").copied().unwrap_or(0);
+        assert!(
+            uncertain - before <= concurrency,
+            "trial {trial}: {} rows uncertain after one kill, more than the {concurrency} requests in flight",
+            uncertain - before
+        );
+        uncertain_seen += uncertain - before;
+        let total: u64 = ledger.values().sum();
+        let sent = ledger.get("sent").copied().unwrap_or(0);
+        assert_eq!(
+            total,
+            u64::from((trial + 1) * rows_per_trial),
+            "trial {trial}: every row has its entry: {ledger:?}"
+        );
+        assert_eq!(
+            sent + uncertain,
+            total,
+            "trial {trial}: every row sent or reported: {ledger:?}"
+        );
+        let accepted = world.accepted_references();
+        assert!(
+            accepted.values().all(|&n| n == 1),
+            "trial {trial}: a reference was accepted twice"
+        );
+        assert!(
+            accepted.len() as u64 >= sent,
+            "trial {trial}: a row recorded as sent never arrived"
+        );
+    }
+    assert!(
+        killed >= trials / 2,
+        "most trials must kill a run in progress ({killed} of {trials})"
+    );
+    eprintln!("{killed} kills, {uncertain_seen} rows left uncertain in all");
+}
+
+#[test]
+fn a_fault_storm_leaves_every_row_with_one_outcome_and_no_duplicates() {
+    let shares = FaultShares {
+        burst: 3,
+        seed: 42,
+        ..FaultShares::default()
+    }
+    .with(Fault::ServerError, 0.05)
+    .with(Fault::CdnError, 0.05)
+    .with(Fault::AcceptThenHang, 0.05)
+    .with(Fault::Drop, 0.03)
+    .with(Fault::TooManyRequests, 0.02);
+    let config = EmulatorConfig {
+        faults: shares,
+        rate_limits: Vec::new(),
+        ..EmulatorConfig::default()
+    };
+    let world = World::with_emulator(Kind::Sqlite, config).unwrap();
+    world.write_destination_with(
+        "rate_limits: []\nconcurrency: 16\nrequest_timeout_seconds: 1\nretry:\n  backoff_ms: 5\n  tries_per_run: 2\n",
+    );
+    world.insert(1, 1500, Some(7), Some(8));
+    let mut runs = 0;
+    loop {
+        let (code, summary) = world.run();
+        runs += 1;
+        assert!(matches!(code, 0 | 3), "exit {code}: {summary}");
+        assert_eq!(summary["status"], "completed", "{summary}");
+        // The run checked its own accounting; check it again from outside.
+        let c = |n| count(&summary, n);
+        assert_eq!(
+            c("read"),
+            c("already_sent") + c("already_rejected") + c("ignored_changed") + c("new")
+        );
+        assert_eq!(
+            c("new"),
+            c("sent") + c("rejected") + c("failed") + c("uncertain") + c("skipped")
+        );
+        if c("failed") == 0 || runs == 8 {
+            break;
+        }
+    }
+    let ledger = world.ledger();
+    let total: u64 = ledger.values().sum();
+    assert_eq!(total, 1500, "{ledger:?}");
+    assert_eq!(ledger.get("failed"), None, "{ledger:?}");
+    assert_eq!(
+        ledger.get("rejected").copied().unwrap_or(0),
+        2,
+        "only the two bad rows: {ledger:?}"
+    );
+    let accepted = world.accepted_references();
+    assert!(
+        accepted.values().all(|&n| n == 1),
+        "a reference was accepted twice"
+    );
+    let stats = world.emulator().stats();
+    assert!(stats.faults > 100, "the storm happened: {stats:?}");
+    assert!(
+        ledger.get("uncertain").copied().unwrap_or(0) > 0,
+        "hangs and drops leave rows uncertain"
+    );
+}
+
+#[test]
+fn two_runs_of_one_activation_at_the_same_moment_never_overlap() {
+    let config = EmulatorConfig {
+        latency: Duration::from_millis(100),
+        ..EmulatorConfig::default()
+    };
+    let world = World::with_emulator(Kind::Sqlite, config).unwrap();
+    world.write_destination_with("concurrency: 1\n");
+    for round in 0..10 {
+        world.insert(round * 5 + 1, round * 5 + 5, None, None);
+        let spawn = || {
+            world
+                .command(&["run", "orders", "--json"], "emulator-secret")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(), spawn());
+        let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+        let mut codes = [a.status.code().unwrap(), b.status.code().unwrap()];
+        codes.sort_unstable();
+        assert_eq!(
+            codes,
+            [0, 4],
+            "round {round}: exactly one runs: {} {}",
+            String::from_utf8_lossy(&a.stderr),
+            String::from_utf8_lossy(&b.stderr)
+        );
+        let refused = if a.status.code() == Some(4) { &a } else { &b };
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("is already running"),
+            "{}",
+            String::from_utf8_lossy(&refused.stderr)
+        );
+    }
+    assert_eq!(world.accepted_references().len(), 50);
+    assert!(world.accepted_references().values().all(|&n| n == 1));
+}
+
+#[test]
+fn an_interrupted_run_finishes_what_is_under_way_and_the_next_one_the_rest() {
+    let config = EmulatorConfig {
+        latency: Duration::from_millis(50),
+        ..EmulatorConfig::default()
+    };
+    let world = World::with_emulator(Kind::Sqlite, config).unwrap();
+    world.write_destination_with("concurrency: 2\nrate_limits: []\n");
+    world.insert(1, 200, None, None);
+    let child = world
+        .command(&["run", "orders", "--json"], "emulator-secret")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let pid = child.id().to_string();
+    let started = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["status"], "interrupted");
+    assert_eq!(
+        count(&summary, "uncertain"),
+        0,
+        "requests under way were finished"
+    );
+    let sent = count(&summary, "sent");
+    assert!(sent > 0 && sent < 200, "{summary}");
+    let (code, rest) = world.run();
+    assert_eq!(code, 0, "{rest}");
+    assert_eq!(count(&rest, "sent") + sent, 200);
+    assert!(world.accepted_references().values().all(|&n| n == 1));
+}
+
+#[test]
+fn a_read_only_state_database_is_a_clear_error_and_changes_nothing() {
+    let world = World::new();
+    world.insert(1, 3, None, None);
+    let (code, _) = world.run();
+    assert_eq!(code, 0);
+    world.insert(4, 6, None, None);
+    let read_only = format!("{}?mode=ro", world.state_url());
+    let out = Command::new(env!("CARGO_BIN_EXE_retl"))
+        .args([
+            "--config-dir",
+            world.config_dir().to_str().unwrap(),
+            "--state",
+            &read_only,
+            "run",
+            "orders",
+        ])
+        .env("TP_KEY", "emulator-key")
+        .env("TP_SECRET", "emulator-secret")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("readonly") || stderr.contains("read-only"),
+        "{stderr}"
+    );
+    assert_eq!(world.accepted_references().len(), 3, "nothing was sent");
+    let (code, summary) = world.run();
+    assert_eq!(code, 0);
+    assert_eq!(count(&summary, "sent"), 3);
+}
+
+use std::process::Command;
