@@ -31,6 +31,20 @@ struct World {
     kind: Kind,
     /// The server URL (PostgreSQL, MySQL) and this test's own schema or database.
     server: Option<(String, String)>,
+    /// A PostgreSQL state database instead of the SQLite file: URL and schema.
+    pg_state: Option<(String, String)>,
+}
+
+/// Runs SQL on a PostgreSQL server.
+fn pg_exec(runtime: &tokio::runtime::Runtime, url: &str, sql: &str) {
+    runtime.block_on(async {
+        let mut conn = sqlx::postgres::PgConnectOptions::from_str(url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL is unreachable: {e}"));
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+    });
 }
 
 static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -50,6 +64,9 @@ fn server_url(var: &str) -> Option<String> {
 
 impl Drop for World {
     fn drop(&mut self) {
+        if let Some((url, schema)) = &self.pg_state {
+            pg_exec(&self.runtime, url, &format!("DROP SCHEMA {schema} CASCADE"));
+        }
         if let Some((_, name)) = &self.server {
             let sql = match self.kind {
                 Kind::Postgres => format!("DROP SCHEMA {name} CASCADE"),
@@ -99,6 +116,7 @@ impl World {
             dir: tempfile::tempdir().unwrap(),
             kind,
             server: server.map(|url| (url, name.clone())),
+            pg_state: None,
         };
         match kind {
             Kind::Sqlite => {}
@@ -255,11 +273,54 @@ impl World {
     }
 
     fn state_url(&self) -> String {
-        format!("sqlite://{}", self.dir.path().join("state.db").display())
+        match &self.pg_state {
+            Some((url, schema)) => {
+                let join = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{join}options=-c%20search_path%3D{schema}")
+            }
+            None => format!("sqlite://{}", self.dir.path().join("state.db").display()),
+        }
+    }
+
+    /// Keeps the state (ledger, run logs, leases) in a PostgreSQL schema of
+    /// its own; `None` when PostgreSQL is not configured (outside CI).
+    fn with_postgres_state(mut self) -> Option<World> {
+        let url = server_url("RETL_TEST_POSTGRES_URL")?;
+        let schema = format!(
+            "retl_state_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        pg_exec(
+            &self.runtime,
+            &url,
+            &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"),
+        );
+        self.pg_state = Some((url, schema));
+        Some(self)
     }
 
     /// How many ledger keys of `orders` have each status.
     fn ledger(&self) -> HashMap<String, u64> {
+        if let Some((url, schema)) = &self.pg_state {
+            let sql = format!(
+                "SELECT status, COUNT(*) FROM {schema}.ledger WHERE activation = 'orders' GROUP BY status"
+            );
+            return self.runtime.block_on(async {
+                let mut conn = sqlx::postgres::PgConnectOptions::from_str(url)
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap();
+                let rows: Vec<(String, i64)> = sqlx::query_as(&sql)
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                rows.into_iter()
+                    .map(|(s, n)| (s, u64::try_from(n).unwrap()))
+                    .collect()
+            });
+        }
         if !self.dir.path().join("state.db").exists() {
             return HashMap::new();
         }
@@ -330,6 +391,14 @@ fn new_rows_are_sent_once_and_bad_rows_are_explained() {
 fn the_same_scenario_on_postgresql() {
     if let Some(world) = World::with(Kind::Postgres) {
         scenario(&world);
+    }
+}
+
+#[test]
+fn the_same_scenario_with_a_postgresql_state_database() {
+    if let Some(world) = World::new().with_postgres_state() {
+        scenario(&world);
+        assert_eq!(world.ledger().get("sent"), Some(&109));
     }
 }
 

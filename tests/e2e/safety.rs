@@ -33,17 +33,32 @@ fn run_to_completion(world: &World) -> serde_json::Value {
     panic!("rows still failing after 10 runs");
 }
 
-#[test]
-fn killed_runs_never_send_a_row_twice_nor_lose_one() {
+fn crash_world() -> World {
     let config = EmulatorConfig {
         latency: Duration::from_millis(2),
         rate_limits: Vec::new(),
         ..EmulatorConfig::default()
     };
-    let world = World::with_emulator(Kind::Sqlite, config).unwrap();
+    World::with_emulator(Kind::Sqlite, config).unwrap()
+}
+
+#[test]
+fn killed_runs_never_send_a_row_twice_nor_lose_one() {
+    crash_trials(&crash_world(), 50);
+}
+
+#[test]
+fn killed_runs_with_a_postgresql_state_database_never_send_twice() {
+    if let Some(world) = crash_world().with_postgres_state() {
+        crash_trials(&world, 12);
+    }
+}
+
+/// `trials` times: new rows, a run killed (SIGKILL) at a random moment, then
+/// runs until done; after each, nothing sent twice and every row accounted for.
+fn crash_trials(world: &World, trials: u32) {
     world.write_destination_with("rate_limits: []\nconcurrency: 4\n");
     let concurrency = 4;
-    let trials: u32 = 50;
     let rows_per_trial = 60;
     let mut rng = Lcg(0x5eed);
     let mut uncertain_seen = 0;
@@ -68,7 +83,7 @@ fn killed_runs_never_send_a_row_twice_nor_lose_one() {
             killed += 1;
         }
         child.wait().unwrap();
-        run_to_completion(&world);
+        run_to_completion(world);
 
         let ledger = world.ledger();
         let uncertain = ledger.get("uncertain").copied().unwrap_or(0);
@@ -177,7 +192,25 @@ fn two_runs_of_one_activation_at_the_same_moment_never_overlap() {
         latency: Duration::from_millis(100),
         ..EmulatorConfig::default()
     };
-    let world = World::with_emulator(Kind::Sqlite, config).unwrap();
+    simultaneous_runs(&World::with_emulator(Kind::Sqlite, config).unwrap());
+}
+
+#[test]
+fn two_runs_sharing_a_postgresql_state_database_never_overlap() {
+    let config = EmulatorConfig {
+        latency: Duration::from_millis(100),
+        ..EmulatorConfig::default()
+    };
+    if let Some(world) = World::with_emulator(Kind::Sqlite, config)
+        .unwrap()
+        .with_postgres_state()
+    {
+        simultaneous_runs(&world);
+    }
+}
+
+/// Ten rounds of two runs started at the same moment: exactly one runs.
+fn simultaneous_runs(world: &World) {
     world.write_destination_with("concurrency: 1\n");
     for round in 0..10 {
         world.insert(round * 5 + 1, round * 5 + 5, None, None);

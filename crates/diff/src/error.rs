@@ -14,6 +14,9 @@ pub enum Error {
         /// Its Arrow type.
         data_type: DataType,
     },
+    /// The state database cannot be opened.
+    #[error("{0}")]
+    Open(String),
     /// The state database failed.
     #[error("ledger: {0}")]
     Database(#[from] sqlx::Error),

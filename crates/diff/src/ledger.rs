@@ -4,10 +4,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
-use sqlx::sqlite::{SqliteConnection, SqlitePool};
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Sqlite};
 
-use crate::{Error, Result, RowHash};
+use crate::db::now_text;
+use crate::{Db, Error, Result, RowHash, Tx, on};
 
 /// Keys per lookup statement (well under SQLite's bound-parameter limit).
 const LOOKUP_CHUNK: usize = 500;
@@ -87,10 +87,10 @@ pub struct Outcome<'a> {
     pub error: Option<&'a str>,
 }
 
-/// The ledger of every activation, in one SQLite state database.
+/// The ledger of every activation, in the state database.
 #[derive(Debug, Clone)]
 pub struct Ledger {
-    pool: SqlitePool,
+    db: Db,
 }
 
 fn to_hash(bytes: &[u8]) -> Result<RowHash> {
@@ -99,21 +99,45 @@ fn to_hash(bytes: &[u8]) -> Result<RowHash> {
         .map_err(|_| Error::Corrupt(format!("a hash of {} bytes", bytes.len())))
 }
 
+const MARK_IN_FLIGHT: &str = "
+    INSERT INTO ledger (activation, key_hash, content_hash, status, attempts, row_key, reference,
+                        first_run, last_run, updated_at)
+    VALUES ($1, $2, $3, 'in_flight', 1, $4, $5, $6, $6, $7)
+    ON CONFLICT (activation, key_hash) DO UPDATE SET
+       content_hash = excluded.content_hash, status = 'in_flight',
+       attempts = ledger.attempts + 1, row_key = excluded.row_key,
+       reference = excluded.reference,
+       last_run = excluded.last_run, updated_at = excluded.updated_at";
+
+const RECORD: &str = "
+    INSERT INTO ledger (activation, key_hash, content_hash, status, attempts, reference,
+                        first_run, last_run, last_error, updated_at)
+    VALUES ($1, $2, $3, $4, 0, $5, $6, $6, $7, $8)
+    ON CONFLICT (activation, key_hash) DO UPDATE SET
+       content_hash = excluded.content_hash, status = excluded.status,
+       reference = excluded.reference, last_run = excluded.last_run,
+       last_error = excluded.last_error, updated_at = excluded.updated_at";
+
 impl Ledger {
-    /// The pool the ledger lives in (the state database).
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// The state database the ledger lives in.
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
-    /// Opens the ledger in `pool`, creating its table if needed.
-    pub async fn open(pool: SqlitePool) -> Result<Self> {
-        sqlx::query(
+    /// Opens the ledger in `db`, creating its table if needed.
+    pub async fn open(db: Db) -> Result<Self> {
+        let (bytes, rowid) = if db.is_postgres() {
+            ("BYTEA", "")
+        } else {
+            ("BLOB", " WITHOUT ROWID")
+        };
+        let ddl = format!(
             "CREATE TABLE IF NOT EXISTS ledger (
                 activation   TEXT NOT NULL,
-                key_hash     BLOB NOT NULL,
-                content_hash BLOB NOT NULL,
+                key_hash     {bytes} NOT NULL,
+                content_hash {bytes} NOT NULL,
                 status       TEXT NOT NULL,
-                attempts     INTEGER NOT NULL DEFAULT 0,
+                attempts     BIGINT NOT NULL DEFAULT 0,
                 row_key      TEXT,
                 reference    TEXT,
                 first_run    TEXT NOT NULL,
@@ -121,11 +145,13 @@ impl Ledger {
                 last_error   TEXT,
                 updated_at   TEXT NOT NULL,
                 PRIMARY KEY (activation, key_hash)
-            ) WITHOUT ROWID",
-        )
-        .execute(&pool)
-        .await?;
-        Ok(Ledger { pool })
+            ){rowid}"
+        );
+        on!(db.executor(), |c| sqlx::query(&ddl)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(Ledger { db })
     }
 
     /// The entries of those `keys` that the ledger holds for `activation`.
@@ -134,25 +160,41 @@ impl Ledger {
         activation: &str,
         keys: &[RowHash],
     ) -> Result<HashMap<RowHash, Entry>> {
+        type Found = (Vec<u8>, Vec<u8>, String, i64);
         let mut found = HashMap::new();
         for chunk in keys.chunks(LOOKUP_CHUNK) {
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "SELECT key_hash, content_hash, status, attempts FROM ledger WHERE activation = ",
-            );
-            query.push_bind(activation).push(" AND key_hash IN (");
-            let mut list = query.separated(", ");
-            for key in chunk {
-                list.push_bind(key.as_slice());
-            }
-            query.push(")");
-            for row in query.build().fetch_all(&self.pool).await? {
-                let key = to_hash(row.try_get::<&[u8], _>(0)?)?;
+            let rows: Vec<Found> = match &self.db {
+                Db::Sqlite(pool) => {
+                    let mut query = QueryBuilder::<Sqlite>::new(
+                        "SELECT key_hash, content_hash, status, attempts FROM ledger WHERE activation = ",
+                    );
+                    query.push_bind(activation).push(" AND key_hash IN (");
+                    let mut list = query.separated(", ");
+                    for key in chunk {
+                        list.push_bind(key.as_slice());
+                    }
+                    query.push(")");
+                    query.build_query_as::<Found>().fetch_all(pool).await?
+                }
+                Db::Postgres(pool) => {
+                    let list: Vec<Vec<u8>> = chunk.iter().map(|k| k.to_vec()).collect();
+                    sqlx::query_as::<_, Found>(
+                        "SELECT key_hash, content_hash, status, attempts FROM ledger
+                         WHERE activation = $1 AND key_hash = ANY($2)",
+                    )
+                    .bind(activation)
+                    .bind(list)
+                    .fetch_all(pool)
+                    .await?
+                }
+            };
+            for (key, content, status, attempts) in rows {
                 let entry = Entry {
-                    content: to_hash(row.try_get::<&[u8], _>(1)?)?,
-                    status: row.try_get::<&str, _>(2)?.parse()?,
-                    attempts: row.try_get(3)?,
+                    content: to_hash(&content)?,
+                    status: status.parse()?,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
                 };
-                found.insert(key, entry);
+                found.insert(to_hash(&key)?, entry);
             }
         }
         Ok(found)
@@ -168,17 +210,17 @@ impl Ledger {
         row_key: &str,
         reference: Option<&str>,
     ) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
+        let mut tx = self.db.begin().await?;
         Self::mark_in_flight_in(
-            &mut conn, activation, run_id, key, content, row_key, reference,
+            &mut tx, activation, run_id, key, content, row_key, reference,
         )
-        .await
+        .await?;
+        tx.commit().await
     }
 
-    /// [`mark_in_flight`](Self::mark_in_flight) on `conn`, typically inside the
-    /// caller's transaction.
+    /// [`mark_in_flight`](Self::mark_in_flight) inside the caller's transaction.
     pub async fn mark_in_flight_in(
-        conn: &mut SqliteConnection,
+        tx: &mut Tx,
         activation: &str,
         run_id: &str,
         key: &RowHash,
@@ -186,24 +228,18 @@ impl Ledger {
         row_key: &str,
         reference: Option<&str>,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO ledger (activation, key_hash, content_hash, status, attempts, row_key, reference,
-                                 first_run, last_run, updated_at)
-             VALUES (?1, ?2, ?3, 'in_flight', 1, ?4, ?5, ?6, ?6, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-             ON CONFLICT (activation, key_hash) DO UPDATE SET
-                content_hash = excluded.content_hash, status = 'in_flight',
-                attempts = ledger.attempts + 1, row_key = excluded.row_key,
-                reference = excluded.reference,
-                last_run = excluded.last_run, updated_at = excluded.updated_at",
-        )
-        .bind(activation)
-        .bind(key.as_slice())
-        .bind(content.as_slice())
-        .bind(row_key)
-        .bind(reference)
-        .bind(run_id)
-        .execute(&mut *conn)
-        .await?;
+        let now = now_text();
+        on!(tx.executor(), |c| sqlx::query(MARK_IN_FLIGHT)
+            .bind(activation)
+            .bind(key.as_slice())
+            .bind(content.as_slice())
+            .bind(row_key)
+            .bind(reference)
+            .bind(run_id)
+            .bind(&now)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
         Ok(())
     }
 
@@ -217,39 +253,33 @@ impl Ledger {
         if outcomes.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         Self::record_in(&mut tx, activation, run_id, outcomes).await?;
-        tx.commit().await?;
-        Ok(())
+        tx.commit().await
     }
 
-    /// Records final outcomes on `conn`, typically inside the caller's transaction
-    /// so that the ledger and the run log change together.
+    /// Records final outcomes inside the caller's transaction, so that the
+    /// ledger and the run log change together.
     pub async fn record_in(
-        conn: &mut SqliteConnection,
+        tx: &mut Tx,
         activation: &str,
         run_id: &str,
         outcomes: &[Outcome<'_>],
     ) -> Result<()> {
+        let now = now_text();
         for outcome in outcomes {
-            sqlx::query(
-                "INSERT INTO ledger (activation, key_hash, content_hash, status, attempts, reference,
-                                     first_run, last_run, last_error, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?6, ?7, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-                 ON CONFLICT (activation, key_hash) DO UPDATE SET
-                    content_hash = excluded.content_hash, status = excluded.status,
-                    reference = excluded.reference, last_run = excluded.last_run,
-                    last_error = excluded.last_error, updated_at = excluded.updated_at",
-            )
-            .bind(activation)
-            .bind(outcome.key.as_slice())
-            .bind(outcome.content.as_slice())
-            .bind(outcome.status.as_str())
-            .bind(outcome.reference)
-            .bind(run_id)
-            .bind(outcome.error)
-            .execute(&mut *conn)
-            .await?;
+            on!(tx.executor(), |c| sqlx::query(RECORD)
+                .bind(activation)
+                .bind(outcome.key.as_slice())
+                .bind(outcome.content.as_slice())
+                .bind(outcome.status.as_str())
+                .bind(outcome.reference)
+                .bind(run_id)
+                .bind(outcome.error)
+                .bind(&now)
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected()))?;
         }
         Ok(())
     }
@@ -265,24 +295,28 @@ impl Ledger {
     ) -> Result<()> {
         match previous {
             None => {
-                sqlx::query("DELETE FROM ledger WHERE activation = ?1 AND key_hash = ?2")
-                    .bind(activation)
-                    .bind(key.as_slice())
-                    .execute(&self.pool)
-                    .await?;
+                on!(self.db.executor(), |c| sqlx::query(
+                    "DELETE FROM ledger WHERE activation = $1 AND key_hash = $2"
+                )
+                .bind(activation)
+                .bind(key.as_slice())
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected()))?;
             }
             Some(entry) => {
-                sqlx::query(
-                    "UPDATE ledger SET status = ?3, content_hash = ?4, attempts = ?5
-                     WHERE activation = ?1 AND key_hash = ?2",
+                on!(self.db.executor(), |c| sqlx::query(
+                    "UPDATE ledger SET status = $3, content_hash = $4, attempts = $5
+                     WHERE activation = $1 AND key_hash = $2"
                 )
                 .bind(activation)
                 .bind(key.as_slice())
                 .bind(entry.status.as_str())
                 .bind(entry.content.as_slice())
-                .bind(entry.attempts)
-                .execute(&self.pool)
-                .await?;
+                .bind(i64::from(entry.attempts))
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected()))?;
             }
         }
         Ok(())
@@ -294,54 +328,49 @@ impl Ledger {
         &self,
         activation: &str,
     ) -> Result<Vec<(Option<String>, Option<String>)>> {
-        let rows = sqlx::query(
-            "UPDATE ledger SET status = 'uncertain',
+        let now = now_text();
+        let rows: Vec<(Option<String>, Option<String>)> =
+            on!(self.db.executor(), |c| sqlx::query_as(
+                "UPDATE ledger SET status = 'uncertain',
                     last_error = 'in flight when a previous run stopped: delivery unknown',
-                    updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-             WHERE activation = ?1 AND status = 'in_flight'
+                    updated_at = $2
+             WHERE activation = $1 AND status = 'in_flight'
              RETURNING row_key, reference",
-        )
-        .bind(activation)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect()
+            )
+            .bind(activation)
+            .bind(&now)
+            .fetch_all(c)
+            .await)?;
+        Ok(rows)
     }
 
     /// How many keys of `activation` have each status.
     pub async fn counts(&self, activation: &str) -> Result<Vec<(Status, u64)>> {
-        let rows = sqlx::query(
-            "SELECT status, COUNT(*) FROM ledger WHERE activation = ?1 GROUP BY status ORDER BY status",
+        let rows: Vec<(String, i64)> = on!(self.db.executor(), |c| {
+            sqlx::query_as(
+            "SELECT status, COUNT(*) FROM ledger WHERE activation = $1 GROUP BY status ORDER BY status",
         )
         .bind(activation)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let count: i64 = row.try_get(1)?;
-                Ok((
-                    row.try_get::<&str, _>(0)?.parse()?,
-                    u64::try_from(count).unwrap_or_default(),
-                ))
-            })
+        .fetch_all(c)
+        .await
+        })?;
+        rows.into_iter()
+            .map(|(status, n)| Ok((status.parse()?, u64::try_from(n).unwrap_or_default())))
             .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use sqlx::sqlite::SqlitePoolOptions;
-
     use super::*;
 
     async fn ledger() -> Ledger {
-        let pool = SqlitePoolOptions::new()
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
             .max_connections(1)
             .connect("sqlite::memory:")
             .await
             .unwrap();
-        Ledger::open(pool).await.unwrap()
+        Ledger::open(Db::Sqlite(pool)).await.unwrap()
     }
 
     #[tokio::test]

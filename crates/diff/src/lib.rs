@@ -8,7 +8,8 @@
 //!   length-prefixed encoding, so `("ab","c")` and `("a","bc")` differ and NULL
 //!   differs from `""`. The ledger keeps a 16-byte truncation.
 //! - [`Ledger`]: per activation, key hash → content hash, status, attempts,
-//!   first and last run, last error. It lives in the state database (SQLite).
+//!   first and last run, last error. It lives in the state database ([`Db`]:
+//!   a SQLite file by default, PostgreSQL for shared deployments).
 //!   Lookups go by batches of keys, never one SQL round trip per row.
 //! - [`classify`]: the insert-only rules. A key never seen is new; a key already
 //!   sent is never sent again, whatever changed (`ignored_changed`); a key
@@ -17,11 +18,13 @@
 //!   uncertain is never resent automatically.
 
 mod classify;
+mod db;
 mod error;
 pub mod hash;
 mod ledger;
 
 pub use classify::{Class, classify};
+pub use db::{Db, DbRef, Tx, now_text};
 pub use error::{Error, Result};
 pub use hash::{RowHash, hash_rows};
 pub use ledger::{Entry, Ledger, Outcome, Status};

@@ -516,7 +516,7 @@ impl RunCtx<'_> {
         if outcomes.is_empty() && logs.is_empty() {
             return Ok(());
         }
-        let mut tx = self.state.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.state.db().begin().await?;
         State::check_lease(&mut tx, self.lease).await?;
         Ledger::record_in(&mut tx, &self.activation.name, self.run_id, outcomes).await?;
         State::log_rows(&mut tx, self.run_id, self.seq, logs).await?;
@@ -549,7 +549,7 @@ impl RunCtx<'_> {
                 && !self.options.cancel.load(Ordering::SeqCst)
             {
                 let Some(p) = queue.next() else { break };
-                let mut tx = self.state.pool().begin_with("BEGIN IMMEDIATE").await?;
+                let mut tx = self.state.db().begin().await?;
                 State::check_lease(&mut tx, self.lease).await?;
                 Ledger::mark_in_flight_in(
                     &mut tx,

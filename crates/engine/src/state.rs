@@ -1,16 +1,10 @@
 //! The state database: the ledger and the run logs, side by side.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
-use retl_diff::Ledger;
+use retl_diff::{Db, Ledger, Tx, on};
 use serde::Serialize;
-use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
-};
 
 use crate::{Error, Result};
 
@@ -137,49 +131,59 @@ fn holder_is_dead_here(holder: &str) -> bool {
 /// The state database.
 #[derive(Debug, Clone)]
 pub struct State {
-    pool: SqlitePool,
+    db: Db,
     ledger: Ledger,
-    /// Where access tokens are cached between runs (beside the database file).
+    /// Where access tokens are cached between runs.
     token_cache: Option<std::path::PathBuf>,
 }
 
 fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    retl_diff::now_text()
 }
 
+type RunRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+);
+type LogRow = (
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn summary_from(
+    (run_id, activation, status, started_at, finished_at, counts, error): RunRow,
+) -> RunSummary {
+    RunSummary {
+        run_id,
+        activation,
+        status,
+        counts: serde_json::from_str(&counts).unwrap_or_default(),
+        started_at,
+        finished_at,
+        error,
+    }
+}
+
+const RUN_COLUMNS: &str = "run_id, activation, status, started_at, finished_at, counts, error";
+
 impl State {
-    /// Opens (creating if needed) the state database at `url` (`sqlite://path`).
+    /// Opens (creating if needed) the state database: `sqlite://PATH` or `postgres://…`.
     pub async fn open(url: &str) -> Result<State> {
-        let Some(path) = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        else {
-            return Err(Error::State(format!(
-                "unsupported state URL `{}`: use sqlite://PATH",
-                retl_source::redact_url(url)
-            )));
-        };
-        if let Some(parent) = Path::new(path.split('?').next().unwrap_or(path)).parent()
-            && !parent.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error::State(format!("cannot create `{}`: {e}", parent.display())))?;
-        }
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| Error::State(e.to_string()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // An outcome must survive a crash of this machine, not only of this
-            // process: a lost `sent` would send that invitation again.
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(|e| Error::State(format!("cannot open the state database: {e}")))?;
-        let ledger = Ledger::open(pool.clone()).await?;
-        sqlx::raw_sql(
+        let db = Db::open(url).await?;
+        let ledger = Ledger::open(db.clone()).await?;
+        let statements = [
             "CREATE TABLE IF NOT EXISTS runs (
                 run_id      TEXT PRIMARY KEY,
                 activation  TEXT NOT NULL,
@@ -188,51 +192,96 @@ impl State {
                 finished_at TEXT,
                 counts      TEXT NOT NULL,
                 error       TEXT
-             );
-             CREATE INDEX IF NOT EXISTS runs_by_activation ON runs (activation, started_at);
-             CREATE TABLE IF NOT EXISTS leases (
+             )",
+            "CREATE INDEX IF NOT EXISTS runs_by_activation ON runs (activation, started_at)",
+            "CREATE TABLE IF NOT EXISTS leases (
                 activation    TEXT PRIMARY KEY,
                 holder        TEXT NOT NULL,
-                fencing_token INTEGER NOT NULL,
-                expires_at    INTEGER NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS run_rows (
+                fencing_token BIGINT NOT NULL,
+                expires_at    BIGINT NOT NULL
+             )",
+            "CREATE TABLE IF NOT EXISTS run_rows (
                 run_id         TEXT NOT NULL,
-                seq            INTEGER NOT NULL,
+                seq            BIGINT NOT NULL,
                 row_key        TEXT NOT NULL,
                 reference      TEXT,
                 outcome        TEXT NOT NULL,
                 reason         TEXT,
-                status_code    INTEGER,
+                status_code    BIGINT,
                 error_code     TEXT,
                 correlation_id TEXT,
                 invitation_id  TEXT,
                 link_url       TEXT,
                 at             TEXT NOT NULL,
                 PRIMARY KEY (run_id, seq)
-             );",
-        )
-        .execute(&pool)
-        .await?;
-        // Databases made before invitation links lack the column.
-        let has_link_url: Option<(String,)> = sqlx::query_as(
-            "SELECT name FROM pragma_table_info('run_rows') WHERE name = 'link_url'",
-        )
-        .fetch_optional(&pool)
-        .await?;
-        if has_link_url.is_none() {
-            sqlx::query("ALTER TABLE run_rows ADD COLUMN link_url TEXT")
-                .execute(&pool)
-                .await?;
+             )",
+        ];
+        for statement in statements {
+            on!(db.executor(), |c| sqlx::query(statement)
+                .execute(c)
+                .await
+                .map(|_| ()))?;
         }
-        let file = Path::new(path.split('?').next().unwrap_or(path));
-        let token_cache = (!path.starts_with(":memory:") && !path.is_empty())
-            .then(|| file.parent().unwrap_or(Path::new(".")).join("tokens"));
+        // Databases made before invitation links lack the column.
+        match &db {
+            Db::Postgres(pool) => {
+                sqlx::query("ALTER TABLE run_rows ADD COLUMN IF NOT EXISTS link_url TEXT")
+                    .execute(pool)
+                    .await?;
+            }
+            Db::Sqlite(pool) => {
+                let has: Option<(String,)> = sqlx::query_as(
+                    "SELECT name FROM pragma_table_info('run_rows') WHERE name = 'link_url'",
+                )
+                .fetch_optional(pool)
+                .await?;
+                if has.is_none() {
+                    sqlx::query("ALTER TABLE run_rows ADD COLUMN link_url TEXT")
+                        .execute(pool)
+                        .await?;
+                }
+            }
+        }
+        let token_cache = match &db {
+            // Beside the database file.
+            Db::Sqlite(_) => {
+                let path = url
+                    .strip_prefix("sqlite://")
+                    .or_else(|| url.strip_prefix("sqlite:"))
+                    .unwrap_or_default();
+                let path = path.split('?').next().unwrap_or(path);
+                (!path.is_empty() && !path.starts_with(":memory:")).then(|| {
+                    Path::new(path)
+                        .parent()
+                        .unwrap_or(Path::new("."))
+                        .join("tokens")
+                })
+            }
+            // A shared database holds no bearer tokens: the user's cache folder does.
+            Db::Postgres(_) => {
+                std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache/retl/tokens"))
+            }
+        };
         Ok(State {
-            pool,
+            db,
             ledger,
             token_cache,
         })
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Where access tokens are cached between runs, if anywhere.
+    pub fn token_cache(&self) -> Option<&Path> {
+        self.token_cache.as_deref()
     }
 
     /// Takes the lease on `activation` for `ttl`, if nobody holds it. A lease
@@ -247,28 +296,35 @@ impl State {
         let holder = format!("{}:{}:{run_id}", host_name(), std::process::id());
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         let now = now_ms();
-        let current: Option<(String, i64)> =
-            sqlx::query_as("SELECT holder, expires_at FROM leases WHERE activation = ?1")
-                .bind(activation)
-                .fetch_optional(&self.pool)
-                .await?;
-        let taken: Option<(i64,)> = sqlx::query_as(
-            "INSERT INTO leases (activation, holder, fencing_token, expires_at) VALUES (?1, ?2, 1, ?3)
+        let current: Option<(String, i64)> = on!(self.db.executor(), |c| sqlx::query_as(
+            "SELECT holder, expires_at FROM leases WHERE activation = $1"
+        )
+        .bind(activation)
+        .fetch_optional(c)
+        .await)?;
+        // A dead local holder's lease is taken over at once, if still theirs.
+        let dead = current
+            .as_ref()
+            .filter(|(h, _)| holder_is_dead_here(h))
+            .map(|(h, _)| h.clone());
+        let taken: Option<(i64,)> = on!(self.db.executor(), |c| {
+            sqlx::query_as(
+            "INSERT INTO leases (activation, holder, fencing_token, expires_at) VALUES ($1, $2, 1, $3)
              ON CONFLICT (activation) DO UPDATE SET
                 holder = excluded.holder,
                 fencing_token = leases.fencing_token + 1,
                 expires_at = excluded.expires_at
-             WHERE leases.expires_at < ?4 OR leases.holder = ?5
+             WHERE leases.expires_at < $4 OR leases.holder = $5
              RETURNING fencing_token",
         )
         .bind(activation)
         .bind(&holder)
         .bind(now.saturating_add(ttl_ms))
         .bind(now)
-        // A dead local holder's lease is taken over at once, if still theirs.
-        .bind(current.as_ref().filter(|(h, _)| holder_is_dead_here(h)).map(|(h, _)| h.as_str()))
-        .fetch_optional(&self.pool)
-        .await?;
+        .bind(&dead)
+        .fetch_optional(c)
+        .await
+        })?;
         match taken {
             Some((token,)) => Ok(Lease {
                 activation: activation.to_owned(),
@@ -290,35 +346,52 @@ impl State {
     /// Extends the lease; `false` if it was lost (expired and taken over).
     pub async fn renew_lease(&self, lease: &Lease) -> Result<bool> {
         let ttl_ms = i64::try_from(lease.ttl.as_millis()).unwrap_or(i64::MAX);
-        let done = sqlx::query(
-            "UPDATE leases SET expires_at = ?3 WHERE activation = ?1 AND fencing_token = ?2",
+        let updated = on!(self.db.executor(), |c| sqlx::query(
+            "UPDATE leases SET expires_at = $3 WHERE activation = $1 AND fencing_token = $2",
         )
         .bind(&lease.activation)
         .bind(lease.token)
         .bind(now_ms().saturating_add(ttl_ms))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(updated == 1)
     }
 
     /// Gives the lease up.
     pub async fn release_lease(&self, lease: &Lease) -> Result<()> {
-        sqlx::query("DELETE FROM leases WHERE activation = ?1 AND fencing_token = ?2")
-            .bind(&lease.activation)
-            .bind(lease.token)
-            .execute(&self.pool)
-            .await?;
+        on!(self.db.executor(), |c| sqlx::query(
+            "DELETE FROM leases WHERE activation = $1 AND fencing_token = $2"
+        )
+        .bind(&lease.activation)
+        .bind(lease.token)
+        .execute(c)
+        .await
+        .map(|_| ()))?;
         Ok(())
     }
 
-    /// Fails unless `lease` is still held and unexpired: run inside each write
-    /// transaction of a run, so a zombie cannot commit.
-    pub(crate) async fn check_lease(conn: &mut SqliteConnection, lease: &Lease) -> Result<()> {
-        let row: Option<(i64, i64)> =
-            sqlx::query_as("SELECT fencing_token, expires_at FROM leases WHERE activation = ?1")
+    /// Fails unless `lease` is still held and unexpired: run first in each
+    /// write transaction of a run, so a zombie cannot commit. (SQLite's write
+    /// transactions hold the database's write lock from the start; PostgreSQL
+    /// locks the lease row until the commit.)
+    pub(crate) async fn check_lease(tx: &mut Tx, lease: &Lease) -> Result<()> {
+        let row: Option<(i64, i64)> = match tx.executor() {
+            retl_diff::DbRef::Sqlite(c) => {
+                sqlx::query_as("SELECT fencing_token, expires_at FROM leases WHERE activation = $1")
+                    .bind(&lease.activation)
+                    .fetch_optional(c)
+                    .await?
+            }
+            retl_diff::DbRef::Postgres(c) => {
+                sqlx::query_as(
+                    "SELECT fencing_token, expires_at FROM leases WHERE activation = $1 FOR SHARE",
+                )
                 .bind(&lease.activation)
-                .fetch_optional(&mut *conn)
-                .await?;
+                .fetch_optional(c)
+                .await?
+            }
+        };
         match row {
             Some((token, expires_at)) if token == lease.token && expires_at > now_ms() => Ok(()),
             _ => Err(Error::LeaseLost {
@@ -327,37 +400,27 @@ impl State {
         }
     }
 
-    /// Where access tokens are cached between runs, if anywhere.
-    pub fn token_cache(&self) -> Option<&Path> {
-        self.token_cache.as_deref()
-    }
-
     /// Makes the rows a run logged as `uncertain`, and still uncertain in the
     /// ledger, retryable again: the next run of their activation sends them.
     /// Returns how many were released.
     pub async fn release_uncertain(&self, run_id: &str) -> Result<u64> {
-        let done = sqlx::query(
+        let now = now();
+        let released = on!(self.db.executor(), |c| {
+            sqlx::query(
             "UPDATE ledger SET status = 'failed',
                     last_error = 'released for resend by `retl runs resend`',
-                    updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                    updated_at = $2
              WHERE status = 'uncertain'
-               AND activation = (SELECT activation FROM runs WHERE run_id = ?1)
-               AND row_key IN (SELECT row_key FROM run_rows WHERE run_id = ?1 AND outcome = 'uncertain')",
+               AND activation = (SELECT activation FROM runs WHERE run_id = $1)
+               AND row_key IN (SELECT row_key FROM run_rows WHERE run_id = $1 AND outcome = 'uncertain')",
         )
         .bind(run_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
-    }
-
-    /// The ledger.
-    pub fn ledger(&self) -> &Ledger {
-        &self.ledger
-    }
-
-    /// The connection pool.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+        .bind(&now)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected())
+        })?;
+        Ok(released)
     }
 
     /// Records the start of a run.
@@ -371,34 +434,46 @@ impl State {
             finished_at: None,
             error: None,
         };
-        sqlx::query("INSERT INTO runs (run_id, activation, status, started_at, counts) VALUES (?1, ?2, ?3, ?4, ?5)")
-            .bind(&summary.run_id)
-            .bind(&summary.activation)
-            .bind(&summary.status)
-            .bind(&summary.started_at)
-            .bind(serde_json::to_string(&summary.counts).unwrap_or_default())
-            .execute(&self.pool)
-            .await?;
+        let counts = serde_json::to_string(&summary.counts).unwrap_or_default();
+        on!(self.db.executor(), |c| {
+            sqlx::query(
+            "INSERT INTO runs (run_id, activation, status, started_at, counts) VALUES ($1, $2, $3, $4, $5)"
+        )
+        .bind(&summary.run_id)
+        .bind(&summary.activation)
+        .bind(&summary.status)
+        .bind(&summary.started_at)
+        .bind(&counts)
+        .execute(c)
+        .await
+        .map(|_| ())
+        })?;
         Ok(summary)
     }
 
     /// Records the end of a run: its status, counts and error; sets `finished_at`.
     pub async fn finish_run(&self, summary: &mut RunSummary) -> Result<()> {
         summary.finished_at = Some(now());
-        sqlx::query("UPDATE runs SET status = ?2, finished_at = ?3, counts = ?4, error = ?5 WHERE run_id = ?1")
-            .bind(&summary.run_id)
-            .bind(&summary.status)
-            .bind(&summary.finished_at)
-            .bind(serde_json::to_string(&summary.counts).unwrap_or_default())
-            .bind(&summary.error)
-            .execute(&self.pool)
-            .await?;
+        let counts = serde_json::to_string(&summary.counts).unwrap_or_default();
+        on!(self.db.executor(), |c| {
+            sqlx::query(
+            "UPDATE runs SET status = $2, finished_at = $3, counts = $4, error = $5 WHERE run_id = $1"
+        )
+        .bind(&summary.run_id)
+        .bind(&summary.status)
+        .bind(&summary.finished_at)
+        .bind(&counts)
+        .bind(&summary.error)
+        .execute(c)
+        .await
+        .map(|_| ())
+        })?;
         Ok(())
     }
 
-    /// Appends rows to a run's log on `conn` (inside the caller's transaction).
+    /// Appends rows to a run's log inside the caller's transaction.
     pub(crate) async fn log_rows(
-        conn: &mut SqliteConnection,
+        tx: &mut Tx,
         run_id: &str,
         first_seq: u64,
         rows: &[RowLog],
@@ -407,10 +482,11 @@ impl State {
         for (i, row) in rows.iter().enumerate() {
             let seq = i64::try_from(first_seq + i as u64)
                 .map_err(|_| Error::State("run log sequence overflow".into()))?;
-            sqlx::query(
+            on!(tx.executor(), |c| {
+                sqlx::query(
                 "INSERT INTO run_rows (run_id, seq, row_key, reference, outcome, reason, status_code,
                                        error_code, correlation_id, invitation_id, link_url, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .bind(run_id)
             .bind(seq)
@@ -418,74 +494,84 @@ impl State {
             .bind(&row.reference)
             .bind(&row.outcome)
             .bind(&row.reason)
-            .bind(row.status_code)
+            .bind(row.status_code.map(i64::from))
             .bind(&row.error_code)
             .bind(&row.correlation_id)
             .bind(&row.invitation_id)
             .bind(&row.link_url)
             .bind(&at)
-            .execute(&mut *conn)
-            .await?;
+            .execute(c)
+            .await
+            .map(|_| ())
+            })?;
         }
         Ok(())
     }
 
-    fn summary_from(row: &sqlx::sqlite::SqliteRow) -> Result<RunSummary> {
-        let counts: String = row.try_get("counts")?;
-        Ok(RunSummary {
-            run_id: row.try_get("run_id")?,
-            activation: row.try_get("activation")?,
-            status: row.try_get("status")?,
-            counts: serde_json::from_str(&counts).unwrap_or_default(),
-            started_at: row.try_get("started_at")?,
-            finished_at: row.try_get("finished_at")?,
-            error: row.try_get("error")?,
-        })
-    }
-
     /// The most recent runs, newest first.
     pub async fn list_runs(&self, activation: Option<&str>, limit: u32) -> Result<Vec<RunSummary>> {
-        let rows = sqlx::query(
-            "SELECT * FROM runs WHERE ?1 IS NULL OR activation = ?1 ORDER BY started_at DESC, run_id DESC LIMIT ?2",
-        )
-        .bind(activation)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(Self::summary_from).collect()
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE CAST($1 AS TEXT) IS NULL OR activation = $1
+             ORDER BY started_at DESC, run_id DESC LIMIT $2"
+        );
+        let rows: Vec<RunRow> = on!(self.db.executor(), |c| sqlx::query_as(&sql)
+            .bind(activation)
+            .bind(i64::from(limit))
+            .fetch_all(c)
+            .await)?;
+        Ok(rows.into_iter().map(summary_from).collect())
     }
 
     /// One run, if it exists.
     pub async fn run(&self, run_id: &str) -> Result<Option<RunSummary>> {
-        let row = sqlx::query("SELECT * FROM runs WHERE run_id = ?1")
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = $1");
+        let row: Option<RunRow> = on!(self.db.executor(), |c| sqlx::query_as(&sql)
             .bind(run_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(Self::summary_from).transpose()
+            .fetch_optional(c)
+            .await)?;
+        Ok(row.map(summary_from))
     }
 
     /// The rows logged by a run, in the order they were recorded.
     pub async fn run_rows(&self, run_id: &str) -> Result<Vec<RowLog>> {
-        let rows = sqlx::query("SELECT * FROM run_rows WHERE run_id = ?1 ORDER BY seq")
-            .bind(run_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let status: Option<i64> = row.try_get("status_code")?;
-                Ok(RowLog {
-                    key: row.try_get("row_key")?,
-                    reference: row.try_get("reference")?,
-                    outcome: row.try_get("outcome")?,
-                    reason: row.try_get("reason")?,
-                    status_code: status.and_then(|s| u16::try_from(s).ok()),
-                    error_code: row.try_get("error_code")?,
-                    correlation_id: row.try_get("correlation_id")?,
-                    invitation_id: row.try_get("invitation_id")?,
-                    link_url: row.try_get("link_url")?,
-                })
-            })
-            .collect()
+        let rows: Vec<LogRow> = on!(self.db.executor(), |c| {
+            sqlx::query_as(
+            "SELECT row_key, reference, outcome, reason, status_code, error_code, correlation_id,
+                    invitation_id, link_url
+             FROM run_rows WHERE run_id = $1 ORDER BY seq",
+        )
+        .bind(run_id)
+        .fetch_all(c)
+        .await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(
+                    key,
+                    reference,
+                    outcome,
+                    reason,
+                    status,
+                    error_code,
+                    correlation_id,
+                    invitation_id,
+                    link_url,
+                )| {
+                    RowLog {
+                        key,
+                        reference,
+                        outcome,
+                        reason,
+                        status_code: status.and_then(|s| u16::try_from(s).ok()),
+                        error_code,
+                        correlation_id,
+                        invitation_id,
+                        link_url,
+                    }
+                },
+            )
+            .collect())
     }
 }
 
@@ -538,10 +624,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(fresh.token, zombie.token + 1);
-        let mut conn = state.pool().acquire().await.unwrap();
-        let err = State::check_lease(&mut conn, &zombie).await.unwrap_err();
+        let mut tx = state.db().begin().await.unwrap();
+        let err = State::check_lease(&mut tx, &zombie).await.unwrap_err();
         assert!(matches!(err, Error::LeaseLost { .. }));
-        State::check_lease(&mut conn, &fresh).await.unwrap();
+        State::check_lease(&mut tx, &fresh).await.unwrap();
+        tx.commit().await.unwrap();
         assert!(
             !state.renew_lease(&zombie).await.unwrap(),
             "the zombie cannot renew either"
@@ -552,10 +639,13 @@ mod tests {
     async fn a_lease_of_a_dead_local_process_is_taken_over_at_once() {
         let (_dir, state) = state().await;
         // A process id that cannot exist (above the kernel's pid_max).
+        let retl_diff::Db::Sqlite(pool) = state.db() else {
+            unreachable!()
+        };
         sqlx::query("INSERT INTO leases VALUES ('orders', ?1, 7, ?2)")
             .bind(format!("{}:4294967:run-x", host_name()))
             .bind(now_ms() + 3_600_000)
-            .execute(state.pool())
+            .execute(pool)
             .await
             .unwrap();
         let lease = state
