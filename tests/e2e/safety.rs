@@ -326,3 +326,152 @@ fn a_read_only_state_database_is_a_clear_error_and_changes_nothing() {
 }
 
 use std::process::Command;
+
+#[test]
+fn a_state_database_locked_by_another_program_is_a_clear_error() {
+    let world = World::new();
+    world.insert(1, 2, None, None);
+    let (code, _) = world.run();
+    assert_eq!(code, 0);
+    world.insert(3, 4, None, None);
+    // Another program holds the write lock longer than retl waits (10 s).
+    let url = world.state_url();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        use sqlx::ConnectOptions as _;
+        use std::str::FromStr as _;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut conn = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            sqlx::raw_sql("BEGIN EXCLUSIVE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            locked_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+            sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.unwrap();
+        });
+    });
+    locked_rx.recv().unwrap();
+    let out = world.retl(&["run", "orders"], "emulator-secret");
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("database is locked"), "{stderr}");
+    assert_eq!(world.accepted_references().len(), 2, "nothing was sent");
+    let (code, summary) = world.run();
+    assert_eq!(code, 0);
+    assert_eq!(count(&summary, "sent"), 2);
+}
+
+#[test]
+fn bad_rows_are_explained_and_the_others_go_on() {
+    let world = World::new();
+    world.insert(1, 4, Some(2), None);
+    world.sql("UPDATE orders SET locale = 'english' WHERE order_id = 3");
+    world.write(
+        "activations/orders.yaml",
+        &format!(
+            "source:\n  connection: {}\n  query: SELECT CASE WHEN order_id = 4 THEN 'A#4' ELSE CAST(order_id AS TEXT) END AS ref, full_name, email, locale FROM orders\n  primary_key: [ref]\ndestination: trustpilot\nmapping:\n  reference_number: ref\n  consumer_name: full_name\n  consumer_email: email\n  locale: locale\n",
+            world.connection()
+        ),
+    );
+    let (code, summary) = world.run();
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(
+        (count(&summary, "sent"), count(&summary, "rejected")),
+        (1, 3)
+    );
+    let log = world.show(summary["run_id"].as_str().unwrap());
+    let reasons: Vec<String> = log["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["outcome"] == "rejected")
+        .map(|r| {
+            format!(
+                "{}: {}",
+                r["key"].as_str().unwrap(),
+                r["reason"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        reasons.contains(&"2: consumer_email: not a valid email address".to_owned()),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&"3: locale: `english` is not of the form xx-YY (e.g. en-US)".to_owned()),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("A#4: reference_number: `A#4` contains `#`")),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        world.emulator().stats().invitation_requests,
+        1,
+        "bad rows cost no request"
+    );
+}
+
+#[test]
+fn an_sql_error_in_a_query_model_is_reported_with_the_databases_words() {
+    let world = World::new();
+    world.insert(1, 2, None, None);
+    world.write(
+        "activations/orders.yaml",
+        &format!(
+            "source:\n  connection: {}\n  query: SELECT order_id, full_name, email FROM ordrs\ndestination: trustpilot\nmapping:\n  reference_number: order_id\n  consumer_name: full_name\n  consumer_email: email\n",
+            world.connection()
+        ),
+    );
+    let (code, summary) = world.run();
+    assert_eq!(code, 1, "{summary}");
+    let error = summary["error"].as_str().unwrap();
+    assert!(
+        error.contains("source query failed") && error.contains("no such table: ordrs"),
+        "{error}"
+    );
+    assert_eq!(
+        world.ledger().values().sum::<u64>(),
+        0,
+        "the ledger is untouched"
+    );
+}
+
+#[test]
+fn secrets_stay_out_of_text_logs_too() {
+    let world = World::new();
+    world.insert(1, 2, Some(2), None);
+    let out = world.retl(&["-vv", "run", "orders"], "emulator-secret");
+    assert_eq!(out.status.code(), Some(0));
+    let everything = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        everything.contains("run finished"),
+        "debug logs were written: {everything}"
+    );
+    assert!(!everything.contains("emulator-secret"));
+    assert!(!everything.contains("emulator-key"));
+    assert!(!everything.contains("customer1@shop.example"));
+    let tokens = world.dir.path().join("tokens");
+    for file in std::fs::read_dir(tokens).unwrap() {
+        let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+        assert!(!text.contains("emulator-secret") && !text.contains("emulator-key"));
+    }
+}
