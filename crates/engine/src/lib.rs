@@ -9,32 +9,45 @@
 //!
 //! The order of writes is the correctness contract of retl:
 //!
+//! 0. **Lease.** A run first takes its activation's lease in the state
+//!    database (a row with a holder, an expiry and a fencing token), renewed
+//!    every third of its length. A second run of the activation, here or on
+//!    another machine sharing a PostgreSQL state database, is refused
+//!    ([`Error::Locked`]). A lease expires if its holder dies; on the same
+//!    machine, a lease whose holder process is gone is taken over at once.
 //! 1. **Mark in flight.** Before a request for a row leaves, the row's key is
 //!    written to the ledger as `in_flight` and committed (SQLite with
-//!    `synchronous = FULL`).
-//! 2. **Send.** The request goes to Trustpilot.
+//!    `synchronous = FULL`), in a transaction that first checks the lease's
+//!    fencing token.
+//! 2. **Send.** The request goes to Trustpilot, from a task that touches no
+//!    database.
 //! 3. **Record.** The outcome (`sent`, `rejected`, `failed`, `uncertain`) and
-//!    the row's run-log entry are committed together, in one transaction.
+//!    the row's run-log entry are committed together, in one transaction that
+//!    also checks the fencing token, so a run whose lease was taken over (a
+//!    zombie) can no longer change the ledger.
 //!
 //! A run that dies between 1 and 3 leaves the key `in_flight`. The next run of
 //! the activation turns every such key into `uncertain` before it reads a row,
 //! reports them in its run log, and never sends them again on its own: the
 //! invitation may have gone out, and an email cannot be recalled. So a row is
-//! sent at most once, and a row that is not known to be sent is always either
-//! retried (`failed`, or never marked) or reported (`uncertain`).
+//! sent at most once, a row that is not known to be sent is always either
+//! retried (`failed`, or never marked) or reported (`uncertain`), and a kill
+//! leaves at most `concurrency` rows uncertain.
 //!
 //! Rows rejected before any request (bad data, a NULL or duplicated key) are
 //! recorded per batch. A request refused for a reason that concerns the whole
 //! destination (bad credentials, unknown business unit) stops the run; that
 //! row's key goes back to its previous ledger state and the rows not yet sent
-//! are logged as `skipped`, to be sent by the next run.
+//! are logged as `skipped`, to be sent by the next run. An interrupt (SIGINT,
+//! SIGTERM, [`RunOptions::cancel`]) stops reading and starting requests; the
+//! requests under way get a bounded time to finish, and any still running
+//! after it are recorded `uncertain`.
 //!
 //! Every row read ends with exactly one outcome, and the run checks its own
 //! accounting before it finishes:
 //! `read = already_sent + already_rejected + ignored_changed + new` and
 //! `new = sent + rejected + failed + uncertain + skipped`.
 
-mod check;
 pub mod config;
 mod error;
 mod run;
