@@ -48,6 +48,7 @@
 //! `read = already_sent + already_rejected + ignored_changed + new` and
 //! `new = sent + rejected + failed + uncertain + skipped`.
 
+mod check;
 pub mod config;
 mod error;
 mod run;
