@@ -517,10 +517,10 @@ async fn templates(
     };
     let state = State::open(state_url).await?;
     let client = retl_engine::client(destination, state.token_cache())?;
-    let templates = client.templates(&business_unit).await.map_err(|source| {
+    let templates = client.templates(&business_unit).await.map_err(|error| {
         retl_engine::Error::Destination {
             destination: name.to_owned(),
-            source,
+            error,
         }
     })?;
     if json {

@@ -143,6 +143,20 @@ impl Tx {
         }
     }
 
+    /// Makes concurrent schema changes wait for this transaction: two
+    /// processes creating the tables of a new PostgreSQL database at the same
+    /// moment would otherwise collide in its catalogue. (SQLite's write
+    /// transaction already excludes the other.)
+    pub async fn serialize_schema_changes(&mut self) -> Result<()> {
+        if let Tx::Postgres(tx) = self {
+            // Any fixed number: it names retl's schema lock.
+            sqlx::query("SELECT pg_advisory_xact_lock(7265071101)")
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Commits.
     pub async fn commit(self) -> Result<()> {
         match self {

@@ -19,10 +19,18 @@ pub enum Error {
     Open(String),
     /// The state database failed.
     #[error("ledger: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     /// The ledger holds a value this version does not understand.
     #[error("ledger: corrupt entry: {0}")]
     Corrupt(String),
+}
+
+// The database's words are in the message, so they are not also a `source()`
+// (a chain printer would show them twice).
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Database(e)
+    }
 }
 
 /// Result with this crate's [`Error`].

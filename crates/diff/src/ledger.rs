@@ -126,7 +126,22 @@ impl Ledger {
 
     /// Opens the ledger in `db`, creating its table if needed.
     pub async fn open(db: Db) -> Result<Self> {
-        let (bytes, rowid) = if db.is_postgres() {
+        let mut tx = db.begin().await?;
+        tx.serialize_schema_changes().await?;
+        Self::create_in(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Ledger { db })
+    }
+
+    /// Wraps `db`, whose ledger table [`create_in`](Self::create_in) made.
+    pub fn new(db: Db) -> Self {
+        Ledger { db }
+    }
+
+    /// Creates the ledger table if needed, inside the caller's transaction.
+    pub async fn create_in(tx: &mut Tx) -> Result<()> {
+        let postgres = matches!(tx, Tx::Postgres(_));
+        let (bytes, rowid) = if postgres {
             ("BYTEA", "")
         } else {
             ("BLOB", " WITHOUT ROWID")
@@ -147,11 +162,11 @@ impl Ledger {
                 PRIMARY KEY (activation, key_hash)
             ){rowid}"
         );
-        on!(db.executor(), |c| sqlx::query(&ddl)
+        on!(tx.executor(), |c| sqlx::query(&ddl)
             .execute(c)
             .await
-            .map(|r| r.rows_affected()))?;
-        Ok(Ledger { db })
+            .map(|_| ()))?;
+        Ok(())
     }
 
     /// The entries of those `keys` that the ledger holds for `activation`.

@@ -19,9 +19,9 @@ pub fn client(destination: &Destination, token_cache: Option<&Path>) -> Result<C
     config.timeout = destination.request_timeout;
     config.rate_limits.clone_from(&destination.rate_limits);
     config.token_cache = token_cache.map(Into::into);
-    Client::new(config).map_err(|source| Error::Destination {
+    Client::new(config).map_err(|error| Error::Destination {
         destination: destination.name.clone(),
-        source,
+        error,
     })
 }
 
@@ -102,9 +102,9 @@ pub async fn check_source(activation: &Activation, destination: &Destination) ->
     let name = activation.name.as_str();
     let schema = Source::describe(&activation.source_spec())
         .await
-        .map_err(|source| Error::Source {
+        .map_err(|error| Error::Source {
             activation: name.to_owned(),
-            source,
+            error,
         })?;
     let settings = destination.defaults.overlay(&activation.target);
     Mapper::new(settings, &activation.mapping, &schema).map_err(|e| Error::Mapping {

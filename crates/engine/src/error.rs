@@ -18,20 +18,20 @@ pub enum Error {
         message: String,
     },
     /// The source failed (connection, query, a value of the wrong type).
-    #[error("source of activation `{activation}`: {source}")]
+    #[error("source of activation `{activation}`: {error}")]
     Source {
         /// The activation.
         activation: String,
-        /// The source's error.
-        source: retl_source::Error,
+        /// The source's error (in the message, so not also a `source()`).
+        error: retl_source::Error,
     },
     /// Trustpilot refused the destination's configuration or credentials.
-    #[error("destination `{destination}`: {source}")]
+    #[error("destination `{destination}`: {error}")]
     Destination {
         /// The destination.
         destination: String,
-        /// The client's error.
-        source: retl_trustpilot::Error,
+        /// The client's error (in the message, so not also a `source()`).
+        error: retl_trustpilot::Error,
     },
     /// The state database failed.
     #[error("state database: {0}")]
@@ -76,11 +76,9 @@ impl Error {
     pub fn is_config(&self) -> bool {
         match self {
             Error::Config(_) | Error::Mapping { .. } => true,
-            Error::Destination { source, .. } => {
-                source.class() == retl_trustpilot::ErrorClass::Fatal
-            }
-            Error::Source { source, .. } => matches!(
-                source,
+            Error::Destination { error, .. } => error.class() == retl_trustpilot::ErrorClass::Fatal,
+            Error::Source { error, .. } => matches!(
+                error,
                 retl_source::Error::ColumnMissing { .. }
                     | retl_source::Error::UnsupportedType { .. }
                     | retl_source::Error::UnsupportedScheme { .. }

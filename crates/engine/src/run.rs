@@ -329,9 +329,9 @@ impl RunCtx<'_> {
         }
 
         let spec = activation.source_spec();
-        let source_error = |source| Error::Source {
+        let source_error = |error| Error::Source {
             activation: name.to_owned(),
-            source,
+            error,
         };
         let mut source = Source::open(&spec).await.map_err(source_error)?;
         let schema = source.schema();
@@ -400,7 +400,7 @@ impl RunCtx<'_> {
             if let Some(error) = fatal {
                 return Err(Error::Destination {
                     destination: destination.name.clone(),
-                    source: error,
+                    error,
                 });
             }
         }

@@ -182,7 +182,9 @@ impl State {
     /// Opens (creating if needed) the state database: `sqlite://PATH` or `postgres://…`.
     pub async fn open(url: &str) -> Result<State> {
         let db = Db::open(url).await?;
-        let ledger = Ledger::open(db.clone()).await?;
+        let mut tx = db.begin().await?;
+        tx.serialize_schema_changes().await?;
+        Ledger::create_in(&mut tx).await?;
         let statements = [
             "CREATE TABLE IF NOT EXISTS runs (
                 run_id      TEXT PRIMARY KEY,
@@ -217,31 +219,33 @@ impl State {
              )",
         ];
         for statement in statements {
-            on!(db.executor(), |c| sqlx::query(statement)
+            on!(tx.executor(), |c| sqlx::query(statement)
                 .execute(c)
                 .await
                 .map(|_| ()))?;
         }
         // Databases made before invitation links lack the column.
-        match &db {
-            Db::Postgres(pool) => {
+        match tx.executor() {
+            retl_diff::DbRef::Postgres(c) => {
                 sqlx::query("ALTER TABLE run_rows ADD COLUMN IF NOT EXISTS link_url TEXT")
-                    .execute(pool)
+                    .execute(c)
                     .await?;
             }
-            Db::Sqlite(pool) => {
+            retl_diff::DbRef::Sqlite(c) => {
                 let has: Option<(String,)> = sqlx::query_as(
                     "SELECT name FROM pragma_table_info('run_rows') WHERE name = 'link_url'",
                 )
-                .fetch_optional(pool)
+                .fetch_optional(&mut *c)
                 .await?;
                 if has.is_none() {
                     sqlx::query("ALTER TABLE run_rows ADD COLUMN link_url TEXT")
-                        .execute(pool)
+                        .execute(c)
                         .await?;
                 }
             }
         }
+        tx.commit().await?;
+        let ledger = Ledger::new(db.clone());
         let token_cache = match &db {
             // Beside the database file.
             Db::Sqlite(_) => {

@@ -17,7 +17,7 @@ pub enum Error {
     InvalidBatchSize,
     /// The database could not be reached or opened.
     #[error("cannot connect to the source: {0}")]
-    Connect(#[source] sqlx::Error),
+    Connect(sqlx::Error),
     /// Connecting took longer than the connect timeout.
     #[error("cannot connect to the source within {0:?}")]
     ConnectTimeout(std::time::Duration),
@@ -62,7 +62,7 @@ pub enum Error {
     },
     /// The model's SQL failed, before or during the read.
     #[error("source query failed: {0}")]
-    Query(#[source] sqlx::Error),
+    Query(sqlx::Error),
 }
 
 /// Result with this crate's [`Error`].

@@ -135,12 +135,12 @@ pub enum Error {
     Auth(ApiError),
     /// No connection could be made: nothing was sent.
     #[error("cannot connect to trustpilot: {0}")]
-    Connect(#[source] reqwest::Error),
+    Connect(reqwest::Error),
     /// The request went out but no complete answer came back.
     #[error(
         "no answer from trustpilot after the request was sent (it may have been accepted): {0}"
     )]
-    NoResponse(#[source] reqwest::Error),
+    NoResponse(reqwest::Error),
     /// The token response could not be read.
     #[error("unexpected token response: {0}")]
     TokenResponse(String),
