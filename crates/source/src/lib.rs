@@ -232,16 +232,29 @@ impl Source {
         Ok(plan.schema)
     }
 
-    fn start(
+    /// Spawns `read` as the reader task; an error it ends with becomes the
+    /// stream's last item.
+    fn start<F>(
         schema: SchemaRef,
-        read: impl FnOnce(mpsc::Sender<Result<RecordBatch>>) -> JoinHandle<()>,
-    ) -> Source {
+        read: impl FnOnce(mpsc::Sender<Result<RecordBatch>>) -> F,
+    ) -> Source
+    where
+        F: Future<Output = Result<()>> + Send + 'static,
+    {
         // Two batches wait at most: the reader blocks until the run takes one.
         let (tx, rx) = mpsc::channel(2);
+        let errors = tx.clone();
+        let reading = read(tx);
+        let reader = tokio::spawn(async move {
+            if let Err(e) = reading.await {
+                // The receiver may be gone (the run was cancelled): nothing left to tell.
+                let _ = errors.send(Err(e)).await;
+            }
+        });
         Source {
             schema,
             batches: rx,
-            reader: read(tx),
+            reader,
         }
     }
 
@@ -272,6 +285,40 @@ pub(crate) async fn flush(
     let batch = RecordBatch::try_new(schema.clone(), columns)
         .expect("builders follow the schema and hold the same number of rows");
     tx.send(Ok(batch)).await.is_ok()
+}
+
+/// Reads a stream of database rows into batches of `plan`, sending each full
+/// batch to `tx`; `append(builder, row, column, row_number)` fills one cell.
+pub(crate) async fn read_rows<R>(
+    mut rows: futures::stream::BoxStream<'_, std::result::Result<R, sqlx::Error>>,
+    plan: &Plan,
+    batch_size: usize,
+    read_timeout: Duration,
+    tx: &mpsc::Sender<Result<RecordBatch>>,
+    append: impl Fn(&mut columns::Builder, &R, usize, u64) -> Result<()>,
+) -> Result<()> {
+    use futures::TryStreamExt as _;
+    let mut builders = builders(plan, batch_size);
+    let mut row_number: u64 = 0;
+    loop {
+        let next = tokio::time::timeout(read_timeout, rows.try_next())
+            .await
+            .map_err(|_| Error::ReadTimeout(read_timeout))?;
+        let Some(row) = next.map_err(Error::Query)? else {
+            break;
+        };
+        row_number += 1;
+        for (index, builder) in builders.iter_mut().enumerate() {
+            append(builder, &row, index, row_number)?;
+        }
+        if builders[0].len() >= batch_size && !flush(&plan.schema, &mut builders, tx).await {
+            return Ok(());
+        }
+    }
+    if builders.first().is_some_and(|b| b.len() > 0) {
+        flush(&plan.schema, &mut builders, tx).await;
+    }
+    Ok(())
 }
 
 /// The builders for one batch of `plan`.

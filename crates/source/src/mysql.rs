@@ -8,13 +8,11 @@
 use std::str::FromStr;
 
 use chrono::{NaiveDate, NaiveDateTime};
-use futures::TryStreamExt;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlRow};
 use sqlx::{Column, ConnectOptions, Executor, Row, TypeInfo, ValueRef};
-use tokio::sync::mpsc;
 
 use crate::columns::{Builder, Kind, nestable, quote_column, quote_ident};
-use crate::{Error, Model, Plan, Result, Source, SourceSpec, builders, connecting, flush};
+use crate::{Error, Model, Plan, Result, Source, SourceSpec, connecting, read_rows};
 
 fn kind_of(db_type: &str) -> Option<Kind> {
     Some(match db_type {
@@ -74,15 +72,23 @@ pub(crate) async fn plan(spec: &SourceSpec) -> Result<(Plan, MySqlConnection, St
 
 pub(crate) async fn open(spec: &SourceSpec) -> Result<Source> {
     let (plan, mut conn, sql) = plan(spec).await?;
-    let batch_size = spec.batch_size;
-    let read_timeout = spec.read_timeout;
-    Ok(Source::start(plan.schema.clone(), move |tx| {
-        tokio::spawn(async move {
-            let result = read(&mut conn, &sql, &plan, batch_size, read_timeout, &tx).await;
-            if let Err(e) = result {
-                let _ = tx.send(Err(e)).await;
-            }
-        })
+    let (batch_size, read_timeout) = (spec.batch_size, spec.read_timeout);
+    Ok(Source::start(plan.schema.clone(), move |tx| async move {
+        let rows = conn.fetch(sql.as_str());
+        read_rows(
+            rows,
+            &plan,
+            batch_size,
+            read_timeout,
+            &tx,
+            |builder, row, i, n| {
+                append(builder, row, i).map_err(|e| Error::Decode {
+                    column: plan.schema.field(i).name().clone(),
+                    message: format!("row {n} ({}): {e}", plan.db_types[i]),
+                })
+            },
+        )
+        .await
     }))
 }
 
@@ -114,41 +120,6 @@ fn append(builder: &mut Builder, row: &MySqlRow, i: usize) -> std::result::Resul
             let at: NaiveDateTime = row.try_get_unchecked(i)?;
             b.append_value(at.and_utc().timestamp_micros());
         }
-    }
-    Ok(())
-}
-
-async fn read(
-    conn: &mut MySqlConnection,
-    sql: &str,
-    plan: &Plan,
-    batch_size: usize,
-    read_timeout: std::time::Duration,
-    tx: &mpsc::Sender<Result<crate::RecordBatch>>,
-) -> Result<()> {
-    let mut builders = builders(plan, batch_size);
-    let mut rows = conn.fetch(sql);
-    let mut row_number: u64 = 0;
-    loop {
-        let next = tokio::time::timeout(read_timeout, rows.try_next())
-            .await
-            .map_err(|_| Error::ReadTimeout(read_timeout))?;
-        let Some(row) = next.map_err(Error::Query)? else {
-            break;
-        };
-        row_number += 1;
-        for (i, builder) in builders.iter_mut().enumerate() {
-            append(builder, &row, i).map_err(|e| Error::Decode {
-                column: plan.schema.field(i).name().clone(),
-                message: format!("row {row_number} ({}): {e}", plan.db_types[i]),
-            })?;
-        }
-        if builders[0].len() >= batch_size && !flush(&plan.schema, &mut builders, tx).await {
-            return Ok(());
-        }
-    }
-    if builders.first().is_some_and(|b| b.len() > 0) {
-        flush(&plan.schema, &mut builders, tx).await;
     }
     Ok(())
 }

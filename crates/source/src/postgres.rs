@@ -88,13 +88,8 @@ pub(crate) async fn open(spec: &SourceSpec) -> Result<Source> {
     let (plan, mut conn, sql) = plan(spec).await?;
     let batch_size = spec.batch_size;
     let read_timeout = spec.read_timeout;
-    Ok(Source::start(plan.schema.clone(), move |tx| {
-        tokio::spawn(async move {
-            let result = read(&mut conn, &sql, &plan, batch_size, read_timeout, &tx).await;
-            if let Err(e) = result {
-                let _ = tx.send(Err(e)).await;
-            }
-        })
+    Ok(Source::start(plan.schema.clone(), move |tx| async move {
+        read(&mut conn, &sql, &plan, batch_size, read_timeout, &tx).await
     }))
 }
 

@@ -9,13 +9,11 @@
 
 use std::str::FromStr;
 
-use futures::TryStreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteRow};
 use sqlx::{Column, ConnectOptions, Executor, Row, TypeInfo, ValueRef};
-use tokio::sync::mpsc;
 
 use crate::columns::{Builder, Kind, nestable, quote_column, quote_ident};
-use crate::{Error, Model, Plan, Result, Source, SourceSpec, builders, connecting, flush};
+use crate::{Error, Model, Plan, Result, Source, SourceSpec, connecting, read_rows};
 
 fn kind_of(declared: &str) -> Kind {
     let declared = declared.to_ascii_uppercase();
@@ -59,16 +57,26 @@ pub(crate) async fn plan(spec: &SourceSpec) -> Result<(Plan, SqliteConnection, S
 
 pub(crate) async fn open(spec: &SourceSpec) -> Result<Source> {
     let (plan, mut conn, sql) = plan(spec).await?;
-    let batch_size = spec.batch_size;
-    let read_timeout = spec.read_timeout;
-    Ok(Source::start(plan.schema.clone(), move |tx| {
-        tokio::spawn(async move {
-            let result = read(&mut conn, &sql, &plan, batch_size, read_timeout, &tx).await;
-            if let Err(e) = result {
-                // The receiver may be gone (the run was cancelled): nothing left to tell.
-                let _ = tx.send(Err(e)).await;
-            }
-        })
+    let (batch_size, read_timeout) = (spec.batch_size, spec.read_timeout);
+    Ok(Source::start(plan.schema.clone(), move |tx| async move {
+        let rows = conn.fetch(sql.as_str());
+        read_rows(
+            rows,
+            &plan,
+            batch_size,
+            read_timeout,
+            &tx,
+            |builder, row, i, n| {
+                let field = plan.schema.field(i);
+                append(builder, row, i).map_err(|found| Error::ValueType {
+                    column: field.name().clone(),
+                    row: n,
+                    found,
+                    expected: field.data_type().to_string(),
+                })
+            },
+        )
+        .await
     }))
 }
 
@@ -107,47 +115,6 @@ fn append(builder: &mut Builder, row: &SqliteRow, index: usize) -> std::result::
             );
         }
         _ => return Err(class),
-    }
-    Ok(())
-}
-
-async fn read(
-    conn: &mut SqliteConnection,
-    sql: &str,
-    plan: &Plan,
-    batch_size: usize,
-    read_timeout: std::time::Duration,
-    tx: &mpsc::Sender<Result<crate::RecordBatch>>,
-) -> Result<()> {
-    let mut builders = builders(plan, batch_size);
-    let mut rows = conn.fetch(sql);
-    let mut row_number: u64 = 0;
-    loop {
-        let next = tokio::time::timeout(read_timeout, rows.try_next())
-            .await
-            .map_err(|_| Error::ReadTimeout(read_timeout))?;
-        let Some(row) = next.map_err(Error::Query)? else {
-            break;
-        };
-        row_number += 1;
-        for (index, (builder, field)) in builders
-            .iter_mut()
-            .zip(plan.schema.fields().iter())
-            .enumerate()
-        {
-            append(builder, &row, index).map_err(|found| Error::ValueType {
-                column: field.name().clone(),
-                row: row_number,
-                found,
-                expected: field.data_type().to_string(),
-            })?;
-        }
-        if builders[0].len() >= batch_size && !flush(&plan.schema, &mut builders, tx).await {
-            return Ok(());
-        }
-    }
-    if builders.first().is_some_and(|b| b.len() > 0) {
-        flush(&plan.schema, &mut builders, tx).await;
     }
     Ok(())
 }

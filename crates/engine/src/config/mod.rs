@@ -286,6 +286,32 @@ fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Inserts `item` under `name`, or returns the problem of a second definition.
+fn insert_unique<T>(
+    map: &mut BTreeMap<String, T>,
+    name: String,
+    item: T,
+    file: impl Fn(&T) -> &PathBuf,
+    what: &str,
+) -> Option<Problem> {
+    if let Some(other) = map.get(&name) {
+        return Some(Problem {
+            location: Some(Location {
+                file: file(&item).clone(),
+                line: 1,
+                column: 1,
+            }),
+            path: "name".into(),
+            message: format!(
+                "{what} `{name}` is also defined in {}",
+                file(other).display()
+            ),
+        });
+    }
+    map.insert(name, item);
+    None
+}
+
 fn stem(file: &Path) -> String {
     file.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -333,50 +359,16 @@ impl Project {
         };
         for file in read("destinations")? {
             if let Some(destination) = project.parse_file(&file, env, read_destination) {
-                if let Some(other) = project.destinations.get(&destination.name) {
-                    let message = format!(
-                        "destination `{}` is also defined in {}",
-                        destination.name,
-                        other.file.display()
-                    );
-                    project.problems.push(Problem {
-                        location: Some(Location {
-                            file,
-                            line: 1,
-                            column: 1,
-                        }),
-                        path: "name".into(),
-                        message,
-                    });
-                } else {
-                    project
-                        .destinations
-                        .insert(destination.name.clone(), destination);
-                }
+                let (name, existing) = (destination.name.clone(), &mut project.destinations);
+                let clash = insert_unique(existing, name, destination, |d| &d.file, "destination");
+                project.problems.extend(clash);
             }
         }
         for file in read("activations")? {
             if let Some(activation) = project.parse_file(&file, env, read_activation) {
-                if let Some(other) = project.activations.get(&activation.name) {
-                    let message = format!(
-                        "activation `{}` is also defined in {}",
-                        activation.name,
-                        other.file.display()
-                    );
-                    project.problems.push(Problem {
-                        location: Some(Location {
-                            file,
-                            line: 1,
-                            column: 1,
-                        }),
-                        path: "name".into(),
-                        message,
-                    });
-                } else {
-                    project
-                        .activations
-                        .insert(activation.name.clone(), activation);
-                }
+                let (name, existing) = (activation.name.clone(), &mut project.activations);
+                let clash = insert_unique(existing, name, activation, |a| &a.file, "activation");
+                project.problems.extend(clash);
             }
         }
         let mut broken = Vec::new();

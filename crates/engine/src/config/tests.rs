@@ -221,3 +221,27 @@ fn the_example_configuration_in_the_repository_is_valid() {
     assert_eq!(activation.primary_key, vec!["order_id"]);
     assert_eq!(activation.mapping.len(), 5);
 }
+
+#[test]
+fn two_files_defining_one_name_are_reported() {
+    let (_dir, project) = project(&[
+        ("destinations/trustpilot.yaml", DESTINATION),
+        ("activations/a.yaml", &format!("name: orders\n{ACTIVATION}")),
+        ("activations/b.yaml", &format!("name: orders\n{ACTIVATION}")),
+    ]);
+    assert_eq!(project.problems.len(), 1);
+    assert!(
+        project.problems[0]
+            .message
+            .starts_with("activation `orders` is also defined in ")
+    );
+    assert!(
+        project.problems[0]
+            .to_string()
+            .contains("b.yaml:1:1: name: ")
+    );
+    assert!(
+        project.activation("orders").is_ok(),
+        "the first definition stands"
+    );
+}
