@@ -191,7 +191,13 @@ pub async fn run_with(
             }
         }))
     };
-    let mut summary = state.start_run(&run_id, &activation.name).await?;
+    let mut summary = match state.start_run(&run_id, &activation.name).await {
+        Ok(summary) => summary,
+        Err(e) => {
+            let _ = state.release_lease(&lease).await;
+            return Err(e);
+        }
+    };
     let span = tracing::info_span!("run", activation = %activation.name, run_id = %run_id);
     let mut ctx = RunCtx {
         state,
