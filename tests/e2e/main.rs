@@ -832,3 +832,47 @@ fn a_source_that_fails_mid_run_stops_the_run_and_the_next_run_picks_up() {
     assert_eq!(accepted.len(), 250);
     assert!(accepted.values().all(|&n| n == 1));
 }
+
+#[test]
+fn skip_existing_records_the_rows_already_there_and_sends_only_later_ones() {
+    let world = World::new();
+    world.sql(
+        "CREATE TABLE events (id INTEGER, name TEXT, email TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 250)
+         INSERT INTO events SELECT i, 'Customer ' || i, 'c' || i || '@shop.example' FROM n;
+         UPDATE events SET id = 'oops' WHERE id = 150;",
+    );
+    world.write(
+        "activations/orders.yaml",
+        &format!(
+            "source:\n  connection: {}\n  table: events\n  batch_size: 100\ndestination: trustpilot\nfirst_run: skip_existing\nmapping:\n  reference_number: id\n  consumer_name: name\n  consumer_email: email\n",
+            world.connection()
+        ),
+    );
+    // A first run that fails part-way has not completed: the next is a first run still.
+    let (code, failed) = world.run();
+    assert_eq!(code, 1, "{failed}");
+    assert_eq!(count(&failed, "baseline"), 100);
+    world.sql("UPDATE events SET id = 150 WHERE id = 'oops'");
+    let (code, first) = world.run();
+    assert_eq!(code, 0, "{first}");
+    assert_eq!((count(&first, "baseline"), count(&first, "sent")), (250, 0));
+    assert_eq!(world.emulator().stats().invitation_requests, 0);
+
+    world.sql(
+        "INSERT INTO events VALUES (251, 'New One', 'new1@shop.example'), (252, 'New Two', 'new2@shop.example')",
+    );
+    let (code, second) = world.run();
+    assert_eq!(code, 0, "{second}");
+    assert_eq!(
+        (
+            count(&second, "sent"),
+            count(&second, "already_sent"),
+            count(&second, "baseline")
+        ),
+        (2, 250, 0)
+    );
+    let mut sent: Vec<String> = world.accepted_references().into_keys().collect();
+    sent.sort();
+    assert_eq!(sent, vec!["251", "252"]);
+}

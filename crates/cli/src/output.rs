@@ -39,6 +39,13 @@ pub fn summary(s: &RunSummary) -> String {
         "  already_sent {}  already_rejected {}  ignored_changed {}",
         c.already_sent, c.already_rejected, c.ignored_changed
     );
+    if c.baseline > 0 {
+        let _ = writeln!(
+            out,
+            "  baseline {}: rows already there on the first run, recorded and not sent (first_run: skip_existing)",
+            c.baseline
+        );
+    }
     if c.recovered > 0 {
         let _ = writeln!(
             out,

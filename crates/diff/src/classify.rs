@@ -34,8 +34,8 @@ pub fn classify(entry: Option<&Entry>, content: &RowHash) -> Class {
         return Class::New;
     };
     match entry.status {
-        Status::Sent if entry.content == *content => Class::AlreadySent,
-        Status::Sent => Class::IgnoredChanged,
+        Status::Sent | Status::Baseline if entry.content == *content => Class::AlreadySent,
+        Status::Sent | Status::Baseline => Class::IgnoredChanged,
         Status::Rejected if entry.content == *content => Class::AlreadyRejected,
         Status::Rejected | Status::Failed => Class::Retry,
         Status::InFlight | Status::Uncertain => Class::Unresolved,
@@ -65,6 +65,18 @@ mod tests {
             Class::IgnoredChanged
         );
         assert!(!Class::IgnoredChanged.is_new());
+    }
+
+    #[test]
+    fn a_baseline_key_is_never_sent() {
+        assert_eq!(
+            classify(Some(&entry(Status::Baseline, 1)), &[1; 16]),
+            Class::AlreadySent
+        );
+        assert_eq!(
+            classify(Some(&entry(Status::Baseline, 1)), &[2; 16]),
+            Class::IgnoredChanged
+        );
     }
 
     #[test]

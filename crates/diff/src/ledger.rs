@@ -25,6 +25,9 @@ pub enum Status {
     Failed,
     /// The request may have reached Trustpilot: never resent automatically.
     Uncertain,
+    /// Present before the activation's first run (`first_run: skip_existing`):
+    /// never sent, and never to be.
+    Baseline,
 }
 
 impl Status {
@@ -36,6 +39,7 @@ impl Status {
             Status::Rejected => "rejected",
             Status::Failed => "failed",
             Status::Uncertain => "uncertain",
+            Status::Baseline => "baseline",
         }
     }
 }
@@ -56,6 +60,7 @@ impl FromStr for Status {
             "rejected" => Status::Rejected,
             "failed" => Status::Failed,
             "uncertain" => Status::Uncertain,
+            "baseline" => Status::Baseline,
             other => return Err(Error::Corrupt(format!("unknown status `{other}`"))),
         })
     }
@@ -299,6 +304,34 @@ impl Ledger {
         Ok(())
     }
 
+    /// Records keys as `baseline` (present before the activation's first run),
+    /// leaving any key the ledger already holds as it is.
+    pub async fn record_baseline_in(
+        tx: &mut Tx,
+        activation: &str,
+        run_id: &str,
+        rows: &[(RowHash, RowHash)],
+    ) -> Result<()> {
+        let now = now_text();
+        for (key, content) in rows {
+            on!(tx.executor(), |c| sqlx::query(
+                "INSERT INTO ledger (activation, key_hash, content_hash, status, attempts,
+                                     first_run, last_run, updated_at)
+                 VALUES ($1, $2, $3, 'baseline', 0, $4, $4, $5)
+                 ON CONFLICT (activation, key_hash) DO NOTHING"
+            )
+            .bind(activation)
+            .bind(key.as_slice())
+            .bind(content.as_slice())
+            .bind(run_id)
+            .bind(&now)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
+        }
+        Ok(())
+    }
+
     /// Undoes [`mark_in_flight`](Self::mark_in_flight) for a request known not to have
     /// been accepted (the run stopped before or because of it): the key returns to
     /// `previous`, or leaves the ledger if it had no entry.
@@ -357,6 +390,17 @@ impl Ledger {
             .fetch_all(c)
             .await)?;
         Ok(rows)
+    }
+
+    /// Whether the ledger holds any key of `activation`.
+    pub async fn is_empty(&self, activation: &str) -> Result<bool> {
+        let any: Option<(i64,)> = on!(self.db.executor(), |c| sqlx::query_as(
+            "SELECT 1 FROM ledger WHERE activation = $1 LIMIT 1"
+        )
+        .bind(activation)
+        .fetch_optional(c)
+        .await)?;
+        Ok(any.is_none())
     }
 
     /// How many keys of `activation` have each status.

@@ -15,7 +15,7 @@ use retl_trustpilot::{
 };
 use tracing::Instrument;
 
-use crate::config::{Activation, ActivationKind, Destination, RetryPolicy};
+use crate::config::{Activation, ActivationKind, Destination, FirstRun, RetryPolicy};
 use crate::state::{Counts, Lease, RowLog, RunSummary, State};
 use crate::{Error, Result};
 
@@ -381,12 +381,26 @@ impl RunCtx<'_> {
             }),
         };
 
+        // Until an activation's first run completes, `skip_existing` records
+        // the rows already there instead of sending them.
+        let baseline = activation.first_run == FirstRun::SkipExisting
+            && !self.state.has_completed_run(name).await?;
+        if baseline {
+            tracing::info!(
+                "first run with first_run: skip_existing: recording existing rows, sending none"
+            );
+        }
         while let Some(batch) = source.next_batch().await {
             if self.options.cancel.load(Ordering::SeqCst) {
                 tracing::warn!("interrupted: no more rows are read");
                 break;
             }
             let batch = batch.map_err(source_error)?;
+            if baseline {
+                self.record_baseline(&mapper, &batch, &key_columns, &content_columns)
+                    .await?;
+                continue;
+            }
             let columns = Columns {
                 key: &key_columns,
                 content: &content_columns,
@@ -515,6 +529,48 @@ impl RunCtx<'_> {
             .collect();
         self.commit(&outcomes, &logs).await?;
         Ok(pending)
+    }
+
+    /// Records every row of `batch` as `baseline` (rows without a key are rejected).
+    async fn record_baseline(
+        &mut self,
+        mapper: &Mapper,
+        batch: &RecordBatch,
+        key_columns: &[usize],
+        content_columns: &[usize],
+    ) -> Result<()> {
+        let keys = hash_rows(batch, key_columns)?;
+        let contents = hash_rows(batch, content_columns)?;
+        let mut rows = Vec::with_capacity(batch.num_rows());
+        let mut logs = Vec::new();
+        for row in 0..batch.num_rows() {
+            self.counts.read += 1;
+            let (row_key, has_null) = key_text(batch, key_columns, row);
+            if has_null {
+                self.counts.new += 1;
+                self.counts.rejected += 1;
+                let reason = format!(
+                    "primary key ({}) is NULL",
+                    self.activation.primary_key.join(", ")
+                );
+                logs.push(row_log(
+                    &row_key,
+                    mapper.reference(batch, row).as_deref(),
+                    "rejected",
+                    Some(reason),
+                ));
+            } else {
+                self.counts.baseline += 1;
+                rows.push((keys[row], contents[row]));
+            }
+        }
+        let mut tx = self.state.db().begin().await?;
+        State::check_lease(&mut tx, self.lease).await?;
+        Ledger::record_baseline_in(&mut tx, &self.activation.name, self.run_id, &rows).await?;
+        State::log_rows(&mut tx, self.run_id, self.seq, &logs).await?;
+        tx.commit().await?;
+        self.seq += logs.len() as u64;
+        Ok(())
     }
 
     /// Records ledger outcomes and run-log rows in one transaction.

@@ -10,7 +10,7 @@ use crate::{Error, Result};
 
 /// Counts of a run, by what happened to each row read.
 ///
-/// `read = already_sent + already_rejected + ignored_changed + new` and
+/// `read = already_sent + already_rejected + ignored_changed + new + baseline` and
 /// `new = sent + rejected + failed + uncertain + skipped`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Counts {
@@ -36,12 +36,21 @@ pub struct Counts {
     pub uncertain: u64,
     /// Rows an earlier, interrupted run left in flight, now marked uncertain (not part of `read`).
     pub recovered: u64,
+    /// Rows recorded without sending because they were there before the
+    /// activation's first run (`first_run: skip_existing`).
+    #[serde(default)]
+    pub baseline: u64,
 }
 
 impl Counts {
     /// Whether the accounting identities hold.
     pub fn balanced(&self) -> bool {
-        self.read == self.already_sent + self.already_rejected + self.ignored_changed + self.new
+        self.read
+            == self.already_sent
+                + self.already_rejected
+                + self.ignored_changed
+                + self.new
+                + self.baseline
             && self.new == self.sent + self.rejected + self.failed + self.uncertain + self.skipped
     }
 }
@@ -402,6 +411,17 @@ impl State {
                 activation: lease.activation.clone(),
             }),
         }
+    }
+
+    /// Whether `activation` has a completed run (its first run is over).
+    pub async fn has_completed_run(&self, activation: &str) -> Result<bool> {
+        let any: Option<(i64,)> = on!(self.db.executor(), |c| sqlx::query_as(
+            "SELECT 1 FROM runs WHERE activation = $1 AND status = 'completed' LIMIT 1"
+        )
+        .bind(activation)
+        .fetch_optional(c)
+        .await)?;
+        Ok(any.is_some())
     }
 
     /// Makes the rows a run logged as `uncertain`, and still uncertain in the

@@ -122,6 +122,18 @@ pub struct Activation {
     pub kind: ActivationKind,
     /// Where to write created links' URLs.
     pub writeback: Option<Writeback>,
+    /// Whether the first run sends the rows already there or only records them.
+    pub first_run: FirstRun,
+}
+
+/// What the first run of an activation does with the rows already there (`first_run:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FirstRun {
+    /// Send them all (`send_all`, the default).
+    #[default]
+    SendAll,
+    /// Record them as a baseline and send only rows that appear later (`skip_existing`).
+    SkipExisting,
 }
 
 impl fmt::Debug for Activation {
@@ -137,6 +149,7 @@ impl fmt::Debug for Activation {
             .field("mapping", &self.mapping)
             .field("kind", &self.kind)
             .field("writeback", &self.writeback)
+            .field("first_run", &self.first_run)
             .finish_non_exhaustive()
     }
 }
@@ -236,6 +249,7 @@ const ACTIVATION_KEYS: &[&str] = &[
     "target",
     "mapping",
     "writeback",
+    "first_run",
 ];
 const SOURCE_KEYS: &[&str] = &[
     "connection",
@@ -943,6 +957,16 @@ fn read_activation(r: &mut Reader<'_>, doc: &Node<'_>, file: &Path) -> Option<Ac
             url_column: url_column?,
         })
     });
+    let first_run = match map.get("first_run") {
+        Some(node) => match r
+            .choice(node, "first_run", &["send_all", "skip_existing"])
+            .as_deref()
+        {
+            Some("skip_existing") => FirstRun::SkipExisting,
+            _ => FirstRun::SendAll,
+        },
+        None => FirstRun::SendAll,
+    };
     if writeback.is_some() && kind != ActivationKind::InvitationLink {
         r.problem(
             map.get("writeback").unwrap_or(map.node),
@@ -996,6 +1020,7 @@ fn read_activation(r: &mut Reader<'_>, doc: &Node<'_>, file: &Path) -> Option<Ac
         mapping,
         kind,
         writeback,
+        first_run,
     })
 }
 
