@@ -9,6 +9,8 @@
 #   raw:       psql COPY (SELECT cols FROM retl_bench.orders) TO STDOUT > /dev/null
 #   retl:      the source stage alone (Arrow batches of 10,000 rows)
 #   retl+hash: the source stage plus the diff's key and content hashing
+#   baseline:  `retl run` of an activation with first_run: skip_existing (records every row)
+#   incremental: `retl run` again: every row read, hashed, looked up, none new
 # and prints the times, the ratios to raw, rows per second and peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,8 +71,38 @@ measure() {
 read -r retl retl_rss < <(measure "$bin" "$url" retl_bench.orders "$columns")
 read -r hashed hashed_rss < <(measure "$bin" "$url" retl_bench.orders "$columns" --hash order_id)
 
+echo "building retl (release)..."
+cargo build --release -q -p retl
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/configs/destinations" "$work/configs/activations"
+cat > "$work/configs/destinations/trustpilot.yaml" <<YAML
+type: trustpilot
+auth: { api_key: bench, api_secret: bench, business_user_id: bench }
+defaults: { business_unit_id: bench }
+YAML
+cat > "$work/configs/activations/orders.yaml" <<YAML
+source: { connection: "$url", table: retl_bench.orders, primary_key: [order_id] }
+destination: trustpilot
+first_run: skip_existing
+mapping: { reference_number: order_id, consumer_name: full_name, consumer_email: email, locale: locale, tags: sku }
+YAML
+run_retl() {
+  local log start end
+  log=$(mktemp)
+  start=$(now)
+  /usr/bin/time -v target/release/retl --config-dir "$work/configs" --state "sqlite://$work/state.db" run orders --json > "$log.out" 2> "$log"
+  end=$(now)
+  echo "$(echo "$end - $start" | bc -l) $(sed -n 's/.*Maximum resident set size (kbytes): //p' "$log")"
+  rm -f "$log" "$log.out"
+}
+read -r baseline baseline_rss < <(run_retl)
+read -r incremental incremental_rss < <(run_retl)
+
 printf '\nrows: %d (columns %s)\n' "$rows" "$columns"
 printf '%-10s %9s %8s %14s %10s\n' stage seconds ratio rows/s peak_RSS
 printf '%-10s %9.3f %8s %14.0f %10s\n' raw_copy "$raw" 1.00 "$(echo "$rows / $raw" | bc -l)" -
 printf '%-10s %9.3f %8.2f %14.0f %8.1fMB\n' retl "$retl" "$(echo "$retl / $raw" | bc -l)" "$(echo "$rows / $retl" | bc -l)" "$(echo "$retl_rss / 1024" | bc -l)"
 printf '%-10s %9.3f %8.2f %14.0f %8.1fMB\n' retl+hash "$hashed" "$(echo "$hashed / $raw" | bc -l)" "$(echo "$rows / $hashed" | bc -l)" "$(echo "$hashed_rss / 1024" | bc -l)"
+printf '%-10s %9.3f %8.2f %14.0f %8.1fMB\n' baseline "$baseline" "$(echo "$baseline / $raw" | bc -l)" "$(echo "$rows / $baseline" | bc -l)" "$(echo "$baseline_rss / 1024" | bc -l)"
+printf '%-10s %9.3f %8.2f %14.0f %8.1fMB\n' increment "$incremental" "$(echo "$incremental / $raw" | bc -l)" "$(echo "$rows / $incremental" | bc -l)" "$(echo "$incremental_rss / 1024" | bc -l)"

@@ -45,7 +45,7 @@
 //!
 //! Every row read ends with exactly one outcome, and the run checks its own
 //! accounting before it finishes:
-//! `read = already_sent + already_rejected + ignored_changed + new` and
+//! `read = already_sent + already_rejected + ignored_changed + new + baseline` and
 //! `new = sent + rejected + failed + uncertain + skipped`.
 
 mod check;
