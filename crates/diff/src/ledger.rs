@@ -9,8 +9,10 @@ use sqlx::{QueryBuilder, Sqlite};
 use crate::db::now_text;
 use crate::{Db, Error, Result, RowHash, Tx, on};
 
-/// Keys per lookup statement (well under SQLite's bound-parameter limit).
-const LOOKUP_CHUNK: usize = 500;
+/// Keys per lookup statement (well under SQLite's limit of 32,766 bound parameters).
+const LOOKUP_CHUNK: usize = 2_000;
+/// Rows per multi-row baseline insert (6 parameters each on SQLite).
+const INSERT_CHUNK: usize = 1_000;
 
 /// Where a key stands in the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,6 +222,72 @@ impl Ledger {
         Ok(found)
     }
 
+    /// What the ledger says of the rows `(key, content)` that need a decision:
+    /// a key it does not hold maps to `None`, a key it holds in any state but
+    /// "sent (or baseline) with this very content" maps to its entry. Keys left
+    /// out of the map are already sent, unchanged: the common case of an
+    /// incremental run costs one query per chunk and no row back.
+    pub async fn lookup_changes(
+        &self,
+        activation: &str,
+        rows: &[(RowHash, RowHash)],
+    ) -> Result<HashMap<RowHash, Option<Entry>>> {
+        type Found = (Vec<u8>, Option<Vec<u8>>, Option<String>, Option<i64>);
+        // Probing in key order walks the ledger's B-tree forwards, page after page.
+        let mut rows = rows.to_vec();
+        rows.sort_unstable_by_key(|(key, _)| *key);
+        let mut found = HashMap::new();
+        for chunk in rows.chunks(LOOKUP_CHUNK / 2) {
+            let hits: Vec<Found> = match &self.db {
+                Db::Sqlite(pool) => {
+                    // Anonymous `?` parameters: SQLite looks named ones (`$N`) up
+                    // by a linear scan, which makes a long list quadratic.
+                    let mut sql = String::from("WITH q(k, c) AS (VALUES ");
+                    sql.push_str(&vec!["(?, ?)"; chunk.len()].join(", "));
+                    sql.push_str(
+                        ") SELECT q.k, l.content_hash, l.status, l.attempts FROM q
+                         LEFT JOIN ledger l ON l.activation = ? AND l.key_hash = q.k
+                         WHERE l.key_hash IS NULL
+                            OR NOT (l.status IN ('sent', 'baseline') AND l.content_hash = q.c)",
+                    );
+                    let mut query = sqlx::query_as::<_, Found>(&sql);
+                    for (key, content) in chunk {
+                        query = query.bind(key.as_slice()).bind(content.as_slice());
+                    }
+                    query.bind(activation).fetch_all(pool).await?
+                }
+                Db::Postgres(pool) => {
+                    let keys: Vec<Vec<u8>> = chunk.iter().map(|(k, _)| k.to_vec()).collect();
+                    let contents: Vec<Vec<u8>> = chunk.iter().map(|(_, c)| c.to_vec()).collect();
+                    sqlx::query_as::<_, Found>(
+                        "SELECT q.k, l.content_hash, l.status, l.attempts
+                         FROM unnest($2::bytea[], $3::bytea[]) AS q(k, c)
+                         LEFT JOIN ledger l ON l.activation = $1 AND l.key_hash = q.k
+                         WHERE l.key_hash IS NULL
+                            OR NOT (l.status IN ('sent', 'baseline') AND l.content_hash = q.c)",
+                    )
+                    .bind(activation)
+                    .bind(keys)
+                    .bind(contents)
+                    .fetch_all(pool)
+                    .await?
+                }
+            };
+            for (key, content, status, attempts) in hits {
+                let entry = match (content, status) {
+                    (Some(content), Some(status)) => Some(Entry {
+                        content: to_hash(&content)?,
+                        status: status.parse()?,
+                        attempts: u32::try_from(attempts.unwrap_or_default()).unwrap_or(u32::MAX),
+                    }),
+                    _ => None,
+                };
+                found.insert(to_hash(&key)?, entry);
+            }
+        }
+        Ok(found)
+    }
+
     /// Durably marks a key in flight, just before its request is sent.
     pub async fn mark_in_flight(
         &self,
@@ -313,21 +381,50 @@ impl Ledger {
         rows: &[(RowHash, RowHash)],
     ) -> Result<()> {
         let now = now_text();
-        for (key, content) in rows {
-            on!(tx.executor(), |c| sqlx::query(
-                "INSERT INTO ledger (activation, key_hash, content_hash, status, attempts,
-                                     first_run, last_run, updated_at)
-                 VALUES ($1, $2, $3, 'baseline', 0, $4, $4, $5)
-                 ON CONFLICT (activation, key_hash) DO NOTHING"
-            )
-            .bind(activation)
-            .bind(key.as_slice())
-            .bind(content.as_slice())
-            .bind(run_id)
-            .bind(&now)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected()))?;
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            // One statement per chunk: a round trip per row would dominate.
+            match tx {
+                Tx::Sqlite(tx) => {
+                    // Anonymous `?` parameters (see `lookup_changes`).
+                    let mut sql = String::from(
+                        "INSERT INTO ledger (activation, key_hash, content_hash, status, attempts,
+                                             first_run, last_run, updated_at) VALUES ",
+                    );
+                    sql.push_str(
+                        &vec!["(?, ?, ?, 'baseline', 0, ?, ?, ?)"; chunk.len()].join(", "),
+                    );
+                    sql.push_str(" ON CONFLICT (activation, key_hash) DO NOTHING");
+                    let mut query = sqlx::query(&sql);
+                    for (key, content) in chunk {
+                        query = query
+                            .bind(activation)
+                            .bind(key.as_slice())
+                            .bind(content.as_slice())
+                            .bind(run_id)
+                            .bind(run_id)
+                            .bind(&now);
+                    }
+                    query.execute(&mut **tx).await?;
+                }
+                Tx::Postgres(tx) => {
+                    let keys: Vec<Vec<u8>> = chunk.iter().map(|(k, _)| k.to_vec()).collect();
+                    let contents: Vec<Vec<u8>> = chunk.iter().map(|(_, c)| c.to_vec()).collect();
+                    sqlx::query(
+                        "INSERT INTO ledger (activation, key_hash, content_hash, status, attempts,
+                                             first_run, last_run, updated_at)
+                         SELECT $1, k, c, 'baseline', 0, $2, $2, $3
+                         FROM unnest($4::bytea[], $5::bytea[]) AS q(k, c)
+                         ON CONFLICT (activation, key_hash) DO NOTHING",
+                    )
+                    .bind(activation)
+                    .bind(run_id)
+                    .bind(&now)
+                    .bind(keys)
+                    .bind(contents)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+            }
         }
         Ok(())
     }
@@ -461,6 +558,59 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn changes_leave_out_only_keys_sent_with_the_same_content() {
+        let ledger = ledger().await;
+        let outcome = |k: u8, c: u8, status| Outcome {
+            key: [k; 16],
+            content: [c; 16],
+            status,
+            reference: None,
+            error: None,
+        };
+        ledger
+            .record(
+                "a",
+                "r",
+                &[
+                    outcome(1, 1, Status::Sent),
+                    outcome(2, 2, Status::Sent),
+                    outcome(3, 3, Status::Failed),
+                ],
+            )
+            .await
+            .unwrap();
+        let rows = [
+            ([1; 16], [1; 16]),
+            ([2; 16], [9; 16]),
+            ([3; 16], [3; 16]),
+            ([4; 16], [4; 16]),
+        ];
+        let changes = ledger.lookup_changes("a", &rows).await.unwrap();
+        assert!(
+            !changes.contains_key(&[1; 16]),
+            "sent and unchanged: left out"
+        );
+        assert_eq!(
+            changes[&[2; 16]].unwrap().status,
+            Status::Sent,
+            "changed content comes back"
+        );
+        assert_eq!(changes[&[3; 16]].unwrap().status, Status::Failed);
+        assert_eq!(changes[&[4; 16]], None, "unknown key: absent");
+        let many: Vec<(RowHash, RowHash)> = (0..2_500u16)
+            .map(|i| {
+                let mut k = [9u8; 16];
+                k[..2].copy_from_slice(&i.to_le_bytes());
+                (k, [0; 16])
+            })
+            .collect();
+        assert_eq!(
+            ledger.lookup_changes("a", &many).await.unwrap().len(),
+            2_500
+        );
+    }
+
+    #[tokio::test]
     async fn lookups_span_more_keys_than_one_statement_binds() {
         let ledger = ledger().await;
         let keys: Vec<RowHash> = (0..1_200u16)
@@ -483,6 +633,46 @@ mod tests {
             .collect();
         ledger.record("a", "run-1", &outcomes).await.unwrap();
         assert_eq!(ledger.lookup("a", &keys).await.unwrap().len(), 600);
+    }
+
+    #[tokio::test]
+    async fn a_baseline_spans_many_statements_and_keeps_keys_already_sent() {
+        let ledger = ledger().await;
+        ledger
+            .record(
+                "a",
+                "run-0",
+                &[Outcome {
+                    key: [0; 16],
+                    content: [7; 16],
+                    status: Status::Sent,
+                    reference: None,
+                    error: None,
+                }],
+            )
+            .await
+            .unwrap();
+        let rows: Vec<(RowHash, RowHash)> = (0..2_500u16)
+            .map(|i| {
+                let mut k = [0u8; 16];
+                k[..2].copy_from_slice(&i.to_le_bytes());
+                (k, [1; 16])
+            })
+            .collect();
+        let mut tx = ledger.db().begin().await.unwrap();
+        Ledger::record_baseline_in(&mut tx, "a", "run-1", &rows)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let keys: Vec<RowHash> = rows.iter().map(|(k, _)| *k).collect();
+        let found = ledger.lookup("a", &keys).await.unwrap();
+        assert_eq!(found.len(), 2_500);
+        assert_eq!(
+            found[&[0; 16]].status,
+            Status::Sent,
+            "a sent key stays sent"
+        );
+        assert_eq!(found[&keys[1]].status, Status::Baseline);
     }
 
     #[tokio::test]

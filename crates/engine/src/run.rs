@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array as _, RecordBatch};
 use retl_diff::{Class, Entry, Ledger, Outcome, RowHash, Status, classify, hash_rows};
 use retl_mapping::{Invitation, Mapper, cell_text};
 use retl_source::{KeyValue, Source, Writer};
@@ -438,20 +438,26 @@ impl RunCtx<'_> {
     ) -> Result<Vec<Pending>> {
         let keys = hash_rows(batch, columns.key)?;
         let contents = hash_rows(batch, columns.content)?;
-        let entries: HashMap<RowHash, Entry> = ledger.lookup(&self.activation.name, &keys).await?;
+        let pairs: Vec<(RowHash, RowHash)> =
+            keys.iter().copied().zip(contents.iter().copied()).collect();
+        // Only rows that need a decision come back; the others are sent and unchanged.
+        let changes: HashMap<RowHash, Option<Entry>> =
+            ledger.lookup_changes(&self.activation.name, &pairs).await?;
         let mut pending = Vec::new();
         let mut outcomes: Vec<(RowHash, RowHash, Option<String>, String)> = Vec::new();
         let mut logs = Vec::new();
         for row in 0..batch.num_rows() {
             self.counts.read += 1;
             let (key, content) = (keys[row], contents[row]);
-            let (row_key, has_null) = key_text(batch, columns.key, row);
+            // The key's text is only needed for rows the run log lists.
+            let row_key = || key_text(batch, columns.key, row).0;
+            let has_null = columns.key.iter().any(|&c| batch.column(c).is_null(row));
             let reject_unrecorded = |this: &mut Self, logs: &mut Vec<RowLog>, reason: String| {
                 // No ledger entry: the row has no usable identity of its own.
                 this.counts.new += 1;
                 this.counts.rejected += 1;
                 logs.push(row_log(
-                    &row_key,
+                    &row_key(),
                     mapper.reference(batch, row).as_deref(),
                     "rejected",
                     Some(reason),
@@ -471,7 +477,10 @@ impl RunCtx<'_> {
                 reject_unrecorded(self, &mut logs, reason);
                 continue;
             }
-            let previous = entries.get(&key).copied();
+            let Some(&previous) = changes.get(&key) else {
+                self.counts.already_sent += 1;
+                continue;
+            };
             match classify(previous.as_ref(), &content) {
                 Class::AlreadySent | Class::Unresolved => self.counts.already_sent += 1,
                 Class::IgnoredChanged => self.counts.ignored_changed += 1,
@@ -489,7 +498,7 @@ impl RunCtx<'_> {
                         Ok(body) => pending.push(Pending {
                             key,
                             content,
-                            row_key,
+                            row_key: row_key(),
                             reference: body.reference_number.clone(),
                             previous,
                             request: match self.activation.kind {
@@ -506,7 +515,7 @@ impl RunCtx<'_> {
                             self.counts.rejected += 1;
                             let reference = mapper.reference(batch, row);
                             logs.push(row_log(
-                                &row_key,
+                                &row_key(),
                                 reference.as_deref(),
                                 "rejected",
                                 Some(reason.clone()),
@@ -545,8 +554,9 @@ impl RunCtx<'_> {
         let mut logs = Vec::new();
         for row in 0..batch.num_rows() {
             self.counts.read += 1;
-            let (row_key, has_null) = key_text(batch, key_columns, row);
+            let has_null = key_columns.iter().any(|&c| batch.column(c).is_null(row));
             if has_null {
+                let row_key = key_text(batch, key_columns, row).0;
                 self.counts.new += 1;
                 self.counts.rejected += 1;
                 let reason = format!(
