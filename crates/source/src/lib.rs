@@ -197,6 +197,29 @@ pub struct Source {
     reader: JoinHandle<()>,
 }
 
+/// The `FROM` clause of a model: the quoted table, or the query as a subquery.
+pub(crate) fn from_clause(model: &Model, quote: char) -> String {
+    match model {
+        Model::Table(table) => columns::quote_ident(table, quote),
+        Model::Query(query) => format!("({}) AS retl_q", columns::nestable(query)),
+    }
+}
+
+/// The columns (name, database type) of `SELECT * FROM {from}`, without running it.
+pub(crate) async fn describe_columns<'c, E>(conn: E, from: &str) -> Result<Vec<(String, String)>>
+where
+    E: sqlx::Executor<'c>,
+{
+    use sqlx::{Column as _, TypeInfo as _};
+    let sql = format!("SELECT * FROM {from}");
+    let described = conn.describe(&sql).await.map_err(Error::Query)?;
+    Ok(described
+        .columns()
+        .iter()
+        .map(|c| (c.name().to_owned(), c.type_info().name().to_owned()))
+        .collect())
+}
+
 /// Runs `fut` under the spec's connect timeout.
 pub(crate) async fn connecting<T>(
     spec: &SourceSpec,

@@ -9,10 +9,12 @@ use std::str::FromStr;
 
 use chrono::{NaiveDate, NaiveDateTime};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlRow};
-use sqlx::{Column, ConnectOptions, Executor, Row, TypeInfo, ValueRef};
+use sqlx::{ConnectOptions, Executor, Row, ValueRef};
 
-use crate::columns::{Builder, Kind, nestable, quote_column, quote_ident};
-use crate::{Error, Model, Plan, Result, Source, SourceSpec, connecting, read_rows};
+use crate::columns::{Builder, Kind, quote_column};
+use crate::{
+    Error, Plan, Result, Source, SourceSpec, connecting, describe_columns, from_clause, read_rows,
+};
 
 fn kind_of(db_type: &str) -> Option<Kind> {
     Some(match db_type {
@@ -51,19 +53,8 @@ pub(crate) async fn plan(spec: &SourceSpec) -> Result<(Plan, MySqlConnection, St
     conn.execute("SET SESSION net_write_timeout = 86400")
         .await
         .map_err(Error::Query)?;
-    let from = match &spec.model {
-        Model::Table(table) => quote_ident(table, '`'),
-        Model::Query(query) => format!("({}) AS retl_q", nestable(query)),
-    };
-    let described = conn
-        .describe(&format!("SELECT * FROM {from}"))
-        .await
-        .map_err(Error::Query)?;
-    let available: Vec<(String, String)> = described
-        .columns()
-        .iter()
-        .map(|c| (c.name().to_owned(), c.type_info().name().to_owned()))
-        .collect();
+    let from = from_clause(&spec.model, '`');
+    let available = describe_columns(&mut conn, &from).await?;
     let plan = Plan::new(spec, &available, kind_of)?;
     let columns: Vec<String> = spec.columns.iter().map(|c| quote_column(c, '`')).collect();
     let sql = format!("SELECT {} FROM {from}", columns.join(", "));

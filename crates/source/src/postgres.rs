@@ -9,12 +9,15 @@
 use std::str::FromStr;
 
 use futures::StreamExt;
+use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{Column, ConnectOptions, Executor, TypeInfo};
 use tokio::sync::mpsc;
 
-use crate::columns::{Builder, Kind, nestable, quote_column, quote_ident};
-use crate::{Error, Model, Plan, Result, Source, SourceSpec, builders, connecting, flush};
+use crate::columns::{Builder, Kind, quote_column};
+use crate::{
+    Error, Plan, Result, Source, SourceSpec, builders, connecting, describe_columns, flush,
+    from_clause,
+};
 
 /// Days from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
 const EPOCH_DAYS: i32 = 10_957;
@@ -50,19 +53,8 @@ pub(crate) async fn plan(spec: &SourceSpec) -> Result<(Plan, PgConnection, Strin
         .map_err(Error::Connect)?
         .application_name("retl");
     let mut conn = connecting(spec, options.connect()).await?;
-    let from = match &spec.model {
-        Model::Table(table) => quote_ident(table, '"'),
-        Model::Query(query) => format!("({}) AS retl_q", nestable(query)),
-    };
-    let described = conn
-        .describe(&format!("SELECT * FROM {from}"))
-        .await
-        .map_err(Error::Query)?;
-    let available: Vec<(String, String)> = described
-        .columns()
-        .iter()
-        .map(|c| (c.name().to_owned(), c.type_info().name().to_owned()))
-        .collect();
+    let from = from_clause(&spec.model, '"');
+    let available = describe_columns(&mut conn, &from).await?;
     let plan = Plan::new(spec, &available, kind_of)?;
     let select: Vec<String> = spec
         .columns

@@ -10,10 +10,12 @@
 use std::str::FromStr;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteRow};
-use sqlx::{Column, ConnectOptions, Executor, Row, TypeInfo, ValueRef};
+use sqlx::{ConnectOptions, Executor, Row, TypeInfo, ValueRef};
 
-use crate::columns::{Builder, Kind, nestable, quote_column, quote_ident};
-use crate::{Error, Model, Plan, Result, Source, SourceSpec, connecting, read_rows};
+use crate::columns::{Builder, Kind, quote_column};
+use crate::{
+    Error, Plan, Result, Source, SourceSpec, connecting, describe_columns, from_clause, read_rows,
+};
 
 fn kind_of(declared: &str) -> Kind {
     let declared = declared.to_ascii_uppercase();
@@ -35,19 +37,8 @@ pub(crate) async fn plan(spec: &SourceSpec) -> Result<(Plan, SqliteConnection, S
         .map_err(Error::Connect)?
         .read_only(true);
     let mut conn = connecting(spec, options.connect()).await?;
-    let from = match &spec.model {
-        Model::Table(table) => quote_ident(table, '"'),
-        Model::Query(query) => format!("({}) AS retl_q", nestable(query)),
-    };
-    let described = conn
-        .describe(&format!("SELECT * FROM {from}"))
-        .await
-        .map_err(Error::Query)?;
-    let available: Vec<(String, String)> = described
-        .columns()
-        .iter()
-        .map(|c| (c.name().to_owned(), c.type_info().name().to_owned()))
-        .collect();
+    let from = from_clause(&spec.model, '"');
+    let available = describe_columns(&mut conn, &from).await?;
     // SQLite can read every declared type: anything unknown is text.
     let plan = Plan::new(spec, &available, |t| Some(kind_of(t)))?;
     let columns: Vec<String> = spec.columns.iter().map(|c| quote_column(c, '"')).collect();
@@ -125,6 +116,7 @@ mod tests {
     use arrow_schema::DataType;
 
     use super::*;
+    use crate::Model;
 
     async fn database(sql: &str) -> (tempfile::TempDir, String) {
         let dir = tempfile::tempdir().unwrap();
