@@ -4,8 +4,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
-use sqlx::{QueryBuilder, Sqlite};
-
 use crate::db::now_text;
 use crate::{Db, Error, Result, RowHash, Tx, on};
 
@@ -174,52 +172,6 @@ impl Ledger {
             .await
             .map(|_| ()))?;
         Ok(())
-    }
-
-    /// The entries of those `keys` that the ledger holds for `activation`.
-    pub async fn lookup(
-        &self,
-        activation: &str,
-        keys: &[RowHash],
-    ) -> Result<HashMap<RowHash, Entry>> {
-        type Found = (Vec<u8>, Vec<u8>, String, i64);
-        let mut found = HashMap::new();
-        for chunk in keys.chunks(LOOKUP_CHUNK) {
-            let rows: Vec<Found> = match &self.db {
-                Db::Sqlite(pool) => {
-                    let mut query = QueryBuilder::<Sqlite>::new(
-                        "SELECT key_hash, content_hash, status, attempts FROM ledger WHERE activation = ",
-                    );
-                    query.push_bind(activation).push(" AND key_hash IN (");
-                    let mut list = query.separated(", ");
-                    for key in chunk {
-                        list.push_bind(key.as_slice());
-                    }
-                    query.push(")");
-                    query.build_query_as::<Found>().fetch_all(pool).await?
-                }
-                Db::Postgres(pool) => {
-                    let list: Vec<Vec<u8>> = chunk.iter().map(|k| k.to_vec()).collect();
-                    sqlx::query_as::<_, Found>(
-                        "SELECT key_hash, content_hash, status, attempts FROM ledger
-                         WHERE activation = $1 AND key_hash = ANY($2)",
-                    )
-                    .bind(activation)
-                    .bind(list)
-                    .fetch_all(pool)
-                    .await?
-                }
-            };
-            for (key, content, status, attempts) in rows {
-                let entry = Entry {
-                    content: to_hash(&content)?,
-                    status: status.parse()?,
-                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                };
-                found.insert(to_hash(&key)?, entry);
-            }
-        }
-        Ok(found)
     }
 
     /// What the ledger says of the rows `(key, content)` that need a decision:
@@ -521,7 +473,45 @@ impl Ledger {
 
 #[cfg(test)]
 mod tests {
+    use sqlx::{QueryBuilder, Sqlite};
+
     use super::*;
+
+    impl Ledger {
+        /// Every entry the ledger holds among `keys` (SQLite), to check its state.
+        async fn lookup(
+            &self,
+            activation: &str,
+            keys: &[RowHash],
+        ) -> Result<HashMap<RowHash, Entry>> {
+            let Db::Sqlite(pool) = &self.db else {
+                unreachable!("the tests use SQLite")
+            };
+            let mut found = HashMap::new();
+            for chunk in keys.chunks(LOOKUP_CHUNK) {
+                let mut query = QueryBuilder::<Sqlite>::new(
+                    "SELECT key_hash, content_hash, status, attempts FROM ledger WHERE activation = ",
+                );
+                query.push_bind(activation).push(" AND key_hash IN (");
+                let mut list = query.separated(", ");
+                for key in chunk {
+                    list.push_bind(key.as_slice());
+                }
+                query.push(")");
+                let rows: Vec<(Vec<u8>, Vec<u8>, String, i64)> =
+                    query.build_query_as().fetch_all(pool).await?;
+                for (key, content, status, attempts) in rows {
+                    let entry = Entry {
+                        content: to_hash(&content)?,
+                        status: status.parse()?,
+                        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    };
+                    found.insert(to_hash(&key)?, entry);
+                }
+            }
+            Ok(found)
+        }
+    }
 
     async fn ledger() -> Ledger {
         let pool = sqlx::sqlite::SqlitePoolOptions::new()

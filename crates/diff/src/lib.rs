@@ -10,7 +10,8 @@
 //! - [`Ledger`]: per activation, key hash → content hash, status, attempts,
 //!   first and last run, last error. It lives in the state database ([`Db`]:
 //!   a SQLite file by default, PostgreSQL for shared deployments).
-//!   Lookups go by batches of keys, never one SQL round trip per row.
+//!   Lookups go by batches of rows, never one SQL round trip per row, and
+//!   return only the rows that need a decision (not those already sent unchanged).
 //! - [`classify`]: the insert-only rules. A key never seen is new; a key already
 //!   sent is never sent again, whatever changed (`ignored_changed`); a key
 //!   rejected for bad data is tried again only when its content changed; a key
