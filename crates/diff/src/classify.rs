@@ -1,6 +1,79 @@
 //! The insert-only classification of a row against its ledger entry.
 
-use crate::{Entry, RowHash, Status};
+use std::fmt;
+use std::str::FromStr;
+
+use crate::RowHash;
+
+/// Where a key stands in the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Marked just before its request was sent; the outcome is not known yet.
+    InFlight,
+    /// Trustpilot accepted the invitation.
+    Sent,
+    /// Bad data (ours or Trustpilot's verdict): retried only when the content changes.
+    Rejected,
+    /// A transient failure: retried by a later run.
+    Failed,
+    /// The request may have reached Trustpilot: never resent automatically.
+    Uncertain,
+    /// Present before the activation's first run (`first_run: skip_existing`):
+    /// never sent, and never to be.
+    Baseline,
+}
+
+impl Status {
+    /// Every status.
+    pub const ALL: [Status; 6] = [
+        Status::InFlight,
+        Status::Sent,
+        Status::Rejected,
+        Status::Failed,
+        Status::Uncertain,
+        Status::Baseline,
+    ];
+
+    /// The value stored in the ledger's `status` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::InFlight => "in_flight",
+            Status::Sent => "sent",
+            Status::Rejected => "rejected",
+            Status::Failed => "failed",
+            Status::Uncertain => "uncertain",
+            Status::Baseline => "baseline",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Status::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| format!("unknown ledger status `{s}`"))
+    }
+}
+
+/// What the ledger knows of one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// The content hash last recorded for the key.
+    pub content: RowHash,
+    /// Its status.
+    pub status: Status,
+    /// How many requests were made for it so far.
+    pub attempts: u32,
+}
 
 /// What a run does with a row, given what the ledger says of its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,5 +179,13 @@ mod tests {
             Class::Unresolved
         );
         assert_eq!(classify(None, &[1; 16]), Class::New);
+    }
+
+    #[test]
+    fn every_status_round_trips_through_its_stored_text() {
+        for status in Status::ALL {
+            assert_eq!(status.as_str().parse::<Status>(), Ok(status));
+        }
+        assert!("sent ".parse::<Status>().is_err());
     }
 }

@@ -1,8 +1,8 @@
-//! Errors of hashing and of the ledger.
+//! Errors of hashing.
 
 use arrow_schema::DataType;
 
-/// What can go wrong while hashing rows or using the ledger.
+/// What can go wrong while hashing rows.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -14,23 +14,6 @@ pub enum Error {
         /// Its Arrow type.
         data_type: DataType,
     },
-    /// The state database cannot be opened.
-    #[error("{0}")]
-    Open(String),
-    /// The state database failed.
-    #[error("ledger: {0}")]
-    Database(sqlx::Error),
-    /// The ledger holds a value this version does not understand.
-    #[error("ledger: corrupt entry: {0}")]
-    Corrupt(String),
-}
-
-// The database's words are in the message, so they are not also a `source()`
-// (a chain printer would show them twice).
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Self {
-        Error::Database(e)
-    }
 }
 
 /// Result with this crate's [`Error`].

@@ -1,0 +1,212 @@
+//! The pool on the state database, and the transaction type behind [`Fenced`](crate::Fenced).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Postgres, Sqlite, Transaction};
+
+use crate::{Clock, Error, Result, SystemClock};
+
+/// How to open the state database.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// Where times come from (leases, run times).
+    pub clock: Arc<dyn Clock>,
+    /// How long a SQLite statement waits for another connection's lock
+    /// before it fails with "database is locked".
+    pub busy_timeout: Duration,
+    /// How long opening a PostgreSQL state database may take.
+    pub connect_timeout: Duration,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            clock: Arc::new(SystemClock),
+            busy_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A pool on the state database.
+#[derive(Debug, Clone)]
+pub(crate) enum Db {
+    /// A SQLite file (WAL, `synchronous = FULL`).
+    Sqlite(SqlitePool),
+    /// A PostgreSQL database, shared by several machines.
+    Postgres(PgPool),
+}
+
+/// A write transaction. On SQLite it is `BEGIN IMMEDIATE`: it holds the write
+/// lock from its first statement, so a check made in it still holds at its commit.
+#[derive(Debug)]
+pub(crate) enum Tx {
+    /// On SQLite.
+    Sqlite(Transaction<'static, Sqlite>),
+    /// On PostgreSQL.
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// Runs `$body` with `$c` bound to the executor of whichever database `$target`
+/// (a `&Db` or a `&mut Tx`) holds; each arm is type-checked on its own.
+macro_rules! on {
+    ($target:expr, |$c:ident| $body:expr) => {
+        match $target {
+            $crate::db::DbRef::Sqlite($c) => $body,
+            $crate::db::DbRef::Postgres($c) => $body,
+        }
+    };
+}
+pub(crate) use on;
+
+/// What [`on!`] matches on: `Db::executor()` or `Tx::executor()`.
+pub(crate) enum DbRef<S, P> {
+    /// A SQLite executor.
+    Sqlite(S),
+    /// A PostgreSQL executor.
+    Postgres(P),
+}
+
+/// The URL with any password replaced by `***`, for messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// The file of a `sqlite://` URL (`None` for other schemes and in-memory databases).
+pub(crate) fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next().unwrap_or(path);
+    (!path.starts_with(":memory:")).then(|| PathBuf::from(path))
+}
+
+impl Db {
+    /// Opens the state database at `url`: `sqlite://PATH` (created, with its
+    /// folder, on first use) or `postgres://…`.
+    pub(crate) async fn open(url: &str, options: &OpenOptions) -> Result<Db> {
+        let scheme = url
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let open_error = |source| Error::Open {
+            url: redact_url(url),
+            source,
+        };
+        match scheme.as_str() {
+            "sqlite" => {
+                if let Some(file) = sqlite_path(url)
+                    && let Some(parent) = file.parent()
+                    && !parent.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(parent).map_err(|source| Error::CreateDir {
+                        path: parent.to_owned(),
+                        source,
+                    })?;
+                }
+                let connect: SqliteConnectOptions = url.parse().map_err(open_error)?;
+                let connect = connect
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    // An outcome must survive a crash of this machine, not only of
+                    // this process: a lost `sent` would send that invitation again.
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(options.busy_timeout)
+                    // A 32 MiB page cache per connection for the ledger's B-tree.
+                    .pragma("cache_size", "-32768");
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(options.busy_timeout.max(Duration::from_secs(1)))
+                    .connect_with(connect)
+                    .await
+                    .map_err(open_error)?;
+                Ok(Db::Sqlite(pool))
+            }
+            "postgres" | "postgresql" => {
+                let connect: PgConnectOptions = url.parse().map_err(open_error)?;
+                // Connect once first, so that an unreachable server fails with the
+                // driver's own words ("connection refused") and not a pool timeout.
+                let pool = PgPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(options.connect_timeout)
+                    .connect_with(connect)
+                    .await
+                    .map_err(open_error)?;
+                Ok(Db::Postgres(pool))
+            }
+            _ => Err(Error::UnsupportedUrl {
+                url: redact_url(url),
+            }),
+        }
+    }
+
+    /// The executor, for [`on!`].
+    pub(crate) fn executor(&self) -> DbRef<&SqlitePool, &PgPool> {
+        match self {
+            Db::Sqlite(pool) => DbRef::Sqlite(pool),
+            Db::Postgres(pool) => DbRef::Postgres(pool),
+        }
+    }
+
+    /// Starts a write transaction.
+    pub(crate) async fn begin(&self) -> Result<Tx> {
+        let begin = Error::db("begin a transaction");
+        Ok(match self {
+            Db::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await.map_err(begin)?),
+            Db::Postgres(pool) => Tx::Postgres(pool.begin().await.map_err(begin)?),
+        })
+    }
+}
+
+impl Tx {
+    /// The executor, for [`on!`].
+    pub(crate) fn executor(
+        &mut self,
+    ) -> DbRef<&mut sqlx::SqliteConnection, &mut sqlx::PgConnection> {
+        match self {
+            Tx::Sqlite(tx) => DbRef::Sqlite(&mut **tx),
+            Tx::Postgres(tx) => DbRef::Postgres(&mut **tx),
+        }
+    }
+
+    /// Commits.
+    pub(crate) async fn commit(self) -> Result<()> {
+        let commit = Error::db("commit");
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await.map_err(commit),
+            Tx::Postgres(tx) => tx.commit().await.map_err(commit),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_masked_and_the_rest_kept() {
+        assert_eq!(
+            redact_url("postgres://retl:hunter2@db.example:5432/state"),
+            "postgres://retl:***@db.example:5432/state"
+        );
+        assert_eq!(redact_url("postgres://retl@db/state"), "postgres://retl@db/state");
+        assert_eq!(redact_url("sqlite:///srv/.retl/state.db"), "sqlite:///srv/.retl/state.db");
+    }
+}

@@ -1,0 +1,506 @@
+//! The ledger: what each activation has already sent.
+//!
+//! Reads go straight to the pool; every write is a method of [`Fenced`], so it
+//! happens only under the run's lease.
+
+use std::collections::HashMap;
+
+use retl_diff::{Entry, RowHash, Status};
+
+use crate::db::{Db, Tx, on};
+use crate::{Error, Fenced, Result, State};
+
+/// Keys per lookup statement (well under SQLite's limit of 32,766 bound parameters).
+const LOOKUP_CHUNK: usize = 1_000;
+/// Rows per multi-row baseline insert (6 parameters each on SQLite).
+const INSERT_CHUNK: usize = 1_000;
+
+/// The final outcome of one row of a run, to be recorded for its key.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome<'a> {
+    /// The row's key hash.
+    pub key: RowHash,
+    /// The row's content hash.
+    pub content: RowHash,
+    /// `Sent`, `Rejected`, `Failed` or `Uncertain`.
+    pub status: Status,
+    /// The row's reference number, if it has one.
+    pub reference: Option<&'a str>,
+    /// Why it was not sent.
+    pub error: Option<&'a str>,
+}
+
+/// A key an interrupted run left in flight, now `uncertain`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Recovered {
+    /// The row's primary-key values, as logged.
+    pub row_key: Option<String>,
+    /// Its reference number.
+    pub reference: Option<String>,
+}
+
+fn to_hash(bytes: &[u8]) -> Result<RowHash> {
+    bytes.try_into().map_err(|_| Error::Corrupt {
+        what: "ledger hash",
+        detail: format!("{} bytes", bytes.len()),
+    })
+}
+
+fn to_status(text: &str) -> Result<Status> {
+    text.parse().map_err(|_| Error::Corrupt {
+        what: "ledger status",
+        detail: format!("`{text}`"),
+    })
+}
+
+/// A ledger row that a lookup returned.
+#[derive(sqlx::FromRow)]
+struct Found {
+    key: Vec<u8>,
+    content: Option<Vec<u8>>,
+    status: Option<String>,
+    attempts: Option<i64>,
+}
+
+const MARK_IN_FLIGHT: &str = "
+    INSERT INTO ledger (activation, key_hash, content_hash, status, attempts, row_key, reference,
+                        first_run, last_run, updated_at)
+    VALUES ($1, $2, $3, 'in_flight', 1, $4, $5, $6, $6, $7)
+    ON CONFLICT (activation, key_hash) DO UPDATE SET
+       content_hash = excluded.content_hash, status = 'in_flight',
+       attempts = ledger.attempts + 1, row_key = excluded.row_key,
+       reference = excluded.reference,
+       last_run = excluded.last_run, updated_at = excluded.updated_at";
+
+const RECORD: &str = "
+    INSERT INTO ledger (activation, key_hash, content_hash, status, attempts, reference,
+                        first_run, last_run, last_error, updated_at)
+    VALUES ($1, $2, $3, $4, 0, $5, $6, $6, $7, $8)
+    ON CONFLICT (activation, key_hash) DO UPDATE SET
+       content_hash = excluded.content_hash, status = excluded.status,
+       reference = excluded.reference, last_run = excluded.last_run,
+       last_error = excluded.last_error, updated_at = excluded.updated_at";
+
+impl State {
+    /// What the ledger says of the rows `(key, content)` that need a decision:
+    /// a key it does not hold maps to `None`, a key it holds in any state but
+    /// "sent (or baseline) with this very content" maps to its entry. Keys left
+    /// out of the map are already sent, unchanged: the common case of an
+    /// incremental run costs one query per chunk and no row back.
+    pub async fn lookup_changes(
+        &self,
+        activation: &str,
+        rows: &[(RowHash, RowHash)],
+    ) -> Result<HashMap<RowHash, Option<Entry>>> {
+        // Probing in key order walks the ledger's B-tree forwards, page after page.
+        let mut rows = rows.to_vec();
+        rows.sort_unstable_by_key(|(key, _)| *key);
+        let mut found = HashMap::new();
+        let lookup = Error::db("look keys up in the ledger");
+        for chunk in rows.chunks(LOOKUP_CHUNK) {
+            let hits: Vec<Found> = match &self.db {
+                Db::Sqlite(pool) => {
+                    // Anonymous `?` parameters: SQLite looks named ones (`$N`) up
+                    // by a linear scan, which makes a long list quadratic.
+                    let mut sql = String::from("WITH q(k, c) AS (VALUES ");
+                    sql.push_str(&vec!["(?, ?)"; chunk.len()].join(", "));
+                    sql.push_str(
+                        ") SELECT q.k AS key, l.content_hash AS content, l.status, l.attempts
+                         FROM q LEFT JOIN ledger l ON l.activation = ? AND l.key_hash = q.k
+                         WHERE l.key_hash IS NULL
+                            OR NOT (l.status IN ('sent', 'baseline') AND l.content_hash = q.c)",
+                    );
+                    let mut query = sqlx::query_as::<_, Found>(&sql);
+                    for (key, content) in chunk {
+                        query = query.bind(key.as_slice()).bind(content.as_slice());
+                    }
+                    query.bind(activation).fetch_all(pool).await
+                }
+                Db::Postgres(pool) => {
+                    let keys: Vec<Vec<u8>> = chunk.iter().map(|(k, _)| k.to_vec()).collect();
+                    let contents: Vec<Vec<u8>> = chunk.iter().map(|(_, c)| c.to_vec()).collect();
+                    sqlx::query_as::<_, Found>(
+                        "SELECT q.k AS key, l.content_hash AS content, l.status, l.attempts
+                         FROM unnest($2::bytea[], $3::bytea[]) AS q(k, c)
+                         LEFT JOIN ledger l ON l.activation = $1 AND l.key_hash = q.k
+                         WHERE l.key_hash IS NULL
+                            OR NOT (l.status IN ('sent', 'baseline') AND l.content_hash = q.c)",
+                    )
+                    .bind(activation)
+                    .bind(keys)
+                    .bind(contents)
+                    .fetch_all(pool)
+                    .await
+                }
+            }
+            .map_err(lookup)?;
+            for hit in hits {
+                let entry = match (hit.content, hit.status) {
+                    (Some(content), Some(status)) => Some(Entry {
+                        content: to_hash(&content)?,
+                        status: to_status(&status)?,
+                        attempts: u32::try_from(hit.attempts.unwrap_or_default())
+                            .unwrap_or(u32::MAX),
+                    }),
+                    _ => None,
+                };
+                found.insert(to_hash(&hit.key)?, entry);
+            }
+        }
+        Ok(found)
+    }
+
+    /// How many keys of `activation` have each status.
+    pub async fn ledger_counts(&self, activation: &str) -> Result<Vec<(Status, u64)>> {
+        let rows: Vec<(String, i64)> = on!(self.db.executor(), |c| {
+            sqlx::query_as(
+                "SELECT status, COUNT(*) FROM ledger WHERE activation = $1 GROUP BY status ORDER BY status",
+            )
+            .bind(activation)
+            .fetch_all(c)
+            .await
+        })
+        .map_err(Error::db("count the ledger"))?;
+        rows.into_iter()
+            .map(|(status, n)| Ok((to_status(&status)?, u64::try_from(n).unwrap_or_default())))
+            .collect()
+    }
+}
+
+impl Fenced {
+    /// Marks a key in flight, just before its request is sent.
+    pub async fn mark_in_flight(
+        &mut self,
+        key: &RowHash,
+        content: &RowHash,
+        row_key: &str,
+        reference: Option<&str>,
+    ) -> Result<()> {
+        on!(self.tx.executor(), |c| sqlx::query(MARK_IN_FLIGHT)
+            .bind(&self.activation)
+            .bind(key.as_slice())
+            .bind(content.as_slice())
+            .bind(row_key)
+            .bind(reference)
+            .bind(&self.run_id)
+            .bind(&self.now)
+            .execute(c)
+            .await
+            .map(|_| ()))
+        .map_err(Error::db("mark a key in flight"))?;
+        Ok(())
+    }
+
+    /// Records final outcomes, so that the ledger and the run log change together.
+    pub async fn record(&mut self, outcomes: &[Outcome<'_>]) -> Result<()> {
+        for outcome in outcomes {
+            on!(self.tx.executor(), |c| sqlx::query(RECORD)
+                .bind(&self.activation)
+                .bind(outcome.key.as_slice())
+                .bind(outcome.content.as_slice())
+                .bind(outcome.status.as_str())
+                .bind(outcome.reference)
+                .bind(&self.run_id)
+                .bind(outcome.error)
+                .bind(&self.now)
+                .execute(c)
+                .await
+                .map(|_| ()))
+            .map_err(Error::db("record an outcome"))?;
+        }
+        Ok(())
+    }
+
+    /// Records keys as `baseline` (present before the activation's first run),
+    /// leaving any key the ledger already holds as it is.
+    pub async fn record_baseline(&mut self, rows: &[(RowHash, RowHash)]) -> Result<()> {
+        // Inserting in key order fills the ledger's B-tree page after page.
+        let mut rows = rows.to_vec();
+        rows.sort_unstable_by_key(|(key, _)| *key);
+        let insert = Error::db("record a baseline");
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            // One statement per chunk: a round trip per row would dominate.
+            match &mut self.tx {
+                Tx::Sqlite(tx) => {
+                    // Anonymous `?` parameters (see `lookup_changes`).
+                    let mut sql = String::from(
+                        "INSERT INTO ledger (activation, key_hash, content_hash, status, attempts,
+                                             first_run, last_run, updated_at) VALUES ",
+                    );
+                    sql.push_str(
+                        &vec!["(?, ?, ?, 'baseline', 0, ?, ?, ?)"; chunk.len()].join(", "),
+                    );
+                    sql.push_str(" ON CONFLICT (activation, key_hash) DO NOTHING");
+                    let mut query = sqlx::query(&sql);
+                    for (key, content) in chunk {
+                        query = query
+                            .bind(&self.activation)
+                            .bind(key.as_slice())
+                            .bind(content.as_slice())
+                            .bind(&self.run_id)
+                            .bind(&self.run_id)
+                            .bind(&self.now);
+                    }
+                    query.execute(&mut **tx).await.map_err(insert)?;
+                }
+                Tx::Postgres(tx) => {
+                    let keys: Vec<Vec<u8>> = chunk.iter().map(|(k, _)| k.to_vec()).collect();
+                    let contents: Vec<Vec<u8>> = chunk.iter().map(|(_, c)| c.to_vec()).collect();
+                    sqlx::query(
+                        "INSERT INTO ledger (activation, key_hash, content_hash, status, attempts,
+                                             first_run, last_run, updated_at)
+                         SELECT $1, k, c, 'baseline', 0, $2, $2, $3
+                         FROM unnest($4::bytea[], $5::bytea[]) AS q(k, c)
+                         ON CONFLICT (activation, key_hash) DO NOTHING",
+                    )
+                    .bind(&self.activation)
+                    .bind(&self.run_id)
+                    .bind(&self.now)
+                    .bind(keys)
+                    .bind(contents)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(insert)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Undoes [`mark_in_flight`](Self::mark_in_flight) for a request known not
+    /// to have been accepted: the key returns to `previous`, or leaves the
+    /// ledger if it had no entry.
+    pub async fn restore(&mut self, key: &RowHash, previous: Option<&Entry>) -> Result<()> {
+        let restore = Error::db("restore a ledger entry");
+        match previous {
+            None => on!(self.tx.executor(), |c| sqlx::query(
+                "DELETE FROM ledger WHERE activation = $1 AND key_hash = $2"
+            )
+            .bind(&self.activation)
+            .bind(key.as_slice())
+            .execute(c)
+            .await
+            .map(|_| ()))
+            .map_err(restore)?,
+            Some(entry) => on!(self.tx.executor(), |c| sqlx::query(
+                "UPDATE ledger SET status = $3, content_hash = $4, attempts = $5
+                 WHERE activation = $1 AND key_hash = $2"
+            )
+            .bind(&self.activation)
+            .bind(key.as_slice())
+            .bind(entry.status.as_str())
+            .bind(entry.content.as_slice())
+            .bind(i64::from(entry.attempts))
+            .execute(c)
+            .await
+            .map(|_| ()))
+            .map_err(restore)?,
+        };
+        Ok(())
+    }
+
+    /// Turns the keys a crashed run of this activation left in flight into
+    /// `uncertain`, returning their row keys and reference numbers.
+    pub async fn recover_in_flight(&mut self) -> Result<Vec<Recovered>> {
+        on!(self.tx.executor(), |c| sqlx::query_as(
+            "UPDATE ledger SET status = 'uncertain',
+                last_error = 'in flight when a previous run stopped: delivery unknown',
+                updated_at = $2
+             WHERE activation = $1 AND status = 'in_flight'
+             RETURNING row_key, reference",
+        )
+        .bind(&self.activation)
+        .bind(&self.now)
+        .fetch_all(c)
+        .await)
+        .map_err(Error::db("recover keys left in flight"))
+    }
+
+    /// Makes the rows that run `run_id` of this activation logged as
+    /// `uncertain`, and that are still uncertain in the ledger, retryable: this
+    /// run sends them. Returns how many were released.
+    pub async fn release_uncertain(&mut self, run_id: &str) -> Result<u64> {
+        let released = on!(self.tx.executor(), |c| sqlx::query(
+            "UPDATE ledger SET status = 'failed',
+                    last_error = 'released for resend by `retl runs resend`',
+                    updated_at = $3
+             WHERE status = 'uncertain' AND activation = $2
+               AND row_key IN (SELECT row_key FROM run_rows WHERE run_id = $1 AND outcome = 'uncertain')",
+        )
+        .bind(run_id)
+        .bind(&self.activation)
+        .bind(&self.now)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(Error::db("release uncertain rows"))?;
+        Ok(released)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::Lease;
+
+    async fn state() -> (tempfile::TempDir, State) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("state.db").display());
+        (dir, State::open(&url).await.unwrap())
+    }
+
+    async fn lease(state: &State, activation: &str) -> Lease {
+        state
+            .acquire_lease(activation, "run-1", Duration::from_mins(1))
+            .await
+            .unwrap()
+    }
+
+    fn outcome(k: u8, c: u8, status: Status) -> Outcome<'static> {
+        Outcome {
+            key: [k; 16],
+            content: [c; 16],
+            status,
+            reference: None,
+            error: None,
+        }
+    }
+
+    async fn entry(state: &State, activation: &str, key: RowHash) -> Option<Entry> {
+        // A changed content hash always comes back, with the entry.
+        state
+            .lookup_changes(activation, &[(key, [0xEE; 16])])
+            .await
+            .unwrap()
+            .remove(&key)
+            .flatten()
+    }
+
+    #[tokio::test]
+    async fn outcomes_are_found_by_key_and_scoped_to_their_activation() {
+        let (_dir, state) = state().await;
+        let lease = lease(&state, "a").await;
+        let mut tx = state.fenced(&lease).await.unwrap();
+        tx.mark_in_flight(&[1; 16], &[9; 16], "1", Some("R1"))
+            .await
+            .unwrap();
+        tx.record(&[outcome(1, 9, Status::Sent)]).await.unwrap();
+        tx.commit().await.unwrap();
+        let found = entry(&state, "a", [1; 16]).await.unwrap();
+        assert_eq!(found.status, Status::Sent);
+        assert_eq!(found.attempts, 1);
+        assert_eq!(entry(&state, "b", [1; 16]).await, None);
+    }
+
+    #[tokio::test]
+    async fn changes_leave_out_only_keys_sent_with_the_same_content() {
+        let (_dir, state) = state().await;
+        let lease = lease(&state, "a").await;
+        let mut tx = state.fenced(&lease).await.unwrap();
+        tx.record(&[
+            outcome(1, 1, Status::Sent),
+            outcome(2, 2, Status::Sent),
+            outcome(3, 3, Status::Failed),
+        ])
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let rows = [
+            ([1; 16], [1; 16]),
+            ([2; 16], [9; 16]),
+            ([3; 16], [3; 16]),
+            ([4; 16], [4; 16]),
+        ];
+        let changes = state.lookup_changes("a", &rows).await.unwrap();
+        assert!(!changes.contains_key(&[1; 16]), "sent and unchanged: left out");
+        assert_eq!(
+            changes[&[2; 16]].unwrap().status,
+            Status::Sent,
+            "changed content comes back"
+        );
+        assert_eq!(changes[&[3; 16]].unwrap().status, Status::Failed);
+        assert_eq!(changes[&[4; 16]], None, "unknown key: absent");
+        let many: Vec<(RowHash, RowHash)> = (0..2_500u16)
+            .map(|i| {
+                let mut k = [9u8; 16];
+                k[..2].copy_from_slice(&i.to_le_bytes());
+                (k, [0; 16])
+            })
+            .collect();
+        assert_eq!(state.lookup_changes("a", &many).await.unwrap().len(), 2_500);
+    }
+
+    #[tokio::test]
+    async fn a_baseline_spans_many_statements_and_keeps_keys_already_sent() {
+        let (_dir, state) = state().await;
+        let lease = lease(&state, "a").await;
+        let mut tx = state.fenced(&lease).await.unwrap();
+        tx.record(&[outcome(0, 7, Status::Sent)]).await.unwrap();
+        let rows: Vec<(RowHash, RowHash)> = (0..2_500u16)
+            .map(|i| {
+                let mut k = [0u8; 16];
+                k[..2].copy_from_slice(&i.to_le_bytes());
+                (k, [1; 16])
+            })
+            .collect();
+        tx.record_baseline(&rows).await.unwrap();
+        tx.commit().await.unwrap();
+        let counts = state.ledger_counts("a").await.unwrap();
+        assert_eq!(counts, vec![(Status::Baseline, 2_499), (Status::Sent, 1)]);
+        assert_eq!(
+            entry(&state, "a", [0; 16]).await.unwrap().status,
+            Status::Sent,
+            "a sent key stays sent"
+        );
+    }
+
+    #[tokio::test]
+    async fn keys_left_in_flight_become_uncertain() {
+        let (_dir, state) = state().await;
+        let lease = lease(&state, "a").await;
+        let mut tx = state.fenced(&lease).await.unwrap();
+        tx.mark_in_flight(&[1; 16], &[0; 16], "1", Some("R1"))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = state.fenced(&lease).await.unwrap();
+        let recovered = tx.recover_in_flight().await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            recovered,
+            vec![Recovered {
+                row_key: Some("1".to_owned()),
+                reference: Some("R1".to_owned())
+            }]
+        );
+        assert_eq!(
+            entry(&state, "a", [1; 16]).await.unwrap().status,
+            Status::Uncertain
+        );
+        let mut tx = state.fenced(&lease).await.unwrap();
+        assert!(tx.recover_in_flight().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn restoring_a_new_key_removes_it_and_an_old_one_gets_its_entry_back() {
+        let (_dir, state) = state().await;
+        let lease = lease(&state, "a").await;
+        let mut tx = state.fenced(&lease).await.unwrap();
+        tx.mark_in_flight(&[1; 16], &[0; 16], "1", None).await.unwrap();
+        tx.restore(&[1; 16], None).await.unwrap();
+        let failed = Entry {
+            content: [3; 16],
+            status: Status::Failed,
+            attempts: 2,
+        };
+        tx.mark_in_flight(&[2; 16], &[4; 16], "2", None).await.unwrap();
+        tx.restore(&[2; 16], Some(&failed)).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(entry(&state, "a", [1; 16]).await, None);
+        assert_eq!(state.ledger_counts("a").await.unwrap(), vec![(Status::Failed, 1)]);
+        let back = state.lookup_changes("a", &[([2; 16], [3; 16])]).await.unwrap();
+        assert_eq!(back[&[2; 16]], Some(failed));
+    }
+}

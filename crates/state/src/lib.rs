@@ -1,0 +1,115 @@
+//! The state database: what each activation sent, what each run did, and who
+//! may run an activation now.
+//!
+//! It is a SQLite file by default, or PostgreSQL for deployments that share
+//! one state between machines ([`State::open`]). Queries are written once,
+//! with `$N` placeholders both drivers accept; the few dialect differences
+//! (DDL, list lookups, row locks) branch on the pool's variant.
+//!
+//! - **Migrations** ([`migrate`]): a `schema_migrations` table records which
+//!   versions are applied; each version is applied once, in order, inside one
+//!   transaction that also serialises concurrent first opens. Version 1 is the
+//!   schema of the first releases, so their state databases open unchanged.
+//! - **The ledger**: per activation, key hash → content hash, status,
+//!   attempts, row key, reference, first and last run, last error. It is the
+//!   source of truth of what was sent; nothing is ever pruned from it.
+//! - **The run log**: one row per run ([`RunSummary`], with its [`Counts`])
+//!   and one row per row of a run that needed a decision ([`RowLog`]).
+//! - **Leases**: one row per activation being run, with a holder, an expiry
+//!   and a fencing token that grows with every new holder.
+//!
+//! # Fenced writes
+//!
+//! Every write a run makes goes through a [`Fenced`] transaction, and the
+//! only way to get one is [`State::fenced`], which checks the run's lease
+//! first (under SQLite's write lock, or `FOR SHARE` on the PostgreSQL lease
+//! row, held until the commit). A run whose lease was taken over (a zombie,
+//! paused past its expiry) therefore cannot change the ledger or the run log:
+//! its next write fails with [`Error::LeaseLost`]. The raw transaction type is
+//! private to this crate, so an unfenced write cannot be written elsewhere.
+//!
+//! Times come from an injected [`Clock`], so lease expiry is tested without
+//! sleeping.
+
+mod clock;
+mod db;
+mod error;
+mod lease;
+mod ledger;
+pub mod migrate;
+mod runs;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use db::{OpenOptions, redact_url};
+pub use error::{Error, Result};
+pub use lease::{Fenced, Lease};
+pub use ledger::{Outcome, Recovered};
+pub use runs::{Counts, RowLog, RowOutcome, RunStatus, RunSummary};
+
+use db::Db;
+
+/// The state database.
+#[derive(Debug, Clone)]
+pub struct State {
+    db: Db,
+    clock: Arc<dyn Clock>,
+    /// Where access tokens are cached between runs.
+    token_cache: Option<PathBuf>,
+    /// The URL it was opened with, password masked.
+    url: String,
+}
+
+impl State {
+    /// Opens (creating if needed, and migrating) the state database:
+    /// `sqlite://PATH` or `postgres://…`, with the system clock.
+    pub async fn open(url: &str) -> Result<State> {
+        Self::open_with(url, &OpenOptions::default()).await
+    }
+
+    /// [`open`](Self::open) with options: the clock, SQLite's busy timeout.
+    pub async fn open_with(url: &str, options: &OpenOptions) -> Result<State> {
+        let db = Db::open(url, options).await?;
+        migrate::run(&db, options.clock.as_ref()).await?;
+        let token_cache = match &db {
+            // Beside the database file.
+            Db::Sqlite(_) => db::sqlite_path(url)
+                .filter(|path| !path.as_os_str().is_empty())
+                .map(|path| path.parent().unwrap_or(Path::new(".")).join("tokens")),
+            // A shared database holds no bearer tokens: the user's cache folder does.
+            Db::Postgres(_) => {
+                std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache/retl/tokens"))
+            }
+        };
+        Ok(State {
+            db,
+            clock: options.clock.clone(),
+            token_cache,
+            url: redact_url(url),
+        })
+    }
+
+    /// The URL the state was opened with, any password replaced by `***`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Where access tokens are cached between runs, if anywhere.
+    pub fn token_cache(&self) -> Option<&Path> {
+        self.token_cache.as_deref()
+    }
+
+    /// The clock every time of the state comes from.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The current time as RFC 3339 text, UTC, milliseconds (as stored).
+    fn now_text(&self) -> String {
+        self.clock
+            .now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+}

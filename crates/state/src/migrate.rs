@@ -1,0 +1,218 @@
+//! Versioned schema migrations.
+//!
+//! `schema_migrations (version, description, applied_at)` records every
+//! version applied. Opening the state applies the missing ones, in order, in
+//! one transaction that holds the schema lock (SQLite's write lock; a
+//! transaction-scoped advisory lock on PostgreSQL), so two processes opening
+//! a new state database at the same moment do not collide, and a crash
+//! half-way leaves the database at its previous version.
+//!
+//! A database whose newest version is above [`LATEST`] was written by a newer
+//! retl and is refused ([`Error::TooNew`]) rather than misread.
+//!
+//! To change the schema, add a [`Migration`] with the next version and its
+//! arm in `apply`; never edit one that has shipped.
+
+use crate::db::{Db, Tx, on};
+use crate::{Clock, Error, Result};
+
+/// One schema version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migration {
+    /// Its number, from 1, without gaps.
+    pub version: i64,
+    /// What it changes.
+    pub description: &'static str,
+}
+
+/// Every migration this build knows, oldest first.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "ledger, runs, run_rows and leases, as the first releases made them",
+}];
+
+/// The newest schema version this build knows.
+pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
+
+/// Any fixed number: it names retl's schema lock on PostgreSQL.
+const SCHEMA_LOCK: i64 = 7_265_071_101;
+
+/// The newest applied version, or `None` when no migration table exists yet
+/// (a new database, or one made before versions were recorded).
+async fn current(db: &Db) -> Option<i64> {
+    let sql = "SELECT MAX(version) FROM schema_migrations";
+    let row: Result<(Option<i64>,), sqlx::Error> =
+        on!(db.executor(), |c| sqlx::query_as(sql).fetch_one(c).await);
+    row.ok().map(|(v,)| v.unwrap_or(0))
+}
+
+/// Applies every missing migration; returns the versions applied now.
+pub(crate) async fn run(db: &Db, clock: &dyn Clock) -> Result<Vec<i64>> {
+    // The common case, a database already up to date, takes no write lock.
+    if let Some(version) = current(db).await {
+        if version == LATEST {
+            return Ok(Vec::new());
+        }
+        if version > LATEST {
+            return Err(Error::TooNew {
+                found: version,
+                known: LATEST,
+            });
+        }
+    }
+    let mut tx = db.begin().await?;
+    if let Tx::Postgres(c) = &mut tx {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(SCHEMA_LOCK)
+            .execute(&mut **c)
+            .await
+            .map_err(Error::db("take the schema lock"))?;
+    }
+    exec(
+        &mut tx,
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version     BIGINT PRIMARY KEY,
+            description TEXT NOT NULL,
+            applied_at  TEXT NOT NULL
+         )",
+    )
+    .await?;
+    // Read again under the lock: another process may have migrated meanwhile.
+    let (found,): (Option<i64>,) = on!(tx.executor(), |c| sqlx::query_as(
+        "SELECT MAX(version) FROM schema_migrations"
+    )
+    .fetch_one(c)
+    .await)
+    .map_err(Error::db("read the schema version"))?;
+    let found = found.unwrap_or(0);
+    if found > LATEST {
+        return Err(Error::TooNew {
+            found,
+            known: LATEST,
+        });
+    }
+    let now = clock
+        .now()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut applied = Vec::new();
+    for migration in MIGRATIONS.iter().filter(|m| m.version > found) {
+        apply(&mut tx, migration.version).await?;
+        on!(tx.executor(), |c| sqlx::query(
+            "INSERT INTO schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)"
+        )
+        .bind(migration.version)
+        .bind(migration.description)
+        .bind(&now)
+        .execute(c)
+        .await
+        .map(|_| ()))
+        .map_err(Error::db("record a migration"))?;
+        applied.push(migration.version);
+    }
+    tx.commit().await?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "state database migrated");
+    }
+    Ok(applied)
+}
+
+async fn exec(tx: &mut Tx, sql: &str) -> Result<()> {
+    on!(tx.executor(), |c| sqlx::query(sql).execute(c).await.map(|_| ()))
+        .map_err(Error::db("change the schema"))?;
+    Ok(())
+}
+
+async fn apply(tx: &mut Tx, version: i64) -> Result<()> {
+    match version {
+        1 => v1(tx).await,
+        other => unreachable!("migration {other} is listed but has no body"),
+    }
+}
+
+/// Version 1: the tables of the first releases. Written with `IF NOT EXISTS`,
+/// so a database those releases made (which has them, but no
+/// `schema_migrations`) is adopted as version 1 unchanged.
+async fn v1(tx: &mut Tx) -> Result<()> {
+    let postgres = matches!(tx, Tx::Postgres(_));
+    let (bytes, rowid) = if postgres {
+        ("BYTEA", "")
+    } else {
+        ("BLOB", " WITHOUT ROWID")
+    };
+    let ledger = format!(
+        "CREATE TABLE IF NOT EXISTS ledger (
+            activation   TEXT NOT NULL,
+            key_hash     {bytes} NOT NULL,
+            content_hash {bytes} NOT NULL,
+            status       TEXT NOT NULL,
+            attempts     BIGINT NOT NULL DEFAULT 0,
+            row_key      TEXT,
+            reference    TEXT,
+            first_run    TEXT NOT NULL,
+            last_run     TEXT NOT NULL,
+            last_error   TEXT,
+            updated_at   TEXT NOT NULL,
+            PRIMARY KEY (activation, key_hash)
+        ){rowid}"
+    );
+    exec(tx, &ledger).await?;
+    for statement in [
+        "CREATE TABLE IF NOT EXISTS runs (
+            run_id      TEXT PRIMARY KEY,
+            activation  TEXT NOT NULL,
+            status      TEXT NOT NULL,
+            started_at  TEXT NOT NULL,
+            finished_at TEXT,
+            counts      TEXT NOT NULL,
+            error       TEXT
+         )",
+        "CREATE INDEX IF NOT EXISTS runs_by_activation ON runs (activation, started_at)",
+        "CREATE TABLE IF NOT EXISTS leases (
+            activation    TEXT PRIMARY KEY,
+            holder        TEXT NOT NULL,
+            fencing_token BIGINT NOT NULL,
+            expires_at    BIGINT NOT NULL
+         )",
+        "CREATE TABLE IF NOT EXISTS run_rows (
+            run_id         TEXT NOT NULL,
+            seq            BIGINT NOT NULL,
+            row_key        TEXT NOT NULL,
+            reference      TEXT,
+            outcome        TEXT NOT NULL,
+            reason         TEXT,
+            status_code    BIGINT,
+            error_code     TEXT,
+            correlation_id TEXT,
+            invitation_id  TEXT,
+            link_url       TEXT,
+            at             TEXT NOT NULL,
+            PRIMARY KEY (run_id, seq)
+         )",
+    ] {
+        exec(tx, statement).await?;
+    }
+    // The very first releases made `run_rows` without `link_url`.
+    match tx.executor() {
+        crate::db::DbRef::Postgres(c) => {
+            sqlx::query("ALTER TABLE run_rows ADD COLUMN IF NOT EXISTS link_url TEXT")
+                .execute(c)
+                .await
+                .map_err(Error::db("change the schema"))?;
+        }
+        crate::db::DbRef::Sqlite(c) => {
+            let has: Option<(String,)> = sqlx::query_as(
+                "SELECT name FROM pragma_table_info('run_rows') WHERE name = 'link_url'",
+            )
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(Error::db("read the schema"))?;
+            if has.is_none() {
+                sqlx::query("ALTER TABLE run_rows ADD COLUMN link_url TEXT")
+                    .execute(c)
+                    .await
+                    .map_err(Error::db("change the schema"))?;
+            }
+        }
+    }
+    Ok(())
+}

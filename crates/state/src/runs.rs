@@ -1,0 +1,441 @@
+//! The run log: one row per run, one row per row of a run that needed a decision.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::db::on;
+use crate::{Error, Fenced, Result, State};
+
+/// Declares a state enum whose serde and database spellings are one and the same.
+macro_rules! spelled {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The spelling stored in the database and used in JSON.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!(
+                        "`{other}` is not one of: {}",
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
+spelled! {
+    /// Where a run stands.
+    RunStatus {
+        /// Under way (or killed before it could say otherwise; see `Abandoned`).
+        Running = "running",
+        /// Every row read has its outcome.
+        Completed = "completed",
+        /// Stopped by an error; the rows it did record stand.
+        Failed = "failed",
+        /// Stopped by SIGINT or SIGTERM; rows not started are `skipped`.
+        Interrupted = "interrupted",
+        /// Found still `running` by a later run of its activation, which holds
+        /// the lease: the process died (kill -9, a crash) without closing it.
+        Abandoned = "abandoned",
+    }
+}
+
+spelled! {
+    /// What happened to one row of a run, as its run-log row says.
+    RowOutcome {
+        /// Trustpilot accepted the invitation.
+        Sent = "sent",
+        /// Bad data (retl's validation or Trustpilot's verdict), with the reason.
+        Rejected = "rejected",
+        /// A transient failure; the next run tries again.
+        Failed = "failed",
+        /// The request may have reached Trustpilot: never resent on its own.
+        Uncertain = "uncertain",
+        /// Not attempted (the run stopped early); a later run sends it.
+        Skipped = "skipped",
+    }
+}
+
+/// Counts of a run, by what happened to each row read.
+///
+/// `read = already_sent + already_rejected + ignored_changed + new + baseline` and
+/// `new = sent + rejected + failed + uncertain + skipped`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Rows read from the source.
+    pub read: u64,
+    /// Rows this run had to deliver (never sent, or to retry).
+    pub new: u64,
+    /// Accepted by Trustpilot.
+    pub sent: u64,
+    /// Bad data (ours or Trustpilot's verdict); retried only once the row changes.
+    pub rejected: u64,
+    /// Transient failures; retried by the next run.
+    pub failed: u64,
+    /// Not attempted (the run stopped early).
+    pub skipped: u64,
+    /// Keys already sent whose data has changed since: insert-only, not sent again.
+    pub ignored_changed: u64,
+    /// Keys already sent (or whose earlier delivery is uncertain), unchanged.
+    pub already_sent: u64,
+    /// Keys rejected before whose data has not changed.
+    pub already_rejected: u64,
+    /// Requests that may have reached Trustpilot without an answer: never resent automatically.
+    pub uncertain: u64,
+    /// Rows an earlier, interrupted run left in flight, now marked uncertain (not part of `read`).
+    pub recovered: u64,
+    /// Rows recorded without sending because they were there before the
+    /// activation's first run (`first_run: skip_existing`).
+    #[serde(default)]
+    pub baseline: u64,
+}
+
+impl Counts {
+    /// Whether the accounting identities hold.
+    pub fn balanced(&self) -> bool {
+        self.read
+            == self.already_sent
+                + self.already_rejected
+                + self.ignored_changed
+                + self.new
+                + self.baseline
+            && self.new == self.sent + self.rejected + self.failed + self.uncertain + self.skipped
+    }
+}
+
+/// One run, as `retl run --json` and `retl runs list --json` print it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunSummary {
+    /// The run's id.
+    pub run_id: String,
+    /// The activation it ran.
+    pub activation: String,
+    /// Where it stands.
+    pub status: RunStatus,
+    /// What happened to the rows.
+    pub counts: Counts,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    /// RFC 3339, UTC; `null` while running.
+    pub finished_at: Option<String>,
+    /// Why the run failed, if it did.
+    pub error: Option<String>,
+}
+
+/// One row's entry in a run log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowLog {
+    /// The row's primary-key values (`, `-joined).
+    pub key: String,
+    /// Its reference number, if it had one.
+    pub reference: Option<String>,
+    /// What happened to it.
+    pub outcome: RowOutcome,
+    /// Why, for anything but `sent`.
+    pub reason: Option<String>,
+    /// The HTTP status of Trustpilot's last answer, if any.
+    pub status_code: Option<u16>,
+    /// Trustpilot's `errorCode`.
+    pub error_code: Option<String>,
+    /// Trustpilot's `correlationId`.
+    pub correlation_id: Option<String>,
+    /// An id Trustpilot returned for the invitation (or link), if any.
+    pub invitation_id: Option<String>,
+    /// The invitation link's URL (`target.kind: invitation_link`).
+    pub link_url: Option<String>,
+}
+
+impl RowLog {
+    /// A log row with only its key, reference, outcome and reason.
+    pub fn new(
+        key: impl Into<String>,
+        reference: Option<&str>,
+        outcome: RowOutcome,
+        reason: Option<String>,
+    ) -> RowLog {
+        RowLog {
+            key: key.into(),
+            reference: reference.map(str::to_owned),
+            outcome,
+            reason,
+            status_code: None,
+            error_code: None,
+            correlation_id: None,
+            invitation_id: None,
+            link_url: None,
+        }
+    }
+}
+
+/// A `runs` row as stored.
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    run_id: String,
+    activation: String,
+    status: String,
+    started_at: String,
+    finished_at: Option<String>,
+    counts: String,
+    error: Option<String>,
+}
+
+impl TryFrom<RunRow> for RunSummary {
+    type Error = Error;
+
+    fn try_from(row: RunRow) -> Result<RunSummary> {
+        let corrupt = |what, detail: String| Error::Corrupt { what, detail };
+        Ok(RunSummary {
+            status: row
+                .status
+                .parse()
+                .map_err(|e| corrupt("run status", format!("run {}: {e}", row.run_id)))?,
+            counts: serde_json::from_str(&row.counts)
+                .map_err(|e| corrupt("run counts", format!("run {}: {e}", row.run_id)))?,
+            run_id: row.run_id,
+            activation: row.activation,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            error: row.error,
+        })
+    }
+}
+
+/// A `run_rows` row as stored.
+#[derive(sqlx::FromRow)]
+struct LogRow {
+    row_key: String,
+    reference: Option<String>,
+    outcome: String,
+    reason: Option<String>,
+    status_code: Option<i64>,
+    error_code: Option<String>,
+    correlation_id: Option<String>,
+    invitation_id: Option<String>,
+    link_url: Option<String>,
+}
+
+impl TryFrom<LogRow> for RowLog {
+    type Error = Error;
+
+    fn try_from(row: LogRow) -> Result<RowLog> {
+        Ok(RowLog {
+            outcome: row.outcome.parse().map_err(|detail| Error::Corrupt {
+                what: "run-log outcome",
+                detail,
+            })?,
+            key: row.row_key,
+            reference: row.reference,
+            reason: row.reason,
+            status_code: row.status_code.and_then(|s| u16::try_from(s).ok()),
+            error_code: row.error_code,
+            correlation_id: row.correlation_id,
+            invitation_id: row.invitation_id,
+            link_url: row.link_url,
+        })
+    }
+}
+
+const RUN_COLUMNS: &str = "run_id, activation, status, started_at, finished_at, counts, error";
+
+fn counts_json(counts: &Counts) -> String {
+    serde_json::to_string(counts).expect("counts serialise")
+}
+
+impl State {
+    /// The most recent runs, newest first.
+    pub async fn list_runs(&self, activation: Option<&str>, limit: u32) -> Result<Vec<RunSummary>> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE CAST($1 AS TEXT) IS NULL OR activation = $1
+             ORDER BY started_at DESC, run_id DESC LIMIT $2"
+        );
+        let rows: Vec<RunRow> = on!(self.db.executor(), |c| sqlx::query_as(&sql)
+            .bind(activation)
+            .bind(i64::from(limit))
+            .fetch_all(c)
+            .await)
+        .map_err(Error::db("list runs"))?;
+        rows.into_iter().map(RunSummary::try_from).collect()
+    }
+
+    /// One run, if it exists.
+    pub async fn run(&self, run_id: &str) -> Result<Option<RunSummary>> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = $1");
+        let row: Option<RunRow> = on!(self.db.executor(), |c| sqlx::query_as(&sql)
+            .bind(run_id)
+            .fetch_optional(c)
+            .await)
+        .map_err(Error::db("read a run"))?;
+        row.map(RunSummary::try_from).transpose()
+    }
+
+    /// The rows logged by a run, in the order they were recorded.
+    pub async fn run_rows(&self, run_id: &str) -> Result<Vec<RowLog>> {
+        let rows: Vec<LogRow> = on!(self.db.executor(), |c| sqlx::query_as(
+            "SELECT row_key, reference, outcome, reason, status_code, error_code, correlation_id,
+                    invitation_id, link_url
+             FROM run_rows WHERE run_id = $1 ORDER BY seq",
+        )
+        .bind(run_id)
+        .fetch_all(c)
+        .await)
+        .map_err(Error::db("read a run log"))?;
+        rows.into_iter().map(RowLog::try_from).collect()
+    }
+
+    /// Whether `activation` has a completed run (its first run is over).
+    pub async fn has_completed_run(&self, activation: &str) -> Result<bool> {
+        let any: Option<(i64,)> = on!(self.db.executor(), |c| sqlx::query_as(
+            "SELECT 1 FROM runs WHERE activation = $1 AND status = 'completed' LIMIT 1"
+        )
+        .bind(activation)
+        .fetch_optional(c)
+        .await)
+        .map_err(Error::db("read runs"))?;
+        Ok(any.is_some())
+    }
+}
+
+impl Fenced {
+    /// Records the start of this transaction's run and returns its summary.
+    pub async fn start_run(&mut self) -> Result<RunSummary> {
+        let summary = RunSummary {
+            run_id: self.run_id.clone(),
+            activation: self.activation.clone(),
+            status: RunStatus::Running,
+            counts: Counts::default(),
+            started_at: self.now.clone(),
+            finished_at: None,
+            error: None,
+        };
+        on!(self.tx.executor(), |c| sqlx::query(
+            "INSERT INTO runs (run_id, activation, status, started_at, counts) VALUES ($1, $2, $3, $4, $5)"
+        )
+        .bind(&summary.run_id)
+        .bind(&summary.activation)
+        .bind(summary.status.as_str())
+        .bind(&summary.started_at)
+        .bind(counts_json(&summary.counts))
+        .execute(c)
+        .await
+        .map(|_| ()))
+        .map_err(Error::db("record the start of a run"))?;
+        Ok(summary)
+    }
+
+    /// Closes every other run of this activation still recorded as `running`
+    /// as `abandoned`: the lease this transaction checked proves that none of
+    /// them is alive. Returns how many.
+    pub async fn abandon_stale_runs(&mut self) -> Result<u64> {
+        let n = on!(self.tx.executor(), |c| sqlx::query(
+            "UPDATE runs SET status = 'abandoned', finished_at = $3,
+                    error = 'the run stopped without closing its record (killed, or its machine failed)'
+             WHERE activation = $1 AND status = 'running' AND run_id <> $2"
+        )
+        .bind(&self.activation)
+        .bind(&self.run_id)
+        .bind(&self.now)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(Error::db("close abandoned runs"))?;
+        Ok(n)
+    }
+
+    /// Records the end of the run: its status, counts and error; sets `finished_at`.
+    pub async fn finish_run(&mut self, summary: &mut RunSummary) -> Result<()> {
+        summary.finished_at = Some(self.now.clone());
+        on!(self.tx.executor(), |c| sqlx::query(
+            "UPDATE runs SET status = $2, finished_at = $3, counts = $4, error = $5 WHERE run_id = $1"
+        )
+        .bind(&summary.run_id)
+        .bind(summary.status.as_str())
+        .bind(&summary.finished_at)
+        .bind(counts_json(&summary.counts))
+        .bind(&summary.error)
+        .execute(c)
+        .await
+        .map(|_| ()))
+        .map_err(Error::db("record the end of a run"))?;
+        Ok(())
+    }
+
+    /// Appends rows to the run's log, numbered from `first_seq`.
+    pub async fn log_rows(&mut self, first_seq: u64, rows: &[RowLog]) -> Result<()> {
+        for (i, row) in rows.iter().enumerate() {
+            let seq = i64::try_from(first_seq + i as u64).map_err(|_| Error::Corrupt {
+                what: "run-log sequence",
+                detail: "overflow".to_owned(),
+            })?;
+            on!(self.tx.executor(), |c| sqlx::query(
+                "INSERT INTO run_rows (run_id, seq, row_key, reference, outcome, reason, status_code,
+                                       error_code, correlation_id, invitation_id, link_url, at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(&self.run_id)
+            .bind(seq)
+            .bind(&row.key)
+            .bind(&row.reference)
+            .bind(row.outcome.as_str())
+            .bind(&row.reason)
+            .bind(row.status_code.map(i64::from))
+            .bind(&row.error_code)
+            .bind(&row.correlation_id)
+            .bind(&row.invitation_id)
+            .bind(&row.link_url)
+            .bind(&self.now)
+            .execute(c)
+            .await
+            .map(|_| ()))
+            .map_err(Error::db("write the run log"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_and_the_database_spell_states_alike() {
+        for status in RunStatus::ALL {
+            let json = serde_json::to_value(status).unwrap();
+            assert_eq!(json, status.as_str());
+            assert_eq!(status.as_str().parse::<RunStatus>(), Ok(*status));
+        }
+        for outcome in RowOutcome::ALL {
+            let json = serde_json::to_value(outcome).unwrap();
+            assert_eq!(json, outcome.as_str());
+            assert_eq!(outcome.as_str().parse::<RowOutcome>(), Ok(*outcome));
+        }
+        assert!("done".parse::<RunStatus>().is_err());
+    }
+}

@@ -1,0 +1,164 @@
+//! The state database against real files and a real PostgreSQL server.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use retl_diff::Status;
+use retl_state::{Error, RowOutcome, RunStatus, State, migrate};
+use sqlx::ConnectOptions as _;
+
+/// A state database file written by retl 0.1.0 (two runs of an activation
+/// `orders`: 9 sent and 1 rejected, then 1 more sent), before versions were recorded.
+const V0_1_0: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/state-v0.1.0.db");
+
+fn copy_fixture(dir: &tempfile::TempDir) -> String {
+    let path = dir.path().join("state.db");
+    std::fs::copy(V0_1_0, &path).unwrap();
+    format!("sqlite://{}", path.display())
+}
+
+async fn versions(url: &str) -> Vec<i64> {
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query_as::<_, (i64,)>("SELECT version FROM schema_migrations ORDER BY version")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(v,)| v)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_state_database_written_by_the_first_release_opens_with_its_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = copy_fixture(&dir);
+    let state = State::open(&url).await.unwrap();
+    assert_eq!(versions(&url).await, vec![migrate::LATEST]);
+
+    let runs = state.list_runs(Some("orders"), 10).await.unwrap();
+    assert_eq!(runs.len(), 2);
+    assert!(runs.iter().all(|r| r.status == RunStatus::Completed));
+    let (last, first) = (&runs[0], &runs[1]);
+    assert_eq!((first.counts.sent, first.counts.rejected), (9, 1));
+    assert_eq!((last.counts.sent, last.counts.already_sent), (1, 9));
+    let rejected: Vec<_> = state
+        .run_rows(&first.run_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.outcome == RowOutcome::Rejected)
+        .collect();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].key, "7");
+    assert_eq!(
+        state.ledger_counts("orders").await.unwrap(),
+        vec![(Status::Rejected, 1), (Status::Sent, 10)]
+    );
+
+    // A second open finds it up to date and changes nothing.
+    drop(state);
+    State::open(&url).await.unwrap();
+    assert_eq!(versions(&url).await, vec![migrate::LATEST]);
+}
+
+#[tokio::test]
+async fn a_state_database_from_a_newer_release_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = copy_fixture(&dir);
+    State::open(&url).await.unwrap();
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO schema_migrations VALUES (99, 'from the future', 'x')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let err = State::open(&url).await.unwrap_err();
+    assert!(matches!(err, Error::TooNew { found: 99, .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_locked_database_and_a_read_only_one_are_told_apart_by_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = copy_fixture(&dir);
+    // Another program holds the write lock.
+    let mut other = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE").execute(&mut other).await.unwrap();
+    let options = retl_state::OpenOptions {
+        busy_timeout: Duration::from_millis(50),
+        ..retl_state::OpenOptions::default()
+    };
+    let err = State::open_with(&url, &options).await.unwrap_err();
+    assert!(err.is_busy(), "{err:?}");
+    assert!(!err.is_read_only());
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    drop(other);
+
+    // A database that needs migrating but may not be written.
+    let ro = format!("{url}?mode=ro");
+    let err = State::open_with(&ro, &options).await.unwrap_err();
+    assert!(err.is_read_only(), "{err:?}");
+    assert!(!err.is_busy());
+}
+
+/// The PostgreSQL server's URL; `None` (skip) outside CI when unset.
+fn postgres_url() -> Option<String> {
+    if let Ok(url) = std::env::var("RETL_TEST_POSTGRES_URL") {
+        return Some(url);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "RETL_TEST_POSTGRES_URL must be set when CI=true (scripts/test.sh sets it)"
+    );
+    eprintln!("skipped: RETL_TEST_POSTGRES_URL is not set (scripts/test.sh sets it)");
+    None
+}
+
+#[tokio::test]
+async fn simultaneous_first_opens_of_a_postgresql_state_migrate_it_once() {
+    let Some(url) = postgres_url() else { return };
+    let schema = format!("retl_state_it_{}", std::process::id());
+    let mut admin = sqlx::postgres::PgConnectOptions::from_str(&url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let join = if url.contains('?') { '&' } else { '?' };
+    let scoped = format!("{url}{join}options=-c%20search_path%3D{schema}");
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let url = scoped.clone();
+            tokio::spawn(async move { State::open(&url).await.map(|_| ()) })
+        })
+        .collect();
+    for open in opens {
+        open.await.unwrap().unwrap();
+    }
+    let (n,): (i64,) = sqlx::query_as(&format!(
+        "SELECT COUNT(*) FROM {schema}.schema_migrations"
+    ))
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(n, migrate::LATEST);
+    sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
