@@ -1,24 +1,25 @@
 //! `retl`: reverse-ETL from a warehouse to Trustpilot review invitations.
 //!
-//! The binary parses the command line, sets up logging, and hands over to
-//! `retl-engine`; it maps outcomes to the documented exit codes.
+//! This file declares the command line and maps outcomes to the documented
+//! exit codes; each command's body lives in its own module of [`commands`].
+//! The emulator (`retl emulator`, `retl demo`) is behind the default cargo
+//! feature `emulator`: `cargo build --no-default-features` gives a binary
+//! without axum.
 
 // Doc comments on the argument types are `--help` text, shown as written.
 #![allow(clippy::doc_markdown)]
 
-mod demo;
+mod commands;
 mod output;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use retl_engine::Finished;
 use retl_engine::config::{ConfigErrors, Project};
-use retl_engine::{Finished, State};
-use retl_trustpilot_emulator::{Emulator, EmulatorConfig};
+use retl_state::{OpenOptions, RunStatus, State};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -51,6 +52,10 @@ struct Cli {
     /// More log output (-v: info, -vv: debug). RETL_LOG overrides (e.g. RETL_LOG=retl_engine=debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// How long a SQLite state database waits for another process's lock
+    /// before failing with "database is locked" (e.g. 10s, 500ms).
+    #[arg(long, global = true, env = "RETL_STATE_BUSY_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    state_busy_timeout: Duration,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,6 +81,10 @@ enum Command {
         /// after this long, or at once on the same machine.
         #[arg(long, env = "RETL_LEASE_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
         lease_seconds: u64,
+        /// For tests: stop at POINT:N (in_flight:N, recorded:N), say so on
+        /// stderr, and wait to be killed or interrupted.
+        #[arg(long, hide = true, env = "RETL_HOLD_AT", value_name = "POINT:N")]
+        hold_at: Option<retl_engine::Hold>,
     },
     /// Check the configuration, each destination (a token is minted; the business
     /// units and template ids must exist) and each activation's source (every
@@ -102,13 +111,15 @@ enum Command {
         command: RunsCommand,
     },
     /// Serve a local Trustpilot emulator (same endpoints, auth and validation).
-    Emulator(EmulatorArgs),
+    #[cfg(feature = "emulator")]
+    Emulator(commands::emulator::EmulatorArgs),
     /// A self-contained demo: a SQLite warehouse, the emulator, two runs.
+    #[cfg(feature = "emulator")]
     Demo,
 }
 
 #[derive(Debug, Subcommand)]
-enum RunsCommand {
+pub(crate) enum RunsCommand {
     /// The most recent runs, newest first.
     List {
         /// Only runs of this activation.
@@ -147,102 +158,29 @@ enum RunsCommand {
     },
 }
 
-#[derive(Debug, clap::Args)]
-struct EmulatorArgs {
-    /// Port on 127.0.0.1 (0: any free port).
-    #[arg(long, default_value_t = 8787)]
-    port: u16,
-    /// A business unit that exists (repeat for more).
-    #[arg(long = "business-unit", default_value = "bu-emulator")]
-    business_units: Vec<String>,
-    /// The API key to accept.
-    #[arg(long, default_value = "emulator-key")]
-    api_key: String,
-    /// The API secret to accept.
-    #[arg(long, default_value = "emulator-secret")]
-    api_secret: String,
-    /// The business user id client_credentials calls must send.
-    #[arg(long, default_value = "user-emulator")]
-    business_user_id: String,
-    /// Added latency per request, in milliseconds.
-    #[arg(long, default_value_t = 0)]
-    latency_ms: u64,
-    /// Status code of a successful invitation call (Trustpilot's is undocumented).
-    #[arg(long, default_value_t = 202)]
-    success_status: u16,
-    /// A rate-limit window, REQUESTS/DURATION (e.g. 100/5s, 833/5m, 10000/1h);
-    /// repeat for several. Default: 833/5m and 10000/1h.
-    #[arg(long = "rate-limit", value_parser = parse_window)]
-    rate_limits: Vec<retl_trustpilot_emulator::RateWindow>,
-    /// Send Retry-After (seconds) with 429 answers (Trustpilot documents none).
-    #[arg(long)]
-    retry_after: Option<u64>,
-    /// Lifetime of minted tokens, in seconds.
-    #[arg(long, default_value_t = 359_999)]
-    token_lifetime_seconds: u64,
-    /// A share of invitation requests that get a fault, FAULT=SHARE, with FAULT one of
-    /// server_error, cdn_error, cdn_forbidden, too_many_requests, drop, accept_then_hang, bad_request
-    /// (e.g. --fault server_error=0.1); repeat for several.
-    #[arg(long = "fault", value_parser = parse_fault)]
-    faults: Vec<(retl_trustpilot_emulator::Fault, f64)>,
-    /// A drawn 429 is followed by this many more.
-    #[arg(long, default_value_t = 0)]
-    fault_burst: u32,
-    /// Seed of the fault draw.
-    #[arg(long, default_value_t = 1)]
-    fault_seed: u64,
-    /// Append every accepted invitation to this JSON-lines file.
-    #[arg(long)]
-    log_file: Option<PathBuf>,
-}
-
-fn parse_window(text: &str) -> Result<retl_trustpilot_emulator::RateWindow, String> {
-    let err = || format!("`{text}` is not REQUESTS/DURATION (e.g. 100/5s, 833/5m, 10000/1h)");
-    let (limit, window) = text.split_once('/').ok_or_else(err)?;
-    let limit = limit.trim().parse().map_err(|_| err())?;
-    let window = window.trim();
-    let (n, unit) = window.split_at(window.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?);
-    let n: u64 = n.parse().map_err(|_| err())?;
-    let seconds = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(err()),
-    };
-    Ok(retl_trustpilot_emulator::RateWindow {
-        limit,
-        window: Duration::from_secs(seconds),
-    })
-}
-
-fn parse_fault(text: &str) -> Result<(retl_trustpilot_emulator::Fault, f64), String> {
-    let (name, share) = text
-        .split_once('=')
-        .ok_or_else(|| format!("`{text}` is not FAULT=SHARE"))?;
-    let fault: retl_trustpilot_emulator::Fault =
-        serde_json::from_value(serde_json::Value::String(name.trim().to_owned())).map_err(|_| {
-            format!("unknown fault `{name}`; one of: server_error, cdn_error, cdn_forbidden, too_many_requests, drop, accept_then_hang, bad_request")
-        })?;
-    let share: f64 = share
-        .trim()
-        .parse()
-        .ok()
-        .filter(|s| (0.0..=1.0).contains(s))
-        .ok_or_else(|| format!("share `{share}` is not a number from 0 to 1"))?;
-    Ok((fault, share))
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    retl_config::parse_duration(text)
+        .ok_or_else(|| format!("`{text}` is not a duration (e.g. 10s, 500ms)"))
 }
 
 /// A failure with its exit code.
-struct Failure {
+pub(crate) struct Failure {
     code: u8,
     error: anyhow::Error,
+}
+
+impl Failure {
+    /// A usage error (exit code 2).
+    pub(crate) fn usage(error: anyhow::Error) -> Failure {
+        Failure { code: 2, error }
+    }
 }
 
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(error: E) -> Self {
         let error = error.into();
         let engine = error.downcast_ref::<retl_engine::Error>();
-        let code = if matches!(engine, Some(retl_engine::Error::Locked { .. })) {
+        let code = if engine.is_some_and(retl_engine::Error::is_locked) {
             4
         } else if error.downcast_ref::<ConfigErrors>().is_some()
             || engine.is_some_and(retl_engine::Error::is_config)
@@ -295,59 +233,75 @@ fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
+    let ctx = Ctx {
+        config_dir: cli.config_dir,
+        state_url: cli.state,
+        busy_timeout: cli.state_busy_timeout,
+    };
     match cli.command {
         Command::Run {
             activation,
             json,
             lease_seconds,
-        } => {
-            run(
-                &cli.config_dir,
-                &cli.state,
-                &activation,
-                json,
-                lease_seconds,
-            )
-            .await
-        }
-        Command::Check { activation } => check(&cli.config_dir, activation.as_deref()).await,
+            hold_at,
+        } => commands::run::run(&ctx, &activation, json, lease_seconds, hold_at).await,
+        Command::Check { activation } => commands::check::check(&ctx, activation.as_deref()).await,
         Command::Templates {
             destination,
             business_unit,
             json,
-        } => {
-            templates(
-                &cli.config_dir,
-                &cli.state,
-                &destination,
-                business_unit,
-                json,
-            )
-            .await
-        }
-        Command::Runs { command } => runs(&cli.config_dir, &cli.state, command).await,
-        Command::Emulator(args) => emulator(args).await,
-        Command::Demo => demo::demo().await,
+        } => commands::templates::templates(&ctx, &destination, business_unit, json).await,
+        Command::Runs { command } => commands::runs::runs(&ctx, command).await,
+        #[cfg(feature = "emulator")]
+        Command::Emulator(args) => commands::emulator::emulator(args).await,
+        #[cfg(feature = "emulator")]
+        Command::Demo => commands::demo::demo().await,
     }
 }
 
-/// Loads the configuration, warning about broken files that do not concern `activation`.
-fn load(config_dir: &std::path::Path, activation: &str) -> Result<Project, Failure> {
-    let project = Project::load(config_dir)?;
-    let (found, _) = project.activation(activation)?;
-    if !project.problems.is_empty() {
-        let others: Vec<String> = project.problems.iter().map(|p| format!("  {p}")).collect();
-        eprintln!(
-            "warning: other configuration files have problems and were skipped (activation `{}` is fine):\n{}",
-            found.name,
-            others.join("\n")
-        );
+/// What every command gets from the global options.
+pub(crate) struct Ctx {
+    /// `--config-dir`.
+    pub config_dir: std::path::PathBuf,
+    /// `--state`.
+    pub state_url: String,
+    /// `--state-busy-timeout`.
+    pub busy_timeout: Duration,
+}
+
+impl Ctx {
+    /// Opens the state database.
+    pub(crate) async fn state(&self) -> Result<State, Failure> {
+        let options = OpenOptions {
+            busy_timeout: self.busy_timeout,
+            ..OpenOptions::default()
+        };
+        Ok(State::open_with(&self.state_url, &options).await?)
     }
-    Ok(project)
+
+    /// Loads the configuration, warning about broken files that do not concern `activation`.
+    pub(crate) fn load(&self, activation: &str) -> Result<Project, Failure> {
+        let project = Project::load(&self.config_dir)?;
+        let (found, _) = project.activation(activation)?;
+        if !project.problems.is_empty() {
+            let others: Vec<String> = project.problems.iter().map(|p| format!("  {p}")).collect();
+            eprintln!(
+                "warning: other configuration files have problems and were skipped (activation `{}` is fine):\n{}",
+                found.name,
+                others.join("\n")
+            );
+        }
+        Ok(project)
+    }
+
+    /// The configuration directory.
+    pub(crate) fn config_dir(&self) -> &Path {
+        &self.config_dir
+    }
 }
 
 /// The exit code of a finished run.
-fn exit_code(finished: &Finished) -> Result<u8, Failure> {
+pub(crate) fn exit_code(finished: &Finished) -> Result<u8, Failure> {
     if let Some(failure) = &finished.failure {
         let code = if failure.is_config() { 2 } else { 1 };
         return Err(Failure {
@@ -355,330 +309,8 @@ fn exit_code(finished: &Finished) -> Result<u8, Failure> {
             error: anyhow::anyhow!("run {} failed: {failure}", finished.summary.run_id),
         });
     }
-    if finished.summary.status == "interrupted" {
+    if finished.summary.status == RunStatus::Interrupted {
         return Ok(130);
     }
     Ok(if finished.needs_attention() { 3 } else { 0 })
-}
-
-/// Sets `flag` on the first SIGINT or SIGTERM.
-async fn on_signal(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
-    eprintln!(
-        "interrupted: no new requests; finishing the ones under way (Ctrl-C again does not hurry them)"
-    );
-    flag.store(true, std::sync::atomic::Ordering::SeqCst);
-}
-
-async fn run(
-    config_dir: &std::path::Path,
-    state_url: &str,
-    name: &str,
-    json: bool,
-    lease_seconds: u64,
-) -> Result<u8, Failure> {
-    let project = load(config_dir, name)?;
-    let (activation, destination) = project.activation(name)?;
-    let state = State::open(state_url).await?;
-    let options = retl_engine::RunOptions {
-        lease: Duration::from_secs(lease_seconds),
-        drain: destination.request_timeout + Duration::from_secs(5),
-        ..retl_engine::RunOptions::default()
-    };
-    let signals = tokio::spawn(on_signal(options.cancel.clone()));
-    let finished = retl_engine::run_with(&state, activation, destination, &options).await;
-    signals.abort();
-    let finished = finished?;
-    if json {
-        println!("{}", serde_json::to_string(&finished.summary)?);
-    } else {
-        print!("{}", output::summary(&finished.summary));
-    }
-    exit_code(&finished)
-}
-
-async fn check(config_dir: &std::path::Path, only: Option<&str>) -> Result<u8, Failure> {
-    let project = Project::load(config_dir)?;
-    let mut problems = 0;
-    for problem in &project.problems {
-        println!("problem: {problem}");
-        problems += 1;
-    }
-    let names: Vec<&String> = match only {
-        Some(name) if !project.activations.contains_key(name) => {
-            if problems == 0
-                && let Err(e) = project.activation(name)
-            {
-                println!(
-                    "problem: {}",
-                    e.0.iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                );
-            }
-            return Ok(2);
-        }
-        Some(name) => project
-            .activations
-            .keys()
-            .filter(|n| n.as_str() == name)
-            .collect(),
-        None => project.activations.keys().collect(),
-    };
-    if names.is_empty() && problems == 0 {
-        println!(
-            "no activations in {}",
-            config_dir.join("activations").display()
-        );
-    }
-    let mut destinations: Vec<&str> = Vec::new();
-    for name in &names {
-        let (activation, _) = project.activation(name)?;
-        if !destinations.contains(&activation.destination.as_str()) {
-            destinations.push(&activation.destination);
-        }
-    }
-    for name in destinations {
-        let destination = &project.destinations[name];
-        let users: Vec<&retl_engine::config::Activation> = names
-            .iter()
-            .filter_map(|n| project.activations.get(*n))
-            .filter(|a| a.destination == name)
-            .collect();
-        // No token cache: a check mints a fresh token, to prove the credentials.
-        let found = retl_engine::check_destination(destination, &users, None).await;
-        if found.is_empty() {
-            println!("destination {name}: ok");
-        }
-        for problem in found {
-            println!("destination {name}: {problem}");
-            problems += 1;
-        }
-    }
-    for name in names {
-        let (activation, destination) = project.activation(name)?;
-        match retl_engine::check_source(activation, destination).await {
-            Ok(()) => println!("{name}: ok"),
-            Err(e) => {
-                println!("{name}: {e}");
-                problems += 1;
-            }
-        }
-    }
-    Ok(if problems == 0 { 0 } else { 2 })
-}
-
-async fn templates(
-    config_dir: &std::path::Path,
-    state_url: &str,
-    name: &str,
-    business_unit: Option<String>,
-    json: bool,
-) -> Result<u8, Failure> {
-    let project = Project::load(config_dir)?;
-    let Some(destination) = project.destinations.get(name) else {
-        let mut problems = project.problems.clone();
-        problems.push(retl_engine::config::Problem {
-            location: None,
-            path: String::new(),
-            message: format!(
-                "no destination named `{name}`; defined: {}",
-                project
-                    .destinations
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        });
-        return Err(ConfigErrors(problems).into());
-    };
-    let Some(business_unit) =
-        business_unit.or_else(|| destination.defaults.business_unit_id.clone())
-    else {
-        return Err(Failure {
-            code: 2,
-            error: anyhow::anyhow!(
-                "destination `{name}` has no defaults.business_unit_id: pass --business-unit"
-            ),
-        });
-    };
-    let state = State::open(state_url).await?;
-    let client = retl_engine::client(destination, state.token_cache())?;
-    let templates = client.templates(&business_unit).await.map_err(|error| {
-        retl_engine::Error::Destination {
-            destination: name.to_owned(),
-            error,
-        }
-    })?;
-    if json {
-        println!("{}", serde_json::to_string(&templates)?);
-    } else {
-        print!("{}", output::templates_table(&templates));
-    }
-    Ok(0)
-}
-
-async fn runs(
-    config_dir: &std::path::Path,
-    state_url: &str,
-    command: RunsCommand,
-) -> Result<u8, Failure> {
-    let state = State::open(state_url).await?;
-    match command {
-        RunsCommand::List {
-            activation,
-            limit,
-            json,
-        } => {
-            let runs = state.list_runs(activation.as_deref(), limit).await?;
-            if json {
-                println!("{}", serde_json::to_string(&runs)?);
-            } else {
-                print!("{}", output::runs_table(&runs));
-            }
-        }
-        RunsCommand::Show { run_id, json } => {
-            let Some(summary) = state.run(&run_id).await? else {
-                return Err(Failure {
-                    code: 2,
-                    error: anyhow::anyhow!("no run with id `{run_id}` (see `retl runs list`)"),
-                });
-            };
-            let rows = state.run_rows(&run_id).await?;
-            if json {
-                let mut value = serde_json::to_value(&summary)?;
-                value["rows"] = serde_json::to_value(&rows)?;
-                println!("{value}");
-            } else {
-                print!("{}", output::summary(&summary));
-                print!("{}", output::rows_table(&rows));
-            }
-        }
-        RunsCommand::Resend {
-            run_id,
-            uncertain: _,
-            yes,
-            json,
-        } => {
-            return resend(config_dir, &state, &run_id, yes, json).await;
-        }
-    }
-    Ok(0)
-}
-
-async fn resend(
-    config_dir: &std::path::Path,
-    state: &State,
-    run_id: &str,
-    yes: bool,
-    json: bool,
-) -> Result<u8, Failure> {
-    let Some(summary) = state.run(run_id).await? else {
-        return Err(Failure {
-            code: 2,
-            error: anyhow::anyhow!("no run with id `{run_id}` (see `retl runs list`)"),
-        });
-    };
-    let uncertain = state
-        .run_rows(run_id)
-        .await?
-        .into_iter()
-        .filter(|r| r.outcome == "uncertain")
-        .count();
-    if uncertain == 0 {
-        println!("run {run_id} has no uncertain rows: nothing to resend");
-        return Ok(0);
-    }
-    let project = load(config_dir, &summary.activation)?;
-    let (activation, destination) = project.activation(&summary.activation)?;
-    if !yes {
-        use std::io::{BufRead as _, IsTerminal as _, Write as _};
-        if !std::io::stdin().is_terminal() {
-            return Err(Failure {
-                code: 2,
-                error: anyhow::anyhow!(
-                    "{uncertain} row(s) of run {run_id} may already have reached Trustpilot; resending can invite those customers twice. Confirm with --yes"
-                ),
-            });
-        }
-        print!(
-            "{uncertain} row(s) of run {run_id} may already have reached Trustpilot; resending can invite those customers twice.\nResend them now? [y/N] "
-        );
-        std::io::stdout().flush()?;
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            println!("nothing resent");
-            return Ok(0);
-        }
-    }
-    let released = state.release_uncertain(run_id).await?;
-    eprintln!(
-        "released {released} uncertain row(s) of run {run_id}; running `{}`",
-        activation.name
-    );
-    let finished = retl_engine::run(state, activation, destination).await?;
-    if json {
-        println!("{}", serde_json::to_string(&finished.summary)?);
-    } else {
-        print!("{}", output::summary(&finished.summary));
-    }
-    exit_code(&finished)
-}
-
-async fn emulator(args: EmulatorArgs) -> Result<u8, Failure> {
-    let mut shares = retl_trustpilot_emulator::FaultShares {
-        burst: args.fault_burst,
-        seed: args.fault_seed,
-        ..retl_trustpilot_emulator::FaultShares::default()
-    };
-    for (fault, share) in args.faults {
-        shares = shares.with(fault, share);
-    }
-    let defaults = EmulatorConfig::default();
-    let config = EmulatorConfig {
-        rate_limits: if args.rate_limits.is_empty() {
-            defaults.rate_limits.clone()
-        } else {
-            args.rate_limits
-        },
-        retry_after: args.retry_after,
-        token_lifetime: Duration::from_secs(args.token_lifetime_seconds),
-        faults: shares,
-        api_key: args.api_key,
-        api_secret: args.api_secret,
-        business_units: args.business_units,
-        business_user_id: args.business_user_id,
-        latency: Duration::from_millis(args.latency_ms),
-        success_status: args.success_status,
-        log_file: args.log_file,
-        ..defaults
-    };
-    let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
-    let emulator = Emulator::start(config, addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    println!("trustpilot emulator listening on {}", emulator.url());
-    println!(
-        "point a destination's endpoints.auth and endpoints.invitations at it; Ctrl-C stops it"
-    );
-    emulator
-        .serve_until(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
-    Ok(0)
 }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use retl_engine::{RowLog, RunSummary};
+use retl_state::{RowLog, RunSummary};
 
 /// The duration between two RFC 3339 times, as `1.23s`.
 fn duration(summary: &RunSummary) -> String {
@@ -97,7 +97,7 @@ pub fn runs_table(runs: &[RunSummary]) -> String {
             vec![
                 r.run_id.clone(),
                 r.activation.clone(),
-                r.status.clone(),
+                r.status.to_string(),
                 r.started_at.clone(),
                 r.counts.read.to_string(),
                 r.counts.sent.to_string(),
@@ -134,7 +134,7 @@ pub fn rows_table(rows: &[RowLog]) -> String {
             vec![
                 r.key.clone(),
                 r.reference.clone().unwrap_or_default(),
-                r.outcome.clone(),
+                r.outcome.to_string(),
                 r.reason.clone().unwrap_or_default(),
             ]
         })

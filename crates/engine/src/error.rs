@@ -1,6 +1,6 @@
 //! Errors of a run.
 
-use crate::config::ConfigErrors;
+use retl_config::ConfigErrors;
 
 /// Why a run could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -33,30 +33,12 @@ pub enum Error {
         /// The client's error (in the message, so not also a `source()`).
         error: retl_trustpilot::Error,
     },
-    /// The state database failed.
-    #[error("state database: {0}")]
-    State(String),
-    /// The ledger failed.
+    /// The state database failed, or the activation's lease is held or lost.
     #[error(transparent)]
-    Ledger(#[from] retl_diff::Error),
-    /// Another run of the activation holds its lease.
-    #[error("activation `{activation}` is already running ({holder}); its lease expires in {}s unless renewed", expires_in.as_secs())]
-    Locked {
-        /// The activation.
-        activation: String,
-        /// `host:pid:run_id` of the run holding it.
-        holder: String,
-        /// How long until the lease expires if not renewed.
-        expires_in: std::time::Duration,
-    },
-    /// This run's lease expired and another run took it over: it stopped writing.
-    #[error(
-        "activation `{activation}`: this run lost its lease to another run and stopped without committing more"
-    )]
-    LeaseLost {
-        /// The activation.
-        activation: String,
-    },
+    State(#[from] retl_state::Error),
+    /// A row could not be hashed.
+    #[error(transparent)]
+    Hash(#[from] retl_diff::Error),
     /// A bug: something that cannot happen did.
     #[error("internal error: {0}")]
     Internal(String),
@@ -65,13 +47,12 @@ pub enum Error {
     Accounting(String),
 }
 
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Self {
-        Error::State(e.to_string())
-    }
-}
-
 impl Error {
+    /// Whether another run of the activation holds its lease (exit code 4).
+    pub fn is_locked(&self) -> bool {
+        matches!(self, Error::State(retl_state::Error::Locked { .. }))
+    }
+
     /// Whether the user's configuration is at fault (exit code 2).
     pub fn is_config(&self) -> bool {
         match self {

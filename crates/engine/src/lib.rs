@@ -1,4 +1,7 @@
-//! Runs activations: configuration, orchestration, ledger commits and run logs.
+//! Runs activations: the activation's configuration, dispatch on the
+//! destination's type, and the run itself (lease, read, classify, deliver,
+//! record) over `retl-source`, `retl-diff`, `retl-state` and the destination's
+//! crate.
 //!
 //! A run reads its source batch by batch. For each batch it hashes every row's
 //! key and content, looks the keys up in the ledger (one query per few hundred
@@ -13,11 +16,12 @@
 //!    database (a row with a holder, an expiry and a fencing token), renewed
 //!    every third of its length. A second run of the activation, here or on
 //!    another machine sharing a PostgreSQL state database, is refused
-//!    ([`Error::Locked`]). A lease expires if its holder dies; on the same
+//!    ([`retl_state::Error::Locked`]). A lease expires if its holder dies; on the same
 //!    machine, a lease whose holder process is gone is taken over at once.
 //! 1. **Mark in flight.** Before a request for a row leaves, the row's key is
 //!    written to the ledger as `in_flight` and committed (SQLite with
-//!    `synchronous = FULL`), in a transaction that first checks the lease's
+//!    `synchronous = FULL`), in a [`retl_state::Fenced`] transaction: the only
+//!    kind of write transaction there is, begun by checking the lease's
 //!    fencing token.
 //! 2. **Send.** The request goes to Trustpilot, from a task that touches no
 //!    database.
@@ -52,9 +56,7 @@ mod check;
 pub mod config;
 mod error;
 mod run;
-mod state;
 
-pub use check::{check_destination, check_source, client};
+pub use check::{check_destination, check_source, templates};
 pub use error::{Error, Result};
-pub use run::{Finished, RunOptions, email_invitation, run, run_with};
-pub use state::{Counts, Lease, RowLog, RunSummary, State};
+pub use run::{Cancel, Finished, Hold, HoldPoint, RunOptions, run, run_with};

@@ -1,4 +1,4 @@
-//! Errors raised while building a [`Mapper`](crate::Mapper).
+//! Errors of binding a mapping to a source schema.
 
 /// Why a mapping cannot be applied to a source.
 #[derive(Debug, thiserror::Error)]
@@ -7,20 +7,20 @@ pub enum Error {
     /// A mapped column is not among the source's columns.
     #[error("mapping.{field}: column `{column}` does not exist in the source; available columns: {}", available.join(", "))]
     ColumnMissing {
-        /// The Trustpilot field the column was mapped to.
-        field: crate::Field,
+        /// The field the column was mapped to.
+        field: &'static str,
         /// The column the mapping names.
         column: String,
         /// The columns the source does have.
         available: Vec<String>,
     },
-    /// A mapped column has an Arrow type no invitation field can take.
+    /// A mapped column has an Arrow type no field can take.
     #[error(
-        "mapping.{field}: column `{column}` has type {data_type}, which cannot be mapped to an invitation field"
+        "mapping.{field}: column `{column}` has type {data_type}, which cannot be mapped to a field"
     )]
     UnsupportedType {
-        /// The Trustpilot field the column was mapped to.
-        field: crate::Field,
+        /// The field the column was mapped to.
+        field: &'static str,
         /// The column.
         column: String,
         /// Its Arrow type.

@@ -1,4 +1,4 @@
-//! Reading one cell of an Arrow array as text, and normalising send times.
+//! Reading one cell of an Arrow array as text, or a text as a time.
 
 use std::borrow::Cow;
 
@@ -140,24 +140,21 @@ fn timestamp(unit: TimeUnit, value: i64) -> Option<NaiveDateTime> {
     DateTime::from_timestamp(secs, nanos).map(|at| at.naive_utc())
 }
 
-/// Normalises a send time to the UTC `YYYY-MM-DDTHH:MM:SS` that Trustpilot expects.
-///
-/// Accepts RFC 3339 with an offset (converted to UTC), `YYYY-MM-DD HH:MM:SS` or
-/// `YYYY-MM-DDTHH:MM:SS` with optional fractions (taken as UTC already), and a
-/// bare date (midnight UTC).
-pub fn parse_send_time(text: &str) -> Result<String, String> {
-    const OUT: &str = "%Y-%m-%dT%H:%M:%S";
+/// Reads a time written in a cell: RFC 3339 with an offset (converted to
+/// UTC), `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DDTHH:MM:SS` with optional fractions
+/// (taken as UTC already), or a bare date (midnight UTC).
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     let text = text.trim();
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
-        return Ok(at.with_timezone(&Utc).format(OUT).to_string());
+        return Ok(at.with_timezone(&Utc));
     }
     for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
         if let Ok(at) = NaiveDateTime::parse_from_str(text, format) {
-            return Ok(at.format(OUT).to_string());
+            return Ok(at.and_utc());
         }
     }
     if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(date.format("%Y-%m-%dT00:00:00").to_string());
+        return Ok(date.and_time(chrono::NaiveTime::MIN).and_utc());
     }
     Err(format!(
         "`{text}` is not a timestamp (expected e.g. 2026-05-01T09:30:00Z or 2026-05-01 09:30:00)"
@@ -170,20 +167,18 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
-    fn send_times_are_normalised_to_utc() {
+    fn times_are_read_as_utc() {
+        let utc = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
         assert_eq!(
-            parse_send_time("2026-05-01T11:30:00+02:00").unwrap(),
-            "2026-05-01T09:30:00"
+            parse_time("2026-05-01T11:30:00+02:00").unwrap(),
+            utc("2026-05-01T09:30:00Z")
         );
         assert_eq!(
-            parse_send_time("2026-05-01 09:30:00.250").unwrap(),
-            "2026-05-01T09:30:00"
+            parse_time("2026-05-01 09:30:00.250").unwrap(),
+            utc("2026-05-01T09:30:00.250Z")
         );
-        assert_eq!(
-            parse_send_time("2026-05-01").unwrap(),
-            "2026-05-01T00:00:00"
-        );
-        assert!(parse_send_time("next tuesday").is_err());
+        assert_eq!(parse_time("2026-05-01").unwrap(), utc("2026-05-01T00:00:00Z"));
+        assert!(parse_time("next tuesday").is_err());
     }
 
     #[test]

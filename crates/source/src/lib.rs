@@ -24,10 +24,14 @@
 //! type retl cannot read is an error naming the column and its database type,
 //! raised before any row is read.
 //!
+//! An activation's `source:` settings and their reader live in [`SourceConfig`]
+//! and [`read_source`].
+//!
 //! Connection URLs can hold passwords: no error or log line of this crate
 //! prints one.
 
 mod columns;
+mod config;
 mod error;
 mod mysql;
 mod postgres;
@@ -43,6 +47,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use columns::Kind;
+pub use config::{SourceConfig, read_source};
 pub use error::{Error, Result};
 pub use writeback::{KeyValue, Writer};
 

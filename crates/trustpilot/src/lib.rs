@@ -1,5 +1,11 @@
-//! A client for the Trustpilot Invitation API, as retl uses it.
+//! The Trustpilot destination: everything retl knows of Trustpilot lives here.
 //!
+//! - [`config`]: the destination's settings (auth, endpoints, rate limits,
+//!   retry, defaults) and an activation's `target:`, with their reader.
+//! - [`Field`]: the catalogue of fields a source column can be mapped to;
+//!   [`Settings`]: the layers of invitation settings.
+//! - [`Invitations`]: a mapped row becomes the request body, one
+//!   [`EmailInvitation`] (or, from it, an [`InvitationLink`]).
 //! - [`EmailInvitation`] is the request body of
 //!   `POST /v1/private/business-units/{id}/email-invitations`, serialised in
 //!   Trustpilot's camelCase with every unset field omitted (Trustpilot's account
@@ -18,16 +24,24 @@
 //!   to do with the row: record it as rejected, retry it, wait, stop the run,
 //!   or (for a request that may have reached Trustpilot) never resend it blindly.
 //!
+//! - [`check`]: the healthcheck `retl check` runs (a fresh token, business
+//!   units and template ids).
+//!
 //! Secrets live in [`Secret`], whose `Debug` and `Display` print `***`.
 //!
 //! Where the real API is undocumented (the success status and body, whether
 //! 409 exists) the client takes the lenient reading and says so at that spot.
 
+pub mod check;
 mod client;
+pub mod config;
 mod error;
+mod field;
+mod invitation;
 mod model;
 mod pace;
 mod secret;
+mod settings;
 mod token;
 
 pub use client::{
@@ -38,5 +52,9 @@ pub use model::{
     EmailInvitation, InvitationLink, ProductReviewInvitation, ServiceReviewInvitation,
     is_valid_email, is_valid_locale,
 };
+pub use config::{Destination, RetryPolicy, Target, TargetKind};
+pub use field::Field;
+pub use invitation::{Invitations, Rejection};
 pub use pace::{Limiter, RateWindow};
+pub use settings::{InvitationType, ProductSettings, ServiceSettings, Settings};
 pub use secret::Secret;

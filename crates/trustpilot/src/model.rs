@@ -101,6 +101,23 @@ pub struct InvitationLink {
     pub redirect_uri: Option<String>,
 }
 
+impl InvitationLink {
+    /// The link for an email invitation's consumer: its service block's tags
+    /// and redirect go with it (the links endpoint makes service links only).
+    pub fn for_invitation(body: &EmailInvitation) -> InvitationLink {
+        let service = body.service_review_invitation.as_ref();
+        InvitationLink {
+            reference_id: body.reference_number.clone(),
+            email: body.consumer_email.clone(),
+            name: body.consumer_name.clone(),
+            locale: body.locale.clone(),
+            location_id: body.location_id.clone(),
+            tags: service.map(|s| s.tags.clone()).unwrap_or_default(),
+            redirect_uri: service.and_then(|s| s.redirect_uri.clone()),
+        }
+    }
+}
+
 /// A practical email check: one `@`, a non-empty local part, a dotted domain,
 /// no spaces, no empty labels.
 pub fn is_valid_email(email: &str) -> bool {

@@ -1,6 +1,26 @@
 use std::path::Path;
 
+use retl_mapping::Overlay as _;
+use retl_trustpilot::InvitationType;
+
 use super::*;
+
+/// The Trustpilot destination behind `destination`.
+fn trustpilot(destination: &Destination) -> &retl_trustpilot::Destination {
+    let Destination::Trustpilot(d) = destination;
+    d
+}
+
+/// The Trustpilot target and mapping of `activation`.
+fn delivery(
+    activation: &Activation,
+) -> (
+    &retl_trustpilot::Target,
+    &[(retl_trustpilot::Field, String)],
+) {
+    let Delivery::Trustpilot { target, mapping } = &activation.delivery;
+    (target, mapping)
+}
 
 fn env(name: &str) -> Option<String> {
     match name {
@@ -72,9 +92,10 @@ fn a_valid_configuration_loads_with_names_from_file_stems() {
     ]);
     assert!(project.problems.is_empty(), "{:?}", project.problems);
     let (activation, destination) = project.activation("orders").unwrap();
+    let destination = trustpilot(destination);
     assert_eq!(destination.endpoints.auth, "http://127.0.0.1:9999");
     assert_eq!(destination.credentials.api_key.expose(), "key-abc");
-    assert_eq!(activation.connection, "sqlite://w.db");
+    assert_eq!(activation.source.connection, "sqlite://w.db");
     assert_eq!(
         activation.primary_key,
         vec!["order_id"],
@@ -84,7 +105,7 @@ fn a_valid_configuration_loads_with_names_from_file_stems() {
         activation.columns(),
         vec!["order_id", "full_name", "email", "sku"]
     );
-    let merged = destination.defaults.overlay(&activation.target);
+    let merged = destination.defaults.overlay(&delivery(activation).0.settings);
     assert_eq!(merged.invitation_type, Some(InvitationType::Both));
     assert_eq!(merged.service.template_id.as_deref(), Some("tpl-default"));
     assert_eq!(destination.concurrency, 4);
@@ -217,9 +238,9 @@ fn the_example_configuration_in_the_repository_is_valid() {
         ConfigErrors(project.problems.clone())
     );
     let (activation, destination) = project.activation("orders").unwrap();
-    assert_eq!(destination.name, "trustpilot");
+    assert_eq!(destination.name(), "trustpilot");
     assert_eq!(activation.primary_key, vec!["order_id"]);
-    assert_eq!(activation.mapping.len(), 5);
+    assert_eq!(delivery(activation).1.len(), 5);
 }
 
 #[test]

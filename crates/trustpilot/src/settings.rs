@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use retl_mapping::{Overlay, pick};
+
 /// Which review invitations a row produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum InvitationType {
@@ -99,15 +101,9 @@ pub struct Settings {
     pub send_delay: Option<std::time::Duration>,
 }
 
-/// `over` if set, else `base`.
-fn pick<T: Clone>(base: Option<&T>, over: Option<&T>) -> Option<T> {
-    over.or(base).cloned()
-}
-
-impl Settings {
+impl Overlay for Settings {
     /// Lays `over` on top of `self`: every key set in `over` wins, the others keep `self`'s value.
-    #[must_use]
-    pub fn overlay(&self, over: &Settings) -> Settings {
+    fn overlay(&self, over: &Settings) -> Settings {
         Settings {
             business_unit_id: pick(
                 self.business_unit_id.as_ref(),

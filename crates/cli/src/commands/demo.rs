@@ -5,8 +5,8 @@ use std::path::Path;
 use std::str::FromStr;
 
 use anyhow::Context as _;
-use retl_engine::State;
 use retl_engine::config::Project;
+use retl_state::{RowOutcome, State};
 use retl_trustpilot_emulator::{Emulator, EmulatorConfig};
 use sqlx::ConnectOptions as _;
 use sqlx::sqlite::SqliteConnectOptions;
@@ -149,7 +149,10 @@ pub(crate) async fn demo() -> Result<u8, Failure> {
     let first = retl_engine::run(&state, activation, destination).await?;
     print!("{}", output::summary(&first.summary));
     let rows = state.run_rows(&first.summary.run_id).await?;
-    let not_sent: Vec<_> = rows.into_iter().filter(|r| r.outcome != "sent").collect();
+    let not_sent: Vec<_> = rows
+        .into_iter()
+        .filter(|r| r.outcome != RowOutcome::Sent)
+        .collect();
     println!("\nrows not sent in this run:");
     print!("{}", output::rows_table(&not_sent));
     exit_code(&first)?;

@@ -1,63 +1,22 @@
-//! Applying the precedence rules to one row.
+//! A row, mapped into the one invitation type: the request body itself.
+//!
+//! Each value follows the precedence of `retl-mapping`: the row's mapped
+//! column when it holds a value, else the activation's `target`, else the
+//! destination's `defaults`. The result is the [`EmailInvitation`] that is
+//! sent (or turned into an [`InvitationLink`](crate::InvitationLink)); there
+//! is no intermediate type to keep in step with it.
 
 use std::fmt;
 
 use arrow_array::RecordBatch;
 use arrow_schema::Schema;
+use chrono::{DateTime, Utc};
+use retl_mapping::{Bindings, parse_time};
 
-use crate::value::{cell_text, is_supported, parse_send_time};
-use crate::{Error, Field, InvitationType, Result, Settings};
-
-/// The service review part of an invitation.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ServiceBlock {
-    /// `templateId`.
-    pub template_id: Option<String>,
-    /// `redirectUri`.
-    pub redirect_uri: Option<String>,
-    /// `tags` (empty: omitted).
-    pub tags: Vec<String>,
-    /// `preferredSendTime`, UTC `YYYY-MM-DDTHH:MM:SS`.
-    pub preferred_send_time: Option<String>,
-}
-
-/// The product review part of an invitation.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ProductBlock {
-    /// `templateId`.
-    pub template_id: Option<String>,
-    /// `redirectUri`.
-    pub redirect_uri: Option<String>,
-    /// `productSkus` (never empty).
-    pub skus: Vec<String>,
-    /// `preferredSendTime`, UTC `YYYY-MM-DDTHH:MM:SS`.
-    pub preferred_send_time: Option<String>,
-}
-
-/// One row, resolved into the values of one email invitation.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Invitation {
-    /// `referenceNumber`.
-    pub reference_number: String,
-    /// `consumerName`.
-    pub consumer_name: String,
-    /// `consumerEmail`.
-    pub consumer_email: String,
-    /// `locale`.
-    pub locale: Option<String>,
-    /// `senderName`.
-    pub sender_name: Option<String>,
-    /// `senderEmail`.
-    pub sender_email: Option<String>,
-    /// `replyTo`.
-    pub reply_to: Option<String>,
-    /// `locationId`.
-    pub location_id: Option<String>,
-    /// Present for service and both.
-    pub service: Option<ServiceBlock>,
-    /// Present for product and both.
-    pub product: Option<ProductBlock>,
-}
+use crate::{
+    EmailInvitation, Field, InvitationType, ProductReviewInvitation, ServiceReviewInvitation,
+    Settings,
+};
 
 /// Why a row cannot become an invitation. The row is recorded as `rejected`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,29 +33,21 @@ impl fmt::Display for Rejection {
     }
 }
 
-/// Applies one activation's mapping and settings to rows of one source schema.
+/// Builds the invitations of one activation from rows of one source schema.
 #[derive(Debug, Clone)]
-pub struct Mapper {
+pub struct Invitations {
     settings: Settings,
     /// `send_delay` counts from here (the run's start).
-    now: chrono::DateTime<chrono::Utc>,
+    now: DateTime<Utc>,
     invitation_type: InvitationType,
-    /// Per [`Field`] (in `Field::ALL` order): the mapped column's index and name.
-    columns: Vec<Option<(usize, String)>>,
+    bindings: Bindings<Field>,
 }
 
-/// Trustpilot's `preferredSendTime` form (UTC).
+/// Trustpilot's `preferredSendTime` form (UTC, no zone).
 const SEND_TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
 
-fn one_minute_later(time: &str) -> String {
-    chrono::NaiveDateTime::parse_from_str(time, SEND_TIME_FORMAT).map_or_else(
-        |_| time.to_owned(),
-        |t| {
-            (t + chrono::Duration::minutes(1))
-                .format(SEND_TIME_FORMAT)
-                .to_string()
-        },
-    )
+fn send_time(at: DateTime<Utc>) -> String {
+    at.format(SEND_TIME_FORMAT).to_string()
 }
 
 fn split_list(text: &str) -> Vec<String> {
@@ -107,40 +58,26 @@ fn split_list(text: &str) -> Vec<String> {
         .collect()
 }
 
-impl Mapper {
-    /// Builds a mapper for `schema`; fails if a mapped column is missing or of an unusable type.
-    ///
-    /// `settings` are the merged destination defaults and activation target.
-    pub fn new(settings: Settings, mapping: &[(Field, String)], schema: &Schema) -> Result<Self> {
-        let mut columns = vec![None; Field::ALL.len()];
-        for (field, column) in mapping {
-            let Some((index, schema_field)) = schema.column_with_name(column) else {
-                return Err(Error::ColumnMissing {
-                    field: *field,
-                    column: column.clone(),
-                    available: schema.fields().iter().map(|f| f.name().clone()).collect(),
-                });
-            };
-            if !is_supported(schema_field.data_type()) {
-                return Err(Error::UnsupportedType {
-                    field: *field,
-                    column: column.clone(),
-                    data_type: schema_field.data_type().clone(),
-                });
-            }
-            columns[*field as usize] = Some((index, column.clone()));
-        }
-        Ok(Mapper {
-            now: chrono::Utc::now(),
+impl Invitations {
+    /// Binds `mapping` to `schema`; fails if a mapped column is missing or of
+    /// an unusable type. `settings` are the destination defaults with the
+    /// activation target laid over them.
+    pub fn new(
+        settings: Settings,
+        mapping: &[(Field, String)],
+        schema: &Schema,
+    ) -> retl_mapping::Result<Self> {
+        Ok(Invitations {
+            bindings: Bindings::bind(mapping, schema)?,
+            now: Utc::now(),
             invitation_type: settings.invitation_type.unwrap_or_default(),
             settings,
-            columns,
         })
     }
 
-    /// Counts `send_delay` from `now` instead of the moment the mapper was built.
+    /// Counts `send_delay` from `now` instead of the moment this was built.
     #[must_use]
-    pub fn at(mut self, now: chrono::DateTime<chrono::Utc>) -> Self {
+    pub fn at(mut self, now: DateTime<Utc>) -> Self {
         self.now = now;
         self
     }
@@ -151,27 +88,20 @@ impl Mapper {
     }
 
     /// The row's value for `field`: `None` when unmapped, NULL or blank.
-    fn cell(
-        &self,
-        batch: &RecordBatch,
-        row: usize,
-        field: Field,
-    ) -> Result<Option<String>, Rejection> {
-        let Some((index, column)) = &self.columns[field as usize] else {
-            return Ok(None);
-        };
-        let text = cell_text(batch.column(*index).as_ref(), row).map_err(|e| Rejection {
-            field,
-            reason: format!("column `{column}`: {e}"),
-        })?;
-        Ok(text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()))
+    fn cell(&self, batch: &RecordBatch, row: usize, field: Field) -> Result<Option<String>, Rejection> {
+        self.bindings
+            .text(batch, row, field)
+            .map_err(|e| Rejection {
+                field,
+                reason: format!("column `{}`: {}", e.column, e.error),
+            })
     }
 
     fn required(&self, batch: &RecordBatch, row: usize, field: Field) -> Result<String, Rejection> {
         self.cell(batch, row, field)?.ok_or_else(|| Rejection {
             field,
-            reason: match &self.columns[field as usize] {
-                Some((_, column)) => format!("missing (column `{column}` is NULL or empty)"),
+            reason: match self.bindings.column(field) {
+                Some(column) => format!("missing (column `{column}` is NULL or empty)"),
                 None => "missing (not mapped)".to_owned(),
             },
         })
@@ -182,17 +112,18 @@ impl Mapper {
         self.cell(batch, row, Field::ReferenceNumber).ok().flatten()
     }
 
-    /// Maps one row: row values win over `target`, which wins over `defaults`.
-    pub fn map_row(&self, batch: &RecordBatch, row: usize) -> Result<Invitation, Rejection> {
+    /// The request body for one row: row values win over `target`, which wins
+    /// over `defaults`. Not yet validated against the API's rules
+    /// ([`EmailInvitation::validate`]).
+    pub fn build(&self, batch: &RecordBatch, row: usize) -> Result<EmailInvitation, Rejection> {
         let s = &self.settings;
-        let send_time = match self.cell(batch, row, Field::PreferredSendTime)? {
-            Some(text) => Some(parse_send_time(&text).map_err(|reason| Rejection {
+        let send_at = match self.cell(batch, row, Field::PreferredSendTime)? {
+            Some(text) => Some(send_time(parse_time(&text).map_err(|reason| Rejection {
                 field: Field::PreferredSendTime,
                 reason,
-            })?),
+            })?)),
             None => s.send_delay.and_then(|delay| {
-                let at = self.now + chrono::Duration::from_std(delay).ok()?;
-                Some(at.format(SEND_TIME_FORMAT).to_string())
+                Some(send_time(self.now + chrono::Duration::from_std(delay).ok()?))
             }),
         };
         let service = if self.invitation_type.has_service() {
@@ -200,11 +131,11 @@ impl Mapper {
                 Some(text) => split_list(&text),
                 None => s.service.tags.clone().unwrap_or_default(),
             };
-            Some(ServiceBlock {
+            Some(ServiceReviewInvitation {
                 template_id: s.service.template_id.clone(),
                 redirect_uri: s.service.redirect_uri.clone(),
                 tags,
-                preferred_send_time: send_time.clone(),
+                preferred_send_time: send_at.clone(),
             })
         } else {
             None
@@ -227,22 +158,22 @@ impl Mapper {
                     reason: "no product SKU for a product review invitation".to_owned(),
                 });
             }
-            Some(ProductBlock {
+            Some(ProductReviewInvitation {
                 template_id: s.product.template_id.clone(),
                 redirect_uri: s.product.redirect_uri.clone(),
-                skus,
+                product_skus: skus,
                 // Trustpilot requires the service send time to precede the product
                 // one: with both blocks, the product invitation follows a minute later.
-                preferred_send_time: match (&service, send_time) {
-                    (None, time) => time,
-                    (Some(_), Some(time)) => Some(one_minute_later(&time)),
+                preferred_send_time: match (&service, &send_at) {
+                    (None, time) => time.clone(),
+                    (Some(_), Some(time)) => Some(one_minute_later(time)),
                     (Some(_), None) => None,
                 },
             })
         } else {
             None
         };
-        Ok(Invitation {
+        Ok(EmailInvitation {
             reference_number: self.required(batch, row, Field::ReferenceNumber)?,
             consumer_name: self.required(batch, row, Field::ConsumerName)?,
             consumer_email: self.required(batch, row, Field::ConsumerEmail)?,
@@ -259,10 +190,18 @@ impl Mapper {
                 .cell(batch, row, Field::ReplyTo)?
                 .or_else(|| s.reply_to.clone()),
             location_id: self.cell(batch, row, Field::LocationId)?,
-            service,
-            product,
+            kind: "email",
+            service_review_invitation: service,
+            product_review_invitation: product,
         })
     }
+}
+
+fn one_minute_later(time: &str) -> String {
+    chrono::NaiveDateTime::parse_from_str(time, SEND_TIME_FORMAT).map_or_else(
+        |_| time.to_owned(),
+        |t| send_time((t + chrono::Duration::minutes(1)).and_utc()),
+    )
 }
 
 #[cfg(test)]
@@ -331,23 +270,23 @@ mod tests {
     #[test]
     fn row_values_win_and_blank_cells_fall_back_to_settings() {
         let batch = batch();
-        let mapper = Mapper::new(settings(), &mapping(), &batch.schema()).unwrap();
-        let first = mapper.map_row(&batch, 0).unwrap();
+        let mapper = Invitations::new(settings(), &mapping(), &batch.schema()).unwrap();
+        let first = mapper.build(&batch, 0).unwrap();
         assert_eq!(first.reference_number, "1");
         assert_eq!(first.locale.as_deref(), Some("da-DK"));
-        assert_eq!(first.product.unwrap().skus, vec!["A-1", "B-2"]);
-        assert_eq!(first.service.unwrap().template_id.as_deref(), Some("tpl-s"));
+        assert_eq!(first.product_review_invitation.unwrap().product_skus, vec!["A-1", "B-2"]);
+        assert_eq!(first.service_review_invitation.unwrap().template_id.as_deref(), Some("tpl-s"));
 
-        let second = mapper.map_row(&batch, 1).unwrap();
+        let second = mapper.build(&batch, 1).unwrap();
         assert_eq!(second.locale.as_deref(), Some("en-US"));
-        assert_eq!(second.product.unwrap().skus, vec!["DEFAULT-SKU"]);
+        assert_eq!(second.product_review_invitation.unwrap().product_skus, vec!["DEFAULT-SKU"]);
     }
 
     #[test]
     fn a_null_required_column_rejects_the_row_naming_the_column() {
         let batch = batch();
-        let mapper = Mapper::new(settings(), &mapping(), &batch.schema()).unwrap();
-        let rejection = mapper.map_row(&batch, 2).unwrap_err();
+        let mapper = Invitations::new(settings(), &mapping(), &batch.schema()).unwrap();
+        let rejection = mapper.build(&batch, 2).unwrap_err();
         assert_eq!(rejection.field, Field::ConsumerName);
         assert_eq!(
             rejection.to_string(),
@@ -360,10 +299,10 @@ mod tests {
         let batch = batch();
         let mut settings = settings();
         settings.product.per_row = Some(true);
-        let mapper = Mapper::new(settings, &mapping(), &batch.schema()).unwrap();
-        assert!(mapper.map_row(&batch, 0).is_ok());
+        let mapper = Invitations::new(settings, &mapping(), &batch.schema()).unwrap();
+        assert!(mapper.build(&batch, 0).is_ok());
         assert_eq!(
-            mapper.map_row(&batch, 1).unwrap_err().field,
+            mapper.build(&batch, 1).unwrap_err().field,
             Field::ProductSku
         );
     }
@@ -376,16 +315,16 @@ mod tests {
         let now = chrono::DateTime::parse_from_rfc3339("2026-05-01T10:00:00Z")
             .unwrap()
             .to_utc();
-        let mapper = Mapper::new(settings, &mapping(), &batch.schema())
+        let mapper = Invitations::new(settings, &mapping(), &batch.schema())
             .unwrap()
             .at(now);
-        let invitation = mapper.map_row(&batch, 0).unwrap();
+        let invitation = mapper.build(&batch, 0).unwrap();
         assert_eq!(
-            invitation.service.unwrap().preferred_send_time.as_deref(),
+            invitation.service_review_invitation.unwrap().preferred_send_time.as_deref(),
             Some("2026-05-04T10:00:00")
         );
         assert_eq!(
-            invitation.product.unwrap().preferred_send_time.as_deref(),
+            invitation.product_review_invitation.unwrap().preferred_send_time.as_deref(),
             Some("2026-05-04T10:01:00")
         );
     }
@@ -395,10 +334,10 @@ mod tests {
         let batch = batch();
         let mut settings = settings();
         settings.invitation_type = None;
-        let mapper = Mapper::new(settings, &mapping(), &batch.schema()).unwrap();
-        let invitation = mapper.map_row(&batch, 1).unwrap();
-        assert!(invitation.service.is_some());
-        assert!(invitation.product.is_none());
+        let mapper = Invitations::new(settings, &mapping(), &batch.schema()).unwrap();
+        let invitation = mapper.build(&batch, 1).unwrap();
+        assert!(invitation.service_review_invitation.is_some());
+        assert!(invitation.product_review_invitation.is_none());
     }
 
     #[test]
@@ -406,7 +345,7 @@ mod tests {
         let batch = batch();
         let mut mapping = mapping();
         mapping.push((Field::Tags, "tag_list".into()));
-        let err = Mapper::new(settings(), &mapping, &batch.schema()).unwrap_err();
+        let err = Invitations::new(settings(), &mapping, &batch.schema()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "mapping.tags: column `tag_list` does not exist in the source; available columns: order_id, name, email, locale, sku"
@@ -424,20 +363,20 @@ mod tests {
             ]))],
         )
         .unwrap();
-        let mapper = Mapper::new(
+        let mapper = Invitations::new(
             Settings::default(),
             &[(Field::ReferenceNumber, "blob".into())],
             &batch.schema(),
         )
         .unwrap();
-        let err = mapper.map_row(&batch, 1).unwrap_err();
+        let err = mapper.build(&batch, 1).unwrap_err();
         assert_eq!(
             err.to_string(),
             "reference_number: column `blob`: the bytes are not UTF-8 text"
         );
         // Row 0 maps its reference, then stops at the unmapped name.
         assert_eq!(
-            mapper.map_row(&batch, 0).unwrap_err().field,
+            mapper.build(&batch, 0).unwrap_err().field,
             Field::ConsumerName
         );
     }

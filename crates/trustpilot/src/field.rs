@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use retl_mapping::FieldSet;
+
 /// A Trustpilot invitation field that a source column can feed (`mapping:` keys).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Field {
@@ -30,8 +32,16 @@ pub enum Field {
 }
 
 impl Field {
-    /// Every field, in catalogue order.
-    pub const ALL: [Field; 11] = [
+    /// The fields every activation must map.
+    pub const REQUIRED: [Field; 3] = [
+        Field::ConsumerName,
+        Field::ConsumerEmail,
+        Field::ReferenceNumber,
+    ];
+}
+
+impl FieldSet for Field {
+    const ALL: &'static [Field] = &[
         Field::ConsumerName,
         Field::ConsumerEmail,
         Field::ReferenceNumber,
@@ -45,15 +55,7 @@ impl Field {
         Field::PreferredSendTime,
     ];
 
-    /// The fields every activation must map.
-    pub const REQUIRED: [Field; 3] = [
-        Field::ConsumerName,
-        Field::ConsumerEmail,
-        Field::ReferenceNumber,
-    ];
-
-    /// The configuration name of the field (`consumer_email`, …).
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Field::ConsumerName => "consumer_name",
             Field::ConsumerEmail => "consumer_email",
@@ -67,16 +69,6 @@ impl Field {
             Field::ProductSku => "product_sku",
             Field::PreferredSendTime => "preferred_send_time",
         }
-    }
-
-    /// Looks a field up by its configuration name.
-    pub fn from_name(name: &str) -> Option<Field> {
-        Field::ALL.into_iter().find(|f| f.name() == name)
-    }
-
-    /// The names of all fields, for error messages.
-    pub fn names() -> Vec<&'static str> {
-        Field::ALL.iter().map(|f| f.name()).collect()
     }
 }
 
@@ -93,7 +85,7 @@ mod tests {
     #[test]
     fn every_field_round_trips_through_its_name() {
         for field in Field::ALL {
-            assert_eq!(Field::from_name(field.name()), Some(field));
+            assert_eq!(Field::from_name(field.name()), Some(*field));
         }
         assert_eq!(Field::from_name("consumerEmail"), None);
     }

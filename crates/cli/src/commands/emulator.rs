@@ -1,0 +1,140 @@
+//! `retl emulator`: a local Trustpilot stand-in.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use retl_trustpilot_emulator::{Emulator, EmulatorConfig};
+
+use crate::Failure;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct EmulatorArgs {
+    /// Port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 8787)]
+    port: u16,
+    /// A business unit that exists (repeat for more).
+    #[arg(long = "business-unit", default_value = "bu-emulator")]
+    business_units: Vec<String>,
+    /// The API key to accept.
+    #[arg(long, default_value = "emulator-key")]
+    api_key: String,
+    /// The API secret to accept.
+    #[arg(long, default_value = "emulator-secret")]
+    api_secret: String,
+    /// The business user id client_credentials calls must send.
+    #[arg(long, default_value = "user-emulator")]
+    business_user_id: String,
+    /// Added latency per request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Status code of a successful invitation call (Trustpilot's is undocumented).
+    #[arg(long, default_value_t = 202)]
+    success_status: u16,
+    /// A rate-limit window, REQUESTS/DURATION (e.g. 100/5s, 833/5m, 10000/1h);
+    /// repeat for several. Default: 833/5m and 10000/1h.
+    #[arg(long = "rate-limit", value_parser = parse_window)]
+    rate_limits: Vec<retl_trustpilot_emulator::RateWindow>,
+    /// Send Retry-After (seconds) with 429 answers (Trustpilot documents none).
+    #[arg(long)]
+    retry_after: Option<u64>,
+    /// Lifetime of minted tokens, in seconds.
+    #[arg(long, default_value_t = 359_999)]
+    token_lifetime_seconds: u64,
+    /// A share of invitation requests that get a fault, FAULT=SHARE, with FAULT one of
+    /// server_error, cdn_error, cdn_forbidden, too_many_requests, drop, accept_then_hang, bad_request
+    /// (e.g. --fault server_error=0.1); repeat for several.
+    #[arg(long = "fault", value_parser = parse_fault)]
+    faults: Vec<(retl_trustpilot_emulator::Fault, f64)>,
+    /// A drawn 429 is followed by this many more.
+    #[arg(long, default_value_t = 0)]
+    fault_burst: u32,
+    /// Seed of the fault draw.
+    #[arg(long, default_value_t = 1)]
+    fault_seed: u64,
+    /// Append every accepted invitation to this JSON-lines file.
+    #[arg(long)]
+    log_file: Option<PathBuf>,
+}
+
+fn parse_window(text: &str) -> Result<retl_trustpilot_emulator::RateWindow, String> {
+    let err = || format!("`{text}` is not REQUESTS/DURATION (e.g. 100/5s, 833/5m, 10000/1h)");
+    let (limit, window) = text.split_once('/').ok_or_else(err)?;
+    let limit = limit.trim().parse().map_err(|_| err())?;
+    let window = window.trim();
+    let (n, unit) = window.split_at(window.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?);
+    let n: u64 = n.parse().map_err(|_| err())?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(err()),
+    };
+    Ok(retl_trustpilot_emulator::RateWindow {
+        limit,
+        window: Duration::from_secs(seconds),
+    })
+}
+
+fn parse_fault(text: &str) -> Result<(retl_trustpilot_emulator::Fault, f64), String> {
+    let (name, share) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not FAULT=SHARE"))?;
+    let fault: retl_trustpilot_emulator::Fault =
+        serde_json::from_value(serde_json::Value::String(name.trim().to_owned())).map_err(|_| {
+            format!("unknown fault `{name}`; one of: server_error, cdn_error, cdn_forbidden, too_many_requests, drop, accept_then_hang, bad_request")
+        })?;
+    let share: f64 = share
+        .trim()
+        .parse()
+        .ok()
+        .filter(|s| (0.0..=1.0).contains(s))
+        .ok_or_else(|| format!("share `{share}` is not a number from 0 to 1"))?;
+    Ok((fault, share))
+}
+
+/// `retl emulator`.
+pub(crate) async fn emulator(args: EmulatorArgs) -> Result<u8, Failure> {
+    let mut shares = retl_trustpilot_emulator::FaultShares {
+        burst: args.fault_burst,
+        seed: args.fault_seed,
+        ..retl_trustpilot_emulator::FaultShares::default()
+    };
+    for (fault, share) in args.faults {
+        shares = shares.with(fault, share);
+    }
+    let defaults = EmulatorConfig::default();
+    let config = EmulatorConfig {
+        rate_limits: if args.rate_limits.is_empty() {
+            defaults.rate_limits.clone()
+        } else {
+            args.rate_limits
+        },
+        retry_after: args.retry_after,
+        token_lifetime: Duration::from_secs(args.token_lifetime_seconds),
+        faults: shares,
+        api_key: args.api_key,
+        api_secret: args.api_secret,
+        business_units: args.business_units,
+        business_user_id: args.business_user_id,
+        latency: Duration::from_millis(args.latency_ms),
+        success_status: args.success_status,
+        log_file: args.log_file,
+        ..defaults
+    };
+    let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
+    let emulator = Emulator::start(config, addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    println!("trustpilot emulator listening on {}", emulator.url());
+    println!(
+        "point a destination's endpoints.auth and endpoints.invitations at it; Ctrl-C stops it"
+    );
+    emulator
+        .serve_until(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(0)
+}

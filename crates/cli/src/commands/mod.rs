@@ -1,0 +1,10 @@
+//! One module per command.
+
+pub(crate) mod check;
+#[cfg(feature = "emulator")]
+pub(crate) mod demo;
+#[cfg(feature = "emulator")]
+pub(crate) mod emulator;
+pub(crate) mod run;
+pub(crate) mod runs;
+pub(crate) mod templates;

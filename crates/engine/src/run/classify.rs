@@ -1,0 +1,235 @@
+//! Classifying a batch: hash, look the keys up, decide per row, map and
+//! validate the new ones. Rows rejected before any request are recorded here.
+
+use std::collections::HashMap;
+
+use arrow_array::{Array as _, RecordBatch};
+use retl_diff::{Class, Entry, RowHash, Status, classify, hash_rows};
+use retl_mapping::cell_text;
+use retl_source::KeyValue;
+use retl_state::{Outcome, RowLog, RowOutcome};
+use retl_trustpilot::{EmailInvitation, InvitationLink, Invitations, TargetKind};
+
+use super::RunCtx;
+use crate::Result;
+
+/// The column indices a batch is read with.
+pub(crate) struct Columns {
+    /// The primary key's columns.
+    pub key: Vec<usize>,
+    /// The mapped columns, sorted by name (the content hash's order).
+    pub content: Vec<usize>,
+    /// The writeback's key column.
+    pub writeback: Option<usize>,
+}
+
+/// What is sent for a row.
+pub(super) enum Request {
+    Email(Box<EmailInvitation>),
+    Link(InvitationLink),
+}
+
+/// A row on its way to Trustpilot.
+pub(super) struct Pending {
+    pub key: RowHash,
+    pub content: RowHash,
+    pub row_key: String,
+    pub reference: String,
+    pub previous: Option<Entry>,
+    pub request: Request,
+    /// The row's `writeback.key_column` value.
+    pub writeback_key: Option<KeyValue>,
+}
+
+/// The typed value of a row's cell, to find the row again for a writeback.
+fn key_value(batch: &RecordBatch, column: usize, row: usize) -> Option<KeyValue> {
+    use arrow_schema::DataType;
+    let array = batch.column(column);
+    if array.is_null(row) {
+        return None;
+    }
+    let text = cell_text(array.as_ref(), row).ok()??;
+    match array.data_type() {
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => text.parse().ok().map(KeyValue::Int),
+        _ => Some(KeyValue::Text(text.into_owned())),
+    }
+}
+
+/// The primary-key values of a row, for the run log.
+fn key_text(batch: &RecordBatch, key_columns: &[usize], row: usize) -> String {
+    let parts: Vec<String> = key_columns
+        .iter()
+        .map(|&c| match cell_text(batch.column(c).as_ref(), row) {
+            Ok(Some(text)) => text.into_owned(),
+            Ok(None) => "NULL".to_owned(),
+            Err(e) => format!("<{e}>"),
+        })
+        .collect();
+    parts.join(", ")
+}
+
+impl RunCtx<'_> {
+    /// Counts and classifies a batch, records rows rejected before sending, and
+    /// returns the rows to send.
+    pub(super) async fn classify_batch(
+        &mut self,
+        invitations: &Invitations,
+        kind: TargetKind,
+        batch: &RecordBatch,
+        columns: &Columns,
+    ) -> Result<Vec<Pending>> {
+        let keys = hash_rows(batch, &columns.key)?;
+        let contents = hash_rows(batch, &columns.content)?;
+        let pairs: Vec<(RowHash, RowHash)> =
+            keys.iter().copied().zip(contents.iter().copied()).collect();
+        // Only rows that need a decision come back; the others are sent and unchanged.
+        let changes: HashMap<RowHash, Option<Entry>> = self
+            .state
+            .lookup_changes(&self.activation.name, &pairs)
+            .await?;
+        let mut pending = Vec::new();
+        let mut outcomes: Vec<(RowHash, RowHash, Option<String>, String)> = Vec::new();
+        let mut logs = Vec::new();
+        for row in 0..batch.num_rows() {
+            self.counts.read += 1;
+            let (key, content) = (keys[row], contents[row]);
+            // The key's text is only needed for rows the run log lists.
+            let row_key = || key_text(batch, &columns.key, row);
+            let has_null = columns.key.iter().any(|&c| batch.column(c).is_null(row));
+            let reject_unrecorded = |this: &mut Self, logs: &mut Vec<RowLog>, reason: String| {
+                // No ledger entry: the row has no usable identity of its own.
+                this.counts.new += 1;
+                this.counts.rejected += 1;
+                logs.push(RowLog::new(
+                    row_key(),
+                    invitations.reference(batch, row).as_deref(),
+                    RowOutcome::Rejected,
+                    Some(reason),
+                ));
+            };
+            if has_null {
+                let reason = format!(
+                    "primary key ({}) is NULL",
+                    self.activation.primary_key.join(", ")
+                );
+                reject_unrecorded(self, &mut logs, reason);
+                continue;
+            }
+            if self.seen_new.contains(&key) {
+                let reason =
+                    "duplicate primary key: an earlier row of this run has the same key".to_owned();
+                reject_unrecorded(self, &mut logs, reason);
+                continue;
+            }
+            let Some(&previous) = changes.get(&key) else {
+                self.counts.already_sent += 1;
+                continue;
+            };
+            match classify(previous.as_ref(), &content) {
+                Class::AlreadySent | Class::Unresolved => self.counts.already_sent += 1,
+                Class::IgnoredChanged => self.counts.ignored_changed += 1,
+                Class::AlreadyRejected => self.counts.already_rejected += 1,
+                Class::New | Class::Retry => {
+                    self.counts.new += 1;
+                    self.seen_new.insert(key);
+                    let body = invitations
+                        .build(batch, row)
+                        .map_err(|r| r.to_string())
+                        .and_then(|body| {
+                            body.validate()
+                                .map(|()| body)
+                                .map_err(|problems| problems.join("; "))
+                        });
+                    match body {
+                        Ok(body) => pending.push(Pending {
+                            key,
+                            content,
+                            row_key: row_key(),
+                            reference: body.reference_number.clone(),
+                            previous,
+                            request: match kind {
+                                TargetKind::EmailInvitation => Request::Email(Box::new(body)),
+                                TargetKind::InvitationLink => {
+                                    Request::Link(InvitationLink::for_invitation(&body))
+                                }
+                            },
+                            writeback_key: columns
+                                .writeback
+                                .and_then(|column| key_value(batch, column, row)),
+                        }),
+                        Err(reason) => {
+                            self.counts.rejected += 1;
+                            let reference = invitations.reference(batch, row);
+                            logs.push(RowLog::new(
+                                row_key(),
+                                reference.as_deref(),
+                                RowOutcome::Rejected,
+                                Some(reason.clone()),
+                            ));
+                            outcomes.push((key, content, reference, reason));
+                        }
+                    }
+                }
+            }
+        }
+        let outcomes: Vec<Outcome<'_>> = outcomes
+            .iter()
+            .map(|(key, content, reference, reason)| Outcome {
+                key: *key,
+                content: *content,
+                status: Status::Rejected,
+                reference: reference.as_deref(),
+                error: Some(reason),
+            })
+            .collect();
+        self.commit(&outcomes, &logs).await?;
+        Ok(pending)
+    }
+
+    /// Records every row of `batch` as `baseline` (rows without a key are rejected).
+    pub(super) async fn record_baseline(
+        &mut self,
+        invitations: &Invitations,
+        batch: &RecordBatch,
+        columns: &Columns,
+    ) -> Result<()> {
+        let keys = hash_rows(batch, &columns.key)?;
+        let contents = hash_rows(batch, &columns.content)?;
+        let mut rows = Vec::with_capacity(batch.num_rows());
+        let mut logs = Vec::new();
+        for row in 0..batch.num_rows() {
+            self.counts.read += 1;
+            let has_null = columns.key.iter().any(|&c| batch.column(c).is_null(row));
+            if has_null {
+                self.counts.new += 1;
+                self.counts.rejected += 1;
+                let reason = format!(
+                    "primary key ({}) is NULL",
+                    self.activation.primary_key.join(", ")
+                );
+                logs.push(RowLog::new(
+                    key_text(batch, &columns.key, row),
+                    invitations.reference(batch, row).as_deref(),
+                    RowOutcome::Rejected,
+                    Some(reason),
+                ));
+            } else {
+                self.counts.baseline += 1;
+                rows.push((keys[row], contents[row]));
+            }
+        }
+        let mut tx = self.state.fenced(self.lease).await?;
+        tx.record_baseline(&rows).await?;
+        tx.log_rows(self.seq, &logs).await?;
+        tx.commit().await?;
+        self.seq += logs.len() as u64;
+        Ok(())
+    }
+}

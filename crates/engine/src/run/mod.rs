@@ -1,0 +1,399 @@
+//! One run of one activation, in its phases: lease, recover, read, classify
+//! ([`classify`]), deliver and record ([`deliver`]), finish.
+
+mod classify;
+mod deliver;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use retl_diff::RowHash;
+use retl_source::{Source, Writer};
+use retl_state::{Counts, Lease, Outcome, RowLog, RowOutcome, RunStatus, RunSummary, State};
+use tracing::Instrument;
+
+use crate::config::{Activation, Delivery, Destination, FirstRun};
+use crate::{Error, Result};
+
+pub(crate) use classify::Columns;
+
+/// A cancellation every part of a run can poll or wait on.
+#[derive(Debug, Clone)]
+pub struct Cancel(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Cancel {
+    fn default() -> Self {
+        Cancel(Arc::new(tokio::sync::watch::channel(false).0))
+    }
+}
+
+impl Cancel {
+    /// Cancels (SIGINT, SIGTERM): every waiter wakes.
+    pub fn cancel(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Whether it was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Waits until it is cancelled.
+    pub async fn cancelled(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|cancelled| *cancelled).await;
+    }
+}
+
+/// A point in a run where it can be told to stop and wait (`--hold-at`,
+/// for tests that kill or interrupt a run at an exact moment instead of
+/// guessing with sleeps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldPoint {
+    /// Just after a row was durably marked in flight, before its request leaves.
+    InFlight,
+    /// Just after a row's outcome was recorded.
+    Recorded,
+}
+
+/// Where a run holds: at the `count`-th arrival at `point`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    /// The point.
+    pub point: HoldPoint,
+    /// Which arrival (from 1).
+    pub count: u64,
+}
+
+impl std::str::FromStr for Hold {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let err = || format!("`{s}` is not POINT:N with POINT in_flight or recorded");
+        let (point, count) = s.split_once(':').ok_or_else(err)?;
+        let point = match point {
+            "in_flight" => HoldPoint::InFlight,
+            "recorded" => HoldPoint::Recorded,
+            _ => return Err(err()),
+        };
+        let count = count.parse().ok().filter(|n| *n > 0).ok_or_else(err)?;
+        Ok(Hold { point, count })
+    }
+}
+
+/// Options of one run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// How long the activation's lease lasts without renewal; it is renewed
+    /// every third of that while the run lives.
+    pub lease: Duration,
+    /// Cancel it to stop the run gracefully (SIGINT, SIGTERM): no new batch is
+    /// read and no new request starts; requests under way get `drain` to finish.
+    pub cancel: Cancel,
+    /// How long requests under way may take to finish after a cancel.
+    pub drain: Duration,
+    /// Before reading, make the rows this earlier run logged as uncertain
+    /// sendable again (`retl runs resend RUN_ID --uncertain`).
+    pub release_uncertain_of: Option<String>,
+    /// Hold the run at this point: it prints `retl: holding at POINT N` on
+    /// stderr and waits until cancelled (or killed).
+    pub hold: Option<Hold>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            lease: Duration::from_mins(1),
+            cancel: Cancel::default(),
+            drain: Duration::from_secs(30),
+            release_uncertain_of: None,
+            hold: None,
+        }
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// The run as recorded in the run log.
+    pub summary: RunSummary,
+    /// Why it failed, if it did (the summary's `error` holds the same message).
+    pub failure: Option<Error>,
+}
+
+impl Finished {
+    /// Whether any row needs attention: it failed or its delivery is uncertain.
+    pub fn needs_attention(&self) -> bool {
+        self.summary.counts.failed > 0 || self.summary.counts.uncertain > 0
+    }
+}
+
+/// Runs `activation` once against `destination`, recording everything in `state`.
+pub async fn run(
+    state: &State,
+    activation: &Activation,
+    destination: &Destination,
+) -> Result<Finished> {
+    run_with(state, activation, destination, &RunOptions::default()).await
+}
+
+/// [`run`] with options: the lease duration, cancellation, resend, hold point.
+///
+/// Fails with a [`retl_state::Error::Locked`] (and records nothing) when
+/// another run holds the activation's lease.
+pub async fn run_with(
+    state: &State,
+    activation: &Activation,
+    destination: &Destination,
+    options: &RunOptions,
+) -> Result<Finished> {
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let lease = state
+        .acquire_lease(&activation.name, &run_id, options.lease)
+        .await?;
+    let heartbeat = {
+        let (state, lease) = (state.clone(), lease.clone());
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease.ttl / 3).await;
+                match state.renew_lease(&lease).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::error!(activation = %lease.activation, "lease lost to another run");
+                        break;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot renew the lease; retrying"),
+                }
+            }
+        }))
+    };
+    let started = async {
+        let mut tx = state.fenced(&lease).await?;
+        let abandoned = tx.abandon_stale_runs().await?;
+        let summary = tx.start_run().await?;
+        tx.commit().await?;
+        if abandoned > 0 {
+            tracing::warn!(runs = abandoned, "earlier runs that never finished are now marked abandoned");
+        }
+        Ok::<_, Error>(summary)
+    };
+    let mut summary = match started.await {
+        Ok(summary) => summary,
+        Err(e) => {
+            let _ = state.release_lease(&lease).await;
+            return Err(e);
+        }
+    };
+    let span = tracing::info_span!("run", activation = %activation.name, run_id = %run_id);
+    let mut ctx = RunCtx {
+        state,
+        activation,
+        seq: 0,
+        counts: Counts::default(),
+        seen_new: HashSet::new(),
+        writer: None,
+        lease: &lease,
+        options,
+        holds: [AtomicU64::new(0), AtomicU64::new(0)],
+    };
+    let result = ctx.execute(destination).instrument(span).await;
+    summary.counts = ctx.counts;
+    let failure = match result {
+        Ok(()) if summary.counts.balanced() => None,
+        Ok(()) => Some(Error::Accounting(format!("{:?}", summary.counts))),
+        Err(e) => Some(e),
+    };
+    summary.status = match (&failure, options.cancel.is_cancelled()) {
+        (Some(_), _) => RunStatus::Failed,
+        (None, true) => RunStatus::Interrupted,
+        (None, false) => RunStatus::Completed,
+    };
+    summary.error = failure.as_ref().map(ToString::to_string);
+    let mut tx = state.fenced(&lease).await?;
+    tx.finish_run(&mut summary).await?;
+    tx.commit().await?;
+    drop(heartbeat);
+    state.release_lease(&lease).await?;
+    tracing::info!(
+        activation = %activation.name, run_id = %run_id, status = %summary.status,
+        read = summary.counts.read, sent = summary.counts.sent, rejected = summary.counts.rejected,
+        failed = summary.counts.failed, "run finished"
+    );
+    Ok(Finished { summary, failure })
+}
+
+/// What one run works with while it reads, classifies and delivers.
+struct RunCtx<'a> {
+    state: &'a State,
+    activation: &'a Activation,
+    /// The next run-log sequence number.
+    seq: u64,
+    counts: Counts,
+    /// Keys this run is delivering: a second row with one of them is a duplicate.
+    seen_new: HashSet<RowHash>,
+    /// The warehouse connection link URLs are written back with.
+    writer: Option<Writer>,
+    /// The activation's lease: every write checks it.
+    lease: &'a Lease,
+    options: &'a RunOptions,
+    /// Arrivals at each [`HoldPoint`].
+    holds: [AtomicU64; 2],
+}
+
+impl RunCtx<'_> {
+    async fn execute(&mut self, destination: &Destination) -> Result<()> {
+        let activation = self.activation;
+        let name = activation.name.as_str();
+        self.recover().await?;
+
+        let spec = activation.source_spec();
+        let source_error = |error| Error::Source {
+            activation: name.to_owned(),
+            error,
+        };
+        let mut source = Source::open(&spec).await.map_err(source_error)?;
+        let schema = source.schema();
+        let index = |column: &str| {
+            schema
+                .index_of(column)
+                .expect("the source reads every activation column")
+        };
+        let key_columns: Vec<usize> = activation.primary_key.iter().map(|c| index(c)).collect();
+        let mut content_names = activation.delivery.mapped_columns();
+        content_names.sort_unstable();
+        let columns = Columns {
+            key: key_columns,
+            content: content_names.into_iter().map(index).collect(),
+            writeback: activation.writeback.as_ref().map(|w| index(&w.key_column)),
+        };
+        if activation.writeback.is_some() {
+            self.writer = Some(
+                Writer::connect(&activation.source.connection)
+                    .await
+                    .map_err(source_error)?,
+            );
+        }
+        let (Destination::Trustpilot(destination), Delivery::Trustpilot { target, mapping }) =
+            (destination, &activation.delivery);
+        let settings = destination.settings_for(target);
+        let invitations = retl_trustpilot::Invitations::new(settings.clone(), mapping, &schema)
+            .map_err(|e| Error::Mapping {
+                activation: name.to_owned(),
+                message: e.to_string(),
+            })?
+            .at(self.state.clock().now());
+        let sender = deliver::Sender::new(destination, &settings, self.state.token_cache())?;
+
+        // Until an activation's first run completes, `skip_existing` records
+        // the rows already there instead of sending them.
+        let baseline = activation.first_run == FirstRun::SkipExisting
+            && !self.state.has_completed_run(name).await?;
+        if baseline {
+            tracing::info!(
+                "first run with first_run: skip_existing: recording existing rows, sending none"
+            );
+        }
+        while let Some(batch) = source.next_batch().await {
+            if self.options.cancel.is_cancelled() {
+                tracing::warn!("interrupted: no more rows are read");
+                break;
+            }
+            let batch = batch.map_err(source_error)?;
+            if baseline {
+                self.record_baseline(&invitations, &batch, &columns).await?;
+                continue;
+            }
+            let pending = self
+                .classify_batch(&invitations, target.kind, &batch, &columns)
+                .await?;
+            tracing::debug!(
+                rows = batch.num_rows(),
+                to_send = pending.len(),
+                "batch classified"
+            );
+            if let Some(error) = self.deliver_all(&sender, destination.concurrency, pending).await? {
+                return Err(Error::Destination {
+                    destination: destination.name.clone(),
+                    error,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns rows an earlier run left in flight into `uncertain` (and logs
+    /// them), after releasing the rows of a resend.
+    async fn recover(&mut self) -> Result<()> {
+        let mut tx = self.state.fenced(self.lease).await?;
+        if let Some(run_id) = &self.options.release_uncertain_of {
+            let released = tx.release_uncertain(run_id).await?;
+            tracing::info!(released, run_id, "uncertain rows released for resend");
+        }
+        let recovered = tx.recover_in_flight().await?;
+        if !recovered.is_empty() {
+            tracing::warn!(
+                rows = recovered.len(),
+                "rows left in flight by an interrupted run are now uncertain"
+            );
+            self.counts.recovered = recovered.len() as u64;
+            let logs: Vec<RowLog> = recovered
+                .iter()
+                .map(|r| {
+                    RowLog::new(
+                        r.row_key.as_deref().unwrap_or("?"),
+                        r.reference.as_deref(),
+                        RowOutcome::Uncertain,
+                        Some(
+                            "in flight when an earlier run stopped: delivery unknown, not resent"
+                                .to_owned(),
+                        ),
+                    )
+                })
+                .collect();
+            tx.log_rows(self.seq, &logs).await?;
+            self.seq += logs.len() as u64;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records ledger outcomes and run-log rows in one fenced transaction.
+    async fn commit(&mut self, outcomes: &[Outcome<'_>], logs: &[RowLog]) -> Result<()> {
+        if outcomes.is_empty() && logs.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.state.fenced(self.lease).await?;
+        tx.record(outcomes).await?;
+        tx.log_rows(self.seq, logs).await?;
+        tx.commit().await?;
+        self.seq += logs.len() as u64;
+        Ok(())
+    }
+
+    /// At the hold point asked for, says so and waits until cancelled.
+    async fn hold(&self, point: HoldPoint) {
+        let Some(hold) = self.options.hold.filter(|h| h.point == point) else {
+            return;
+        };
+        let arrivals = self.holds[point as usize].fetch_add(1, Ordering::SeqCst) + 1;
+        if arrivals == hold.count {
+            let name = match point {
+                HoldPoint::InFlight => "in_flight",
+                HoldPoint::Recorded => "recorded",
+            };
+            eprintln!("retl: holding at {name} {arrivals}");
+            self.options.cancel.cancelled().await;
+        }
+    }
+}

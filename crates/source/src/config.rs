@@ -1,0 +1,133 @@
+//! The source's settings (an activation's `source:` block) and their reader.
+
+use std::fmt;
+use std::time::Duration;
+
+use retl_config::{Node, Reader, join};
+
+use crate::{Model, SourceSpec, redact_url};
+
+/// An activation's `source:`: where and what to read.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SourceConfig {
+    /// The connection URL (may hold a password; never printed).
+    pub connection: String,
+    /// The table or query.
+    pub model: Model,
+    /// The columns that identify a row, if given (`primary_key:`).
+    pub primary_key: Option<Vec<String>>,
+    /// Rows per batch.
+    pub batch_size: usize,
+    /// How long connecting may take.
+    pub connect_timeout: Duration,
+    /// How long the database may stay silent while retl waits for rows.
+    pub read_timeout: Duration,
+}
+
+impl fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceConfig")
+            .field("connection", &redact_url(&self.connection))
+            .field("model", &self.model)
+            .field("primary_key", &self.primary_key)
+            .field("batch_size", &self.batch_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .finish()
+    }
+}
+
+impl SourceConfig {
+    /// What [`Source::open`](crate::Source::open) needs to read `columns`.
+    pub fn spec(&self, columns: Vec<String>) -> SourceSpec {
+        SourceSpec {
+            connection: self.connection.clone(),
+            model: self.model.clone(),
+            columns,
+            batch_size: self.batch_size,
+            connect_timeout: self.connect_timeout,
+            read_timeout: self.read_timeout,
+        }
+    }
+}
+
+const SOURCE_KEYS: &[&str] = &[
+    "connection",
+    "table",
+    "query",
+    "primary_key",
+    "batch_size",
+    "connect_timeout_seconds",
+    "read_timeout_seconds",
+];
+
+/// Reads an activation's `source:` block.
+pub fn read_source(r: &mut Reader<'_>, node: &Node<'_>) -> Option<SourceConfig> {
+    let map = r.map(node, "source", SOURCE_KEYS)?;
+    let connection = match map.get("connection") {
+        Some(node) => r.string(node, "source.connection"),
+        None => {
+            r.problem(
+                map.node,
+                "source.connection",
+                "missing field `connection` (e.g. sqlite://warehouse.db)",
+            );
+            None
+        }
+    };
+    if let Some(url) = &connection
+        && let Err(e) = crate::Driver::for_url(url)
+    {
+        r.problem(
+            map.get("connection").unwrap_or(map.node),
+            "source.connection",
+            e.to_string(),
+        );
+    }
+    let model = match (map.get("table"), map.get("query")) {
+        (Some(table), None) => r.string(table, "source.table").map(Model::Table),
+        (None, Some(query)) => r.string(query, "source.query").map(Model::Query),
+        (Some(_), Some(query)) => {
+            r.problem(
+                query,
+                "source.query",
+                "give either `table` or `query`, not both",
+            );
+            None
+        }
+        (None, None) => {
+            r.problem(map.node, "source", "missing field `table` or `query`");
+            None
+        }
+    };
+    let primary_key = match map.get("primary_key") {
+        Some(node) => {
+            let key = r.strings(node, "source.primary_key");
+            if key.as_ref().is_some_and(Vec::is_empty) {
+                r.problem(node, "source.primary_key", "must name at least one column");
+            }
+            key
+        }
+        None => None,
+    };
+    let batch_size = map
+        .get("batch_size")
+        .and_then(|n| r.number(n, "source.batch_size", 1, 1_000_000))
+        .unwrap_or(10_000);
+    let seconds = |r: &mut Reader<'_>, key: &str, default: u64| {
+        map.get(key)
+            .and_then(|n| r.number(n, &join("source", key), 1, 86_400))
+            .map_or(Duration::from_secs(default), Duration::from_secs)
+    };
+    let connect_timeout = seconds(r, "connect_timeout_seconds", 30);
+    let read_timeout = seconds(r, "read_timeout_seconds", 300);
+    Some(SourceConfig {
+        connection: connection?,
+        model: model?,
+        primary_key,
+        batch_size: usize::try_from(batch_size).ok()?,
+        connect_timeout,
+        read_timeout,
+    })
+}
+

@@ -1,0 +1,549 @@
+//! The Trustpilot destination's settings and their reader: `destinations/*.yaml`
+//! of `type: trustpilot`, and the `target:` block of the activations that use it.
+//!
+//! Every problem is reported with its `file:line:column` and field path, all
+//! at once (see `retl-config`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use retl_config::{Node, Reader, join};
+use retl_mapping::Overlay as _;
+
+use crate::{
+    ClientConfig, Credentials, Endpoints, Field, Grant, InvitationType, ProductSettings,
+    RateWindow, Secret, ServiceSettings, Settings,
+};
+
+/// A Trustpilot destination (`destinations/*.yaml` with `type: trustpilot`).
+#[derive(Debug, Clone)]
+pub struct Destination {
+    /// Its name (`name:` or the file stem).
+    pub name: String,
+    /// The file it came from.
+    pub file: PathBuf,
+    /// The API hosts.
+    pub endpoints: Endpoints,
+    /// Key, secret and grant (redacted in `Debug`).
+    pub credentials: Credentials,
+    /// Invitation settings every activation starts from.
+    pub defaults: Settings,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Timeout of one API request.
+    pub request_timeout: Duration,
+    /// Pacing windows for API calls (empty: no pacing).
+    pub rate_limits: Vec<RateWindow>,
+    /// How failed requests are retried.
+    pub retry: RetryPolicy,
+}
+
+/// An activation's `target:`: settings laid over the destination's defaults,
+/// and what to create per row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Target {
+    /// The settings.
+    pub settings: Settings,
+    /// Email invitations or invitation links.
+    pub kind: TargetKind,
+}
+
+/// How failed requests are retried (`retry:` of a destination).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Requests per row within one run for transient failures (the first included).
+    pub tries_per_run: u32,
+    /// Runs that may try a row before it is rejected ("gave up after N attempts").
+    pub max_attempts: u32,
+    /// 429s a run may wait out before they count as failures of their rows.
+    pub rate_limited_retries: u32,
+    /// The first backoff; it doubles with each retry of a row, with jitter.
+    pub backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            tries_per_run: 3,
+            max_attempts: 5,
+            rate_limited_retries: 100,
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What an activation creates per new row (`target.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TargetKind {
+    /// An email invitation Trustpilot sends (`email_invitation`, the default).
+    #[default]
+    EmailInvitation,
+    /// An invitation link the business sends itself (`invitation_link`).
+    InvitationLink,
+}
+
+impl Destination {
+    /// The problems of an activation that sends through this destination with
+    /// `target` and maps the fields `mapped`: each as (field path, message).
+    pub fn check_activation(&self, target: &Target, mapped: &[Field]) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        let settings = self.defaults.overlay(&target.settings);
+        if settings.business_unit_id.is_none() {
+            problems.push((
+                "target.business_unit_id".to_owned(),
+                format!(
+                    "no business unit: set it here or in destination `{}` defaults",
+                    self.name
+                ),
+            ));
+        }
+        let kind = settings.invitation_type.unwrap_or_default();
+        let maps = |field: Field| mapped.contains(&field);
+        if kind.has_product() {
+            if settings.product.per_row == Some(true) && !maps(Field::ProductSku) {
+                problems.push((
+                    "mapping.product_sku".to_owned(),
+                    "target.product.per_row needs mapping.product_sku".to_owned(),
+                ));
+            }
+            if settings.product.skus.is_none() && !maps(Field::ProductSku) {
+                problems.push((
+                    "target.product".to_owned(),
+                    format!("invitation_type `{kind}` needs product SKUs: set target.product.skus or map product_sku"),
+                ));
+            }
+        }
+        problems
+    }
+
+    /// The settings an activation with `target` sends with: these defaults with the target laid over them.
+    pub fn settings_for(&self, target: &Target) -> Settings {
+        self.defaults.overlay(&target.settings)
+    }
+
+    /// The client configuration, caching tokens in `token_cache`.
+    pub fn client_config(&self, token_cache: Option<&Path>) -> ClientConfig {
+        let mut config = ClientConfig::new(self.endpoints.clone(), self.credentials.clone());
+        config.timeout = self.request_timeout;
+        config.rate_limits.clone_from(&self.rate_limits);
+        config.token_cache = token_cache.map(Into::into);
+        config
+    }
+}
+
+const DESTINATION_KEYS: &[&str] = &[
+    "name",
+    "type",
+    "auth",
+    "endpoints",
+    "defaults",
+    "concurrency",
+    "request_timeout_seconds",
+    "rate_limits",
+    "retry",
+    "allow_insecure_http",
+];
+const RETRY_KEYS: &[&str] = &[
+    "tries_per_run",
+    "max_attempts",
+    "rate_limited_retries",
+    "backoff_ms",
+];
+const RATE_KEYS: &[&str] = &["requests", "per_seconds"];
+const AUTH_KEYS: &[&str] = &[
+    "grant",
+    "api_key",
+    "api_secret",
+    "business_user_id",
+    "username",
+    "password",
+];
+const SETTINGS_KEYS: &[&str] = &[
+    "business_unit_id",
+    "invitation_type",
+    "service",
+    "product",
+    "sender_name",
+    "sender_email",
+    "reply_to",
+    "locale",
+    "send_delay",
+];
+const TARGET_KEYS: &[&str] = &[
+    "business_unit_id",
+    "invitation_type",
+    "service",
+    "product",
+    "sender_name",
+    "sender_email",
+    "reply_to",
+    "locale",
+    "send_delay",
+    "kind",
+];
+const SERVICE_KEYS: &[&str] = &["template_id", "redirect_uri", "tags"];
+const PRODUCT_KEYS: &[&str] = &["template_id", "redirect_uri", "skus"];
+const TARGET_PRODUCT_KEYS: &[&str] = &["template_id", "redirect_uri", "skus", "per_row"];
+
+/// Reads an activation's `target:` block.
+pub fn read_target(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Target> {
+    let mut kind = TargetKind::default();
+    let settings = read_settings(r, node, "target", Some(&mut kind))?;
+    Some(Target { settings, kind })
+}
+
+/// Reads a destination file of `type: trustpilot` (its `name` and `type` are
+/// the engine's to read: they choose this reader).
+pub fn read_destination(
+    r: &mut Reader<'_>,
+    doc: &Node<'_>,
+    name: String,
+    file: &Path,
+) -> Option<Destination> {
+    let map = r.map(doc, "", DESTINATION_KEYS)?;
+    let credentials = match map.get("auth") {
+        Some(node) => read_auth(r, node),
+        None => {
+            r.problem(
+                map.node,
+                "auth",
+                "missing field `auth` (api_key, api_secret, ...)",
+            );
+            None
+        }
+    };
+    let mut endpoints = Endpoints::default();
+    if let Some(node) = map.get("endpoints")
+        && let Some(e) = r.map(node, "endpoints", &["auth", "invitations"])
+    {
+        for (key, slot) in [
+            ("auth", &mut endpoints.auth),
+            ("invitations", &mut endpoints.invitations),
+        ] {
+            if let Some(node) = e.get(key)
+                && let Some(url) = r.string(node, &join("endpoints", key))
+            {
+                if url.starts_with("https://") || url.starts_with("http://") {
+                    *slot = url.trim_end_matches('/').to_owned();
+                } else {
+                    r.problem(
+                        node,
+                        &join("endpoints", key),
+                        format!("`{url}` is not an http(s) URL"),
+                    );
+                }
+            }
+        }
+    }
+    let defaults = match map.get("defaults") {
+        Some(node) => read_settings(r, node, "defaults", None).unwrap_or_default(),
+        None => Settings::default(),
+    };
+    let concurrency = map
+        .get("concurrency")
+        .and_then(|n| r.number(n, "concurrency", 1, 64))
+        .unwrap_or(4);
+    let timeout = map
+        .get("request_timeout_seconds")
+        .and_then(|n| r.number(n, "request_timeout_seconds", 1, 600))
+        .unwrap_or(30);
+    let rate_limits = match map.get("rate_limits") {
+        Some(node) => read_rate_limits(r, node),
+        None => RateWindow::trustpilot_defaults(),
+    };
+    let retry = map
+        .get("retry")
+        .map(|n| read_retry(r, n))
+        .unwrap_or_default();
+    let insecure = map
+        .get("allow_insecure_http")
+        .and_then(|n| r.bool(n, "allow_insecure_http"))
+        .unwrap_or(false);
+    if !insecure {
+        for key in ["auth", "invitations"] {
+            let url = if key == "auth" {
+                &endpoints.auth
+            } else {
+                &endpoints.invitations
+            };
+            if !is_safe_endpoint(url) {
+                let node = map.get("endpoints").unwrap_or(map.node);
+                r.problem(
+                    node,
+                    &join("endpoints", key),
+                    format!("`{url}` is plain http to a host that is not this machine: use https, or set allow_insecure_http: true"),
+                );
+            }
+        }
+    }
+    Some(Destination {
+        name,
+        file: file.to_owned(),
+        endpoints,
+        credentials: credentials?,
+        defaults,
+        concurrency: usize::try_from(concurrency).unwrap_or(4),
+        request_timeout: Duration::from_secs(timeout),
+        rate_limits,
+        retry,
+    })
+}
+
+/// https anywhere, or http to a loopback address (the emulator).
+fn is_safe_endpoint(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return true;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn read_rate_limits(r: &mut Reader<'_>, node: &Node<'_>) -> Vec<RateWindow> {
+    let Some(items) = r.list(node, "rate_limits") else {
+        return RateWindow::trustpilot_defaults();
+    };
+    let mut windows = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("rate_limits[{i}]");
+        let Some(map) = r.map(item, &path, RATE_KEYS) else {
+            continue;
+        };
+        let mut field = |key: &str, max: u64| match map.get(key) {
+            Some(n) => r.number(n, &join(&path, key), 1, max),
+            None => {
+                r.problem(
+                    map.node,
+                    &join(&path, key),
+                    format!("missing field `{key}`"),
+                );
+                None
+            }
+        };
+        let requests = field("requests", 1_000_000);
+        let seconds = field("per_seconds", 86_400);
+        if let (Some(requests), Some(seconds)) = (requests, seconds) {
+            windows.push(RateWindow {
+                limit: u32::try_from(requests).unwrap_or(u32::MAX),
+                window: Duration::from_secs(seconds),
+            });
+        }
+    }
+    windows
+}
+
+fn read_retry(r: &mut Reader<'_>, node: &Node<'_>) -> RetryPolicy {
+    let mut policy = RetryPolicy::default();
+    let Some(map) = r.map(node, "retry", RETRY_KEYS) else {
+        return policy;
+    };
+    let mut number = |key: &str, min: u64, max: u64| {
+        map.get(key)
+            .and_then(|n| r.number(n, &join("retry", key), min, max))
+    };
+    if let Some(n) = number("tries_per_run", 1, 20) {
+        policy.tries_per_run = u32::try_from(n).unwrap_or(3);
+    }
+    if let Some(n) = number("max_attempts", 1, 1000) {
+        policy.max_attempts = u32::try_from(n).unwrap_or(5);
+    }
+    if let Some(n) = number("rate_limited_retries", 0, 100_000) {
+        policy.rate_limited_retries = u32::try_from(n).unwrap_or(100);
+    }
+    if let Some(n) = number("backoff_ms", 1, 600_000) {
+        policy.backoff = Duration::from_millis(n);
+    }
+    policy
+}
+
+fn read_auth(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Credentials> {
+    let map = r.map(node, "auth", AUTH_KEYS)?;
+    let grant = match map.get("grant") {
+        Some(node) => r.choice(node, "auth.grant", &["client_credentials", "password"])?,
+        None => "client_credentials".to_owned(),
+    };
+    let mut required = |key: &str| -> Option<String> {
+        match map.get(key) {
+            Some(node) => {
+                let value = r.string(node, &join("auth", key));
+                if value.as_deref() == Some("") {
+                    r.problem(node, &join("auth", key), "must not be empty");
+                    return None;
+                }
+                if value.is_none() && Reader::is_unset(Some(node)) {
+                    r.problem(node, &join("auth", key), "must not be empty");
+                }
+                value
+            }
+            None => {
+                r.problem(
+                    map.node,
+                    &join("auth", key),
+                    format!("missing field `{key}`"),
+                );
+                None
+            }
+        }
+    };
+    let api_key = required("api_key");
+    let api_secret = required("api_secret");
+    let grant = if grant == "password" {
+        let username = required("username");
+        let password = required("password");
+        Grant::Password {
+            username: username?,
+            password: Secret::new(password?),
+        }
+    } else {
+        let user = map
+            .get("business_user_id")
+            .and_then(|n| r.string(n, "auth.business_user_id"));
+        if user.is_none() {
+            r.problem(
+                map.node,
+                "auth.business_user_id",
+                "the client_credentials grant needs business_user_id (an Admin or Manager of the business)",
+            );
+        }
+        Grant::ClientCredentials {
+            business_user_id: user,
+        }
+    };
+    Some(Credentials {
+        api_key: Secret::new(api_key?),
+        api_secret: Secret::new(api_secret?),
+        grant,
+    })
+}
+
+fn read_settings(
+    r: &mut Reader<'_>,
+    node: &Node<'_>,
+    path: &str,
+    kind: Option<&mut TargetKind>,
+) -> Option<Settings> {
+    let is_target = kind.is_some();
+    let map = r.map(
+        node,
+        path,
+        if is_target {
+            TARGET_KEYS
+        } else {
+            SETTINGS_KEYS
+        },
+    )?;
+    let mut settings = Settings::default();
+    if let Some(kind) = kind
+        && let Some(node) = map.get("kind")
+    {
+        match r
+            .choice(
+                node,
+                &join(path, "kind"),
+                &["email_invitation", "invitation_link"],
+            )
+            .as_deref()
+        {
+            Some("invitation_link") => *kind = TargetKind::InvitationLink,
+            Some(_) => *kind = TargetKind::EmailInvitation,
+            None => {}
+        }
+    }
+    if let Some(node) = map.get("send_delay") {
+        settings.send_delay = r.duration(node, &join(path, "send_delay"));
+    }
+    let text =
+        |r: &mut Reader<'_>, key: &str| map.get(key).and_then(|n| r.string(n, &join(path, key)));
+    settings.business_unit_id = text(r, "business_unit_id");
+    settings.sender_name = text(r, "sender_name");
+    settings.sender_email = text(r, "sender_email");
+    settings.reply_to = text(r, "reply_to");
+    settings.locale = text(r, "locale");
+    if let Some(node) = map.get("locale")
+        && let Some(locale) = &settings.locale
+        && !crate::is_valid_locale(locale)
+    {
+        r.problem(
+            node,
+            &join(path, "locale"),
+            format!("`{locale}` is not of the form xx-YY (e.g. en-US)"),
+        );
+    }
+    for key in ["sender_email", "reply_to"] {
+        if let Some(node) = map.get(key)
+            && let Some(email) = r.string(node, &join(path, key))
+            && !crate::is_valid_email(&email)
+        {
+            r.problem(node, &join(path, key), "not a valid email address");
+        }
+    }
+    if let Some(node) = map.get("business_unit_id")
+        && let Some(bu) = &settings.business_unit_id
+        && !bu
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        r.problem(
+            node,
+            &join(path, "business_unit_id"),
+            "may hold only letters, digits, - and _",
+        );
+    }
+    if let Some(node) = map.get("invitation_type") {
+        settings.invitation_type = r
+            .choice(
+                node,
+                &join(path, "invitation_type"),
+                &InvitationType::CHOICES,
+            )
+            .and_then(|v| InvitationType::parse(&v));
+    }
+    if let Some(node) = map.get("service") {
+        let sub = join(path, "service");
+        if let Some(s) = r.map(node, &sub, SERVICE_KEYS) {
+            settings.service = ServiceSettings {
+                template_id: s
+                    .get("template_id")
+                    .and_then(|n| r.string(n, &join(&sub, "template_id"))),
+                redirect_uri: s
+                    .get("redirect_uri")
+                    .and_then(|n| r.string(n, &join(&sub, "redirect_uri"))),
+                tags: s
+                    .get("tags")
+                    .and_then(|n| r.strings(n, &join(&sub, "tags"))),
+            };
+        }
+    }
+    if let Some(node) = map.get("product") {
+        let sub = join(path, "product");
+        let keys = if is_target {
+            TARGET_PRODUCT_KEYS
+        } else {
+            PRODUCT_KEYS
+        };
+        if let Some(p) = r.map(node, &sub, keys) {
+            settings.product = ProductSettings {
+                template_id: p
+                    .get("template_id")
+                    .and_then(|n| r.string(n, &join(&sub, "template_id"))),
+                redirect_uri: p
+                    .get("redirect_uri")
+                    .and_then(|n| r.string(n, &join(&sub, "redirect_uri"))),
+                skus: p
+                    .get("skus")
+                    .and_then(|n| r.strings(n, &join(&sub, "skus"))),
+                per_row: p
+                    .get("per_row")
+                    .and_then(|n| r.bool(n, &join(&sub, "per_row"))),
+            };
+        }
+    }
+    Some(settings)
+}
+
