@@ -132,11 +132,12 @@ impl<F: FieldSet> Bindings<F> {
         let Some((index, column)) = &self.columns[position(field)] else {
             return Ok(None);
         };
-        let text = cell_text(batch.column(*index).as_ref(), row).map_err(|error| CellRejection {
-            field,
-            column: column.clone(),
-            error,
-        })?;
+        let text =
+            cell_text(batch.column(*index).as_ref(), row).map_err(|error| CellRejection {
+                field,
+                column: column.clone(),
+                error,
+            })?;
         Ok(text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()))
     }
 }
@@ -201,12 +202,25 @@ mod tests {
     #[test]
     fn cells_are_trimmed_and_blank_ones_are_not_set() {
         let batch = batch();
-        let mapping = [(Demo::Id, "order_id".into()), (Demo::Name, "full_name".into())];
+        let mapping = [
+            (Demo::Id, "order_id".into()),
+            (Demo::Name, "full_name".into()),
+        ];
         let bound = Bindings::bind(&mapping, &batch.schema()).unwrap();
-        assert_eq!(bound.text(&batch, 0, Demo::Id).unwrap().as_deref(), Some("1"));
-        assert_eq!(bound.text(&batch, 0, Demo::Name).unwrap().as_deref(), Some("Ann"));
+        assert_eq!(
+            bound.text(&batch, 0, Demo::Id).unwrap().as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            bound.text(&batch, 0, Demo::Name).unwrap().as_deref(),
+            Some("Ann")
+        );
         assert_eq!(bound.text(&batch, 1, Demo::Name).unwrap(), None);
-        assert_eq!(bound.text(&batch, 0, Demo::Blob).unwrap(), None, "not mapped");
+        assert_eq!(
+            bound.text(&batch, 0, Demo::Blob).unwrap(),
+            None,
+            "not mapped"
+        );
         assert_eq!(bound.column(Demo::Name), Some("full_name"));
     }
 
@@ -224,7 +238,10 @@ mod tests {
     fn an_unreadable_cell_names_its_field_and_column() {
         let batch = batch();
         let bound = Bindings::bind(&[(Demo::Blob, "bytes".into())], &batch.schema()).unwrap();
-        assert_eq!(bound.text(&batch, 0, Demo::Blob).unwrap().as_deref(), Some("ok"));
+        assert_eq!(
+            bound.text(&batch, 0, Demo::Blob).unwrap().as_deref(),
+            Some("ok")
+        );
         let rejection = bound.text(&batch, 1, Demo::Blob).unwrap_err();
         assert_eq!(rejection.field, Demo::Blob);
         assert_eq!(rejection.column, "bytes");

@@ -177,7 +177,10 @@ mod tests {
             parse_time("2026-05-01 09:30:00.250").unwrap(),
             utc("2026-05-01T09:30:00.250Z")
         );
-        assert_eq!(parse_time("2026-05-01").unwrap(), utc("2026-05-01T00:00:00Z"));
+        assert_eq!(
+            parse_time("2026-05-01").unwrap(),
+            utc("2026-05-01T00:00:00Z")
+        );
         assert!(parse_time("next tuesday").is_err());
     }
 

@@ -130,4 +130,3 @@ pub fn read_source(r: &mut Reader<'_>, node: &Node<'_>) -> Option<SourceConfig> 
         read_timeout,
     })
 }
-

@@ -169,7 +169,9 @@ impl Db {
     pub(crate) async fn begin(&self) -> Result<Tx> {
         let begin = Error::db("begin a transaction");
         Ok(match self {
-            Db::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await.map_err(begin)?),
+            Db::Sqlite(pool) => {
+                Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await.map_err(begin)?)
+            }
             Db::Postgres(pool) => Tx::Postgres(pool.begin().await.map_err(begin)?),
         })
     }
@@ -206,7 +208,13 @@ mod tests {
             redact_url("postgres://retl:hunter2@db.example:5432/state"),
             "postgres://retl:***@db.example:5432/state"
         );
-        assert_eq!(redact_url("postgres://retl@db/state"), "postgres://retl@db/state");
-        assert_eq!(redact_url("sqlite:///srv/.retl/state.db"), "sqlite:///srv/.retl/state.db");
+        assert_eq!(
+            redact_url("postgres://retl@db/state"),
+            "postgres://retl@db/state"
+        );
+        assert_eq!(
+            redact_url("sqlite:///srv/.retl/state.db"),
+            "sqlite:///srv/.retl/state.db"
+        );
     }
 }

@@ -116,7 +116,7 @@ impl Error {
             || self
                 .sqlx()
                 .and_then(sqlx::Error::as_database_error)
-                .and_then(|e| e.code())
+                .and_then(sqlx::error::DatabaseError::code)
                 .is_some_and(|code| code == "25006")
     }
 }

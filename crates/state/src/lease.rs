@@ -189,7 +189,9 @@ impl State {
         }
         .map_err(read)?;
         match row {
-            Some((token, expires_at)) if token == lease.token && expires_at > self.clock.now_ms() => {
+            Some((token, expires_at))
+                if token == lease.token && expires_at > self.clock.now_ms() =>
+            {
                 Ok(Fenced {
                     tx,
                     activation: lease.activation.clone(),
@@ -256,7 +258,7 @@ mod tests {
     async fn an_expired_lease_is_taken_over_and_its_zombie_cannot_write() {
         let (_dir, state, clock) = state().await;
         let zombie = state
-            .acquire_lease("orders", "run-a", Duration::from_secs(60))
+            .acquire_lease("orders", "run-a", Duration::from_mins(1))
             .await
             .unwrap();
         state.fenced(&zombie).await.unwrap().commit().await.unwrap();
@@ -281,7 +283,7 @@ mod tests {
     async fn a_renewed_lease_outlives_its_first_expiry() {
         let (_dir, state, clock) = state().await;
         let lease = state
-            .acquire_lease("orders", "run-a", Duration::from_secs(60))
+            .acquire_lease("orders", "run-a", Duration::from_mins(1))
             .await
             .unwrap();
         clock.advance(Duration::from_secs(40));

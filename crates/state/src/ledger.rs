@@ -295,7 +295,7 @@ impl Fenced {
             .await
             .map(|_| ()))
             .map_err(restore)?,
-        };
+        }
         Ok(())
     }
 
@@ -414,7 +414,10 @@ mod tests {
             ([4; 16], [4; 16]),
         ];
         let changes = state.lookup_changes("a", &rows).await.unwrap();
-        assert!(!changes.contains_key(&[1; 16]), "sent and unchanged: left out");
+        assert!(
+            !changes.contains_key(&[1; 16]),
+            "sent and unchanged: left out"
+        );
         assert_eq!(
             changes[&[2; 16]].unwrap().status,
             Status::Sent,
@@ -488,19 +491,29 @@ mod tests {
         let (_dir, state) = state().await;
         let lease = lease(&state, "a").await;
         let mut tx = state.fenced(&lease).await.unwrap();
-        tx.mark_in_flight(&[1; 16], &[0; 16], "1", None).await.unwrap();
+        tx.mark_in_flight(&[1; 16], &[0; 16], "1", None)
+            .await
+            .unwrap();
         tx.restore(&[1; 16], None).await.unwrap();
         let failed = Entry {
             content: [3; 16],
             status: Status::Failed,
             attempts: 2,
         };
-        tx.mark_in_flight(&[2; 16], &[4; 16], "2", None).await.unwrap();
+        tx.mark_in_flight(&[2; 16], &[4; 16], "2", None)
+            .await
+            .unwrap();
         tx.restore(&[2; 16], Some(&failed)).await.unwrap();
         tx.commit().await.unwrap();
         assert_eq!(entry(&state, "a", [1; 16]).await, None);
-        assert_eq!(state.ledger_counts("a").await.unwrap(), vec![(Status::Failed, 1)]);
-        let back = state.lookup_changes("a", &[([2; 16], [3; 16])]).await.unwrap();
+        assert_eq!(
+            state.ledger_counts("a").await.unwrap(),
+            vec![(Status::Failed, 1)]
+        );
+        let back = state
+            .lookup_changes("a", &[([2; 16], [3; 16])])
+            .await
+            .unwrap();
         assert_eq!(back[&[2; 16]], Some(failed));
     }
 }

@@ -117,8 +117,11 @@ pub(crate) async fn run(db: &Db, clock: &dyn Clock) -> Result<Vec<i64>> {
 }
 
 async fn exec(tx: &mut Tx, sql: &str) -> Result<()> {
-    on!(tx.executor(), |c| sqlx::query(sql).execute(c).await.map(|_| ()))
-        .map_err(Error::db("change the schema"))?;
+    on!(tx.executor(), |c| sqlx::query(sql)
+        .execute(c)
+        .await
+        .map(|_| ()))
+    .map_err(Error::db("change the schema"))?;
     Ok(())
 }
 

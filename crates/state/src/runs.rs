@@ -298,14 +298,16 @@ impl State {
 
     /// The rows logged by a run, in the order they were recorded.
     pub async fn run_rows(&self, run_id: &str) -> Result<Vec<RowLog>> {
-        let rows: Vec<LogRow> = on!(self.db.executor(), |c| sqlx::query_as(
+        let rows: Vec<LogRow> = on!(self.db.executor(), |c| {
+            sqlx::query_as(
             "SELECT row_key, reference, outcome, reason, status_code, error_code, correlation_id,
                     invitation_id, link_url
              FROM run_rows WHERE run_id = $1 ORDER BY seq",
         )
         .bind(run_id)
         .fetch_all(c)
-        .await)
+        .await
+        })
         .map_err(Error::db("read a run log"))?;
         rows.into_iter().map(RowLog::try_from).collect()
     }

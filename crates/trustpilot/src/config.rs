@@ -546,4 +546,3 @@ fn read_settings(
     }
     Some(settings)
 }
-

@@ -88,7 +88,12 @@ impl Invitations {
     }
 
     /// The row's value for `field`: `None` when unmapped, NULL or blank.
-    fn cell(&self, batch: &RecordBatch, row: usize, field: Field) -> Result<Option<String>, Rejection> {
+    fn cell(
+        &self,
+        batch: &RecordBatch,
+        row: usize,
+        field: Field,
+    ) -> Result<Option<String>, Rejection> {
         self.bindings
             .text(batch, row, field)
             .map_err(|e| Rejection {
@@ -118,12 +123,16 @@ impl Invitations {
     pub fn build(&self, batch: &RecordBatch, row: usize) -> Result<EmailInvitation, Rejection> {
         let s = &self.settings;
         let send_at = match self.cell(batch, row, Field::PreferredSendTime)? {
-            Some(text) => Some(send_time(parse_time(&text).map_err(|reason| Rejection {
-                field: Field::PreferredSendTime,
-                reason,
+            Some(text) => Some(send_time(parse_time(&text).map_err(|reason| {
+                Rejection {
+                    field: Field::PreferredSendTime,
+                    reason,
+                }
             })?)),
             None => s.send_delay.and_then(|delay| {
-                Some(send_time(self.now + chrono::Duration::from_std(delay).ok()?))
+                Some(send_time(
+                    self.now + chrono::Duration::from_std(delay).ok()?,
+                ))
             }),
         };
         let service = if self.invitation_type.has_service() {
@@ -274,12 +283,25 @@ mod tests {
         let first = mapper.build(&batch, 0).unwrap();
         assert_eq!(first.reference_number, "1");
         assert_eq!(first.locale.as_deref(), Some("da-DK"));
-        assert_eq!(first.product_review_invitation.unwrap().product_skus, vec!["A-1", "B-2"]);
-        assert_eq!(first.service_review_invitation.unwrap().template_id.as_deref(), Some("tpl-s"));
+        assert_eq!(
+            first.product_review_invitation.unwrap().product_skus,
+            vec!["A-1", "B-2"]
+        );
+        assert_eq!(
+            first
+                .service_review_invitation
+                .unwrap()
+                .template_id
+                .as_deref(),
+            Some("tpl-s")
+        );
 
         let second = mapper.build(&batch, 1).unwrap();
         assert_eq!(second.locale.as_deref(), Some("en-US"));
-        assert_eq!(second.product_review_invitation.unwrap().product_skus, vec!["DEFAULT-SKU"]);
+        assert_eq!(
+            second.product_review_invitation.unwrap().product_skus,
+            vec!["DEFAULT-SKU"]
+        );
     }
 
     #[test]
@@ -320,11 +342,19 @@ mod tests {
             .at(now);
         let invitation = mapper.build(&batch, 0).unwrap();
         assert_eq!(
-            invitation.service_review_invitation.unwrap().preferred_send_time.as_deref(),
+            invitation
+                .service_review_invitation
+                .unwrap()
+                .preferred_send_time
+                .as_deref(),
             Some("2026-05-04T10:00:00")
         );
         assert_eq!(
-            invitation.product_review_invitation.unwrap().preferred_send_time.as_deref(),
+            invitation
+                .product_review_invitation
+                .unwrap()
+                .preferred_send_time
+                .as_deref(),
             Some("2026-05-04T10:01:00")
         );
     }

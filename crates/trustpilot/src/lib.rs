@@ -47,14 +47,14 @@ mod token;
 pub use client::{
     Accepted, Client, ClientConfig, Credentials, Endpoints, Grant, LinkCreated, Template,
 };
+pub use config::{Destination, RetryPolicy, Target, TargetKind};
 pub use error::{ApiError, Error, ErrorClass, Result};
+pub use field::Field;
+pub use invitation::{Invitations, Rejection};
 pub use model::{
     EmailInvitation, InvitationLink, ProductReviewInvitation, ServiceReviewInvitation,
     is_valid_email, is_valid_locale,
 };
-pub use config::{Destination, RetryPolicy, Target, TargetKind};
-pub use field::Field;
-pub use invitation::{Invitations, Rejection};
 pub use pace::{Limiter, RateWindow};
-pub use settings::{InvitationType, ProductSettings, ServiceSettings, Settings};
 pub use secret::Secret;
+pub use settings::{InvitationType, ProductSettings, ServiceSettings, Settings};

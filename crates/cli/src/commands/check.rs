@@ -77,4 +77,3 @@ pub(crate) async fn check(ctx: &Ctx, only: Option<&str>) -> Result<u8, Failure> 
     }
     Ok(if problems == 0 { 0 } else { 2 })
 }
-

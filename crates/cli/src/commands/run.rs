@@ -59,4 +59,3 @@ pub(crate) async fn run(
     }
     exit_code(&finished)
 }
-

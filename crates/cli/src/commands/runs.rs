@@ -107,4 +107,3 @@ async fn resend(
     }
     exit_code(&finished)
 }
-

@@ -26,8 +26,7 @@ pub(crate) async fn templates(
         return Err(ConfigErrors(problems).into());
     };
     let state = ctx.state().await?;
-    let templates =
-        retl_engine::templates(destination, business_unit, state.token_cache()).await?;
+    let templates = retl_engine::templates(destination, business_unit, state.token_cache()).await?;
     if json {
         println!("{}", serde_json::to_string(&templates)?);
     } else {

@@ -155,7 +155,12 @@ impl Activation {
     pub fn columns(&self) -> Vec<String> {
         let mut columns = self.primary_key.clone();
         let writeback_key = self.writeback.as_ref().map(|w| w.key_column.as_str());
-        for column in self.delivery.mapped_columns().into_iter().chain(writeback_key) {
+        for column in self
+            .delivery
+            .mapped_columns()
+            .into_iter()
+            .chain(writeback_key)
+        {
             if !columns.iter().any(|c| c == column) {
                 columns.push(column.to_owned());
             }
@@ -266,7 +271,13 @@ impl Project {
                 project.parse_file(&file, env, |r, doc| read_destination(r, doc, &file))
             {
                 let (name, existing) = (destination.name().to_owned(), &mut project.destinations);
-                let clash = insert_unique(existing, name, destination, Destination::file, "destination");
+                let clash = insert_unique(
+                    existing,
+                    name,
+                    destination,
+                    Destination::file,
+                    "destination",
+                );
                 project.problems.extend(clash);
             }
         }
@@ -368,9 +379,8 @@ fn read_destination(r: &mut Reader<'_>, doc: &Node<'_>, file: &Path) -> Option<D
         .required(&map, "", "type", "trustpilot")
         .and_then(|node| r.choice(node, "type", DESTINATION_TYPES))?;
     match kind.as_str() {
-        "trustpilot" => {
-            retl_trustpilot::config::read_destination(r, doc, name, file).map(Destination::Trustpilot)
-        }
+        "trustpilot" => retl_trustpilot::config::read_destination(r, doc, name, file)
+            .map(Destination::Trustpilot),
         _ => unreachable!("the type was checked against DESTINATION_TYPES"),
     }
 }
@@ -423,7 +433,9 @@ fn read_activation(
         },
         None => FirstRun::SendAll,
     };
-    let writeback = map.get("writeback").and_then(|node| read_writeback(r, node));
+    let writeback = map
+        .get("writeback")
+        .and_then(|node| read_writeback(r, node));
     // The target and the mapping are the destination's to read.
     let delivery = match destination? {
         Destination::Trustpilot(destination) => {
@@ -460,7 +472,8 @@ fn read_writeback(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Writeback> {
         r.required(&w, "writeback", key, "")
             .and_then(|n| r.string(n, &join("writeback", key)))
     };
-    let (table, key_column, url_column) = (field("table"), field("key_column"), field("url_column"));
+    let (table, key_column, url_column) =
+        (field("table"), field("key_column"), field("url_column"));
     Some(Writeback {
         table: table?,
         key_column: key_column?,
@@ -481,7 +494,11 @@ fn read_trustpilot_delivery(
         Some(node) => retl_trustpilot::config::read_target(r, node),
         None => Some(retl_trustpilot::Target::default()),
     };
-    if writeback && target.as_ref().is_some_and(|t| t.kind != TargetKind::InvitationLink) {
+    if writeback
+        && target
+            .as_ref()
+            .is_some_and(|t| t.kind != TargetKind::InvitationLink)
+    {
         r.problem(
             map.get("writeback").unwrap_or(map.node),
             "writeback",
@@ -531,7 +548,10 @@ fn read_mapping<F: FieldSet>(
             r.problem(
                 map.node,
                 &join("mapping", field.name()),
-                format!("missing field `{}` (the source column it comes from)", field.name()),
+                format!(
+                    "missing field `{}` (the source column it comes from)",
+                    field.name()
+                ),
             );
         }
     }

@@ -105,7 +105,9 @@ fn a_valid_configuration_loads_with_names_from_file_stems() {
         activation.columns(),
         vec!["order_id", "full_name", "email", "sku"]
     );
-    let merged = destination.defaults.overlay(&delivery(activation).0.settings);
+    let merged = destination
+        .defaults
+        .overlay(&delivery(activation).0.settings);
     assert_eq!(merged.invitation_type, Some(InvitationType::Both));
     assert_eq!(merged.service.template_id.as_deref(), Some("tpl-default"));
     assert_eq!(destination.concurrency, 4);

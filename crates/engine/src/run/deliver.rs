@@ -184,7 +184,12 @@ impl RunCtx<'_> {
         delivery: Delivery,
         fatal: &mut Option<retl_trustpilot::Error>,
     ) -> Result<()> {
-        let mut log = RowLog::new(p.row_key.as_str(), Some(&p.reference), RowOutcome::Skipped, None);
+        let mut log = RowLog::new(
+            p.row_key.as_str(),
+            Some(&p.reference),
+            RowOutcome::Skipped,
+            None,
+        );
         let mut restore = false;
         let status = match delivery {
             Delivery::Sent(accepted) => {

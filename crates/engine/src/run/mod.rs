@@ -184,7 +184,10 @@ pub async fn run_with(
         let summary = tx.start_run().await?;
         tx.commit().await?;
         if abandoned > 0 {
-            tracing::warn!(runs = abandoned, "earlier runs that never finished are now marked abandoned");
+            tracing::warn!(
+                runs = abandoned,
+                "earlier runs that never finished are now marked abandoned"
+            );
         }
         Ok::<_, Error>(summary)
     };
@@ -322,7 +325,10 @@ impl RunCtx<'_> {
                 to_send = pending.len(),
                 "batch classified"
             );
-            if let Some(error) = self.deliver_all(&sender, destination.concurrency, pending).await? {
+            if let Some(error) = self
+                .deliver_all(&sender, destination.concurrency, pending)
+                .await?
+            {
                 return Err(Error::Destination {
                     destination: destination.name.clone(),
                     error,

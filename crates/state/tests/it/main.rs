@@ -9,7 +9,10 @@ use sqlx::ConnectOptions as _;
 
 /// A state database file written by retl 0.1.0 (two runs of an activation
 /// `orders`: 9 sent and 1 rejected, then 1 more sent), before versions were recorded.
-const V0_1_0: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/state-v0.1.0.db");
+const V0_1_0: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/state-v0.1.0.db"
+);
 
 fn copy_fixture(dir: &tempfile::TempDir) -> String {
     let path = dir.path().join("state.db");
@@ -93,7 +96,10 @@ async fn a_locked_database_and_a_read_only_one_are_told_apart_by_kind() {
         .connect()
         .await
         .unwrap();
-    sqlx::query("BEGIN EXCLUSIVE").execute(&mut other).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut other)
+        .await
+        .unwrap();
     let options = retl_state::OpenOptions {
         busy_timeout: Duration::from_millis(50),
         ..retl_state::OpenOptions::default()
@@ -150,12 +156,10 @@ async fn simultaneous_first_opens_of_a_postgresql_state_migrate_it_once() {
     for open in opens {
         open.await.unwrap().unwrap();
     }
-    let (n,): (i64,) = sqlx::query_as(&format!(
-        "SELECT COUNT(*) FROM {schema}.schema_migrations"
-    ))
-    .fetch_one(&mut admin)
-    .await
-    .unwrap();
+    let (n,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {schema}.schema_migrations"))
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
     assert_eq!(n, migrate::LATEST);
     sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
         .execute(&mut admin)
