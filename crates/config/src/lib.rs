@@ -112,6 +112,22 @@ impl Problem {
     }
 }
 
+/// A connection URL with its password replaced by `***`, for messages and
+/// logs (configuration holds URLs; no component prints one unmasked).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 /// Parses a duration written the human way: `30s`, `15m`, `12h`, `3d`, `1w`.
 ///
 /// Uses `humantime`, so combinations (`1h 30m`) are accepted as well.
@@ -543,6 +559,19 @@ mod tests {
             r.string(map.get("on").unwrap(), "on").as_deref(),
             Some("yes")
         );
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            redact_url("postgres://etl:s3cret@db.example:5432/wh"),
+            "postgres://etl:***@db.example:5432/wh"
+        );
+        assert_eq!(
+            redact_url("sqlite://.retl/state.db"),
+            "sqlite://.retl/state.db"
+        );
+        assert_eq!(redact_url("postgres://etl@db/wh"), "postgres://etl@db/wh");
     }
 
     #[test]

@@ -40,12 +40,8 @@ pub async fn templates(
     let Some(business_unit) =
         business_unit.or_else(|| destination.defaults.business_unit_id.clone())
     else {
-        return Err(Error::Mapping {
-            activation: destination.name.clone(),
-            message: format!(
-                "destination `{}` has no defaults.business_unit_id: pass --business-unit",
-                destination.name
-            ),
+        return Err(Error::NoBusinessUnit {
+            destination: destination.name.clone(),
         });
     };
     let fail = |error| Error::Destination {

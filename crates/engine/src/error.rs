@@ -39,6 +39,12 @@ pub enum Error {
     /// A row could not be hashed.
     #[error(transparent)]
     Hash(#[from] retl_diff::Error),
+    /// A command needs a business unit and the destination has no default one.
+    #[error("destination `{destination}` has no defaults.business_unit_id: pass --business-unit")]
+    NoBusinessUnit {
+        /// The destination.
+        destination: String,
+    },
     /// A bug: something that cannot happen did.
     #[error("internal error: {0}")]
     Internal(String),
@@ -56,7 +62,7 @@ impl Error {
     /// Whether the user's configuration is at fault (exit code 2).
     pub fn is_config(&self) -> bool {
         match self {
-            Error::Config(_) | Error::Mapping { .. } => true,
+            Error::Config(_) | Error::Mapping { .. } | Error::NoBusinessUnit { .. } => true,
             Error::Destination { error, .. } => error.class() == retl_trustpilot::ErrorClass::Fatal,
             Error::Source { error, .. } => matches!(
                 error,

@@ -106,20 +106,7 @@ impl std::fmt::Debug for SourceSpec {
     }
 }
 
-/// The URL with any password replaced by `***`, for messages.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
-        None => url.to_owned(),
-    }
-}
+pub use retl_config::redact_url;
 
 /// The database behind a connection URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -360,18 +347,6 @@ pub(crate) fn builders(plan: &Plan, rows: usize) -> Vec<columns::Builder> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_redacted_from_urls() {
-        assert_eq!(
-            redact_url("postgres://etl:s3cret@db.example:5432/wh"),
-            "postgres://etl:***@db.example:5432/wh"
-        );
-        assert_eq!(
-            redact_url("sqlite://.retl/state.db"),
-            "sqlite://.retl/state.db"
-        );
-    }
 
     #[test]
     fn unknown_schemes_are_named_in_the_error() {

@@ -1,7 +1,6 @@
 //! Where the state's times come from: the system clock, or a clock a test sets.
 
 use std::fmt;
-use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 
@@ -26,18 +25,20 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that stands still until it is moved: for tests and simulations.
+/// A clock that stands still until it is moved (the tests of leases).
+#[cfg(test)]
 #[derive(Debug)]
-pub struct ManualClock(Mutex<DateTime<Utc>>);
+pub(crate) struct ManualClock(std::sync::Mutex<DateTime<Utc>>);
 
+#[cfg(test)]
 impl ManualClock {
     /// A clock showing `at`.
-    pub fn new(at: DateTime<Utc>) -> Self {
-        ManualClock(Mutex::new(at))
+    pub(crate) fn new(at: DateTime<Utc>) -> Self {
+        ManualClock(std::sync::Mutex::new(at))
     }
 
     /// Moves the clock forward by `by`.
-    pub fn advance(&self, by: std::time::Duration) {
+    pub(crate) fn advance(&self, by: std::time::Duration) {
         let mut now = self
             .0
             .lock()
@@ -46,6 +47,7 @@ impl ManualClock {
     }
 }
 
+#[cfg(test)]
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self

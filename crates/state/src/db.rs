@@ -10,6 +10,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{Postgres, Sqlite, Transaction};
 
+use retl_config::redact_url;
+
 use crate::{Clock, Error, Result, SystemClock};
 
 /// How to open the state database.
@@ -71,21 +73,6 @@ pub(crate) enum DbRef<S, P> {
     Sqlite(S),
     /// A PostgreSQL executor.
     Postgres(P),
-}
-
-/// The URL with any password replaced by `***`, for messages.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
 }
 
 /// The file of a `sqlite://` URL (`None` for other schemes and in-memory databases).
@@ -195,26 +182,5 @@ impl Tx {
             Tx::Sqlite(tx) => tx.commit().await.map_err(commit),
             Tx::Postgres(tx) => tx.commit().await.map_err(commit),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_masked_and_the_rest_kept() {
-        assert_eq!(
-            redact_url("postgres://retl:hunter2@db.example:5432/state"),
-            "postgres://retl:***@db.example:5432/state"
-        );
-        assert_eq!(
-            redact_url("postgres://retl@db/state"),
-            "postgres://retl@db/state"
-        );
-        assert_eq!(
-            redact_url("sqlite:///srv/.retl/state.db"),
-            "sqlite:///srv/.retl/state.db"
-        );
     }
 }

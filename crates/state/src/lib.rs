@@ -42,11 +42,14 @@ mod runs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use db::{OpenOptions, redact_url};
+#[cfg(test)]
+pub(crate) use clock::ManualClock;
+pub use clock::{Clock, SystemClock};
+pub use db::OpenOptions;
 pub use error::{Error, Result};
 pub use lease::{Fenced, Lease};
 pub use ledger::{Outcome, Recovered};
+use retl_config::redact_url;
 pub use runs::{Counts, RowLog, RowOutcome, RunStatus, RunSummary};
 
 use db::Db;

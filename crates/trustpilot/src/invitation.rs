@@ -82,11 +82,6 @@ impl Invitations {
         self
     }
 
-    /// The invitation type every row of this activation gets.
-    pub fn invitation_type(&self) -> InvitationType {
-        self.invitation_type
-    }
-
     /// The row's value for `field`: `None` when unmapped, NULL or blank.
     fn cell(
         &self,

@@ -17,7 +17,7 @@
 //!   credentials, mints at most one at a time, caches it across runs in an
 //!   owner-only file, and on a 401 (or a JSON 403) mints once more and retries
 //!   once.
-//! - A [`Limiter`] paces API calls under Trustpilot's two windows (833 per
+//! - A limiter paces API calls under Trustpilot's two windows (833 per
 //!   5 minutes, 10,000 per hour by default), shared per API key in the process.
 //! - Besides email invitations: invitation links and the template list.
 //! - Every failure is an [`Error`] whose [`ErrorClass`] tells the caller what
@@ -55,6 +55,6 @@ pub use model::{
     EmailInvitation, InvitationLink, ProductReviewInvitation, ServiceReviewInvitation,
     is_valid_email, is_valid_locale,
 };
-pub use pace::{Limiter, RateWindow};
+pub use pace::RateWindow;
 pub use secret::Secret;
 pub use settings::{InvitationType, ProductSettings, ServiceSettings, Settings};

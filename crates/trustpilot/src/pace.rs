@@ -66,11 +66,6 @@ impl Limiter {
         }
     }
 
-    /// The windows it enforces.
-    pub fn windows(&self) -> &[RateWindow] {
-        &self.windows
-    }
-
     /// How long to wait before one more call fits; records the call when it fits now.
     fn try_take(&self, now: Instant) -> Option<Duration> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);

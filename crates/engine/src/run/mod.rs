@@ -199,6 +199,7 @@ pub async fn run_with(
         }
     };
     let span = tracing::info_span!("run", activation = %activation.name, run_id = %run_id);
+    tracing::info!(parent: &span, state = %state.url(), "run started");
     let mut ctx = RunCtx {
         state,
         activation,
