@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use retl_engine::Finished;
-use retl_engine::config::{ConfigErrors, Project};
+use retl_engine::config::{ConfigErrors, Environment, Project};
 use retl_state::{OpenOptions, RunStatus, State};
 
 const EXIT_CODES: &str = "\
@@ -52,6 +52,14 @@ struct Cli {
     /// More log output (-v: info, -vv: debug). RETL_LOG overrides (e.g. RETL_LOG=retl_engine=debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Load variables for ${VAR} from this file (dotenv syntax) before the
+    /// configuration is read; the process environment wins over it.
+    #[arg(long, global = true, env = "RETL_ENV_FILE", value_name = "FILE")]
+    env_file: Option<PathBuf>,
+    /// Use the variables of this target of CONFIG_DIR/targets.yaml; they win
+    /// over the process environment (e.g. --target prod).
+    #[arg(long, global = true, env = "RETL_TARGET", value_name = "NAME")]
+    target: Option<String>,
     /// How long a SQLite state database waits for another process's lock
     /// before failing with "database is locked" (e.g. 10s, 500ms).
     #[arg(long, global = true, env = "RETL_STATE_BUSY_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
@@ -233,10 +241,16 @@ fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
+    let environment = match cli.command {
+        #[cfg(feature = "emulator")]
+        Command::Emulator(_) | Command::Demo => Environment::process(),
+        _ => Environment::load(&cli.config_dir, cli.env_file.as_deref(), cli.target.as_deref())?,
+    };
     let ctx = Ctx {
         config_dir: cli.config_dir,
         state_url: cli.state,
         busy_timeout: cli.state_busy_timeout,
+        environment,
     };
     match cli.command {
         Command::Run {
@@ -267,6 +281,8 @@ pub(crate) struct Ctx {
     pub state_url: String,
     /// `--state-busy-timeout`.
     pub busy_timeout: Duration,
+    /// Where `${VAR}`s come from (`--env-file`, `--target`).
+    pub environment: Environment,
 }
 
 impl Ctx {
@@ -281,7 +297,7 @@ impl Ctx {
 
     /// Loads the configuration, warning about broken files that do not concern `activation`.
     pub(crate) fn load(&self, activation: &str) -> Result<Project, Failure> {
-        let project = Project::load(&self.config_dir)?;
+        let project = self.project()?;
         let (found, _) = project.activation(activation)?;
         if !project.problems.is_empty() {
             let others: Vec<String> = project.problems.iter().map(|p| format!("  {p}")).collect();
@@ -297,6 +313,11 @@ impl Ctx {
     /// The configuration directory.
     pub(crate) fn config_dir(&self) -> &Path {
         &self.config_dir
+    }
+
+    /// The whole configuration directory, with its problems.
+    pub(crate) fn project(&self) -> Result<Project, Failure> {
+        Ok(Project::load_in(&self.config_dir, &self.environment)?)
     }
 }
 

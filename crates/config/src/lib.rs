@@ -53,6 +53,32 @@ pub struct Problem {
     pub path: String,
     /// What is wrong and, where it helps, what is accepted.
     pub message: String,
+    /// The offending line, to show under the message.
+    pub excerpt: Option<Excerpt>,
+}
+
+/// The line a problem is on, and which part of it is at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Excerpt {
+    /// The line's text.
+    pub line: String,
+    /// Where the offending text starts on it (in characters, from 0).
+    pub start: usize,
+    /// How many characters it spans (at least 1).
+    pub width: usize,
+}
+
+impl fmt::Display for Excerpt {
+    /// The line, and a line of `^` under the offending text.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "    | {}", self.line)?;
+        write!(
+            f,
+            "    | {}{}",
+            " ".repeat(self.start),
+            "^".repeat(self.width.max(1))
+        )
+    }
 }
 
 impl fmt::Display for Problem {
@@ -81,6 +107,9 @@ impl fmt::Display for ConfigErrors {
         )?;
         for problem in &self.0 {
             write!(f, "\n  {problem}")?;
+            if let Some(excerpt) = &problem.excerpt {
+                write!(f, "\n{excerpt}")?;
+            }
         }
         Ok(())
     }
@@ -99,6 +128,7 @@ impl Problem {
             }),
             path: path.to_owned(),
             message: message.into(),
+            excerpt: None,
         }
     }
 
@@ -108,6 +138,7 @@ impl Problem {
             location: None,
             path: String::new(),
             message: message.into(),
+            excerpt: None,
         }
     }
 }
@@ -151,6 +182,7 @@ pub fn parse<'a>(file: &Path, text: &'a str) -> Result<Node<'a>, Problem> {
         }),
         path: String::new(),
         message: format!("invalid YAML: {info}"),
+        excerpt: excerpt(text, marker.line(), marker.col(), 1),
     };
     if let Err(e) = parser.load(&mut loader, false) {
         return Err(syntax(e.marker(), e.info()));
@@ -170,12 +202,44 @@ pub fn parse<'a>(file: &Path, text: &'a str) -> Result<Node<'a>, Problem> {
             }),
             path: String::new(),
             message: "the file is empty".to_owned(),
+            excerpt: None,
         })
+}
+
+/// The line `line` (from 1) of `text`, with `width` characters from `column` (from 0) marked.
+fn excerpt(text: &str, line: usize, column: usize, width: usize) -> Option<Excerpt> {
+    let content = text.lines().nth(line.checked_sub(1)?)?;
+    let length = content.chars().count();
+    if column > length {
+        return None;
+    }
+    Some(Excerpt {
+        line: content.to_owned(),
+        start: column,
+        width: width.clamp(1, (length - column).max(1)),
+    })
+}
+
+/// The name among `choices` closest to `wrong`, if one is close enough to be
+/// what was meant (a typo, not another word).
+pub fn closest<'c>(wrong: &str, choices: &[&'c str]) -> Option<&'c str> {
+    choices
+        .iter()
+        .map(|c| (strsim::jaro_winkler(wrong, c), *c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// `did you mean X? ` when a choice is close to `wrong`, else nothing.
+fn hint(wrong: &str, choices: &[&str]) -> String {
+    closest(wrong, choices).map_or_else(String::new, |c| format!("did you mean {c}? "))
 }
 
 /// Reads nodes of one file, collecting problems.
 pub struct Reader<'f> {
     file: &'f Path,
+    text: &'f str,
     env: &'f dyn Fn(&str) -> Option<String>,
     /// Every problem found so far.
     pub problems: Vec<Problem>,
@@ -250,10 +314,11 @@ fn scalar_text<'n>(node: &'n Node<'_>) -> Option<Cow<'n, str>> {
 }
 
 impl<'f> Reader<'f> {
-    /// A reader for `file`, looking `${VAR}`s up with `env`.
-    pub fn new(file: &'f Path, env: &'f dyn Fn(&str) -> Option<String>) -> Self {
+    /// A reader for `file`, whose text is `text`, looking `${VAR}`s up with `env`.
+    pub fn new(file: &'f Path, text: &'f str, env: &'f dyn Fn(&str) -> Option<String>) -> Self {
         Reader {
             file,
+            text,
             env,
             problems: Vec::new(),
         }
@@ -268,12 +333,19 @@ impl<'f> Reader<'f> {
         }
     }
 
-    /// Records a problem at `node`.
+    /// Records a problem at `node`, with the offending text marked.
     pub fn problem(&mut self, node: &Node<'_>, path: &str, message: impl Into<String>) {
+        let (start, end) = (&node.span.start, &node.span.end);
+        let width = if end.line() == start.line() {
+            end.col().saturating_sub(start.col())
+        } else {
+            usize::MAX
+        };
         self.problems.push(Problem {
             location: Some(self.location(node)),
             path: path.to_owned(),
             message: message.into(),
+            excerpt: excerpt(self.text, start.line(), start.col(), width),
         });
     }
 
@@ -307,11 +379,12 @@ impl<'f> Reader<'f> {
                 continue;
             }
             if !allowed.is_empty() && !allowed.contains(&name.as_str()) {
+                let hint = hint(&name, allowed);
                 self.problem(
                     key,
                     &join(path, &name),
                     format!(
-                        "unknown field `{name}`, expected one of: {}",
+                        "unknown field `{name}`: {hint}expected one of: {}",
                         allowed.join(", ")
                     ),
                 );
@@ -351,18 +424,42 @@ impl<'f> Reader<'f> {
                     self.problem(node, path, "unclosed `${` (write `$${` for a literal `${`)");
                     return None;
                 };
-                let name = &body[..end];
+                let reference = &body[..end];
+                // `${VAR:-default}` and `${VAR:?message}`, as in a POSIX shell:
+                // an unset or empty variable takes the default, or is an error
+                // with the message.
+                let operator = [reference.find(":-"), reference.find(":?")]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                let (name, fallback) = match operator {
+                    Some(at) => {
+                        let (name, rest) = reference.split_at(at);
+                        (name, Some((&rest[..2], &rest[2..])))
+                    }
+                    None => (reference, None),
+                };
                 let valid =
                     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                let value = (self.env)(name).filter(|v| fallback.is_none() || !v.is_empty());
                 if !valid {
                     self.problem(
                         node,
                         path,
-                        format!("`${{{name}}}` is not a valid environment variable reference"),
+                        format!("`${{{reference}}}` is not a valid environment variable reference"),
                     );
                     ok = false;
-                } else if let Some(value) = (self.env)(name) {
+                } else if let Some(value) = value {
                     out.push_str(&value);
+                } else if let Some((":-", default)) = fallback {
+                    out.push_str(default);
+                } else if let Some((_, message)) = fallback {
+                    self.problem(
+                        node,
+                        path,
+                        format!("environment variable `{name}` is not set: {message}"),
+                    );
+                    ok = false;
                 } else {
                     self.problem(
                         node,
@@ -387,11 +484,12 @@ impl<'f> Reader<'f> {
         if choices.contains(&value.as_str()) {
             Some(value)
         } else {
+            let hint = hint(&value, choices);
             self.problem(
                 node,
                 path,
                 format!(
-                    "invalid value `{value}`, expected one of: {}",
+                    "invalid value `{value}`: {hint}expected one of: {}",
                     choices.join(", ")
                 ),
             );
@@ -509,7 +607,7 @@ mod tests {
         let text = "name: a\ntabel: x\nsource:\n  - 1\nbatch: lots\n";
         let file = Path::new("a.yaml");
         let doc = parse(file, text).unwrap();
-        let mut r = Reader::new(file, &env);
+        let mut r = Reader::new(file, text, &env);
         let map = r.map(&doc, "", &["name", "source", "batch"]).unwrap();
         r.map(map.get("source").unwrap(), "source", &[]);
         r.number(map.get("batch").unwrap(), "batch", 1, 10);
@@ -517,7 +615,7 @@ mod tests {
         assert_eq!(
             shown,
             vec![
-                "a.yaml:2:1: tabel: unknown field `tabel`, expected one of: name, source, batch",
+                "a.yaml:2:1: tabel: unknown field `tabel`: expected one of: name, source, batch",
                 "a.yaml:4:3: source: expected a mapping, found a list",
                 "a.yaml:5:8: batch: expected a whole number from 1 to 10, found `lots`",
             ]
@@ -527,8 +625,9 @@ mod tests {
     #[test]
     fn environment_variables_are_replaced_and_missing_ones_named() {
         let file = Path::new("d.yaml");
-        let doc = parse(file, "a: \"${KEY}-x\"\nb: ${NOPE}\nc: $${KEY} costs $5\n").unwrap();
-        let mut r = Reader::new(file, &env);
+        let text = "a: \"${KEY}-x\"\nb: ${NOPE}\nc: $${KEY} costs $5\n";
+        let doc = parse(file, text).unwrap();
+        let mut r = Reader::new(file, text, &env);
         let map = r.map(&doc, "", &[]).unwrap();
         assert_eq!(
             r.string(map.get("a").unwrap(), "a").as_deref(),
@@ -546,10 +645,70 @@ mod tests {
     }
 
     #[test]
+    fn defaults_and_required_messages_work_as_in_a_shell() {
+        let file = Path::new("e.yaml");
+        let text = "a: ${NOPE:-fallback}\nb: ${KEY:-unused}\nc: ${EMPTY:-was-empty}\nd: ${NOPE:?set it to your API key}\ne: ${EMPTY}\n";
+        let doc = parse(file, text).unwrap();
+        let env = |name: &str| match name {
+            "KEY" => Some("k".to_owned()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        let mut r = Reader::new(file, text, &env);
+        let map = r.map(&doc, "", &[]).unwrap();
+        let mut get = |key| r.string(map.get(key).unwrap(), key);
+        assert_eq!(get("a").as_deref(), Some("fallback"));
+        assert_eq!(get("b").as_deref(), Some("k"));
+        assert_eq!(get("c").as_deref(), Some("was-empty"), ":- also covers an empty value");
+        assert_eq!(get("d"), None);
+        assert_eq!(get("e").as_deref(), Some(""), "without :- an empty value stays empty");
+        assert_eq!(
+            r.problems[0].to_string(),
+            "e.yaml:4:4: d: environment variable `NOPE` is not set: set it to your API key"
+        );
+    }
+
+    #[test]
+    fn a_typo_gets_the_closest_name_and_the_line_is_shown_underlined() {
+        let file = Path::new("t.yaml");
+        let text = "mapping:\n  consumer_emial: email\nkind: servce\n";
+        let doc = parse(file, text).unwrap();
+        let mut r = Reader::new(file, text, &env);
+        let map = r.map(&doc, "", &["mapping", "kind"]).unwrap();
+        r.map(
+            map.get("mapping").unwrap(),
+            "mapping",
+            &["consumer_name", "consumer_email", "locale"],
+        );
+        r.choice(map.get("kind").unwrap(), "kind", &["service", "product", "both"]);
+        r.map(map.get("mapping").unwrap(), "mapping", &["zzz"]);
+        let shown: Vec<String> = r.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown[..2],
+            [
+                "t.yaml:2:3: mapping.consumer_emial: unknown field `consumer_emial`: did you mean consumer_email? expected one of: consumer_name, consumer_email, locale",
+                "t.yaml:3:7: kind: invalid value `servce`: did you mean service? expected one of: service, product, both",
+            ]
+        );
+        assert!(
+            !shown[2].contains("did you mean"),
+            "no hint when nothing is close: {}",
+            shown[2]
+        );
+        let all = ConfigErrors(r.problems.clone()).to_string();
+        assert!(
+            all.contains("\n    |   consumer_emial: email\n    |   ^^^^^^^^^^^^^^\n"),
+            "{all}"
+        );
+        assert!(all.contains("\n    | kind: servce\n    |       ^^^^^^"), "{all}");
+    }
+
+    #[test]
     fn scalars_keep_their_written_form() {
         let file = Path::new("s.yaml");
-        let doc = parse(file, "id: 007\non: yes\n").unwrap();
-        let mut r = Reader::new(file, &env);
+        let text = "id: 007\non: yes\n";
+        let doc = parse(file, text).unwrap();
+        let mut r = Reader::new(file, text, &env);
         let map = r.map(&doc, "", &[]).unwrap();
         assert_eq!(
             r.string(map.get("id").unwrap(), "id").as_deref(),

@@ -1,13 +1,13 @@
 //! `retl check`: the configuration, each destination and each source, without sending.
 
-use retl_engine::config::{Activation, Project};
+use retl_engine::config::Activation;
 
 use crate::{Ctx, Failure};
 
 /// `retl check`.
 pub(crate) async fn check(ctx: &Ctx, only: Option<&str>) -> Result<u8, Failure> {
     let config_dir = ctx.config_dir();
-    let project = Project::load(config_dir)?;
+    let project = ctx.project()?;
     let mut problems = 0;
     for problem in &project.problems {
         println!("problem: {problem}");

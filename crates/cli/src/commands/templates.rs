@@ -1,6 +1,6 @@
 //! `retl templates`: a business unit's invitation templates.
 
-use retl_engine::config::{ConfigErrors, Problem, Project};
+use retl_engine::config::{ConfigErrors, Problem};
 
 use crate::{Ctx, Failure, output};
 
@@ -11,7 +11,7 @@ pub(crate) async fn templates(
     business_unit: Option<String>,
     json: bool,
 ) -> Result<u8, Failure> {
-    let project = Project::load(ctx.config_dir())?;
+    let project = ctx.project()?;
     let Some(destination) = project.destinations.get(name) else {
         let mut problems = project.problems.clone();
         problems.push(Problem::general(format!(

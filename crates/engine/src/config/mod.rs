@@ -18,10 +18,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+mod env;
+
 use retl_config::{Map, Node, Reader, join};
 use retl_mapping::FieldSet;
 use retl_source::SourceConfig;
 
+pub use env::{Environment, TARGETS_FILE};
 pub use retl_config::{ConfigErrors, Location, Problem};
 
 /// A destination, by its `type`.
@@ -243,7 +246,12 @@ fn valid_name(name: &str) -> bool {
 impl Project {
     /// Loads `dir/destinations/*.yaml` and `dir/activations/*.yaml`, with `${VAR}`s from the process environment.
     pub fn load(dir: &Path) -> Result<Project, ConfigErrors> {
-        Self::load_with_env(dir, &|name| std::env::var(name).ok())
+        Self::load_in(dir, &Environment::process())
+    }
+
+    /// As [`load`](Self::load), with `${VAR}`s from `environment` (an env file, a target).
+    pub fn load_in(dir: &Path, environment: &Environment) -> Result<Project, ConfigErrors> {
+        Self::load_with_env(dir, &|name| environment.get(name))
     }
 
     /// As [`load`](Self::load), with `${VAR}`s from `env`.
@@ -318,7 +326,7 @@ impl Project {
                 return None;
             }
         };
-        let mut reader = Reader::new(file, env);
+        let mut reader = Reader::new(file, &text, env);
         let value = read(&mut reader, &doc);
         if reader.problems.is_empty() {
             value

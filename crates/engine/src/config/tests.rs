@@ -152,12 +152,12 @@ mapping:
         problems,
         vec![
             "activations/orders.yaml:2:3: source: missing field `table` or `query`",
-            "activations/orders.yaml:3:3: source.tabel: unknown field `tabel`, expected one of: connection, table, query, primary_key, batch_size, connect_timeout_seconds, read_timeout_seconds",
-            "activations/orders.yaml:6:20: target.invitation_type: invalid value `servce`, expected one of: service, product, both",
+            "activations/orders.yaml:3:3: source.tabel: unknown field `tabel`: did you mean table? expected one of: connection, table, query, primary_key, batch_size, connect_timeout_seconds, read_timeout_seconds",
+            "activations/orders.yaml:6:20: target.invitation_type: invalid value `servce`: did you mean service? expected one of: service, product, both",
             "activations/orders.yaml:7:11: target.locale: `english` is not of the form xx-YY (e.g. en-US)",
             "activations/orders.yaml:9:3: mapping.consumer_email: missing field `consumer_email` (the source column it comes from)",
             "activations/orders.yaml:9:3: mapping.reference_number: missing field `reference_number` (the source column it comes from)",
-            "activations/orders.yaml:10:3: mapping.consumer_emial: unknown field `consumer_emial`, expected one of: consumer_name, consumer_email, reference_number, reply_to, locale, sender_name, sender_email, location_id, tags, product_sku, preferred_send_time",
+            "activations/orders.yaml:10:3: mapping.consumer_emial: unknown field `consumer_emial`: did you mean consumer_email? expected one of: consumer_name, consumer_email, reference_number, reply_to, locale, sender_name, sender_email, location_id, tags, product_sku, preferred_send_time",
             "activations/orders.yaml:11:21: mapping.reference_number: environment variable `ORDER_COLUMN` is not set",
         ]
     );
