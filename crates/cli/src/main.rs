@@ -244,7 +244,11 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     let environment = match cli.command {
         #[cfg(feature = "emulator")]
         Command::Emulator(_) | Command::Demo => Environment::process(),
-        _ => Environment::load(&cli.config_dir, cli.env_file.as_deref(), cli.target.as_deref())?,
+        _ => Environment::load(
+            &cli.config_dir,
+            cli.env_file.as_deref(),
+            cli.target.as_deref(),
+        )?,
     };
     let ctx = Ctx {
         config_dir: cli.config_dir,

@@ -659,9 +659,17 @@ mod tests {
         let mut get = |key| r.string(map.get(key).unwrap(), key);
         assert_eq!(get("a").as_deref(), Some("fallback"));
         assert_eq!(get("b").as_deref(), Some("k"));
-        assert_eq!(get("c").as_deref(), Some("was-empty"), ":- also covers an empty value");
+        assert_eq!(
+            get("c").as_deref(),
+            Some("was-empty"),
+            ":- also covers an empty value"
+        );
         assert_eq!(get("d"), None);
-        assert_eq!(get("e").as_deref(), Some(""), "without :- an empty value stays empty");
+        assert_eq!(
+            get("e").as_deref(),
+            Some(""),
+            "without :- an empty value stays empty"
+        );
         assert_eq!(
             r.problems[0].to_string(),
             "e.yaml:4:4: d: environment variable `NOPE` is not set: set it to your API key"
@@ -680,7 +688,11 @@ mod tests {
             "mapping",
             &["consumer_name", "consumer_email", "locale"],
         );
-        r.choice(map.get("kind").unwrap(), "kind", &["service", "product", "both"]);
+        r.choice(
+            map.get("kind").unwrap(),
+            "kind",
+            &["service", "product", "both"],
+        );
         r.map(map.get("mapping").unwrap(), "mapping", &["zzz"]);
         let shown: Vec<String> = r.problems.iter().map(ToString::to_string).collect();
         assert_eq!(
@@ -700,7 +712,10 @@ mod tests {
             all.contains("\n    |   consumer_emial: email\n    |   ^^^^^^^^^^^^^^\n"),
             "{all}"
         );
-        assert!(all.contains("\n    | kind: servce\n    |       ^^^^^^"), "{all}");
+        assert!(
+            all.contains("\n    | kind: servce\n    |       ^^^^^^"),
+            "{all}"
+        );
     }
 
     #[test]

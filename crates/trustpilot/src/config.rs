@@ -12,7 +12,7 @@ use retl_mapping::Overlay as _;
 
 use crate::{
     ClientConfig, Credentials, Endpoints, Field, Grant, InvitationType, ProductSettings,
-    RateWindow, Secret, ServiceSettings, Settings,
+    RateWindow, Secret, ServiceSettings, Settings, TagsMode,
 };
 
 /// A Trustpilot destination (`destinations/*.yaml` with `type: trustpilot`).
@@ -180,6 +180,7 @@ const TARGET_KEYS: &[&str] = &[
     "locale",
     "send_delay",
     "kind",
+    "tags_mode",
 ];
 const SERVICE_KEYS: &[&str] = &["template_id", "redirect_uri", "tags"];
 const PRODUCT_KEYS: &[&str] = &["template_id", "redirect_uri", "skus"];
@@ -422,6 +423,21 @@ fn read_auth(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Credentials> {
     })
 }
 
+/// Reads a redirect URI: an absolute `https` URL (`http` only to this machine).
+fn redirect(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<String> {
+    let uri = r.string(node, path)?;
+    if crate::is_valid_redirect(&uri) {
+        Some(uri)
+    } else {
+        r.problem(
+            node,
+            path,
+            format!("`{uri}` is not an absolute https URL (http only to this machine)"),
+        );
+        None
+    }
+}
+
 fn read_settings(
     r: &mut Reader<'_>,
     node: &Node<'_>,
@@ -464,7 +480,7 @@ fn read_settings(
     settings.sender_name = text(r, "sender_name");
     settings.sender_email = text(r, "sender_email");
     settings.reply_to = text(r, "reply_to");
-    settings.locale = text(r, "locale");
+    settings.locale = text(r, "locale").map(|l| crate::normalize_locale(&l));
     if let Some(node) = map.get("locale")
         && let Some(locale) = &settings.locale
         && !crate::is_valid_locale(locale)
@@ -474,6 +490,17 @@ fn read_settings(
             &join(path, "locale"),
             format!("`{locale}` is not of the form xx-YY (e.g. en-US)"),
         );
+    }
+    if let Some(node) = map.get("tags_mode") {
+        settings.tags_mode = r
+            .choice(node, &join(path, "tags_mode"), &TagsMode::CHOICES)
+            .map(|mode| {
+                if mode == "replace" {
+                    TagsMode::Replace
+                } else {
+                    TagsMode::Append
+                }
+            });
     }
     for key in ["sender_email", "reply_to"] {
         if let Some(node) = map.get(key)
@@ -513,7 +540,7 @@ fn read_settings(
                     .and_then(|n| r.string(n, &join(&sub, "template_id"))),
                 redirect_uri: s
                     .get("redirect_uri")
-                    .and_then(|n| r.string(n, &join(&sub, "redirect_uri"))),
+                    .and_then(|n| redirect(r, n, &join(&sub, "redirect_uri"))),
                 tags: s
                     .get("tags")
                     .and_then(|n| r.strings(n, &join(&sub, "tags"))),
@@ -534,7 +561,7 @@ fn read_settings(
                     .and_then(|n| r.string(n, &join(&sub, "template_id"))),
                 redirect_uri: p
                     .get("redirect_uri")
-                    .and_then(|n| r.string(n, &join(&sub, "redirect_uri"))),
+                    .and_then(|n| redirect(r, n, &join(&sub, "redirect_uri"))),
                 skus: p
                     .get("skus")
                     .and_then(|n| r.strings(n, &join(&sub, "skus"))),

@@ -29,6 +29,14 @@ pub enum Field {
     ProductSku,
     /// `preferredSendTime`, a timestamp normalised to UTC.
     PreferredSendTime,
+    /// `serviceReviewInvitation.templateId`.
+    ServiceTemplateId,
+    /// `serviceReviewInvitation.redirectUri` (absolute https).
+    ServiceRedirectUri,
+    /// `productReviewInvitation.templateId`.
+    ProductTemplateId,
+    /// `productReviewInvitation.redirectUri` (absolute https).
+    ProductRedirectUri,
 }
 
 impl Field {
@@ -53,6 +61,10 @@ impl FieldSet for Field {
         Field::Tags,
         Field::ProductSku,
         Field::PreferredSendTime,
+        Field::ServiceTemplateId,
+        Field::ServiceRedirectUri,
+        Field::ProductTemplateId,
+        Field::ProductRedirectUri,
     ];
 
     fn name(self) -> &'static str {
@@ -68,6 +80,10 @@ impl FieldSet for Field {
             Field::Tags => "tags",
             Field::ProductSku => "product_sku",
             Field::PreferredSendTime => "preferred_send_time",
+            Field::ServiceTemplateId => "service_template_id",
+            Field::ServiceRedirectUri => "service_redirect_uri",
+            Field::ProductTemplateId => "product_template_id",
+            Field::ProductRedirectUri => "product_redirect_uri",
         }
     }
 }

@@ -15,7 +15,7 @@ use retl_mapping::{Bindings, parse_time};
 
 use crate::{
     EmailInvitation, Field, InvitationType, ProductReviewInvitation, ServiceReviewInvitation,
-    Settings,
+    Settings, TagsMode, normalize_locale,
 };
 
 /// Why a row cannot become an invitation. The row is recorded as `rejected`.
@@ -131,13 +131,27 @@ impl Invitations {
             }),
         };
         let service = if self.invitation_type.has_service() {
-            let tags = match self.cell(batch, row, Field::Tags)? {
-                Some(text) => split_list(&text),
-                None => s.service.tags.clone().unwrap_or_default(),
+            let defaults = s.service.tags.clone().unwrap_or_default();
+            let tags = match (self.cell(batch, row, Field::Tags)?, s.tags_mode) {
+                (Some(text), Some(TagsMode::Replace)) => split_list(&text),
+                (Some(text), _) => {
+                    let mut tags = defaults;
+                    for tag in split_list(&text) {
+                        if !tags.contains(&tag) {
+                            tags.push(tag);
+                        }
+                    }
+                    tags
+                }
+                (None, _) => defaults,
             };
             Some(ServiceReviewInvitation {
-                template_id: s.service.template_id.clone(),
-                redirect_uri: s.service.redirect_uri.clone(),
+                template_id: self
+                    .cell(batch, row, Field::ServiceTemplateId)?
+                    .or_else(|| s.service.template_id.clone()),
+                redirect_uri: self
+                    .cell(batch, row, Field::ServiceRedirectUri)?
+                    .or_else(|| s.service.redirect_uri.clone()),
                 tags,
                 preferred_send_time: send_at.clone(),
             })
@@ -163,8 +177,12 @@ impl Invitations {
                 });
             }
             Some(ProductReviewInvitation {
-                template_id: s.product.template_id.clone(),
-                redirect_uri: s.product.redirect_uri.clone(),
+                template_id: self
+                    .cell(batch, row, Field::ProductTemplateId)?
+                    .or_else(|| s.product.template_id.clone()),
+                redirect_uri: self
+                    .cell(batch, row, Field::ProductRedirectUri)?
+                    .or_else(|| s.product.redirect_uri.clone()),
                 product_skus: skus,
                 // Trustpilot requires the service send time to precede the product
                 // one: with both blocks, the product invitation follows a minute later.
@@ -183,6 +201,7 @@ impl Invitations {
             consumer_email: self.required(batch, row, Field::ConsumerEmail)?,
             locale: self
                 .cell(batch, row, Field::Locale)?
+                .map(|l| normalize_locale(&l))
                 .or_else(|| s.locale.clone()),
             sender_name: self
                 .cell(batch, row, Field::SenderName)?
@@ -403,6 +422,144 @@ mod tests {
         assert_eq!(
             mapper.build(&batch, 0).unwrap_err().field,
             Field::ConsumerName
+        );
+    }
+
+    #[test]
+    fn per_row_templates_and_redirects_fill_in_and_win_like_every_field() {
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("order_id", Arc::new(Int64Array::from(vec![1, 2]))),
+            ("name", Arc::new(StringArray::from(vec!["Ann", "Bob"]))),
+            (
+                "email",
+                Arc::new(StringArray::from(vec!["a@x.example", "b@x.example"])),
+            ),
+            (
+                "tpl",
+                Arc::new(StringArray::from(vec![Some("tpl-row"), None])),
+            ),
+            (
+                "thanks",
+                Arc::new(StringArray::from(vec![
+                    Some("https://shop.example/row"),
+                    None,
+                ])),
+            ),
+            (
+                "ptpl",
+                Arc::new(StringArray::from(vec![Some("ptpl-row"), None])),
+            ),
+            (
+                "locale",
+                Arc::new(StringArray::from(vec![Some("en_US"), Some("da-DK")])),
+            ),
+            (
+                "tags",
+                Arc::new(StringArray::from(vec![Some("vip, summer"), None])),
+            ),
+            ("sku", Arc::new(StringArray::from(vec!["S-1", "S-2"]))),
+        ];
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let mapping = vec![
+            (Field::ReferenceNumber, "order_id".into()),
+            (Field::ConsumerName, "name".into()),
+            (Field::ConsumerEmail, "email".into()),
+            (Field::ServiceTemplateId, "tpl".into()),
+            (Field::ServiceRedirectUri, "thanks".into()),
+            (Field::ProductTemplateId, "ptpl".into()),
+            (Field::Locale, "locale".into()),
+            (Field::Tags, "tags".into()),
+            (Field::ProductSku, "sku".into()),
+        ];
+        let mut settings = settings();
+        settings.service.tags = Some(vec!["retl".into(), "vip".into()]);
+        settings.service.redirect_uri = Some("https://shop.example/default".into());
+        settings.product.template_id = Some("ptpl-default".into());
+        let build = |settings: Settings, row| {
+            Invitations::new(settings, &mapping, &batch.schema())
+                .unwrap()
+                .build(&batch, row)
+                .unwrap()
+        };
+        let first = build(settings.clone(), 0);
+        let service = first.service_review_invitation.unwrap();
+        assert_eq!(service.template_id.as_deref(), Some("tpl-row"));
+        assert_eq!(
+            service.redirect_uri.as_deref(),
+            Some("https://shop.example/row")
+        );
+        assert_eq!(
+            service.tags,
+            vec!["retl", "vip", "summer"],
+            "appended, once each"
+        );
+        assert_eq!(
+            first
+                .product_review_invitation
+                .unwrap()
+                .template_id
+                .as_deref(),
+            Some("ptpl-row")
+        );
+        assert_eq!(
+            first.locale.as_deref(),
+            Some("en-US"),
+            "en_US is normalised"
+        );
+
+        let second = build(settings.clone(), 1);
+        let service = second.service_review_invitation.unwrap();
+        assert_eq!(
+            service.template_id.as_deref(),
+            Some("tpl-s"),
+            "empty cell: the setting"
+        );
+        assert_eq!(
+            service.redirect_uri.as_deref(),
+            Some("https://shop.example/default")
+        );
+        assert_eq!(service.tags, vec!["retl", "vip"]);
+        assert_eq!(
+            second
+                .product_review_invitation
+                .unwrap()
+                .template_id
+                .as_deref(),
+            Some("ptpl-default")
+        );
+
+        settings.tags_mode = Some(TagsMode::Replace);
+        let replaced = build(settings, 0).service_review_invitation.unwrap();
+        assert_eq!(replaced.tags, vec!["vip", "summer"]);
+    }
+
+    #[test]
+    fn a_row_redirect_that_is_not_https_fails_validation_before_any_request() {
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("order_id", Arc::new(Int64Array::from(vec![1]))),
+            ("name", Arc::new(StringArray::from(vec!["Ann"]))),
+            ("email", Arc::new(StringArray::from(vec!["a@x.example"]))),
+            (
+                "thanks",
+                Arc::new(StringArray::from(vec!["http://shop.example/t"])),
+            ),
+        ];
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let mapping = vec![
+            (Field::ReferenceNumber, "order_id".into()),
+            (Field::ConsumerName, "name".into()),
+            (Field::ConsumerEmail, "email".into()),
+            (Field::ServiceRedirectUri, "thanks".into()),
+        ];
+        let body = Invitations::new(Settings::default(), &mapping, &batch.schema())
+            .unwrap()
+            .build(&batch, 0)
+            .unwrap();
+        assert_eq!(
+            body.validate().unwrap_err(),
+            vec![
+                "service_redirect_uri: `http://shop.example/t` is not an absolute https URL (http only to this machine)"
+            ]
         );
     }
 }

@@ -53,8 +53,8 @@ pub use field::Field;
 pub use invitation::{Invitations, Rejection};
 pub use model::{
     EmailInvitation, InvitationLink, ProductReviewInvitation, ServiceReviewInvitation,
-    is_valid_email, is_valid_locale,
+    is_valid_email, is_valid_locale, is_valid_redirect, normalize_locale,
 };
 pub use pace::RateWindow;
 pub use secret::Secret;
-pub use settings::{InvitationType, ProductSettings, ServiceSettings, Settings};
+pub use settings::{InvitationType, ProductSettings, ServiceSettings, Settings, TagsMode};

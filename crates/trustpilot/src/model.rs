@@ -139,6 +139,34 @@ pub fn is_valid_email(email: &str) -> bool {
         })
 }
 
+/// A locale as Trustpilot wants it: `en_US` is written `en-US`; anything
+/// else is kept as written (and [`is_valid_locale`] judges it).
+pub fn normalize_locale(locale: &str) -> String {
+    let b = locale.as_bytes();
+    if b.len() == 5 && b[2] == b'_' {
+        locale.replacen('_', "-", 1)
+    } else {
+        locale.to_owned()
+    }
+}
+
+/// Whether `uri` is an absolute `https` URL, or `http` to this machine (loopback).
+pub fn is_valid_redirect(uri: &str) -> bool {
+    let Ok(url) = url::Url::parse(uri) else {
+        return false;
+    };
+    match url.scheme() {
+        "https" => url.host().is_some(),
+        "http" => match url.host() {
+            Some(url::Host::Domain(host)) => host == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
 /// `xx-YY`: two lowercase letters, a hyphen, two uppercase letters.
 pub fn is_valid_locale(locale: &str) -> bool {
     let b = locale.as_bytes();
@@ -189,6 +217,29 @@ impl EmailInvitation {
         ] {
             if value.as_deref().is_some_and(|v| !is_valid_email(v)) {
                 problems.push(format!("{field}: not a valid email address"));
+            }
+        }
+        let redirects = [
+            (
+                "service_redirect_uri",
+                self.service_review_invitation
+                    .as_ref()
+                    .and_then(|s| s.redirect_uri.as_ref()),
+            ),
+            (
+                "product_redirect_uri",
+                self.product_review_invitation
+                    .as_ref()
+                    .and_then(|p| p.redirect_uri.as_ref()),
+            ),
+        ];
+        for (field, uri) in redirects {
+            if let Some(uri) = uri
+                && !is_valid_redirect(uri)
+            {
+                problems.push(format!(
+                    "{field}: `{uri}` is not an absolute https URL (http only to this machine)"
+                ));
             }
         }
         if self.service_review_invitation.is_none() && self.product_review_invitation.is_none() {
@@ -301,6 +352,22 @@ mod tests {
             assert!(!is_valid_email(bad), "{bad}");
         }
         assert!(is_valid_locale("en-US"));
+        assert_eq!(normalize_locale("en_US"), "en-US");
+        assert_eq!(normalize_locale("english"), "english");
+        assert!(is_valid_redirect("https://shop.example/thanks?x=1"));
+        assert!(
+            is_valid_redirect("http://127.0.0.1:8080/t") && is_valid_redirect("http://[::1]/t")
+        );
+        assert!(is_valid_redirect("http://localhost/t"));
+        for bad in [
+            "http://shop.example/t",
+            "/thanks",
+            "shop.example",
+            "ftp://x.example/",
+            "https://",
+        ] {
+            assert!(!is_valid_redirect(bad), "{bad}");
+        }
         assert!(!is_valid_locale("en_US") && !is_valid_locale("EN-us") && !is_valid_locale("en"));
     }
 

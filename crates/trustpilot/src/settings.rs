@@ -54,6 +54,21 @@ impl fmt::Display for InvitationType {
     }
 }
 
+/// How a row's tags combine with the tags of the settings (`target.tags_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TagsMode {
+    /// The row's tags are added to the settings' tags (`append`, the default).
+    #[default]
+    Append,
+    /// The row's tags, when it has any, replace the settings' tags (`replace`).
+    Replace,
+}
+
+impl TagsMode {
+    /// The accepted configuration values.
+    pub const CHOICES: [&'static str; 2] = ["append", "replace"];
+}
+
 /// The `service:` block of defaults or target.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceSettings {
@@ -99,6 +114,8 @@ pub struct Settings {
     pub locale: Option<String>,
     /// Send this long after the run (`preferredSendTime`), unless the row gives a time.
     pub send_delay: Option<std::time::Duration>,
+    /// How a row's tags combine with `service.tags` (target only).
+    pub tags_mode: Option<TagsMode>,
 }
 
 impl Overlay for Settings {
@@ -138,6 +155,7 @@ impl Overlay for Settings {
             reply_to: pick(self.reply_to.as_ref(), over.reply_to.as_ref()),
             locale: pick(self.locale.as_ref(), over.locale.as_ref()),
             send_delay: over.send_delay.or(self.send_delay),
+            tags_mode: over.tags_mode.or(self.tags_mode),
         }
     }
 }

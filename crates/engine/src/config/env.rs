@@ -125,10 +125,16 @@ fn read_target(
     let mut r = Reader::new(file, &text, env);
     let mut vars = BTreeMap::new();
     if let Some(map) = r.map(&doc, "", &["targets"]) {
-        match r.required(&map, "", "targets", "a mapping of target names to variables") {
+        match r.required(
+            &map,
+            "",
+            "targets",
+            "a mapping of target names to variables",
+        ) {
             Some(node) => {
                 if let Some(targets) = r.map(node, "targets", &[]) {
-                    let names: Vec<&str> = targets.entries().iter().map(|(n, _)| n.as_str()).collect();
+                    let names: Vec<&str> =
+                        targets.entries().iter().map(|(n, _)| n.as_str()).collect();
                     match targets.get(name) {
                         Some(node) => {
                             let path = join("targets", name);
@@ -177,15 +183,22 @@ mod tests {
         let env_file = dir.path().join("prod.env");
         std::fs::write(&env_file, "RETL_T_FROM_FILE=s3cret\nRETL_T_ONLY_FILE=yes\n").unwrap();
         let env = Environment::load(dir.path(), Some(&env_file), Some("prod")).unwrap();
-        assert_eq!(env.get("RETL_T_URL").as_deref(), Some("https://api.example"));
+        assert_eq!(
+            env.get("RETL_T_URL").as_deref(),
+            Some("https://api.example")
+        );
         assert_eq!(env.get("RETL_T_SECRET").as_deref(), Some("s3cret"));
         assert_eq!(env.get("RETL_T_ONLY_FILE").as_deref(), Some("yes"));
         assert_eq!(env.get("RETL_T_NOWHERE"), None);
-        assert!(!format!("{env:?}").contains("s3cret"), "values stay out of Debug");
+        assert!(
+            !format!("{env:?}").contains("s3cret"),
+            "values stay out of Debug"
+        );
 
         let err = Environment::load(dir.path(), None, Some("prdo")).unwrap_err();
         assert!(
-            err.to_string().contains("no target `prdo`: did you mean prod? defined: prod, emulator"),
+            err.to_string()
+                .contains("no target `prdo`: did you mean prod? defined: prod, emulator"),
             "{err}"
         );
     }
