@@ -102,6 +102,14 @@ enum Command {
         /// Only this activation (default: all).
         activation: Option<String>,
     },
+    /// Write a commented configs/ tree (a destination, an activation, targets)
+    /// showing every option. Refuses to overwrite existing files.
+    #[command(after_help = "Example:\n  retl init my-project && cd my-project && retl check")]
+    Init {
+        /// The directory to write configs/ into.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// List a business unit's invitation templates (to pick template ids).
     Templates {
         /// The destination whose credentials to use.
@@ -244,6 +252,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     let environment = match cli.command {
         #[cfg(feature = "emulator")]
         Command::Emulator(_) | Command::Demo => Environment::process(),
+        Command::Init { .. } => Environment::process(),
         _ => Environment::load(
             &cli.config_dir,
             cli.env_file.as_deref(),
@@ -263,6 +272,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             lease_seconds,
             hold_at,
         } => commands::run::run(&ctx, &activation, json, lease_seconds, hold_at).await,
+        Command::Init { dir } => commands::init::init(&dir),
         Command::Check { activation } => commands::check::check(&ctx, activation.as_deref()).await,
         Command::Templates {
             destination,

@@ -117,6 +117,8 @@ pub struct EmulatorConfig {
     pub templates: Vec<Template>,
     /// Append every accepted invitation to this JSON-lines file.
     pub log_file: Option<PathBuf>,
+    /// The display name every business unit has (public Business Units API).
+    pub business_unit_name: String,
     /// Send `Retry-After` (seconds) with 429s. Trustpilot documents none, so off by default.
     pub retry_after: Option<u64>,
     /// Random faults on invitation requests (none by default).
@@ -163,6 +165,7 @@ impl Default for EmulatorConfig {
                 },
             ],
             log_file: None,
+            business_unit_name: "Emulator Shop".to_owned(),
             retry_after: None,
             faults: FaultShares::default(),
         }

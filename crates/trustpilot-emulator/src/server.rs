@@ -268,6 +268,7 @@ impl Emulator {
                 post(invitation_link),
             )
             .route("/v1/private/business-units/{bu}/templates", get(templates))
+            .route("/v1/business-units/{bu}", get(business_unit))
             .route("/_emulator/invitations", get(list_invitations))
             .route("/_emulator/stats", get(stats))
             .route("/_emulator/faults", post(script_faults))
@@ -716,6 +717,32 @@ async fn templates(
     (
         StatusCode::OK,
         axum::Json(json!({"templates": app.config.templates})),
+    )
+        .into_response()
+}
+
+/// The public Business Units API: the API key in an `apikey` header, no token.
+async fn business_unit(
+    State(app): State<AppState>,
+    Path(bu): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    tokio::time::sleep(app.config.latency).await;
+    let key = headers.get("apikey").and_then(|v| v.to_str().ok());
+    if key != Some(app.config.api_key.as_str()) {
+        return error(StatusCode::UNAUTHORIZED, "Invalid API key", 1001, None);
+    }
+    if !app.config.business_units.iter().any(|b| *b == bu) {
+        return error(StatusCode::NOT_FOUND, "Business unit not found", 1004, None);
+    }
+    let name = &app.config.business_unit_name;
+    (
+        StatusCode::OK,
+        axum::Json(json!({
+            "id": bu,
+            "displayName": name,
+            "name": {"identifying": name, "referring": [name]},
+        })),
     )
         .into_response()
 }

@@ -454,6 +454,39 @@ impl Client {
         })
     }
 
+    /// The business unit's display name, from the public Business Units API
+    /// (`GET {auth}/v1/business-units/{id}` with the API key in an `apikey`
+    /// header). Trustpilot documents this endpoint for its public data; its
+    /// exact body is not in the invitation docs, so the name is read from
+    /// `displayName`, else `name.identifying`, and `None` when neither is there.
+    pub async fn business_unit_name(&self, business_unit: &str) -> Result<Option<String>> {
+        let url = format!(
+            "{}/v1/business-units/{}",
+            trim_base(&self.config.endpoints.auth),
+            business_unit_path(business_unit)?
+        );
+        self.shared.limiter.acquire().await;
+        let response = self
+            .http
+            .get(&url)
+            .header("apikey", self.config.credentials.api_key.expose())
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status().as_u16();
+        let after = retry_after(response.headers());
+        let text = response.text().await.map_err(transport)?;
+        if !(200..300).contains(&status) {
+            return Err(Error::Api(ApiError::from_body(status, after, &text)));
+        }
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        Ok(body
+            .get("displayName")
+            .or_else(|| body.pointer("/name/identifying"))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned))
+    }
+
     /// The business unit's invitation templates.
     pub async fn templates(&self, business_unit: &str) -> Result<Vec<Template>> {
         let url = self.business_unit_url(business_unit, "templates")?;

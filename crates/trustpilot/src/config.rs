@@ -402,10 +402,10 @@ fn read_auth(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Credentials> {
             password: Secret::new(password?),
         }
     } else {
-        let user = map
-            .get("business_user_id")
-            .and_then(|n| r.string(n, "auth.business_user_id"));
-        if user.is_none() {
+        let node = map.get("business_user_id");
+        let user = node.and_then(|n| r.string(n, "auth.business_user_id"));
+        // A value that failed to read (a missing variable) has its own problem.
+        if user.is_none() && Reader::is_unset(node) {
             r.problem(
                 map.node,
                 "auth.business_user_id",

@@ -123,18 +123,44 @@ pub(crate) async fn emulator(args: EmulatorArgs) -> Result<u8, Failure> {
         log_file: args.log_file,
         ..defaults
     };
+    let credentials = config.clone();
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     let emulator = Emulator::start(config, addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    println!("trustpilot emulator listening on {}", emulator.url());
-    println!(
-        "point a destination's endpoints.auth and endpoints.invitations at it; Ctrl-C stops it"
-    );
+    print!("{}", banner(&emulator.url(), &credentials));
+    // Tools that start the emulator read this line to know it is up.
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
     emulator
         .serve_until(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
     Ok(0)
+}
+
+/// What the emulator says when it starts: where it is and what it accepts.
+/// These are the emulator's own test credentials, not secrets.
+fn banner(url: &str, config: &EmulatorConfig) -> String {
+    format!(
+        "trustpilot emulator listening on {url}
+accepts:
+  api_key:          {key}
+  api_secret:       {secret}
+  business_user_id: {user}   (grant: client_credentials)
+  username:         {username}   (grant: password)
+  password:         {password}
+  business units:   {units}
+point a destination at it:
+  endpoints: {{ auth: \"{url}\", invitations: \"{url}\" }}
+Ctrl-C stops it
+",
+        key = config.api_key,
+        secret = config.api_secret,
+        user = config.business_user_id,
+        username = config.username,
+        password = config.password,
+        units = config.business_units.join(", "),
+    )
 }

@@ -270,14 +270,19 @@ impl Project {
             )));
         }
         let mut project = Project::default();
+        // Destinations whose file has problems: an activation using one is left
+        // out without a second problem (the destination's are reported once).
+        let mut broken = std::collections::BTreeSet::new();
         let read = |sub: &str| {
             yaml_files(&dir.join(sub))
                 .map_err(|e| dir_problem(format!("cannot read `{}`: {e}", dir.join(sub).display())))
         };
         for file in read("destinations")? {
-            if let Some(destination) =
-                project.parse_file(&file, env, |r, doc| read_destination(r, doc, &file))
-            {
+            let parsed = project.parse_file(&file, env, |r, doc| read_destination(r, doc, &file));
+            if parsed.is_none() {
+                broken.insert(stem(&file));
+            }
+            if let Some(destination) = parsed {
                 let (name, existing) = (destination.name().to_owned(), &mut project.destinations);
                 let clash = insert_unique(
                     existing,
@@ -292,7 +297,7 @@ impl Project {
         for file in read("activations")? {
             let destinations = project.destinations.clone();
             if let Some(activation) = project.parse_file(&file, env, |r, doc| {
-                read_activation(r, doc, &file, &destinations)
+                read_activation(r, doc, &file, &destinations, &broken)
             }) {
                 let (name, existing) = (activation.name.clone(), &mut project.activations);
                 let clash = insert_unique(existing, name, activation, |a| &a.file, "activation");
@@ -398,6 +403,7 @@ fn read_activation(
     doc: &Node<'_>,
     file: &Path,
     destinations: &BTreeMap<String, Destination>,
+    broken: &std::collections::BTreeSet<String>,
 ) -> Option<Activation> {
     let map = r.map(doc, "", ACTIVATION_KEYS)?;
     let name = read_name(r, &map, file);
@@ -412,7 +418,7 @@ fn read_activation(
     let destination = match (&destination_name, destination_node) {
         (Some(wanted), Some(node)) => {
             let found = destinations.get(wanted);
-            if found.is_none() {
+            if found.is_none() && !broken.contains(wanted) {
                 let known: Vec<&str> = destinations.keys().map(String::as_str).collect();
                 r.problem(
                     node,

@@ -157,7 +157,7 @@ mapping:
             "activations/orders.yaml:7:11: target.locale: `english` is not of the form xx-YY (e.g. en-US)",
             "activations/orders.yaml:9:3: mapping.consumer_email: missing field `consumer_email` (the source column it comes from)",
             "activations/orders.yaml:9:3: mapping.reference_number: missing field `reference_number` (the source column it comes from)",
-            "activations/orders.yaml:10:3: mapping.consumer_emial: unknown field `consumer_emial`: did you mean consumer_email? expected one of: consumer_name, consumer_email, reference_number, reply_to, locale, sender_name, sender_email, location_id, tags, product_sku, preferred_send_time",
+            "activations/orders.yaml:10:3: mapping.consumer_emial: unknown field `consumer_emial`: did you mean consumer_email? expected one of: consumer_name, consumer_email, reference_number, reply_to, locale, sender_name, sender_email, location_id, tags, product_sku, preferred_send_time, service_template_id, service_redirect_uri, product_template_id, product_redirect_uri",
             "activations/orders.yaml:11:21: mapping.reference_number: environment variable `ORDER_COLUMN` is not set",
         ]
     );
@@ -230,6 +230,8 @@ fn the_example_configuration_in_the_repository_is_valid() {
     let env = |name: &str| {
         Some(match name {
             "WAREHOUSE_URL" => "sqlite://warehouse.db".to_owned(),
+            // The endpoints take their `:-` defaults.
+            other if other.ends_with("_URL") => return None,
             other => format!("value-of-{other}"),
         })
     };
@@ -267,4 +269,33 @@ fn two_files_defining_one_name_are_reported() {
         project.activation("orders").is_ok(),
         "the first definition stands"
     );
+}
+
+#[test]
+fn the_example_configuration_without_its_variables_reports_only_the_variables() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let project = Project::load_with_env(&dir, &|_| None).unwrap();
+    let messages: Vec<&str> = project.problems.iter().map(|p| p.message.as_str()).collect();
+    assert!(!messages.is_empty());
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.starts_with("environment variable `") && m.ends_with("` is not set")),
+        "{messages:#?}"
+    );
+    assert!(messages.contains(&"environment variable `WAREHOUSE_URL` is not set"));
+    assert!(messages.contains(&"environment variable `TRUSTPILOT_API_KEY` is not set"));
+}
+
+#[test]
+fn a_broken_destination_is_reported_once_not_again_per_activation() {
+    let broken = DESTINATION.replace("${TP_KEY}", "${NOT_SET}");
+    let (_dir, project) = project(&[
+        ("destinations/trustpilot.yaml", &broken),
+        ("activations/orders.yaml", ACTIVATION),
+        ("activations/returns.yaml", ACTIVATION),
+    ]);
+    let messages: Vec<&str> = project.problems.iter().map(|p| p.message.as_str()).collect();
+    assert_eq!(messages, vec!["environment variable `NOT_SET` is not set"]);
+    assert!(project.activation("orders").is_err());
 }
