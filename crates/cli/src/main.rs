@@ -131,7 +131,12 @@ enum Command {
     Emulator(commands::emulator::EmulatorArgs),
     /// A self-contained demo: a SQLite warehouse, the emulator, two runs.
     #[cfg(feature = "emulator")]
-    Demo,
+    #[command(after_help = "Example:\n  retl demo --keep ./retl-demo")]
+    Demo {
+        /// Keep the demo's warehouse, configs and state in DIR, ready to edit and rerun.
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -251,7 +256,7 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     let environment = match cli.command {
         #[cfg(feature = "emulator")]
-        Command::Emulator(_) | Command::Demo => Environment::process(),
+        Command::Emulator(_) | Command::Demo { .. } => Environment::process(),
         Command::Init { .. } => Environment::process(),
         _ => Environment::load(
             &cli.config_dir,
@@ -283,7 +288,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         #[cfg(feature = "emulator")]
         Command::Emulator(args) => commands::emulator::emulator(args).await,
         #[cfg(feature = "emulator")]
-        Command::Demo => commands::demo::demo().await,
+        Command::Demo { keep } => commands::demo::demo(keep.as_deref()).await,
     }
 }
 

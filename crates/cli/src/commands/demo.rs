@@ -41,17 +41,18 @@ mapping:
     )
 }
 
-fn destination_yaml(emulator_url: &str) -> String {
-    format!(
-        "type: trustpilot
+fn destination_yaml() -> String {
+    "# The demo's destination: `retl emulator` (port 8787 unless
+# TRUSTPILOT_EMULATOR_URL says otherwise), with the credentials it accepts.
+type: trustpilot
 auth:
   grant: client_credentials
-  api_key: ${{TRUSTPILOT_API_KEY}}
-  api_secret: ${{TRUSTPILOT_API_SECRET}}
+  api_key: ${TRUSTPILOT_API_KEY:-emulator-key}
+  api_secret: ${TRUSTPILOT_API_SECRET:-emulator-secret}
   business_user_id: user-emulator
 endpoints:            # the local emulator instead of Trustpilot's hosts
-  auth: {emulator_url}
-  invitations: {emulator_url}
+  auth: ${TRUSTPILOT_EMULATOR_URL:-http://127.0.0.1:8787}
+  invitations: ${TRUSTPILOT_EMULATOR_URL:-http://127.0.0.1:8787}
 defaults:
   business_unit_id: bu-emulator
   sender_name: Demo Shop
@@ -59,7 +60,7 @@ defaults:
   service:
     tags: [demo]
 "
-    )
+    .to_owned()
 }
 
 async fn insert_orders(url: &str, from: u32, to: u32, bad: &[u32]) -> anyhow::Result<()> {
@@ -99,9 +100,26 @@ async fn insert_orders(url: &str, from: u32, to: u32, bad: &[u32]) -> anyhow::Re
     Ok(())
 }
 
-pub(crate) async fn demo() -> Result<u8, Failure> {
-    let dir = tempfile::Builder::new().prefix("retl-demo-").tempdir()?;
-    let root = dir.path();
+/// `retl demo [--keep DIR]`.
+pub(crate) async fn demo(keep: Option<&Path>) -> Result<u8, Failure> {
+    let temporary;
+    let root = match keep {
+        Some(dir) => {
+            if dir.join("configs").exists() || dir.join("warehouse.db").exists() {
+                return Err(Failure::usage(anyhow::anyhow!(
+                    "`{}` already holds a demo (configs/ or warehouse.db): choose another directory",
+                    dir.display()
+                )));
+            }
+            std::fs::create_dir_all(dir)?;
+            std::path::absolute(dir)?
+        }
+        None => {
+            temporary = tempfile::Builder::new().prefix("retl-demo-").tempdir()?;
+            temporary.path().to_owned()
+        }
+    };
+    let root = root.as_path();
     let warehouse = root.join("warehouse.db");
     let warehouse_url = format!("sqlite://{}", warehouse.display());
     insert_orders(&warehouse_url, 1, 50, &[17, 33])
@@ -119,26 +137,33 @@ pub(crate) async fn demo() -> Result<u8, Failure> {
     std::fs::create_dir_all(config_dir.join("activations"))?;
     std::fs::write(
         config_dir.join("destinations/trustpilot.yaml"),
-        destination_yaml(&emulator.url()),
+        destination_yaml(),
     )?;
     std::fs::write(
         config_dir.join("activations/orders.yaml"),
         activation_yaml(&warehouse),
     )?;
     let defaults = EmulatorConfig::default();
+    let emulator_url = emulator.url();
     let env = move |name: &str| match name {
         "TRUSTPILOT_API_KEY" => Some(defaults.api_key.clone()),
         "TRUSTPILOT_API_SECRET" => Some(defaults.api_secret.clone()),
+        "TRUSTPILOT_EMULATOR_URL" => Some(emulator_url.clone()),
         _ => None,
     };
     let project = Project::load_with_env(&config_dir, &env)?;
     let (activation, destination) = project.activation("orders")?;
-    let state = State::open(&format!("sqlite://{}", root.join("state.db").display())).await?;
+    let state_url = format!("sqlite://{}", root.join(".retl/state.db").display());
+    let state = State::open(&state_url).await?;
 
-    println!(
-        "retl demo, in {} (removed when the demo ends)",
-        root.display()
-    );
+    if keep.is_some() {
+        println!("retl demo, in {} (kept)", root.display());
+    } else {
+        println!(
+            "retl demo, in {} (removed when the demo ends; --keep DIR keeps it)",
+            root.display()
+        );
+    }
     println!(
         "  warehouse: {} (50 orders; ORD-1017 has a bad email, ORD-1033 no name)",
         warehouse.display()
@@ -195,9 +220,21 @@ pub(crate) async fn demo() -> Result<u8, Failure> {
             serde_json::to_string_pretty(&example.body)?
         );
     }
-    println!(
-        "\nNext: write your own configs/ (see configs/ in the repository) and `retl run <activation>`."
-    );
     emulator.stop().await?;
+    if keep.is_some() {
+        println!(
+            "
+Kept in {root}: warehouse.db, configs/ and the state in .retl/.
+To rerun it yourself, start the emulator and run the activation:
+  retl emulator &
+  sqlite3 {root}/warehouse.db \"INSERT INTO orders VALUES ('ORD-2001', 'New Customer', 'new@example.com', 'en-US', 'SKU-101', datetime('now'))\"
+  retl --config-dir {root}/configs --state {state_url} run orders",
+            root = root.display(),
+        );
+    } else {
+        println!(
+            "\nNext: `retl demo --keep DIR` keeps all of this to edit and rerun; `retl init` writes a commented configs/ to start your own."
+        );
+    }
     exit_code(&second)
 }
