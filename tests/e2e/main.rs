@@ -2,6 +2,7 @@
 //! emulator in-process, and the real binary driven through its command line.
 
 mod destination;
+mod first_hour;
 mod safety;
 
 use std::collections::HashMap;
@@ -705,7 +706,20 @@ fn check_reports_each_activation_and_fails_on_any_problem() {
             "{kind:?}: {stdout}{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(stdout, "destination trustpilot: ok\norders: ok\n");
+        assert!(
+            stdout.contains("\ndestination trustpilot: ok\n  token minted\n"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("  business unit bu-emulator (Emulator Shop): 2 template(s)"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("\norders: ok\n"), "{stdout}");
+        assert!(stdout.starts_with("state: "), "{stdout}");
+        assert!(
+            stdout.contains("  first run: pending (send_all): the model has "),
+            "{stdout}"
+        );
 
         world.write(
             "activations/other.yaml",
@@ -726,10 +740,15 @@ fn check_reports_each_activation_and_fails_on_any_problem() {
             "{kind:?}: {stdout}"
         );
         let only = world.retl(&["check", "orders"], "emulator-secret");
+        let stdout = String::from_utf8_lossy(&only.stdout);
         assert_eq!(
             only.status.code(),
-            Some(2),
-            "other files' problems still count"
+            Some(0),
+            "`check orders` checks orders and what it uses, not the other files: {stdout}"
+        );
+        assert!(
+            !stdout.contains("broken.yaml") && !stdout.contains("\nother:"),
+            "{stdout}"
         );
     }
 }

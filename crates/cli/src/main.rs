@@ -94,13 +94,19 @@ enum Command {
         #[arg(long, hide = true, env = "RETL_HOLD_AT", value_name = "POINT:N")]
         hold_at: Option<retl_engine::Hold>,
     },
-    /// Check the configuration, each destination (a token is minted; the business
-    /// units and template ids must exist) and each activation's source (every
-    /// key and mapped column must exist, with a usable type). Reads no row and
-    /// sends nothing. Exit code 2 on any problem.
+    /// Check the configuration, each destination (a fresh token is minted;
+    /// business units and template ids must exist) and each activation's
+    /// source (every key and mapped column must exist, with a usable type),
+    /// and say whether a first run is pending and how many rows it would send
+    /// (counted by the database, not read). Sends nothing. Exit code 2 on any
+    /// problem; every problem is reported, each once.
+    #[command(after_help = "Examples:\n  retl check\n  retl --target emulator check orders --json")]
     Check {
-        /// Only this activation (default: all).
-        activation: Option<String>,
+        /// Only these activations, and what they use (default: all).
+        activations: Vec<String>,
+        /// Print one JSON object: {ok, state, problems, destinations, activations}.
+        #[arg(long)]
+        json: bool,
     },
     /// Write a commented configs/ tree (a destination, an activation, targets)
     /// showing every option. Refuses to overwrite existing files.
@@ -278,7 +284,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             hold_at,
         } => commands::run::run(&ctx, &activation, json, lease_seconds, hold_at).await,
         Command::Init { dir } => commands::init::init(&dir),
-        Command::Check { activation } => commands::check::check(&ctx, activation.as_deref()).await,
+        Command::Check { activations, json } => {
+            commands::check::check(&ctx, &activations, json).await
+        }
         Command::Templates {
             destination,
             business_unit,
@@ -312,6 +320,18 @@ impl Ctx {
             ..OpenOptions::default()
         };
         Ok(State::open_with(&self.state_url, &options).await?)
+    }
+
+    /// The state database if it exists already (a SQLite file that is not
+    /// there yet is not created: nothing has run).
+    pub(crate) async fn state_if_present(&self) -> Result<Option<State>, Failure> {
+        if let Some(path) = self.state_url.strip_prefix("sqlite://")
+            && !path.starts_with(":memory:")
+            && !Path::new(path.split('?').next().unwrap_or(path)).exists()
+        {
+            return Ok(None);
+        }
+        self.state().await.map(Some)
     }
 
     /// Loads the configuration, warning about broken files that do not concern `activation`.

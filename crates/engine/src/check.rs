@@ -3,30 +3,176 @@
 use std::path::Path;
 
 use retl_source::Source;
+use retl_state::State;
 use retl_trustpilot::{Client, Invitations, Template};
+use serde::Serialize;
 
-use crate::config::{Activation, Delivery, Destination};
+use crate::config::{Activation, Delivery, Destination, FirstRun};
 use crate::{Error, Result};
 
-/// Mints a token for `destination` and checks, for the business unit of its
-/// defaults and of each of `activations`, that it exists and has the template
-/// ids configured for it. Returns every problem found.
+/// What `retl check` found for one destination.
+#[derive(Debug, Clone, Serialize)]
+pub struct DestinationCheck {
+    /// The destination.
+    pub name: String,
+    /// Its `type`.
+    pub kind: &'static str,
+    /// What its healthcheck found (token, business units, templates, problems).
+    #[serde(flatten)]
+    pub report: retl_trustpilot::check::Report,
+}
+
+/// What `retl check` found for one activation.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActivationCheck {
+    /// The activation.
+    pub name: String,
+    /// Its destination's name.
+    pub destination: String,
+    /// Its source, when it could be inspected.
+    pub source: Option<SourceCheck>,
+    /// Whether its first run is still to come, and what it would send.
+    pub first_run: Option<FirstRunCheck>,
+    /// Every problem found.
+    pub problems: Vec<String>,
+}
+
+/// An activation's source as `retl check` saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceCheck {
+    /// The connection URL, password masked.
+    pub connection: String,
+    /// `table NAME` or `query`.
+    pub model: String,
+    /// Each column read: name, database type, and the type retl reads it as.
+    pub columns: Vec<ColumnCheck>,
+}
+
+/// One column of a source.
+#[derive(Debug, Clone, Serialize)]
+pub struct ColumnCheck {
+    /// Its name.
+    pub name: String,
+    /// Its type as the database names it.
+    pub db_type: String,
+    /// The Arrow type retl reads it as.
+    pub reads_as: String,
+}
+
+/// Whether an activation's first run is pending, and how many rows it would send.
+#[derive(Debug, Clone, Serialize)]
+pub struct FirstRunCheck {
+    /// No run of the activation has completed yet.
+    pub pending: bool,
+    /// `send_all` or `skip_existing`.
+    pub mode: &'static str,
+    /// The model's rows, counted by the database (not read), when the first
+    /// run is pending.
+    pub rows: Option<u64>,
+    /// How many of them the first run would send: all of them with
+    /// `send_all`, none with `skip_existing` (they become the baseline).
+    pub would_send: Option<u64>,
+}
+
+/// Mints a fresh token for `destination` and checks the business units and
+/// template ids of its defaults and of `activations`.
 pub async fn check_destination(
     destination: &Destination,
     activations: &[&Activation],
-    token_cache: Option<&Path>,
-) -> Vec<String> {
+) -> DestinationCheck {
     match destination {
-        Destination::Trustpilot(destination) => {
+        Destination::Trustpilot(d) => {
             let targets: Vec<&retl_trustpilot::Target> = activations
                 .iter()
                 .map(|a| match &a.delivery {
                     Delivery::Trustpilot { target, .. } => target,
                 })
                 .collect();
-            retl_trustpilot::check::check_destination(destination, &targets, token_cache).await
+            DestinationCheck {
+                name: d.name.clone(),
+                kind: "trustpilot",
+                // No token cache: a check mints a fresh token, to prove the credentials.
+                report: retl_trustpilot::check::check_destination(d, &targets, None).await,
+            }
         }
     }
+}
+
+/// Connects to the activation's source and checks, without reading a row,
+/// that every key and mapped column exists with a usable type (all problems
+/// at once); reports whether its first run is pending and how many rows it
+/// would send.
+pub async fn check_activation(
+    state: Option<&State>,
+    activation: &Activation,
+    destination: &Destination,
+) -> ActivationCheck {
+    let name = activation.name.as_str();
+    let mut check = ActivationCheck {
+        name: name.to_owned(),
+        destination: activation.destination.clone(),
+        source: None,
+        first_run: None,
+        problems: Vec::new(),
+    };
+    // No state database yet: nothing has run.
+    let completed = match state {
+        Some(state) => state.has_completed_run(name).await,
+        None => Ok(false),
+    };
+    let pending = match completed {
+        Ok(done) => !done,
+        Err(e) => {
+            check.problems.push(format!("state database: {e}"));
+            false
+        }
+    };
+    let inspection = match Source::inspect(&activation.source_spec(), pending).await {
+        Ok(inspection) => inspection,
+        Err(error) => {
+            check.problems.extend(
+                error
+                    .problems()
+                    .into_iter()
+                    .map(|p| format!("source of activation `{name}`: {p}")),
+            );
+            return check;
+        }
+    };
+    check.source = Some(SourceCheck {
+        connection: retl_source::redact_url(&activation.source.connection),
+        model: match &activation.source.model {
+            retl_source::Model::Table(table) => format!("table {table}"),
+            retl_source::Model::Query(_) => "query".to_owned(),
+        },
+        columns: inspection
+            .columns
+            .iter()
+            .zip(inspection.schema.fields())
+            .map(|((column, db_type), field)| ColumnCheck {
+                name: column.clone(),
+                db_type: db_type.clone(),
+                reads_as: field.data_type().to_string(),
+            })
+            .collect(),
+    });
+    let skip = activation.first_run == FirstRun::SkipExisting;
+    check.first_run = Some(FirstRunCheck {
+        pending,
+        mode: if skip { "skip_existing" } else { "send_all" },
+        rows: inspection.rows,
+        would_send: inspection.rows.map(|n| if skip { 0 } else { n }),
+    });
+    let (Destination::Trustpilot(destination), Delivery::Trustpilot { target, mapping }) =
+        (destination, &activation.delivery);
+    if let Err(e) = Invitations::new(
+        destination.settings_for(target),
+        mapping,
+        &inspection.schema,
+    ) {
+        check.problems.push(format!("activation `{name}`: {e}"));
+    }
+    check
 }
 
 /// The invitation templates of `business_unit` (default: the destination's
@@ -50,25 +196,4 @@ pub async fn templates(
     };
     let client = Client::new(destination.client_config(token_cache)).map_err(fail)?;
     client.templates(&business_unit).await.map_err(fail)
-}
-
-/// Connects to the activation's source and checks that every key and mapped
-/// column exists and has a type the mapping can use. Reads no row.
-pub async fn check_source(activation: &Activation, destination: &Destination) -> Result<()> {
-    let name = activation.name.as_str();
-    let schema = Source::describe(&activation.source_spec())
-        .await
-        .map_err(|error| Error::Source {
-            activation: name.to_owned(),
-            error,
-        })?;
-    let (Destination::Trustpilot(destination), Delivery::Trustpilot { target, mapping }) =
-        (destination, &activation.delivery);
-    Invitations::new(destination.settings_for(target), mapping, &schema).map_err(|e| {
-        Error::Mapping {
-            activation: name.to_owned(),
-            message: e.to_string(),
-        }
-    })?;
-    Ok(())
 }

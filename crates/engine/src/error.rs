@@ -67,6 +67,7 @@ impl Error {
             Error::Source { error, .. } => matches!(
                 error,
                 retl_source::Error::ColumnMissing { .. }
+                    | retl_source::Error::Columns(_)
                     | retl_source::Error::UnsupportedType { .. }
                     | retl_source::Error::UnsupportedScheme { .. }
             ),

@@ -57,6 +57,9 @@ pub mod config;
 mod error;
 mod run;
 
-pub use check::{check_destination, check_source, templates};
+pub use check::{
+    ActivationCheck, ColumnCheck, DestinationCheck, FirstRunCheck, SourceCheck, check_activation,
+    check_destination, templates,
+};
 pub use error::{Error, Result};
 pub use run::{Cancel, Finished, Hold, HoldPoint, RunOptions, run, run_with};

@@ -48,6 +48,9 @@ pub enum Error {
         /// Its type as the database names it.
         db_type: String,
     },
+    /// Several column problems, all found at once.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Columns(Vec<Error>),
     /// A value does not fit the type its column was read as.
     #[error("column `{column}`, row {row}: a {found} value in a column read as {expected}")]
     ValueType {
@@ -63,6 +66,16 @@ pub enum Error {
     /// The model's SQL failed, before or during the read.
     #[error("source query failed: {0}")]
     Query(sqlx::Error),
+}
+
+impl Error {
+    /// Each problem on its own (several for [`Error::Columns`]).
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            Error::Columns(all) => all.iter().map(ToString::to_string).collect(),
+            other => vec![other.to_string()],
+        }
+    }
 }
 
 /// Result with this crate's [`Error`].

@@ -156,22 +156,31 @@ impl Plan {
         let mut fields = Vec::with_capacity(spec.columns.len());
         let mut kinds = Vec::with_capacity(spec.columns.len());
         let mut db_types = Vec::with_capacity(spec.columns.len());
+        let mut problems = Vec::new();
         for column in &spec.columns {
             let Some((_, db_type)) = available.iter().find(|(name, _)| name == column) else {
-                return Err(Error::ColumnMissing {
+                problems.push(Error::ColumnMissing {
                     column: column.clone(),
                     available: available.iter().map(|(n, _)| n.clone()).collect(),
                 });
+                continue;
             };
             let Some(kind) = kind_of(db_type) else {
-                return Err(Error::UnsupportedType {
+                problems.push(Error::UnsupportedType {
                     column: column.clone(),
                     db_type: db_type.clone(),
                 });
+                continue;
             };
             fields.push(Field::new(column, kind.data_type(), true));
             kinds.push(kind);
             db_types.push(db_type.clone());
+        }
+        // Every column problem at once: one is itself, several are listed.
+        match problems.len() {
+            0 => {}
+            1 => return Err(problems.remove(0)),
+            _ => return Err(Error::Columns(problems)),
         }
         Ok(Plan {
             schema: Arc::new(Schema::new(fields)),
@@ -179,6 +188,17 @@ impl Plan {
             db_types,
         })
     }
+}
+
+/// What [`Source::inspect`] found.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    /// The schema the batches would have.
+    pub schema: SchemaRef,
+    /// Each column read, with its type as the database names it.
+    pub columns: Vec<(String, String)>,
+    /// How many rows the model has, when asked.
+    pub rows: Option<u64>,
 }
 
 /// An open source: its schema, and a stream of batches.
@@ -236,15 +256,64 @@ impl Source {
         }
     }
 
-    /// Connects and checks the model's columns and types without reading a row:
-    /// the schema the batches would have.
-    pub async fn describe(spec: &SourceSpec) -> Result<SchemaRef> {
-        let plan = match Driver::for_url(&spec.connection)? {
-            Driver::Sqlite => sqlite::plan(spec).await?.0,
-            Driver::Postgres => postgres::plan(spec).await?.0,
-            Driver::Mysql => mysql::plan(spec).await?.0,
+    /// Connects and checks the model's columns and types without reading a
+    /// row: the schema the batches would have, each column's database type,
+    /// and (if `count_rows`) how many rows the model has, counted by the
+    /// database (`SELECT COUNT(*)`), not read.
+    pub async fn inspect(spec: &SourceSpec, count_rows: bool) -> Result<Inspection> {
+        let count_sql = |select: &str| format!("SELECT COUNT(*) FROM ({select}) AS retl_count");
+        let (plan, rows) = match Driver::for_url(&spec.connection)? {
+            Driver::Sqlite => {
+                let (plan, mut conn, select) = sqlite::plan(spec).await?;
+                let rows = if count_rows {
+                    let (n,): (i64,) = sqlx::query_as(&count_sql(&select))
+                        .fetch_one(&mut conn)
+                        .await
+                        .map_err(Error::Query)?;
+                    Some(n)
+                } else {
+                    None
+                };
+                (plan, rows)
+            }
+            Driver::Postgres => {
+                let (plan, mut conn, select) = postgres::plan(spec).await?;
+                let rows = if count_rows {
+                    let (n,): (i64,) = sqlx::query_as(&count_sql(&select))
+                        .fetch_one(&mut conn)
+                        .await
+                        .map_err(Error::Query)?;
+                    Some(n)
+                } else {
+                    None
+                };
+                (plan, rows)
+            }
+            Driver::Mysql => {
+                let (plan, mut conn, select) = mysql::plan(spec).await?;
+                let rows = if count_rows {
+                    let (n,): (i64,) = sqlx::query_as(&count_sql(&select))
+                        .fetch_one(&mut conn)
+                        .await
+                        .map_err(Error::Query)?;
+                    Some(n)
+                } else {
+                    None
+                };
+                (plan, rows)
+            }
         };
-        Ok(plan.schema)
+        Ok(Inspection {
+            columns: plan
+                .schema
+                .fields()
+                .iter()
+                .zip(&plan.db_types)
+                .map(|(field, db_type)| (field.name().clone(), db_type.clone()))
+                .collect(),
+            schema: plan.schema,
+            rows: rows.map(|n| u64::try_from(n).unwrap_or_default()),
+        })
     }
 
     /// Spawns `read` as the reader task; an error it ends with becomes the

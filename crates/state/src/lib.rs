@@ -94,6 +94,11 @@ impl State {
         })
     }
 
+    /// `url` with any password replaced by `***`, as [`url`](Self::url) shows it.
+    pub fn masked(url: &str) -> String {
+        redact_url(url)
+    }
+
     /// The URL the state was opened with, any password replaced by `***`.
     pub fn url(&self) -> &str {
         &self.url

@@ -732,7 +732,7 @@ async fn business_unit(
     if key != Some(app.config.api_key.as_str()) {
         return error(StatusCode::UNAUTHORIZED, "Invalid API key", 1001, None);
     }
-    if !app.config.business_units.iter().any(|b| *b == bu) {
+    if !app.config.business_units.contains(&bu) {
         return error(StatusCode::NOT_FOUND, "Business unit not found", 1004, None);
     }
     let name = &app.config.business_unit_name;

@@ -3,21 +3,66 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use serde::Serialize;
+
 use crate::config::{Destination, Target};
 use crate::{Client, ErrorClass};
 
-/// Mints a token for `destination` and checks, for the business unit of each of
-/// `targets` (and of its defaults), that it exists and that the template ids
-/// configured for it are among its templates. Returns every problem found.
+/// What a check of a destination found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Whether a fresh access token was minted with the credentials.
+    pub token_minted: bool,
+    /// Each business unit the destination's defaults and the checked
+    /// activations send to.
+    pub business_units: Vec<BusinessUnit>,
+    /// Every problem found.
+    pub problems: Vec<String>,
+}
+
+/// A business unit as Trustpilot describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BusinessUnit {
+    /// Its id.
+    pub id: String,
+    /// Its display name, when Trustpilot gives one.
+    pub name: Option<String>,
+    /// Its invitation templates (id and name).
+    pub templates: Vec<TemplateRef>,
+}
+
+/// A template, briefly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TemplateRef {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// Mints a fresh token for `destination`, then, for the business unit of its
+/// defaults and of each of `targets`: reads its name, lists its templates and
+/// checks that the template ids configured for it are among them. Every
+/// problem is in the report. `token_cache` is normally `None`: a check mints
+/// a new token to prove the credentials.
 pub async fn check_destination(
     destination: &Destination,
     targets: &[&Target],
     token_cache: Option<&Path>,
-) -> Vec<String> {
+) -> Report {
+    let mut report = Report::default();
     let client = match Client::new(destination.client_config(token_cache)) {
         Ok(client) => client,
-        Err(e) => return vec![e.to_string()],
+        Err(e) => {
+            report.problems.push(e.to_string());
+            return report;
+        }
     };
+    if let Err(e) = client.authenticate().await {
+        report.problems.push(format!("no token: {e}"));
+        return report;
+    }
+    report.token_minted = true;
     let mut wanted: Vec<(String, BTreeSet<String>)> = Vec::new();
     let mut settings = vec![destination.defaults.clone()];
     settings.extend(targets.iter().map(|t| destination.settings_for(t)));
@@ -35,17 +80,27 @@ pub async fn check_destination(
             None => wanted.push((bu, templates)),
         }
     }
-    let mut problems = Vec::new();
     for (bu, template_ids) in wanted {
+        let mut unit = BusinessUnit {
+            id: bu.clone(),
+            ..BusinessUnit::default()
+        };
         match client.templates(&bu).await {
             Ok(templates) => {
+                unit.templates = templates
+                    .iter()
+                    .map(|t| TemplateRef {
+                        id: t.id.clone(),
+                        name: t.name.clone(),
+                    })
+                    .collect();
                 for id in template_ids {
                     if !templates.iter().any(|t| t.id == id) {
                         let known: Vec<String> = templates
                             .iter()
                             .map(|t| format!("{} ({})", t.id, t.name))
                             .collect();
-                        problems.push(format!(
+                        report.problems.push(format!(
                             "business unit `{bu}` has no template `{id}`; its templates: {}",
                             if known.is_empty() {
                                 "none".to_owned()
@@ -57,17 +112,24 @@ pub async fn check_destination(
                 }
             }
             Err(e) if e.api().is_some_and(|api| api.status == 404) => {
-                problems.push(format!(
+                report.problems.push(format!(
                     "business unit `{bu}` not found (or wrong endpoints): {e}"
                 ));
             }
             Err(e) if e.class() == ErrorClass::Fatal => {
                 // Bad credentials concern every business unit: say it once.
-                problems.push(e.to_string());
+                report.problems.push(e.to_string());
+                report.business_units.push(unit);
                 break;
             }
-            Err(e) => problems.push(format!("business unit `{bu}`: {e}")),
+            Err(e) => report.problems.push(format!("business unit `{bu}`: {e}")),
         }
+        // The name is informative: a failure to read it is not a problem.
+        match client.business_unit_name(&bu).await {
+            Ok(name) => unit.name = name,
+            Err(e) => tracing::debug!(error = %e, business_unit = %bu, "no business unit name"),
+        }
+        report.business_units.push(unit);
     }
-    problems
+    report
 }

@@ -454,6 +454,12 @@ impl Client {
         })
     }
 
+    /// Makes sure an access token is in hand, minting one if needed: proves
+    /// the credentials (with no token cache, always a fresh mint).
+    pub async fn authenticate(&self) -> Result<()> {
+        self.token().await.map(|_| ())
+    }
+
     /// The business unit's display name, from the public Business Units API
     /// (`GET {auth}/v1/business-units/{id}` with the API key in an `apikey`
     /// header). Trustpilot documents this endpoint for its public data; its

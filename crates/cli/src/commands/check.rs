@@ -1,79 +1,229 @@
-//! `retl check`: the configuration, each destination and each source, without sending.
+//! `retl check [ACTIVATION…] [--json]`: the configuration, each destination
+//! and each source, without reading a row or sending anything.
 
-use retl_engine::config::Activation;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use retl_engine::config::{Activation, Problem, Project};
+use retl_engine::{ActivationCheck, DestinationCheck};
+use serde::Serialize;
 
 use crate::{Ctx, Failure};
 
-/// `retl check`.
-pub(crate) async fn check(ctx: &Ctx, only: Option<&str>) -> Result<u8, Failure> {
-    let config_dir = ctx.config_dir();
-    let project = ctx.project()?;
-    let mut problems = 0;
-    for problem in &project.problems {
-        println!("problem: {problem}");
-        problems += 1;
-    }
-    let names: Vec<&String> = match only {
-        Some(name) if !project.activations.contains_key(name) => {
-            if problems == 0
-                && let Err(e) = project.activation(name)
-            {
-                println!(
-                    "problem: {}",
-                    e.0.iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                );
-            }
-            return Ok(2);
-        }
-        Some(name) => project
-            .activations
-            .keys()
-            .filter(|n| n.as_str() == name)
-            .collect(),
-        None => project.activations.keys().collect(),
+/// Everything `retl check` found.
+#[derive(Debug, Serialize)]
+struct Checked {
+    /// Whether nothing is wrong.
+    ok: bool,
+    /// The state database, password masked.
+    state: String,
+    /// Problems of configuration files (with `file:line:column`).
+    problems: Vec<String>,
+    destinations: Vec<DestinationCheck>,
+    activations: Vec<ActivationCheck>,
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Whether `problem` concerns the files of `names` (or, for a name that did
+/// not load, any activation file of that stem and any destination file).
+fn concerns(problem: &Problem, project: &Project, names: &[String]) -> bool {
+    let Some(file) = problem.location.as_ref().map(|l| &l.file) else {
+        return true;
     };
-    if names.is_empty() && problems == 0 {
-        println!(
+    let in_destinations = file
+        .parent()
+        .is_some_and(|d| d.file_name().is_some_and(|n| n == "destinations"));
+    names
+        .iter()
+        .any(|name| match project.activations.get(name) {
+            Some(activation) => {
+                activation.file == *file
+                    || (in_destinations && stem(file) == activation.destination)
+            }
+            None => stem(file) == *name || in_destinations,
+        })
+}
+
+/// `retl check`.
+pub(crate) async fn check(ctx: &Ctx, only: &[String], json: bool) -> Result<u8, Failure> {
+    let project = ctx.project()?;
+    let state = ctx.state_if_present().await?;
+    let mut checked = Checked {
+        ok: true,
+        state: retl_state::State::masked(&ctx.state_url),
+        problems: Vec::new(),
+        destinations: Vec::new(),
+        activations: Vec::new(),
+    };
+    let names: Vec<String> = if only.is_empty() {
+        project.activations.keys().cloned().collect()
+    } else {
+        only.to_vec()
+    };
+    checked.problems = project
+        .problems
+        .iter()
+        .filter(|p| only.is_empty() || concerns(p, &project, only))
+        .map(ToString::to_string)
+        .collect();
+    for name in only {
+        if !project.activations.contains_key(name) && checked.problems.is_empty() {
+            let known: Vec<&str> = project.activations.keys().map(String::as_str).collect();
+            checked.problems.push(format!(
+                "no activation named `{name}`; defined: {}",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
+    }
+    let selected: Vec<&Activation> = names
+        .iter()
+        .filter_map(|n| project.activations.get(n))
+        .collect();
+    let mut destination_names: Vec<&str> = Vec::new();
+    for activation in &selected {
+        if !destination_names.contains(&activation.destination.as_str()) {
+            destination_names.push(&activation.destination);
+        }
+    }
+    if only.is_empty() {
+        // Every destination, also those no activation uses yet.
+        for name in project.destinations.keys() {
+            if !destination_names.contains(&name.as_str()) {
+                destination_names.push(name);
+            }
+        }
+    }
+    for name in destination_names {
+        let destination = &project.destinations[name];
+        let users: Vec<&Activation> = selected
+            .iter()
+            .copied()
+            .filter(|a| a.destination == name)
+            .collect();
+        checked
+            .destinations
+            .push(retl_engine::check_destination(destination, &users).await);
+    }
+    for activation in selected {
+        let destination = &project.destinations[&activation.destination];
+        checked
+            .activations
+            .push(retl_engine::check_activation(state.as_ref(), activation, destination).await);
+    }
+    checked.ok = checked.problems.is_empty()
+        && checked
+            .destinations
+            .iter()
+            .all(|d| d.report.problems.is_empty())
+        && checked.activations.iter().all(|a| a.problems.is_empty());
+    if json {
+        println!("{}", serde_json::to_string(&checked)?);
+    } else {
+        print!("{}", text(&checked, ctx.config_dir()));
+    }
+    Ok(if checked.ok { 0 } else { 2 })
+}
+
+/// The human form: what was checked, and every problem.
+fn text(checked: &Checked, config_dir: &Path) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "state: {}", checked.state);
+    for problem in &checked.problems {
+        let _ = writeln!(out, "problem: {problem}");
+    }
+    for d in &checked.destinations {
+        let status = if d.report.problems.is_empty() {
+            "ok"
+        } else {
+            "problems"
+        };
+        let _ = writeln!(out, "destination {}: {status}", d.name);
+        if d.report.token_minted {
+            let _ = writeln!(out, "  token minted");
+        }
+        for bu in &d.report.business_units {
+            let name = bu
+                .name
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default();
+            let templates: Vec<String> = bu
+                .templates
+                .iter()
+                .map(|t| format!("{} ({})", t.id, t.name))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  business unit {}{name}: {} template(s){}{}",
+                bu.id,
+                templates.len(),
+                if templates.is_empty() { "" } else { ": " },
+                templates.join(", ")
+            );
+        }
+        for problem in &d.report.problems {
+            let _ = writeln!(out, "destination {}: {problem}", d.name);
+        }
+    }
+    for a in &checked.activations {
+        let status = if a.problems.is_empty() {
+            "ok"
+        } else {
+            "problems"
+        };
+        let _ = writeln!(out, "{}: {status}", a.name);
+        let _ = writeln!(out, "  destination: {}", a.destination);
+        if let Some(source) = &a.source {
+            let columns: Vec<String> = source
+                .columns
+                .iter()
+                .map(|c| format!("{} {}", c.name, c.db_type))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  source: {}, {}: {}",
+                source.connection,
+                source.model,
+                columns.join(", ")
+            );
+        }
+        if let Some(first) = &a.first_run {
+            if first.pending {
+                let _ = writeln!(
+                    out,
+                    "  first run: pending ({}): the model has {} row(s); it would send {}",
+                    first.mode,
+                    first.rows.map_or_else(|| "?".to_owned(), |n| n.to_string()),
+                    first
+                        .would_send
+                        .map_or_else(|| "?".to_owned(), |n| n.to_string()),
+                );
+            } else {
+                let _ = writeln!(out, "  first run: done (a run has completed)");
+            }
+        }
+        for problem in &a.problems {
+            let _ = writeln!(out, "{}: {problem}", a.name);
+        }
+    }
+    if checked.destinations.is_empty()
+        && checked.activations.is_empty()
+        && checked.problems.is_empty()
+    {
+        let _ = writeln!(
+            out,
             "no activations in {}",
             config_dir.join("activations").display()
         );
     }
-    let mut destinations: Vec<&str> = Vec::new();
-    for name in &names {
-        let (activation, _) = project.activation(name)?;
-        if !destinations.contains(&activation.destination.as_str()) {
-            destinations.push(&activation.destination);
-        }
-    }
-    for name in destinations {
-        let destination = &project.destinations[name];
-        let users: Vec<&Activation> = names
-            .iter()
-            .filter_map(|n| project.activations.get(*n))
-            .filter(|a| a.destination == name)
-            .collect();
-        // No token cache: a check mints a fresh token, to prove the credentials.
-        let found = retl_engine::check_destination(destination, &users, None).await;
-        if found.is_empty() {
-            println!("destination {name}: ok");
-        }
-        for problem in found {
-            println!("destination {name}: {problem}");
-            problems += 1;
-        }
-    }
-    for name in names {
-        let (activation, destination) = project.activation(name)?;
-        match retl_engine::check_source(activation, destination).await {
-            Ok(()) => println!("{name}: ok"),
-            Err(e) => {
-                println!("{name}: {e}");
-                problems += 1;
-            }
-        }
-    }
-    Ok(if problems == 0 { 0 } else { 2 })
+    out
 }

@@ -130,8 +130,7 @@ pub(crate) async fn emulator(args: EmulatorArgs) -> Result<u8, Failure> {
         .with_context(|| format!("cannot listen on {addr}"))?;
     print!("{}", banner(&emulator.url(), &credentials));
     // Tools that start the emulator read this line to know it is up.
-    use std::io::Write as _;
-    std::io::stdout().flush()?;
+    std::io::Write::flush(&mut std::io::stdout())?;
     emulator
         .serve_until(async {
             let _ = tokio::signal::ctrl_c().await;

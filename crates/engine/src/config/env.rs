@@ -117,48 +117,42 @@ fn read_target(
     let one = |message: String| ConfigErrors(vec![Problem::in_file(file, "", message)]);
     let text = std::fs::read_to_string(file).map_err(|e| {
         one(format!(
-            "--target {name} needs {} in the configuration directory: {e}",
-            TARGETS_FILE
+            "--target {name} needs {TARGETS_FILE} in the configuration directory: {e}"
         ))
     })?;
     let doc = retl_config::parse(file, &text).map_err(|p| ConfigErrors(vec![p]))?;
     let mut r = Reader::new(file, &text, env);
     let mut vars = BTreeMap::new();
-    if let Some(map) = r.map(&doc, "", &["targets"]) {
-        match r.required(
-            &map,
-            "",
-            "targets",
-            "a mapping of target names to variables",
-        ) {
-            Some(node) => {
-                if let Some(targets) = r.map(node, "targets", &[]) {
-                    let names: Vec<&str> =
-                        targets.entries().iter().map(|(n, _)| n.as_str()).collect();
-                    match targets.get(name) {
-                        Some(node) => {
-                            let path = join("targets", name);
-                            if let Some(values) = r.map(node, &path, &[]) {
-                                for (var, value) in values.entries() {
-                                    if let Some(value) = r.string(value, &join(&path, var)) {
-                                        vars.insert(var.clone(), value);
-                                    }
-                                }
-                            }
-                        }
-                        None => {
-                            let hint = retl_config::closest(name, &names)
-                                .map_or_else(String::new, |c| format!("did you mean {c}? "));
-                            r.problem(
-                                targets.node,
-                                "targets",
-                                format!("no target `{name}`: {hint}defined: {}", names.join(", ")),
-                            );
-                        }
+    let targets = r
+        .map(&doc, "", &["targets"])
+        .and_then(|map| {
+            r.required(
+                &map,
+                "",
+                "targets",
+                "a mapping of target names to variables",
+            )
+        })
+        .and_then(|node| r.map(node, "targets", &[]));
+    if let Some(targets) = targets {
+        let names: Vec<&str> = targets.entries().iter().map(|(n, _)| n.as_str()).collect();
+        if let Some(node) = targets.get(name) {
+            let path = join("targets", name);
+            if let Some(values) = r.map(node, &path, &[]) {
+                for (var, value) in values.entries() {
+                    if let Some(value) = r.string(value, &join(&path, var)) {
+                        vars.insert(var.clone(), value);
                     }
                 }
             }
-            None => {}
+        } else {
+            let hint = retl_config::closest(name, &names)
+                .map_or_else(String::new, |c| format!("did you mean {c}? "));
+            r.problem(
+                targets.node,
+                "targets",
+                format!("no target `{name}`: {hint}defined: {}", names.join(", ")),
+            );
         }
     }
     if r.problems.is_empty() {

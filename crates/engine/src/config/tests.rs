@@ -275,7 +275,11 @@ fn two_files_defining_one_name_are_reported() {
 fn the_example_configuration_without_its_variables_reports_only_the_variables() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
     let project = Project::load_with_env(&dir, &|_| None).unwrap();
-    let messages: Vec<&str> = project.problems.iter().map(|p| p.message.as_str()).collect();
+    let messages: Vec<&str> = project
+        .problems
+        .iter()
+        .map(|p| p.message.as_str())
+        .collect();
     assert!(!messages.is_empty());
     assert!(
         messages
@@ -295,7 +299,11 @@ fn a_broken_destination_is_reported_once_not_again_per_activation() {
         ("activations/orders.yaml", ACTIVATION),
         ("activations/returns.yaml", ACTIVATION),
     ]);
-    let messages: Vec<&str> = project.problems.iter().map(|p| p.message.as_str()).collect();
+    let messages: Vec<&str> = project
+        .problems
+        .iter()
+        .map(|p| p.message.as_str())
+        .collect();
     assert_eq!(messages, vec!["environment variable `NOT_SET` is not set"]);
     assert!(project.activation("orders").is_err());
 }

@@ -254,7 +254,7 @@ mod postgres {
             err.to_string(),
             "column `span` has database type INTERVAL, which retl cannot read"
         );
-        let err = Source::describe(&spec(&s.url, table, &["id", "email"]))
+        let err = Source::inspect(&spec(&s.url, table, &["id", "email"]), false)
             .await
             .unwrap_err();
         assert_eq!(
@@ -421,14 +421,14 @@ mod mysql {
         assert_eq!(col::<StringArray>(b, "email").value(1), "B@X.EXAMPLE");
 
         let table = Model::Table(format!("{}.orders", d.name));
-        let err = Source::describe(&spec(&d.url, table.clone(), &["order_id", "mail"]))
+        let err = Source::inspect(&spec(&d.url, table.clone(), &["order_id", "mail"]), false)
             .await
             .unwrap_err();
         assert_eq!(
             err.to_string(),
             "column `mail` does not exist in the source; available columns: order_id, email, at"
         );
-        let err = Source::describe(&spec(&d.url, table, &["at"]))
+        let err = Source::inspect(&spec(&d.url, table, &["at"]), false)
             .await
             .unwrap_err();
         assert_eq!(

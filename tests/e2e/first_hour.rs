@@ -1,0 +1,246 @@
+//! A user's first hour: init, the demo kept, the emulator's credentials,
+//! environments (env files, targets), hints, per-row template ids, and a
+//! check that says what it checked.
+
+use std::io::BufRead as _;
+use std::process::{Command, Stdio};
+
+use super::{World, count};
+
+fn retl() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_retl"));
+    command.env_remove("RETL_STATE_URL");
+    command
+}
+
+#[test]
+fn init_writes_a_tree_that_check_parses_naming_only_the_variables_to_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = retl().args(["init"]).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    for file in [
+        "configs/destinations/trustpilot.yaml",
+        "configs/activations/orders.yaml",
+        "configs/targets.yaml",
+    ] {
+        assert!(dir.path().join(file).is_file(), "{file}");
+    }
+    let check = retl()
+        .arg("--config-dir")
+        .arg(dir.path().join("configs"))
+        .args(["--state", "sqlite::memory:", "check", "--json"])
+        .env_remove("WAREHOUSE_URL")
+        .env_remove("TRUSTPILOT_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(2));
+    let report: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    let problems: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(problems.len(), 5, "{problems:#?}");
+    assert!(
+        problems
+            .iter()
+            .all(|p| p.contains(": environment variable `")),
+        "{problems:#?}"
+    );
+    assert!(problems.iter().any(|p| p.contains("`WAREHOUSE_URL`")));
+
+    // A second init overwrites nothing.
+    let destination = dir.path().join("configs/destinations/trustpilot.yaml");
+    std::fs::write(&destination, "# edited\n").unwrap();
+    let again = retl().args(["init"]).arg(dir.path()).output().unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not overwriting"));
+    assert_eq!(std::fs::read_to_string(&destination).unwrap(), "# edited\n");
+}
+
+#[test]
+fn the_kept_demo_reruns_against_an_emulator() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = dir.path().join("demo");
+    let out = retl().args(["demo", "--keep"]).arg(&keep).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    for file in [
+        "warehouse.db",
+        "configs/destinations/trustpilot.yaml",
+        "configs/activations/orders.yaml",
+        ".retl/state.db",
+    ] {
+        assert!(keep.join(file).exists(), "{file}");
+    }
+    // Rerun with a new order, against another emulator.
+    let world = World::new();
+    world.sql("SELECT 1");
+    let warehouse = format!("sqlite://{}", keep.join("warehouse.db").display());
+    world.runtime.block_on(async {
+        use sqlx::ConnectOptions as _;
+        use std::str::FromStr as _;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::from_str(&warehouse)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO orders VALUES ('ORD-2001', 'New One', 'new@example.com', 'en-US', 'SKU-101', 'now')")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    });
+    let state = format!("sqlite://{}", keep.join(".retl/state.db").display());
+    let rerun = retl()
+        .arg("--config-dir")
+        .arg(keep.join("configs"))
+        .args(["--state", &state, "run", "orders", "--json"])
+        .env("TRUSTPILOT_EMULATOR_URL", world.emulator().url())
+        .output()
+        .unwrap();
+    assert_eq!(rerun.status.code(), Some(0), "{rerun:?}");
+    let summary: serde_json::Value = serde_json::from_slice(&rerun.stdout).unwrap();
+    assert_eq!(count(&summary, "sent"), 1, "only the new order: {summary}");
+    assert_eq!(world.accepted_references().get("ORD-2001"), Some(&1));
+}
+
+#[test]
+fn the_emulator_says_where_it_is_and_what_it_accepts() {
+    let mut child = retl()
+        .args(["emulator", "--port", "0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.contains("Ctrl-C stops it") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        banner.starts_with("trustpilot emulator listening on http://127.0.0.1:"),
+        "{banner}"
+    );
+    for expected in [
+        "api_key:          emulator-key",
+        "api_secret:       emulator-secret",
+        "business_user_id: user-emulator",
+        "business units:   bu-emulator",
+    ] {
+        assert!(banner.contains(expected), "{expected} in {banner}");
+    }
+}
+
+#[test]
+fn an_env_file_and_a_target_supply_the_variables() {
+    let world = World::new();
+    world.insert(1, 2, None, None);
+    // The destination's secret comes from a target, its key from an env file.
+    let env_file = world.config_dir().join("../tp.env");
+    std::fs::write(&env_file, "TP_KEY=emulator-key\n").unwrap();
+    world.write(
+        "targets.yaml",
+        "targets:\n  emulator:\n    TP_SECRET: emulator-secret\n  prod:\n    TP_SECRET: ${PROD_SECRET:?set PROD_SECRET to the production API secret}\n",
+    );
+    let run = |extra: &[&str]| {
+        let mut command = retl();
+        command
+            .arg("--config-dir")
+            .arg(world.config_dir())
+            .args(["--state", &world.state_url()])
+            .args(extra)
+            .args(["run", "orders", "--json"])
+            .env_remove("TP_KEY")
+            .env("TP_SECRET", "wrong-secret");
+        command.output().unwrap()
+    };
+    let out = run(&[
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "--target",
+        "emulator",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(count(&summary, "sent"), 2);
+
+    let prod = run(&["--env-file", env_file.to_str().unwrap(), "--target", "prod"]);
+    assert_eq!(prod.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&prod.stderr);
+    assert!(
+        stderr.contains("environment variable `PROD_SECRET` is not set: set PROD_SECRET to the production API secret"),
+        "{stderr}"
+    );
+    let typo = run(&["--target", "emulatr"]);
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("did you mean emulator?"));
+}
+
+#[test]
+fn a_typo_gets_the_closest_name_and_its_line_underlined() {
+    let world = World::new();
+    let activation = std::fs::read_to_string(world.config_dir().join("activations/orders.yaml"))
+        .unwrap()
+        .replace("consumer_email: email", "consumer_emial: email");
+    world.write("activations/orders.yaml", &activation);
+    let out = world.retl(&["run", "orders"], "emulator-secret");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "mapping.consumer_emial: unknown field `consumer_emial`: did you mean consumer_email?"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("    |   consumer_emial: email\n    |   ^^^^^^^^^^^^^^\n"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn template_ids_and_redirects_map_per_row_where_the_settings_leave_them_empty() {
+    let world = World::new();
+    world.sql("ALTER TABLE orders ADD COLUMN tpl TEXT");
+    world.sql("ALTER TABLE orders ADD COLUMN thanks TEXT");
+    world.insert(1, 3, None, None);
+    world.sql("UPDATE orders SET tpl = 'tpl-' || order_id, thanks = 'https://shop.example/t/' || order_id WHERE order_id < 3");
+    world.sql("UPDATE orders SET locale = 'da_DK' WHERE order_id = 2");
+    let activation = std::fs::read_to_string(world.config_dir().join("activations/orders.yaml"))
+        .unwrap()
+        .replace(
+            "  locale: locale\n",
+            "  locale: locale\n  service_template_id: tpl\n  service_redirect_uri: thanks\n",
+        );
+    world.write("activations/orders.yaml", &activation);
+    let (code, summary) = world.run();
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(count(&summary, "sent"), 3);
+    let bodies: std::collections::HashMap<String, serde_json::Value> = world
+        .emulator()
+        .invitations()
+        .into_iter()
+        .map(|i| (i.reference().unwrap().to_owned(), i.body))
+        .collect();
+    assert_eq!(
+        bodies["1"]["serviceReviewInvitation"]["templateId"],
+        "tpl-1"
+    );
+    assert_eq!(
+        bodies["2"]["serviceReviewInvitation"]["redirectUri"],
+        "https://shop.example/t/2"
+    );
+    assert_eq!(bodies["2"]["locale"], "da-DK", "da_DK is sent as da-DK");
+    assert!(
+        bodies["3"]["serviceReviewInvitation"]
+            .get("templateId")
+            .is_none(),
+        "an empty cell and no setting: left out"
+    );
+}
