@@ -244,3 +244,69 @@ fn template_ids_and_redirects_map_per_row_where_the_settings_leave_them_empty() 
         "an empty cell and no setting: left out"
     );
 }
+
+#[test]
+fn every_help_ends_with_an_example() {
+    let commands: [&[&str]; 12] = [
+        &[],
+        &["run"],
+        &["check"],
+        &["init"],
+        &["schema"],
+        &["templates"],
+        &["runs"],
+        &["runs", "list"],
+        &["runs", "show"],
+        &["runs", "resend"],
+        &["emulator"],
+        &["demo"],
+    ];
+    for command in commands {
+        let out = retl().args(command).arg("--help").output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{command:?}");
+        let help = String::from_utf8_lossy(&out.stdout);
+        let (_, example) = help
+            .rsplit_once("\nExample")
+            .unwrap_or_else(|| panic!("retl {command:?} --help has no example:\n{help}"));
+        let lines: Vec<&str> = example
+            .lines()
+            .skip(1)
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert!(
+            !lines.is_empty() && lines.iter().all(|l| l.trim_start().starts_with("retl ")),
+            "retl {command:?} --help must end with its example:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn schema_prints_a_json_schema_of_each_kind_of_file() {
+    for kind in ["destination", "activation", "targets"] {
+        let out = retl().args(["schema", kind]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            schema["$schema"], "https://json-schema.org/draft/2020-12/schema",
+            "{kind}"
+        );
+    }
+    let activation: serde_json::Value = serde_json::from_slice(
+        &retl()
+            .args(["schema", "activation"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let mapping = &activation["properties"]["mapping"]["anyOf"][0]["properties"];
+    for field in [
+        "consumer_email",
+        "service_template_id",
+        "product_redirect_uri",
+    ] {
+        assert!(mapping.get(field).is_some(), "{field}");
+    }
+    let bad = retl().args(["schema", "activatoin"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}

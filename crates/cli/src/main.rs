@@ -28,7 +28,10 @@ Exit codes:
   2    configuration or usage error (the message names file:line:column and field)
   3    the run completed, but some rows failed (retried by the next run) or are uncertain
   4    another run of the activation is under way (its lease is held)
-  130  interrupted (SIGINT or SIGTERM): requests under way were finished, the rest skipped";
+  130  interrupted (SIGINT or SIGTERM): requests under way were finished, the rest skipped
+
+Example:
+  retl init && retl --target emulator check && retl --target emulator run orders --json";
 
 /// Sync new warehouse rows to Trustpilot review invitations.
 #[derive(Debug, Parser)]
@@ -116,7 +119,19 @@ enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+    /// Print the JSON Schema (draft 2020-12) of a configuration file, for
+    /// editors to complete and validate YAML; without KIND, one schema that
+    /// accepts any of them.
+    #[command(after_help = "Example:\n  retl schema activation > .retl-activation.schema.json")]
+    Schema {
+        /// destination, activation or targets.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(retl_engine::config::schema::SchemaKind::CHOICES))]
+        kind: Option<String>,
+    },
     /// List a business unit's invitation templates (to pick template ids).
+    #[command(
+        after_help = "Example:\n  retl templates trustpilot --business-unit 5f0c0e1e2d3c4b5a6f7e8d9c"
+    )]
     Templates {
         /// The destination whose credentials to use.
         destination: String,
@@ -128,12 +143,18 @@ enum Command {
         json: bool,
     },
     /// Inspect run logs.
+    #[command(
+        after_help = "Example:\n  retl runs list --activation orders\n  retl runs show 01a2... --json"
+    )]
     Runs {
         #[command(subcommand)]
         command: RunsCommand,
     },
     /// Serve a local Trustpilot emulator (same endpoints, auth and validation).
     #[cfg(feature = "emulator")]
+    #[command(
+        after_help = "Example:\n  retl emulator --port 8787 --fault server_error=0.1 --rate-limit 100/5s"
+    )]
     Emulator(commands::emulator::EmulatorArgs),
     /// A self-contained demo: a SQLite warehouse, the emulator, two runs.
     #[cfg(feature = "emulator")]
@@ -148,6 +169,7 @@ enum Command {
 #[derive(Debug, Subcommand)]
 pub(crate) enum RunsCommand {
     /// The most recent runs, newest first.
+    #[command(after_help = "Example:\n  retl runs list --activation orders --limit 5 --json")]
     List {
         /// Only runs of this activation.
         #[arg(long)]
@@ -160,6 +182,7 @@ pub(crate) enum RunsCommand {
         json: bool,
     },
     /// One run and the outcome of each of its rows.
+    #[command(after_help = "Example:\n  retl runs show 01a20815-b801-744c-a977-2f2051e581c8")]
     Show {
         /// The run's id (from `retl run` or `retl runs list`).
         run_id: String,
@@ -170,6 +193,9 @@ pub(crate) enum RunsCommand {
     /// Send again, on purpose, the rows of a run whose delivery is uncertain,
     /// then run the activation. They may already have reached Trustpilot:
     /// asks for confirmation unless --yes.
+    #[command(
+        after_help = "Example:\n  retl runs resend 01a20815-b801-744c-a977-2f2051e581c8 --uncertain --yes"
+    )]
     Resend {
         /// The run whose uncertain rows to resend.
         run_id: String,
@@ -263,7 +289,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     let environment = match cli.command {
         #[cfg(feature = "emulator")]
         Command::Emulator(_) | Command::Demo { .. } => Environment::process(),
-        Command::Init { .. } => Environment::process(),
+        Command::Init { .. } | Command::Schema { .. } => Environment::process(),
         _ => Environment::load(
             &cli.config_dir,
             cli.env_file.as_deref(),
@@ -284,6 +310,17 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             hold_at,
         } => commands::run::run(&ctx, &activation, json, lease_seconds, hold_at).await,
         Command::Init { dir } => commands::init::init(&dir),
+        Command::Schema { kind } => {
+            use retl_engine::config::schema::{SchemaKind, all, schema};
+            let value = match kind.as_deref() {
+                Some("destination") => schema(SchemaKind::Destination),
+                Some("activation") => schema(SchemaKind::Activation),
+                Some("targets") => schema(SchemaKind::Targets),
+                _ => all(),
+            };
+            println!("{}", serde_json::to_string_pretty(&value)?);
+            Ok(0)
+        }
         Command::Check { activations, json } => {
             commands::check::check(&ctx, &activations, json).await
         }

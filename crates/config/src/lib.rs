@@ -19,6 +19,8 @@
 //! stops at the first unknown key or wrong type, and it cannot keep the
 //! position of every scalar once values are deserialised.
 
+pub mod schema;
+
 use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
+use retl_config::schema::{integer, object, string, strings};
 use retl_config::{Node, Reader, join};
+use serde_json::Value;
 
 use crate::{Model, SourceSpec, redact_url};
 
@@ -60,6 +62,37 @@ const SOURCE_KEYS: &[&str] = &[
     "connect_timeout_seconds",
     "read_timeout_seconds",
 ];
+
+/// The JSON Schema of an activation's `source:` block, from the keys its reader accepts.
+pub fn source_schema() -> Value {
+    let property = |key: &str| match key {
+        "connection" => string(
+            "postgres://user:pass@host:5432/db, mysql:// (or mariadb://), sqlite://path; driver options in the URL",
+        ),
+        "table" => string("a table, optionally schema-qualified; only the needed columns are read"),
+        "query" => string("a SELECT, run as written (nested as a subquery)"),
+        "primary_key" => strings(
+            "the columns that identify a row (default: the column mapped to reference_number)",
+        ),
+        "batch_size" => integer(1, 1_000_000, "rows per batch (default 10000)"),
+        "connect_timeout_seconds" => {
+            integer(1, 86_400, "how long connecting may take (default 30)")
+        }
+        "read_timeout_seconds" => integer(
+            1,
+            86_400,
+            "how long the database may stay silent while retl waits for rows (default 300)",
+        ),
+        other => unreachable!("source key `{other}` has no schema"),
+    };
+    let mut schema = object(
+        "where and what to read",
+        SOURCE_KEYS.iter().map(|k| (*k, property(k))).collect(),
+        &["connection"],
+    );
+    schema["oneOf"] = serde_json::json!([{"required": ["table"]}, {"required": ["query"]}]);
+    schema
+}
 
 /// Reads an activation's `source:` block.
 pub fn read_source(r: &mut Reader<'_>, node: &Node<'_>) -> Option<SourceConfig> {

@@ -47,7 +47,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use columns::Kind;
-pub use config::{SourceConfig, read_source};
+pub use config::{SourceConfig, read_source, source_schema};
 pub use error::{Error, Result};
 pub use writeback::{KeyValue, Writer};
 

@@ -19,6 +19,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 mod env;
+pub mod schema;
 
 use retl_config::{Map, Node, Reader, join};
 use retl_mapping::FieldSet;

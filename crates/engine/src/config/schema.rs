@@ -1,0 +1,123 @@
+//! The JSON Schema (draft 2020-12) of the configuration files, for editors:
+//! `retl schema [destination|activation|targets]`.
+//!
+//! Assembled from the schemas each component writes beside its reader
+//! (`retl_source::source_schema`, `retl_trustpilot::config::*_schema`) and,
+//! for the activation's own keys, from the same key lists the engine reads.
+
+use retl_config::schema::{DIALECT, choice, object, string};
+use retl_mapping::FieldSet;
+use serde_json::{Value, json};
+
+use super::{ACTIVATION_KEYS, WRITEBACK_KEYS};
+
+/// Which file a schema describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaKind {
+    /// `destinations/*.yaml`.
+    Destination,
+    /// `activations/*.yaml`.
+    Activation,
+    /// `targets.yaml`.
+    Targets,
+}
+
+impl SchemaKind {
+    /// The accepted names.
+    pub const CHOICES: [&'static str; 3] = ["destination", "activation", "targets"];
+}
+
+fn document(title: &str, mut schema: Value) -> Value {
+    schema["$schema"] = json!(DIALECT);
+    schema["title"] = json!(title);
+    schema
+}
+
+/// The schema of one kind of file.
+pub fn schema(kind: SchemaKind) -> Value {
+    match kind {
+        SchemaKind::Destination => document("retl destination", destination()),
+        SchemaKind::Activation => document("retl activation", activation()),
+        SchemaKind::Targets => document("retl targets", targets()),
+    }
+}
+
+/// One schema for every kind of file (a file must be one of them).
+pub fn all() -> Value {
+    json!({
+        "$schema": DIALECT,
+        "title": "retl configuration file",
+        "$defs": {
+            "destination": destination(),
+            "activation": activation(),
+            "targets": targets(),
+        },
+        "anyOf": [
+            {"$ref": "#/$defs/destination"},
+            {"$ref": "#/$defs/activation"},
+            {"$ref": "#/$defs/targets"},
+        ],
+    })
+}
+
+/// A destination, by its `type` (one arm per destination type).
+fn destination() -> Value {
+    json!({"anyOf": [retl_trustpilot::config::destination_schema()]})
+}
+
+/// The mapping's keys: the destination's field catalogue.
+fn mapping<F: FieldSet>(required: &[F]) -> Value {
+    let required: Vec<&str> = required.iter().map(|f| f.name()).collect();
+    object(
+        "destination field <- source column",
+        F::ALL
+            .iter()
+            .map(|f| (f.name(), string("the source column")))
+            .collect(),
+        &required,
+    )
+}
+
+fn activation() -> Value {
+    let property = |key: &str| match key {
+        "name" => string("the activation's name (default: the file stem)"),
+        "description" => string("what it is for"),
+        "source" => retl_source::source_schema(),
+        "destination" => string("the destination's name"),
+        "target" => json!({"anyOf": [retl_trustpilot::config::target_schema()]}),
+        "mapping" => json!({"anyOf": [mapping(&retl_trustpilot::Field::REQUIRED)]}),
+        "writeback" => object(
+            "with target.kind: invitation_link, where each link's URL is written",
+            WRITEBACK_KEYS.iter().map(|k| (*k, string(k))).collect(),
+            WRITEBACK_KEYS,
+        ),
+        "first_run" => choice(
+            &["send_all", "skip_existing"],
+            "what the first run does with the rows already there (default send_all)",
+        ),
+        other => unreachable!("activation key `{other}` has no schema"),
+    };
+    object(
+        "an activation: one source, one destination, one mapping",
+        ACTIVATION_KEYS.iter().map(|k| (*k, property(k))).collect(),
+        &["source", "destination", "mapping"],
+    )
+}
+
+fn targets() -> Value {
+    object(
+        "named sets of variables for --target",
+        vec![(
+            "targets",
+            json!({
+                "type": "object",
+                "description": "target name -> its variables",
+                "additionalProperties": {
+                    "type": "object",
+                    "additionalProperties": {"type": ["string", "number", "boolean"]},
+                },
+            }),
+        )],
+        &["targets"],
+    )
+}
