@@ -261,12 +261,14 @@ impl Source {
     /// and (if `count_rows`) how many rows the model has, counted by the
     /// database (`SELECT COUNT(*)`), not read.
     pub async fn inspect(spec: &SourceSpec, count_rows: bool) -> Result<Inspection> {
-        let count_sql = |select: &str| format!("SELECT COUNT(*) FROM ({select}) AS retl_count");
+        // Counted over the model itself: the plan's statement may be a COPY.
+        let count_sql =
+            |quote: char| format!("SELECT COUNT(*) FROM {}", from_clause(&spec.model, quote));
         let (plan, rows) = match Driver::for_url(&spec.connection)? {
             Driver::Sqlite => {
-                let (plan, mut conn, select) = sqlite::plan(spec).await?;
+                let (plan, mut conn, _) = sqlite::plan(spec).await?;
                 let rows = if count_rows {
-                    let (n,): (i64,) = sqlx::query_as(&count_sql(&select))
+                    let (n,): (i64,) = sqlx::query_as(&count_sql('"'))
                         .fetch_one(&mut conn)
                         .await
                         .map_err(Error::Query)?;
@@ -277,9 +279,9 @@ impl Source {
                 (plan, rows)
             }
             Driver::Postgres => {
-                let (plan, mut conn, select) = postgres::plan(spec).await?;
+                let (plan, mut conn, _) = postgres::plan(spec).await?;
                 let rows = if count_rows {
-                    let (n,): (i64,) = sqlx::query_as(&count_sql(&select))
+                    let (n,): (i64,) = sqlx::query_as(&count_sql('"'))
                         .fetch_one(&mut conn)
                         .await
                         .map_err(Error::Query)?;
@@ -290,9 +292,9 @@ impl Source {
                 (plan, rows)
             }
             Driver::Mysql => {
-                let (plan, mut conn, select) = mysql::plan(spec).await?;
+                let (plan, mut conn, _) = mysql::plan(spec).await?;
                 let rows = if count_rows {
-                    let (n,): (i64,) = sqlx::query_as(&count_sql(&select))
+                    let (n,): (i64,) = sqlx::query_as(&count_sql('`'))
                         .fetch_one(&mut conn)
                         .await
                         .map_err(Error::Query)?;
