@@ -48,11 +48,17 @@ pub enum Fault {
     /// 400 with `details`, as Trustpilot answers data its own checks refuse
     /// (e.g. a SKU missing from the product catalogue); nothing stored.
     BadRequest,
+    /// 302 to `/login` (whose page answers 200 HTML), as a misconfigured
+    /// proxy or an expired session would; nothing stored.
+    Redirect,
+    /// Invitation links only: the link is created, and the 200 answer is an
+    /// HTML page instead of `{id, url}`.
+    LinkNotJson,
 }
 
 impl Fault {
     /// Every fault, in the order shares are drawn.
-    pub const ALL: [Fault; 7] = [
+    pub const ALL: [Fault; 9] = [
         Fault::ServerError,
         Fault::CdnError,
         Fault::CdnForbidden,
@@ -60,6 +66,8 @@ impl Fault {
         Fault::Drop,
         Fault::AcceptThenHang,
         Fault::BadRequest,
+        Fault::Redirect,
+        Fault::LinkNotJson,
     ];
 }
 
@@ -67,7 +75,7 @@ impl Fault {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FaultShares {
     /// Shares per fault, in [`Fault::ALL`] order; their sum is at most 1.
-    pub shares: [f64; 7],
+    pub shares: [f64; 9],
     /// A drawn 429 is followed by this many more (a burst); 0 for single 429s.
     pub burst: u32,
     /// Seed of the draw, so a fault storm can be replayed.

@@ -216,8 +216,14 @@ fn early_fault(app: &Shared, fault: Fault) -> Option<Response> {
             1001,
             Some("Product with SKU was not found in the product catalogue.".to_owned()),
         ),
-        Fault::AcceptThenHang => return None,
+        Fault::Redirect => (StatusCode::FOUND, [(header::LOCATION, "/login")], "").into_response(),
+        Fault::AcceptThenHang | Fault::LinkNotJson => return None,
     })
+}
+
+/// Where the `redirect` fault sends clients: a login page that answers 200.
+async fn login_page() -> Response {
+    html(StatusCode::OK, "Log in to Trustpilot Business")
 }
 
 /// Never answers (until the emulator stops): the client times out.
@@ -269,6 +275,7 @@ impl Emulator {
             )
             .route("/v1/private/business-units/{bu}/templates", get(templates))
             .route("/v1/business-units/{bu}", get(business_unit))
+            .route("/login", get(login_page).post(login_page))
             .route("/_emulator/invitations", get(list_invitations))
             .route("/_emulator/stats", get(stats))
             .route("/_emulator/faults", post(script_faults))
@@ -499,12 +506,8 @@ fn admit(
             .count();
         if in_window >= window.limit as usize {
             inner.stats.rate_limited += 1;
-            return Err(error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many requests",
-                429,
-                None,
-            ));
+            // With `retry_after` set, the windows' 429s carry it too.
+            return Err(too_many(app));
         }
     }
     inner.calls.push_back(now);
@@ -666,6 +669,13 @@ async fn invitation_link(
     tokio::time::sleep(app.config.latency).await;
     let mut inner = app.lock();
     inner.stats.link_requests += 1;
+    let fault = inner.next_fault(&app.config);
+    if let Some(fault) = fault {
+        inner.stats.faults += 1;
+        if let Some(answer) = early_fault(&app, fault) {
+            return answer;
+        }
+    }
     if let Err(answer) = admit(&app, &mut inner, &headers, &bu, false) {
         return answer;
     }
@@ -700,6 +710,10 @@ async fn invitation_link(
     inner.invitations.push(stored);
     inner.stats.accepted += 1;
     let url = format!("https://www.trustpilot.com/evaluate-link/{id}");
+    if fault == Some(Fault::LinkNotJson) {
+        // The link exists, but the answer is not the JSON a client expects.
+        return html(StatusCode::OK, "Link created");
+    }
     (StatusCode::OK, axum::Json(json!({"id": id, "url": url}))).into_response()
 }
 

@@ -174,12 +174,26 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
+/// What a transport failure means for the request. A connect error (refused,
+/// DNS, the connect timeout, a TLS handshake) means nothing was sent; a
+/// refused certificate is a configuration problem; anything later may have
+/// reached Trustpilot. The connect timeout is kept below the total timeout
+/// (see `Client::new`), so a timeout that is not a connect error fired after
+/// the connection was made.
 fn transport(e: reqwest::Error) -> Error {
-    if e.is_connect() || e.is_builder() {
+    if crate::error::is_certificate_error(&e) {
+        Error::Certificate(e)
+    } else if e.is_connect() || e.is_builder() {
         Error::Connect(e)
     } else {
         Error::NoResponse(e)
     }
+}
+
+/// The host (and port) of a URL, to tell where a redirect points.
+fn authority(url: &str) -> Option<(String, Option<u16>)> {
+    let url = url::Url::parse(url).ok()?;
+    Some((url.host_str()?.to_owned(), url.port_or_known_default()))
 }
 
 fn business_unit_path(business_unit: &str) -> Result<&str> {
@@ -205,15 +219,18 @@ impl Client {
             ("auth", &config.endpoints.auth),
             ("invitations", &config.endpoints.invitations),
         ] {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(Error::Config(format!(
-                    "endpoints.{name} must be an http(s) URL"
-                )));
+            if let Err(problem) = crate::config::check_endpoint(url) {
+                return Err(Error::Config(format!("endpoints.{name}: {problem}")));
             }
         }
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
-            .connect_timeout(config.connect_timeout)
+            // Below the total timeout, so that a connection never made fails as
+            // a connect error (nothing sent), not as the total timeout (uncertain).
+            .connect_timeout(config.connect_timeout.min(config.timeout / 2))
+            // Never follow a redirect: a `sent` needs a 2xx from the endpoint
+            // called, and the bearer token must not travel to another URL.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("retl/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Config(e.to_string()))?;
@@ -330,11 +347,22 @@ impl Client {
             .form(&form)
             .send()
             .await
-            // No invitation rides on a token request: any transport failure is transient.
-            .map_err(Error::Connect)?;
+            // No invitation rides on a token request: any transport failure is
+            // transient, but a refused certificate is a configuration problem.
+            .map_err(|e| match transport(e) {
+                Error::NoResponse(e) => Error::Connect(e),
+                other => other,
+            })?;
         let status = response.status().as_u16();
         let after = retry_after(response.headers());
         let body = response.text().await.map_err(Error::Connect)?;
+        if (300..400).contains(&status) {
+            return Err(Error::Redirect {
+                status,
+                location: None,
+                same_host: false,
+            });
+        }
         if !(200..300).contains(&status) {
             if refresh.is_some() && status < 500 {
                 // A stale refresh token: fall back to the grant itself, once.
@@ -397,9 +425,27 @@ impl Client {
             let response = request.send().await.map_err(transport)?;
             let status = response.status().as_u16();
             let after = retry_after(response.headers());
+            let response_location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let text = response.text().await.map_err(transport)?;
             if (200..300).contains(&status) {
                 return Ok((status, text));
+            }
+            if (300..400).contains(&status) {
+                let location = response_location.map(|l| {
+                    url::Url::parse(url)
+                        .and_then(|base| base.join(&l))
+                        .map_or(l, |u| u.to_string())
+                });
+                let same_host = location.as_deref().and_then(authority) == authority(url);
+                return Err(Error::Redirect {
+                    status,
+                    location,
+                    same_host,
+                });
             }
             let error = ApiError::from_body(status, after, &text);
             let auth_refused = status == 401 || (status == 403 && !error.html);
@@ -445,12 +491,11 @@ impl Client {
         let url = self.business_unit_url(business_unit, "invitation-links")?;
         let body = serde_json::to_vec(link).map_err(|e| Error::Config(e.to_string()))?;
         let (status, text) = self.call(&url, Some(&body), true).await?;
-        serde_json::from_str(&text).map_err(|e| {
-            Error::Api(ApiError::from_body(
-                status,
-                None,
-                &format!("{{\"message\": \"a {status} answer without a link id and url: {e}\"}}"),
-            ))
+        // A 2xx means Trustpilot accepted the request: a body that cannot be
+        // read makes the outcome uncertain, never a rejection.
+        serde_json::from_str(&text).map_err(|_| Error::UnreadableSuccess {
+            status,
+            body: text.chars().take(200).collect(),
         })
     }
 

@@ -398,14 +398,9 @@ pub fn read_destination(
             if let Some(node) = e.get(key)
                 && let Some(url) = r.string(node, &join("endpoints", key))
             {
-                if url.starts_with("https://") || url.starts_with("http://") {
-                    *slot = url.trim_end_matches('/').to_owned();
-                } else {
-                    r.problem(
-                        node,
-                        &join("endpoints", key),
-                        format!("`{url}` is not an http(s) URL"),
-                    );
+                match check_endpoint(&url) {
+                    Ok(()) => *slot = url.trim_end_matches('/').to_owned(),
+                    Err(problem) => r.problem(node, &join("endpoints", key), problem),
                 }
             }
         }
@@ -464,20 +459,37 @@ pub fn read_destination(
     })
 }
 
-/// https anywhere, or http to a loopback address (the emulator).
+/// Whether `url` can be an endpoint: an absolute http(s) URL with a host and
+/// no credentials in it (they would travel with every request, and in logs).
+pub(crate) fn check_endpoint(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(format!("`{url}` is not an http(s) URL"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(
+            "an endpoint must not hold credentials (user:password@): auth: has them".to_owned(),
+        );
+    }
+    Ok(())
+}
+
+/// https anywhere, or http to a loopback address (the emulator), judged on
+/// the parsed host (IPv6 literals included).
 fn is_safe_endpoint(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return true;
+    let Ok(parsed) = url::Url::parse(url) else {
+        return false;
     };
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    match parsed.scheme() {
+        "https" => true,
+        "http" => match parsed.host() {
+            Some(url::Host::Domain(host)) => host.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
 }
 
 fn read_rate_limits(r: &mut Reader<'_>, node: &Node<'_>) -> Vec<RateWindow> {
@@ -746,4 +758,40 @@ fn read_settings(
         }
     }
     Some(settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_parsed_urls_without_credentials() {
+        assert!(check_endpoint("https://api.trustpilot.com").is_ok());
+        assert!(check_endpoint("http://127.0.0.1:8787/").is_ok());
+        let userinfo = check_endpoint("http://127.0.0.1:x@some-host").unwrap_err();
+        assert!(userinfo.contains("must not hold credentials"), "{userinfo}");
+        assert!(check_endpoint("https://user@api.example").is_err());
+        assert!(check_endpoint("ftp://api.example").is_err());
+        assert!(check_endpoint("api.example").is_err());
+    }
+
+    #[test]
+    fn plain_http_is_safe_only_to_this_machine_judged_on_the_parsed_host() {
+        for safe in [
+            "https://api.trustpilot.com",
+            "http://127.0.0.1:8787",
+            "http://localhost:1",
+            "http://[::1]:8787/x",
+        ] {
+            assert!(is_safe_endpoint(safe), "{safe}");
+        }
+        for unsafe_ in [
+            "http://api.example",
+            "http://127.0.0.1.evil.example",
+            "http://[2001:db8::1]:80",
+            "http://127.0.0.1:x@some-host",
+        ] {
+            assert!(!is_safe_endpoint(unsafe_), "{unsafe_}");
+        }
+    }
 }

@@ -134,13 +134,40 @@ pub enum Error {
     #[error("cannot get an access token: {0}")]
     Auth(ApiError),
     /// No connection could be made: nothing was sent.
-    #[error("cannot connect to trustpilot: {0}")]
+    #[error("cannot connect to trustpilot: {}", chain(.0))]
     Connect(reqwest::Error),
+    /// The server's TLS certificate was refused: nothing was sent, and no
+    /// retry can help (a configuration problem: the host, a proxy, the clock).
+    #[error("cannot connect to trustpilot: the TLS certificate was refused: {}", chain(.0))]
+    Certificate(reqwest::Error),
     /// The request went out but no complete answer came back.
     #[error(
-        "no answer from trustpilot after the request was sent (it may have been accepted): {0}"
+        "no answer from trustpilot after the request was sent (it may have been accepted): {}",
+        chain(.0)
     )]
     NoResponse(reqwest::Error),
+    /// A 3xx answer: retl never follows redirects (a `sent` needs a 2xx from
+    /// the endpoint called, and a bearer token must not travel elsewhere).
+    #[error("trustpilot answered HTTP {status} with a redirect to `{}`, which retl does not follow{}", location.as_deref().unwrap_or("?"), if *same_host { "" } else { " (another host: check the endpoints)" })]
+    Redirect {
+        /// The status.
+        status: u16,
+        /// The `Location` header.
+        location: Option<String>,
+        /// Whether it points to the host that was called.
+        same_host: bool,
+    },
+    /// A 2xx whose body is not what the endpoint returns: the request was
+    /// accepted (the link may exist), but its result cannot be read.
+    #[error(
+        "trustpilot answered HTTP {status}, but not with the expected JSON (it may have been created): {body}"
+    )]
+    UnreadableSuccess {
+        /// The status.
+        status: u16,
+        /// The body, truncated.
+        body: String,
+    },
     /// The token response could not be read.
     #[error("unexpected token response: {0}")]
     TokenResponse(String),
@@ -157,8 +184,17 @@ impl Error {
             Error::Auth(api) if api.status == 429 => ErrorClass::RateLimited,
             Error::Auth(api) if api.status >= 500 || api.html => ErrorClass::Transient,
             Error::Connect(_) => ErrorClass::Transient,
-            Error::NoResponse(_) => ErrorClass::Uncertain,
-            Error::Auth(_) | Error::TokenResponse(_) | Error::Config(_) => ErrorClass::Fatal,
+            Error::Redirect { same_host, .. } => {
+                if *same_host {
+                    ErrorClass::Transient
+                } else {
+                    ErrorClass::Fatal
+                }
+            }
+            Error::NoResponse(_) | Error::UnreadableSuccess { .. } => ErrorClass::Uncertain,
+            Error::Auth(_) | Error::TokenResponse(_) | Error::Config(_) | Error::Certificate(_) => {
+                ErrorClass::Fatal
+            }
         }
     }
 
@@ -169,6 +205,43 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// An error and its causes, `: `-joined (reqwest's own message names only
+/// the request; the reason, such as "connection refused", is in its sources).
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Whether a transport error is a refused TLS certificate.
+pub(crate) fn is_certificate_error(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            return matches!(
+                tls,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+            );
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && is_certificate_error(inner)
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Result with this crate's [`Error`].

@@ -43,7 +43,7 @@ pub(crate) struct EmulatorArgs {
     #[arg(long, default_value_t = 359_999)]
     token_lifetime_seconds: u64,
     /// A share of invitation requests that get a fault, FAULT=SHARE, with FAULT one of
-    /// server_error, cdn_error, cdn_forbidden, too_many_requests, drop, accept_then_hang, bad_request
+    /// server_error, cdn_error, cdn_forbidden, too_many_requests, drop, accept_then_hang, bad_request, redirect, link_not_json
     /// (e.g. --fault server_error=0.1); repeat for several.
     #[arg(long = "fault", value_parser = parse_fault)]
     faults: Vec<(retl_trustpilot_emulator::Fault, f64)>,
@@ -83,7 +83,7 @@ fn parse_fault(text: &str) -> Result<(retl_trustpilot_emulator::Fault, f64), Str
         .ok_or_else(|| format!("`{text}` is not FAULT=SHARE"))?;
     let fault: retl_trustpilot_emulator::Fault =
         serde_json::from_value(serde_json::Value::String(name.trim().to_owned())).map_err(|_| {
-            format!("unknown fault `{name}`; one of: server_error, cdn_error, cdn_forbidden, too_many_requests, drop, accept_then_hang, bad_request")
+            format!("unknown fault `{name}`; one of: server_error, cdn_error, cdn_forbidden, too_many_requests, drop, accept_then_hang, bad_request, redirect, link_not_json")
         })?;
     let share: f64 = share
         .trim()

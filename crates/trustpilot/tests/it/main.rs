@@ -202,3 +202,53 @@ async fn a_refused_connection_is_transient() {
         .unwrap_err();
     assert_eq!(err.class(), ErrorClass::Transient);
 }
+
+#[tokio::test]
+async fn a_redirect_is_never_followed_and_never_a_success() {
+    use retl_trustpilot_emulator::Fault;
+    let emulator = emulator().await;
+    let client = client(&emulator, client_credentials("user-emulator"));
+    emulator.script_faults([Some(Fault::Redirect)]);
+    let err = client
+        .create_email_invitation("bu-emulator", &invitation("R-1", "a@shop.example"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            retl_trustpilot::Error::Redirect {
+                status: 302,
+                same_host: true,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        err.class(),
+        ErrorClass::Transient,
+        "a failure, tried again later"
+    );
+    assert!(err.to_string().contains("/login"), "{err}");
+    assert!(emulator.invitations().is_empty());
+}
+
+#[tokio::test]
+async fn a_link_answered_with_unreadable_success_is_uncertain() {
+    use retl_trustpilot_emulator::Fault;
+    let emulator = emulator().await;
+    let client = client(&emulator, client_credentials("user-emulator"));
+    emulator.script_faults([Some(Fault::LinkNotJson)]);
+    let link =
+        retl_trustpilot::InvitationLink::for_invitation(&invitation("R-2", "b@shop.example"));
+    let err = client
+        .create_invitation_link("bu-emulator", &link)
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Uncertain, "{err}");
+    assert!(
+        err.to_string().contains("<html>"),
+        "the raw body is in the reason: {err}"
+    );
+    assert_eq!(emulator.invitations().len(), 1, "the link was created");
+}
