@@ -67,6 +67,9 @@ struct Cli {
     /// before failing with "database is locked" (e.g. 10s, 500ms).
     #[arg(long, global = true, env = "RETL_STATE_BUSY_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     state_busy_timeout: Duration,
+    /// For tests: read the clock this far ahead (leases expire at once).
+    #[arg(long, global = true, hide = true, env = "RETL_CLOCK_OFFSET", value_parser = parse_duration)]
+    clock_offset: Option<Duration>,
     #[command(subcommand)]
     command: Command,
 }
@@ -246,6 +249,19 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
+/// Whether stderr carries JSON lines only (`--log-format json`).
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Tells the user something on stderr: a plain line, or in JSON log mode a
+/// JSON log line, so that every line on stderr is then JSON.
+pub(crate) fn notice(message: &str) {
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(target: "retl", "{message}");
+    } else {
+        eprintln!("{message}");
+    }
+}
+
 fn init_logging(cli: &Cli) {
     let default = match cli.verbose {
         0 => "warn",
@@ -256,10 +272,15 @@ fn init_logging(cli: &Cli) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // No escape codes where no terminal reads them.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match cli.log_format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => {
+            JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
+            builder.json().init();
+        }
     }
 }
 
@@ -279,7 +300,11 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
-            eprintln!("error: {:#}", failure.error);
+            if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+                tracing::error!(target: "retl", exit_code = failure.code, "{:#}", failure.error);
+            } else {
+                eprintln!("error: {:#}", failure.error);
+            }
             ExitCode::from(failure.code)
         }
     }
@@ -300,6 +325,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         config_dir: cli.config_dir,
         state_url: cli.state,
         busy_timeout: cli.state_busy_timeout,
+        clock_offset: cli.clock_offset,
         environment,
     };
     match cli.command {
@@ -347,15 +373,20 @@ pub(crate) struct Ctx {
     pub busy_timeout: Duration,
     /// Where `${VAR}`s come from (`--env-file`, `--target`).
     pub environment: Environment,
+    /// `--clock-offset` (tests).
+    pub clock_offset: Option<Duration>,
 }
 
 impl Ctx {
     /// Opens the state database.
     pub(crate) async fn state(&self) -> Result<State, Failure> {
-        let options = OpenOptions {
+        let mut options = OpenOptions {
             busy_timeout: self.busy_timeout,
             ..OpenOptions::default()
         };
+        if let Some(ahead) = self.clock_offset {
+            options.clock = std::sync::Arc::new(retl_state::OffsetClock { ahead });
+        }
         Ok(State::open_with(&self.state_url, &options).await?)
     }
 
@@ -377,11 +408,11 @@ impl Ctx {
         let (found, _) = project.activation(activation)?;
         if !project.problems.is_empty() {
             let others: Vec<String> = project.problems.iter().map(|p| format!("  {p}")).collect();
-            eprintln!(
+            notice(&format!(
                 "warning: other configuration files have problems and were skipped (activation `{}` is fine):\n{}",
                 found.name,
                 others.join("\n")
-            );
+            ));
         }
         Ok(project)
     }

@@ -205,8 +205,10 @@ pub struct Inspection {
 #[derive(Debug)]
 pub struct Source {
     schema: SchemaRef,
-    batches: mpsc::Receiver<Result<RecordBatch>>,
+    batches: mpsc::Receiver<Result<Batch>>,
     reader: JoinHandle<()>,
+    /// The undecodable cells of the batch last returned.
+    problems: Vec<CellProblem>,
 }
 
 /// The `FROM` clause of a model: the quoted table, or the query as a subquery.
@@ -320,10 +322,7 @@ impl Source {
 
     /// Spawns `read` as the reader task; an error it ends with becomes the
     /// stream's last item.
-    fn start<F>(
-        schema: SchemaRef,
-        read: impl FnOnce(mpsc::Sender<Result<RecordBatch>>) -> F,
-    ) -> Source
+    fn start<F>(schema: SchemaRef, read: impl FnOnce(mpsc::Sender<Result<Batch>>) -> F) -> Source
     where
         F: Future<Output = Result<()>> + Send + 'static,
     {
@@ -341,6 +340,7 @@ impl Source {
             schema,
             batches: rx,
             reader,
+            problems: Vec::new(),
         }
     }
 
@@ -350,8 +350,21 @@ impl Source {
     }
 
     /// The next batch; `None` at the end of the model. After an error, `None`.
+    /// Cells it could not decode are NULL in it, and listed by
+    /// [`cell_problems`](Self::cell_problems).
     pub async fn next_batch(&mut self) -> Option<Result<RecordBatch>> {
-        self.batches.recv().await
+        match self.batches.recv().await? {
+            Ok((batch, problems)) => {
+                self.problems = problems;
+                Some(Ok(batch))
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// The cells of the batch last returned that could not be decoded.
+    pub fn cell_problems(&self) -> &[CellProblem] {
+        &self.problems
     }
 }
 
@@ -365,12 +378,29 @@ impl Drop for Source {
 pub(crate) async fn flush(
     schema: &SchemaRef,
     builders: &mut [columns::Builder],
-    tx: &mpsc::Sender<Result<RecordBatch>>,
+    problems: Vec<CellProblem>,
+    tx: &mpsc::Sender<Result<Batch>>,
 ) -> bool {
     let columns = builders.iter_mut().map(columns::Builder::finish).collect();
     let batch = RecordBatch::try_new(schema.clone(), columns)
         .expect("builders follow the schema and hold the same number of rows");
-    tx.send(Ok(batch)).await.is_ok()
+    tx.send(Ok((batch, problems))).await.is_ok()
+}
+
+/// A batch and the cells of it that could not be decoded.
+pub(crate) type Batch = (RecordBatch, Vec<CellProblem>);
+
+/// A cell the database sent that retl cannot decode (text that is not
+/// UTF-8, say). It is NULL in its batch; the run rejects its row with this
+/// reason and goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CellProblem {
+    /// The row, within its batch.
+    pub row: usize,
+    /// The column.
+    pub column: String,
+    /// What is wrong.
+    pub message: String,
 }
 
 /// Reads a stream of database rows into batches of `plan`, sending each full
@@ -380,11 +410,12 @@ pub(crate) async fn read_rows<R>(
     plan: &Plan,
     batch_size: usize,
     read_timeout: Duration,
-    tx: &mpsc::Sender<Result<RecordBatch>>,
+    tx: &mpsc::Sender<Result<Batch>>,
     append: impl Fn(&mut columns::Builder, &R, usize, u64) -> Result<()>,
 ) -> Result<()> {
     use futures::TryStreamExt as _;
     let mut builders = builders(plan, batch_size);
+    let mut problems = Vec::new();
     let mut row_number: u64 = 0;
     loop {
         let next = tokio::time::timeout(read_timeout, rows.try_next())
@@ -394,15 +425,36 @@ pub(crate) async fn read_rows<R>(
             break;
         };
         row_number += 1;
+        let in_batch = builders[0].len();
         for (index, builder) in builders.iter_mut().enumerate() {
-            append(builder, &row, index, row_number)?;
+            match append(builder, &row, index, row_number) {
+                Ok(()) => {}
+                // One bad cell costs its row, not the run.
+                Err(Error::Decode { column, message }) => {
+                    builder.append_null();
+                    problems.push(CellProblem {
+                        row: in_batch,
+                        column,
+                        message,
+                    });
+                }
+                Err(other) => return Err(other),
+            }
         }
-        if builders[0].len() >= batch_size && !flush(&plan.schema, &mut builders, tx).await {
+        if builders[0].len() >= batch_size
+            && !flush(
+                &plan.schema,
+                &mut builders,
+                std::mem::take(&mut problems),
+                tx,
+            )
+            .await
+        {
             return Ok(());
         }
     }
     if builders.first().is_some_and(|b| b.len() > 0) {
-        flush(&plan.schema, &mut builders, tx).await;
+        flush(&plan.schema, &mut builders, problems, tx).await;
     }
     Ok(())
 }

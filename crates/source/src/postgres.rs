@@ -91,7 +91,7 @@ async fn read(
     plan: &Plan,
     batch_size: usize,
     read_timeout: std::time::Duration,
-    tx: &mpsc::Sender<Result<crate::RecordBatch>>,
+    tx: &mpsc::Sender<Result<crate::Batch>>,
 ) -> Result<()> {
     let mut stream = conn.copy_out_raw(sql).await.map_err(Error::Query)?;
     let mut parser = Parser::new(plan, batch_size);
@@ -103,7 +103,7 @@ async fn read(
         let chunk = chunk.map_err(Error::Query)?;
         parser.feed(&chunk)?;
         while parser.full() {
-            if !flush(&plan.schema, &mut parser.builders, tx).await {
+            if !flush(&plan.schema, &mut parser.builders, Vec::new(), tx).await {
                 return Ok(());
             }
         }
@@ -115,7 +115,7 @@ async fn read(
         });
     }
     if parser.builders.first().is_some_and(|b| b.len() > 0) {
-        flush(&plan.schema, &mut parser.builders, tx).await;
+        flush(&plan.schema, &mut parser.builders, Vec::new(), tx).await;
     }
     Ok(())
 }

@@ -59,11 +59,17 @@ pub(crate) async fn open(spec: &SourceSpec) -> Result<Source> {
             &tx,
             |builder, row, i, n| {
                 let field = plan.schema.field(i);
-                append(builder, row, i).map_err(|found| Error::ValueType {
-                    column: field.name().clone(),
-                    row: n,
-                    found,
-                    expected: field.data_type().to_string(),
+                append(builder, row, i).map_err(|bad| match bad {
+                    Bad::Type(found) => Error::ValueType {
+                        column: field.name().clone(),
+                        row: n,
+                        found,
+                        expected: field.data_type().to_string(),
+                    },
+                    Bad::Text => Error::Decode {
+                        column: field.name().clone(),
+                        message: "the text is not valid UTF-8".to_owned(),
+                    },
                 })
             },
         )
@@ -71,15 +77,25 @@ pub(crate) async fn open(spec: &SourceSpec) -> Result<Source> {
     }))
 }
 
-/// Appends `row[index]`; `Err(found type)` if its storage class does not fit.
-fn append(builder: &mut Builder, row: &SqliteRow, index: usize) -> std::result::Result<(), String> {
-    let raw = row.try_get_raw(index).map_err(|e| e.to_string())?;
+/// Why a cell could not be appended.
+enum Bad {
+    /// Its storage class (named) does not fit the column: the run stops.
+    Type(String),
+    /// Text that is not UTF-8: its row is rejected.
+    Text,
+}
+
+/// Appends `row[index]`.
+fn append(builder: &mut Builder, row: &SqliteRow, index: usize) -> std::result::Result<(), Bad> {
+    let raw = row
+        .try_get_raw(index)
+        .map_err(|e| Bad::Type(e.to_string()))?;
     if raw.is_null() {
         builder.append_null();
         return Ok(());
     }
     let class = raw.type_info().name().to_owned();
-    let decode_err = |e: sqlx::Error| e.to_string();
+    let decode_err = |e: sqlx::Error| Bad::Type(e.to_string());
     match (builder, class.as_str()) {
         (Builder::Int64(b), "INTEGER") => {
             b.append_value(row.try_get_unchecked(index).map_err(decode_err)?);
@@ -100,12 +116,11 @@ fn append(builder: &mut Builder, row: &SqliteRow, index: usize) -> std::result::
             Builder::Utf8(b),
             "TEXT" | "INTEGER" | "REAL" | "NUMERIC" | "DATETIME" | "DATE" | "TIME" | "BOOLEAN",
         ) => {
-            b.append_value(
-                row.try_get_unchecked::<String, _>(index)
-                    .map_err(decode_err)?,
-            );
+            // SQLite stores whatever bytes it is given as TEXT.
+            let bytes: &[u8] = row.try_get_unchecked(index).map_err(decode_err)?;
+            b.append_value(std::str::from_utf8(bytes).map_err(|_| Bad::Text)?);
         }
-        _ => return Err(class),
+        _ => return Err(Bad::Type(class)),
     }
     Ok(())
 }

@@ -25,6 +25,20 @@ impl Clock for SystemClock {
     }
 }
 
+/// The system's clock, read as if it were `ahead` later: to see leases
+/// expire without waiting for them (tests of lease take-over).
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetClock {
+    /// How far ahead of the system's clock it is.
+    pub ahead: std::time::Duration,
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::from_std(self.ahead).unwrap_or(chrono::Duration::MAX)
+    }
+}
+
 /// A clock that stands still until it is moved (the tests of leases).
 #[cfg(test)]
 #[derive(Debug)]

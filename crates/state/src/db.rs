@@ -1,6 +1,6 @@
 //! The pool on the state database, and the transaction type behind [`Fenced`](crate::Fenced).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,6 +84,67 @@ pub(crate) fn sqlite_path(url: &str) -> Option<PathBuf> {
     (!path.starts_with(":memory:")).then(|| PathBuf::from(path))
 }
 
+/// An exclusive lock on `<database>.lock` beside a SQLite state file, held
+/// while the database is opened and migrated: two processes creating a new
+/// state database at the same moment would otherwise collide in SQLite's own
+/// locks ("database is locked") before either could take the lease.
+#[derive(Debug)]
+pub(crate) struct CreationLock(
+    #[allow(dead_code, reason = "held for its lock")] Option<std::fs::File>,
+);
+
+impl CreationLock {
+    /// Waits up to `timeout` for the lock of the SQLite file `path`.
+    pub(crate) async fn take(path: &Path, timeout: Duration) -> Result<CreationLock> {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".lock");
+        let lock_path = PathBuf::from(name);
+        let file = match std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+        {
+            Ok(file) => file,
+            // A folder retl may not write to (a read-only state): nothing can be
+            // created there either, so there is nothing to serialise.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Ok(CreationLock(None));
+            }
+            Err(source) => {
+                return Err(Error::CreateDir {
+                    path: lock_path,
+                    source,
+                });
+            }
+        };
+        let give_up = tokio::time::Instant::now() + timeout;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(CreationLock(Some(file))),
+                Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < give_up => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Error::CreateDir {
+                        path: lock_path,
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::WouldBlock,
+                            "another process is creating the state database",
+                        ),
+                    });
+                }
+                Err(std::fs::TryLockError::Error(source)) => {
+                    return Err(Error::CreateDir {
+                        path: lock_path,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+}
+
 impl Db {
     /// Opens the state database at `url`: `sqlite://PATH` (created, with its
     /// folder, on first use) or `postgres://…`.
@@ -99,15 +160,7 @@ impl Db {
         };
         match scheme.as_str() {
             "sqlite" => {
-                if let Some(file) = sqlite_path(url)
-                    && let Some(parent) = file.parent()
-                    && !parent.as_os_str().is_empty()
-                {
-                    std::fs::create_dir_all(parent).map_err(|source| Error::CreateDir {
-                        path: parent.to_owned(),
-                        source,
-                    })?;
-                }
+                // Its folder was made by `State::open_with`, under the creation lock.
                 let connect: SqliteConnectOptions = url.parse().map_err(open_error)?;
                 let connect = connect
                     .create_if_missing(true)
@@ -128,8 +181,17 @@ impl Db {
             }
             "postgres" | "postgresql" => {
                 let connect: PgConnectOptions = url.parse().map_err(open_error)?;
-                // Connect once first, so that an unreachable server fails with the
-                // driver's own words ("connection refused") and not a pool timeout.
+                // Connect once first, so that an unreachable server fails at once
+                // with the driver's own words ("connection refused"), not after
+                // the pool's retries as "pool timed out".
+                let probe = tokio::time::timeout(
+                    options.connect_timeout,
+                    <sqlx::PgConnection as sqlx::Connection>::connect_with(&connect),
+                )
+                .await
+                .map_err(|_| open_error(sqlx::Error::PoolTimedOut))?
+                .map_err(open_error)?;
+                sqlx::Connection::close(probe).await.ok();
                 let pool = PgPoolOptions::new()
                     .max_connections(4)
                     .acquire_timeout(options.connect_timeout)

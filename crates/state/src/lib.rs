@@ -44,7 +44,7 @@ use std::sync::Arc;
 
 #[cfg(test)]
 pub(crate) use clock::ManualClock;
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, OffsetClock, SystemClock};
 pub use db::OpenOptions;
 pub use error::{Error, Result};
 pub use lease::{Fenced, Lease};
@@ -74,8 +74,24 @@ impl State {
 
     /// [`open`](Self::open) with options: the clock, SQLite's busy timeout.
     pub async fn open_with(url: &str, options: &OpenOptions) -> Result<State> {
+        // A new SQLite file is created and migrated by one process at a time.
+        let creating = match db::sqlite_path(url).filter(|p| !p.as_os_str().is_empty()) {
+            Some(path) => {
+                if let Some(parent) = path.parent()
+                    && !parent.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(parent).map_err(|source| Error::CreateDir {
+                        path: parent.to_owned(),
+                        source,
+                    })?;
+                }
+                Some(db::CreationLock::take(&path, options.busy_timeout).await?)
+            }
+            None => None,
+        };
         let db = Db::open(url, options).await?;
         migrate::run(&db, options.clock.as_ref()).await?;
+        drop(creating);
         let token_cache = match &db {
             // Beside the database file.
             Db::Sqlite(_) => db::sqlite_path(url)

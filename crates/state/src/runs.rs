@@ -116,6 +116,11 @@ pub struct Counts {
     /// activation's first run (`first_run: skip_existing`).
     #[serde(default)]
     pub baseline: u64,
+    /// Invitation links created (and `sent`) whose URL could not be written
+    /// back to the warehouse; the reason is in their run-log rows. Not part
+    /// of the accounting identities.
+    #[serde(default)]
+    pub writeback_failed: u64,
 }
 
 impl Counts {
@@ -354,21 +359,59 @@ impl Fenced {
 
     /// Closes every other run of this activation still recorded as `running`
     /// as `abandoned`: the lease this transaction checked proves that none of
-    /// them is alive. Returns how many.
+    /// them is alive. Each gets the counts of what it did record (its run-log
+    /// rows), so that they add up. Returns how many.
     pub async fn abandon_stale_runs(&mut self) -> Result<u64> {
-        let n = on!(self.tx.executor(), |c| sqlx::query(
-            "UPDATE runs SET status = 'abandoned', finished_at = $3,
-                    error = 'the run stopped without closing its record (killed, or its machine failed)'
-             WHERE activation = $1 AND status = 'running' AND run_id <> $2"
+        let stale: Vec<(String,)> =
+            on!(self.tx.executor(), |c| {
+                sqlx::query_as(
+            "SELECT run_id FROM runs WHERE activation = $1 AND status = 'running' AND run_id <> $2"
         )
         .bind(&self.activation)
         .bind(&self.run_id)
-        .bind(&self.now)
-        .execute(c)
+        .fetch_all(c)
         .await
-        .map(|r| r.rows_affected()))
-        .map_err(Error::db("close abandoned runs"))?;
-        Ok(n)
+            })
+            .map_err(Error::db("find abandoned runs"))?;
+        for (run_id,) in &stale {
+            let outcomes: Vec<(String, i64)> = on!(self.tx.executor(), |c| sqlx::query_as(
+                "SELECT outcome, COUNT(*) FROM run_rows WHERE run_id = $1 GROUP BY outcome"
+            )
+            .bind(run_id)
+            .fetch_all(c)
+            .await)
+            .map_err(Error::db("count an abandoned run's rows"))?;
+            let mut counts = Counts::default();
+            for (outcome, n) in outcomes {
+                let n = u64::try_from(n).unwrap_or_default();
+                let outcome: RowOutcome = outcome.parse().map_err(|detail| Error::Corrupt {
+                    what: "run-log outcome",
+                    detail,
+                })?;
+                match outcome {
+                    RowOutcome::Sent => counts.sent += n,
+                    RowOutcome::Rejected => counts.rejected += n,
+                    RowOutcome::Failed => counts.failed += n,
+                    RowOutcome::Uncertain => counts.uncertain += n,
+                    RowOutcome::Skipped => counts.skipped += n,
+                }
+                counts.new += n;
+                counts.read += n;
+            }
+            on!(self.tx.executor(), |c| sqlx::query(
+                "UPDATE runs SET status = 'abandoned', finished_at = $2, counts = $3,
+                        error = 'the run stopped without closing its record (killed, its lease lost, or its machine failed); its counts are the rows it logged'
+                 WHERE run_id = $1"
+            )
+            .bind(run_id)
+            .bind(&self.now)
+            .bind(counts_json(&counts))
+            .execute(c)
+            .await
+            .map(|_| ()))
+            .map_err(Error::db("close abandoned runs"))?;
+        }
+        Ok(stale.len() as u64)
     }
 
     /// Records the end of the run: its status, counts and error; sets `finished_at`.

@@ -59,6 +59,13 @@ pub struct Credentials {
     pub grant: Grant,
 }
 
+/// A token and a place under the rate limits, for one request ([`Client::ready`]).
+#[derive(Debug)]
+pub struct Ticket {
+    token: Secret,
+    generation: u64,
+}
+
 /// Everything a [`Client`] needs.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -400,12 +407,39 @@ impl Client {
         body: Option<&[u8]>,
         as_business_user: bool,
     ) -> Result<(u16, String)> {
+        let ticket = self.ready().await?;
+        self.call_with(ticket, url, body, as_business_user).await
+    }
+
+    /// Waits for a token and a place under the rate limits: what a request
+    /// needs before it can leave. The caller may do what must precede the
+    /// request (mark it in flight) and then send it with the ticket; it can
+    /// also drop the wait (an interrupt) with nothing sent.
+    pub async fn ready(&self) -> Result<Ticket> {
+        // Token first: a mint can take a moment, and the limiter must count
+        // the call as close as possible to when Trustpilot sees it.
+        let (token, generation) = self.token().await?;
+        self.shared.limiter.acquire().await;
+        Ok(Ticket { token, generation })
+    }
+
+    /// Sends one request with the token and rate slot of `ticket`. On a 401
+    /// or a JSON 403, mints a new token, waits for another slot, and retries
+    /// once.
+    async fn call_with(
+        &self,
+        ticket: Ticket,
+        url: &str,
+        body: Option<&[u8]>,
+        as_business_user: bool,
+    ) -> Result<(u16, String)> {
         let mut retried = false;
+        let mut ticket = Some(ticket);
         loop {
-            // Token first: a mint can take a moment, and the limiter must count
-            // the call as close as possible to when Trustpilot sees it.
-            let (token, generation) = self.token().await?;
-            self.shared.limiter.acquire().await;
+            let Ticket { token, generation } = match ticket.take() {
+                Some(ticket) => ticket,
+                None => self.ready().await?,
+            };
             let mut request = match body {
                 Some(body) => self
                     .http
@@ -472,9 +506,21 @@ impl Client {
         business_unit: &str,
         invitation: &EmailInvitation,
     ) -> Result<Accepted> {
+        let ticket = self.ready().await?;
+        self.send_email_invitation(ticket, business_unit, invitation)
+            .await
+    }
+
+    /// Creates one email invitation with a ticket from [`ready`](Self::ready).
+    pub async fn send_email_invitation(
+        &self,
+        ticket: Ticket,
+        business_unit: &str,
+        invitation: &EmailInvitation,
+    ) -> Result<Accepted> {
         let url = self.business_unit_url(business_unit, "email-invitations")?;
         let body = serde_json::to_vec(invitation).map_err(|e| Error::Config(e.to_string()))?;
-        let (status, text) = self.call(&url, Some(&body), true).await?;
+        let (status, text) = self.call_with(ticket, &url, Some(&body), true).await?;
         // The success body is undocumented: keep an id if one is there.
         let id = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
@@ -488,9 +534,20 @@ impl Client {
         business_unit: &str,
         link: &InvitationLink,
     ) -> Result<LinkCreated> {
+        let ticket = self.ready().await?;
+        self.send_invitation_link(ticket, business_unit, link).await
+    }
+
+    /// Creates one invitation link with a ticket from [`ready`](Self::ready).
+    pub async fn send_invitation_link(
+        &self,
+        ticket: Ticket,
+        business_unit: &str,
+        link: &InvitationLink,
+    ) -> Result<LinkCreated> {
         let url = self.business_unit_url(business_unit, "invitation-links")?;
         let body = serde_json::to_vec(link).map_err(|e| Error::Config(e.to_string()))?;
-        let (status, text) = self.call(&url, Some(&body), true).await?;
+        let (status, text) = self.call_with(ticket, &url, Some(&body), true).await?;
         // A 2xx means Trustpilot accepted the request: a body that cannot be
         // read makes the outcome uncertain, never a rejection.
         serde_json::from_str(&text).map_err(|_| Error::UnreadableSuccess {

@@ -45,7 +45,7 @@ mod settings;
 mod token;
 
 pub use client::{
-    Accepted, Client, ClientConfig, Credentials, Endpoints, Grant, LinkCreated, Template,
+    Accepted, Client, ClientConfig, Credentials, Endpoints, Grant, LinkCreated, Template, Ticket,
 };
 pub use config::{Destination, RetryPolicy, Target, TargetKind};
 pub use error::{ApiError, Error, ErrorClass, Result};

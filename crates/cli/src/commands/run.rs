@@ -25,8 +25,8 @@ pub(crate) async fn on_signal(cancel: retl_engine::Cancel) {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}
     }
-    eprintln!(
-        "interrupted: no new requests; finishing the ones under way (Ctrl-C again does not hurry them)"
+    crate::notice(
+        "interrupted: no new requests; finishing the ones under way (Ctrl-C again does not hurry them)",
     );
     cancel.cancel();
 }

@@ -90,10 +90,10 @@ async fn resend(
             return Ok(0);
         }
     }
-    eprintln!(
+    crate::notice(&format!(
         "releasing the uncertain row(s) of run {run_id}; running `{}`",
         activation.name
-    );
+    ));
     let options = retl_engine::RunOptions {
         release_uncertain_of: Some(run_id.to_owned()),
         drain: crate::commands::run::drain(destination),

@@ -84,6 +84,7 @@ impl RunCtx<'_> {
         kind: TargetKind,
         batch: &RecordBatch,
         columns: &Columns,
+        undecodable: &HashMap<usize, String>,
     ) -> Result<Vec<Pending>> {
         let keys = hash_rows(batch, &columns.key)?;
         let contents = hash_rows(batch, &columns.content)?;
@@ -114,6 +115,10 @@ impl RunCtx<'_> {
                     Some(reason),
                 ));
             };
+            if let Some(problem) = undecodable.get(&row) {
+                reject_unrecorded(self, &mut logs, format!("cannot be read: {problem}"));
+                continue;
+            }
             if has_null {
                 let reason = format!(
                     "primary key ({}) is NULL",
@@ -199,6 +204,7 @@ impl RunCtx<'_> {
         invitations: &Invitations,
         batch: &RecordBatch,
         columns: &Columns,
+        undecodable: &HashMap<usize, String>,
     ) -> Result<()> {
         let keys = hash_rows(batch, &columns.key)?;
         let contents = hash_rows(batch, &columns.content)?;
@@ -207,13 +213,17 @@ impl RunCtx<'_> {
         for row in 0..batch.num_rows() {
             self.counts.read += 1;
             let has_null = columns.key.iter().any(|&c| batch.column(c).is_null(row));
-            if has_null {
+            let problem = undecodable.get(&row);
+            if has_null || problem.is_some() {
                 self.counts.new += 1;
                 self.counts.rejected += 1;
-                let reason = format!(
-                    "primary key ({}) is NULL",
-                    self.activation.primary_key.join(", ")
-                );
+                let reason = match problem {
+                    Some(problem) => format!("cannot be read: {problem}"),
+                    None => format!(
+                        "primary key ({}) is NULL",
+                        self.activation.primary_key.join(", ")
+                    ),
+                };
                 logs.push(RowLog::new(
                     key_text(batch, &columns.key, row),
                     invitations.reference(batch, row).as_deref(),

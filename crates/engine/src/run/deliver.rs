@@ -1,25 +1,43 @@
-//! Delivering the rows of a batch: mark in flight, send (from tasks that touch
-//! no database), record each outcome as it arrives.
+//! Delivering the rows of a batch. Each row's requests run in a task of its
+//! own: it waits for a token and a place under the rate limits, then marks
+//! the row in flight (a fenced transaction), then sends; the run's loop
+//! records each outcome as it arrives.
+//!
+//! Marking last means a row is in flight only when its bytes are about to go
+//! out: a run killed while rows wait for the rate window leaves them as they
+//! were, sent by the next run, not `uncertain`. Every wait races the run's
+//! cancellation, and an interrupt has one deadline (`RunOptions::drain` from
+//! the signal): no request starts after the signal, requests under way may
+//! finish until shortly before the deadline, and what is still running then is
+//! `uncertain` if it was sent, `skipped` if not.
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use retl_diff::{RowHash, Status};
-use retl_state::{Outcome, RowLog, RowOutcome};
+use retl_state::{Lease, Outcome, RowLog, RowOutcome, State};
 use retl_trustpilot::{Accepted, Client, ErrorClass, LinkCreated, RetryPolicy, Settings};
 
 use super::classify::{Pending, Request};
-use super::{HoldPoint, RunCtx};
+use super::{HoldPoint, RunCtx, RunOptions, hold_at};
 use crate::{Error, Result};
 
 /// What came of one row's requests.
 enum Delivery {
     Sent(Accepted),
     Linked(LinkCreated),
-    Refused(ErrorClass, retl_trustpilot::Error),
+    /// The last request failed; `marked`: the row was marked in flight.
+    Refused {
+        class: ErrorClass,
+        error: retl_trustpilot::Error,
+        marked: bool,
+    },
+    /// Interrupted before any request for the row left (it is not marked).
+    NotStarted,
+    /// Marking the row failed (the lease was lost, the state database failed).
+    Lost(retl_state::Error),
 }
 
 /// What the delivery loop of one run works with.
@@ -36,6 +54,39 @@ struct Net {
     rate_limited_budget: AtomicU32,
     /// Set when the destination refused the run: no new request leaves.
     stop: AtomicBool,
+    /// Where rows are marked in flight, under the run's lease.
+    state: State,
+    lease: Lease,
+    options: RunOptions,
+    /// Arrivals at [`HoldPoint::InFlight`].
+    in_flight_arrivals: AtomicU64,
+    /// Keys marked in flight and not yet recorded.
+    marked: Mutex<HashSet<RowHash>>,
+}
+
+impl Net {
+    fn marked(&self) -> std::sync::MutexGuard<'_, HashSet<RowHash>> {
+        self.marked.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Marks the row in flight, just before its request leaves.
+    async fn mark(&self, p: &Pending) -> retl_state::Result<()> {
+        let mut tx = self.state.fenced(&self.lease).await?;
+        tx.mark_in_flight(&p.key, &p.content, &p.row_key, Some(&p.reference))
+            .await?;
+        tx.commit().await?;
+        self.marked().insert(p.key);
+        Ok(())
+    }
+
+    /// Gives a marked row back (interrupted before its request left).
+    async fn unmark(&self, p: &Pending) -> retl_state::Result<()> {
+        let mut tx = self.state.fenced(&self.lease).await?;
+        tx.restore(&p.key, p.previous.as_ref()).await?;
+        tx.commit().await?;
+        self.marked().remove(&p.key);
+        Ok(())
+    }
 }
 
 impl Sender {
@@ -43,14 +94,15 @@ impl Sender {
     pub(super) fn new(
         destination: &retl_trustpilot::Destination,
         settings: &Settings,
-        token_cache: Option<&Path>,
+        ctx: &RunCtx<'_>,
     ) -> Result<Sender> {
-        let client = Client::new(destination.client_config(token_cache)).map_err(|error| {
-            Error::Destination {
-                destination: destination.name.clone(),
-                error,
-            }
-        })?;
+        let client =
+            Client::new(destination.client_config(ctx.state.token_cache())).map_err(|error| {
+                Error::Destination {
+                    destination: destination.name.clone(),
+                    error,
+                }
+            })?;
         Ok(Sender {
             net: Arc::new(Net {
                 client,
@@ -58,19 +110,52 @@ impl Sender {
                 policy: destination.retry,
                 rate_limited_budget: AtomicU32::new(destination.retry.rate_limited_retries),
                 stop: AtomicBool::new(false),
+                state: ctx.state.clone(),
+                lease: ctx.lease.clone(),
+                options: ctx.options.clone(),
+                in_flight_arrivals: AtomicU64::new(0),
+                marked: Mutex::new(HashSet::new()),
             }),
         })
     }
 }
 
+/// The reason of a row not sent because its run stopped.
+fn stopped_reason(cancelled: bool) -> &'static str {
+    if cancelled {
+        "run interrupted before this row was sent"
+    } else {
+        "run stopped before this row was sent"
+    }
+}
+
 impl RunCtx<'_> {
+    /// When requests still running after an interrupt are given up: shortly
+    /// before the deadline, which leaves time to record them.
+    fn give_up_at(&self) -> Option<tokio::time::Instant> {
+        let drain = self.options.drain;
+        self.options
+            .cancel
+            .deadline(drain.saturating_sub(Duration::from_secs(2).min(drain / 4)))
+    }
+
+    /// Bounds `work` by the interrupt's deadline, once there is one.
+    async fn by_deadline<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
+        match self.options.cancel.deadline(self.options.drain) {
+            None => work.await,
+            Some(deadline) => tokio::time::timeout_at(deadline, work)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::Internal(
+                        "the state database did not answer before the interrupt's deadline"
+                            .to_owned(),
+                    ))
+                }),
+        }
+    }
+
     /// Sends `pending` with up to `concurrency` requests in flight, committing each
     /// outcome as it arrives. Returns the error that stopped the run, if any.
-    ///
-    /// Requests run as tasks of their own (in a `JoinSet`, aborted if this run
-    /// fails) that touch no database: marking in flight and committing happen
-    /// here, so requests go out when the limiter lets them, whatever the
-    /// database is doing, and no request holds a database connection.
     pub(super) async fn deliver_all(
         &mut self,
         sender: &Sender,
@@ -79,7 +164,7 @@ impl RunCtx<'_> {
     ) -> Result<Option<retl_trustpilot::Error>> {
         let mut queue = pending.into_iter();
         let mut running = tokio::task::JoinSet::new();
-        // What is under way, to account for requests abandoned at an interrupt.
+        // What is under way, to account for requests given up at an interrupt.
         let mut under_way: HashMap<RowHash, (RowHash, String, String)> = HashMap::new();
         let mut fatal = None;
         loop {
@@ -88,11 +173,6 @@ impl RunCtx<'_> {
                 && !self.options.cancel.is_cancelled()
             {
                 let Some(p) = queue.next() else { break };
-                let mut tx = self.state.fenced(self.lease).await?;
-                tx.mark_in_flight(&p.key, &p.content, &p.row_key, Some(&p.reference))
-                    .await?;
-                tx.commit().await?;
-                self.hold(HoldPoint::InFlight).await;
                 under_way.insert(p.key, (p.content, p.row_key.clone(), p.reference.clone()));
                 let net = sender.net.clone();
                 running.spawn(async move {
@@ -100,22 +180,24 @@ impl RunCtx<'_> {
                     (p, delivery)
                 });
             }
-            let next = if self.options.cancel.is_cancelled() {
-                // Interrupted: requests under way get a bounded time to finish;
-                // the rest are abandoned, in flight, for the next run to report.
-                match tokio::time::timeout(self.options.drain, running.join_next()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        tracing::warn!(
-                            abandoned = running.len(),
-                            "requests did not finish in time"
-                        );
-                        running.abort_all();
-                        break;
+            let next = match self.give_up_at() {
+                Some(give_up) => {
+                    match tokio::time::timeout_at(give_up, running.join_next()).await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            tracing::warn!(
+                                abandoned = running.len(),
+                                "requests did not finish before the interrupt's deadline"
+                            );
+                            running.abort_all();
+                            break;
+                        }
                     }
                 }
-            } else {
-                running.join_next().await
+                None => tokio::select! {
+                    next = running.join_next() => next,
+                    () = self.options.cancel.cancelled() => continue,
+                },
             };
             let Some(done) = next else {
                 break;
@@ -123,57 +205,76 @@ impl RunCtx<'_> {
             let (p, delivery) =
                 done.map_err(|e| Error::Internal(format!("a request task failed: {e}")))?;
             under_way.remove(&p.key);
+            if let Delivery::Lost(error) = delivery {
+                // The lease is gone (or the database): nothing more can be recorded.
+                return Err(error.into());
+            }
             self.record_delivery(sender, p, delivery, &mut fatal)
                 .await?;
             self.hold(HoldPoint::Recorded).await;
         }
-        // Requests abandoned at an interrupt may have reached Trustpilot.
-        let abandoned: Vec<(RowHash, RowHash, String, String)> = under_way
-            .into_iter()
-            .map(|(key, (content, row_key, reference))| (key, content, row_key, reference))
-            .collect();
-        let reason = "interrupted while the request was under way: delivery unknown, not resent";
-        let outcomes: Vec<Outcome<'_>> = abandoned
-            .iter()
-            .map(|(key, content, _, reference)| Outcome {
-                key: *key,
-                content: *content,
-                status: Status::Uncertain,
-                reference: Some(reference),
-                error: Some(reason),
-            })
-            .collect();
-        let logs: Vec<RowLog> = abandoned
-            .iter()
-            .map(|(_, _, row_key, reference)| {
-                RowLog::new(
+        // Requests given up at the deadline: those sent may have reached
+        // Trustpilot; the others never left.
+        let marked = sender.net.marked().clone();
+        let cancelled = self.options.cancel.is_cancelled();
+        let uncertain_reason =
+            "interrupted while the request was under way: delivery unknown, not resent";
+        let mut outcomes = Vec::new();
+        let mut logs = Vec::new();
+        for (key, (content, row_key, reference)) in &under_way {
+            if marked.contains(key) {
+                self.counts.uncertain += 1;
+                outcomes.push(Outcome {
+                    key: *key,
+                    content: *content,
+                    status: Status::Uncertain,
+                    reference: Some(reference),
+                    error: Some(uncertain_reason),
+                });
+                logs.push(RowLog::new(
                     row_key.as_str(),
                     Some(reference),
                     RowOutcome::Uncertain,
-                    Some(reason.to_owned()),
-                )
-            })
-            .collect();
-        self.counts.uncertain += abandoned.len() as u64;
-        self.commit(&outcomes, &logs).await?;
-        // Rows never sent because the run stopped: logged, retried by the next run.
-        let mut logs = Vec::new();
-        let reason = if self.options.cancel.is_cancelled() {
-            "run interrupted before this row was sent"
-        } else {
-            "run stopped before this row was sent"
-        };
+                    Some(uncertain_reason.to_owned()),
+                ));
+            } else {
+                self.counts.skipped += 1;
+                logs.push(RowLog::new(
+                    row_key.as_str(),
+                    Some(reference),
+                    RowOutcome::Skipped,
+                    Some(stopped_reason(cancelled).to_owned()),
+                ));
+            }
+        }
+        // Rows never started because the run stopped: logged, sent by the next run.
         for p in queue {
             self.counts.skipped += 1;
             logs.push(RowLog::new(
                 p.row_key,
                 Some(&p.reference),
                 RowOutcome::Skipped,
-                Some(reason.to_owned()),
+                Some(stopped_reason(cancelled).to_owned()),
             ));
         }
-        self.commit(&[], &logs).await?;
+        self.commit_bounded(&outcomes, &logs).await?;
         Ok(fatal)
+    }
+
+    /// [`commit`](RunCtx::commit), by the interrupt's deadline once there is one.
+    async fn commit_bounded(&mut self, outcomes: &[Outcome<'_>], logs: &[RowLog]) -> Result<()> {
+        let deadline = self.options.cancel.deadline(self.options.drain);
+        match deadline {
+            None => self.commit(outcomes, logs).await,
+            Some(deadline) => tokio::time::timeout_at(deadline, self.commit(outcomes, logs))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::Internal(
+                        "the state database did not answer before the interrupt's deadline"
+                            .to_owned(),
+                    ))
+                }),
+        }
     }
 
     /// Commits what came of one row's requests.
@@ -203,11 +304,22 @@ impl RunCtx<'_> {
                 log.invitation_id = Some(link.id);
                 log.link_url = Some(link.url);
                 if let Some(problem) = self.write_back(&p, log.link_url.as_deref()).await {
+                    self.counts.writeback_failed += 1;
                     log.reason = Some(problem);
                 }
                 Some(Status::Sent)
             }
-            Delivery::Refused(class, error) => {
+            Delivery::NotStarted => {
+                self.counts.skipped += 1;
+                log.reason = Some(stopped_reason(self.options.cancel.is_cancelled()).to_owned());
+                None
+            }
+            Delivery::Lost(_) => unreachable!("a lost lease ends the loop before recording"),
+            Delivery::Refused {
+                class,
+                error,
+                marked,
+            } => {
                 if let Some(api) = error.api() {
                     log.status_code = Some(api.status);
                     log.error_code.clone_from(&api.error_code);
@@ -239,7 +351,7 @@ impl RunCtx<'_> {
                         // Trustpilot refused the destination, not this row: it was
                         // not accepted, so its key goes back to where it was.
                         sender.net.stop.store(true, Ordering::SeqCst);
-                        restore = true;
+                        restore = marked;
                         self.counts.skipped += 1;
                         log.reason = Some(format!("run stopped: {error}"));
                         fatal.get_or_insert(error);
@@ -263,13 +375,19 @@ impl RunCtx<'_> {
             error: log.reason.as_deref(),
         });
         let outcomes: Vec<Outcome<'_>> = outcome.into_iter().collect();
-        let mut tx = self.state.fenced(self.lease).await?;
-        if restore {
-            tx.restore(&p.key, p.previous.as_ref()).await?;
-        }
-        tx.record(&outcomes).await?;
-        tx.log_rows(self.seq, std::slice::from_ref(&log)).await?;
-        tx.commit().await?;
+        let (state, lease, seq) = (self.state, self.lease, self.seq);
+        self.by_deadline(async {
+            let mut tx = state.fenced(lease).await?;
+            if restore {
+                tx.restore(&p.key, p.previous.as_ref()).await?;
+            }
+            tx.record(&outcomes).await?;
+            tx.log_rows(seq, std::slice::from_ref(&log)).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await?;
+        sender.net.marked().remove(&p.key);
         self.seq += 1;
         Ok(())
     }
@@ -289,16 +407,33 @@ impl RunCtx<'_> {
                 writeback.key_column
             ));
         };
-        match writer
-            .set_text(
+        // A writeback waits no longer than a request, nor past an interrupt's deadline.
+        let limit = self.options.drain.max(Duration::from_secs(5));
+        let deadline = self
+            .options
+            .cancel
+            .deadline(self.options.drain)
+            .unwrap_or_else(|| tokio::time::Instant::now() + limit)
+            .min(tokio::time::Instant::now() + limit);
+        let written = tokio::time::timeout_at(
+            deadline,
+            writer.set_text(
                 &writeback.table,
                 &writeback.key_column,
                 &writeback.url_column,
                 key,
                 url,
-            )
-            .await
-        {
+            ),
+        )
+        .await;
+        let Ok(written) = written else {
+            tracing::warn!("writing an invitation link back took too long; given up");
+            return Some(format!(
+                "link created; writing it back did not finish within {}s",
+                limit.as_secs()
+            ));
+        };
+        match written {
             Ok(0) => Some(format!(
                 "link created; not written back: no row of `{}` has that `{}`",
                 writeback.table, writeback.key_column
@@ -320,24 +455,51 @@ fn jitter(max: Duration) -> Duration {
     max.mul_f64(f64::from(nanos % 1000) / 1000.0)
 }
 
-/// Sends one row (already marked in flight), retrying transient failures (up
-/// to `tries_per_run`) and waiting out 429s (while the run's budget lasts,
-/// without counting them as tries). Touches no database.
+/// Sends one row: for each try, waits for a token and a rate slot, marks the
+/// row in flight (first try only), sends; retries transient failures (up to
+/// `tries_per_run`) and waits out 429s (while the run's budget lasts, without
+/// counting them as tries). Every wait races the run's cancellation, and no
+/// request starts once it is cancelled.
 async fn deliver(net: &Net, p: &Pending) -> Delivery {
+    let cancel = &net.options.cancel;
     let mut tries = 0;
+    let mut marked = false;
     loop {
         tries += 1;
-        let result = match &p.request {
-            Request::Email(body) => net
-                .client
-                .create_email_invitation(&net.business_unit, body)
-                .await
-                .map(Delivery::Sent),
-            Request::Link(link) => net
-                .client
-                .create_invitation_link(&net.business_unit, link)
-                .await
-                .map(Delivery::Linked),
+        let ticket = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return not_started(net, p, marked).await,
+            ticket = net.client.ready() => ticket,
+        };
+        let result = match ticket {
+            Err(error) => Err(error),
+            Ok(ticket) => {
+                if !marked {
+                    if cancel.is_cancelled() {
+                        return Delivery::NotStarted;
+                    }
+                    if let Err(error) = net.mark(p).await {
+                        return Delivery::Lost(error);
+                    }
+                    marked = true;
+                    hold_at(&net.options, HoldPoint::InFlight, &net.in_flight_arrivals).await;
+                }
+                if cancel.is_cancelled() {
+                    return not_started(net, p, marked).await;
+                }
+                match &p.request {
+                    Request::Email(body) => net
+                        .client
+                        .send_email_invitation(ticket, &net.business_unit, body)
+                        .await
+                        .map(Delivery::Sent),
+                    Request::Link(link) => net
+                        .client
+                        .send_invitation_link(ticket, &net.business_unit, link)
+                        .await
+                        .map(Delivery::Linked),
+                }
+            }
         };
         let error = match result {
             Ok(delivery) => return delivery,
@@ -363,9 +525,24 @@ async fn deliver(net: &Net, p: &Pending) -> Delivery {
         }
         let retryable = matches!(class, ErrorClass::Transient | ErrorClass::RateLimited);
         if !retryable || tries >= net.policy.tries_per_run || net.stop.load(Ordering::SeqCst) {
-            return Delivery::Refused(class, error);
+            return Delivery::Refused {
+                class,
+                error,
+                marked,
+            };
         }
         tracing::debug!(tries, wait_ms = wait.as_millis(), %error, "retrying");
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = cancel.cancelled() => return Delivery::Refused { class, error, marked },
+        }
     }
+}
+
+/// Interrupted before a request left: a marked row is given back.
+async fn not_started(net: &Net, p: &Pending, marked: bool) -> Delivery {
+    if marked && let Err(error) = net.unmark(p).await {
+        return Delivery::Lost(error);
+    }
+    Delivery::NotStarted
 }

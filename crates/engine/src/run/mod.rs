@@ -4,7 +4,7 @@
 mod classify;
 mod deliver;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -19,31 +19,44 @@ use crate::{Error, Result};
 
 pub(crate) use classify::Columns;
 
-/// A cancellation every part of a run can poll or wait on.
+/// A cancellation every part of a run can poll or wait on, and the moment it
+/// came (every deadline of an interrupt counts from it).
 #[derive(Debug, Clone)]
-pub struct Cancel(Arc<tokio::sync::watch::Sender<bool>>);
+pub struct Cancel(Arc<tokio::sync::watch::Sender<Option<tokio::time::Instant>>>);
 
 impl Default for Cancel {
     fn default() -> Self {
-        Cancel(Arc::new(tokio::sync::watch::channel(false).0))
+        Cancel(Arc::new(tokio::sync::watch::channel(None).0))
     }
 }
 
 impl Cancel {
-    /// Cancels (SIGINT, SIGTERM): every waiter wakes.
+    /// Cancels (SIGINT, SIGTERM): every waiter wakes. A second cancel keeps
+    /// the first one's moment.
     pub fn cancel(&self) {
-        self.0.send_replace(true);
+        self.0.send_if_modified(|at| {
+            if at.is_some() {
+                return false;
+            }
+            *at = Some(tokio::time::Instant::now());
+            true
+        });
     }
 
     /// Whether it was cancelled.
     pub fn is_cancelled(&self) -> bool {
-        *self.0.borrow()
+        self.0.borrow().is_some()
+    }
+
+    /// `after` past the moment of the cancel, if it was cancelled.
+    pub fn deadline(&self, after: Duration) -> Option<tokio::time::Instant> {
+        self.0.borrow().map(|at| at + after)
     }
 
     /// Waits until it is cancelled.
     pub async fn cancelled(&self) {
         let mut rx = self.0.subscribe();
-        let _ = rx.wait_for(|cancelled| *cancelled).await;
+        let _ = rx.wait_for(Option::is_some).await;
     }
 }
 
@@ -90,9 +103,11 @@ pub struct RunOptions {
     /// every third of that while the run lives.
     pub lease: Duration,
     /// Cancel it to stop the run gracefully (SIGINT, SIGTERM): no new batch is
-    /// read and no new request starts; requests under way get `drain` to finish.
+    /// read and no new request starts; the run ends within `drain` of the cancel.
     pub cancel: Cancel,
-    /// How long requests under way may take to finish after a cancel.
+    /// The one deadline of an interrupt, counted from the cancel: requests under
+    /// way may finish until shortly before it (the rest are `uncertain`), every
+    /// wait and commit ends by it. The CLI sets the request timeout plus 5 s.
     pub drain: Duration,
     /// Before reading, make the rows this earlier run logged as uncertain
     /// sendable again (`retl runs resend RUN_ID --uncertain`).
@@ -133,9 +148,11 @@ pub struct Finished {
 }
 
 impl Finished {
-    /// Whether any row needs attention: it failed or its delivery is uncertain.
+    /// Whether any row needs attention: it failed, its delivery is uncertain
+    /// (found in flight, too), or its link could not be written back.
     pub fn needs_attention(&self) -> bool {
-        self.summary.counts.failed > 0 || self.summary.counts.uncertain > 0
+        let c = &self.summary.counts;
+        c.failed > 0 || c.uncertain > 0 || c.recovered > 0 || c.writeback_failed > 0
     }
 }
 
@@ -209,7 +226,7 @@ pub async fn run_with(
         writer: None,
         lease: &lease,
         options,
-        holds: [AtomicU64::new(0), AtomicU64::new(0)],
+        recorded: AtomicU64::new(0),
     };
     let result = ctx.execute(destination).instrument(span).await;
     summary.counts = ctx.counts;
@@ -251,8 +268,8 @@ struct RunCtx<'a> {
     /// The activation's lease: every write checks it.
     lease: &'a Lease,
     options: &'a RunOptions,
-    /// Arrivals at each [`HoldPoint`].
-    holds: [AtomicU64; 2],
+    /// Arrivals at [`HoldPoint::Recorded`].
+    recorded: AtomicU64,
 }
 
 impl RunCtx<'_> {
@@ -297,7 +314,7 @@ impl RunCtx<'_> {
                 message: e.to_string(),
             })?
             .at(self.state.clock().now());
-        let sender = deliver::Sender::new(destination, &settings, self.state.token_cache())?;
+        let sender = deliver::Sender::new(destination, &settings, self)?;
 
         // Until an activation's first run completes, `skip_existing` records
         // the rows already there instead of sending them.
@@ -314,12 +331,19 @@ impl RunCtx<'_> {
                 break;
             }
             let batch = batch.map_err(source_error)?;
+            // Cells the source could not decode: their rows are rejected.
+            let undecodable: HashMap<usize, String> = source
+                .cell_problems()
+                .iter()
+                .map(|p| (p.row, format!("column `{}`: {}", p.column, p.message)))
+                .collect();
             if baseline {
-                self.record_baseline(&invitations, &batch, &columns).await?;
+                self.record_baseline(&invitations, &batch, &columns, &undecodable)
+                    .await?;
                 continue;
             }
             let pending = self
-                .classify_batch(&invitations, target.kind, &batch, &columns)
+                .classify_batch(&invitations, target.kind, &batch, &columns, &undecodable)
                 .await?;
             tracing::debug!(
                 rows = batch.num_rows(),
@@ -390,17 +414,22 @@ impl RunCtx<'_> {
 
     /// At the hold point asked for, says so and waits until cancelled.
     async fn hold(&self, point: HoldPoint) {
-        let Some(hold) = self.options.hold.filter(|h| h.point == point) else {
-            return;
+        hold_at(self.options, point, &self.recorded).await;
+    }
+}
+
+/// At the `count`-th arrival at the hold point the options ask for (counted in
+/// `arrivals`), says so and waits until cancelled (or killed).
+pub(super) async fn hold_at(options: &RunOptions, point: HoldPoint, arrivals: &AtomicU64) {
+    let Some(hold) = options.hold.filter(|h| h.point == point) else {
+        return;
+    };
+    if arrivals.fetch_add(1, Ordering::SeqCst) + 1 == hold.count {
+        let name = match point {
+            HoldPoint::InFlight => "in_flight",
+            HoldPoint::Recorded => "recorded",
         };
-        let arrivals = self.holds[point as usize].fetch_add(1, Ordering::SeqCst) + 1;
-        if arrivals == hold.count {
-            let name = match point {
-                HoldPoint::InFlight => "in_flight",
-                HoldPoint::Recorded => "recorded",
-            };
-            eprintln!("retl: holding at {name} {arrivals}");
-            self.options.cancel.cancelled().await;
-        }
+        tracing::warn!("retl: holding at {name} {}", hold.count);
+        options.cancel.cancelled().await;
     }
 }
