@@ -3,6 +3,7 @@
 
 mod destination;
 mod first_hour;
+mod outcomes;
 mod safety;
 
 use std::collections::HashMap;
@@ -894,4 +895,36 @@ fn skip_existing_records_the_rows_already_there_and_sends_only_later_ones() {
     let mut sent: Vec<String> = world.accepted_references().into_keys().collect();
     sent.sort();
     assert_eq!(sent, vec!["251", "252"]);
+}
+
+/// Starts `retl run orders` held at `hold` (`POINT:N`) and returns it once it
+/// says it is holding there: the moment is exact, not guessed with a sleep.
+pub(crate) fn spawn_held(world: &World, hold: &str, extra: &[&str]) -> std::process::Child {
+    use std::io::BufRead as _;
+    use std::process::Stdio;
+    let mut args = vec!["run", "orders"];
+    args.extend_from_slice(extra);
+    let mut child = world
+        .command(&args, "emulator-secret")
+        .env("RETL_HOLD_AT", hold)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let point = hold.replace(':', " ");
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains(&format!("retl: holding at {point}")) => break,
+            Some(Ok(_)) => {}
+            _ => {
+                let status = child.wait().unwrap();
+                panic!("the run ended ({status}) before holding at {hold}");
+            }
+        }
+    }
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    child
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use retl_trustpilot_emulator::{EmulatorConfig, Fault, FaultShares};
 
-use super::{Kind, World, count};
+use super::{Kind, World, count, spawn_held};
 
 /// A small deterministic generator, so a failing trial can be replayed.
 struct Lcg(u64);
@@ -52,37 +52,6 @@ fn killed_runs_with_a_postgresql_state_database_never_send_twice() {
     if let Some(world) = crash_world().with_postgres_state() {
         crash_trials(&world, 12);
     }
-}
-
-/// Starts `retl run orders` held at `hold` (`POINT:N`) and returns it once it
-/// says it is holding there: the moment is exact, not guessed with a sleep.
-fn spawn_held(world: &World, hold: &str, extra: &[&str]) -> std::process::Child {
-    use std::io::BufRead as _;
-    let mut args = vec!["run", "orders"];
-    args.extend_from_slice(extra);
-    let mut child = world
-        .command(&args, "emulator-secret")
-        .env("RETL_HOLD_AT", hold)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = std::io::BufReader::new(stderr).lines();
-    let point = hold.replace(':', " ");
-    loop {
-        match lines.next() {
-            Some(Ok(line)) if line.contains(&format!("retl: holding at {point}")) => break,
-            Some(Ok(_)) => {}
-            _ => {
-                let status = child.wait().unwrap();
-                panic!("the run ended ({status}) before holding at {hold}");
-            }
-        }
-    }
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    child
 }
 
 /// `trials` times: new rows, a run killed (SIGKILL) at a chosen point (a row

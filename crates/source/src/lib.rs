@@ -201,10 +201,24 @@ pub struct Inspection {
     pub rows: Option<u64>,
 }
 
+impl Plan {
+    /// Each column read, with its type as the database names it.
+    pub(crate) fn columns(&self) -> Vec<(String, String)> {
+        self.schema
+            .fields()
+            .iter()
+            .zip(&self.db_types)
+            .map(|(field, db_type)| (field.name().clone(), db_type.clone()))
+            .collect()
+    }
+}
+
 /// An open source: its schema, and a stream of batches.
 #[derive(Debug)]
 pub struct Source {
     schema: SchemaRef,
+    /// Each column read, with its type as the database names it.
+    db_types: Vec<(String, String)>,
     batches: mpsc::Receiver<Result<Batch>>,
     reader: JoinHandle<()>,
     /// The undecodable cells of the batch last returned.
@@ -308,13 +322,7 @@ impl Source {
             }
         };
         Ok(Inspection {
-            columns: plan
-                .schema
-                .fields()
-                .iter()
-                .zip(&plan.db_types)
-                .map(|(field, db_type)| (field.name().clone(), db_type.clone()))
-                .collect(),
+            columns: plan.columns(),
             schema: plan.schema,
             rows: rows.map(|n| u64::try_from(n).unwrap_or_default()),
         })
@@ -322,7 +330,11 @@ impl Source {
 
     /// Spawns `read` as the reader task; an error it ends with becomes the
     /// stream's last item.
-    fn start<F>(schema: SchemaRef, read: impl FnOnce(mpsc::Sender<Result<Batch>>) -> F) -> Source
+    fn start<F>(
+        schema: SchemaRef,
+        db_types: Vec<(String, String)>,
+        read: impl FnOnce(mpsc::Sender<Result<Batch>>) -> F,
+    ) -> Source
     where
         F: Future<Output = Result<()>> + Send + 'static,
     {
@@ -338,10 +350,19 @@ impl Source {
         });
         Source {
             schema,
+            db_types,
             batches: rx,
             reader,
             problems: Vec::new(),
         }
+    }
+
+    /// The type of `column` as the database names it.
+    pub fn db_type(&self, column: &str) -> Option<&str> {
+        self.db_types
+            .iter()
+            .find(|(name, _)| name == column)
+            .map(|(_, t)| t.as_str())
     }
 
     /// The Arrow schema of every batch: the requested columns, in order.

@@ -64,23 +64,27 @@ pub(crate) async fn plan(spec: &SourceSpec) -> Result<(Plan, MySqlConnection, St
 pub(crate) async fn open(spec: &SourceSpec) -> Result<Source> {
     let (plan, mut conn, sql) = plan(spec).await?;
     let (batch_size, read_timeout) = (spec.batch_size, spec.read_timeout);
-    Ok(Source::start(plan.schema.clone(), move |tx| async move {
-        let rows = conn.fetch(sql.as_str());
-        read_rows(
-            rows,
-            &plan,
-            batch_size,
-            read_timeout,
-            &tx,
-            |builder, row, i, n| {
-                append(builder, row, i).map_err(|e| Error::Decode {
-                    column: plan.schema.field(i).name().clone(),
-                    message: format!("row {n} ({}): {e}", plan.db_types[i]),
-                })
-            },
-        )
-        .await
-    }))
+    Ok(Source::start(
+        plan.schema.clone(),
+        plan.columns(),
+        move |tx| async move {
+            let rows = conn.fetch(sql.as_str());
+            read_rows(
+                rows,
+                &plan,
+                batch_size,
+                read_timeout,
+                &tx,
+                |builder, row, i, n| {
+                    append(builder, row, i).map_err(|e| Error::Decode {
+                        column: plan.schema.field(i).name().clone(),
+                        message: format!("row {n} ({}): {e}", plan.db_types[i]),
+                    })
+                },
+            )
+            .await
+        },
+    ))
 }
 
 fn append(builder: &mut Builder, row: &MySqlRow, i: usize) -> std::result::Result<(), sqlx::Error> {

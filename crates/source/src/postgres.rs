@@ -80,9 +80,11 @@ pub(crate) async fn open(spec: &SourceSpec) -> Result<Source> {
     let (plan, mut conn, sql) = plan(spec).await?;
     let batch_size = spec.batch_size;
     let read_timeout = spec.read_timeout;
-    Ok(Source::start(plan.schema.clone(), move |tx| async move {
-        read(&mut conn, &sql, &plan, batch_size, read_timeout, &tx).await
-    }))
+    Ok(Source::start(
+        plan.schema.clone(),
+        plan.columns(),
+        move |tx| async move { read(&mut conn, &sql, &plan, batch_size, read_timeout, &tx).await },
+    ))
 }
 
 async fn read(

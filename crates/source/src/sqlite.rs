@@ -49,32 +49,36 @@ pub(crate) async fn plan(spec: &SourceSpec) -> Result<(Plan, SqliteConnection, S
 pub(crate) async fn open(spec: &SourceSpec) -> Result<Source> {
     let (plan, mut conn, sql) = plan(spec).await?;
     let (batch_size, read_timeout) = (spec.batch_size, spec.read_timeout);
-    Ok(Source::start(plan.schema.clone(), move |tx| async move {
-        let rows = conn.fetch(sql.as_str());
-        read_rows(
-            rows,
-            &plan,
-            batch_size,
-            read_timeout,
-            &tx,
-            |builder, row, i, n| {
-                let field = plan.schema.field(i);
-                append(builder, row, i).map_err(|bad| match bad {
-                    Bad::Type(found) => Error::ValueType {
-                        column: field.name().clone(),
-                        row: n,
-                        found,
-                        expected: field.data_type().to_string(),
-                    },
-                    Bad::Text => Error::Decode {
-                        column: field.name().clone(),
-                        message: "the text is not valid UTF-8".to_owned(),
-                    },
-                })
-            },
-        )
-        .await
-    }))
+    Ok(Source::start(
+        plan.schema.clone(),
+        plan.columns(),
+        move |tx| async move {
+            let rows = conn.fetch(sql.as_str());
+            read_rows(
+                rows,
+                &plan,
+                batch_size,
+                read_timeout,
+                &tx,
+                |builder, row, i, n| {
+                    let field = plan.schema.field(i);
+                    append(builder, row, i).map_err(|bad| match bad {
+                        Bad::Type(found) => Error::ValueType {
+                            column: field.name().clone(),
+                            row: n,
+                            found,
+                            expected: field.data_type().to_string(),
+                        },
+                        Bad::Text => Error::Decode {
+                            column: field.name().clone(),
+                            message: "the text is not valid UTF-8".to_owned(),
+                        },
+                    })
+                },
+            )
+            .await
+        },
+    ))
 }
 
 /// Why a cell could not be appended.

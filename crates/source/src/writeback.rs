@@ -70,13 +70,18 @@ impl Writer {
         })
     }
 
-    /// `UPDATE table SET column = value WHERE key_column = key`; the number of rows updated.
+    /// `UPDATE table SET column = value WHERE key_column = key`; the number of
+    /// rows updated. `key_type` is the key column's type as the database
+    /// names it ([`Source::db_type`](crate::Source::db_type)): on PostgreSQL
+    /// the key is cast to it, so that a `uuid` or `numeric` key (read as text)
+    /// compares in its own type and its index is used.
     pub async fn set_text(
         &mut self,
         table: &str,
         key_column: &str,
         column: &str,
         key: &KeyValue,
+        key_type: Option<&str>,
         value: &str,
     ) -> Result<u64> {
         macro_rules! update {
@@ -101,8 +106,19 @@ impl Writer {
                     .rows_affected()
             }};
         }
+        // Only a plain type name is spliced into the SQL.
+        let pg_key = match key_type {
+            Some(t)
+                if !t.is_empty()
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ' ')) =>
+            {
+                format!("CAST($2 AS {t})")
+            }
+            _ => "$2".to_owned(),
+        };
         Ok(match self {
-            Writer::Postgres(conn) => update!(&mut *conn, '"', "$1", "$2"),
+            Writer::Postgres(conn) => update!(&mut *conn, '"', "$1", pg_key),
             Writer::Mysql(conn) => update!(&mut *conn, '`', "?", "?"),
             Writer::Sqlite(conn) => update!(&mut *conn, '"', "?1", "?2"),
         })

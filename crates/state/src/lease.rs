@@ -123,6 +123,17 @@ impl State {
                 ttl,
             }),
             None => {
+                // Taken between our look and our insert: look again for who holds it.
+                let current = match current {
+                    Some(current) => Some(current),
+                    None => on!(self.db.executor(), |c| sqlx::query_as(
+                        "SELECT holder, expires_at FROM leases WHERE activation = $1"
+                    )
+                    .bind(activation)
+                    .fetch_optional(c)
+                    .await)
+                    .map_err(Error::db("read a lease"))?,
+                };
                 let (other, expires_at) = current.unwrap_or_default();
                 Err(Error::Locked {
                     activation: activation.to_owned(),

@@ -362,17 +362,16 @@ impl Fenced {
     /// them is alive. Each gets the counts of what it did record (its run-log
     /// rows), so that they add up. Returns how many.
     pub async fn abandon_stale_runs(&mut self) -> Result<u64> {
-        let stale: Vec<(String,)> =
-            on!(self.tx.executor(), |c| {
-                sqlx::query_as(
+        let stale: Vec<(String,)> = on!(self.tx.executor(), |c| {
+            sqlx::query_as(
             "SELECT run_id FROM runs WHERE activation = $1 AND status = 'running' AND run_id <> $2"
         )
         .bind(&self.activation)
         .bind(&self.run_id)
         .fetch_all(c)
         .await
-            })
-            .map_err(Error::db("find abandoned runs"))?;
+        })
+        .map_err(Error::db("find abandoned runs"))?;
         for (run_id,) in &stale {
             let outcomes: Vec<(String, i64)> = on!(self.tx.executor(), |c| sqlx::query_as(
                 "SELECT outcome, COUNT(*) FROM run_rows WHERE run_id = $1 GROUP BY outcome"

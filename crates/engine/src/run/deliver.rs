@@ -422,6 +422,7 @@ impl RunCtx<'_> {
                 &writeback.key_column,
                 &writeback.url_column,
                 key,
+                self.writeback_key_type.as_deref(),
                 url,
             ),
         )

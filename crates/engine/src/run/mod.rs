@@ -224,6 +224,7 @@ pub async fn run_with(
         counts: Counts::default(),
         seen_new: HashSet::new(),
         writer: None,
+        writeback_key_type: None,
         lease: &lease,
         options,
         recorded: AtomicU64::new(0),
@@ -265,6 +266,8 @@ struct RunCtx<'a> {
     seen_new: HashSet<RowHash>,
     /// The warehouse connection link URLs are written back with.
     writer: Option<Writer>,
+    /// The writeback key column's type, as the database names it.
+    writeback_key_type: Option<String>,
     /// The activation's lease: every write checks it.
     lease: &'a Lease,
     options: &'a RunOptions,
@@ -298,7 +301,8 @@ impl RunCtx<'_> {
             content: content_names.into_iter().map(index).collect(),
             writeback: activation.writeback.as_ref().map(|w| index(&w.key_column)),
         };
-        if activation.writeback.is_some() {
+        if let Some(writeback) = &activation.writeback {
+            self.writeback_key_type = source.db_type(&writeback.key_column).map(str::to_owned);
             self.writer = Some(
                 Writer::connect(&activation.source.connection)
                     .await
