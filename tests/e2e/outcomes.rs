@@ -621,3 +621,56 @@ fn a_failed_writeback_is_counted_and_the_run_exits_3() {
     assert_eq!(count(&summary, "sent"), 2, "the links exist: they are sent");
     assert_eq!(count(&summary, "writeback_failed"), 2, "{summary}");
 }
+
+#[test]
+fn a_connection_never_made_is_a_failure_not_uncertain_even_under_a_short_timeout() {
+    use std::io::BufRead as _;
+    // A listener that never accepts, its queue full: the kernel ignores
+    // further connection attempts, so connecting hangs until a timeout.
+    let mut listener = Command::new("python3")
+        .args([
+            "-c",
+            "import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', 0))\ns.listen(0)\nprint(s.getsockname()[1], flush=True)\ntime.sleep(60)",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 is on the machine");
+    let mut line = String::new();
+    std::io::BufReader::new(listener.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line.trim().parse().unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let _queued: Vec<_> = (0..4)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()
+        })
+        .collect();
+
+    let world = World::new();
+    world.insert(1, 1, None, None);
+    // Tokens from the emulator; invitations to the listener that never answers.
+    let destination =
+        std::fs::read_to_string(world.config_dir().join("destinations/trustpilot.yaml"))
+            .unwrap()
+            .replace(
+                &format!("  invitations: {}", world.emulator().url()),
+                &format!("  invitations: http://127.0.0.1:{port}"),
+            );
+    world.write(
+        "destinations/trustpilot.yaml",
+        &format!("{destination}request_timeout_seconds: 2\nrate_limits: []\nretry: {{tries_per_run: 1}}\n"),
+    );
+    let (code, summary) = world.run();
+    listener.kill().unwrap();
+    listener.wait().unwrap();
+    assert_eq!(code, 3, "{summary}");
+    assert_eq!(count(&summary, "uncertain"), 0, "nothing left: {summary}");
+    assert_eq!(count(&summary, "failed"), 1, "{summary}");
+    let log = world.show(summary["run_id"].as_str().unwrap());
+    let reason = log["rows"][0]["reason"].as_str().unwrap().to_owned();
+    assert!(
+        reason.starts_with("cannot connect to trustpilot"),
+        "{reason}"
+    );
+}
