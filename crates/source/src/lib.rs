@@ -280,46 +280,26 @@ impl Source {
         // Counted over the model itself: the plan's statement may be a COPY.
         let count_sql =
             |quote: char| format!("SELECT COUNT(*) FROM {}", from_clause(&spec.model, quote));
+        // Plans the model on a driver's connection, then counts its rows there.
+        macro_rules! inspect {
+            ($plan:expr, $quote:expr) => {{
+                let (plan, mut conn, _) = $plan.await?;
+                let rows = if count_rows {
+                    let (n,): (i64,) = sqlx::query_as(&count_sql($quote))
+                        .fetch_one(&mut conn)
+                        .await
+                        .map_err(Error::Query)?;
+                    Some(n)
+                } else {
+                    None
+                };
+                (plan, rows)
+            }};
+        }
         let (plan, rows) = match Driver::for_url(&spec.connection)? {
-            Driver::Sqlite => {
-                let (plan, mut conn, _) = sqlite::plan(spec).await?;
-                let rows = if count_rows {
-                    let (n,): (i64,) = sqlx::query_as(&count_sql('"'))
-                        .fetch_one(&mut conn)
-                        .await
-                        .map_err(Error::Query)?;
-                    Some(n)
-                } else {
-                    None
-                };
-                (plan, rows)
-            }
-            Driver::Postgres => {
-                let (plan, mut conn, _) = postgres::plan(spec).await?;
-                let rows = if count_rows {
-                    let (n,): (i64,) = sqlx::query_as(&count_sql('"'))
-                        .fetch_one(&mut conn)
-                        .await
-                        .map_err(Error::Query)?;
-                    Some(n)
-                } else {
-                    None
-                };
-                (plan, rows)
-            }
-            Driver::Mysql => {
-                let (plan, mut conn, _) = mysql::plan(spec).await?;
-                let rows = if count_rows {
-                    let (n,): (i64,) = sqlx::query_as(&count_sql('`'))
-                        .fetch_one(&mut conn)
-                        .await
-                        .map_err(Error::Query)?;
-                    Some(n)
-                } else {
-                    None
-                };
-                (plan, rows)
-            }
+            Driver::Sqlite => inspect!(sqlite::plan(spec), '"'),
+            Driver::Postgres => inspect!(postgres::plan(spec), '"'),
+            Driver::Mysql => inspect!(mysql::plan(spec), '`'),
         };
         Ok(Inspection {
             columns: plan.columns(),

@@ -1,4 +1,10 @@
-//! The HTTP client: tokens and email invitations.
+//! The HTTP client: tokens, email invitations, invitation links, templates
+//! and business units.
+//!
+//! One file (a little over 600 lines) on purpose: every endpoint goes through
+//! the same private request path (`ready`, `call_with`: token, rate slot, one
+//! remint on 401, redirects refused, errors classed), and splitting the
+//! endpoints from it would only export that path within the crate.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -40,6 +40,7 @@ mod field;
 mod invitation;
 mod model;
 mod pace;
+mod schema;
 mod secret;
 mod settings;
 mod token;

@@ -1,0 +1,385 @@
+//! [`Reader`]: typed accessors over position-marked YAML nodes that record
+//! every problem (with its position, field path and the offending line) and
+//! carry on, instead of stopping at the first.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::time::Duration;
+
+use saphyr::{ScalarStyle, YamlData};
+
+use crate::{Location, Node, Problem, excerpt, parse_duration};
+
+/// The name among `choices` closest to `wrong`, if one is close enough to be
+/// what was meant (a typo, not another word).
+pub fn closest<'c>(wrong: &str, choices: &[&'c str]) -> Option<&'c str> {
+    choices
+        .iter()
+        .map(|c| (strsim::jaro_winkler(wrong, c), *c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// `did you mean X? ` when a choice is close to `wrong`, else nothing.
+fn hint(wrong: &str, choices: &[&str]) -> String {
+    closest(wrong, choices).map_or_else(String::new, |c| format!("did you mean {c}? "))
+}
+
+/// Reads nodes of one file, collecting problems.
+pub struct Reader<'f> {
+    file: &'f Path,
+    text: &'f str,
+    env: &'f dyn Fn(&str) -> Option<String>,
+    /// Every problem found so far.
+    pub problems: Vec<Problem>,
+}
+
+/// A mapping's entries, in document order, keys as text.
+pub struct Map<'n, 'a> {
+    /// The mapping node itself.
+    pub node: &'n Node<'a>,
+    entries: Vec<(String, &'n Node<'a>)>,
+}
+
+impl<'n, 'a> Map<'n, 'a> {
+    /// The value of `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&'n Node<'a>> {
+        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+
+    /// All entries.
+    pub fn entries(&self) -> &[(String, &'n Node<'a>)] {
+        &self.entries
+    }
+}
+
+/// Joins a field path.
+pub fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn kind(node: &Node<'_>) -> &'static str {
+    match &node.data {
+        YamlData::Mapping(_) => "a mapping",
+        YamlData::Sequence(_) => "a list",
+        _ if is_null(node) => "null",
+        _ => "a scalar",
+    }
+}
+
+fn is_null(node: &Node<'_>) -> bool {
+    match &node.data {
+        YamlData::Representation(text, ScalarStyle::Plain, None) => {
+            matches!(text.as_ref(), "" | "~" | "null" | "Null" | "NULL")
+        }
+        YamlData::Value(saphyr::Scalar::Null) => true,
+        _ => false,
+    }
+}
+
+fn untagged<'n, 'a>(node: &'n Node<'a>) -> &'n Node<'a> {
+    match &node.data {
+        YamlData::Tagged(_, inner) => untagged(inner),
+        _ => node,
+    }
+}
+
+fn scalar_text<'n>(node: &'n Node<'_>) -> Option<Cow<'n, str>> {
+    match &untagged(node).data {
+        YamlData::Representation(text, _, _) => Some(Cow::Borrowed(text.as_ref())),
+        YamlData::Value(scalar) => Some(match scalar {
+            saphyr::Scalar::String(s) => Cow::Borrowed(s.as_ref()),
+            saphyr::Scalar::Integer(i) => Cow::Owned(i.to_string()),
+            saphyr::Scalar::FloatingPoint(f) => Cow::Owned(f.to_string()),
+            saphyr::Scalar::Boolean(b) => Cow::Owned(b.to_string()),
+            saphyr::Scalar::Null => Cow::Borrowed(""),
+        }),
+        _ => None,
+    }
+}
+
+impl<'f> Reader<'f> {
+    /// A reader for `file`, whose text is `text`, looking `${VAR}`s up with `env`.
+    pub fn new(file: &'f Path, text: &'f str, env: &'f dyn Fn(&str) -> Option<String>) -> Self {
+        Reader {
+            file,
+            text,
+            env,
+            problems: Vec::new(),
+        }
+    }
+
+    /// The position of `node`.
+    pub fn location(&self, node: &Node<'_>) -> Location {
+        Location {
+            file: self.file.to_owned(),
+            line: node.span.start.line(),
+            column: node.span.start.col() + 1,
+        }
+    }
+
+    /// Records a problem at `node`, with the offending text marked.
+    pub fn problem(&mut self, node: &Node<'_>, path: &str, message: impl Into<String>) {
+        let (start, end) = (&node.span.start, &node.span.end);
+        let width = if end.line() == start.line() {
+            end.col().saturating_sub(start.col())
+        } else {
+            usize::MAX
+        };
+        self.problems.push(Problem {
+            location: Some(self.location(node)),
+            path: path.to_owned(),
+            message: message.into(),
+            excerpt: excerpt(self.text, start.line(), start.col(), width),
+        });
+    }
+
+    /// Whether a value is absent or null.
+    pub fn is_unset(node: Option<&Node<'_>>) -> bool {
+        node.is_none_or(is_null)
+    }
+
+    /// Reads a mapping whose keys must be among `allowed`; reports each unknown key.
+    pub fn map<'n, 'a>(
+        &mut self,
+        node: &'n Node<'a>,
+        path: &str,
+        allowed: &[&str],
+    ) -> Option<Map<'n, 'a>> {
+        let node = untagged(node);
+        let YamlData::Mapping(mapping) = &node.data else {
+            let found = kind(node);
+            self.problem(node, path, format!("expected a mapping, found {found}"));
+            return None;
+        };
+        let mut entries: Vec<(String, &'n Node<'a>)> = Vec::with_capacity(mapping.len());
+        for (key, value) in mapping {
+            let Some(name) = scalar_text(key) else {
+                self.problem(key, path, "keys must be plain names");
+                continue;
+            };
+            let name = name.into_owned();
+            if entries.iter().any(|(k, _)| *k == name) {
+                self.problem(key, &join(path, &name), "duplicate key");
+                continue;
+            }
+            if !allowed.is_empty() && !allowed.contains(&name.as_str()) {
+                let hint = hint(&name, allowed);
+                self.problem(
+                    key,
+                    &join(path, &name),
+                    format!(
+                        "unknown field `{name}`: {hint}expected one of: {}",
+                        allowed.join(", ")
+                    ),
+                );
+                continue;
+            }
+            entries.push((name, value));
+        }
+        Some(Map { node, entries })
+    }
+
+    /// Reads a string, replacing `${VAR}` from the environment (`$${` is a literal `${`).
+    /// Null gives `None` without a problem.
+    pub fn string(&mut self, node: &Node<'_>, path: &str) -> Option<String> {
+        if is_null(node) {
+            return None;
+        }
+        let Some(text) = scalar_text(node) else {
+            let found = kind(node);
+            self.problem(node, path, format!("expected a string, found {found}"));
+            return None;
+        };
+        self.interpolate(node, path, &text)
+    }
+
+    fn interpolate(&mut self, node: &Node<'_>, path: &str, text: &str) -> Option<String> {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        let mut ok = true;
+        while let Some(start) = rest.find('$') {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 1..];
+            if let Some(escaped) = after.strip_prefix("${") {
+                out.push_str("${");
+                rest = escaped;
+            } else if let Some(body) = after.strip_prefix('{') {
+                let Some(end) = body.find('}') else {
+                    self.problem(node, path, "unclosed `${` (write `$${` for a literal `${`)");
+                    return None;
+                };
+                let reference = &body[..end];
+                // `${VAR:-default}` and `${VAR:?message}`, as in a POSIX shell:
+                // an unset or empty variable takes the default, or is an error
+                // with the message.
+                let operator = [reference.find(":-"), reference.find(":?")]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                let (name, fallback) = match operator {
+                    Some(at) => {
+                        let (name, rest) = reference.split_at(at);
+                        (name, Some((&rest[..2], &rest[2..])))
+                    }
+                    None => (reference, None),
+                };
+                let valid =
+                    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                let value = (self.env)(name).filter(|v| fallback.is_none() || !v.is_empty());
+                if !valid {
+                    self.problem(
+                        node,
+                        path,
+                        format!("`${{{reference}}}` is not a valid environment variable reference"),
+                    );
+                    ok = false;
+                } else if let Some(value) = value {
+                    out.push_str(&value);
+                } else if let Some((":-", default)) = fallback {
+                    out.push_str(default);
+                } else if let Some((_, message)) = fallback {
+                    self.problem(
+                        node,
+                        path,
+                        format!("environment variable `{name}` is not set: {message}"),
+                    );
+                    ok = false;
+                } else {
+                    self.problem(
+                        node,
+                        path,
+                        format!("environment variable `{name}` is not set"),
+                    );
+                    ok = false;
+                }
+                rest = &body[end + 1..];
+            } else {
+                out.push('$');
+                rest = after;
+            }
+        }
+        out.push_str(rest);
+        ok.then_some(out)
+    }
+
+    /// Reads a string and checks it is one of `choices`.
+    pub fn choice(&mut self, node: &Node<'_>, path: &str, choices: &[&str]) -> Option<String> {
+        let value = self.string(node, path)?;
+        if choices.contains(&value.as_str()) {
+            Some(value)
+        } else {
+            let hint = hint(&value, choices);
+            self.problem(
+                node,
+                path,
+                format!(
+                    "invalid value `{value}`: {hint}expected one of: {}",
+                    choices.join(", ")
+                ),
+            );
+            None
+        }
+    }
+
+    /// Reads `true` or `false`.
+    pub fn bool(&mut self, node: &Node<'_>, path: &str) -> Option<bool> {
+        match self.string(node, path)?.as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            other => {
+                self.problem(
+                    node,
+                    path,
+                    format!("expected true or false, found `{other}`"),
+                );
+                None
+            }
+        }
+    }
+
+    /// Reads a whole number within `min..=max`.
+    pub fn number(&mut self, node: &Node<'_>, path: &str, min: u64, max: u64) -> Option<u64> {
+        let text = self.string(node, path)?;
+        match text.replace('_', "").parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                self.problem(
+                    node,
+                    path,
+                    format!("expected a whole number from {min} to {max}, found `{text}`"),
+                );
+                None
+            }
+        }
+    }
+
+    /// Reads a duration (`30m`, `12h`, `3d`, `1w`).
+    pub fn duration(&mut self, node: &Node<'_>, path: &str) -> Option<Duration> {
+        let text = self.string(node, path)?;
+        let duration = parse_duration(&text);
+        if duration.is_none() {
+            self.problem(
+                node,
+                path,
+                format!("`{text}` is not a duration: write e.g. 30s, 15m, 12h, 3d or 1w"),
+            );
+        }
+        duration
+    }
+
+    /// The value of a key that must be present: reports `missing field` at the
+    /// mapping when it is absent. `hint` (if not empty) follows in brackets.
+    pub fn required<'n, 'a>(
+        &mut self,
+        map: &Map<'n, 'a>,
+        path: &str,
+        key: &str,
+        hint: &str,
+    ) -> Option<&'n Node<'a>> {
+        let found = map.get(key);
+        if found.is_none() {
+            let message = if hint.is_empty() {
+                format!("missing field `{key}`")
+            } else {
+                format!("missing field `{key}` ({hint})")
+            };
+            self.problem(map.node, &join(path, key), message);
+        }
+        found
+    }
+
+    /// Reads a list of nodes.
+    pub fn list<'n, 'a>(&mut self, node: &'n Node<'a>, path: &str) -> Option<&'n [Node<'a>]> {
+        let node = untagged(node);
+        if let YamlData::Sequence(items) = &node.data {
+            Some(items)
+        } else {
+            let found = kind(node);
+            self.problem(node, path, format!("expected a list, found {found}"));
+            None
+        }
+    }
+
+    /// Reads a list of strings; a single string is taken as a list of one.
+    pub fn strings(&mut self, node: &Node<'_>, path: &str) -> Option<Vec<String>> {
+        let node = untagged(node);
+        match &node.data {
+            YamlData::Sequence(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(s) = self.string(item, &format!("{path}[{i}]")) {
+                        out.push(s);
+                    }
+                }
+                (out.len() == items.len()).then_some(out)
+            }
+            _ => self.string(node, path).map(|s| vec![s]),
+        }
+    }
+}
