@@ -66,10 +66,12 @@ pub struct Credentials {
 }
 
 /// A token and a place under the rate limits, for one request ([`Client::ready`]).
+/// Dropped unused, it gives its place back.
 #[derive(Debug)]
 pub struct Ticket {
     token: Secret,
     generation: u64,
+    slot: crate::pace::Slot,
 }
 
 /// Everything a [`Client`] needs.
@@ -425,8 +427,12 @@ impl Client {
         // Token first: a mint can take a moment, and the limiter must count
         // the call as close as possible to when Trustpilot sees it.
         let (token, generation) = self.token().await?;
-        self.shared.limiter.acquire().await;
-        Ok(Ticket { token, generation })
+        let slot = self.shared.limiter.acquire().await;
+        Ok(Ticket {
+            token,
+            generation,
+            slot,
+        })
     }
 
     /// Sends one request with the token and rate slot of `ticket`. On a 401
@@ -442,7 +448,11 @@ impl Client {
         let mut retried = false;
         let mut ticket = Some(ticket);
         loop {
-            let Ticket { token, generation } = match ticket.take() {
+            let Ticket {
+                token,
+                generation,
+                slot,
+            } = match ticket.take() {
                 Some(ticket) => ticket,
                 None => self.ready().await?,
             };
@@ -462,6 +472,8 @@ impl Client {
             {
                 request = request.header("x-business-user-id", user);
             }
+            // The windows count the call from now, when it really leaves.
+            slot.sent();
             let response = request.send().await.map_err(transport)?;
             let status = response.status().as_u16();
             let after = retry_after(response.headers());
@@ -579,7 +591,7 @@ impl Client {
             trim_base(&self.config.endpoints.auth),
             business_unit_path(business_unit)?
         );
-        self.shared.limiter.acquire().await;
+        self.shared.limiter.acquire().await.sent();
         let response = self
             .http
             .get(&url)

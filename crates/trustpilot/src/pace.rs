@@ -6,6 +6,12 @@
 //! at the allowed rate instead of provoking 429s. Each window is widened by a
 //! small margin (2% of it, between 50 ms and a second) because Trustpilot counts
 //! arrival times, not ours. Time is tokio's, so tests run it paused.
+//!
+//! A place is taken in two steps: [`Limiter::acquire`] waits for one and
+//! returns a [`Slot`]; [`Slot::sent`] stamps it with the moment the request
+//! really leaves (a row is marked in flight in between, which takes a commit).
+//! Until then the slot counts as happening now in every window, so the time
+//! between the two can never bunch requests together.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
@@ -46,8 +52,40 @@ impl RateWindow {
 
 #[derive(Debug, Default)]
 struct State {
+    /// When each recent call left, oldest first.
     sent: VecDeque<Instant>,
+    /// Slots taken whose call has not left yet: each counts as "now".
+    pending: usize,
     paused_until: Option<Instant>,
+}
+
+/// A place under the rate limits, held until its call leaves
+/// ([`sent`](Slot::sent)) or is given up (dropped).
+#[derive(Debug)]
+pub struct Slot {
+    limiter: std::sync::Arc<Limiter>,
+    done: bool,
+}
+
+impl Slot {
+    /// The call leaves now: the windows count it from this moment.
+    pub fn sent(mut self) {
+        self.done = true;
+        let now = Instant::now();
+        let mut state = self.limiter.lock();
+        state.pending = state.pending.saturating_sub(1);
+        let at = state.sent.partition_point(|t| *t <= now);
+        state.sent.insert(at, now);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut state = self.limiter.lock();
+            state.pending = state.pending.saturating_sub(1);
+        }
+    }
 }
 
 /// A sliding-window limiter over several windows at once.
@@ -66,9 +104,13 @@ impl Limiter {
         }
     }
 
-    /// How long to wait before one more call fits; records the call when it fits now.
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How long to wait before one more call fits; takes a pending slot when it fits now.
     fn try_take(&self, now: Instant) -> Option<Duration> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.lock();
         if let Some(until) = state.paused_until {
             if until > now {
                 return Some(until - now);
@@ -94,33 +136,45 @@ impl Limiter {
             let first_inside = state
                 .sent
                 .partition_point(|t| now.duration_since(*t) >= span);
-            let inside = state.sent.len() - first_inside;
+            let sent_inside = state.sent.len() - first_inside;
+            let inside = sent_inside + state.pending;
             let limit = window.limit as usize;
             if inside >= limit {
-                // The call `inside - limit + 1` places from the oldest must leave the window.
-                let leaving = state.sent[first_inside + inside - limit];
-                wait = wait.max((leaving + span).saturating_duration_since(now));
+                // The call `inside - limit + 1` places from the oldest must
+                // leave the window; pending slots are the newest of all.
+                let leaving = first_inside + inside - limit;
+                wait = wait.max(match state.sent.get(leaving) {
+                    Some(t) if leaving < state.sent.len() => {
+                        (*t + span).saturating_duration_since(now)
+                    }
+                    // Only calls still pending stand in the way: look again soon.
+                    _ => Duration::from_millis(20),
+                });
             }
         }
         if wait.is_zero() {
-            state.sent.push_back(now);
+            state.pending += 1;
             None
         } else {
             Some(wait)
         }
     }
 
-    /// Waits until one more call fits every window, and counts it.
-    pub async fn acquire(&self) {
+    /// Waits until one more call fits every window and takes its place.
+    pub async fn acquire(self: &std::sync::Arc<Self>) -> Slot {
         while let Some(wait) = self.try_take(Instant::now()) {
             tokio::time::sleep(wait).await;
+        }
+        Slot {
+            limiter: self.clone(),
+            done: false,
         }
     }
 
     /// Holds every caller back for `duration` (after a 429), unless already held longer.
     pub fn pause(&self, duration: Duration) {
         let until = Instant::now() + duration;
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.lock();
         if state.paused_until.is_none_or(|p| p < until) {
             state.paused_until = Some(until);
         }
@@ -133,7 +187,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_backlog_goes_out_at_the_tighter_windows_rate() {
-        let limiter = Limiter::new(vec![
+        let limiter = std::sync::Arc::new(Limiter::new(vec![
             RateWindow {
                 limit: 10,
                 window: Duration::from_secs(5),
@@ -142,11 +196,11 @@ mod tests {
                 limit: 30,
                 window: Duration::from_mins(1),
             },
-        ]);
+        ]));
         let start = Instant::now();
         let mut times = Vec::new();
         for _ in 0..40 {
-            limiter.acquire().await;
+            limiter.acquire().await.sent();
             times.push(Instant::now() - start);
         }
         // The first 10 at once, then 10 more per 5 s window (plus margin), then
@@ -167,23 +221,49 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_pause_holds_every_caller() {
-        let limiter = Limiter::new(vec![RateWindow {
+        let limiter = std::sync::Arc::new(Limiter::new(vec![RateWindow {
             limit: 100,
             window: Duration::from_secs(1),
-        }]);
+        }]));
         limiter.pause(Duration::from_secs(7));
         let start = Instant::now();
-        limiter.acquire().await;
+        limiter.acquire().await.sent();
         assert!(Instant::now() - start >= Duration::from_secs(7));
     }
 
     #[tokio::test(start_paused = true)]
     async fn no_windows_means_no_waiting() {
-        let limiter = Limiter::new(Vec::new());
+        let limiter = std::sync::Arc::new(Limiter::new(Vec::new()));
         let start = Instant::now();
         for _ in 0..1000 {
-            limiter.acquire().await;
+            limiter.acquire().await.sent();
         }
         assert_eq!(Instant::now(), start);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_counts_from_when_its_call_leaves_not_when_it_was_taken() {
+        let limiter = std::sync::Arc::new(Limiter::new(vec![RateWindow {
+            limit: 2,
+            window: Duration::from_secs(1),
+        }]));
+        let start = Instant::now();
+        let (a, b) = (limiter.acquire().await, limiter.acquire().await);
+        // The two calls leave late (their rows were being marked in flight).
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        a.sent();
+        b.sent();
+        limiter.acquire().await.sent();
+        // Not at 1 s (when the slots were taken + the window) but 1 s after they left.
+        assert!(Instant::now() - start >= Duration::from_millis(1800));
+        // A slot given up frees its place at once.
+        let many = std::sync::Arc::new(Limiter::new(vec![RateWindow {
+            limit: 1,
+            window: Duration::from_hours(1),
+        }]));
+        drop(many.acquire().await);
+        let before = Instant::now();
+        many.acquire().await.sent();
+        assert_eq!(Instant::now(), before);
     }
 }
