@@ -4,6 +4,7 @@
 mod destination;
 mod first_hour;
 mod outcomes;
+mod safe_defaults;
 mod safety;
 
 use std::collections::HashMap;

@@ -40,7 +40,9 @@ struct Cli {
     /// Directory holding destinations/*.yaml and activations/*.yaml.
     #[arg(long, global = true, default_value = "./configs", value_name = "DIR")]
     config_dir: PathBuf,
-    /// State database (ledger and run logs); created on first use.
+    /// State database (ledger and run logs); created on first use. A relative
+    /// sqlite:// path is relative to the project: the directory that holds the
+    /// configuration directory (not the working directory).
     #[arg(
         long,
         global = true,
@@ -321,9 +323,15 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             cli.target.as_deref(),
         )?,
     };
+    // The project is the directory holding the configuration directory; the
+    // state lives there, wherever retl is started from (cron starts it in $HOME).
+    let config_dir = std::path::absolute(&cli.config_dir).unwrap_or(cli.config_dir);
+    let project = config_dir
+        .parent()
+        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
     let ctx = Ctx {
-        config_dir: cli.config_dir,
-        state_url: cli.state,
+        state_url: retl_state::resolve_url(&cli.state, &project),
+        config_dir,
         busy_timeout: cli.state_busy_timeout,
         clock_offset: cli.clock_offset,
         environment,

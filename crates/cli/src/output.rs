@@ -19,6 +19,14 @@ fn duration(summary: &RunSummary) -> String {
     }
 }
 
+/// A run's summary as `--json` prints it: the run, and the state database it
+/// was recorded in (password masked).
+pub fn summary_json(summary: &RunSummary, state_url: &str) -> serde_json::Result<String> {
+    let mut value = serde_json::to_value(summary)?;
+    value["state"] = serde_json::Value::String(retl_state::State::masked(state_url));
+    serde_json::to_string(&value)
+}
+
 /// A run's summary, a few lines.
 pub fn summary(s: &RunSummary) -> String {
     let c = &s.counts;

@@ -65,6 +65,30 @@ pub struct State {
     url: String,
 }
 
+/// `url` with a relative SQLite path made absolute against `project`, so the
+/// state never depends on the working directory (a lost ledger would invite
+/// everyone again). Other URLs, absolute paths and in-memory databases are
+/// returned as they are.
+pub fn resolve_url(url: &str, project: &Path) -> String {
+    let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
+        return url.to_owned();
+    };
+    let (path, query) = rest
+        .split_once('?')
+        .map_or((rest, None), |(p, q)| (p, Some(q)));
+    if path.is_empty() || path.starts_with(":memory:") || Path::new(path).is_absolute() {
+        return url.to_owned();
+    }
+    let absolute = project.join(path);
+    match query {
+        Some(query) => format!("sqlite://{}?{query}", absolute.display()),
+        None => format!("sqlite://{}", absolute.display()),
+    }
+}
+
 impl State {
     /// Opens (creating if needed, and migrating) the state database:
     /// `sqlite://PATH` or `postgres://…`, with the system clock.
@@ -135,5 +159,30 @@ impl State {
         self.clock
             .now()
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_sqlite_paths_resolve_against_the_project() {
+        let project = Path::new("/srv/shop");
+        assert_eq!(
+            resolve_url("sqlite://.retl/state.db", project),
+            "sqlite:///srv/shop/.retl/state.db"
+        );
+        assert_eq!(
+            resolve_url("sqlite://state.db?mode=ro", project),
+            "sqlite:///srv/shop/state.db?mode=ro"
+        );
+        for kept in [
+            "sqlite:///var/lib/retl/state.db",
+            "sqlite::memory:",
+            "postgres://retl@db/state",
+        ] {
+            assert_eq!(resolve_url(kept, project), kept);
+        }
     }
 }

@@ -53,7 +53,10 @@ pub(crate) async fn run(
     signals.abort();
     let finished = finished?;
     if json {
-        println!("{}", serde_json::to_string(&finished.summary)?);
+        println!(
+            "{}",
+            output::summary_json(&finished.summary, &ctx.state_url)?
+        );
     } else {
         print!("{}", output::summary(&finished.summary));
     }

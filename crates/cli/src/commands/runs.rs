@@ -101,7 +101,10 @@ async fn resend(
     };
     let finished = retl_engine::run_with(state, activation, destination, &options).await?;
     if json {
-        println!("{}", serde_json::to_string(&finished.summary)?);
+        println!(
+            "{}",
+            output::summary_json(&finished.summary, &ctx.state_url)?
+        );
     } else {
         print!("{}", output::summary(&finished.summary));
     }
