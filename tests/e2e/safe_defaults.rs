@@ -59,3 +59,83 @@ fn the_state_url_in_a_summary_hides_its_password() {
     );
     assert!(!stderr.contains("pw-secret"), "{stderr}");
 }
+
+#[test]
+fn a_send_time_in_the_past_is_left_out_and_the_run_log_says_so() {
+    let world = World::new();
+    world.sql("ALTER TABLE orders ADD COLUMN send_at TEXT");
+    world.insert(1, 2, None, None);
+    world.sql("UPDATE orders SET send_at = '2020-01-01 09:00:00' WHERE order_id = 1");
+    world.sql("UPDATE orders SET send_at = '2999-01-01 09:00:00' WHERE order_id = 2");
+    let activation = std::fs::read_to_string(world.config_dir().join("activations/orders.yaml"))
+        .unwrap()
+        .replace(
+            "  locale: locale\n",
+            "  locale: locale\n  preferred_send_time: send_at\n",
+        );
+    world.write("activations/orders.yaml", &activation);
+    let (code, summary) = world.run();
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(count(&summary, "sent"), 2);
+    let bodies: std::collections::HashMap<String, serde_json::Value> = world
+        .emulator()
+        .invitations()
+        .into_iter()
+        .map(|i| (i.reference().unwrap().to_owned(), i.body))
+        .collect();
+    assert!(
+        bodies["1"]["serviceReviewInvitation"]
+            .get("preferredSendTime")
+            .is_none(),
+        "{}",
+        bodies["1"]
+    );
+    assert_eq!(
+        bodies["2"]["serviceReviewInvitation"]["preferredSendTime"],
+        "2999-01-01T09:00:00"
+    );
+    let log = world.show(summary["run_id"].as_str().unwrap());
+    let first = log["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "1")
+        .unwrap()
+        .clone();
+    assert_eq!(first["outcome"], "sent");
+    assert_eq!(
+        first["reason"],
+        "preferred_send_time 2020-01-01T09:00:00 is in the past: left out, the invitation goes out at once"
+    );
+}
+
+#[test]
+fn an_empty_setting_and_a_product_link_are_configuration_errors() {
+    let world = World::new();
+    world.insert(1, 1, None, None);
+    world.write_destination_with("  reply_to: \"\"\n");
+    let out = world.retl(&["run", "orders"], "emulator-secret");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("defaults.reply_to: must not be empty"),
+        "{stderr}"
+    );
+
+    world.write_destination_with("");
+    let activation = std::fs::read_to_string(world.config_dir().join("activations/orders.yaml"))
+        .unwrap()
+        .replace(
+            "destination: trustpilot\n",
+            "destination: trustpilot\ntarget:\n  kind: invitation_link\n  invitation_type: both\n  product: { skus: [SKU-1] }\n",
+        );
+    world.write("activations/orders.yaml", &activation);
+    let out = world.retl(&["run", "orders"], "emulator-secret");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invitation links are service links only"),
+        "{stderr}"
+    );
+    assert!(world.emulator().invitations().is_empty());
+}

@@ -100,6 +100,14 @@ impl Destination {
             ));
         }
         let kind = settings.invitation_type.unwrap_or_default();
+        if target.kind == TargetKind::InvitationLink && kind.has_product() {
+            problems.push((
+                "target.kind".to_owned(),
+                format!(
+                    "invitation links are service links only: invitation_type `{kind}` cannot be sent as kind: invitation_link"
+                ),
+            ));
+        }
         let maps = |field: Field| mapped.contains(&field);
         if kind.has_product() {
             if settings.product.per_row == Some(true) && !maps(Field::ProductSku) {
@@ -439,8 +447,34 @@ fn read_auth(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Credentials> {
 }
 
 /// Reads a redirect URI: an absolute `https` URL (`http` only to this machine).
+/// Reads a setting's text. An empty or blank one (`sender_name: ""`, or a
+/// `${VAR}` set to nothing) is a problem: it would go out as `""`; leaving
+/// the key out lets Trustpilot's account default apply.
+fn setting(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<String> {
+    let value = r.string(node, path)?;
+    if value.trim().is_empty() {
+        r.problem(
+            node,
+            path,
+            "must not be empty (leave the key out to use the default)",
+        );
+        return None;
+    }
+    Some(value)
+}
+
+/// Reads a list setting (tags, SKUs): no item may be empty.
+fn setting_list(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<Vec<String>> {
+    let items = r.strings(node, path)?;
+    if items.iter().any(|item| item.trim().is_empty()) {
+        r.problem(node, path, "an item is empty");
+        return None;
+    }
+    Some(items)
+}
+
 fn redirect(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<String> {
-    let uri = r.string(node, path)?;
+    let uri = setting(r, node, path)?;
     if crate::is_valid_redirect(&uri) {
         Some(uri)
     } else {
@@ -490,7 +524,7 @@ fn read_settings(
         settings.send_delay = r.duration(node, &join(path, "send_delay"));
     }
     let text =
-        |r: &mut Reader<'_>, key: &str| map.get(key).and_then(|n| r.string(n, &join(path, key)));
+        |r: &mut Reader<'_>, key: &str| map.get(key).and_then(|n| setting(r, n, &join(path, key)));
     settings.business_unit_id = text(r, "business_unit_id");
     settings.sender_name = text(r, "sender_name");
     settings.sender_email = text(r, "sender_email");
@@ -517,10 +551,13 @@ fn read_settings(
                 }
             });
     }
-    for key in ["sender_email", "reply_to"] {
+    for (key, value) in [
+        ("sender_email", &settings.sender_email),
+        ("reply_to", &settings.reply_to),
+    ] {
         if let Some(node) = map.get(key)
-            && let Some(email) = r.string(node, &join(path, key))
-            && !crate::is_valid_email(&email)
+            && let Some(email) = value
+            && !crate::is_valid_email(email)
         {
             r.problem(node, &join(path, key), "not a valid email address");
         }
@@ -552,13 +589,13 @@ fn read_settings(
             settings.service = ServiceSettings {
                 template_id: s
                     .get("template_id")
-                    .and_then(|n| r.string(n, &join(&sub, "template_id"))),
+                    .and_then(|n| setting(r, n, &join(&sub, "template_id"))),
                 redirect_uri: s
                     .get("redirect_uri")
                     .and_then(|n| redirect(r, n, &join(&sub, "redirect_uri"))),
                 tags: s
                     .get("tags")
-                    .and_then(|n| r.strings(n, &join(&sub, "tags"))),
+                    .and_then(|n| setting_list(r, n, &join(&sub, "tags"))),
             };
         }
     }
@@ -573,13 +610,13 @@ fn read_settings(
             settings.product = ProductSettings {
                 template_id: p
                     .get("template_id")
-                    .and_then(|n| r.string(n, &join(&sub, "template_id"))),
+                    .and_then(|n| setting(r, n, &join(&sub, "template_id"))),
                 redirect_uri: p
                     .get("redirect_uri")
                     .and_then(|n| redirect(r, n, &join(&sub, "redirect_uri"))),
                 skus: p
                     .get("skus")
-                    .and_then(|n| r.strings(n, &join(&sub, "skus"))),
+                    .and_then(|n| setting_list(r, n, &join(&sub, "skus"))),
                 per_row: p
                     .get("per_row")
                     .and_then(|n| r.bool(n, &join(&sub, "per_row"))),
@@ -592,6 +629,32 @@ fn read_settings(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn read(text: &str) -> (Option<Target>, Vec<String>) {
+        let file = Path::new("t.yaml");
+        let doc = retl_config::parse(file, text).unwrap();
+        let env = |name: &str| (name == "EMPTY").then(String::new);
+        let mut r = Reader::new(file, text, &env);
+        let target = read_target(&mut r, &doc);
+        (target, r.problems.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn an_empty_setting_is_a_problem_not_an_empty_value() {
+        let (target, problems) = read(
+            "sender_name: \"\"\nreply_to: ${EMPTY}\nservice: { template_id: \"  \", tags: [a, \"\"] }\n",
+        );
+        assert!(target.is_some());
+        assert_eq!(
+            problems,
+            vec![
+                "t.yaml:1:14: target.sender_name: must not be empty (leave the key out to use the default)",
+                "t.yaml:2:11: target.reply_to: must not be empty (leave the key out to use the default)",
+                "t.yaml:3:25: target.service.template_id: must not be empty (leave the key out to use the default)",
+                "t.yaml:3:37: target.service.tags: an item is empty",
+            ]
+        );
+    }
 
     #[test]
     fn endpoints_are_parsed_urls_without_credentials() {

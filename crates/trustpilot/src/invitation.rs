@@ -33,6 +33,15 @@ impl fmt::Display for Rejection {
     }
 }
 
+/// A row's request body, and what the run log should say of how it was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Built {
+    /// The body.
+    pub body: EmailInvitation,
+    /// Notes for the row's run log (a send time in the past left out, say).
+    pub notes: Vec<String>,
+}
+
 /// Builds the invitations of one activation from rows of one source schema.
 #[derive(Debug, Clone)]
 pub struct Invitations {
@@ -115,15 +124,26 @@ impl Invitations {
     /// The request body for one row: row values win over `target`, which wins
     /// over `defaults`. Not yet validated against the API's rules
     /// ([`EmailInvitation::validate`]).
-    pub fn build(&self, batch: &RecordBatch, row: usize) -> Result<EmailInvitation, Rejection> {
+    pub fn build(&self, batch: &RecordBatch, row: usize) -> Result<Built, Rejection> {
         let s = &self.settings;
+        let mut notes = Vec::new();
         let send_at = match self.cell(batch, row, Field::PreferredSendTime)? {
-            Some(text) => Some(send_time(parse_time(&text).map_err(|reason| {
-                Rejection {
+            Some(text) => {
+                let at = parse_time(&text).map_err(|reason| Rejection {
                     field: Field::PreferredSendTime,
                     reason,
+                })?;
+                // A time already past goes out at once: it is left out.
+                if at < self.now {
+                    notes.push(format!(
+                        "preferred_send_time {} is in the past: left out, the invitation goes out at once",
+                        send_time(at)
+                    ));
+                    None
+                } else {
+                    Some(send_time(at))
                 }
-            })?)),
+            }
             None => s.send_delay.and_then(|delay| {
                 Some(send_time(
                     self.now + chrono::Duration::from_std(delay).ok()?,
@@ -195,7 +215,7 @@ impl Invitations {
         } else {
             None
         };
-        Ok(EmailInvitation {
+        let body = EmailInvitation {
             reference_number: self.required(batch, row, Field::ReferenceNumber)?,
             consumer_name: self.required(batch, row, Field::ConsumerName)?,
             consumer_email: self.required(batch, row, Field::ConsumerEmail)?,
@@ -216,7 +236,8 @@ impl Invitations {
             kind: "email",
             service_review_invitation: service,
             product_review_invitation: product,
-        })
+        };
+        Ok(Built { body, notes })
     }
 }
 
@@ -294,7 +315,7 @@ mod tests {
     fn row_values_win_and_blank_cells_fall_back_to_settings() {
         let batch = batch();
         let mapper = Invitations::new(settings(), &mapping(), &batch.schema()).unwrap();
-        let first = mapper.build(&batch, 0).unwrap();
+        let first = mapper.build(&batch, 0).unwrap().body;
         assert_eq!(first.reference_number, "1");
         assert_eq!(first.locale.as_deref(), Some("da-DK"));
         assert_eq!(
@@ -310,7 +331,7 @@ mod tests {
             Some("tpl-s")
         );
 
-        let second = mapper.build(&batch, 1).unwrap();
+        let second = mapper.build(&batch, 1).unwrap().body;
         assert_eq!(second.locale.as_deref(), Some("en-US"));
         assert_eq!(
             second.product_review_invitation.unwrap().product_skus,
@@ -354,7 +375,7 @@ mod tests {
         let mapper = Invitations::new(settings, &mapping(), &batch.schema())
             .unwrap()
             .at(now);
-        let invitation = mapper.build(&batch, 0).unwrap();
+        let invitation = mapper.build(&batch, 0).unwrap().body;
         assert_eq!(
             invitation
                 .service_review_invitation
@@ -379,7 +400,7 @@ mod tests {
         let mut settings = settings();
         settings.invitation_type = None;
         let mapper = Invitations::new(settings, &mapping(), &batch.schema()).unwrap();
-        let invitation = mapper.build(&batch, 1).unwrap();
+        let invitation = mapper.build(&batch, 1).unwrap().body;
         assert!(invitation.service_review_invitation.is_some());
         assert!(invitation.product_review_invitation.is_none());
     }
@@ -480,6 +501,7 @@ mod tests {
                 .unwrap()
                 .build(&batch, row)
                 .unwrap()
+                .body
         };
         let first = build(settings.clone(), 0);
         let service = first.service_review_invitation.unwrap();
@@ -554,7 +576,8 @@ mod tests {
         let body = Invitations::new(Settings::default(), &mapping, &batch.schema())
             .unwrap()
             .build(&batch, 0)
-            .unwrap();
+            .unwrap()
+            .body;
         assert_eq!(
             body.validate().unwrap_err(),
             vec![

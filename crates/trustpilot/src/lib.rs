@@ -51,7 +51,7 @@ pub use client::{
 pub use config::{Destination, RetryPolicy, Target, TargetKind};
 pub use error::{ApiError, Error, ErrorClass, Result};
 pub use field::Field;
-pub use invitation::{Invitations, Rejection};
+pub use invitation::{Built, Invitations, Rejection};
 pub use model::{
     EmailInvitation, InvitationLink, ProductReviewInvitation, ServiceReviewInvitation,
     is_valid_email, is_valid_locale, is_valid_redirect, normalize_locale,

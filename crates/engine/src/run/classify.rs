@@ -39,6 +39,8 @@ pub(super) struct Pending {
     pub request: Request,
     /// The row's `writeback.key_column` value.
     pub writeback_key: Option<KeyValue>,
+    /// What its run-log row says when it is sent (how its request was made).
+    pub notes: Vec<String>,
 }
 
 /// The typed value of a row's cell, to find the row again for a writeback.
@@ -144,16 +146,18 @@ impl RunCtx<'_> {
                 Class::New | Class::Retry => {
                     self.counts.new += 1;
                     self.seen_new.insert(key);
-                    let body = invitations
+                    let built = invitations
                         .build(batch, row)
                         .map_err(|r| r.to_string())
-                        .and_then(|body| {
-                            body.validate()
-                                .map(|()| body)
+                        .and_then(|built| {
+                            built
+                                .body
+                                .validate()
+                                .map(|()| built)
                                 .map_err(|problems| problems.join("; "))
                         });
-                    match body {
-                        Ok(body) => pending.push(Pending {
+                    match built {
+                        Ok(retl_trustpilot::Built { body, notes }) => pending.push(Pending {
                             key,
                             content,
                             row_key: row_key(),
@@ -168,6 +172,7 @@ impl RunCtx<'_> {
                             writeback_key: columns
                                 .writeback
                                 .and_then(|column| key_value(batch, column, row)),
+                            notes,
                         }),
                         Err(reason) => {
                             self.counts.rejected += 1;

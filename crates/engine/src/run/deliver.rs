@@ -297,6 +297,9 @@ impl RunCtx<'_> {
                 self.counts.sent += 1;
                 log.status_code = Some(accepted.status);
                 log.invitation_id = accepted.id;
+                if !p.notes.is_empty() {
+                    log.reason = Some(p.notes.join("; "));
+                }
                 Some(Status::Sent)
             }
             Delivery::Linked(link) => {
