@@ -133,7 +133,7 @@ impl World {
         world.sql("CREATE TABLE orders (order_id INTEGER PRIMARY KEY, full_name TEXT, email TEXT, locale TEXT)");
         world.write_destination();
         world.write("activations/orders.yaml", &format!(
-            "source:\n  connection: {}\n  table: {}\n  primary_key: [order_id]\ndestination: trustpilot\nmapping:\n  reference_number: order_id\n  consumer_name: full_name\n  consumer_email: email\n  locale: locale\n",
+            "source:\n  connection: {}\n  table: {}\n  primary_key: [order_id]\ndestination: trustpilot\nfirst_run: send_all\nmapping:\n  reference_number: order_id\n  consumer_name: full_name\n  consumer_email: email\n  locale: locale\n",
             world.connection(),
             world.table()
         ));
@@ -451,7 +451,7 @@ fn scenario(world: &World) {
     );
 
     let (code, second) = world.run();
-    assert_eq!(code, 0);
+    assert_eq!(code, 0, "{second}");
     assert_eq!(count(&second, "sent"), 0);
     assert_eq!(count(&second, "already_sent"), 98);
     assert_eq!(count(&second, "already_rejected"), 2);
@@ -824,7 +824,7 @@ fn a_source_that_fails_mid_run_stops_the_run_and_the_next_run_picks_up() {
     world.write(
         "activations/orders.yaml",
         &format!(
-            "source:\n  connection: {}\n  table: events\n  batch_size: 100\ndestination: trustpilot\nmapping:\n  reference_number: id\n  consumer_name: name\n  consumer_email: email\n",
+            "source:\n  connection: {}\n  table: events\n  batch_size: 100\ndestination: trustpilot\nfirst_run: send_all\nmapping:\n  reference_number: id\n  consumer_name: name\n  consumer_email: email\n",
             world.connection()
         ),
     );

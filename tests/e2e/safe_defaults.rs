@@ -139,3 +139,97 @@ fn an_empty_setting_and_a_product_link_are_configuration_errors() {
     );
     assert!(world.emulator().invitations().is_empty());
 }
+
+/// The world's activation without its explicit `first_run: send_all`.
+fn unguarded(world: &World) {
+    let activation = std::fs::read_to_string(world.config_dir().join("activations/orders.yaml"))
+        .unwrap()
+        .replace("first_run: send_all\n", "");
+    world.write("activations/orders.yaml", &activation);
+}
+
+#[test]
+fn a_large_first_run_without_first_run_sends_nothing_and_says_how_to_go_on() {
+    let world = World::new();
+    unguarded(&world);
+    world.insert(1, 101, None, None);
+    let (code, summary) = world.run();
+    assert_eq!(code, 5, "{summary}");
+    let error = summary["error"].as_str().unwrap();
+    for needed in [
+        "101 rows",
+        "limits.first_run_max (100)",
+        "first_run: send_all",
+        "first_run: skip_existing",
+        "--limit",
+    ] {
+        assert!(error.contains(needed), "{needed}: {error}");
+    }
+    assert!(world.emulator().invitations().is_empty(), "nothing sent");
+    // A canary goes, and so does a first run under the limit.
+    let out = world.retl(
+        &["run", "orders", "--limit", "10", "--json"],
+        "emulator-secret",
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let canary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(count(&canary, "sent"), 10);
+    assert_eq!(
+        count(&canary, "skipped"),
+        91,
+        "the rest wait for later runs"
+    );
+    let (code, rest) = world.run();
+    assert_eq!(code, 0, "{rest}");
+    assert_eq!(
+        count(&rest, "sent"),
+        91,
+        "a completed run ends the first run"
+    );
+    assert_eq!(world.accepted_references().len(), 101);
+}
+
+#[test]
+fn caps_per_run_and_per_day_skip_the_rest_for_later() {
+    let world = World::new();
+    world.insert(1, 12, None, None);
+    world.write_destination_with("limits: {max_per_day: 8}\n");
+    let activation =
+        std::fs::read_to_string(world.config_dir().join("activations/orders.yaml")).unwrap();
+    world.write(
+        "activations/orders.yaml",
+        &format!("{activation}limits: {{max_per_run: 5}}\n"),
+    );
+    let (code, first) = world.run();
+    assert_eq!(code, 0, "{first}");
+    assert_eq!(count(&first, "sent"), 5);
+    assert_eq!(count(&first, "skipped"), 7);
+    let log = world.show(first["run_id"].as_str().unwrap());
+    let skipped = log["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["outcome"] == "skipped")
+        .unwrap()
+        .clone();
+    assert!(
+        skipped["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("cap: limits.max_per_run (5)"),
+        "{skipped}"
+    );
+    let (_, second) = world.run();
+    assert_eq!(
+        count(&second, "sent"),
+        3,
+        "8 a day, 5 already today: {second}"
+    );
+    let log = world.show(second["run_id"].as_str().unwrap());
+    assert!(log["rows"].as_array().unwrap().iter().any(|r| {
+        r["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.starts_with("cap: limits.max_per_day (8)"))
+    }));
+    assert_eq!(world.accepted_references().len(), 8);
+}

@@ -28,6 +28,7 @@ Exit codes:
   2    configuration or usage error (the message names file:line:column and field)
   3    the run completed, but some rows failed (retried by the next run) or are uncertain
   4    another run of the activation is under way (its lease is held)
+  5    refused by a safety limit; nothing sent (a first run larger than limits.first_run_max)
   130  interrupted (SIGINT or SIGTERM): requests under way were finished, the rest skipped
 
 Example:
@@ -97,6 +98,10 @@ enum Command {
         /// after this long, or at once on the same machine.
         #[arg(long, env = "RETL_LEASE_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
         lease_seconds: u64,
+        /// Send at most N rows (a canary); the rest are skipped and go out in
+        /// later runs. Also lets a first run larger than limits.first_run_max go.
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
         /// For tests: stop at POINT:N (in_flight:N, recorded:N), say so on
         /// stderr, and wait to be killed or interrupted.
         #[arg(long, hide = true, env = "RETL_HOLD_AT", value_name = "POINT:N")]
@@ -341,8 +346,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             activation,
             json,
             lease_seconds,
+            limit,
             hold_at,
-        } => commands::run::run(&ctx, &activation, json, lease_seconds, hold_at).await,
+        } => commands::run::run(&ctx, &activation, json, lease_seconds, limit, hold_at).await,
         Command::Init { dir } => commands::init::init(&dir),
         Command::Schema { kind } => {
             use retl_engine::config::schema::{SchemaKind, all, schema};
@@ -439,7 +445,13 @@ impl Ctx {
 /// The exit code of a finished run.
 pub(crate) fn exit_code(finished: &Finished) -> Result<u8, Failure> {
     if let Some(failure) = &finished.failure {
-        let code = if failure.is_config() { 2 } else { 1 };
+        let code = if failure.is_refused() {
+            5
+        } else if failure.is_config() {
+            2
+        } else {
+            1
+        };
         return Err(Failure {
             code,
             error: anyhow::anyhow!("run {} failed: {failure}", finished.summary.run_id),

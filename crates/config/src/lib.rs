@@ -19,6 +19,7 @@
 //! stops at the first unknown key or wrong type, and it cannot keep the
 //! position of every scalar once values are deserialised.
 
+pub mod limits;
 mod reader;
 pub mod schema;
 

@@ -45,6 +45,14 @@ pub enum Error {
         /// The destination.
         destination: String,
     },
+    /// A safety limit refused the run before anything was sent (exit code 5).
+    #[error("activation `{activation}`: {message}")]
+    Refused {
+        /// The activation.
+        activation: String,
+        /// Which limit, the numbers, and the ways out.
+        message: String,
+    },
     /// A bug: something that cannot happen did.
     #[error("internal error: {0}")]
     Internal(String),
@@ -54,6 +62,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether a safety limit refused the run, nothing sent (exit code 5).
+    pub fn is_refused(&self) -> bool {
+        matches!(self, Error::Refused { .. })
+    }
+
     /// Whether another run of the activation holds its lease (exit code 4).
     pub fn is_locked(&self) -> bool {
         matches!(self, Error::State(retl_state::Error::Locked { .. }))

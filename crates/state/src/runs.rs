@@ -317,10 +317,24 @@ impl State {
         rows.into_iter().map(RowLog::try_from).collect()
     }
 
+    /// How many rows of `activation` were sent since `since` (RFC 3339, UTC).
+    pub async fn sent_since(&self, activation: &str, since: &str) -> Result<u64> {
+        let (n,): (i64,) = on!(self.db.executor(), |c| sqlx::query_as(
+            "SELECT COUNT(*) FROM run_rows r JOIN runs u ON u.run_id = r.run_id
+             WHERE u.activation = $1 AND r.outcome = 'sent' AND r.at >= $2"
+        )
+        .bind(activation)
+        .bind(since)
+        .fetch_one(c)
+        .await)
+        .map_err(Error::db("count today's sends"))?;
+        Ok(u64::try_from(n).unwrap_or_default())
+    }
+
     /// Whether `activation` has a completed run (its first run is over).
     pub async fn has_completed_run(&self, activation: &str) -> Result<bool> {
         let any: Option<(i64,)> = on!(self.db.executor(), |c| sqlx::query_as(
-            "SELECT 1 FROM runs WHERE activation = $1 AND status = 'completed' LIMIT 1"
+            "SELECT CAST(1 AS BIGINT) FROM runs WHERE activation = $1 AND status = 'completed' LIMIT 1"
         )
         .bind(activation)
         .fetch_optional(c)

@@ -38,6 +38,8 @@ pub struct Destination {
     pub rate_limits: Vec<RateWindow>,
     /// How failed requests are retried.
     pub retry: RetryPolicy,
+    /// Volume limits for every activation of this destination.
+    pub limits: retl_config::limits::Limits,
 }
 
 /// An activation's `target:`: settings laid over the destination's defaults,
@@ -152,6 +154,7 @@ pub(crate) const DESTINATION_KEYS: &[&str] = &[
     "rate_limits",
     "retry",
     "allow_insecure_http",
+    "limits",
 ];
 pub(crate) const RETRY_KEYS: &[&str] = &[
     "tries_per_run",
@@ -262,6 +265,10 @@ pub fn read_destination(
         .get("retry")
         .map(|n| read_retry(r, n))
         .unwrap_or_default();
+    let limits = map
+        .get("limits")
+        .map(|n| retl_config::limits::read_limits(r, n))
+        .unwrap_or_default();
     let insecure = map
         .get("allow_insecure_http")
         .and_then(|n| r.bool(n, "allow_insecure_http"))
@@ -293,6 +300,7 @@ pub fn read_destination(
         request_timeout: Duration::from_secs(timeout),
         rate_limits,
         retry,
+        limits,
     })
 }
 

@@ -97,6 +97,7 @@ pub fn destination_schema() -> Value {
         "allow_insecure_http" => {
             boolean("allow plain http to hosts other than this machine (default false)")
         }
+        "limits" => retl_config::limits::limits_schema(),
         other => unreachable!("destination key `{other}` has no schema"),
     };
     object(

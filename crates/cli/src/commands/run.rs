@@ -37,6 +37,7 @@ pub(crate) async fn run(
     name: &str,
     json: bool,
     lease_seconds: u64,
+    limit: Option<u64>,
     hold: Option<retl_engine::Hold>,
 ) -> Result<u8, Failure> {
     let project = ctx.load(name)?;
@@ -46,6 +47,7 @@ pub(crate) async fn run(
         lease: Duration::from_secs(lease_seconds),
         drain: drain(destination),
         hold,
+        limit,
         ..retl_engine::RunOptions::default()
     };
     let signals = tokio::spawn(on_signal(options.cancel.clone()));

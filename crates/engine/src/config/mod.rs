@@ -54,6 +54,13 @@ impl Destination {
         }
     }
 
+    /// Its `limits:`, for all its activations.
+    pub fn limits(&self) -> retl_config::limits::Limits {
+        match self {
+            Destination::Trustpilot(d) => d.limits,
+        }
+    }
+
     /// How long one request to it may take.
     pub fn request_timeout(&self) -> std::time::Duration {
         match self {
@@ -132,6 +139,10 @@ pub struct Activation {
     pub writeback: Option<Writeback>,
     /// Whether the first run sends the rows already there or only records them.
     pub first_run: FirstRun,
+    /// Whether `first_run:` was written (a first run without it is guarded).
+    pub first_run_explicit: bool,
+    /// The activation's `limits:` (over its destination's).
+    pub limits: retl_config::limits::Limits,
 }
 
 impl fmt::Debug for Activation {
@@ -145,6 +156,8 @@ impl fmt::Debug for Activation {
             .field("delivery", &self.delivery)
             .field("writeback", &self.writeback)
             .field("first_run", &self.first_run)
+            .field("first_run_explicit", &self.first_run_explicit)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -193,6 +206,7 @@ const ACTIVATION_KEYS: &[&str] = &[
     "mapping",
     "writeback",
     "first_run",
+    "limits",
 ];
 const WRITEBACK_KEYS: &[&str] = &["table", "key_column", "url_column"];
 
@@ -451,8 +465,14 @@ fn read_activation(
     let writeback = map
         .get("writeback")
         .and_then(|node| read_writeback(r, node));
+    let limits = map
+        .get("limits")
+        .map(|node| retl_config::limits::read_limits(r, node))
+        .unwrap_or_default();
+    let destination = destination?;
+    let limits = limits.over(destination.limits());
     // The target and the mapping are the destination's to read.
-    let delivery = match destination? {
+    let delivery = match destination {
         Destination::Trustpilot(destination) => {
             read_trustpilot_delivery(r, &map, file, destination, writeback.is_some())
         }
@@ -478,6 +498,8 @@ fn read_activation(
         delivery,
         writeback,
         first_run,
+        first_run_explicit: map.get("first_run").is_some(),
+        limits,
     })
 }
 

@@ -91,6 +91,7 @@ fn activation() -> Value {
             WRITEBACK_KEYS.iter().map(|k| (*k, string(k))).collect(),
             WRITEBACK_KEYS,
         ),
+        "limits" => retl_config::limits::limits_schema(),
         "first_run" => choice(
             &["send_all", "skip_existing"],
             "what the first run does with the rows already there (default send_all)",

@@ -167,12 +167,22 @@ impl RunCtx<'_> {
         // What is under way, to account for requests given up at an interrupt.
         let mut under_way: HashMap<RowHash, (RowHash, String, String)> = HashMap::new();
         let mut fatal = None;
+        let mut over_budget = Vec::new();
         loop {
             while running.len() < concurrency.max(1)
                 && !sender.net.stop.load(Ordering::SeqCst)
                 && !self.options.cancel.is_cancelled()
             {
                 let Some(p) = queue.next() else { break };
+                if let Some((left, why)) = &mut self.budget {
+                    if *left == 0 {
+                        // Over a cap or the --limit: not sent, sent by a later run.
+                        let why = why.clone();
+                        over_budget.push((p, why));
+                        continue;
+                    }
+                    *left -= 1;
+                }
                 under_way.insert(p.key, (p.content, p.row_key.clone(), p.reference.clone()));
                 let net = sender.net.clone();
                 running.spawn(async move {
@@ -246,6 +256,15 @@ impl RunCtx<'_> {
                     Some(stopped_reason(cancelled).to_owned()),
                 ));
             }
+        }
+        for (p, why) in over_budget {
+            self.counts.skipped += 1;
+            logs.push(RowLog::new(
+                p.row_key,
+                Some(&p.reference),
+                RowOutcome::Skipped,
+                Some(why),
+            ));
         }
         // Rows never started because the run stopped: logged, sent by the next run.
         for p in queue {

@@ -115,6 +115,9 @@ pub struct RunOptions {
     /// Hold the run at this point: it prints `retl: holding at POINT N` on
     /// stderr and waits until cancelled (or killed).
     pub hold: Option<Hold>,
+    /// Send at most this many rows (`--limit`, a canary); the rest are
+    /// `skipped` and go out in later runs. It also lets a guarded first run go.
+    pub limit: Option<u64>,
 }
 
 impl Default for RunOptions {
@@ -125,6 +128,7 @@ impl Default for RunOptions {
             drain: Duration::from_secs(30),
             release_uncertain_of: None,
             hold: None,
+            limit: None,
         }
     }
 }
@@ -228,6 +232,7 @@ pub async fn run_with(
         lease: &lease,
         options,
         recorded: AtomicU64::new(0),
+        budget: None,
     };
     let result = ctx.execute(destination).instrument(span).await;
     summary.counts = ctx.counts;
@@ -241,7 +246,7 @@ pub async fn run_with(
         (None, true) => RunStatus::Interrupted,
         (None, false) => RunStatus::Completed,
     };
-    summary.error = failure.as_ref().map(ToString::to_string);
+    summary.error = failure.as_ref().map(|e| with_causes(e));
     let mut tx = state.fenced(&lease).await?;
     tx.finish_run(&mut summary).await?;
     tx.commit().await?;
@@ -273,6 +278,8 @@ struct RunCtx<'a> {
     options: &'a RunOptions,
     /// Arrivals at [`HoldPoint::Recorded`].
     recorded: AtomicU64,
+    /// How many more rows this run may start sending, and why it is bounded.
+    budget: Option<(u64, String)>,
 }
 
 impl RunCtx<'_> {
@@ -286,6 +293,9 @@ impl RunCtx<'_> {
             activation: name.to_owned(),
             error,
         };
+        let first_run = !self.state.has_completed_run(name).await?;
+        self.guard_first_run(first_run).await?;
+        self.budget = self.budget().await?;
         let mut source = Source::open(&spec).await.map_err(source_error)?;
         let schema = source.schema();
         let index = |column: &str| {
@@ -367,6 +377,78 @@ impl RunCtx<'_> {
         Ok(())
     }
 
+    /// A first run with no explicit `first_run:` that would send more than
+    /// `limits.first_run_max` rows sends nothing ([`Error::Refused`]). The rows
+    /// are counted by the database, not read. `--limit` lets it go as a canary.
+    async fn guard_first_run(&self, first_run: bool) -> Result<()> {
+        let activation = self.activation;
+        if !first_run || activation.first_run_explicit || self.options.limit.is_some() {
+            return Ok(());
+        }
+        let max = activation.limits.first_run_max();
+        let rows = Source::inspect(&activation.source_spec(), true)
+            .await
+            .map_err(|error| Error::Source {
+                activation: activation.name.clone(),
+                error,
+            })?
+            .rows
+            .unwrap_or_default();
+        if rows <= max {
+            return Ok(());
+        }
+        let name = &activation.name;
+        Err(Error::Refused {
+            activation: name.clone(),
+            message: format!(
+                "refused by a safety limit; nothing sent: this is its first run and it would send {rows} rows, more than limits.first_run_max ({max}). Choose: `first_run: send_all` to invite them all, `first_run: skip_existing` to invite only rows that arrive from now on, or `retl run {name} --limit N` to send N as a canary"
+            ),
+        })
+    }
+
+    /// How many rows this run may start sending: the least of `--limit`,
+    /// `limits.max_per_run` and what `limits.max_per_day` leaves of today (UTC).
+    async fn budget(&self) -> Result<Option<(u64, String)>> {
+        let limits = self.activation.limits;
+        let mut budget: Option<(u64, String)> = None;
+        let mut bound = |n: u64, why: String| {
+            if budget.as_ref().is_none_or(|(b, _)| n < *b) {
+                budget = Some((n, why));
+            }
+        };
+        if let Some(n) = self.options.limit {
+            bound(
+                n,
+                format!("limit: --limit {n} reached; sent by a later run"),
+            );
+        }
+        if let Some(n) = limits.max_per_run {
+            bound(
+                n,
+                format!("cap: limits.max_per_run ({n}) reached; sent by a later run"),
+            );
+        }
+        if let Some(n) = limits.max_per_day {
+            let midnight = self
+                .state
+                .clock()
+                .now()
+                .date_naive()
+                .and_time(chrono::NaiveTime::MIN)
+                .and_utc()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let today = self
+                .state
+                .sent_since(&self.activation.name, &midnight)
+                .await?;
+            bound(
+                n.saturating_sub(today),
+                format!("cap: limits.max_per_day ({n}) reached; sent on a later day"),
+            );
+        }
+        Ok(budget)
+    }
+
     /// Turns rows an earlier run left in flight into `uncertain` (and logs
     /// them), after releasing the rows of a resend.
     async fn recover(&mut self) -> Result<()> {
@@ -436,4 +518,20 @@ pub(super) async fn hold_at(options: &RunOptions, point: HoldPoint, arrivals: &A
         tracing::warn!("retl: holding at {name} {}", hold.count);
         options.cancel.cancelled().await;
     }
+}
+
+/// An error and its causes, `: `-joined, for the run log (a cause such as the
+/// database's own words is what a person needs to act).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
