@@ -165,7 +165,8 @@ impl RunCtx<'_> {
         let mut queue = pending.into_iter();
         let mut running = tokio::task::JoinSet::new();
         // What is under way, to account for requests given up at an interrupt.
-        let mut under_way: HashMap<RowHash, (RowHash, String, String)> = HashMap::new();
+        let mut under_way: HashMap<RowHash, (RowHash, String, String, Option<retl_diff::Entry>)> =
+            HashMap::new();
         let mut fatal = None;
         let mut over_budget = Vec::new();
         loop {
@@ -183,7 +184,15 @@ impl RunCtx<'_> {
                     }
                     *left -= 1;
                 }
-                under_way.insert(p.key, (p.content, p.row_key.clone(), p.reference.clone()));
+                under_way.insert(
+                    p.key,
+                    (
+                        p.content,
+                        p.row_key.clone(),
+                        p.reference.clone(),
+                        p.previous,
+                    ),
+                );
                 let net = sender.net.clone();
                 running.spawn(async move {
                     let delivery = deliver(&net, &p).await;
@@ -231,7 +240,10 @@ impl RunCtx<'_> {
             "interrupted while the request was under way: delivery unknown, not resent";
         let mut outcomes = Vec::new();
         let mut logs = Vec::new();
-        for (key, (content, row_key, reference)) in &under_way {
+        // Rows whose task was given up before it counted them as marked never
+        // left; if their mark was committing when the task stopped, it is undone.
+        let mut give_back = Vec::new();
+        for (key, (content, row_key, reference, previous)) in &under_way {
             if marked.contains(key) {
                 self.counts.uncertain += 1;
                 outcomes.push(Outcome {
@@ -249,6 +261,7 @@ impl RunCtx<'_> {
                 ));
             } else {
                 self.counts.skipped += 1;
+                give_back.push((*key, *previous));
                 logs.push(RowLog::new(
                     row_key.as_str(),
                     Some(reference),
@@ -275,6 +288,18 @@ impl RunCtx<'_> {
                 RowOutcome::Skipped,
                 Some(stopped_reason(cancelled).to_owned()),
             ));
+        }
+        if !give_back.is_empty() {
+            let (state, lease) = (self.state, self.lease);
+            self.by_deadline(async {
+                let mut tx = state.fenced(lease).await?;
+                for (key, previous) in &give_back {
+                    tx.restore(key, previous.as_ref()).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            })
+            .await?;
         }
         self.commit_bounded(&outcomes, &logs).await?;
         Ok(fatal)
