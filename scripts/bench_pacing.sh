@@ -54,6 +54,7 @@ YAML
 cat > "$work/configs/activations/orders.yaml" <<YAML
 source: { connection: "sqlite://$work/warehouse.db", table: orders }
 destination: trustpilot
+first_run: send_all
 mapping: { reference_number: order_id, consumer_name: full_name, consumer_email: email }
 YAML
 
