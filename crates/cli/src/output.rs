@@ -27,6 +27,20 @@ pub fn summary_json(summary: &RunSummary, state_url: &str) -> serde_json::Result
     serde_json::to_string(&value)
 }
 
+/// Prints a finished run: its JSON summary, or its few lines.
+pub fn print_finished(
+    finished: &retl_engine::Finished,
+    json: bool,
+    state_url: &str,
+) -> serde_json::Result<()> {
+    if json {
+        println!("{}", summary_json(&finished.summary, state_url)?);
+    } else {
+        print!("{}", summary(&finished.summary));
+    }
+    Ok(())
+}
+
 /// A run's summary, a few lines.
 pub fn summary(s: &RunSummary) -> String {
     let c = &s.counts;

@@ -54,13 +54,6 @@ pub(crate) async fn run(
     let finished = retl_engine::run_with(&state, activation, destination, &options).await;
     signals.abort();
     let finished = finished?;
-    if json {
-        println!(
-            "{}",
-            output::summary_json(&finished.summary, &ctx.state_url)?
-        );
-    } else {
-        print!("{}", output::summary(&finished.summary));
-    }
+    output::print_finished(&finished, json, &ctx.state_url)?;
     exit_code(&finished)
 }

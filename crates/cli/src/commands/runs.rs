@@ -100,13 +100,6 @@ async fn resend(
         ..retl_engine::RunOptions::default()
     };
     let finished = retl_engine::run_with(state, activation, destination, &options).await?;
-    if json {
-        println!(
-            "{}",
-            output::summary_json(&finished.summary, &ctx.state_url)?
-        );
-    } else {
-        print!("{}", output::summary(&finished.summary));
-    }
+    output::print_finished(&finished, json, &ctx.state_url)?;
     exit_code(&finished)
 }
