@@ -233,3 +233,53 @@ fn caps_per_run_and_per_day_skip_the_rest_for_later() {
     }));
     assert_eq!(world.accepted_references().len(), 8);
 }
+
+#[test]
+fn resend_rejected_sends_only_the_released_rows_and_says_when_there_is_nothing() {
+    use retl_trustpilot_emulator::Fault;
+    let world = World::new();
+    world.write_destination_with("concurrency: 1\nrate_limits: []\n");
+    world.insert(1, 3, None, None);
+    // Trustpilot refuses the first request (a SKU missing from its catalogue, say).
+    world.emulator().script_faults([Some(Fault::BadRequest)]);
+    let (code, first) = world.run();
+    assert_eq!(code, 0, "{first}");
+    assert_eq!(count(&first, "rejected"), 1);
+    let run_id = first["run_id"].as_str().unwrap().to_owned();
+    // The catalogue is fixed; meanwhile two new orders arrive.
+    world.insert(4, 5, None, None);
+    let out = world.retl(
+        &["runs", "resend", &run_id, "--rejected", "--json"],
+        "emulator-secret",
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let resent: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(count(&resent, "sent"), 1, "only the released row: {resent}");
+    assert_eq!(count(&resent, "skipped"), 2, "the new rows wait: {resent}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("released 1 rejected row(s)"), "{stderr}");
+    // Again: nothing left to release.
+    let again = world.retl(
+        &["runs", "resend", &run_id, "--rejected"],
+        "emulator-secret",
+    );
+    assert_eq!(again.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("nothing to resend"),
+        "{again:?}"
+    );
+    let (code, rest) = world.run();
+    assert_eq!(code, 0, "{rest}");
+    assert_eq!(count(&rest, "sent"), 2);
+    let accepted = world.accepted_references();
+    assert_eq!(accepted.len(), 5);
+    assert!(accepted.values().all(|&n| n == 1));
+    // A run with no rejected rows: nothing to do at all.
+    let rest_id = rest["run_id"].as_str().unwrap();
+    let none = world.retl(
+        &["runs", "resend", rest_id, "--rejected"],
+        "emulator-secret",
+    );
+    assert_eq!(none.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&none.stdout).contains("nothing to resend"));
+}

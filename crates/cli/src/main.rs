@@ -200,18 +200,23 @@ pub(crate) enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Send again, on purpose, the rows of a run whose delivery is uncertain,
-    /// then run the activation. They may already have reached Trustpilot:
-    /// asks for confirmation unless --yes.
+    /// Send again, on purpose, the rows a run logged as uncertain (they may
+    /// already have reached Trustpilot: asks for confirmation unless --yes) or
+    /// as rejected (after fixing their data or a setting). Lists the keys it
+    /// releases and sends only those rows; other new rows wait for the next run.
     #[command(
-        after_help = "Example:\n  retl runs resend 01a20815-b801-744c-a977-2f2051e581c8 --uncertain --yes"
+        after_help = "Examples:\n  retl runs resend 01a20815-b801-744c-a977-2f2051e581c8 --uncertain --yes\n  retl runs resend 01a20815-b801-744c-a977-2f2051e581c8 --rejected"
     )]
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["uncertain", "rejected"])))]
     Resend {
-        /// The run whose uncertain rows to resend.
+        /// The run whose rows to resend.
         run_id: String,
-        /// Resend the rows logged as uncertain (the only rows that can be resent).
-        #[arg(long, required = true)]
+        /// Resend the rows logged as uncertain.
+        #[arg(long)]
         uncertain: bool,
+        /// Resend the rows logged as rejected.
+        #[arg(long)]
+        rejected: bool,
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,

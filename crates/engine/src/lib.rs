@@ -62,4 +62,4 @@ pub use check::{
     check_destination, templates,
 };
 pub use error::{Error, Result};
-pub use run::{Cancel, Finished, Hold, HoldPoint, RunOptions, run, run_with};
+pub use run::{Cancel, Finished, Hold, HoldPoint, Resend, RunOptions, run, run_with};

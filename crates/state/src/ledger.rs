@@ -24,6 +24,8 @@ pub struct Outcome<'a> {
     pub content: RowHash,
     /// `Sent`, `Rejected`, `Failed` or `Uncertain`.
     pub status: Status,
+    /// The row's primary-key values as text (for resends and `runs` lookups).
+    pub row_key: Option<&'a str>,
     /// The row's reference number, if it has one.
     pub reference: Option<&'a str>,
     /// Why it was not sent.
@@ -74,12 +76,13 @@ const MARK_IN_FLIGHT: &str = "
 
 const RECORD: &str = "
     INSERT INTO ledger (activation, key_hash, content_hash, status, attempts, reference,
-                        first_run, last_run, last_error, updated_at)
-    VALUES ($1, $2, $3, $4, 0, $5, $6, $6, $7, $8)
+                        first_run, last_run, last_error, updated_at, row_key)
+    VALUES ($1, $2, $3, $4, 0, $5, $6, $6, $7, $8, $9)
     ON CONFLICT (activation, key_hash) DO UPDATE SET
        content_hash = excluded.content_hash, status = excluded.status,
        reference = excluded.reference, last_run = excluded.last_run,
-       last_error = excluded.last_error, updated_at = excluded.updated_at";
+       last_error = excluded.last_error, updated_at = excluded.updated_at,
+       row_key = COALESCE(excluded.row_key, ledger.row_key)";
 
 impl State {
     /// What the ledger says of the rows `(key, content)` that need a decision:
@@ -203,6 +206,7 @@ impl Fenced {
                 .bind(&self.run_id)
                 .bind(outcome.error)
                 .bind(&self.now)
+                .bind(outcome.row_key)
                 .execute(c)
                 .await
                 .map(|_| ()))
@@ -316,25 +320,44 @@ impl Fenced {
         .map_err(Error::db("recover keys left in flight"))
     }
 
-    /// Makes the rows that run `run_id` of this activation logged as
-    /// `uncertain`, and that are still uncertain in the ledger, retryable: this
-    /// run sends them. Returns how many were released.
-    pub async fn release_uncertain(&mut self, run_id: &str) -> Result<u64> {
-        let released = on!(self.tx.executor(), |c| sqlx::query(
+    /// Makes the rows that run `run_id` of this activation logged with
+    /// `outcome` (`uncertain` or `rejected`), and that are still so in the
+    /// ledger, retryable: the run sends them again. Returns each released
+    /// row's key hash and key text.
+    pub async fn release(
+        &mut self,
+        run_id: &str,
+        outcome: crate::RowOutcome,
+    ) -> Result<Vec<(RowHash, String)>> {
+        let status = match outcome {
+            crate::RowOutcome::Uncertain => Status::Uncertain,
+            crate::RowOutcome::Rejected => Status::Rejected,
+            other => {
+                return Err(Error::Corrupt {
+                    what: "resend",
+                    detail: format!("rows logged `{other}` cannot be released"),
+                });
+            }
+        };
+        let rows: Vec<(Vec<u8>, Option<String>)> = on!(self.tx.executor(), |c| sqlx::query_as(
             "UPDATE ledger SET status = 'failed',
                     last_error = 'released for resend by `retl runs resend`',
-                    updated_at = $3
-             WHERE status = 'uncertain' AND activation = $2
-               AND row_key IN (SELECT row_key FROM run_rows WHERE run_id = $1 AND outcome = 'uncertain')",
+                    updated_at = $4
+             WHERE status = $3 AND activation = $2
+               AND row_key IN (SELECT row_key FROM run_rows WHERE run_id = $1 AND outcome = $5)
+             RETURNING key_hash, row_key",
         )
         .bind(run_id)
         .bind(&self.activation)
+        .bind(status.as_str())
         .bind(&self.now)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))
-        .map_err(Error::db("release uncertain rows"))?;
-        Ok(released)
+        .bind(outcome.as_str())
+        .fetch_all(c)
+        .await)
+        .map_err(Error::db("release rows for a resend"))?;
+        rows.into_iter()
+            .map(|(key, row_key)| Ok((to_hash(&key)?, row_key.unwrap_or_default())))
+            .collect()
     }
 }
 
@@ -363,6 +386,7 @@ mod tests {
             key: [k; 16],
             content: [c; 16],
             status,
+            row_key: None,
             reference: None,
             error: None,
         }

@@ -39,10 +39,16 @@ pub(crate) async fn runs(ctx: &Ctx, command: RunsCommand) -> Result<u8, Failure>
         RunsCommand::Resend {
             run_id,
             uncertain: _,
+            rejected,
             yes,
             json,
         } => {
-            return resend(ctx, &state, &run_id, yes, json).await;
+            let outcome = if rejected {
+                RowOutcome::Rejected
+            } else {
+                RowOutcome::Uncertain
+            };
+            return resend(ctx, &state, &run_id, outcome, yes, json).await;
         }
     }
     Ok(0)
@@ -52,6 +58,7 @@ async fn resend(
     ctx: &Ctx,
     state: &State,
     run_id: &str,
+    outcome: RowOutcome,
     yes: bool,
     json: bool,
 ) -> Result<u8, Failure> {
@@ -60,19 +67,21 @@ async fn resend(
             "no run with id `{run_id}` (see `retl runs list`)"
         )));
     };
-    let uncertain = state
+    let logged = state
         .run_rows(run_id)
         .await?
         .into_iter()
-        .filter(|r| r.outcome == RowOutcome::Uncertain)
+        .filter(|r| r.outcome == outcome)
         .count();
-    if uncertain == 0 {
-        println!("run {run_id} has no uncertain rows: nothing to resend");
+    if logged == 0 {
+        println!("run {run_id} has no {outcome} rows: nothing to resend");
         return Ok(0);
     }
     let project = ctx.load(&summary.activation)?;
     let (activation, destination) = project.activation(&summary.activation)?;
-    if !yes {
+    // Rejected rows were refused: resending them cannot invite anyone twice.
+    let uncertain = logged;
+    if outcome == RowOutcome::Uncertain && !yes {
         use std::io::{BufRead as _, IsTerminal as _, Write as _};
         if !std::io::stdin().is_terminal() {
             return Err(Failure::usage(anyhow::anyhow!(
@@ -90,16 +99,26 @@ async fn resend(
             return Ok(0);
         }
     }
-    crate::notice(&format!(
-        "releasing the uncertain row(s) of run {run_id}; running `{}`",
-        activation.name
-    ));
     let options = retl_engine::RunOptions {
-        release_uncertain_of: Some(run_id.to_owned()),
+        resend: Some(retl_engine::Resend {
+            run_id: run_id.to_owned(),
+            outcome,
+        }),
         drain: crate::commands::run::drain(destination),
         ..retl_engine::RunOptions::default()
     };
     let finished = retl_engine::run_with(state, activation, destination, &options).await?;
+    if finished.released.is_empty() {
+        crate::notice(&format!(
+            "the {outcome} rows of run {run_id} were already resent or changed: nothing to resend"
+        ));
+    } else {
+        crate::notice(&format!(
+            "released {} {outcome} row(s) of run {run_id} and sent only those (keys: {})",
+            finished.released.len(),
+            finished.released.join("; ")
+        ));
+    }
     output::print_finished(&finished, json, &ctx.state_url)?;
     exit_code(&finished)
 }

@@ -98,7 +98,7 @@ impl RunCtx<'_> {
             .lookup_changes(&self.activation.name, &pairs)
             .await?;
         let mut pending = Vec::new();
-        let mut outcomes: Vec<(RowHash, RowHash, Option<String>, String)> = Vec::new();
+        let mut outcomes: Vec<(RowHash, RowHash, String, Option<String>, String)> = Vec::new();
         let mut logs = Vec::new();
         for row in 0..batch.num_rows() {
             self.counts.read += 1;
@@ -143,6 +143,19 @@ impl RunCtx<'_> {
                 Class::AlreadySent | Class::Unresolved => self.counts.already_sent += 1,
                 Class::IgnoredChanged => self.counts.ignored_changed += 1,
                 Class::AlreadyRejected => self.counts.already_rejected += 1,
+                Class::New | Class::Retry
+                    if self.only.as_ref().is_some_and(|only| !only.contains(&key)) =>
+                {
+                    // A resend sends only the rows it released.
+                    self.counts.new += 1;
+                    self.counts.skipped += 1;
+                    logs.push(RowLog::new(
+                        row_key(),
+                        invitations.reference(batch, row).as_deref(),
+                        RowOutcome::Skipped,
+                        Some("not part of this resend: sent by the next run".to_owned()),
+                    ));
+                }
                 Class::New | Class::Retry => {
                     self.counts.new += 1;
                     self.seen_new.insert(key);
@@ -177,13 +190,14 @@ impl RunCtx<'_> {
                         Err(reason) => {
                             self.counts.rejected += 1;
                             let reference = invitations.reference(batch, row);
+                            let row_key = row_key();
                             logs.push(RowLog::new(
-                                row_key(),
+                                row_key.as_str(),
                                 reference.as_deref(),
                                 RowOutcome::Rejected,
                                 Some(reason.clone()),
                             ));
-                            outcomes.push((key, content, reference, reason));
+                            outcomes.push((key, content, row_key, reference, reason));
                         }
                     }
                 }
@@ -191,10 +205,11 @@ impl RunCtx<'_> {
         }
         let outcomes: Vec<Outcome<'_>> = outcomes
             .iter()
-            .map(|(key, content, reference, reason)| Outcome {
+            .map(|(key, content, row_key, reference, reason)| Outcome {
                 key: *key,
                 content: *content,
                 status: Status::Rejected,
+                row_key: Some(row_key),
                 reference: reference.as_deref(),
                 error: Some(reason),
             })

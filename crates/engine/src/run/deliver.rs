@@ -250,6 +250,7 @@ impl RunCtx<'_> {
                     key: *key,
                     content: *content,
                     status: Status::Uncertain,
+                    row_key: Some(row_key),
                     reference: Some(reference),
                     error: Some(uncertain_reason),
                 });
@@ -418,6 +419,7 @@ impl RunCtx<'_> {
             key: p.key,
             content: p.content,
             status,
+            row_key: Some(&p.row_key),
             reference: Some(&p.reference),
             error: log.reason.as_deref(),
         });

@@ -96,6 +96,15 @@ impl std::str::FromStr for Hold {
     }
 }
 
+/// Which rows of an earlier run a resend sends again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resend {
+    /// The earlier run.
+    pub run_id: String,
+    /// `uncertain` or `rejected`.
+    pub outcome: RowOutcome,
+}
+
 /// Options of one run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -109,9 +118,11 @@ pub struct RunOptions {
     /// way may finish until shortly before it (the rest are `uncertain`), every
     /// wait and commit ends by it. The CLI sets the request timeout plus 5 s.
     pub drain: Duration,
-    /// Before reading, make the rows this earlier run logged as uncertain
-    /// sendable again (`retl runs resend RUN_ID --uncertain`).
-    pub release_uncertain_of: Option<String>,
+    /// A resend (`retl runs resend RUN_ID --uncertain|--rejected`): before
+    /// reading, the rows that earlier run logged with that outcome are made
+    /// sendable again, and only they are sent; other new rows wait for the
+    /// next run (`skipped`).
+    pub resend: Option<Resend>,
     /// Hold the run at this point: it prints `retl: holding at POINT N` on
     /// stderr and waits until cancelled (or killed).
     pub hold: Option<Hold>,
@@ -126,7 +137,7 @@ impl Default for RunOptions {
             lease: Duration::from_mins(1),
             cancel: Cancel::default(),
             drain: Duration::from_secs(30),
-            release_uncertain_of: None,
+            resend: None,
             hold: None,
             limit: None,
         }
@@ -149,6 +160,8 @@ pub struct Finished {
     pub summary: RunSummary,
     /// Why it failed, if it did (the summary's `error` holds the same message).
     pub failure: Option<Error>,
+    /// The key texts of the rows a resend released.
+    pub released: Vec<String>,
 }
 
 impl Finished {
@@ -233,9 +246,12 @@ pub async fn run_with(
         options,
         recorded: AtomicU64::new(0),
         budget: None,
+        only: None,
+        released: Vec::new(),
     };
     let result = ctx.execute(destination).instrument(span).await;
     summary.counts = ctx.counts;
+    let ctx_released = std::mem::take(&mut ctx.released);
     let failure = match result {
         Ok(()) if summary.counts.balanced() => None,
         Ok(()) => Some(Error::Accounting(format!("{:?}", summary.counts))),
@@ -257,7 +273,11 @@ pub async fn run_with(
         read = summary.counts.read, sent = summary.counts.sent, rejected = summary.counts.rejected,
         failed = summary.counts.failed, "run finished"
     );
-    Ok(Finished { summary, failure })
+    Ok(Finished {
+        summary,
+        failure,
+        released: ctx_released,
+    })
 }
 
 /// What one run works with while it reads, classifies and delivers.
@@ -280,6 +300,9 @@ struct RunCtx<'a> {
     recorded: AtomicU64,
     /// How many more rows this run may start sending, and why it is bounded.
     budget: Option<(u64, String)>,
+    /// A resend's released rows: key hashes (only these are sent) and key texts.
+    only: Option<HashSet<RowHash>>,
+    released: Vec<String>,
 }
 
 impl RunCtx<'_> {
@@ -293,6 +316,10 @@ impl RunCtx<'_> {
             activation: name.to_owned(),
             error,
         };
+        if self.only.as_ref().is_some_and(HashSet::is_empty) {
+            tracing::info!("nothing to resend");
+            return Ok(());
+        }
         let first_run = !self.state.has_completed_run(name).await?;
         self.guard_first_run(first_run).await?;
         self.budget = self.budget().await?;
@@ -453,9 +480,15 @@ impl RunCtx<'_> {
     /// them), after releasing the rows of a resend.
     async fn recover(&mut self) -> Result<()> {
         let mut tx = self.state.fenced(self.lease).await?;
-        if let Some(run_id) = &self.options.release_uncertain_of {
-            let released = tx.release_uncertain(run_id).await?;
-            tracing::info!(released, run_id, "uncertain rows released for resend");
+        if let Some(resend) = &self.options.resend {
+            let released = tx.release(&resend.run_id, resend.outcome).await?;
+            tracing::info!(
+                released = released.len(),
+                run_id = %resend.run_id,
+                "rows released for resend"
+            );
+            self.only = Some(released.iter().map(|(key, _)| *key).collect());
+            self.released = released.into_iter().map(|(_, key)| key).collect();
         }
         let recovered = tx.recover_in_flight().await?;
         if !recovered.is_empty() {
