@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use retl_trustpilot_emulator::{EmulatorConfig, Fault, RateWindow};
 use serde_json::Value;
 
-use super::{Kind, World, count};
+use super::{Kind, World, count, row_with};
 
 /// Fast retries and a short request timeout, so faults resolve quickly.
 const FAST: &str = "request_timeout_seconds: 1\nretry:\n  backoff_ms: 20\n";
@@ -116,12 +116,7 @@ fn trustpilots_400_rejects_the_row_with_its_details_and_correlation_id() {
         (1, 1)
     );
     let log = world.show(summary["run_id"].as_str().unwrap());
-    let rejected = log["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["outcome"] == "rejected")
-        .unwrap();
+    let rejected = row_with(&log, "rejected");
     assert_eq!(rejected["status_code"], 400);
     assert_eq!(rejected["error_code"], "1001");
     assert!(rejected["correlation_id"].is_string());

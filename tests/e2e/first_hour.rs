@@ -185,10 +185,7 @@ fn an_env_file_and_a_target_supply_the_variables() {
 #[test]
 fn a_typo_gets_the_closest_name_and_its_line_underlined() {
     let world = World::new();
-    let activation = std::fs::read_to_string(world.config_dir().join("activations/orders.yaml"))
-        .unwrap()
-        .replace("consumer_email: email", "consumer_emial: email");
-    world.write("activations/orders.yaml", &activation);
+    world.edit_activation(|yaml| yaml.replace("consumer_email: email", "consumer_emial: email"));
     let out = world.retl(&["run", "orders"], "emulator-secret");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -212,22 +209,16 @@ fn template_ids_and_redirects_map_per_row_where_the_settings_leave_them_empty() 
     world.insert(1, 3, None, None);
     world.sql("UPDATE orders SET tpl = 'tpl-' || order_id, thanks = 'https://shop.example/t/' || order_id WHERE order_id < 3");
     world.sql("UPDATE orders SET locale = 'da_DK' WHERE order_id = 2");
-    let activation = std::fs::read_to_string(world.config_dir().join("activations/orders.yaml"))
-        .unwrap()
-        .replace(
+    world.edit_activation(|yaml| {
+        yaml.replace(
             "  locale: locale\n",
             "  locale: locale\n  service_template_id: tpl\n  service_redirect_uri: thanks\n",
-        );
-    world.write("activations/orders.yaml", &activation);
+        )
+    });
     let (code, summary) = world.run();
     assert_eq!(code, 0, "{summary}");
     assert_eq!(count(&summary, "sent"), 3);
-    let bodies: std::collections::HashMap<String, serde_json::Value> = world
-        .emulator()
-        .invitations()
-        .into_iter()
-        .map(|i| (i.reference().unwrap().to_owned(), i.body))
-        .collect();
+    let bodies = world.bodies();
     assert_eq!(
         bodies["1"]["serviceReviewInvitation"]["templateId"],
         "tpl-1"

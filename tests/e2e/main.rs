@@ -201,6 +201,22 @@ impl World {
     }
 
     /// The destination pointing at this world's emulator.
+    /// Rewrites the activation file through `edit`.
+    fn edit_activation(&self, edit: impl FnOnce(String) -> String) {
+        let path = self.config_dir().join("activations/orders.yaml");
+        let yaml = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(path, edit(yaml)).unwrap();
+    }
+
+    /// The request bodies the emulator accepted, by reference.
+    fn bodies(&self) -> HashMap<String, Value> {
+        self.emulator()
+            .invitations()
+            .into_iter()
+            .map(|i| (i.reference().unwrap().to_owned(), i.body))
+            .collect()
+    }
+
     fn write_destination(&self) {
         self.write_destination_with("");
     }
@@ -928,4 +944,15 @@ pub(crate) fn spawn_held(world: &World, hold: &str, extra: &[&str]) -> std::proc
     // Keep draining stderr so the child never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
     child
+}
+
+/// The first row of a run log (`retl runs show --json`) with `outcome`.
+pub(crate) fn row_with(log: &Value, outcome: &str) -> Value {
+    log["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["outcome"] == outcome)
+        .unwrap_or_else(|| panic!("no {outcome} row in {log}"))
+        .clone()
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use retl_trustpilot_emulator::{EmulatorConfig, Fault, RateWindow};
 
-use super::{Kind, World, count, spawn_held};
+use super::{Kind, World, count, row_with, spawn_held};
 
 fn interrupt(child: &std::process::Child) {
     let pid = child.id().to_string();
@@ -188,13 +188,7 @@ fn a_redirect_is_a_failure_and_the_row_goes_out_later() {
     assert_eq!(count(&summary, "sent"), 1);
     assert_eq!(count(&summary, "failed"), 1);
     let log = world.show(summary["run_id"].as_str().unwrap());
-    let failed = log["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["outcome"] == "failed")
-        .unwrap()
-        .clone();
+    let failed = row_with(&log, "failed");
     assert!(
         failed["reason"]
             .as_str()
@@ -231,13 +225,7 @@ fn a_link_created_with_an_unreadable_answer_is_uncertain_and_never_created_again
     assert_eq!(count(&summary, "uncertain"), 1);
     assert_eq!(count(&summary, "rejected"), 0, "a 2xx is never a rejection");
     let log = world.show(summary["run_id"].as_str().unwrap());
-    let uncertain = log["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["outcome"] == "uncertain")
-        .unwrap()
-        .clone();
+    let uncertain = row_with(&log, "uncertain");
     assert!(
         uncertain["reason"].as_str().unwrap().contains("<html>"),
         "{uncertain}"

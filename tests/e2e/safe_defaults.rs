@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use super::{World, count};
+use super::{World, count, row_with};
 
 #[test]
 fn runs_started_from_two_directories_share_the_projects_state_and_send_nothing_twice() {
@@ -67,22 +67,16 @@ fn a_send_time_in_the_past_is_left_out_and_the_run_log_says_so() {
     world.insert(1, 2, None, None);
     world.sql("UPDATE orders SET send_at = '2020-01-01 09:00:00' WHERE order_id = 1");
     world.sql("UPDATE orders SET send_at = '2999-01-01 09:00:00' WHERE order_id = 2");
-    let activation = std::fs::read_to_string(world.config_dir().join("activations/orders.yaml"))
-        .unwrap()
-        .replace(
+    world.edit_activation(|yaml| {
+        yaml.replace(
             "  locale: locale\n",
             "  locale: locale\n  preferred_send_time: send_at\n",
-        );
-    world.write("activations/orders.yaml", &activation);
+        )
+    });
     let (code, summary) = world.run();
     assert_eq!(code, 0, "{summary}");
     assert_eq!(count(&summary, "sent"), 2);
-    let bodies: std::collections::HashMap<String, serde_json::Value> = world
-        .emulator()
-        .invitations()
-        .into_iter()
-        .map(|i| (i.reference().unwrap().to_owned(), i.body))
-        .collect();
+    let bodies = world.bodies();
     assert!(
         bodies["1"]["serviceReviewInvitation"]
             .get("preferredSendTime")
@@ -123,13 +117,10 @@ fn an_empty_setting_and_a_product_link_are_configuration_errors() {
     );
 
     world.write_destination_with("");
-    let activation = std::fs::read_to_string(world.config_dir().join("activations/orders.yaml"))
-        .unwrap()
-        .replace(
+    world.edit_activation(|yaml| yaml.replace(
             "destination: trustpilot\n",
             "destination: trustpilot\ntarget:\n  kind: invitation_link\n  invitation_type: both\n  product: { skus: [SKU-1] }\n",
-        );
-    world.write("activations/orders.yaml", &activation);
+        ));
     let out = world.retl(&["run", "orders"], "emulator-secret");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -142,10 +133,7 @@ fn an_empty_setting_and_a_product_link_are_configuration_errors() {
 
 /// The world's activation without its explicit `first_run: send_all`.
 fn unguarded(world: &World) {
-    let activation = std::fs::read_to_string(world.config_dir().join("activations/orders.yaml"))
-        .unwrap()
-        .replace("first_run: send_all\n", "");
-    world.write("activations/orders.yaml", &activation);
+    world.edit_activation(|yaml| yaml.replace("first_run: send_all\n", ""));
 }
 
 #[test]
@@ -194,24 +182,18 @@ fn caps_per_run_and_per_day_skip_the_rest_for_later() {
     let world = World::new();
     world.insert(1, 12, None, None);
     world.write_destination_with("limits: {max_per_day: 8}\n");
-    let activation =
-        std::fs::read_to_string(world.config_dir().join("activations/orders.yaml")).unwrap();
-    world.write(
-        "activations/orders.yaml",
-        &format!("{activation}limits: {{max_per_run: 5}}\n"),
-    );
+    world.edit_activation(|yaml| {
+        format!(
+            "{yaml}limits: {{max_per_run: 5}}
+"
+        )
+    });
     let (code, first) = world.run();
     assert_eq!(code, 0, "{first}");
     assert_eq!(count(&first, "sent"), 5);
     assert_eq!(count(&first, "skipped"), 7);
     let log = world.show(first["run_id"].as_str().unwrap());
-    let skipped = log["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["outcome"] == "skipped")
-        .unwrap()
-        .clone();
+    let skipped = row_with(&log, "skipped");
     assert!(
         skipped["reason"]
             .as_str()

@@ -164,6 +164,23 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// An error and its causes, `: `-joined, each cause once: what a person reads
+/// in a message or a run log (a library's own message often names only the
+/// operation; the reason, such as "connection refused", is in its sources).
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Parses a duration written the human way: `30s`, `15m`, `12h`, `3d`, `1w`.
 ///
 /// Uses `humantime`, so combinations (`1h 30m`) are accepted as well.

@@ -134,16 +134,16 @@ pub enum Error {
     #[error("cannot get an access token: {0}")]
     Auth(ApiError),
     /// No connection could be made: nothing was sent.
-    #[error("cannot connect to trustpilot: {}", chain(.0))]
+    #[error("cannot connect to trustpilot: {}", retl_config::with_causes(.0))]
     Connect(reqwest::Error),
     /// The server's TLS certificate was refused: nothing was sent, and no
     /// retry can help (a configuration problem: the host, a proxy, the clock).
-    #[error("cannot connect to trustpilot: the TLS certificate was refused: {}", chain(.0))]
+    #[error("cannot connect to trustpilot: the TLS certificate was refused: {}", retl_config::with_causes(.0))]
     Certificate(reqwest::Error),
     /// The request went out but no complete answer came back.
     #[error(
         "no answer from trustpilot after the request was sent (it may have been accepted): {}",
-        chain(.0)
+        retl_config::with_causes(.0)
     )]
     NoResponse(reqwest::Error),
     /// A 3xx answer: retl never follows redirects (a `sent` needs a 2xx from
@@ -205,22 +205,6 @@ impl Error {
             _ => None,
         }
     }
-}
-
-/// An error and its causes, `: `-joined (reqwest's own message names only
-/// the request; the reason, such as "connection refused", is in its sources).
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Whether a transport error is a refused TLS certificate.

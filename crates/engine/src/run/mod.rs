@@ -262,7 +262,7 @@ pub async fn run_with(
         (None, true) => RunStatus::Interrupted,
         (None, false) => RunStatus::Completed,
     };
-    summary.error = failure.as_ref().map(|e| with_causes(e));
+    summary.error = failure.as_ref().map(|e| retl_config::with_causes(e));
     let mut tx = state.fenced(&lease).await?;
     tx.finish_run(&mut summary).await?;
     tx.commit().await?;
@@ -551,20 +551,4 @@ pub(super) async fn hold_at(options: &RunOptions, point: HoldPoint, arrivals: &A
         tracing::warn!("retl: holding at {name} {}", hold.count);
         options.cancel.cancelled().await;
     }
-}
-
-/// An error and its causes, `: `-joined, for the run log (a cause such as the
-/// database's own words is what a person needs to act).
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
