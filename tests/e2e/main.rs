@@ -6,6 +6,7 @@ mod first_hour;
 mod outcomes;
 mod safe_defaults;
 mod safety;
+mod see_before_send;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -28,7 +28,8 @@ Exit codes:
   2    configuration or usage error (the message names file:line:column and field)
   3    the run completed, but some rows failed (retried by the next run) or are uncertain
   4    another run of the activation is under way (its lease is held)
-  5    refused by a safety limit; nothing sent (a first run larger than limits.first_run_max)
+  5    refused by a safety limit; nothing sent (a first run larger than limits.first_run_max,
+       or a surge: more new rows than limits.surge_factor times the recent median)
   130  interrupted (SIGINT or SIGTERM): requests under way were finished, the rest skipped
 
 Example:
@@ -102,10 +103,37 @@ enum Command {
         /// later runs. Also lets a first run larger than limits.first_run_max go.
         #[arg(long, value_name = "N")]
         limit: Option<u64>,
+        /// Send even if the new rows are a surge (more than limits.surge_factor
+        /// times the median sent by the last 10 completed runs, and over 100).
+        #[arg(long)]
+        allow_surge: bool,
+        /// Show what the run would do and do none of it (the same as `retl preview`).
+        #[arg(long)]
+        dry_run: bool,
         /// For tests: stop at POINT:N (in_flight:N, recorded:N), say so on
         /// stderr, and wait to be killed or interrupted.
         #[arg(long, hide = true, env = "RETL_HOLD_AT", value_name = "POINT:N")]
         hold_at: Option<retl_engine::Hold>,
+    },
+    /// Show what a run would do now, and do none of it: the counts, each
+    /// request body with where each value came from (row column, activation
+    /// target, destination default), the rows that would be rejected and why,
+    /// and how long the sends would take. Writes nothing, takes no lease,
+    /// sends nothing. Exit code 0 even when a run would be refused (the
+    /// refusal is shown).
+    #[command(
+        after_help = "Examples:\n  retl preview orders\n  retl preview orders --limit 5 --json"
+    )]
+    Preview {
+        /// The activation's name.
+        activation: String,
+        /// Preview a run with `--limit N`: at most N rows sent, the rest skipped.
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
+        /// Print one JSON object: {counts, invitations: [{key, reference, body,
+        /// origins}], rejections: [{key, reference, reason}], estimated_seconds}.
+        #[arg(long)]
+        json: bool,
     },
     /// Check the configuration, each destination (a fresh token is minted;
     /// business units and template ids must exist) and each activation's
@@ -350,10 +378,33 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Run {
             activation,
             json,
+            dry_run: true,
+            limit,
+            ..
+        }
+        | Command::Preview {
+            activation,
+            json,
+            limit,
+        } => commands::preview::preview(&ctx, &activation, limit, json).await,
+        Command::Run {
+            activation,
+            json,
             lease_seconds,
             limit,
+            allow_surge,
+            dry_run: false,
             hold_at,
-        } => commands::run::run(&ctx, &activation, json, lease_seconds, limit, hold_at).await,
+        } => {
+            let run = commands::run::RunArgs {
+                json,
+                lease_seconds,
+                limit,
+                allow_surge,
+                hold: hold_at,
+            };
+            commands::run::run(&ctx, &activation, &run).await
+        }
         Command::Init { dir } => commands::init::init(&dir),
         Command::Schema { kind } => {
             use retl_engine::config::schema::{SchemaKind, all, schema};

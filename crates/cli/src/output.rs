@@ -68,6 +68,13 @@ pub fn summary(s: &RunSummary) -> String {
             c.baseline
         );
     }
+    if c.too_old > 0 {
+        let _ = writeln!(
+            out,
+            "  too_old {}: rows older than max_row_age, recorded and never sent",
+            c.too_old
+        );
+    }
     if c.recovered > 0 {
         let _ = writeln!(
             out,

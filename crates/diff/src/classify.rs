@@ -21,17 +21,20 @@ pub enum Status {
     /// Present before the activation's first run (`first_run: skip_existing`):
     /// never sent, and never to be.
     Baseline,
+    /// Older than the activation's `max_row_age` when first seen: never sent.
+    TooOld,
 }
 
 impl Status {
     /// Every status.
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 7] = [
         Status::InFlight,
         Status::Sent,
         Status::Rejected,
         Status::Failed,
         Status::Uncertain,
         Status::Baseline,
+        Status::TooOld,
     ];
 
     /// The value stored in the ledger's `status` column.
@@ -43,6 +46,7 @@ impl Status {
             Status::Failed => "failed",
             Status::Uncertain => "uncertain",
             Status::Baseline => "baseline",
+            Status::TooOld => "too_old",
         }
     }
 }
@@ -67,7 +71,8 @@ impl FromStr for Status {
 /// What the ledger knows of one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
-    /// The content hash last recorded for the key.
+    /// The content hash last recorded for the key; for a `rejected` key, its
+    /// request hash (see [`classify`]).
     pub content: RowHash,
     /// Its status.
     pub status: Status,
@@ -87,7 +92,8 @@ pub enum Class {
     AlreadySent,
     /// Sent before and its content changed since: insert-only, so nothing to do.
     IgnoredChanged,
-    /// Rejected before and its content has not changed: nothing to do.
+    /// Rejected before and neither its content nor what shapes its request
+    /// has changed: nothing to do.
     AlreadyRejected,
     /// A previous run may or may not have delivered it (`uncertain` or left
     /// in flight): never resent automatically.
@@ -101,15 +107,23 @@ impl Class {
     }
 }
 
-/// Classifies a row by its ledger entry (if any) and its current content hash.
-pub fn classify(entry: Option<&Entry>, content: &RowHash) -> Class {
+/// Classifies a row by its ledger entry (if any), its current content hash,
+/// and its request hash: the content combined with a fingerprint of the
+/// settings and mapping that shape its request ([`combine`](crate::combine)).
+///
+/// A `rejected` key is recorded with its request hash, so it is tried again
+/// when its data changes *or* a setting that shaped the rejected request
+/// does (a fixed template id or SKU recovers the rows it broke).
+pub fn classify(entry: Option<&Entry>, content: &RowHash, request: &RowHash) -> Class {
     let Some(entry) = entry else {
         return Class::New;
     };
     match entry.status {
-        Status::Sent | Status::Baseline if entry.content == *content => Class::AlreadySent,
-        Status::Sent | Status::Baseline => Class::IgnoredChanged,
-        Status::Rejected if entry.content == *content => Class::AlreadyRejected,
+        Status::Sent | Status::Baseline | Status::TooOld if entry.content == *content => {
+            Class::AlreadySent
+        }
+        Status::Sent | Status::Baseline | Status::TooOld => Class::IgnoredChanged,
+        Status::Rejected if entry.content == *request => Class::AlreadyRejected,
         Status::Rejected | Status::Failed => Class::Retry,
         Status::InFlight | Status::Uncertain => Class::Unresolved,
     }
@@ -130,11 +144,11 @@ mod tests {
     #[test]
     fn a_sent_key_is_never_sent_again_even_when_changed() {
         assert_eq!(
-            classify(Some(&entry(Status::Sent, 1)), &[1; 16]),
+            classify(Some(&entry(Status::Sent, 1)), &[1; 16], &[1; 16]),
             Class::AlreadySent
         );
         assert_eq!(
-            classify(Some(&entry(Status::Sent, 1)), &[2; 16]),
+            classify(Some(&entry(Status::Sent, 1)), &[2; 16], &[2; 16]),
             Class::IgnoredChanged
         );
         assert!(!Class::IgnoredChanged.is_new());
@@ -143,11 +157,11 @@ mod tests {
     #[test]
     fn a_baseline_key_is_never_sent() {
         assert_eq!(
-            classify(Some(&entry(Status::Baseline, 1)), &[1; 16]),
+            classify(Some(&entry(Status::Baseline, 1)), &[1; 16], &[1; 16]),
             Class::AlreadySent
         );
         assert_eq!(
-            classify(Some(&entry(Status::Baseline, 1)), &[2; 16]),
+            classify(Some(&entry(Status::Baseline, 1)), &[2; 16], &[2; 16]),
             Class::IgnoredChanged
         );
     }
@@ -155,30 +169,50 @@ mod tests {
     #[test]
     fn a_rejected_key_is_retried_only_when_its_data_changed() {
         assert_eq!(
-            classify(Some(&entry(Status::Rejected, 1)), &[1; 16]),
+            classify(Some(&entry(Status::Rejected, 1)), &[1; 16], &[1; 16]),
             Class::AlreadyRejected
         );
         assert_eq!(
-            classify(Some(&entry(Status::Rejected, 1)), &[2; 16]),
+            classify(Some(&entry(Status::Rejected, 1)), &[2; 16], &[2; 16]),
             Class::Retry
+        );
+    }
+
+    #[test]
+    fn a_rejected_key_is_retried_when_what_shapes_its_request_changed() {
+        let rejected = entry(Status::Rejected, 5);
+        assert_eq!(
+            classify(Some(&rejected), &[1; 16], &[5; 16]),
+            Class::AlreadyRejected
+        );
+        assert_eq!(classify(Some(&rejected), &[1; 16], &[6; 16]), Class::Retry);
+    }
+
+    #[test]
+    fn a_too_old_key_is_never_sent() {
+        let old = entry(Status::TooOld, 1);
+        assert_eq!(classify(Some(&old), &[1; 16], &[1; 16]), Class::AlreadySent);
+        assert_eq!(
+            classify(Some(&old), &[2; 16], &[2; 16]),
+            Class::IgnoredChanged
         );
     }
 
     #[test]
     fn failed_keys_are_retried_and_uncertain_ones_are_not() {
         assert_eq!(
-            classify(Some(&entry(Status::Failed, 1)), &[1; 16]),
+            classify(Some(&entry(Status::Failed, 1)), &[1; 16], &[1; 16]),
             Class::Retry
         );
         assert_eq!(
-            classify(Some(&entry(Status::Uncertain, 1)), &[2; 16]),
+            classify(Some(&entry(Status::Uncertain, 1)), &[2; 16], &[2; 16]),
             Class::Unresolved
         );
         assert_eq!(
-            classify(Some(&entry(Status::InFlight, 1)), &[1; 16]),
+            classify(Some(&entry(Status::InFlight, 1)), &[1; 16], &[1; 16]),
             Class::Unresolved
         );
-        assert_eq!(classify(None, &[1; 16]), Class::New);
+        assert_eq!(classify(None, &[1; 16], &[1; 16]), Class::New);
     }
 
     #[test]

@@ -7,6 +7,17 @@
 //! key column migrated from `int4` to `int8` keeps its identity; every timestamp
 //! encodes as UTC nanoseconds.
 //!
+//! Keys are hashed from a *canonical* form of their values ([`hash_keys`]),
+//! so a key keeps its identity when its column's type changes but its values
+//! do not: besides every integer width, a text cell that is exactly an
+//! integer's canonical decimal digits (`"42"`, `"-7"`; not `"042"`, `"+7"` or
+//! `"42.0"`), a decimal with no fractional part and an integral float all
+//! encode as that integer. The mapping is injective (each integer has one
+//! canonical text), so two different keys never merge. This matters most on
+//! PostgreSQL and MySQL, whose `numeric`/`decimal` columns are read as text:
+//! `int` → `bigint` → `numeric(20,0)` → `text` all give one identity.
+//! Content hashes ([`hash_rows`]) keep the type-tagged encoding.
+//!
 //! Hashing runs column by column: one pass per column over the whole batch,
 //! feeding each row's hasher, so the type dispatch happens once per column,
 //! not once per cell.
@@ -35,29 +46,145 @@ const DECIMAL: u8 = 6;
 const DATE: u8 = 7;
 const TIMESTAMP: u8 = 8;
 
-/// Hashes the given columns of every row of `batch`, in the order given.
+/// Hashes the given columns of every row of `batch`, in the order given (a
+/// row's content).
 pub fn hash_rows(batch: &RecordBatch, columns: &[usize]) -> Result<Vec<RowHash>> {
+    hash_with(batch, columns, Encoding::Typed)
+}
+
+/// Hashes the given key columns of every row of `batch` from the canonical
+/// form of their values (a row's identity; see the module's overview).
+pub fn hash_keys(batch: &RecordBatch, columns: &[usize]) -> Result<Vec<RowHash>> {
+    hash_with(batch, columns, Encoding::Canonical)
+}
+
+/// Combines a row's content hash with a fingerprint of everything else that
+/// shapes its request (settings, mapping): what a rejected row is compared by.
+pub fn combine(content: &RowHash, fingerprint: &RowHash) -> RowHash {
+    let mut h = Sha256::new();
+    h.update(content);
+    h.update(fingerprint);
+    truncate(h)
+}
+
+/// The 16-byte fingerprint of `text` (for example a debug rendering of settings).
+pub fn fingerprint(text: &str) -> RowHash {
+    let mut h = Sha256::new();
+    h.update(text.as_bytes());
+    truncate(h)
+}
+
+/// When `stored` is the hash an earlier release gave the key whose logged
+/// text is `row_key` (parts joined by `", "`), and the canonical hash
+/// differs, returns the canonical hash.
+///
+/// Earlier releases hashed a text cell of digits as text; now it encodes as
+/// the integer. Each digit-only part may have been either, so every
+/// combination is tried (at most 16), and the key is rewritten only when one
+/// matches `stored` exactly: a key whose text cannot be split back into its
+/// parts (a part holding `", "`), or that was never text, is left alone.
+pub fn canonical_from_legacy(stored: &RowHash, row_key: &str) -> Option<RowHash> {
+    let parts: Vec<&str> = row_key.split(", ").collect();
+    let numeric: Vec<usize> = (0..parts.len())
+        .filter(|&i| canonical_integer(parts[i]).is_some())
+        .collect();
+    if numeric.is_empty() || numeric.len() > 4 {
+        return None;
+    }
+    let encode = |as_text: u32| {
+        let mut h = Sha256::new();
+        for (i, part) in parts.iter().enumerate() {
+            match numeric.iter().position(|&n| n == i) {
+                Some(bit) if as_text & (1 << bit) == 0 => {
+                    integer(&mut h, canonical_integer(part).expect("numeric"));
+                }
+                _ => text(&mut h, TEXT, part.as_bytes()),
+            }
+        }
+        truncate(h)
+    };
+    let canonical = encode(0);
+    if *stored == canonical {
+        return None;
+    }
+    (1..1u32 << numeric.len())
+        .any(|as_text| encode(as_text) == *stored)
+        .then_some(canonical)
+}
+
+/// The integer whose canonical decimal text `s` is, if it is one.
+fn canonical_integer(s: &str) -> Option<i128> {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+        && s != "-0";
+    canonical.then(|| s.parse().ok()).flatten()
+}
+
+fn truncate(h: Sha256) -> RowHash {
+    let digest = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
+}
+
+/// How values are written into a hash.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    /// Every type under its own tag (contents).
+    Typed,
+    /// Integers however they are stored (keys).
+    Canonical,
+}
+
+fn hash_with(batch: &RecordBatch, columns: &[usize], encoding: Encoding) -> Result<Vec<RowHash>> {
     let mut hashers = vec![Sha256::new(); batch.num_rows()];
     for &index in columns {
         let array = batch.column(index);
-        encode_column(array.as_ref(), &mut hashers).ok_or_else(|| Error::UnsupportedType {
-            column: batch.schema().field(index).name().clone(),
-            data_type: array.data_type().clone(),
+        encode_column(array.as_ref(), &mut hashers, encoding).ok_or_else(|| {
+            Error::UnsupportedType {
+                column: batch.schema().field(index).name().clone(),
+                data_type: array.data_type().clone(),
+            }
         })?;
     }
-    Ok(hashers
-        .into_iter()
-        .map(|h| {
-            let digest = h.finalize();
-            let mut out = [0u8; 16];
-            out.copy_from_slice(&digest[..16]);
-            out
-        })
-        .collect())
+    Ok(hashers.into_iter().map(truncate).collect())
+}
+
+fn integer(h: &mut Sha256, v: i128) {
+    h.update([INTEGER]);
+    h.update(v.to_le_bytes());
+}
+
+fn text(h: &mut Sha256, tag: u8, v: &[u8]) {
+    h.update([tag]);
+    h.update((v.len() as u64).to_le_bytes());
+    h.update(v);
+}
+
+/// A text cell: the integer it spells canonically, for a key; else text.
+fn text_value(h: &mut Sha256, v: &str, encoding: Encoding) {
+    match canonical_integer(v) {
+        Some(n) if encoding == Encoding::Canonical => integer(h, n),
+        _ => text(h, TEXT, v.as_bytes()),
+    }
+}
+
+/// A float cell: the integer it equals, for a key; else its bits.
+fn float_value(h: &mut Sha256, v: f64, encoding: Encoding) {
+    // 2^53: every integer up to it is exact in an f64.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    if encoding == Encoding::Canonical && v.fract() == 0.0 && v.abs() <= EXACT {
+        #[allow(clippy::cast_possible_truncation)] // integral and within ±2^53
+        return integer(h, v as i128);
+    }
+    h.update([FLOAT]);
+    h.update(v.to_bits().to_le_bytes());
 }
 
 /// Feeds each row's value of `array` into its hasher; `None` if the type is not covered.
-fn encode_column(array: &dyn Array, hashers: &mut [Sha256]) -> Option<()> {
+fn encode_column(array: &dyn Array, hashers: &mut [Sha256], encoding: Encoding) -> Option<()> {
     macro_rules! each {
         ($ty:ty, |$v:ident, $h:ident| $body:expr) => {{
             let typed = array.as_any().downcast_ref::<$ty>()?;
@@ -70,15 +197,6 @@ fn encode_column(array: &dyn Array, hashers: &mut [Sha256]) -> Option<()> {
                 }
             }
         }};
-    }
-    fn integer(h: &mut Sha256, v: i128) {
-        h.update([INTEGER]);
-        h.update(v.to_le_bytes());
-    }
-    fn text(h: &mut Sha256, tag: u8, v: &[u8]) {
-        h.update([tag]);
-        h.update((v.len() as u64).to_le_bytes());
-        h.update(v);
     }
     fn timestamp(h: &mut Sha256, v: i64, nanos_per_unit: i128) {
         h.update([TIMESTAMP]);
@@ -95,24 +213,28 @@ fn encode_column(array: &dyn Array, hashers: &mut [Sha256]) -> Option<()> {
         DataType::UInt16 => each!(UInt16Array, |v, h| integer(h, v.into())),
         DataType::UInt32 => each!(UInt32Array, |v, h| integer(h, v.into())),
         DataType::UInt64 => each!(UInt64Array, |v, h| integer(h, v.into())),
-        DataType::Float32 => each!(Float32Array, |v, h| {
-            h.update([FLOAT]);
-            h.update(f64::from(v).to_bits().to_le_bytes());
-        }),
-        DataType::Float64 => each!(Float64Array, |v, h| {
-            h.update([FLOAT]);
-            h.update(v.to_bits().to_le_bytes());
-        }),
-        DataType::Utf8 => each!(StringArray, |v, h| text(h, TEXT, v.as_bytes())),
-        DataType::LargeUtf8 => each!(LargeStringArray, |v, h| text(h, TEXT, v.as_bytes())),
+        DataType::Float32 => {
+            each!(Float32Array, |v, h| float_value(h, f64::from(v), encoding));
+        }
+        DataType::Float64 => each!(Float64Array, |v, h| float_value(h, v, encoding)),
+        DataType::Utf8 => each!(StringArray, |v, h| text_value(h, v, encoding)),
+        DataType::LargeUtf8 => each!(LargeStringArray, |v, h| text_value(h, v, encoding)),
         DataType::Binary => each!(BinaryArray, |v, h| text(h, BYTES, v)),
         DataType::LargeBinary => each!(LargeBinaryArray, |v, h| text(h, BYTES, v)),
         DataType::Decimal128(_, scale) => {
+            // A key's decimal with no fractional part is that integer.
+            let unit = u32::try_from(*scale)
+                .ok()
+                .filter(|_| encoding == Encoding::Canonical)
+                .and_then(|s| 10i128.checked_pow(s));
             let scale = scale.to_le_bytes();
-            each!(Decimal128Array, |v, h| {
-                h.update([DECIMAL]);
-                h.update(scale);
-                h.update(v.to_le_bytes());
+            each!(Decimal128Array, |v, h| match unit {
+                Some(unit) if v % unit == 0 => integer(h, v / unit),
+                _ => {
+                    h.update([DECIMAL]);
+                    h.update(scale);
+                    h.update(v.to_le_bytes());
+                }
             });
         }
         DataType::Date32 => each!(Date32Array, |v, h| {
@@ -181,6 +303,75 @@ mod tests {
         let text = hash_of(vec![Arc::new(StringArray::from(vec!["42"]))]);
         assert_eq!(narrow, wide);
         assert_ne!(wide, text);
+    }
+
+    fn keys_of(column: ArrayRef) -> Vec<RowHash> {
+        let batch = RecordBatch::try_from_iter([("k", column)]).unwrap();
+        hash_keys(&batch, &[0]).unwrap()
+    }
+
+    #[test]
+    fn a_key_keeps_its_identity_through_a_change_of_type() {
+        let int = keys_of(Arc::new(Int32Array::from(vec![42, -7, 0])));
+        let bigint = keys_of(Arc::new(Int64Array::from(vec![42, -7, 0])));
+        // numeric(20,0) and text, as PostgreSQL and MySQL sources read them.
+        let text = keys_of(Arc::new(StringArray::from(vec!["42", "-7", "0"])));
+        let decimal = keys_of(Arc::new(
+            Decimal128Array::from(vec![4200, -700, 0])
+                .with_precision_and_scale(20, 2)
+                .unwrap(),
+        ));
+        let float = keys_of(Arc::new(Float64Array::from(vec![42.0, -7.0, 0.0])));
+        assert_eq!(int, bigint);
+        assert_eq!(int, text);
+        assert_eq!(int, decimal);
+        assert_eq!(int, float);
+    }
+
+    #[test]
+    fn only_canonical_digits_are_read_as_an_integer_key() {
+        let int = keys_of(Arc::new(Int64Array::from(vec![42, 42, 42, 42, 0])));
+        let text = keys_of(Arc::new(StringArray::from(vec![
+            "042", "+42", "42.0", " 42", "-0",
+        ])));
+        for (i, (a, b)) in int.iter().zip(&text).enumerate() {
+            assert_ne!(a, b, "row {i}");
+        }
+        let fraction = keys_of(Arc::new(Float64Array::from(vec![42.5])));
+        let half = keys_of(Arc::new(Int64Array::from(vec![42])));
+        assert_ne!(fraction, half);
+    }
+
+    #[test]
+    fn contents_still_tell_types_apart() {
+        let text = hash_of(vec![Arc::new(StringArray::from(vec!["42"]))]);
+        let int = hash_of(vec![Arc::new(Int64Array::from(vec![42]))]);
+        assert_ne!(text, int);
+    }
+
+    #[test]
+    fn a_legacy_text_key_of_digits_is_rewritten_and_nothing_else_is() {
+        let legacy_text = hash_of(vec![Arc::new(StringArray::from(vec!["42"]))])[0];
+        let canonical = keys_of(Arc::new(Int64Array::from(vec![42])))[0];
+        assert_eq!(canonical_from_legacy(&legacy_text, "42"), Some(canonical));
+        // Already canonical (an integer key): nothing to do.
+        assert_eq!(canonical_from_legacy(&canonical, "42"), None);
+        // A hash that is not this text's: left alone.
+        assert_eq!(canonical_from_legacy(&[7; 16], "42"), None);
+        let word = hash_of(vec![Arc::new(StringArray::from(vec!["abc"]))])[0];
+        assert_eq!(canonical_from_legacy(&word, "abc"), None);
+        // A composite key of text and an integer.
+        let legacy = hash_of(vec![
+            Arc::new(StringArray::from(vec!["7"])),
+            Arc::new(Int64Array::from(vec![3])),
+        ])[0];
+        let batch = RecordBatch::try_from_iter([
+            ("a", Arc::new(StringArray::from(vec!["7"])) as ArrayRef),
+            ("b", Arc::new(Int64Array::from(vec![3])) as ArrayRef),
+        ])
+        .unwrap();
+        let now = hash_keys(&batch, &[0, 1]).unwrap()[0];
+        assert_eq!(canonical_from_legacy(&legacy, "7, 3"), Some(now));
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //!
 //! Two parts, in the order a row meets them:
 //!
-//! - [`hash`]: a row's *identity* is the SHA-256 of its primary-key columns, its
+//! - [`hash`]: a row's *identity* is the SHA-256 of its primary-key columns
+//!   (from a canonical form of their values, so a key survives a change of
+//!   column type), its
 //!   *content* the SHA-256 of every column the mapping reads. Both are computed
 //!   column by column over Arrow arrays from a canonical, type-tagged,
 //!   length-prefixed encoding, so `("ab","c")` and `("a","bc")` differ and NULL
@@ -22,4 +24,4 @@ pub mod hash;
 
 pub use classify::{Class, Entry, Status, classify};
 pub use error::{Error, Result};
-pub use hash::{RowHash, hash_rows};
+pub use hash::{RowHash, canonical_from_legacy, combine, fingerprint, hash_keys, hash_rows};

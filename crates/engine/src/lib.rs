@@ -62,4 +62,7 @@ pub use check::{
     check_destination, templates,
 };
 pub use error::{Error, Result};
-pub use run::{Cancel, Finished, Hold, HoldPoint, Resend, RunOptions, run, run_with};
+pub use run::{
+    Cancel, Finished, Hold, HoldPoint, Planned, Preview, Refusal, Resend, RunOptions, preview, run,
+    run_with,
+};

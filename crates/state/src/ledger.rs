@@ -111,7 +111,7 @@ impl State {
                         ") SELECT q.k AS key, l.content_hash AS content, l.status, l.attempts
                          FROM q LEFT JOIN ledger l ON l.activation = ? AND l.key_hash = q.k
                          WHERE l.key_hash IS NULL
-                            OR NOT (l.status IN ('sent', 'baseline') AND l.content_hash = q.c)",
+                            OR NOT (l.status IN ('sent', 'baseline', 'too_old') AND l.content_hash = q.c)",
                     );
                     let mut query = sqlx::query_as::<_, Found>(&sql);
                     for (key, content) in chunk {
@@ -127,7 +127,7 @@ impl State {
                          FROM unnest($2::bytea[], $3::bytea[]) AS q(k, c)
                          LEFT JOIN ledger l ON l.activation = $1 AND l.key_hash = q.k
                          WHERE l.key_hash IS NULL
-                            OR NOT (l.status IN ('sent', 'baseline') AND l.content_hash = q.c)",
+                            OR NOT (l.status IN ('sent', 'baseline', 'too_old') AND l.content_hash = q.c)",
                     )
                     .bind(activation)
                     .bind(keys)
@@ -216,11 +216,11 @@ impl Fenced {
     }
 
     /// Records keys as `baseline` (present before the activation's first run),
-    /// leaving any key the ledger already holds as it is.
-    pub async fn record_baseline(&mut self, rows: &[(RowHash, RowHash)]) -> Result<()> {
+    /// each with its key text, leaving any key the ledger already holds as it is.
+    pub async fn record_baseline(&mut self, rows: &[(RowHash, RowHash, String)]) -> Result<()> {
         // Inserting in key order fills the ledger's B-tree page after page.
-        let mut rows = rows.to_vec();
-        rows.sort_unstable_by_key(|(key, _)| *key);
+        let mut rows: Vec<&(RowHash, RowHash, String)> = rows.iter().collect();
+        rows.sort_unstable_by_key(|(key, _, _)| *key);
         let insert = Error::db("record a baseline");
         for chunk in rows.chunks(INSERT_CHUNK) {
             // One statement per chunk: a round trip per row would dominate.
@@ -229,18 +229,19 @@ impl Fenced {
                     // Anonymous `?` parameters (see `lookup_changes`).
                     let mut sql = String::from(
                         "INSERT INTO ledger (activation, key_hash, content_hash, status, attempts,
-                                             first_run, last_run, updated_at) VALUES ",
+                                             row_key, first_run, last_run, updated_at) VALUES ",
                     );
                     sql.push_str(
-                        &vec!["(?, ?, ?, 'baseline', 0, ?, ?, ?)"; chunk.len()].join(", "),
+                        &vec!["(?, ?, ?, 'baseline', 0, ?, ?, ?, ?)"; chunk.len()].join(", "),
                     );
                     sql.push_str(" ON CONFLICT (activation, key_hash) DO NOTHING");
                     let mut query = sqlx::query(&sql);
-                    for (key, content) in chunk {
+                    for (key, content, row_key) in chunk {
                         query = query
                             .bind(&self.activation)
                             .bind(key.as_slice())
                             .bind(content.as_slice())
+                            .bind(row_key.as_str())
                             .bind(&self.run_id)
                             .bind(&self.run_id)
                             .bind(&self.now);
@@ -248,13 +249,14 @@ impl Fenced {
                     query.execute(&mut **tx).await.map_err(insert)?;
                 }
                 Tx::Postgres(tx) => {
-                    let keys: Vec<Vec<u8>> = chunk.iter().map(|(k, _)| k.to_vec()).collect();
-                    let contents: Vec<Vec<u8>> = chunk.iter().map(|(_, c)| c.to_vec()).collect();
+                    let keys: Vec<&[u8]> = chunk.iter().map(|(k, _, _)| k.as_slice()).collect();
+                    let contents: Vec<&[u8]> = chunk.iter().map(|(_, c, _)| c.as_slice()).collect();
+                    let texts: Vec<&str> = chunk.iter().map(|(_, _, t)| t.as_str()).collect();
                     sqlx::query(
                         "INSERT INTO ledger (activation, key_hash, content_hash, status, attempts,
-                                             first_run, last_run, updated_at)
-                         SELECT $1, k, c, 'baseline', 0, $2, $2, $3
-                         FROM unnest($4::bytea[], $5::bytea[]) AS q(k, c)
+                                             row_key, first_run, last_run, updated_at)
+                         SELECT $1, k, c, 'baseline', 0, t, $2, $2, $3
+                         FROM unnest($4::bytea[], $5::bytea[], $6::text[]) AS q(k, c, t)
                          ON CONFLICT (activation, key_hash) DO NOTHING",
                     )
                     .bind(&self.activation)
@@ -262,6 +264,7 @@ impl Fenced {
                     .bind(&self.now)
                     .bind(keys)
                     .bind(contents)
+                    .bind(texts)
                     .execute(&mut **tx)
                     .await
                     .map_err(insert)?;
@@ -465,11 +468,11 @@ mod tests {
         let lease = lease(&state, "a").await;
         let mut tx = state.fenced(&lease).await.unwrap();
         tx.record(&[outcome(0, 7, Status::Sent)]).await.unwrap();
-        let rows: Vec<(RowHash, RowHash)> = (0..2_500u16)
+        let rows: Vec<(RowHash, RowHash, String)> = (0..2_500u16)
             .map(|i| {
                 let mut k = [0u8; 16];
                 k[..2].copy_from_slice(&i.to_le_bytes());
-                (k, [1; 16])
+                (k, [1; 16], i.to_string())
             })
             .collect();
         tx.record_baseline(&rows).await.unwrap();

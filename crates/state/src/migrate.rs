@@ -26,10 +26,16 @@ pub struct Migration {
 }
 
 /// Every migration this build knows, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "ledger, runs, run_rows and leases, as the first releases made them",
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "ledger, runs, run_rows and leases, as the first releases made them",
+    },
+    Migration {
+        version: 2,
+        description: "ledger keys of digit-only text hashed as the integer they spell (canonical keys)",
+    },
+];
 
 /// The newest schema version this build knows.
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
@@ -128,6 +134,7 @@ async fn exec(tx: &mut Tx, sql: &str) -> Result<()> {
 async fn apply(tx: &mut Tx, version: i64) -> Result<()> {
     match version {
         1 => v1(tx).await,
+        2 => v2(tx).await,
         other => unreachable!("migration {other} is listed but has no body"),
     }
 }
@@ -218,4 +225,60 @@ async fn v1(tx: &mut Tx) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Ledger rows per page while rewriting keys.
+const REHASH_PAGE: i64 = 5_000;
+
+/// Version 2: keys are hashed from a canonical form of their values
+/// ([`retl_diff::hash_keys`]), so a text key of digits (a PostgreSQL
+/// `numeric`, a MySQL `decimal`) now has its integer's identity. Each ledger
+/// row whose logged key text proves its stored hash was the old text hash is
+/// given the canonical one ([`retl_diff::canonical_from_legacy`]); a key
+/// already held under its canonical hash is left as it is. Rows recorded
+/// without key text (the baseline of releases before this one) cannot be
+/// proven and keep their hash: integer keys, the common case, never changed.
+async fn v2(tx: &mut Tx) -> Result<()> {
+    let read = Error::db("read the ledger to migrate it");
+    let write = Error::db("rewrite a ledger key");
+    let mut after: (String, Vec<u8>) = (String::new(), Vec::new());
+    loop {
+        let page: Vec<(String, Vec<u8>, String)> = on!(tx.executor(), |c| sqlx::query_as(
+            "SELECT activation, key_hash, row_key FROM ledger
+             WHERE row_key IS NOT NULL
+               AND (activation > $1 OR (activation = $1 AND key_hash > $2))
+             ORDER BY activation, key_hash LIMIT $3"
+        )
+        .bind(&after.0)
+        .bind(&after.1)
+        .bind(REHASH_PAGE)
+        .fetch_all(c)
+        .await)
+        .map_err(read)?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = (last.0.clone(), last.1.clone());
+        for (activation, key, row_key) in &page {
+            let Ok(stored) = <[u8; 16]>::try_from(key.as_slice()) else {
+                continue;
+            };
+            let Some(canonical) = retl_diff::canonical_from_legacy(&stored, row_key) else {
+                continue;
+            };
+            on!(tx.executor(), |c| sqlx::query(
+                "UPDATE ledger SET key_hash = $3
+                 WHERE activation = $1 AND key_hash = $2
+                   AND NOT EXISTS (SELECT 1 FROM ledger l2
+                                   WHERE l2.activation = $1 AND l2.key_hash = $3)"
+            )
+            .bind(activation)
+            .bind(key.as_slice())
+            .bind(canonical.as_slice())
+            .execute(c)
+            .await
+            .map(|_| ()))
+            .map_err(write)?;
+        }
+    }
 }

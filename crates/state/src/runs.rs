@@ -79,15 +79,17 @@ spelled! {
         Failed = "failed",
         /// The request may have reached Trustpilot: never resent on its own.
         Uncertain = "uncertain",
-        /// Not attempted (the run stopped early); a later run sends it.
+        /// Not attempted (the run stopped early, a cap, `--limit`); a later run sends it.
         Skipped = "skipped",
+        /// Older than the activation's `max_row_age`: recorded, never sent.
+        TooOld = "too_old",
     }
 }
 
 /// Counts of a run, by what happened to each row read.
 ///
-/// `read = already_sent + already_rejected + ignored_changed + new + baseline` and
-/// `new = sent + rejected + failed + uncertain + skipped`.
+/// `read = already_sent + already_rejected + ignored_changed + new + baseline + too_old`
+/// and `new = sent + rejected + failed + uncertain + skipped`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Rows read from the source.
@@ -104,7 +106,8 @@ pub struct Counts {
     pub skipped: u64,
     /// Keys already sent whose data has changed since: insert-only, not sent again.
     pub ignored_changed: u64,
-    /// Keys already sent (or whose earlier delivery is uncertain), unchanged.
+    /// Keys already handled, unchanged: sent, or uncertain, or recorded
+    /// `baseline` or `too_old` by an earlier run.
     pub already_sent: u64,
     /// Keys rejected before whose data has not changed.
     pub already_rejected: u64,
@@ -121,6 +124,10 @@ pub struct Counts {
     /// of the accounting identities.
     #[serde(default)]
     pub writeback_failed: u64,
+    /// Rows this run found older than `max_row_age`: recorded `too_old`,
+    /// never sent (later runs count them in `already_sent`).
+    #[serde(default)]
+    pub too_old: u64,
 }
 
 impl Counts {
@@ -132,6 +139,7 @@ impl Counts {
                 + self.ignored_changed
                 + self.new
                 + self.baseline
+                + self.too_old
             && self.new == self.sent + self.rejected + self.failed + self.uncertain + self.skipped
     }
 }
@@ -331,6 +339,30 @@ impl State {
         Ok(u64::try_from(n).unwrap_or_default())
     }
 
+    /// How many rows each of the activation's last `n` completed runs sent,
+    /// newest first (what the surge guard compares a run with).
+    pub async fn recent_sent(&self, activation: &str, n: u32) -> Result<Vec<u64>> {
+        let rows: Vec<(String,)> = on!(self.db.executor(), |c| sqlx::query_as(
+            "SELECT counts FROM runs WHERE activation = $1 AND status = 'completed'
+             ORDER BY started_at DESC, run_id DESC LIMIT $2"
+        )
+        .bind(activation)
+        .bind(i64::from(n))
+        .fetch_all(c)
+        .await)
+        .map_err(Error::db("read runs"))?;
+        rows.into_iter()
+            .map(|(counts,)| {
+                serde_json::from_str::<Counts>(&counts)
+                    .map(|c| c.sent)
+                    .map_err(|e| Error::Corrupt {
+                        what: "run counts",
+                        detail: e.to_string(),
+                    })
+            })
+            .collect()
+    }
+
     /// Whether `activation` has a completed run (its first run is over).
     pub async fn has_completed_run(&self, activation: &str) -> Result<bool> {
         let any: Option<(i64,)> = on!(self.db.executor(), |c| sqlx::query_as(
@@ -401,15 +433,19 @@ impl Fenced {
                     what: "run-log outcome",
                     detail,
                 })?;
+                counts.read += n;
                 match outcome {
                     RowOutcome::Sent => counts.sent += n,
                     RowOutcome::Rejected => counts.rejected += n,
                     RowOutcome::Failed => counts.failed += n,
                     RowOutcome::Uncertain => counts.uncertain += n,
                     RowOutcome::Skipped => counts.skipped += n,
+                    RowOutcome::TooOld => {
+                        counts.too_old += n;
+                        continue;
+                    }
                 }
                 counts.new += n;
-                counts.read += n;
             }
             on!(self.tx.executor(), |c| sqlx::query(
                 "UPDATE runs SET status = 'abandoned', finished_at = $2, counts = $3,

@@ -121,6 +121,102 @@ impl Invitations {
         self.cell(batch, row, Field::ReferenceNumber).ok().flatten()
     }
 
+    /// Where each value of `body` (built from this row) came from, by its
+    /// JSON path: `row:COLUMN` (the row's mapped column), `target` (the
+    /// activation's `target:`), `destination` (the destination's
+    /// `defaults:`), or `retl` (a built-in default, such as the invitation
+    /// type `service`). `defaults` and `target` are the two layers this
+    /// builder's settings were laid from. Only paths present in `body` appear.
+    pub fn origins(
+        &self,
+        batch: &RecordBatch,
+        row: usize,
+        body: &serde_json::Value,
+        defaults: &Settings,
+        target: &Settings,
+    ) -> std::collections::BTreeMap<String, String> {
+        type Set = fn(&Settings) -> bool;
+        let table: [(&str, Option<Field>, Set); 15] = [
+            ("consumerEmail", Some(Field::ConsumerEmail), |_| false),
+            ("consumerName", Some(Field::ConsumerName), |_| false),
+            ("referenceNumber", Some(Field::ReferenceNumber), |_| false),
+            ("locale", Some(Field::Locale), |s| s.locale.is_some()),
+            ("senderEmail", Some(Field::SenderEmail), |s| {
+                s.sender_email.is_some()
+            }),
+            ("senderName", Some(Field::SenderName), |s| {
+                s.sender_name.is_some()
+            }),
+            ("replyTo", Some(Field::ReplyTo), |s| s.reply_to.is_some()),
+            ("locationId", Some(Field::LocationId), |_| false),
+            ("type", None, |s| s.invitation_type.is_some()),
+            (
+                "serviceReviewInvitation/templateId",
+                Some(Field::ServiceTemplateId),
+                |s| s.service.template_id.is_some(),
+            ),
+            (
+                "serviceReviewInvitation/redirectUri",
+                Some(Field::ServiceRedirectUri),
+                |s| s.service.redirect_uri.is_some(),
+            ),
+            ("serviceReviewInvitation/tags", Some(Field::Tags), |s| {
+                s.service.tags.is_some()
+            }),
+            (
+                "productReviewInvitation/templateId",
+                Some(Field::ProductTemplateId),
+                |s| s.product.template_id.is_some(),
+            ),
+            (
+                "productReviewInvitation/redirectUri",
+                Some(Field::ProductRedirectUri),
+                |s| s.product.redirect_uri.is_some(),
+            ),
+            (
+                "productReviewInvitation/productSkus",
+                Some(Field::ProductSku),
+                |s| s.product.skus.is_some(),
+            ),
+        ];
+        let send_time: [(&str, Option<Field>, Set); 2] = [
+            (
+                "serviceReviewInvitation/preferredSendTime",
+                Some(Field::PreferredSendTime),
+                |s| s.send_delay.is_some(),
+            ),
+            (
+                "productReviewInvitation/preferredSendTime",
+                Some(Field::PreferredSendTime),
+                |s| s.send_delay.is_some(),
+            ),
+        ];
+        let mut out = std::collections::BTreeMap::new();
+        for (path, field, set) in table.into_iter().chain(send_time) {
+            let present = body
+                .pointer(&format!("/{path}"))
+                .is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()));
+            if !present {
+                continue;
+            }
+            let from_row = field.and_then(|field| {
+                let column = self.bindings.column(field)?;
+                matches!(self.cell(batch, row, field), Ok(Some(_))).then(|| format!("row:{column}"))
+            });
+            let origin = from_row.unwrap_or_else(|| {
+                if set(target) {
+                    "target".to_owned()
+                } else if set(defaults) {
+                    "destination".to_owned()
+                } else {
+                    "retl".to_owned()
+                }
+            });
+            out.insert(path.to_owned(), origin);
+        }
+        out
+    }
+
     /// The request body for one row: row values win over `target`, which wins
     /// over `defaults`. Not yet validated against the API's rules
     /// ([`EmailInvitation::validate`]).

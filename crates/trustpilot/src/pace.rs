@@ -181,9 +181,35 @@ impl Limiter {
     }
 }
 
+/// How long `calls` requests take to leave under `windows`, starting with
+/// empty windows: the last one waits until every window it would overfill
+/// has moved on (Trustpilot's answer times are not counted).
+pub fn estimate(windows: &[RateWindow], calls: u64) -> Duration {
+    let Some(last) = calls.checked_sub(1) else {
+        return Duration::ZERO;
+    };
+    windows
+        .iter()
+        .filter(|w| w.limit > 0)
+        .map(|w| w.span() * u32::try_from(last / u64::from(w.limit)).unwrap_or(u32::MAX))
+        .max()
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_estimate_counts_the_windows_a_backlog_must_wait_for() {
+        let windows = RateWindow::trustpilot_defaults();
+        assert_eq!(estimate(&windows, 0), Duration::ZERO);
+        assert_eq!(estimate(&windows, 833), Duration::ZERO);
+        // The 834th waits one 5-minute window (and its margin).
+        assert_eq!(estimate(&windows, 834), Duration::from_secs(301));
+        // 10,001 calls: twelve 5-minute windows (3,612 s) outlast one hour (3,601 s).
+        assert_eq!(estimate(&windows, 10_001), Duration::from_secs(3612));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_backlog_goes_out_at_the_tighter_windows_rate() {

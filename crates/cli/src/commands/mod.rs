@@ -6,6 +6,7 @@ pub(crate) mod demo;
 #[cfg(feature = "emulator")]
 pub(crate) mod emulator;
 pub(crate) mod init;
+pub(crate) mod preview;
 pub(crate) mod run;
 pub(crate) mod runs;
 pub(crate) mod templates;

@@ -31,23 +31,27 @@ pub(crate) async fn on_signal(cancel: retl_engine::Cancel) {
     cancel.cancel();
 }
 
+/// The flags of `retl run`.
+pub(crate) struct RunArgs {
+    pub json: bool,
+    pub lease_seconds: u64,
+    pub limit: Option<u64>,
+    pub allow_surge: bool,
+    pub hold: Option<retl_engine::Hold>,
+}
+
 /// `retl run`.
-pub(crate) async fn run(
-    ctx: &Ctx,
-    name: &str,
-    json: bool,
-    lease_seconds: u64,
-    limit: Option<u64>,
-    hold: Option<retl_engine::Hold>,
-) -> Result<u8, Failure> {
+pub(crate) async fn run(ctx: &Ctx, name: &str, args: &RunArgs) -> Result<u8, Failure> {
+    let json = args.json;
     let project = ctx.load(name)?;
     let (activation, destination) = project.activation(name)?;
     let state = ctx.state().await?;
     let options = retl_engine::RunOptions {
-        lease: Duration::from_secs(lease_seconds),
+        lease: Duration::from_secs(args.lease_seconds),
         drain: drain(destination),
-        hold,
-        limit,
+        hold: args.hold,
+        limit: args.limit,
+        allow_surge: args.allow_surge,
         ..retl_engine::RunOptions::default()
     };
     let signals = tokio::spawn(on_signal(options.cancel.clone()));

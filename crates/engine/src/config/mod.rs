@@ -110,6 +110,15 @@ pub struct Writeback {
     pub url_column: String,
 }
 
+/// Rows older than this are never sent (`max_row_age:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaxRowAge {
+    /// The column that dates a row (a timestamp, a date, or text holding one).
+    pub column: String,
+    /// How old a row may be, counted back from the start of the run.
+    pub age: std::time::Duration,
+}
+
 /// What the first run of an activation does with the rows already there (`first_run:`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FirstRun {
@@ -143,6 +152,8 @@ pub struct Activation {
     pub first_run_explicit: bool,
     /// The activation's `limits:` (over its destination's).
     pub limits: retl_config::limits::Limits,
+    /// Rows older than this are recorded `too_old` and never sent.
+    pub max_row_age: Option<MaxRowAge>,
 }
 
 impl fmt::Debug for Activation {
@@ -158,6 +169,7 @@ impl fmt::Debug for Activation {
             .field("first_run", &self.first_run)
             .field("first_run_explicit", &self.first_run_explicit)
             .field("limits", &self.limits)
+            .field("max_row_age", &self.max_row_age)
             .finish()
     }
 }
@@ -168,15 +180,18 @@ impl Activation {
         self.source.spec(self.columns())
     }
 
-    /// The columns the run reads: primary key first, then mapped columns, each once.
+    /// The columns the run reads: primary key first, then mapped columns (and
+    /// the writeback key and `max_row_age` columns), each once.
     pub fn columns(&self) -> Vec<String> {
         let mut columns = self.primary_key.clone();
         let writeback_key = self.writeback.as_ref().map(|w| w.key_column.as_str());
+        let dated_by = self.max_row_age.as_ref().map(|m| m.column.as_str());
         for column in self
             .delivery
             .mapped_columns()
             .into_iter()
             .chain(writeback_key)
+            .chain(dated_by)
         {
             if !columns.iter().any(|c| c == column) {
                 columns.push(column.to_owned());
@@ -207,7 +222,9 @@ const ACTIVATION_KEYS: &[&str] = &[
     "writeback",
     "first_run",
     "limits",
+    "max_row_age",
 ];
+const MAX_ROW_AGE_KEYS: &[&str] = &["column", "age"];
 const WRITEBACK_KEYS: &[&str] = &["table", "key_column", "url_column"];
 
 fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -469,6 +486,7 @@ fn read_activation(
         .get("limits")
         .map(|node| retl_config::limits::read_limits(r, node))
         .unwrap_or_default();
+    let max_row_age = map.get("max_row_age").map(|node| read_max_row_age(r, node));
     let destination = destination?;
     let limits = limits.over(destination.limits());
     // The target and the mapping are the destination's to read.
@@ -479,6 +497,10 @@ fn read_activation(
     };
     let source = source?;
     let delivery = delivery?;
+    let max_row_age = match max_row_age {
+        Some(read) => Some(read?),
+        None => None,
+    };
     let primary_key = match &source.primary_key {
         Some(key) => key.clone(),
         None => match &delivery {
@@ -500,6 +522,21 @@ fn read_activation(
         first_run,
         first_run_explicit: map.get("first_run").is_some(),
         limits,
+        max_row_age,
+    })
+}
+
+fn read_max_row_age(r: &mut Reader<'_>, node: &Node<'_>) -> Option<MaxRowAge> {
+    let m = r.map(node, "max_row_age", MAX_ROW_AGE_KEYS)?;
+    let column = r
+        .required(&m, "max_row_age", "column", "the column that dates a row")
+        .and_then(|n| r.string(n, "max_row_age.column"));
+    let age = r
+        .required(&m, "max_row_age", "age", "for example 30d")
+        .and_then(|n| r.duration(n, "max_row_age.age"));
+    Some(MaxRowAge {
+        column: column?,
+        age: age?,
     })
 }
 

@@ -5,11 +5,11 @@
 //! (`retl_source::source_schema`, `retl_trustpilot::config::*_schema`) and,
 //! for the activation's own keys, from the same key lists the engine reads.
 
-use retl_config::schema::{DIALECT, choice, object, string};
+use retl_config::schema::{DIALECT, choice, duration, object, string};
 use retl_mapping::FieldSet;
 use serde_json::{Value, json};
 
-use super::{ACTIVATION_KEYS, WRITEBACK_KEYS};
+use super::{ACTIVATION_KEYS, MAX_ROW_AGE_KEYS, WRITEBACK_KEYS};
 
 /// Which file a schema describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +92,17 @@ fn activation() -> Value {
             WRITEBACK_KEYS,
         ),
         "limits" => retl_config::limits::limits_schema(),
+        "max_row_age" => object(
+            "rows older than this are recorded too_old and never sent",
+            vec![
+                (
+                    "column",
+                    string("the column that dates a row (timestamp, date or text)"),
+                ),
+                ("age", duration("how old a row may be, e.g. 30d")),
+            ],
+            MAX_ROW_AGE_KEYS,
+        ),
         "first_run" => choice(
             &["send_all", "skip_existing"],
             "what the first run does with the rows already there (default send_all)",

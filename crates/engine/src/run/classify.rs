@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use arrow_array::{Array as _, RecordBatch};
-use retl_diff::{Class, Entry, RowHash, Status, classify, hash_rows};
-use retl_mapping::cell_text;
+use retl_diff::{Class, Entry, RowHash, Status, classify, combine, hash_keys, hash_rows};
+use retl_mapping::{cell_text, parse_time};
 use retl_source::KeyValue;
 use retl_state::{Outcome, RowLog, RowOutcome};
 use retl_trustpilot::{EmailInvitation, InvitationLink, Invitations, TargetKind};
@@ -21,6 +21,8 @@ pub(crate) struct Columns {
     pub content: Vec<usize>,
     /// The writeback's key column.
     pub writeback: Option<usize>,
+    /// The `max_row_age` column.
+    pub age: Option<usize>,
 }
 
 /// What is sent for a row.
@@ -33,6 +35,8 @@ pub(super) enum Request {
 pub(super) struct Pending {
     pub key: RowHash,
     pub content: RowHash,
+    /// The content with what shapes the request: recorded for a rejection.
+    pub request_hash: RowHash,
     pub row_key: String,
     pub reference: String,
     pub previous: Option<Entry>,
@@ -41,6 +45,8 @@ pub(super) struct Pending {
     pub writeback_key: Option<KeyValue>,
     /// What its run-log row says when it is sent (how its request was made).
     pub notes: Vec<String>,
+    /// In a dry run: where each value of the request came from.
+    pub origins: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// The typed value of a row's cell, to find the row again for a writeback.
@@ -77,7 +83,46 @@ fn key_text(batch: &RecordBatch, key_columns: &[usize], row: usize) -> String {
     parts.join(", ")
 }
 
+/// What `max_row_age` says of a row.
+enum Age {
+    Young,
+    TooOld(String),
+    Unknown(String),
+}
+
 impl RunCtx<'_> {
+    /// Whether the row is older than `max_row_age` (measured from the run's start).
+    fn age(&self, batch: &RecordBatch, column: Option<usize>, row: usize) -> Age {
+        let (Some(column), Some(limit)) = (column, self.activation.max_row_age.as_ref()) else {
+            return Age::Young;
+        };
+        let name = &limit.column;
+        let text = match cell_text(batch.column(column).as_ref(), row) {
+            Ok(Some(text)) => text,
+            Ok(None) => {
+                return Age::Unknown(format!(
+                    "max_row_age: `{name}` is NULL, so the row's age is unknown"
+                ));
+            }
+            Err(e) => return Age::Unknown(format!("max_row_age: `{name}`: {e}")),
+        };
+        let at = match parse_time(&text) {
+            Ok(at) => at,
+            Err(e) => return Age::Unknown(format!("max_row_age: `{name}`: {e}")),
+        };
+        let cutoff =
+            self.started - chrono::Duration::from_std(limit.age).unwrap_or(chrono::TimeDelta::MAX);
+        if at < cutoff {
+            Age::TooOld(format!(
+                "too old: `{name}` is {} (max_row_age {}); never sent",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                humantime::format_duration(limit.age)
+            ))
+        } else {
+            Age::Young
+        }
+    }
+
     /// Counts and classifies a batch, records rows rejected before sending, and
     /// returns the rows to send.
     pub(super) async fn classify_batch(
@@ -88,8 +133,23 @@ impl RunCtx<'_> {
         columns: &Columns,
         undecodable: &HashMap<usize, String>,
     ) -> Result<Vec<Pending>> {
-        let keys = hash_rows(batch, &columns.key)?;
+        let keys = hash_keys(batch, &columns.key)?;
         let contents = hash_rows(batch, &columns.content)?;
+        // A rejected row is compared by its request: content, the settings
+        // and mapping (the run's fingerprint) and, with `max_row_age`, the
+        // dating cell (a row rejected for a NULL date recovers once it has one).
+        let dates = match columns.age {
+            Some(column) => Some(hash_rows(batch, &[column])?),
+            None => None,
+        };
+        let fingerprint = self.fingerprint;
+        let request = |row: usize| {
+            let shape = match &dates {
+                Some(dates) => combine(&fingerprint, &dates[row]),
+                None => fingerprint,
+            };
+            combine(&contents[row], &shape)
+        };
         let pairs: Vec<(RowHash, RowHash)> =
             keys.iter().copied().zip(contents.iter().copied()).collect();
         // Only rows that need a decision come back; the others are sent and unchanged.
@@ -98,7 +158,8 @@ impl RunCtx<'_> {
             .lookup_changes(&self.activation.name, &pairs)
             .await?;
         let mut pending = Vec::new();
-        let mut outcomes: Vec<(RowHash, RowHash, String, Option<String>, String)> = Vec::new();
+        let mut outcomes: Vec<(RowHash, RowHash, Status, String, Option<String>, String)> =
+            Vec::new();
         let mut logs = Vec::new();
         for row in 0..batch.num_rows() {
             self.counts.read += 1;
@@ -139,7 +200,7 @@ impl RunCtx<'_> {
                 self.counts.already_sent += 1;
                 continue;
             };
-            match classify(previous.as_ref(), &content) {
+            match classify(previous.as_ref(), &content, &request(row)) {
                 Class::AlreadySent | Class::Unresolved => self.counts.already_sent += 1,
                 Class::IgnoredChanged => self.counts.ignored_changed += 1,
                 Class::AlreadyRejected => self.counts.already_rejected += 1,
@@ -157,22 +218,43 @@ impl RunCtx<'_> {
                     ));
                 }
                 Class::New | Class::Retry => {
+                    let age = self.age(batch, columns.age, row);
+                    if let Age::TooOld(reason) = age {
+                        self.counts.too_old += 1;
+                        let reference = invitations.reference(batch, row);
+                        let row_key = row_key();
+                        logs.push(RowLog::new(
+                            row_key.as_str(),
+                            reference.as_deref(),
+                            RowOutcome::TooOld,
+                            Some(reason.clone()),
+                        ));
+                        outcomes.push((key, content, Status::TooOld, row_key, reference, reason));
+                        continue;
+                    }
                     self.counts.new += 1;
                     self.seen_new.insert(key);
-                    let built = invitations
-                        .build(batch, row)
-                        .map_err(|r| r.to_string())
-                        .and_then(|built| {
-                            built
-                                .body
-                                .validate()
-                                .map(|()| built)
-                                .map_err(|problems| problems.join("; "))
-                        });
+                    let built = match age {
+                        Age::Unknown(reason) => Err(reason),
+                        _ => Ok(()),
+                    }
+                    .and_then(|()| invitations.build(batch, row).map_err(|r| r.to_string()))
+                    .and_then(|built| {
+                        built
+                            .body
+                            .validate()
+                            .map(|()| built)
+                            .map_err(|problems| problems.join("; "))
+                    });
                     match built {
                         Ok(retl_trustpilot::Built { body, notes }) => pending.push(Pending {
+                            origins: self.dry.as_ref().map(|dry| {
+                                let json = serde_json::to_value(&body).unwrap_or_default();
+                                invitations.origins(batch, row, &json, &dry.defaults, &dry.target)
+                            }),
                             key,
                             content,
+                            request_hash: request(row),
                             row_key: row_key(),
                             reference: body.reference_number.clone(),
                             previous,
@@ -197,7 +279,14 @@ impl RunCtx<'_> {
                                 RowOutcome::Rejected,
                                 Some(reason.clone()),
                             ));
-                            outcomes.push((key, content, row_key, reference, reason));
+                            outcomes.push((
+                                key,
+                                request(row),
+                                Status::Rejected,
+                                row_key,
+                                reference,
+                                reason,
+                            ));
                         }
                     }
                 }
@@ -205,14 +294,16 @@ impl RunCtx<'_> {
         }
         let outcomes: Vec<Outcome<'_>> = outcomes
             .iter()
-            .map(|(key, content, row_key, reference, reason)| Outcome {
-                key: *key,
-                content: *content,
-                status: Status::Rejected,
-                row_key: Some(row_key),
-                reference: reference.as_deref(),
-                error: Some(reason),
-            })
+            .map(
+                |(key, content, status, row_key, reference, reason)| Outcome {
+                    key: *key,
+                    content: *content,
+                    status: *status,
+                    row_key: Some(row_key),
+                    reference: reference.as_deref(),
+                    error: Some(reason),
+                },
+            )
             .collect();
         self.commit(&outcomes, &logs).await?;
         Ok(pending)
@@ -226,7 +317,7 @@ impl RunCtx<'_> {
         columns: &Columns,
         undecodable: &HashMap<usize, String>,
     ) -> Result<()> {
-        let keys = hash_rows(batch, &columns.key)?;
+        let keys = hash_keys(batch, &columns.key)?;
         let contents = hash_rows(batch, &columns.content)?;
         let mut rows = Vec::with_capacity(batch.num_rows());
         let mut logs = Vec::new();
@@ -252,8 +343,12 @@ impl RunCtx<'_> {
                 ));
             } else {
                 self.counts.baseline += 1;
-                rows.push((keys[row], contents[row]));
+                rows.push((keys[row], contents[row], key_text(batch, &columns.key, row)));
             }
+        }
+        if let Some(dry) = &mut self.dry {
+            dry.out.note(&logs);
+            return Ok(());
         }
         let mut tx = self.state.fenced(self.lease).await?;
         tx.record_baseline(&rows).await?;

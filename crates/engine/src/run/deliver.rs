@@ -417,7 +417,12 @@ impl RunCtx<'_> {
         };
         let outcome = status.map(|status| Outcome {
             key: p.key,
-            content: p.content,
+            // A rejection is remembered by its request (see `retl_diff::classify`).
+            content: if status == Status::Rejected {
+                p.request_hash
+            } else {
+                p.content
+            },
             status,
             row_key: Some(&p.row_key),
             reference: Some(&p.reference),

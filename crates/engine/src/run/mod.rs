@@ -3,6 +3,7 @@
 
 mod classify;
 mod deliver;
+mod preview;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::config::{Activation, Delivery, Destination, FirstRun};
 use crate::{Error, Result};
 
 pub(crate) use classify::Columns;
+pub use preview::{Planned, Preview, Refusal};
 
 /// A cancellation every part of a run can poll or wait on, and the moment it
 /// came (every deadline of an interrupt counts from it).
@@ -127,8 +129,11 @@ pub struct RunOptions {
     /// stderr and waits until cancelled (or killed).
     pub hold: Option<Hold>,
     /// Send at most this many rows (`--limit`, a canary); the rest are
-    /// `skipped` and go out in later runs. It also lets a guarded first run go.
+    /// `skipped` and go out in later runs. It also lets a guarded first run,
+    /// or a surge, go.
     pub limit: Option<u64>,
+    /// Send even when the run's new rows are a surge (`--allow-surge`).
+    pub allow_surge: bool,
 }
 
 impl Default for RunOptions {
@@ -140,6 +145,7 @@ impl Default for RunOptions {
             resend: None,
             hold: None,
             limit: None,
+            allow_surge: false,
         }
     }
 }
@@ -248,6 +254,9 @@ pub async fn run_with(
         budget: None,
         only: None,
         released: Vec::new(),
+        fingerprint: [0; 16],
+        started: state.clock().now(),
+        dry: None,
     };
     let result = ctx.execute(destination).instrument(span).await;
     summary.counts = ctx.counts;
@@ -280,6 +289,56 @@ pub async fn run_with(
     })
 }
 
+/// What a run of `activation` would do now, without doing it: the same
+/// reading, diffing and mapping, and no lease, no write, no request
+/// (`retl preview`, `retl run --dry-run`). `options.limit` bounds it as it
+/// bounds a run. A run a safety limit would refuse is still previewed, with
+/// the refusal in [`Preview::refused`].
+pub async fn preview(
+    state: &State,
+    activation: &Activation,
+    destination: &Destination,
+    options: &RunOptions,
+) -> Result<Preview> {
+    // Never acquired: any write reached by mistake fails its fencing check.
+    let lease = Lease {
+        activation: activation.name.clone(),
+        run_id: "preview".to_owned(),
+        holder: "preview".to_owned(),
+        token: -1,
+        ttl: options.lease,
+    };
+    let Destination::Trustpilot(tp) = destination;
+    let Delivery::Trustpilot { target, .. } = &activation.delivery;
+    let mut ctx = RunCtx {
+        state,
+        activation,
+        seq: 0,
+        counts: Counts::default(),
+        seen_new: HashSet::new(),
+        writer: None,
+        writeback_key_type: None,
+        lease: &lease,
+        options,
+        recorded: AtomicU64::new(0),
+        budget: None,
+        only: None,
+        released: Vec::new(),
+        fingerprint: [0; 16],
+        started: state.clock().now(),
+        dry: Some(preview::DryRun {
+            out: Preview::new(&activation.name),
+            defaults: tp.defaults.clone(),
+            target: target.settings.clone(),
+        }),
+    };
+    ctx.execute(destination).await?;
+    let mut out = ctx.dry.take().expect("a dry run keeps its preview").out;
+    out.counts = ctx.counts;
+    out.estimated_seconds = retl_trustpilot::estimate(&tp.rate_limits, out.counts.sent).as_secs();
+    Ok(out)
+}
+
 /// What one run works with while it reads, classifies and delivers.
 struct RunCtx<'a> {
     state: &'a State,
@@ -303,13 +362,22 @@ struct RunCtx<'a> {
     /// A resend's released rows: key hashes (only these are sent) and key texts.
     only: Option<HashSet<RowHash>>,
     released: Vec<String>,
+    /// What shapes every request besides the row (settings, mapping): a
+    /// rejected row is tried again when it changes.
+    fingerprint: RowHash,
+    /// The run's start (`max_row_age` counts back from it).
+    started: chrono::DateTime<chrono::Utc>,
+    /// A preview: nothing is written or sent.
+    dry: Option<preview::DryRun>,
 }
 
 impl RunCtx<'_> {
     async fn execute(&mut self, destination: &Destination) -> Result<()> {
         let activation = self.activation;
         let name = activation.name.as_str();
-        self.recover().await?;
+        if self.dry.is_none() {
+            self.recover().await?;
+        }
 
         let spec = activation.source_spec();
         let source_error = |error| Error::Source {
@@ -321,7 +389,7 @@ impl RunCtx<'_> {
             return Ok(());
         }
         let first_run = !self.state.has_completed_run(name).await?;
-        self.guard_first_run(first_run).await?;
+        self.refuse(self.guard_first_run(first_run).await)?;
         self.budget = self.budget().await?;
         let mut source = Source::open(&spec).await.map_err(source_error)?;
         let schema = source.schema();
@@ -337,8 +405,9 @@ impl RunCtx<'_> {
             key: key_columns,
             content: content_names.into_iter().map(index).collect(),
             writeback: activation.writeback.as_ref().map(|w| index(&w.key_column)),
+            age: activation.max_row_age.as_ref().map(|m| index(&m.column)),
         };
-        if let Some(writeback) = &activation.writeback {
+        if let Some(writeback) = activation.writeback.as_ref().filter(|_| self.dry.is_none()) {
             self.writeback_key_type = source.db_type(&writeback.key_column).map(str::to_owned);
             self.writer = Some(
                 Writer::connect(&activation.source.connection)
@@ -349,13 +418,18 @@ impl RunCtx<'_> {
         let (Destination::Trustpilot(destination), Delivery::Trustpilot { target, mapping }) =
             (destination, &activation.delivery);
         let settings = destination.settings_for(target);
+        self.fingerprint =
+            retl_diff::fingerprint(&format!("{settings:?} {:?} {mapping:?}", target.kind));
         let invitations = retl_trustpilot::Invitations::new(settings.clone(), mapping, &schema)
             .map_err(|e| Error::Mapping {
                 activation: name.to_owned(),
                 message: e.to_string(),
             })?
             .at(self.state.clock().now());
-        let sender = deliver::Sender::new(destination, &settings, self)?;
+        let sender = match self.dry {
+            None => Some(deliver::Sender::new(destination, &settings, self)?),
+            Some(_) => None,
+        };
 
         // Until an activation's first run completes, `skip_existing` records
         // the rows already there instead of sending them.
@@ -366,6 +440,14 @@ impl RunCtx<'_> {
                 "first run with first_run: skip_existing: recording existing rows, sending none"
             );
         }
+        let surge = if baseline || first_run {
+            None
+        } else {
+            self.surge_threshold().await?
+        };
+        // Under the surge guard, nothing is sent until the run's new rows are
+        // all counted: at most the threshold's worth of rows is held.
+        let mut held: Vec<classify::Pending> = Vec::new();
         while let Some(batch) = source.next_batch().await {
             if self.options.cancel.is_cancelled() {
                 tracing::warn!("interrupted: no more rows are read");
@@ -391,17 +473,116 @@ impl RunCtx<'_> {
                 to_send = pending.len(),
                 "batch classified"
             );
-            if let Some(error) = self
-                .deliver_all(&sender, destination.concurrency, pending)
-                .await?
-            {
-                return Err(Error::Destination {
-                    destination: destination.name.clone(),
-                    error,
+            match surge {
+                Some(threshold) => {
+                    held.extend(pending);
+                    if self.counts.new > threshold {
+                        let refusal = self.surge_refusal(threshold);
+                        self.refuse(Err(refusal))?;
+                        // A preview goes on counting, with the refusal noted.
+                        self.send(sender.as_ref(), destination, std::mem::take(&mut held))
+                            .await?;
+                    }
+                }
+                None => self.send(sender.as_ref(), destination, pending).await?,
+            }
+        }
+        self.send(sender.as_ref(), destination, held).await
+    }
+
+    /// Sends rows (a dry run lists them instead).
+    async fn send(
+        &mut self,
+        sender: Option<&deliver::Sender>,
+        destination: &retl_trustpilot::Destination,
+        pending: Vec<classify::Pending>,
+    ) -> Result<()> {
+        let Some(sender) = sender else {
+            self.plan_all(pending);
+            return Ok(());
+        };
+        match self
+            .deliver_all(sender, destination.concurrency, pending)
+            .await?
+        {
+            Some(error) => Err(Error::Destination {
+                destination: destination.name.clone(),
+                error,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// A dry run's [`send`](Self::send): counts what the budget lets go as
+    /// `sent` and the rest as `skipped`, and lists the invitations.
+    fn plan_all(&mut self, pending: Vec<classify::Pending>) {
+        for p in pending {
+            if let Some((left, _)) = &mut self.budget {
+                if *left == 0 {
+                    self.counts.skipped += 1;
+                    continue;
+                }
+                *left -= 1;
+            }
+            self.counts.sent += 1;
+            let body = match &p.request {
+                classify::Request::Email(body) => serde_json::to_value(body),
+                classify::Request::Link(link) => serde_json::to_value(link),
+            }
+            .unwrap_or_default();
+            if let Some(dry) = &mut self.dry {
+                dry.out.plan(Planned {
+                    key: p.row_key,
+                    reference: p.reference,
+                    body,
+                    origins: p.origins.unwrap_or_default(),
                 });
             }
         }
-        Ok(())
+    }
+
+    /// A safety limit's refusal ends a run; a preview notes it and goes on.
+    fn refuse(&mut self, verdict: Result<()>) -> Result<()> {
+        match (verdict, &mut self.dry) {
+            (Err(Error::Refused { message, .. }), Some(dry)) => {
+                dry.out.refused.get_or_insert(message);
+                Ok(())
+            }
+            (verdict, _) => verdict,
+        }
+    }
+
+    /// The surge guard's threshold for this run, if it applies: `surge_factor`
+    /// times the median sent by the last 10 completed runs, and at least
+    /// [`SURGE_MIN`](retl_config::limits::SURGE_MIN). `--allow-surge`,
+    /// `--limit` and a resend lift it.
+    async fn surge_threshold(&self) -> Result<Option<u64>> {
+        if self.options.allow_surge || self.options.limit.is_some() || self.only.is_some() {
+            return Ok(None);
+        }
+        let mut sent = self.state.recent_sent(&self.activation.name, 10).await?;
+        if sent.is_empty() {
+            return Ok(None);
+        }
+        sent.sort_unstable();
+        let median = sent[sent.len() / 2];
+        let factor = self.activation.limits.surge_factor();
+        Ok(Some(
+            median
+                .saturating_mul(factor)
+                .max(retl_config::limits::SURGE_MIN),
+        ))
+    }
+
+    fn surge_refusal(&self, threshold: u64) -> Error {
+        let name = &self.activation.name;
+        Error::Refused {
+            activation: name.clone(),
+            message: format!(
+                "refused by a safety limit; nothing sent: this run has more than {threshold} new rows, over limits.surge_factor ({}) times the median its last completed runs sent (a rebuilt model with new keys makes every row look new). Check the source, then run `retl run {name} --allow-surge` to send them, or `retl preview {name}` to see them first",
+                self.activation.limits.surge_factor()
+            ),
+        }
     }
 
     /// A first run with no explicit `first_run:` that would send more than
@@ -518,8 +699,13 @@ impl RunCtx<'_> {
         Ok(())
     }
 
-    /// Records ledger outcomes and run-log rows in one fenced transaction.
+    /// Records ledger outcomes and run-log rows in one fenced transaction
+    /// (a dry run only notes its rejections).
     async fn commit(&mut self, outcomes: &[Outcome<'_>], logs: &[RowLog]) -> Result<()> {
+        if let Some(dry) = &mut self.dry {
+            dry.out.note(logs);
+            return Ok(());
+        }
         if outcomes.is_empty() && logs.is_empty() {
             return Ok(());
         }

@@ -40,7 +40,7 @@ async fn a_state_database_written_by_the_first_release_opens_with_its_history() 
     let dir = tempfile::tempdir().unwrap();
     let url = copy_fixture(&dir);
     let state = State::open(&url).await.unwrap();
-    assert_eq!(versions(&url).await, vec![migrate::LATEST]);
+    assert_eq!(versions(&url).await, vec![1, 2]);
 
     let runs = state.list_runs(Some("orders"), 10).await.unwrap();
     assert_eq!(runs.len(), 2);
@@ -65,7 +65,68 @@ async fn a_state_database_written_by_the_first_release_opens_with_its_history() 
     // A second open finds it up to date and changes nothing.
     drop(state);
     State::open(&url).await.unwrap();
-    assert_eq!(versions(&url).await, vec![migrate::LATEST]);
+    assert_eq!(versions(&url).await, vec![1, 2]);
+}
+
+/// A key's hash as the releases before canonical keys made it, and as this one does.
+fn key_hashes(text: &str) -> ([u8; 16], [u8; 16]) {
+    use std::sync::Arc;
+    let as_text: arrow_array::ArrayRef = Arc::new(arrow_array::StringArray::from(vec![text]));
+    let batch = arrow_array::RecordBatch::try_from_iter([("k", as_text)]).unwrap();
+    let legacy = retl_diff::hash_rows(&batch, &[0]).unwrap()[0];
+    let int: arrow_array::ArrayRef = Arc::new(arrow_array::Int64Array::from(vec![
+        text.parse::<i64>().unwrap(),
+    ]));
+    let batch = arrow_array::RecordBatch::try_from_iter([("k", int)]).unwrap();
+    (legacy, retl_diff::hash_keys(&batch, &[0]).unwrap()[0])
+}
+
+#[tokio::test]
+async fn migrating_gives_a_text_key_of_digits_its_integers_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = copy_fixture(&dir);
+    // A numeric key read as text, sent by an earlier release; and one whose
+    // canonical key is already in the ledger (it stays as it was).
+    let (legacy, canonical) = key_hashes("555");
+    let (legacy_dup, canonical_dup) = key_hashes("556");
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    for (key, row_key) in [(legacy, "555"), (legacy_dup, "556"), (canonical_dup, "556")] {
+        sqlx::query(
+            "INSERT INTO ledger (activation, key_hash, content_hash, status, attempts, row_key,
+                                 first_run, last_run, updated_at)
+             VALUES ('numeric', ?, ?, 'sent', 1, ?, 'r', 'r', 'now')",
+        )
+        .bind(key.as_slice())
+        .bind([9u8; 16].as_slice())
+        .bind(row_key)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    drop(conn);
+    let state = State::open(&url).await.unwrap();
+    let found = state
+        .lookup_changes("numeric", &[(canonical, [9; 16]), (canonical_dup, [9; 16])])
+        .await
+        .unwrap();
+    assert!(
+        found.is_empty(),
+        "both keys are sent and unchanged: {found:?}"
+    );
+    let legacy_left = state
+        .lookup_changes("numeric", &[(legacy, [9; 16])])
+        .await
+        .unwrap();
+    assert!(legacy_left.contains_key(&legacy), "the old hash is gone");
+    // The integer keys of the first release's `orders` kept their identity.
+    assert_eq!(
+        state.ledger_counts("orders").await.unwrap(),
+        vec![(Status::Rejected, 1), (Status::Sent, 10)]
+    );
 }
 
 #[tokio::test]

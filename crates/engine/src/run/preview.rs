@@ -1,0 +1,104 @@
+//! `retl preview` and `retl run --dry-run`: a run that reads, diffs and maps
+//! exactly as a real one, and stops where a real one would write or send.
+//!
+//! It takes no lease and opens no write transaction: its context carries a
+//! lease that was never acquired, so a write reached by mistake fails on the
+//! fencing check instead of changing the state. Rows a run would send are
+//! counted as `sent`; nothing is asked of Trustpilot, so its own verdicts
+//! (a rejected template id, say) cannot be foreseen.
+
+use std::collections::BTreeMap;
+
+use retl_state::{Counts, RowLog, RowOutcome};
+use serde::Serialize;
+
+/// What a run of an activation would do now.
+#[derive(Debug, Clone, Serialize)]
+pub struct Preview {
+    /// The activation.
+    pub activation: String,
+    /// The counts a run would produce (`sent`: rows it would send).
+    pub counts: Counts,
+    /// The invitations it would send, in order (at most [`LISTED`] unless
+    /// `--limit` bounds them).
+    pub invitations: Vec<Planned>,
+    /// Whether more invitations would go out than are listed.
+    pub invitations_truncated: bool,
+    /// Rows it would reject before any request, with the reason.
+    pub rejections: Vec<Refusal>,
+    /// How long the sends would take at the destination's pacing (not
+    /// counting Trustpilot's answer times).
+    pub estimated_seconds: u64,
+    /// Why a real run would send nothing (a safety limit), if it would.
+    pub refused: Option<String>,
+}
+
+/// One invitation a run would send.
+#[derive(Debug, Clone, Serialize)]
+pub struct Planned {
+    /// The row's primary-key values.
+    pub key: String,
+    /// Its reference number.
+    pub reference: String,
+    /// The exact request body.
+    pub body: serde_json::Value,
+    /// Where each value of the body came from, by JSON path: `row:COLUMN`,
+    /// `target`, `destination` or `retl` (a built-in default).
+    pub origins: BTreeMap<String, String>,
+}
+
+/// One row a run would reject.
+#[derive(Debug, Clone, Serialize)]
+pub struct Refusal {
+    /// The row's primary-key values.
+    pub key: String,
+    /// Its reference number, if it has one.
+    pub reference: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+/// Invitations listed when no `--limit` bounds them (the counts cover all).
+pub const LISTED: usize = 10_000;
+
+impl Preview {
+    pub(super) fn new(activation: &str) -> Preview {
+        Preview {
+            activation: activation.to_owned(),
+            counts: Counts::default(),
+            invitations: Vec::new(),
+            invitations_truncated: false,
+            rejections: Vec::new(),
+            estimated_seconds: 0,
+            refused: None,
+        }
+    }
+
+    /// Takes the rejections from run-log rows a run would write.
+    pub(super) fn note(&mut self, logs: &[RowLog]) {
+        for log in logs.iter().filter(|l| l.outcome == RowOutcome::Rejected) {
+            self.rejections.push(Refusal {
+                key: log.key.clone(),
+                reference: log.reference.clone(),
+                reason: log.reason.clone().unwrap_or_default(),
+            });
+        }
+    }
+
+    /// Lists an invitation a run would send.
+    pub(super) fn plan(&mut self, planned: Planned) {
+        if self.invitations.len() < LISTED {
+            self.invitations.push(planned);
+        } else {
+            self.invitations_truncated = true;
+        }
+    }
+}
+
+/// What a dry run keeps while it goes: the preview, and the two settings
+/// layers an invitation's origins are told apart by.
+pub(super) struct DryRun {
+    pub out: Preview,
+    pub defaults: retl_trustpilot::Settings,
+    pub target: retl_trustpilot::Settings,
+}
