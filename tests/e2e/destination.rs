@@ -98,9 +98,16 @@ fn a_row_that_keeps_failing_is_failed_then_given_up() {
     assert_eq!(
         count(&third, "already_rejected"),
         1,
-        "given up is final until the row changes"
+        "given up is final until the row or its request changes"
     );
     assert_eq!(world.emulator().stats().invitation_requests, 4);
+
+    // A setting that shapes the request changes: the row is tried again.
+    world.edit_activation(|yaml| format!("{yaml}target:\n  reply_to: help@shop.example\n"));
+    let (code, fourth) = world.run();
+    assert_eq!(code, 0, "{fourth}");
+    assert_eq!(count(&fourth, "sent"), 1, "{fourth}");
+    assert_eq!(world.emulator().stats().accepted, 1);
 }
 
 #[test]
