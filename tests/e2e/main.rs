@@ -4,6 +4,7 @@
 mod destination;
 mod first_hour;
 mod outcomes;
+mod run_logs;
 mod safe_defaults;
 mod safety;
 mod see_before_send;
@@ -479,10 +480,15 @@ fn scenario(world: &World) {
     assert_eq!(code, 0);
     assert_eq!(count(&third, "sent"), 10);
     assert_eq!(count(&third, "ignored_changed"), 1);
-    let sent: Vec<String> = world.show(third["run_id"].as_str().unwrap())["rows"]
+    let third_log = world.show(third["run_id"].as_str().unwrap());
+    let changed = row_with(&third_log, "ignored_changed");
+    assert_eq!(changed["key"], "5");
+    assert_eq!(changed["reason"], "changed after sending, not re-sent");
+    let sent: Vec<String> = third_log["rows"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|r| r["outcome"] == "sent")
         .map(|r| r["reference"].as_str().unwrap().to_owned())
         .collect();
     let mut sent_sorted: Vec<u32> = sent.iter().map(|r| r.parse().unwrap()).collect();
@@ -496,6 +502,10 @@ fn scenario(world: &World) {
         "a reference number was accepted twice"
     );
     assert!(!accepted.contains_key("13") && !accepted.contains_key("77"));
+    // A change is logged once: the next run finds row 5 as it left it.
+    let (_, again) = world.run();
+    assert_eq!(count(&again, "ignored_changed"), 0);
+    assert_eq!(count(&again, "already_sent"), 108);
 
     // A rejected row whose data is fixed is sent by the next run.
     world.sql("UPDATE orders SET email = 'fixed@shop.example' WHERE order_id = 13");

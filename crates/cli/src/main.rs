@@ -206,12 +206,21 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum RunsCommand {
-    /// The most recent runs, newest first.
-    #[command(after_help = "Example:\n  retl runs list --activation orders --limit 5 --json")]
+    /// The most recent runs, newest first, with their counts (a running run's
+    /// counts are live: written after every batch).
+    #[command(
+        after_help = "Examples:\n  retl runs list --activation orders --limit 5 --json\n  retl runs list --status failed --since 2d"
+    )]
     List {
         /// Only runs of this activation.
         #[arg(long)]
         activation: Option<String>,
+        /// Only runs with this status: running, completed, failed, interrupted, abandoned.
+        #[arg(long, value_name = "S")]
+        status: Option<retl_state::RunStatus>,
+        /// Only runs started within this long (30m, 12h, 2d, 1w).
+        #[arg(long, value_name = "DURATION", value_parser = parse_since)]
+        since: Option<std::time::Duration>,
         /// How many runs.
         #[arg(long, default_value_t = 20)]
         limit: u32,
@@ -220,11 +229,40 @@ pub(crate) enum RunsCommand {
         json: bool,
     },
     /// One run and the outcome of each of its rows.
-    #[command(after_help = "Example:\n  retl runs show 01a20815-b801-744c-a977-2f2051e581c8")]
+    #[command(
+        after_help = "Examples:\n  retl runs show latest --activation orders\n  retl runs show 2f2051e581c8 --outcome rejected\n  retl runs show 01a20815 --json"
+    )]
     Show {
-        /// The run's id (from `retl run` or `retl runs list`).
+        /// The run: its id, any unique prefix of it, its last characters, or
+        /// `latest`.
         run_id: String,
+        /// With `latest` (or a short id): only runs of this activation.
+        #[arg(long)]
+        activation: Option<String>,
+        /// Only rows with this outcome: sent, rejected, failed, uncertain,
+        /// skipped, too_old, ignored_changed.
+        #[arg(long, value_name = "OUTCOME")]
+        outcome: Option<retl_state::RowOutcome>,
         /// Print JSON (the run summary with a `rows` array).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Was this row sent? Every run-log row, across all runs, whose reference
+    /// number or key is the one given: when, in which run, with what outcome
+    /// and what Trustpilot answered.
+    #[command(
+        after_help = "Examples:\n  retl runs find ORD-10023\n  retl runs find 10023 --activation orders --json"
+    )]
+    Find {
+        /// A reference number or a row's key (composite keys: `a, b`).
+        reference_or_key: String,
+        /// Only runs of this activation.
+        #[arg(long)]
+        activation: Option<String>,
+        /// At most this many log rows, newest first.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Print JSON: {query, sent, sent_at, sent_run_id, rows: [...]}.
         #[arg(long)]
         json: bool,
     },
@@ -431,6 +469,12 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         #[cfg(feature = "emulator")]
         Command::Demo { keep } => commands::demo::demo(keep.as_deref()).await,
     }
+}
+
+/// `--since`: a duration such as `2d`.
+fn parse_since(text: &str) -> Result<std::time::Duration, String> {
+    retl_config::parse_duration(text)
+        .ok_or_else(|| format!("`{text}` is not a duration: write e.g. 30m, 12h, 2d or 1w"))
 }
 
 /// What every command gets from the global options.

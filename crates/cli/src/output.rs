@@ -171,6 +171,57 @@ pub fn rows_table(rows: &[RowLog]) -> String {
     table(&["KEY", "REFERENCE", "OUTCOME", "REASON"], &rows)
 }
 
+/// `retl runs find`: was it sent, and every log row found.
+pub fn found(query: &str, rows: &[retl_state::FoundRow]) -> String {
+    if rows.is_empty() {
+        return format!("no run logged a row with reference or key `{query}`\n");
+    }
+    let mut out = match rows
+        .iter()
+        .find(|r| r.row.outcome == retl_state::RowOutcome::Sent)
+    {
+        Some(sent) => format!(
+            "`{query}` was sent at {} by run {} (activation {})\n",
+            sent.at, sent.run_id, sent.activation
+        ),
+        None => format!("`{query}` was never sent; what the runs logged:\n"),
+    };
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let answer = match (r.row.status_code, &r.row.invitation_id) {
+                (Some(code), Some(id)) => format!("HTTP {code}, id {id}"),
+                (Some(code), None) => format!("HTTP {code}"),
+                _ => String::new(),
+            };
+            vec![
+                r.at.clone(),
+                r.run_id.clone(),
+                r.activation.clone(),
+                r.row.key.clone(),
+                r.row.reference.clone().unwrap_or_default(),
+                r.row.outcome.to_string(),
+                answer,
+                r.row.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "AT",
+            "RUN",
+            "ACTIVATION",
+            "KEY",
+            "REFERENCE",
+            "OUTCOME",
+            "TRUSTPILOT",
+            "REASON",
+        ],
+        &rows,
+    ));
+    out
+}
+
 /// `retl templates`.
 pub fn templates_table(templates: &[retl_trustpilot::Template]) -> String {
     if templates.is_empty() {

@@ -215,6 +215,28 @@ impl Fenced {
         Ok(())
     }
 
+    /// Remembers the new content of keys that changed after they were handled
+    /// (`ignored_changed`: sent, baseline or too old; never sent again), so
+    /// that each change is logged once, and later runs find them unchanged.
+    pub async fn note_changed(&mut self, rows: &[(RowHash, RowHash)]) -> Result<()> {
+        for (key, content) in rows {
+            on!(self.tx.executor(), |c| sqlx::query(
+                "UPDATE ledger SET content_hash = $3, updated_at = $4
+                 WHERE activation = $1 AND key_hash = $2
+                   AND status IN ('sent', 'baseline', 'too_old')"
+            )
+            .bind(&self.activation)
+            .bind(key.as_slice())
+            .bind(content.as_slice())
+            .bind(&self.now)
+            .execute(c)
+            .await
+            .map(|_| ()))
+            .map_err(Error::db("note a changed key"))?;
+        }
+        Ok(())
+    }
+
     /// Records keys as `baseline` (present before the activation's first run),
     /// each with its key text, leaving any key the ledger already holds as it is.
     pub async fn record_baseline(&mut self, rows: &[(RowHash, RowHash, String)]) -> Result<()> {

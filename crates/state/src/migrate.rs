@@ -35,6 +35,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 2,
         description: "ledger keys of digit-only text hashed as the integer they spell (canonical keys)",
     },
+    Migration {
+        version: 3,
+        description: "run-log indexes: rows by reference and by key (runs find), runs by status",
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -135,6 +139,16 @@ async fn apply(tx: &mut Tx, version: i64) -> Result<()> {
     match version {
         1 => v1(tx).await,
         2 => v2(tx).await,
+        3 => {
+            for statement in [
+                "CREATE INDEX IF NOT EXISTS run_rows_by_reference ON run_rows (reference)",
+                "CREATE INDEX IF NOT EXISTS run_rows_by_key ON run_rows (row_key)",
+                "CREATE INDEX IF NOT EXISTS runs_by_started ON runs (started_at)",
+            ] {
+                exec(tx, statement).await?;
+            }
+            Ok(())
+        }
         other => unreachable!("migration {other} is listed but has no body"),
     }
 }

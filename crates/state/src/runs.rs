@@ -83,6 +83,9 @@ spelled! {
         Skipped = "skipped",
         /// Older than the activation's `max_row_age`: recorded, never sent.
         TooOld = "too_old",
+        /// Already sent (or recorded `baseline`/`too_old`), and its data
+        /// changed since: insert-only, not sent again. Logged once per change.
+        IgnoredChanged = "ignored_changed",
     }
 }
 
@@ -104,7 +107,9 @@ pub struct Counts {
     pub failed: u64,
     /// Not attempted (the run stopped early).
     pub skipped: u64,
-    /// Keys already sent whose data has changed since: insert-only, not sent again.
+    /// Keys already sent (or recorded `baseline`/`too_old`) whose data changed
+    /// since the last run that read them: insert-only, not sent again; each
+    /// is logged (`ignored_changed`) once per change.
     pub ignored_changed: u64,
     /// Keys already handled, unchanged: sent, or uncertain, or recorded
     /// `baseline` or `too_old` by an earlier run.
@@ -282,20 +287,169 @@ fn counts_json(counts: &Counts) -> String {
     serde_json::to_string(counts).expect("counts serialise")
 }
 
+/// Which runs `retl runs list` shows.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter<'a> {
+    /// Only runs of this activation.
+    pub activation: Option<&'a str>,
+    /// Only runs with this status.
+    pub status: Option<RunStatus>,
+    /// Only runs started at or after this time (RFC 3339, UTC).
+    pub since: Option<String>,
+}
+
+/// One run-log row found by [`State::find_rows`], with its run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FoundRow {
+    /// The run that logged it.
+    pub run_id: String,
+    /// The run's activation.
+    pub activation: String,
+    /// When it was logged (RFC 3339, UTC).
+    pub at: String,
+    /// The row as logged.
+    #[serde(flatten)]
+    pub row: RowLog,
+}
+
+/// A run id given by a person: a whole id, `latest`, a unique prefix, or a
+/// unique ending (the characters that differ between ids of one day).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunMatch {
+    /// Exactly one run.
+    One(String),
+    /// No run.
+    None,
+    /// Several runs; their ids, newest first (at most 10).
+    Ambiguous(Vec<String>),
+}
+
 impl State {
     /// The most recent runs, newest first.
     pub async fn list_runs(&self, activation: Option<&str>, limit: u32) -> Result<Vec<RunSummary>> {
+        let filter = RunFilter {
+            activation,
+            ..RunFilter::default()
+        };
+        self.find_runs(&filter, limit).await
+    }
+
+    /// The most recent runs that pass `filter`, newest first.
+    pub async fn find_runs(&self, filter: &RunFilter<'_>, limit: u32) -> Result<Vec<RunSummary>> {
         let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE CAST($1 AS TEXT) IS NULL OR activation = $1
-             ORDER BY started_at DESC, run_id DESC LIMIT $2"
+            "SELECT {RUN_COLUMNS} FROM runs
+             WHERE (CAST($1 AS TEXT) IS NULL OR activation = $1)
+               AND (CAST($2 AS TEXT) IS NULL OR status = $2)
+               AND (CAST($3 AS TEXT) IS NULL OR started_at >= $3)
+             ORDER BY started_at DESC, run_id DESC LIMIT $4"
         );
         let rows: Vec<RunRow> = on!(self.db.executor(), |c| sqlx::query_as(&sql)
-            .bind(activation)
+            .bind(filter.activation)
+            .bind(filter.status.map(RunStatus::as_str))
+            .bind(filter.since.as_deref())
             .bind(i64::from(limit))
             .fetch_all(c)
             .await)
         .map_err(Error::db("list runs"))?;
         rows.into_iter().map(RunSummary::try_from).collect()
+    }
+
+    /// Resolves a run id as a person gives it: the whole id, `latest` (the
+    /// newest run, of `activation` if given), a prefix, or an ending.
+    pub async fn match_run(&self, given: &str, activation: Option<&str>) -> Result<RunMatch> {
+        let given = given.trim();
+        let ids = |pattern: String| async move {
+            let rows: Vec<(String,)> = on!(self.db.executor(), |c| sqlx::query_as(
+                "SELECT run_id FROM runs
+                 WHERE run_id LIKE $1 AND (CAST($2 AS TEXT) IS NULL OR activation = $2)
+                 ORDER BY started_at DESC, run_id DESC LIMIT 11"
+            )
+            .bind(pattern)
+            .bind(activation)
+            .fetch_all(c)
+            .await)
+            .map_err(Error::db("find a run"))?;
+            Ok::<_, Error>(rows.into_iter().map(|(id,)| id).collect::<Vec<_>>())
+        };
+        if given == "latest" {
+            let newest = self
+                .find_runs(
+                    &RunFilter {
+                        activation,
+                        ..RunFilter::default()
+                    },
+                    1,
+                )
+                .await?;
+            return Ok(newest
+                .into_iter()
+                .next()
+                .map_or(RunMatch::None, |r| RunMatch::One(r.run_id)));
+        }
+        // Run ids are hex digits and dashes: nothing to escape in a LIKE pattern.
+        if given.is_empty() || !given.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            return Ok(RunMatch::None);
+        }
+        let given = given.to_ascii_lowercase();
+        for pattern in [given.clone(), format!("{given}%"), format!("%{given}")] {
+            let mut found = ids(pattern).await?;
+            match found.len() {
+                0 => {}
+                1 => return Ok(RunMatch::One(found.remove(0))),
+                _ => {
+                    found.truncate(10);
+                    return Ok(RunMatch::Ambiguous(found));
+                }
+            }
+        }
+        Ok(RunMatch::None)
+    }
+
+    /// Every run-log row whose reference or key is `needle`, newest first
+    /// (at most `limit`), across all runs (of `activation` if given). Served
+    /// by the `run_rows` indexes on `reference` and `row_key`.
+    pub async fn find_rows(
+        &self,
+        needle: &str,
+        activation: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<FoundRow>> {
+        #[derive(sqlx::FromRow)]
+        struct Hit {
+            run_id: String,
+            activation: String,
+            at: String,
+            #[sqlx(flatten)]
+            row: LogRow,
+        }
+        let hits: Vec<Hit> =
+            on!(self.db.executor(), |c| {
+                sqlx::query_as(
+            "SELECT r.run_id, runs.activation, r.at, r.row_key, r.reference, r.outcome, r.reason,
+                    r.status_code, r.error_code, r.correlation_id, r.invitation_id, r.link_url
+             FROM (SELECT * FROM run_rows WHERE reference = $1
+                   UNION SELECT * FROM run_rows WHERE row_key = $1) r
+             JOIN runs ON runs.run_id = r.run_id
+             WHERE CAST($2 AS TEXT) IS NULL OR runs.activation = $2
+             ORDER BY r.at DESC, r.run_id DESC, r.seq DESC LIMIT $3"
+        )
+        .bind(needle)
+        .bind(activation)
+        .bind(i64::from(limit))
+        .fetch_all(c)
+        .await
+            })
+            .map_err(Error::db("search the run logs"))?;
+        hits.into_iter()
+            .map(|hit| {
+                Ok(FoundRow {
+                    run_id: hit.run_id,
+                    activation: hit.activation,
+                    at: hit.at,
+                    row: RowLog::try_from(hit.row)?,
+                })
+            })
+            .collect()
     }
 
     /// One run, if it exists.
@@ -307,6 +461,23 @@ impl State {
             .await)
         .map_err(Error::db("read a run"))?;
         row.map(RunSummary::try_from).transpose()
+    }
+
+    /// The rows logged by a run with `outcome`, in the order they were recorded.
+    pub async fn run_rows_with(&self, run_id: &str, outcome: RowOutcome) -> Result<Vec<RowLog>> {
+        let rows: Vec<LogRow> = on!(self.db.executor(), |c| {
+            sqlx::query_as(
+                "SELECT row_key, reference, outcome, reason, status_code, error_code, correlation_id,
+                    invitation_id, link_url
+             FROM run_rows WHERE run_id = $1 AND outcome = $2 ORDER BY seq",
+            )
+            .bind(run_id)
+            .bind(outcome.as_str())
+            .fetch_all(c)
+            .await
+        })
+        .map_err(Error::db("read a run log"))?;
+        rows.into_iter().map(RowLog::try_from).collect()
     }
 
     /// The rows logged by a run, in the order they were recorded.
@@ -444,6 +615,10 @@ impl Fenced {
                         counts.too_old += n;
                         continue;
                     }
+                    RowOutcome::IgnoredChanged => {
+                        counts.ignored_changed += n;
+                        continue;
+                    }
                 }
                 counts.new += n;
             }
@@ -479,6 +654,48 @@ impl Fenced {
         .map(|_| ()))
         .map_err(Error::db("record the end of a run"))?;
         Ok(())
+    }
+
+    /// Writes the counts of the run so far (a running run's live counts).
+    pub async fn update_counts(&mut self, counts: &Counts) -> Result<()> {
+        on!(self.tx.executor(), |c| sqlx::query(
+            "UPDATE runs SET counts = $2 WHERE run_id = $1 AND status = 'running'"
+        )
+        .bind(&self.run_id)
+        .bind(counts_json(counts))
+        .execute(c)
+        .await
+        .map(|_| ()))
+        .map_err(Error::db("record a run's counts"))?;
+        Ok(())
+    }
+
+    /// Deletes the run logs (runs and their rows) of this activation that
+    /// started before `before` (RFC 3339, UTC) and are over; returns how many
+    /// runs went. The ledger is never pruned.
+    pub async fn prune_run_logs(&mut self, before: &str) -> Result<u64> {
+        let prune = Error::db("prune run logs");
+        on!(self.tx.executor(), |c| sqlx::query(
+            "DELETE FROM run_rows WHERE run_id IN (
+                SELECT run_id FROM runs
+                WHERE activation = $1 AND started_at < $2 AND status <> 'running')"
+        )
+        .bind(&self.activation)
+        .bind(before)
+        .execute(c)
+        .await
+        .map(|_| ()))
+        .map_err(prune)?;
+        let gone = on!(self.tx.executor(), |c| sqlx::query(
+            "DELETE FROM runs WHERE activation = $1 AND started_at < $2 AND status <> 'running'"
+        )
+        .bind(&self.activation)
+        .bind(before)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(prune)?;
+        Ok(gone)
     }
 
     /// Appends rows to the run's log, numbered from `first_seq`.

@@ -1,6 +1,6 @@
-//! `retl runs list|show|resend`: the run logs.
+//! `retl runs list|show|find|resend`: the run logs.
 
-use retl_state::{RowOutcome, State};
+use retl_state::{RowOutcome, RunFilter, RunMatch, State};
 
 use crate::{Ctx, Failure, RunsCommand, exit_code, output};
 
@@ -10,23 +10,44 @@ pub(crate) async fn runs(ctx: &Ctx, command: RunsCommand) -> Result<u8, Failure>
     match command {
         RunsCommand::List {
             activation,
+            status,
+            since,
             limit,
             json,
         } => {
-            let runs = state.list_runs(activation.as_deref(), limit).await?;
+            let since = since.map(|ago| {
+                let at = state.clock().now()
+                    - chrono::Duration::from_std(ago).unwrap_or(chrono::TimeDelta::MAX);
+                at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            });
+            let filter = RunFilter {
+                activation: activation.as_deref(),
+                status,
+                since,
+            };
+            let runs = state.find_runs(&filter, limit).await?;
             if json {
                 println!("{}", serde_json::to_string(&runs)?);
             } else {
                 print!("{}", output::runs_table(&runs));
             }
         }
-        RunsCommand::Show { run_id, json } => {
+        RunsCommand::Show {
+            run_id,
+            activation,
+            outcome,
+            json,
+        } => {
+            let run_id = resolve(&state, &run_id, activation.as_deref()).await?;
             let Some(summary) = state.run(&run_id).await? else {
                 return Err(Failure::usage(anyhow::anyhow!(
                     "no run with id `{run_id}` (see `retl runs list`)"
                 )));
             };
-            let rows = state.run_rows(&run_id).await?;
+            let rows = match outcome {
+                Some(outcome) => state.run_rows_with(&run_id, outcome).await?,
+                None => state.run_rows(&run_id).await?,
+            };
             if json {
                 let mut value = serde_json::to_value(&summary)?;
                 value["rows"] = serde_json::to_value(&rows)?;
@@ -34,6 +55,29 @@ pub(crate) async fn runs(ctx: &Ctx, command: RunsCommand) -> Result<u8, Failure>
             } else {
                 print!("{}", output::summary(&summary));
                 print!("{}", output::rows_table(&rows));
+            }
+        }
+        RunsCommand::Find {
+            reference_or_key,
+            activation,
+            limit,
+            json,
+        } => {
+            let rows = state
+                .find_rows(&reference_or_key, activation.as_deref(), limit)
+                .await?;
+            let sent = rows.iter().find(|r| r.row.outcome == RowOutcome::Sent);
+            if json {
+                let value = serde_json::json!({
+                    "query": reference_or_key,
+                    "sent": sent.is_some(),
+                    "sent_at": sent.map(|r| &r.at),
+                    "sent_run_id": sent.map(|r| &r.run_id),
+                    "rows": rows,
+                });
+                println!("{value}");
+            } else {
+                print!("{}", output::found(&reference_or_key, &rows));
             }
         }
         RunsCommand::Resend {
@@ -54,6 +98,27 @@ pub(crate) async fn runs(ctx: &Ctx, command: RunsCommand) -> Result<u8, Failure>
     Ok(0)
 }
 
+/// The one run a person's run id names (see [`State::match_run`]).
+async fn resend_id(state: &State, given: &str) -> Result<String, Failure> {
+    resolve(state, given, None).await
+}
+
+async fn resolve(state: &State, given: &str, activation: Option<&str>) -> Result<String, Failure> {
+    match state.match_run(given, activation).await? {
+        RunMatch::One(id) => Ok(id),
+        RunMatch::None => Err(Failure::usage(anyhow::anyhow!(
+            "no run matches `{given}`{} (give its id, a unique prefix or ending of it, or `latest`; see `retl runs list`)",
+            activation
+                .map(|a| format!(" for activation `{a}`"))
+                .unwrap_or_default()
+        ))),
+        RunMatch::Ambiguous(ids) => Err(Failure::usage(anyhow::anyhow!(
+            "`{given}` matches several runs; give more characters: {}",
+            ids.join(", ")
+        ))),
+    }
+}
+
 async fn resend(
     ctx: &Ctx,
     state: &State,
@@ -62,6 +127,7 @@ async fn resend(
     yes: bool,
     json: bool,
 ) -> Result<u8, Failure> {
+    let run_id = &resend_id(state, run_id).await?;
     let Some(summary) = state.run(run_id).await? else {
         return Err(Failure::usage(anyhow::anyhow!(
             "no run with id `{run_id}` (see `retl runs list`)"

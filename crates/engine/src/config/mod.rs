@@ -154,6 +154,9 @@ pub struct Activation {
     pub limits: retl_config::limits::Limits,
     /// Rows older than this are recorded `too_old` and never sent.
     pub max_row_age: Option<MaxRowAge>,
+    /// Run logs older than this are pruned at the end of each run
+    /// (`retention.run_logs`); `None` keeps everything.
+    pub run_log_retention: Option<std::time::Duration>,
 }
 
 impl fmt::Debug for Activation {
@@ -170,6 +173,7 @@ impl fmt::Debug for Activation {
             .field("first_run_explicit", &self.first_run_explicit)
             .field("limits", &self.limits)
             .field("max_row_age", &self.max_row_age)
+            .field("run_log_retention", &self.run_log_retention)
             .finish()
     }
 }
@@ -223,7 +227,9 @@ const ACTIVATION_KEYS: &[&str] = &[
     "first_run",
     "limits",
     "max_row_age",
+    "retention",
 ];
+const RETENTION_KEYS: &[&str] = &["run_logs"];
 const MAX_ROW_AGE_KEYS: &[&str] = &["column", "age"];
 const WRITEBACK_KEYS: &[&str] = &["table", "key_column", "url_column"];
 
@@ -487,6 +493,11 @@ fn read_activation(
         .map(|node| retl_config::limits::read_limits(r, node))
         .unwrap_or_default();
     let max_row_age = map.get("max_row_age").map(|node| read_max_row_age(r, node));
+    let run_log_retention = map
+        .get("retention")
+        .and_then(|node| r.map(node, "retention", RETENTION_KEYS))
+        .and_then(|m| m.get("run_logs"))
+        .and_then(|node| r.duration(node, "retention.run_logs"));
     let destination = destination?;
     let limits = limits.over(destination.limits());
     // The target and the mapping are the destination's to read.
@@ -523,6 +534,7 @@ fn read_activation(
         first_run_explicit: map.get("first_run").is_some(),
         limits,
         max_row_age,
+        run_log_retention,
     })
 }
 

@@ -103,6 +103,16 @@ fn activation() -> Value {
             ],
             MAX_ROW_AGE_KEYS,
         ),
+        "retention" => object(
+            "how long run logs are kept (the ledger is never pruned)",
+            vec![(
+                "run_logs",
+                duration(
+                    "run logs older than this are pruned at the end of a run, e.g. 180d (default: kept)",
+                ),
+            )],
+            &[],
+        ),
         "first_run" => choice(
             &["send_all", "skip_existing"],
             "what the first run does with the rows already there (default send_all)",

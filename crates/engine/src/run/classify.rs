@@ -158,6 +158,7 @@ impl RunCtx<'_> {
             .lookup_changes(&self.activation.name, &pairs)
             .await?;
         let mut pending = Vec::new();
+        let mut changed: Vec<(RowHash, RowHash)> = Vec::new();
         let mut outcomes: Vec<(RowHash, RowHash, Status, String, Option<String>, String)> =
             Vec::new();
         let mut logs = Vec::new();
@@ -202,7 +203,24 @@ impl RunCtx<'_> {
             };
             match classify(previous.as_ref(), &content, &request(row)) {
                 Class::AlreadySent | Class::Unresolved => self.counts.already_sent += 1,
-                Class::IgnoredChanged => self.counts.ignored_changed += 1,
+                Class::IgnoredChanged => {
+                    self.counts.ignored_changed += 1;
+                    changed.push((key, content));
+                    let reason = match previous.map(|e| e.status) {
+                        Some(Status::Sent) | None => {
+                            "changed after sending, not re-sent".to_owned()
+                        }
+                        Some(status) => {
+                            format!("changed after it was recorded {status}; never sent")
+                        }
+                    };
+                    logs.push(RowLog::new(
+                        row_key(),
+                        invitations.reference(batch, row).as_deref(),
+                        RowOutcome::IgnoredChanged,
+                        Some(reason),
+                    ));
+                }
                 Class::AlreadyRejected => self.counts.already_rejected += 1,
                 Class::New | Class::Retry
                     if self.only.as_ref().is_some_and(|only| !only.contains(&key)) =>
@@ -305,7 +323,7 @@ impl RunCtx<'_> {
                 },
             )
             .collect();
-        self.commit(&outcomes, &logs).await?;
+        self.commit(&outcomes, &changed, &logs).await?;
         Ok(pending)
     }
 

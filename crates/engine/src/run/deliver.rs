@@ -310,8 +310,8 @@ impl RunCtx<'_> {
     async fn commit_bounded(&mut self, outcomes: &[Outcome<'_>], logs: &[RowLog]) -> Result<()> {
         let deadline = self.options.cancel.deadline(self.options.drain);
         match deadline {
-            None => self.commit(outcomes, logs).await,
-            Some(deadline) => tokio::time::timeout_at(deadline, self.commit(outcomes, logs))
+            None => self.commit(outcomes, &[], logs).await,
+            Some(deadline) => tokio::time::timeout_at(deadline, self.commit(outcomes, &[], logs))
                 .await
                 .unwrap_or_else(|_| {
                     Err(Error::Internal(

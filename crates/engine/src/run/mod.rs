@@ -275,6 +275,9 @@ pub async fn run_with(
     let mut tx = state.fenced(&lease).await?;
     tx.finish_run(&mut summary).await?;
     tx.commit().await?;
+    if let Some(keep) = activation.run_log_retention {
+        prune(state, &lease, keep).await;
+    }
     drop(heartbeat);
     state.release_lease(&lease).await?;
     tracing::info!(
@@ -287,6 +290,25 @@ pub async fn run_with(
         failure,
         released: ctx_released,
     })
+}
+
+/// Prunes the activation's run logs older than `keep` (`retention.run_logs`).
+/// A failure is logged, not the run's: its outcomes are recorded already.
+async fn prune(state: &State, lease: &Lease, keep: Duration) {
+    let before =
+        state.clock().now() - chrono::Duration::from_std(keep).unwrap_or(chrono::TimeDelta::MAX);
+    let before = before.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let pruned = async {
+        let mut tx = state.fenced(lease).await?;
+        let gone = tx.prune_run_logs(&before).await?;
+        tx.commit().await?;
+        Ok::<_, retl_state::Error>(gone)
+    };
+    match pruned.await {
+        Ok(0) => {}
+        Ok(runs) => tracing::info!(runs, before = %before, "run logs pruned (retention.run_logs)"),
+        Err(e) => tracing::warn!(error = %e, "cannot prune run logs; they are kept"),
+    }
 }
 
 /// What a run of `activation` would do now, without doing it: the same
@@ -486,8 +508,21 @@ impl RunCtx<'_> {
                 }
                 None => self.send(sender.as_ref(), destination, pending).await?,
             }
+            self.publish_counts().await?;
         }
         self.send(sender.as_ref(), destination, held).await
+    }
+
+    /// Writes the counts so far to the run's record: `retl runs list` shows
+    /// a running run's live counts, updated per batch.
+    async fn publish_counts(&self) -> Result<()> {
+        if self.dry.is_some() {
+            return Ok(());
+        }
+        let mut tx = self.state.fenced(self.lease).await?;
+        tx.update_counts(&self.counts).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Sends rows (a dry run lists them instead).
@@ -701,7 +736,12 @@ impl RunCtx<'_> {
 
     /// Records ledger outcomes and run-log rows in one fenced transaction
     /// (a dry run only notes its rejections).
-    async fn commit(&mut self, outcomes: &[Outcome<'_>], logs: &[RowLog]) -> Result<()> {
+    async fn commit(
+        &mut self,
+        outcomes: &[Outcome<'_>],
+        changed: &[(RowHash, RowHash)],
+        logs: &[RowLog],
+    ) -> Result<()> {
         if let Some(dry) = &mut self.dry {
             dry.out.note(logs);
             return Ok(());
@@ -711,6 +751,7 @@ impl RunCtx<'_> {
         }
         let mut tx = self.state.fenced(self.lease).await?;
         tx.record(outcomes).await?;
+        tx.note_changed(changed).await?;
         tx.log_rows(self.seq, logs).await?;
         tx.commit().await?;
         self.seq += logs.len() as u64;
