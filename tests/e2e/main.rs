@@ -7,6 +7,7 @@ mod outcomes;
 mod run_logs;
 mod safe_defaults;
 mod safety;
+mod schedule;
 mod see_before_send;
 
 use std::collections::HashMap;

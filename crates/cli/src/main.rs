@@ -115,6 +115,23 @@ enum Command {
         #[arg(long, hide = true, env = "RETL_HOLD_AT", value_name = "POINT:N")]
         hold_at: Option<retl_engine::Hold>,
     },
+    /// Run every activation that has a `schedule:`, on time, until SIGINT or
+    /// SIGTERM, and serve the run-log page, /metrics (Prometheus), /healthz and
+    /// /api/runs. SIGHUP reloads the configuration (a broken file keeps its
+    /// previous version). Exit code 0 after a stop, once runs under way are
+    /// drained and recorded.
+    #[command(
+        after_help = "Examples:\n  retl schedule\n  retl schedule --listen 127.0.0.1:9187\n  retl schedule --listen 0.0.0.0:9187 --listen-public"
+    )]
+    Schedule {
+        /// Where to serve the page, the API and the metrics.
+        #[arg(long, default_value = "127.0.0.1:9187", value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+        /// Allow a --listen address that is not loopback (the page and the
+        /// API have no authentication).
+        #[arg(long)]
+        listen_public: bool,
+    },
     /// Show what a run would do now, and do none of it: the counts, each
     /// request body with where each value came from (row column, activation
     /// target, destination default), the rows that would be rejected and why,
@@ -442,6 +459,16 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 hold: hold_at,
             };
             commands::run::run(&ctx, &activation, &run).await
+        }
+        Command::Schedule {
+            listen,
+            listen_public,
+        } => {
+            let args = commands::schedule::ScheduleArgs {
+                listen,
+                listen_public,
+            };
+            commands::schedule::schedule(&ctx, &args).await
         }
         Command::Init { dir } => commands::init::init(&dir),
         Command::Schema { kind } => {

@@ -144,6 +144,12 @@ impl<'f> Reader<'f> {
         node.is_none_or(is_null)
     }
 
+    /// Whether `node` is a mapping (a block or flow `{…}`), to tell a key's
+    /// forms apart before reading it.
+    pub fn is_map(node: &Node<'_>) -> bool {
+        matches!(untagged(node).data, YamlData::Mapping(_))
+    }
+
     /// Reads a mapping whose keys must be among `allowed`; reports each unknown key.
     pub fn map<'n, 'a>(
         &mut self,

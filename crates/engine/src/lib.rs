@@ -56,6 +56,7 @@ mod check;
 pub mod config;
 mod error;
 mod run;
+pub mod schedule;
 
 pub use check::{
     ActivationCheck, ColumnCheck, DestinationCheck, FirstRunCheck, SourceCheck, check_activation,

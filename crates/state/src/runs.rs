@@ -422,9 +422,8 @@ impl State {
             #[sqlx(flatten)]
             row: LogRow,
         }
-        let hits: Vec<Hit> =
-            on!(self.db.executor(), |c| {
-                sqlx::query_as(
+        let hits: Vec<Hit> = on!(self.db.executor(), |c| {
+            sqlx::query_as(
             "SELECT r.run_id, runs.activation, r.at, r.row_key, r.reference, r.outcome, r.reason,
                     r.status_code, r.error_code, r.correlation_id, r.invitation_id, r.link_url
              FROM (SELECT * FROM run_rows WHERE reference = $1
@@ -438,8 +437,8 @@ impl State {
         .bind(i64::from(limit))
         .fetch_all(c)
         .await
-            })
-            .map_err(Error::db("search the run logs"))?;
+        })
+        .map_err(Error::db("search the run logs"))?;
         hits.into_iter()
             .map(|hit| {
                 Ok(FoundRow {

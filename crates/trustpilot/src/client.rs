@@ -107,6 +107,25 @@ impl ClientConfig {
     }
 }
 
+/// Called after every API call (invitations, links, templates) with its HTTP
+/// status (0: no answer) and how long it took.
+pub type RequestObserver = Box<dyn Fn(u16, std::time::Duration) + Send + Sync>;
+
+static OBSERVER: std::sync::OnceLock<RequestObserver> = std::sync::OnceLock::new();
+
+/// Installs the process's request observer (`retl schedule` feeds its
+/// `/metrics` with it). Process-wide like the rate limiters, because every
+/// client of the process shares them; the first installed stays.
+pub fn observe_requests(observer: RequestObserver) {
+    let _ = OBSERVER.set(observer);
+}
+
+fn observe(status: u16, took: std::time::Duration) {
+    if let Some(observer) = OBSERVER.get() {
+        observer(status, took);
+    }
+}
+
 /// A 2xx answer to an invitation request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
@@ -474,8 +493,13 @@ impl Client {
             }
             // The windows count the call from now, when it really leaves.
             slot.sent();
-            let response = request.send().await.map_err(transport)?;
+            let started = std::time::Instant::now();
+            let response = request.send().await.map_err(|e| {
+                observe(0, started.elapsed());
+                transport(e)
+            })?;
             let status = response.status().as_u16();
+            observe(status, started.elapsed());
             let after = retry_after(response.headers());
             let response_location = response
                 .headers()

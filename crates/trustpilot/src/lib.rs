@@ -46,7 +46,8 @@ mod settings;
 mod token;
 
 pub use client::{
-    Accepted, Client, ClientConfig, Credentials, Endpoints, Grant, LinkCreated, Template, Ticket,
+    Accepted, Client, ClientConfig, Credentials, Endpoints, Grant, LinkCreated, RequestObserver,
+    Template, Ticket, observe_requests,
 };
 pub use config::{Destination, RetryPolicy, Target, TargetKind};
 pub use error::{ApiError, Error, ErrorClass, Result};

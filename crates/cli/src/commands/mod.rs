@@ -9,4 +9,6 @@ pub(crate) mod init;
 pub(crate) mod preview;
 pub(crate) mod run;
 pub(crate) mod runs;
+pub(crate) mod schedule;
 pub(crate) mod templates;
+pub(crate) mod web;

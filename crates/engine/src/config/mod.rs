@@ -157,6 +157,8 @@ pub struct Activation {
     /// Run logs older than this are pruned at the end of each run
     /// (`retention.run_logs`); `None` keeps everything.
     pub run_log_retention: Option<std::time::Duration>,
+    /// When `retl schedule` runs it (`schedule:`, default manual).
+    pub schedule: crate::schedule::Schedule,
 }
 
 impl fmt::Debug for Activation {
@@ -174,6 +176,7 @@ impl fmt::Debug for Activation {
             .field("limits", &self.limits)
             .field("max_row_age", &self.max_row_age)
             .field("run_log_retention", &self.run_log_retention)
+            .field("schedule", &self.schedule)
             .finish()
     }
 }
@@ -228,7 +231,10 @@ const ACTIVATION_KEYS: &[&str] = &[
     "limits",
     "max_row_age",
     "retention",
+    "schedule",
+    "timezone",
 ];
+const SCHEDULE_KEYS: &[&str] = &["every", "cron", "timezone"];
 const RETENTION_KEYS: &[&str] = &["run_logs"];
 const MAX_ROW_AGE_KEYS: &[&str] = &["column", "age"];
 const WRITEBACK_KEYS: &[&str] = &["table", "key_column", "url_column"];
@@ -493,6 +499,7 @@ fn read_activation(
         .map(|node| retl_config::limits::read_limits(r, node))
         .unwrap_or_default();
     let max_row_age = map.get("max_row_age").map(|node| read_max_row_age(r, node));
+    let schedule = read_schedule(r, &map);
     let run_log_retention = map
         .get("retention")
         .and_then(|node| r.map(node, "retention", RETENTION_KEYS))
@@ -535,7 +542,76 @@ fn read_activation(
         limits,
         max_row_age,
         run_log_retention,
+        schedule: schedule?,
     })
+}
+
+/// `schedule:` (a cron expression, `manual`, `{every: 15m}` or `{cron, timezone}`)
+/// and the activation's `timezone:` (for a cron expression; default UTC).
+fn read_schedule(r: &mut Reader<'_>, map: &Map<'_, '_>) -> Option<crate::schedule::Schedule> {
+    use crate::schedule::Schedule;
+    let zone = |r: &mut Reader<'_>, node: &Node<'_>, path: &str| {
+        let name = r.string(node, path)?;
+        match name.parse::<chrono_tz::Tz>() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                r.problem(
+                    node,
+                    path,
+                    format!("`{name}` is not a time zone: write an IANA name such as Europe/Paris, or UTC"),
+                );
+                None
+            }
+        }
+    };
+    let mut timezone = match map.get("timezone") {
+        Some(node) => Some(zone(r, node, "timezone")?),
+        None => None,
+    };
+    let Some(node) = map.get("schedule") else {
+        return Some(Schedule::Manual);
+    };
+    let mut cron_node = node;
+    let mut path = "schedule".to_owned();
+    if Reader::is_map(node) {
+        let m = r.map(node, "schedule", SCHEDULE_KEYS)?;
+        if let Some(tz) = m.get("timezone") {
+            timezone = Some(zone(r, tz, "schedule.timezone")?);
+        }
+        match (m.get("every"), m.get("cron")) {
+            (Some(every), None) => {
+                let every = r.duration(every, "schedule.every")?;
+                if every < std::time::Duration::from_secs(1) {
+                    r.problem(node, "schedule.every", "an interval of at least 1s");
+                    return None;
+                }
+                return Some(Schedule::Every(every));
+            }
+            (None, Some(cron)) => {
+                cron_node = cron;
+                path = "schedule.cron".to_owned();
+            }
+            _ => {
+                r.problem(
+                    node,
+                    "schedule",
+                    "give either `every: 15m` or `cron: \"*/15 * * * *\"`",
+                );
+                return None;
+            }
+        }
+    }
+    let text = r.string(cron_node, &path)?;
+    if text.trim() == "manual" {
+        return Some(Schedule::Manual);
+    }
+    match Schedule::cron(text.trim(), timezone.unwrap_or(chrono_tz::UTC)) {
+        Ok(schedule) => Some(schedule),
+        Err(message) => {
+            r.problem(cron_node, &path, message);
+            None
+        }
+    }
 }
 
 fn read_max_row_age(r: &mut Reader<'_>, node: &Node<'_>) -> Option<MaxRowAge> {

@@ -103,6 +103,22 @@ fn activation() -> Value {
             ],
             MAX_ROW_AGE_KEYS,
         ),
+        "schedule" => json!({
+            "description": "when `retl schedule` runs it: a 5-field cron expression (UTC unless timezone: says otherwise), manual (the default), {every: 15m} or {cron, timezone}",
+            "anyOf": [
+                {"type": "string"},
+                object(
+                    "an interval or a cron expression",
+                    vec![
+                        ("every", duration("run this often, e.g. 15m")),
+                        ("cron", string("a 5-field cron expression")),
+                        ("timezone", string("an IANA time zone for the cron expression")),
+                    ],
+                    &[],
+                ),
+            ],
+        }),
+        "timezone" => string("the IANA time zone a cron schedule is read in (default UTC)"),
         "retention" => object(
             "how long run logs are kept (the ledger is never pruned)",
             vec![(

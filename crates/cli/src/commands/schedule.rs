@@ -1,0 +1,292 @@
+//! `retl schedule`: the daemon. It runs every activation that has a
+//! `schedule:`, each on time and never overlapping itself, in one process (so
+//! activations that share an API key share one rate limiter and one token),
+//! and serves `/healthz`, `/metrics`, `/api/runs` and the run-log page.
+//!
+//! One loop owns the plan (activation → configuration, next due time, the run
+//! under way). It wakes for the earliest due activation, a finished run,
+//! SIGHUP (reload the configuration; a broken file keeps its previous version)
+//! or SIGINT/SIGTERM (start nothing more, let the runs under way drain within
+//! their deadline, record them, exit 0). The timing rules themselves are
+//! `retl_engine::schedule`'s, tested there without waiting.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
+use retl_engine::config::{Activation, Destination, Project};
+use retl_state::{RunStatus, State};
+
+use super::web::{self, Metrics};
+use crate::{Ctx, Failure, notice};
+
+/// The flags of `retl schedule`.
+pub(crate) struct ScheduleArgs {
+    pub listen: SocketAddr,
+    pub listen_public: bool,
+}
+
+/// A scheduled run's end: its activation and how it went.
+type Ended = (String, Result<retl_engine::Finished, retl_engine::Error>);
+
+/// One scheduled activation.
+struct Entry {
+    activation: Activation,
+    destination: Destination,
+    /// When it runs next (`None`: never, e.g. made manual by a reload).
+    next: Option<DateTime<Utc>>,
+    /// Whether a run of it is under way.
+    running: bool,
+}
+
+/// `retl schedule`.
+pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<u8, Failure> {
+    if !args.listen.ip().is_loopback() && !args.listen_public {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--listen {} is not a loopback address: the run-log page and the API have no authentication. Add --listen-public to serve it anyway",
+            args.listen
+        )));
+    }
+    let state = ctx.state().await?;
+    let project = ctx.project()?;
+    for problem in &project.problems {
+        notice(&format!("warning: {problem}"));
+    }
+    let metrics = Arc::new(Metrics::default());
+    {
+        let metrics = metrics.clone();
+        retl_trustpilot::observe_requests(Box::new(move |status, took| {
+            metrics.request(status, took);
+        }));
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let address = listener.local_addr().map_err(anyhow::Error::from)?;
+    let app = web::router(state.clone(), metrics.clone(), &ctx.state_url);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut plan: BTreeMap<String, Entry> = BTreeMap::new();
+    merge(&mut plan, &project, &state, &metrics).await?;
+    let scheduled: Vec<String> = plan
+        .iter()
+        .map(|(name, e)| format!("{name} ({})", e.activation.schedule))
+        .collect();
+    notice(&format!(
+        "retl schedule: serving http://{address} (run logs, /metrics, /api/runs); scheduled: {}",
+        if scheduled.is_empty() {
+            "none (no activation has a schedule:)".to_owned()
+        } else {
+            scheduled.join(", ")
+        }
+    ));
+
+    let cancel = retl_engine::Cancel::default();
+    // Runs are polled here rather than spawned: each run spawns its own
+    // request tasks, and the daemon's loop only waits for their ends.
+    let mut runs: FuturesUnordered<std::pin::Pin<Box<dyn Future<Output = Ended>>>> =
+        FuturesUnordered::new();
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(anyhow::Error::from)?;
+    let stop = tokio::spawn(crate::commands::run::on_signal(cancel.clone()));
+    let clock = state.clock().clone();
+    loop {
+        let now = clock.now();
+        // Start everything due.
+        if !cancel.is_cancelled() {
+            for (name, entry) in &mut plan {
+                if entry.running || entry.next.is_none_or(|at| at > now) {
+                    continue;
+                }
+                entry.running = true;
+                let (state, activation, destination) = (
+                    state.clone(),
+                    entry.activation.clone(),
+                    entry.destination.clone(),
+                );
+                let options = retl_engine::RunOptions {
+                    cancel: cancel.clone(),
+                    drain: crate::commands::run::drain(&destination),
+                    ..retl_engine::RunOptions::default()
+                };
+                let name = name.clone();
+                runs.push(Box::pin(async move {
+                    let finished =
+                        retl_engine::run_with(&state, &activation, &destination, &options).await;
+                    (name, finished)
+                }));
+            }
+        }
+        for (name, entry) in &plan {
+            metrics.next_run(name, entry.next.filter(|_| !entry.running));
+        }
+        if cancel.is_cancelled() && runs.is_empty() {
+            break;
+        }
+        let wake = plan
+            .values()
+            .filter(|e| !e.running)
+            .filter_map(|e| e.next)
+            .min()
+            .map_or(Duration::from_hours(1), |at| {
+                (at - clock.now()).to_std().unwrap_or_default()
+            });
+        tokio::select! {
+            () = tokio::time::sleep(wake), if !cancel.is_cancelled() => {}
+            Some((name, finished)) = runs.next() => {
+                let now = clock.now();
+                let started = finished_run(&name, finished, &metrics).unwrap_or(now);
+                if let Some(entry) = plan.get_mut(&name) {
+                    entry.running = false;
+                    entry.next = if cancel.is_cancelled() {
+                        None
+                    } else {
+                        entry.activation.schedule.due_after_run(started, now)
+                    };
+                }
+            }
+            _ = hangup.recv() => {
+                match ctx.project() {
+                    Ok(project) => {
+                        for problem in &project.problems {
+                            notice(&format!("reload: {problem} (its previous version keeps running)"));
+                        }
+                        merge(&mut plan, &project, &state, &metrics).await?;
+                        notice(&format!("reload: {} scheduled activation(s)", plan.len()));
+                    }
+                    Err(e) => notice(&format!("reload failed, the previous configuration keeps running: {}", e.error)),
+                }
+            }
+            () = cancel.cancelled(), if !cancel.is_cancelled() => {
+                notice("retl schedule: stopping: no new runs; runs under way drain and are recorded");
+            }
+        }
+    }
+    stop.abort();
+    server.abort();
+    notice("retl schedule: stopped");
+    Ok(0)
+}
+
+/// Records a finished run in the metrics and says how it went; returns its start.
+fn finished_run(
+    name: &str,
+    finished: Result<retl_engine::Finished, retl_engine::Error>,
+    metrics: &Metrics,
+) -> Option<DateTime<Utc>> {
+    match finished {
+        Ok(finished) => {
+            let s = &finished.summary;
+            metrics.run(name, s);
+            let c = &s.counts;
+            notice(&format!(
+                "{name}: run {} {} (read {}, sent {}, rejected {}, failed {}, uncertain {}){}",
+                s.run_id,
+                s.status,
+                c.read,
+                c.sent,
+                c.rejected,
+                c.failed,
+                c.uncertain,
+                s.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ));
+            DateTime::parse_from_rfc3339(&s.started_at)
+                .ok()
+                .map(|t| t.to_utc())
+        }
+        Err(e) if e.is_locked() => {
+            notice(&format!(
+                "{name}: not run, another run holds its lease: {}",
+                retl_config::with_causes(&e)
+            ));
+            None
+        }
+        Err(e) => {
+            metrics.run_status(name, RunStatus::Failed);
+            notice(&format!(
+                "{name}: the run could not start: {}",
+                retl_config::with_causes(&e)
+            ));
+            None
+        }
+    }
+}
+
+/// Lays a freshly loaded project over the plan: activations with a schedule
+/// are added or updated, those without are dropped, and an activation whose
+/// file (or destination's file) is broken keeps its previous version.
+async fn merge(
+    plan: &mut BTreeMap<String, Entry>,
+    project: &Project,
+    state: &State,
+    metrics: &Metrics,
+) -> Result<(), Failure> {
+    let broken: Vec<&std::path::Path> = project
+        .problems
+        .iter()
+        .filter_map(|p| p.location.as_ref().map(|l| l.file.as_path()))
+        .collect();
+    plan.retain(|name, entry| {
+        let kept = project.activations.contains_key(name)
+            || broken
+                .iter()
+                .any(|f| *f == entry.activation.file || *f == entry.destination.file());
+        if !kept {
+            metrics.next_run(name, None);
+        }
+        kept
+    });
+    let now = state.clock().now();
+    for (name, activation) in &project.activations {
+        if !activation.schedule.is_scheduled() {
+            plan.remove(name);
+            metrics.next_run(name, None);
+            continue;
+        }
+        let destination = project.destinations[&activation.destination].clone();
+        match plan.get_mut(name) {
+            Some(entry) => {
+                let changed = entry.activation.schedule != activation.schedule;
+                entry.activation = activation.clone();
+                entry.destination = destination;
+                if changed && !entry.running {
+                    entry.next = first_due(state, activation, now).await?;
+                }
+            }
+            None => {
+                let next = first_due(state, activation, now).await?;
+                plan.insert(
+                    name.clone(),
+                    Entry {
+                        activation: activation.clone(),
+                        destination,
+                        next,
+                        running: false,
+                    },
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// When an activation is first due, from its last run's start.
+async fn first_due(
+    state: &State,
+    activation: &Activation,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, Failure> {
+    let last = state.list_runs(Some(&activation.name), 1).await?;
+    let last_started = last
+        .first()
+        .and_then(|r| DateTime::parse_from_rfc3339(&r.started_at).ok())
+        .map(|t| t.to_utc());
+    Ok(activation.schedule.first_due(last_started, now))
+}

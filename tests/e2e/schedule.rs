@@ -1,0 +1,173 @@
+//! `retl schedule`: runs on time, serves metrics, the API and the run-log
+//! page, and stops cleanly on SIGTERM.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::World;
+
+/// The daemon, and the address it serves.
+struct Daemon {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(world: &World, extra: &[&str]) -> Daemon {
+    let mut args = vec!["schedule", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut child = world
+        .command(&args, "emulator-secret")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("the daemon says where it serves")
+            .unwrap();
+        if let Some(rest) = line.split("serving http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    Daemon { child, address }
+}
+
+/// `GET path` over HTTP/1.0: status line and body.
+fn get(address: &str, path: &str) -> (String, String) {
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+/// Waits until `ready` holds (the daemon's own clock decides when runs start).
+fn until(what: &str, mut ready: impl FnMut() -> bool) {
+    let give_up = Instant::now() + Duration::from_mins(1);
+    while !ready() {
+        assert!(Instant::now() < give_up, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_daemon_runs_on_schedule_reports_metrics_and_stops_on_sigterm() {
+    let world = World::new();
+    world.insert(1, 3, None, None);
+    world.edit_activation(|yaml| format!("{yaml}schedule:\n  every: 2s\n"));
+    let mut daemon = start(&world, &[]);
+    let runs = || -> Vec<Value> {
+        let (_, body) = get(&daemon.address, "/api/runs");
+        serde_json::from_str::<Vec<Value>>(&body).unwrap()
+    };
+    until("two finished runs", || {
+        runs().iter().filter(|r| r["status"] == "completed").count() >= 2
+    });
+    let all = runs();
+    let oldest = all.last().unwrap();
+    assert_eq!(oldest["counts"]["sent"], 3, "the first run sent the rows");
+    assert_eq!(world.accepted_references().len(), 3, "and nothing twice");
+
+    let (status, metrics) = get(&daemon.address, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    let completed = metrics
+        .lines()
+        .find(|l| l.starts_with("retl_runs_total{activation=\"orders\",status=\"completed\"}"))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    let n: u64 = completed.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 2, "{completed}");
+    assert!(
+        metrics.contains("retl_rows_total{activation=\"orders\",outcome=\"sent\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("retl_trustpilot_requests_total{status=\"202\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("retl_trustpilot_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("retl_last_success_timestamp_seconds{activation=\"orders\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("retl_trustpilot_rate_limited_total 0"),
+        "{metrics}"
+    );
+    assert_eq!(get(&daemon.address, "/healthz").1, "ok\n");
+
+    // One run in JSON, by a short id.
+    let id = oldest["run_id"].as_str().unwrap();
+    let (status, one) = get(
+        &daemon.address,
+        &format!("/api/runs/{}", &id[id.len() - 12..]),
+    );
+    assert!(status.contains("200"), "{status}");
+    let one: Value = serde_json::from_str(&one).unwrap();
+    assert_eq!(one["run_id"], id);
+    assert_eq!(one["rows"].as_array().unwrap().len(), 3);
+
+    // The page finds a reference with its plain GET form.
+    let (_, page) = get(&daemon.address, "/");
+    assert!(page.contains("<form method=\"get\" action=\"/\""), "{page}");
+    assert!(page.contains(id), "recent runs are listed");
+    let (_, found) = get(&daemon.address, "/?q=2");
+    assert!(found.contains("Sent at "), "{found}");
+    assert!(
+        found.contains(&format!("<a href=\"/?run={id}\">")),
+        "{found}"
+    );
+
+    let pid = daemon.child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = daemon.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "SIGTERM ends the daemon cleanly");
+    let after = world.retl(&["runs", "list", "--json"], "emulator-secret");
+    let after: Vec<Value> = serde_json::from_slice(&after.stdout).unwrap();
+    assert!(
+        after.iter().all(|r| r["status"] != "running"),
+        "every run was recorded as finished: {after:?}"
+    );
+}
+
+#[test]
+fn a_public_listen_address_needs_listen_public() {
+    let world = World::new();
+    let out = world.retl(&["schedule", "--listen", "0.0.0.0:0"], "emulator-secret");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--listen-public"), "{stderr}");
+}
+
+#[test]
+fn a_broken_schedule_is_reported_with_its_position() {
+    let world = World::new();
+    world.edit_activation(|yaml| format!("{yaml}schedule: \"61 * * * *\"\n"));
+    let out = world.retl(&["check"], "emulator-secret");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    let all = format!("{stdout}{stderr}");
+    assert!(all.contains("orders.yaml:"), "{all}");
+    assert!(all.contains("not a valid cron expression"), "{all}");
+}
