@@ -9,10 +9,17 @@ use serde_json::Value;
 
 use super::World;
 
-/// The daemon, and the address it serves.
+/// The daemon, the address it serves, and what it has said on stderr.
 struct Daemon {
     child: Child,
     address: String,
+    said: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    fn said(&self) -> String {
+        self.said.lock().unwrap().join("\n")
+    }
 }
 
 impl Drop for Daemon {
@@ -41,8 +48,20 @@ fn start(world: &World, extra: &[&str]) -> Daemon {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
     };
-    std::thread::spawn(move || lines.for_each(drop));
-    Daemon { child, address }
+    let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let said = said.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                said.lock().unwrap().push(line);
+            }
+        });
+    }
+    Daemon {
+        child,
+        address,
+        said,
+    }
 }
 
 /// `GET path` over HTTP/1.0: status line and body.
@@ -170,4 +189,140 @@ fn a_broken_schedule_is_reported_with_its_position() {
     let all = format!("{stdout}{stderr}");
     assert!(all.contains("orders.yaml:"), "{all}");
     assert!(all.contains("not a valid cron expression"), "{all}");
+}
+
+/// Headless Chromium, if installed: `None` (skip) outside CI when missing.
+fn chromium() -> Option<String> {
+    for candidate in ["chromium", "chromium-browser", "google-chrome"] {
+        let found = std::process::Command::new(candidate)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if found {
+            return Some(candidate.to_owned());
+        }
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "chromium must be installed when CI=true (scripts/test.sh installs it)"
+    );
+    eprintln!("skipped: no chromium (scripts/test.sh installs it)");
+    None
+}
+
+/// The DOM Chromium builds for `url`, after parsing and layout.
+fn dump_dom(browser: &str, url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--dump-dom", url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The value of `attribute` on the first `<tag …>` of `dom` that has it.
+fn attribute(dom: &str, tag: &str, attribute: &str) -> String {
+    let start = dom
+        .find(&format!("<{tag} "))
+        .unwrap_or_else(|| panic!("no <{tag}> in {dom}"));
+    let element = &dom[start..start + dom[start..].find('>').unwrap()];
+    let key = format!("{attribute}=\"");
+    let from = element
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {attribute} in {element}"))
+        + key.len();
+    element[from..from + element[from..].find('"').unwrap()].to_owned()
+}
+
+#[test]
+fn the_run_log_page_works_in_a_real_browser() {
+    let Some(browser) = chromium() else { return };
+    let world = World::new();
+    world.insert(1, 3, Some(2), None);
+    world.edit_activation(|yaml| format!("{yaml}schedule:\n  every: 1h\n"));
+    let daemon = start(&world, &[]);
+    until("the first run", || {
+        let (_, body) = get(&daemon.address, "/api/runs");
+        serde_json::from_str::<Vec<Value>>(&body)
+            .unwrap()
+            .iter()
+            .any(|r| r["status"] == "completed")
+    });
+    let home = format!("http://{}/", daemon.address);
+    let dom = dump_dom(&browser, &home);
+    assert!(dom.contains("<table id=\"runs\">"), "{dom}");
+    assert!(dom.contains(">completed<"), "{dom}");
+    // The search box is a plain GET form: submitting it loads ACTION?NAME=VALUE.
+    assert_eq!(attribute(&dom, "form", "method"), "get");
+    let action = attribute(&dom, "form", "action");
+    let name = attribute(&dom, "input", "name");
+    let searched = dump_dom(
+        &browser,
+        &format!("http://{}{action}?{name}=2", daemon.address),
+    );
+    assert!(searched.contains("Never sent"), "{searched}");
+    assert!(
+        searched.contains("consumer_email: not a valid email address"),
+        "{searched}"
+    );
+    let sent = dump_dom(
+        &browser,
+        &format!("http://{}{action}?{name}=3", daemon.address),
+    );
+    assert!(sent.contains("Sent at "), "{sent}");
+    assert!(sent.contains("class=\"sent\">sent<"), "{sent}");
+}
+
+#[test]
+fn sighup_reloads_and_a_broken_file_keeps_its_previous_version() {
+    let world = World::new();
+    world.insert(1, 2, None, None);
+    world.edit_activation(|yaml| format!("{yaml}schedule:\n  every: 1h\n"));
+    let daemon = start(&world, &[]);
+    let completed = || {
+        let (_, body) = get(&daemon.address, "/api/runs");
+        serde_json::from_str::<Vec<Value>>(&body)
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == "completed")
+            .count()
+    };
+    until("the first run", || completed() == 1);
+    let hup = || {
+        let pid = daemon.child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    // A broken file: the problem is logged with its position, the old version stays.
+    world.edit_activation(|yaml| yaml.replace("every: 1h", "every: 1h\nmapping_typo: 1"));
+    hup();
+    until("the reload's report", || daemon.said().contains("reload:"));
+    let said = daemon.said();
+    assert!(said.contains("orders.yaml:"), "{said}");
+    assert!(said.contains("mapping_typo"), "{said}");
+    assert!(said.contains("previous version keeps running"), "{said}");
+    let (_, metrics) = get(&daemon.address, "/metrics");
+    assert!(
+        metrics.contains("retl_next_run_timestamp_seconds{activation=\"orders\"}"),
+        "still scheduled: {metrics}"
+    );
+    // Fixed, and every 2 s now: the next run follows the new schedule.
+    world.edit_activation(|yaml| yaml.replace("every: 1h\nmapping_typo: 1", "every: 2s"));
+    world.insert(3, 3, None, None);
+    hup();
+    until("a run on the new schedule", || completed() >= 2);
+    assert_eq!(world.accepted_references().len(), 3);
 }
