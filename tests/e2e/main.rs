@@ -2,6 +2,7 @@
 //! emulator in-process, and the real binary driven through its command line.
 
 mod destination;
+mod feedback;
 mod first_hour;
 mod outcomes;
 mod run_logs;

@@ -10,6 +10,7 @@
 #![allow(clippy::doc_markdown)]
 
 mod commands;
+mod logging;
 mod output;
 
 use std::path::{Path, PathBuf};
@@ -89,11 +90,19 @@ enum Command {
     /// Run an activation once: send every new row, then print a summary.
     #[command(after_help = EXIT_CODES)]
     Run {
-        /// The activation's name.
-        activation: String,
-        /// Print the summary as one JSON object.
+        /// The activations to run (several run at once, sharing each API
+        /// key's rate limiter; the exit code is the worst of theirs).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        activations: Vec<String>,
+        /// Run every activation of the configuration directory.
+        #[arg(long)]
+        all: bool,
+        /// Print the summary as one JSON object (one line per activation).
         #[arg(long)]
         json: bool,
+        /// Print only the summary: no progress, no notices.
+        #[arg(long, short)]
+        quiet: bool,
         /// How long this run's lease on the activation lasts without renewal
         /// (renewed every third of it); a killed run's lease is taken over
         /// after this long, or at once on the same machine.
@@ -347,9 +356,15 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 /// Whether stderr carries JSON lines only (`--log-format json`).
 static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Whether only summaries are printed (`retl run --quiet`).
+pub(crate) static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Tells the user something on stderr: a plain line, or in JSON log mode a
 /// JSON log line, so that every line on stderr is then JSON.
 pub(crate) fn notice(message: &str) {
+    if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
         tracing::warn!(target: "retl", "{message}");
     } else {
@@ -358,7 +373,12 @@ pub(crate) fn notice(message: &str) {
 }
 
 fn init_logging(cli: &Cli) {
+    let quiet = matches!(cli.command, Command::Run { quiet: true, .. });
+    if quiet {
+        QUIET.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let default = match cli.verbose {
+        _ if quiet => "error",
         0 => "warn",
         1 => "info",
         _ => "debug",
@@ -374,7 +394,10 @@ fn init_logging(cli: &Cli) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => {
             JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
-            builder.json().init();
+            builder
+                .fmt_fields(logging::span_fields())
+                .event_format(logging::FlatJson)
+                .init();
         }
     }
 }
@@ -430,35 +453,43 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         environment,
     };
     match cli.command {
-        Command::Run {
-            activation,
-            json,
-            dry_run: true,
-            limit,
-            ..
-        }
-        | Command::Preview {
+        Command::Preview {
             activation,
             json,
             limit,
         } => commands::preview::preview(&ctx, &activation, limit, json).await,
         Command::Run {
-            activation,
+            activations,
+            all,
             json,
+            quiet,
             lease_seconds,
             limit,
             allow_surge,
-            dry_run: false,
+            dry_run,
             hold_at,
         } => {
+            let names = if all {
+                ctx.project()?.activations.keys().cloned().collect()
+            } else {
+                activations
+            };
+            if dry_run {
+                let mut worst = 0;
+                for name in &names {
+                    worst = worst.max(commands::preview::preview(&ctx, name, limit, json).await?);
+                }
+                return Ok(worst);
+            }
             let run = commands::run::RunArgs {
                 json,
+                quiet,
                 lease_seconds,
                 limit,
                 allow_surge,
                 hold: hold_at,
             };
-            commands::run::run(&ctx, &activation, &run).await
+            commands::run::run(&ctx, &names, &run).await
         }
         Command::Schedule {
             listen,

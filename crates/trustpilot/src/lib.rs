@@ -57,6 +57,6 @@ pub use model::{
     EmailInvitation, InvitationLink, ProductReviewInvitation, ServiceReviewInvitation,
     is_valid_email, is_valid_locale, is_valid_redirect, normalize_locale,
 };
-pub use pace::{RateWindow, estimate};
+pub use pace::{RateWindow, estimate, rate_wait};
 pub use secret::Secret;
 pub use settings::{InvitationType, ProductSettings, ServiceSettings, Settings, TagsMode};

@@ -163,6 +163,10 @@ impl Limiter {
     /// Waits until one more call fits every window and takes its place.
     pub async fn acquire(self: &std::sync::Arc<Self>) -> Slot {
         while let Some(wait) = self.try_take(Instant::now()) {
+            // Long waits are the rate window's: say so (`retl run`'s progress).
+            if wait >= Duration::from_secs(1) {
+                note_wait(std::time::SystemTime::now() + wait);
+            }
             tokio::time::sleep(wait).await;
         }
         Slot {
@@ -179,6 +183,28 @@ impl Limiter {
             state.paused_until = Some(until);
         }
     }
+}
+
+/// When the latest wait for a rate window ends (Unix milliseconds; 0: none).
+static WAITING_UNTIL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn note_wait(until: std::time::SystemTime) {
+    let ms = until
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    WAITING_UNTIL.fetch_max(ms, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How much longer requests of this process wait for a rate window to
+/// open, if they do now (for progress displays). Process-wide like the
+/// limiters themselves.
+pub fn rate_wait() -> Option<Duration> {
+    let until = WAITING_UNTIL.load(std::sync::atomic::Ordering::Relaxed);
+    let until = std::time::UNIX_EPOCH + Duration::from_millis(until);
+    until
+        .duration_since(std::time::SystemTime::now())
+        .ok()
+        .filter(|left| *left >= Duration::from_millis(500))
 }
 
 /// How long `calls` requests take to leave under `windows`, starting with

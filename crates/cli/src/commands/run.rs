@@ -34,30 +34,269 @@ pub(crate) async fn on_signal(cancel: retl_engine::Cancel) {
 /// The flags of `retl run`.
 pub(crate) struct RunArgs {
     pub json: bool,
+    pub quiet: bool,
     pub lease_seconds: u64,
     pub limit: Option<u64>,
     pub allow_surge: bool,
     pub hold: Option<retl_engine::Hold>,
 }
 
-/// `retl run`.
-pub(crate) async fn run(ctx: &Ctx, name: &str, args: &RunArgs) -> Result<u8, Failure> {
-    let json = args.json;
-    let project = ctx.load(name)?;
-    let (activation, destination) = project.activation(name)?;
-    let state = ctx.state().await?;
-    let options = retl_engine::RunOptions {
-        lease: Duration::from_secs(args.lease_seconds),
-        drain: drain(destination),
-        hold: args.hold,
-        limit: args.limit,
-        allow_surge: args.allow_surge,
-        ..retl_engine::RunOptions::default()
+/// Exit codes from the least to the most serious: the exit code of several
+/// runs is the most serious of theirs.
+const SEVERITY: [u8; 7] = [0, 3, 130, 4, 5, 2, 1];
+
+fn severity(code: u8) -> usize {
+    SEVERITY
+        .iter()
+        .position(|c| *c == code)
+        .unwrap_or(SEVERITY.len())
+}
+
+/// `retl run A [B …]` (or `--all`): the runs go at once, in this process, so
+/// activations that share an API key share its rate limiter and token.
+pub(crate) async fn run(ctx: &Ctx, names: &[String], args: &RunArgs) -> Result<u8, Failure> {
+    if names.is_empty() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "no activation to run (the configuration directory has none)"
+        )));
+    }
+    let project = match names {
+        [one] => ctx.load(one)?,
+        _ => ctx.project()?,
     };
-    let signals = tokio::spawn(on_signal(options.cancel.clone()));
-    let finished = retl_engine::run_with(&state, activation, destination, &options).await;
+    let mut chosen = Vec::with_capacity(names.len());
+    for name in names {
+        chosen.push((name.as_str(), project.activation(name)?));
+    }
+    let state = ctx.state().await?;
+    let cancel = retl_engine::Cancel::default();
+    let signals = tokio::spawn(on_signal(cancel.clone()));
+    let bars = progress::Display::new(args.quiet);
+    let runs = chosen.into_iter().map(|(name, (activation, destination))| {
+        let counts = std::sync::Arc::new(std::sync::Mutex::new(retl_state::Counts::default()));
+        let options = retl_engine::RunOptions {
+            lease: Duration::from_secs(args.lease_seconds),
+            drain: drain(destination),
+            hold: args.hold,
+            limit: args.limit,
+            allow_surge: args.allow_surge,
+            cancel: cancel.clone(),
+            progress: Some(counts.clone()),
+            ..retl_engine::RunOptions::default()
+        };
+        let reporter = bars.follow(name, counts);
+        let state = &state;
+        async move {
+            let finished = retl_engine::run_with(state, activation, destination, &options).await;
+            reporter.done();
+            finished
+        }
+    });
+    let results = futures::future::join_all(runs).await;
     signals.abort();
-    let finished = finished?;
-    output::print_finished(&finished, json, &ctx.state_url)?;
-    exit_code(&finished)
+    let mut worst: Result<u8, Failure> = Ok(0);
+    for result in results {
+        let code = match result {
+            Ok(finished) => {
+                output::print_finished(&finished, args.json, &ctx.state_url)?;
+                exit_code(&finished)
+            }
+            Err(e) => Err(Failure::from(e)),
+        };
+        let code = match code {
+            Ok(code) => Ok(code),
+            Err(failure) if names.len() > 1 => {
+                // Said now; the others' summaries still follow.
+                eprintln!("error: {:#}", failure.error);
+                Err(failure)
+            }
+            Err(failure) => return Err(failure),
+        };
+        let rank = |r: &Result<u8, Failure>| match r {
+            Ok(code) => severity(*code),
+            Err(f) => severity(f.code),
+        };
+        if rank(&code) > rank(&worst) {
+            worst = code;
+        }
+    }
+    match worst {
+        Ok(code) => Ok(code),
+        // Already printed above.
+        Err(failure) => Ok(failure.code),
+    }
+}
+
+/// What a run shows while it works: on a terminal, a line per activation
+/// redrawn in place; otherwise an info line every 10 s. `--quiet`: nothing.
+mod progress {
+    use std::fmt::Write as _;
+    use std::sync::{Arc, Mutex, PoisonError};
+    use std::time::{Duration, Instant};
+
+    use retl_state::Counts;
+
+    /// How often a line is written without a terminal.
+    const EVERY: Duration = Duration::from_secs(10);
+
+    /// The progress display of one `retl run`.
+    pub(crate) struct Display {
+        bars: Option<indicatif::MultiProgress>,
+        quiet: bool,
+    }
+
+    /// One run's reporter: stops when told, or when dropped.
+    pub(crate) struct Reporter {
+        task: Option<tokio::task::JoinHandle<()>>,
+        bar: Option<indicatif::ProgressBar>,
+    }
+
+    impl Reporter {
+        /// The run ended: its line goes (the summary follows).
+        pub(crate) fn done(mut self) {
+            self.stop();
+        }
+
+        fn stop(&mut self) {
+            if let Some(task) = self.task.take() {
+                task.abort();
+            }
+            if let Some(bar) = self.bar.take() {
+                bar.finish_and_clear();
+            }
+        }
+    }
+
+    impl Drop for Reporter {
+        fn drop(&mut self) {
+            self.stop();
+        }
+    }
+
+    impl Display {
+        pub(crate) fn new(quiet: bool) -> Display {
+            use std::io::IsTerminal as _;
+            let terminal = std::io::stderr().is_terminal()
+                && !crate::JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed);
+            Display {
+                bars: (terminal && !quiet).then(indicatif::MultiProgress::new),
+                quiet,
+            }
+        }
+
+        /// Starts showing the run of `name`, whose counts the engine keeps in `counts`.
+        pub(crate) fn follow(&self, name: &str, counts: Arc<Mutex<Counts>>) -> Reporter {
+            if self.quiet {
+                return Reporter {
+                    task: None,
+                    bar: None,
+                };
+            }
+            let started = Instant::now();
+            let name = name.to_owned();
+            let read = move || *counts.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(bars) = &self.bars {
+                let bar = bars.add(indicatif::ProgressBar::new_spinner());
+                let shown = bar.clone();
+                let task = tokio::spawn(async move {
+                    loop {
+                        shown.set_message(line(
+                            &name,
+                            &read(),
+                            started.elapsed(),
+                            retl_trustpilot::rate_wait(),
+                        ));
+                        shown.tick();
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                });
+                return Reporter {
+                    task: Some(task),
+                    bar: Some(bar),
+                };
+            }
+            let task = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(EVERY).await;
+                    crate::notice(&line(
+                        &name,
+                        &read(),
+                        started.elapsed(),
+                        retl_trustpilot::rate_wait(),
+                    ));
+                }
+            });
+            Reporter {
+                task: Some(task),
+                bar: None,
+            }
+        }
+    }
+
+    /// One progress line: rows read and new; sent, rejected, failed; the send
+    /// rate; the time left; and the rate window being waited for, if it is.
+    pub(crate) fn line(
+        name: &str,
+        c: &Counts,
+        elapsed: Duration,
+        waiting: Option<Duration>,
+    ) -> String {
+        let done = c.sent + c.rejected + c.failed + c.uncertain;
+        let secs = elapsed.as_secs_f64().max(0.001);
+        #[allow(clippy::cast_precision_loss)] // a rate for people to read
+        let rate = c.sent as f64 / secs;
+        let mut out = format!(
+            "{name}: read {} new {} | sent {} rejected {} failed {} | {rate:.1}/s",
+            c.read, c.new, c.sent, c.rejected, c.failed
+        );
+        let left = c.new.saturating_sub(done + c.skipped);
+        if left > 0 && rate > 0.0 {
+            #[allow(
+                clippy::cast_precision_loss,
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss
+            )]
+            let eta = Duration::from_secs((left as f64 / rate).ceil() as u64);
+            let _ = write!(out, " | about {} left", humantime::format_duration(eta));
+        }
+        if let Some(wait) = waiting {
+            let wait = Duration::from_secs(wait.as_secs());
+            let wait = humantime::format_duration(wait)
+                .to_string()
+                .replace(' ', "");
+            let _ = write!(out, " | waiting {wait} for Trustpilot's rate window");
+        }
+        out
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_progress_line_says_what_is_done_how_fast_and_what_it_waits_for() {
+            let counts = Counts {
+                read: 1_000,
+                new: 300,
+                sent: 100,
+                rejected: 2,
+                ..Counts::default()
+            };
+            let text = line(
+                "orders",
+                &counts,
+                Duration::from_secs(50),
+                Some(Duration::from_secs(292)),
+            );
+            assert_eq!(
+                text,
+                "orders: read 1000 new 300 | sent 100 rejected 2 failed 0 | 2.0/s | about 1m 39s left | waiting 4m52s for Trustpilot's rate window"
+            );
+            let idle = line("orders", &Counts::default(), Duration::from_secs(1), None);
+            assert_eq!(
+                idle,
+                "orders: read 0 new 0 | sent 0 rejected 0 failed 0 | 0.0/s"
+            );
+        }
+    }
 }

@@ -20,6 +20,8 @@ use retl_diff::{RowHash, Status};
 use retl_state::{Lease, Outcome, RowLog, RowOutcome, State};
 use retl_trustpilot::{Accepted, Client, ErrorClass, LinkCreated, RetryPolicy, Settings};
 
+use tracing::Instrument as _;
+
 use super::classify::{Pending, Request};
 use super::{HoldPoint, RunCtx, RunOptions, hold_at};
 use crate::{Error, Result};
@@ -194,10 +196,14 @@ impl RunCtx<'_> {
                     ),
                 );
                 let net = sender.net.clone();
-                running.spawn(async move {
-                    let delivery = deliver(&net, &p).await;
-                    (p, delivery)
-                });
+                // The request task logs under the run's span (run_id, activation).
+                running.spawn(
+                    async move {
+                        let delivery = deliver(&net, &p).await;
+                        (p, delivery)
+                    }
+                    .in_current_span(),
+                );
             }
             let next = match self.give_up_at() {
                 Some(give_up) => {
@@ -443,6 +449,7 @@ impl RunCtx<'_> {
         .await?;
         sender.net.marked().remove(&p.key);
         self.seq += 1;
+        self.report();
         Ok(())
     }
 

@@ -134,6 +134,9 @@ pub struct RunOptions {
     pub limit: Option<u64>,
     /// Send even when the run's new rows are a surge (`--allow-surge`).
     pub allow_surge: bool,
+    /// Where the run keeps its counts so far, for a progress display:
+    /// updated after every batch is classified and every row is recorded.
+    pub progress: Option<Arc<std::sync::Mutex<Counts>>>,
 }
 
 impl Default for RunOptions {
@@ -146,6 +149,7 @@ impl Default for RunOptions {
             hold: None,
             limit: None,
             allow_surge: false,
+            progress: None,
         }
     }
 }
@@ -199,6 +203,7 @@ pub async fn run_with(
     options: &RunOptions,
 ) -> Result<Finished> {
     let run_id = uuid::Uuid::now_v7().to_string();
+    let span = tracing::info_span!("run", activation = %activation.name, run_id = %run_id);
     let lease = state
         .acquire_lease(&activation.name, &run_id, options.lease)
         .await?;
@@ -231,14 +236,13 @@ pub async fn run_with(
         }
         Ok::<_, Error>(summary)
     };
-    let mut summary = match started.await {
+    let mut summary = match started.instrument(span.clone()).await {
         Ok(summary) => summary,
         Err(e) => {
             let _ = state.release_lease(&lease).await;
             return Err(e);
         }
     };
-    let span = tracing::info_span!("run", activation = %activation.name, run_id = %run_id);
     tracing::info!(parent: &span, state = %state.url(), "run started");
     let mut ctx = RunCtx {
         state,
@@ -490,6 +494,7 @@ impl RunCtx<'_> {
             let pending = self
                 .classify_batch(&invitations, target.kind, &batch, &columns, &undecodable)
                 .await?;
+            self.report();
             tracing::debug!(
                 rows = batch.num_rows(),
                 to_send = pending.len(),
@@ -511,6 +516,15 @@ impl RunCtx<'_> {
             self.publish_counts().await?;
         }
         self.send(sender.as_ref(), destination, held).await
+    }
+
+    /// Shares the counts so far with a progress display, if there is one.
+    pub(super) fn report(&self) {
+        if let Some(progress) = &self.options.progress {
+            *progress
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = self.counts;
+        }
     }
 
     /// Writes the counts so far to the run's record: `retl runs list` shows
