@@ -60,6 +60,9 @@ struct Cli {
     /// More log output (-v: info, -vv: debug). RETL_LOG overrides (e.g. RETL_LOG=retl_engine=debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Print only results (a run's summary): no progress, no notices, only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
     /// Load variables for ${VAR} from this file (dotenv syntax) before the
     /// configuration is read; the process environment wins over it.
     #[arg(long, global = true, env = "RETL_ENV_FILE", value_name = "FILE")]
@@ -100,9 +103,6 @@ enum Command {
         /// Print the summary as one JSON object (one line per activation).
         #[arg(long)]
         json: bool,
-        /// Print only the summary: no progress, no notices.
-        #[arg(long, short)]
-        quiet: bool,
         /// How long this run's lease on the activation lasts without renewal
         /// (renewed every third of it); a killed run's lease is taken over
         /// after this long, or at once on the same machine.
@@ -373,7 +373,7 @@ pub(crate) fn notice(message: &str) {
 }
 
 fn init_logging(cli: &Cli) {
-    let quiet = matches!(cli.command, Command::Run { quiet: true, .. });
+    let quiet = cli.quiet;
     if quiet {
         QUIET.store(true, std::sync::atomic::Ordering::Relaxed);
     }
@@ -462,7 +462,6 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             activations,
             all,
             json,
-            quiet,
             lease_seconds,
             limit,
             allow_surge,
@@ -483,7 +482,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             }
             let run = commands::run::RunArgs {
                 json,
-                quiet,
+                quiet: QUIET.load(std::sync::atomic::Ordering::Relaxed),
                 lease_seconds,
                 limit,
                 allow_surge,
