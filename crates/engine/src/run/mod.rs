@@ -244,24 +244,7 @@ pub async fn run_with(
         }
     };
     tracing::info!(parent: &span, state = %state.url(), "run started");
-    let mut ctx = RunCtx {
-        state,
-        activation,
-        seq: 0,
-        counts: Counts::default(),
-        seen_new: HashSet::new(),
-        writer: None,
-        writeback_key_type: None,
-        lease: &lease,
-        options,
-        recorded: AtomicU64::new(0),
-        budget: None,
-        only: None,
-        released: Vec::new(),
-        fingerprint: [0; 16],
-        started: state.clock().now(),
-        dry: None,
-    };
+    let mut ctx = RunCtx::new(state, activation, &lease, options, None);
     let result = ctx.execute(destination).instrument(span).await;
     summary.counts = ctx.counts;
     let ctx_released = std::mem::take(&mut ctx.released);
@@ -336,28 +319,12 @@ pub async fn preview(
     };
     let Destination::Trustpilot(tp) = destination;
     let Delivery::Trustpilot { target, .. } = &activation.delivery;
-    let mut ctx = RunCtx {
-        state,
-        activation,
-        seq: 0,
-        counts: Counts::default(),
-        seen_new: HashSet::new(),
-        writer: None,
-        writeback_key_type: None,
-        lease: &lease,
-        options,
-        recorded: AtomicU64::new(0),
-        budget: None,
-        only: None,
-        released: Vec::new(),
-        fingerprint: [0; 16],
-        started: state.clock().now(),
-        dry: Some(preview::DryRun {
-            out: Preview::new(&activation.name),
-            defaults: tp.defaults.clone(),
-            target: target.settings.clone(),
-        }),
+    let dry = preview::DryRun {
+        out: Preview::new(&activation.name),
+        defaults: tp.defaults.clone(),
+        target: target.settings.clone(),
     };
+    let mut ctx = RunCtx::new(state, activation, &lease, options, Some(dry));
     ctx.execute(destination).await?;
     let mut out = ctx.dry.take().expect("a dry run keeps its preview").out;
     out.counts = ctx.counts;
@@ -397,7 +364,34 @@ struct RunCtx<'a> {
     dry: Option<preview::DryRun>,
 }
 
-impl RunCtx<'_> {
+impl<'a> RunCtx<'a> {
+    fn new(
+        state: &'a State,
+        activation: &'a Activation,
+        lease: &'a Lease,
+        options: &'a RunOptions,
+        dry: Option<preview::DryRun>,
+    ) -> RunCtx<'a> {
+        RunCtx {
+            state,
+            activation,
+            seq: 0,
+            counts: Counts::default(),
+            seen_new: HashSet::new(),
+            writer: None,
+            writeback_key_type: None,
+            lease,
+            options,
+            recorded: AtomicU64::new(0),
+            budget: None,
+            only: None,
+            released: Vec::new(),
+            fingerprint: [0; 16],
+            started: state.clock().now(),
+            dry,
+        }
+    }
+
     async fn execute(&mut self, destination: &Destination) -> Result<()> {
         let activation = self.activation;
         let name = activation.name.as_str();
