@@ -30,10 +30,17 @@ impl Drop for Daemon {
 }
 
 fn start(world: &World, extra: &[&str]) -> Daemon {
+    start_with(world, extra, None)
+}
+
+fn start_with(world: &World, extra: &[&str], hold: Option<&str>) -> Daemon {
     let mut args = vec!["schedule", "--listen", "127.0.0.1:0"];
     args.extend_from_slice(extra);
-    let mut child = world
-        .command(&args, "emulator-secret")
+    let mut command = world.command(&args, "emulator-secret");
+    if let Some(hold) = hold {
+        command.env("RETL_HOLD_AT", hold);
+    }
+    let mut child = command
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -324,5 +331,40 @@ fn sighup_reloads_and_a_broken_file_keeps_its_previous_version() {
     world.insert(3, 3, None, None);
     hup();
     until("a run on the new schedule", || completed() >= 2);
+    assert_eq!(world.accepted_references().len(), 3);
+}
+
+#[test]
+fn sigterm_drains_a_run_under_way_records_it_and_exits_0() {
+    let world = World::new();
+    world.insert(1, 3, None, None);
+    world.edit_activation(|yaml| format!("{yaml}schedule:\n  every: 1h\n"));
+    let mut daemon = start_with(&world, &[], Some("recorded:1"));
+    until("the run to hold", || {
+        daemon.said().contains("holding at recorded 1")
+    });
+    let pid = daemon.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = daemon.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", daemon.said());
+    let out = world.retl(&["runs", "list", "--json"], "emulator-secret");
+    let runs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["status"], "interrupted", "{runs:?}");
+    let c = &runs[0]["counts"];
+    let sent = c["sent"].as_u64().unwrap();
+    assert_eq!(c["new"], 3, "every row accounted for: {c}");
+    // Requests under way at the stop were finished and recorded.
+    assert_eq!(world.accepted_references().len() as u64, sent, "{c}");
+    // The next run sends the rest, once.
+    let (code, next) = world.run();
+    assert_eq!(code, 0, "{next}");
+    assert_eq!(next["counts"]["sent"].as_u64().unwrap(), 3 - sent);
     assert_eq!(world.accepted_references().len(), 3);
 }

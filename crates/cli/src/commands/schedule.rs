@@ -111,6 +111,10 @@ pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<u8, Failu
                 let options = retl_engine::RunOptions {
                     cancel: cancel.clone(),
                     drain: crate::commands::run::drain(&destination),
+                    // For tests, as `retl run --hold-at`: hold at an exact point.
+                    hold: std::env::var("RETL_HOLD_AT")
+                        .ok()
+                        .and_then(|h| h.parse().ok()),
                     ..retl_engine::RunOptions::default()
                 };
                 let name = name.clone();
