@@ -31,6 +31,9 @@ pub struct ActivationCheck {
     pub destination: String,
     /// Its source, when it could be inspected.
     pub source: Option<SourceCheck>,
+    /// Things that work but may be slow or surprising (a cursor column
+    /// without an index). Not problems: `retl check` still passes.
+    pub warnings: Vec<String>,
     /// Whether its first run is still to come, and what it would send.
     pub first_run: Option<FirstRunCheck>,
     /// Every problem found.
@@ -113,6 +116,7 @@ pub async fn check_activation(
         destination: activation.destination.clone(),
         source: None,
         first_run: None,
+        warnings: Vec::new(),
         problems: Vec::new(),
     };
     // No state database yet: nothing has run.
@@ -156,6 +160,24 @@ pub async fn check_activation(
             })
             .collect(),
     });
+    if let Some(incremental) = &activation.source.incremental {
+        match Source::inspect_cursor(&activation.source_spec(), &incremental.cursor).await {
+            Some(false) => check.warnings.push(format!(
+                "source.incremental.cursor `{}` leads no index: each cursor run scans the whole table; create one (e.g. CREATE INDEX ON {} ({}))",
+                incremental.cursor,
+                match &activation.source.model {
+                    retl_source::Model::Table(table) => table.as_str(),
+                    retl_source::Model::Query(_) => "…",
+                },
+                incremental.cursor
+            )),
+            Some(true) => {}
+            None => check.warnings.push(format!(
+                "source.incremental.cursor `{}`: whether an index serves it cannot be told for a query; make sure one does",
+                incremental.cursor
+            )),
+        }
+    }
     let skip = activation.first_run == FirstRun::SkipExisting;
     check.first_run = Some(FirstRunCheck {
         pending,

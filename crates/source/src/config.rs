@@ -24,6 +24,8 @@ pub struct SourceConfig {
     pub connect_timeout: Duration,
     /// How long the database may stay silent while retl waits for rows.
     pub read_timeout: Duration,
+    /// Cursor mode (`incremental:`), if set.
+    pub incremental: Option<crate::Incremental>,
 }
 
 impl fmt::Debug for SourceConfig {
@@ -35,6 +37,7 @@ impl fmt::Debug for SourceConfig {
             .field("batch_size", &self.batch_size)
             .field("connect_timeout", &self.connect_timeout)
             .field("read_timeout", &self.read_timeout)
+            .field("incremental", &self.incremental)
             .finish()
     }
 }
@@ -49,6 +52,7 @@ impl SourceConfig {
             batch_size: self.batch_size,
             connect_timeout: self.connect_timeout,
             read_timeout: self.read_timeout,
+            since: None,
         }
     }
 }
@@ -61,7 +65,9 @@ const SOURCE_KEYS: &[&str] = &[
     "batch_size",
     "connect_timeout_seconds",
     "read_timeout_seconds",
+    "incremental",
 ];
+const INCREMENTAL_KEYS: &[&str] = &["cursor", "lookback", "full_scan_every"];
 
 /// The JSON Schema of an activation's `source:` block, from the keys its reader accepts.
 pub fn source_schema() -> Value {
@@ -82,6 +88,26 @@ pub fn source_schema() -> Value {
             1,
             86_400,
             "how long the database may stay silent while retl waits for rows (default 300)",
+        ),
+        "incremental" => object(
+            "cursor mode: read only rows at or past the high-water mark (less a lookback)",
+            vec![
+                (
+                    "cursor",
+                    string("a column that grows with inserts: a timestamp or an integer"),
+                ),
+                (
+                    "lookback",
+                    serde_json::json!({"description": "also re-read this far behind the high-water mark: a duration (1d) for a time cursor, a number for an integer one", "type": ["string", "integer"]}),
+                ),
+                (
+                    "full_scan_every",
+                    retl_config::schema::duration(
+                        "a full diff at most this often, to catch rows later than the lookback (e.g. 7d)",
+                    ),
+                ),
+            ],
+            &["cursor"],
         ),
         other => unreachable!("source key `{other}` has no schema"),
     };
@@ -154,6 +180,10 @@ pub fn read_source(r: &mut Reader<'_>, node: &Node<'_>) -> Option<SourceConfig> 
     };
     let connect_timeout = seconds(r, "connect_timeout_seconds", 30);
     let read_timeout = seconds(r, "read_timeout_seconds", 300);
+    let incremental = match map.get("incremental") {
+        Some(node) => Some(read_incremental(r, node)?),
+        None => None,
+    };
     Some(SourceConfig {
         connection: connection?,
         model: model?,
@@ -161,5 +191,39 @@ pub fn read_source(r: &mut Reader<'_>, node: &Node<'_>) -> Option<SourceConfig> 
         batch_size: usize::try_from(batch_size).ok()?,
         connect_timeout,
         read_timeout,
+        incremental,
+    })
+}
+
+fn read_incremental(r: &mut Reader<'_>, node: &Node<'_>) -> Option<crate::Incremental> {
+    let m = r.map(node, "source.incremental", INCREMENTAL_KEYS)?;
+    let cursor = r
+        .required(
+            &m,
+            "source.incremental",
+            "cursor",
+            "a timestamp or integer column",
+        )
+        .and_then(|n| r.string(n, "source.incremental.cursor"));
+    let lookback = match m.get("lookback") {
+        Some(n) => {
+            let text = r.string(n, "source.incremental.lookback")?;
+            match text.replace('_', "").parse::<u64>() {
+                Ok(count) => Some(crate::Lookback::Count(count)),
+                Err(_) => r
+                    .duration(n, "source.incremental.lookback")
+                    .map(crate::Lookback::Time),
+            }
+        }
+        None => Some(crate::Lookback::Time(Duration::ZERO)),
+    };
+    let full_scan_every = match m.get("full_scan_every") {
+        Some(n) => Some(r.duration(n, "source.incremental.full_scan_every")?),
+        None => None,
+    };
+    Some(crate::Incremental {
+        cursor: cursor?,
+        lookback: lookback?,
+        full_scan_every,
     })
 }

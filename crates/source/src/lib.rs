@@ -32,6 +32,7 @@
 
 mod columns;
 mod config;
+mod cursor;
 mod error;
 mod mysql;
 mod postgres;
@@ -48,6 +49,7 @@ use tokio::task::JoinHandle;
 
 use columns::Kind;
 pub use config::{SourceConfig, read_source, source_schema};
+pub use cursor::{CursorValue, Incremental, Lookback, Since};
 pub use error::{Error, Result};
 pub use writeback::{KeyValue, Writer};
 
@@ -76,6 +78,8 @@ pub struct SourceSpec {
     /// How long the database may stay silent while retl waits for rows (the
     /// time retl itself spends sending does not count).
     pub read_timeout: Duration,
+    /// Cursor mode: only rows at or past this point (`None`: every row).
+    pub since: Option<Since>,
 }
 
 impl SourceSpec {
@@ -89,6 +93,7 @@ impl SourceSpec {
             batch_size: 10_000,
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_mins(5),
+            since: None,
         }
     }
 }
@@ -102,6 +107,7 @@ impl std::fmt::Debug for SourceSpec {
             .field("batch_size", &self.batch_size)
             .field("connect_timeout", &self.connect_timeout)
             .field("read_timeout", &self.read_timeout)
+            .field("since", &self.since)
             .finish()
     }
 }
@@ -306,6 +312,69 @@ impl Source {
             schema: plan.schema,
             rows: rows.map(|n| u64::try_from(n).unwrap_or_default()),
         })
+    }
+
+    /// Whether the table's `column` leads an index, so that cursor mode's
+    /// `WHERE column >= …` does not scan the table. `None` when the database
+    /// cannot tell: the model is a query, or the catalogue cannot be read.
+    pub async fn cursor_indexed(spec: &SourceSpec, column: &str) -> Result<Option<bool>> {
+        let Model::Table(table) = &spec.model else {
+            return Ok(None);
+        };
+        let (schema, name) = match table.rsplit_once('.') {
+            Some((schema, name)) => (Some(schema.trim_matches(['"', '`'])), name),
+            None => (None, table.as_str()),
+        };
+        let name = name.trim_matches(['"', '`']);
+        let found: std::result::Result<(i64,), sqlx::Error> =
+            match Driver::for_url(&spec.connection)? {
+                Driver::Sqlite => {
+                    let (_, mut conn, _) = sqlite::plan(spec).await?;
+                    sqlx::query_as(
+                        "SELECT COUNT(*) FROM pragma_index_list(?1) l, pragma_index_info(l.name) i
+                     WHERE i.seqno = 0 AND i.name = ?2",
+                    )
+                    .bind(name)
+                    .bind(column)
+                    .fetch_one(&mut conn)
+                    .await
+                }
+                Driver::Postgres => {
+                    let (_, mut conn, _) = postgres::plan(spec).await?;
+                    sqlx::query_as(
+                        "SELECT COUNT(*) FROM pg_index i
+                     JOIN pg_class t ON t.oid = i.indrelid
+                     JOIN pg_namespace n ON n.oid = t.relnamespace
+                     JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = i.indkey[0]
+                     WHERE t.relname = $1 AND a.attname = $2
+                       AND ($3::text IS NULL AND pg_table_is_visible(t.oid) OR n.nspname = $3)",
+                    )
+                    .bind(name)
+                    .bind(column)
+                    .bind(schema)
+                    .fetch_one(&mut conn)
+                    .await
+                }
+                Driver::Mysql => {
+                    let (_, mut conn, _) = mysql::plan(spec).await?;
+                    sqlx::query_as(
+                        "SELECT COUNT(*) FROM information_schema.statistics
+                     WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ?
+                       AND column_name = ? AND seq_in_index = 1",
+                    )
+                    .bind(schema)
+                    .bind(name)
+                    .bind(column)
+                    .fetch_one(&mut conn)
+                    .await
+                }
+            };
+        Ok(found.ok().map(|(n,)| n > 0))
+    }
+
+    /// [`cursor_indexed`](Self::cursor_indexed), with "cannot tell" for a failure.
+    pub async fn inspect_cursor(spec: &SourceSpec, column: &str) -> Option<bool> {
+        Self::cursor_indexed(spec, column).await.ok().flatten()
     }
 
     /// Spawns `read` as the reader task; an error it ends with becomes the

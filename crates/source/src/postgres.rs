@@ -69,8 +69,13 @@ pub(crate) async fn plan(spec: &SourceSpec) -> Result<(Plan, PgConnection, Strin
             }
         })
         .collect();
+    let filter = spec
+        .since
+        .as_ref()
+        .map(|since| since.clause(crate::Driver::Postgres, '"'))
+        .unwrap_or_default();
     let sql = format!(
-        "COPY (SELECT {} FROM {from}) TO STDOUT (FORMAT binary)",
+        "COPY (SELECT {} FROM {from}{filter}) TO STDOUT (FORMAT binary)",
         select.join(", ")
     );
     Ok((plan, conn, sql))

@@ -50,7 +50,9 @@ pub use error::{Error, Result};
 pub use lease::{Fenced, Lease};
 pub use ledger::{Outcome, Recovered};
 use retl_config::redact_url;
-pub use runs::{Counts, FoundRow, RowLog, RowOutcome, RunFilter, RunMatch, RunStatus, RunSummary};
+pub use runs::{
+    Counts, Cursor, FoundRow, RowLog, RowOutcome, RunFilter, RunMatch, RunStatus, RunSummary,
+};
 
 use db::Db;
 

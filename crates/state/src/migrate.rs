@@ -39,6 +39,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 3,
         description: "run-log indexes: rows by reference and by key (runs find), runs by status",
     },
+    Migration {
+        version: 4,
+        description: "cursors: each activation's high-water mark and last full scan (cursor mode)",
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -139,6 +143,19 @@ async fn apply(tx: &mut Tx, version: i64) -> Result<()> {
     match version {
         1 => v1(tx).await,
         2 => v2(tx).await,
+        4 => {
+            exec(
+                tx,
+                "CREATE TABLE IF NOT EXISTS cursors (
+                activation   TEXT PRIMARY KEY,
+                kind         TEXT,
+                high_water   TEXT,
+                full_scan_at TEXT,
+                updated_at   TEXT NOT NULL
+             )",
+            )
+            .await
+        }
         3 => {
             for statement in [
                 "CREATE INDEX IF NOT EXISTS run_rows_by_reference ON run_rows (reference)",

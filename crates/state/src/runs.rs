@@ -129,6 +129,10 @@ pub struct Counts {
     /// of the accounting identities.
     #[serde(default)]
     pub writeback_failed: u64,
+    /// Rows of a cursor activation's full scan whose cursor is NULL (read
+    /// only by full scans; not part of the accounting identities).
+    #[serde(default)]
+    pub cursor_null: u64,
     /// Rows this run found older than `max_row_age`: recorded `too_old`,
     /// never sent (later runs count them in `already_sent`).
     #[serde(default)]
@@ -285,6 +289,15 @@ const RUN_COLUMNS: &str = "run_id, activation, status, started_at, finished_at, 
 
 fn counts_json(counts: &Counts) -> String {
     serde_json::to_string(counts).expect("counts serialise")
+}
+
+/// An activation's cursor (cursor mode), as recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cursor {
+    /// The high-water mark: its kind (`int`, `time`, `text`) and text.
+    pub high_water: Option<(String, String)>,
+    /// When the last full scan started (RFC 3339, UTC).
+    pub full_scan_at: Option<String>,
 }
 
 /// Which runs `retl runs list` shows.
@@ -533,6 +546,26 @@ impl State {
             .collect()
     }
 
+    /// The activation's cursor: its high-water mark (kind and text) and when
+    /// its last full scan started, as recorded by completed runs.
+    pub async fn cursor(&self, activation: &str) -> Result<Cursor> {
+        let row: Option<(Option<String>, Option<String>, Option<String>)> =
+            on!(self.db.executor(), |c| sqlx::query_as(
+                "SELECT kind, high_water, full_scan_at FROM cursors WHERE activation = $1"
+            )
+            .bind(activation)
+            .fetch_optional(c)
+            .await)
+            .map_err(Error::db("read the cursor"))?;
+        Ok(match row {
+            Some((kind, high_water, full_scan_at)) => Cursor {
+                high_water: kind.zip(high_water),
+                full_scan_at,
+            },
+            None => Cursor::default(),
+        })
+    }
+
     /// Whether `activation` has a completed run (its first run is over).
     pub async fn has_completed_run(&self, activation: &str) -> Result<bool> {
         let any: Option<(i64,)> = on!(self.db.executor(), |c| sqlx::query_as(
@@ -652,6 +685,35 @@ impl Fenced {
         .await
         .map(|_| ()))
         .map_err(Error::db("record the end of a run"))?;
+        Ok(())
+    }
+
+    /// Records the activation's cursor after a completed run: its high-water
+    /// mark (`kind` and text, as the source crate writes them; `None` keeps
+    /// the one recorded) and, after a full scan, when it started.
+    pub async fn set_cursor(
+        &mut self,
+        high_water: Option<(&str, &str)>,
+        full_scan_at: Option<&str>,
+    ) -> Result<()> {
+        on!(self.tx.executor(), |c| sqlx::query(
+            "INSERT INTO cursors (activation, kind, high_water, full_scan_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (activation) DO UPDATE SET
+                kind = COALESCE(excluded.kind, cursors.kind),
+                high_water = COALESCE(excluded.high_water, cursors.high_water),
+                full_scan_at = COALESCE(excluded.full_scan_at, cursors.full_scan_at),
+                updated_at = excluded.updated_at"
+        )
+        .bind(&self.activation)
+        .bind(high_water.map(|(kind, _)| kind))
+        .bind(high_water.map(|(_, text)| text))
+        .bind(full_scan_at)
+        .bind(&self.now)
+        .execute(c)
+        .await
+        .map(|_| ()))
+        .map_err(Error::db("record the cursor"))?;
         Ok(())
     }
 

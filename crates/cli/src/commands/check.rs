@@ -211,6 +211,9 @@ fn text(checked: &Checked, config_dir: &Path) -> String {
                 let _ = writeln!(out, "  first run: done (a run has completed)");
             }
         }
+        for warning in &a.warnings {
+            let _ = writeln!(out, "  warning: {warning}");
+        }
         for problem in &a.problems {
             let _ = writeln!(out, "{}: {problem}", a.name);
         }

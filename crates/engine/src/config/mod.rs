@@ -193,12 +193,14 @@ impl Activation {
         let mut columns = self.primary_key.clone();
         let writeback_key = self.writeback.as_ref().map(|w| w.key_column.as_str());
         let dated_by = self.max_row_age.as_ref().map(|m| m.column.as_str());
+        let cursor = self.source.incremental.as_ref().map(|i| i.cursor.as_str());
         for column in self
             .delivery
             .mapped_columns()
             .into_iter()
             .chain(writeback_key)
             .chain(dated_by)
+            .chain(cursor)
         {
             if !columns.iter().any(|c| c == column) {
                 columns.push(column.to_owned());

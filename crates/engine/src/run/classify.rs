@@ -23,6 +23,34 @@ pub(crate) struct Columns {
     pub writeback: Option<usize>,
     /// The `max_row_age` column.
     pub age: Option<usize>,
+    /// The cursor column (`source.incremental.cursor`).
+    pub cursor: Option<usize>,
+}
+
+/// A row's cursor value (cursor mode), `None` when NULL.
+fn cursor_value(
+    batch: &RecordBatch,
+    column: usize,
+    row: usize,
+) -> Option<retl_source::CursorValue> {
+    use arrow_schema::DataType;
+    use retl_source::CursorValue;
+    let array = batch.column(column);
+    let text = cell_text(array.as_ref(), row).ok()??;
+    match array.data_type() {
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => text.parse().ok().map(CursorValue::Int),
+        DataType::Timestamp(_, _) | DataType::Date32 => {
+            parse_time(&text).ok().map(CursorValue::Time)
+        }
+        _ => Some(CursorValue::Text(text.into_owned())),
+    }
 }
 
 /// What is sent for a row.
@@ -47,6 +75,8 @@ pub(super) struct Pending {
     pub notes: Vec<String>,
     /// In a dry run: where each value of the request came from.
     pub origins: Option<std::collections::BTreeMap<String, String>>,
+    /// Its cursor value (cursor mode).
+    pub cursor: Option<retl_source::CursorValue>,
 }
 
 /// The typed value of a row's cell, to find the row again for a writeback.
@@ -164,6 +194,10 @@ impl RunCtx<'_> {
         let mut logs = Vec::new();
         for row in 0..batch.num_rows() {
             self.counts.read += 1;
+            let cursor = columns.cursor.and_then(|c| cursor_value(batch, c, row));
+            if columns.cursor.is_some() {
+                self.saw_cursor(cursor.as_ref());
+            }
             let (key, content) = (keys[row], contents[row]);
             // The key's text is only needed for rows the run log lists.
             let row_key = || key_text(batch, &columns.key, row);
@@ -228,6 +262,7 @@ impl RunCtx<'_> {
                     // A resend sends only the rows it released.
                     self.counts.new += 1;
                     self.counts.skipped += 1;
+                    self.hold_back(cursor.as_ref());
                     logs.push(RowLog::new(
                         row_key(),
                         invitations.reference(batch, row).as_deref(),
@@ -270,6 +305,7 @@ impl RunCtx<'_> {
                                 let json = serde_json::to_value(&body).unwrap_or_default();
                                 invitations.origins(batch, row, &json, &dry.defaults, &dry.target)
                             }),
+                            cursor: cursor.clone(),
                             key,
                             content,
                             request_hash: request(row),
@@ -341,6 +377,9 @@ impl RunCtx<'_> {
         let mut logs = Vec::new();
         for row in 0..batch.num_rows() {
             self.counts.read += 1;
+            if let Some(column) = columns.cursor {
+                self.saw_cursor(cursor_value(batch, column, row).as_ref());
+            }
             let has_null = columns.key.iter().any(|&c| batch.column(c).is_null(row));
             let problem = undecodable.get(&row);
             if has_null || problem.is_some() {

@@ -279,6 +279,7 @@ impl RunCtx<'_> {
         }
         for (p, why) in over_budget {
             self.counts.skipped += 1;
+            self.hold_back(p.cursor.as_ref());
             logs.push(RowLog::new(
                 p.row_key,
                 Some(&p.reference),
@@ -289,6 +290,7 @@ impl RunCtx<'_> {
         // Rows never started because the run stopped: logged, sent by the next run.
         for p in queue {
             self.counts.skipped += 1;
+            self.hold_back(p.cursor.as_ref());
             logs.push(RowLog::new(
                 p.row_key,
                 Some(&p.reference),
@@ -414,6 +416,9 @@ impl RunCtx<'_> {
                 }
             }
         };
+        if matches!(status, Some(Status::Failed) | None) {
+            self.hold_back(p.cursor.as_ref());
+        }
         log.outcome = match status {
             Some(Status::Sent) => RowOutcome::Sent,
             Some(Status::Rejected) => RowOutcome::Rejected,

@@ -260,6 +260,18 @@ pub async fn run_with(
     };
     summary.error = failure.as_ref().map(|e| retl_config::with_causes(e));
     let mut tx = state.fenced(&lease).await?;
+    if summary.status == RunStatus::Completed
+        && let Some(track) = &ctx.cursor
+    {
+        let mark = track.next();
+        let text = mark.as_ref().map(|m| (m.kind(), m.to_string()));
+        let full_at = track.full.then(|| summary.started_at.clone());
+        tx.set_cursor(
+            text.as_ref().map(|(kind, text)| (*kind, text.as_str())),
+            full_at.as_deref(),
+        )
+        .await?;
+    }
     tx.finish_run(&mut summary).await?;
     tx.commit().await?;
     if let Some(keep) = activation.run_log_retention {
@@ -362,6 +374,38 @@ struct RunCtx<'a> {
     started: chrono::DateTime<chrono::Utc>,
     /// A preview: nothing is written or sent.
     dry: Option<preview::DryRun>,
+    /// Cursor mode: what this run read, for the high-water mark.
+    cursor: Option<CursorTrack>,
+}
+
+/// What a cursor-mode run tracks to move the high-water mark: only to the
+/// greatest cursor value it fully handled.
+#[derive(Debug)]
+struct CursorTrack {
+    /// Whether it read every row.
+    full: bool,
+    /// The high-water mark it started from.
+    old: Option<retl_source::CursorValue>,
+    /// The greatest cursor value it read.
+    max_seen: Option<retl_source::CursorValue>,
+    /// The least cursor value of a row it left failed or skipped.
+    min_pending: Option<retl_source::CursorValue>,
+}
+
+impl CursorTrack {
+    /// The high-water mark after the run completed: the greatest value read,
+    /// but no further than a row still to send; never back.
+    fn next(&self) -> Option<retl_source::CursorValue> {
+        let reached = match (&self.max_seen, &self.min_pending) {
+            (Some(max), Some(min)) if min < max => Some(min.clone()),
+            (max, _) => max.clone(),
+        };
+        match (reached, &self.old) {
+            (Some(new), Some(old)) if new < *old => Some(old.clone()),
+            (None, old) => old.clone(),
+            (new, _) => new,
+        }
+    }
 }
 
 impl<'a> RunCtx<'a> {
@@ -389,6 +433,7 @@ impl<'a> RunCtx<'a> {
             fingerprint: [0; 16],
             started: state.clock().now(),
             dry,
+            cursor: None,
         }
     }
 
@@ -399,7 +444,7 @@ impl<'a> RunCtx<'a> {
             self.recover().await?;
         }
 
-        let spec = activation.source_spec();
+        let mut spec = activation.source_spec();
         let source_error = |error| Error::Source {
             activation: name.to_owned(),
             error,
@@ -411,6 +456,7 @@ impl<'a> RunCtx<'a> {
         let first_run = !self.state.has_completed_run(name).await?;
         self.refuse(self.guard_first_run(first_run).await)?;
         self.budget = self.budget().await?;
+        spec.since = self.plan_cursor(first_run).await?;
         let mut source = Source::open(&spec).await.map_err(source_error)?;
         let schema = source.schema();
         let index = |column: &str| {
@@ -426,6 +472,11 @@ impl<'a> RunCtx<'a> {
             content: content_names.into_iter().map(index).collect(),
             writeback: activation.writeback.as_ref().map(|w| index(&w.key_column)),
             age: activation.max_row_age.as_ref().map(|m| index(&m.column)),
+            cursor: activation
+                .source
+                .incremental
+                .as_ref()
+                .map(|i| index(&i.cursor)),
         };
         if let Some(writeback) = activation.writeback.as_ref().filter(|_| self.dry.is_none()) {
             self.writeback_key_type = source.db_type(&writeback.key_column).map(str::to_owned);
@@ -510,6 +561,80 @@ impl<'a> RunCtx<'a> {
             self.publish_counts().await?;
         }
         self.send(sender.as_ref(), destination, held).await
+    }
+
+    /// Cursor mode: whether this run reads everything (the first run, no
+    /// high-water mark yet, or a full scan due by `full_scan_every`) or only
+    /// rows at or past the high-water mark less the lookback.
+    async fn plan_cursor(&mut self, first_run: bool) -> Result<Option<retl_source::Since>> {
+        let Some(incremental) = &self.activation.source.incremental else {
+            return Ok(None);
+        };
+        let recorded = self.state.cursor(&self.activation.name).await?;
+        let high_water = recorded
+            .high_water
+            .and_then(|(kind, text)| retl_source::CursorValue::parse(&kind, &text));
+        let last_full = recorded
+            .full_scan_at
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.to_utc());
+        let full_due = incremental.full_scan_every.is_some_and(|every| {
+            last_full.is_none_or(|at| {
+                self.started - at >= chrono::Duration::from_std(every).unwrap_or_default()
+            })
+        });
+        let since = match &high_water {
+            Some(mark) if !first_run && !full_due => Some(retl_source::Since {
+                column: incremental.cursor.clone(),
+                from: mark
+                    .back(incremental.lookback)
+                    .map_err(|message| Error::Mapping {
+                        activation: self.activation.name.clone(),
+                        message: format!("source.incremental.lookback: {message}"),
+                    })?,
+            }),
+            _ => None,
+        };
+        match &since {
+            Some(since) => tracing::info!(
+                cursor = %since.column, from = %since.from,
+                "cursor mode: reading rows at or past the high-water mark less the lookback"
+            ),
+            None => tracing::info!("cursor mode: a full scan"),
+        }
+        self.cursor = Some(CursorTrack {
+            full: since.is_none(),
+            old: high_water,
+            max_seen: None,
+            min_pending: None,
+        });
+        Ok(since)
+    }
+
+    /// A row whose cursor value is `value` was read.
+    pub(super) fn saw_cursor(&mut self, value: Option<&retl_source::CursorValue>) {
+        let Some(track) = &mut self.cursor else {
+            return;
+        };
+        match value {
+            Some(value) if track.max_seen.as_ref().is_none_or(|max| value > max) => {
+                track.max_seen = Some(value.clone());
+            }
+            Some(_) => {}
+            None if track.full => self.counts.cursor_null += 1,
+            None => {}
+        }
+    }
+
+    /// A row with cursor `value` was not handled for good (failed, skipped):
+    /// the high-water mark stays at or below it, so a later run reads it again.
+    pub(super) fn hold_back(&mut self, value: Option<&retl_source::CursorValue>) {
+        let (Some(track), Some(value)) = (&mut self.cursor, value) else {
+            return;
+        };
+        if track.min_pending.as_ref().is_none_or(|min| value < min) {
+            track.min_pending = Some(value.clone());
+        }
     }
 
     /// Shares the counts so far with a progress display, if there is one.

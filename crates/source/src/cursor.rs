@@ -1,0 +1,296 @@
+//! Cursor mode (`source.incremental`): read only rows whose cursor column is
+//! at or past a point, with the condition pushed into the warehouse's `WHERE`.
+//!
+//! A cursor value is an integer, a time, or text (SQLite keeps times as text,
+//! and compares them as text: write them in one shape, ISO 8601 in UTC). Each
+//! driver writes the condition as a literal it compares the way the column
+//! does: digits; a PostgreSQL timestamp literal (`…Z`, which a `timestamp`
+//! column reads without its zone, as the source reads such columns as UTC); a
+//! MySQL `'YYYY-MM-DD HH:MM:SS.ffffff'` (the session is in UTC); or the text
+//! itself, quoted.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::Driver;
+
+/// A value of the cursor column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CursorValue {
+    /// An integer column.
+    Int(i64),
+    /// A timestamp or date column, in UTC.
+    Time(DateTime<Utc>),
+    /// A text column (SQLite's times), compared as text.
+    Text(String),
+}
+
+impl PartialOrd for CursorValue {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        match (self, other) {
+            (CursorValue::Int(a), CursorValue::Int(b)) => Some(a.cmp(b)),
+            (CursorValue::Time(a), CursorValue::Time(b)) => Some(a.cmp(b)),
+            (CursorValue::Text(a), CursorValue::Text(b)) => Some(a.cmp(b)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for CursorValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CursorValue::Int(n) => write!(f, "{n}"),
+            CursorValue::Time(t) => {
+                f.write_str(&t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+            }
+            CursorValue::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+/// How far behind the high-water mark a cursor run reads again (`lookback`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookback {
+    /// A duration, for a time cursor.
+    Time(Duration),
+    /// A count, for an integer cursor.
+    Count(u64),
+}
+
+impl CursorValue {
+    /// The kind's name, as stored.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CursorValue::Int(_) => "int",
+            CursorValue::Time(_) => "time",
+            CursorValue::Text(_) => "text",
+        }
+    }
+
+    /// Reads a stored value back (`kind` from [`kind`](Self::kind), `text` from `Display`).
+    pub fn parse(kind: &str, text: &str) -> Option<CursorValue> {
+        match kind {
+            "int" => text.parse().ok().map(CursorValue::Int),
+            "time" => DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|t| CursorValue::Time(t.to_utc())),
+            "text" => Some(CursorValue::Text(text.to_owned())),
+            _ => None,
+        }
+    }
+
+    /// This value moved back by `lookback`; `Err` when the two do not fit
+    /// (a duration for an integer cursor, say).
+    pub fn back(&self, lookback: Lookback) -> Result<CursorValue, String> {
+        if matches!(
+            lookback,
+            Lookback::Time(Duration::ZERO) | Lookback::Count(0)
+        ) {
+            return Ok(self.clone());
+        }
+        match (self, lookback) {
+            (CursorValue::Int(n), Lookback::Count(back)) => Ok(CursorValue::Int(
+                n.saturating_sub(i64::try_from(back).unwrap_or(i64::MAX)),
+            )),
+            (CursorValue::Time(t), Lookback::Time(back)) => Ok(CursorValue::Time(
+                *t - chrono::Duration::from_std(back).unwrap_or(chrono::TimeDelta::MAX),
+            )),
+            (CursorValue::Text(text), Lookback::Time(back)) => shift_text(text, back),
+            (CursorValue::Int(_), Lookback::Time(_)) => Err(
+                "the cursor column holds integers: write `lookback` as a number of them (e.g. 1000)"
+                    .to_owned(),
+            ),
+            (_, Lookback::Count(_)) => Err(
+                "the cursor column holds times: write `lookback` as a duration (e.g. 1d)".to_owned(),
+            ),
+        }
+    }
+
+    /// The SQL literal that `driver` compares with the column.
+    pub(crate) fn literal(&self, driver: Driver) -> String {
+        let quoted = |s: &str| format!("'{}'", s.replace('\'', "''"));
+        match (self, driver) {
+            (CursorValue::Int(n), _) => n.to_string(),
+            (CursorValue::Time(t), Driver::Mysql) => {
+                quoted(&t.format("%Y-%m-%d %H:%M:%S%.6f").to_string())
+            }
+            (CursorValue::Time(t), Driver::Postgres) => {
+                quoted(&t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+            }
+            (CursorValue::Time(t), Driver::Sqlite) => {
+                quoted(&t.format("%Y-%m-%d %H:%M:%S").to_string())
+            }
+            (CursorValue::Text(s), _) => quoted(s),
+        }
+    }
+}
+
+/// A time written as text, moved back by `back`, written in the same shape
+/// (separator, fraction, zone) so that text comparison still orders it.
+fn shift_text(text: &str, back: Duration) -> Result<CursorValue, String> {
+    let at = retl_mapping_time(text).ok_or_else(|| {
+        format!("the cursor value `{text}` is not a time, so `lookback` cannot move it back")
+    })?;
+    let moved = at - chrono::Duration::from_std(back).unwrap_or(chrono::TimeDelta::MAX);
+    let bytes = text.as_bytes();
+    let separator = if bytes.get(10) == Some(&b'T') {
+        'T'
+    } else {
+        ' '
+    };
+    let shaped = if text.len() == 10 {
+        moved.format("%Y-%m-%d").to_string()
+    } else {
+        let fraction = text
+            .get(19..)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .map_or(0, |f| f.bytes().take_while(u8::is_ascii_digit).count());
+        let mut out = moved
+            .format(&format!("%Y-%m-%d{separator}%H:%M:%S"))
+            .to_string();
+        if fraction > 0 {
+            let nanos = format!("{:09}", moved.timestamp_subsec_nanos());
+            out.push('.');
+            out.push_str(&nanos[..fraction.min(9)]);
+        }
+        if text.ends_with('Z') {
+            out.push('Z');
+        } else if text.ends_with("+00:00") {
+            out.push_str("+00:00");
+        }
+        out
+    };
+    Ok(CursorValue::Text(shaped))
+}
+
+/// Reads a time written as text (RFC 3339, or `YYYY-MM-DD[ T]HH:MM:SS[.f]`, or a date), as UTC.
+fn retl_mapping_time(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Some(at.to_utc());
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(at) = chrono::NaiveDateTime::parse_from_str(text, format) {
+            return Some(at.and_utc());
+        }
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+}
+
+/// `source.incremental`: cursor mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incremental {
+    /// A column that grows with inserts (a timestamp or an integer).
+    pub cursor: String,
+    /// Also re-read this far behind the high-water mark (late rows).
+    pub lookback: Lookback,
+    /// A full diff at most this often (and on the first run); `None`: only the first.
+    pub full_scan_every: Option<Duration>,
+}
+
+/// Only rows whose `column` is at or past `from` (pushed into the `WHERE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Since {
+    /// The cursor column.
+    pub column: String,
+    /// Where reading starts.
+    pub from: CursorValue,
+}
+
+impl Since {
+    /// The `WHERE` clause for `driver`, the column quoted with `quote`.
+    pub(crate) fn clause(&self, driver: Driver, quote: char) -> String {
+        format!(
+            " WHERE {} >= {}",
+            crate::columns::quote_column(&self.column, quote),
+            self.from.literal(driver)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_text_time_moves_back_in_its_own_shape() {
+        let back = Duration::from_hours(25);
+        assert_eq!(
+            CursorValue::Text("2026-11-23 10:00:00".into()).back(Lookback::Time(back)),
+            Ok(CursorValue::Text("2026-11-22 09:00:00".into()))
+        );
+        assert_eq!(
+            CursorValue::Text("2026-11-23T10:00:00.250Z".into()).back(Lookback::Time(back)),
+            Ok(CursorValue::Text("2026-11-22T09:00:00.250Z".into()))
+        );
+        assert_eq!(
+            CursorValue::Text("2026-11-23".into()).back(Lookback::Time(back)),
+            Ok(CursorValue::Text("2026-11-22".into()))
+        );
+        assert!(
+            CursorValue::Text("soon".into())
+                .back(Lookback::Time(back))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_lookback_must_fit_the_cursor() {
+        assert_eq!(
+            CursorValue::Int(5_000).back(Lookback::Count(1_000)),
+            Ok(CursorValue::Int(4_000))
+        );
+        assert!(
+            CursorValue::Int(5)
+                .back(Lookback::Time(Duration::from_secs(1)))
+                .is_err()
+        );
+        let t = DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+            .unwrap()
+            .to_utc();
+        assert!(CursorValue::Time(t).back(Lookback::Count(1)).is_err());
+    }
+
+    #[test]
+    fn literals_compare_the_way_each_database_does() {
+        let t = DateTime::parse_from_rfc3339("2026-11-23T10:00:00.5Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(
+            CursorValue::Time(t).literal(Driver::Postgres),
+            "'2026-11-23T10:00:00.500000Z'"
+        );
+        assert_eq!(
+            CursorValue::Time(t).literal(Driver::Mysql),
+            "'2026-11-23 10:00:00.500000'"
+        );
+        assert_eq!(
+            CursorValue::Text("it's".into()).literal(Driver::Sqlite),
+            "'it''s'"
+        );
+        assert_eq!(CursorValue::Int(-3).literal(Driver::Mysql), "-3");
+    }
+
+    #[test]
+    fn stored_values_read_back() {
+        for value in [
+            CursorValue::Int(42),
+            CursorValue::Time(
+                DateTime::parse_from_rfc3339("2026-11-23T10:00:00.123Z")
+                    .unwrap()
+                    .to_utc(),
+            ),
+            CursorValue::Text("2026-11-23 10:00:00".into()),
+        ] {
+            assert_eq!(
+                CursorValue::parse(value.kind(), &value.to_string()),
+                Some(value)
+            );
+        }
+    }
+}
