@@ -230,7 +230,8 @@ mod tests {
         );
         assert_eq!(
             CursorValue::Text("2026-11-23".into()).back(Lookback::Time(back)),
-            Ok(CursorValue::Text("2026-11-22".into()))
+            Ok(CursorValue::Text("2026-11-21".into())),
+            "midnight less 25 hours is the day before yesterday"
         );
         assert!(
             CursorValue::Text("soon".into())
