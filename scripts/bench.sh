@@ -11,6 +11,9 @@
 #   retl+hash: the source stage plus the diff's key and content hashing
 #   baseline:  `retl run` of an activation with first_run: skip_existing (records every row)
 #   incremental: `retl run` again: every row read, hashed, looked up, none new
+#   cursor:    the same activation in cursor mode (source.incremental.cursor:
+#              order_id, the primary key's index) after 1,000 new rows, as
+#              `retl run --dry-run` (reads, diffs and maps; sending excluded)
 # and prints the times, the ratios to raw, rows per second and peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -99,6 +102,28 @@ run_retl() {
 read -r baseline baseline_rss < <(run_retl)
 read -r incremental incremental_rss < <(run_retl)
 
+# Cursor mode: its first run is a full scan that sets the high-water mark;
+# then 1,000 new rows, and a dry run reads only those.
+cat > "$work/configs/activations/orders.yaml" <<YAML
+source: { connection: "$url", table: retl_bench.orders, primary_key: [order_id], incremental: { cursor: order_id } }
+destination: trustpilot
+first_run: skip_existing
+mapping: { reference_number: order_id, consumer_name: full_name, consumer_email: email, locale: locale, tags: sku }
+YAML
+run_retl > /dev/null
+psql "$url" -q -v ON_ERROR_STOP=1 -c "INSERT INTO retl_bench.orders
+  SELECT g, 'Customer ' || g, 'customer' || g || '@shop.example', 'en-US', 'SKU-1', now()
+  FROM generate_series($rows + 1, $rows + 1000) g"
+log=$(mktemp)
+start=$(now)
+/usr/bin/time -v target/release/retl --config-dir "$work/configs" --state "sqlite://$work/state.db" run orders --dry-run --json > "$log.out" 2> "$log"
+end=$(now)
+cursor=$(echo "$end - $start" | bc -l)
+cursor_rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$log")
+cursor_new=$(sed -n 's/.*"new":\([0-9]*\).*/\1/p' "$log.out")
+rm -f "$log" "$log.out"
+psql "$url" -q -c "DELETE FROM retl_bench.orders WHERE order_id > $rows"
+
 printf '\nrows: %d (columns %s)\n' "$rows" "$columns"
 printf '%-10s %9s %8s %14s %10s\n' stage seconds ratio rows/s peak_RSS
 printf '%-10s %9.3f %8s %14.0f %10s\n' raw_copy "$raw" 1.00 "$(echo "$rows / $raw" | bc -l)" -
@@ -106,3 +131,4 @@ printf '%-10s %9.3f %8.2f %14.0f %8.1fMB\n' retl "$retl" "$(echo "$retl / $raw" 
 printf '%-10s %9.3f %8.2f %14.0f %8.1fMB\n' retl+hash "$hashed" "$(echo "$hashed / $raw" | bc -l)" "$(echo "$rows / $hashed" | bc -l)" "$(echo "$hashed_rss / 1024" | bc -l)"
 printf '%-10s %9.3f %8.2f %14.0f %8.1fMB\n' baseline "$baseline" "$(echo "$baseline / $raw" | bc -l)" "$(echo "$rows / $baseline" | bc -l)" "$(echo "$baseline_rss / 1024" | bc -l)"
 printf '%-10s %9.3f %8.2f %14.0f %8.1fMB\n' increment "$incremental" "$(echo "$incremental / $raw" | bc -l)" "$(echo "$rows / $incremental" | bc -l)" "$(echo "$incremental_rss / 1024" | bc -l)"
+printf '%-10s %9.3f %8.2f %14s %8.1fMB   (%s new rows found)\n' cursor "$cursor" "$(echo "$cursor / $raw" | bc -l)" - "$(echo "$cursor_rss / 1024" | bc -l)" "$cursor_new"
