@@ -6,6 +6,7 @@ mod destination;
 mod feedback;
 mod first_hour;
 mod outcomes;
+mod properties;
 mod run_logs;
 mod safe_defaults;
 mod safety;
