@@ -102,14 +102,16 @@ fn key_value(batch: &RecordBatch, column: usize, row: usize) -> Option<KeyValue>
 
 /// The primary-key values of a row, for the run log.
 fn key_text(batch: &RecordBatch, key_columns: &[usize], row: usize) -> String {
-    let parts: Vec<String> = key_columns
-        .iter()
-        .map(|&c| match cell_text(batch.column(c).as_ref(), row) {
-            Ok(Some(text)) => text.into_owned(),
-            Ok(None) => "NULL".to_owned(),
-            Err(e) => format!("<{e}>"),
-        })
-        .collect();
+    let part = |c: usize| match cell_text(batch.column(c).as_ref(), row) {
+        Ok(Some(text)) => text.into_owned(),
+        Ok(None) => "NULL".to_owned(),
+        Err(e) => format!("<{e}>"),
+    };
+    // One column, the common key: its text is the key's.
+    if let [column] = key_columns {
+        return part(*column);
+    }
+    let parts: Vec<String> = key_columns.iter().map(|&c| part(c)).collect();
     parts.join(", ")
 }
 

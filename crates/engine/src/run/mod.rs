@@ -376,6 +376,8 @@ struct RunCtx<'a> {
     dry: Option<preview::DryRun>,
     /// Cursor mode: what this run read, for the high-water mark.
     cursor: Option<CursorTrack>,
+    /// When the live counts were last written.
+    published: Option<std::time::Instant>,
 }
 
 /// What a cursor-mode run tracks to move the high-water mark: only to the
@@ -434,6 +436,7 @@ impl<'a> RunCtx<'a> {
             started: state.clock().now(),
             dry,
             cursor: None,
+            published: None,
         }
     }
 
@@ -647,11 +650,18 @@ impl<'a> RunCtx<'a> {
     }
 
     /// Writes the counts so far to the run's record: `retl runs list` shows
-    /// a running run's live counts, updated per batch.
-    async fn publish_counts(&self) -> Result<()> {
-        if self.dry.is_some() {
+    /// a running run's live counts, updated after a batch, at most once a
+    /// second (each write is a durable commit; a fast scan of a large table
+    /// would otherwise spend its time on them).
+    async fn publish_counts(&mut self) -> Result<()> {
+        if self.dry.is_some()
+            || self
+                .published
+                .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
             return Ok(());
         }
+        self.published = Some(std::time::Instant::now());
         let mut tx = self.state.fenced(self.lease).await?;
         tx.update_counts(&self.counts).await?;
         tx.commit().await?;
