@@ -11,6 +11,9 @@
 #   retl+hash: the source stage plus the diff's key and content hashing
 #   baseline:  `retl run` of an activation with first_run: skip_existing (records every row)
 #   incremental: `retl run` again: every row read, hashed, looked up, none new
+#   peer:      scripts/peer_script.py, the 30-line Python script retl must beat
+#              (psycopg2, hashlib, a set of sent keys in SQLite): first run
+#              (every key new, recorded) and incremental (none new)
 #   cursor:    the same activation in cursor mode (source.incremental.cursor:
 #              order_id, the primary key's index) after 1,000 new rows, as
 #              `retl run --dry-run` (reads, diffs and maps; sending excluded)
@@ -102,6 +105,23 @@ run_retl() {
 read -r baseline baseline_rss < <(run_retl)
 read -r incremental incremental_rss < <(run_retl)
 
+# The peer script, on the same table.
+if ! python3 -c "import psycopg2" 2>/dev/null; then
+  python3 -m pip install -q psycopg2-binary 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages psycopg2-binary
+fi
+run_peer() {
+  local log start end
+  log=$(mktemp)
+  start=$(now)
+  /usr/bin/time -v python3 scripts/peer_script.py "$url" retl_bench.orders "$work/peer.db" > /dev/null 2> "$log"
+  end=$(now)
+  echo "$(echo "$end - $start" | bc -l) $(sed -n 's/.*Maximum resident set size (kbytes): //p' "$log")"
+  rm -f "$log"
+}
+read -r peer_first peer_first_rss < <(run_peer)
+read -r peer_incr peer_incr_rss < <(run_peer)
+
 # Cursor mode: its first run is a full scan that sets the high-water mark;
 # then 1,000 new rows, and a dry run reads only those.
 cat > "$work/configs/activations/orders.yaml" <<YAML
@@ -131,4 +151,7 @@ printf '%-10s %9.3f %8.2f %14.0f %8.1fMB\n' retl "$retl" "$(echo "$retl / $raw" 
 printf '%-10s %9.3f %8.2f %14.0f %8.1fMB\n' retl+hash "$hashed" "$(echo "$hashed / $raw" | bc -l)" "$(echo "$rows / $hashed" | bc -l)" "$(echo "$hashed_rss / 1024" | bc -l)"
 printf '%-10s %9.3f %8.2f %14.0f %8.1fMB\n' baseline "$baseline" "$(echo "$baseline / $raw" | bc -l)" "$(echo "$rows / $baseline" | bc -l)" "$(echo "$baseline_rss / 1024" | bc -l)"
 printf '%-10s %9.3f %8.2f %14.0f %8.1fMB\n' increment "$incremental" "$(echo "$incremental / $raw" | bc -l)" "$(echo "$rows / $incremental" | bc -l)" "$(echo "$incremental_rss / 1024" | bc -l)"
+printf '%-10s %9.3f %8.2f %14.0f %8.1fMB\n' peer_first "$peer_first" "$(echo "$peer_first / $raw" | bc -l)" "$(echo "$rows / $peer_first" | bc -l)" "$(echo "$peer_first_rss / 1024" | bc -l)"
+printf '%-10s %9.3f %8.2f %14.0f %8.1fMB\n' peer_incr "$peer_incr" "$(echo "$peer_incr / $raw" | bc -l)" "$(echo "$rows / $peer_incr" | bc -l)" "$(echo "$peer_incr_rss / 1024" | bc -l)"
+printf 'retl vs the peer script: first run %.2fx its time, incremental %.2fx its time\n' "$(echo "$baseline / $peer_first" | bc -l)" "$(echo "$incremental / $peer_incr" | bc -l)"
 printf '%-10s %9.3f %8.2f %14s %8.1fMB   (%s new rows found)\n' cursor "$cursor" "$(echo "$cursor / $raw" | bc -l)" - "$(echo "$cursor_rss / 1024" | bc -l)" "$cursor_new"
