@@ -79,11 +79,19 @@ fn render(p: &Preview) -> String {
         "  already_sent {}  already_rejected {}  ignored_changed {}  baseline {}",
         c.already_sent, c.already_rejected, c.ignored_changed, c.baseline
     );
-    let _ = writeln!(
-        out,
-        "  sending would take about {} at the configured pacing",
-        humantime_secs(p.estimated_seconds)
-    );
+    if c.sent > 0 {
+        let _ = match p.estimated_seconds {
+            0 => writeln!(
+                out,
+                "  the sends fit in the rate windows: no wait at the configured pacing"
+            ),
+            secs => writeln!(
+                out,
+                "  sending would take about {} at the configured pacing",
+                humantime_secs(secs)
+            ),
+        };
+    }
     if let Some(refused) = &p.refused {
         let _ = writeln!(out, "  a run now would be {refused}");
     }
@@ -127,9 +135,6 @@ fn render(p: &Preview) -> String {
 }
 
 fn humantime_secs(seconds: u64) -> String {
-    if seconds == 0 {
-        return "no wait".to_owned();
-    }
     let minutes = seconds / 60;
     match (minutes / 60, minutes % 60, seconds % 60) {
         (0, 0, s) => format!("{s}s"),
