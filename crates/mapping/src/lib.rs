@@ -33,7 +33,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 
 pub use error::{Error, Result};
-pub use value::{CellError, cell_text, is_supported, parse_time};
+pub use value::{CellError, cell_text, is_integer, is_supported, parse_time};
 
 /// A destination's catalogue of mappable fields.
 pub trait FieldSet: Copy + Eq + fmt::Debug + 'static {

@@ -26,15 +26,11 @@ pub enum CellError {
     OutOfRange(i64),
 }
 
-/// Whether [`cell_text`] can read columns of this type.
-pub fn is_supported(data_type: &DataType) -> bool {
+/// Whether columns of this type hold integers (of any width or sign).
+pub fn is_integer(data_type: &DataType) -> bool {
     matches!(
         data_type,
-        DataType::Utf8
-            | DataType::LargeUtf8
-            | DataType::Binary
-            | DataType::Boolean
-            | DataType::Int8
+        DataType::Int8
             | DataType::Int16
             | DataType::Int32
             | DataType::Int64
@@ -42,13 +38,25 @@ pub fn is_supported(data_type: &DataType) -> bool {
             | DataType::UInt16
             | DataType::UInt32
             | DataType::UInt64
-            | DataType::Float32
-            | DataType::Float64
-            | DataType::Decimal128(_, _)
-            | DataType::Date32
-            | DataType::Timestamp(_, _)
-            | DataType::Null
     )
+}
+
+/// Whether [`cell_text`] can read columns of this type.
+pub fn is_supported(data_type: &DataType) -> bool {
+    is_integer(data_type)
+        || matches!(
+            data_type,
+            DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Binary
+                | DataType::Boolean
+                | DataType::Float32
+                | DataType::Float64
+                | DataType::Decimal128(_, _)
+                | DataType::Date32
+                | DataType::Timestamp(_, _)
+                | DataType::Null
+        )
 }
 
 macro_rules! downcast {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use arrow_array::{Array as _, RecordBatch};
 use retl_diff::{Class, Entry, RowHash, Status, classify, combine, hash_keys, hash_rows};
-use retl_mapping::{cell_text, parse_time};
+use retl_mapping::{cell_text, is_integer, parse_time};
 use retl_source::KeyValue;
 use retl_state::{Outcome, RowLog, RowOutcome};
 use retl_trustpilot::{EmailInvitation, InvitationLink, Invitations, TargetKind};
@@ -38,14 +38,7 @@ fn cursor_value(
     let array = batch.column(column);
     let text = cell_text(array.as_ref(), row).ok()??;
     match array.data_type() {
-        DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::UInt8
-        | DataType::UInt16
-        | DataType::UInt32
-        | DataType::UInt64 => text.parse().ok().map(CursorValue::Int),
+        integer if is_integer(integer) => text.parse().ok().map(CursorValue::Int),
         DataType::Timestamp(_, _) | DataType::Date32 => {
             parse_time(&text).ok().map(CursorValue::Time)
         }
@@ -81,22 +74,15 @@ pub(super) struct Pending {
 
 /// The typed value of a row's cell, to find the row again for a writeback.
 fn key_value(batch: &RecordBatch, column: usize, row: usize) -> Option<KeyValue> {
-    use arrow_schema::DataType;
     let array = batch.column(column);
     if array.is_null(row) {
         return None;
     }
     let text = cell_text(array.as_ref(), row).ok()??;
-    match array.data_type() {
-        DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::UInt8
-        | DataType::UInt16
-        | DataType::UInt32
-        | DataType::UInt64 => text.parse().ok().map(KeyValue::Int),
-        _ => Some(KeyValue::Text(text.into_owned())),
+    if is_integer(array.data_type()) {
+        text.parse().ok().map(KeyValue::Int)
+    } else {
+        Some(KeyValue::Text(text.into_owned()))
     }
 }
 
