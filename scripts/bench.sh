@@ -2,7 +2,10 @@
 # Source read benchmark: retl's PostgreSQL read vs the raw COPY of the same
 # columns, measured in one run on the same table. Not a test: it prints figures.
 #
-#   scripts/bench.sh [--rows N] [--url postgres://…]
+#   scripts/bench.sh [--rows N] [--url postgres://…] [--pg-state]
+#
+# --pg-state keeps retl's state in a PostgreSQL schema (retl_bench_state, made
+# afresh) on the same server instead of a SQLite file.
 #
 # Generates retl_bench.orders with N rows (default 1,000,000) unless it already
 # holds N rows, then times, one after the other:
@@ -22,11 +25,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rows=1000000
+pg_state=0
 url="${RETL_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --rows) rows="$2"; shift 2 ;;
     --url) url="$2"; shift 2 ;;
+    --pg-state) pg_state=1; shift ;;
     *) echo "usage: scripts/bench.sh [--rows N] [--url postgres://...]" >&2; exit 2 ;;
   esac
 done
@@ -82,6 +87,13 @@ cargo build --release -q -p retl
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/configs/destinations" "$work/configs/activations"
+state="sqlite://$work/state.db"
+if [ "$pg_state" = 1 ]; then
+  psql "$url" -q -c "DROP SCHEMA IF EXISTS retl_bench_state CASCADE; CREATE SCHEMA retl_bench_state"
+  case "$url" in *\?*) join='&' ;; *) join='?' ;; esac
+  state="${url}${join}options=-c%20search_path%3Dretl_bench_state"
+fi
+echo "state: ${state%%\?*}"
 cat > "$work/configs/destinations/trustpilot.yaml" <<YAML
 type: trustpilot
 auth: { api_key: bench, api_secret: bench, business_user_id: bench }
@@ -97,7 +109,7 @@ run_retl() {
   local log start end
   log=$(mktemp)
   start=$(now)
-  /usr/bin/time -v target/release/retl --config-dir "$work/configs" --state "sqlite://$work/state.db" run orders --json > "$log.out" 2> "$log"
+  /usr/bin/time -v target/release/retl --config-dir "$work/configs" --state "$state" run orders --json > "$log.out" 2> "$log"
   end=$(now)
   echo "$(echo "$end - $start" | bc -l) $(sed -n 's/.*Maximum resident set size (kbytes): //p' "$log")"
   rm -f "$log" "$log.out"
@@ -136,7 +148,7 @@ psql "$url" -q -v ON_ERROR_STOP=1 -c "INSERT INTO retl_bench.orders
   FROM generate_series($rows + 1, $rows + 1000) g"
 log=$(mktemp)
 start=$(now)
-/usr/bin/time -v target/release/retl --config-dir "$work/configs" --state "sqlite://$work/state.db" run orders --dry-run --json > "$log.out" 2> "$log"
+/usr/bin/time -v target/release/retl --config-dir "$work/configs" --state "$state" run orders --dry-run --json > "$log.out" 2> "$log"
 end=$(now)
 cursor=$(echo "$end - $start" | bc -l)
 cursor_rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$log")
