@@ -202,6 +202,20 @@ pub struct Since {
     pub from: CursorValue,
 }
 
+/// `SELECT columns FROM from`, with `since`'s condition if there is one.
+pub(crate) fn select(
+    columns: &[String],
+    from: &str,
+    since: Option<&Since>,
+    driver: Driver,
+    quote: char,
+) -> String {
+    let filter = since
+        .map(|since| since.clause(driver, quote))
+        .unwrap_or_default();
+    format!("SELECT {} FROM {from}{filter}", columns.join(", "))
+}
+
 impl Since {
     /// The `WHERE` clause for `driver`, the column quoted with `quote`.
     pub(crate) fn clause(&self, driver: Driver, quote: char) -> String {

@@ -57,10 +57,13 @@ pub(crate) async fn plan(spec: &SourceSpec) -> Result<(Plan, MySqlConnection, St
     let available = describe_columns(&mut conn, &from).await?;
     let plan = Plan::new(spec, &available, kind_of)?;
     let columns: Vec<String> = spec.columns.iter().map(|c| quote_column(c, '`')).collect();
-    let mut sql = format!("SELECT {} FROM {from}", columns.join(", "));
-    if let Some(since) = &spec.since {
-        sql.push_str(&since.clause(crate::Driver::Mysql, '`'));
-    }
+    let sql = crate::cursor::select(
+        &columns,
+        &from,
+        spec.since.as_ref(),
+        crate::Driver::Mysql,
+        '`',
+    );
     Ok((plan, conn, sql))
 }
 

@@ -69,15 +69,14 @@ pub(crate) async fn plan(spec: &SourceSpec) -> Result<(Plan, PgConnection, Strin
             }
         })
         .collect();
-    let filter = spec
-        .since
-        .as_ref()
-        .map(|since| since.clause(crate::Driver::Postgres, '"'))
-        .unwrap_or_default();
-    let sql = format!(
-        "COPY (SELECT {} FROM {from}{filter}) TO STDOUT (FORMAT binary)",
-        select.join(", ")
+    let select = crate::cursor::select(
+        &select,
+        &from,
+        spec.since.as_ref(),
+        crate::Driver::Postgres,
+        '"',
     );
+    let sql = format!("COPY ({select}) TO STDOUT (FORMAT binary)");
     Ok((plan, conn, sql))
 }
 

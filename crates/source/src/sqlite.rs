@@ -42,10 +42,13 @@ pub(crate) async fn plan(spec: &SourceSpec) -> Result<(Plan, SqliteConnection, S
     // SQLite can read every declared type: anything unknown is text.
     let plan = Plan::new(spec, &available, |t| Some(kind_of(t)))?;
     let columns: Vec<String> = spec.columns.iter().map(|c| quote_column(c, '"')).collect();
-    let mut sql = format!("SELECT {} FROM {from}", columns.join(", "));
-    if let Some(since) = &spec.since {
-        sql.push_str(&since.clause(crate::Driver::Sqlite, '"'));
-    }
+    let sql = crate::cursor::select(
+        &columns,
+        &from,
+        spec.since.as_ref(),
+        crate::Driver::Sqlite,
+        '"',
+    );
     Ok((plan, conn, sql))
 }
 

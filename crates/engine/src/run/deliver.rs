@@ -277,7 +277,11 @@ impl RunCtx<'_> {
                 ));
             }
         }
-        for (p, why) in over_budget {
+        // Rows over the budget (a cap, `--limit`), and rows never started
+        // because the run stopped: logged, sent by a later run.
+        let stopped = stopped_reason(cancelled);
+        let not_started = queue.map(|p| (p, stopped.to_owned()));
+        for (p, why) in over_budget.into_iter().chain(not_started) {
             self.counts.skipped += 1;
             self.hold_back(p.cursor.as_ref());
             logs.push(RowLog::new(
@@ -285,17 +289,6 @@ impl RunCtx<'_> {
                 Some(&p.reference),
                 RowOutcome::Skipped,
                 Some(why),
-            ));
-        }
-        // Rows never started because the run stopped: logged, sent by the next run.
-        for p in queue {
-            self.counts.skipped += 1;
-            self.hold_back(p.cursor.as_ref());
-            logs.push(RowLog::new(
-                p.row_key,
-                Some(&p.reference),
-                RowOutcome::Skipped,
-                Some(stopped_reason(cancelled).to_owned()),
             ));
         }
         if !give_back.is_empty() {
