@@ -1,13 +1,18 @@
-//! One run of one activation, in its phases: lease, recover, read, classify
-//! ([`classify`]), deliver and record ([`deliver`]), finish.
+//! One run of one activation, in its phases: lease, recover, the safety
+//! limits ([`limits`]), read (in cursor mode from the high-water mark:
+//! [`cursor`]), classify ([`classify`]), deliver and record ([`deliver`]),
+//! finish. [`options`] holds what a run is started with; [`preview`] the
+//! dry run that shares all of it but the writes.
 
 mod classify;
+mod cursor;
 mod deliver;
+mod limits;
+mod options;
 mod preview;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use retl_diff::RowHash;
@@ -19,140 +24,9 @@ use crate::config::{Activation, Delivery, Destination, FirstRun};
 use crate::{Error, Result};
 
 pub(crate) use classify::Columns;
+pub(super) use options::hold_at;
+pub use options::{Cancel, Hold, HoldPoint, Resend, RunOptions};
 pub use preview::{Planned, Preview, Refusal};
-
-/// A cancellation every part of a run can poll or wait on, and the moment it
-/// came (every deadline of an interrupt counts from it).
-#[derive(Debug, Clone)]
-pub struct Cancel(Arc<tokio::sync::watch::Sender<Option<tokio::time::Instant>>>);
-
-impl Default for Cancel {
-    fn default() -> Self {
-        Cancel(Arc::new(tokio::sync::watch::channel(None).0))
-    }
-}
-
-impl Cancel {
-    /// Cancels (SIGINT, SIGTERM): every waiter wakes. A second cancel keeps
-    /// the first one's moment.
-    pub fn cancel(&self) {
-        self.0.send_if_modified(|at| {
-            if at.is_some() {
-                return false;
-            }
-            *at = Some(tokio::time::Instant::now());
-            true
-        });
-    }
-
-    /// Whether it was cancelled.
-    pub fn is_cancelled(&self) -> bool {
-        self.0.borrow().is_some()
-    }
-
-    /// `after` past the moment of the cancel, if it was cancelled.
-    pub fn deadline(&self, after: Duration) -> Option<tokio::time::Instant> {
-        self.0.borrow().map(|at| at + after)
-    }
-
-    /// Waits until it is cancelled.
-    pub async fn cancelled(&self) {
-        let mut rx = self.0.subscribe();
-        let _ = rx.wait_for(Option::is_some).await;
-    }
-}
-
-/// A point in a run where it can be told to stop and wait (`--hold-at`,
-/// for tests that kill or interrupt a run at an exact moment instead of
-/// guessing with sleeps).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HoldPoint {
-    /// Just after a row was durably marked in flight, before its request leaves.
-    InFlight,
-    /// Just after a row's outcome was recorded.
-    Recorded,
-}
-
-/// Where a run holds: at the `count`-th arrival at `point`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hold {
-    /// The point.
-    pub point: HoldPoint,
-    /// Which arrival (from 1).
-    pub count: u64,
-}
-
-impl std::str::FromStr for Hold {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let err = || format!("`{s}` is not POINT:N with POINT in_flight or recorded");
-        let (point, count) = s.split_once(':').ok_or_else(err)?;
-        let point = match point {
-            "in_flight" => HoldPoint::InFlight,
-            "recorded" => HoldPoint::Recorded,
-            _ => return Err(err()),
-        };
-        let count = count.parse().ok().filter(|n| *n > 0).ok_or_else(err)?;
-        Ok(Hold { point, count })
-    }
-}
-
-/// Which rows of an earlier run a resend sends again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resend {
-    /// The earlier run.
-    pub run_id: String,
-    /// `uncertain` or `rejected`.
-    pub outcome: RowOutcome,
-}
-
-/// Options of one run.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// How long the activation's lease lasts without renewal; it is renewed
-    /// every third of that while the run lives.
-    pub lease: Duration,
-    /// Cancel it to stop the run gracefully (SIGINT, SIGTERM): no new batch is
-    /// read and no new request starts; the run ends within `drain` of the cancel.
-    pub cancel: Cancel,
-    /// The one deadline of an interrupt, counted from the cancel: requests under
-    /// way may finish until shortly before it (the rest are `uncertain`), every
-    /// wait and commit ends by it. The CLI sets the request timeout plus 5 s.
-    pub drain: Duration,
-    /// A resend (`retl runs resend RUN_ID --uncertain|--rejected`): before
-    /// reading, the rows that earlier run logged with that outcome are made
-    /// sendable again, and only they are sent; other new rows wait for the
-    /// next run (`skipped`).
-    pub resend: Option<Resend>,
-    /// Hold the run at this point: it prints `retl: holding at POINT N` on
-    /// stderr and waits until cancelled (or killed).
-    pub hold: Option<Hold>,
-    /// Send at most this many rows (`--limit`, a canary); the rest are
-    /// `skipped` and go out in later runs. It also lets a guarded first run,
-    /// or a surge, go.
-    pub limit: Option<u64>,
-    /// Send even when the run's new rows are a surge (`--allow-surge`).
-    pub allow_surge: bool,
-    /// Where the run keeps its counts so far, for a progress display:
-    /// updated after every batch is classified and every row is recorded.
-    pub progress: Option<Arc<std::sync::Mutex<Counts>>>,
-}
-
-impl Default for RunOptions {
-    fn default() -> Self {
-        RunOptions {
-            lease: Duration::from_mins(1),
-            cancel: Cancel::default(),
-            drain: Duration::from_secs(30),
-            resend: None,
-            hold: None,
-            limit: None,
-            allow_surge: false,
-            progress: None,
-        }
-    }
-}
 
 /// Aborts a background task when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -375,39 +249,9 @@ struct RunCtx<'a> {
     /// A preview: nothing is written or sent.
     dry: Option<preview::DryRun>,
     /// Cursor mode: what this run read, for the high-water mark.
-    cursor: Option<CursorTrack>,
+    cursor: Option<cursor::CursorTrack>,
     /// When the live counts were last written.
     published: Option<std::time::Instant>,
-}
-
-/// What a cursor-mode run tracks to move the high-water mark: only to the
-/// greatest cursor value it fully handled.
-#[derive(Debug)]
-struct CursorTrack {
-    /// Whether it read every row.
-    full: bool,
-    /// The high-water mark it started from.
-    old: Option<retl_source::CursorValue>,
-    /// The greatest cursor value it read.
-    max_seen: Option<retl_source::CursorValue>,
-    /// The least cursor value of a row it left failed or skipped.
-    min_pending: Option<retl_source::CursorValue>,
-}
-
-impl CursorTrack {
-    /// The high-water mark after the run completed: the greatest value read,
-    /// but no further than a row still to send; never back.
-    fn next(&self) -> Option<retl_source::CursorValue> {
-        let reached = match (&self.max_seen, &self.min_pending) {
-            (Some(max), Some(min)) if min < max => Some(min.clone()),
-            (max, _) => max.clone(),
-        };
-        match (reached, &self.old) {
-            (Some(new), Some(old)) if new < *old => Some(old.clone()),
-            (None, old) => old.clone(),
-            (new, _) => new,
-        }
-    }
 }
 
 impl<'a> RunCtx<'a> {
@@ -566,80 +410,6 @@ impl<'a> RunCtx<'a> {
         self.send(sender.as_ref(), destination, held).await
     }
 
-    /// Cursor mode: whether this run reads everything (the first run, no
-    /// high-water mark yet, or a full scan due by `full_scan_every`) or only
-    /// rows at or past the high-water mark less the lookback.
-    async fn plan_cursor(&mut self, first_run: bool) -> Result<Option<retl_source::Since>> {
-        let Some(incremental) = &self.activation.source.incremental else {
-            return Ok(None);
-        };
-        let recorded = self.state.cursor(&self.activation.name).await?;
-        let high_water = recorded
-            .high_water
-            .and_then(|(kind, text)| retl_source::CursorValue::parse(&kind, &text));
-        let last_full = recorded
-            .full_scan_at
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
-            .map(|t| t.to_utc());
-        let full_due = incremental.full_scan_every.is_some_and(|every| {
-            last_full.is_none_or(|at| {
-                self.started - at >= chrono::Duration::from_std(every).unwrap_or_default()
-            })
-        });
-        let since = match &high_water {
-            Some(mark) if !first_run && !full_due => Some(retl_source::Since {
-                column: incremental.cursor.clone(),
-                from: mark
-                    .back(incremental.lookback)
-                    .map_err(|message| Error::Mapping {
-                        activation: self.activation.name.clone(),
-                        message: format!("source.incremental.lookback: {message}"),
-                    })?,
-            }),
-            _ => None,
-        };
-        match &since {
-            Some(since) => tracing::info!(
-                cursor = %since.column, from = %since.from,
-                "cursor mode: reading rows at or past the high-water mark less the lookback"
-            ),
-            None => tracing::info!("cursor mode: a full scan"),
-        }
-        self.cursor = Some(CursorTrack {
-            full: since.is_none(),
-            old: high_water,
-            max_seen: None,
-            min_pending: None,
-        });
-        Ok(since)
-    }
-
-    /// A row whose cursor value is `value` was read.
-    pub(super) fn saw_cursor(&mut self, value: Option<&retl_source::CursorValue>) {
-        let Some(track) = &mut self.cursor else {
-            return;
-        };
-        match value {
-            Some(value) if track.max_seen.as_ref().is_none_or(|max| value > max) => {
-                track.max_seen = Some(value.clone());
-            }
-            Some(_) => {}
-            None if track.full => self.counts.cursor_null += 1,
-            None => {}
-        }
-    }
-
-    /// A row with cursor `value` was not handled for good (failed, skipped):
-    /// the high-water mark stays at or below it, so a later run reads it again.
-    pub(super) fn hold_back(&mut self, value: Option<&retl_source::CursorValue>) {
-        let (Some(track), Some(value)) = (&mut self.cursor, value) else {
-            return;
-        };
-        if track.min_pending.as_ref().is_none_or(|min| value < min) {
-            track.min_pending = Some(value.clone());
-        }
-    }
-
     /// Shares the counts so far with a progress display, if there is one.
     pub(super) fn report(&self) {
         if let Some(progress) = &self.options.progress {
@@ -719,122 +489,6 @@ impl<'a> RunCtx<'a> {
         }
     }
 
-    /// A safety limit's refusal ends a run; a preview notes it and goes on.
-    fn refuse(&mut self, verdict: Result<()>) -> Result<()> {
-        match (verdict, &mut self.dry) {
-            (Err(Error::Refused { message, .. }), Some(dry)) => {
-                dry.out.refused.get_or_insert(message);
-                Ok(())
-            }
-            (verdict, _) => verdict,
-        }
-    }
-
-    /// The surge guard's threshold for this run, if it applies: `surge_factor`
-    /// times the median sent by the last 10 completed runs, and at least
-    /// [`SURGE_MIN`](retl_config::limits::SURGE_MIN). `--allow-surge`,
-    /// `--limit` and a resend lift it.
-    async fn surge_threshold(&self) -> Result<Option<u64>> {
-        if self.options.allow_surge || self.options.limit.is_some() || self.only.is_some() {
-            return Ok(None);
-        }
-        let mut sent = self.state.recent_sent(&self.activation.name, 10).await?;
-        if sent.is_empty() {
-            return Ok(None);
-        }
-        sent.sort_unstable();
-        let median = sent[sent.len() / 2];
-        let factor = self.activation.limits.surge_factor();
-        Ok(Some(
-            median
-                .saturating_mul(factor)
-                .max(retl_config::limits::SURGE_MIN),
-        ))
-    }
-
-    fn surge_refusal(&self, threshold: u64) -> Error {
-        let name = &self.activation.name;
-        Error::Refused {
-            activation: name.clone(),
-            message: format!(
-                "refused by a safety limit; nothing sent: this run has more than {threshold} new rows, over limits.surge_factor ({}) times the median its last completed runs sent (a rebuilt model with new keys makes every row look new). Check the source, then run `retl run {name} --allow-surge` to send them, or `retl preview {name}` to see them first",
-                self.activation.limits.surge_factor()
-            ),
-        }
-    }
-
-    /// A first run with no explicit `first_run:` that would send more than
-    /// `limits.first_run_max` rows sends nothing ([`Error::Refused`]). The rows
-    /// are counted by the database, not read. `--limit` lets it go as a canary.
-    async fn guard_first_run(&self, first_run: bool) -> Result<()> {
-        let activation = self.activation;
-        if !first_run || activation.first_run_explicit || self.options.limit.is_some() {
-            return Ok(());
-        }
-        let max = activation.limits.first_run_max();
-        let rows = Source::inspect(&activation.source_spec(), true)
-            .await
-            .map_err(|error| Error::Source {
-                activation: activation.name.clone(),
-                error,
-            })?
-            .rows
-            .unwrap_or_default();
-        if rows <= max {
-            return Ok(());
-        }
-        let name = &activation.name;
-        Err(Error::Refused {
-            activation: name.clone(),
-            message: format!(
-                "refused by a safety limit; nothing sent: this is its first run and it would send {rows} rows, more than limits.first_run_max ({max}). Choose: `first_run: send_all` to invite them all, `first_run: skip_existing` to invite only rows that arrive from now on, or `retl run {name} --limit N` to send N as a canary"
-            ),
-        })
-    }
-
-    /// How many rows this run may start sending: the least of `--limit`,
-    /// `limits.max_per_run` and what `limits.max_per_day` leaves of today (UTC).
-    async fn budget(&self) -> Result<Option<(u64, String)>> {
-        let limits = self.activation.limits;
-        let mut budget: Option<(u64, String)> = None;
-        let mut bound = |n: u64, why: String| {
-            if budget.as_ref().is_none_or(|(b, _)| n < *b) {
-                budget = Some((n, why));
-            }
-        };
-        if let Some(n) = self.options.limit {
-            bound(
-                n,
-                format!("limit: --limit {n} reached; sent by a later run"),
-            );
-        }
-        if let Some(n) = limits.max_per_run {
-            bound(
-                n,
-                format!("cap: limits.max_per_run ({n}) reached; sent by a later run"),
-            );
-        }
-        if let Some(n) = limits.max_per_day {
-            let midnight = self
-                .state
-                .clock()
-                .now()
-                .date_naive()
-                .and_time(chrono::NaiveTime::MIN)
-                .and_utc()
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            let today = self
-                .state
-                .sent_since(&self.activation.name, &midnight)
-                .await?;
-            bound(
-                n.saturating_sub(today),
-                format!("cap: limits.max_per_day ({n}) reached; sent on a later day"),
-            );
-        }
-        Ok(budget)
-    }
-
     /// Turns rows an earlier run left in flight into `uncertain` (and logs
     /// them), after releasing the rows of a resend.
     async fn recover(&mut self) -> Result<()> {
@@ -904,21 +558,5 @@ impl<'a> RunCtx<'a> {
     /// At the hold point asked for, says so and waits until cancelled.
     async fn hold(&self, point: HoldPoint) {
         hold_at(self.options, point, &self.recorded).await;
-    }
-}
-
-/// At the `count`-th arrival at the hold point the options ask for (counted in
-/// `arrivals`), says so and waits until cancelled (or killed).
-pub(super) async fn hold_at(options: &RunOptions, point: HoldPoint, arrivals: &AtomicU64) {
-    let Some(hold) = options.hold.filter(|h| h.point == point) else {
-        return;
-    };
-    if arrivals.fetch_add(1, Ordering::SeqCst) + 1 == hold.count {
-        let name = match point {
-            HoldPoint::InFlight => "in_flight",
-            HoldPoint::Recorded => "recorded",
-        };
-        tracing::warn!("retl: holding at {name} {}", hold.count);
-        options.cancel.cancelled().await;
     }
 }

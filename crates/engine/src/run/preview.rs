@@ -19,7 +19,7 @@ pub struct Preview {
     pub activation: String,
     /// The counts a run would produce (`sent`: rows it would send).
     pub counts: Counts,
-    /// The invitations it would send, in order (at most [`LISTED`] unless
+    /// The invitations it would send, in order (at most 10,000 unless
     /// `--limit` bounds them).
     pub invitations: Vec<Planned>,
     /// Whether more invitations would go out than are listed.

@@ -1,0 +1,127 @@
+//! The safety limits a run applies before it sends: the first-run guard,
+//! the surge guard, and the budget (`--limit`, `limits.max_per_run`,
+//! `limits.max_per_day`). A refusal ends a run with exit code 5; a preview
+//! notes it and goes on counting.
+
+use retl_source::Source;
+
+use super::RunCtx;
+use crate::{Error, Result};
+
+impl RunCtx<'_> {
+    /// A safety limit's refusal ends a run; a preview notes it and goes on.
+    pub(super) fn refuse(&mut self, verdict: Result<()>) -> Result<()> {
+        match (verdict, &mut self.dry) {
+            (Err(Error::Refused { message, .. }), Some(dry)) => {
+                dry.out.refused.get_or_insert(message);
+                Ok(())
+            }
+            (verdict, _) => verdict,
+        }
+    }
+
+    /// The surge guard's threshold for this run, if it applies: `surge_factor`
+    /// times the median sent by the last 10 completed runs, and at least
+    /// [`SURGE_MIN`](retl_config::limits::SURGE_MIN). `--allow-surge`,
+    /// `--limit` and a resend lift it.
+    pub(super) async fn surge_threshold(&self) -> Result<Option<u64>> {
+        if self.options.allow_surge || self.options.limit.is_some() || self.only.is_some() {
+            return Ok(None);
+        }
+        let mut sent = self.state.recent_sent(&self.activation.name, 10).await?;
+        if sent.is_empty() {
+            return Ok(None);
+        }
+        sent.sort_unstable();
+        let median = sent[sent.len() / 2];
+        let factor = self.activation.limits.surge_factor();
+        Ok(Some(
+            median
+                .saturating_mul(factor)
+                .max(retl_config::limits::SURGE_MIN),
+        ))
+    }
+
+    pub(super) fn surge_refusal(&self, threshold: u64) -> Error {
+        let name = &self.activation.name;
+        Error::Refused {
+            activation: name.clone(),
+            message: format!(
+                "refused by a safety limit; nothing sent: this run has more than {threshold} new rows, over limits.surge_factor ({}) times the median its last completed runs sent (a rebuilt model with new keys makes every row look new). Check the source, then run `retl run {name} --allow-surge` to send them, or `retl preview {name}` to see them first",
+                self.activation.limits.surge_factor()
+            ),
+        }
+    }
+
+    /// A first run with no explicit `first_run:` that would send more than
+    /// `limits.first_run_max` rows sends nothing ([`Error::Refused`]). The rows
+    /// are counted by the database, not read. `--limit` lets it go as a canary.
+    pub(super) async fn guard_first_run(&self, first_run: bool) -> Result<()> {
+        let activation = self.activation;
+        if !first_run || activation.first_run_explicit || self.options.limit.is_some() {
+            return Ok(());
+        }
+        let max = activation.limits.first_run_max();
+        let rows = Source::inspect(&activation.source_spec(), true)
+            .await
+            .map_err(|error| Error::Source {
+                activation: activation.name.clone(),
+                error,
+            })?
+            .rows
+            .unwrap_or_default();
+        if rows <= max {
+            return Ok(());
+        }
+        let name = &activation.name;
+        Err(Error::Refused {
+            activation: name.clone(),
+            message: format!(
+                "refused by a safety limit; nothing sent: this is its first run and it would send {rows} rows, more than limits.first_run_max ({max}). Choose: `first_run: send_all` to invite them all, `first_run: skip_existing` to invite only rows that arrive from now on, or `retl run {name} --limit N` to send N as a canary"
+            ),
+        })
+    }
+
+    /// How many rows this run may start sending: the least of `--limit`,
+    /// `limits.max_per_run` and what `limits.max_per_day` leaves of today (UTC).
+    pub(super) async fn budget(&self) -> Result<Option<(u64, String)>> {
+        let limits = self.activation.limits;
+        let mut budget: Option<(u64, String)> = None;
+        let mut bound = |n: u64, why: String| {
+            if budget.as_ref().is_none_or(|(b, _)| n < *b) {
+                budget = Some((n, why));
+            }
+        };
+        if let Some(n) = self.options.limit {
+            bound(
+                n,
+                format!("limit: --limit {n} reached; sent by a later run"),
+            );
+        }
+        if let Some(n) = limits.max_per_run {
+            bound(
+                n,
+                format!("cap: limits.max_per_run ({n}) reached; sent by a later run"),
+            );
+        }
+        if let Some(n) = limits.max_per_day {
+            let midnight = self
+                .state
+                .clock()
+                .now()
+                .date_naive()
+                .and_time(chrono::NaiveTime::MIN)
+                .and_utc()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let today = self
+                .state
+                .sent_since(&self.activation.name, &midnight)
+                .await?;
+            bound(
+                n.saturating_sub(today),
+                format!("cap: limits.max_per_day ({n}) reached; sent on a later day"),
+            );
+        }
+        Ok(budget)
+    }
+}

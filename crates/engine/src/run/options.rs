@@ -1,0 +1,157 @@
+//! What a run is started with: its options, the cancellation every part of
+//! it waits on, and the hold points tests stop it at.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use retl_state::{Counts, RowOutcome};
+
+/// A cancellation every part of a run can poll or wait on, and the moment it
+/// came (every deadline of an interrupt counts from it).
+#[derive(Debug, Clone)]
+pub struct Cancel(Arc<tokio::sync::watch::Sender<Option<tokio::time::Instant>>>);
+
+impl Default for Cancel {
+    fn default() -> Self {
+        Cancel(Arc::new(tokio::sync::watch::channel(None).0))
+    }
+}
+
+impl Cancel {
+    /// Cancels (SIGINT, SIGTERM): every waiter wakes. A second cancel keeps
+    /// the first one's moment.
+    pub fn cancel(&self) {
+        self.0.send_if_modified(|at| {
+            if at.is_some() {
+                return false;
+            }
+            *at = Some(tokio::time::Instant::now());
+            true
+        });
+    }
+
+    /// Whether it was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.borrow().is_some()
+    }
+
+    /// `after` past the moment of the cancel, if it was cancelled.
+    pub fn deadline(&self, after: Duration) -> Option<tokio::time::Instant> {
+        self.0.borrow().map(|at| at + after)
+    }
+
+    /// Waits until it is cancelled.
+    pub async fn cancelled(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(Option::is_some).await;
+    }
+}
+
+/// A point in a run where it can be told to stop and wait (`--hold-at`,
+/// for tests that kill or interrupt a run at an exact moment instead of
+/// guessing with sleeps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldPoint {
+    /// Just after a row was durably marked in flight, before its request leaves.
+    InFlight,
+    /// Just after a row's outcome was recorded.
+    Recorded,
+}
+
+/// Where a run holds: at the `count`-th arrival at `point`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    /// The point.
+    pub point: HoldPoint,
+    /// Which arrival (from 1).
+    pub count: u64,
+}
+
+impl std::str::FromStr for Hold {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let err = || format!("`{s}` is not POINT:N with POINT in_flight or recorded");
+        let (point, count) = s.split_once(':').ok_or_else(err)?;
+        let point = match point {
+            "in_flight" => HoldPoint::InFlight,
+            "recorded" => HoldPoint::Recorded,
+            _ => return Err(err()),
+        };
+        let count = count.parse().ok().filter(|n| *n > 0).ok_or_else(err)?;
+        Ok(Hold { point, count })
+    }
+}
+
+/// Which rows of an earlier run a resend sends again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resend {
+    /// The earlier run.
+    pub run_id: String,
+    /// `uncertain` or `rejected`.
+    pub outcome: RowOutcome,
+}
+
+/// Options of one run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// How long the activation's lease lasts without renewal; it is renewed
+    /// every third of that while the run lives.
+    pub lease: Duration,
+    /// Cancel it to stop the run gracefully (SIGINT, SIGTERM): no new batch is
+    /// read and no new request starts; the run ends within `drain` of the cancel.
+    pub cancel: Cancel,
+    /// The one deadline of an interrupt, counted from the cancel: requests under
+    /// way may finish until shortly before it (the rest are `uncertain`), every
+    /// wait and commit ends by it. The CLI sets the request timeout plus 5 s.
+    pub drain: Duration,
+    /// A resend (`retl runs resend RUN_ID --uncertain|--rejected`): before
+    /// reading, the rows that earlier run logged with that outcome are made
+    /// sendable again, and only they are sent; other new rows wait for the
+    /// next run (`skipped`).
+    pub resend: Option<Resend>,
+    /// Hold the run at this point: it prints `retl: holding at POINT N` on
+    /// stderr and waits until cancelled (or killed).
+    pub hold: Option<Hold>,
+    /// Send at most this many rows (`--limit`, a canary); the rest are
+    /// `skipped` and go out in later runs. It also lets a guarded first run,
+    /// or a surge, go.
+    pub limit: Option<u64>,
+    /// Send even when the run's new rows are a surge (`--allow-surge`).
+    pub allow_surge: bool,
+    /// Where the run keeps its counts so far, for a progress display:
+    /// updated after every batch is classified and every row is recorded.
+    pub progress: Option<Arc<std::sync::Mutex<Counts>>>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            lease: Duration::from_mins(1),
+            cancel: Cancel::default(),
+            drain: Duration::from_secs(30),
+            resend: None,
+            hold: None,
+            limit: None,
+            allow_surge: false,
+            progress: None,
+        }
+    }
+}
+
+/// At the `count`-th arrival at the hold point the options ask for (counted in
+/// `arrivals`), says so and waits until cancelled (or killed).
+pub(crate) async fn hold_at(options: &RunOptions, point: HoldPoint, arrivals: &AtomicU64) {
+    let Some(hold) = options.hold.filter(|h| h.point == point) else {
+        return;
+    };
+    if arrivals.fetch_add(1, Ordering::SeqCst) + 1 == hold.count {
+        let name = match point {
+            HoldPoint::InFlight => "in_flight",
+            HoldPoint::Recorded => "recorded",
+        };
+        tracing::warn!("retl: holding at {name} {}", hold.count);
+        options.cancel.cancelled().await;
+    }
+}
