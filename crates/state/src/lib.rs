@@ -32,12 +32,14 @@
 //! sleeping.
 
 mod clock;
+mod cursor;
 mod db;
 mod error;
 mod lease;
 mod ledger;
 pub mod migrate;
 mod runs;
+mod search;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -45,14 +47,14 @@ use std::sync::Arc;
 #[cfg(test)]
 pub(crate) use clock::ManualClock;
 pub use clock::{Clock, OffsetClock, SystemClock};
+pub use cursor::Cursor;
 pub use db::OpenOptions;
 pub use error::{Error, Result};
 pub use lease::{Fenced, Lease};
 pub use ledger::{Outcome, Recovered};
 use retl_config::redact_url;
-pub use runs::{
-    Counts, Cursor, FoundRow, RowLog, RowOutcome, RunFilter, RunMatch, RunStatus, RunSummary,
-};
+pub use runs::{Counts, RowLog, RowOutcome, RunStatus, RunSummary};
+pub use search::{FoundRow, RunFilter, RunMatch};
 
 use db::Db;
 

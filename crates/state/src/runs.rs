@@ -1,4 +1,6 @@
-//! The run log: one row per run, one row per row of a run that needed a decision.
+//! The run log: one row per run, one row per row of a run that needed a
+//! decision; its vocabulary (statuses, outcomes, counts) and its writes.
+//! Searching it is `search.rs`'s; the cursors beside it, `cursor.rs`'s.
 
 use std::fmt;
 use std::str::FromStr;
@@ -6,7 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::db::on;
-use crate::{Error, Fenced, Result, State};
+use crate::{Error, Fenced, Result, RunFilter, State};
 
 /// Declares a state enum whose serde and database spellings are one and the same.
 macro_rules! spelled {
@@ -219,7 +221,7 @@ impl RowLog {
 
 /// A `runs` row as stored.
 #[derive(sqlx::FromRow)]
-struct RunRow {
+pub(crate) struct RunRow {
     run_id: String,
     activation: String,
     status: String,
@@ -252,7 +254,7 @@ impl TryFrom<RunRow> for RunSummary {
 
 /// A `run_rows` row as stored.
 #[derive(sqlx::FromRow)]
-struct LogRow {
+pub(crate) struct LogRow {
     row_key: String,
     reference: Option<String>,
     outcome: String,
@@ -285,56 +287,11 @@ impl TryFrom<LogRow> for RowLog {
     }
 }
 
-const RUN_COLUMNS: &str = "run_id, activation, status, started_at, finished_at, counts, error";
+pub(crate) const RUN_COLUMNS: &str =
+    "run_id, activation, status, started_at, finished_at, counts, error";
 
 fn counts_json(counts: &Counts) -> String {
     serde_json::to_string(counts).expect("counts serialise")
-}
-
-/// An activation's cursor (cursor mode), as recorded.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Cursor {
-    /// The high-water mark: its kind (`int`, `time`, `text`) and text.
-    pub high_water: Option<(String, String)>,
-    /// When the last full scan started (RFC 3339, UTC).
-    pub full_scan_at: Option<String>,
-}
-
-/// Which runs `retl runs list` shows.
-#[derive(Debug, Clone, Default)]
-pub struct RunFilter<'a> {
-    /// Only runs of this activation.
-    pub activation: Option<&'a str>,
-    /// Only runs with this status.
-    pub status: Option<RunStatus>,
-    /// Only runs started at or after this time (RFC 3339, UTC).
-    pub since: Option<String>,
-}
-
-/// One run-log row found by [`State::find_rows`], with its run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FoundRow {
-    /// The run that logged it.
-    pub run_id: String,
-    /// The run's activation.
-    pub activation: String,
-    /// When it was logged (RFC 3339, UTC).
-    pub at: String,
-    /// The row as logged.
-    #[serde(flatten)]
-    pub row: RowLog,
-}
-
-/// A run id given by a person: a whole id, `latest`, a unique prefix, or a
-/// unique ending (the characters that differ between ids of one day).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RunMatch {
-    /// Exactly one run.
-    One(String),
-    /// No run.
-    None,
-    /// Several runs; their ids, newest first (at most 10).
-    Ambiguous(Vec<String>),
 }
 
 impl State {
@@ -345,123 +302,6 @@ impl State {
             ..RunFilter::default()
         };
         self.find_runs(&filter, limit).await
-    }
-
-    /// The most recent runs that pass `filter`, newest first.
-    pub async fn find_runs(&self, filter: &RunFilter<'_>, limit: u32) -> Result<Vec<RunSummary>> {
-        let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM runs
-             WHERE (CAST($1 AS TEXT) IS NULL OR activation = $1)
-               AND (CAST($2 AS TEXT) IS NULL OR status = $2)
-               AND (CAST($3 AS TEXT) IS NULL OR started_at >= $3)
-             ORDER BY started_at DESC, run_id DESC LIMIT $4"
-        );
-        let rows: Vec<RunRow> = on!(self.db.executor(), |c| sqlx::query_as(&sql)
-            .bind(filter.activation)
-            .bind(filter.status.map(RunStatus::as_str))
-            .bind(filter.since.as_deref())
-            .bind(i64::from(limit))
-            .fetch_all(c)
-            .await)
-        .map_err(Error::db("list runs"))?;
-        rows.into_iter().map(RunSummary::try_from).collect()
-    }
-
-    /// Resolves a run id as a person gives it: the whole id, `latest` (the
-    /// newest run, of `activation` if given), a prefix, or an ending.
-    pub async fn match_run(&self, given: &str, activation: Option<&str>) -> Result<RunMatch> {
-        let given = given.trim();
-        let ids = |pattern: String| async move {
-            let rows: Vec<(String,)> = on!(self.db.executor(), |c| sqlx::query_as(
-                "SELECT run_id FROM runs
-                 WHERE run_id LIKE $1 AND (CAST($2 AS TEXT) IS NULL OR activation = $2)
-                 ORDER BY started_at DESC, run_id DESC LIMIT 11"
-            )
-            .bind(pattern)
-            .bind(activation)
-            .fetch_all(c)
-            .await)
-            .map_err(Error::db("find a run"))?;
-            Ok::<_, Error>(rows.into_iter().map(|(id,)| id).collect::<Vec<_>>())
-        };
-        if given == "latest" {
-            let newest = self
-                .find_runs(
-                    &RunFilter {
-                        activation,
-                        ..RunFilter::default()
-                    },
-                    1,
-                )
-                .await?;
-            return Ok(newest
-                .into_iter()
-                .next()
-                .map_or(RunMatch::None, |r| RunMatch::One(r.run_id)));
-        }
-        // Run ids are hex digits and dashes: nothing to escape in a LIKE pattern.
-        if given.is_empty() || !given.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-            return Ok(RunMatch::None);
-        }
-        let given = given.to_ascii_lowercase();
-        for pattern in [given.clone(), format!("{given}%"), format!("%{given}")] {
-            let mut found = ids(pattern).await?;
-            match found.len() {
-                0 => {}
-                1 => return Ok(RunMatch::One(found.remove(0))),
-                _ => {
-                    found.truncate(10);
-                    return Ok(RunMatch::Ambiguous(found));
-                }
-            }
-        }
-        Ok(RunMatch::None)
-    }
-
-    /// Every run-log row whose reference or key is `needle`, newest first
-    /// (at most `limit`), across all runs (of `activation` if given). Served
-    /// by the `run_rows` indexes on `reference` and `row_key`.
-    pub async fn find_rows(
-        &self,
-        needle: &str,
-        activation: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<FoundRow>> {
-        #[derive(sqlx::FromRow)]
-        struct Hit {
-            run_id: String,
-            activation: String,
-            at: String,
-            #[sqlx(flatten)]
-            row: LogRow,
-        }
-        let hits: Vec<Hit> = on!(self.db.executor(), |c| {
-            sqlx::query_as(
-            "SELECT r.run_id, runs.activation, r.at, r.row_key, r.reference, r.outcome, r.reason,
-                    r.status_code, r.error_code, r.correlation_id, r.invitation_id, r.link_url
-             FROM (SELECT * FROM run_rows WHERE reference = $1
-                   UNION SELECT * FROM run_rows WHERE row_key = $1) r
-             JOIN runs ON runs.run_id = r.run_id
-             WHERE CAST($2 AS TEXT) IS NULL OR runs.activation = $2
-             ORDER BY r.at DESC, r.run_id DESC, r.seq DESC LIMIT $3"
-        )
-        .bind(needle)
-        .bind(activation)
-        .bind(i64::from(limit))
-        .fetch_all(c)
-        .await
-        })
-        .map_err(Error::db("search the run logs"))?;
-        hits.into_iter()
-            .map(|hit| {
-                Ok(FoundRow {
-                    run_id: hit.run_id,
-                    activation: hit.activation,
-                    at: hit.at,
-                    row: RowLog::try_from(hit.row)?,
-                })
-            })
-            .collect()
     }
 
     /// One run, if it exists.
@@ -544,26 +384,6 @@ impl State {
                     })
             })
             .collect()
-    }
-
-    /// The activation's cursor: its high-water mark (kind and text) and when
-    /// its last full scan started, as recorded by completed runs.
-    pub async fn cursor(&self, activation: &str) -> Result<Cursor> {
-        let row: Option<(Option<String>, Option<String>, Option<String>)> =
-            on!(self.db.executor(), |c| sqlx::query_as(
-                "SELECT kind, high_water, full_scan_at FROM cursors WHERE activation = $1"
-            )
-            .bind(activation)
-            .fetch_optional(c)
-            .await)
-            .map_err(Error::db("read the cursor"))?;
-        Ok(match row {
-            Some((kind, high_water, full_scan_at)) => Cursor {
-                high_water: kind.zip(high_water),
-                full_scan_at,
-            },
-            None => Cursor::default(),
-        })
     }
 
     /// Whether `activation` has a completed run (its first run is over).
@@ -685,35 +505,6 @@ impl Fenced {
         .await
         .map(|_| ()))
         .map_err(Error::db("record the end of a run"))?;
-        Ok(())
-    }
-
-    /// Records the activation's cursor after a completed run: its high-water
-    /// mark (`kind` and text, as the source crate writes them; `None` keeps
-    /// the one recorded) and, after a full scan, when it started.
-    pub async fn set_cursor(
-        &mut self,
-        high_water: Option<(&str, &str)>,
-        full_scan_at: Option<&str>,
-    ) -> Result<()> {
-        on!(self.tx.executor(), |c| sqlx::query(
-            "INSERT INTO cursors (activation, kind, high_water, full_scan_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (activation) DO UPDATE SET
-                kind = COALESCE(excluded.kind, cursors.kind),
-                high_water = COALESCE(excluded.high_water, cursors.high_water),
-                full_scan_at = COALESCE(excluded.full_scan_at, cursors.full_scan_at),
-                updated_at = excluded.updated_at"
-        )
-        .bind(&self.activation)
-        .bind(high_water.map(|(kind, _)| kind))
-        .bind(high_water.map(|(_, text)| text))
-        .bind(full_scan_at)
-        .bind(&self.now)
-        .execute(c)
-        .await
-        .map(|_| ()))
-        .map_err(Error::db("record the cursor"))?;
         Ok(())
     }
 
