@@ -5,6 +5,10 @@
 //! destination's `defaults`. The result is the [`EmailInvitation`] that is
 //! sent (or turned into an [`InvitationLink`](crate::InvitationLink)); there
 //! is no intermediate type to keep in step with it.
+//!
+//! [`Invitations::origins`] tells, for a preview, which of those layers each
+//! value came from; it lives here because it reads the same bindings. Half
+//! of the file's length is its tests.
 
 use std::fmt;
 
