@@ -351,8 +351,7 @@ impl<'a> RunCtx<'a> {
 
         // Until an activation's first run completes, `skip_existing` records
         // the rows already there instead of sending them.
-        let baseline = activation.first_run == FirstRun::SkipExisting
-            && !self.state.has_completed_run(name).await?;
+        let baseline = activation.first_run == FirstRun::SkipExisting && first_run;
         if baseline {
             tracing::info!(
                 "first run with first_run: skip_existing: recording existing rows, sending none"
