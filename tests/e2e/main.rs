@@ -961,6 +961,17 @@ pub(crate) fn spawn_held(world: &World, hold: &str, extra: &[&str]) -> std::proc
     child
 }
 
+/// `retl ARGS` with this world's configuration: exit code, stdout as JSON
+/// (`null` when it is not), and stderr.
+pub(crate) fn json(world: &World, args: &[&str]) -> (i32, Value, String) {
+    let out = world.retl(args, "emulator-secret");
+    (
+        out.status.code().unwrap(),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The first row of a run log (`retl runs show --json`) with `outcome`.
 pub(crate) fn row_with(log: &Value, outcome: &str) -> Value {
     log["rows"]

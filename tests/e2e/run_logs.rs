@@ -3,16 +3,7 @@
 
 use serde_json::Value;
 
-use super::{World, count, spawn_held};
-
-fn json(world: &World, args: &[&str]) -> (i32, Value, String) {
-    let out = world.retl(args, "emulator-secret");
-    (
-        out.status.code().unwrap(),
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use super::{World, count, json, spawn_held};
 
 /// Two runs: rows 1-3 (row 2 rejected), then rows 4-5.
 fn two_runs(world: &World) -> (String, String) {

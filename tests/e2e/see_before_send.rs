@@ -2,20 +2,7 @@
 //! `retl preview` / `run --dry-run`, the surge guard, `max_row_age`, rows a
 //! fixed setting recovers, and keys that change type.
 
-use serde_json::Value;
-
-use super::{Kind, World, count, row_with};
-
-/// `retl ARGS --json` on the `orders` activation: exit code and JSON.
-fn json(world: &World, args: &[&str]) -> (i32, Value, String) {
-    let out = world.retl(args, "emulator-secret");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    (
-        out.status.code().unwrap(),
-        serde_json::from_str(&stdout).unwrap_or(Value::Null),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use super::{Kind, World, count, json, row_with};
 
 #[test]
 fn a_preview_shows_each_body_with_its_origins_and_the_rejections_and_changes_nothing() {
