@@ -2,10 +2,11 @@
 # Source read benchmark: retl's PostgreSQL read vs the raw COPY of the same
 # columns, measured in one run on the same table. Not a test: it prints figures.
 #
-#   scripts/bench.sh [--rows N] [--url postgres://…] [--pg-state]
+#   scripts/bench.sh [--rows N] [--url postgres://…] [--pg-state] [--no-peer]
 #
 # --pg-state keeps retl's state in a PostgreSQL schema (retl_bench_state, made
-# afresh) on the same server instead of a SQLite file.
+# afresh) on the same server instead of a SQLite file. --no-peer leaves the
+# peer script out (it takes longest, and does not depend on retl's state).
 #
 # Generates retl_bench.orders with N rows (default 1,000,000) unless it already
 # holds N rows, then times, one after the other:
@@ -20,19 +21,23 @@
 #   cursor:    the same activation in cursor mode (source.incremental.cursor:
 #              order_id, the primary key's index) after 1,000 new rows, as
 #              `retl run --dry-run` (reads, diffs and maps; sending excluded)
+#   incr_1000: the same 1,000 new rows found by a full scan (no cursor), as
+#              `retl run --dry-run`; and by the peer script
 # and prints the times, the ratios to raw, rows per second and peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rows=1000000
 pg_state=0
+peer=1
 url="${RETL_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --rows) rows="$2"; shift 2 ;;
     --url) url="$2"; shift 2 ;;
     --pg-state) pg_state=1; shift ;;
-    *) echo "usage: scripts/bench.sh [--rows N] [--url postgres://...]" >&2; exit 2 ;;
+    --no-peer) peer=0; shift ;;
+    *) echo "usage: scripts/bench.sh [--rows N] [--url postgres://...] [--pg-state] [--no-peer]" >&2; exit 2 ;;
   esac
 done
 columns="order_id,full_name,email,locale,sku"
@@ -131,8 +136,23 @@ run_peer() {
   echo "$(echo "$end - $start" | bc -l) $(sed -n 's/.*Maximum resident set size (kbytes): //p' "$log")"
   rm -f "$log"
 }
-read -r peer_first peer_first_rss < <(run_peer)
-read -r peer_incr peer_incr_rss < <(run_peer)
+if [ "$peer" = 1 ]; then
+  read -r peer_first peer_first_rss < <(run_peer)
+  read -r peer_incr peer_incr_rss < <(run_peer)
+fi
+
+# A dry run reads, diffs and maps every row and sends nothing: the figure
+# for "1,000 new rows, sending excluded".
+dry_run() {
+  local log start end
+  log=$(mktemp)
+  start=$(now)
+  /usr/bin/time -v target/release/retl --config-dir "$work/configs" --state "$state" run orders --dry-run --json > "$log.out" 2> "$log"
+  end=$(now)
+  echo "$(echo "$end - $start" | bc -l) $(sed -n 's/.*Maximum resident set size (kbytes): //p' "$log") $(sed -n 's/.*"new":\([0-9]*\).*/\1/p' "$log.out")"
+  rm -f "$log" "$log.out"
+}
+full_scan_yaml=$(cat "$work/configs/activations/orders.yaml")
 
 # Cursor mode: its first run is a full scan that sets the high-water mark;
 # then 1,000 new rows, and a dry run reads only those.
@@ -146,24 +166,34 @@ run_retl > /dev/null
 psql "$url" -q -v ON_ERROR_STOP=1 -c "INSERT INTO retl_bench.orders
   SELECT g, 'Customer ' || g, 'customer' || g || '@shop.example', 'en-US', 'SKU-1', now()
   FROM generate_series($rows + 1, $rows + 1000) g"
-log=$(mktemp)
-start=$(now)
-/usr/bin/time -v target/release/retl --config-dir "$work/configs" --state "$state" run orders --dry-run --json > "$log.out" 2> "$log"
-end=$(now)
-cursor=$(echo "$end - $start" | bc -l)
-cursor_rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$log")
-cursor_new=$(sed -n 's/.*"new":\([0-9]*\).*/\1/p' "$log.out")
-rm -f "$log" "$log.out"
+read -r cursor cursor_rss cursor_new < <(dry_run)
+
+# The same 1,000 new rows found by a full scan (no cursor), and by the peer.
+echo "$full_scan_yaml" > "$work/configs/activations/orders.yaml"
+read -r fresh fresh_rss fresh_new < <(dry_run)
+if [ "$peer" = 1 ]; then
+  read -r peer_new peer_new_rss < <(run_peer)
+fi
 psql "$url" -q -c "DELETE FROM retl_bench.orders WHERE order_id > $rows"
 
-printf '\nrows: %d (columns %s)\n' "$rows" "$columns"
-printf '%-10s %9s %8s %14s %10s\n' stage seconds ratio rows/s peak_RSS
-printf '%-10s %9.3f %8s %14.0f %10s\n' raw_copy "$raw" 1.00 "$(echo "$rows / $raw" | bc -l)" -
-printf '%-10s %9.3f %8.2f %14.0f %8.1fMB\n' retl "$retl" "$(echo "$retl / $raw" | bc -l)" "$(echo "$rows / $retl" | bc -l)" "$(echo "$retl_rss / 1024" | bc -l)"
-printf '%-10s %9.3f %8.2f %14.0f %8.1fMB\n' retl+hash "$hashed" "$(echo "$hashed / $raw" | bc -l)" "$(echo "$rows / $hashed" | bc -l)" "$(echo "$hashed_rss / 1024" | bc -l)"
-printf '%-10s %9.3f %8.2f %14.0f %8.1fMB\n' baseline "$baseline" "$(echo "$baseline / $raw" | bc -l)" "$(echo "$rows / $baseline" | bc -l)" "$(echo "$baseline_rss / 1024" | bc -l)"
-printf '%-10s %9.3f %8.2f %14.0f %8.1fMB\n' increment "$incremental" "$(echo "$incremental / $raw" | bc -l)" "$(echo "$rows / $incremental" | bc -l)" "$(echo "$incremental_rss / 1024" | bc -l)"
-printf '%-10s %9.3f %8.2f %14.0f %8.1fMB\n' peer_first "$peer_first" "$(echo "$peer_first / $raw" | bc -l)" "$(echo "$rows / $peer_first" | bc -l)" "$(echo "$peer_first_rss / 1024" | bc -l)"
-printf '%-10s %9.3f %8.2f %14.0f %8.1fMB\n' peer_incr "$peer_incr" "$(echo "$peer_incr / $raw" | bc -l)" "$(echo "$rows / $peer_incr" | bc -l)" "$(echo "$peer_incr_rss / 1024" | bc -l)"
-printf 'retl vs the peer script: first run %.2fx its time, incremental %.2fx its time\n' "$(echo "$baseline / $peer_first" | bc -l)" "$(echo "$incremental / $peer_incr" | bc -l)"
-printf '%-10s %9.3f %8.2f %14s %8.1fMB   (%s new rows found)\n' cursor "$cursor" "$(echo "$cursor / $raw" | bc -l)" - "$(echo "$cursor_rss / 1024" | bc -l)" "$cursor_new"
+line() { # stage seconds rss_kb [note]
+  printf '%-11s %9.3f %8.2f %14.0f %8.1fMB %s\n' "$1" "$2" "$(echo "$2 / $raw" | bc -l)" \
+    "$(echo "$rows / $2" | bc -l)" "$(echo "$3 / 1024" | bc -l)" "${4:-}"
+}
+printf '\nrows: %d (columns %s), state %s\n' "$rows" "$columns" "${state%%\?*}"
+printf '%-11s %9s %8s %14s %10s\n' stage seconds ratio rows/s peak_RSS
+printf '%-11s %9.3f %8s %14.0f %10s\n' raw_copy "$raw" 1.00 "$(echo "$rows / $raw" | bc -l)" -
+line retl "$retl" "$retl_rss" "(the source stage alone)"
+line retl+hash "$hashed" "$hashed_rss" "(and the diff's hashing)"
+line baseline "$baseline" "$baseline_rss" "(first run, skip_existing)"
+line increment "$incremental" "$incremental_rss" "(full scan, nothing new)"
+line incr_1000 "$fresh" "$fresh_rss" "(full scan, $fresh_new new rows, dry run)"
+line cursor "$cursor" "$cursor_rss" "(cursor mode, $cursor_new new rows, dry run)"
+if [ "$peer" = 1 ]; then
+  line peer_first "$peer_first" "$peer_first_rss"
+  line peer_incr "$peer_incr" "$peer_incr_rss"
+  line peer_1000 "$peer_new" "$peer_new_rss"
+  printf 'the peer script over retl: first run %.1fx, nothing new %.1fx, 1,000 new %.1fx (above 1: retl is faster)\n' \
+    "$(echo "$peer_first / $baseline" | bc -l)" "$(echo "$peer_incr / $incremental" | bc -l)" \
+    "$(echo "$peer_new / $fresh" | bc -l)"
+fi

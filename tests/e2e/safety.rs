@@ -54,6 +54,61 @@ fn killed_runs_with_a_postgresql_state_database_never_send_twice() {
     }
 }
 
+/// Runs killed (SIGKILL) just after a block of key-segment records was
+/// committed: a first run recording the rows already there (`skip_existing`)
+/// killed between two of its blocks, then a run killed while folding keys the
+/// ledger had settled into blocks. No old row is ever sent, and each new row
+/// exactly once.
+#[test]
+fn runs_killed_while_writing_key_segments_send_each_new_row_once() {
+    let world = crash_world();
+    world.write_destination_with("rate_limits: []\nconcurrency: 4\n");
+    world.edit_activation(|yaml| yaml.replace("first_run: send_all", "first_run: skip_existing"));
+    world.insert(1, 300, None, None);
+    let mut child = spawn_held(&world, "segments:2", &["--key-flush-rows", "50"]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (code, first) = world.run();
+    assert_eq!(code, 0, "{first}");
+    assert_eq!(count(&first, "baseline"), 300, "{first}");
+    assert_eq!(world.emulator().stats().invitation_requests, 0);
+
+    world.insert(301, 400, None, None);
+    let (code, second) = world.run();
+    assert_eq!(code, 0, "{second}");
+    assert_eq!(
+        (count(&second, "sent"), count(&second, "already_sent")),
+        (100, 300)
+    );
+
+    // The next run folds the 100 keys the ledger settled, in blocks of 10;
+    // it is killed after the first, before it sends its own new rows.
+    world.insert(401, 460, None, None);
+    let mut child = spawn_held(&world, "segments:1", &["--key-flush-rows", "10"]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let third = run_to_completion(&world);
+    assert_eq!(count(&third, "already_sent"), 400, "{third}");
+    let (code, last) = world.run();
+    assert_eq!(code, 0, "{last}");
+    assert_eq!(
+        (count(&last, "sent"), count(&last, "already_sent")),
+        (0, 460)
+    );
+    let accepted = world.accepted_references();
+    assert!(
+        accepted.values().all(|&n| n == 1),
+        "a reference was accepted twice"
+    );
+    let mut sent: Vec<u32> = accepted.keys().map(|r| r.parse().unwrap()).collect();
+    sent.sort_unstable();
+    assert_eq!(
+        sent,
+        (301..=460).collect::<Vec<_>>(),
+        "each new row, once; no old one"
+    );
+}
+
 /// `trials` times: new rows, a run killed (SIGKILL) at a chosen point (a row
 /// just marked in flight, or just recorded), then runs until done; after each,
 /// nothing sent twice and every row accounted for.

@@ -119,10 +119,13 @@ enum Command {
         /// Show what the run would do and do none of it (the same as `retl preview`).
         #[arg(long)]
         dry_run: bool,
-        /// For tests: stop at POINT:N (in_flight:N, recorded:N), say so on
-        /// stderr, and wait to be killed or interrupted.
+        /// For tests: stop at POINT:N (in_flight:N, recorded:N, segments:N),
+        /// say so on stderr, and wait to be killed or interrupted.
         #[arg(long, hide = true, env = "RETL_HOLD_AT", value_name = "POINT:N")]
         hold_at: Option<retl_engine::Hold>,
+        /// For tests: key-segment records held before a write (default 1,000,000).
+        #[arg(long, hide = true, env = "RETL_KEY_FLUSH_ROWS", value_name = "N")]
+        key_flush_rows: Option<usize>,
     },
     /// Run every activation that has a `schedule:`, on time, until SIGINT or
     /// SIGTERM, and serve the run-log page, /metrics (Prometheus), /healthz and
@@ -467,6 +470,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             allow_surge,
             dry_run,
             hold_at,
+            key_flush_rows,
         } => {
             let names = if all {
                 ctx.project()?.activations.keys().cloned().collect()
@@ -487,6 +491,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 limit,
                 allow_surge,
                 hold: hold_at,
+                key_flush_rows,
             };
             commands::run::run(&ctx, &names, &run).await
         }

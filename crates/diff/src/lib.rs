@@ -17,11 +17,15 @@
 //!   rejected for bad data is tried again only when its content changed; a key
 //!   that failed for a transient reason is tried again; a key whose delivery is
 //!   uncertain is never resent automatically.
+//! - [`keyset`]: the settled keys of an activation in memory, so that a full
+//!   scan decides most rows without asking the ledger.
 
 mod classify;
 mod error;
 pub mod hash;
+pub mod keyset;
 
 pub use classify::{Class, Entry, Status, classify};
 pub use error::{Error, Result};
 pub use hash::{RowHash, canonical_from_legacy, combine, fingerprint, hash_keys, hash_rows};
+pub use keyset::{KeySet, KeySetBuilder, Seen};

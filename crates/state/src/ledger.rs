@@ -7,13 +7,11 @@ use std::collections::HashMap;
 
 use retl_diff::{Entry, RowHash, Status};
 
-use crate::db::{Db, Tx, on};
+use crate::db::{Db, on};
 use crate::{Error, Fenced, Result, State};
 
 /// Keys per lookup statement (well under SQLite's limit of 32,766 bound parameters).
 const LOOKUP_CHUNK: usize = 1_000;
-/// Rows per multi-row baseline insert (6 parameters each on SQLite).
-const INSERT_CHUNK: usize = 1_000;
 
 /// The final outcome of one row of a run, to be recorded for its key.
 #[derive(Debug, Clone, Copy)]
@@ -153,7 +151,9 @@ impl State {
         Ok(found)
     }
 
-    /// How many keys of `activation` have each status.
+    /// How many keys of `activation` have each status (baseline keys that
+    /// only the key segments hold included). It loads the segments: for
+    /// reports and tests, not for every run.
     pub async fn ledger_counts(&self, activation: &str) -> Result<Vec<(Status, u64)>> {
         let rows: Vec<(String, i64)> = on!(self.db.executor(), |c| {
             sqlx::query_as(
@@ -164,9 +164,21 @@ impl State {
             .await
         })
         .map_err(Error::db("count the ledger"))?;
-        rows.into_iter()
+        let mut counts: Vec<(Status, u64)> = rows
+            .into_iter()
             .map(|(status, n)| Ok((to_status(&status)?, u64::try_from(n).unwrap_or_default())))
-            .collect()
+            .collect::<Result<_>>()?;
+        let only_segments = self.segment_only_keys(activation).await?;
+        if only_segments > 0 {
+            match counts.iter_mut().find(|(s, _)| *s == Status::Baseline) {
+                Some((_, n)) => *n += only_segments,
+                None => {
+                    counts.push((Status::Baseline, only_segments));
+                    counts.sort_by_key(|(s, _)| s.as_str());
+                }
+            }
+        }
+        Ok(counts)
     }
 }
 
@@ -217,83 +229,30 @@ impl Fenced {
 
     /// Remembers the new content of keys that changed after they were handled
     /// (`ignored_changed`: sent, baseline or too old; never sent again), so
-    /// that each change is logged once, and later runs find them unchanged.
+    /// that each change is logged once, and later runs find them unchanged. A
+    /// baseline key only the key segments held gets a ledger row of its own;
+    /// the segments get the new content too.
     pub async fn note_changed(&mut self, rows: &[(RowHash, RowHash)]) -> Result<()> {
         for (key, content) in rows {
             on!(self.tx.executor(), |c| sqlx::query(
-                "UPDATE ledger SET content_hash = $3, updated_at = $4
-                 WHERE activation = $1 AND key_hash = $2
-                   AND status IN ('sent', 'baseline', 'too_old')"
+                "INSERT INTO ledger (activation, key_hash, content_hash, status, attempts,
+                                     first_run, last_run, updated_at)
+                 VALUES ($1, $2, $3, 'baseline', 0, $5, $5, $4)
+                 ON CONFLICT (activation, key_hash) DO UPDATE SET
+                    content_hash = excluded.content_hash, updated_at = excluded.updated_at
+                 WHERE ledger.status IN ('sent', 'baseline', 'too_old')"
             )
             .bind(&self.activation)
             .bind(key.as_slice())
             .bind(content.as_slice())
             .bind(&self.now)
+            .bind(&self.run_id)
             .execute(c)
             .await
             .map(|_| ()))
             .map_err(Error::db("note a changed key"))?;
         }
-        Ok(())
-    }
-
-    /// Records keys as `baseline` (present before the activation's first run),
-    /// each with its key text, leaving any key the ledger already holds as it is.
-    pub async fn record_baseline(&mut self, rows: &[(RowHash, RowHash, String)]) -> Result<()> {
-        // Inserting in key order fills the ledger's B-tree page after page.
-        let mut rows: Vec<&(RowHash, RowHash, String)> = rows.iter().collect();
-        rows.sort_unstable_by_key(|(key, _, _)| *key);
-        let insert = Error::db("record a baseline");
-        for chunk in rows.chunks(INSERT_CHUNK) {
-            // One statement per chunk: a round trip per row would dominate.
-            match &mut self.tx {
-                Tx::Sqlite(tx) => {
-                    // Anonymous `?` parameters (see `lookup_changes`).
-                    let mut sql = String::from(
-                        "INSERT INTO ledger (activation, key_hash, content_hash, status, attempts,
-                                             row_key, first_run, last_run, updated_at) VALUES ",
-                    );
-                    sql.push_str(
-                        &vec!["(?, ?, ?, 'baseline', 0, ?, ?, ?, ?)"; chunk.len()].join(", "),
-                    );
-                    sql.push_str(" ON CONFLICT (activation, key_hash) DO NOTHING");
-                    let mut query = sqlx::query(&sql);
-                    for (key, content, row_key) in chunk {
-                        query = query
-                            .bind(&self.activation)
-                            .bind(key.as_slice())
-                            .bind(content.as_slice())
-                            .bind(row_key.as_str())
-                            .bind(&self.run_id)
-                            .bind(&self.run_id)
-                            .bind(&self.now);
-                    }
-                    query.execute(&mut **tx).await.map_err(insert)?;
-                }
-                Tx::Postgres(tx) => {
-                    let keys: Vec<&[u8]> = chunk.iter().map(|(k, _, _)| k.as_slice()).collect();
-                    let contents: Vec<&[u8]> = chunk.iter().map(|(_, c, _)| c.as_slice()).collect();
-                    let texts: Vec<&str> = chunk.iter().map(|(_, _, t)| t.as_str()).collect();
-                    sqlx::query(
-                        "INSERT INTO ledger (activation, key_hash, content_hash, status, attempts,
-                                             row_key, first_run, last_run, updated_at)
-                         SELECT $1, k, c, 'baseline', 0, t, $2, $2, $3
-                         FROM unnest($4::bytea[], $5::bytea[], $6::text[]) AS q(k, c, t)
-                         ON CONFLICT (activation, key_hash) DO NOTHING",
-                    )
-                    .bind(&self.activation)
-                    .bind(&self.run_id)
-                    .bind(&self.now)
-                    .bind(keys)
-                    .bind(contents)
-                    .bind(texts)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(insert)?;
-                }
-            }
-        }
-        Ok(())
+        self.append_segments(&mut rows.to_vec()).await
     }
 
     /// Undoes [`mark_in_flight`](Self::mark_in_flight) for a request known not
@@ -485,19 +444,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_baseline_spans_many_statements_and_keeps_keys_already_sent() {
+    async fn baseline_keys_in_segments_count_once_and_a_ledger_row_stays_in_force() {
         let (_dir, state) = state().await;
         let lease = lease(&state, "a").await;
         let mut tx = state.fenced(&lease).await.unwrap();
         tx.record(&[outcome(0, 7, Status::Sent)]).await.unwrap();
-        let rows: Vec<(RowHash, RowHash, String)> = (0..2_500u16)
+        let mut rows: Vec<(RowHash, RowHash)> = (0..2_500u16)
             .map(|i| {
                 let mut k = [0u8; 16];
                 k[..2].copy_from_slice(&i.to_le_bytes());
-                (k, [1; 16], i.to_string())
+                (k, [1; 16])
             })
             .collect();
-        tx.record_baseline(&rows).await.unwrap();
+        tx.append_segments(&mut rows).await.unwrap();
         tx.commit().await.unwrap();
         let counts = state.ledger_counts("a").await.unwrap();
         assert_eq!(counts, vec![(Status::Baseline, 2_499), (Status::Sent, 1)]);
@@ -505,6 +464,27 @@ mod tests {
             entry(&state, "a", [0; 16]).await.unwrap().status,
             Status::Sent,
             "a sent key stays sent"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_changed_baseline_key_gets_a_row_and_its_new_content() {
+        let (_dir, state) = state().await;
+        let lease = lease(&state, "a").await;
+        let mut tx = state.fenced(&lease).await.unwrap();
+        tx.append_segments(&mut [([3; 16], [1; 16])]).await.unwrap();
+        tx.note_changed(&[([3; 16], [2; 16])]).await.unwrap();
+        tx.commit().await.unwrap();
+        let set = state.key_set("a").await.unwrap();
+        assert_eq!(set.get(&[3; 16], &[2; 16]), retl_diff::Seen::Unchanged);
+        let back = state
+            .lookup_changes("a", &[([3; 16], [2; 16])])
+            .await
+            .unwrap();
+        assert!(back.is_empty(), "the ledger row holds the new content");
+        assert_eq!(
+            state.ledger_counts("a").await.unwrap(),
+            vec![(Status::Baseline, 1)]
         );
     }
 

@@ -13,6 +13,8 @@
 //! - **The ledger**: per activation, key hash → content hash, status,
 //!   attempts, row key, reference, first and last run, last error. It is the
 //!   source of truth of what was sent; nothing is ever pruned from it.
+//!   Settled keys are also kept in sorted blocks ([`segments`]): the baseline
+//!   lives there only, and a full scan loads them into memory at once.
 //! - **The run log**: one row per run ([`RunSummary`], with its [`Counts`])
 //!   and one row per row of a run that needed a decision ([`RowLog`]).
 //! - **Leases**: one row per activation being run, with a holder, an expiry
@@ -40,6 +42,7 @@ mod ledger;
 pub mod migrate;
 mod runs;
 mod search;
+mod segments;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,6 +58,7 @@ pub use ledger::{Outcome, Recovered};
 use retl_config::redact_url;
 pub use runs::{Counts, RowLog, RowOutcome, RunStatus, RunSummary};
 pub use search::{FoundRow, RunFilter, RunMatch};
+pub use segments::{Lookup, MAX_BLOCKS};
 
 use db::Db;
 

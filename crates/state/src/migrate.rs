@@ -43,6 +43,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 4,
         description: "cursors: each activation's high-water mark and last full scan (cursor mode)",
     },
+    Migration {
+        version: 5,
+        description: "key_segments: settled keys in sorted blocks, for the full-scan diff",
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -153,6 +157,27 @@ async fn apply(tx: &mut Tx, version: i64) -> Result<()> {
                 full_scan_at TEXT,
                 updated_at   TEXT NOT NULL
              )",
+            )
+            .await
+        }
+        5 => {
+            let bytes = if matches!(tx, Tx::Postgres(_)) {
+                "BYTEA"
+            } else {
+                "BLOB"
+            };
+            exec(
+                tx,
+                &format!(
+                    "CREATE TABLE IF NOT EXISTS key_segments (
+                    activation TEXT NOT NULL,
+                    part       BIGINT NOT NULL,
+                    seq        BIGINT NOT NULL,
+                    records    BIGINT NOT NULL,
+                    data       {bytes} NOT NULL,
+                    PRIMARY KEY (activation, part, seq)
+                 )"
+                ),
             )
             .await
         }

@@ -39,6 +39,7 @@ pub(crate) struct RunArgs {
     pub limit: Option<u64>,
     pub allow_surge: bool,
     pub hold: Option<retl_engine::Hold>,
+    pub key_flush_rows: Option<usize>,
 }
 
 /// Exit codes from the least to the most serious: the exit code of several
@@ -82,6 +83,9 @@ pub(crate) async fn run(ctx: &Ctx, names: &[String], args: &RunArgs) -> Result<u
             allow_surge: args.allow_surge,
             cancel: cancel.clone(),
             progress: Some(counts.clone()),
+            key_flush_rows: args
+                .key_flush_rows
+                .unwrap_or(retl_engine::RunOptions::default().key_flush_rows),
             ..retl_engine::RunOptions::default()
         };
         let reporter = bars.follow(name, counts);

@@ -170,11 +170,18 @@ impl RunCtx<'_> {
         };
         let pairs: Vec<(RowHash, RowHash)> =
             keys.iter().copied().zip(contents.iter().copied()).collect();
-        // Only rows that need a decision come back; the others are sent and unchanged.
-        let changes: HashMap<RowHash, Option<Entry>> = self
-            .state
-            .lookup_changes(&self.activation.name, &pairs)
-            .await?;
+        // Only rows that need a decision come back; the others are settled
+        // and unchanged. The key set answers for most rows, the ledger table
+        // for the rest.
+        let name = &self.activation.name;
+        let changes: HashMap<RowHash, Option<Entry>> = match &self.keys.set {
+            Some(set) => {
+                let found = self.state.lookup_with(name, set, &pairs).await?;
+                self.hold_records(found.settled).await?;
+                found.changes
+            }
+            None => self.state.lookup_changes(name, &pairs).await?,
+        };
         let mut pending = Vec::new();
         let mut changed: Vec<(RowHash, RowHash)> = Vec::new();
         let mut outcomes: Vec<(RowHash, RowHash, Status, String, Option<String>, String)> =
@@ -351,7 +358,8 @@ impl RunCtx<'_> {
         Ok(pending)
     }
 
-    /// Records every row of `batch` as `baseline` (rows without a key are rejected).
+    /// Records every row of `batch` as `baseline` in the key segments (rows
+    /// without a key are rejected).
     pub(super) async fn record_baseline(
         &mut self,
         invitations: &Invitations,
@@ -388,18 +396,22 @@ impl RunCtx<'_> {
                 ));
             } else {
                 self.counts.baseline += 1;
-                rows.push((keys[row], contents[row], key_text(batch, &columns.key, row)));
+                rows.push((keys[row], contents[row]));
             }
         }
         if let Some(dry) = &mut self.dry {
             dry.out.note(&logs);
             return Ok(());
         }
-        let mut tx = self.state.fenced(self.lease).await?;
-        tx.record_baseline(&rows).await?;
-        tx.log_rows(self.seq, &logs).await?;
-        tx.commit().await?;
-        self.seq += logs.len() as u64;
+        // The baseline goes to the key segments, a block per part per million
+        // rows: no ledger row per key.
+        self.hold_records(rows).await?;
+        if !logs.is_empty() {
+            let mut tx = self.state.fenced(self.lease).await?;
+            tx.log_rows(self.seq, &logs).await?;
+            tx.commit().await?;
+            self.seq += logs.len() as u64;
+        }
         Ok(())
     }
 }

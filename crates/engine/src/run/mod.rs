@@ -7,6 +7,7 @@
 mod classify;
 mod cursor;
 mod deliver;
+mod keys;
 mod limits;
 mod options;
 mod preview;
@@ -119,7 +120,14 @@ pub async fn run_with(
     };
     tracing::info!(parent: &span, state = %state.url(), "run started");
     let mut ctx = RunCtx::new(state, activation, &lease, options, None);
-    let result = ctx.execute(destination).instrument(span).await;
+    let result = ctx.execute(destination).instrument(span.clone()).await;
+    // What a failed run held for the key segments is true all the same (rows
+    // there before the first completed run, keys the ledger settled): keep it.
+    if result.is_err()
+        && let Err(e) = ctx.write_records(false).instrument(span).await
+    {
+        tracing::warn!(error = %retl_config::with_causes(&e), "key segments not written");
+    }
     summary.counts = ctx.counts;
     let ctx_released = std::mem::take(&mut ctx.released);
     let failure = match result {
@@ -252,6 +260,8 @@ struct RunCtx<'a> {
     cursor: Option<cursor::CursorTrack>,
     /// When the live counts were last written.
     published: Option<std::time::Instant>,
+    /// The key set and the records on their way to the key segments.
+    keys: keys::Keys,
 }
 
 impl<'a> RunCtx<'a> {
@@ -281,6 +291,7 @@ impl<'a> RunCtx<'a> {
             dry,
             cursor: None,
             published: None,
+            keys: keys::Keys::default(),
         }
     }
 
@@ -357,6 +368,7 @@ impl<'a> RunCtx<'a> {
                 "first run with first_run: skip_existing: recording existing rows, sending none"
             );
         }
+        self.load_keys(baseline).await?;
         let surge = if baseline || first_run {
             None
         } else {
@@ -406,7 +418,8 @@ impl<'a> RunCtx<'a> {
             }
             self.publish_counts().await?;
         }
-        self.send(sender.as_ref(), destination, held).await
+        self.send(sender.as_ref(), destination, held).await?;
+        self.write_records(true).await
     }
 
     /// Shares the counts so far with a progress display, if there is one.

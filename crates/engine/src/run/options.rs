@@ -57,6 +57,8 @@ pub enum HoldPoint {
     InFlight,
     /// Just after a row's outcome was recorded.
     Recorded,
+    /// Just after a block of key-segment records was committed.
+    Segments,
 }
 
 /// Where a run holds: at the `count`-th arrival at `point`.
@@ -72,11 +74,12 @@ impl std::str::FromStr for Hold {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let err = || format!("`{s}` is not POINT:N with POINT in_flight or recorded");
+        let err = || format!("`{s}` is not POINT:N with POINT in_flight, recorded or segments");
         let (point, count) = s.split_once(':').ok_or_else(err)?;
         let point = match point {
             "in_flight" => HoldPoint::InFlight,
             "recorded" => HoldPoint::Recorded,
+            "segments" => HoldPoint::Segments,
             _ => return Err(err()),
         };
         let count = count.parse().ok().filter(|n| *n > 0).ok_or_else(err)?;
@@ -123,6 +126,9 @@ pub struct RunOptions {
     /// Where the run keeps its counts so far, for a progress display:
     /// updated after every batch is classified and every row is recorded.
     pub progress: Option<Arc<std::sync::Mutex<Counts>>>,
+    /// Key-segment records a run holds before it writes them (a baseline's
+    /// rows, keys to fold): 32 bytes each.
+    pub key_flush_rows: usize,
 }
 
 impl Default for RunOptions {
@@ -136,6 +142,7 @@ impl Default for RunOptions {
             limit: None,
             allow_surge: false,
             progress: None,
+            key_flush_rows: 1_000_000,
         }
     }
 }
@@ -150,6 +157,7 @@ pub(crate) async fn hold_at(options: &RunOptions, point: HoldPoint, arrivals: &A
         let name = match point {
             HoldPoint::InFlight => "in_flight",
             HoldPoint::Recorded => "recorded",
+            HoldPoint::Segments => "segments",
         };
         tracing::warn!("retl: holding at {name} {}", hold.count);
         options.cancel.cancelled().await;

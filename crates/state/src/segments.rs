@@ -1,0 +1,455 @@
+//! Key segments: each activation's settled keys in sorted blocks, which a
+//! full scan loads into a [`KeySet`] once instead of probing the ledger's
+//! B-tree for every row.
+//!
+//! # What they hold
+//!
+//! `key_segments (activation, part, seq, records, data)`: `data` is a block of
+//! 32-byte records (key hash, content hash) sorted by key, all of whose keys
+//! start with the byte `part`; `seq` orders the blocks an activation wrote, and
+//! of two records of one key the later block's wins. A record says "this key is
+//! settled (sent, baseline or too old) with this content". They are written:
+//!
+//! - by a first run with `first_run: skip_existing` (the baseline), in place of
+//!   one ledger row per key: a block per part per million rows, a few
+//!   sequential writes instead of millions of B-tree inserts. Keys the ledger
+//!   table already holds are left out, so that its entry stays in force;
+//! - at the end of a full scan, for the keys the ledger table showed settled
+//!   and unchanged but no segment held yet (sent by earlier runs): *folding*;
+//! - with each content change of a settled key (`ignored_changed`), in the
+//!   transaction that records it.
+//!
+//! # Why a full scan stays exact
+//!
+//! A key is settled if the ledger table says so, or if it has no ledger row
+//! and a segment holds it. Settled is final (nothing turns a settled key back
+//! into one to send), so a segment record can only be *behind* the table: it
+//! may lack a key (that key is looked up in the table, as before) or, for at
+//! most the time between a change and its record, hold an older content. It
+//! never makes a key settled that is not. Segments are written in fenced
+//! transactions of the state database itself, with the ledger rows they go
+//! with: a crash at any point leaves both as they were before, or both after.
+//! There is nothing beside the state to go stale.
+//!
+//! # Bounded
+//!
+//! Loading reads one part's blocks at a time (about 1/256 of the keys) and
+//! merges them into the set in key order; a part with more than
+//! [`MAX_BLOCKS`] blocks is merged into one at the end of the run that found
+//! it so.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+
+use futures::TryStreamExt as _;
+use retl_diff::{Entry, KeySet, KeySetBuilder, RowHash, Seen, Status};
+
+use crate::db::{Db, on};
+use crate::{Error, Fenced, Result, State};
+
+/// Bytes of a record: the key hash, then the content hash.
+const RECORD: usize = 32;
+/// Blocks a part may have before it is merged into one.
+pub const MAX_BLOCKS: i64 = 16;
+
+/// What a full scan's lookup found for a batch.
+#[derive(Debug, Default)]
+pub struct Lookup {
+    /// The rows that need a decision, as [`State::lookup_changes`] gives them:
+    /// `None` for a key the ledger does not hold.
+    pub changes: HashMap<RowHash, Option<Entry>>,
+    /// Rows the ledger table holds settled and unchanged that the key set did
+    /// not: to be folded into the segments.
+    pub settled: Vec<(RowHash, RowHash)>,
+}
+
+fn corrupt(detail: String) -> Error {
+    Error::Corrupt {
+        what: "key segment",
+        detail,
+    }
+}
+
+fn records(data: &[u8]) -> Result<impl Iterator<Item = (RowHash, RowHash)> + '_> {
+    if !data.len().is_multiple_of(RECORD) {
+        return Err(corrupt(format!(
+            "{} bytes, not a multiple of 32",
+            data.len()
+        )));
+    }
+    Ok(data.chunks_exact(RECORD).map(|record| {
+        let (key, content) = record.split_at(16);
+        (
+            key.try_into().expect("16 bytes"),
+            content.try_into().expect("16 bytes"),
+        )
+    }))
+}
+
+/// Merges one part's blocks (oldest first) in key order, calling `out` for
+/// every record; records of one key come oldest block first, so the last call
+/// for a key is the one in force.
+fn merge(blocks: &[Vec<u8>], mut out: impl FnMut(&RowHash, &RowHash)) -> Result<()> {
+    if let [block] = blocks {
+        for (key, content) in records(block)? {
+            out(&key, &content);
+        }
+        return Ok(());
+    }
+    let mut heads: Vec<_> = blocks
+        .iter()
+        .map(|b| records(b).map(Iterator::peekable))
+        .collect::<Result<_>>()?;
+    let mut heap = BinaryHeap::with_capacity(heads.len());
+    for (i, head) in heads.iter_mut().enumerate() {
+        if let Some((key, _)) = head.peek() {
+            heap.push(Reverse((*key, i)));
+        }
+    }
+    while let Some(Reverse((_, i))) = heap.pop() {
+        let (key, content) = heads[i].next().expect("a queued head has a record");
+        out(&key, &content);
+        if let Some((next, _)) = heads[i].peek() {
+            heap.push(Reverse((*next, i)));
+        }
+    }
+    Ok(())
+}
+
+/// Adds a part's blocks to the set being built.
+fn add_part(builder: &mut KeySetBuilder, blocks: &[Vec<u8>]) -> Result<()> {
+    merge(blocks, |key, content| builder.push(key, content))
+}
+
+impl State {
+    /// The settled keys of `activation` that its segments hold.
+    pub async fn key_set(&self, activation: &str) -> Result<KeySet> {
+        let load = Error::db("load the key segments");
+        let total: i64 = on!(self.db.executor(), |c| sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(records), 0) AS BIGINT) FROM key_segments WHERE activation = $1"
+        )
+        .bind(activation)
+        .fetch_one(c)
+        .await)
+        .map_err(load)?;
+        let mut builder = KeySet::builder(usize::try_from(total).unwrap_or_default());
+        let mut part: Option<i64> = None;
+        let mut blocks: Vec<Vec<u8>> = Vec::new();
+        let sql = "SELECT part, data FROM key_segments WHERE activation = $1 ORDER BY part, seq";
+        // One part's blocks at a time: memory stays at the set plus one part.
+        let mut take = |(p, data): (i64, Vec<u8>)| -> Result<()> {
+            if part != Some(p) {
+                add_part(&mut builder, &blocks)?;
+                blocks.clear();
+                part = Some(p);
+            }
+            blocks.push(data);
+            Ok(())
+        };
+        match &self.db {
+            Db::Sqlite(pool) => {
+                let mut rows = sqlx::query_as(sql).bind(activation).fetch(pool);
+                while let Some(row) = rows.try_next().await.map_err(load)? {
+                    take(row)?;
+                }
+            }
+            Db::Postgres(pool) => {
+                let mut rows = sqlx::query_as(sql).bind(activation).fetch(pool);
+                while let Some(row) = rows.try_next().await.map_err(load)? {
+                    take(row)?;
+                }
+            }
+        }
+        add_part(&mut builder, &blocks)?;
+        Ok(builder.finish())
+    }
+
+    /// Looks a batch up against `set` first, and the ledger table only for
+    /// the rows the set cannot decide (unknown keys, changed content): the
+    /// same answer as [`lookup_changes`](Self::lookup_changes) for every row.
+    pub async fn lookup_with(
+        &self,
+        activation: &str,
+        set: &KeySet,
+        rows: &[(RowHash, RowHash)],
+    ) -> Result<Lookup> {
+        let mut probe = Vec::new();
+        let mut in_set = HashSet::new();
+        for (key, content) in rows {
+            match set.get(key, content) {
+                Seen::Unchanged => {}
+                Seen::Changed => {
+                    in_set.insert(*key);
+                    probe.push((*key, *content));
+                }
+                Seen::Unknown => probe.push((*key, *content)),
+            }
+        }
+        if probe.is_empty() {
+            return Ok(Lookup::default());
+        }
+        let mut changes = self.lookup_changes(activation, &probe).await?;
+        let mut settled = Vec::new();
+        for (key, content) in probe {
+            match changes.get_mut(&key) {
+                // The table holds it settled with this content.
+                None => settled.push((key, content)),
+                // No ledger row, but a segment holds it: a baseline key whose
+                // content changed (the set keeps only a tag of the old one).
+                Some(entry @ None) if in_set.contains(&key) => {
+                    let mut other = content;
+                    other[0] ^= 0xFF;
+                    *entry = Some(Entry {
+                        content: other,
+                        status: Status::Baseline,
+                        attempts: 0,
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(Lookup { changes, settled })
+    }
+
+    /// Every key the ledger table holds for `activation` (a baseline leaves
+    /// them out of its segments, so that their entries stay in force).
+    pub async fn ledger_keys(&self, activation: &str) -> Result<HashSet<RowHash>> {
+        let keys: Vec<Vec<u8>> = on!(self.db.executor(), |c| sqlx::query_scalar(
+            "SELECT key_hash FROM ledger WHERE activation = $1"
+        )
+        .bind(activation)
+        .fetch_all(c)
+        .await)
+        .map_err(Error::db("read the ledger's keys"))?;
+        keys.iter()
+            .map(|k| {
+                k.as_slice()
+                    .try_into()
+                    .map_err(|_| corrupt(format!("a ledger key of {} bytes", k.len())))
+            })
+            .collect()
+    }
+
+    /// How many keys only the segments hold (baseline keys without a ledger row).
+    pub(crate) async fn segment_only_keys(&self, activation: &str) -> Result<u64> {
+        let set = self.key_set(activation).await?;
+        if set.is_empty() {
+            return Ok(0);
+        }
+        let table = self.ledger_keys(activation).await?;
+        let in_both = table
+            .iter()
+            .filter(|key| set.get(key, &[0; 16]) != Seen::Unknown)
+            .count();
+        Ok(set.len().saturating_sub(in_both) as u64)
+    }
+}
+
+impl Fenced {
+    /// Writes `records` (key, content) as one new block per part they touch.
+    /// Of two records of one key, the later in `records` wins.
+    pub async fn append_segments(&mut self, records: &mut [(RowHash, RowHash)]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        records.sort_by_key(|(key, _)| *key);
+        let write = Error::db("write key segments");
+        let activation = self.activation.clone();
+        let seq: i64 = on!(self.tx.executor(), |c| sqlx::query_scalar(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM key_segments WHERE activation = $1"
+        )
+        .bind(&activation)
+        .fetch_one(c)
+        .await)
+        .map_err(write)?;
+        let mut start = 0;
+        while start < records.len() {
+            let part = records[start].0[0];
+            let end = start + records[start..].partition_point(|(key, _)| key[0] == part);
+            let mut data = Vec::with_capacity((end - start) * RECORD);
+            for (i, (key, content)) in records[start..end].iter().enumerate() {
+                // Sorted and stable: keep a key's last record only.
+                if records
+                    .get(start + i + 1)
+                    .is_some_and(|(next, _)| next == key)
+                {
+                    continue;
+                }
+                data.extend_from_slice(key);
+                data.extend_from_slice(content);
+            }
+            self.insert_block(i64::from(part), seq, data).await?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    async fn insert_block(&mut self, part: i64, seq: i64, data: Vec<u8>) -> Result<()> {
+        let count = i64::try_from(data.len() / RECORD).unwrap_or(i64::MAX);
+        on!(self.tx.executor(), |c| sqlx::query(
+            "INSERT INTO key_segments (activation, part, seq, records, data)
+             VALUES ($1, $2, $3, $4, $5)"
+        )
+        .bind(&self.activation)
+        .bind(part)
+        .bind(seq)
+        .bind(count)
+        .bind(&data)
+        .execute(c)
+        .await
+        .map(|_| ()))
+        .map_err(Error::db("write key segments"))
+    }
+
+    /// Merges every part of this activation that has more than
+    /// [`MAX_BLOCKS`] blocks into one block; returns how many parts it merged.
+    pub async fn compact_segments(&mut self) -> Result<usize> {
+        let compact = Error::db("compact key segments");
+        let crowded: Vec<i64> = on!(self.tx.executor(), |c| sqlx::query_scalar(
+            "SELECT part FROM key_segments WHERE activation = $1
+             GROUP BY part HAVING COUNT(*) > $2 ORDER BY part"
+        )
+        .bind(&self.activation)
+        .bind(MAX_BLOCKS)
+        .fetch_all(c)
+        .await)
+        .map_err(compact)?;
+        for &part in &crowded {
+            let rows: Vec<(i64, Vec<u8>)> = on!(self.tx.executor(), |c| sqlx::query_as(
+                "SELECT seq, data FROM key_segments WHERE activation = $1 AND part = $2
+                 ORDER BY seq"
+            )
+            .bind(&self.activation)
+            .bind(part)
+            .fetch_all(c)
+            .await)
+            .map_err(compact)?;
+            let last_seq = rows.last().map_or(0, |(seq, _)| *seq);
+            let blocks: Vec<Vec<u8>> = rows.into_iter().map(|(_, data)| data).collect();
+            let mut merged: Vec<u8> = Vec::with_capacity(blocks.iter().map(Vec::len).sum());
+            merge(&blocks, |key, content| {
+                let len = merged.len();
+                if len >= RECORD && merged[len - RECORD..len - 16] == key[..] {
+                    merged[len - 16..].copy_from_slice(content);
+                } else {
+                    merged.extend_from_slice(key);
+                    merged.extend_from_slice(content);
+                }
+            })?;
+            drop(blocks);
+            on!(self.tx.executor(), |c| sqlx::query(
+                "DELETE FROM key_segments WHERE activation = $1 AND part = $2"
+            )
+            .bind(&self.activation)
+            .bind(part)
+            .execute(c)
+            .await
+            .map(|_| ()))
+            .map_err(compact)?;
+            self.insert_block(part, last_seq, merged).await?;
+        }
+        Ok(crowded.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    async fn state() -> (tempfile::TempDir, State) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("state.db").display());
+        (dir, State::open(&url).await.unwrap())
+    }
+
+    fn key(i: u32) -> RowHash {
+        let mut k = [0u8; 16];
+        k[..4].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_be_bytes());
+        k[4..8].copy_from_slice(&i.to_be_bytes());
+        k
+    }
+
+    #[tokio::test]
+    async fn blocks_load_into_a_set_where_the_later_record_wins_and_merge_when_crowded() {
+        let (_dir, state) = state().await;
+        let lease = state
+            .acquire_lease("a", "run-1", Duration::from_mins(1))
+            .await
+            .unwrap();
+        for round in 0..=MAX_BLOCKS {
+            let mut tx = state.fenced(&lease).await.unwrap();
+            // Every round rewrites key 0 and adds 100 keys of its own.
+            let mut records: Vec<(RowHash, RowHash)> = (0..100u32)
+                .map(|i| (key(u32::try_from(round).unwrap() * 100 + i + 1), [1; 16]))
+                .collect();
+            records.push((key(0), [u8::try_from(round).unwrap(); 16]));
+            tx.append_segments(&mut records).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        let set = state.key_set("a").await.unwrap();
+        assert_eq!(set.len(), 1 + 100 * (usize::try_from(MAX_BLOCKS).unwrap() + 1));
+        let last = [u8::try_from(MAX_BLOCKS).unwrap(); 16];
+        assert_eq!(set.get(&key(0), &last), Seen::Unchanged);
+        assert_eq!(set.get(&key(0), &[0; 16]), Seen::Changed);
+        assert_eq!(set.get(&key(5), &[1; 16]), Seen::Unchanged);
+        assert_eq!(set.get(&key(999_999), &[1; 16]), Seen::Unknown);
+        assert!(state.key_set("b").await.unwrap().is_empty());
+
+        let mut tx = state.fenced(&lease).await.unwrap();
+        let merged = tx.compact_segments().await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(merged >= 1, "key 0's part had a block per round");
+        let after = state.key_set("a").await.unwrap();
+        assert_eq!(after.len(), set.len());
+        assert_eq!(after.get(&key(0), &last), Seen::Unchanged);
+        assert_eq!(after.get(&key(1_600), &[1; 16]), Seen::Unchanged);
+    }
+
+    #[tokio::test]
+    async fn a_lookup_asks_the_table_only_for_what_the_set_cannot_decide() {
+        let (_dir, state) = state().await;
+        let lease = state
+            .acquire_lease("a", "run-1", Duration::from_mins(1))
+            .await
+            .unwrap();
+        let mut tx = state.fenced(&lease).await.unwrap();
+        // Key 1: baseline, in a segment only. Key 2: sent, in the table only.
+        tx.append_segments(&mut [(key(1), [1; 16])]).await.unwrap();
+        tx.record(&[crate::Outcome {
+            key: key(2),
+            content: [2; 16],
+            status: Status::Sent,
+            row_key: Some("2"),
+            reference: None,
+            error: None,
+        }])
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let set = state.key_set("a").await.unwrap();
+        let rows = [
+            (key(1), [1; 16]),
+            (key(2), [2; 16]),
+            (key(3), [3; 16]),
+            (key(4), [4; 16]),
+        ];
+        let found = state.lookup_with("a", &set, &rows).await.unwrap();
+        assert_eq!(
+            found.settled,
+            vec![(key(2), [2; 16])],
+            "fold what the table settled"
+        );
+        assert!(!found.changes.contains_key(&key(1)));
+        assert_eq!(found.changes[&key(3)], None);
+        // A changed baseline key comes back as baseline, with another content.
+        let changed = state
+            .lookup_with("a", &set, &[(key(1), [9; 16])])
+            .await
+            .unwrap();
+        let entry = changed.changes[&key(1)].unwrap();
+        assert_eq!(entry.status, Status::Baseline);
+        assert_ne!(entry.content, [9; 16]);
+    }
+}
