@@ -161,7 +161,7 @@ impl KeySetBuilder {
         while self.set.offsets.len() <= buckets {
             self.set.offsets.push(filled);
         }
-        self.set.entries.shrink_to_fit();
+        // No `shrink_to_fit`: it would copy the entries, doubling the peak.
         self.set
     }
 }

@@ -3,10 +3,12 @@
 //! record) over `retl-source`, `retl-diff`, `retl-state` and the destination's
 //! crate.
 //!
-//! A run reads its source batch by batch. For each batch it hashes every row's
-//! key and content, looks the keys up in the ledger (one query per few hundred
-//! keys), classifies each row, maps and validates the new ones, and sends them
-//! with a bounded number of requests in flight.
+//! A run loads the activation's settled keys from the state's key segments
+//! into memory once, then reads its source batch by batch. For each batch it
+//! hashes every row's key and content, decides most rows against the key set
+//! and looks the rest up in the ledger (one query per thousand keys),
+//! classifies each row, maps and validates the new ones, and sends them with
+//! a bounded number of requests in flight.
 //!
 //! # The delivery protocol
 //!
