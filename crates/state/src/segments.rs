@@ -175,8 +175,8 @@ impl State {
     ) -> Result<Lookup> {
         let mut probe = Vec::new();
         let mut in_set = HashSet::new();
-        for (key, content) in rows {
-            match set.get(key, content) {
+        for ((key, content), seen) in rows.iter().zip(set.get_many(rows)) {
+            match seen {
                 Seen::Unchanged => {}
                 Seen::Changed => {
                     in_set.insert(*key);
@@ -389,7 +389,10 @@ mod tests {
             tx.commit().await.unwrap();
         }
         let set = state.key_set("a").await.unwrap();
-        assert_eq!(set.len(), 1 + 100 * (usize::try_from(MAX_BLOCKS).unwrap() + 1));
+        assert_eq!(
+            set.len(),
+            1 + 100 * (usize::try_from(MAX_BLOCKS).unwrap() + 1)
+        );
         let last = [u8::try_from(MAX_BLOCKS).unwrap(); 16];
         assert_eq!(set.get(&key(0), &last), Seen::Unchanged);
         assert_eq!(set.get(&key(0), &[0; 16]), Seen::Changed);

@@ -30,6 +30,12 @@ impl RunCtx<'_> {
         let name = &self.activation.name;
         if baseline {
             self.keys.in_table = self.state.ledger_keys(name).await?;
+            // Every row read is held: growing the buffer would copy it again and again.
+            if self.dry.is_none() {
+                self.keys
+                    .pending
+                    .reserve_exact(self.options.key_flush_rows.min(1 << 20));
+            }
         } else {
             let set = self.state.key_set(name).await?;
             tracing::debug!(keys = set.len(), "key set loaded");
