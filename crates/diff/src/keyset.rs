@@ -19,8 +19,10 @@
 //! # Bounded
 //!
 //! 18 bytes a key plus a bucket table of 4 bytes per bucket (about one bucket
-//! per 8 keys): 10,000,000 keys take about 190 MB. Keys arrive in ascending
-//! order (the state stores them sorted), so building is one pass with no sort.
+//! per 8 keys): 10,000,000 keys take about 190 MB. The entries are allocated
+//! once, at the size the state announces. Keys arrive a part (first key byte)
+//! at a time, and a part's buckets are contiguous: building is a counting
+//! sort of each part, no comparison sort.
 
 use crate::RowHash;
 
@@ -76,26 +78,45 @@ impl KeySet {
         Self::builder(0).finish()
     }
 
-    /// A builder for at most `capacity` keys, to be pushed in ascending order.
+    /// A builder for about `capacity` records (their count sizes the buckets
+    /// and the allocation: the entries are never copied to grow).
     pub fn builder(capacity: usize) -> KeySetBuilder {
         // About eight keys a bucket: a probe reads one or two cache lines.
         let wanted = (capacity / 8).max(1).next_power_of_two().trailing_zeros();
         let bits = wanted.clamp(MIN_BITS, MAX_BITS);
-        let mut offsets = Vec::with_capacity((1 << bits) + 1);
-        offsets.push(0);
         KeySetBuilder {
             set: KeySet {
                 bits,
-                offsets,
+                offsets: Vec::with_capacity((1 << bits) + 1),
                 entries: Vec::with_capacity(capacity),
             },
-            last: None,
+            closed: 0,
+            last_part: None,
         }
     }
 
-    /// How many keys it holds.
-    pub fn len(&self) -> usize {
+    /// How many records it holds: a key recorded twice (its content changed)
+    /// counts twice.
+    pub fn records(&self) -> usize {
         self.entries.len()
+    }
+
+    /// How many distinct keys it holds (a walk of every bucket: for reports).
+    pub fn len(&self) -> usize {
+        let mut keys = 0;
+        for bounds in self.offsets.windows(2) {
+            let bucket = &self.entries[bounds[0] as usize..bounds[1] as usize];
+            keys += bucket
+                .iter()
+                .enumerate()
+                .filter(|(i, entry)| {
+                    !bucket[i + 1..]
+                        .iter()
+                        .any(|later| later[..STORED] == entry[..STORED])
+                })
+                .count();
+        }
+        keys
     }
 
     /// Whether it holds no key.
@@ -131,7 +152,8 @@ impl KeySet {
 
     fn scan(&self, key: &RowHash, content: &RowHash, start: u32, end: u32) -> Seen {
         let stored = &key[16 - STORED..];
-        for entry in &self.entries[start as usize..end as usize] {
+        // From the end: of two records of a key, the later is in force.
+        for entry in self.entries[start as usize..end as usize].iter().rev() {
             if &entry[..STORED] == stored {
                 return if entry[STORED..] == tag(content) {
                     Seen::Unchanged
@@ -144,42 +166,69 @@ impl KeySet {
     }
 }
 
-/// Builds a [`KeySet`] from keys in ascending order.
+/// Builds a [`KeySet`] part by part: a part is every key whose first byte is
+/// the same, and parts come in ascending order.
 pub struct KeySetBuilder {
     set: KeySet,
-    last: Option<RowHash>,
+    /// Buckets whose bounds are set.
+    closed: usize,
+    /// The last part added.
+    last_part: Option<u8>,
 }
 
 impl KeySetBuilder {
-    /// Adds a key and its content. Keys must come in ascending order; a key
-    /// equal to the previous one replaces it (the later record wins).
+    /// Adds one part's records `(key, content)` in the order they were
+    /// written: of two records of one key, the later wins. No sort: records
+    /// are counted per bucket, then placed (a counting sort of one part, whose
+    /// buckets are contiguous and small enough to stay in cache).
     ///
     /// # Panics
-    /// If `key` is smaller than the key pushed before it.
-    pub fn push(&mut self, key: &RowHash, content: &RowHash) {
-        let mut entry = [0u8; ENTRY];
-        entry[..STORED].copy_from_slice(&key[16 - STORED..]);
-        entry[STORED..].copy_from_slice(&tag(content));
-        if let Some(last) = self.last {
-            assert!(*key >= last, "keys must be pushed in ascending order");
-            if *key == last {
-                *self.set.entries.last_mut().expect("a key was pushed") = entry;
-                return;
-            }
+    /// If a key does not start with `part`, or `part` is not above the last.
+    pub fn add_part(&mut self, part: u8, records: &[(RowHash, RowHash)]) {
+        assert!(
+            self.last_part.is_none_or(|last| part > last),
+            "parts must be added in ascending order"
+        );
+        self.last_part = Some(part);
+        let bits = self.set.bits;
+        // The part's buckets: every bucket whose first key byte is `part`.
+        let first = usize::from(part) << (bits - 8);
+        let width = 1usize << (bits - 8);
+        let filled = self.set.entries.len();
+        // Buckets of the parts skipped are empty.
+        let start = u32::try_from(filled).expect("fewer than 2^32 keys");
+        while self.closed < first {
+            self.set.offsets.push(start);
+            self.closed += 1;
         }
-        let b = bucket(key, self.set.bits);
-        // Close every bucket before this key's.
-        let filled = u32::try_from(self.set.entries.len()).expect("fewer than 2^32 keys");
-        while self.set.offsets.len() <= b {
-            self.set.offsets.push(filled);
+        let mut counts = vec![0u32; width];
+        for (key, _) in records {
+            assert_eq!(key[0], part, "a key outside its part");
+            counts[bucket(key, bits) - first] += 1;
         }
-        self.set.entries.push(entry);
-        self.last = Some(*key);
+        // Each bucket's start, then the place of its next record.
+        let mut next = Vec::with_capacity(width);
+        let mut at = start;
+        for count in &counts {
+            self.set.offsets.push(at);
+            next.push(at);
+            at += count;
+        }
+        self.closed += width;
+        self.set.entries.resize(at as usize, [0; ENTRY]);
+        for (key, content) in records {
+            let slot = &mut next[bucket(key, bits) - first];
+            let entry = &mut self.set.entries[*slot as usize];
+            entry[..STORED].copy_from_slice(&key[16 - STORED..]);
+            entry[STORED..].copy_from_slice(&tag(content));
+            *slot += 1;
+        }
     }
 
     /// The finished set.
     pub fn finish(mut self) -> KeySet {
         let filled = u32::try_from(self.set.entries.len()).expect("fewer than 2^32 keys");
+        // The bucket bounds end with the end of the entries.
         let buckets = 1usize << self.set.bits;
         while self.set.offsets.len() <= buckets {
             self.set.offsets.push(filled);
@@ -201,12 +250,13 @@ mod tests {
         k
     }
 
+    /// A set of `keys`, added part by part in the order given.
     fn set(keys: &[(RowHash, RowHash)]) -> KeySet {
-        let mut sorted = keys.to_vec();
-        sorted.sort_by_key(|(k, _)| *k);
-        let mut builder = KeySet::builder(sorted.len());
-        for (k, c) in &sorted {
-            builder.push(k, c);
+        let mut builder = KeySet::builder(keys.len());
+        for part in 0..=255u8 {
+            let records: Vec<(RowHash, RowHash)> =
+                keys.iter().copied().filter(|(k, _)| k[0] == part).collect();
+            builder.add_part(part, &records);
         }
         builder.finish()
     }
@@ -215,7 +265,7 @@ mod tests {
     fn finds_every_key_it_holds_and_no_other() {
         let keys: Vec<(RowHash, RowHash)> = (0..50_000).map(|i| (key(i), key(i + 1))).collect();
         let set = set(&keys);
-        assert_eq!(set.len(), 50_000);
+        assert_eq!((set.len(), set.records()), (50_000, 50_000));
         for (k, c) in &keys {
             assert_eq!(set.get(k, c), Seen::Unchanged);
             assert_eq!(set.get(k, &[0xAB; 16]), Seen::Changed);
@@ -243,11 +293,9 @@ mod tests {
 
     #[test]
     fn the_later_of_two_records_of_a_key_wins() {
-        let mut builder = KeySet::builder(2);
-        builder.push(&[5; 16], &[1; 16]);
-        builder.push(&[5; 16], &[2; 16]);
-        let set = builder.finish();
-        assert_eq!(set.len(), 1);
+        let set = set(&[([5; 16], [1; 16]), ([6; 16], [1; 16]), ([5; 16], [2; 16])]);
+        assert_eq!(set.records(), 3);
+        assert_eq!(set.len(), 2);
         assert_eq!(set.get(&[5; 16], &[2; 16]), Seen::Unchanged);
         assert_eq!(set.get(&[5; 16], &[1; 16]), Seen::Changed);
     }
@@ -262,9 +310,15 @@ mod tests {
 
     #[test]
     #[should_panic(expected = "ascending")]
-    fn keys_out_of_order_are_refused() {
+    fn parts_out_of_order_are_refused() {
         let mut builder = KeySet::builder(2);
-        builder.push(&[5; 16], &[0; 16]);
-        builder.push(&[4; 16], &[0; 16]);
+        builder.add_part(5, &[([5; 16], [0; 16])]);
+        builder.add_part(4, &[([4; 16], [0; 16])]);
+    }
+
+    #[test]
+    #[should_panic(expected = "outside its part")]
+    fn a_key_outside_its_part_is_refused() {
+        KeySet::builder(1).add_part(5, &[([4; 16], [0; 16])]);
     }
 }

@@ -34,7 +34,7 @@
 //! # Bounded
 //!
 //! Loading reads one part's blocks at a time (about 1/256 of the keys) and
-//! merges them into the set in key order; a part with more than
+//! places them into the set's buckets (no merge, no sort); a part with more than
 //! [`MAX_BLOCKS`] blocks is merged into one at the end of the run that found
 //! it so.
 
@@ -116,9 +116,19 @@ fn merge(blocks: &[Vec<u8>], mut out: impl FnMut(&RowHash, &RowHash)) -> Result<
     Ok(())
 }
 
-/// Adds a part's blocks to the set being built.
-fn add_part(builder: &mut KeySetBuilder, blocks: &[Vec<u8>]) -> Result<()> {
-    merge(blocks, |key, content| builder.push(key, content))
+/// Adds a part's blocks (oldest first) to the set being built.
+fn add_part(builder: &mut KeySetBuilder, part: Option<i64>, blocks: &[Vec<u8>]) -> Result<()> {
+    let Some(part) = part else { return Ok(()) };
+    let part = u8::try_from(part).map_err(|_| corrupt(format!("part {part}")))?;
+    let mut all = Vec::with_capacity(blocks.iter().map(|b| b.len() / RECORD).sum());
+    for block in blocks {
+        all.extend(records(block)?);
+    }
+    if let Some((key, _)) = all.iter().find(|(key, _)| key[0] != part) {
+        return Err(corrupt(format!("a key of part {} in part {part}", key[0])));
+    }
+    builder.add_part(part, &all);
+    Ok(())
 }
 
 impl State {
@@ -139,7 +149,7 @@ impl State {
         // One part's blocks at a time: memory stays at the set plus one part.
         let mut take = |(p, data): (i64, Vec<u8>)| -> Result<()> {
             if part != Some(p) {
-                add_part(&mut builder, &blocks)?;
+                add_part(&mut builder, part, &blocks)?;
                 blocks.clear();
                 part = Some(p);
             }
@@ -160,7 +170,7 @@ impl State {
                 }
             }
         }
-        add_part(&mut builder, &blocks)?;
+        add_part(&mut builder, part, &blocks)?;
         Ok(builder.finish())
     }
 

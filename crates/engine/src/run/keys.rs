@@ -38,7 +38,7 @@ impl RunCtx<'_> {
             }
         } else {
             let set = self.state.key_set(name).await?;
-            tracing::debug!(keys = set.len(), "key set loaded");
+            tracing::debug!(records = set.records(), "key set loaded");
             self.keys.set = Some(set);
         }
         Ok(())
