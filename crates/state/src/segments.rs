@@ -124,8 +124,8 @@ fn add_part(builder: &mut KeySetBuilder, part: Option<i64>, blocks: &[Vec<u8>]) 
     for block in blocks {
         all.extend(records(block)?);
     }
-    if let Some((key, _)) = all.iter().find(|(key, _)| key[0] != part) {
-        return Err(corrupt(format!("a key of part {} in part {part}", key[0])));
+    if let Some(([first, ..], _)) = all.iter().find(|(key, _)| key[0] != part) {
+        return Err(corrupt(format!("a key of part {first} in part {part}")));
     }
     builder.add_part(part, &all);
     Ok(())
