@@ -929,6 +929,54 @@ fn skip_existing_records_the_rows_already_there_and_sends_only_later_ones() {
     assert_eq!(sent, vec!["251", "252"]);
 }
 
+#[test]
+fn a_baseline_leaves_keys_an_unfinished_first_run_sent_as_they_are() {
+    let world = World::new();
+    world.sql(
+        "CREATE TABLE events (id INTEGER, name TEXT, email TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 250)
+         INSERT INTO events SELECT i, 'Customer ' || i, 'c' || i || '@shop.example' FROM n;
+         UPDATE events SET id = 'oops' WHERE id = 150;",
+    );
+    let activation = |first_run: &str| {
+        format!(
+            "source:\n  connection: {}\n  table: events\n  batch_size: 100\ndestination: trustpilot\nfirst_run: {first_run}\nmapping:\n  reference_number: id\n  consumer_name: name\n  consumer_email: email\n",
+            world.connection()
+        )
+    };
+    // A first run that sends its first batch, then fails: not completed.
+    world.write("activations/orders.yaml", &activation("send_all"));
+    let (code, failed) = world.run();
+    assert_eq!((code, count(&failed, "sent")), (1, 100), "{failed}");
+    // Its next run is a first run still; with skip_existing it records the
+    // rest as a baseline, and the 100 keys sent stay sent.
+    world.sql("UPDATE events SET id = 150 WHERE id = 'oops'");
+    world.write("activations/orders.yaml", &activation("skip_existing"));
+    let (code, first) = world.run();
+    assert_eq!((code, count(&first, "sent")), (0, 0), "{first}");
+    assert_eq!(world.ledger().get("sent"), Some(&100));
+    world.sql("UPDATE events SET email = 'moved@shop.example' WHERE id IN (5, 200)");
+    world.sql("INSERT INTO events VALUES (251, 'New One', 'new1@shop.example')");
+    let (code, next) = world.run();
+    assert_eq!(code, 0, "{next}");
+    assert_eq!(
+        (
+            count(&next, "sent"),
+            count(&next, "ignored_changed"),
+            count(&next, "already_sent")
+        ),
+        (1, 2, 248),
+        "{next}"
+    );
+    let accepted = world.accepted_references();
+    assert_eq!(accepted.len(), 101);
+    assert!(
+        accepted.values().all(|&n| n == 1),
+        "a reference was accepted twice"
+    );
+    assert!(accepted.contains_key("251") && !accepted.contains_key("200"));
+}
+
 /// Starts `retl run orders` held at `hold` (`POINT:N`) and returns it once it
 /// says it is holding there: the moment is exact, not guessed with a sleep.
 pub(crate) fn spawn_held(world: &World, hold: &str, extra: &[&str]) -> std::process::Child {
