@@ -843,21 +843,32 @@ fn null_and_duplicate_keys_are_rejected_rows_and_one_invitation_goes_out() {
     assert_eq!(world.accepted_references().get("2"), Some(&1));
 }
 
-#[test]
-fn a_source_that_fails_mid_run_stops_the_run_and_the_next_run_picks_up() {
-    let world = World::new();
+/// A table `events` of 250 rows whose row 150 has the id `oops`: a source
+/// read in batches of 100 fails on its second batch.
+fn events_table(world: &World) {
     world.sql(
         "CREATE TABLE events (id INTEGER, name TEXT, email TEXT);
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 250)
          INSERT INTO events SELECT i, 'Customer ' || i, 'c' || i || '@shop.example' FROM n;
          UPDATE events SET id = 'oops' WHERE id = 150;",
     );
+}
+
+/// The activation on `events`, read in batches of 100.
+fn events_activation(world: &World, first_run: &str) -> String {
+    format!(
+        "source:\n  connection: {}\n  table: events\n  batch_size: 100\ndestination: trustpilot\nfirst_run: {first_run}\nmapping:\n  reference_number: id\n  consumer_name: name\n  consumer_email: email\n",
+        world.connection()
+    )
+}
+
+#[test]
+fn a_source_that_fails_mid_run_stops_the_run_and_the_next_run_picks_up() {
+    let world = World::new();
+    events_table(&world);
     world.write(
         "activations/orders.yaml",
-        &format!(
-            "source:\n  connection: {}\n  table: events\n  batch_size: 100\ndestination: trustpilot\nfirst_run: send_all\nmapping:\n  reference_number: id\n  consumer_name: name\n  consumer_email: email\n",
-            world.connection()
-        ),
+        &events_activation(&world, "send_all"),
     );
     let (code, failed) = world.run();
     assert_eq!(code, 1, "{failed}");
@@ -888,18 +899,10 @@ fn a_source_that_fails_mid_run_stops_the_run_and_the_next_run_picks_up() {
 #[test]
 fn skip_existing_records_the_rows_already_there_and_sends_only_later_ones() {
     let world = World::new();
-    world.sql(
-        "CREATE TABLE events (id INTEGER, name TEXT, email TEXT);
-         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 250)
-         INSERT INTO events SELECT i, 'Customer ' || i, 'c' || i || '@shop.example' FROM n;
-         UPDATE events SET id = 'oops' WHERE id = 150;",
-    );
+    events_table(&world);
     world.write(
         "activations/orders.yaml",
-        &format!(
-            "source:\n  connection: {}\n  table: events\n  batch_size: 100\ndestination: trustpilot\nfirst_run: skip_existing\nmapping:\n  reference_number: id\n  consumer_name: name\n  consumer_email: email\n",
-            world.connection()
-        ),
+        &events_activation(&world, "skip_existing"),
     );
     // A first run that fails part-way has not completed: the next is a first run still.
     let (code, failed) = world.run();
@@ -932,18 +935,8 @@ fn skip_existing_records_the_rows_already_there_and_sends_only_later_ones() {
 #[test]
 fn a_baseline_leaves_keys_an_unfinished_first_run_sent_as_they_are() {
     let world = World::new();
-    world.sql(
-        "CREATE TABLE events (id INTEGER, name TEXT, email TEXT);
-         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 250)
-         INSERT INTO events SELECT i, 'Customer ' || i, 'c' || i || '@shop.example' FROM n;
-         UPDATE events SET id = 'oops' WHERE id = 150;",
-    );
-    let activation = |first_run: &str| {
-        format!(
-            "source:\n  connection: {}\n  table: events\n  batch_size: 100\ndestination: trustpilot\nfirst_run: {first_run}\nmapping:\n  reference_number: id\n  consumer_name: name\n  consumer_email: email\n",
-            world.connection()
-        )
-    };
+    events_table(&world);
+    let activation = |first_run: &str| events_activation(&world, first_run);
     // A first run that sends its first batch, then fails: not completed.
     world.write("activations/orders.yaml", &activation("send_all"));
     let (code, failed) = world.run();

@@ -353,9 +353,7 @@ mod tests {
     use crate::Lease;
 
     async fn state() -> (tempfile::TempDir, State) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("state.db").display());
-        (dir, State::open(&url).await.unwrap())
+        crate::test_state().await
     }
 
     async fn lease(state: &State, activation: &str) -> Lease {

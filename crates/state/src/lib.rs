@@ -194,3 +194,11 @@ mod tests {
         }
     }
 }
+
+/// A state in a new SQLite file, for unit tests.
+#[cfg(test)]
+pub(crate) async fn test_state() -> (tempfile::TempDir, State) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let url = format!("sqlite://{}", dir.path().join("state.db").display());
+    (dir, State::open(&url).await.expect("a new state opens"))
+}

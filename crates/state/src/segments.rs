@@ -369,9 +369,7 @@ mod tests {
     use super::*;
 
     async fn state() -> (tempfile::TempDir, State) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("state.db").display());
-        (dir, State::open(&url).await.unwrap())
+        crate::test_state().await
     }
 
     fn key(i: u32) -> RowHash {
