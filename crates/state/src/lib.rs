@@ -170,6 +170,14 @@ impl State {
     }
 }
 
+/// A state in a new SQLite file, for unit tests.
+#[cfg(test)]
+pub(crate) async fn test_state() -> (tempfile::TempDir, State) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let url = format!("sqlite://{}", dir.path().join("state.db").display());
+    (dir, State::open(&url).await.expect("a new state opens"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,12 +201,4 @@ mod tests {
             assert_eq!(resolve_url(kept, project), kept);
         }
     }
-}
-
-/// A state in a new SQLite file, for unit tests.
-#[cfg(test)]
-pub(crate) async fn test_state() -> (tempfile::TempDir, State) {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    let url = format!("sqlite://{}", dir.path().join("state.db").display());
-    (dir, State::open(&url).await.expect("a new state opens"))
 }
