@@ -483,14 +483,19 @@ pub(crate) async fn read_rows<R>(
     tx: &mpsc::Sender<Result<Batch>>,
     append: impl Fn(&mut columns::Builder, &R, usize, u64) -> Result<()>,
 ) -> Result<()> {
-    use futures::TryStreamExt as _;
+    use futures::{FutureExt as _, TryStreamExt as _};
     let mut builders = builders(plan, batch_size);
     let mut problems = Vec::new();
     let mut row_number: u64 = 0;
     loop {
-        let next = tokio::time::timeout(read_timeout, rows.try_next())
-            .await
-            .map_err(|_| Error::ReadTimeout(read_timeout))?;
+        // A timer only when no row is ready: a timer per row costs a clock
+        // read and a timer entry each.
+        let next = match rows.try_next().now_or_never() {
+            Some(next) => next,
+            None => tokio::time::timeout(read_timeout, rows.try_next())
+                .await
+                .map_err(|_| Error::ReadTimeout(read_timeout))?,
+        };
         let Some(row) = next.map_err(Error::Query)? else {
             break;
         };
@@ -548,5 +553,21 @@ mod tests {
             err.to_string(),
             "unsupported connection scheme `oracle`; supported: postgres, postgresql, mysql, mariadb, sqlite"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_database_that_sends_no_row_for_the_read_timeout_fails_the_read() {
+        use futures::StreamExt as _;
+        let plan = Plan {
+            schema: Arc::new(arrow_schema::Schema::empty()),
+            kinds: Vec::new(),
+            db_types: Vec::new(),
+        };
+        let (tx, _rx) = mpsc::channel(2);
+        let rows = futures::stream::pending::<std::result::Result<(), sqlx::Error>>().boxed();
+        let timeout = Duration::from_mins(5);
+        let read = read_rows(rows, &plan, 10, timeout, &tx, |_, (), _, _| Ok(()));
+        // Paused time: the five minutes pass as soon as nothing else can run.
+        assert!(matches!(read.await, Err(Error::ReadTimeout(t)) if t == timeout));
     }
 }
