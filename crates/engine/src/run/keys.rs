@@ -10,6 +10,25 @@ use super::RunCtx;
 use super::options::{HoldPoint, hold_at};
 use crate::Result;
 
+/// What [`RunCtx::start_loading_keys`] loads.
+pub(super) enum Loaded {
+    /// A baseline's: the keys the ledger table holds.
+    InTable(HashSet<RowHash>),
+    /// Any other run's: the key set.
+    Set(KeySet),
+}
+
+/// A load under way; dropped (the run failed before it needed it), it stops.
+pub(super) struct Loading(Option<tokio::task::JoinHandle<retl_state::Result<Loaded>>>);
+
+impl Drop for Loading {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
+}
+
 /// What a run keeps of the key segments.
 #[derive(Default)]
 pub(super) struct Keys {
@@ -24,22 +43,41 @@ pub(super) struct Keys {
 }
 
 impl RunCtx<'_> {
-    /// Loads what the run classifies against: for a baseline, the ledger
-    /// table's keys (its entries stay in force); otherwise the key set.
-    pub(super) async fn load_keys(&mut self, baseline: bool) -> Result<()> {
-        let name = &self.activation.name;
-        if baseline {
-            self.keys.in_table = self.state.ledger_keys(name).await?;
-            // Every row read is held: growing the buffer would copy it again and again.
-            if self.dry.is_none() {
-                self.keys
-                    .pending
-                    .reserve_exact(self.options.key_flush_rows.min(1 << 20));
+    /// Starts loading what the run classifies against: for a baseline, the
+    /// ledger table's keys (their entries stay in force); otherwise the key
+    /// set. It runs beside the source's connection and first batches.
+    pub(super) fn start_loading_keys(&self, baseline: bool) -> Loading {
+        let state = self.state.clone();
+        let name = self.activation.name.clone();
+        Loading(Some(tokio::spawn(async move {
+            if baseline {
+                state.ledger_keys(&name).await.map(Loaded::InTable)
+            } else {
+                state.key_set(&name).await.map(Loaded::Set)
             }
-        } else {
-            let set = self.state.key_set(name).await?;
-            tracing::debug!(records = set.records(), "key set loaded");
-            self.keys.set = Some(set);
+        })))
+    }
+
+    /// Waits for what [`start_loading_keys`](Self::start_loading_keys) loads.
+    pub(super) async fn finish_loading_keys(&mut self, mut loading: Loading) -> Result<()> {
+        let task = loading.0.take().expect("a load is awaited once");
+        let loaded = task
+            .await
+            .map_err(|e| crate::Error::Internal(format!("loading the key set stopped: {e}")))??;
+        match loaded {
+            Loaded::InTable(keys) => {
+                self.keys.in_table = keys;
+                // Every row read is held: growing the buffer would copy it again and again.
+                if self.dry.is_none() {
+                    self.keys
+                        .pending
+                        .reserve_exact(self.options.key_flush_rows.min(1 << 20));
+                }
+            }
+            Loaded::Set(set) => {
+                tracing::debug!(records = set.records(), "key set loaded");
+                self.keys.set = Some(set);
+            }
         }
         Ok(())
     }

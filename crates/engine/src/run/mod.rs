@@ -315,6 +315,12 @@ impl<'a> RunCtx<'a> {
         self.refuse(self.guard_first_run(first_run).await)?;
         self.budget = self.budget().await?;
         spec.since = self.plan_cursor(first_run).await?;
+        // Until an activation's first run completes, `skip_existing` records
+        // the rows already there instead of sending them.
+        let baseline = activation.first_run == FirstRun::SkipExisting && first_run;
+        // The key set loads from the state while the source connects and
+        // starts streaming.
+        let keys = self.start_loading_keys(baseline);
         let mut source = Source::open(&spec).await.map_err(source_error)?;
         let schema = source.schema();
         let index = |column: &str| {
@@ -360,15 +366,12 @@ impl<'a> RunCtx<'a> {
             Some(_) => None,
         };
 
-        // Until an activation's first run completes, `skip_existing` records
-        // the rows already there instead of sending them.
-        let baseline = activation.first_run == FirstRun::SkipExisting && first_run;
         if baseline {
             tracing::info!(
                 "first run with first_run: skip_existing: recording existing rows, sending none"
             );
         }
-        self.load_keys(baseline).await?;
+        self.finish_loading_keys(keys).await?;
         let surge = if baseline || first_run {
             None
         } else {
