@@ -475,6 +475,23 @@ pub struct CellProblem {
 
 /// Reads a stream of database rows into batches of `plan`, sending each full
 /// batch to `tx`; `append(builder, row, column, row_number)` fills one cell.
+/// The stream's next item, or [`Error::ReadTimeout`] when the database sends
+/// nothing for `timeout`. A timer is set only when no item is ready: an item
+/// is usually one row, and a timer per row costs a clock read and a timer
+/// entry each.
+pub(crate) async fn next_within<S>(stream: &mut S, timeout: Duration) -> Result<Option<S::Item>>
+where
+    S: futures::Stream + Unpin,
+{
+    use futures::{FutureExt as _, StreamExt as _};
+    if let Some(item) = stream.next().now_or_never() {
+        return Ok(item);
+    }
+    tokio::time::timeout(timeout, stream.next())
+        .await
+        .map_err(|_| Error::ReadTimeout(timeout))
+}
+
 pub(crate) async fn read_rows<R>(
     mut rows: futures::stream::BoxStream<'_, std::result::Result<R, sqlx::Error>>,
     plan: &Plan,
@@ -483,22 +500,14 @@ pub(crate) async fn read_rows<R>(
     tx: &mpsc::Sender<Result<Batch>>,
     append: impl Fn(&mut columns::Builder, &R, usize, u64) -> Result<()>,
 ) -> Result<()> {
-    use futures::{FutureExt as _, TryStreamExt as _};
     let mut builders = builders(plan, batch_size);
     let mut problems = Vec::new();
     let mut row_number: u64 = 0;
     loop {
-        // A timer only when no row is ready: a timer per row costs a clock
-        // read and a timer entry each.
-        let next = match rows.try_next().now_or_never() {
-            Some(next) => next,
-            None => tokio::time::timeout(read_timeout, rows.try_next())
-                .await
-                .map_err(|_| Error::ReadTimeout(read_timeout))?,
-        };
-        let Some(row) = next.map_err(Error::Query)? else {
+        let Some(row) = next_within(&mut rows, read_timeout).await? else {
             break;
         };
+        let row = row.map_err(Error::Query)?;
         row_number += 1;
         let in_batch = builders[0].len();
         for (index, builder) in builders.iter_mut().enumerate() {

@@ -8,7 +8,6 @@
 
 use std::str::FromStr;
 
-use futures::{FutureExt as _, StreamExt};
 use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use tokio::sync::mpsc;
@@ -102,15 +101,9 @@ async fn read(
     let mut stream = conn.copy_out_raw(sql).await.map_err(Error::Query)?;
     let mut parser = Parser::new(plan, batch_size);
     loop {
-        // A chunk is usually one row: set a timer only when none is ready
-        // (a timer per row costs a clock read and a timer entry each).
-        let chunk = match stream.next().now_or_never() {
-            Some(chunk) => chunk,
-            None => tokio::time::timeout(read_timeout, stream.next())
-                .await
-                .map_err(|_| Error::ReadTimeout(read_timeout))?,
+        let Some(chunk) = crate::next_within(&mut stream, read_timeout).await? else {
+            break;
         };
-        let Some(chunk) = chunk else { break };
         let chunk = chunk.map_err(Error::Query)?;
         parser.feed(&chunk)?;
         while parser.full() {
