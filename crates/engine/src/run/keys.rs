@@ -92,7 +92,7 @@ impl RunCtx<'_> {
         }
         let flush_at = self.options.key_flush_rows.max(1);
         for record in records {
-            if !self.keys.in_table.is_empty() && self.keys.in_table.contains(&record.0) {
+            if self.keys.in_table.contains(&record.0) {
                 continue;
             }
             self.keys.pending.push(record);
