@@ -347,7 +347,6 @@ impl Fenced {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use super::*;
     use crate::Lease;
@@ -357,10 +356,7 @@ mod tests {
     }
 
     async fn lease(state: &State, activation: &str) -> Lease {
-        state
-            .acquire_lease(activation, "run-1", Duration::from_mins(1))
-            .await
-            .unwrap()
+        crate::test_lease(state, activation).await
     }
 
     fn outcome(k: u8, c: u8, status: Status) -> Outcome<'static> {

@@ -178,6 +178,15 @@ pub(crate) async fn test_state() -> (tempfile::TempDir, State) {
     (dir, State::open(&url).await.expect("a new state opens"))
 }
 
+/// The lease of a run `run-1` of `activation`, for unit tests.
+#[cfg(test)]
+pub(crate) async fn test_lease(state: &State, activation: &str) -> Lease {
+    state
+        .acquire_lease(activation, "run-1", std::time::Duration::from_mins(1))
+        .await
+        .expect("a free lease is taken")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -364,7 +364,6 @@ impl Fenced {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use super::*;
 
@@ -382,10 +381,7 @@ mod tests {
     #[tokio::test]
     async fn blocks_load_into_a_set_where_the_later_record_wins_and_merge_when_crowded() {
         let (_dir, state) = state().await;
-        let lease = state
-            .acquire_lease("a", "run-1", Duration::from_mins(1))
-            .await
-            .unwrap();
+        let lease = crate::test_lease(&state, "a").await;
         for round in 0..=MAX_BLOCKS {
             let mut tx = state.fenced(&lease).await.unwrap();
             // Every round rewrites key 0 and adds 100 keys of its own.
@@ -421,10 +417,7 @@ mod tests {
     #[tokio::test]
     async fn a_lookup_asks_the_table_only_for_what_the_set_cannot_decide() {
         let (_dir, state) = state().await;
-        let lease = state
-            .acquire_lease("a", "run-1", Duration::from_mins(1))
-            .await
-            .unwrap();
+        let lease = crate::test_lease(&state, "a").await;
         let mut tx = state.fenced(&lease).await.unwrap();
         // Key 1: baseline, in a segment only. Key 2: sent, in the table only.
         tx.append_segments(&mut [(key(1), [1; 16])]).await.unwrap();
