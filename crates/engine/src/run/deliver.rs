@@ -10,6 +10,10 @@
 //! the signal): no request starts after the signal, requests under way may
 //! finish until shortly before the deadline, and what is still running then is
 //! `uncertain` if it was sent, `skipped` if not.
+//!
+//! A little over 600 lines on purpose: the request task, the loop that
+//! records its outcomes and the interrupt's deadline are one protocol, read
+//! together against the crate's commit order.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};

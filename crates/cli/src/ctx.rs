@@ -1,0 +1,75 @@
+//! What every command gets from the global options: the configuration
+//! directory, the state database and where `${VAR}`s come from.
+
+use std::path::Path;
+use std::time::Duration;
+
+use retl_engine::config::{Environment, Project};
+use retl_state::{OpenOptions, State};
+
+use crate::{Failure, notice};
+
+/// What every command gets from the global options.
+pub(crate) struct Ctx {
+    /// `--config-dir`.
+    pub config_dir: std::path::PathBuf,
+    /// `--state`.
+    pub state_url: String,
+    /// `--state-busy-timeout`.
+    pub busy_timeout: Duration,
+    /// Where `${VAR}`s come from (`--env-file`, `--target`).
+    pub environment: Environment,
+    /// `--clock-offset` (tests).
+    pub clock_offset: Option<Duration>,
+}
+
+impl Ctx {
+    /// Opens the state database.
+    pub(crate) async fn state(&self) -> Result<State, Failure> {
+        let mut options = OpenOptions {
+            busy_timeout: self.busy_timeout,
+            ..OpenOptions::default()
+        };
+        if let Some(ahead) = self.clock_offset {
+            options.clock = std::sync::Arc::new(retl_state::OffsetClock { ahead });
+        }
+        Ok(State::open_with(&self.state_url, &options).await?)
+    }
+
+    /// The state database if it exists already (a SQLite file that is not
+    /// there yet is not created: nothing has run).
+    pub(crate) async fn state_if_present(&self) -> Result<Option<State>, Failure> {
+        if let Some(path) = self.state_url.strip_prefix("sqlite://")
+            && !path.starts_with(":memory:")
+            && !Path::new(path.split('?').next().unwrap_or(path)).exists()
+        {
+            return Ok(None);
+        }
+        self.state().await.map(Some)
+    }
+
+    /// Loads the configuration, warning about broken files that do not concern `activation`.
+    pub(crate) fn load(&self, activation: &str) -> Result<Project, Failure> {
+        let project = self.project()?;
+        let (found, _) = project.activation(activation)?;
+        if !project.problems.is_empty() {
+            let others: Vec<String> = project.problems.iter().map(|p| format!("  {p}")).collect();
+            notice(&format!(
+                "warning: other configuration files have problems and were skipped (activation `{}` is fine):\n{}",
+                found.name,
+                others.join("\n")
+            ));
+        }
+        Ok(project)
+    }
+
+    /// The configuration directory.
+    pub(crate) fn config_dir(&self) -> &Path {
+        &self.config_dir
+    }
+
+    /// The whole configuration directory, with its problems.
+    pub(crate) fn project(&self) -> Result<Project, Failure> {
+        Ok(Project::load_in(&self.config_dir, &self.environment)?)
+    }
+}
