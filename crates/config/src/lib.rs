@@ -150,18 +150,59 @@ impl Problem {
 
 /// A connection URL with its password replaced by `***`, for messages and
 /// logs (configuration holds URLs; no component prints one unmasked).
+///
+/// Masked are the password of `user:password@`, and the value of every query
+/// parameter whose name suggests a secret ([`is_secret_name`]), such as
+/// `?password=…` (which the PostgreSQL and MySQL drivers accept) or
+/// `?sslpassword=…`, `?token=…`, `?private_key=…`.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (rest, fragment) = match rest.split_once('#') {
+        Some((rest, fragment)) => (rest, Some(fragment)),
+        None => (rest, None),
+    };
+    let (before_query, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (rest, None),
+    };
+    let (authority, path) = before_query.split_at(before_query.find('/').unwrap_or(before_query.len()));
+    let mut out = format!("{scheme}://");
     match authority.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
-            None => url.to_owned(),
+            Some((user, _password)) => out.push_str(&format!("{user}:***@{host}")),
+            None => out.push_str(authority),
         },
-        None => url.to_owned(),
+        None => out.push_str(authority),
     }
+    out.push_str(path);
+    if let Some(query) = query {
+        out.push('?');
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if is_secret_name(name) => format!("{name}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
+}
+
+/// Whether a parameter's name suggests that its value is a secret: it
+/// contains `pass`, `pwd`, `secret`, `token`, `key` or `credential`, in any
+/// case, also percent-encoded or with `_`, `-`, `.` between words.
+pub fn is_secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["pass", "pwd", "secret", "token", "key", "credential", "auth"]
+        .iter()
+        .any(|word| name.contains(word))
 }
 
 /// An error and its causes, `: `-joined, each cause once: what a person reads
@@ -268,6 +309,29 @@ mod tests {
                 "a.yaml:5:8: batch: expected a whole number from 1 to 10, found `lots`",
             ]
         );
+    }
+
+    #[test]
+    fn a_problem_with_a_value_from_the_environment_quotes_it_as_written() {
+        let file = Path::new("d.yaml");
+        let text = "concurrency: ${KEY}\nauth: \"x${KEY}\"\n";
+        let doc = parse(file, text).unwrap();
+        let mut r = Reader::new(file, text, &env);
+        let map = r.map(&doc, "", &[]).unwrap();
+        r.number(map.get("concurrency").unwrap(), "concurrency", 1, 64);
+        let auth = map.get("auth").unwrap();
+        let url = r.string(auth, "auth").unwrap();
+        r.problem(auth, "auth", format!("`{url}` is not a URL"));
+        let shown: Vec<String> = r.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            vec![
+                "d.yaml:1:14: concurrency: expected a whole number from 1 to 64, found `${KEY}`",
+                "d.yaml:2:7: auth: `x${KEY}` is not a URL",
+            ]
+        );
+        let all = format!("{:?}", r.problems);
+        assert!(!all.contains("k-123"), "{all}");
     }
 
     #[test]
@@ -394,6 +458,19 @@ mod tests {
             "sqlite://.retl/state.db"
         );
         assert_eq!(redact_url("postgres://etl@db/wh"), "postgres://etl@db/wh");
+        assert_eq!(
+            redact_url("postgres://etl@db/wh?password=s3cret&sslmode=require"),
+            "postgres://etl@db/wh?password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("mysql://db/wh?user=etl&PASSWORD=s3cret#x"),
+            "mysql://db/wh?user=etl&PASSWORD=***#x"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p%40ss@db?sslpassword=a&api_token=b&private-key=c&Credentials=d&application_name=retl"),
+            "postgres://u:***@db?sslpassword=***&api_token=***&private-key=***&Credentials=***&application_name=retl"
+        );
+        assert_eq!(redact_url("postgres://db?password"), "postgres://db?password");
     }
 
     #[test]

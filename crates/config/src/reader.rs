@@ -33,6 +33,17 @@ pub struct Reader<'f> {
     env: &'f dyn Fn(&str) -> Option<String>,
     /// Every problem found so far.
     pub problems: Vec<Problem>,
+    /// Values that came from the environment, with the text as written
+    /// (`${VAR}`) and where: a problem quotes the text, never the value.
+    substituted: Vec<Substituted>,
+}
+
+/// A scalar whose `${VAR}`s were replaced by their values.
+struct Substituted {
+    line: usize,
+    col: usize,
+    value: String,
+    written: String,
 }
 
 /// A mapping's entries, in document order, keys as text.
@@ -111,6 +122,7 @@ impl<'f> Reader<'f> {
             text,
             env,
             problems: Vec::new(),
+            substituted: Vec::new(),
         }
     }
 
@@ -123,9 +135,19 @@ impl<'f> Reader<'f> {
         }
     }
 
-    /// Records a problem at `node`, with the offending text marked.
+    /// Records a problem at `node`, with the offending text marked. A value
+    /// that came from the environment is quoted as written (`${VAR}`), never
+    /// as its value: it may be a secret.
     pub fn problem(&mut self, node: &Node<'_>, path: &str, message: impl Into<String>) {
+        let mut message: String = message.into();
         let (start, end) = (&node.span.start, &node.span.end);
+        for substituted in &self.substituted {
+            let here = substituted.line == start.line() && substituted.col == start.col();
+            // Elsewhere, only values too long to appear by chance are replaced.
+            if !substituted.value.is_empty() && (here || substituted.value.len() >= 6) {
+                message = message.replace(&substituted.value, &substituted.written);
+            }
+        }
         let width = if end.line() == start.line() {
             end.col().saturating_sub(start.col())
         } else {
@@ -134,7 +156,7 @@ impl<'f> Reader<'f> {
         self.problems.push(Problem {
             location: Some(self.location(node)),
             path: path.to_owned(),
-            message: message.into(),
+            message,
             excerpt: excerpt(self.text, start.line(), start.col(), width),
         });
     }
@@ -202,7 +224,16 @@ impl<'f> Reader<'f> {
             self.problem(node, path, format!("expected a string, found {found}"));
             return None;
         };
-        self.interpolate(node, path, &text)
+        let value = self.interpolate(node, path, &text)?;
+        if value != text {
+            self.substituted.push(Substituted {
+                line: node.span.start.line(),
+                col: node.span.start.col(),
+                value: value.clone(),
+                written: text.into_owned(),
+            });
+        }
+        Some(value)
     }
 
     fn interpolate(&mut self, node: &Node<'_>, path: &str, text: &str) -> Option<String> {

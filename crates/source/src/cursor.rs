@@ -3,11 +3,11 @@
 //!
 //! A cursor value is an integer, a time, or text (SQLite keeps times as text,
 //! and compares them as text: write them in one shape, ISO 8601 in UTC). Each
-//! driver writes the condition as a literal it compares the way the column
-//! does: digits; a PostgreSQL timestamp literal (`…Z`, which a `timestamp`
-//! column reads without its zone, as the source reads such columns as UTC); a
-//! MySQL `'YYYY-MM-DD HH:MM:SS.ffffff'` (the session is in UTC); or the text
-//! itself, quoted.
+//! driver compares a value in the shape the column does: an integer; a
+//! PostgreSQL timestamp (`…Z`, which a `timestamp` column reads without its
+//! zone, as the source reads such columns as UTC); a MySQL
+//! `YYYY-MM-DD HH:MM:SS.ffffff` (the session is in UTC); or the text itself.
+//! Values are bound as parameters, never spliced into SQL ([`Statement`]).
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -109,23 +109,55 @@ impl CursorValue {
         }
     }
 
-    /// The SQL literal that `driver` compares with the column.
-    pub(crate) fn literal(&self, driver: Driver) -> String {
-        let quoted = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    /// The value bound to the condition's parameter, in the shape `driver`
+    /// compares with the column.
+    fn param(&self, driver: Driver) -> Param {
         match (self, driver) {
-            (CursorValue::Int(n), _) => n.to_string(),
+            (CursorValue::Int(n), _) => Param::Int(*n),
             (CursorValue::Time(t), Driver::Mysql) => {
-                quoted(&t.format("%Y-%m-%d %H:%M:%S%.6f").to_string())
+                Param::Text(t.format("%Y-%m-%d %H:%M:%S%.6f").to_string())
             }
             (CursorValue::Time(t), Driver::Postgres) => {
-                quoted(&t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+                Param::Text(t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
             }
             (CursorValue::Time(t), Driver::Sqlite) => {
-                quoted(&t.format("%Y-%m-%d %H:%M:%S").to_string())
+                Param::Text(t.format("%Y-%m-%d %H:%M:%S").to_string())
             }
-            (CursorValue::Text(s), _) => quoted(s),
+            (CursorValue::Text(s), _) => Param::Text(s.clone()),
         }
     }
+}
+
+/// The one value a cursor condition binds: never spliced into SQL text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Param {
+    /// An integer cursor.
+    Int(i64),
+    /// A time or text cursor, in the column's own comparison shape.
+    Text(String),
+}
+
+/// The name of the PostgreSQL session setting that carries the cursor value
+/// into a `COPY`, which takes no bind parameters: `set_config` binds it, the
+/// statement reads it with `current_setting` (see [`Statement`]).
+pub(crate) const PG_SETTING: &str = "retl.cursor";
+
+/// A reading statement and the value bound to its cursor condition.
+///
+/// MySQL/MariaDB and SQLite bind the value to a `?`. PostgreSQL's `COPY`
+/// cannot take a parameter, so the value is bound to
+/// `SELECT set_config('retl.cursor', $1, false)` first and the condition
+/// reads it back with `current_setting('retl.cursor')` (a text cursor: the
+/// only kind whose value comes from the warehouse's text; an integer or a
+/// time is written from its typed value, digits and separators only). Either
+/// way a value is data, never SQL: a quote, a backslash, `--` or NUL in it
+/// changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Statement {
+    /// The SQL.
+    pub sql: String,
+    /// The cursor value to bind, if the statement has a condition.
+    pub param: Option<Param>,
 }
 
 /// A time written as text, moved back by `back`, written in the same shape
@@ -209,21 +241,32 @@ pub(crate) fn select(
     since: Option<&Since>,
     driver: Driver,
     quote: char,
-) -> String {
-    let filter = since
-        .map(|since| since.clause(driver, quote))
-        .unwrap_or_default();
-    format!("SELECT {} FROM {from}{filter}", columns.join(", "))
-}
-
-impl Since {
-    /// The `WHERE` clause for `driver`, the column quoted with `quote`.
-    pub(crate) fn clause(&self, driver: Driver, quote: char) -> String {
-        format!(
-            " WHERE {} >= {}",
-            crate::columns::quote_column(&self.column, quote),
-            self.from.literal(driver)
-        )
+) -> Statement {
+    let Some(since) = since else {
+        return Statement {
+            sql: format!("SELECT {} FROM {from}", columns.join(", ")),
+            param: None,
+        };
+    };
+    let column = crate::columns::quote_column(&since.column, quote);
+    let param = since.from.param(driver);
+    let (placeholder, param) = match (driver, param) {
+        (Driver::Mysql | Driver::Sqlite, param) => ("?".to_owned(), Some(param)),
+        // Digits, and a time chrono wrote (digits, `-`, `:`, `T`, `.`, `Z`):
+        // nothing from the warehouse's text reaches the SQL. An untyped
+        // literal takes the column's type (timestamp, timestamptz or date).
+        (Driver::Postgres, Param::Int(n)) => (n.to_string(), None),
+        (Driver::Postgres, Param::Text(text)) if !matches!(since.from, CursorValue::Text(_)) => {
+            (format!("'{text}'"), None)
+        }
+        (Driver::Postgres, text) => (format!("current_setting('{PG_SETTING}')"), Some(text)),
+    };
+    Statement {
+        sql: format!(
+            "SELECT {} FROM {from} WHERE {column} >= {placeholder}",
+            columns.join(", ")
+        ),
+        param,
     }
 }
 
@@ -272,23 +315,40 @@ mod tests {
     }
 
     #[test]
-    fn literals_compare_the_way_each_database_does() {
+    fn cursor_values_are_bound_never_spliced() {
+        let since = |from| Since {
+            column: "at".to_owned(),
+            from,
+        };
+        let text = "zz\\' UNION SELECT 1 -- \0";
+        let hostile = CursorValue::Text(text.into());
+        for driver in [Driver::Mysql, Driver::Sqlite, Driver::Postgres] {
+            let statement = select(&["id".into()], "t", Some(&since(hostile.clone())), driver, '"');
+            assert!(!statement.sql.contains("UNION"), "{statement:?}");
+            assert_eq!(statement.param, Some(Param::Text(text.into())));
+        }
         let t = DateTime::parse_from_rfc3339("2026-11-23T10:00:00.5Z")
             .unwrap()
             .to_utc();
         assert_eq!(
-            CursorValue::Time(t).literal(Driver::Postgres),
-            "'2026-11-23T10:00:00.500000Z'"
+            select(&["id".into()], "t", Some(&since(CursorValue::Time(t))), Driver::Postgres, '"'),
+            Statement {
+                sql: r#"SELECT id FROM t WHERE "at" >= '2026-11-23T10:00:00.500000Z'"#.into(),
+                param: None
+            }
         );
         assert_eq!(
-            CursorValue::Time(t).literal(Driver::Mysql),
-            "'2026-11-23 10:00:00.500000'"
+            select(&["id".into()], "t", Some(&since(CursorValue::Time(t))), Driver::Mysql, '`'),
+            Statement {
+                sql: "SELECT id FROM t WHERE `at` >= ?".into(),
+                param: Some(Param::Text("2026-11-23 10:00:00.500000".into()))
+            }
         );
         assert_eq!(
-            CursorValue::Text("it's".into()).literal(Driver::Sqlite),
-            "'it''s'"
+            select(&["id".into()], "t", Some(&since(CursorValue::Int(-3))), Driver::Sqlite, '"')
+                .param,
+            Some(Param::Int(-3))
         );
-        assert_eq!(CursorValue::Int(-3).literal(Driver::Mysql), "-3");
     }
 
     #[test]

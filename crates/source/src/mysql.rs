@@ -47,7 +47,9 @@ fn options(url: &str) -> Result<MySqlConnectOptions> {
     MySqlConnectOptions::from_str(&url).map_err(Error::Connect)
 }
 
-pub(crate) async fn plan(spec: &SourceSpec) -> Result<(Plan, MySqlConnection, String)> {
+pub(crate) async fn plan(
+    spec: &SourceSpec,
+) -> Result<(Plan, MySqlConnection, crate::cursor::Statement)> {
     let options = options(&spec.connection)?.timezone(Some("+00:00".to_owned()));
     let mut conn = connecting(spec, options.connect()).await?;
     conn.execute("SET SESSION net_write_timeout = 86400")
@@ -57,24 +59,29 @@ pub(crate) async fn plan(spec: &SourceSpec) -> Result<(Plan, MySqlConnection, St
     let available = describe_columns(&mut conn, &from).await?;
     let plan = Plan::new(spec, &available, kind_of)?;
     let columns: Vec<String> = spec.columns.iter().map(|c| quote_column(c, '`')).collect();
-    let sql = crate::cursor::select(
+    let statement = crate::cursor::select(
         &columns,
         &from,
         spec.since.as_ref(),
         crate::Driver::Mysql,
         '`',
     );
-    Ok((plan, conn, sql))
+    Ok((plan, conn, statement))
 }
 
 pub(crate) async fn open(spec: &SourceSpec) -> Result<Source> {
-    let (plan, mut conn, sql) = plan(spec).await?;
+    let (plan, mut conn, statement) = plan(spec).await?;
     let (batch_size, read_timeout) = (spec.batch_size, spec.read_timeout);
     Ok(Source::start(
         plan.schema.clone(),
         plan.columns(),
         move |tx| async move {
-            let rows = conn.fetch(sql.as_str());
+            let query = sqlx::query(&statement.sql);
+            let rows = match statement.param {
+                None => conn.fetch(statement.sql.as_str()),
+                Some(crate::cursor::Param::Int(n)) => query.bind(n).fetch(&mut conn),
+                Some(crate::cursor::Param::Text(text)) => query.bind(text).fetch(&mut conn),
+            };
             read_rows(
                 rows,
                 &plan,

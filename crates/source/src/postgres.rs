@@ -47,7 +47,9 @@ fn cast_to_text(db_type: &str) -> bool {
     matches!(db_type, "NUMERIC" | "UUID" | "JSON" | "JSONB")
 }
 
-pub(crate) async fn plan(spec: &SourceSpec) -> Result<(Plan, PgConnection, String)> {
+pub(crate) async fn plan(
+    spec: &SourceSpec,
+) -> Result<(Plan, PgConnection, crate::cursor::Statement)> {
     let options = PgConnectOptions::from_str(&spec.connection)
         .map_err(Error::Connect)?
         .application_name("retl");
@@ -75,12 +77,26 @@ pub(crate) async fn plan(spec: &SourceSpec) -> Result<(Plan, PgConnection, Strin
         crate::Driver::Postgres,
         '"',
     );
-    let sql = format!("COPY ({select}) TO STDOUT (FORMAT binary)");
-    Ok((plan, conn, sql))
+    let statement = crate::cursor::Statement {
+        sql: format!("COPY ({}) TO STDOUT (FORMAT binary)", select.sql),
+        param: select.param,
+    };
+    Ok((plan, conn, statement))
 }
 
 pub(crate) async fn open(spec: &SourceSpec) -> Result<Source> {
-    let (plan, mut conn, sql) = plan(spec).await?;
+    let (plan, mut conn, statement) = plan(spec).await?;
+    if let Some(crate::cursor::Param::Text(value)) = &statement.param {
+        // COPY takes no parameters: the value travels in a session setting,
+        // bound here (see `cursor::Statement`).
+        sqlx::query("SELECT set_config($1, $2, false)")
+            .bind(crate::cursor::PG_SETTING)
+            .bind(value)
+            .execute(&mut conn)
+            .await
+            .map_err(Error::Query)?;
+    }
+    let sql = statement.sql;
     let batch_size = spec.batch_size;
     let read_timeout = spec.read_timeout;
     Ok(Source::start(

@@ -32,7 +32,9 @@ fn kind_of(declared: &str) -> Kind {
     }
 }
 
-pub(crate) async fn plan(spec: &SourceSpec) -> Result<(Plan, SqliteConnection, String)> {
+pub(crate) async fn plan(
+    spec: &SourceSpec,
+) -> Result<(Plan, SqliteConnection, crate::cursor::Statement)> {
     let options = SqliteConnectOptions::from_str(&spec.connection)
         .map_err(Error::Connect)?
         .read_only(true);
@@ -42,24 +44,29 @@ pub(crate) async fn plan(spec: &SourceSpec) -> Result<(Plan, SqliteConnection, S
     // SQLite can read every declared type: anything unknown is text.
     let plan = Plan::new(spec, &available, |t| Some(kind_of(t)))?;
     let columns: Vec<String> = spec.columns.iter().map(|c| quote_column(c, '"')).collect();
-    let sql = crate::cursor::select(
+    let statement = crate::cursor::select(
         &columns,
         &from,
         spec.since.as_ref(),
         crate::Driver::Sqlite,
         '"',
     );
-    Ok((plan, conn, sql))
+    Ok((plan, conn, statement))
 }
 
 pub(crate) async fn open(spec: &SourceSpec) -> Result<Source> {
-    let (plan, mut conn, sql) = plan(spec).await?;
+    let (plan, mut conn, statement) = plan(spec).await?;
     let (batch_size, read_timeout) = (spec.batch_size, spec.read_timeout);
     Ok(Source::start(
         plan.schema.clone(),
         plan.columns(),
         move |tx| async move {
-            let rows = conn.fetch(sql.as_str());
+            let query = sqlx::query(&statement.sql);
+            let rows = match statement.param {
+                None => conn.fetch(statement.sql.as_str()),
+                Some(crate::cursor::Param::Int(n)) => query.bind(n).fetch(&mut conn),
+                Some(crate::cursor::Param::Text(text)) => query.bind(text).fetch(&mut conn),
+            };
             read_rows(
                 rows,
                 &plan,

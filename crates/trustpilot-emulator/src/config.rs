@@ -35,13 +35,15 @@ pub struct Template {
 pub enum Fault {
     /// 500 with Trustpilot's JSON error body ("retry in 5-15 minutes"); nothing stored.
     ServerError,
-    /// 520 with an HTML page, as the CDN in front of Trustpilot sends; nothing stored.
+    /// 521 ("web server is down") with an HTML page, as the CDN in front of
+    /// Trustpilot sends when it cannot reach it; nothing stored.
     CdnError,
     /// 403 with an HTML page from the CDN; nothing stored.
     CdnForbidden,
     /// 429; nothing stored.
     TooManyRequests,
-    /// The answer starts, then the connection breaks; nothing stored.
+    /// A 500 status line goes out, then the connection breaks before the
+    /// body; nothing stored.
     Drop,
     /// The invitation is stored, and the answer never comes.
     AcceptThenHang,
@@ -54,11 +56,26 @@ pub enum Fault {
     /// Invitation links only: the link is created, and the 200 answer is an
     /// HTML page instead of `{id, url}`.
     LinkNotJson,
+    /// 503 with an HTML page: the service is down; nothing stored.
+    Unavailable,
+    /// The invitation is stored, then a proxy answers 502 (bad gateway) with an HTML page.
+    BadGatewayAfterAccept,
+    /// The invitation is stored, then a proxy answers 504 (gateway timeout).
+    GatewayTimeoutAfterAccept,
+    /// The invitation is stored, then the CDN answers 520 (unknown error).
+    UnknownAfterAccept,
+    /// The invitation is stored, then the CDN answers 524 (a timeout occurred).
+    OriginTimeoutAfterAccept,
+    /// The invitation is stored; the success status, headers and the start of
+    /// the body go out, and the rest of the body never comes.
+    AcceptThenStall,
+    /// 400 with an HTML page from the CDN (a request it would not forward); nothing stored.
+    CdnBadRequest,
 }
 
 impl Fault {
     /// Every fault, in the order shares are drawn.
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 16] = [
         Fault::ServerError,
         Fault::CdnError,
         Fault::CdnForbidden,
@@ -68,14 +85,29 @@ impl Fault {
         Fault::BadRequest,
         Fault::Redirect,
         Fault::LinkNotJson,
+        Fault::Unavailable,
+        Fault::BadGatewayAfterAccept,
+        Fault::GatewayTimeoutAfterAccept,
+        Fault::UnknownAfterAccept,
+        Fault::OriginTimeoutAfterAccept,
+        Fault::AcceptThenStall,
+        Fault::CdnBadRequest,
     ];
+
+    /// The fault's name, as `--fault` and the fault script spell it.
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
 }
 
 /// Random faults: for each fault, the share of invitation requests (0.0-1.0) that get it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FaultShares {
     /// Shares per fault, in [`Fault::ALL`] order; their sum is at most 1.
-    pub shares: [f64; 9],
+    pub shares: [f64; 16],
     /// A drawn 429 is followed by this many more (a burst); 0 for single 429s.
     pub burst: u32,
     /// Seed of the draw, so a fault storm can be replayed.

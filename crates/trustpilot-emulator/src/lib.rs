@@ -15,9 +15,11 @@
 //!   a JSON-lines file. `POST /_emulator/faults` with `{"script": ["server_error",
 //!   null, "accept_then_hang"]}` queues faults for the next invitation requests
 //!   (`null`: answer normally).
-//! - Faults, scripted or drawn at random by share ([`FaultShares`]): 500, HTML
-//!   520 and 403 from the CDN, 429 bursts, a connection dropped mid-answer, and
-//!   an invitation accepted whose answer never comes.
+//! - Faults, scripted or drawn at random by share ([`FaultShares`]): 500, 503,
+//!   HTML 521, 400 and 403 from the CDN, 429 bursts, a connection dropped
+//!   mid-answer, an invitation accepted whose answer never comes or whose body
+//!   breaks off, and an invitation accepted and then answered by a gateway
+//!   (502, 504, 520, 524).
 //!
 //! It shares no code with the client in `retl-trustpilot`: it is a second,
 //! independent reading of Trustpilot's documentation, so a misreading in one

@@ -203,17 +203,21 @@ fn early_fault(app: &Shared, fault: Fault) -> Option<Response> {
             None,
         ),
         Fault::CdnError => html(
-            StatusCode::from_u16(520).expect("520 is a valid status"),
-            "520: Web server is returning an unknown error",
+            StatusCode::from_u16(521).expect("521 is a valid status"),
+            "521: Web server is down",
         ),
+        Fault::Unavailable => html(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable"),
+        Fault::CdnBadRequest => html(StatusCode::BAD_REQUEST, "400 Bad Request"),
         Fault::CdnForbidden => html(StatusCode::FORBIDDEN, "403 Forbidden"),
         Fault::TooManyRequests => too_many(app),
         Fault::Drop => {
-            // Headers go out, then the body fails: the connection breaks mid-answer.
+            // A status line goes out, then the body fails: the connection
+            // breaks mid-answer. The status is a 500 (nothing was stored), so
+            // the client knows only that something in between broke.
             let body = axum::body::Body::from_stream(futures::stream::once(async {
                 Err::<Bytes, io::Error>(io::Error::other("connection dropped by the emulator"))
             }));
-            (StatusCode::OK, body).into_response()
+            (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
         }
         Fault::BadRequest => error(
             StatusCode::BAD_REQUEST,
@@ -222,7 +226,38 @@ fn early_fault(app: &Shared, fault: Fault) -> Option<Response> {
             Some("Product with SKU was not found in the product catalogue.".to_owned()),
         ),
         Fault::Redirect => (StatusCode::FOUND, [(header::LOCATION, "/login")], "").into_response(),
-        Fault::AcceptThenHang | Fault::LinkNotJson => return None,
+        Fault::AcceptThenHang
+        | Fault::LinkNotJson
+        | Fault::BadGatewayAfterAccept
+        | Fault::GatewayTimeoutAfterAccept
+        | Fault::UnknownAfterAccept
+        | Fault::OriginTimeoutAfterAccept
+        | Fault::AcceptThenStall => return None,
+    })
+}
+
+/// The answer a fault gives after the request was carried out, if any.
+fn late_fault(app: &Shared, fault: Fault, success: StatusCode) -> Option<Response> {
+    let status = |code| StatusCode::from_u16(code).expect("a valid status");
+    Some(match fault {
+        Fault::BadGatewayAfterAccept => html(StatusCode::BAD_GATEWAY, "502 Bad Gateway"),
+        Fault::GatewayTimeoutAfterAccept => {
+            html(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out")
+        }
+        Fault::UnknownAfterAccept => html(status(520), "520: Web server is returning an unknown error"),
+        Fault::OriginTimeoutAfterAccept => html(status(524), "524: A timeout occurred"),
+        Fault::AcceptThenStall => {
+            // The start of the body, then nothing until the emulator stops.
+            let mut stopping = app.stopping.subscribe();
+            let rest = futures::stream::once(async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+                Err::<Bytes, io::Error>(io::Error::other("the emulator stopped"))
+            });
+            let start = futures::stream::iter([Ok(Bytes::from_static(b"{\"id\":"))]);
+            let body = axum::body::Body::from_stream(futures::StreamExt::chain(start, rest));
+            (success, body).into_response()
+        }
+        _ => return None,
     })
 }
 
@@ -622,6 +657,9 @@ async fn email_invitation(
         return hang(&app).await;
     }
     let status = StatusCode::from_u16(app.config.success_status).unwrap_or(StatusCode::ACCEPTED);
+    if let Some(answer) = fault.and_then(|fault| late_fault(&app, fault, status)) {
+        return answer;
+    }
     if app.config.success_body.is_null() {
         status.into_response()
     } else {

@@ -133,6 +133,15 @@ pub struct Accepted {
     pub status: u16,
     /// An id from the body, if the body carried one.
     pub id: Option<String>,
+    /// What to note about the answer: its body could not be read (the status
+    /// came, so the invitation exists; only its id is unknown).
+    pub note: Option<String>,
+}
+
+/// A 2xx answer: its status, and its body or why it could not be read.
+struct Answer {
+    status: u16,
+    body: Result<String, String>,
 }
 
 /// A created invitation link.
@@ -433,7 +442,7 @@ impl Client {
         url: &str,
         body: Option<&[u8]>,
         as_business_user: bool,
-    ) -> Result<(u16, String)> {
+    ) -> Result<Answer> {
         let ticket = self.ready().await?;
         self.call_with(ticket, url, body, as_business_user).await
     }
@@ -463,7 +472,7 @@ impl Client {
         url: &str,
         body: Option<&[u8]>,
         as_business_user: bool,
-    ) -> Result<(u16, String)> {
+    ) -> Result<Answer> {
         let mut retried = false;
         let mut ticket = Some(ticket);
         loop {
@@ -506,10 +515,16 @@ impl Client {
                 .get(reqwest::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            let text = response.text().await.map_err(transport)?;
             if (200..300).contains(&status) {
-                return Ok((status, text));
+                // The status is Trustpilot's word that the request was carried
+                // out: a body that breaks off afterwards changes nothing of that.
+                let body = response
+                    .text()
+                    .await
+                    .map_err(|e| retl_config::with_causes(&e));
+                return Ok(Answer { status, body });
             }
+            let text = response.text().await.map_err(transport)?;
             if (300..400).contains(&status) {
                 let location = response_location.map(|l| {
                     url::Url::parse(url)
@@ -524,7 +539,7 @@ impl Client {
                 });
             }
             let error = ApiError::from_body(status, after, &text);
-            let auth_refused = status == 401 || (status == 403 && !error.html);
+            let auth_refused = status == 401 || (status == 403 && !error.is_html());
             if auth_refused && !retried {
                 retried = true;
                 self.invalidate(generation).await;
@@ -562,12 +577,28 @@ impl Client {
     ) -> Result<Accepted> {
         let url = self.business_unit_url(business_unit, "email-invitations")?;
         let body = serde_json::to_vec(invitation).map_err(|e| Error::Config(e.to_string()))?;
-        let (status, text) = self.call_with(ticket, &url, Some(&body), true).await?;
+        let answer = self.call_with(ticket, &url, Some(&body), true).await?;
         // The success body is undocumented: keep an id if one is there.
-        let id = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v.get("id").and_then(|id| id.as_str().map(str::to_owned)));
-        Ok(Accepted { status, id })
+        let (id, note) = match answer.body {
+            Ok(text) => (
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(|id| id.as_str().map(str::to_owned))),
+                None,
+            ),
+            Err(e) => (
+                None,
+                Some(format!(
+                    "trustpilot answered HTTP {}, then the body broke off ({e}): sent, its id unknown",
+                    answer.status
+                )),
+            ),
+        };
+        Ok(Accepted {
+            status: answer.status,
+            id,
+            note,
+        })
     }
 
     /// Creates one invitation link (the business sends it itself).
@@ -589,7 +620,9 @@ impl Client {
     ) -> Result<LinkCreated> {
         let url = self.business_unit_url(business_unit, "invitation-links")?;
         let body = serde_json::to_vec(link).map_err(|e| Error::Config(e.to_string()))?;
-        let (status, text) = self.call_with(ticket, &url, Some(&body), true).await?;
+        let Answer { status, body } = self.call_with(ticket, &url, Some(&body), true).await?;
+        // A body that broke off is unreadable too.
+        let text = body.unwrap_or_default();
         // A 2xx means Trustpilot accepted the request: a body that cannot be
         // read makes the outcome uncertain, never a rejection.
         serde_json::from_str(&text).map_err(|_| Error::UnreadableSuccess {
@@ -640,7 +673,15 @@ impl Client {
     /// The business unit's invitation templates.
     pub async fn templates(&self, business_unit: &str) -> Result<Vec<Template>> {
         let url = self.business_unit_url(business_unit, "templates")?;
-        let (status, text) = self.call(&url, None, false).await?;
+        let Answer { status, body } = self.call(&url, None, false).await?;
+        let text = body.map_err(|e| {
+            Error::Api(ApiError::from_body(
+                status,
+                None,
+                &serde_json::json!({ "message": format!("the template list broke off: {e}") })
+                    .to_string(),
+            ))
+        })?;
         let list: Templates = serde_json::from_str(&text).map_err(|e| {
             Error::Api(ApiError::from_body(
                 status,

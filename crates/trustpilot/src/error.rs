@@ -33,26 +33,74 @@ pub struct ApiError {
     pub correlation_id: Option<String>,
     /// `Retry-After`, if the answer carried one.
     pub retry_after: Option<Duration>,
-    /// Whether the body was not JSON (an HTML page from the CDN).
-    pub html: bool,
+    /// Who wrote the body, as far as its shape tells.
+    pub body: Body,
+}
+
+/// The shape of an error answer's body: which layer in front of (or inside)
+/// Trustpilot wrote it. Only Trustpilot's own JSON error can speak about a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// Trustpilot's application error: `{message, errorCode, details?, correlationId}`.
+    Trustpilot,
+    /// The API gateway's `{fault: {faultstring, detail: {errorcode}}}`.
+    Gateway,
+    /// An OAuth error: `{error, error_description}`.
+    OAuth,
+    /// An HTML page: the CDN or a proxy.
+    Html,
+    /// Anything else: empty, plain text, JSON of another shape.
+    Other,
 }
 
 impl ApiError {
-    /// The class of this answer.
+    /// Whether the body was an HTML page (the CDN or a proxy wrote it).
+    pub fn is_html(&self) -> bool {
+        self.body == Body::Html
+    }
+
+    /// The class of this answer: the table in `docs/architecture.md`
+    /// ("What an answer means"), with what is known of each status in
+    /// `shared/trustpilot-api.md`.
     ///
-    /// 409 and other undocumented 4xx codes are taken as permanent for the row:
-    /// retrying a request Trustpilot refused on its merits could only duplicate.
+    /// Two rules carry the weight:
+    /// - Only Trustpilot's own JSON error on a 400, 409 or 422 blames the row
+    ///   (`Rejected`). Any other 4xx (an HTML page from the CDN, 413, 414, 431
+    ///   from a too-large header) says nothing about the row's data: the run
+    ///   stops (`Fatal`), the row stays new and the next run sends it.
+    /// - An answer that may come from a proxy after the request reached the
+    ///   application (502, 504, 520, 524, or any 5xx without Trustpilot's JSON
+    ///   body) is `Uncertain`: the invitation may exist, and a duplicate cannot
+    ///   be taken back. Only answers proving the request never got through
+    ///   (503, 521, 522, 523), and Trustpilot's own JSON 500 ("please retry"),
+    ///   are retried.
     pub fn class(&self) -> ErrorClass {
+        let trustpilot = self.body == Body::Trustpilot;
         match self.status {
-            400 | 409 | 422 => ErrorClass::Rejected,
+            400 | 409 | 422 if trustpilot => ErrorClass::Rejected,
             401 | 404 | 405 | 415 => ErrorClass::Fatal,
             // A JSON 403 is Trustpilot's (wrong business user, no API module); an
             // HTML 403 comes from the CDN in front of it and passes.
-            403 if self.html => ErrorClass::Transient,
+            403 if self.is_html() => ErrorClass::Transient,
             403 => ErrorClass::Fatal,
-            408 | 500..=599 => ErrorClass::Transient,
+            // The server timed out waiting for the request: it never had it whole.
+            408 => ErrorClass::Transient,
             429 => ErrorClass::RateLimited,
-            _ => ErrorClass::Rejected,
+            // Not Trustpilot's word on this row: a failure of the run, not of the data.
+            400..=499 => ErrorClass::Fatal,
+            // Service unavailable, and the CDN's "origin is down" (521),
+            // "connection timed out" (522), "origin unreachable" (523): the
+            // request never reached the application.
+            503 | 521..=523 => ErrorClass::Transient,
+            // Bad gateway, gateway timeout, the CDN's "unknown error" (520) and
+            // "a timeout occurred" (524): a proxy answering after it forwarded
+            // the request, which the application may have carried out.
+            502 | 504 | 520 | 524 => ErrorClass::Uncertain,
+            // Trustpilot's own 500 ("please retry in 5-15 minutes"), 501: the
+            // application answered that it did not carry the request out.
+            500..=599 if trustpilot => ErrorClass::Transient,
+            // A 5xx written by something else: who knows what reached Trustpilot.
+            _ => ErrorClass::Uncertain,
         }
     }
 
@@ -65,7 +113,7 @@ impl ApiError {
             details: None,
             correlation_id: None,
             retry_after,
-            html: false,
+            body: Body::Other,
         };
         let text = |v: &serde_json::Value| match v {
             serde_json::Value::Null => None,
@@ -75,28 +123,36 @@ impl ApiError {
         match serde_json::from_str::<serde_json::Value>(body) {
             Ok(json) if json.is_object() => {
                 if let Some(fault) = json.get("fault") {
+                    error.body = Body::Gateway;
                     error.message = fault.get("faultstring").and_then(text).unwrap_or_default();
                     error.error_code = fault.pointer("/detail/errorcode").and_then(text);
                 } else if json.get("error").is_some() && json.get("message").is_none() {
+                    error.body = Body::OAuth;
                     error.message = json
                         .get("error_description")
                         .and_then(text)
                         .unwrap_or_default();
                     error.error_code = json.get("error").and_then(text);
-                } else {
+                } else if ["message", "errorCode", "details"]
+                    .iter()
+                    .any(|field| json.get(field).and_then(text).is_some())
+                {
+                    error.body = Body::Trustpilot;
                     error.message = json.get("message").and_then(text).unwrap_or_default();
                     error.error_code = json.get("errorCode").and_then(text);
                     error.details = json.get("details").and_then(text);
                     error.correlation_id = json.get("correlationId").and_then(text);
+                } else {
+                    error.message = body.chars().take(200).collect();
                 }
             }
             _ => {
-                error.html = body.trim_start().starts_with('<');
-                error.message = if error.html {
-                    "an HTML error page (from the CDN)".to_owned()
+                if body.trim_start().starts_with('<') {
+                    error.body = Body::Html;
+                    "an HTML error page (from the CDN)".clone_into(&mut error.message);
                 } else {
-                    body.chars().take(200).collect()
-                };
+                    error.message = body.chars().take(200).collect();
+                }
             }
         }
         if error.message.is_empty() {
@@ -182,7 +238,7 @@ impl Error {
         match self {
             Error::Api(api) => api.class(),
             Error::Auth(api) if api.status == 429 => ErrorClass::RateLimited,
-            Error::Auth(api) if api.status >= 500 || api.html => ErrorClass::Transient,
+            Error::Auth(api) if api.status >= 500 || api.is_html() => ErrorClass::Transient,
             Error::Connect(_) => ErrorClass::Transient,
             Error::Redirect { same_host, .. } => {
                 if *same_host {
@@ -268,7 +324,7 @@ mod tests {
         assert_eq!(oauth.message, "bad key");
 
         let cdn = ApiError::from_body(403, None, "<html><body>Forbidden</body></html>");
-        assert!(cdn.html);
+        assert!(cdn.is_html());
         assert_eq!(cdn.class(), ErrorClass::Transient);
         assert_eq!(
             ApiError::from_body(
@@ -285,9 +341,66 @@ mod tests {
     fn classes_follow_the_status() {
         let class = |status| ApiError::from_body(status, None, "{}").class();
         assert_eq!(class(429), ErrorClass::RateLimited);
-        assert_eq!(class(500), ErrorClass::Transient);
-        assert_eq!(class(520), ErrorClass::Transient);
         assert_eq!(class(404), ErrorClass::Fatal);
         assert_eq!(class(415), ErrorClass::Fatal);
+    }
+
+    const TRUSTPILOT: &str = r#"{"message":"Internal server error, please retry in 5-15 minutes","errorCode":500}"#;
+    const FIELD: &str = r#"{"message":"Invalid request","errorCode":1001,"details":"'Consumer Email' is not in the correct format."}"#;
+    const PAGE: &str = "<html><body><h1>Error</h1></body></html>";
+
+    #[test]
+    fn an_answer_a_proxy_may_give_after_forwarding_is_uncertain() {
+        for status in [502, 504, 520, 524] {
+            for body in [PAGE, "", "{}", TRUSTPILOT] {
+                let api = ApiError::from_body(status, None, body);
+                assert_eq!(api.class(), ErrorClass::Uncertain, "{status} {body:?}");
+            }
+        }
+        // A 5xx that is not Trustpilot's JSON error may come from anything in between.
+        for body in [PAGE, "", "oops", "{}", r#"{"fault":{"faultstring":"x"}}"#] {
+            let api = ApiError::from_body(500, None, body);
+            assert_eq!(api.class(), ErrorClass::Uncertain, "500 {body:?}");
+        }
+    }
+
+    #[test]
+    fn an_answer_proving_the_request_never_got_through_is_retried() {
+        for status in [503, 521, 522, 523] {
+            for body in [PAGE, "", TRUSTPILOT] {
+                let api = ApiError::from_body(status, None, body);
+                assert_eq!(api.class(), ErrorClass::Transient, "{status} {body:?}");
+            }
+        }
+        assert_eq!(
+            ApiError::from_body(500, None, TRUSTPILOT).class(),
+            ErrorClass::Transient,
+            "Trustpilot's own 500 says it did not carry the request out"
+        );
+        assert_eq!(
+            ApiError::from_body(408, None, PAGE).class(),
+            ErrorClass::Transient
+        );
+    }
+
+    #[test]
+    fn only_trustpilots_json_error_blames_the_row() {
+        for status in [400, 409, 422] {
+            assert_eq!(
+                ApiError::from_body(status, None, FIELD).class(),
+                ErrorClass::Rejected,
+                "{status}"
+            );
+            for body in [PAGE, "", "{}", "Bad Request", r#"{"fault":{"faultstring":"x"}}"#] {
+                let api = ApiError::from_body(status, None, body);
+                assert_eq!(api.class(), ErrorClass::Fatal, "{status} {body:?}");
+            }
+        }
+        for status in [406, 410, 411, 413, 414, 418, 431, 451] {
+            for body in [PAGE, FIELD] {
+                let api = ApiError::from_body(status, None, body);
+                assert_eq!(api.class(), ErrorClass::Fatal, "{status} {body:?}");
+            }
+        }
     }
 }

@@ -50,7 +50,7 @@ pub use client::{
     Template, Ticket, observe_requests,
 };
 pub use config::{Destination, RetryPolicy, Target, TargetKind};
-pub use error::{ApiError, Error, ErrorClass, Result};
+pub use error::{ApiError, Body, Error, ErrorClass, Result};
 pub use field::Field;
 pub use invitation::{Built, Invitations, Rejection};
 pub use model::{

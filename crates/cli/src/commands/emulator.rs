@@ -43,8 +43,10 @@ pub(crate) struct EmulatorArgs {
     #[arg(long, default_value_t = 359_999)]
     token_lifetime_seconds: u64,
     /// A share of invitation requests that get a fault, FAULT=SHARE, with FAULT one of
-    /// server_error, cdn_error, cdn_forbidden, too_many_requests, drop, accept_then_hang, bad_request, redirect, link_not_json
-    /// (e.g. --fault server_error=0.1); repeat for several.
+    /// server_error, cdn_error, cdn_forbidden, too_many_requests, drop, accept_then_hang,
+    /// bad_request, redirect, link_not_json, unavailable, bad_gateway_after_accept,
+    /// gateway_timeout_after_accept, unknown_after_accept, origin_timeout_after_accept,
+    /// accept_then_stall, cdn_bad_request (e.g. --fault server_error=0.1); repeat for several.
     #[arg(long = "fault", value_parser = parse_fault)]
     faults: Vec<(retl_trustpilot_emulator::Fault, f64)>,
     /// A drawn 429 is followed by this many more.
@@ -83,7 +85,12 @@ fn parse_fault(text: &str) -> Result<(retl_trustpilot_emulator::Fault, f64), Str
         .ok_or_else(|| format!("`{text}` is not FAULT=SHARE"))?;
     let fault: retl_trustpilot_emulator::Fault =
         serde_json::from_value(serde_json::Value::String(name.trim().to_owned())).map_err(|_| {
-            format!("unknown fault `{name}`; one of: server_error, cdn_error, cdn_forbidden, too_many_requests, drop, accept_then_hang, bad_request, redirect, link_not_json")
+            format!(
+                "unknown fault `{name}`; one of: {}",
+                retl_trustpilot_emulator::Fault::ALL
+                    .map(retl_trustpilot_emulator::Fault::name)
+                    .join(", ")
+            )
         })?;
     let share: f64 = share
         .trim()

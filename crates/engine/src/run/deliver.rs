@@ -347,8 +347,14 @@ impl RunCtx<'_> {
                 self.counts.sent += 1;
                 log.status_code = Some(accepted.status);
                 log.invitation_id = accepted.id;
-                if !p.notes.is_empty() {
-                    log.reason = Some(p.notes.join("; "));
+                let notes: Vec<&str> = p
+                    .notes
+                    .iter()
+                    .map(String::as_str)
+                    .chain(accepted.note.as_deref())
+                    .collect();
+                if !notes.is_empty() {
+                    log.reason = Some(notes.join("; "));
                 }
                 Some(Status::Sent)
             }

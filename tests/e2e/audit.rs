@@ -1,0 +1,205 @@
+//! The faults of the adversarial audit, each through the binary as a user
+//! would meet it: answers and inputs that invited a customer twice, dropped
+//! one, leaked data or left an activation stuck.
+
+use retl_trustpilot_emulator::Fault;
+use serde_json::Value;
+
+use super::{Kind, World, count, row_with};
+
+/// Fast retries and a short request timeout, so faults resolve quickly.
+const FAST: &str = "request_timeout_seconds: 2\nconcurrency: 1\nretry:\n  backoff_ms: 20\n";
+
+/// How many times each reference reached the emulator's store.
+fn stored_once_each(world: &World) {
+    let accepted = world.accepted_references();
+    assert!(
+        accepted.values().all(|&n| n == 1),
+        "a customer was invited twice: {accepted:?}"
+    );
+}
+
+#[test]
+fn a_gateway_answer_after_trustpilot_accepted_is_uncertain_and_never_resent() {
+    let world = World::new();
+    world.write_destination_with(FAST);
+    world.insert(1, 4, None, None);
+    // Each request is stored, then a proxy answers with an error.
+    world.emulator().script_faults([
+        Some(Fault::BadGatewayAfterAccept),
+        Some(Fault::GatewayTimeoutAfterAccept),
+        Some(Fault::OriginTimeoutAfterAccept),
+        Some(Fault::UnknownAfterAccept),
+    ]);
+    let (code, first) = world.run();
+    assert_eq!(code, 3, "{first}");
+    assert_eq!(count(&first, "uncertain"), 4, "{first}");
+    assert_eq!(count(&first, "sent"), 0, "{first}");
+    assert_eq!(world.emulator().stats().invitation_requests, 4, "no retry");
+    let log = world.show(first["run_id"].as_str().unwrap());
+    let reasons: Vec<&str> = log["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    for status in ["502", "504", "520", "524"] {
+        assert!(
+            reasons.iter().any(|r| r.contains(&format!("HTTP {status}"))),
+            "{reasons:?}"
+        );
+    }
+
+    let (code, second) = world.run();
+    assert_eq!(code, 0, "{second}");
+    assert_eq!(count(&second, "already_sent"), 4, "{second}");
+    assert_eq!(world.emulator().stats().invitation_requests, 4);
+    assert_eq!(world.emulator().invitations().len(), 4);
+    stored_once_each(&world);
+}
+
+#[test]
+fn an_answer_proving_the_request_never_got_through_is_retried() {
+    let world = World::new();
+    world.write_destination_with(FAST);
+    world.insert(1, 2, None, None);
+    world
+        .emulator()
+        .script_faults([Some(Fault::Unavailable), Some(Fault::CdnError)]);
+    let (code, summary) = world.run();
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(count(&summary, "sent"), 2, "{summary}");
+    assert_eq!(world.emulator().stats().invitation_requests, 4);
+    stored_once_each(&world);
+}
+
+#[test]
+fn a_4xx_that_blames_nothing_in_the_row_rejects_no_row() {
+    let world = World::new();
+    world.write_destination_with(FAST);
+    world.insert(1, 3, None, None);
+    world.emulator().script_faults([Some(Fault::CdnBadRequest)]);
+    let (code, first) = world.run();
+    assert_ne!(code, 0, "a failure of the run, not a success: {first}");
+    assert_eq!(count(&first, "rejected"), 0, "{first}");
+    assert!(world.ledger().get("rejected").is_none(), "{:?}", world.ledger());
+
+    // The next run sends every row: none was blamed.
+    let (code, second) = world.run();
+    assert_eq!(code, 0, "{second}");
+    assert_eq!(count(&second, "sent"), 3, "{second}");
+    assert_eq!(count(&second, "already_rejected"), 0, "{second}");
+    stored_once_each(&world);
+}
+
+#[test]
+fn a_success_whose_body_breaks_off_is_sent_with_a_note() {
+    let world = World::new();
+    world.write_destination_with(FAST);
+    world.insert(1, 1, None, None);
+    world.emulator().script_faults([Some(Fault::AcceptThenStall)]);
+    let (code, first) = world.run();
+    assert_eq!(code, 0, "{first}");
+    assert_eq!(count(&first, "sent"), 1, "{first}");
+    let log = world.show(first["run_id"].as_str().unwrap());
+    let row: Value = row_with(&log, "sent");
+    assert!(
+        row["reason"].as_str().unwrap().contains("body broke off"),
+        "{row}"
+    );
+    let (_, second) = world.run();
+    assert_eq!(count(&second, "already_sent"), 1, "{second}");
+    stored_once_each(&world);
+}
+
+/// A text literal of `value` in `kind`'s SQL, for the test's own inserts.
+fn text_literal(kind: Kind, value: &str) -> String {
+    let quoted = |s: &str| match kind {
+        Kind::Mysql => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''")),
+        _ => format!("'{}'", s.replace('\'', "''")),
+    };
+    match value.split_once('\0') {
+        None => quoted(value),
+        Some((a, b)) => match kind {
+            Kind::Mysql => format!("CONCAT({}, CHAR(0), {})", quoted(a), quoted(b)),
+            _ => format!("({} || char(0) || {})", quoted(a), quoted(b)),
+        },
+    }
+}
+
+/// Cursor values with `'`, `\`, `--` and NUL are data: each run reads past
+/// them, and none reads another table.
+fn hostile_cursor_values(world: &World) {
+    let text = if world.kind == Kind::Mysql {
+        "VARCHAR(200)"
+    } else {
+        "TEXT"
+    };
+    world.sql(&format!("ALTER TABLE orders ADD COLUMN cur {text}"));
+    world.sql(&format!(
+        "CREATE TABLE orders_staff (id INTEGER, name {text}, email {text}, cur {text})"
+    ));
+    world.sql("INSERT INTO orders_staff VALUES (99, 'The CEO', 'ceo@internal.example', 'zz')");
+    world.edit_activation(|yaml| {
+        yaml.replace(
+            "  primary_key: [order_id]\n",
+            "  primary_key: [order_id]\n  incremental:\n    cursor: cur\n    lookback: 0\n",
+        )
+    });
+    let mut values = vec![
+        "a".to_owned(),
+        "b\\' UNION SELECT id, name, email, cur, cur FROM orders_staff -- ".to_owned(),
+        "c' OR 'x'='x".to_owned(),
+        "d ends in a backslash\\".to_owned(),
+        "e -- a comment".to_owned(),
+    ];
+    // PostgreSQL's text cannot hold NUL.
+    if world.kind != Kind::Postgres {
+        values.push("f\0nul".to_owned());
+    }
+    for (id, value) in values.iter().enumerate() {
+        let id = id + 1;
+        world.sql(&format!(
+            "INSERT INTO orders (order_id, full_name, email, locale, cur) VALUES ({id}, 'Customer {id}', 'customer{id}@shop.example', 'en-US', {})",
+            text_literal(world.kind, value)
+        ));
+        let (code, summary) = world.run();
+        assert_eq!(code, 0, "after the cursor value {value:?}: {summary}");
+        assert_eq!(count(&summary, "sent"), 1, "{value:?}: {summary}");
+    }
+    // Once more with the last value as the mark: nothing new, nothing broken.
+    let (code, summary) = world.run();
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(count(&summary, "sent"), 0, "{summary}");
+    let emails: Vec<String> = world
+        .emulator()
+        .invitations()
+        .iter()
+        .map(|i| i.body["consumerEmail"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        !emails.iter().any(|e| e.contains("internal.example")),
+        "a row of another table was invited: {emails:?}"
+    );
+    assert_eq!(emails.len(), values.len());
+    stored_once_each(world);
+}
+
+#[test]
+fn hostile_cursor_values_on_sqlite() {
+    hostile_cursor_values(&World::new());
+}
+
+#[test]
+fn hostile_cursor_values_on_postgresql() {
+    if let Some(world) = World::with(Kind::Postgres) {
+        hostile_cursor_values(&world);
+    }
+}
+
+#[test]
+fn hostile_cursor_values_on_mysql() {
+    if let Some(world) = World::with(Kind::Mysql) {
+        hostile_cursor_values(&world);
+    }
+}
