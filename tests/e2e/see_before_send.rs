@@ -208,7 +208,10 @@ fn a_key_keeps_its_identity_when_its_column_changes_type_on_postgresql() {
         return;
     };
     let alter = |ty: &str| format!("ALTER TABLE orders ALTER COLUMN order_id TYPE {ty}");
-    key_type_changes(&world, &["bigint", "numeric(20,0)", "text"].map(alter));
+    key_type_changes(
+        &world,
+        &["bigint", "numeric(20,0)", "numeric(20,2)", "bigint", "text"].map(alter),
+    );
 }
 
 #[test]
@@ -219,7 +222,7 @@ fn a_key_keeps_its_identity_when_its_column_changes_type_on_mysql() {
     let alter = |ty: &str| format!("ALTER TABLE orders MODIFY order_id {ty}");
     key_type_changes(
         &world,
-        &["BIGINT", "DECIMAL(20,0)", "VARCHAR(32)"].map(alter),
+        &["BIGINT", "DECIMAL(20,0)", "DECIMAL(20,2)", "BIGINT", "VARCHAR(32)"].map(alter),
     );
 }
 

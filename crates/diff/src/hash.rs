@@ -129,6 +129,14 @@ fn truncate(h: Sha256) -> RowHash {
     out
 }
 
+/// The Arrow field metadata key a source sets (to any value) on a text
+/// column that holds a database decimal's exact text (PostgreSQL `numeric`,
+/// MySQL `decimal`). In a key, such a text whose places are all zero
+/// (`"7000001.00"`) encodes as the integer it equals, as a `Decimal128` does:
+/// a key column changed from an integer to a decimal keeps its identity. Only
+/// decimal columns get this: in a text column `"7.00"` and `"7"` are two keys.
+pub const DECIMAL_TEXT: &str = "retl.decimal_text";
+
 /// How values are written into a hash.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Encoding {
@@ -136,12 +144,38 @@ enum Encoding {
     Typed,
     /// Integers however they are stored (keys).
     Canonical,
+    /// A key column of decimal text ([`DECIMAL_TEXT`]): also a zero fraction is the integer.
+    CanonicalDecimal,
+}
+
+impl Encoding {
+    fn is_key(self) -> bool {
+        self != Encoding::Typed
+    }
+}
+
+/// The integer a decimal's text equals when its places are all zero
+/// (`"42.00"`, `"-7.0"`), or when it is an integer's canonical digits.
+fn decimal_integer(s: &str) -> Option<i128> {
+    match s.split_once('.') {
+        Some((whole, places)) if !places.is_empty() && places.bytes().all(|b| b == b'0') => {
+            canonical_integer(whole).or_else(|| (whole == "-0").then_some(0))
+        }
+        Some(_) => None,
+        None => canonical_integer(s),
+    }
 }
 
 fn hash_with(batch: &RecordBatch, columns: &[usize], encoding: Encoding) -> Result<Vec<RowHash>> {
     let mut hashers = vec![Sha256::new(); batch.num_rows()];
     for &index in columns {
         let array = batch.column(index);
+        let field = batch.schema_ref().field(index);
+        let encoding = if encoding.is_key() && field.metadata().contains_key(DECIMAL_TEXT) {
+            Encoding::CanonicalDecimal
+        } else {
+            encoding
+        };
         encode_column(array.as_ref(), &mut hashers, encoding).ok_or_else(|| {
             Error::UnsupportedType {
                 column: batch.schema().field(index).name().clone(),
@@ -165,9 +199,14 @@ fn text(h: &mut Sha256, tag: u8, v: &[u8]) {
 
 /// A text cell: the integer it spells canonically, for a key; else text.
 fn text_value(h: &mut Sha256, v: &str, encoding: Encoding) {
-    match canonical_integer(v) {
-        Some(n) if encoding == Encoding::Canonical => integer(h, n),
-        _ => text(h, TEXT, v.as_bytes()),
+    let key = match encoding {
+        Encoding::Typed => None,
+        Encoding::Canonical => canonical_integer(v),
+        Encoding::CanonicalDecimal => decimal_integer(v),
+    };
+    match key {
+        Some(n) => integer(h, n),
+        None => text(h, TEXT, v.as_bytes()),
     }
 }
 
@@ -175,7 +214,7 @@ fn text_value(h: &mut Sha256, v: &str, encoding: Encoding) {
 fn float_value(h: &mut Sha256, v: f64, encoding: Encoding) {
     // 2^53: every integer up to it is exact in an f64.
     const EXACT: f64 = 9_007_199_254_740_992.0;
-    if encoding == Encoding::Canonical && v.fract() == 0.0 && v.abs() <= EXACT {
+    if encoding.is_key() && v.fract() == 0.0 && v.abs() <= EXACT {
         #[allow(clippy::cast_possible_truncation)] // integral and within ±2^53
         return integer(h, v as i128);
     }
@@ -225,7 +264,7 @@ fn encode_column(array: &dyn Array, hashers: &mut [Sha256], encoding: Encoding) 
             // A key's decimal with no fractional part is that integer.
             let unit = u32::try_from(*scale)
                 .ok()
-                .filter(|_| encoding == Encoding::Canonical)
+                .filter(|_| encoding.is_key())
                 .and_then(|s| 10i128.checked_pow(s));
             let scale = scale.to_le_bytes();
             each!(Decimal128Array, |v, h| match unit {
@@ -326,6 +365,28 @@ mod tests {
         assert_eq!(int, text);
         assert_eq!(int, decimal);
         assert_eq!(int, float);
+    }
+
+    #[test]
+    fn a_decimal_key_with_zero_places_keeps_the_integers_identity() {
+        let int = keys_of(Arc::new(Int64Array::from(vec![7_000_001, -7, 0])));
+        let decimal_text = |values: Vec<&str>| {
+            let field = arrow_schema::Field::new("id", DataType::Utf8, true).with_metadata(
+                std::collections::HashMap::from([(DECIMAL_TEXT.to_owned(), String::new())]),
+            );
+            let batch = RecordBatch::try_new(
+                Arc::new(arrow_schema::Schema::new(vec![field])),
+                vec![Arc::new(StringArray::from(values)) as ArrayRef],
+            )
+            .unwrap();
+            hash_keys(&batch, &[0]).unwrap()
+        };
+        assert_eq!(decimal_text(vec!["7000001.00", "-7.0", "0.000"]), int);
+        assert_eq!(decimal_text(vec!["7000001", "-7", "-0.00"]), int);
+        // Places that are not zero, and text columns, keep their own identity.
+        assert_ne!(decimal_text(vec!["7000001.50"])[0], int[0]);
+        assert_ne!(keys_of(Arc::new(StringArray::from(vec!["7000001.00"])))[0], int[0]);
+        assert_ne!(decimal_text(vec!["7000001.5"]), decimal_text(vec!["7000001.50"]));
     }
 
     #[test]

@@ -178,7 +178,16 @@ impl Plan {
                 });
                 continue;
             };
-            fields.push(Field::new(column, kind.data_type(), true));
+            let mut field = Field::new(column, kind.data_type(), true);
+            if kind == Kind::Utf8 && matches!(db_type.as_str(), "NUMERIC" | "DECIMAL") {
+                // Exact text of a number: a key of it keeps the integer's
+                // identity when its places are all zero (see retl_diff's hash).
+                field = field.with_metadata(std::collections::HashMap::from([(
+                    retl_diff::DECIMAL_TEXT.to_owned(),
+                    "true".to_owned(),
+                )]));
+            }
+            fields.push(field);
             kinds.push(kind);
             db_types.push(db_type.clone());
         }

@@ -145,6 +145,9 @@ pub struct EmulatorConfig {
     pub password: String,
     /// Lifetime of minted access tokens (Trustpilot: 359999 s).
     pub token_lifetime: Duration,
+    /// The `expires_in` answered, when it should differ from the real
+    /// lifetime (a token endpoint that says 0 for a token that lives on).
+    pub advertised_lifetime: Option<Duration>,
     /// Status of a successful invitation call (undocumented at Trustpilot; default 202).
     pub success_status: u16,
     /// Body of a successful invitation call (undocumented; default `{}`).
@@ -175,6 +178,7 @@ impl Default for EmulatorConfig {
             username: "admin@emulator.example".to_owned(),
             password: "emulator-password".to_owned(),
             token_lifetime: Duration::from_secs(359_999),
+            advertised_lifetime: None,
             success_status: 202,
             success_body: serde_json::json!({}),
             latency: Duration::ZERO,

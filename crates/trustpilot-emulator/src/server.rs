@@ -466,7 +466,7 @@ async fn token(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> 
     let mut answer = json!({
         "access_token": access,
         // Trustpilot sends these as strings.
-        "expires_in": lifetime.as_secs().to_string(),
+        "expires_in": app.config.advertised_lifetime.unwrap_or(lifetime).as_secs().to_string(),
         "issued_at": std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis())

@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -421,6 +422,13 @@ impl Client {
             _ => None,
         }
         .map_or(Duration::from_hours(1), Duration::from_secs);
+        let (lifetime, raised) = token::floored(lifetime);
+        if raised && !self.shared.short_lifetime_warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                floor_s = token::MIN_LIFETIME.as_secs(),
+                "the token endpoint gave a token a lifetime under the floor; it is used that long"
+            );
+        }
         tracing::debug!(
             lifetime_s = lifetime.as_secs(),
             "minted a trustpilot access token"

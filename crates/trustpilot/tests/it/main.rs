@@ -252,3 +252,29 @@ async fn a_link_answered_with_unreadable_success_is_uncertain() {
     );
     assert_eq!(emulator.invitations().len(), 1, "the link was created");
 }
+
+#[tokio::test]
+async fn a_token_that_expires_at_once_is_kept_for_the_floor_not_minted_per_request() {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let emulator = Emulator::start(
+        EmulatorConfig {
+            advertised_lifetime: Some(std::time::Duration::ZERO),
+            ..EmulatorConfig::default()
+        },
+        addr,
+    )
+    .await
+    .unwrap();
+    let client = client(&emulator, client_credentials("user-emulator"));
+    for i in 0..20 {
+        client
+            .create_email_invitation(
+                "bu-emulator",
+                &invitation(&format!("F{i}"), "ann@shop.example"),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(emulator.stats().accepted, 20);
+    assert_eq!(emulator.stats().tokens_issued, 1, "expires_in: 0 is taken as 60 s");
+}
