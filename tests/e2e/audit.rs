@@ -45,7 +45,9 @@ fn a_gateway_answer_after_trustpilot_accepted_is_uncertain_and_never_resent() {
         .collect();
     for status in ["502", "504", "520", "524"] {
         assert!(
-            reasons.iter().any(|r| r.contains(&format!("HTTP {status}"))),
+            reasons
+                .iter()
+                .any(|r| r.contains(&format!("HTTP {status}"))),
             "{reasons:?}"
         );
     }
@@ -82,7 +84,11 @@ fn a_4xx_that_blames_nothing_in_the_row_rejects_no_row() {
     let (code, first) = world.run();
     assert_ne!(code, 0, "a failure of the run, not a success: {first}");
     assert_eq!(count(&first, "rejected"), 0, "{first}");
-    assert!(world.ledger().get("rejected").is_none(), "{:?}", world.ledger());
+    assert!(
+        world.ledger().get("rejected").is_none(),
+        "{:?}",
+        world.ledger()
+    );
 
     // The next run sends every row: none was blamed.
     let (code, second) = world.run();
@@ -97,7 +103,9 @@ fn a_success_whose_body_breaks_off_is_sent_with_a_note() {
     let world = World::new();
     world.write_destination_with(FAST);
     world.insert(1, 1, None, None);
-    world.emulator().script_faults([Some(Fault::AcceptThenStall)]);
+    world
+        .emulator()
+        .script_faults([Some(Fault::AcceptThenStall)]);
     let (code, first) = world.run();
     assert_eq!(code, 0, "{first}");
     assert_eq!(count(&first, "sent"), 1, "{first}");
@@ -175,7 +183,12 @@ fn hostile_cursor_values(world: &World) {
         .emulator()
         .invitations()
         .iter()
-        .map(|i| i.body["consumerEmail"].as_str().unwrap_or_default().to_owned())
+        .map(|i| {
+            i.body["consumerEmail"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
         .collect();
     assert!(
         !emails.iter().any(|e| e.contains("internal.example")),

@@ -368,3 +368,101 @@ fn sigterm_drains_a_run_under_way_records_it_and_exits_0() {
     assert_eq!(next["counts"]["sent"].as_u64().unwrap(), 3 - sent);
     assert_eq!(world.accepted_references().len(), 3);
 }
+
+/// `GET path` over HTTP/1.0 with the given `Host`: the status line.
+fn get_as(address: &str, host: &str, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response.lines().next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn the_daemon_answers_only_its_own_host_names() {
+    let world = World::new();
+    let daemon = start(&world, &["--allowed-host", "retl.internal"]);
+    let port = daemon.address.rsplit(':').next().unwrap().to_owned();
+    for host in [
+        daemon.address.clone(),
+        format!("localhost:{port}"),
+        "retl.internal".to_owned(),
+        format!("RETL.internal:{port}"),
+    ] {
+        let status = get_as(&daemon.address, &host, "/api/runs");
+        assert!(status.contains(" 200 "), "{host}: {status}");
+    }
+    // A name that resolves here by rebinding, another port, or no name at all.
+    for host in [
+        "evil.example".to_owned(),
+        format!("evil.example:{port}"),
+        "127.0.0.1:1".to_owned(),
+        String::new(),
+    ] {
+        let status = get_as(&daemon.address, &host, "/api/runs");
+        assert!(status.contains(" 421 "), "{host:?}: {status}");
+    }
+}
+
+#[test]
+fn clients_that_never_send_their_request_cannot_hold_the_daemon() {
+    let world = World::new();
+    let daemon = start(
+        &world,
+        &["--header-timeout", "1s", "--max-connections", "4"],
+    );
+    // Four connections take every place and never finish their head.
+    let mut idle: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&daemon.address).unwrap();
+            stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+            stream
+        })
+        .collect();
+    // Each is cut off by the head timeout (the read ends instead of blocking)...
+    for stream in &mut idle {
+        stream
+            .set_read_timeout(Some(Duration::from_mins(1)))
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+    }
+    // ...and the daemon answers again.
+    let (status, body) = get(&daemon.address, "/healthz");
+    assert!(status.contains(" 200 "), "{status}");
+    assert_eq!(body, "ok\n");
+}
+
+#[test]
+fn a_runs_rows_come_a_page_at_a_time() {
+    let world = World::new();
+    world.insert(1, 7, None, None);
+    let (code, summary) = world.run();
+    assert_eq!(code, 0, "{summary}");
+    let run_id = summary["run_id"].as_str().unwrap();
+    let daemon = start(&world, &[]);
+    let mut keys = Vec::new();
+    let mut after: Option<i64> = None;
+    let mut pages = 0;
+    loop {
+        let path = match after {
+            Some(after) => format!("/api/runs/{run_id}?limit=3&after={after}"),
+            None => format!("/api/runs/{run_id}?limit=3"),
+        };
+        let (status, body) = get(&daemon.address, &path);
+        assert!(status.contains(" 200 "), "{status} {body}");
+        let page: Value = serde_json::from_str(&body).unwrap();
+        let rows = page["rows"].as_array().unwrap();
+        assert!(rows.len() <= 3, "{page}");
+        keys.extend(rows.iter().map(|r| r["key"].as_str().unwrap().to_owned()));
+        pages += 1;
+        match page["next_after"].as_i64() {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 7, "{keys:?}");
+}

@@ -222,7 +222,14 @@ fn a_key_keeps_its_identity_when_its_column_changes_type_on_mysql() {
     let alter = |ty: &str| format!("ALTER TABLE orders MODIFY order_id {ty}");
     key_type_changes(
         &world,
-        &["BIGINT", "DECIMAL(20,0)", "DECIMAL(20,2)", "BIGINT", "VARCHAR(32)"].map(alter),
+        &[
+            "BIGINT",
+            "DECIMAL(20,0)",
+            "DECIMAL(20,2)",
+            "BIGINT",
+            "VARCHAR(32)",
+        ]
+        .map(alter),
     );
 }
 

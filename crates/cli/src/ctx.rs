@@ -26,8 +26,15 @@ pub(crate) struct Ctx {
 impl Ctx {
     /// Opens the state database.
     pub(crate) async fn state(&self) -> Result<State, Failure> {
+        self.state_with(OpenOptions::default().max_connections)
+            .await
+    }
+
+    /// The state database, on a pool of at most `connections` connections.
+    pub(crate) async fn state_with(&self, connections: u32) -> Result<State, Failure> {
         let mut options = OpenOptions {
             busy_timeout: self.busy_timeout,
+            max_connections: connections,
             ..OpenOptions::default()
         };
         if let Some(ahead) = self.clock_offset {

@@ -145,6 +145,18 @@ enum Command {
         /// API have no authentication).
         #[arg(long)]
         listen_public: bool,
+        /// A host name the page and the API answer to, besides the listen
+        /// address (and `localhost` on loopback); any other `Host` gets 421.
+        /// Repeat for several.
+        #[arg(long = "allowed-host", value_name = "NAME")]
+        allowed_hosts: Vec<String>,
+        /// A client must send a request's head within this long (e.g. 10s).
+        #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+        header_timeout: Duration,
+        /// At most this many HTTP connections at once (more wait); keep it
+        /// well below the process's open-file limit.
+        #[arg(long, default_value_t = 256, value_name = "N")]
+        max_connections: usize,
     },
     /// Show what a run would do now, and do none of it: the counts, each
     /// request body with where each value came from (row column, activation
@@ -500,10 +512,18 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Schedule {
             listen,
             listen_public,
+            allowed_hosts,
+            header_timeout,
+            max_connections,
         } => {
             let args = commands::schedule::ScheduleArgs {
                 listen,
                 listen_public,
+                allowed_hosts,
+                limits: commands::web::ServeLimits {
+                    header_timeout,
+                    max_connections,
+                },
             };
             commands::schedule::schedule(&ctx, &args).await
         }

@@ -167,7 +167,8 @@ pub fn redact_url(url: &str) -> String {
         Some((before, query)) => (before, Some(query)),
         None => (rest, None),
     };
-    let (authority, path) = before_query.split_at(before_query.find('/').unwrap_or(before_query.len()));
+    let (authority, path) =
+        before_query.split_at(before_query.find('/').unwrap_or(before_query.len()));
     let mut out = format!("{scheme}://");
     match authority.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
@@ -200,9 +201,17 @@ pub fn redact_url(url: &str) -> String {
 /// case, also percent-encoded or with `_`, `-`, `.` between words.
 pub fn is_secret_name(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    ["pass", "pwd", "secret", "token", "key", "credential", "auth"]
-        .iter()
-        .any(|word| name.contains(word))
+    [
+        "pass",
+        "pwd",
+        "secret",
+        "token",
+        "key",
+        "credential",
+        "auth",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
 }
 
 /// An error and its causes, `: `-joined, each cause once: what a person reads
@@ -467,10 +476,15 @@ mod tests {
             "mysql://db/wh?user=etl&PASSWORD=***#x"
         );
         assert_eq!(
-            redact_url("postgres://u:p%40ss@db?sslpassword=a&api_token=b&private-key=c&Credentials=d&application_name=retl"),
+            redact_url(
+                "postgres://u:p%40ss@db?sslpassword=a&api_token=b&private-key=c&Credentials=d&application_name=retl"
+            ),
             "postgres://u:***@db?sslpassword=***&api_token=***&private-key=***&Credentials=***&application_name=retl"
         );
-        assert_eq!(redact_url("postgres://db?password"), "postgres://db?password");
+        assert_eq!(
+            redact_url("postgres://db?password"),
+            "postgres://db?password"
+        );
     }
 
     #[test]

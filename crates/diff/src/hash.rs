@@ -385,8 +385,14 @@ mod tests {
         assert_eq!(decimal_text(vec!["7000001", "-7", "-0.00"]), int);
         // Places that are not zero, and text columns, keep their own identity.
         assert_ne!(decimal_text(vec!["7000001.50"])[0], int[0]);
-        assert_ne!(keys_of(Arc::new(StringArray::from(vec!["7000001.00"])))[0], int[0]);
-        assert_ne!(decimal_text(vec!["7000001.5"]), decimal_text(vec!["7000001.50"]));
+        assert_ne!(
+            keys_of(Arc::new(StringArray::from(vec!["7000001.00"])))[0],
+            int[0]
+        );
+        assert_ne!(
+            decimal_text(vec!["7000001.5"]),
+            decimal_text(vec!["7000001.50"])
+        );
     }
 
     #[test]

@@ -27,5 +27,7 @@ pub mod keyset;
 
 pub use classify::{Class, Entry, Status, classify};
 pub use error::{Error, Result};
-pub use hash::{DECIMAL_TEXT, RowHash, canonical_from_legacy, combine, fingerprint, hash_keys, hash_rows};
+pub use hash::{
+    DECIMAL_TEXT, RowHash, canonical_from_legacy, combine, fingerprint, hash_keys, hash_rows,
+};
 pub use keyset::{KeySet, KeySetBuilder, Seen};

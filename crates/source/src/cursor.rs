@@ -323,7 +323,13 @@ mod tests {
         let text = "zz\\' UNION SELECT 1 -- \0";
         let hostile = CursorValue::Text(text.into());
         for driver in [Driver::Mysql, Driver::Sqlite, Driver::Postgres] {
-            let statement = select(&["id".into()], "t", Some(&since(hostile.clone())), driver, '"');
+            let statement = select(
+                &["id".into()],
+                "t",
+                Some(&since(hostile.clone())),
+                driver,
+                '"',
+            );
             assert!(!statement.sql.contains("UNION"), "{statement:?}");
             assert_eq!(statement.param, Some(Param::Text(text.into())));
         }
@@ -331,22 +337,40 @@ mod tests {
             .unwrap()
             .to_utc();
         assert_eq!(
-            select(&["id".into()], "t", Some(&since(CursorValue::Time(t))), Driver::Postgres, '"'),
+            select(
+                &["id".into()],
+                "t",
+                Some(&since(CursorValue::Time(t))),
+                Driver::Postgres,
+                '"'
+            ),
             Statement {
                 sql: r#"SELECT id FROM t WHERE "at" >= '2026-11-23T10:00:00.500000Z'"#.into(),
                 param: None
             }
         );
         assert_eq!(
-            select(&["id".into()], "t", Some(&since(CursorValue::Time(t))), Driver::Mysql, '`'),
+            select(
+                &["id".into()],
+                "t",
+                Some(&since(CursorValue::Time(t))),
+                Driver::Mysql,
+                '`'
+            ),
             Statement {
                 sql: "SELECT id FROM t WHERE `at` >= ?".into(),
                 param: Some(Param::Text("2026-11-23 10:00:00.500000".into()))
             }
         );
         assert_eq!(
-            select(&["id".into()], "t", Some(&since(CursorValue::Int(-3))), Driver::Sqlite, '"')
-                .param,
+            select(
+                &["id".into()],
+                "t",
+                Some(&since(CursorValue::Int(-3))),
+                Driver::Sqlite,
+                '"'
+            )
+            .param,
             Some(Param::Int(-3))
         );
     }

@@ -24,6 +24,9 @@ pub struct OpenOptions {
     pub busy_timeout: Duration,
     /// How long opening a PostgreSQL state database may take.
     pub connect_timeout: Duration,
+    /// Connections the pool may hold. The daemon's web side opens a pool of
+    /// its own, so that its reads never take the connections runs need.
+    pub max_connections: u32,
 }
 
 impl Default for OpenOptions {
@@ -32,6 +35,7 @@ impl Default for OpenOptions {
             clock: Arc::new(SystemClock),
             busy_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
+            max_connections: 4,
         }
     }
 }
@@ -172,7 +176,7 @@ impl Db {
                     // A 32 MiB page cache per connection for the ledger's B-tree.
                     .pragma("cache_size", "-32768");
                 let pool = SqlitePoolOptions::new()
-                    .max_connections(4)
+                    .max_connections(options.max_connections.max(1))
                     .acquire_timeout(options.busy_timeout.max(Duration::from_secs(1)))
                     .connect_with(connect)
                     .await
@@ -193,7 +197,7 @@ impl Db {
                 .map_err(open_error)?;
                 sqlx::Connection::close(probe).await.ok();
                 let pool = PgPoolOptions::new()
-                    .max_connections(4)
+                    .max_connections(options.max_connections.max(1))
                     .acquire_timeout(options.connect_timeout)
                     .connect_with(connect)
                     .await

@@ -252,6 +252,14 @@ impl TryFrom<RunRow> for RunSummary {
     }
 }
 
+/// A `run_rows` row with its position in the run.
+#[derive(sqlx::FromRow)]
+struct PagedLogRow {
+    seq: i64,
+    #[sqlx(flatten)]
+    row: LogRow,
+}
+
 /// A `run_rows` row as stored.
 #[derive(sqlx::FromRow)]
 pub(crate) struct LogRow {
@@ -346,6 +354,41 @@ impl State {
         })
         .map_err(Error::db("read a run log"))?;
         rows.into_iter().map(RowLog::try_from).collect()
+    }
+
+    /// One page of a run's rows, in the order they were recorded: at most
+    /// `limit` rows after position `after` (`None` for the first page), and the
+    /// position to ask for the next page from, when there are more. A run of
+    /// any size is read a page at a time.
+    pub async fn run_rows_page(
+        &self,
+        run_id: &str,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<(Vec<RowLog>, Option<i64>)> {
+        // Positions start at 0.
+        let after = after.unwrap_or(-1);
+        let rows: Vec<PagedLogRow> = on!(self.db.executor(), |c| {
+            sqlx::query_as(
+                "SELECT seq, row_key, reference, outcome, reason, status_code, error_code,
+                    correlation_id, invitation_id, link_url
+             FROM run_rows WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            )
+            .bind(run_id)
+            .bind(after)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(c)
+            .await
+        })
+        .map_err(Error::db("read a run log"))?;
+        let more = rows.len() > limit as usize;
+        let page: Vec<PagedLogRow> = rows.into_iter().take(limit as usize).collect();
+        let next = page.last().map(|r| r.seq).filter(|_| more);
+        let rows = page
+            .into_iter()
+            .map(|r| RowLog::try_from(r.row))
+            .collect::<Result<_>>()?;
+        Ok((rows, next))
     }
 
     /// How many rows of `activation` were sent since `since` (RFC 3339, UTC).

@@ -244,7 +244,9 @@ fn late_fault(app: &Shared, fault: Fault, success: StatusCode) -> Option<Respons
         Fault::GatewayTimeoutAfterAccept => {
             html(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out")
         }
-        Fault::UnknownAfterAccept => html(status(520), "520: Web server is returning an unknown error"),
+        Fault::UnknownAfterAccept => {
+            html(status(520), "520: Web server is returning an unknown error")
+        }
         Fault::OriginTimeoutAfterAccept => html(status(524), "524: A timeout occurred"),
         Fault::AcceptThenStall => {
             // The start of the body, then nothing until the emulator stops.

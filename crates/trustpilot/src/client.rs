@@ -423,7 +423,12 @@ impl Client {
         }
         .map_or(Duration::from_hours(1), Duration::from_secs);
         let (lifetime, raised) = token::floored(lifetime);
-        if raised && !self.shared.short_lifetime_warned.swap(true, Ordering::Relaxed) {
+        if raised
+            && !self
+                .shared
+                .short_lifetime_warned
+                .swap(true, Ordering::Relaxed)
+        {
             tracing::warn!(
                 floor_s = token::MIN_LIFETIME.as_secs(),
                 "the token endpoint gave a token a lifetime under the floor; it is used that long"
@@ -445,12 +450,7 @@ impl Client {
     ///
     /// On a 401 or a JSON 403, mints a new token and retries once; a second
     /// refusal is returned (its class is [`Fatal`](crate::ErrorClass::Fatal)).
-    async fn call(
-        &self,
-        url: &str,
-        body: Option<&[u8]>,
-        as_business_user: bool,
-    ) -> Result<Answer> {
+    async fn call(&self, url: &str, body: Option<&[u8]>, as_business_user: bool) -> Result<Answer> {
         let ticket = self.ready().await?;
         self.call_with(ticket, url, body, as_business_user).await
     }

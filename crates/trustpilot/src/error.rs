@@ -345,7 +345,8 @@ mod tests {
         assert_eq!(class(415), ErrorClass::Fatal);
     }
 
-    const TRUSTPILOT: &str = r#"{"message":"Internal server error, please retry in 5-15 minutes","errorCode":500}"#;
+    const TRUSTPILOT: &str =
+        r#"{"message":"Internal server error, please retry in 5-15 minutes","errorCode":500}"#;
     const FIELD: &str = r#"{"message":"Invalid request","errorCode":1001,"details":"'Consumer Email' is not in the correct format."}"#;
     const PAGE: &str = "<html><body><h1>Error</h1></body></html>";
 
@@ -391,7 +392,13 @@ mod tests {
                 ErrorClass::Rejected,
                 "{status}"
             );
-            for body in [PAGE, "", "{}", "Bad Request", r#"{"fault":{"faultstring":"x"}}"#] {
+            for body in [
+                PAGE,
+                "",
+                "{}",
+                "Bad Request",
+                r#"{"fault":{"faultstring":"x"}}"#,
+            ] {
                 let api = ApiError::from_body(status, None, body);
                 assert_eq!(api.class(), ErrorClass::Fatal, "{status} {body:?}");
             }

@@ -285,7 +285,10 @@ mod tests {
         save(&cache, "id", &token()).unwrap();
         let path = cache.join(cache_name("id"));
         let meta = std::fs::symlink_metadata(&path).unwrap();
-        assert!(meta.file_type().is_file(), "the link was replaced, not followed");
+        assert!(
+            meta.file_type().is_file(),
+            "the link was replaced, not followed"
+        );
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         assert!(!elsewhere.exists(), "nothing written through the link");
         assert_eq!(load(&cache, "id").unwrap().access.expose(), "tok-2");
@@ -303,7 +306,10 @@ mod tests {
         std::fs::create_dir(&open).unwrap();
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
         let error = save(&open, "id", &token()).unwrap_err();
-        assert!(error.to_string().contains("can be written by others"), "{error}");
+        assert!(
+            error.to_string().contains("can be written by others"),
+            "{error}"
+        );
         assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0);
         // A new directory is made private.
         let new = dir.path().join("a/b");

@@ -83,15 +83,17 @@ fn parse_fault(text: &str) -> Result<(retl_trustpilot_emulator::Fault, f64), Str
     let (name, share) = text
         .split_once('=')
         .ok_or_else(|| format!("`{text}` is not FAULT=SHARE"))?;
-    let fault: retl_trustpilot_emulator::Fault =
-        serde_json::from_value(serde_json::Value::String(name.trim().to_owned())).map_err(|_| {
-            format!(
-                "unknown fault `{name}`; one of: {}",
-                retl_trustpilot_emulator::Fault::ALL
-                    .map(retl_trustpilot_emulator::Fault::name)
-                    .join(", ")
-            )
-        })?;
+    let fault: retl_trustpilot_emulator::Fault = serde_json::from_value(serde_json::Value::String(
+        name.trim().to_owned(),
+    ))
+    .map_err(|_| {
+        format!(
+            "unknown fault `{name}`; one of: {}",
+            retl_trustpilot_emulator::Fault::ALL
+                .map(retl_trustpilot_emulator::Fault::name)
+                .join(", ")
+        )
+    })?;
     let share: f64 = share
         .trim()
         .parse()

@@ -28,6 +28,10 @@ use crate::{Ctx, Failure, notice};
 pub(crate) struct ScheduleArgs {
     pub listen: SocketAddr,
     pub listen_public: bool,
+    /// `--allowed-host`: names the page answers to besides the listen address.
+    pub allowed_hosts: Vec<String>,
+    /// The HTTP side's head timeout and connection limit.
+    pub limits: web::ServeLimits,
 }
 
 /// A scheduled run's end: its activation and how it went.
@@ -67,8 +71,12 @@ pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<u8, Failu
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     let address = listener.local_addr().map_err(anyhow::Error::from)?;
-    let app = web::router(state.clone(), metrics.clone(), &ctx.state_url);
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    // The web side reads through a pool of its own: a flood of page or API
+    // requests waits for its two connections, never for the runs'.
+    let web_state = ctx.state_with(2).await?;
+    let hosts = web::AllowedHosts::new(address, &args.allowed_hosts);
+    let app = web::router(web_state, metrics.clone(), &ctx.state_url, hosts);
+    let server = tokio::spawn(web::serve(listener, app, args.limits));
 
     let mut plan: BTreeMap<String, Entry> = BTreeMap::new();
     merge(&mut plan, &project, &state, &metrics).await?;

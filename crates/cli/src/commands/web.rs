@@ -181,7 +181,12 @@ struct Web {
 }
 
 /// The daemon's routes.
-pub(crate) fn router(state: State, metrics: Arc<Metrics>, state_url: &str) -> axum::Router {
+pub(crate) fn router(
+    state: State,
+    metrics: Arc<Metrics>,
+    state_url: &str,
+    hosts: AllowedHosts,
+) -> axum::Router {
     let web = Arc::new(Web {
         state,
         metrics,
@@ -194,6 +199,126 @@ pub(crate) fn router(state: State, metrics: Arc<Metrics>, state_url: &str) -> ax
         .route("/api/runs", get(api_runs))
         .route("/api/runs/{id}", get(api_run))
         .with_state(web)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(hosts),
+            check_host,
+        ))
+}
+
+/// The names a request's `Host` may give: the listen address, its name
+/// (`localhost` for a loopback address), and the names of `--allowed-host`.
+/// Anything else is answered 421, so that a page in a browser cannot read
+/// the run logs through a name that resolves here (DNS rebinding).
+#[derive(Debug, Clone)]
+pub(crate) struct AllowedHosts {
+    names: Vec<String>,
+    port: u16,
+}
+
+impl AllowedHosts {
+    /// The hosts of a daemon listening on `listen`, plus `extra` names.
+    pub(crate) fn new(listen: std::net::SocketAddr, extra: &[String]) -> AllowedHosts {
+        let mut names: Vec<String> = extra.iter().map(|n| n.to_ascii_lowercase()).collect();
+        names.push(match listen.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            std::net::IpAddr::V4(ip) => ip.to_string(),
+        });
+        if listen.ip().is_loopback() {
+            names.extend(["localhost", "127.0.0.1", "[::1]"].map(str::to_owned));
+        }
+        AllowedHosts {
+            names,
+            port: listen.port(),
+        }
+    }
+
+    /// Whether a `Host` header's value names this daemon.
+    pub(crate) fn allows(&self, host: &str) -> bool {
+        let host = host.trim().to_ascii_lowercase();
+        // `name`, or `name:port` with this daemon's port.
+        let (name, port) = match host.rsplit_once(':') {
+            Some((name, port)) if !port.contains(']') => (name, Some(port)),
+            _ => (host.as_str(), None),
+        };
+        let port_ok = port.is_none_or(|p| p.parse::<u16>() == Ok(self.port));
+        port_ok
+            && self
+                .names
+                .iter()
+                .any(|allowed| allowed == name || allowed == &host)
+    }
+}
+
+async fn check_host(
+    Extract(hosts): Extract<Arc<AllowedHosts>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| {
+            request
+                .uri()
+                .authority()
+                .map(axum::http::uri::Authority::as_str)
+        });
+    match host {
+        Some(host) if hosts.allows(host) => next.run(request).await,
+        _ => (
+            StatusCode::MISDIRECTED_REQUEST,
+            "421 Misdirected Request: this daemon answers only to its listen address and --allowed-host names\n",
+        )
+            .into_response(),
+    }
+}
+
+/// How the daemon's HTTP side guards itself against clients that hold
+/// connections: a deadline for a request's head, and a connection limit
+/// kept below the process's file limit (runs need files too).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ServeLimits {
+    /// A client must send a request's head within this long.
+    pub header_timeout: Duration,
+    /// At most this many connections at once; more wait to be accepted.
+    pub max_connections: usize,
+}
+
+/// Serves `app` on `listener` under `limits`. Written on hyper directly
+/// (not `axum::serve`) because that has neither a head timeout nor a
+/// connection limit.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    limits: ServeLimits,
+) {
+    let places = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    loop {
+        let Ok(place) = places.clone().acquire_owned().await else {
+            return;
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of files, say: wait a moment rather than spin.
+                tracing::warn!(error = %e, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "an HTTP connection ended");
+            }
+            drop(place);
+        });
+    }
 }
 
 async fn serve_metrics(Extract(web): Extract<Arc<Web>>) -> Response {
@@ -239,7 +364,25 @@ async fn api_runs(Extract(web): Extract<Arc<Web>>, Query(q): Query<RunsQuery>) -
     }
 }
 
-async fn api_run(Extract(web): Extract<Arc<Web>>, Path(id): Path<String>) -> Response {
+/// `?limit=&after=`: a page of a run's rows.
+#[derive(Debug, Deserialize)]
+struct RowsQuery {
+    /// At most this many rows (default [`ROWS_PAGE`], at most [`ROWS_PAGE_MAX`]).
+    limit: Option<u32>,
+    /// Rows after this position (`next_after` of the previous page).
+    after: Option<i64>,
+}
+
+/// Rows of a run per page, unless `?limit=` says otherwise.
+const ROWS_PAGE: u32 = 500;
+/// The most rows one page holds: a run of any size is read a page at a time.
+const ROWS_PAGE_MAX: u32 = 5_000;
+
+async fn api_run(
+    Extract(web): Extract<Arc<Web>>,
+    Path(id): Path<String>,
+    Query(q): Query<RowsQuery>,
+) -> Response {
     let id = match web.state.match_run(&id, None).await {
         Ok(RunMatch::One(id)) => id,
         Ok(RunMatch::None) => return failure(StatusCode::NOT_FOUND, "no such run"),
@@ -251,8 +394,10 @@ async fn api_run(Extract(web): Extract<Arc<Web>>, Path(id): Path<String>) -> Res
         }
         Err(e) => return failure(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
-    let (summary, rows) = match (web.state.run(&id).await, web.state.run_rows(&id).await) {
-        (Ok(Some(summary)), Ok(rows)) => (summary, rows),
+    let limit = q.limit.unwrap_or(ROWS_PAGE).clamp(1, ROWS_PAGE_MAX);
+    let page = web.state.run_rows_page(&id, q.after, limit).await;
+    let (summary, (rows, next)) = match (web.state.run(&id).await, page) {
+        (Ok(Some(summary)), Ok(page)) => (summary, page),
         (Ok(None), _) => return failure(StatusCode::NOT_FOUND, "no such run"),
         (Err(e), _) | (_, Err(e)) => {
             return failure(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
@@ -260,14 +405,17 @@ async fn api_run(Extract(web): Extract<Arc<Web>>, Path(id): Path<String>) -> Res
     };
     let mut value = serde_json::to_value(&summary).unwrap_or_default();
     value["rows"] = serde_json::to_value(&rows).unwrap_or_default();
+    value["next_after"] = serde_json::to_value(next).unwrap_or_default();
     axum::Json(value).into_response()
 }
 
-/// `?run=ID` or `?q=REFERENCE_OR_KEY`.
+/// `?run=ID[&after=N]` or `?q=REFERENCE_OR_KEY`.
 #[derive(Debug, Deserialize)]
 struct PageQuery {
     run: Option<String>,
     q: Option<String>,
+    /// A run's rows after this position (the "next" link).
+    after: Option<i64>,
 }
 
 /// Escapes text for HTML element content and quoted attributes. Five
@@ -364,7 +512,11 @@ async fn render(web: &Web, q: &PageQuery) -> Result<String, String> {
             ));
         };
         let summary = web.state.run(&id).await.map_err(err)?;
-        let rows = web.state.run_rows(&id).await.map_err(err)?;
+        let (rows, next) = web
+            .state
+            .run_rows_page(&id, q.after, ROWS_PAGE)
+            .await
+            .map_err(err)?;
         if let Some(s) = summary {
             let _ = write!(out, "<h2>Run {}</h2>", esc(&s.run_id));
             runs_table(&mut out, std::slice::from_ref(&s));
@@ -382,6 +534,13 @@ async fn render(web: &Web, q: &PageQuery) -> Result<String, String> {
             );
         }
         out.push_str("</table>");
+        if let Some(next) = next {
+            let _ = write!(
+                out,
+                "<p><a id=\"next\" href=\"/?run={}&amp;after={next}\">Next {ROWS_PAGE} rows</a></p>",
+                esc(&id)
+            );
+        }
     } else {
         let runs = web
             .state
@@ -421,6 +580,34 @@ fn runs_table(out: &mut String, runs: &[RunSummary]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_listen_address_its_name_and_allowed_hosts_are_answered() {
+        let hosts = AllowedHosts::new("127.0.0.1:9187".parse().unwrap(), &["Retl.Internal".into()]);
+        for host in [
+            "127.0.0.1:9187",
+            "127.0.0.1",
+            "localhost:9187",
+            "[::1]:9187",
+            "retl.internal",
+        ] {
+            assert!(hosts.allows(host), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:9187",
+            "localhost:80",
+            "127.0.0.2:9187",
+            "",
+        ] {
+            assert!(!hosts.allows(host), "{host}");
+        }
+        let public = AllowedHosts::new("0.0.0.0:80".parse().unwrap(), &[]);
+        assert!(
+            !public.allows("localhost"),
+            "a public address has no name but its own"
+        );
+    }
 
     #[test]
     fn text_from_the_state_cannot_become_markup() {

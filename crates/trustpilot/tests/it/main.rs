@@ -276,5 +276,9 @@ async fn a_token_that_expires_at_once_is_kept_for_the_floor_not_minted_per_reque
             .unwrap();
     }
     assert_eq!(emulator.stats().accepted, 20);
-    assert_eq!(emulator.stats().tokens_issued, 1, "expires_in: 0 is taken as 60 s");
+    assert_eq!(
+        emulator.stats().tokens_issued,
+        1,
+        "expires_in: 0 is taken as 60 s"
+    );
 }
