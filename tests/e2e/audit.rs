@@ -216,3 +216,59 @@ fn hostile_cursor_values_on_mysql() {
         hostile_cursor_values(&world);
     }
 }
+
+#[test]
+fn keys_print_apart_and_escapes_in_data_never_reach_the_terminal() {
+    let world = World::new();
+    world.sql("CREATE TABLE people (id TEXT, full_name TEXT, email TEXT)");
+    world.sql(
+        "INSERT INTO people VALUES ('NULL', 'Text Null', 'a@shop.example'), \
+         (NULL, 'Real Null', 'b@shop.example'), \
+         (CAST(X'FF' AS TEXT), 'Not UTF-8', 'c@shop.example'), \
+         (char(27) || ']0;pwned' || char(7) || char(27) || '[2J', 'Escapes', 'd@shop.example')",
+    );
+    world.write(
+        "activations/people.yaml",
+        &format!(
+            "source:\n  connection: {}\n  table: people\n  primary_key: [id]\ndestination: trustpilot\nfirst_run: send_all\nmapping:\n  reference_number: full_name\n  consumer_name: full_name\n  consumer_email: email\n",
+            world.connection()
+        ),
+    );
+    let out = world.retl(&["run", "people", "--json"], "emulator-secret");
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(count(&summary, "sent"), 2, "{summary}");
+    let log = world.show(summary["run_id"].as_str().unwrap());
+    let mut keys: Vec<&str> = log["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key"].as_str().unwrap())
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "\u{1b}]0;pwned\u{7}\u{1b}[2J",
+            "<NULL>",
+            "<unreadable>",
+            "NULL"
+        ],
+        "{log}"
+    );
+    for args in [
+        vec!["runs", "show", "latest", "--activation", "people"],
+        vec!["runs", "list"],
+        vec!["runs", "find", "Escapes"],
+    ] {
+        let out = world.retl(&args, "emulator-secret");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !shown.chars().any(|c| c.is_control() && c != '\n'),
+            "{args:?}: {shown:?}"
+        );
+        if args[1] == "show" {
+            assert!(shown.contains("\\u{1b}]0;pwned"), "{shown}");
+        }
+    }
+}

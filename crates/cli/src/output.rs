@@ -4,6 +4,31 @@ use std::fmt::Write as _;
 
 use retl_state::{RowLog, RunSummary};
 
+/// Text for a terminal: every control character (C0 but the line feed,
+/// DEL, C1) written as a `\u{…}` escape, so that data (a key holding
+/// `ESC ]0;…BEL`, say) cannot move the cursor, retitle the window or hide
+/// lines. Every human output of data goes through it.
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Prints human output, made [`terminal_safe`].
+pub fn print_human(text: &str) {
+    print!("{}", terminal_safe(text));
+}
+
 /// The duration between two RFC 3339 times, as `1.23s`.
 fn duration(summary: &RunSummary) -> String {
     let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
@@ -36,7 +61,7 @@ pub fn print_finished(
     if json {
         println!("{}", summary_json(&finished.summary, state_url)?);
     } else {
-        print!("{}", summary(&finished.summary));
+        print_human(&summary(&finished.summary));
     }
     Ok(())
 }
@@ -240,4 +265,18 @@ pub fn templates_table(templates: &[retl_trustpilot::Template]) -> String {
         })
         .collect();
     table(&["ID", "NAME", "LOCALE", "TYPE", "DEFAULT"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_in_data_are_escaped_for_the_terminal() {
+        assert_eq!(terminal_safe("plain\nlines"), "plain\nlines");
+        assert_eq!(
+            terminal_safe("k\u{1b}]0;owned\u{7}\r\t\u{9b}2J"),
+            "k\\u{1b}]0;owned\\u{7}\\u{d}\\u{9}\\u{9b}2J"
+        );
+    }
 }

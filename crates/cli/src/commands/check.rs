@@ -128,7 +128,7 @@ pub(crate) async fn check(ctx: &Ctx, only: &[String], json: bool) -> Result<u8, 
     if json {
         println!("{}", serde_json::to_string(&checked)?);
     } else {
-        print!("{}", text(&checked, ctx.config_dir()));
+        crate::output::print_human(&text(&checked, ctx.config_dir()));
     }
     Ok(if checked.ok { 0 } else { 2 })
 }

@@ -172,14 +172,14 @@ pub(crate) async fn demo(keep: Option<&Path>) -> Result<u8, Failure> {
 
     println!("== first run: every order is new ==");
     let first = retl_engine::run(&state, activation, destination).await?;
-    print!("{}", output::summary(&first.summary));
+    output::print_human(&output::summary(&first.summary));
     let rows = state.run_rows(&first.summary.run_id).await?;
     let not_sent: Vec<_> = rows
         .into_iter()
         .filter(|r| r.outcome != RowOutcome::Sent)
         .collect();
     println!("\nrows not sent in this run:");
-    print!("{}", output::rows_table(&not_sent));
+    output::print_human(&output::rows_table(&not_sent));
     exit_code(&first)?;
 
     println!("\n== 5 new orders arrive, and ORD-1002's customer changes their email ==");
@@ -195,7 +195,7 @@ pub(crate) async fn demo(keep: Option<&Path>) -> Result<u8, Failure> {
 
     println!("\n== second run: only the new orders are sent ==");
     let second = retl_engine::run(&state, activation, destination).await?;
-    print!("{}", output::summary(&second.summary));
+    output::print_human(&output::summary(&second.summary));
     println!("\nits run log:");
     print!(
         "{}",

@@ -34,7 +34,7 @@ pub(crate) async fn preview(
         value["state"] = serde_json::Value::String(retl_state::State::masked(&ctx.state_url));
         println!("{}", serde_json::to_string(&value)?);
     } else {
-        print!("{}", render(&preview));
+        crate::output::print_human(&render(&preview));
     }
     Ok(0)
 }

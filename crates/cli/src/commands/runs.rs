@@ -29,7 +29,7 @@ pub(crate) async fn runs(ctx: &Ctx, command: RunsCommand) -> Result<u8, Failure>
             if json {
                 println!("{}", serde_json::to_string(&runs)?);
             } else {
-                print!("{}", output::runs_table(&runs));
+                output::print_human(&output::runs_table(&runs));
             }
         }
         RunsCommand::Show {
@@ -53,8 +53,8 @@ pub(crate) async fn runs(ctx: &Ctx, command: RunsCommand) -> Result<u8, Failure>
                 value["rows"] = serde_json::to_value(&rows)?;
                 println!("{value}");
             } else {
-                print!("{}", output::summary(&summary));
-                print!("{}", output::rows_table(&rows));
+                output::print_human(&output::summary(&summary));
+                output::print_human(&output::rows_table(&rows));
             }
         }
         RunsCommand::Find {
@@ -77,7 +77,7 @@ pub(crate) async fn runs(ctx: &Ctx, command: RunsCommand) -> Result<u8, Failure>
                 });
                 println!("{value}");
             } else {
-                print!("{}", output::found(&reference_or_key, &rows));
+                output::print_human(&output::found(&reference_or_key, &rows));
             }
         }
         RunsCommand::Resend {

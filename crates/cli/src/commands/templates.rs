@@ -30,7 +30,7 @@ pub(crate) async fn templates(
     if json {
         println!("{}", serde_json::to_string(&templates)?);
     } else {
-        print!("{}", output::templates_table(&templates));
+        output::print_human(&output::templates_table(&templates));
     }
     Ok(0)
 }

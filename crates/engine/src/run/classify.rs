@@ -86,11 +86,28 @@ fn key_value(batch: &RecordBatch, column: usize, row: usize) -> Option<KeyValue>
     }
 }
 
-/// The primary-key values of a row, for the run log.
-fn key_text(batch: &RecordBatch, key_columns: &[usize], row: usize) -> String {
+/// The primary-key values of a row, for the run log. The three things that
+/// once all printed `NULL` stay apart: a NULL is `<NULL>`, a cell the source
+/// could not decode (`problem` names its column) is `<unreadable>`, and a
+/// real value that looks like either is quoted (`"<NULL>"`); the text `NULL`
+/// is itself.
+fn key_text(
+    batch: &RecordBatch,
+    key_columns: &[usize],
+    row: usize,
+    problem: Option<&String>,
+) -> String {
     let part = |c: usize| match cell_text(batch.column(c).as_ref(), row) {
+        Ok(Some(text)) if text.starts_with('<') && text.ends_with('>') => format!("{text:?}"),
         Ok(Some(text)) => text.into_owned(),
-        Ok(None) => "NULL".to_owned(),
+        Ok(None) => {
+            let name = batch.schema_ref().field(c).name().clone();
+            if problem.is_some_and(|p| p.starts_with(&format!("column `{name}`:"))) {
+                "<unreadable>".to_owned()
+            } else {
+                "<NULL>".to_owned()
+            }
+        }
         Err(e) => format!("<{e}>"),
     };
     // One column, the common key: its text is the key's.
@@ -195,7 +212,7 @@ impl RunCtx<'_> {
             }
             let (key, content) = (keys[row], contents[row]);
             // The key's text is only needed for rows the run log lists.
-            let row_key = || key_text(batch, &columns.key, row);
+            let row_key = || key_text(batch, &columns.key, row, undecodable.get(&row));
             let has_null = columns.key.iter().any(|&c| batch.column(c).is_null(row));
             let reject_unrecorded = |this: &mut Self, logs: &mut Vec<RowLog>, reason: String| {
                 // No ledger entry: the row has no usable identity of its own.
@@ -389,7 +406,7 @@ impl RunCtx<'_> {
                     ),
                 };
                 logs.push(RowLog::new(
-                    key_text(batch, &columns.key, row),
+                    key_text(batch, &columns.key, row, problem),
                     invitations.reference(batch, row).as_deref(),
                     RowOutcome::Rejected,
                     Some(reason),
