@@ -272,3 +272,57 @@ fn keys_print_apart_and_escapes_in_data_never_reach_the_terminal() {
         }
     }
 }
+
+#[test]
+fn a_clock_that_disagrees_with_the_warehouse_refuses_a_run_that_decides_by_time() {
+    let Some(world) = World::with(Kind::Postgres) else {
+        return;
+    };
+    let (url, schema) = world.server.clone().unwrap();
+    // The warehouse's clock 40 days behind this machine's: its `now()`,
+    // found first on the connection's search_path.
+    world.server_sql(&format!(
+        "CREATE FUNCTION {schema}.now() RETURNS timestamptz LANGUAGE sql AS $$ SELECT pg_catalog.now() - interval '40 days' $$"
+    ));
+    world.sql("ALTER TABLE orders ADD COLUMN created_at timestamptz");
+    world.insert(1, 3, None, None);
+    world.sql("UPDATE orders SET created_at = pg_catalog.now() - interval '39 days'");
+    let skewed = format!("{url}?options=-c%20search_path%3D{schema},pg_catalog");
+    world.edit_activation(|yaml| {
+        yaml.replace(
+            &format!("connection: {url}\n"),
+            &format!("connection: {skewed}\n"),
+        )
+    });
+    // Without max_row_age or a cursor: a warning, and the run goes on.
+    let out = world.retl(&["run", "orders", "--json"], "emulator-secret");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("the warehouse's"), "{said}");
+    assert_eq!(world.accepted_references().len(), 3);
+
+    // With max_row_age: refused before a row is read, both times named.
+    world.insert(4, 6, None, None);
+    world.sql("UPDATE orders SET created_at = pg_catalog.now() WHERE order_id > 3");
+    world.edit_activation(|yaml| format!("{yaml}max_row_age:\n  column: created_at\n  age: 30d\n"));
+    let out = world.retl(&["run", "orders", "--json"], "emulator-secret");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("this machine's clock reads") && said.contains("the warehouse's"),
+        "{said}"
+    );
+    assert!(
+        world.ledger().get("too_old").is_none(),
+        "{:?}",
+        world.ledger()
+    );
+    assert_eq!(world.accepted_references().len(), 3, "nothing sent");
+
+    // The clocks agree again: the new rows are sent, none is too old.
+    world.edit_activation(|yaml| yaml.replace(&skewed, &url));
+    let (code, summary) = world.run();
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(count(&summary, "sent"), 3, "{summary}");
+    assert_eq!(count(&summary, "too_old"), 0, "{summary}");
+}

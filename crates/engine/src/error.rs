@@ -53,6 +53,15 @@ pub enum Error {
         /// Which limit, the numbers, and the ways out.
         message: String,
     },
+    /// This machine's clock and the warehouse's disagree, and the run decides
+    /// with times (`max_row_age`, cursor mode): nothing was read or sent.
+    #[error("activation `{activation}`: {message}")]
+    ClockSkew {
+        /// The activation.
+        activation: String,
+        /// Both clocks' times, and what to do.
+        message: String,
+    },
     /// A bug: something that cannot happen did.
     #[error("internal error: {0}")]
     Internal(String),

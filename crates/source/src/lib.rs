@@ -275,6 +275,41 @@ pub(crate) async fn connecting<T>(
 }
 
 impl Source {
+    /// The warehouse's own clock: its `now()`, in UTC. A run compares it
+    /// with this machine's before it trusts times it computes (row ages,
+    /// cursor marks). SQLite's clock is this machine's.
+    pub async fn warehouse_now(spec: &SourceSpec) -> Result<chrono::DateTime<chrono::Utc>> {
+        let text: String = match Driver::for_url(&spec.connection)? {
+            Driver::Sqlite => {
+                let mut conn = sqlite::connect(spec).await?;
+                sqlx::query_scalar("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')")
+                    .fetch_one(&mut conn)
+                    .await
+            }
+            Driver::Postgres => {
+                let mut conn = postgres::connect(spec).await?;
+                sqlx::query_scalar(
+                    "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+                )
+                .fetch_one(&mut conn)
+                .await
+            }
+            Driver::Mysql => {
+                let mut conn = mysql::connect(spec).await?;
+                sqlx::query_scalar("SELECT DATE_FORMAT(UTC_TIMESTAMP(6), '%Y-%m-%dT%H:%i:%s.%fZ')")
+                    .fetch_one(&mut conn)
+                    .await
+            }
+        }
+        .map_err(Error::Query)?;
+        chrono::DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.to_utc())
+            .map_err(|e| Error::Decode {
+                column: "now()".to_owned(),
+                message: format!("the warehouse's clock reads `{text}`: {e}"),
+            })
+    }
+
     /// Connects, checks the model's columns and types, and starts reading.
     pub async fn open(spec: &SourceSpec) -> Result<Source> {
         if spec.batch_size == 0 {

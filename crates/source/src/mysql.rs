@@ -47,11 +47,16 @@ fn options(url: &str) -> Result<MySqlConnectOptions> {
     MySqlConnectOptions::from_str(&url).map_err(Error::Connect)
 }
 
+/// A connection to the warehouse, its session in UTC.
+pub(crate) async fn connect(spec: &SourceSpec) -> Result<MySqlConnection> {
+    let options = options(&spec.connection)?.timezone(Some("+00:00".to_owned()));
+    connecting(spec, options.connect()).await
+}
+
 pub(crate) async fn plan(
     spec: &SourceSpec,
 ) -> Result<(Plan, MySqlConnection, crate::cursor::Statement)> {
-    let options = options(&spec.connection)?.timezone(Some("+00:00".to_owned()));
-    let mut conn = connecting(spec, options.connect()).await?;
+    let mut conn = connect(spec).await?;
     conn.execute("SET SESSION net_write_timeout = 86400")
         .await
         .map_err(Error::Query)?;

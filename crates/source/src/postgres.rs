@@ -47,13 +47,18 @@ fn cast_to_text(db_type: &str) -> bool {
     matches!(db_type, "NUMERIC" | "UUID" | "JSON" | "JSONB")
 }
 
-pub(crate) async fn plan(
-    spec: &SourceSpec,
-) -> Result<(Plan, PgConnection, crate::cursor::Statement)> {
+/// A connection to the warehouse.
+pub(crate) async fn connect(spec: &SourceSpec) -> Result<PgConnection> {
     let options = PgConnectOptions::from_str(&spec.connection)
         .map_err(Error::Connect)?
         .application_name("retl");
-    let mut conn = connecting(spec, options.connect()).await?;
+    connecting(spec, options.connect()).await
+}
+
+pub(crate) async fn plan(
+    spec: &SourceSpec,
+) -> Result<(Plan, PgConnection, crate::cursor::Statement)> {
+    let mut conn = connect(spec).await?;
     let from = from_clause(&spec.model, '"');
     let available = describe_columns(&mut conn, &from).await?;
     let plan = Plan::new(spec, &available, kind_of)?;

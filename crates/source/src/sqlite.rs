@@ -32,13 +32,18 @@ fn kind_of(declared: &str) -> Kind {
     }
 }
 
-pub(crate) async fn plan(
-    spec: &SourceSpec,
-) -> Result<(Plan, SqliteConnection, crate::cursor::Statement)> {
+/// A read-only connection to the warehouse.
+pub(crate) async fn connect(spec: &SourceSpec) -> Result<SqliteConnection> {
     let options = SqliteConnectOptions::from_str(&spec.connection)
         .map_err(Error::Connect)?
         .read_only(true);
-    let mut conn = connecting(spec, options.connect()).await?;
+    connecting(spec, options.connect()).await
+}
+
+pub(crate) async fn plan(
+    spec: &SourceSpec,
+) -> Result<(Plan, SqliteConnection, crate::cursor::Statement)> {
+    let mut conn = connect(spec).await?;
     let from = from_clause(&spec.model, '"');
     let available = describe_columns(&mut conn, &from).await?;
     // SQLite can read every declared type: anything unknown is text.

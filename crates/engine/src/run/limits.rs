@@ -8,7 +8,64 @@ use retl_source::Source;
 use super::RunCtx;
 use crate::{Error, Result};
 
+/// The most this machine's clock and the warehouse's may differ before a
+/// run that computes with times (`max_row_age`, cursor mode) is refused.
+pub(crate) const MAX_CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// What the two clocks say, when they are more than [`MAX_CLOCK_SKEW`]
+/// apart: a message naming both times.
+pub(crate) fn clock_skew(
+    ours: chrono::DateTime<chrono::Utc>,
+    theirs: chrono::DateTime<chrono::Utc>,
+) -> Option<String> {
+    let skew = (ours - theirs).abs();
+    (skew > MAX_CLOCK_SKEW).then(|| {
+        let at =
+            |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        format!(
+            "this machine's clock reads {}, the warehouse's {}: {} apart, more than {} minutes",
+            at(ours),
+            at(theirs),
+            humantime::format_duration(std::time::Duration::from_secs(
+                skew.num_seconds().unsigned_abs()
+            )),
+            MAX_CLOCK_SKEW.num_minutes()
+        )
+    })
+}
+
 impl RunCtx<'_> {
+    /// Compares this machine's clock with the warehouse's. A skew over
+    /// [`MAX_CLOCK_SKEW`] fails a run that decides with times (`max_row_age`
+    /// would record new rows `too_old` for good; cursor mode would move its
+    /// mark by a wrong clock); otherwise it is a warning.
+    pub(super) async fn check_clock(&self, spec: &retl_source::SourceSpec) -> Result<()> {
+        let before = chrono::Utc::now();
+        let theirs = Source::warehouse_now(spec)
+            .await
+            .map_err(|error| Error::Source {
+                activation: self.activation.name.clone(),
+                error,
+            })?;
+        let after = chrono::Utc::now();
+        let ours = before + (after - before) / 2;
+        let Some(message) = clock_skew(ours, theirs) else {
+            return Ok(());
+        };
+        let decides_with_time =
+            self.activation.max_row_age.is_some() || self.activation.source.incremental.is_some();
+        if decides_with_time {
+            return Err(Error::ClockSkew {
+                activation: self.activation.name.clone(),
+                message: format!(
+                    "{message}; a run with max_row_age or cursor mode needs the two to agree: set this machine's clock right (NTP)"
+                ),
+            });
+        }
+        tracing::warn!("{message}");
+        Ok(())
+    }
+
     /// A safety limit's refusal ends a run; a preview notes it and goes on.
     pub(super) fn refuse(&mut self, verdict: Result<()>) -> Result<()> {
         match (verdict, &mut self.dry) {
@@ -123,5 +180,25 @@ impl RunCtx<'_> {
             );
         }
         Ok(budget)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clocks_more_than_five_minutes_apart_are_named_with_both_times() {
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        assert_eq!(
+            clock_skew(at("2026-11-30T12:00:00Z"), at("2026-11-30T12:05:00Z")),
+            None
+        );
+        assert_eq!(
+            clock_skew(at("2027-01-09T12:00:00Z"), at("2026-11-30T12:00:00Z")).as_deref(),
+            Some(
+                "this machine's clock reads 2027-01-09T12:00:00Z, the warehouse's 2026-11-30T12:00:00Z: 40days apart, more than 5 minutes"
+            )
+        );
     }
 }

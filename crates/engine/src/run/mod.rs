@@ -311,6 +311,7 @@ impl<'a> RunCtx<'a> {
             tracing::info!("nothing to resend");
             return Ok(());
         }
+        self.check_clock(&spec).await?;
         let first_run = !self.state.has_completed_run(name).await?;
         self.refuse(self.guard_first_run(first_run).await)?;
         self.budget = self.budget().await?;
