@@ -326,3 +326,106 @@ fn a_clock_that_disagrees_with_the_warehouse_refuses_a_run_that_decides_by_time(
     assert_eq!(count(&summary, "sent"), 3, "{summary}");
     assert_eq!(count(&summary, "too_old"), 0, "{summary}");
 }
+
+/// `retl ARGS` inside a new PID namespace (`unshare -p`), where its process
+/// id is one this machine's `/proc` does not show; held at `hold`.
+fn spawn_in_pid_namespace(world: &World, hold: &str) -> std::process::Child {
+    use std::io::BufRead as _;
+    use std::process::Stdio;
+    let retl = world.command(&["run", "orders", "--json"], "emulator-secret");
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["-p", "-f", "--mount-proc", "--kill-child", "sh", "-c"])
+        // A process id far above any this machine hands out.
+        .arg("echo 4000000 > /proc/sys/kernel/ns_last_pid; \"$@\" & wait $!")
+        .arg("sh")
+        .arg(retl.get_program())
+        .args(retl.get_args())
+        .env("RETL_HOLD_AT", hold)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in retl.get_envs() {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    let mut child = command.spawn().expect("unshare (util-linux) runs");
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let point = hold.replace(':', " ");
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains(&format!("retl: holding at {point}")) => break,
+            Some(Ok(_)) => {}
+            _ => panic!(
+                "the run in a PID namespace ended before holding: {:?}",
+                child.wait()
+            ),
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    child
+}
+
+#[test]
+fn a_run_in_another_pid_namespace_keeps_its_lease() {
+    let world = World::new();
+    world.insert(1, 3, None, None);
+    let mut held = spawn_in_pid_namespace(&world, "in_flight:1");
+    // Same host name, a process id this namespace cannot see: not proven dead.
+    let out = world.retl(&["run", "orders", "--json"], "emulator-secret");
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("lease"),
+        "{out:?}"
+    );
+    // Killed with its namespace: its lease is taken over once it expires.
+    held.kill().unwrap();
+    held.wait().unwrap();
+    let out = world
+        .command(&["run", "orders", "--json"], "emulator-secret")
+        .env("RETL_CLOCK_OFFSET", "2m")
+        .output()
+        .unwrap();
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The row the killed run had in flight is uncertain, never sent twice.
+    assert_eq!(count(&summary, "recovered"), 1, "{summary}");
+    assert_eq!(world.accepted_references().len(), 2, "{summary}");
+    stored_once_each(&world);
+}
+
+#[test]
+fn a_run_that_loses_its_lease_still_prints_its_summary() {
+    let world = World::new();
+    world.insert(1, 1, None, None);
+    let held = super::spawn_held(&world, "in_flight:1", &["--json"]);
+    // Another run takes the lease once it expires (a clock ahead), and finishes.
+    let out = world
+        .command(&["run", "orders", "--json"], "emulator-secret")
+        .env("RETL_CLOCK_OFFSET", "2m")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    // The first run, released, finds its lease gone.
+    let pid = held.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = held.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let summary: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON summary ({e}): {out:?}"));
+    assert_eq!(summary["status"], "failed", "{summary}");
+    assert!(
+        summary["error"]
+            .as_str()
+            .unwrap()
+            .contains("lost its lease"),
+        "{summary}"
+    );
+    stored_once_each(&world);
+}

@@ -14,7 +14,7 @@ pub struct Lease {
     pub activation: String,
     /// The run holding it.
     pub run_id: String,
-    /// `host:pid:run_id` of the holder.
+    /// `host:pid:space:run_id` of the holder (`space`: the PID namespace and boot).
     pub holder: String,
     /// Grows by one with every new holder.
     pub token: i64,
@@ -53,17 +53,65 @@ fn host_name() -> String {
         .map_or_else(|_| "localhost".to_owned(), |h| h.trim().to_owned())
 }
 
-/// Whether a lease holder (`host:pid:…`) is a process of this machine that no longer exists.
-fn holder_is_dead_here(holder: &str) -> bool {
-    let mut parts = holder.splitn(3, ':');
-    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
+/// What makes a PID mean one process: the PID namespace (`/proc/self/ns/pid`)
+/// and the boot (`/proc/sys/kernel/random/boot_id`). Two containers, or two
+/// machines, can share a host name and hand out the same PIDs; only a holder
+/// with this identity can be proven dead by looking at `/proc`. `None` where
+/// these cannot be read (not Linux): then no holder is ever taken as dead,
+/// and a lease is taken over only once it expires.
+fn process_space() -> Option<String> {
+    let namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    let namespace = namespace
+        .to_str()?
+        .trim_start_matches("pid:")
+        .trim_matches(['[', ']']);
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let boot: String = boot
+        .trim()
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(12)
+        .collect();
+    Some(format!("{namespace}.{boot}"))
+}
+
+/// The lease holder this process writes: `host:pid:space:run_id`, with
+/// `space` from [`process_space`] (`-` when unknown).
+fn holder_of(host: &str, pid: u32, space: Option<&str>, run_id: &str) -> String {
+    format!("{host}:{pid}:{}:{run_id}", space.unwrap_or("-"))
+}
+
+/// Whether a lease holder is a process that is proven gone: on this host,
+/// in this PID namespace and boot, with no such PID. A holder written by an
+/// earlier release (`host:pid:run_id`, no space) or from another namespace
+/// is never proven dead: its lease is taken over only when it expires.
+fn holder_is_dead(
+    holder: &str,
+    host: &str,
+    space: Option<&str>,
+    alive: impl Fn(u32) -> bool,
+) -> bool {
+    let mut parts = holder.splitn(4, ':');
+    let (Some(their_host), Some(pid), Some(their_space), Some(_run)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return false;
     };
-    host == host_name()
-        && pid.parse::<u32>().is_ok_and(|pid| {
-            pid != std::process::id()
-                && Path::new("/proc/self").exists()
-                && !Path::new(&format!("/proc/{pid}")).exists()
+    let Some(space) = space else {
+        return false;
+    };
+    their_host == host
+        && their_space == space
+        && pid
+            .parse::<u32>()
+            .is_ok_and(|pid| pid != std::process::id() && !alive(pid))
+}
+
+/// Whether a lease holder (see [`holder_is_dead`]) is a process of this machine that no longer exists.
+fn holder_is_dead_here(holder: &str) -> bool {
+    Path::new("/proc/self").exists()
+        && holder_is_dead(holder, &host_name(), process_space().as_deref(), |pid| {
+            Path::new(&format!("/proc/{pid}")).exists()
         })
 }
 
@@ -81,7 +129,12 @@ impl State {
         run_id: &str,
         ttl: Duration,
     ) -> Result<Lease> {
-        let holder = format!("{}:{}:{run_id}", host_name(), std::process::id());
+        let holder = holder_of(
+            &host_name(),
+            std::process::id(),
+            process_space().as_deref(),
+            run_id,
+        );
         let now = self.clock.now_ms();
         let current: Option<(String, i64)> = on!(self.db.executor(), |c| sqlx::query_as(
             "SELECT holder, expires_at FROM leases WHERE activation = $1"
@@ -240,6 +293,40 @@ mod tests {
         (dir, state, clock)
     }
 
+    #[test]
+    fn only_a_holder_in_this_pid_namespace_and_boot_is_proven_dead() {
+        let gone = |_pid: u32| false;
+        let here = Some("4026531836.abc123");
+        let holder = holder_of("box", 4242, here, "run-a");
+        assert!(holder_is_dead(&holder, "box", here, gone));
+        assert!(!holder_is_dead(&holder, "box", here, |_| true), "alive");
+        // The same host name and PID in another namespace (a container, a
+        // second machine with the default host name): not provably dead.
+        assert!(!holder_is_dead(
+            &holder,
+            "box",
+            Some("4026532000.abc123"),
+            gone
+        ));
+        assert!(!holder_is_dead(
+            &holder,
+            "box",
+            Some("4026531836.def456"),
+            gone
+        ));
+        assert!(!holder_is_dead(&holder, "other", here, gone));
+        // Where the namespace is unknown, on either side, nobody is.
+        assert!(!holder_is_dead(
+            &holder_of("box", 4242, None, "r"),
+            "box",
+            here,
+            gone
+        ));
+        assert!(!holder_is_dead(&holder, "box", None, gone));
+        // An earlier release's `host:pid:run_id`.
+        assert!(!holder_is_dead("box:4242:run-a", "box", here, gone));
+    }
+
     #[tokio::test]
     async fn a_held_lease_refuses_a_second_run_and_is_free_after_release() {
         let (_dir, state, _) = state().await;
@@ -316,7 +403,12 @@ mod tests {
         };
         // A process id that cannot exist (above the kernel's pid_max).
         sqlx::query("INSERT INTO leases VALUES ('orders', ?1, 7, ?2)")
-            .bind(format!("{}:4294967:run-x", host_name()))
+            .bind(holder_of(
+                &host_name(),
+                4_294_967,
+                process_space().as_deref(),
+                "run-x",
+            ))
             .bind(clock.now_ms() + 3_600_000)
             .execute(pool)
             .await

@@ -141,21 +141,58 @@ pub async fn run_with(
         (None, false) => RunStatus::Completed,
     };
     summary.error = failure.as_ref().map(|e| retl_config::with_causes(e));
-    let mut tx = state.fenced(&lease).await?;
-    if summary.status == RunStatus::Completed
-        && let Some(track) = &ctx.cursor
-    {
-        let mark = track.next();
-        let text = mark.as_ref().map(|m| (m.kind(), m.to_string()));
-        let full_at = track.full.then(|| summary.started_at.clone());
-        tx.set_cursor(
-            text.as_ref().map(|(kind, text)| (*kind, text.as_str())),
-            full_at.as_deref(),
-        )
-        .await?;
+    let cursor = ctx
+        .cursor
+        .as_ref()
+        .filter(|_| summary.status == RunStatus::Completed);
+    let recorded = async {
+        let mut tx = state.fenced(&lease).await?;
+        if let Some(track) = cursor {
+            let mark = track.next();
+            let text = mark.as_ref().map(|m| (m.kind(), m.to_string()));
+            let full_at = track.full.then(|| summary.started_at.clone());
+            tx.set_cursor(
+                text.as_ref().map(|(kind, text)| (*kind, text.as_str())),
+                full_at.as_deref(),
+            )
+            .await?;
+        }
+        let mut closing = summary.clone();
+        tx.finish_run(&mut closing).await?;
+        tx.commit().await?;
+        Ok::<_, retl_state::Error>(closing)
     }
-    tx.finish_run(&mut summary).await?;
-    tx.commit().await?;
+    .await;
+    let summary = match recorded {
+        Ok(closing) => closing,
+        Err(e) => {
+            // The end could not be recorded (the lease lost, the state's
+            // disk full or unreachable): what the run did is still told,
+            // as a failed run. Its log stays `running` until the next run
+            // closes it as `abandoned`.
+            drop(heartbeat);
+            let _ = state.release_lease(&lease).await;
+            let error = Error::State(e);
+            summary.status = RunStatus::Failed;
+            let said = retl_config::with_causes(&error);
+            summary.error = Some(match summary.error.take() {
+                Some(first) => format!("{first}; then the run's end could not be recorded: {said}"),
+                None => format!("the run's end could not be recorded: {said}"),
+            });
+            summary.finished_at = Some(
+                state
+                    .clock()
+                    .now()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            );
+            tracing::error!(activation = %activation.name, run_id = %run_id, "{said}");
+            return Ok(Finished {
+                summary,
+                failure: Some(failure.unwrap_or(error)),
+                released: ctx_released,
+            });
+        }
+    };
     if let Some(keep) = activation.run_log_retention {
         prune(state, &lease, keep).await;
     }
