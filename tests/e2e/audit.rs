@@ -429,3 +429,109 @@ fn a_run_that_loses_its_lease_still_prints_its_summary() {
     );
     stored_once_each(&world);
 }
+
+/// Runs `retl run orders --json` `times` times inside a private mount
+/// namespace whose state database sits on a tmpfs of `size`; after the
+/// first run, `between` runs (a shell command, `$D` the tmpfs). Each run's
+/// exit code and output are returned.
+fn runs_on_a_small_disk(world: &World, size: &str, between: &[&str]) -> Vec<(i32, String, String)> {
+    let disk = world.dir.path().join("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let state = format!("sqlite://{}/state.db", disk.display());
+    let retl = world.command(
+        &["run", "orders", "--json", "--allow-surge"],
+        "emulator-secret",
+    );
+    let mut args: Vec<String> = Vec::new();
+    let mut replace_next = false;
+    for arg in retl.get_args() {
+        let arg = arg.to_str().unwrap().to_owned();
+        args.push(if replace_next {
+            state.clone()
+        } else {
+            arg.clone()
+        });
+        replace_next = arg == "--state";
+    }
+    let mut script = format!(
+        "D={disk}; mount -t tmpfs -o size={size} tmpfs \"$D\" || exit 99\n",
+        disk = disk.display()
+    );
+    let run = |i: usize| {
+        format!("\"$@\" > \"$D/../out{i}\" 2> \"$D/../err{i}\"; echo $? > \"$D/../code{i}\"\n")
+    };
+    script.push_str(&run(0));
+    for (i, step) in between.iter().enumerate() {
+        script.push_str(step);
+        script.push('\n');
+        script.push_str(&run(i + 1));
+    }
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["-m", "sh", "-c", &script, "sh"])
+        .arg(retl.get_program())
+        .args(&args);
+    for (name, value) in retl.get_envs() {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    let status = command.status().expect("unshare (util-linux) runs");
+    assert!(
+        status.success(),
+        "the mount namespace script failed: {status}"
+    );
+    let read = |name: String| std::fs::read_to_string(world.dir.path().join(name)).unwrap();
+    (0..=between.len())
+        .map(|i| {
+            (
+                read(format!("code{i}")).trim().parse().unwrap(),
+                read(format!("out{i}")),
+                read(format!("err{i}")),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_full_state_disk_is_named_and_the_run_still_reports() {
+    let world = World::new();
+    world.insert(1, 1, None, None);
+    let more = "INSERT INTO orders (order_id, full_name, email, locale) SELECT value + 100, 'Customer ' || value, 'customer' || value || '@shop.example', 'en-US' FROM generate_series(1, 400)";
+    let warehouse = world.warehouse();
+    let runs = runs_on_a_small_disk(
+        &world,
+        "400k",
+        &[
+            &format!("sqlite3 {} \"{more}\" || exit 98", warehouse.display()),
+            "mount -o remount,size=20m \"$D\"",
+        ],
+    );
+    assert_eq!(runs[0].0, 0, "{runs:?}");
+    // The disk fills up during the second run: said so, with its summary.
+    let (code, out, err) = &runs[1];
+    assert_eq!(*code, 1, "{runs:?}");
+    let summary: Value =
+        serde_json::from_str(out).unwrap_or_else(|e| panic!("no JSON summary ({e}): {err}"));
+    assert_eq!(summary["status"], "failed", "{summary}");
+    assert!(
+        summary["error"]
+            .as_str()
+            .unwrap()
+            .contains("the disk it is on is full"),
+        "{summary}"
+    );
+    assert!(!err.contains("transaction depth"), "{err}");
+    // With room again, the next run closes the failed one and goes on.
+    let (code, out, err) = &runs[2];
+    let next: Value = serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {err}"));
+    assert!([0, 3].contains(code), "{next} {err}");
+    assert!(err.contains("marked abandoned"), "{err}");
+    stored_once_each(&world);
+    let total = world.accepted_references().len();
+    assert!(
+        total >= 390,
+        "every row but the few left uncertain: {total}"
+    );
+}

@@ -34,7 +34,7 @@ enum Kind {
 }
 
 /// A warehouse, a config directory, a state database and an emulator.
-struct World {
+pub(crate) struct World {
     runtime: tokio::runtime::Runtime,
     emulator: Option<Emulator>,
     dir: tempfile::TempDir,

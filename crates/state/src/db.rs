@@ -178,6 +178,17 @@ impl Db {
                 let pool = SqlitePoolOptions::new()
                     .max_connections(options.max_connections.max(1))
                     .acquire_timeout(options.busy_timeout.max(Duration::from_secs(1)))
+                    // A COMMIT that failed (a full disk) can leave a connection
+                    // that believes it is still in a transaction, which would
+                    // refuse every later BEGIN: such a connection is closed,
+                    // not reused. The SELECT runs after any rollback queued
+                    // when its transaction was dropped.
+                    .before_acquire(|conn, _| {
+                        Box::pin(async move {
+                            sqlx::Executor::execute(&mut *conn, "SELECT 1").await?;
+                            Ok(!sqlx::Connection::is_in_transaction(conn))
+                        })
+                    })
                     .connect_with(connect)
                     .await
                     .map_err(open_error)?;

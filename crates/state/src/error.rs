@@ -31,7 +31,7 @@ pub enum Error {
         url: String,
     },
     /// A statement failed.
-    #[error("state database: {what}")]
+    #[error("state database: {what}{}", if is_disk_full(source) { ": the disk it is on is full; free space there, then run again (the next run closes this one)" } else { "" })]
     Database {
         /// What was being done.
         what: &'static str,
@@ -77,6 +77,20 @@ pub enum Error {
     },
 }
 
+/// Whether a driver error says the database's disk (or file size limit) is full.
+fn is_disk_full(error: &sqlx::Error) -> bool {
+    let code = error
+        .as_database_error()
+        .and_then(sqlx::error::DatabaseError::code);
+    match code.as_deref() {
+        // SQLite's SQLITE_FULL (13, in the low byte of extended codes);
+        // PostgreSQL's disk_full (53100).
+        Some("53100") => true,
+        Some(code) => code.parse::<i64>().is_ok_and(|n| n & 0xff == 13),
+        None => false,
+    }
+}
+
 /// SQLite's primary result codes that tell "busy" and "read-only" apart.
 const SQLITE_BUSY: &str = "5";
 const SQLITE_LOCKED: &str = "6";
@@ -100,6 +114,11 @@ impl Error {
         // Extended codes carry the primary code in their low byte.
         let n: i64 = code.parse().ok()?;
         Some((n & 0xff).to_string())
+    }
+
+    /// Whether the database's disk is full.
+    pub fn is_disk_full(&self) -> bool {
+        self.sqlx().is_some_and(is_disk_full)
     }
 
     /// Whether another connection holds the database's lock (SQLite busy or locked).

@@ -163,10 +163,14 @@ impl State {
             .bind(now.saturating_add(millis(ttl)))
             .bind(now)
             .bind(&dead)
-            .fetch_optional(c)
+            // Every row, so that the statement runs to its end: a row handed
+            // back before a failed commit (a full disk) is no lease.
+            .fetch_all(c)
             .await
         })
-        .map_err(Error::db("take a lease"))?;
+        .map_err(Error::db("take a lease"))?
+        .into_iter()
+        .next();
         match taken {
             Some((token,)) => Ok(Lease {
                 activation: activation.to_owned(),
