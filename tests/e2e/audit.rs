@@ -388,9 +388,9 @@ fn a_run_in_another_pid_namespace_keeps_its_lease() {
         .output()
         .unwrap();
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
-    // The row the killed run had in flight is uncertain, never sent twice.
-    assert_eq!(count(&summary, "recovered"), 1, "{summary}");
-    assert_eq!(world.accepted_references().len(), 2, "{summary}");
+    // What the killed run had in flight is uncertain, never sent twice.
+    assert!(count(&summary, "recovered") >= 1, "{summary}");
+    assert_eq!(count(&summary, "sent"), 0, "{summary}");
     stored_once_each(&world);
 }
 
@@ -527,11 +527,80 @@ fn a_full_state_disk_is_named_and_the_run_still_reports() {
     let (code, out, err) = &runs[2];
     let next: Value = serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {err}"));
     assert!([0, 3].contains(code), "{next} {err}");
-    assert!(err.contains("marked abandoned"), "{err}");
     stored_once_each(&world);
     let total = world.accepted_references().len();
     assert!(
         total >= 390,
         "every row but the few left uncertain: {total}"
     );
+}
+
+#[test]
+fn a_renamed_activation_is_refused_until_its_history_is_carried_over() {
+    let world = World::new();
+    world.insert(1, 5, None, None);
+    assert_eq!(world.run().0, 0);
+    let activations = world.config_dir().join("activations");
+    std::fs::rename(
+        activations.join("orders.yaml"),
+        activations.join("shop_orders.yaml"),
+    )
+    .unwrap();
+    world.insert(6, 7, None, None);
+
+    let (code, preview, _) = super::json(&world, &["preview", "shop_orders", "--json"]);
+    assert_eq!(code, 0, "{preview}");
+    assert!(
+        preview["refused"]
+            .as_str()
+            .unwrap()
+            .contains("retl rename orders shop_orders"),
+        "{preview}"
+    );
+    let (code, summary, said) = super::json(&world, &["run", "shop_orders", "--json"]);
+    assert_eq!(code, 5, "{summary} {said}");
+    assert!(
+        said.contains("activation `orders` already has a history"),
+        "{said}"
+    );
+    assert_eq!(world.accepted_references().len(), 5, "nothing sent");
+
+    let (code, moved, said) = super::json(&world, &["rename", "orders", "shop_orders", "--json"]);
+    assert_eq!(code, 0, "{said}");
+    assert_eq!(moved["moved"]["ledger"], 5, "{moved}");
+    assert_eq!(moved["moved"]["runs"], 1, "{moved}");
+    // Once is enough: the old name has nothing left, the new one has a history.
+    let (code, _, said) = super::json(&world, &["rename", "orders", "shop_orders"]);
+    assert_eq!(code, 2, "{said}");
+
+    let (code, summary, said) = super::json(&world, &["run", "shop_orders", "--json"]);
+    assert_eq!(code, 0, "{said}");
+    assert_eq!(count(&summary, "sent"), 2, "{summary}");
+    assert_eq!(count(&summary, "already_sent"), 5, "{summary}");
+    let (_, runs, _) = super::json(
+        &world,
+        &["runs", "list", "--activation", "shop_orders", "--json"],
+    );
+    // The moved run, the refused first run, and the run after the rename.
+    assert_eq!(runs.as_array().unwrap().len(), 3, "{runs}");
+    stored_once_each(&world);
+}
+
+#[test]
+fn two_activations_meant_to_share_a_source_say_so_once() {
+    let world = World::new();
+    world.insert(1, 2, None, None);
+    assert_eq!(world.run().0, 0);
+    let yaml = std::fs::read_to_string(world.config_dir().join("activations/orders.yaml")).unwrap();
+    world.write("activations/orders_again.yaml", &yaml);
+    let (code, _, said) = super::json(&world, &["run", "orders_again", "--json"]);
+    assert_eq!(code, 5, "{said}");
+    let (code, summary, said) = super::json(
+        &world,
+        &["run", "orders_again", "--json", "--allow-shared-source"],
+    );
+    assert_eq!(code, 0, "{summary} {said}");
+    // Its first run is done: later runs need no flag.
+    let (code, _, said) = super::json(&world, &["run", "orders_again", "--json"]);
+    assert_eq!(code, 0, "{said}");
 }

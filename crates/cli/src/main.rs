@@ -118,6 +118,12 @@ enum Command {
         /// times the median sent by the last 10 completed runs, and over 100).
         #[arg(long)]
         allow_surge: bool,
+        /// Run a first run even though another activation's history was read
+        /// from the same source (connection, table or query, key,
+        /// destination): the two are meant to share it, not a rename (for a
+        /// rename, use `retl rename OLD NEW`).
+        #[arg(long)]
+        allow_shared_source: bool,
         /// Show what the run would do and do none of it (the same as `retl preview`).
         #[arg(long)]
         dry_run: bool,
@@ -189,6 +195,23 @@ enum Command {
         /// Only these activations, and what they use (default: all).
         activations: Vec<String>,
         /// Print one JSON object: {ok, state, problems, destinations, activations}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Carry an activation's history (ledger, key segments, cursor, run logs)
+    /// over to a new name, after renaming its file or its `name:`: without
+    /// it, the renamed activation has no history and its first run is
+    /// refused (it would invite everyone again). Holds both activations'
+    /// leases while it moves; refused if NEW has a history of its own.
+    #[command(
+        after_help = "Example:\n  mv configs/activations/orders.yaml configs/activations/shop_orders.yaml\n  retl rename orders shop_orders"
+    )]
+    Rename {
+        /// The activation's old name.
+        old: String,
+        /// Its new name.
+        new: String,
+        /// Print JSON: {old, new, moved: {ledger, key_segments, runs, cursors}}.
         #[arg(long)]
         json: bool,
     },
@@ -482,6 +505,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             lease_seconds,
             limit,
             allow_surge,
+            allow_shared_source,
             dry_run,
             hold_at,
             key_flush_rows,
@@ -504,6 +528,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 lease_seconds,
                 limit,
                 allow_surge,
+                allow_shared_source,
                 hold: hold_at,
                 key_flush_rows,
             };
@@ -526,6 +551,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 },
             };
             commands::schedule::schedule(&ctx, &args).await
+        }
+        Command::Rename { old, new, json } => {
+            commands::rename::rename(&ctx, &old, &new, json).await
         }
         Command::Init { dir } => commands::init::init(&dir),
         Command::Schema { kind } => {

@@ -67,6 +67,9 @@ pub enum Error {
         /// How long until the lease expires if not renewed.
         expires_in: Duration,
     },
+    /// A history cannot be moved from one activation to another.
+    #[error("{0}")]
+    Rename(String),
     /// This run's lease expired and another run took it over.
     #[error(
         "activation `{activation}`: this run lost its lease to another run and stopped without committing more"

@@ -43,6 +43,7 @@ pub mod migrate;
 mod runs;
 mod search;
 mod segments;
+mod sources;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,6 +60,7 @@ use retl_config::redact_url;
 pub use runs::{Counts, RowLog, RowOutcome, RunStatus, RunSummary};
 pub use search::{FoundRow, RunFilter, RunMatch};
 pub use segments::{Lookup, MAX_BLOCKS};
+pub use sources::Renamed;
 
 use db::Db;
 

@@ -47,6 +47,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 5,
         description: "key_segments: settled keys in sorted blocks, for the full-scan diff",
     },
+    Migration {
+        version: 6,
+        description: "activation_sources: which source each activation reads, to catch a renamed activation",
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -178,6 +182,22 @@ async fn apply(tx: &mut Tx, version: i64) -> Result<()> {
                     PRIMARY KEY (activation, part, seq)
                  )"
                 ),
+            )
+            .await
+        }
+        6 => {
+            exec(
+                tx,
+                "CREATE TABLE IF NOT EXISTS activation_sources (
+                activation TEXT PRIMARY KEY,
+                source_id  TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+             )",
+            )
+            .await?;
+            exec(
+                tx,
+                "CREATE INDEX IF NOT EXISTS activation_sources_by_source ON activation_sources (source_id)",
             )
             .await
         }

@@ -7,6 +7,7 @@ pub(crate) mod demo;
 pub(crate) mod emulator;
 pub(crate) mod init;
 pub(crate) mod preview;
+pub(crate) mod rename;
 pub(crate) mod run;
 pub(crate) mod runs;
 pub(crate) mod schedule;

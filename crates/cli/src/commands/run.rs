@@ -38,6 +38,7 @@ pub(crate) struct RunArgs {
     pub lease_seconds: u64,
     pub limit: Option<u64>,
     pub allow_surge: bool,
+    pub allow_shared_source: bool,
     pub hold: Option<retl_engine::Hold>,
     pub key_flush_rows: Option<usize>,
 }
@@ -81,6 +82,7 @@ pub(crate) async fn run(ctx: &Ctx, names: &[String], args: &RunArgs) -> Result<u
             hold: args.hold,
             limit: args.limit,
             allow_surge: args.allow_surge,
+            allow_shared_source: args.allow_shared_source,
             cancel: cancel.clone(),
             progress: Some(counts.clone()),
             key_flush_rows: args

@@ -169,6 +169,36 @@ pub struct Activation {
     pub schedule: crate::schedule::Schedule,
 }
 
+impl Activation {
+    /// A digest of what this activation reads and where it sends: the
+    /// connection (password masked, so rotating it changes nothing), the
+    /// table or query, the key, the destination and the target kind. Two
+    /// activations with one identity would invite the same customers; a new
+    /// name with an old identity is a renamed activation.
+    pub fn source_identity(&self) -> String {
+        let model = match &self.source.model {
+            retl_source::Model::Table(table) => format!("table {table}"),
+            retl_source::Model::Query(query) => format!("query {}", query.trim()),
+        };
+        let kind = match &self.delivery {
+            Delivery::Trustpilot { target, .. } => match target.kind {
+                retl_trustpilot::TargetKind::EmailInvitation => "email_invitation",
+                retl_trustpilot::TargetKind::InvitationLink => "invitation_link",
+            },
+        };
+        let text = format!(
+            "retl source identity 1\n{}\n{model}\n{}\n{}\n{kind}",
+            retl_source::redact_url(&self.source.connection),
+            self.primary_key.join("\u{1f}"),
+            self.destination,
+        );
+        retl_diff::fingerprint(&text)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
 impl fmt::Debug for Activation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Activation")

@@ -66,6 +66,26 @@ impl RunCtx<'_> {
         Ok(())
     }
 
+    /// A first run whose source another activation's history was built
+    /// from is refused: it is most likely that activation, renamed, and
+    /// would invite its customers again.
+    pub(super) async fn guard_renamed(&self, first_run: bool) -> Result<()> {
+        if !first_run || self.options.allow_shared_source || self.only.is_some() {
+            return Ok(());
+        }
+        let name = &self.activation.name;
+        let identity = self.activation.source_identity();
+        let Some(other) = self.state.history_of_source(&identity, name).await? else {
+            return Ok(());
+        };
+        Err(Error::Refused {
+            activation: name.clone(),
+            message: format!(
+                "refused by a safety limit; nothing sent: this is the first run of `{name}`, but activation `{other}` already has a history read from the same source (connection, table or query, key, destination): if `{name}` is `{other}` renamed, run `retl rename {other} {name}` to carry its ledger over; if both are meant to read it, run `retl run {name} --allow-shared-source` once"
+            ),
+        })
+    }
+
     /// A safety limit's refusal ends a run; a preview notes it and goes on.
     pub(super) fn refuse(&mut self, verdict: Result<()>) -> Result<()> {
         match (verdict, &mut self.dry) {

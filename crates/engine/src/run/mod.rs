@@ -101,6 +101,7 @@ pub async fn run_with(
     let started = async {
         let mut tx = state.fenced(&lease).await?;
         let abandoned = tx.abandon_stale_runs().await?;
+        tx.note_source(&activation.source_identity()).await?;
         let summary = tx.start_run().await?;
         tx.commit().await?;
         if abandoned > 0 {
@@ -197,7 +198,10 @@ pub async fn run_with(
         prune(state, &lease, keep).await;
     }
     drop(heartbeat);
-    state.release_lease(&lease).await?;
+    // The run is recorded: a lease that cannot be given back expires.
+    if let Err(e) = state.release_lease(&lease).await {
+        tracing::warn!(error = %retl_config::with_causes(&e), "cannot release the lease; it expires by itself");
+    }
     tracing::info!(
         activation = %activation.name, run_id = %run_id, status = %summary.status,
         read = summary.counts.read, sent = summary.counts.sent, rejected = summary.counts.rejected,
@@ -350,6 +354,7 @@ impl<'a> RunCtx<'a> {
         }
         self.check_clock(&spec).await?;
         let first_run = !self.state.has_completed_run(name).await?;
+        self.refuse(self.guard_renamed(first_run).await)?;
         self.refuse(self.guard_first_run(first_run).await)?;
         self.budget = self.budget().await?;
         spec.since = self.plan_cursor(first_run).await?;

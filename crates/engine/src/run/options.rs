@@ -123,6 +123,9 @@ pub struct RunOptions {
     pub limit: Option<u64>,
     /// Send even when the run's new rows are a surge (`--allow-surge`).
     pub allow_surge: bool,
+    /// Run a first run even though another activation's history was built
+    /// from the same source (`--allow-shared-source`): not a rename.
+    pub allow_shared_source: bool,
     /// Where the run keeps its counts so far, for a progress display:
     /// updated after every batch is classified and every row is recorded.
     pub progress: Option<Arc<std::sync::Mutex<Counts>>>,
@@ -141,6 +144,7 @@ impl Default for RunOptions {
             hold: None,
             limit: None,
             allow_surge: false,
+            allow_shared_source: false,
             progress: None,
             key_flush_rows: 1_000_000,
         }

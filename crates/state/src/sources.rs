@@ -1,0 +1,151 @@
+//! Which source each activation reads, so that a renamed activation is not
+//! taken for a new one; and `rename`, which carries a history over.
+//!
+//! An activation's history (ledger, key segments, cursor, run logs) is kept
+//! under its name. A file renamed from `orders.yaml` to `shop_orders.yaml`
+//! is, by name, a new activation with no history: its first run would send
+//! every row again. So every run records a digest of its source (connection
+//! without password, table or query, key, destination), and a first run
+//! whose source another activation's history was built from is refused
+//! until the history is moved ([`State::rename_activation`]) or the sharing
+//! is confirmed.
+
+use std::time::Duration;
+
+use crate::db::on;
+use crate::{Error, Fenced, Result, State};
+
+/// What [`State::rename_activation`] moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Renamed {
+    /// Ledger entries.
+    pub ledger: u64,
+    /// Blocks of settled keys.
+    pub key_segments: u64,
+    /// Runs (with their logged rows, which follow their run).
+    pub runs: u64,
+    /// The cursor-mode mark (0 or 1).
+    pub cursors: u64,
+}
+
+impl Fenced {
+    /// Records that this transaction's activation reads the source `source_id`.
+    pub async fn note_source(&mut self, source_id: &str) -> Result<()> {
+        on!(self.tx.executor(), |c| sqlx::query(
+            "INSERT INTO activation_sources (activation, source_id, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (activation) DO UPDATE SET source_id = excluded.source_id, updated_at = excluded.updated_at"
+        )
+        .bind(&self.activation)
+        .bind(source_id)
+        .bind(&self.now)
+        .execute(c)
+        .await
+        .map(|_| ()))
+        .map_err(Error::db("record the activation's source"))
+    }
+}
+
+impl State {
+    /// Another activation, not `activation`, whose history was built from
+    /// the source `source_id` and still has settled keys: what a renamed
+    /// activation would be.
+    pub async fn history_of_source(
+        &self,
+        source_id: &str,
+        activation: &str,
+    ) -> Result<Option<String>> {
+        let found: Option<(String,)> = on!(self.db.executor(), |c| sqlx::query_as(
+            "SELECT s.activation FROM activation_sources s
+             WHERE s.source_id = $1 AND s.activation <> $2
+               AND (EXISTS (SELECT 1 FROM ledger l WHERE l.activation = s.activation)
+                    OR EXISTS (SELECT 1 FROM key_segments k WHERE k.activation = s.activation))
+             ORDER BY s.updated_at DESC LIMIT 1"
+        )
+        .bind(source_id)
+        .bind(activation)
+        .fetch_optional(c)
+        .await)
+        .map_err(Error::db("look for the source's history"))?;
+        Ok(found.map(|(name,)| name))
+    }
+
+    /// Moves `old`'s whole history (ledger, key segments, cursor, run logs,
+    /// recorded source) to `new`, in one transaction, holding both
+    /// activations' leases: no run of either can be under way. Refused when
+    /// `new` has a history of its own or `old` has none.
+    pub async fn rename_activation(&self, old: &str, new: &str, ttl: Duration) -> Result<Renamed> {
+        let run_id = format!("rename-{old}-to-{new}");
+        let old_lease = self.acquire_lease(old, &run_id, ttl).await?;
+        let new_lease = match self.acquire_lease(new, &run_id, ttl).await {
+            Ok(lease) => lease,
+            Err(e) => {
+                let _ = self.release_lease(&old_lease).await;
+                return Err(e);
+            }
+        };
+        let moved = async {
+            let mut tx = self.fenced(&old_lease).await?;
+            let count =
+                |table: &'static str| format!("SELECT COUNT(*) FROM {table} WHERE activation = $1");
+            let mut counts = [0u64; 4];
+            let tables = ["ledger", "key_segments", "runs", "cursors"];
+            for (slot, table) in counts.iter_mut().zip(tables) {
+                let sql = count(table);
+                let (n,): (i64,) = on!(tx.tx.executor(), |c| sqlx::query_as(&sql)
+                    .bind(new)
+                    .fetch_one(c)
+                    .await)
+                .map_err(Error::db("count a history"))?;
+                // `new`'s own runs (refused first runs, say) settled nothing:
+                // they stay, beside the runs that move.
+                if n > 0 && table != "runs" {
+                    return Err(Error::Rename(format!(
+                        "activation `{new}` already has a history ({n} {table} rows): nothing moved"
+                    )));
+                }
+                let (n,): (i64,) = on!(tx.tx.executor(), |c| sqlx::query_as(&sql)
+                    .bind(old)
+                    .fetch_one(c)
+                    .await)
+                .map_err(Error::db("count a history"))?;
+                *slot = u64::try_from(n).unwrap_or_default();
+            }
+            if counts == [0; 4] {
+                return Err(Error::Rename(format!(
+                    "activation `{old}` has no history in this state database: nothing to move"
+                )));
+            }
+            // What `new`'s refused first runs recorded gives way to `old`'s.
+            on!(tx.tx.executor(), |c| sqlx::query(
+                "DELETE FROM activation_sources WHERE activation = $1"
+            )
+            .bind(new)
+            .execute(c)
+            .await
+            .map(|_| ()))
+            .map_err(Error::db("move a history"))?;
+            for table in tables.into_iter().chain(["activation_sources"]) {
+                let sql = format!("UPDATE {table} SET activation = $2 WHERE activation = $1");
+                on!(tx.tx.executor(), |c| sqlx::query(&sql)
+                    .bind(old)
+                    .bind(new)
+                    .execute(c)
+                    .await
+                    .map(|_| ()))
+                .map_err(Error::db("move a history"))?;
+            }
+            tx.commit().await?;
+            let [ledger, key_segments, runs, cursors] = counts;
+            Ok(Renamed {
+                ledger,
+                key_segments,
+                runs,
+                cursors,
+            })
+        }
+        .await;
+        let _ = self.release_lease(&new_lease).await;
+        let _ = self.release_lease(&old_lease).await;
+        moved
+    }
+}
