@@ -430,6 +430,22 @@ fn a_run_that_loses_its_lease_still_prints_its_summary() {
     stored_once_each(&world);
 }
 
+/// `command`'s arguments with `--state` set to `state`.
+fn with_state(command: &std::process::Command, state: &str) -> Vec<String> {
+    let mut args: Vec<String> = Vec::new();
+    let mut replace_next = false;
+    for arg in command.get_args() {
+        let arg = arg.to_str().unwrap().to_owned();
+        args.push(if replace_next {
+            state.to_owned()
+        } else {
+            arg.clone()
+        });
+        replace_next = arg == "--state";
+    }
+    args
+}
+
 /// Runs `retl run orders --json` `times` times inside a private mount
 /// namespace whose state database sits on a tmpfs of `size`; after the
 /// first run, `between` runs (a shell command, `$D` the tmpfs). Each run's
@@ -442,17 +458,7 @@ fn runs_on_a_small_disk(world: &World, size: &str, between: &[&str]) -> Vec<(i32
         &["run", "orders", "--json", "--allow-surge"],
         "emulator-secret",
     );
-    let mut args: Vec<String> = Vec::new();
-    let mut replace_next = false;
-    for arg in retl.get_args() {
-        let arg = arg.to_str().unwrap().to_owned();
-        args.push(if replace_next {
-            state.clone()
-        } else {
-            arg.clone()
-        });
-        replace_next = arg == "--state";
-    }
+    let args = with_state(&retl, &state);
     let mut script = format!(
         "D={disk}; mount -t tmpfs -o size={size} tmpfs \"$D\" || exit 99\n",
         disk = disk.display()
@@ -603,4 +609,116 @@ fn two_activations_meant_to_share_a_source_say_so_once() {
     // Its first run is done: later runs need no flag.
     let (code, _, said) = super::json(&world, &["run", "orders_again", "--json"]);
     assert_eq!(code, 0, "{said}");
+}
+
+/// A TCP proxy on loopback to `target` that can be told to freeze: while
+/// frozen it holds every byte in both directions, as a network that went
+/// silent does (no reset, no answer).
+struct FreezingProxy {
+    address: std::net::SocketAddr,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FreezingProxy {
+    fn start(target: &str) -> FreezingProxy {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let frozen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let target = target.to_owned();
+        let flag = frozen.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let flag = flag.clone();
+                    std::thread::spawn(move || {
+                        let mut buffer = [0u8; 16 * 1024];
+                        loop {
+                            let Ok(n) = std::io::Read::read(&mut from, &mut buffer) else {
+                                return;
+                            };
+                            if n == 0 {
+                                return;
+                            }
+                            // Held, not dropped, for as long as the freeze lasts.
+                            while flag.load(Ordering::SeqCst) {
+                                std::thread::park_timeout(std::time::Duration::from_millis(20));
+                            }
+                            if std::io::Write::write_all(&mut to, &buffer[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        FreezingProxy { address, frozen }
+    }
+
+    fn freeze(&self) {
+        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_state_connection_that_goes_silent_fails_the_run_instead_of_hanging_it() {
+    let Some(world) = World::new().with_postgres_state() else {
+        return;
+    };
+    world.insert(1, 3, None, None);
+    let url = world.state_url();
+    let authority = url
+        .split('@')
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let proxy = FreezingProxy::start(&authority);
+    let through_proxy = url.replacen(&authority, &proxy.address.to_string(), 1);
+    let retl = world.command(&["run", "orders", "--json"], "emulator-secret");
+    let mut command = std::process::Command::new(retl.get_program());
+    command
+        .args(with_state(&retl, &through_proxy))
+        .args(["--state-timeout", "2s"])
+        .env("RETL_HOLD_AT", "in_flight:1")
+        .env("TP_KEY", "emulator-key")
+        .env("TP_SECRET", "emulator-secret")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("retl: holding at in_flight 1") => break,
+            Some(Ok(_)) => {}
+            _ => panic!("the run ended before holding: {:?}", child.wait()),
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    // The state's network goes silent, then the run is interrupted: every
+    // write it still has to make now meets silence.
+    proxy.freeze();
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    let summary: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON summary ({e}): {out:?}"));
+    assert_eq!(summary["status"], "failed", "{summary}");
+    assert_ne!(out.status.code(), Some(0), "{summary}");
+    stored_once_each(&world);
 }

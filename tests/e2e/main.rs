@@ -298,7 +298,7 @@ impl World {
         command
     }
 
-    fn state_url(&self) -> String {
+    pub(crate) fn state_url(&self) -> String {
         match &self.pg_state {
             Some((url, schema)) => {
                 let join = if url.contains('?') { '&' } else { '?' };
@@ -310,7 +310,7 @@ impl World {
 
     /// Keeps the state (ledger, run logs, leases) in a PostgreSQL schema of
     /// its own; `None` when PostgreSQL is not configured (outside CI).
-    fn with_postgres_state(mut self) -> Option<World> {
+    pub(crate) fn with_postgres_state(mut self) -> Option<World> {
         let url = server_url("RETL_TEST_POSTGRES_URL")?;
         let schema = format!(
             "retl_state_{}_{}",

@@ -17,6 +17,8 @@ pub(crate) struct Ctx {
     pub state_url: String,
     /// `--state-busy-timeout`.
     pub busy_timeout: Duration,
+    /// `--state-timeout`.
+    pub state_timeout: Duration,
     /// Where `${VAR}`s come from (`--env-file`, `--target`).
     pub environment: Environment,
     /// `--clock-offset` (tests).
@@ -34,6 +36,7 @@ impl Ctx {
     pub(crate) async fn state_with(&self, connections: u32) -> Result<State, Failure> {
         let mut options = OpenOptions {
             busy_timeout: self.busy_timeout,
+            statement_timeout: self.state_timeout,
             max_connections: connections,
             ..OpenOptions::default()
         };

@@ -77,6 +77,12 @@ struct Cli {
     /// before failing with "database is locked" (e.g. 10s, 500ms).
     #[arg(long, global = true, env = "RETL_STATE_BUSY_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     state_busy_timeout: Duration,
+    /// How long one statement of the state database may take before it
+    /// fails (a connection that went silent fails the run instead of hanging
+    /// it); on PostgreSQL also the server's statement and idle-in-transaction
+    /// timeouts for retl's sessions.
+    #[arg(long, global = true, env = "RETL_STATE_TIMEOUT", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    state_timeout: Duration,
     /// For tests: read the clock this far ahead (leases expire at once).
     #[arg(long, global = true, hide = true, env = "RETL_CLOCK_OFFSET", value_parser = parse_duration)]
     clock_offset: Option<Duration>,
@@ -489,6 +495,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         state_url: retl_state::resolve_url(&cli.state, &project),
         config_dir,
         busy_timeout: cli.state_busy_timeout,
+        state_timeout: cli.state_timeout,
         clock_offset: cli.clock_offset,
         environment,
     };

@@ -27,6 +27,10 @@ pub struct OpenOptions {
     /// Connections the pool may hold. The daemon's web side opens a pool of
     /// its own, so that its reads never take the connections runs need.
     pub max_connections: u32,
+    /// How long one statement, begin or commit may take before it fails
+    /// (see [`limited`]); on PostgreSQL also the server's `statement_timeout`
+    /// and `idle_in_transaction_session_timeout` for retl's sessions.
+    pub statement_timeout: Duration,
 }
 
 impl Default for OpenOptions {
@@ -36,6 +40,7 @@ impl Default for OpenOptions {
             busy_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             max_connections: 4,
+            statement_timeout: Duration::from_mins(1),
         }
     }
 }
@@ -61,15 +66,47 @@ pub(crate) enum Tx {
 
 /// Runs `$body` with `$c` bound to the executor of whichever database `$target`
 /// (a `&Db` or a `&mut Tx`) holds; each arm is type-checked on its own.
+/// Every statement is bounded by [`limited`]: a connection that goes
+/// silent fails the statement instead of hanging the run.
 macro_rules! on {
     ($target:expr, |$c:ident| $body:expr) => {
-        match $target {
-            $crate::db::DbRef::Sqlite($c) => $body,
-            $crate::db::DbRef::Postgres($c) => $body,
-        }
+        $crate::db::limited(async {
+            match $target {
+                $crate::db::DbRef::Sqlite($c) => $body,
+                $crate::db::DbRef::Postgres($c) => $body,
+            }
+        })
+        .await
     };
 }
 pub(crate) use on;
+
+/// How long one statement (or a begin, or a commit) of the state database
+/// may take, in milliseconds: [`OpenOptions::statement_timeout`] (on SQLite
+/// at least the busy timeout and 5 s), set when a state is opened. One value
+/// for the process: its states are opened with the same options.
+static STATEMENT_LIMIT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(60_000);
+
+/// `work` (a statement), failed with a timeout once the statement limit
+/// passes. The time limit is kept here, on the client: a connection whose
+/// network went silent (a frozen proxy, a dead server) gets no answer at
+/// all, so no server-side limit can end the wait.
+pub(crate) async fn limited<T>(
+    work: impl Future<Output = std::result::Result<T, sqlx::Error>>,
+) -> std::result::Result<T, sqlx::Error> {
+    let limit =
+        Duration::from_millis(STATEMENT_LIMIT_MS.load(std::sync::atomic::Ordering::Relaxed));
+    match tokio::time::timeout(limit, work).await {
+        Ok(done) => done,
+        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "the state database did not answer within {} (state_timeout)",
+                humantime::format_duration(limit)
+            ),
+        ))),
+    }
+}
 
 /// What [`on!`] matches on: `Db::executor()` or `Tx::executor()`.
 pub(crate) enum DbRef<S, P> {
@@ -153,6 +190,18 @@ impl Db {
     /// Opens the state database at `url`: `sqlite://PATH` (created, with its
     /// folder, on first use) or `postgres://…`.
     pub(crate) async fn open(url: &str, options: &OpenOptions) -> Result<Db> {
+        // SQLite's BEGIN waits up to the busy timeout for another writer.
+        let limit = if url.starts_with("sqlite:") {
+            options
+                .statement_timeout
+                .max(options.busy_timeout + Duration::from_secs(5))
+        } else {
+            options.statement_timeout
+        };
+        STATEMENT_LIMIT_MS.store(
+            u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let scheme = url
             .split(':')
             .next()
@@ -195,7 +244,19 @@ impl Db {
                 Ok(Db::Sqlite(pool))
             }
             "postgres" | "postgresql" => {
+                let limit = format!("{}ms", options.statement_timeout.as_millis());
                 let connect: PgConnectOptions = url.parse().map_err(open_error)?;
+                // The server ends what a client that went silent left: a
+                // statement, or a transaction holding the lease row's lock;
+                // and probes the connection (client-side TCP keepalive is not
+                // among the driver's settings, hence `limited` on our side).
+                let connect = connect.options([
+                    ("statement_timeout", limit.as_str()),
+                    ("idle_in_transaction_session_timeout", limit.as_str()),
+                    ("tcp_keepalives_idle", "30"),
+                    ("tcp_keepalives_interval", "10"),
+                    ("tcp_keepalives_count", "3"),
+                ]);
                 // Connect once first, so that an unreachable server fails at once
                 // with the driver's own words ("connection refused"), not after
                 // the pool's retries as "pool timed out".
@@ -233,10 +294,12 @@ impl Db {
     pub(crate) async fn begin(&self) -> Result<Tx> {
         let begin = Error::db("begin a transaction");
         Ok(match self {
-            Db::Sqlite(pool) => {
-                Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await.map_err(begin)?)
-            }
-            Db::Postgres(pool) => Tx::Postgres(pool.begin().await.map_err(begin)?),
+            Db::Sqlite(pool) => Tx::Sqlite(
+                limited(pool.begin_with("BEGIN IMMEDIATE"))
+                    .await
+                    .map_err(begin)?,
+            ),
+            Db::Postgres(pool) => Tx::Postgres(limited(pool.begin()).await.map_err(begin)?),
         })
     }
 }
@@ -256,8 +319,8 @@ impl Tx {
     pub(crate) async fn commit(self) -> Result<()> {
         let commit = Error::db("commit");
         match self {
-            Tx::Sqlite(tx) => tx.commit().await.map_err(commit),
-            Tx::Postgres(tx) => tx.commit().await.map_err(commit),
+            Tx::Sqlite(tx) => limited(tx.commit()).await.map_err(commit),
+            Tx::Postgres(tx) => limited(tx.commit()).await.map_err(commit),
         }
     }
 }

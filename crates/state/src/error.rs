@@ -67,6 +67,9 @@ pub enum Error {
         /// How long until the lease expires if not renewed.
         expires_in: Duration,
     },
+    /// An interrupted run's deadline passed before the state database answered.
+    #[error("the state database did not answer before the interrupt's deadline")]
+    DeadlinePassed,
     /// A history cannot be moved from one activation to another.
     #[error("{0}")]
     Rename(String),

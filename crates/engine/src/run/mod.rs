@@ -162,8 +162,14 @@ pub async fn run_with(
         tx.finish_run(&mut closing).await?;
         tx.commit().await?;
         Ok::<_, retl_state::Error>(closing)
-    }
-    .await;
+    };
+    // After an interrupt, recording the end waits no longer than its deadline.
+    let recorded = match options.cancel.deadline(options.drain) {
+        Some(deadline) => tokio::time::timeout_at(deadline, recorded)
+            .await
+            .unwrap_or_else(|_| Err(retl_state::Error::DeadlinePassed)),
+        None => recorded.await,
+    };
     let summary = match recorded {
         Ok(closing) => closing,
         Err(e) => {
