@@ -37,7 +37,7 @@ enum Kind {
 pub(crate) struct World {
     runtime: tokio::runtime::Runtime,
     emulator: Option<Emulator>,
-    dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
     kind: Kind,
     /// The server URL (PostgreSQL, MySQL) and this test's own schema or database.
     server: Option<(String, String)>,

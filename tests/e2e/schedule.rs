@@ -466,3 +466,56 @@ fn a_runs_rows_come_a_page_at_a_time() {
     keys.dedup();
     assert_eq!(keys.len(), 7, "{keys:?}");
 }
+
+#[test]
+fn an_activation_removed_and_restored_while_it_runs_is_not_started_twice() {
+    let world = World::new();
+    world.insert(1, 3, None, None);
+    world.edit_activation(|yaml| format!("{yaml}schedule:\n  every: 1h\n"));
+    let mut daemon = start_with(&world, &[], Some("recorded:1"));
+    until("the run to hold", || {
+        daemon.said().contains("holding at recorded 1")
+    });
+    let signal = |name: &str| {
+        let pid = daemon.child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args([name, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let file = world.config_dir().join("activations/orders.yaml");
+    let aside = world.dir.path().join("orders.yaml.aside");
+    std::fs::rename(&file, &aside).unwrap();
+    signal("-HUP");
+    until("the first reload", || {
+        daemon.said().matches("scheduled activation(s)").count() >= 1
+    });
+    std::fs::rename(&aside, &file).unwrap();
+    signal("-HUP");
+    until("the second reload", || {
+        daemon.said().matches("scheduled activation(s)").count() >= 2
+    });
+    // A third reload is handled only after the loop has acted on the
+    // second: by then a second run would be planned (a next-run time).
+    signal("-HUP");
+    until("the third reload", || {
+        daemon.said().matches("scheduled activation(s)").count() >= 3
+    });
+    let (_, metrics) = get(&daemon.address, "/metrics");
+    assert!(
+        !metrics.contains("retl_next_run_timestamp_seconds{activation=\"orders\"}"),
+        "the run under way is the restored activation's own: {metrics}"
+    );
+    signal("-TERM");
+    let status = daemon.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", daemon.said());
+    let said = daemon.said();
+    assert!(!said.contains("already running"), "{said}");
+    let out = world.retl(&["runs", "list", "--json"], "emulator-secret");
+    let runs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["status"], "interrupted", "{runs:?}");
+}

@@ -45,6 +45,10 @@ struct Entry {
     next: Option<DateTime<Utc>>,
     /// Whether a run of it is under way.
     running: bool,
+    /// Removed from the configuration (or made manual) while its run was
+    /// under way: kept until that run ends, so that a reload which brings
+    /// it back knows the run is its own, and starts no second one.
+    removed: bool,
 }
 
 /// `retl schedule`.
@@ -154,11 +158,14 @@ pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<u8, Failu
                 let started = finished_run(&name, finished, &metrics).unwrap_or(now);
                 if let Some(entry) = plan.get_mut(&name) {
                     entry.running = false;
-                    entry.next = if cancel.is_cancelled() {
+                    entry.next = if cancel.is_cancelled() || entry.removed {
                         None
                     } else {
                         entry.activation.schedule.due_after_run(started, now)
                     };
+                    if entry.removed {
+                        plan.remove(&name);
+                    }
                 }
             }
             _ = hangup.recv() => {
@@ -245,29 +252,37 @@ async fn merge(
         .iter()
         .filter_map(|p| p.location.as_ref().map(|l| l.file.as_path()))
         .collect();
+    // An entry whose run is under way is retired, not dropped (see `Entry::removed`).
+    let retire = |name: &str, entry: &mut Entry| {
+        metrics.next_run(name, None);
+        entry.next = None;
+        entry.removed = true;
+        entry.running
+    };
     plan.retain(|name, entry| {
         let kept = project.activations.contains_key(name)
             || broken
                 .iter()
                 .any(|f| *f == entry.activation.file || *f == entry.destination.file());
-        if !kept {
-            metrics.next_run(name, None);
-        }
-        kept
+        kept || retire(name, entry)
     });
     let now = state.clock().now();
     for (name, activation) in &project.activations {
         if !activation.schedule.is_scheduled() {
-            plan.remove(name);
-            metrics.next_run(name, None);
+            if let Some(entry) = plan.get_mut(name)
+                && !retire(name, entry)
+            {
+                plan.remove(name);
+            }
             continue;
         }
         let destination = project.destinations[&activation.destination].clone();
         match plan.get_mut(name) {
             Some(entry) => {
-                let changed = entry.activation.schedule != activation.schedule;
+                let changed = entry.activation.schedule != activation.schedule || entry.removed;
                 entry.activation = activation.clone();
                 entry.destination = destination;
+                entry.removed = false;
                 if changed && !entry.running {
                     entry.next = first_due(state, activation, now).await?;
                 }
@@ -281,6 +296,7 @@ async fn merge(
                         destination,
                         next,
                         running: false,
+                        removed: false,
                     },
                 );
             }
