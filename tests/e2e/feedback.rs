@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use super::{World, count};
 
-/// A second activation, `returns`, over the same table and destination.
+/// A second activation, `returns`, over the same table and destination (its
+/// first run says `--allow-shared-source`: it is no rename of `orders`).
 fn add_second_activation(world: &World) {
     let yaml = std::fs::read_to_string(world.config_dir().join("activations/orders.yaml")).unwrap();
     world.write(
@@ -20,7 +21,16 @@ fn several_activations_run_in_one_process_and_the_worst_exit_code_wins() {
     let world = World::new();
     world.insert(1, 3, None, None);
     add_second_activation(&world);
-    let out = world.retl(&["run", "orders", "returns", "--json"], "emulator-secret");
+    let out = world.retl(
+        &[
+            "run",
+            "orders",
+            "returns",
+            "--json",
+            "--allow-shared-source",
+        ],
+        "emulator-secret",
+    );
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let summaries: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()

@@ -534,8 +534,10 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 quiet: QUIET.load(std::sync::atomic::Ordering::Relaxed),
                 lease_seconds,
                 limit,
-                allow_surge,
-                allow_shared_source,
+                allow: commands::run::Allow {
+                    surge: allow_surge,
+                    shared_source: allow_shared_source,
+                },
                 hold: hold_at,
                 key_flush_rows,
             };
@@ -586,7 +588,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         #[cfg(feature = "emulator")]
         Command::Emulator(args) => commands::emulator::emulator(args).await,
         #[cfg(feature = "emulator")]
-        Command::Demo { keep } => commands::demo::demo(keep.as_deref()).await,
+        Command::Demo { keep } => Box::pin(commands::demo::demo(keep.as_deref())).await,
     }
 }
 

@@ -172,7 +172,11 @@ pub fn redact_url(url: &str) -> String {
     let mut out = format!("{scheme}://");
     match authority.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => out.push_str(&format!("{user}:***@{host}")),
+            Some((user, _password)) => {
+                out.push_str(user);
+                out.push_str(":***@");
+                out.push_str(host);
+            }
             None => out.push_str(authority),
         },
         None => out.push_str(authority),

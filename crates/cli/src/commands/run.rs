@@ -31,14 +31,22 @@ pub(crate) async fn on_signal(cancel: retl_engine::Cancel) {
     cancel.cancel();
 }
 
+/// What `retl run` lets through on purpose.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Allow {
+    /// `--allow-surge`.
+    pub surge: bool,
+    /// `--allow-shared-source`.
+    pub shared_source: bool,
+}
+
 /// The flags of `retl run`.
 pub(crate) struct RunArgs {
     pub json: bool,
     pub quiet: bool,
     pub lease_seconds: u64,
     pub limit: Option<u64>,
-    pub allow_surge: bool,
-    pub allow_shared_source: bool,
+    pub allow: Allow,
     pub hold: Option<retl_engine::Hold>,
     pub key_flush_rows: Option<usize>,
 }
@@ -81,8 +89,8 @@ pub(crate) async fn run(ctx: &Ctx, names: &[String], args: &RunArgs) -> Result<u
             drain: drain(destination),
             hold: args.hold,
             limit: args.limit,
-            allow_surge: args.allow_surge,
-            allow_shared_source: args.allow_shared_source,
+            allow_surge: args.allow.surge,
+            allow_shared_source: args.allow.shared_source,
             cancel: cancel.clone(),
             progress: Some(counts.clone()),
             key_flush_rows: args

@@ -194,8 +194,11 @@ impl Activation {
         );
         retl_diff::fingerprint(&text)
             .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+            .fold(String::with_capacity(32), |mut hex, b| {
+                use std::fmt::Write as _;
+                let _ = write!(hex, "{b:02x}");
+                hex
+            })
     }
 }
 
