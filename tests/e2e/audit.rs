@@ -330,7 +330,6 @@ fn a_clock_that_disagrees_with_the_warehouse_refuses_a_run_that_decides_by_time(
 /// `retl ARGS` inside a new PID namespace (`unshare -p`), where its process
 /// id is one this machine's `/proc` does not show; held at `hold`.
 fn spawn_in_pid_namespace(world: &World, hold: &str) -> std::process::Child {
-    use std::io::BufRead as _;
     use std::process::Stdio;
     let retl = world.command(&["run", "orders", "--json"], "emulator-secret");
     let mut command = std::process::Command::new("unshare");
@@ -350,21 +349,7 @@ fn spawn_in_pid_namespace(world: &World, hold: &str) -> std::process::Child {
             None => command.env_remove(name),
         };
     }
-    let mut child = command.spawn().expect("unshare (util-linux) runs");
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let point = hold.replace(':', " ");
-    loop {
-        match lines.next() {
-            Some(Ok(line)) if line.contains(&format!("retl: holding at {point}")) => break,
-            Some(Ok(_)) => {}
-            _ => panic!(
-                "the run in a PID namespace ended before holding: {:?}",
-                child.wait()
-            ),
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    child
+    super::held_at(command.spawn().expect("unshare (util-linux) runs"), hold)
 }
 
 #[test]
@@ -407,14 +392,7 @@ fn a_run_that_loses_its_lease_still_prints_its_summary() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     // The first run, released, finds its lease gone.
-    let pid = held.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    super::signal(held.id(), "-TERM");
     let out = held.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let summary: Value = serde_json::from_slice(&out.stdout)
@@ -694,27 +672,11 @@ fn a_state_connection_that_goes_silent_fails_the_run_instead_of_hanging_it() {
         .env("TP_SECRET", "emulator-secret")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    let mut child = command.spawn().unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
-    loop {
-        match lines.next() {
-            Some(Ok(line)) if line.contains("retl: holding at in_flight 1") => break,
-            Some(Ok(_)) => {}
-            _ => panic!("the run ended before holding: {:?}", child.wait()),
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
+    let child = super::held_at(command.spawn().unwrap(), "in_flight:1");
     // The state's network goes silent, then the run is interrupted: every
     // write it still has to make now meets silence.
     proxy.freeze();
-    let pid = child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    super::signal(child.id(), "-TERM");
     let out = child.wait_with_output().unwrap();
     let summary: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("no JSON summary ({e}): {out:?}"));

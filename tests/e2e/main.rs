@@ -974,17 +974,23 @@ fn a_baseline_leaves_keys_an_unfinished_first_run_sent_as_they_are() {
 /// Starts `retl run orders` held at `hold` (`POINT:N`) and returns it once it
 /// says it is holding there: the moment is exact, not guessed with a sleep.
 pub(crate) fn spawn_held(world: &World, hold: &str, extra: &[&str]) -> std::process::Child {
-    use std::io::BufRead as _;
     use std::process::Stdio;
     let mut args = vec!["run", "orders"];
     args.extend_from_slice(extra);
-    let mut child = world
+    let child = world
         .command(&args, "emulator-secret")
         .env("RETL_HOLD_AT", hold)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    held_at(child, hold)
+}
+
+/// `child` (stderr piped), once it says it is holding at `hold`; its stderr
+/// is drained from then on, so it never blocks on a full pipe.
+pub(crate) fn held_at(mut child: std::process::Child, hold: &str) -> std::process::Child {
+    use std::io::BufRead as _;
     let stderr = child.stderr.take().unwrap();
     let mut lines = std::io::BufReader::new(stderr).lines();
     let point = hold.replace(':', " ");
@@ -998,9 +1004,17 @@ pub(crate) fn spawn_held(world: &World, hold: &str, extra: &[&str]) -> std::proc
             }
         }
     }
-    // Keep draining stderr so the child never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
     child
+}
+
+/// Sends `signal` (`-TERM`, `-HUP`, …) to process `pid`.
+pub(crate) fn signal(pid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill {signal} {pid}");
 }
 
 /// `retl ARGS` with this world's configuration: exit code, stdout as JSON

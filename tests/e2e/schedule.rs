@@ -476,16 +476,8 @@ fn an_activation_removed_and_restored_while_it_runs_is_not_started_twice() {
     until("the run to hold", || {
         daemon.said().contains("holding at recorded 1")
     });
-    let signal = |name: &str| {
-        let pid = daemon.child.id().to_string();
-        assert!(
-            std::process::Command::new("kill")
-                .args([name, &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    };
+    let pid = daemon.child.id();
+    let signal = |name: &str| super::signal(pid, name);
     let file = world.config_dir().join("activations/orders.yaml");
     let aside = world.dir.path().join("orders.yaml.aside");
     std::fs::rename(&file, &aside).unwrap();
