@@ -684,3 +684,133 @@ fn a_state_connection_that_goes_silent_fails_the_run_instead_of_hanging_it() {
     assert_ne!(out.status.code(), Some(0), "{summary}");
     stored_once_each(&world);
 }
+
+#[test]
+fn a_password_given_as_a_url_parameter_is_masked_everywhere() {
+    let Some(world) = World::new().with_postgres_state() else {
+        return;
+    };
+    world.insert(1, 2, None, None);
+    let url = world.state_url();
+    // PostgreSQL's driver takes `password=` as a parameter (trust auth ignores it).
+    let secret = "pw-s3cr3t-in-a-parameter";
+    let with_password = format!("{url}&password={secret}");
+    let retl = |args: &[&str]| {
+        let base = world.command(args, "emulator-secret");
+        std::process::Command::new(base.get_program())
+            .args(with_state(&base, &with_password))
+            .env("TP_KEY", "emulator-key")
+            .env("TP_SECRET", "emulator-secret")
+            .output()
+            .unwrap()
+    };
+    let mut seen = String::new();
+    for args in [
+        &["-v", "run", "orders", "--json"][..],
+        &["preview", "orders", "--json"],
+        &["check", "orders"],
+        &["check", "orders", "--json"],
+    ] {
+        let out = retl(args);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!said.contains(secret), "{args:?}: {said}");
+        seen.push_str(&said);
+    }
+    assert!(seen.contains("password=***"), "{seen}");
+    // The daemon's page says which state it uses: masked too.
+    let base = world.command(&["schedule", "--listen", "127.0.0.1:0"], "emulator-secret");
+    let mut daemon = std::process::Command::new(base.get_program())
+        .args(with_state(&base, &with_password))
+        .env("TP_KEY", "emulator-key")
+        .env("TP_SECRET", "emulator-secret")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(daemon.stderr.take().unwrap()));
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("the daemon says where it serves")
+            .unwrap();
+        if let Some(rest) = line.split("serving http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        format!("GET / HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut page = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut page).unwrap();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(page.contains("State:"), "{page}");
+    assert!(!page.contains(secret), "{page}");
+}
+
+#[test]
+fn a_value_from_the_environment_is_quoted_as_written_in_a_problem() {
+    let world = World::new();
+    world.write_destination_with("concurrency: ${TP_SECRET}\n");
+    let out = world.retl(&["check"], "s3cr#t-from-the-environment");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!said.contains("s3cr#t"), "{said}");
+    assert!(said.contains("${TP_SECRET}"), "{said}");
+}
+
+#[cfg(unix)]
+#[test]
+fn the_token_cache_is_private_and_follows_no_link() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let world = World::new();
+    world.insert(1, 1, None, None);
+    assert_eq!(world.run().0, 0);
+    let tokens = world.dir.path().join("tokens");
+    let cached: Vec<std::path::PathBuf> = std::fs::read_dir(&tokens)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    let file = &cached[0];
+    // A link planted where the token goes, and a stale world-readable file aside.
+    std::fs::remove_file(file).unwrap();
+    let elsewhere = world.dir.path().join("elsewhere");
+    std::os::unix::fs::symlink(&elsewhere, file).unwrap();
+    let stale = file.with_extension("tmp");
+    std::fs::write(&stale, "old").unwrap();
+    std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o644)).unwrap();
+    world.insert(2, 2, None, None);
+    assert_eq!(world.run().0, 0);
+    let meta = std::fs::symlink_metadata(file).unwrap();
+    assert!(
+        meta.file_type().is_file(),
+        "the link was replaced, not followed"
+    );
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(!elsewhere.exists(), "nothing written through the link");
+    // A token directory others can write to is refused, and said so.
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::remove_file(file).unwrap();
+    world.insert(3, 3, None, None);
+    let out = world.retl(&["run", "orders", "--json"], "emulator-secret");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("can be written by others"),
+        "{out:?}"
+    );
+    assert!(
+        !file.exists(),
+        "no token cached in a directory others can write to"
+    );
+}

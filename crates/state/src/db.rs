@@ -324,3 +324,19 @@ impl Tx {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_statement_that_gets_no_answer_fails_at_the_limit() {
+        let silent = std::future::pending::<std::result::Result<(), sqlx::Error>>();
+        let error = limited(silent).await.unwrap_err();
+        assert!(
+            error.to_string().contains("did not answer within"),
+            "{error}"
+        );
+        assert!(limited(async { Ok::<_, sqlx::Error>(7) }).await.is_ok());
+    }
+}

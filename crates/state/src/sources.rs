@@ -149,3 +149,78 @@ impl State {
         moved
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::test_state;
+
+    #[tokio::test]
+    async fn a_source_read_by_another_activations_history_is_found_and_moved_with_it() {
+        let (_dir, state) = test_state().await;
+        let ttl = Duration::from_mins(1);
+        // `orders` reads source `s1` and has settled a key.
+        let lease = state.acquire_lease("orders", "run-1", ttl).await.unwrap();
+        let mut tx = state.fenced(&lease).await.unwrap();
+        tx.note_source("s1").await.unwrap();
+        tx.start_run().await.unwrap();
+        tx.record(&[crate::Outcome {
+            key: [1; 16],
+            content: [2; 16],
+            status: retl_diff::Status::Sent,
+            row_key: Some("1"),
+            reference: Some("1"),
+            error: None,
+        }])
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        state.release_lease(&lease).await.unwrap();
+
+        assert_eq!(
+            state
+                .history_of_source("s1", "renamed")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("orders")
+        );
+        assert_eq!(state.history_of_source("s1", "orders").await.unwrap(), None);
+        assert_eq!(
+            state.history_of_source("s2", "renamed").await.unwrap(),
+            None
+        );
+
+        let moved = state
+            .rename_activation("orders", "renamed", ttl)
+            .await
+            .unwrap();
+        assert_eq!((moved.ledger, moved.runs), (1, 1));
+        assert_eq!(
+            state.history_of_source("s1", "renamed").await.unwrap(),
+            None
+        );
+        assert_eq!(
+            state
+                .history_of_source("s1", "other")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("renamed")
+        );
+        // Nothing is left to move, and a name with a history takes none.
+        assert!(
+            state
+                .rename_activation("orders", "renamed", ttl)
+                .await
+                .is_err()
+        );
+        assert!(
+            state
+                .rename_activation("renamed", "renamed2", ttl)
+                .await
+                .is_ok()
+        );
+    }
+}
