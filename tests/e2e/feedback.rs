@@ -104,7 +104,7 @@ fn json_log_lines_carry_the_run_and_no_escape_codes_reach_a_pipe() {
         .filter(|l| {
             l["target"]
                 .as_str()
-                .is_some_and(|t| t.starts_with("retl_engine"))
+                .is_some_and(|t| t.starts_with("retl_engine") || t.starts_with("retl_destination"))
         })
         .collect();
     assert!(run_lines.len() >= 3, "{stderr}");
@@ -113,9 +113,10 @@ fn json_log_lines_carry_the_run_and_no_escape_codes_reach_a_pipe() {
         assert_eq!(line["activation"], "orders", "{line}");
     }
     assert!(
-        run_lines
-            .iter()
-            .any(|l| l["target"].as_str().unwrap().contains("deliver")),
+        run_lines.iter().any(|l| l["target"]
+            .as_str()
+            .unwrap()
+            .starts_with("retl_destination")),
         "a line from a request task: {stderr}"
     );
     // Text logs on a pipe: no ANSI escape codes.

@@ -3,20 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-/// What the caller should do about a failed request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// The row's data is bad: record it as `rejected`, go on.
-    Rejected,
-    /// Try again later (with backoff); the request was not accepted.
-    Transient,
-    /// Too many requests: wait (`Retry-After` if given), then try again.
-    RateLimited,
-    /// Configuration or authentication: stop the run; the row is not at fault.
-    Fatal,
-    /// The request may have reached Trustpilot: never resend it automatically.
-    Uncertain,
-}
+/// What a failed request means for its row: the run's own [`retl_destination::Class`].
+pub use retl_destination::Class as ErrorClass;
 
 /// A non-success HTTP answer from Trustpilot, with whatever its body said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,6 +247,27 @@ impl Error {
         match self {
             Error::Api(api) | Error::Auth(api) => Some(api),
             _ => None,
+        }
+    }
+}
+
+impl retl_destination::Failure for Error {
+    fn class(&self) -> ErrorClass {
+        Error::class(self)
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        self.api().and_then(|api| api.retry_after)
+    }
+
+    fn answer(&self) -> retl_destination::Answer {
+        match self.api() {
+            Some(api) => retl_destination::Answer {
+                status: Some(api.status),
+                error_code: api.error_code.clone(),
+                correlation_id: api.correlation_id.clone(),
+            },
+            None => retl_destination::Answer::default(),
         }
     }
 }

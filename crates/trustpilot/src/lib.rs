@@ -42,6 +42,7 @@ mod model;
 mod pace;
 mod schema;
 mod secret;
+mod sender;
 mod settings;
 mod token;
 
@@ -59,4 +60,5 @@ pub use model::{
 };
 pub use pace::{RateWindow, estimate, rate_wait};
 pub use secret::Secret;
+pub use sender::{Request, TrustpilotSender};
 pub use settings::{InvitationType, ProductSettings, ServiceSettings, Settings, TagsMode};

@@ -8,7 +8,7 @@ use retl_diff::{Class, Entry, RowHash, Status, classify, combine, hash_keys, has
 use retl_mapping::{cell_text, is_integer, parse_time};
 use retl_source::KeyValue;
 use retl_state::{Outcome, RowLog, RowOutcome};
-use retl_trustpilot::{EmailInvitation, InvitationLink, Invitations, TargetKind};
+use retl_trustpilot::{InvitationLink, Invitations, Request, TargetKind};
 
 use super::RunCtx;
 use crate::Result;
@@ -46,14 +46,8 @@ fn cursor_value(
     }
 }
 
-/// What is sent for a row.
-pub(super) enum Request {
-    Email(Box<EmailInvitation>),
-    Link(InvitationLink),
-}
-
-/// A row on its way to Trustpilot.
-pub(super) struct Pending {
+/// A row on its way to its destination, with its request `R`.
+pub(super) struct Pending<R = Request> {
     pub key: RowHash,
     pub content: RowHash,
     /// The content with what shapes the request: recorded for a rejection.
@@ -61,7 +55,7 @@ pub(super) struct Pending {
     pub row_key: String,
     pub reference: String,
     pub previous: Option<Entry>,
-    pub request: Request,
+    pub request: R,
     /// The row's `writeback.key_column` value.
     pub writeback_key: Option<KeyValue>,
     /// What its run-log row says when it is sent (how its request was made).

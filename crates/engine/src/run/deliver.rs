@@ -20,42 +20,31 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use retl_destination::{Attempt, Class, Failure as _, Policy, Protocol, Sender, send_row};
 use retl_diff::{RowHash, Status};
 use retl_state::{Lease, Outcome, RowLog, RowOutcome, State};
-use retl_trustpilot::{Accepted, Client, ErrorClass, LinkCreated, RetryPolicy, Settings};
 
 use tracing::Instrument as _;
 
-use super::classify::{Pending, Request};
+use super::classify::Pending;
 use super::{HoldPoint, RunCtx, RunOptions, hold_at};
 use crate::{Error, Result};
 
-/// What came of one row's requests.
-enum Delivery {
-    Sent(Accepted),
-    Linked(LinkCreated),
-    /// The last request failed; `marked`: the row was marked in flight.
-    Refused {
-        class: ErrorClass,
-        error: retl_trustpilot::Error,
-        marked: bool,
-    },
-    /// Interrupted before any request for the row left (it is not marked).
-    NotStarted,
-    /// Marking the row failed (the lease was lost, the state database failed).
-    Lost(retl_state::Error),
-}
+/// What came of one row's requests ([`send_row`]); a failed mark is the run's.
+type Delivery<S> = Attempt<<S as Sender>::Error, retl_state::Error>;
 
-/// What the delivery loop of one run works with.
-pub(super) struct Sender {
-    net: Arc<Net>,
+/// What the delivery loop of one run works with: a destination and what its
+/// request tasks share.
+pub(super) struct Outbox<S: Sender> {
+    net: Arc<Net<S>>,
 }
 
 /// What the request tasks of one run share.
-struct Net {
-    client: Client,
-    business_unit: String,
-    policy: RetryPolicy,
+struct Net<S: Sender> {
+    sender: S,
+    policy: Policy,
+    /// Runs that may try a row before it is given up.
+    max_attempts: u32,
     /// 429s this run may still wait out before they count as failures.
     rate_limited_budget: AtomicU32,
     /// Set when the destination refused the run: no new request leaves.
@@ -70,51 +59,116 @@ struct Net {
     marked: Mutex<HashSet<RowHash>>,
 }
 
-impl Net {
+impl<S: Sender> Net<S> {
     fn marked(&self) -> std::sync::MutexGuard<'_, HashSet<RowHash>> {
         self.marked.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// One row's side of the request protocol: its mark in the ledger, the run's
+/// interrupt and budgets.
+struct Row<'a, S: Sender> {
+    net: &'a Net<S>,
+    p: &'a Pending<S::Request>,
+}
+
+impl<S: Sender> Protocol for Row<'_, S> {
+    type Error = retl_state::Error;
 
     /// Marks the row in flight, just before its request leaves.
-    async fn mark(&self, p: &Pending) -> retl_state::Result<()> {
-        let mut tx = self.state.fenced(&self.lease).await?;
+    async fn mark(&self) -> retl_state::Result<()> {
+        let p = self.p;
+        let mut tx = self.net.state.fenced(&self.net.lease).await?;
         tx.mark_in_flight(&p.key, &p.content, &p.row_key, Some(&p.reference))
             .await?;
         tx.commit().await?;
-        self.marked().insert(p.key);
+        self.net.marked().insert(p.key);
         Ok(())
     }
 
     /// Gives a marked row back (interrupted before its request left).
-    async fn unmark(&self, p: &Pending) -> retl_state::Result<()> {
-        let mut tx = self.state.fenced(&self.lease).await?;
-        tx.restore(&p.key, p.previous.as_ref()).await?;
+    async fn unmark(&self) -> retl_state::Result<()> {
+        let mut tx = self.net.state.fenced(&self.net.lease).await?;
+        tx.restore(&self.p.key, self.p.previous.as_ref()).await?;
         tx.commit().await?;
-        self.marked().remove(&p.key);
+        self.net.marked().remove(&self.p.key);
         Ok(())
+    }
+
+    async fn marked(&self) {
+        let net = self.net;
+        hold_at(&net.options, HoldPoint::InFlight, &net.in_flight_arrivals).await;
+    }
+
+    async fn cancelled(&self) {
+        self.net.options.cancel.cancelled().await;
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.net.options.cancel.is_cancelled()
+    }
+
+    fn stopped(&self) -> bool {
+        self.net.stop.load(Ordering::SeqCst)
+    }
+
+    fn take_rate_limited(&self) -> bool {
+        self.net
+            .rate_limited_budget
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
     }
 }
 
-impl Sender {
-    /// A sender to `destination` with `settings` (defaults with the target laid over).
-    pub(super) fn new(
+impl Outbox<retl_trustpilot::TrustpilotSender> {
+    /// The outbox of a Trustpilot destination with `settings` (defaults with
+    /// the target laid over).
+    pub(super) fn trustpilot(
         destination: &retl_trustpilot::Destination,
-        settings: &Settings,
+        settings: &retl_trustpilot::Settings,
         ctx: &RunCtx<'_>,
-    ) -> Result<Sender> {
+    ) -> Result<Self> {
         let client =
-            Client::new(destination.client_config(ctx.state.token_cache())).map_err(|error| {
-                Error::Destination {
+            retl_trustpilot::Client::new(destination.client_config(ctx.state.token_cache()))
+                .map_err(|error| Error::Destination {
                     destination: destination.name.clone(),
                     error,
-                }
-            })?;
-        Ok(Sender {
+                })?;
+        let sender = retl_trustpilot::TrustpilotSender {
+            client,
+            business_unit: settings.business_unit_id.clone().unwrap_or_default(),
+        };
+        let retry = destination.retry;
+        let policy = Policy {
+            tries_per_run: retry.tries_per_run,
+            backoff: retry.backoff,
+        };
+        Ok(Outbox::new(
+            sender,
+            policy,
+            retry.max_attempts,
+            retry.rate_limited_retries,
+            ctx,
+        ))
+    }
+}
+
+impl<S: Sender> Outbox<S> {
+    /// An outbox to `sender`, retrying by `policy`, giving a row up after
+    /// `max_attempts` runs, waiting out at most `rate_limited` 429s.
+    pub(super) fn new(
+        sender: S,
+        policy: Policy,
+        max_attempts: u32,
+        rate_limited: u32,
+        ctx: &RunCtx<'_>,
+    ) -> Self {
+        Outbox {
             net: Arc::new(Net {
-                client,
-                business_unit: settings.business_unit_id.clone().unwrap_or_default(),
-                policy: destination.retry,
-                rate_limited_budget: AtomicU32::new(destination.retry.rate_limited_retries),
+                sender,
+                policy,
+                max_attempts,
+                rate_limited_budget: AtomicU32::new(rate_limited),
                 stop: AtomicBool::new(false),
                 state: ctx.state.clone(),
                 lease: ctx.lease.clone(),
@@ -122,7 +176,7 @@ impl Sender {
                 in_flight_arrivals: AtomicU64::new(0),
                 marked: Mutex::new(HashSet::new()),
             }),
-        })
+        }
     }
 }
 
@@ -162,12 +216,12 @@ impl RunCtx<'_> {
 
     /// Sends `pending` with up to `concurrency` requests in flight, committing each
     /// outcome as it arrives. Returns the error that stopped the run, if any.
-    pub(super) async fn deliver_all(
+    pub(super) async fn deliver_all<S: Sender>(
         &mut self,
-        sender: &Sender,
+        outbox: &Outbox<S>,
         concurrency: usize,
-        pending: Vec<Pending>,
-    ) -> Result<Option<retl_trustpilot::Error>> {
+        pending: Vec<Pending<S::Request>>,
+    ) -> Result<Option<S::Error>> {
         let mut queue = pending.into_iter();
         let mut running = tokio::task::JoinSet::new();
         // What is under way, to account for requests given up at an interrupt.
@@ -177,7 +231,7 @@ impl RunCtx<'_> {
         let mut over_budget = Vec::new();
         loop {
             while running.len() < concurrency.max(1)
-                && !sender.net.stop.load(Ordering::SeqCst)
+                && !outbox.net.stop.load(Ordering::SeqCst)
                 && !self.options.cancel.is_cancelled()
             {
                 let Some(p) = queue.next() else { break };
@@ -199,11 +253,12 @@ impl RunCtx<'_> {
                         p.previous,
                     ),
                 );
-                let net = sender.net.clone();
+                let net = outbox.net.clone();
                 // The request task logs under the run's span (run_id, activation).
                 running.spawn(
                     async move {
-                        let delivery = deliver(&net, &p).await;
+                        let row = Row { net: &net, p: &p };
+                        let delivery = send_row(&net.sender, net.policy, &row, &p.request).await;
                         (p, delivery)
                     }
                     .in_current_span(),
@@ -234,17 +289,17 @@ impl RunCtx<'_> {
             let (p, delivery) =
                 done.map_err(|e| Error::Internal(format!("a request task failed: {e}")))?;
             under_way.remove(&p.key);
-            if let Delivery::Lost(error) = delivery {
+            if let Attempt::Lost(error) = delivery {
                 // The lease is gone (or the database): nothing more can be recorded.
                 return Err(error.into());
             }
-            self.record_delivery(sender, p, delivery, &mut fatal)
+            self.record_delivery(outbox, p, delivery, &mut fatal)
                 .await?;
             self.hold(HoldPoint::Recorded).await;
         }
         // Requests given up at the deadline: those sent may have reached
         // Trustpilot; the others never left.
-        let marked = sender.net.marked().clone();
+        let marked = outbox.net.marked().clone();
         let cancelled = self.options.cancel.is_cancelled();
         let uncertain_reason =
             "interrupted while the request was under way: delivery unknown, not resent";
@@ -328,12 +383,12 @@ impl RunCtx<'_> {
     }
 
     /// Commits what came of one row's requests.
-    async fn record_delivery(
+    async fn record_delivery<S: Sender>(
         &mut self,
-        sender: &Sender,
-        p: Pending,
-        delivery: Delivery,
-        fatal: &mut Option<retl_trustpilot::Error>,
+        outbox: &Outbox<S>,
+        p: Pending<S::Request>,
+        delivery: Delivery<S>,
+        fatal: &mut Option<S::Error>,
     ) -> Result<()> {
         let mut log = RowLog::new(
             p.row_key.as_str(),
@@ -343,60 +398,53 @@ impl RunCtx<'_> {
         );
         let mut restore = false;
         let status = match delivery {
-            Delivery::Sent(accepted) => {
+            Attempt::Delivered(delivered) => {
                 self.counts.sent += 1;
-                log.status_code = Some(accepted.status);
-                log.invitation_id = accepted.id;
-                let notes: Vec<&str> = p
-                    .notes
-                    .iter()
-                    .map(String::as_str)
-                    .chain(accepted.note.as_deref())
-                    .collect();
-                if !notes.is_empty() {
-                    log.reason = Some(notes.join("; "));
+                log.status_code = delivered.status;
+                log.invitation_id = delivered.external_id;
+                if delivered.url.is_some() {
+                    log.link_url = delivered.url;
+                    if let Some(problem) = self.write_back(&p, log.link_url.as_deref()).await {
+                        self.counts.writeback_failed += 1;
+                        log.reason = Some(problem);
+                    }
+                } else {
+                    let notes: Vec<&str> = p
+                        .notes
+                        .iter()
+                        .map(String::as_str)
+                        .chain(delivered.note.as_deref())
+                        .collect();
+                    if !notes.is_empty() {
+                        log.reason = Some(notes.join("; "));
+                    }
                 }
                 Some(Status::Sent)
             }
-            Delivery::Linked(link) => {
-                self.counts.sent += 1;
-                log.invitation_id = Some(link.id);
-                log.link_url = Some(link.url);
-                if let Some(problem) = self.write_back(&p, log.link_url.as_deref()).await {
-                    self.counts.writeback_failed += 1;
-                    log.reason = Some(problem);
-                }
-                Some(Status::Sent)
-            }
-            Delivery::NotStarted => {
+            Attempt::NotStarted => {
                 self.counts.skipped += 1;
                 log.reason = Some(stopped_reason(self.options.cancel.is_cancelled()).to_owned());
                 None
             }
-            Delivery::Lost(_) => unreachable!("a lost lease ends the loop before recording"),
-            Delivery::Refused {
-                class,
-                error,
-                marked,
-            } => {
-                if let Some(api) = error.api() {
-                    log.status_code = Some(api.status);
-                    log.error_code.clone_from(&api.error_code);
-                    log.correlation_id.clone_from(&api.correlation_id);
-                }
+            Attempt::Lost(_) => unreachable!("a lost lease ends the loop before recording"),
+            Attempt::Refused { error, marked } => {
+                let answer = error.answer();
+                log.status_code = answer.status;
+                log.error_code = answer.error_code;
+                log.correlation_id = answer.correlation_id;
                 log.reason = Some(error.to_string());
-                match class {
-                    ErrorClass::Rejected => {
+                match error.class() {
+                    Class::Rejected => {
                         self.counts.rejected += 1;
                         Some(Status::Rejected)
                     }
-                    ErrorClass::Uncertain => {
+                    Class::Uncertain => {
                         self.counts.uncertain += 1;
                         Some(Status::Uncertain)
                     }
-                    ErrorClass::Transient | ErrorClass::RateLimited => {
+                    Class::Transient | Class::RateLimited => {
                         let attempts = p.previous.map_or(0, |e| e.attempts) + 1;
-                        if attempts >= sender.net.policy.max_attempts {
+                        if attempts >= outbox.net.max_attempts {
                             self.counts.rejected += 1;
                             log.reason =
                                 Some(format!("gave up after {attempts} attempts: {error}"));
@@ -406,10 +454,10 @@ impl RunCtx<'_> {
                             Some(Status::Failed)
                         }
                     }
-                    ErrorClass::Fatal => {
-                        // Trustpilot refused the destination, not this row: it was
+                    Class::Fatal => {
+                        // The destination refused the run, not this row: it was
                         // not accepted, so its key goes back to where it was.
-                        sender.net.stop.store(true, Ordering::SeqCst);
+                        outbox.net.stop.store(true, Ordering::SeqCst);
                         restore = marked;
                         self.counts.skipped += 1;
                         log.reason = Some(format!("run stopped: {error}"));
@@ -455,14 +503,14 @@ impl RunCtx<'_> {
             Ok(())
         })
         .await?;
-        sender.net.marked().remove(&p.key);
+        outbox.net.marked().remove(&p.key);
         self.seq += 1;
         self.report();
         Ok(())
     }
 
     /// Writes a created link's URL back to the warehouse; a problem to log, if any.
-    async fn write_back(&mut self, p: &Pending, url: Option<&str>) -> Option<String> {
+    async fn write_back<R>(&mut self, p: &Pending<R>, url: Option<&str>) -> Option<String> {
         let (Some(writeback), Some(writer), Some(url)) = (
             self.activation.writeback.as_ref(),
             self.writer.as_mut(),
@@ -515,104 +563,4 @@ impl RunCtx<'_> {
             }
         }
     }
-}
-
-/// A pseudo-random share of `max`, for backoff jitter (no need for a real RNG).
-fn jitter(max: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    max.mul_f64(f64::from(nanos % 1000) / 1000.0)
-}
-
-/// Sends one row: for each try, waits for a token and a rate slot, marks the
-/// row in flight (first try only), sends; retries transient failures (up to
-/// `tries_per_run`) and waits out 429s (while the run's budget lasts, without
-/// counting them as tries). Every wait races the run's cancellation, and no
-/// request starts once it is cancelled.
-async fn deliver(net: &Net, p: &Pending) -> Delivery {
-    let cancel = &net.options.cancel;
-    let mut tries = 0;
-    let mut marked = false;
-    loop {
-        tries += 1;
-        let ticket = tokio::select! {
-            biased;
-            () = cancel.cancelled() => return not_started(net, p, marked).await,
-            ticket = net.client.ready() => ticket,
-        };
-        let result = match ticket {
-            Err(error) => Err(error),
-            Ok(ticket) => {
-                if !marked {
-                    if cancel.is_cancelled() {
-                        return Delivery::NotStarted;
-                    }
-                    if let Err(error) = net.mark(p).await {
-                        return Delivery::Lost(error);
-                    }
-                    marked = true;
-                    hold_at(&net.options, HoldPoint::InFlight, &net.in_flight_arrivals).await;
-                }
-                if cancel.is_cancelled() {
-                    return not_started(net, p, marked).await;
-                }
-                match &p.request {
-                    Request::Email(body) => net
-                        .client
-                        .send_email_invitation(ticket, &net.business_unit, body)
-                        .await
-                        .map(Delivery::Sent),
-                    Request::Link(link) => net
-                        .client
-                        .send_invitation_link(ticket, &net.business_unit, link)
-                        .await
-                        .map(Delivery::Linked),
-                }
-            }
-        };
-        let error = match result {
-            Ok(delivery) => return delivery,
-            Err(error) => error,
-        };
-        let class = error.class();
-        let retry_after = error.api().and_then(|api| api.retry_after);
-        let backoff = net.policy.backoff * 2u32.saturating_pow(tries.min(16) - 1);
-        let wait = retry_after
-            .unwrap_or_else(|| backoff + jitter(backoff / 2))
-            .min(Duration::from_mins(5));
-        if class == ErrorClass::RateLimited
-            && net
-                .rate_limited_budget
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok()
-        {
-            // Too fast for Trustpilot: everyone waits, and this try does not count.
-            tracing::info!(wait_ms = wait.as_millis(), "429 from trustpilot; pausing");
-            net.client.pause(wait);
-            tries -= 1;
-            continue;
-        }
-        let retryable = matches!(class, ErrorClass::Transient | ErrorClass::RateLimited);
-        if !retryable || tries >= net.policy.tries_per_run || net.stop.load(Ordering::SeqCst) {
-            return Delivery::Refused {
-                class,
-                error,
-                marked,
-            };
-        }
-        tracing::debug!(tries, wait_ms = wait.as_millis(), %error, "retrying");
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = cancel.cancelled() => return Delivery::Refused { class, error, marked },
-        }
-    }
-}
-
-/// Interrupted before a request left: a marked row is given back.
-async fn not_started(net: &Net, p: &Pending, marked: bool) -> Delivery {
-    if marked && let Err(error) = net.unmark(p).await {
-        return Delivery::Lost(error);
-    }
-    Delivery::NotStarted
 }

@@ -411,7 +411,7 @@ impl<'a> RunCtx<'a> {
             })?
             .at(self.state.clock().now());
         let sender = match self.dry {
-            None => Some(deliver::Sender::new(destination, &settings, self)?),
+            None => Some(deliver::Outbox::trustpilot(destination, &settings, self)?),
             Some(_) => None,
         };
 
@@ -505,7 +505,7 @@ impl<'a> RunCtx<'a> {
     /// Sends rows (a dry run lists them instead).
     async fn send(
         &mut self,
-        sender: Option<&deliver::Sender>,
+        sender: Option<&deliver::Outbox<retl_trustpilot::TrustpilotSender>>,
         destination: &retl_trustpilot::Destination,
         pending: Vec<classify::Pending>,
     ) -> Result<()> {
@@ -538,8 +538,8 @@ impl<'a> RunCtx<'a> {
             }
             self.counts.sent += 1;
             let body = match &p.request {
-                classify::Request::Email(body) => serde_json::to_value(body),
-                classify::Request::Link(link) => serde_json::to_value(link),
+                retl_trustpilot::Request::Email(body) => serde_json::to_value(body),
+                retl_trustpilot::Request::Link(link) => serde_json::to_value(link),
             }
             .unwrap_or_default();
             if let Some(dry) = &mut self.dry {
