@@ -814,3 +814,21 @@ fn the_token_cache_is_private_and_follows_no_link() {
         "no token cached in a directory others can write to"
     );
 }
+
+#[test]
+fn rows_rejected_before_the_upgrade_stay_rejected() {
+    let world = World::new();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/e2e/fixtures/rejected-before-0.2");
+    std::fs::copy(fixture.join("warehouse.db"), world.warehouse()).unwrap();
+    std::fs::copy(fixture.join("state.db"), world.dir.path().join("state.db")).unwrap();
+    let (code, summary) = world.run();
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(count(&summary, "already_rejected"), 3, "{summary}");
+    assert_eq!(count(&summary, "already_sent"), 2, "{summary}");
+    assert_eq!(
+        world.emulator().stats().invitation_requests,
+        0,
+        "no request for a row rejected before the upgrade"
+    );
+}

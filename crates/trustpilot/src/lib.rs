@@ -61,4 +61,7 @@ pub use model::{
 pub use pace::{RateWindow, estimate, rate_wait};
 pub use secret::Secret;
 pub use sender::{Request, TrustpilotSender};
-pub use settings::{InvitationType, ProductSettings, ServiceSettings, Settings, TagsMode};
+pub use settings::{
+    FINGERPRINT_VERSION, InvitationType, ProductSettings, ServiceSettings, Settings, TagsMode,
+    request_fingerprint,
+};

@@ -4,6 +4,7 @@
 //! target over the destination's defaults, key by key.
 
 use std::fmt;
+use std::fmt::Write as _;
 
 use retl_mapping::{Overlay, pick};
 
@@ -201,5 +202,164 @@ mod tests {
         assert_eq!(InvitationType::parse("Service"), None);
         assert!(InvitationType::Both.has_service() && InvitationType::Both.has_product());
         assert!(!InvitationType::Product.has_service());
+    }
+}
+
+/// The version of [`request_fingerprint`]'s encoding. A new version is a
+/// new identity for every rejected row's request: only change the encoding
+/// with a new version, and keep reading rows the old one rejected.
+pub const FINGERPRINT_VERSION: u32 = 2;
+
+/// What shapes a row's request besides its own cells, written out field by
+/// field in a fixed order: the effective settings, the target kind, and the
+/// mapping (field ← column). A rejected row is remembered by its content
+/// combined with this text's hash, so it is tried again when any of it
+/// changes, and only then.
+///
+/// The settings are destructured without `..`: a field added to
+/// [`Settings`] does not compile until it is written here (or said not to
+/// shape the request), so the identity never changes by accident, as a
+/// `Debug` text would on a new field or a changed derive.
+pub fn request_fingerprint(
+    settings: &Settings,
+    kind: crate::TargetKind,
+    mapping: &[(crate::Field, String)],
+) -> String {
+    let Settings {
+        business_unit_id,
+        invitation_type,
+        service:
+            ServiceSettings {
+                template_id: service_template,
+                redirect_uri: service_redirect,
+                tags: service_tags,
+            },
+        product:
+            ProductSettings {
+                template_id: product_template,
+                redirect_uri: product_redirect,
+                skus: product_skus,
+                per_row: product_per_row,
+            },
+        sender_name,
+        sender_email,
+        reply_to,
+        locale,
+        send_delay,
+        tags_mode,
+    } = settings;
+    // Each value as JSON (null when unset): no value can run into the next.
+    let text = |value: Option<&str>| serde_json::to_string(&value).unwrap_or_default();
+    let list = |value: &Option<Vec<String>>| serde_json::to_string(value).unwrap_or_default();
+    let fields: [(&str, String); 15] = [
+        ("business_unit_id", text(business_unit_id.as_deref())),
+        (
+            "invitation_type",
+            text(invitation_type.map(|t| t.to_string()).as_deref()),
+        ),
+        ("service.template_id", text(service_template.as_deref())),
+        ("service.redirect_uri", text(service_redirect.as_deref())),
+        ("service.tags", list(service_tags)),
+        ("product.template_id", text(product_template.as_deref())),
+        ("product.redirect_uri", text(product_redirect.as_deref())),
+        ("product.skus", list(product_skus)),
+        (
+            "product.per_row",
+            serde_json::to_string(product_per_row).unwrap_or_default(),
+        ),
+        ("sender_name", text(sender_name.as_deref())),
+        ("sender_email", text(sender_email.as_deref())),
+        ("reply_to", text(reply_to.as_deref())),
+        ("locale", text(locale.as_deref())),
+        (
+            "send_delay_seconds",
+            serde_json::to_string(&send_delay.map(|d| d.as_secs())).unwrap_or_default(),
+        ),
+        (
+            "tags_mode",
+            text(tags_mode.map(|m| match m {
+                TagsMode::Append => "append",
+                TagsMode::Replace => "replace",
+            })),
+        ),
+    ];
+    let mut out = format!("retl request fingerprint {FINGERPRINT_VERSION}\n");
+    for (name, value) in fields {
+        let _ = writeln!(out, "{name}={value}");
+    }
+    let kind = match kind {
+        crate::TargetKind::EmailInvitation => "email_invitation",
+        crate::TargetKind::InvitationLink => "invitation_link",
+    };
+    let _ = writeln!(out, "kind={kind}");
+    for (field, column) in mapping {
+        let _ = writeln!(
+            out,
+            "mapping.{}={}",
+            retl_mapping::FieldSet::name(*field),
+            text(Some(column))
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod fingerprint_tests {
+    use super::*;
+    use crate::{Field, TargetKind};
+
+    #[test]
+    fn the_request_fingerprint_is_pinned() {
+        let settings = Settings {
+            business_unit_id: Some("bu-1".into()),
+            sender_name: Some("Shop".into()),
+            service: ServiceSettings {
+                template_id: Some("507f191e810c19729de860ea".into()),
+                tags: Some(vec!["a".into(), "b\nc".into()]),
+                ..ServiceSettings::default()
+            },
+            send_delay: Some(std::time::Duration::from_hours(1)),
+            ..Settings::default()
+        };
+        let mapping = vec![
+            (Field::ReferenceNumber, "order_id".to_owned()),
+            (Field::ConsumerEmail, "email".to_owned()),
+        ];
+        let text = request_fingerprint(&settings, TargetKind::EmailInvitation, &mapping);
+        assert_eq!(
+            text,
+            "retl request fingerprint 2\n\
+             business_unit_id=\"bu-1\"\n\
+             invitation_type=null\n\
+             service.template_id=\"507f191e810c19729de860ea\"\n\
+             service.redirect_uri=null\n\
+             service.tags=[\"a\",\"b\\nc\"]\n\
+             product.template_id=null\n\
+             product.redirect_uri=null\n\
+             product.skus=null\n\
+             product.per_row=null\n\
+             sender_name=\"Shop\"\n\
+             sender_email=null\n\
+             reply_to=null\n\
+             locale=null\n\
+             send_delay_seconds=3600\n\
+             tags_mode=null\n\
+             kind=email_invitation\n\
+             mapping.reference_number=\"order_id\"\n\
+             mapping.consumer_email=\"email\"\n"
+        );
+        // Every setting shapes it.
+        let other = Settings {
+            reply_to: Some("help@shop.example".into()),
+            ..settings.clone()
+        };
+        assert_ne!(
+            request_fingerprint(&other, TargetKind::EmailInvitation, &mapping),
+            text
+        );
+        assert_ne!(
+            request_fingerprint(&settings, TargetKind::InvitationLink, &mapping),
+            text
+        );
     }
 }

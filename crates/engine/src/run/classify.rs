@@ -4,13 +4,14 @@
 use std::collections::HashMap;
 
 use arrow_array::{Array as _, RecordBatch};
-use retl_diff::{Class, Entry, RowHash, Status, classify, combine, hash_keys, hash_rows};
+use retl_diff::{Entry, RowHash, Status, combine, hash_keys, hash_rows};
 use retl_mapping::{cell_text, is_integer, parse_time};
 use retl_source::KeyValue;
 use retl_state::{Outcome, RowLog, RowOutcome};
 use retl_trustpilot::{InvitationLink, Invitations, Request, TargetKind};
 
 use super::RunCtx;
+use super::fate::{Age, Facts, Fate, Ledger, Rejection, decide};
 use crate::Result;
 
 /// The column indices a batch is read with.
@@ -112,48 +113,93 @@ fn key_text(
     parts.join(", ")
 }
 
-/// What `max_row_age` says of a row.
-enum Age {
-    Young,
-    TooOld(String),
-    Unknown(String),
+/// What `max_row_age` says of a row, with the words for its run-log row.
+struct AgeVerdict {
+    age: Age,
+    reason: Option<String>,
+}
+
+/// What is recorded for a batch: ledger outcomes, keys whose data changed
+/// since they were settled, and run-log rows; committed together.
+#[derive(Default)]
+struct Records {
+    outcomes: Vec<Recorded>,
+    changed: Vec<(RowHash, RowHash)>,
+    logs: Vec<RowLog>,
+}
+
+/// A ledger outcome decided before any request.
+struct Recorded {
+    key: RowHash,
+    /// The content (too old) or the request hash (rejected) to remember.
+    content: RowHash,
+    status: Status,
+    row_key: String,
+    reference: Option<String>,
+    reason: String,
+}
+
+/// A row of a batch, for applying its fate.
+struct At<'b> {
+    batch: &'b RecordBatch,
+    row: usize,
+    key: RowHash,
+    content: RowHash,
+    request: RowHash,
+    cursor: Option<retl_source::CursorValue>,
+    /// The cell problem of the row, if one.
+    problem: Option<&'b String>,
+    /// Why its age is too old or unknown.
+    age_reason: Option<String>,
 }
 
 impl RunCtx<'_> {
     /// Whether the row is older than `max_row_age` (measured from the run's start).
-    fn age(&self, batch: &RecordBatch, column: Option<usize>, row: usize) -> Age {
+    fn age(&self, batch: &RecordBatch, column: Option<usize>, row: usize) -> AgeVerdict {
+        let young = AgeVerdict {
+            age: Age::Young,
+            reason: None,
+        };
+        let unknown = |reason: String| AgeVerdict {
+            age: Age::Unknown,
+            reason: Some(reason),
+        };
         let (Some(column), Some(limit)) = (column, self.activation.max_row_age.as_ref()) else {
-            return Age::Young;
+            return young;
         };
         let name = &limit.column;
         let text = match cell_text(batch.column(column).as_ref(), row) {
             Ok(Some(text)) => text,
             Ok(None) => {
-                return Age::Unknown(format!(
+                return unknown(format!(
                     "max_row_age: `{name}` is NULL, so the row's age is unknown"
                 ));
             }
-            Err(e) => return Age::Unknown(format!("max_row_age: `{name}`: {e}")),
+            Err(e) => return unknown(format!("max_row_age: `{name}`: {e}")),
         };
         let at = match parse_time(&text) {
             Ok(at) => at,
-            Err(e) => return Age::Unknown(format!("max_row_age: `{name}`: {e}")),
+            Err(e) => return unknown(format!("max_row_age: `{name}`: {e}")),
         };
         let cutoff =
             self.started - chrono::Duration::from_std(limit.age).unwrap_or(chrono::TimeDelta::MAX);
         if at < cutoff {
-            Age::TooOld(format!(
-                "too old: `{name}` is {} (max_row_age {}); never sent",
-                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                humantime::format_duration(limit.age)
-            ))
+            AgeVerdict {
+                age: Age::TooOld,
+                reason: Some(format!(
+                    "too old: `{name}` is {} (max_row_age {}); never sent",
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    humantime::format_duration(limit.age)
+                )),
+            }
         } else {
-            Age::Young
+            young
         }
     }
 
-    /// Counts and classifies a batch, records rows rejected before sending, and
-    /// returns the rows to send.
+    /// Counts and classifies a batch: each row's facts, its fate
+    /// ([`decide`]), the fate applied ([`apply`](Self::apply)); records the
+    /// rows settled before sending and returns the rows to send.
     pub(super) async fn classify_batch(
         &mut self,
         invitations: &Invitations,
@@ -171,14 +217,14 @@ impl RunCtx<'_> {
             Some(column) => Some(hash_rows(batch, &[column])?),
             None => None,
         };
-        let fingerprint = self.fingerprint;
-        let request = |row: usize| {
+        let request_by = |fingerprint: &RowHash, row: usize| {
             let shape = match &dates {
-                Some(dates) => combine(&fingerprint, &dates[row]),
-                None => fingerprint,
+                Some(dates) => combine(fingerprint, &dates[row]),
+                None => *fingerprint,
             };
             combine(&contents[row], &shape)
         };
+        let (fingerprint, legacy) = (self.fingerprint, self.legacy_fingerprint);
         let pairs: Vec<(RowHash, RowHash)> =
             keys.iter().copied().zip(contents.iter().copied()).collect();
         // Only rows that need a decision come back; the others are settled
@@ -194,181 +240,232 @@ impl RunCtx<'_> {
             None => self.state.lookup_changes(name, &pairs).await?,
         };
         let mut pending = Vec::new();
-        let mut changed: Vec<(RowHash, RowHash)> = Vec::new();
-        let mut outcomes: Vec<(RowHash, RowHash, Status, String, Option<String>, String)> =
-            Vec::new();
-        let mut logs = Vec::new();
+        let mut records = Records::default();
         for row in 0..batch.num_rows() {
             self.counts.read += 1;
             let cursor = columns.cursor.and_then(|c| cursor_value(batch, c, row));
             if columns.cursor.is_some() {
                 self.saw_cursor(cursor.as_ref());
             }
-            let (key, content) = (keys[row], contents[row]);
-            // The key's text is only needed for rows the run log lists.
-            let row_key = || key_text(batch, &columns.key, row, undecodable.get(&row));
-            let has_null = columns.key.iter().any(|&c| batch.column(c).is_null(row));
-            let reject_unrecorded = |this: &mut Self, logs: &mut Vec<RowLog>, reason: String| {
-                // No ledger entry: the row has no usable identity of its own.
-                this.counts.new += 1;
-                this.counts.rejected += 1;
-                logs.push(RowLog::new(
-                    row_key(),
-                    invitations.reference(batch, row).as_deref(),
-                    RowOutcome::Rejected,
-                    Some(reason),
-                ));
+            let key = keys[row];
+            let ledger = match changes.get(&key) {
+                Some(previous) => Ledger::Entry(*previous),
+                None => Ledger::Settled,
             };
-            if let Some(problem) = undecodable.get(&row) {
-                reject_unrecorded(self, &mut logs, format!("cannot be read: {problem}"));
-                continue;
-            }
-            if has_null {
-                let reason = format!(
-                    "primary key ({}) is NULL",
-                    self.activation.primary_key.join(", ")
-                );
-                reject_unrecorded(self, &mut logs, reason);
-                continue;
-            }
-            if self.seen_new.contains(&key) {
-                let reason =
-                    "duplicate primary key: an earlier row of this run has the same key".to_owned();
-                reject_unrecorded(self, &mut logs, reason);
-                continue;
-            }
-            let Some(&previous) = changes.get(&key) else {
-                self.counts.already_sent += 1;
-                continue;
+            // A settled row's age does not matter: it is only read for the others.
+            let age = match ledger {
+                Ledger::Settled => AgeVerdict {
+                    age: Age::Young,
+                    reason: None,
+                },
+                Ledger::Entry(_) => self.age(batch, columns.age, row),
             };
-            match classify(previous.as_ref(), &content, &request(row)) {
-                Class::AlreadySent | Class::Unresolved => self.counts.already_sent += 1,
-                Class::IgnoredChanged => {
-                    self.counts.ignored_changed += 1;
-                    changed.push((key, content));
-                    let reason = match previous.map(|e| e.status) {
-                        Some(Status::Sent) | None => {
-                            "changed after sending, not re-sent".to_owned()
-                        }
-                        Some(status) => {
-                            format!("changed after it was recorded {status}; never sent")
-                        }
-                    };
-                    logs.push(RowLog::new(
-                        row_key(),
-                        invitations.reference(batch, row).as_deref(),
-                        RowOutcome::IgnoredChanged,
-                        Some(reason),
-                    ));
-                }
-                Class::AlreadyRejected => self.counts.already_rejected += 1,
-                Class::New | Class::Retry
-                    if self.only.as_ref().is_some_and(|only| !only.contains(&key)) =>
-                {
-                    // A resend sends only the rows it released.
-                    self.counts.new += 1;
-                    self.counts.skipped += 1;
-                    self.hold_back(cursor.as_ref());
-                    logs.push(RowLog::new(
-                        row_key(),
-                        invitations.reference(batch, row).as_deref(),
-                        RowOutcome::Skipped,
-                        Some("not part of this resend: sent by the next run".to_owned()),
-                    ));
-                }
-                Class::New | Class::Retry => {
-                    let age = self.age(batch, columns.age, row);
-                    if let Age::TooOld(reason) = age {
-                        self.counts.too_old += 1;
-                        let reference = invitations.reference(batch, row);
-                        let row_key = row_key();
-                        logs.push(RowLog::new(
-                            row_key.as_str(),
-                            reference.as_deref(),
-                            RowOutcome::TooOld,
-                            Some(reason.clone()),
-                        ));
-                        outcomes.push((key, content, Status::TooOld, row_key, reference, reason));
-                        continue;
-                    }
-                    self.counts.new += 1;
-                    self.seen_new.insert(key);
-                    let built = match age {
-                        Age::Unknown(reason) => Err(reason),
-                        _ => Ok(()),
-                    }
-                    .and_then(|()| invitations.build(batch, row).map_err(|r| r.to_string()))
-                    .and_then(|built| {
-                        built
-                            .body
-                            .validate()
-                            .map(|()| built)
-                            .map_err(|problems| problems.join("; "))
-                    });
-                    match built {
-                        Ok(retl_trustpilot::Built { body, notes }) => pending.push(Pending {
-                            origins: self.dry.as_ref().map(|dry| {
-                                let json = serde_json::to_value(&body).unwrap_or_default();
-                                invitations.origins(batch, row, &json, &dry.defaults, &dry.target)
-                            }),
-                            cursor: cursor.clone(),
-                            key,
-                            content,
-                            request_hash: request(row),
-                            row_key: row_key(),
-                            reference: body.reference_number.clone(),
-                            previous,
-                            request: match kind {
-                                TargetKind::EmailInvitation => Request::Email(Box::new(body)),
-                                TargetKind::InvitationLink => {
-                                    Request::Link(InvitationLink::for_invitation(&body))
-                                }
-                            },
-                            writeback_key: columns
-                                .writeback
-                                .and_then(|column| key_value(batch, column, row)),
-                            notes,
-                        }),
-                        Err(reason) => {
-                            self.counts.rejected += 1;
-                            let reference = invitations.reference(batch, row);
-                            let row_key = row_key();
-                            logs.push(RowLog::new(
-                                row_key.as_str(),
-                                reference.as_deref(),
-                                RowOutcome::Rejected,
-                                Some(reason.clone()),
-                            ));
-                            outcomes.push((
-                                key,
-                                request(row),
-                                Status::Rejected,
-                                row_key,
-                                reference,
-                                reason,
-                            ));
-                        }
-                    }
-                }
+            let at = At {
+                batch,
+                row,
+                key,
+                content: contents[row],
+                request: request_by(&fingerprint, row),
+                cursor,
+                problem: undecodable.get(&row),
+                age_reason: age.reason,
+            };
+            let facts = Facts {
+                unreadable: at.problem.map(String::as_str),
+                key_null: columns.key.iter().any(|&c| batch.column(c).is_null(row)),
+                duplicate: self.seen_new.contains(&key),
+                ledger,
+                content: at.content,
+                request: at.request,
+                legacy_request: Some(request_by(&legacy, row)),
+                outside_resend: self.only.as_ref().is_some_and(|only| !only.contains(&key)),
+                age: age.age,
+            };
+            let fate = decide(&facts);
+            if let Some(p) = self.apply(fate, at, invitations, kind, columns, &mut records) {
+                pending.push(p);
             }
         }
-        let outcomes: Vec<Outcome<'_>> = outcomes
+        let outcomes: Vec<Outcome<'_>> = records
+            .outcomes
             .iter()
-            .map(
-                |(key, content, status, row_key, reference, reason)| Outcome {
-                    key: *key,
-                    content: *content,
-                    status: *status,
-                    row_key: Some(row_key),
-                    reference: reference.as_deref(),
-                    error: Some(reason),
-                },
-            )
+            .map(|r| Outcome {
+                key: r.key,
+                content: r.content,
+                status: r.status,
+                row_key: Some(&r.row_key),
+                reference: r.reference.as_deref(),
+                error: Some(&r.reason),
+            })
             .collect();
-        self.commit(&outcomes, &changed, &logs).await?;
+        self.commit(&outcomes, &records.changed, &records.logs)
+            .await?;
         Ok(pending)
     }
 
+    /// Applies a row's fate, the one place that does: its counts, its ledger
+    /// outcome and its run-log row; a row to send is built here (a request
+    /// the destination's own checks refuse is rejected) and returned.
+    fn apply(
+        &mut self,
+        fate: Fate,
+        at: At<'_>,
+        invitations: &Invitations,
+        kind: TargetKind,
+        columns: &Columns,
+        records: &mut Records,
+    ) -> Option<Pending> {
+        let row_key = || key_text(at.batch, &columns.key, at.row, at.problem);
+        let reference = || invitations.reference(at.batch, at.row);
+        let log = |records: &mut Records, outcome: RowOutcome, reason: String| {
+            records.logs.push(RowLog::new(
+                row_key(),
+                reference().as_deref(),
+                outcome,
+                Some(reason),
+            ));
+        };
+        let previous = match fate {
+            Fate::AlreadySent => {
+                self.counts.already_sent += 1;
+                return None;
+            }
+            Fate::AlreadyRejected => {
+                self.counts.already_rejected += 1;
+                return None;
+            }
+            Fate::ChangedAfterSending { status } => {
+                self.counts.ignored_changed += 1;
+                records.changed.push((at.key, at.content));
+                let reason = match status {
+                    Some(Status::Sent) | None => "changed after sending, not re-sent".to_owned(),
+                    Some(status) => format!("changed after it was recorded {status}; never sent"),
+                };
+                log(records, RowOutcome::IgnoredChanged, reason);
+                return None;
+            }
+            Fate::Rejected(rejection) => {
+                self.counts.new += 1;
+                self.counts.rejected += 1;
+                let reason = match &rejection {
+                    Rejection::Unreadable(problem) => format!("cannot be read: {problem}"),
+                    Rejection::NullKey => format!(
+                        "primary key ({}) is NULL",
+                        self.activation.primary_key.join(", ")
+                    ),
+                    Rejection::DuplicateKey => {
+                        "duplicate primary key: an earlier row of this run has the same key"
+                            .to_owned()
+                    }
+                    Rejection::UnknownAge => at.age_reason.clone().unwrap_or_default(),
+                };
+                if rejection.recorded() {
+                    self.seen_new.insert(at.key);
+                    reject(&at, reason, row_key(), reference(), records);
+                } else {
+                    log(records, RowOutcome::Rejected, reason);
+                }
+                return None;
+            }
+            Fate::OutsideResend => {
+                self.counts.new += 1;
+                self.counts.skipped += 1;
+                self.hold_back(at.cursor.as_ref());
+                let reason = "not part of this resend: sent by the next run".to_owned();
+                log(records, RowOutcome::Skipped, reason);
+                return None;
+            }
+            Fate::TooOld => {
+                self.counts.too_old += 1;
+                let reason = at.age_reason.clone().unwrap_or_default();
+                records.logs.push(RowLog::new(
+                    row_key(),
+                    reference().as_deref(),
+                    RowOutcome::TooOld,
+                    Some(reason.clone()),
+                ));
+                records.outcomes.push(Recorded {
+                    key: at.key,
+                    content: at.content,
+                    status: Status::TooOld,
+                    row_key: row_key(),
+                    reference: reference(),
+                    reason,
+                });
+                return None;
+            }
+            Fate::Send { previous } => previous,
+        };
+        self.counts.new += 1;
+        self.seen_new.insert(at.key);
+        let built = invitations
+            .build(at.batch, at.row)
+            .map_err(|r| r.to_string())
+            .and_then(|built| {
+                built
+                    .body
+                    .validate()
+                    .map(|()| built)
+                    .map_err(|problems| problems.join("; "))
+            });
+        let retl_trustpilot::Built { body, notes } = match built {
+            Ok(built) => built,
+            Err(reason) => {
+                self.counts.rejected += 1;
+                reject(&at, reason, row_key(), reference(), records);
+                return None;
+            }
+        };
+        Some(Pending {
+            origins: self.dry.as_ref().map(|dry| {
+                let json = serde_json::to_value(&body).unwrap_or_default();
+                invitations.origins(at.batch, at.row, &json, &dry.defaults, &dry.target)
+            }),
+            key: at.key,
+            content: at.content,
+            request_hash: at.request,
+            row_key: row_key(),
+            reference: body.reference_number.clone(),
+            previous,
+            request: match kind {
+                TargetKind::EmailInvitation => Request::Email(Box::new(body)),
+                TargetKind::InvitationLink => Request::Link(InvitationLink::for_invitation(&body)),
+            },
+            writeback_key: columns
+                .writeback
+                .and_then(|column| key_value(at.batch, column, at.row)),
+            notes,
+            cursor: at.cursor,
+        })
+    }
+}
+
+/// Records a row rejected before any request, by its request hash (it is
+/// tried again when what would be sent for it changes).
+fn reject(
+    at: &At<'_>,
+    reason: String,
+    row_key: String,
+    reference: Option<String>,
+    records: &mut Records,
+) {
+    records.logs.push(RowLog::new(
+        row_key.as_str(),
+        reference.as_deref(),
+        RowOutcome::Rejected,
+        Some(reason.clone()),
+    ));
+    records.outcomes.push(Recorded {
+        key: at.key,
+        content: at.request,
+        status: Status::Rejected,
+        row_key,
+        reference,
+        reason,
+    });
+}
+
+impl RunCtx<'_> {
     /// Records every row of `batch` as `baseline` in the key segments (rows
     /// without a key are rejected).
     pub(super) async fn record_baseline(

@@ -27,6 +27,7 @@ use retl_state::{Lease, Outcome, RowLog, RowOutcome, State};
 use tracing::Instrument as _;
 
 use super::classify::Pending;
+use super::fate::over_budget;
 use super::{HoldPoint, RunCtx, RunOptions, hold_at};
 use crate::{Error, Result};
 
@@ -228,21 +229,17 @@ impl RunCtx<'_> {
         let mut under_way: HashMap<RowHash, (RowHash, String, String, Option<retl_diff::Entry>)> =
             HashMap::new();
         let mut fatal = None;
-        let mut over_budget = Vec::new();
+        let mut over = Vec::new();
         loop {
             while running.len() < concurrency.max(1)
                 && !outbox.net.stop.load(Ordering::SeqCst)
                 && !self.options.cancel.is_cancelled()
             {
                 let Some(p) = queue.next() else { break };
-                if let Some((left, why)) = &mut self.budget {
-                    if *left == 0 {
-                        // Over a cap or the --limit: not sent, sent by a later run.
-                        let why = why.clone();
-                        over_budget.push((p, why));
-                        continue;
-                    }
-                    *left -= 1;
+                if let Some(why) = over_budget(&mut self.budget) {
+                    // Over a cap or the --limit: not sent, sent by a later run.
+                    over.push((p, why));
+                    continue;
                 }
                 under_way.insert(
                     p.key,
@@ -340,7 +337,7 @@ impl RunCtx<'_> {
         // because the run stopped: logged, sent by a later run.
         let stopped = stopped_reason(cancelled);
         let not_started = queue.map(|p| (p, stopped.to_owned()));
-        for (p, why) in over_budget.into_iter().chain(not_started) {
+        for (p, why) in over.into_iter().chain(not_started) {
             self.counts.skipped += 1;
             self.hold_back(p.cursor.as_ref());
             logs.push(RowLog::new(

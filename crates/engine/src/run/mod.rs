@@ -7,6 +7,7 @@
 mod classify;
 mod cursor;
 mod deliver;
+mod fate;
 mod keys;
 mod limits;
 mod options;
@@ -299,6 +300,9 @@ struct RunCtx<'a> {
     /// What shapes every request besides the row (settings, mapping): a
     /// rejected row is tried again when it changes.
     fingerprint: RowHash,
+    /// The fingerprint as the release before explicit fingerprints made it
+    /// (`Debug` text): rows it rejected stay rejected.
+    legacy_fingerprint: RowHash,
     /// The run's start (`max_row_age` counts back from it).
     started: chrono::DateTime<chrono::Utc>,
     /// A preview: nothing is written or sent.
@@ -334,6 +338,7 @@ impl<'a> RunCtx<'a> {
             only: None,
             released: Vec::new(),
             fingerprint: [0; 16],
+            legacy_fingerprint: [0; 16],
             started: state.clock().now(),
             dry,
             cursor: None,
@@ -402,7 +407,14 @@ impl<'a> RunCtx<'a> {
         let (Destination::Trustpilot(destination), Delivery::Trustpilot { target, mapping }) =
             (destination, &activation.delivery);
         let settings = destination.settings_for(target);
-        self.fingerprint =
+        self.fingerprint = retl_diff::fingerprint(&retl_trustpilot::request_fingerprint(
+            &settings,
+            target.kind,
+            mapping,
+        ));
+        // What the release before explicit fingerprints hashed; frozen here
+        // only to recognise the rows it rejected.
+        self.legacy_fingerprint =
             retl_diff::fingerprint(&format!("{settings:?} {:?} {mapping:?}", target.kind));
         let invitations = retl_trustpilot::Invitations::new(settings.clone(), mapping, &schema)
             .map_err(|e| Error::Mapping {
@@ -529,12 +541,9 @@ impl<'a> RunCtx<'a> {
     /// `sent` and the rest as `skipped`, and lists the invitations.
     fn plan_all(&mut self, pending: Vec<classify::Pending>) {
         for p in pending {
-            if let Some((left, _)) = &mut self.budget {
-                if *left == 0 {
-                    self.counts.skipped += 1;
-                    continue;
-                }
-                *left -= 1;
+            if fate::over_budget(&mut self.budget).is_some() {
+                self.counts.skipped += 1;
+                continue;
             }
             self.counts.sent += 1;
             let body = match &p.request {
