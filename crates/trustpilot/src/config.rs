@@ -499,6 +499,51 @@ fn redirect(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<String> {
     }
 }
 
+/// A `service:` block.
+fn read_service(r: &mut Reader<'_>, node: &Node<'_>, sub: &str) -> Option<ServiceSettings> {
+    let s = r.map(node, sub, SERVICE_KEYS)?;
+    Some(ServiceSettings {
+        template_id: s
+            .get("template_id")
+            .and_then(|n| setting(r, n, &join(sub, "template_id"))),
+        redirect_uri: s
+            .get("redirect_uri")
+            .and_then(|n| redirect(r, n, &join(sub, "redirect_uri"))),
+        tags: s
+            .get("tags")
+            .and_then(|n| setting_list(r, n, &join(sub, "tags"))),
+    })
+}
+
+/// A `product:` block (a target's may also say `per_row`).
+fn read_product(
+    r: &mut Reader<'_>,
+    node: &Node<'_>,
+    sub: &str,
+    is_target: bool,
+) -> Option<ProductSettings> {
+    let keys = if is_target {
+        TARGET_PRODUCT_KEYS
+    } else {
+        PRODUCT_KEYS
+    };
+    let p = r.map(node, sub, keys)?;
+    Some(ProductSettings {
+        template_id: p
+            .get("template_id")
+            .and_then(|n| setting(r, n, &join(sub, "template_id"))),
+        redirect_uri: p
+            .get("redirect_uri")
+            .and_then(|n| redirect(r, n, &join(sub, "redirect_uri"))),
+        skus: p
+            .get("skus")
+            .and_then(|n| setting_list(r, n, &join(sub, "skus"))),
+        per_row: p
+            .get("per_row")
+            .and_then(|n| r.bool(n, &join(sub, "per_row"))),
+    })
+}
+
 fn read_settings(
     r: &mut Reader<'_>,
     node: &Node<'_>,
@@ -596,44 +641,11 @@ fn read_settings(
             .and_then(|v| InvitationType::parse(&v));
     }
     if let Some(node) = map.get("service") {
-        let sub = join(path, "service");
-        if let Some(s) = r.map(node, &sub, SERVICE_KEYS) {
-            settings.service = ServiceSettings {
-                template_id: s
-                    .get("template_id")
-                    .and_then(|n| setting(r, n, &join(&sub, "template_id"))),
-                redirect_uri: s
-                    .get("redirect_uri")
-                    .and_then(|n| redirect(r, n, &join(&sub, "redirect_uri"))),
-                tags: s
-                    .get("tags")
-                    .and_then(|n| setting_list(r, n, &join(&sub, "tags"))),
-            };
-        }
+        settings.service = read_service(r, node, &join(path, "service")).unwrap_or_default();
     }
     if let Some(node) = map.get("product") {
-        let sub = join(path, "product");
-        let keys = if is_target {
-            TARGET_PRODUCT_KEYS
-        } else {
-            PRODUCT_KEYS
-        };
-        if let Some(p) = r.map(node, &sub, keys) {
-            settings.product = ProductSettings {
-                template_id: p
-                    .get("template_id")
-                    .and_then(|n| setting(r, n, &join(&sub, "template_id"))),
-                redirect_uri: p
-                    .get("redirect_uri")
-                    .and_then(|n| redirect(r, n, &join(&sub, "redirect_uri"))),
-                skus: p
-                    .get("skus")
-                    .and_then(|n| setting_list(r, n, &join(&sub, "skus"))),
-                per_row: p
-                    .get("per_row")
-                    .and_then(|n| r.bool(n, &join(&sub, "per_row"))),
-            };
-        }
+        settings.product =
+            read_product(r, node, &join(path, "product"), is_target).unwrap_or_default();
     }
     Some(settings)
 }

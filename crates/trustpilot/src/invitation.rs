@@ -221,19 +221,21 @@ impl Invitations {
         out
     }
 
-    /// The request body for one row: row values win over `target`, which wins
-    /// over `defaults`. Not yet validated against the API's rules
-    /// ([`EmailInvitation::validate`]).
-    pub fn build(&self, batch: &RecordBatch, row: usize) -> Result<Built, Rejection> {
-        let s = &self.settings;
-        let mut notes = Vec::new();
-        let send_at = match self.cell(batch, row, Field::PreferredSendTime)? {
+    /// When the row's invitation goes out (`preferredSendTime`): the row's
+    /// time, else the settings' delay from now; a time already past is left
+    /// out (the invitation goes at once), with a note.
+    fn send_at(
+        &self,
+        batch: &RecordBatch,
+        row: usize,
+        notes: &mut Vec<String>,
+    ) -> Result<Option<String>, Rejection> {
+        Ok(match self.cell(batch, row, Field::PreferredSendTime)? {
             Some(text) => {
                 let at = parse_time(&text).map_err(|reason| Rejection {
                     field: Field::PreferredSendTime,
                     reason,
                 })?;
-                // A time already past goes out at once: it is left out.
                 if at < self.now {
                     notes.push(format!(
                         "preferred_send_time {} is in the past: left out, the invitation goes out at once",
@@ -244,12 +246,21 @@ impl Invitations {
                     Some(send_time(at))
                 }
             }
-            None => s.send_delay.and_then(|delay| {
+            None => self.settings.send_delay.and_then(|delay| {
                 Some(send_time(
                     self.now + chrono::Duration::from_std(delay).ok()?,
                 ))
             }),
-        };
+        })
+    }
+
+    /// The request body for one row: row values win over `target`, which wins
+    /// over `defaults`. Not yet validated against the API's rules
+    /// ([`EmailInvitation::validate`]).
+    pub fn build(&self, batch: &RecordBatch, row: usize) -> Result<Built, Rejection> {
+        let s = &self.settings;
+        let mut notes = Vec::new();
+        let send_at = self.send_at(batch, row, &mut notes)?;
         let service = if self.invitation_type.has_service() {
             let defaults = s.service.tags.clone().unwrap_or_default();
             let tags = match (self.cell(batch, row, Field::Tags)?, s.tags_mode) {
@@ -547,6 +558,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::too_many_lines)] // one table of cases, each read against the others
     fn per_row_templates_and_redirects_fill_in_and_win_like_every_field() {
         let columns: Vec<(&str, ArrayRef)> = vec![
             ("order_id", Arc::new(Int64Array::from(vec![1, 2]))),

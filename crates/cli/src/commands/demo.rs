@@ -101,6 +101,7 @@ async fn insert_orders(url: &str, from: u32, to: u32, bad: &[u32]) -> anyhow::Re
 }
 
 /// `retl demo [--keep DIR]`.
+#[allow(clippy::too_many_lines)] // the demo is a script: its steps read in the order a user sees them
 pub(crate) async fn demo(keep: Option<&Path>) -> Result<u8, Failure> {
     let temporary;
     let root = match keep {

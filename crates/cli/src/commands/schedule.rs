@@ -52,6 +52,7 @@ struct Entry {
 }
 
 /// `retl schedule`.
+#[allow(clippy::too_many_lines)] // the daemon's one loop: starting due runs, waiting, reloading and stopping share its state
 pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<u8, Failure> {
     if !args.listen.ip().is_loopback() && !args.listen_public {
         return Err(Failure::usage(anyhow::anyhow!(

@@ -28,6 +28,34 @@ pub(crate) struct Columns {
     pub cursor: Option<usize>,
 }
 
+impl Columns {
+    /// Where an activation's columns are in the source's schema (the source
+    /// reads every column the activation names).
+    pub(crate) fn of(
+        activation: &crate::config::Activation,
+        schema: &arrow_schema::Schema,
+    ) -> Columns {
+        let index = |column: &str| {
+            schema
+                .index_of(column)
+                .expect("the source reads every activation column")
+        };
+        let mut content_names = activation.delivery.mapped_columns();
+        content_names.sort_unstable();
+        Columns {
+            key: activation.primary_key.iter().map(|c| index(c)).collect(),
+            content: content_names.into_iter().map(index).collect(),
+            writeback: activation.writeback.as_ref().map(|w| index(&w.key_column)),
+            age: activation.max_row_age.as_ref().map(|m| index(&m.column)),
+            cursor: activation
+                .source
+                .incremental
+                .as_ref()
+                .map(|i| index(&i.cursor)),
+        }
+    }
+}
+
 /// A row's cursor value (cursor mode), `None` when NULL.
 fn cursor_value(
     batch: &RecordBatch,
@@ -347,18 +375,7 @@ impl RunCtx<'_> {
             Fate::Rejected(rejection) => {
                 self.counts.new += 1;
                 self.counts.rejected += 1;
-                let reason = match &rejection {
-                    Rejection::Unreadable(problem) => format!("cannot be read: {problem}"),
-                    Rejection::NullKey => format!(
-                        "primary key ({}) is NULL",
-                        self.activation.primary_key.join(", ")
-                    ),
-                    Rejection::DuplicateKey => {
-                        "duplicate primary key: an earlier row of this run has the same key"
-                            .to_owned()
-                    }
-                    Rejection::UnknownAge => at.age_reason.clone().unwrap_or_default(),
-                };
+                let reason = self.rejection_reason(&rejection, &at);
                 if rejection.recorded() {
                     self.seen_new.insert(at.key);
                     reject(&at, reason, row_key(), reference(), records);
@@ -396,6 +413,37 @@ impl RunCtx<'_> {
             }
             Fate::Send { previous } => previous,
         };
+        self.prepare(at, previous, invitations, kind, columns, records)
+    }
+
+    /// What the run log says of a rejection.
+    fn rejection_reason(&self, rejection: &Rejection, at: &At<'_>) -> String {
+        match rejection {
+            Rejection::Unreadable(problem) => format!("cannot be read: {problem}"),
+            Rejection::NullKey => format!(
+                "primary key ({}) is NULL",
+                self.activation.primary_key.join(", ")
+            ),
+            Rejection::DuplicateKey => {
+                "duplicate primary key: an earlier row of this run has the same key".to_owned()
+            }
+            Rejection::UnknownAge => at.age_reason.clone().unwrap_or_default(),
+        }
+    }
+
+    /// A row to send: counted new, its request built and checked; a request
+    /// the destination's own checks refuse is rejected instead.
+    fn prepare(
+        &mut self,
+        at: At<'_>,
+        previous: Option<Entry>,
+        invitations: &Invitations,
+        kind: TargetKind,
+        columns: &Columns,
+        records: &mut Records,
+    ) -> Option<Pending> {
+        let row_key = || key_text(at.batch, &columns.key, at.row, at.problem);
+        let reference = || invitations.reference(at.batch, at.row);
         self.counts.new += 1;
         self.seen_new.insert(at.key);
         let built = invitations

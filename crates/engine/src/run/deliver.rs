@@ -40,6 +40,14 @@ pub(super) struct Outbox<S: Sender> {
     net: Arc<Net<S>>,
 }
 
+/// A row whose request task is under way, for the accounting of an interrupt.
+struct UnderWay {
+    content: RowHash,
+    row_key: String,
+    reference: String,
+    previous: Option<retl_diff::Entry>,
+}
+
 /// What the request tasks of one run share.
 struct Net<S: Sender> {
     sender: S,
@@ -226,8 +234,7 @@ impl RunCtx<'_> {
         let mut queue = pending.into_iter();
         let mut running = tokio::task::JoinSet::new();
         // What is under way, to account for requests given up at an interrupt.
-        let mut under_way: HashMap<RowHash, (RowHash, String, String, Option<retl_diff::Entry>)> =
-            HashMap::new();
+        let mut under_way: HashMap<RowHash, UnderWay> = HashMap::new();
         let mut fatal = None;
         let mut over = Vec::new();
         loop {
@@ -243,12 +250,12 @@ impl RunCtx<'_> {
                 }
                 under_way.insert(
                     p.key,
-                    (
-                        p.content,
-                        p.row_key.clone(),
-                        p.reference.clone(),
-                        p.previous,
-                    ),
+                    UnderWay {
+                        content: p.content,
+                        row_key: p.row_key.clone(),
+                        reference: p.reference.clone(),
+                        previous: p.previous,
+                    },
                 );
                 let net = outbox.net.clone();
                 // The request task logs under the run's span (run_id, activation).
@@ -294,9 +301,23 @@ impl RunCtx<'_> {
                 .await?;
             self.hold(HoldPoint::Recorded).await;
         }
-        // Requests given up at the deadline: those sent may have reached
-        // Trustpilot; the others never left.
         let marked = outbox.net.marked().clone();
+        self.settle_unfinished(&under_way, &marked, over, queue)
+            .await?;
+        Ok(fatal)
+    }
+
+    /// Records what the loop left: requests given up at the deadline (those
+    /// marked may have reached the destination: `uncertain`; the others never
+    /// left: `skipped`, their mark undone), rows over the budget and rows
+    /// never started (`skipped`, sent by a later run).
+    async fn settle_unfinished<R>(
+        &mut self,
+        under_way: &HashMap<RowHash, UnderWay>,
+        marked: &HashSet<RowHash>,
+        over: Vec<(Pending<R>, String)>,
+        not_started: impl Iterator<Item = Pending<R>>,
+    ) -> Result<()> {
         let cancelled = self.options.cancel.is_cancelled();
         let uncertain_reason =
             "interrupted while the request was under way: delivery unknown, not resent";
@@ -305,38 +326,36 @@ impl RunCtx<'_> {
         // Rows whose task was given up before it counted them as marked never
         // left; if their mark was committing when the task stopped, it is undone.
         let mut give_back = Vec::new();
-        for (key, (content, row_key, reference, previous)) in &under_way {
+        for (key, row) in under_way {
             if marked.contains(key) {
                 self.counts.uncertain += 1;
                 outcomes.push(Outcome {
                     key: *key,
-                    content: *content,
+                    content: row.content,
                     status: Status::Uncertain,
-                    row_key: Some(row_key),
-                    reference: Some(reference),
+                    row_key: Some(&row.row_key),
+                    reference: Some(&row.reference),
                     error: Some(uncertain_reason),
                 });
                 logs.push(RowLog::new(
-                    row_key.as_str(),
-                    Some(reference),
+                    row.row_key.as_str(),
+                    Some(&row.reference),
                     RowOutcome::Uncertain,
                     Some(uncertain_reason.to_owned()),
                 ));
             } else {
                 self.counts.skipped += 1;
-                give_back.push((*key, *previous));
+                give_back.push((*key, row.previous));
                 logs.push(RowLog::new(
-                    row_key.as_str(),
-                    Some(reference),
+                    row.row_key.as_str(),
+                    Some(&row.reference),
                     RowOutcome::Skipped,
                     Some(stopped_reason(cancelled).to_owned()),
                 ));
             }
         }
-        // Rows over the budget (a cap, `--limit`), and rows never started
-        // because the run stopped: logged, sent by a later run.
         let stopped = stopped_reason(cancelled);
-        let not_started = queue.map(|p| (p, stopped.to_owned()));
+        let not_started = not_started.map(|p| (p, stopped.to_owned()));
         for (p, why) in over.into_iter().chain(not_started) {
             self.counts.skipped += 1;
             self.hold_back(p.cursor.as_ref());
@@ -359,8 +378,7 @@ impl RunCtx<'_> {
             })
             .await?;
         }
-        self.commit_bounded(&outcomes, &logs).await?;
-        Ok(fatal)
+        self.commit_bounded(&outcomes, &logs).await
     }
 
     /// [`commit`](RunCtx::commit), by the interrupt's deadline once there is one.
@@ -425,43 +443,10 @@ impl RunCtx<'_> {
             }
             Attempt::Lost(_) => unreachable!("a lost lease ends the loop before recording"),
             Attempt::Refused { error, marked } => {
-                let answer = error.answer();
-                log.status_code = answer.status;
-                log.error_code = answer.error_code;
-                log.correlation_id = answer.correlation_id;
-                log.reason = Some(error.to_string());
-                match error.class() {
-                    Class::Rejected => {
-                        self.counts.rejected += 1;
-                        Some(Status::Rejected)
-                    }
-                    Class::Uncertain => {
-                        self.counts.uncertain += 1;
-                        Some(Status::Uncertain)
-                    }
-                    Class::Transient | Class::RateLimited => {
-                        let attempts = p.previous.map_or(0, |e| e.attempts) + 1;
-                        if attempts >= outbox.net.max_attempts {
-                            self.counts.rejected += 1;
-                            log.reason =
-                                Some(format!("gave up after {attempts} attempts: {error}"));
-                            Some(Status::Rejected)
-                        } else {
-                            self.counts.failed += 1;
-                            Some(Status::Failed)
-                        }
-                    }
-                    Class::Fatal => {
-                        // The destination refused the run, not this row: it was
-                        // not accepted, so its key goes back to where it was.
-                        outbox.net.stop.store(true, Ordering::SeqCst);
-                        restore = marked;
-                        self.counts.skipped += 1;
-                        log.reason = Some(format!("run stopped: {error}"));
-                        fatal.get_or_insert(error);
-                        None
-                    }
-                }
+                let (status, give_back) =
+                    self.refused(outbox, p.previous.as_ref(), error, &mut log, fatal);
+                restore = give_back && marked;
+                status
             }
         };
         if matches!(status, Some(Status::Failed) | None) {
@@ -504,6 +489,53 @@ impl RunCtx<'_> {
         self.seq += 1;
         self.report();
         Ok(())
+    }
+
+    /// What a refused row becomes, by its failure's class: its ledger status
+    /// (`None`: none, the run stops) and whether its mark is to be undone.
+    fn refused<S: Sender>(
+        &mut self,
+        outbox: &Outbox<S>,
+        previous: Option<&retl_diff::Entry>,
+        error: S::Error,
+        log: &mut RowLog,
+        fatal: &mut Option<S::Error>,
+    ) -> (Option<Status>, bool) {
+        let answer = error.answer();
+        log.status_code = answer.status;
+        log.error_code = answer.error_code;
+        log.correlation_id = answer.correlation_id;
+        log.reason = Some(error.to_string());
+        match error.class() {
+            Class::Rejected => {
+                self.counts.rejected += 1;
+                (Some(Status::Rejected), false)
+            }
+            Class::Uncertain => {
+                self.counts.uncertain += 1;
+                (Some(Status::Uncertain), false)
+            }
+            Class::Transient | Class::RateLimited => {
+                let attempts = previous.map_or(0, |e| e.attempts) + 1;
+                if attempts >= outbox.net.max_attempts {
+                    self.counts.rejected += 1;
+                    log.reason = Some(format!("gave up after {attempts} attempts: {error}"));
+                    (Some(Status::Rejected), false)
+                } else {
+                    self.counts.failed += 1;
+                    (Some(Status::Failed), false)
+                }
+            }
+            Class::Fatal => {
+                // The destination refused the run, not this row: it was not
+                // accepted, so its key goes back to where it was.
+                outbox.net.stop.store(true, Ordering::SeqCst);
+                self.counts.skipped += 1;
+                log.reason = Some(format!("run stopped: {error}"));
+                fatal.get_or_insert(error);
+                (None, true)
+            }
+        }
     }
 
     /// Writes a created link's URL back to the warehouse; a problem to log, if any.

@@ -83,22 +83,7 @@ pub async fn run_with(
     let lease = state
         .acquire_lease(&activation.name, &run_id, options.lease)
         .await?;
-    let heartbeat = {
-        let (state, lease) = (state.clone(), lease.clone());
-        AbortOnDrop(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(lease.ttl / 3).await;
-                match state.renew_lease(&lease).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::error!(activation = %lease.activation, "lease lost to another run");
-                        break;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot renew the lease; retrying"),
-                }
-            }
-        }))
-    };
+    let heartbeat = heartbeat(state, &lease);
     let started = async {
         let mut tx = state.fenced(&lease).await?;
         let abandoned = tx.abandon_stale_runs().await?;
@@ -147,30 +132,7 @@ pub async fn run_with(
         .cursor
         .as_ref()
         .filter(|_| summary.status == RunStatus::Completed);
-    let recorded = async {
-        let mut tx = state.fenced(&lease).await?;
-        if let Some(track) = cursor {
-            let mark = track.next();
-            let text = mark.as_ref().map(|m| (m.kind(), m.to_string()));
-            let full_at = track.full.then(|| summary.started_at.clone());
-            tx.set_cursor(
-                text.as_ref().map(|(kind, text)| (*kind, text.as_str())),
-                full_at.as_deref(),
-            )
-            .await?;
-        }
-        let mut closing = summary.clone();
-        tx.finish_run(&mut closing).await?;
-        tx.commit().await?;
-        Ok::<_, retl_state::Error>(closing)
-    };
-    // After an interrupt, recording the end waits no longer than its deadline.
-    let recorded = match options.cancel.deadline(options.drain) {
-        Some(deadline) => tokio::time::timeout_at(deadline, recorded)
-            .await
-            .unwrap_or_else(|_| Err(retl_state::Error::DeadlinePassed)),
-        None => recorded.await,
-    };
+    let recorded = record_end(state, &lease, options, cursor, &summary).await;
     let summary = match recorded {
         Ok(closing) => closing,
         Err(e) => {
@@ -181,19 +143,7 @@ pub async fn run_with(
             drop(heartbeat);
             let _ = state.release_lease(&lease).await;
             let error = Error::State(e);
-            summary.status = RunStatus::Failed;
-            let said = retl_config::with_causes(&error);
-            summary.error = Some(match summary.error.take() {
-                Some(first) => format!("{first}; then the run's end could not be recorded: {said}"),
-                None => format!("the run's end could not be recorded: {said}"),
-            });
-            summary.finished_at = Some(
-                state
-                    .clock()
-                    .now()
-                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            );
-            tracing::error!(activation = %activation.name, run_id = %run_id, "{said}");
+            unrecorded(state, &mut summary, &error);
             return Ok(Finished {
                 summary,
                 failure: Some(failure.unwrap_or(error)),
@@ -219,6 +169,102 @@ pub async fn run_with(
         failure,
         released: ctx_released,
     })
+}
+
+/// The run's request fingerprint, and the one the release before explicit
+/// fingerprints made (its `Debug` text; frozen here only to recognise the
+/// rows it rejected).
+fn fingerprints(
+    settings: &retl_trustpilot::Settings,
+    target: &retl_trustpilot::Target,
+    mapping: &[(retl_trustpilot::Field, String)],
+) -> (RowHash, RowHash) {
+    let explicit = retl_trustpilot::request_fingerprint(settings, target.kind, mapping);
+    let legacy = format!("{settings:?} {:?} {mapping:?}", target.kind);
+    (
+        retl_diff::fingerprint(&explicit),
+        retl_diff::fingerprint(&legacy),
+    )
+}
+
+/// The cells of the batch last read that the source could not decode, by
+/// row: their rows are rejected, naming the column.
+fn undecodable(source: &Source) -> HashMap<usize, String> {
+    source
+        .cell_problems()
+        .iter()
+        .map(|p| (p.row, format!("column `{}`: {}", p.column, p.message)))
+        .collect()
+}
+
+/// Renews the run's lease every third of its time while the run lives (it
+/// is aborted when dropped); stops once another run took the lease.
+fn heartbeat(state: &State, lease: &Lease) -> AbortOnDrop {
+    let (state, lease) = (state.clone(), lease.clone());
+    AbortOnDrop(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(lease.ttl / 3).await;
+            match state.renew_lease(&lease).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::error!(activation = %lease.activation, "lease lost to another run");
+                    break;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot renew the lease; retrying"),
+            }
+        }
+    }))
+}
+
+/// Records the run's end (and, for a completed cursor run, its new mark) in
+/// one fenced transaction; after an interrupt, by its deadline.
+async fn record_end(
+    state: &State,
+    lease: &Lease,
+    options: &RunOptions,
+    cursor: Option<&cursor::CursorTrack>,
+    summary: &RunSummary,
+) -> retl_state::Result<RunSummary> {
+    let recorded = async {
+        let mut tx = state.fenced(lease).await?;
+        if let Some(track) = cursor {
+            let mark = track.next();
+            let text = mark.as_ref().map(|m| (m.kind(), m.to_string()));
+            let full_at = track.full.then(|| summary.started_at.clone());
+            tx.set_cursor(
+                text.as_ref().map(|(kind, text)| (*kind, text.as_str())),
+                full_at.as_deref(),
+            )
+            .await?;
+        }
+        let mut closing = summary.clone();
+        tx.finish_run(&mut closing).await?;
+        tx.commit().await?;
+        Ok::<_, retl_state::Error>(closing)
+    };
+    match options.cancel.deadline(options.drain) {
+        Some(deadline) => tokio::time::timeout_at(deadline, recorded)
+            .await
+            .unwrap_or_else(|_| Err(retl_state::Error::DeadlinePassed)),
+        None => recorded.await,
+    }
+}
+
+/// A summary whose end could not be recorded: failed, saying why, finished now.
+fn unrecorded(state: &State, summary: &mut RunSummary, error: &Error) {
+    summary.status = RunStatus::Failed;
+    let said = retl_config::with_causes(error);
+    summary.error = Some(match summary.error.take() {
+        Some(first) => format!("{first}; then the run's end could not be recorded: {said}"),
+        None => format!("the run's end could not be recorded: {said}"),
+    });
+    summary.finished_at = Some(
+        state
+            .clock()
+            .now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    );
+    tracing::error!(activation = %summary.activation, run_id = %summary.run_id, "{said}");
 }
 
 /// Prunes the activation's run logs older than `keep` (`retention.run_logs`).
@@ -377,25 +423,7 @@ impl<'a> RunCtx<'a> {
         let keys = self.start_loading_keys(baseline);
         let mut source = Source::open(&spec).await.map_err(source_error)?;
         let schema = source.schema();
-        let index = |column: &str| {
-            schema
-                .index_of(column)
-                .expect("the source reads every activation column")
-        };
-        let key_columns: Vec<usize> = activation.primary_key.iter().map(|c| index(c)).collect();
-        let mut content_names = activation.delivery.mapped_columns();
-        content_names.sort_unstable();
-        let columns = Columns {
-            key: key_columns,
-            content: content_names.into_iter().map(index).collect(),
-            writeback: activation.writeback.as_ref().map(|w| index(&w.key_column)),
-            age: activation.max_row_age.as_ref().map(|m| index(&m.column)),
-            cursor: activation
-                .source
-                .incremental
-                .as_ref()
-                .map(|i| index(&i.cursor)),
-        };
+        let columns = Columns::of(activation, &schema);
         if let Some(writeback) = activation.writeback.as_ref().filter(|_| self.dry.is_none()) {
             self.writeback_key_type = source.db_type(&writeback.key_column).map(str::to_owned);
             self.writer = Some(
@@ -407,15 +435,7 @@ impl<'a> RunCtx<'a> {
         let (Destination::Trustpilot(destination), Delivery::Trustpilot { target, mapping }) =
             (destination, &activation.delivery);
         let settings = destination.settings_for(target);
-        self.fingerprint = retl_diff::fingerprint(&retl_trustpilot::request_fingerprint(
-            &settings,
-            target.kind,
-            mapping,
-        ));
-        // What the release before explicit fingerprints hashed; frozen here
-        // only to recognise the rows it rejected.
-        self.legacy_fingerprint =
-            retl_diff::fingerprint(&format!("{settings:?} {:?} {mapping:?}", target.kind));
+        (self.fingerprint, self.legacy_fingerprint) = fingerprints(&settings, target, mapping);
         let invitations = retl_trustpilot::Invitations::new(settings.clone(), mapping, &schema)
             .map_err(|e| Error::Mapping {
                 activation: name.to_owned(),
@@ -448,11 +468,7 @@ impl<'a> RunCtx<'a> {
             }
             let batch = batch.map_err(source_error)?;
             // Cells the source could not decode: their rows are rejected.
-            let undecodable: HashMap<usize, String> = source
-                .cell_problems()
-                .iter()
-                .map(|p| (p.row, format!("column `{}`: {}", p.column, p.message)))
-                .collect();
+            let undecodable = undecodable(&source);
             if baseline {
                 self.record_baseline(&invitations, &batch, &columns, &undecodable)
                     .await?;
