@@ -25,8 +25,10 @@
 //!    `synchronous = FULL`), in a [`retl_state::Fenced`] transaction: the only
 //!    kind of write transaction there is, begun by checking the lease's
 //!    fencing token.
-//! 2. **Send.** The request goes to Trustpilot, from a task that touches no
-//!    database.
+//! 2. **Send.** The request goes to the destination from the row's own task
+//!    (`retl_destination::send_row`), which touches the database only to
+//!    mark the row in flight (1, just before its request leaves) and, when
+//!    an interrupt comes first, to give that mark back.
 //! 3. **Record.** The outcome (`sent`, `rejected`, `failed`, `uncertain`) and
 //!    the row's run-log entry are committed together, in one transaction that
 //!    also checks the fencing token, so a run whose lease was taken over (a
@@ -46,13 +48,21 @@
 //! row's key goes back to its previous ledger state and the rows not yet sent
 //! are logged as `skipped`, to be sent by the next run. An interrupt (SIGINT,
 //! SIGTERM, [`RunOptions::cancel`]) stops reading and starting requests; the
-//! requests under way get a bounded time to finish, and any still running
-//! after it are recorded `uncertain`.
+//! requests under way get a bounded time to finish; of those still running
+//! after it, a row already marked in flight is recorded `uncertain`, and one
+//! not yet marked (still waiting for the rate window) is `skipped` and sent
+//! by the next run.
 //!
 //! Every row read ends with exactly one outcome, and the run checks its own
 //! accounting before it finishes:
-//! `read = already_sent + already_rejected + ignored_changed + new + baseline` and
+//! `read = already_sent + already_rejected + ignored_changed + new + baseline + too_old` and
 //! `new = sent + rejected + failed + uncertain + skipped`.
+//!
+//! Each row's fate before any request is one pure decision (`run/fate.rs`:
+//! already sent, changed after sending, rejected with its reason, too old,
+//! outside a resend, or to send), applied in one place that updates the
+//! counts, the ledger and the run log; the budget (`--limit`, caps) decides
+//! "over budget" as rows are handed to delivery.
 
 mod check;
 pub mod config;

@@ -1,5 +1,10 @@
 //! Reads a warehouse table or query as a bounded stream of Arrow record batches.
 //!
+//! A little over 600 lines: the `Source` API with what every driver shares
+//! (the plan of columns and types, the batch loop with its read timer,
+//! inspection, the warehouse's clock), kept in one place so that the three
+//! drivers' modules hold only what differs between them.
+//!
 //! [`Source::open`] connects, works out the Arrow schema of the model before
 //! any row is read (so a missing column or a type retl cannot read fails the
 //! run up front, naming the column), then streams rows in batches of

@@ -1,10 +1,13 @@
 //! The HTTP client: tokens, email invitations, invitation links, templates
 //! and business units.
 //!
-//! One file (a little over 600 lines) on purpose: every endpoint goes through
-//! the same private request path (`ready`, `call_with`: token, rate slot, one
-//! remint on 401, redirects refused, errors classed), and splitting the
-//! endpoints from it would only export that path within the crate.
+//! One file (a little over 600 lines) on purpose: every private endpoint
+//! goes through the same private request path (`ready`, `call_with`: token,
+//! rate slot, one remint on 401, redirects refused, errors classed), and
+//! splitting the endpoints from it would only export that path within the
+//! crate. The one public endpoint, `business_unit_name` (the Business Units
+//! API, with the API key and no token), takes a rate slot and classes its
+//! errors the same way, but not that path.
 
 use std::path::PathBuf;
 use std::sync::Arc;

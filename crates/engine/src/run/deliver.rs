@@ -1,7 +1,9 @@
-//! Delivering the rows of a batch. Each row's requests run in a task of its
-//! own: it waits for a token and a place under the rate limits, then marks
-//! the row in flight (a fenced transaction), then sends; the run's loop
-//! records each outcome as it arrives.
+//! Delivering the rows of a batch to any [`Sender`]. Each row's requests run
+//! in a task of its own, following `retl_destination::send_row`: it waits
+//! for the destination to be ready (a token, a place under the rate limits),
+//! then marks the row in flight (a fenced transaction, lent as the row's
+//! [`Protocol`]), then sends; the run's loop records each outcome as it
+//! arrives.
 //!
 //! Marking last means a row is in flight only when its bytes are about to go
 //! out: a run killed while rows wait for the rate window leaves them as they
@@ -9,11 +11,7 @@
 //! cancellation, and an interrupt has one deadline (`RunOptions::drain` from
 //! the signal): no request starts after the signal, requests under way may
 //! finish until shortly before the deadline, and what is still running then is
-//! `uncertain` if it was sent, `skipped` if not.
-//!
-//! A little over 600 lines on purpose: the request task, the loop that
-//! records its outcomes and the interrupt's deadline are one protocol, read
-//! together against the crate's commit order.
+//! `uncertain` if it was marked, `skipped` if not.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
