@@ -13,6 +13,7 @@
 
 mod commands;
 mod ctx;
+mod exit;
 mod logging;
 mod output;
 
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ctx::Ctx;
+use exit::Exit;
 use retl_engine::Finished;
 use retl_engine::config::{ConfigErrors, Environment};
 use retl_state::RunStatus;
@@ -237,8 +239,8 @@ enum Command {
     #[command(after_help = "Example:\n  retl schema activation > .retl-activation.schema.json")]
     Schema {
         /// destination, activation or targets.
-        #[arg(value_parser = clap::builder::PossibleValuesParser::new(retl_engine::config::schema::SchemaKind::CHOICES))]
-        kind: Option<String>,
+        #[arg(value_parser = schema_kind())]
+        kind: Option<retl_engine::config::schema::SchemaKind>,
     },
     /// List a business unit's invitation templates (to pick template ids).
     #[command(
@@ -373,14 +375,17 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// A failure with its exit code.
 pub(crate) struct Failure {
-    code: u8,
+    code: Exit,
     error: anyhow::Error,
 }
 
 impl Failure {
-    /// A usage error (exit code 2).
+    /// A usage error ([`Exit::Config`]).
     pub(crate) fn usage(error: anyhow::Error) -> Failure {
-        Failure { code: 2, error }
+        Failure {
+            code: Exit::Config,
+            error,
+        }
     }
 }
 
@@ -389,13 +394,13 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
         let error = error.into();
         let engine = error.downcast_ref::<retl_engine::Error>();
         let code = if engine.is_some_and(retl_engine::Error::is_locked) {
-            4
+            Exit::Locked
         } else if error.downcast_ref::<ConfigErrors>().is_some()
             || engine.is_some_and(retl_engine::Error::is_config)
         {
-            2
+            Exit::Config
         } else {
-            1
+            Exit::Failed
         };
         Failure { code, error }
     }
@@ -460,24 +465,24 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            return Exit::Failed.into();
         }
     };
     match runtime.block_on(dispatch(cli)) {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => code.into(),
         Err(failure) => {
             if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
-                tracing::error!(target: "retl", exit_code = failure.code, "{:#}", failure.error);
+                tracing::error!(target: "retl", exit_code = failure.code.code(), "{:#}", failure.error);
             } else {
                 eprintln!("error: {:#}", failure.error);
             }
-            ExitCode::from(failure.code)
+            failure.code.into()
         }
     }
 }
 
 #[allow(clippy::too_many_lines)] // one arm per command: the table of what each command runs
-async fn dispatch(cli: Cli) -> Result<u8, Failure> {
+async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
     let environment = match cli.command {
         #[cfg(feature = "emulator")]
         Command::Emulator(_) | Command::Demo { .. } => Environment::process(),
@@ -526,9 +531,12 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 activations
             };
             if dry_run {
-                let mut worst = 0;
+                let mut worst = Exit::Ok;
                 for name in &names {
-                    worst = worst.max(commands::preview::preview(&ctx, name, limit, json).await?);
+                    let code = commands::preview::preview(&ctx, name, limit, json).await?;
+                    if code.severity() > worst.severity() {
+                        worst = code;
+                    }
                 }
                 return Ok(worst);
             }
@@ -569,15 +577,10 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Init { dir } => commands::init::init(&dir),
         Command::Schema { kind } => {
-            use retl_engine::config::schema::{SchemaKind, all, schema};
-            let value = match kind.as_deref() {
-                Some("destination") => schema(SchemaKind::Destination),
-                Some("activation") => schema(SchemaKind::Activation),
-                Some("targets") => schema(SchemaKind::Targets),
-                _ => all(),
-            };
+            use retl_engine::config::schema::{all, schema};
+            let value = kind.map_or_else(all, schema);
             println!("{}", serde_json::to_string_pretty(&value)?);
-            Ok(0)
+            Ok(Exit::Ok)
         }
         Command::Check { activations, json } => {
             commands::check::check(&ctx, &activations, json).await
@@ -601,15 +604,24 @@ fn parse_since(text: &str) -> Result<std::time::Duration, String> {
         .ok_or_else(|| format!("`{text}` is not a duration: write e.g. 30m, 12h, 2d or 1w"))
 }
 
+/// `retl schema`'s KIND: one of `SchemaKind::CHOICES`, parsed.
+fn schema_kind()
+-> impl clap::builder::TypedValueParser<Value = retl_engine::config::schema::SchemaKind> {
+    clap::builder::TypedValueParser::map(
+        clap::builder::PossibleValuesParser::new(retl_engine::config::schema::SchemaKind::CHOICES),
+        |kind| kind.parse().expect("one of the choices"),
+    )
+}
+
 /// The exit code of a finished run.
-pub(crate) fn exit_code(finished: &Finished) -> Result<u8, Failure> {
+pub(crate) fn exit_code(finished: &Finished) -> Result<Exit, Failure> {
     if let Some(failure) = &finished.failure {
         let code = if failure.is_refused() {
-            5
+            Exit::Refused
         } else if failure.is_config() {
-            2
+            Exit::Config
         } else {
-            1
+            Exit::Failed
         };
         return Err(Failure {
             code,
@@ -617,7 +629,11 @@ pub(crate) fn exit_code(finished: &Finished) -> Result<u8, Failure> {
         });
     }
     if finished.summary.status == RunStatus::Interrupted {
-        return Ok(130);
+        return Ok(Exit::Interrupted);
     }
-    Ok(if finished.needs_attention() { 3 } else { 0 })
+    Ok(if finished.needs_attention() {
+        Exit::Attention
+    } else {
+        Exit::Ok
+    })
 }

@@ -148,6 +148,58 @@ impl Problem {
     }
 }
 
+/// Declares an enum whose every spelling is one and the same: the
+/// configuration value it is read from, the text it is written as (JSON, the
+/// database, messages), `--help` and the JSON Schema's choices all come from
+/// its `= "text"`. It derives `serde`'s traits (the calling crate depends on
+/// `serde`) and gives `ALL`, `CHOICES`, `as_str`, `Display` and `FromStr`
+/// (whose error lists the choices).
+#[macro_export]
+macro_rules! spelled {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize)]
+        $vis enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// Every spelling, in declaration order.
+            pub const CHOICES: &'static [&'static str] = &[$($text,)+];
+
+            /// Its one spelling.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = String;
+
+            fn from_str(s: &str) -> ::std::result::Result<Self, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!(
+                        "`{other}` is not one of: {}",
+                        $name::CHOICES.join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
 /// A connection URL with its password replaced by `***`, for messages and
 /// logs (configuration holds URLs; no component prints one unmasked).
 ///

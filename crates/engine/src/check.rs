@@ -181,7 +181,7 @@ pub async fn check_activation(
     let skip = activation.first_run == FirstRun::SkipExisting;
     check.first_run = Some(FirstRunCheck {
         pending,
-        mode: if skip { "skip_existing" } else { "send_all" },
+        mode: activation.first_run.as_str(),
         rows: inspection.rows,
         would_send: inspection.rows.map(|n| if skip { 0 } else { n }),
     });

@@ -2,60 +2,14 @@
 //! decision; its vocabulary (statuses, outcomes, counts) and its writes.
 //! Searching it is `search.rs`'s; the cursors beside it, `cursor.rs`'s.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
 use crate::db::on;
 use crate::{Error, Fenced, Result, RunFilter, State};
 
-/// Declares a state enum whose serde and database spellings are one and the same.
-macro_rules! spelled {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        pub enum $name {
-            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+
-        }
-
-        impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
-
-            /// The spelling stored in the database and used in JSON.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text,)+
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = String;
-
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    other => Err(format!(
-                        "`{other}` is not one of: {}",
-                        [$($text),+].join(", ")
-                    )),
-                }
-            }
-        }
-    };
-}
-
-spelled! {
+retl_config::spelled! {
     /// Where a run stands.
-    RunStatus {
+    pub enum RunStatus {
         /// Under way (or killed before it could say otherwise; see `Abandoned`).
         Running = "running",
         /// Every row read has its outcome.
@@ -70,9 +24,9 @@ spelled! {
     }
 }
 
-spelled! {
+retl_config::spelled! {
     /// What happened to one row of a run, as its run-log row says.
-    RowOutcome {
+    pub enum RowOutcome {
         /// Trustpilot accepted the invitation.
         Sent = "sent",
         /// Bad data (retl's validation or Trustpilot's verdict), with the reason.
@@ -395,10 +349,11 @@ impl State {
     pub async fn sent_since(&self, activation: &str, since: &str) -> Result<u64> {
         let (n,): (i64,) = on!(self.db.executor(), |c| sqlx::query_as(
             "SELECT COUNT(*) FROM run_rows r JOIN runs u ON u.run_id = r.run_id
-             WHERE u.activation = $1 AND r.outcome = 'sent' AND r.at >= $2"
+             WHERE u.activation = $1 AND r.outcome = $3 AND r.at >= $2"
         )
         .bind(activation)
         .bind(since)
+        .bind(RowOutcome::Sent.as_str())
         .fetch_one(c)
         .await)
         .map_err(Error::db("count today's sends"))?;
@@ -409,11 +364,12 @@ impl State {
     /// newest first (what the surge guard compares a run with).
     pub async fn recent_sent(&self, activation: &str, n: u32) -> Result<Vec<u64>> {
         let rows: Vec<(String,)> = on!(self.db.executor(), |c| sqlx::query_as(
-            "SELECT counts FROM runs WHERE activation = $1 AND status = 'completed'
+            "SELECT counts FROM runs WHERE activation = $1 AND status = $3
              ORDER BY started_at DESC, run_id DESC LIMIT $2"
         )
         .bind(activation)
         .bind(i64::from(n))
+        .bind(RunStatus::Completed.as_str())
         .fetch_all(c)
         .await)
         .map_err(Error::db("read runs"))?;
@@ -432,9 +388,10 @@ impl State {
     /// Whether `activation` has a completed run (its first run is over).
     pub async fn has_completed_run(&self, activation: &str) -> Result<bool> {
         let any: Option<(i64,)> = on!(self.db.executor(), |c| sqlx::query_as(
-            "SELECT CAST(1 AS BIGINT) FROM runs WHERE activation = $1 AND status = 'completed' LIMIT 1"
+            "SELECT CAST(1 AS BIGINT) FROM runs WHERE activation = $1 AND status = $2 LIMIT 1"
         )
         .bind(activation)
+        .bind(RunStatus::Completed.as_str())
         .fetch_optional(c)
         .await)
         .map_err(Error::db("read runs"))?;
@@ -476,12 +433,13 @@ impl Fenced {
     pub async fn abandon_stale_runs(&mut self) -> Result<u64> {
         let stale: Vec<(String,)> = on!(self.tx.executor(), |c| {
             sqlx::query_as(
-            "SELECT run_id FROM runs WHERE activation = $1 AND status = 'running' AND run_id <> $2"
-        )
-        .bind(&self.activation)
-        .bind(&self.run_id)
-        .fetch_all(c)
-        .await
+                "SELECT run_id FROM runs WHERE activation = $1 AND status = $3 AND run_id <> $2",
+            )
+            .bind(&self.activation)
+            .bind(&self.run_id)
+            .bind(RunStatus::Running.as_str())
+            .fetch_all(c)
+            .await
         })
         .map_err(Error::db("find abandoned runs"))?;
         for (run_id,) in &stale {
@@ -518,13 +476,14 @@ impl Fenced {
                 counts.new += n;
             }
             on!(self.tx.executor(), |c| sqlx::query(
-                "UPDATE runs SET status = 'abandoned', finished_at = $2, counts = $3,
+                "UPDATE runs SET status = $4, finished_at = $2, counts = $3,
                         error = 'the run stopped without closing its record (killed, its lease lost, or its machine failed); its counts are the rows it logged'
                  WHERE run_id = $1"
             )
             .bind(run_id)
             .bind(&self.now)
             .bind(counts_json(&counts))
+            .bind(RunStatus::Abandoned.as_str())
             .execute(c)
             .await
             .map(|_| ()))
@@ -554,10 +513,11 @@ impl Fenced {
     /// Writes the counts of the run so far (a running run's live counts).
     pub async fn update_counts(&mut self, counts: &Counts) -> Result<()> {
         on!(self.tx.executor(), |c| sqlx::query(
-            "UPDATE runs SET counts = $2 WHERE run_id = $1 AND status = 'running'"
+            "UPDATE runs SET counts = $2 WHERE run_id = $1 AND status = $3"
         )
         .bind(&self.run_id)
         .bind(counts_json(counts))
+        .bind(RunStatus::Running.as_str())
         .execute(c)
         .await
         .map(|_| ()))
@@ -573,19 +533,21 @@ impl Fenced {
         on!(self.tx.executor(), |c| sqlx::query(
             "DELETE FROM run_rows WHERE run_id IN (
                 SELECT run_id FROM runs
-                WHERE activation = $1 AND started_at < $2 AND status <> 'running')"
+                WHERE activation = $1 AND started_at < $2 AND status <> $3)"
         )
         .bind(&self.activation)
         .bind(before)
+        .bind(RunStatus::Running.as_str())
         .execute(c)
         .await
         .map(|_| ()))
         .map_err(prune)?;
         let gone = on!(self.tx.executor(), |c| sqlx::query(
-            "DELETE FROM runs WHERE activation = $1 AND started_at < $2 AND status <> 'running'"
+            "DELETE FROM runs WHERE activation = $1 AND started_at < $2 AND status <> $3"
         )
         .bind(&self.activation)
         .bind(before)
+        .bind(RunStatus::Running.as_str())
         .execute(c)
         .await
         .map(|r| r.rows_affected()))

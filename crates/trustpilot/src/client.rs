@@ -40,6 +40,19 @@ impl Default for Endpoints {
     }
 }
 
+retl_config::spelled! {
+    /// Which OAuth grant a destination uses (`auth.grant`): the spelling of
+    /// [`Grant`] in the configuration and in the token request's `grant_type`.
+    #[derive(Default)]
+    pub enum GrantKind {
+        /// The server grant (the default).
+        #[default]
+        ClientCredentials = "client_credentials",
+        /// A business user's login (deprecated by Trustpilot, still served).
+        Password = "password",
+    }
+}
+
 /// How the access token is obtained.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Grant {
@@ -380,9 +393,11 @@ impl Client {
                 ("grant_type", "refresh_token"),
                 ("refresh_token", refresh.expose()),
             ],
-            (None, Grant::ClientCredentials { .. }) => vec![("grant_type", "client_credentials")],
+            (None, Grant::ClientCredentials { .. }) => {
+                vec![("grant_type", GrantKind::ClientCredentials.as_str())]
+            }
             (None, Grant::Password { username, password }) => vec![
-                ("grant_type", "password"),
+                ("grant_type", GrantKind::Password.as_str()),
                 ("username", username),
                 ("password", password.expose()),
             ],

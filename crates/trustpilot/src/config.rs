@@ -16,6 +16,7 @@ use retl_mapping::Overlay as _;
 
 pub use crate::schema::{destination_schema, target_schema};
 
+use crate::GrantKind;
 use crate::{
     ClientConfig, Credentials, Endpoints, Field, Grant, InvitationType, ProductSettings,
     RateWindow, Secret, ServiceSettings, Settings, TagsMode,
@@ -80,14 +81,16 @@ impl Default for RetryPolicy {
     }
 }
 
-/// What an activation creates per new row (`target.kind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TargetKind {
-    /// An email invitation Trustpilot sends (`email_invitation`, the default).
-    #[default]
-    EmailInvitation,
-    /// An invitation link the business sends itself (`invitation_link`).
-    InvitationLink,
+retl_config::spelled! {
+    /// What an activation creates per new row (`target.kind`).
+    #[derive(Default)]
+    pub enum TargetKind {
+        /// An email invitation Trustpilot sends (the default).
+        #[default]
+        EmailInvitation = "email_invitation",
+        /// An invitation link the business sends itself.
+        InvitationLink = "invitation_link",
+    }
 }
 
 impl Destination {
@@ -400,9 +403,12 @@ fn read_retry(r: &mut Reader<'_>, node: &Node<'_>) -> RetryPolicy {
 
 fn read_auth(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Credentials> {
     let map = r.map(node, "auth", AUTH_KEYS)?;
-    let grant = match map.get("grant") {
-        Some(node) => r.choice(node, "auth.grant", &["client_credentials", "password"])?,
-        None => "client_credentials".to_owned(),
+    let grant: GrantKind = match map.get("grant") {
+        Some(node) => r
+            .choice(node, "auth.grant", GrantKind::CHOICES)?
+            .parse()
+            .ok()?,
+        None => GrantKind::default(),
     };
     let mut required = |key: &str| -> Option<String> {
         match map.get(key) {
@@ -429,7 +435,7 @@ fn read_auth(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Credentials> {
     };
     let api_key = required("api_key");
     let api_secret = required("api_secret");
-    let grant = if grant == "password" {
+    let grant = if grant == GrantKind::Password {
         let username = required("username");
         let password = required("password");
         Grant::Password {
@@ -563,19 +569,11 @@ fn read_settings(
     let mut settings = Settings::default();
     if let Some(kind) = kind
         && let Some(node) = map.get("kind")
+        && let Some(chosen) = r
+            .choice(node, &join(path, "kind"), TargetKind::CHOICES)
+            .and_then(|text| text.parse().ok())
     {
-        match r
-            .choice(
-                node,
-                &join(path, "kind"),
-                &["email_invitation", "invitation_link"],
-            )
-            .as_deref()
-        {
-            Some("invitation_link") => *kind = TargetKind::InvitationLink,
-            Some(_) => *kind = TargetKind::EmailInvitation,
-            None => {}
-        }
+        *kind = chosen;
     }
     if let Some(node) = map.get("send_delay") {
         settings.send_delay = r.duration(node, &join(path, "send_delay"));
@@ -599,14 +597,8 @@ fn read_settings(
     }
     if let Some(node) = map.get("tags_mode") {
         settings.tags_mode = r
-            .choice(node, &join(path, "tags_mode"), &TagsMode::CHOICES)
-            .map(|mode| {
-                if mode == "replace" {
-                    TagsMode::Replace
-                } else {
-                    TagsMode::Append
-                }
-            });
+            .choice(node, &join(path, "tags_mode"), TagsMode::CHOICES)
+            .and_then(|mode| mode.parse().ok());
     }
     for (key, value) in [
         ("sender_email", &settings.sender_email),
@@ -636,9 +628,9 @@ fn read_settings(
             .choice(
                 node,
                 &join(path, "invitation_type"),
-                &InvitationType::CHOICES,
+                InvitationType::CHOICES,
             )
-            .and_then(|v| InvitationType::parse(&v));
+            .and_then(|v| v.parse().ok());
     }
     if let Some(node) = map.get("service") {
         settings.service = read_service(r, node, &join(path, "service")).unwrap_or_default();

@@ -47,8 +47,8 @@ mod settings;
 mod token;
 
 pub use client::{
-    Accepted, Client, ClientConfig, Credentials, Endpoints, Grant, LinkCreated, RequestObserver,
-    Template, Ticket, observe_requests,
+    Accepted, Client, ClientConfig, Credentials, Endpoints, Grant, GrantKind, LinkCreated,
+    RequestObserver, Template, Ticket, observe_requests,
 };
 pub use config::{Destination, RetryPolicy, Target, TargetKind};
 pub use error::{ApiError, Body, Error, ErrorClass, Result};

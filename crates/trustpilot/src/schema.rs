@@ -19,7 +19,7 @@ pub fn destination_schema() -> Value {
         "auth" => {
             let auth = |key: &str| match key {
                 "grant" => choice(
-                    &["client_credentials", "password"],
+                    crate::GrantKind::CHOICES,
                     "how the token is obtained (default client_credentials)",
                 ),
                 "api_key" => string("the API key"),
@@ -120,7 +120,7 @@ fn settings_schema(keys: &[&str], product_keys: &[&str], description: &str) -> V
     let property = |key: &str| match key {
         "business_unit_id" => string("the business unit invitations are created for"),
         "invitation_type" => choice(
-            &InvitationType::CHOICES,
+            InvitationType::CHOICES,
             "service (default), product or both",
         ),
         "service" => object(
@@ -166,11 +166,11 @@ fn settings_schema(keys: &[&str], product_keys: &[&str], description: &str) -> V
         "locale" => string("xx-YY, e.g. en-US (en_US is accepted)"),
         "send_delay" => duration("send this long after the run, e.g. 30m, 12h, 3d, 1w"),
         "kind" => choice(
-            &["email_invitation", "invitation_link"],
+            crate::TargetKind::CHOICES,
             "what each row creates (default email_invitation)",
         ),
         "tags_mode" => choice(
-            &TagsMode::CHOICES,
+            TagsMode::CHOICES,
             "append (default): the row's tags add to service.tags; replace: they replace them",
         ),
         other => unreachable!("settings key `{other}` has no schema"),

@@ -3,37 +3,25 @@
 //! Both layers have the same shape; [`Settings::overlay`] lays the activation's
 //! target over the destination's defaults, key by key.
 
-use std::fmt;
 use std::fmt::Write as _;
 
 use retl_mapping::{Overlay, pick};
 
-/// Which review invitations a row produces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum InvitationType {
-    /// A service review invitation only (the default).
-    #[default]
-    Service,
-    /// A product review invitation only.
-    Product,
-    /// Both a service and a product review invitation, in one email.
-    Both,
+retl_config::spelled! {
+    /// Which review invitations a row produces.
+    #[derive(Default)]
+    pub enum InvitationType {
+        /// A service review invitation only (the default).
+        #[default]
+        Service = "service",
+        /// A product review invitation only.
+        Product = "product",
+        /// Both a service and a product review invitation, in one email.
+        Both = "both",
+    }
 }
 
 impl InvitationType {
-    /// The accepted configuration values.
-    pub const CHOICES: [&'static str; 3] = ["service", "product", "both"];
-
-    /// Parses a configuration value (`service`, `product`, `both`).
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "service" => Some(Self::Service),
-            "product" => Some(Self::Product),
-            "both" => Some(Self::Both),
-            _ => None,
-        }
-    }
-
     /// Whether the invitation carries a service review block.
     pub fn has_service(self) -> bool {
         matches!(self, Self::Service | Self::Both)
@@ -45,29 +33,16 @@ impl InvitationType {
     }
 }
 
-impl fmt::Display for InvitationType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Service => "service",
-            Self::Product => "product",
-            Self::Both => "both",
-        })
+retl_config::spelled! {
+    /// How a row's tags combine with the tags of the settings (`target.tags_mode`).
+    #[derive(Default)]
+    pub enum TagsMode {
+        /// The row's tags are added to the settings' tags (the default).
+        #[default]
+        Append = "append",
+        /// The row's tags, when it has any, replace the settings' tags.
+        Replace = "replace",
     }
-}
-
-/// How a row's tags combine with the tags of the settings (`target.tags_mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TagsMode {
-    /// The row's tags are added to the settings' tags (`append`, the default).
-    #[default]
-    Append,
-    /// The row's tags, when it has any, replace the settings' tags (`replace`).
-    Replace,
-}
-
-impl TagsMode {
-    /// The accepted configuration values.
-    pub const CHOICES: [&'static str; 2] = ["append", "replace"];
 }
 
 /// The `service:` block of defaults or target.
@@ -198,8 +173,8 @@ mod tests {
 
     #[test]
     fn invitation_type_parses_only_documented_values() {
-        assert_eq!(InvitationType::parse("both"), Some(InvitationType::Both));
-        assert_eq!(InvitationType::parse("Service"), None);
+        assert_eq!("both".parse(), Ok(InvitationType::Both));
+        assert!("Service".parse::<InvitationType>().is_err());
         assert!(InvitationType::Both.has_service() && InvitationType::Both.has_product());
         assert!(!InvitationType::Product.has_service());
     }
@@ -275,22 +250,12 @@ pub fn request_fingerprint(
             "send_delay_seconds",
             serde_json::to_string(&send_delay.map(|d| d.as_secs())).unwrap_or_default(),
         ),
-        (
-            "tags_mode",
-            text(tags_mode.map(|m| match m {
-                TagsMode::Append => "append",
-                TagsMode::Replace => "replace",
-            })),
-        ),
+        ("tags_mode", text(tags_mode.map(TagsMode::as_str))),
     ];
     let mut out = format!("retl request fingerprint {FINGERPRINT_VERSION}\n");
     for (name, value) in fields {
         let _ = writeln!(out, "{name}={value}");
     }
-    let kind = match kind {
-        crate::TargetKind::EmailInvitation => "email_invitation",
-        crate::TargetKind::InvitationLink => "invitation_link",
-    };
     let _ = writeln!(out, "kind={kind}");
     for (field, column) in mapping {
         let _ = writeln!(

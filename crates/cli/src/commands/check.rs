@@ -8,6 +8,7 @@ use retl_engine::config::{Activation, Problem, Project};
 use retl_engine::{ActivationCheck, DestinationCheck};
 use serde::Serialize;
 
+use crate::exit::Exit;
 use crate::{Ctx, Failure};
 
 /// Everything `retl check` found.
@@ -50,7 +51,7 @@ fn concerns(problem: &Problem, project: &Project, names: &[String]) -> bool {
 }
 
 /// `retl check`.
-pub(crate) async fn check(ctx: &Ctx, only: &[String], json: bool) -> Result<u8, Failure> {
+pub(crate) async fn check(ctx: &Ctx, only: &[String], json: bool) -> Result<Exit, Failure> {
     let project = ctx.project()?;
     let state = ctx.state_if_present().await?;
     let mut checked = Checked {
@@ -130,7 +131,7 @@ pub(crate) async fn check(ctx: &Ctx, only: &[String], json: bool) -> Result<u8, 
     } else {
         crate::output::print_human(&text(&checked, ctx.config_dir()));
     }
-    Ok(if checked.ok { 0 } else { 2 })
+    Ok(if checked.ok { Exit::Ok } else { Exit::Config })
 }
 
 /// The human form: what was checked, and every problem.

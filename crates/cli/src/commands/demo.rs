@@ -11,6 +11,7 @@ use retl_trustpilot_emulator::{Emulator, EmulatorConfig};
 use sqlx::ConnectOptions as _;
 use sqlx::sqlite::SqliteConnectOptions;
 
+use crate::exit::Exit;
 use crate::{Failure, exit_code, output};
 
 const FIRST_NAMES: [&str; 10] = [
@@ -102,7 +103,7 @@ async fn insert_orders(url: &str, from: u32, to: u32, bad: &[u32]) -> anyhow::Re
 
 /// `retl demo [--keep DIR]`.
 #[allow(clippy::too_many_lines)] // the demo is a script: its steps read in the order a user sees them
-pub(crate) async fn demo(keep: Option<&Path>) -> Result<u8, Failure> {
+pub(crate) async fn demo(keep: Option<&Path>) -> Result<Exit, Failure> {
     let temporary;
     let root = match keep {
         Some(dir) => {

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use retl_trustpilot_emulator::{Emulator, EmulatorConfig};
 
 use crate::Failure;
+use crate::exit::Exit;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct EmulatorArgs {
@@ -104,7 +105,7 @@ fn parse_fault(text: &str) -> Result<(retl_trustpilot_emulator::Fault, f64), Str
 }
 
 /// `retl emulator`.
-pub(crate) async fn emulator(args: EmulatorArgs) -> Result<u8, Failure> {
+pub(crate) async fn emulator(args: EmulatorArgs) -> Result<Exit, Failure> {
     let mut shares = retl_trustpilot_emulator::FaultShares {
         burst: args.fault_burst,
         seed: args.fault_seed,
@@ -145,7 +146,7 @@ pub(crate) async fn emulator(args: EmulatorArgs) -> Result<u8, Failure> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
 /// What the emulator says when it starts: where it is and what it accepts.

@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use crate::Failure;
+use crate::exit::Exit;
 
 /// The files `init` writes, under `DIR/configs/`.
 const FILES: [(&str, &str); 3] = [
@@ -24,7 +25,7 @@ const FILES: [(&str, &str); 3] = [
 ];
 
 /// `retl init`.
-pub(crate) fn init(dir: &Path) -> Result<u8, Failure> {
+pub(crate) fn init(dir: &Path) -> Result<Exit, Failure> {
     let configs = dir.join("configs");
     let existing: Vec<String> = FILES
         .iter()
@@ -60,5 +61,5 @@ Next:
        retl --config-dir {config_dir} --target emulator run orders
      then with --target prod against Trustpilot."
     );
-    Ok(0)
+    Ok(Exit::Ok)
 }

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use retl_engine::Preview;
 
+use crate::exit::Exit;
 use crate::{Ctx, Failure};
 
 /// `retl preview`.
@@ -12,7 +13,7 @@ pub(crate) async fn preview(
     name: &str,
     limit: Option<u64>,
     json: bool,
-) -> Result<u8, Failure> {
+) -> Result<Exit, Failure> {
     let project = ctx.load(name)?;
     let (activation, destination) = project.activation(name)?;
     // A state database that does not exist yet is not created for a preview:
@@ -36,7 +37,7 @@ pub(crate) async fn preview(
     } else {
         crate::output::print_human(&render(&preview));
     }
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
 /// A scratch state file in the temporary directory, removed when dropped.

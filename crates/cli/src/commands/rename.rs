@@ -2,13 +2,14 @@
 
 use std::time::Duration;
 
+use crate::exit::Exit;
 use crate::{Ctx, Failure};
 
 /// How long the two leases last while the history moves (one transaction).
 const LEASE: Duration = Duration::from_mins(1);
 
 /// `retl rename`.
-pub(crate) async fn rename(ctx: &Ctx, old: &str, new: &str, json: bool) -> Result<u8, Failure> {
+pub(crate) async fn rename(ctx: &Ctx, old: &str, new: &str, json: bool) -> Result<Exit, Failure> {
     if old == new {
         return Err(Failure::usage(anyhow::anyhow!(
             "`{old}` and `{new}` are one name: nothing to move"
@@ -40,5 +41,5 @@ pub(crate) async fn rename(ctx: &Ctx, old: &str, new: &str, json: bool) -> Resul
             );
         }
     }
-    Ok(0)
+    Ok(Exit::Ok)
 }

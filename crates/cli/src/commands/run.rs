@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use retl_engine::config::Destination;
 
+use crate::exit::Exit;
 use crate::{Ctx, Failure, exit_code, output};
 
 /// How long requests under way may take after an interrupt: one request's timeout and 5 s.
@@ -51,20 +52,9 @@ pub(crate) struct RunArgs {
     pub key_flush_rows: Option<usize>,
 }
 
-/// Exit codes from the least to the most serious: the exit code of several
-/// runs is the most serious of theirs.
-const SEVERITY: [u8; 7] = [0, 3, 130, 4, 5, 2, 1];
-
-fn severity(code: u8) -> usize {
-    SEVERITY
-        .iter()
-        .position(|c| *c == code)
-        .unwrap_or(SEVERITY.len())
-}
-
 /// `retl run A [B …]` (or `--all`): the runs go at once, in this process, so
 /// activations that share an API key share its rate limiter and token.
-pub(crate) async fn run(ctx: &Ctx, names: &[String], args: &RunArgs) -> Result<u8, Failure> {
+pub(crate) async fn run(ctx: &Ctx, names: &[String], args: &RunArgs) -> Result<Exit, Failure> {
     if names.is_empty() {
         return Err(Failure::usage(anyhow::anyhow!(
             "no activation to run (the configuration directory has none)"
@@ -108,7 +98,7 @@ pub(crate) async fn run(ctx: &Ctx, names: &[String], args: &RunArgs) -> Result<u
     });
     let results = futures::future::join_all(runs).await;
     signals.abort();
-    let mut worst: Result<u8, Failure> = Ok(0);
+    let mut worst: Result<Exit, Failure> = Ok(Exit::Ok);
     for result in results {
         let code = match result {
             Ok(finished) => {
@@ -126,9 +116,9 @@ pub(crate) async fn run(ctx: &Ctx, names: &[String], args: &RunArgs) -> Result<u
             }
             Err(failure) => return Err(failure),
         };
-        let rank = |r: &Result<u8, Failure>| match r {
-            Ok(code) => severity(*code),
-            Err(f) => severity(f.code),
+        let rank = |r: &Result<Exit, Failure>| match r {
+            Ok(code) => code.severity(),
+            Err(f) => f.code.severity(),
         };
         if rank(&code) > rank(&worst) {
             worst = code;

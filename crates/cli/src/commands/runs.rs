@@ -2,10 +2,11 @@
 
 use retl_state::{RowOutcome, RunFilter, RunMatch, State};
 
+use crate::exit::Exit;
 use crate::{Ctx, Failure, RunsCommand, exit_code, output};
 
 /// `retl runs …`.
-pub(crate) async fn runs(ctx: &Ctx, command: RunsCommand) -> Result<u8, Failure> {
+pub(crate) async fn runs(ctx: &Ctx, command: RunsCommand) -> Result<Exit, Failure> {
     let state = ctx.state().await?;
     match command {
         RunsCommand::List {
@@ -95,7 +96,7 @@ pub(crate) async fn runs(ctx: &Ctx, command: RunsCommand) -> Result<u8, Failure>
             return resend(ctx, &state, &run_id, outcome, yes, json).await;
         }
     }
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
 /// The one run a person's run id names (see [`State::match_run`]).
@@ -126,7 +127,7 @@ async fn resend(
     outcome: RowOutcome,
     yes: bool,
     json: bool,
-) -> Result<u8, Failure> {
+) -> Result<Exit, Failure> {
     let run_id = &resend_id(state, run_id).await?;
     let Some(summary) = state.run(run_id).await? else {
         return Err(Failure::usage(anyhow::anyhow!(
@@ -141,7 +142,7 @@ async fn resend(
         .count();
     if logged == 0 {
         println!("run {run_id} has no {outcome} rows: nothing to resend");
-        return Ok(0);
+        return Ok(Exit::Ok);
     }
     let project = ctx.load(&summary.activation)?;
     let (activation, destination) = project.activation(&summary.activation)?;
@@ -162,7 +163,7 @@ async fn resend(
         std::io::stdin().lock().read_line(&mut answer)?;
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
             println!("nothing resent");
-            return Ok(0);
+            return Ok(Exit::Ok);
         }
     }
     let options = retl_engine::RunOptions {

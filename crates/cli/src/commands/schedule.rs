@@ -22,6 +22,7 @@ use retl_engine::config::{Activation, Destination, Project};
 use retl_state::{RunStatus, State};
 
 use super::web::{self, Metrics};
+use crate::exit::Exit;
 use crate::{Ctx, Failure, notice};
 
 /// The flags of `retl schedule`.
@@ -53,7 +54,7 @@ struct Entry {
 
 /// `retl schedule`.
 #[allow(clippy::too_many_lines)] // the daemon's one loop: starting due runs, waiting, reloading and stopping share its state
-pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<u8, Failure> {
+pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<Exit, Failure> {
     if !args.listen.ip().is_loopback() && !args.listen_public {
         return Err(Failure::usage(anyhow::anyhow!(
             "--listen {} is not a loopback address: the run-log page and the API have no authentication. Add --listen-public to serve it anyway",
@@ -189,7 +190,7 @@ pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<u8, Failu
     stop.abort();
     server.abort();
     notice("retl schedule: stopped");
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
 /// Records a finished run in the metrics and says how it went; returns its start.

@@ -2,6 +2,7 @@
 
 use retl_engine::config::{ConfigErrors, Problem};
 
+use crate::exit::Exit;
 use crate::{Ctx, Failure, output};
 
 /// `retl templates`.
@@ -10,7 +11,7 @@ pub(crate) async fn templates(
     name: &str,
     business_unit: Option<String>,
     json: bool,
-) -> Result<u8, Failure> {
+) -> Result<Exit, Failure> {
     let project = ctx.project()?;
     let Some(destination) = project.destinations.get(name) else {
         let mut problems = project.problems.clone();
@@ -32,5 +33,5 @@ pub(crate) async fn templates(
     } else {
         output::print_human(&output::templates_table(&templates));
     }
-    Ok(0)
+    Ok(Exit::Ok)
 }

@@ -127,14 +127,16 @@ pub struct MaxRowAge {
     pub age: std::time::Duration,
 }
 
-/// What the first run of an activation does with the rows already there (`first_run:`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FirstRun {
-    /// Send them all (`send_all`, the default).
-    #[default]
-    SendAll,
-    /// Record them as a baseline and send only rows that appear later (`skip_existing`).
-    SkipExisting,
+retl_config::spelled! {
+    /// What the first run of an activation does with the rows already there (`first_run:`).
+    #[derive(Default)]
+    pub enum FirstRun {
+        /// Send them all (the default).
+        #[default]
+        SendAll = "send_all",
+        /// Record them as a baseline and send only rows that appear later.
+        SkipExisting = "skip_existing",
+    }
 }
 
 /// An activation (`activations/*.yaml`): one source, one destination, one mapping.
@@ -181,10 +183,7 @@ impl Activation {
             retl_source::Model::Query(query) => format!("query {}", query.trim()),
         };
         let kind = match &self.delivery {
-            Delivery::Trustpilot { target, .. } => match target.kind {
-                retl_trustpilot::TargetKind::EmailInvitation => "email_invitation",
-                retl_trustpilot::TargetKind::InvitationLink => "invitation_link",
-            },
+            Delivery::Trustpilot { target, .. } => target.kind.as_str(),
         };
         let text = format!(
             "retl source identity 1\n{}\n{model}\n{}\n{}\n{kind}",
@@ -524,16 +523,11 @@ fn read_activation(
         }
         _ => None,
     };
-    let first_run = match map.get("first_run") {
-        Some(node) => match r
-            .choice(node, "first_run", &["send_all", "skip_existing"])
-            .as_deref()
-        {
-            Some("skip_existing") => FirstRun::SkipExisting,
-            _ => FirstRun::SendAll,
-        },
-        None => FirstRun::SendAll,
-    };
+    let first_run = map
+        .get("first_run")
+        .and_then(|node| r.choice(node, "first_run", FirstRun::CHOICES))
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_default();
     let writeback = map
         .get("writeback")
         .and_then(|node| read_writeback(r, node));

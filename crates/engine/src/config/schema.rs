@@ -11,20 +11,16 @@ use serde_json::{Value, json};
 
 use super::{ACTIVATION_KEYS, MAX_ROW_AGE_KEYS, WRITEBACK_KEYS};
 
-/// Which file a schema describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SchemaKind {
-    /// `destinations/*.yaml`.
-    Destination,
-    /// `activations/*.yaml`.
-    Activation,
-    /// `targets.yaml`.
-    Targets,
-}
-
-impl SchemaKind {
-    /// The accepted names.
-    pub const CHOICES: [&'static str; 3] = ["destination", "activation", "targets"];
+retl_config::spelled! {
+    /// Which file a schema describes.
+    pub enum SchemaKind {
+        /// `destinations/*.yaml`.
+        Destination = "destination",
+        /// `activations/*.yaml`.
+        Activation = "activation",
+        /// `targets.yaml`.
+        Targets = "targets",
+    }
 }
 
 fn document(title: &str, mut schema: Value) -> Value {
@@ -130,7 +126,7 @@ fn activation() -> Value {
             &[],
         ),
         "first_run" => choice(
-            &["send_all", "skip_existing"],
+            super::FirstRun::CHOICES,
             "what the first run does with the rows already there (default send_all)",
         ),
         other => unreachable!("activation key `{other}` has no schema"),
