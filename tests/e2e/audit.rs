@@ -831,4 +831,24 @@ fn rows_rejected_before_the_upgrade_stay_rejected() {
         0,
         "no request for a row rejected before the upgrade"
     );
+    // The earlier run's log reads as it did: Trustpilot's answers carried
+    // over from the old columns into the neutral ones.
+    let (_, runs, _) = super::json(&world, &["runs", "list", "--json"]);
+    let first = runs.as_array().unwrap().last().unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let log = world.show(&first);
+    let refused = log["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["status_code"] == 400)
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(refused["error_code"], "1001", "{refused}");
+    assert!(refused["correlation_id"].as_str().is_some(), "{refused}");
+    let sent = row_with(&log, "sent");
+    assert_eq!(sent["status_code"], 202, "{sent}");
+    assert!(sent.get("invitation_id").is_some(), "{sent}");
+    assert!(sent.get("link_url").is_some(), "{sent}");
 }

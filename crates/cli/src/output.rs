@@ -214,7 +214,7 @@ pub fn found(query: &str, rows: &[retl_state::FoundRow]) -> String {
     let rows: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            let answer = match (r.row.status_code, &r.row.invitation_id) {
+            let answer = match (r.row.details.status, &r.row.external_id) {
                 (Some(code), Some(id)) => format!("HTTP {code}, id {id}"),
                 (Some(code), None) => format!("HTTP {code}"),
                 _ => String::new(),

@@ -57,7 +57,7 @@ pub use error::{Error, Result};
 pub use lease::{Fenced, Lease};
 pub use ledger::{Outcome, Recovered};
 use retl_config::redact_url;
-pub use runs::{Counts, RowLog, RowOutcome, RunStatus, RunSummary};
+pub use runs::{Counts, Details, RowLog, RowOutcome, RunStatus, RunSummary};
 pub use search::{FoundRow, RunFilter, RunMatch};
 pub use segments::{Lookup, MAX_BLOCKS};
 pub use sources::Renamed;

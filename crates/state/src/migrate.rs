@@ -51,6 +51,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 6,
         description: "activation_sources: which source each activation reads, to catch a renamed activation",
     },
+    Migration {
+        version: 7,
+        description: "run_rows: a destination's answer as external_id and details, not Trustpilot's columns",
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -201,6 +205,7 @@ async fn apply(tx: &mut Tx, version: i64) -> Result<()> {
             )
             .await
         }
+        7 => v7(tx).await,
         3 => {
             for statement in [
                 "CREATE INDEX IF NOT EXISTS run_rows_by_reference ON run_rows (reference)",
@@ -213,6 +218,43 @@ async fn apply(tx: &mut Tx, version: i64) -> Result<()> {
         }
         other => unreachable!("migration {other} is listed but has no body"),
     }
+}
+
+/// Version 7: the run log keeps a destination's answer in neutral columns,
+/// `external_id` (the id of what it created) and `details` (JSON: `status`,
+/// `error_code`, `correlation_id`, `url`), instead of Trustpilot's
+/// `status_code`, `error_code`, `correlation_id`, `invitation_id`,
+/// `link_url`. Old rows are carried over, then those columns dropped.
+async fn v7(tx: &mut Tx) -> Result<()> {
+    let object = if matches!(tx, Tx::Postgres(_)) {
+        "CAST(json_strip_nulls(json_build_object('status', status_code, 'error_code', error_code,
+              'correlation_id', correlation_id, 'url', link_url)) AS TEXT)"
+    } else {
+        "json_object('status', status_code, 'error_code', error_code,
+              'correlation_id', correlation_id, 'url', link_url)"
+    };
+    exec(tx, "ALTER TABLE run_rows ADD COLUMN external_id TEXT").await?;
+    exec(tx, "ALTER TABLE run_rows ADD COLUMN details TEXT").await?;
+    exec(
+        tx,
+        &format!(
+            "UPDATE run_rows SET external_id = invitation_id,
+                details = CASE WHEN status_code IS NULL AND error_code IS NULL
+                                    AND correlation_id IS NULL AND link_url IS NULL
+                               THEN NULL ELSE {object} END"
+        ),
+    )
+    .await?;
+    for column in [
+        "status_code",
+        "error_code",
+        "correlation_id",
+        "invitation_id",
+        "link_url",
+    ] {
+        exec(tx, &format!("ALTER TABLE run_rows DROP COLUMN {column}")).await?;
+    }
+    Ok(())
 }
 
 /// Version 1: the tables of the first releases. Written with `IF NOT EXISTS`,

@@ -139,16 +139,77 @@ pub struct RowLog {
     pub outcome: RowOutcome,
     /// Why, for anything but `sent`.
     pub reason: Option<String>,
-    /// The HTTP status of Trustpilot's last answer, if any.
-    pub status_code: Option<u16>,
-    /// Trustpilot's `errorCode`.
+    /// The destination's id for what it created (an invitation, a link), if
+    /// it gave one. In JSON: `invitation_id`, as the run log always said.
+    #[serde(rename = "invitation_id")]
+    pub external_id: Option<String>,
+    /// What the destination answered (stored as one JSON text).
+    #[serde(flatten)]
+    pub details: Details,
+}
+
+/// What a destination answered for a row, kept in the run log: every
+/// destination's answer has these, or some of them. In JSON they keep the
+/// names the run log always gave them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Details {
+    /// The HTTP status of the last answer, if any.
+    #[serde(rename = "status_code")]
+    pub status: Option<u16>,
+    /// The destination's own error code.
     pub error_code: Option<String>,
-    /// Trustpilot's `correlationId`.
+    /// The id its support asks for.
     pub correlation_id: Option<String>,
-    /// An id Trustpilot returned for the invitation (or link), if any.
-    pub invitation_id: Option<String>,
-    /// The invitation link's URL (`target.kind: invitation_link`).
-    pub link_url: Option<String>,
+    /// A URL it created (an invitation link).
+    #[serde(rename = "link_url")]
+    pub url: Option<String>,
+}
+
+/// [`Details`] as the `run_rows.details` column stores them: neutral names,
+/// unset fields left out; `NULL` when there is nothing.
+#[derive(Serialize, Deserialize, Default)]
+struct StoredDetails {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+}
+
+impl Details {
+    /// The stored JSON text, `None` when nothing was answered.
+    fn to_stored(&self) -> Option<String> {
+        if *self == Details::default() {
+            return None;
+        }
+        let stored = StoredDetails {
+            status: self.status,
+            error_code: self.error_code.clone(),
+            correlation_id: self.correlation_id.clone(),
+            url: self.url.clone(),
+        };
+        serde_json::to_string(&stored).ok()
+    }
+
+    /// Reads the stored JSON text.
+    fn from_stored(text: Option<&str>) -> Result<Details> {
+        let Some(text) = text else {
+            return Ok(Details::default());
+        };
+        let stored: StoredDetails = serde_json::from_str(text).map_err(|e| Error::Corrupt {
+            what: "run-log details",
+            detail: e.to_string(),
+        })?;
+        Ok(Details {
+            status: stored.status,
+            error_code: stored.error_code,
+            correlation_id: stored.correlation_id,
+            url: stored.url,
+        })
+    }
 }
 
 impl RowLog {
@@ -164,11 +225,8 @@ impl RowLog {
             reference: reference.map(str::to_owned),
             outcome,
             reason,
-            status_code: None,
-            error_code: None,
-            correlation_id: None,
-            invitation_id: None,
-            link_url: None,
+            external_id: None,
+            details: Details::default(),
         }
     }
 }
@@ -221,11 +279,8 @@ pub(crate) struct LogRow {
     reference: Option<String>,
     outcome: String,
     reason: Option<String>,
-    status_code: Option<i64>,
-    error_code: Option<String>,
-    correlation_id: Option<String>,
-    invitation_id: Option<String>,
-    link_url: Option<String>,
+    external_id: Option<String>,
+    details: Option<String>,
 }
 
 impl TryFrom<LogRow> for RowLog {
@@ -240,11 +295,8 @@ impl TryFrom<LogRow> for RowLog {
             key: row.row_key,
             reference: row.reference,
             reason: row.reason,
-            status_code: row.status_code.and_then(|s| u16::try_from(s).ok()),
-            error_code: row.error_code,
-            correlation_id: row.correlation_id,
-            invitation_id: row.invitation_id,
-            link_url: row.link_url,
+            external_id: row.external_id,
+            details: Details::from_stored(row.details.as_deref())?,
         })
     }
 }
@@ -281,8 +333,7 @@ impl State {
     pub async fn run_rows_with(&self, run_id: &str, outcome: RowOutcome) -> Result<Vec<RowLog>> {
         let rows: Vec<LogRow> = on!(self.db.executor(), |c| {
             sqlx::query_as(
-                "SELECT row_key, reference, outcome, reason, status_code, error_code, correlation_id,
-                    invitation_id, link_url
+                "SELECT row_key, reference, outcome, reason, external_id, details
              FROM run_rows WHERE run_id = $1 AND outcome = $2 ORDER BY seq",
             )
             .bind(run_id)
@@ -298,13 +349,12 @@ impl State {
     pub async fn run_rows(&self, run_id: &str) -> Result<Vec<RowLog>> {
         let rows: Vec<LogRow> = on!(self.db.executor(), |c| {
             sqlx::query_as(
-            "SELECT row_key, reference, outcome, reason, status_code, error_code, correlation_id,
-                    invitation_id, link_url
+                "SELECT row_key, reference, outcome, reason, external_id, details
              FROM run_rows WHERE run_id = $1 ORDER BY seq",
-        )
-        .bind(run_id)
-        .fetch_all(c)
-        .await
+            )
+            .bind(run_id)
+            .fetch_all(c)
+            .await
         })
         .map_err(Error::db("read a run log"))?;
         rows.into_iter().map(RowLog::try_from).collect()
@@ -324,8 +374,7 @@ impl State {
         let after = after.unwrap_or(-1);
         let rows: Vec<PagedLogRow> = on!(self.db.executor(), |c| {
             sqlx::query_as(
-                "SELECT seq, row_key, reference, outcome, reason, status_code, error_code,
-                    correlation_id, invitation_id, link_url
+                "SELECT seq, row_key, reference, outcome, reason, external_id, details
              FROM run_rows WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
             )
             .bind(run_id)
@@ -563,9 +612,9 @@ impl Fenced {
                 detail: "overflow".to_owned(),
             })?;
             on!(self.tx.executor(), |c| sqlx::query(
-                "INSERT INTO run_rows (run_id, seq, row_key, reference, outcome, reason, status_code,
-                                       error_code, correlation_id, invitation_id, link_url, at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                "INSERT INTO run_rows (run_id, seq, row_key, reference, outcome, reason,
+                                       external_id, details, at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(&self.run_id)
             .bind(seq)
@@ -573,11 +622,8 @@ impl Fenced {
             .bind(&row.reference)
             .bind(row.outcome.as_str())
             .bind(&row.reason)
-            .bind(row.status_code.map(i64::from))
-            .bind(&row.error_code)
-            .bind(&row.correlation_id)
-            .bind(&row.invitation_id)
-            .bind(&row.link_url)
+            .bind(&row.external_id)
+            .bind(row.details.to_stored())
             .bind(&self.now)
             .execute(c)
             .await

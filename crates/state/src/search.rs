@@ -137,7 +137,7 @@ impl State {
         let hits: Vec<Hit> = on!(self.db.executor(), |c| {
             sqlx::query_as(
             "SELECT r.run_id, runs.activation, r.at, r.row_key, r.reference, r.outcome, r.reason,
-                    r.status_code, r.error_code, r.correlation_id, r.invitation_id, r.link_url
+                    r.external_id, r.details
              FROM (SELECT * FROM run_rows WHERE reference = $1
                    UNION SELECT * FROM run_rows WHERE row_key = $1) r
              JOIN runs ON runs.run_id = r.run_id

@@ -500,7 +500,8 @@ async fn render(web: &Web, q: &PageQuery) -> Result<String, String> {
                     r.row.outcome,
                     r.row.outcome,
                     r.row
-                        .status_code
+                        .details
+                        .status
                         .map(|c| format!("HTTP {c}"))
                         .unwrap_or_default(),
                     esc(r.row.reason.as_deref().unwrap_or_default()),

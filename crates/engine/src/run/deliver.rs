@@ -413,11 +413,11 @@ impl RunCtx<'_> {
         let status = match delivery {
             Attempt::Delivered(delivered) => {
                 self.counts.sent += 1;
-                log.status_code = delivered.status;
-                log.invitation_id = delivered.external_id;
+                log.details.status = delivered.status;
+                log.external_id = delivered.external_id;
                 if delivered.url.is_some() {
-                    log.link_url = delivered.url;
-                    if let Some(problem) = self.write_back(&p, log.link_url.as_deref()).await {
+                    log.details.url = delivered.url;
+                    if let Some(problem) = self.write_back(&p, log.details.url.as_deref()).await {
                         self.counts.writeback_failed += 1;
                         log.reason = Some(problem);
                     }
@@ -500,9 +500,9 @@ impl RunCtx<'_> {
         fatal: &mut Option<S::Error>,
     ) -> (Option<Status>, bool) {
         let answer = error.answer();
-        log.status_code = answer.status;
-        log.error_code = answer.error_code;
-        log.correlation_id = answer.correlation_id;
+        log.details.status = answer.status;
+        log.details.error_code = answer.error_code;
+        log.details.correlation_id = answer.correlation_id;
         log.reason = Some(error.to_string());
         match error.class() {
             Class::Rejected => {
