@@ -731,15 +731,7 @@ fn a_password_given_as_a_url_parameter_is_masked_everywhere() {
         .spawn()
         .unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(daemon.stderr.take().unwrap()));
-    let address = loop {
-        let line = lines
-            .next()
-            .expect("the daemon says where it serves")
-            .unwrap();
-        if let Some(rest) = line.split("serving http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
+    let address = super::serving_address(&mut lines);
     let mut stream = std::net::TcpStream::connect(&address).unwrap();
     std::io::Write::write_all(
         &mut stream,

@@ -1008,6 +1008,19 @@ pub(crate) fn held_at(mut child: std::process::Child, hold: &str) -> std::proces
     child
 }
 
+/// The address `retl schedule` says it serves, read from its stderr `lines`.
+pub(crate) fn serving_address(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> String {
+    loop {
+        let line = lines
+            .next()
+            .expect("the daemon says where it serves")
+            .unwrap();
+        if let Some(rest) = line.split("serving http://").nth(1) {
+            return rest.split_whitespace().next().unwrap().to_owned();
+        }
+    }
+}
+
 /// Sends `signal` (`-TERM`, `-HUP`, …) to process `pid`.
 pub(crate) fn signal(pid: u32, signal: &str) {
     let sent = Command::new("kill")

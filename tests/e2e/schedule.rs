@@ -46,15 +46,7 @@ fn start_with(world: &World, extra: &[&str], hold: Option<&str>) -> Daemon {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let address = loop {
-        let line = lines
-            .next()
-            .expect("the daemon says where it serves")
-            .unwrap();
-        if let Some(rest) = line.split("serving http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
+    let address = super::serving_address(&mut lines);
     let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     {
         let said = said.clone();

@@ -167,6 +167,14 @@ struct Recorded {
     reason: String,
 }
 
+/// How a batch's rows become requests: the destination's builder, what it
+/// creates, and where the activation's columns are.
+struct Mapping<'m> {
+    invitations: &'m Invitations,
+    kind: TargetKind,
+    columns: &'m Columns,
+}
+
 /// A row of a batch, for applying its fate.
 struct At<'b> {
     batch: &'b RecordBatch,
@@ -310,7 +318,12 @@ impl RunCtx<'_> {
                 age: age.age,
             };
             let fate = decide(&facts);
-            if let Some(p) = self.apply(fate, at, invitations, kind, columns, &mut records) {
+            let mapping = Mapping {
+                invitations,
+                kind,
+                columns,
+            };
+            if let Some(p) = self.apply(fate, at, &mapping, &mut records) {
                 pending.push(p);
             }
         }
@@ -338,13 +351,11 @@ impl RunCtx<'_> {
         &mut self,
         fate: Fate,
         at: At<'_>,
-        invitations: &Invitations,
-        kind: TargetKind,
-        columns: &Columns,
+        mapping: &Mapping<'_>,
         records: &mut Records,
     ) -> Option<Pending> {
-        let row_key = || key_text(at.batch, &columns.key, at.row, at.problem);
-        let reference = || invitations.reference(at.batch, at.row);
+        let row_key = || at.row_key(mapping);
+        let reference = || at.reference(mapping);
         let log = |records: &mut Records, outcome: RowOutcome, reason: String| {
             records.logs.push(RowLog::new(
                 row_key(),
@@ -413,7 +424,7 @@ impl RunCtx<'_> {
             }
             Fate::Send { previous } => previous,
         };
-        self.prepare(at, previous, invitations, kind, columns, records)
+        self.prepare(at, previous, mapping, records)
     }
 
     /// What the run log says of a rejection.
@@ -437,13 +448,16 @@ impl RunCtx<'_> {
         &mut self,
         at: At<'_>,
         previous: Option<Entry>,
-        invitations: &Invitations,
-        kind: TargetKind,
-        columns: &Columns,
+        mapping: &Mapping<'_>,
         records: &mut Records,
     ) -> Option<Pending> {
-        let row_key = || key_text(at.batch, &columns.key, at.row, at.problem);
-        let reference = || invitations.reference(at.batch, at.row);
+        let Mapping {
+            invitations,
+            kind,
+            columns,
+        } = *mapping;
+        let row_key = || at.row_key(mapping);
+        let reference = || at.reference(mapping);
         self.counts.new += 1;
         self.seen_new.insert(at.key);
         let built = invitations
@@ -485,6 +499,18 @@ impl RunCtx<'_> {
             notes,
             cursor: at.cursor,
         })
+    }
+}
+
+impl At<'_> {
+    /// The row's key as the run log prints it.
+    fn row_key(&self, mapping: &Mapping<'_>) -> String {
+        key_text(self.batch, &mapping.columns.key, self.row, self.problem)
+    }
+
+    /// The row's reference number, if it has one.
+    fn reference(&self, mapping: &Mapping<'_>) -> Option<String> {
+        mapping.invitations.reference(self.batch, self.row)
     }
 }
 
