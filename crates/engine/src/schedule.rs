@@ -64,15 +64,100 @@ impl PartialEq for Schedule {
 
 impl Eq for Schedule {}
 
+/// One field of a cron expression: its name and the range of its numbers.
+struct CronField {
+    name: &'static str,
+    low: u32,
+    high: u32,
+}
+
+/// The five fields, in order (day-of-week 0-7: 0 and 7 are Sunday).
+const CRON_FIELDS: [CronField; 5] = [
+    CronField {
+        name: "minute",
+        low: 0,
+        high: 59,
+    },
+    CronField {
+        name: "hour",
+        low: 0,
+        high: 23,
+    },
+    CronField {
+        name: "day-of-month",
+        low: 1,
+        high: 31,
+    },
+    CronField {
+        name: "month",
+        low: 1,
+        high: 12,
+    },
+    CronField {
+        name: "day-of-week",
+        low: 0,
+        high: 7,
+    },
+];
+
+impl CronField {
+    /// Checks every number of `text` (lists, ranges, steps) against the
+    /// range; names (`JAN`, `MON`) and `*`, `?`, `L` are left to the parser.
+    fn check(&self, text: &str) -> Result<(), String> {
+        for part in text.split(',') {
+            let (range, step) = match part.split_once('/') {
+                Some((range, step)) => (range, Some(step)),
+                None => (part, None),
+            };
+            if step == Some("0") {
+                return Err(format!("the {} field `{text}` has a step of 0", self.name));
+            }
+            for number in range.split('-') {
+                let Ok(n) = number.parse::<u32>() else {
+                    continue;
+                };
+                if n < self.low || n > self.high {
+                    return Err(format!(
+                        "the {} field `{text}` is out of range: {} is {}-{}",
+                        self.name, self.name, self.low, self.high
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Schedule {
-    /// Parses a cron expression of 5 fields (minute hour day month weekday).
+    /// Parses a cron expression of 5 fields (minute hour day month weekday),
+    /// or one of the nicknames `@yearly` (`@annually`), `@monthly`,
+    /// `@weekly`, `@daily` (`@midnight`) and `@hourly`. A number outside its
+    /// field's range is named with the field and the range.
     pub fn cron(expression: &str, timezone: chrono_tz::Tz) -> Result<Schedule, String> {
-        if expression.split_whitespace().count() != 5 {
+        let fields = match expression.trim() {
+            "@yearly" | "@annually" => "0 0 1 1 *",
+            "@monthly" => "0 0 1 * *",
+            "@weekly" => "0 0 * * 0",
+            "@daily" | "@midnight" => "0 0 * * *",
+            "@hourly" => "0 * * * *",
+            nickname if nickname.starts_with('@') => {
+                return Err(format!(
+                    "`{expression}` is not a cron nickname: use @yearly, @annually, @monthly, @weekly, @daily, @midnight or @hourly"
+                ));
+            }
+            written => written,
+        };
+        if fields.split_whitespace().count() != 5 {
             return Err(format!(
-                "`{expression}` is not a cron expression of 5 fields (minute hour day-of-month month day-of-week), e.g. \"*/15 * * * *\""
+                "`{expression}` is not a cron expression of 5 fields (minute hour day-of-month month day-of-week), e.g. \"*/15 * * * *\", or a nickname such as @hourly"
             ));
         }
-        let cron = croner::Cron::new(expression)
+        for (text, field) in fields.split_whitespace().zip(CRON_FIELDS) {
+            field
+                .check(text)
+                .map_err(|e| format!("`{expression}`: {e}"))?;
+        }
+        let cron = croner::Cron::new(fields)
             .parse()
             .map_err(|e| format!("`{expression}` is not a valid cron expression: {e}"))?;
         Ok(Schedule::Cron {
@@ -161,7 +246,44 @@ mod tests {
         assert!(Schedule::cron("0 6 * *", chrono_tz::UTC).is_err());
         assert!(Schedule::cron("0 0 6 * * *", chrono_tz::UTC).is_err());
         let err = Schedule::cron("61 * * * *", chrono_tz::UTC).unwrap_err();
-        assert!(err.contains("not a valid cron expression"), "{err}");
+        assert_eq!(
+            err,
+            "`61 * * * *`: the minute field `61` is out of range: minute is 0-59"
+        );
+        let err = Schedule::cron("0 9 * 13 MON-FRI", chrono_tz::UTC).unwrap_err();
+        assert!(err.contains("the month field `13`"), "{err}");
+        assert!(err.contains("1-12"), "{err}");
+        let err = Schedule::cron("0 25/2 * * *", chrono_tz::UTC).unwrap_err();
+        assert!(err.contains("the hour field `25/2`"), "{err}");
+        assert!(Schedule::cron("*/15 9-17 1,15 JAN-DEC MON-FRI", chrono_tz::UTC).is_ok());
+        assert!(
+            Schedule::cron("0 0 * * 7", chrono_tz::UTC).is_ok(),
+            "7 is Sunday too"
+        );
+    }
+
+    #[test]
+    fn cron_nicknames_are_their_five_fields() {
+        let t = at("2026-11-23T10:30:00Z");
+        for (nickname, fields) in [
+            ("@hourly", "0 * * * *"),
+            ("@daily", "0 0 * * *"),
+            ("@midnight", "0 0 * * *"),
+            ("@weekly", "0 0 * * 0"),
+            ("@monthly", "0 0 1 * *"),
+            ("@yearly", "0 0 1 1 *"),
+            ("@annually", "0 0 1 1 *"),
+        ] {
+            let nick = Schedule::cron(nickname, chrono_tz::UTC).unwrap();
+            let long = Schedule::cron(fields, chrono_tz::UTC).unwrap();
+            assert_eq!(nick.next_after(t), long.next_after(t), "{nickname}");
+            assert_eq!(
+                nick.to_string(),
+                format!("cron `{nickname}` (UTC)"),
+                "as written"
+            );
+        }
+        assert!(Schedule::cron("@fortnightly", chrono_tz::UTC).is_err());
     }
 
     #[test]

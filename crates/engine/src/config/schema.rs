@@ -100,14 +100,14 @@ fn activation() -> Value {
             MAX_ROW_AGE_KEYS,
         ),
         "schedule" => json!({
-            "description": "when `retl schedule` runs it: a 5-field cron expression (UTC unless timezone: says otherwise), manual (the default), {every: 15m} or {cron, timezone}",
+            "description": "when `retl schedule` runs it: a 5-field cron expression or a nickname such as @hourly (UTC unless timezone: says otherwise), manual (the default), {every: 15m} or {cron, timezone}",
             "anyOf": [
                 {"type": "string"},
                 object(
                     "an interval or a cron expression",
                     vec![
                         ("every", duration("run this often, e.g. 15m")),
-                        ("cron", string("a 5-field cron expression")),
+                        ("cron", string("a 5-field cron expression, or @yearly, @monthly, @weekly, @daily, @hourly")),
                         ("timezone", string("an IANA time zone for the cron expression")),
                     ],
                     &[],
