@@ -150,3 +150,22 @@ fn a_running_run_shows_live_counts() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_retl_quietly() {
+    let world = World::new();
+    world.insert(1, 200, None, None);
+    assert_eq!(world.run().0, 0);
+    let mut child = world
+        .command(&["runs", "show", "latest"], "emulator-secret")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `| head -0`: the reader goes away before retl writes a line.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(!said.contains("panicked"), "{said}");
+}

@@ -455,7 +455,29 @@ fn init_logging(cli: &Cli) {
     }
 }
 
+/// A reader that stops early (`retl runs show … | head -1`) closes the pipe,
+/// and `println!` then panics on the broken pipe. That is no error of
+/// retl's: the process ends quietly with exit 0, as a Unix tool does on
+/// SIGPIPE (Rust ignores SIGPIPE, and restoring it takes `unsafe`, which
+/// this crate forbids).
+fn quiet_on_broken_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        report(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
