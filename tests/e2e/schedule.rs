@@ -318,12 +318,19 @@ fn sighup_reloads_and_a_broken_file_keeps_its_previous_version() {
         metrics.contains("retl_next_run_timestamp_seconds{activation=\"orders\"}"),
         "still scheduled: {metrics}"
     );
+    // Not only in the log: a metric, and the page says so.
+    assert!(metrics.contains("retl_config_reload_failed 1"), "{metrics}");
+    let (_, page) = get(&daemon.address, "/");
+    assert!(page.contains("id=\"reload\""), "{page}");
+    assert!(page.contains("mapping_typo"), "{page}");
     // Fixed, and every 2 s now: the next run follows the new schedule.
     world.edit_activation(|yaml| yaml.replace("every: 1h\nmapping_typo: 1", "every: 2s"));
     world.insert(3, 3, None, None);
     hup();
     until("a run on the new schedule", || completed() >= 2);
     assert_eq!(world.accepted_references().len(), 3);
+    let (_, metrics) = get(&daemon.address, "/metrics");
+    assert!(metrics.contains("retl_config_reload_failed 0"), "{metrics}");
 }
 
 #[test]

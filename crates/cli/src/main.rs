@@ -409,6 +409,10 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 /// Whether stderr carries JSON lines only (`--log-format json`).
 static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Whether notices start with the time (the daemon's: its log runs for weeks).
+pub(crate) static TIMESTAMPS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// Whether only summaries are printed (`retl run --quiet`).
 pub(crate) static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -420,6 +424,9 @@ pub(crate) fn notice(message: &str) {
     }
     if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
         tracing::warn!(target: "retl", "{message}");
+    } else if TIMESTAMPS.load(std::sync::atomic::Ordering::Relaxed) {
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        eprintln!("{now} {message}");
     } else {
         eprintln!("{message}");
     }

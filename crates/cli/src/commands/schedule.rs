@@ -55,6 +55,7 @@ struct Entry {
 /// `retl schedule`.
 #[allow(clippy::too_many_lines)] // the daemon's one loop: starting due runs, waiting, reloading and stopping share its state
 pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<Exit, Failure> {
+    crate::TIMESTAMPS.store(true, std::sync::atomic::Ordering::Relaxed);
     if !args.listen.ip().is_loopback() && !args.listen_public {
         return Err(Failure::usage(anyhow::anyhow!(
             "--listen {} is not a loopback address: the run-log page and the API have no authentication. Add --listen-public to serve it anyway",
@@ -67,6 +68,7 @@ pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<Exit, Fai
         notice(&format!("warning: {problem}"));
     }
     let metrics = Arc::new(Metrics::default());
+    metrics.reloaded(project.problems.iter().map(ToString::to_string).collect());
     {
         let metrics = metrics.clone();
         retl_trustpilot::observe_requests(Box::new(move |status, took| {
@@ -176,10 +178,15 @@ pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<Exit, Fai
                         for problem in &project.problems {
                             notice(&format!("reload: {problem} (its previous version keeps running)"));
                         }
+                        metrics.reloaded(project.problems.iter().map(ToString::to_string).collect());
                         merge(&mut plan, &project, &state, &metrics).await?;
                         notice(&format!("reload: {} scheduled activation(s)", plan.len()));
                     }
-                    Err(e) => notice(&format!("reload failed, the previous configuration keeps running: {}", e.error)),
+                    Err(e) => {
+                        let problem = format!("{:#}", e.error);
+                        notice(&format!("reload failed, the previous configuration keeps running: {problem}"));
+                        metrics.reloaded(vec![problem]);
+                    }
                 }
             }
             () = cancel.cancelled(), if !cancel.is_cancelled() => {

@@ -39,6 +39,10 @@ pub(crate) struct Metrics {
     latency: Histogram,
     next_run: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     last_success: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    reload_failed: Gauge,
+    /// The problems of the configuration as last loaded (at the start or by
+    /// SIGHUP), for the page.
+    reload_problems: std::sync::Mutex<Vec<String>>,
 }
 
 impl Default for Metrics {
@@ -51,6 +55,12 @@ impl Default for Metrics {
         let latency = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let next_run = Family::default();
         let last_success = Family::default();
+        let reload_failed = Gauge::default();
+        registry.register(
+            "config_reload_failed",
+            "1 when the configuration as last (re)loaded had problems (those files keep their previous version), else 0",
+            reload_failed.clone(),
+        );
         registry.register("runs", "Runs by activation and status", runs.clone());
         registry.register("rows", "Rows by activation and outcome", rows.clone());
         registry.register(
@@ -87,6 +97,8 @@ impl Default for Metrics {
             latency,
             next_run,
             last_success,
+            reload_failed,
+            reload_problems: std::sync::Mutex::default(),
         }
     }
 }
@@ -104,6 +116,23 @@ fn unix(at: DateTime<Utc>) -> f64 {
 }
 
 impl Metrics {
+    /// The configuration was (re)loaded with these problems (none: clean).
+    pub(crate) fn reloaded(&self, problems: Vec<String>) {
+        self.reload_failed.set(i64::from(!problems.is_empty()));
+        *self
+            .reload_problems
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = problems;
+    }
+
+    /// The problems of the configuration as last (re)loaded.
+    fn reload_problems(&self) -> Vec<String> {
+        self.reload_problems
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// One API call's answer.
     pub(crate) fn request(&self, status: u16, took: Duration) {
         self.requests
@@ -465,6 +494,17 @@ async fn render(web: &Web, q: &PageQuery) -> Result<String, String> {
         esc(&web.state_url),
         esc(q.q.as_deref().unwrap_or_default())
     );
+    let problems = web.metrics.reload_problems();
+    if !problems.is_empty() {
+        out.push_str(
+            "<div id=\"reload\" class=\"failed\"><p>The configuration has problems; \
+             those files keep their previous version until fixed (then send SIGHUP):</p><ul>",
+        );
+        for problem in &problems {
+            let _ = write!(out, "<li><code>{}</code></li>", esc(problem));
+        }
+        out.push_str("</ul></div>");
+    }
     let err = |e: retl_state::Error| e.to_string();
     if let Some(needle) = q.q.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
         let rows = web.state.find_rows(needle, None, 200).await.map_err(err)?;
