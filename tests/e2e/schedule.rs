@@ -187,7 +187,10 @@ fn a_broken_schedule_is_reported_with_its_position() {
     assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
     let all = format!("{stdout}{stderr}");
     assert!(all.contains("orders.yaml:"), "{all}");
-    assert!(all.contains("not a valid cron expression"), "{all}");
+    assert!(
+        all.contains("the minute field `61` is out of range: minute is 0-59"),
+        "{all}"
+    );
 }
 
 /// Headless Chromium, if installed: `None` (skip) outside CI when missing.

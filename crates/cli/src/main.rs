@@ -151,7 +151,7 @@ enum Command {
     /// previous version). Exit code 0 after a stop, once runs under way are
     /// drained and recorded.
     #[command(
-        after_help = "Examples:\n  retl schedule\n  retl schedule --listen 127.0.0.1:9187\n  retl schedule --listen 0.0.0.0:9187 --listen-public"
+        after_help = "Examples:\n  retl schedule\n  retl schedule --listen 127.0.0.1:9187\n  retl schedule --listen 0.0.0.0:9187 --listen-public --allowed-host retl.internal"
     )]
     Schedule {
         /// Where to serve the page, the API and the metrics.
