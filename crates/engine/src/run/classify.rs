@@ -263,20 +263,14 @@ impl RunCtx<'_> {
         let (fingerprint, legacy) = (self.fingerprint, self.legacy_fingerprint);
         let pairs: Vec<(RowHash, RowHash)> =
             keys.iter().copied().zip(contents.iter().copied()).collect();
-        // Only rows that need a decision come back; the others are settled
-        // and unchanged. The key set answers for most rows, the ledger table
-        // for the rest.
-        let name = &self.activation.name;
-        let changes: HashMap<RowHash, Option<Entry>> = match &self.keys.set {
-            Some(set) => {
-                let found = self.state.lookup_with(name, set, &pairs).await?;
-                self.hold_records(found.settled).await?;
-                found.changes
-            }
-            None => self.state.lookup_changes(name, &pairs).await?,
-        };
+        let changes = self.changes(&pairs).await?;
         let mut pending = Vec::new();
         let mut records = Records::default();
+        let mapping = Mapping {
+            invitations,
+            kind,
+            columns,
+        };
         for row in 0..batch.num_rows() {
             self.counts.read += 1;
             let cursor = columns.cursor.and_then(|c| cursor_value(batch, c, row));
@@ -296,12 +290,23 @@ impl RunCtx<'_> {
                 },
                 Ledger::Entry(_) => self.age(batch, columns.age, row),
             };
+            // A settled row is decided by the key set alone: its request
+            // hashes (a SHA-256 each) are made only for the rows that need them.
+            let (request, legacy_request) = match ledger {
+                Ledger::Settled => (RowHash::default(), None),
+                Ledger::Entry(entry) => (
+                    request_by(&fingerprint, row),
+                    entry
+                        .filter(|e| e.status == Status::Rejected)
+                        .map(|_| request_by(&legacy, row)),
+                ),
+            };
             let at = At {
                 batch,
                 row,
                 key,
                 content: contents[row],
-                request: request_by(&fingerprint, row),
+                request,
                 cursor,
                 problem: undecodable.get(&row),
                 age_reason: age.reason,
@@ -313,16 +318,11 @@ impl RunCtx<'_> {
                 ledger,
                 content: at.content,
                 request: at.request,
-                legacy_request: Some(request_by(&legacy, row)),
+                legacy_request,
                 outside_resend: self.only.as_ref().is_some_and(|only| !only.contains(&key)),
                 age: age.age,
             };
             let fate = decide(&facts);
-            let mapping = Mapping {
-                invitations,
-                kind,
-                columns,
-            };
             if let Some(p) = self.apply(fate, at, &mapping, &mut records) {
                 pending.push(p);
             }
@@ -342,6 +342,24 @@ impl RunCtx<'_> {
         self.commit(&outcomes, &records.changed, &records.logs)
             .await?;
         Ok(pending)
+    }
+
+    /// The rows that need a decision, with their ledger entries; the others
+    /// are settled and unchanged. The key set answers for most rows, the
+    /// ledger table for the rest.
+    async fn changes(
+        &mut self,
+        pairs: &[(RowHash, RowHash)],
+    ) -> Result<HashMap<RowHash, Option<Entry>>> {
+        let name = &self.activation.name;
+        Ok(match &self.keys.set {
+            Some(set) => {
+                let found = self.state.lookup_with(name, set, pairs).await?;
+                self.hold_records(found.settled).await?;
+                found.changes
+            }
+            None => self.state.lookup_changes(name, pairs).await?,
+        })
     }
 
     /// Applies a row's fate, the one place that does: its counts, its ledger

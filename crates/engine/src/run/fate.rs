@@ -23,10 +23,11 @@ pub(crate) struct Facts<'a> {
     /// The row's content hash.
     pub content: RowHash,
     /// Its request hash: content with what shapes its request (a rejection
-    /// is remembered by it).
+    /// is remembered by it). Not read when the ledger settled the row.
     pub request: RowHash,
     /// The same, by the fingerprint of the release before requests were
-    /// fingerprinted explicitly (a row it rejected stays rejected).
+    /// fingerprinted explicitly (a row it rejected stays rejected); only
+    /// made for a key the ledger has as rejected.
     pub legacy_request: Option<RowHash>,
     /// A resend is under way and this key is not part of it.
     pub outside_resend: bool,
