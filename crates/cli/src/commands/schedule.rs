@@ -172,23 +172,7 @@ pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<Exit, Fai
                     }
                 }
             }
-            _ = hangup.recv() => {
-                match ctx.project() {
-                    Ok(project) => {
-                        for problem in &project.problems {
-                            notice(&format!("reload: {problem} (its previous version keeps running)"));
-                        }
-                        metrics.reloaded(project.problems.iter().map(ToString::to_string).collect());
-                        merge(&mut plan, &project, &state, &metrics).await?;
-                        notice(&format!("reload: {} scheduled activation(s)", plan.len()));
-                    }
-                    Err(e) => {
-                        let problem = format!("{:#}", e.error);
-                        notice(&format!("reload failed, the previous configuration keeps running: {problem}"));
-                        metrics.reloaded(vec![problem]);
-                    }
-                }
-            }
+            _ = hangup.recv() => reload(ctx, &mut plan, &state, &metrics).await?,
             () = cancel.cancelled(), if !cancel.is_cancelled() => {
                 notice("retl schedule: stopping: no new runs; runs under way drain and are recorded");
             }
@@ -198,6 +182,37 @@ pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<Exit, Fai
     server.abort();
     notice("retl schedule: stopped");
     Ok(Exit::Ok)
+}
+
+/// SIGHUP: reads the configuration again and merges it into the plan; a
+/// broken file keeps its previous version, and its problems are said, shown
+/// on the page and counted in the metrics.
+async fn reload(
+    ctx: &Ctx,
+    plan: &mut BTreeMap<String, Entry>,
+    state: &State,
+    metrics: &Metrics,
+) -> Result<(), Failure> {
+    match ctx.project() {
+        Ok(project) => {
+            for problem in &project.problems {
+                notice(&format!(
+                    "reload: {problem} (its previous version keeps running)"
+                ));
+            }
+            metrics.reloaded(project.problems.iter().map(ToString::to_string).collect());
+            merge(plan, &project, state, metrics).await?;
+            notice(&format!("reload: {} scheduled activation(s)", plan.len()));
+        }
+        Err(e) => {
+            let problem = format!("{:#}", e.error);
+            notice(&format!(
+                "reload failed, the previous configuration keeps running: {problem}"
+            ));
+            metrics.reloaded(vec![problem]);
+        }
+    }
+    Ok(())
 }
 
 /// Records a finished run in the metrics and says how it went; returns its start.
