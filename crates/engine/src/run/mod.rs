@@ -113,7 +113,7 @@ pub async fn run_with(
     // What a failed run held for the key segments is true all the same (rows
     // there before the first completed run, keys the ledger settled): keep it.
     if result.is_err()
-        && let Err(e) = ctx.write_records(false).instrument(span).await
+        && let Some(Err(e)) = by_interrupt(options, ctx.write_records(false).instrument(span)).await
     {
         tracing::warn!(error = %retl_config::with_causes(&e), "key segments not written");
     }
@@ -143,7 +143,7 @@ pub async fn run_with(
             // as a failed run. Its log stays `running` until the next run
             // closes it as `abandoned`.
             drop(heartbeat);
-            let _ = state.release_lease(&lease).await;
+            let _ = by_interrupt(options, state.release_lease(&lease)).await;
             let error = Error::State(e);
             unrecorded(state, &mut summary, &error);
             return Ok(Finished {
@@ -154,11 +154,11 @@ pub async fn run_with(
         }
     };
     if let Some(keep) = activation.run_log_retention {
-        prune(state, &lease, keep).await;
+        let _ = by_interrupt(options, prune(state, &lease, keep)).await;
     }
     drop(heartbeat);
     // The run is recorded: a lease that cannot be given back expires.
-    if let Err(e) = state.release_lease(&lease).await {
+    if let Some(Err(e)) = by_interrupt(options, state.release_lease(&lease)).await {
         tracing::warn!(error = %retl_config::with_causes(&e), "cannot release the lease; it expires by itself");
     }
     tracing::info!(
@@ -197,6 +197,15 @@ fn undecodable(source: &Source) -> HashMap<usize, String> {
         .iter()
         .map(|p| (p.row, format!("column `{}`: {}", p.column, p.message)))
         .collect()
+}
+
+/// `work`, given up at the interrupt's deadline once there is one (`None`):
+/// after SIGINT or SIGTERM, nothing a run still does waits past it.
+async fn by_interrupt<T>(options: &RunOptions, work: impl Future<Output = T>) -> Option<T> {
+    match options.cancel.deadline(options.drain) {
+        Some(deadline) => tokio::time::timeout_at(deadline, work).await.ok(),
+        None => Some(work.await),
+    }
 }
 
 /// Renews the run's lease every third of its time while the run lives (it
