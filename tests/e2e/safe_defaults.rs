@@ -154,6 +154,18 @@ fn a_large_first_run_without_first_run_sends_nothing_and_says_how_to_go_on() {
         assert!(error.contains(needed), "{needed}: {error}");
     }
     assert!(world.emulator().invitations().is_empty(), "nothing sent");
+    // A refusal is a status of its own, with its reason, not a failure.
+    assert_eq!(summary["status"], "refused", "{summary}");
+    let out = world.retl(&["runs", "list", "--status", "refused"], "emulator-secret");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("REASON"), "{listed}");
+    assert!(listed.contains("refused"), "{listed}");
+    assert!(listed.contains("it would send 101 rows"), "{listed}");
+    let out = world.retl(
+        &["runs", "list", "--status", "failed", "--json"],
+        "emulator-secret",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
     // A canary goes, and so does a first run under the limit.
     let out = world.retl(
         &["run", "orders", "--limit", "10", "--json"],

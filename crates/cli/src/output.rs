@@ -158,6 +158,7 @@ pub fn runs_table(runs: &[RunSummary]) -> String {
                 r.counts.rejected.to_string(),
                 r.counts.failed.to_string(),
                 r.counts.uncertain.to_string(),
+                reason(&r.activation, r.error.as_deref()),
             ]
         })
         .collect();
@@ -172,9 +173,27 @@ pub fn runs_table(runs: &[RunSummary]) -> String {
             "REJECTED",
             "FAILED",
             "UNCERTAIN",
+            "REASON",
         ],
         &rows,
     )
+}
+
+/// Why a run failed or was refused, cut to one line for a table (the whole
+/// text is in `runs show` and `--json`).
+fn reason(activation: &str, error: Option<&str>) -> String {
+    const WIDTH: usize = 140;
+    let line = error.unwrap_or("").lines().next().unwrap_or_default();
+    // The ACTIVATION column says it already.
+    let line = line
+        .strip_prefix(&format!("activation `{activation}`: "))
+        .unwrap_or(line);
+    if line.chars().count() > WIDTH {
+        let cut: String = line.chars().take(WIDTH - 1).collect();
+        format!("{cut}…")
+    } else {
+        line.to_owned()
+    }
 }
 
 /// The rows of `retl runs show`.

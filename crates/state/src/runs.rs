@@ -16,6 +16,10 @@ retl_config::spelled! {
         Completed = "completed",
         /// Stopped by an error; the rows it did record stand.
         Failed = "failed",
+        /// Refused by a safety limit (the first-run guard, the surge guard, a
+        /// renamed activation) before anything was sent; `error` says which
+        /// limit and how to go on.
+        Refused = "refused",
         /// Stopped by SIGINT or SIGTERM; rows not started are `skipped`.
         Interrupted = "interrupted",
         /// Found still `running` by a later run of its activation, which holds

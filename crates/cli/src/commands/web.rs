@@ -40,6 +40,7 @@ pub(crate) struct Metrics {
     next_run: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     last_success: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     reload_failed: Gauge,
+    blocked: Family<Labels, Gauge>,
     /// The problems of the configuration as last loaded (at the start or by
     /// SIGHUP), for the page.
     reload_problems: std::sync::Mutex<Vec<String>>,
@@ -56,6 +57,12 @@ impl Default for Metrics {
         let next_run = Family::default();
         let last_success = Family::default();
         let reload_failed = Gauge::default();
+        let blocked = Family::<Labels, Gauge>::default();
+        registry.register(
+            "activation_blocked",
+            "1 while an activation's last run was refused by a safety limit, else 0",
+            blocked.clone(),
+        );
         registry.register(
             "config_reload_failed",
             "1 when the configuration as last (re)loaded had problems (those files keep their previous version), else 0",
@@ -98,6 +105,7 @@ impl Default for Metrics {
             next_run,
             last_success,
             reload_failed,
+            blocked,
             reload_problems: std::sync::Mutex::default(),
         }
     }
@@ -157,6 +165,9 @@ impl Metrics {
     /// A finished run: its status, its rows by outcome, and its end if it completed.
     pub(crate) fn run(&self, activation: &str, summary: &RunSummary) {
         self.run_status(activation, summary.status);
+        self.blocked
+            .get_or_create(&label(&[("activation", activation)]))
+            .set(i64::from(summary.status == RunStatus::Refused));
         let c = &summary.counts;
         for (outcome, n) in [
             ("sent", c.sent),
@@ -469,7 +480,7 @@ fn esc(text: &str) -> String {
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}\
-th{background:#f4f4f4}.sent{color:#176f2c}.rejected,.failed{color:#a11}.uncertain{color:#a60}\
+th{background:#f4f4f4}.sent{color:#176f2c}.rejected,.failed{color:#a11}.uncertain,.refused{color:#a60}\
 form{margin:1em 0}input[type=search]{width:20em}";
 
 async fn page(Extract(web): Extract<Arc<Web>>, Query(q): Query<PageQuery>) -> Response {
@@ -600,14 +611,13 @@ async fn render(web: &Web, q: &PageQuery) -> Result<String, String> {
 }
 
 fn runs_table(out: &mut String, runs: &[RunSummary]) {
-    out.push_str("<table id=\"runs\"><tr><th>Run</th><th>Activation</th><th>Status</th><th>Started</th><th>Read</th><th>New</th><th>Sent</th><th>Rejected</th><th>Failed</th><th>Uncertain</th><th>Skipped</th></tr>");
+    out.push_str("<table id=\"runs\"><tr><th>Run</th><th>Activation</th><th>Status</th><th>Started</th><th>Read</th><th>New</th><th>Sent</th><th>Rejected</th><th>Failed</th><th>Uncertain</th><th>Skipped</th><th>Reason</th></tr>");
     for r in runs {
         let c = &r.counts;
         let _ = write!(
             out,
-            "<tr><td><a href=\"/?run={id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><a href=\"/?run={id}\">{id}</a></td><td>{}</td><td class=\"{status}\">{status}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&r.activation),
-            r.status,
             esc(&r.started_at),
             c.read,
             c.new,
@@ -616,7 +626,9 @@ fn runs_table(out: &mut String, runs: &[RunSummary]) {
             c.failed,
             c.uncertain,
             c.skipped,
+            esc(r.error.as_deref().unwrap_or_default()),
             id = esc(&r.run_id),
+            status = r.status,
         );
     }
     out.push_str("</table>");
@@ -690,5 +702,39 @@ mod tests {
         );
         m.next_run("orders", None);
         assert!(!m.text().contains("activation=\"orders\""));
+    }
+
+    #[test]
+    fn a_refused_run_blocks_its_activation_until_one_completes() {
+        let m = Metrics::default();
+        let mut summary = RunSummary {
+            run_id: "r1".into(),
+            activation: "orders".into(),
+            status: RunStatus::Refused,
+            counts: retl_state::Counts::default(),
+            started_at: "2026-11-30T12:00:00.000Z".into(),
+            finished_at: Some("2026-11-30T12:00:01.000Z".into()),
+            error: Some("refused by a safety limit".into()),
+        };
+        m.run("orders", &summary);
+        let text = m.text();
+        assert!(
+            text.contains("retl_activation_blocked{activation=\"orders\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("retl_runs_total{activation=\"orders\",status=\"refused\"} 1"),
+            "{text}"
+        );
+        summary.status = RunStatus::Completed;
+        m.run("orders", &summary);
+        assert!(
+            m.text()
+                .contains("retl_activation_blocked{activation=\"orders\"} 0")
+        );
+        m.reloaded(vec!["orders.yaml:3:1: bad".into()]);
+        assert!(m.text().contains("retl_config_reload_failed 1"));
+        m.reloaded(Vec::new());
+        assert!(m.text().contains("retl_config_reload_failed 0"));
     }
 }

@@ -125,6 +125,7 @@ pub async fn run_with(
         Err(e) => Some(e),
     };
     summary.status = match (&failure, options.cancel.is_cancelled()) {
+        (Some(failure), _) if failure.is_refused() => RunStatus::Refused,
         (Some(_), _) => RunStatus::Failed,
         (None, true) => RunStatus::Interrupted,
         (None, false) => RunStatus::Completed,
