@@ -253,8 +253,8 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// Whether a parameter's name suggests that its value is a secret: it
-/// contains `pass`, `pwd`, `secret`, `token`, `key` or `credential`, in any
-/// case, also percent-encoded or with `_`, `-`, `.` between words.
+/// contains `pass`, `pwd`, `secret`, `token`, `key`, `credential` or `auth`,
+/// in any case and wherever in the name (`sslpassword`, `api_token`).
 pub fn is_secret_name(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     [

@@ -250,16 +250,16 @@ pub(crate) fn select(
     };
     let column = crate::columns::quote_column(&since.column, quote);
     let param = since.from.param(driver);
-    let (placeholder, param) = match (driver, param) {
-        (Driver::Mysql | Driver::Sqlite, param) => ("?".to_owned(), Some(param)),
+    let (placeholder, param) = match (driver, &since.from, param) {
+        (Driver::Mysql | Driver::Sqlite, _, param) => ("?".to_owned(), Some(param)),
+        (Driver::Postgres, CursorValue::Text(_), text) => {
+            (format!("current_setting('{PG_SETTING}')"), Some(text))
+        }
         // Digits, and a time chrono wrote (digits, `-`, `:`, `T`, `.`, `Z`):
         // nothing from the warehouse's text reaches the SQL. An untyped
         // literal takes the column's type (timestamp, timestamptz or date).
-        (Driver::Postgres, Param::Int(n)) => (n.to_string(), None),
-        (Driver::Postgres, Param::Text(text)) if !matches!(since.from, CursorValue::Text(_)) => {
-            (format!("'{text}'"), None)
-        }
-        (Driver::Postgres, text) => (format!("current_setting('{PG_SETTING}')"), Some(text)),
+        (Driver::Postgres, _, Param::Int(n)) => (n.to_string(), None),
+        (Driver::Postgres, _, Param::Text(time)) => (format!("'{time}'"), None),
     };
     Statement {
         sql: format!(

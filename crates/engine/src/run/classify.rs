@@ -407,7 +407,7 @@ impl RunCtx<'_> {
                 let reason = self.rejection_reason(&rejection, &at);
                 if rejection.recorded() {
                     self.seen_new.insert(at.key);
-                    reject(&at, reason, row_key(), reference(), records);
+                    settle(&at, &Settled::rejected(&at), reason, mapping, records);
                 } else {
                     log(records, RowOutcome::Rejected, reason);
                 }
@@ -424,20 +424,13 @@ impl RunCtx<'_> {
             Fate::TooOld => {
                 self.counts.too_old += 1;
                 let reason = at.age_reason.clone().unwrap_or_default();
-                records.logs.push(RowLog::new(
-                    row_key(),
-                    reference().as_deref(),
-                    RowOutcome::TooOld,
-                    Some(reason.clone()),
-                ));
-                records.outcomes.push(Recorded {
-                    key: at.key,
-                    content: at.content,
+                // Remembered by its content: never sent, whatever the settings.
+                let settled = Settled {
                     status: Status::TooOld,
-                    row_key: row_key(),
-                    reference: reference(),
-                    reason,
-                });
+                    outcome: RowOutcome::TooOld,
+                    hash: at.content,
+                };
+                settle(&at, &settled, reason, mapping, records);
                 return None;
             }
             Fate::Send { previous } => previous,
@@ -475,7 +468,6 @@ impl RunCtx<'_> {
             columns,
         } = *mapping;
         let row_key = || at.row_key(mapping);
-        let reference = || at.reference(mapping);
         self.counts.new += 1;
         self.seen_new.insert(at.key);
         let built = invitations
@@ -492,7 +484,7 @@ impl RunCtx<'_> {
             Ok(built) => built,
             Err(reason) => {
                 self.counts.rejected += 1;
-                reject(&at, reason, row_key(), reference(), records);
+                settle(&at, &Settled::rejected(&at), reason, mapping, records);
                 return None;
             }
         };
@@ -532,25 +524,48 @@ impl At<'_> {
     }
 }
 
-/// Records a row rejected before any request, by its request hash (it is
-/// tried again when what would be sent for it changes).
-fn reject(
+/// How a row settled before any request is recorded.
+struct Settled {
+    /// Its ledger status.
+    status: Status,
+    /// Its run-log row's outcome.
+    outcome: RowOutcome,
+    /// The hash the ledger remembers it by.
+    hash: RowHash,
+}
+
+impl Settled {
+    /// Rejected before any request: remembered by its request hash, so that
+    /// it is tried again when what would be sent for it changes.
+    fn rejected(at: &At<'_>) -> Settled {
+        Settled {
+            status: Status::Rejected,
+            outcome: RowOutcome::Rejected,
+            hash: at.request,
+        }
+    }
+}
+
+/// Records a row settled before any request: its ledger outcome and its
+/// run-log row.
+fn settle(
     at: &At<'_>,
+    settled: &Settled,
     reason: String,
-    row_key: String,
-    reference: Option<String>,
+    mapping: &Mapping<'_>,
     records: &mut Records,
 ) {
+    let (row_key, reference) = (at.row_key(mapping), at.reference(mapping));
     records.logs.push(RowLog::new(
         row_key.as_str(),
         reference.as_deref(),
-        RowOutcome::Rejected,
+        settled.outcome,
         Some(reason.clone()),
     ));
     records.outcomes.push(Recorded {
         key: at.key,
-        content: at.request,
-        status: Status::Rejected,
+        content: settled.hash,
+        status: settled.status,
         row_key,
         reference,
         reason,

@@ -163,13 +163,12 @@ mod tests {
     const CONTENT: RowHash = [1; 16];
     const REQUEST: RowHash = [2; 16];
 
-    fn entry(status: Status, content: RowHash) -> Option<Entry> {
-        let entry = Entry {
+    fn entry(status: Status, content: RowHash) -> Entry {
+        Entry {
             content,
             status,
             attempts: 1,
-        };
-        [entry].into_iter().next()
+        }
     }
 
     /// A new, readable, young row with nothing in the ledger.
@@ -218,12 +217,12 @@ mod tests {
         };
         assert_eq!(decide(&settled), Fate::AlreadySent);
         let sent = Facts {
-            ledger: Ledger::Entry(entry(Status::Sent, CONTENT)),
+            ledger: Ledger::Entry(Some(entry(Status::Sent, CONTENT))),
             ..new_row()
         };
         assert_eq!(decide(&sent), Fate::AlreadySent);
         let changed = Facts {
-            ledger: Ledger::Entry(entry(Status::Sent, [9; 16])),
+            ledger: Ledger::Entry(Some(entry(Status::Sent, [9; 16]))),
             ..new_row()
         };
         assert_eq!(
@@ -233,7 +232,7 @@ mod tests {
             }
         );
         let rejected = Facts {
-            ledger: Ledger::Entry(entry(Status::Rejected, REQUEST)),
+            ledger: Ledger::Entry(Some(entry(Status::Rejected, REQUEST))),
             ..new_row()
         };
         assert_eq!(decide(&rejected), Fate::AlreadyRejected);
@@ -256,13 +255,13 @@ mod tests {
 
     #[test]
     fn failed_and_changed_rejections_are_sent_again() {
-        let failed = entry(Status::Failed, CONTENT);
+        let failed = Some(entry(Status::Failed, CONTENT));
         let retry = Facts {
             ledger: Ledger::Entry(failed),
             ..new_row()
         };
         assert_eq!(decide(&retry), Fate::Send { previous: failed });
-        let fixed = entry(Status::Rejected, [7; 16]);
+        let fixed = Some(entry(Status::Rejected, [7; 16]));
         let fixed_row = Facts {
             ledger: Ledger::Entry(fixed),
             ..new_row()
@@ -274,14 +273,14 @@ mod tests {
     fn a_row_rejected_by_the_earlier_fingerprint_stays_rejected() {
         let legacy: RowHash = [5; 16];
         let facts = Facts {
-            ledger: Ledger::Entry(entry(Status::Rejected, legacy)),
+            ledger: Ledger::Entry(Some(entry(Status::Rejected, legacy))),
             legacy_request: Some(legacy),
             ..new_row()
         };
         assert_eq!(decide(&facts), Fate::AlreadyRejected);
         // The legacy hash only keeps a rejection; it never holds back a failure.
         let failed = Facts {
-            ledger: Ledger::Entry(entry(Status::Failed, legacy)),
+            ledger: Ledger::Entry(Some(entry(Status::Failed, legacy))),
             legacy_request: Some(legacy),
             ..new_row()
         };
@@ -326,7 +325,10 @@ mod tests {
 
     #[test]
     fn the_ledger_comes_before_the_resend_and_the_age() {
-        for ledger in [Ledger::Settled, Ledger::Entry(entry(Status::Sent, CONTENT))] {
+        for ledger in [
+            Ledger::Settled,
+            Ledger::Entry(Some(entry(Status::Sent, CONTENT))),
+        ] {
             let facts = Facts {
                 ledger,
                 outside_resend: true,
@@ -336,7 +338,7 @@ mod tests {
             assert_eq!(decide(&facts), Fate::AlreadySent);
         }
         let changed = Facts {
-            ledger: Ledger::Entry(entry(Status::Sent, [9; 16])),
+            ledger: Ledger::Entry(Some(entry(Status::Sent, [9; 16]))),
             age: Age::Unknown,
             ..new_row()
         };
@@ -357,7 +359,7 @@ mod tests {
     fn too_old_comes_before_an_unknown_age_can_matter() {
         // (One row has one age: the two cannot meet; too old is final, unknown rejects.)
         let undated_retry = Facts {
-            ledger: Ledger::Entry(entry(Status::Failed, CONTENT)),
+            ledger: Ledger::Entry(Some(entry(Status::Failed, CONTENT))),
             age: Age::Unknown,
             ..new_row()
         };
