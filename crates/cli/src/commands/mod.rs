@@ -6,6 +6,7 @@ pub(crate) mod demo;
 #[cfg(feature = "emulator")]
 pub(crate) mod emulator;
 pub(crate) mod init;
+pub(crate) mod metrics;
 pub(crate) mod preview;
 pub(crate) mod rename;
 pub(crate) mod run;

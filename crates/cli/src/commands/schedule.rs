@@ -21,7 +21,8 @@ use futures::stream::FuturesUnordered;
 use retl_engine::config::{Activation, Destination, Project};
 use retl_state::{RunStatus, State};
 
-use super::web::{self, Metrics};
+use super::metrics::Metrics;
+use super::web;
 use crate::exit::Exit;
 use crate::{Ctx, Failure, notice};
 
