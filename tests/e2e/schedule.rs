@@ -100,14 +100,19 @@ fn the_daemon_runs_on_schedule_reports_metrics_and_stops_on_sigterm() {
     assert_eq!(oldest["counts"]["sent"], 3, "the first run sent the rows");
     assert_eq!(world.accepted_references().len(), 3, "and nothing twice");
 
+    // A run is in the state (what /api/runs reads) a moment before the
+    // daemon's loop counts it in the metrics: wait for the count.
+    let completed = || {
+        let (_, metrics) = get(&daemon.address, "/metrics");
+        metrics
+            .lines()
+            .find(|l| l.starts_with("retl_runs_total{activation=\"orders\",status=\"completed\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    until("the metrics to count two runs", || completed() >= 2);
     let (status, metrics) = get(&daemon.address, "/metrics");
     assert!(status.contains("200"), "{status}");
-    let completed = metrics
-        .lines()
-        .find(|l| l.starts_with("retl_runs_total{activation=\"orders\",status=\"completed\"}"))
-        .unwrap_or_else(|| panic!("{metrics}"));
-    let n: u64 = completed.rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(n >= 2, "{completed}");
     assert!(
         metrics.contains("retl_rows_total{activation=\"orders\",outcome=\"sent\"} 3"),
         "{metrics}"

@@ -196,21 +196,22 @@ async fn reload(
 ) -> Result<(), Failure> {
     match ctx.project() {
         Ok(project) => {
+            // Counted before it is said: whoever reads the notice finds the metric.
+            metrics.reloaded(project.problems.iter().map(ToString::to_string).collect());
             for problem in &project.problems {
                 notice(&format!(
                     "reload: {problem} (its previous version keeps running)"
                 ));
             }
-            metrics.reloaded(project.problems.iter().map(ToString::to_string).collect());
             merge(plan, &project, state, metrics).await?;
             notice(&format!("reload: {} scheduled activation(s)", plan.len()));
         }
         Err(e) => {
             let problem = format!("{:#}", e.error);
+            metrics.reloaded(vec![problem.clone()]);
             notice(&format!(
                 "reload failed, the previous configuration keeps running: {problem}"
             ));
-            metrics.reloaded(vec![problem]);
         }
     }
     Ok(())
