@@ -1,5 +1,10 @@
 //! The contract between a run and a destination.
 //!
+//! A destination crate implements [`Kind`]: how its destination file and an
+//! activation's `target:` and `mapping:` are read, how a row becomes a
+//! request ([`Rows`]), the sender, and its healthcheck. The engine knows no
+//! destination but through it.
+//!
 //! A destination sends one row's request at a time ([`Sender`]): it first
 //! waits until a request may leave ([`Sender::ready`]: a token, a place under
 //! its rate limits), then sends it with what that wait gave
@@ -15,10 +20,12 @@
 //! caller's ([`Protocol::mark`]), so it is tested on paused time against an
 //! in-memory destination.
 
+mod kind;
 mod protocol;
 
 use std::time::Duration;
 
+pub use kind::{Built, Kind, Report, RetryPolicy, Rows, mapping_schema, read_mapping};
 pub use protocol::{Attempt, Cancelled, Policy, Protocol, send_row};
 
 /// What a failed request means for its row.

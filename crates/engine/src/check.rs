@@ -2,12 +2,14 @@
 
 use std::path::Path;
 
+use retl_destination::Kind;
 use retl_source::Source;
 use retl_state::State;
-use retl_trustpilot::{Client, Invitations, Template};
+use retl_trustpilot::{Client, Template};
 use serde::Serialize;
 
-use crate::config::{Activation, Delivery, Destination, FirstRun};
+use crate::config::{Activation, Destination, FirstRun};
+use crate::destinations::Visitor;
 use crate::{Error, Result};
 
 /// What `retl check` found for one destination.
@@ -17,9 +19,10 @@ pub struct DestinationCheck {
     pub name: String,
     /// Its `type`.
     pub kind: &'static str,
-    /// What its healthcheck found (token, business units, templates, problems).
+    /// What its healthcheck found (for Trustpilot: token, business units,
+    /// templates) and every problem.
     #[serde(flatten)]
-    pub report: retl_trustpilot::check::Report,
+    pub report: retl_destination::Report,
 }
 
 /// What `retl check` found for one activation.
@@ -77,27 +80,28 @@ pub struct FirstRunCheck {
     pub would_send: Option<u64>,
 }
 
-/// Mints a fresh token for `destination` and checks the business units and
-/// template ids of its defaults and of `activations`.
+/// The destination's healthcheck (for Trustpilot: a fresh token, and the
+/// business units and template ids of its defaults and of `activations`).
 pub async fn check_destination(
     destination: &Destination,
     activations: &[&Activation],
 ) -> DestinationCheck {
-    match destination {
-        Destination::Trustpilot(d) => {
-            let targets: Vec<&retl_trustpilot::Target> = activations
-                .iter()
-                .map(|a| match &a.delivery {
-                    Delivery::Trustpilot { target, .. } => target,
-                })
-                .collect();
-            DestinationCheck {
-                name: d.name.clone(),
-                kind: "trustpilot",
-                // No token cache: a check mints a fresh token, to prove the credentials.
-                report: retl_trustpilot::check::check_destination(d, &targets, None).await,
-            }
-        }
+    let deliveries: Vec<_> = activations.iter().map(|a| &a.delivery).collect();
+    DestinationCheck {
+        name: destination.name().to_owned(),
+        kind: destination.type_name(),
+        report: destination.check(&deliveries).await,
+    }
+}
+
+/// Whether a delivery's mapping fits a source's columns.
+struct Fits<'s>(&'s arrow_schema::Schema);
+
+impl<'a> Visitor<'a> for Fits<'_> {
+    type Output = Option<String>;
+
+    fn visit<D: Kind>(self, destination: &'a D, delivery: &'a D::Delivery) -> Option<String> {
+        destination.rows(delivery, self.0, chrono::Utc::now()).err()
     }
 }
 
@@ -185,13 +189,10 @@ pub async fn check_activation(
         rows: inspection.rows,
         would_send: inspection.rows.map(|n| if skip { 0 } else { n }),
     });
-    let (Destination::Trustpilot(destination), Delivery::Trustpilot { target, mapping }) =
-        (destination, &activation.delivery);
-    if let Err(e) = Invitations::new(
-        destination.settings_for(target),
-        mapping,
-        &inspection.schema,
-    ) {
+    let misfit = destination
+        .visit(&activation.delivery, Fits(&inspection.schema))
+        .unwrap_or_else(|| Some(format!("not read for destination `{}`", destination.name())));
+    if let Some(e) = misfit {
         check.problems.push(format!("activation `{name}`: {e}"));
     }
     check
@@ -204,7 +205,14 @@ pub async fn templates(
     business_unit: Option<String>,
     token_cache: Option<&Path>,
 ) -> Result<Vec<Template>> {
-    let Destination::Trustpilot(destination) = destination;
+    let Some(trustpilot) = destination.get::<retl_trustpilot::Destination>() else {
+        return Err(Error::WrongKind {
+            destination: destination.name().to_owned(),
+            kind: destination.type_name(),
+            message: "templates are Trustpilot's (type: trustpilot)",
+        });
+    };
+    let destination = trustpilot;
     let Some(business_unit) =
         business_unit.or_else(|| destination.defaults.business_unit_id.clone())
     else {
@@ -212,9 +220,9 @@ pub async fn templates(
             destination: destination.name.clone(),
         });
     };
-    let fail = |error| Error::Destination {
+    let fail = |error: retl_trustpilot::Error| Error::Destination {
         destination: destination.name.clone(),
-        error,
+        error: Box::new(error),
     };
     let client = Client::new(destination.client_config(token_cache)).map_err(fail)?;
     client.templates(&business_unit).await.map_err(fail)

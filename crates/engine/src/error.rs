@@ -25,13 +25,24 @@ pub enum Error {
         /// The source's error (in the message, so not also a `source()`).
         error: retl_source::Error,
     },
-    /// Trustpilot refused the destination's configuration or credentials.
+    /// The destination refused the run (its configuration or credentials),
+    /// or could not be reached.
     #[error("destination `{destination}`: {error}")]
     Destination {
         /// The destination.
         destination: String,
-        /// The client's error (in the message, so not also a `source()`).
-        error: retl_trustpilot::Error,
+        /// Its error (in the message, so not also a `source()`).
+        error: Box<dyn retl_destination::Failure>,
+    },
+    /// The command needs a kind of destination this one is not.
+    #[error("destination `{destination}` is of type `{kind}`: {message}")]
+    WrongKind {
+        /// The destination.
+        destination: String,
+        /// Its `type:`.
+        kind: &'static str,
+        /// What needs another type.
+        message: &'static str,
     },
     /// The state database failed, or the activation's lease is held or lost.
     #[error(transparent)]
@@ -84,8 +95,11 @@ impl Error {
     /// Whether the user's configuration is at fault (exit code 2).
     pub fn is_config(&self) -> bool {
         match self {
-            Error::Config(_) | Error::Mapping { .. } | Error::NoBusinessUnit { .. } => true,
-            Error::Destination { error, .. } => error.class() == retl_trustpilot::ErrorClass::Fatal,
+            Error::Config(_)
+            | Error::Mapping { .. }
+            | Error::NoBusinessUnit { .. }
+            | Error::WrongKind { .. } => true,
+            Error::Destination { error, .. } => error.class() == retl_destination::Class::Fatal,
             Error::Source { error, .. } => matches!(
                 error,
                 retl_source::Error::ColumnMissing { .. }

@@ -66,6 +66,7 @@
 
 mod check;
 pub mod config;
+mod destinations;
 mod error;
 mod run;
 pub mod schedule;

@@ -133,3 +133,44 @@ pub async fn check_destination(
     }
     report
 }
+
+impl From<Report> for retl_destination::Report {
+    /// The report as `retl check` shows it: a line for the token and for
+    /// each business unit, and `token_minted` and `business_units` in JSON.
+    fn from(report: Report) -> Self {
+        let mut lines = Vec::new();
+        if report.token_minted {
+            lines.push("token minted".to_owned());
+        }
+        for bu in &report.business_units {
+            let name = bu
+                .name
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default();
+            let templates: Vec<String> = bu
+                .templates
+                .iter()
+                .map(|t| format!("{} ({})", t.id, t.name))
+                .collect();
+            lines.push(format!(
+                "business unit {}{name}: {} template(s){}{}",
+                bu.id,
+                templates.len(),
+                if templates.is_empty() { "" } else { ": " },
+                templates.join(", ")
+            ));
+        }
+        let mut fields = serde_json::Map::new();
+        fields.insert("token_minted".to_owned(), report.token_minted.into());
+        fields.insert(
+            "business_units".to_owned(),
+            serde_json::to_value(&report.business_units).unwrap_or_default(),
+        );
+        retl_destination::Report {
+            lines,
+            fields,
+            problems: report.problems,
+        }
+    }
+}

@@ -58,28 +58,7 @@ pub struct Target {
 }
 
 /// How failed requests are retried (`retry:` of a destination).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Requests per row within one run for transient failures (the first included).
-    pub tries_per_run: u32,
-    /// Runs that may try a row before it is rejected ("gave up after N attempts").
-    pub max_attempts: u32,
-    /// 429s a run may wait out before they count as failures of their rows.
-    pub rate_limited_retries: u32,
-    /// The first backoff; it doubles with each retry of a row, with jitter.
-    pub backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            tries_per_run: 3,
-            max_attempts: 5,
-            rate_limited_retries: 100,
-            backoff: Duration::from_millis(500),
-        }
-    }
-}
+pub use retl_destination::RetryPolicy;
 
 retl_config::spelled! {
     /// What an activation creates per new row (`target.kind`).

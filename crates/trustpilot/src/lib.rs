@@ -24,6 +24,9 @@
 //!   to do with the row: record it as rejected, retry it, wait, stop the run,
 //!   or (for a request that may have reached Trustpilot) never resend it blindly.
 //!
+//! - [`Destination`] is `type: trustpilot` to the engine
+//!   ([`retl_destination::Kind`]): an activation's [`Delivery`] (target and
+//!   mapping), its [`InvitationRows`] and its [`TrustpilotSender`].
 //! - [`check`]: the healthcheck `retl check` runs (a fresh token, business
 //!   units and template ids).
 //!
@@ -38,6 +41,7 @@ pub mod config;
 mod error;
 mod field;
 mod invitation;
+mod kind;
 mod model;
 mod pace;
 mod schema;
@@ -54,6 +58,7 @@ pub use config::{Destination, RetryPolicy, Target, TargetKind};
 pub use error::{ApiError, Body, Error, ErrorClass, Result};
 pub use field::Field;
 pub use invitation::{Built, Invitations, Rejection};
+pub use kind::{Delivery, InvitationRows};
 pub use model::{
     EmailInvitation, InvitationLink, ProductReviewInvitation, ServiceReviewInvitation,
     is_valid_email, is_valid_locale, is_valid_redirect, normalize_locale,

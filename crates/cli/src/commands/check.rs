@@ -148,28 +148,8 @@ fn text(checked: &Checked, config_dir: &Path) -> String {
             "problems"
         };
         let _ = writeln!(out, "destination {}: {status}", d.name);
-        if d.report.token_minted {
-            let _ = writeln!(out, "  token minted");
-        }
-        for bu in &d.report.business_units {
-            let name = bu
-                .name
-                .as_deref()
-                .map(|n| format!(" ({n})"))
-                .unwrap_or_default();
-            let templates: Vec<String> = bu
-                .templates
-                .iter()
-                .map(|t| format!("{} ({})", t.id, t.name))
-                .collect();
-            let _ = writeln!(
-                out,
-                "  business unit {}{name}: {} template(s){}{}",
-                bu.id,
-                templates.len(),
-                if templates.is_empty() { "" } else { ": " },
-                templates.join(", ")
-            );
+        for line in &d.report.lines {
+            let _ = writeln!(out, "  {line}");
         }
         for problem in &d.report.problems {
             let _ = writeln!(out, "destination {}: {problem}", d.name);

@@ -1,12 +1,12 @@
 //! The user's configuration: destinations and activations in YAML.
 //!
 //! The engine reads only what belongs to the activation itself (its name,
-//! source, destination name, `first_run`, the mapping's column bindings and
-//! the link writeback) and a destination's `name` and `type`. Everything else
-//! is read by the component it configures, beside its code: the `source:`
-//! block by `retl-source`, a destination file and an activation's `target:` by
-//! the destination's crate, chosen by the destination's `type` ([`Destination`]
-//! is that dispatch). All of them read with `retl-config`, which reports every
+//! source, destination name, `first_run`, limits, schedule, the link
+//! writeback) and a destination's `name` and `type`. Everything else is read
+//! by the component it configures, beside its code: the `source:` block by
+//! `retl-source`, a destination file and an activation's `target:` and
+//! `mapping:` by the destination's crate, chosen by the destination's `type`
+//! (`crate::destinations` is that dispatch). All of them read with `retl-config`, which reports every
 //! unknown key, wrong type, invalid value and missing environment variable
 //! with its file, line, column and field path, and carries on.
 //!
@@ -30,82 +30,12 @@ use when::{read_max_row_age, read_schedule};
 pub mod schema;
 
 use retl_config::{Map, Node, Reader, join};
-use retl_mapping::FieldSet;
 use retl_source::SourceConfig;
 
 pub use env::{Environment, TARGETS_FILE};
 pub use retl_config::{ConfigErrors, Location, Problem};
 
-/// A destination, by its `type`.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Destination {
-    /// `type: trustpilot`.
-    Trustpilot(retl_trustpilot::Destination),
-}
-
-/// The `type:` values a destination may have.
-const DESTINATION_TYPES: &[&str] = &["trustpilot"];
-
-impl Destination {
-    /// Its name.
-    pub fn name(&self) -> &str {
-        match self {
-            Destination::Trustpilot(d) => &d.name,
-        }
-    }
-
-    /// The file it came from.
-    pub fn file(&self) -> &Path {
-        match self {
-            Destination::Trustpilot(d) => &d.file,
-        }
-    }
-
-    /// Its `limits:`, for all its activations.
-    pub fn limits(&self) -> retl_config::limits::Limits {
-        match self {
-            Destination::Trustpilot(d) => d.limits,
-        }
-    }
-
-    /// How long one request to it may take.
-    pub fn request_timeout(&self) -> std::time::Duration {
-        match self {
-            Destination::Trustpilot(d) => d.request_timeout,
-        }
-    }
-}
-
-/// What an activation sends through its destination: the destination-specific
-/// part of an activation, read by the destination's crate.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Delivery {
-    /// To a Trustpilot destination.
-    Trustpilot {
-        /// The `target:` block.
-        target: retl_trustpilot::Target,
-        /// Trustpilot field ← source column, in catalogue order.
-        mapping: Vec<(retl_trustpilot::Field, String)>,
-    },
-}
-
-impl Delivery {
-    /// The source columns the mapping reads, each once, in mapping order.
-    pub fn mapped_columns(&self) -> Vec<&str> {
-        let mut columns: Vec<&str> = Vec::new();
-        let all = match self {
-            Delivery::Trustpilot { mapping, .. } => mapping.iter().map(|(_, c)| c.as_str()),
-        };
-        for column in all {
-            if !columns.contains(&column) {
-                columns.push(column);
-            }
-        }
-        columns
-    }
-}
+pub use crate::destinations::{Delivery, Destination};
 
 /// Where created invitation links are written back (`writeback:`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,9 +112,7 @@ impl Activation {
             retl_source::Model::Table(table) => format!("table {table}"),
             retl_source::Model::Query(query) => format!("query {}", query.trim()),
         };
-        let kind = match &self.delivery {
-            Delivery::Trustpilot { target, .. } => target.kind.as_str(),
-        };
+        let kind = self.delivery.creates();
         let text = format!(
             "retl source identity 1\n{}\n{model}\n{}\n{}\n{kind}",
             retl_source::redact_url(&self.source.connection),
@@ -476,12 +404,8 @@ fn read_destination(r: &mut Reader<'_>, doc: &Node<'_>, file: &Path) -> Option<D
     let name = read_name(r, &map, file);
     let kind = r
         .required(&map, "", "type", "trustpilot")
-        .and_then(|node| r.choice(node, "type", DESTINATION_TYPES))?;
-    match kind.as_str() {
-        "trustpilot" => retl_trustpilot::config::read_destination(r, doc, name, file)
-            .map(Destination::Trustpilot),
-        _ => unreachable!("the type was checked against DESTINATION_TYPES"),
-    }
+        .and_then(|node| r.choice(node, "type", &crate::destinations::types()))?;
+    crate::destinations::read(&kind, r, doc, name, file)
 }
 
 fn read_activation(
@@ -545,11 +469,7 @@ fn read_activation(
     let destination = destination?;
     let limits = limits.over(destination.limits());
     // The target and the mapping are the destination's to read.
-    let delivery = match destination {
-        Destination::Trustpilot(destination) => {
-            read_trustpilot_delivery(r, &map, file, destination, writeback.is_some())
-        }
-    };
+    let delivery = destination.read_delivery(r, &map, file, writeback.is_some());
     let source = source?;
     let delivery = delivery?;
     let max_row_age = match max_row_age {
@@ -558,13 +478,7 @@ fn read_activation(
     };
     let primary_key = match &source.primary_key {
         Some(key) => key.clone(),
-        None => match &delivery {
-            Delivery::Trustpilot { mapping, .. } => mapping
-                .iter()
-                .filter(|(f, _)| *f == retl_trustpilot::Field::ReferenceNumber)
-                .map(|(_, c)| c.clone())
-                .collect(),
-        },
+        None => delivery.default_key(),
     };
     Some(Activation {
         name,
@@ -596,85 +510,6 @@ fn read_writeback(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Writeback> {
         key_column: key_column?,
         url_column: url_column?,
     })
-}
-
-/// An activation's `target:` and `mapping:` for a Trustpilot destination.
-fn read_trustpilot_delivery(
-    r: &mut Reader<'_>,
-    map: &Map<'_, '_>,
-    file: &Path,
-    destination: &retl_trustpilot::Destination,
-    writeback: bool,
-) -> Option<Delivery> {
-    use retl_trustpilot::{Field, TargetKind};
-    let target = match map.get("target") {
-        Some(node) => retl_trustpilot::config::read_target(r, node),
-        None => Some(retl_trustpilot::Target::default()),
-    };
-    if writeback
-        && target
-            .as_ref()
-            .is_some_and(|t| t.kind != TargetKind::InvitationLink)
-    {
-        r.problem(
-            map.get("writeback").unwrap_or(map.node),
-            "writeback",
-            "writeback needs target.kind: invitation_link",
-        );
-    }
-    let mapping = r
-        .required(
-            map,
-            "",
-            "mapping",
-            "consumer_name, consumer_email, reference_number, ...",
-        )
-        .and_then(|node| read_mapping(r, node, &Field::REQUIRED));
-    let (target, mapping) = (target?, mapping?);
-    let mapped: Vec<Field> = mapping.iter().map(|(f, _)| *f).collect();
-    for (path, message) in destination.check_activation(&target, &mapped) {
-        r.problems.push(Problem::in_file(file, &path, message));
-    }
-    Some(Delivery::Trustpilot { target, mapping })
-}
-
-/// Reads `mapping:` (field ← column) against a destination's field catalogue;
-/// every field in `required` must be mapped. Sorted in catalogue order.
-fn read_mapping<F: FieldSet>(
-    r: &mut Reader<'_>,
-    node: &Node<'_>,
-    required: &[F],
-) -> Option<Vec<(F, String)>> {
-    let names = F::names();
-    let map = r.map(node, "mapping", &names)?;
-    let mut mapping = Vec::new();
-    for (key, value) in map.entries() {
-        let field = F::from_name(key).expect("keys were checked against the catalogue");
-        if let Some(column) = r.string(value, &join("mapping", key)) {
-            if column.is_empty() {
-                r.problem(value, &join("mapping", key), "must name a column");
-            } else {
-                mapping.push((field, column));
-            }
-        } else if Reader::is_unset(Some(value)) {
-            r.problem(value, &join("mapping", key), "must name a column");
-        }
-    }
-    for field in required {
-        if !mapping.iter().any(|(f, _)| f == field) {
-            r.problem(
-                map.node,
-                &join("mapping", field.name()),
-                format!(
-                    "missing field `{}` (the source column it comes from)",
-                    field.name()
-                ),
-            );
-        }
-    }
-    let order = |f: &F| F::ALL.iter().position(|x| x == f);
-    mapping.sort_by_key(|(f, _)| order(f));
-    Some(mapping)
 }
 
 #[cfg(test)]

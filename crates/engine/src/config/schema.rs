@@ -2,11 +2,11 @@
 //! `retl schema [destination|activation|targets]`.
 //!
 //! Assembled from the schemas each component writes beside its reader
-//! (`retl_source::source_schema`, `retl_trustpilot::config::*_schema`) and,
+//! (`retl_source::source_schema`, each destination kind's `schema`,
+//! `target_schema` and `mapping_schema`) and,
 //! for the activation's own keys, from the same key lists the engine reads.
 
 use retl_config::schema::{DIALECT, choice, duration, object, string};
-use retl_mapping::FieldSet;
 use serde_json::{Value, json};
 
 use super::{ACTIVATION_KEYS, MAX_ROW_AGE_KEYS, WRITEBACK_KEYS};
@@ -56,32 +56,21 @@ pub fn all() -> Value {
     })
 }
 
-/// A destination, by its `type` (one arm per destination type).
+/// A destination, by its `type` (one schema per destination type).
 fn destination() -> Value {
-    json!({"anyOf": [retl_trustpilot::config::destination_schema()]})
-}
-
-/// The mapping's keys: the destination's field catalogue.
-fn mapping<F: FieldSet>(required: &[F]) -> Value {
-    let required: Vec<&str> = required.iter().map(|f| f.name()).collect();
-    object(
-        "destination field <- source column",
-        F::ALL
-            .iter()
-            .map(|f| (f.name(), string("the source column")))
-            .collect(),
-        &required,
-    )
+    let [destinations, _, _] = crate::destinations::schemas();
+    json!({ "anyOf": destinations })
 }
 
 fn activation() -> Value {
+    let [_, targets, mappings] = crate::destinations::schemas();
     let property = |key: &str| match key {
         "name" => string("the activation's name (default: the file stem)"),
         "description" => string("what it is for"),
         "source" => retl_source::source_schema(),
         "destination" => string("the destination's name"),
-        "target" => json!({"anyOf": [retl_trustpilot::config::target_schema()]}),
-        "mapping" => json!({"anyOf": [mapping(&retl_trustpilot::Field::REQUIRED)]}),
+        "target" => json!({ "anyOf": targets }),
+        "mapping" => json!({ "anyOf": mappings }),
         "writeback" => object(
             "with target.kind: invitation_link, where each link's URL is written",
             WRITEBACK_KEYS.iter().map(|k| (*k, string(k))).collect(),

@@ -7,8 +7,7 @@ use super::*;
 
 /// The Trustpilot destination behind `destination`.
 fn trustpilot(destination: &Destination) -> &retl_trustpilot::Destination {
-    let Destination::Trustpilot(d) = destination;
-    d
+    destination.get().expect("a Trustpilot destination")
 }
 
 /// The Trustpilot target and mapping of `activation`.
@@ -18,8 +17,10 @@ fn delivery(
     &retl_trustpilot::Target,
     &[(retl_trustpilot::Field, String)],
 ) {
-    let Delivery::Trustpilot { target, mapping } = &activation.delivery;
-    (target, mapping)
+    let Delivery::Trustpilot(delivery) = &activation.delivery else {
+        panic!("a Trustpilot activation");
+    };
+    (&delivery.target, &delivery.mapping)
 }
 
 fn env(name: &str) -> Option<String> {

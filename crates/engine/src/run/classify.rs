@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 
 use arrow_array::{Array as _, RecordBatch};
+use retl_destination::Rows;
 use retl_diff::{Entry, RowHash, Status, combine, hash_keys, hash_rows};
 use retl_mapping::{cell_text, is_integer, parse_time};
 use retl_source::KeyValue;
 use retl_state::{Outcome, RowLog, RowOutcome};
-use retl_trustpilot::{InvitationLink, Invitations, Request, TargetKind};
 
 use super::RunCtx;
 use super::fate::{Age, Facts, Fate, Ledger, Rejection, decide};
@@ -76,7 +76,7 @@ fn cursor_value(
 }
 
 /// A row on its way to its destination, with its request `R`.
-pub(super) struct Pending<R = Request> {
+pub(super) struct Pending<R> {
     pub key: RowHash,
     pub content: RowHash,
     /// The content with what shapes the request: recorded for a rejection.
@@ -89,8 +89,11 @@ pub(super) struct Pending<R = Request> {
     pub writeback_key: Option<KeyValue>,
     /// What its run-log row says when it is sent (how its request was made).
     pub notes: Vec<String>,
-    /// In a dry run: where each value of the request came from.
-    pub origins: Option<std::collections::BTreeMap<String, String>>,
+    /// In a dry run: the request as JSON, and where each of its values came from.
+    pub shown: Option<(
+        serde_json::Value,
+        std::collections::BTreeMap<String, String>,
+    )>,
     /// Its cursor value (cursor mode).
     pub cursor: Option<retl_source::CursorValue>,
 }
@@ -167,11 +170,10 @@ struct Recorded {
     reason: String,
 }
 
-/// How a batch's rows become requests: the destination's builder, what it
-/// creates, and where the activation's columns are.
-struct Mapping<'m> {
-    invitations: &'m Invitations,
-    kind: TargetKind,
+/// How a batch's rows become requests: the destination's builder, and
+/// where the activation's columns are.
+struct Mapping<'m, R> {
+    rows: &'m R,
     columns: &'m Columns,
 }
 
@@ -236,14 +238,13 @@ impl RunCtx<'_> {
     /// Counts and classifies a batch: each row's facts, its fate
     /// ([`decide`]), the fate applied ([`apply`](Self::apply)); records the
     /// rows settled before sending and returns the rows to send.
-    pub(super) async fn classify_batch(
+    pub(super) async fn classify_batch<R: Rows>(
         &mut self,
-        invitations: &Invitations,
-        kind: TargetKind,
+        rows: &R,
         batch: &RecordBatch,
         columns: &Columns,
         undecodable: &HashMap<usize, String>,
-    ) -> Result<Vec<Pending>> {
+    ) -> Result<Vec<Pending<R::Request>>> {
         let keys = hash_keys(batch, &columns.key)?;
         let contents = hash_rows(batch, &columns.content)?;
         // A rejected row is compared by its request: content, the settings
@@ -266,11 +267,7 @@ impl RunCtx<'_> {
         let changes = self.changes(&pairs).await?;
         let mut pending = Vec::new();
         let mut records = Records::default();
-        let mapping = Mapping {
-            invitations,
-            kind,
-            columns,
-        };
+        let mapping = Mapping { rows, columns };
         for row in 0..batch.num_rows() {
             self.counts.read += 1;
             let cursor = columns.cursor.and_then(|c| cursor_value(batch, c, row));
@@ -298,7 +295,8 @@ impl RunCtx<'_> {
                     request_by(&fingerprint, row),
                     entry
                         .filter(|e| e.status == Status::Rejected)
-                        .map(|_| request_by(&legacy, row)),
+                        .and(legacy)
+                        .map(|legacy| request_by(&legacy, row)),
                 ),
             };
             let at = At {
@@ -365,13 +363,13 @@ impl RunCtx<'_> {
     /// Applies a row's fate, the one place that does: its counts, its ledger
     /// outcome and its run-log row; a row to send is built here (a request
     /// the destination's own checks refuse is rejected) and returned.
-    fn apply(
+    fn apply<R: Rows>(
         &mut self,
         fate: Fate,
         at: At<'_>,
-        mapping: &Mapping<'_>,
+        mapping: &Mapping<'_, R>,
         records: &mut Records,
-    ) -> Option<Pending> {
+    ) -> Option<Pending<R::Request>> {
         let row_key = || at.row_key(mapping);
         let reference = || at.reference(mapping);
         let log = |records: &mut Records, outcome: RowOutcome, reason: String| {
@@ -455,32 +453,17 @@ impl RunCtx<'_> {
 
     /// A row to send: counted new, its request built and checked; a request
     /// the destination's own checks refuse is rejected instead.
-    fn prepare(
+    fn prepare<R: Rows>(
         &mut self,
         at: At<'_>,
         previous: Option<Entry>,
-        mapping: &Mapping<'_>,
+        mapping: &Mapping<'_, R>,
         records: &mut Records,
-    ) -> Option<Pending> {
-        let Mapping {
-            invitations,
-            kind,
-            columns,
-        } = *mapping;
-        let row_key = || at.row_key(mapping);
+    ) -> Option<Pending<R::Request>> {
+        let Mapping { rows, columns } = *mapping;
         self.counts.new += 1;
         self.seen_new.insert(at.key);
-        let built = invitations
-            .build(at.batch, at.row)
-            .map_err(|r| r.to_string())
-            .and_then(|built| {
-                built
-                    .body
-                    .validate()
-                    .map(|()| built)
-                    .map_err(|problems| problems.join("; "))
-            });
-        let retl_trustpilot::Built { body, notes } = match built {
+        let built = match rows.build(at.batch, at.row) {
             Ok(built) => built,
             Err(reason) => {
                 self.counts.rejected += 1;
@@ -489,24 +472,22 @@ impl RunCtx<'_> {
             }
         };
         Some(Pending {
-            origins: self.dry.as_ref().map(|dry| {
-                let json = serde_json::to_value(&body).unwrap_or_default();
-                invitations.origins(at.batch, at.row, &json, &dry.defaults, &dry.target)
+            shown: self.dry.as_ref().map(|_| {
+                let body = rows.body(&built.request);
+                let origins = rows.origins(at.batch, at.row, &body);
+                (body, origins)
             }),
             key: at.key,
             content: at.content,
             request_hash: at.request,
-            row_key: row_key(),
-            reference: body.reference_number.clone(),
+            row_key: at.row_key(mapping),
+            reference: built.reference,
             previous,
-            request: match kind {
-                TargetKind::EmailInvitation => Request::Email(Box::new(body)),
-                TargetKind::InvitationLink => Request::Link(InvitationLink::for_invitation(&body)),
-            },
+            request: built.request,
             writeback_key: columns
                 .writeback
                 .and_then(|column| key_value(at.batch, column, at.row)),
-            notes,
+            notes: built.notes,
             cursor: at.cursor,
         })
     }
@@ -514,13 +495,13 @@ impl RunCtx<'_> {
 
 impl At<'_> {
     /// The row's key as the run log prints it.
-    fn row_key(&self, mapping: &Mapping<'_>) -> String {
+    fn row_key<R>(&self, mapping: &Mapping<'_, R>) -> String {
         key_text(self.batch, &mapping.columns.key, self.row, self.problem)
     }
 
     /// The row's reference number, if it has one.
-    fn reference(&self, mapping: &Mapping<'_>) -> Option<String> {
-        mapping.invitations.reference(self.batch, self.row)
+    fn reference<R: Rows>(&self, mapping: &Mapping<'_, R>) -> Option<String> {
+        mapping.rows.reference(self.batch, self.row)
     }
 }
 
@@ -548,11 +529,11 @@ impl Settled {
 
 /// Records a row settled before any request: its ledger outcome and its
 /// run-log row.
-fn settle(
+fn settle<R: Rows>(
     at: &At<'_>,
     settled: &Settled,
     reason: String,
-    mapping: &Mapping<'_>,
+    mapping: &Mapping<'_, R>,
     records: &mut Records,
 ) {
     let (row_key, reference) = (at.row_key(mapping), at.reference(mapping));
@@ -577,7 +558,7 @@ impl RunCtx<'_> {
     /// without a key are rejected).
     pub(super) async fn record_baseline(
         &mut self,
-        invitations: &Invitations,
+        mapping: &impl Rows,
         batch: &RecordBatch,
         columns: &Columns,
         undecodable: &HashMap<usize, String>,
@@ -605,7 +586,7 @@ impl RunCtx<'_> {
                 };
                 logs.push(RowLog::new(
                     key_text(batch, &columns.key, row, problem),
-                    invitations.reference(batch, row).as_deref(),
+                    mapping.reference(batch, row).as_deref(),
                     RowOutcome::Rejected,
                     Some(reason),
                 ));

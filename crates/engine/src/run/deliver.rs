@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use retl_destination::{Attempt, Class, Failure as _, Policy, Protocol, Sender, send_row};
+use retl_destination::{Attempt, Class, Failure as _, Kind, Policy, Protocol, Sender, send_row};
 use retl_diff::{RowHash, Status};
 use retl_state::{Lease, Outcome, RowLog, RowOutcome, State};
 
@@ -127,40 +127,30 @@ impl<S: Sender> Protocol for Row<'_, S> {
     }
 }
 
-impl Outbox<retl_trustpilot::TrustpilotSender> {
-    /// The outbox of a Trustpilot destination with `settings` (defaults with
-    /// the target laid over).
-    pub(super) fn trustpilot(
-        destination: &retl_trustpilot::Destination,
-        settings: &retl_trustpilot::Settings,
+impl<S: Sender> Outbox<S> {
+    /// The outbox of `destination` for `delivery`'s requests, retrying as
+    /// the destination's `retry:` says.
+    pub(super) fn of<D: Kind<Sender = S>>(
+        destination: &D,
+        delivery: &D::Delivery,
         ctx: &RunCtx<'_>,
     ) -> Result<Self> {
-        let client =
-            retl_trustpilot::Client::new(destination.client_config(ctx.state.token_cache()))
-                .map_err(|error| Error::Destination {
-                    destination: destination.name.clone(),
-                    error,
-                })?;
-        let sender = retl_trustpilot::TrustpilotSender {
-            client,
-            business_unit: settings.business_unit_id.clone().unwrap_or_default(),
-        };
-        let retry = destination.retry;
-        let policy = Policy {
-            tries_per_run: retry.tries_per_run,
-            backoff: retry.backoff,
-        };
+        let sender = destination
+            .sender(delivery, ctx.state.token_cache())
+            .map_err(|error| Error::Destination {
+                destination: destination.name().to_owned(),
+                error: Box::new(error),
+            })?;
+        let retry = destination.retry();
         Ok(Outbox::new(
             sender,
-            policy,
+            retry.policy(),
             retry.max_attempts,
             retry.rate_limited_retries,
             ctx,
         ))
     }
-}
 
-impl<S: Sender> Outbox<S> {
     /// An outbox to `sender`, retrying by `policy`, giving a row up after
     /// `max_attempts` runs, waiting out at most `rate_limited` 429s.
     pub(super) fn new(

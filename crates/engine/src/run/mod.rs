@@ -19,12 +19,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use retl_destination::{Kind, Sender};
 use retl_diff::RowHash;
 use retl_source::{Source, Writer};
 use retl_state::{Counts, Lease, Outcome, RowLog, RowOutcome, RunStatus, RunSummary, State};
 use tracing::Instrument;
 
-use crate::config::{Activation, Delivery, Destination, FirstRun};
+use crate::config::{Activation, Destination, FirstRun};
+use crate::destinations::Visitor;
 use crate::{Error, Result};
 
 pub(crate) use classify::Columns;
@@ -38,6 +40,18 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// The visitor a run's [`RunCtx::execute`] goes through to its
+/// destination's kind.
+struct Execute<'c, 'r>(&'c mut RunCtx<'r>);
+
+impl<'c> Visitor<'c> for Execute<'c, '_> {
+    type Output = std::pin::Pin<Box<dyn Future<Output = Result<()>> + 'c>>;
+
+    fn visit<D: Kind>(self, destination: &'c D, delivery: &'c D::Delivery) -> Self::Output {
+        Box::pin(self.0.execute_with(destination, delivery))
     }
 }
 
@@ -174,22 +188,6 @@ pub async fn run_with(
     })
 }
 
-/// The run's request fingerprint, and the one the release before explicit
-/// fingerprints made (its `Debug` text; frozen here only to recognise the
-/// rows it rejected).
-fn fingerprints(
-    settings: &retl_trustpilot::Settings,
-    target: &retl_trustpilot::Target,
-    mapping: &[(retl_trustpilot::Field, String)],
-) -> (RowHash, RowHash) {
-    let explicit = retl_trustpilot::request_fingerprint(settings, target.kind, mapping);
-    let legacy = format!("{settings:?} {:?} {mapping:?}", target.kind);
-    (
-        retl_diff::fingerprint(&explicit),
-        retl_diff::fingerprint(&legacy),
-    )
-}
-
 /// The cells of the batch last read that the source could not decode, by
 /// row: their rows are rejected, naming the column.
 fn undecodable(source: &Source) -> HashMap<usize, String> {
@@ -317,18 +315,14 @@ pub async fn preview(
         token: -1,
         ttl: options.lease,
     };
-    let Destination::Trustpilot(tp) = destination;
-    let Delivery::Trustpilot { target, .. } = &activation.delivery;
     let dry = preview::DryRun {
         out: Preview::new(&activation.name),
-        defaults: tp.defaults.clone(),
-        target: target.settings.clone(),
     };
     let mut ctx = RunCtx::new(state, activation, &lease, options, Some(dry));
     ctx.execute(destination).await?;
     let mut out = ctx.dry.take().expect("a dry run keeps its preview").out;
     out.counts = ctx.counts;
-    out.estimated_seconds = retl_trustpilot::estimate(&tp.rate_limits, out.counts.sent).as_secs();
+    out.estimated_seconds = destination.estimate(out.counts.sent).as_secs();
     Ok(out)
 }
 
@@ -358,9 +352,9 @@ struct RunCtx<'a> {
     /// What shapes every request besides the row (settings, mapping): a
     /// rejected row is tried again when it changes.
     fingerprint: RowHash,
-    /// The fingerprint as the release before explicit fingerprints made it
-    /// (`Debug` text): rows it rejected stay rejected.
-    legacy_fingerprint: RowHash,
+    /// The fingerprint as an older release made it, if the destination
+    /// knows one ([`Kind::legacy_fingerprint`]): rows it rejected stay rejected.
+    legacy_fingerprint: Option<RowHash>,
     /// The run's start (`max_row_age` counts back from it).
     started: chrono::DateTime<chrono::Utc>,
     /// A preview: nothing is written or sent.
@@ -396,7 +390,7 @@ impl<'a> RunCtx<'a> {
             only: None,
             released: Vec::new(),
             fingerprint: [0; 16],
-            legacy_fingerprint: [0; 16],
+            legacy_fingerprint: None,
             started: state.clock().now(),
             dry,
             cursor: None,
@@ -405,7 +399,24 @@ impl<'a> RunCtx<'a> {
         }
     }
 
+    /// The run, with its destination's own kind.
     async fn execute(&mut self, destination: &Destination) -> Result<()> {
+        let activation = self.activation;
+        match destination.visit(&activation.delivery, Execute(self)) {
+            Some(run) => run.await,
+            None => Err(Error::Internal(format!(
+                "activation `{}` was not read for destination `{}`",
+                activation.name,
+                destination.name()
+            ))),
+        }
+    }
+
+    async fn execute_with<D: Kind>(
+        &mut self,
+        destination: &D,
+        delivery: &D::Delivery,
+    ) -> Result<()> {
         let activation = self.activation;
         let name = activation.name.as_str();
         if self.dry.is_none() {
@@ -444,20 +455,22 @@ impl<'a> RunCtx<'a> {
                     .map_err(source_error)?,
             );
         }
-        let (Destination::Trustpilot(destination), Delivery::Trustpilot { target, mapping }) =
-            (destination, &activation.delivery);
-        let settings = destination.settings_for(target);
-        (self.fingerprint, self.legacy_fingerprint) = fingerprints(&settings, target, mapping);
-        let invitations = retl_trustpilot::Invitations::new(settings.clone(), mapping, &schema)
-            .map_err(|e| Error::Mapping {
+        self.fingerprint = retl_diff::fingerprint(&destination.fingerprint(delivery));
+        self.legacy_fingerprint = destination
+            .legacy_fingerprint(delivery)
+            .map(|text| retl_diff::fingerprint(&text));
+        let rows = destination
+            .rows(delivery, &schema, self.state.clock().now())
+            .map_err(|message| Error::Mapping {
                 activation: name.to_owned(),
-                message: e.to_string(),
-            })?
-            .at(self.state.clock().now());
+                message,
+            })?;
         let sender = match self.dry {
-            None => Some(deliver::Outbox::trustpilot(destination, &settings, self)?),
+            None => Some(deliver::Outbox::of(destination, delivery, self)?),
             Some(_) => None,
         };
+        let concurrency = destination.concurrency();
+        let to = destination.name();
 
         if baseline {
             tracing::info!(
@@ -472,7 +485,7 @@ impl<'a> RunCtx<'a> {
         };
         // Under the surge guard, nothing is sent until the run's new rows are
         // all counted: at most the threshold's worth of rows is held.
-        let mut held: Vec<classify::Pending> = Vec::new();
+        let mut held: Vec<classify::Pending<<D::Sender as Sender>::Request>> = Vec::new();
         while let Some(batch) = source.next_batch().await {
             if self.options.cancel.is_cancelled() {
                 tracing::warn!("interrupted: no more rows are read");
@@ -482,12 +495,12 @@ impl<'a> RunCtx<'a> {
             // Cells the source could not decode: their rows are rejected.
             let undecodable = undecodable(&source);
             if baseline {
-                self.record_baseline(&invitations, &batch, &columns, &undecodable)
+                self.record_baseline(&rows, &batch, &columns, &undecodable)
                     .await?;
                 continue;
             }
             let pending = self
-                .classify_batch(&invitations, target.kind, &batch, &columns, &undecodable)
+                .classify_batch(&rows, &batch, &columns, &undecodable)
                 .await?;
             self.report();
             tracing::debug!(
@@ -502,15 +515,15 @@ impl<'a> RunCtx<'a> {
                         let refusal = self.surge_refusal(threshold);
                         self.refuse(Err(refusal))?;
                         // A preview goes on counting, with the refusal noted.
-                        self.send(sender.as_ref(), destination, std::mem::take(&mut held))
-                            .await?;
+                        let held = std::mem::take(&mut held);
+                        self.send(sender.as_ref(), to, concurrency, held).await?;
                     }
                 }
-                None => self.send(sender.as_ref(), destination, pending).await?,
+                None => self.send(sender.as_ref(), to, concurrency, pending).await?,
             }
             self.publish_counts().await?;
         }
-        self.send(sender.as_ref(), destination, held).await?;
+        self.send(sender.as_ref(), to, concurrency, held).await?;
         self.write_records(true).await
     }
 
@@ -542,24 +555,23 @@ impl<'a> RunCtx<'a> {
         Ok(())
     }
 
-    /// Sends rows (a dry run lists them instead).
-    async fn send(
+    /// Sends rows to destination `to`, `concurrency` at a time (a dry run
+    /// lists them instead).
+    async fn send<S: Sender>(
         &mut self,
-        sender: Option<&deliver::Outbox<retl_trustpilot::TrustpilotSender>>,
-        destination: &retl_trustpilot::Destination,
-        pending: Vec<classify::Pending>,
+        sender: Option<&deliver::Outbox<S>>,
+        to: &str,
+        concurrency: usize,
+        pending: Vec<classify::Pending<S::Request>>,
     ) -> Result<()> {
         let Some(sender) = sender else {
             self.plan_all(pending);
             return Ok(());
         };
-        match self
-            .deliver_all(sender, destination.concurrency, pending)
-            .await?
-        {
+        match self.deliver_all(sender, concurrency, pending).await? {
             Some(error) => Err(Error::Destination {
-                destination: destination.name.clone(),
-                error,
+                destination: to.to_owned(),
+                error: Box::new(error),
             }),
             None => Ok(()),
         }
@@ -567,24 +579,20 @@ impl<'a> RunCtx<'a> {
 
     /// A dry run's [`send`](Self::send): counts what the budget lets go as
     /// `sent` and the rest as `skipped`, and lists the invitations.
-    fn plan_all(&mut self, pending: Vec<classify::Pending>) {
+    fn plan_all<R>(&mut self, pending: Vec<classify::Pending<R>>) {
         for p in pending {
             if fate::over_budget(&mut self.budget).is_some() {
                 self.counts.skipped += 1;
                 continue;
             }
             self.counts.sent += 1;
-            let body = match &p.request {
-                retl_trustpilot::Request::Email(body) => serde_json::to_value(body),
-                retl_trustpilot::Request::Link(link) => serde_json::to_value(link),
-            }
-            .unwrap_or_default();
+            let (body, origins) = p.shown.unwrap_or_default();
             if let Some(dry) = &mut self.dry {
                 dry.out.plan(Planned {
                     key: p.row_key,
                     reference: p.reference,
                     body,
-                    origins: p.origins.unwrap_or_default(),
+                    origins,
                 });
             }
         }

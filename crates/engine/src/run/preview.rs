@@ -4,8 +4,8 @@
 //! It takes no lease and opens no write transaction: its context carries a
 //! lease that was never acquired, so a write reached by mistake fails on the
 //! fencing check instead of changing the state. Rows a run would send are
-//! counted as `sent`; nothing is asked of Trustpilot, so its own verdicts
-//! (a rejected template id, say) cannot be foreseen.
+//! counted as `sent`; nothing is asked of the destination, so its own
+//! verdicts (Trustpilot rejecting a template id, say) cannot be foreseen.
 
 use std::collections::BTreeMap;
 
@@ -27,7 +27,7 @@ pub struct Preview {
     /// Rows it would reject before any request, with the reason.
     pub rejections: Vec<Refusal>,
     /// How long the sends would take at the destination's pacing (not
-    /// counting Trustpilot's answer times).
+    /// counting the destination's answer times).
     pub estimated_seconds: u64,
     /// Why a real run would send nothing (a safety limit), if it would.
     pub refused: Option<String>,
@@ -95,10 +95,7 @@ impl Preview {
     }
 }
 
-/// What a dry run keeps while it goes: the preview, and the two settings
-/// layers an invitation's origins are told apart by.
+/// What a dry run keeps while it goes: the preview.
 pub(super) struct DryRun {
     pub out: Preview,
-    pub defaults: retl_trustpilot::Settings,
-    pub target: retl_trustpilot::Settings,
 }
