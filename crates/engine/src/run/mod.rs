@@ -43,6 +43,13 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// A destination bound to a run: the builder of its requests, and its
+/// outbox (none in a dry run).
+type Bound<D> = (
+    <D as Kind>::Rows,
+    Option<deliver::Outbox<<D as Kind>::Sender>>,
+);
+
 /// The visitor a run's [`RunCtx::execute`] goes through to its
 /// destination's kind.
 struct Execute<'c, 'r>(&'c mut RunCtx<'r>);
@@ -455,20 +462,7 @@ impl<'a> RunCtx<'a> {
                     .map_err(source_error)?,
             );
         }
-        self.fingerprint = retl_diff::fingerprint(&destination.fingerprint(delivery));
-        self.legacy_fingerprint = destination
-            .legacy_fingerprint(delivery)
-            .map(|text| retl_diff::fingerprint(&text));
-        let rows = destination
-            .rows(delivery, &schema, self.state.clock().now())
-            .map_err(|message| Error::Mapping {
-                activation: name.to_owned(),
-                message,
-            })?;
-        let sender = match self.dry {
-            None => Some(deliver::Outbox::of(destination, delivery, self)?),
-            Some(_) => None,
-        };
+        let (rows, sender) = self.bind(destination, delivery, &schema)?;
         let concurrency = destination.concurrency();
         let to = destination.name();
 
@@ -525,6 +519,32 @@ impl<'a> RunCtx<'a> {
         }
         self.send(sender.as_ref(), to, concurrency, held).await?;
         self.write_records(true).await
+    }
+
+    /// The destination bound to this run's source: the request fingerprints,
+    /// the builder of requests over `schema`'s columns, and (unless a dry
+    /// run) the outbox.
+    fn bind<D: Kind>(
+        &mut self,
+        destination: &D,
+        delivery: &D::Delivery,
+        schema: &arrow_schema::Schema,
+    ) -> Result<Bound<D>> {
+        self.fingerprint = retl_diff::fingerprint(&destination.fingerprint(delivery));
+        self.legacy_fingerprint = destination
+            .legacy_fingerprint(delivery)
+            .map(|text| retl_diff::fingerprint(&text));
+        let rows = destination
+            .rows(delivery, schema, self.state.clock().now())
+            .map_err(|message| Error::Mapping {
+                activation: self.activation.name.clone(),
+                message,
+            })?;
+        let sender = match self.dry {
+            None => Some(deliver::Outbox::of(destination, delivery, self)?),
+            Some(_) => None,
+        };
+        Ok((rows, sender))
     }
 
     /// Shares the counts so far with a progress display, if there is one.
