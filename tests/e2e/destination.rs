@@ -61,14 +61,25 @@ fn transient_errors_are_retried_within_the_run() {
     assert_no_duplicates(&world);
 }
 
+/// `retl run orders --json` with the clock `offset` ahead.
+fn run_at(world: &World, offset: &str) -> (i32, Value) {
+    let out = world
+        .command(&["run", "orders", "--json"], "emulator-secret")
+        .env("RETL_CLOCK_OFFSET", offset)
+        .output()
+        .unwrap();
+    let summary = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code().unwrap(), summary)
+}
+
 #[test]
-fn a_row_that_keeps_failing_is_failed_then_given_up() {
+fn a_row_that_keeps_failing_is_retried_for_give_up_after_then_given_up_not_rejected() {
     let world = World::new();
-    world.write_destination_with(&format!("{FAST}  tries_per_run: 2\n  max_attempts: 2\n"));
+    world.write_destination_with(&format!("{FAST}  tries_per_run: 2\n  give_up_after: 1h\n"));
     world.insert(1, 1, None, None);
     world
         .emulator()
-        .script_faults([Some(Fault::ServerError); 4]);
+        .script_faults([Some(Fault::ServerError); 6]);
 
     let (code, first) = world.run();
     assert_eq!(code, 3, "{first}");
@@ -80,34 +91,71 @@ fn a_row_that_keeps_failing_is_failed_then_given_up() {
         "{rows:?}"
     );
 
-    let (code, second) = world.run();
-    assert_eq!(code, 0, "{second}");
-    assert_eq!(count(&second, "rejected"), 1);
-    let rows = outcomes(&world, &second);
+    // Many runs within the hour: still failed, still retried.
+    let (code, second) = run_at(&world, "30m");
+    assert_eq!(code, 3, "{second}");
+    assert_eq!(count(&second, "failed"), 1, "{second}");
+
+    // An hour after the first failure: given up, never `rejected`.
+    let (code, third) = run_at(&world, "61m");
+    assert_eq!(code, 3, "a run that gives rows up needs attention: {third}");
+    assert_eq!(count(&third, "given_up"), 1, "{third}");
+    assert_eq!(count(&third, "rejected"), 0, "{third}");
+    let rows = outcomes(&world, &third);
+    assert_eq!(rows[0].1, "given_up");
+    let reason = rows[0].2.as_deref().unwrap();
     assert!(
-        rows[0]
-            .2
-            .as_deref()
-            .unwrap()
-            .starts_with("gave up after 2 attempts: "),
-        "{rows:?}"
+        reason.starts_with("given up after failing for 1h") && reason.contains("--given-up"),
+        "{reason}"
     );
-    assert_eq!(world.emulator().stats().invitation_requests, 4);
+    assert_eq!(world.emulator().stats().invitation_requests, 6);
 
-    let (_, third) = world.run();
-    assert_eq!(
-        count(&third, "already_rejected"),
-        1,
-        "given up is final until the row or its request changes"
-    );
-    assert_eq!(world.emulator().stats().invitation_requests, 4);
-
-    // A setting that shapes the request changes: the row is tried again.
-    world.edit_activation(|yaml| format!("{yaml}target:\n  reply_to: help@shop.example\n"));
-    let (code, fourth) = world.run();
+    let (code, fourth) = run_at(&world, "2h");
     assert_eq!(code, 0, "{fourth}");
-    assert_eq!(count(&fourth, "sent"), 1, "{fourth}");
+    assert_eq!(
+        count(&fourth, "new"),
+        0,
+        "given up is not retried on its own: {fourth}"
+    );
+    assert_eq!(world.emulator().stats().invitation_requests, 6);
+
+    // The outage is over: a resend of the given-up rows sends them.
+    let run_id = third["run_id"].as_str().unwrap();
+    let out = world
+        .command(
+            &["runs", "resend", run_id, "--given-up", "--json"],
+            "emulator-secret",
+        )
+        .env("RETL_CLOCK_OFFSET", "3h")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resent: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(count(&resent, "sent"), 1, "{resent}");
     assert_eq!(world.emulator().stats().accepted, 1);
+    assert_no_duplicates(&world);
+}
+
+#[test]
+fn retry_max_attempts_is_refused_with_its_replacement() {
+    let world = World::new();
+    world.write_destination_with(&format!("{FAST}  max_attempts: 5\n"));
+    let out = world.retl(&["check"], "emulator-secret");
+    assert_eq!(out.status.code(), Some(2));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("retry.max_attempts") && said.contains("retry.give_up_after"),
+        "{said}"
+    );
 }
 
 #[test]

@@ -129,3 +129,48 @@ fn json_log_lines_carry_the_run_and_no_escape_codes_reach_a_pipe() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn json_progress_is_an_info_event_with_the_run_and_its_counts_as_fields() {
+    use std::io::BufRead as _;
+    use std::process::Stdio;
+    let world = World::new();
+    world.insert(1, 3, None, None);
+    // Held with its first row in flight: the run lasts until it is killed,
+    // and its progress events come meanwhile.
+    let mut child = world
+        .command(
+            &["--log-format", "json", "run", "orders"],
+            "emulator-secret",
+        )
+        .env("RETL_HOLD_AT", "in_flight:1")
+        .env("RETL_PROGRESS_EVERY", "20ms")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut progress = None;
+    // A line every 20 ms: a run that never says it this way fails, not hangs.
+    for line in lines.take(500) {
+        let line = line.unwrap();
+        let event: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        if event["target"] == "retl::progress" && event["read"] == 3 {
+            progress = Some(event);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let event = progress.expect("a progress event once the rows are read");
+    assert_eq!(event["level"], "INFO", "{event}");
+    assert_eq!(event["activation"], "orders", "{event}");
+    assert_eq!(event["new"], 3, "{event}");
+    assert!(
+        event["sent"].is_u64() && event["failed"].is_u64(),
+        "{event}"
+    );
+    let run_id = event["run_id"].as_str().unwrap();
+    assert_eq!(run_id.len(), 36, "{event}");
+}

@@ -343,13 +343,14 @@ pub(crate) enum RunsCommand {
         json: bool,
     },
     /// Send again, on purpose, the rows a run logged as uncertain (they may
-    /// already have reached Trustpilot: asks for confirmation unless --yes) or
-    /// as rejected (after fixing their data or a setting). Lists the keys it
+    /// already have reached Trustpilot: asks for confirmation unless --yes),
+    /// as rejected (after fixing their data or a setting) or as given up
+    /// (after an outage longer than retry.give_up_after). Lists the keys it
     /// releases and sends only those rows; other new rows wait for the next run.
     #[command(
-        after_help = "Examples:\n  retl runs resend 01a20815-b801-744c-a977-2f2051e581c8 --uncertain --yes\n  retl runs resend 01a20815-b801-744c-a977-2f2051e581c8 --rejected"
+        after_help = "Examples:\n  retl runs resend 01a20815-b801-744c-a977-2f2051e581c8 --uncertain --yes\n  retl runs resend 01a20815-b801-744c-a977-2f2051e581c8 --rejected\n  retl runs resend 01a20815-b801-744c-a977-2f2051e581c8 --given-up"
     )]
-    #[command(group(clap::ArgGroup::new("which").required(true).args(["uncertain", "rejected"])))]
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["uncertain", "rejected", "given_up"])))]
     Resend {
         /// The run whose rows to resend.
         run_id: String,
@@ -359,6 +360,9 @@ pub(crate) enum RunsCommand {
         /// Resend the rows logged as rejected.
         #[arg(long)]
         rejected: bool,
+        /// Resend the rows logged as given_up.
+        #[arg(long)]
+        given_up: bool,
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
@@ -439,6 +443,8 @@ fn init_logging(cli: &Cli) {
     }
     let default = match cli.verbose {
         _ if quiet => "error",
+        // A long run's progress is an INFO event for machines to read.
+        0 if matches!(cli.log_format, LogFormat::Json) => "warn,retl::progress=info",
         0 => "warn",
         1 => "info",
         _ => "debug",

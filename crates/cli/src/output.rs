@@ -86,6 +86,13 @@ pub fn summary(s: &RunSummary) -> String {
         "  already_sent {}  already_rejected {}  ignored_changed {}",
         c.already_sent, c.already_rejected, c.ignored_changed
     );
+    if c.given_up > 0 {
+        let _ = writeln!(
+            out,
+            "  given_up {}: failed for longer than retry.give_up_after; not retried on their own (retl runs resend {} --given-up)",
+            c.given_up, s.run_id
+        );
+    }
     if c.baseline > 0 {
         let _ = writeln!(
             out,

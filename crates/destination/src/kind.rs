@@ -25,8 +25,10 @@ use crate::{Policy, Sender};
 pub struct RetryPolicy {
     /// Requests per row within one run for transient failures (the first included).
     pub tries_per_run: u32,
-    /// Runs that may try a row before it is rejected ("gave up after N attempts").
-    pub max_attempts: u32,
+    /// How long a row may keep failing transiently (5xx, timeouts, lost
+    /// connections), counted from its first failure, before it is given up
+    /// (`given_up`, never `rejected`: the data was not at fault).
+    pub give_up_after: Duration,
     /// 429s a run may wait out before they count as failures of their rows.
     pub rate_limited_retries: u32,
     /// The first backoff; it doubles with each retry of a row, with jitter.
@@ -37,7 +39,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             tries_per_run: 3,
-            max_attempts: 5,
+            give_up_after: Duration::from_hours(7 * 24),
             rate_limited_retries: 100,
             backoff: Duration::from_millis(500),
         }

@@ -23,11 +23,15 @@ pub enum Status {
     Baseline,
     /// Older than the activation's `max_row_age` when first seen: never sent.
     TooOld,
+    /// Failed transiently for longer than `retry.give_up_after`: no longer
+    /// retried on its own (`retl runs resend --given-up` releases it). Not
+    /// the data's fault, so never `rejected`.
+    GivenUp,
 }
 
 impl Status {
     /// Every status.
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 8] = [
         Status::InFlight,
         Status::Sent,
         Status::Rejected,
@@ -35,6 +39,7 @@ impl Status {
         Status::Uncertain,
         Status::Baseline,
         Status::TooOld,
+        Status::GivenUp,
     ];
 
     /// The value stored in the ledger's `status` column.
@@ -47,6 +52,7 @@ impl Status {
             Status::Uncertain => "uncertain",
             Status::Baseline => "baseline",
             Status::TooOld => "too_old",
+            Status::GivenUp => "given_up",
         }
     }
 }
@@ -125,7 +131,7 @@ pub fn classify(entry: Option<&Entry>, content: &RowHash, request: &RowHash) -> 
         Status::Sent | Status::Baseline | Status::TooOld => Class::IgnoredChanged,
         Status::Rejected if entry.content == *request => Class::AlreadyRejected,
         Status::Rejected | Status::Failed => Class::Retry,
-        Status::InFlight | Status::Uncertain => Class::Unresolved,
+        Status::InFlight | Status::Uncertain | Status::GivenUp => Class::Unresolved,
     }
 }
 

@@ -56,7 +56,7 @@
 //! Every row read ends with exactly one outcome, and the run checks its own
 //! accounting before it finishes:
 //! `read = already_sent + already_rejected + ignored_changed + new + baseline + too_old` and
-//! `new = sent + rejected + failed + uncertain + skipped`.
+//! `new = sent + rejected + failed + uncertain + skipped + given_up`.
 //!
 //! Each row's fate before any request is one pure decision (`run/fate.rs`:
 //! already sent, changed after sending, rejected with its reason, too old,
@@ -77,6 +77,6 @@ pub use check::{
 };
 pub use error::{Error, Result};
 pub use run::{
-    Cancel, Finished, Hold, HoldPoint, Planned, Preview, Refusal, Resend, RunOptions, preview, run,
-    run_with,
+    Cancel, Finished, Hold, HoldPoint, Planned, Preview, Progress, Refusal, Resend, RunOptions,
+    preview, run, run_with,
 };

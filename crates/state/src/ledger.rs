@@ -72,11 +72,16 @@ const MARK_IN_FLIGHT: &str = "
        reference = excluded.reference,
        last_run = excluded.last_run, updated_at = excluded.updated_at";
 
+// `failing_since` is when the row's current run of transient failures began:
+// kept while it stays `failed` (a mark in flight leaves it), cleared by any
+// other outcome.
 const RECORD: &str = "
     INSERT INTO ledger (activation, key_hash, content_hash, status, attempts, reference,
-                        first_run, last_run, last_error, updated_at, row_key)
-    VALUES ($1, $2, $3, $4, 0, $5, $6, $6, $7, $8, $9)
+                        first_run, last_run, last_error, updated_at, row_key, failing_since)
+    VALUES ($1, $2, $3, $4, 0, $5, $6, $6, $7, $8, $9, CASE WHEN $4 = 'failed' THEN $8 END)
     ON CONFLICT (activation, key_hash) DO UPDATE SET
+       failing_since = CASE WHEN excluded.status = 'failed'
+                            THEN COALESCE(ledger.failing_since, excluded.updated_at) END,
        content_hash = excluded.content_hash, status = excluded.status,
        reference = excluded.reference, last_run = excluded.last_run,
        last_error = excluded.last_error, updated_at = excluded.updated_at,
@@ -179,6 +184,23 @@ impl State {
             }
         }
         Ok(counts)
+    }
+
+    /// When the current run of transient failures of `key` began (RFC 3339),
+    /// if the ledger holds it as `failed` with one: a row is given up once
+    /// `retry.give_up_after` has passed since.
+    pub async fn failing_since(&self, activation: &str, key: &RowHash) -> Result<Option<String>> {
+        let found: Option<(Option<String>,)> = on!(self.db.executor(), |c| {
+            sqlx::query_as(
+                "SELECT failing_since FROM ledger WHERE activation = $1 AND key_hash = $2",
+            )
+            .bind(activation)
+            .bind(key.as_slice())
+            .fetch_optional(c)
+            .await
+        })
+        .map_err(Error::db("read when a row began failing"))?;
+        Ok(found.and_then(|(since,)| since))
     }
 }
 
@@ -305,7 +327,7 @@ impl Fenced {
     }
 
     /// Makes the rows that run `run_id` of this activation logged with
-    /// `outcome` (`uncertain` or `rejected`), and that are still so in the
+    /// `outcome` (`uncertain`, `rejected` or `given_up`), and that are still so in the
     /// ledger, retryable: the run sends them again. Returns each released
     /// row's key hash and key text.
     pub async fn release(
@@ -316,6 +338,7 @@ impl Fenced {
         let status = match outcome {
             crate::RowOutcome::Uncertain => Status::Uncertain,
             crate::RowOutcome::Rejected => Status::Rejected,
+            crate::RowOutcome::GivenUp => Status::GivenUp,
             other => {
                 return Err(Error::Corrupt {
                     what: "resend",
@@ -324,7 +347,7 @@ impl Fenced {
             }
         };
         let rows: Vec<(Vec<u8>, Option<String>)> = on!(self.tx.executor(), |c| sqlx::query_as(
-            "UPDATE ledger SET status = 'failed',
+            "UPDATE ledger SET status = 'failed', failing_since = NULL,
                     last_error = 'released for resend by `retl runs resend`',
                     updated_at = $4
              WHERE status = $3 AND activation = $2
@@ -378,6 +401,35 @@ mod tests {
             .unwrap()
             .remove(&key)
             .flatten()
+    }
+
+    #[tokio::test]
+    async fn a_row_keeps_the_start_of_its_failures_until_another_outcome() {
+        let (_dir, state) = state().await;
+        let lease = lease(&state, "a").await;
+        let fail = |state: &State| {
+            let (state, lease) = (state.clone(), lease.clone());
+            async move {
+                let mut tx = state.fenced(&lease).await.unwrap();
+                tx.mark_in_flight(&[1; 16], &[9; 16], "1", None)
+                    .await
+                    .unwrap();
+                tx.record(&[outcome(1, 9, Status::Failed)]).await.unwrap();
+                tx.commit().await.unwrap();
+                state.failing_since("a", &[1; 16]).await.unwrap()
+            }
+        };
+        let began = fail(&state).await.expect("a failed row says since when");
+        assert_eq!(
+            fail(&state).await.as_ref(),
+            Some(&began),
+            "kept across failures"
+        );
+        let mut tx = state.fenced(&lease).await.unwrap();
+        tx.record(&[outcome(1, 9, Status::Sent)]).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(state.failing_since("a", &[1; 16]).await.unwrap(), None);
+        assert_eq!(state.failing_since("b", &[1; 16]).await.unwrap(), None);
     }
 
     #[tokio::test]

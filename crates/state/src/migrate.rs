@@ -55,6 +55,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 7,
         description: "run_rows: a destination's answer as external_id and details, not Trustpilot's columns",
     },
+    Migration {
+        version: 8,
+        description: "ledger.failing_since: when a row's current run of transient failures began (retry.give_up_after)",
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -206,6 +210,7 @@ async fn apply(tx: &mut Tx, version: i64) -> Result<()> {
             .await
         }
         7 => v7(tx).await,
+        8 => exec(tx, "ALTER TABLE ledger ADD COLUMN failing_since TEXT").await,
         3 => {
             for statement in [
                 "CREATE INDEX IF NOT EXISTS run_rows_by_reference ON run_rows (reference)",

@@ -43,6 +43,9 @@ retl_config::spelled! {
         Skipped = "skipped",
         /// Older than the activation's `max_row_age`: recorded, never sent.
         TooOld = "too_old",
+        /// Failed transiently for longer than `retry.give_up_after`: no
+        /// longer retried on its own; `retl runs resend --given-up` releases it.
+        GivenUp = "given_up",
         /// Already sent (or recorded `baseline`/`too_old`), and its data
         /// changed since: insert-only, not sent again. Logged once per change.
         IgnoredChanged = "ignored_changed",
@@ -52,7 +55,7 @@ retl_config::spelled! {
 /// Counts of a run, by what happened to each row read.
 ///
 /// `read = already_sent + already_rejected + ignored_changed + new + baseline + too_old`
-/// and `new = sent + rejected + failed + uncertain + skipped`.
+/// and `new = sent + rejected + failed + uncertain + skipped + given_up`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Rows read from the source.
@@ -97,6 +100,10 @@ pub struct Counts {
     /// never sent (later runs count them in `already_sent`).
     #[serde(default)]
     pub too_old: u64,
+    /// Rows that failed transiently for longer than `retry.give_up_after`:
+    /// no longer retried on their own (later runs count them in `already_sent`).
+    #[serde(default)]
+    pub given_up: u64,
 }
 
 impl Counts {
@@ -109,7 +116,13 @@ impl Counts {
                 + self.new
                 + self.baseline
                 + self.too_old
-            && self.new == self.sent + self.rejected + self.failed + self.uncertain + self.skipped
+            && self.new
+                == self.sent
+                    + self.rejected
+                    + self.failed
+                    + self.uncertain
+                    + self.skipped
+                    + self.given_up
     }
 }
 
@@ -517,6 +530,7 @@ impl Fenced {
                     RowOutcome::Failed => counts.failed += n,
                     RowOutcome::Uncertain => counts.uncertain += n,
                     RowOutcome::Skipped => counts.skipped += n,
+                    RowOutcome::GivenUp => counts.given_up += n,
                     RowOutcome::TooOld => {
                         counts.too_old += n;
                         continue;

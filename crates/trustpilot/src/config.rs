@@ -144,10 +144,12 @@ pub(crate) const DESTINATION_KEYS: &[&str] = &[
 ];
 pub(crate) const RETRY_KEYS: &[&str] = &[
     "tries_per_run",
-    "max_attempts",
+    "give_up_after",
     "rate_limited_retries",
     "backoff_ms",
 ];
+/// `retry.max_attempts` counted runs; it is refused with the way out.
+const RETIRED_RETRY_KEY: &str = "max_attempts";
 pub(crate) const RATE_KEYS: &[&str] = &["requests", "per_seconds"];
 pub(crate) const ENDPOINT_KEYS: &[&str] = &["auth", "invitations"];
 pub(crate) const AUTH_KEYS: &[&str] = &[
@@ -358,18 +360,30 @@ fn read_rate_limits(r: &mut Reader<'_>, node: &Node<'_>) -> Vec<RateWindow> {
 
 fn read_retry(r: &mut Reader<'_>, node: &Node<'_>) -> RetryPolicy {
     let mut policy = RetryPolicy::default();
-    let Some(map) = r.map(node, "retry", RETRY_KEYS) else {
+    let mut keys = RETRY_KEYS.to_vec();
+    keys.push(RETIRED_RETRY_KEY);
+    let Some(map) = r.map(node, "retry", &keys) else {
         return policy;
     };
+    if let Some(node) = map.get(RETIRED_RETRY_KEY) {
+        r.problem(
+            node,
+            "retry.max_attempts",
+            "max_attempts counted runs, so a short outage on a frequent schedule gave customers up; it is replaced by retry.give_up_after, a duration since a row first failed (default 7d): remove max_attempts, or write e.g. give_up_after: 2d",
+        );
+    }
+    if let Some(after) = map
+        .get("give_up_after")
+        .and_then(|n| r.duration(n, "retry.give_up_after"))
+    {
+        policy.give_up_after = after;
+    }
     let mut number = |key: &str, min: u64, max: u64| {
         map.get(key)
             .and_then(|n| r.number(n, &join("retry", key), min, max))
     };
     if let Some(n) = number("tries_per_run", 1, 20) {
         policy.tries_per_run = u32::try_from(n).unwrap_or(3);
-    }
-    if let Some(n) = number("max_attempts", 1, 1000) {
-        policy.max_attempts = u32::try_from(n).unwrap_or(5);
     }
     if let Some(n) = number("rate_limited_retries", 0, 100_000) {
         policy.rate_limited_retries = u32::try_from(n).unwrap_or(100);

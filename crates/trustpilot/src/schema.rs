@@ -75,10 +75,8 @@ pub fn destination_schema() -> Value {
         "retry" => {
             let retry = |key: &str| match key {
                 "tries_per_run" => integer(1, 20, "requests per row within one run (default 3)"),
-                "max_attempts" => integer(
-                    1,
-                    1000,
-                    "runs that may try a row before it is rejected (default 5)",
+                "give_up_after" => duration(
+                    "how long a row may keep failing transiently (from its first failure) before it is given up, e.g. 7d (default 7d)",
                 ),
                 "rate_limited_retries" => integer(0, 100_000, "429s a run waits out (default 100)"),
                 "backoff_ms" => integer(

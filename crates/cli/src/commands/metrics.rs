@@ -161,6 +161,7 @@ impl Metrics {
             ("rejected", c.rejected),
             ("failed", c.failed),
             ("uncertain", c.uncertain),
+            ("given_up", c.given_up),
             ("skipped", c.skipped),
             ("too_old", c.too_old),
             ("ignored_changed", c.ignored_changed),

@@ -73,7 +73,7 @@ pub(crate) async fn run(ctx: &Ctx, names: &[String], args: &RunArgs) -> Result<E
     let signals = tokio::spawn(on_signal(cancel.clone()));
     let bars = progress::Display::new(args.quiet);
     let runs = chosen.into_iter().map(|(name, (activation, destination))| {
-        let counts = std::sync::Arc::new(std::sync::Mutex::new(retl_state::Counts::default()));
+        let counts = std::sync::Arc::new(std::sync::Mutex::new(retl_engine::Progress::default()));
         let options = retl_engine::RunOptions {
             lease: Duration::from_secs(args.lease_seconds),
             drain: drain(destination),
@@ -138,10 +138,17 @@ mod progress {
     use std::sync::{Arc, Mutex, PoisonError};
     use std::time::{Duration, Instant};
 
+    use retl_engine::Progress;
     use retl_state::Counts;
 
-    /// How often a line is written without a terminal.
-    const EVERY: Duration = Duration::from_secs(10);
+    /// How often a line is written without a terminal: every 10 s, or
+    /// `RETL_PROGRESS_EVERY` (a hidden hook for tests).
+    fn every() -> Duration {
+        std::env::var("RETL_PROGRESS_EVERY")
+            .ok()
+            .and_then(|text| retl_config::parse_duration(&text))
+            .unwrap_or(Duration::from_secs(10))
+    }
 
     /// The progress display of one `retl run`.
     pub(crate) struct Display {
@@ -188,8 +195,9 @@ mod progress {
             }
         }
 
-        /// Starts showing the run of `name`, whose counts the engine keeps in `counts`.
-        pub(crate) fn follow(&self, name: &str, counts: Arc<Mutex<Counts>>) -> Reporter {
+        /// Starts showing the run of `name`, whose id and counts the engine
+        /// keeps in `progress`.
+        pub(crate) fn follow(&self, name: &str, progress: Arc<Mutex<Progress>>) -> Reporter {
             if self.quiet {
                 return Reporter {
                     task: None,
@@ -198,7 +206,12 @@ mod progress {
             }
             let started = Instant::now();
             let name = name.to_owned();
-            let read = move || *counts.lock().unwrap_or_else(PoisonError::into_inner);
+            let read = move || {
+                progress
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone()
+            };
             if let Some(bars) = &self.bars {
                 let bar = bars.add(indicatif::ProgressBar::new_spinner());
                 let shown = bar.clone();
@@ -206,7 +219,7 @@ mod progress {
                     loop {
                         shown.set_message(line(
                             &name,
-                            &read(),
+                            &read().counts,
                             started.elapsed(),
                             retl_trustpilot::rate_wait(),
                         ));
@@ -219,15 +232,17 @@ mod progress {
                     bar: Some(bar),
                 };
             }
+            let every = every();
             let task = tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(EVERY).await;
-                    crate::notice(&line(
-                        &name,
-                        &read(),
-                        started.elapsed(),
-                        retl_trustpilot::rate_wait(),
-                    ));
+                    tokio::time::sleep(every).await;
+                    let now = read();
+                    let (elapsed, waiting) = (started.elapsed(), retl_trustpilot::rate_wait());
+                    if crate::JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+                        event(&name, &now, elapsed, waiting);
+                    } else {
+                        crate::notice(&line(&name, &now.counts, elapsed, waiting));
+                    }
                 }
             });
             Reporter {
@@ -235,6 +250,33 @@ mod progress {
                 bar: None,
             }
         }
+    }
+
+    /// Progress for machines (`--log-format json`): an INFO event of target
+    /// `retl::progress` whose fields are the run, its counts, the send rate
+    /// and the wait for the rate window.
+    fn event(name: &str, now: &Progress, elapsed: Duration, waiting: Option<Duration>) {
+        let c = &now.counts;
+        #[allow(clippy::cast_precision_loss)] // a rate for people to read
+        let rate = c.sent as f64 / elapsed.as_secs_f64().max(0.001);
+        tracing::info!(
+            target: "retl::progress",
+            run_id = %now.run_id,
+            activation = %name,
+            read = c.read,
+            new = c.new,
+            sent = c.sent,
+            rejected = c.rejected,
+            failed = c.failed,
+            uncertain = c.uncertain,
+            given_up = c.given_up,
+            skipped = c.skipped,
+            already_sent = c.already_sent,
+            per_second = (rate * 10.0).round() / 10.0,
+            elapsed_seconds = elapsed.as_secs(),
+            waiting_seconds = waiting.map(|w| w.as_secs()),
+            "progress"
+        );
     }
 
     /// One progress line: rows read and new; sent, rejected, failed; the send
@@ -245,7 +287,7 @@ mod progress {
         elapsed: Duration,
         waiting: Option<Duration>,
     ) -> String {
-        let done = c.sent + c.rejected + c.failed + c.uncertain;
+        let done = c.sent + c.rejected + c.failed + c.uncertain + c.given_up;
         let secs = elapsed.as_secs_f64().max(0.001);
         #[allow(clippy::cast_precision_loss)] // a rate for people to read
         let rate = c.sent as f64 / secs;

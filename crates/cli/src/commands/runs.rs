@@ -85,11 +85,14 @@ pub(crate) async fn runs(ctx: &Ctx, command: RunsCommand) -> Result<Exit, Failur
             run_id,
             uncertain: _,
             rejected,
+            given_up,
             yes,
             json,
         } => {
             let outcome = if rejected {
                 RowOutcome::Rejected
+            } else if given_up {
+                RowOutcome::GivenUp
             } else {
                 RowOutcome::Uncertain
             };

@@ -285,7 +285,7 @@ fn esc(text: &str) -> String {
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}\
-th{background:#f4f4f4}.sent{color:#176f2c}.rejected,.failed{color:#a11}.uncertain,.refused{color:#a60}\
+th{background:#f4f4f4}.sent{color:#176f2c}.rejected,.failed{color:#a11}.uncertain,.refused,.given_up{color:#a60}\
 form{margin:1em 0}input[type=search]{width:20em}";
 
 async fn page(Extract(web): Extract<Arc<Web>>, Query(q): Query<PageQuery>) -> Response {
@@ -416,12 +416,12 @@ async fn render(web: &Web, q: &PageQuery) -> Result<String, String> {
 }
 
 fn runs_table(out: &mut String, runs: &[RunSummary]) {
-    out.push_str("<table id=\"runs\"><tr><th>Run</th><th>Activation</th><th>Status</th><th>Started</th><th>Read</th><th>New</th><th>Sent</th><th>Rejected</th><th>Failed</th><th>Uncertain</th><th>Skipped</th><th>Reason</th></tr>");
+    out.push_str("<table id=\"runs\"><tr><th>Run</th><th>Activation</th><th>Status</th><th>Started</th><th>Read</th><th>New</th><th>Sent</th><th>Rejected</th><th>Failed</th><th>Uncertain</th><th>Given up</th><th>Skipped</th><th>Reason</th></tr>");
     for r in runs {
         let c = &r.counts;
         let _ = write!(
             out,
-            "<tr><td><a href=\"/?run={id}\">{id}</a></td><td>{}</td><td class=\"{status}\">{status}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><a href=\"/?run={id}\">{id}</a></td><td>{}</td><td class=\"{status}\">{status}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&r.activation),
             esc(&r.started_at),
             c.read,
@@ -430,6 +430,7 @@ fn runs_table(out: &mut String, runs: &[RunSummary]) {
             c.rejected,
             c.failed,
             c.uncertain,
+            c.given_up,
             c.skipped,
             esc(r.error.as_deref().unwrap_or_default()),
             id = esc(&r.run_id),

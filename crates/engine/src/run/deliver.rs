@@ -50,8 +50,8 @@ struct UnderWay {
 struct Net<S: Sender> {
     sender: S,
     policy: Policy,
-    /// Runs that may try a row before it is given up.
-    max_attempts: u32,
+    /// How long a row may keep failing transiently before it is given up.
+    give_up_after: Duration,
     /// 429s this run may still wait out before they count as failures.
     rate_limited_budget: AtomicU32,
     /// Set when the destination refused the run: no new request leaves.
@@ -145,18 +145,18 @@ impl<S: Sender> Outbox<S> {
         Ok(Outbox::new(
             sender,
             retry.policy(),
-            retry.max_attempts,
+            retry.give_up_after,
             retry.rate_limited_retries,
             ctx,
         ))
     }
 
     /// An outbox to `sender`, retrying by `policy`, giving a row up after
-    /// `max_attempts` runs, waiting out at most `rate_limited` 429s.
+    /// it has failed for `give_up_after`, waiting out at most `rate_limited` 429s.
     pub(super) fn new(
         sender: S,
         policy: Policy,
-        max_attempts: u32,
+        give_up_after: Duration,
         rate_limited: u32,
         ctx: &RunCtx<'_>,
     ) -> Self {
@@ -164,7 +164,7 @@ impl<S: Sender> Outbox<S> {
             net: Arc::new(Net {
                 sender,
                 policy,
-                max_attempts,
+                give_up_after,
                 rate_limited_budget: AtomicU32::new(rate_limited),
                 stop: AtomicBool::new(false),
                 state: ctx.state.clone(),
@@ -175,6 +175,13 @@ impl<S: Sender> Outbox<S> {
             }),
         }
     }
+}
+
+/// A row's refused request, and when the row began failing (if it failed
+/// transiently before).
+struct Refusal<E> {
+    error: E,
+    failing_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The reason of a row not sent because its run stopped.
@@ -431,8 +438,12 @@ impl RunCtx<'_> {
             }
             Attempt::Lost(_) => unreachable!("a lost lease ends the loop before recording"),
             Attempt::Refused { error, marked } => {
-                let (status, give_back) =
-                    self.refused(outbox, p.previous.as_ref(), error, &mut log, fatal);
+                let since = self.failing_since(&p, &error).await;
+                let refusal = Refusal {
+                    error,
+                    failing_since: since,
+                };
+                let (status, give_back) = self.refused(outbox, refusal, &mut log, fatal);
                 restore = give_back && marked;
                 status
             }
@@ -445,6 +456,7 @@ impl RunCtx<'_> {
             Some(Status::Rejected) => RowOutcome::Rejected,
             Some(Status::Failed) => RowOutcome::Failed,
             Some(Status::Uncertain) => RowOutcome::Uncertain,
+            Some(Status::GivenUp) => RowOutcome::GivenUp,
             _ => RowOutcome::Skipped,
         };
         let outcome = status.map(|status| Outcome {
@@ -479,16 +491,45 @@ impl RunCtx<'_> {
         Ok(())
     }
 
+    /// When a row refused with a transient `error` began failing, if it
+    /// failed before: a row that failed for the first time began now. A
+    /// state that cannot say is taken as "now" (the row is retried, not
+    /// given up).
+    async fn failing_since<R, E: retl_destination::Failure>(
+        &self,
+        p: &Pending<R>,
+        error: &E,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let transient = matches!(error.class(), Class::Transient | Class::RateLimited);
+        let failed_before = p
+            .previous
+            .is_some_and(|entry| entry.status == Status::Failed);
+        if !transient || !failed_before {
+            return None;
+        }
+        let since = self
+            .state
+            .failing_since(&self.activation.name, &p.key)
+            .await
+            .ok()??;
+        chrono::DateTime::parse_from_rfc3339(&since)
+            .ok()
+            .map(|at| at.with_timezone(&chrono::Utc))
+    }
+
     /// What a refused row becomes, by its failure's class: its ledger status
     /// (`None`: none, the run stops) and whether its mark is to be undone.
     fn refused<S: Sender>(
         &mut self,
         outbox: &Outbox<S>,
-        previous: Option<&retl_diff::Entry>,
-        error: S::Error,
+        refusal: Refusal<S::Error>,
         log: &mut RowLog,
         fatal: &mut Option<S::Error>,
     ) -> (Option<Status>, bool) {
+        let Refusal {
+            error,
+            failing_since,
+        } = refusal;
         let answer = error.answer();
         log.details.status = answer.status;
         log.details.error_code = answer.error_code;
@@ -504,11 +545,16 @@ impl RunCtx<'_> {
                 (Some(Status::Uncertain), false)
             }
             Class::Transient | Class::RateLimited => {
-                let attempts = previous.map_or(0, |e| e.attempts) + 1;
-                if attempts >= outbox.net.max_attempts {
-                    self.counts.rejected += 1;
-                    log.reason = Some(format!("gave up after {attempts} attempts: {error}"));
-                    (Some(Status::Rejected), false)
+                let now = self.state.clock().now();
+                let failing = failing_since.map(|since| (now - since).to_std().unwrap_or_default());
+                if let Some(failing) = failing.filter(|f| *f >= outbox.net.give_up_after) {
+                    self.counts.given_up += 1;
+                    log.reason = Some(format!(
+                        "given up after failing for {} (retry.give_up_after {}): {error}; `retl runs resend RUN_ID --given-up` sends it again",
+                        humantime::format_duration(Duration::from_secs(failing.as_secs())),
+                        humantime::format_duration(outbox.net.give_up_after)
+                    ));
+                    (Some(Status::GivenUp), false)
                 } else {
                     self.counts.failed += 1;
                     (Some(Status::Failed), false)

@@ -31,7 +31,7 @@ use crate::{Error, Result};
 
 pub(crate) use classify::Columns;
 pub(super) use options::hold_at;
-pub use options::{Cancel, Hold, HoldPoint, Resend, RunOptions};
+pub use options::{Cancel, Hold, HoldPoint, Progress, Resend, RunOptions};
 pub use preview::{Planned, Preview, Refusal};
 
 /// Aborts a background task when dropped.
@@ -75,10 +75,15 @@ pub struct Finished {
 
 impl Finished {
     /// Whether any row needs attention: it failed, its delivery is uncertain
-    /// (found in flight, too), or its link could not be written back.
+    /// (found in flight, too), it was given up, or its link could not be
+    /// written back.
     pub fn needs_attention(&self) -> bool {
         let c = &self.summary.counts;
-        c.failed > 0 || c.uncertain > 0 || c.recovered > 0 || c.writeback_failed > 0
+        c.failed > 0
+            || c.uncertain > 0
+            || c.given_up > 0
+            || c.recovered > 0
+            || c.writeback_failed > 0
     }
 }
 
@@ -102,6 +107,13 @@ pub async fn run_with(
     options: &RunOptions,
 ) -> Result<Finished> {
     let run_id = uuid::Uuid::now_v7().to_string();
+    if let Some(progress) = &options.progress {
+        progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .run_id
+            .clone_from(&run_id);
+    }
     let span = tracing::info_span!("run", activation = %activation.name, run_id = %run_id);
     let lease = state
         .acquire_lease(&activation.name, &run_id, options.lease)
@@ -550,9 +562,10 @@ impl<'a> RunCtx<'a> {
     /// Shares the counts so far with a progress display, if there is one.
     pub(super) fn report(&self) {
         if let Some(progress) = &self.options.progress {
-            *progress
+            progress
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = self.counts;
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .counts = self.counts;
         }
     }
 

@@ -126,12 +126,21 @@ pub struct RunOptions {
     /// Run a first run even though another activation's history was built
     /// from the same source (`--allow-shared-source`): not a rename.
     pub allow_shared_source: bool,
-    /// Where the run keeps its counts so far, for a progress display:
+    /// Where the run keeps its id and counts so far, for a progress display:
     /// updated after every batch is classified and every row is recorded.
-    pub progress: Option<Arc<std::sync::Mutex<Counts>>>,
+    pub progress: Option<Arc<std::sync::Mutex<Progress>>>,
     /// Key-segment records a run holds before it writes them (a baseline's
     /// rows, keys to fold): 32 bytes each.
     pub key_flush_rows: usize,
+}
+
+/// A run's progress so far, as a progress display reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The run's id (empty until the run has one).
+    pub run_id: String,
+    /// Its counts so far.
+    pub counts: Counts,
 }
 
 impl Default for RunOptions {
