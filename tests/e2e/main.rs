@@ -13,6 +13,7 @@ mod safe_defaults;
 mod safety;
 mod schedule;
 mod see_before_send;
+mod unattended;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

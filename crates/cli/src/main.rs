@@ -208,6 +208,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Let an activation's next run, scheduled or by hand, go past the
+    /// safety limits that refused it (the surge guard, the first-run guard)
+    /// and send what they held back, once. Records who approved it and when.
+    #[command(
+        after_help = "Examples:\n  retl approve orders\n  retl approve orders --run 2f2051e581c8 --by alice"
+    )]
+    Approve {
+        /// The activation.
+        activation: String,
+        /// The refused run this answers (its id, a unique part of it, or `latest`).
+        #[arg(long = "run", value_name = "RUN_ID")]
+        run: Option<String>,
+        /// Who approves (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        /// Print JSON: {activation, approved_at, approved_by, refused_run, used_by}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Carry an activation's history (ledger, key segments, cursor, run logs)
     /// over to a new name, after renaming its file or its `name:`: without
     /// it, the renamed activation has no history and its first run is
@@ -607,6 +626,12 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
             };
             commands::schedule::schedule(&ctx, &args).await
         }
+        Command::Approve {
+            activation,
+            run,
+            by,
+            json,
+        } => commands::approve::approve(&ctx, &activation, run.as_deref(), by, json).await,
         Command::Rename { old, new, json } => {
             commands::rename::rename(&ctx, &old, &new, json).await
         }

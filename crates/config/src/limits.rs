@@ -17,17 +17,33 @@ pub struct Limits {
     pub max_per_run: Option<u64>,
     /// At most this many rows sent per UTC day; the rest are `skipped` ("cap").
     pub max_per_day: Option<u64>,
-    /// A run with more than this many times the median sent by the
-    /// activation's last 10 completed runs (and more than
-    /// [`SURGE_MIN`]) new rows is refused (default 10).
+    /// At most this many rows sent per calendar month (UTC): a Trustpilot
+    /// plan's allowance. In a destination's `limits:`, for its activations
+    /// together; in an activation's, for it alone. The rest are `skipped`.
+    pub max_per_month: Option<u64>,
+    /// `surge: off` turns the surge guard off (default on).
+    pub surge: Option<bool>,
+    /// The surge guard's factor over the baseline (default 10).
     pub surge_factor: Option<u64>,
+    /// A run never counts as a surge with this many new rows or fewer (default 100).
+    pub surge_min: Option<u64>,
+    /// A surge is more than this percentage of the rows read looking new (default 50).
+    pub surge_share: Option<u64>,
+    /// The completed runs that sent anything the baseline is the median of (default 30).
+    pub surge_runs: Option<u64>,
 }
 
 /// The default of `surge_factor`.
 pub const SURGE_FACTOR: u64 = 10;
 
-/// A run never counts as a surge with this many new rows or fewer.
+/// The default of `surge_min`.
 pub const SURGE_MIN: u64 = 100;
+
+/// The default of `surge_share` (percent).
+pub const SURGE_SHARE: u64 = 50;
+
+/// The default of `surge_runs`.
+pub const SURGE_RUNS: u64 = 30;
 
 /// The default of `first_run_max`.
 pub const FIRST_RUN_MAX: u64 = 100;
@@ -37,7 +53,12 @@ pub const LIMIT_KEYS: &[&str] = &[
     "first_run_max",
     "max_per_run",
     "max_per_day",
+    "max_per_month",
+    "surge",
     "surge_factor",
+    "surge_min",
+    "surge_share",
+    "surge_runs",
 ];
 
 impl Limits {
@@ -48,13 +69,38 @@ impl Limits {
             first_run_max: self.first_run_max.or(base.first_run_max),
             max_per_run: self.max_per_run.or(base.max_per_run),
             max_per_day: self.max_per_day.or(base.max_per_day),
+            max_per_month: self.max_per_month.or(base.max_per_month),
+            surge: self.surge.or(base.surge),
             surge_factor: self.surge_factor.or(base.surge_factor),
+            surge_min: self.surge_min.or(base.surge_min),
+            surge_share: self.surge_share.or(base.surge_share),
+            surge_runs: self.surge_runs.or(base.surge_runs),
         }
+    }
+
+    /// Whether the surge guard is on.
+    pub fn surge(self) -> bool {
+        self.surge.unwrap_or(true)
     }
 
     /// The surge guard's factor.
     pub fn surge_factor(self) -> u64 {
         self.surge_factor.unwrap_or(SURGE_FACTOR)
+    }
+
+    /// The surge guard's floor.
+    pub fn surge_min(self) -> u64 {
+        self.surge_min.unwrap_or(SURGE_MIN)
+    }
+
+    /// The surge guard's share of the rows read, in percent.
+    pub fn surge_share(self) -> u64 {
+        self.surge_share.unwrap_or(SURGE_SHARE)
+    }
+
+    /// How many earlier runs the surge guard's baseline is taken from.
+    pub fn surge_runs(self) -> u64 {
+        self.surge_runs.unwrap_or(SURGE_RUNS)
     }
 
     /// The first-run guard's threshold.
@@ -68,17 +114,37 @@ pub fn read_limits(r: &mut Reader<'_>, node: &Node<'_>) -> Limits {
     let Some(map) = r.map(node, "limits", LIMIT_KEYS) else {
         return Limits::default();
     };
-    let mut number = |key: &str| {
+    let mut number = |key: &str, min: u64, max: u64| {
         map.get(key)
-            .and_then(|n| r.number(n, &join("limits", key), 0, 1_000_000_000))
+            .and_then(|n| r.number(n, &join("limits", key), min, max))
     };
+    let most = 1_000_000_000;
+    let (first_run_max, max_per_run) = (
+        number("first_run_max", 0, most),
+        number("max_per_run", 0, most),
+    );
+    let (max_per_day, max_per_month) = (
+        number("max_per_day", 0, most),
+        number("max_per_month", 0, most),
+    );
+    let surge_factor = number("surge_factor", 1, 1_000_000);
+    let surge_min = number("surge_min", 0, most);
+    let surge_share = number("surge_share", 1, 100);
+    let surge_runs = number("surge_runs", 1, 1000);
+    let surge = map
+        .get("surge")
+        .and_then(|n| r.choice(n, "limits.surge", &["on", "off"]))
+        .map(|text| text == "on");
     Limits {
-        first_run_max: number("first_run_max"),
-        max_per_run: number("max_per_run"),
-        max_per_day: number("max_per_day"),
-        surge_factor: map
-            .get("surge_factor")
-            .and_then(|n| r.number(n, "limits.surge_factor", 1, 1_000_000)),
+        first_run_max,
+        max_per_run,
+        max_per_day,
+        max_per_month,
+        surge,
+        surge_factor,
+        surge_min,
+        surge_share,
+        surge_runs,
     }
 }
 
@@ -92,10 +158,34 @@ pub fn limits_schema() -> Value {
         ),
         "max_per_run" => integer(0, 1_000_000_000, "at most this many rows sent per run"),
         "max_per_day" => integer(0, 1_000_000_000, "at most this many rows sent per UTC day"),
+        "max_per_month" => integer(
+            0,
+            1_000_000_000,
+            "at most this many rows sent per calendar month (UTC), a plan's allowance; on a destination, for its activations together",
+        ),
+        "surge" => crate::schema::choice(
+            &["on", "off"],
+            "the surge guard, which refuses a run whose new rows look like a rebuilt model (default on)",
+        ),
         "surge_factor" => integer(
             1,
             1_000_000,
-            "a run with more new rows than this times the median sent by the last 10 completed runs (and over 100) is refused unless --allow-surge (default 10)",
+            "a surge has more new rows than this times the median sent by the recent runs that sent anything (default 10)",
+        ),
+        "surge_min" => integer(
+            0,
+            1_000_000_000,
+            "a run with this many new rows or fewer is never a surge (default 100)",
+        ),
+        "surge_share" => integer(
+            1,
+            100,
+            "a surge has more than this percentage of the rows read looking new (default 50)",
+        ),
+        "surge_runs" => integer(
+            1,
+            1000,
+            "how many recent runs that sent anything the baseline is the median of (default 30)",
         ),
         other => unreachable!("limits key `{other}` has no schema"),
     };

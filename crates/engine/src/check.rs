@@ -39,6 +39,17 @@ pub struct ActivationCheck {
     pub warnings: Vec<String>,
     /// Whether its first run is still to come, and what it would send.
     pub first_run: Option<FirstRunCheck>,
+    /// Its `schedule:` (`manual` when it has none).
+    pub schedule: String,
+    /// When `retl schedule` runs it next (RFC 3339, UTC), if it is scheduled.
+    pub next_run: Option<String>,
+    /// Why a safety limit (the first-run guard, the surge guard, a renamed
+    /// activation) would refuse its next run, found by previewing it
+    /// (`null`: it would not be refused).
+    pub next_run_refused: Option<String>,
+    /// The monthly allowances it sends under (`limits.max_per_month`) and
+    /// what is left of each this month.
+    pub allowances: Vec<crate::Allowance>,
     /// Every problem found.
     pub problems: Vec<String>,
 }
@@ -94,6 +105,46 @@ pub async fn check_destination(
     }
 }
 
+/// What `retl check` can tell of the next run from the state: when it is
+/// due, its allowances, and (by previewing it) whether a safety limit would
+/// refuse it.
+async fn foresee(
+    state: &State,
+    activation: &Activation,
+    destination: &Destination,
+    check: &mut ActivationCheck,
+) {
+    let now = state.clock().now();
+    let last = state.list_runs(Some(&activation.name), 1).await;
+    let last_started = last
+        .ok()
+        .and_then(|runs| runs.into_iter().next())
+        .and_then(|r| chrono::DateTime::parse_from_rfc3339(&r.started_at).ok())
+        .map(|t| t.to_utc());
+    check.next_run = activation
+        .schedule
+        .first_due(last_started, now)
+        .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    match crate::allowances(state, activation).await {
+        Ok(found) => check.allowances = found,
+        Err(e) => check.warnings.push(format!("allowances: {e}")),
+    }
+    match crate::preview(
+        state,
+        activation,
+        destination,
+        &crate::RunOptions::default(),
+    )
+    .await
+    {
+        Ok(preview) => check.next_run_refused = preview.refused,
+        Err(e) => check.warnings.push(format!(
+            "the next run could not be previewed: {}",
+            retl_config::with_causes(&e)
+        )),
+    }
+}
+
 /// Whether a delivery's mapping fits a source's columns.
 struct Fits<'s>(&'s arrow_schema::Schema);
 
@@ -120,9 +171,23 @@ pub async fn check_activation(
         destination: activation.destination.clone(),
         source: None,
         first_run: None,
+        schedule: activation.schedule.to_string(),
+        next_run: None,
+        next_run_refused: None,
+        allowances: Vec::new(),
         warnings: Vec::new(),
         problems: Vec::new(),
     };
+    match state {
+        Some(state) => foresee(state, activation, destination, &mut check).await,
+        // No state database yet: nothing has run.
+        None => {
+            check.next_run = activation
+                .schedule
+                .first_due(None, chrono::Utc::now())
+                .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        }
+    }
     // No state database yet: nothing has run.
     let completed = match state {
         Some(state) => state.has_completed_run(name).await,
@@ -183,6 +248,18 @@ pub async fn check_activation(
         }
     }
     let skip = activation.first_run == FirstRun::SkipExisting;
+    // Without a state database there is no preview: the first-run guard's
+    // verdict comes from the rows the database counted.
+    let max = activation.limits.first_run_max();
+    if state.is_none()
+        && pending
+        && !activation.first_run_explicit
+        && let Some(rows) = inspection.rows.filter(|rows| *rows > max)
+    {
+        check.next_run_refused = Some(format!(
+            "refused by a safety limit; nothing sent: this is its first run and it would send {rows} rows, more than limits.first_run_max ({max}). Choose first_run: send_all or skip_existing, or run it with --limit N as a canary"
+        ));
+    }
     check.first_run = Some(FirstRunCheck {
         pending,
         mode: activation.first_run.as_str(),

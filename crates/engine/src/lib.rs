@@ -77,6 +77,6 @@ pub use check::{
 };
 pub use error::{Error, Result};
 pub use run::{
-    Cancel, Finished, Hold, HoldPoint, Planned, Preview, Progress, Refusal, Resend, RunOptions,
-    preview, run, run_with,
+    Allowance, Cancel, Finished, Hold, HoldPoint, Planned, Preview, Progress, Refusal, Resend,
+    RunOptions, allowances, preview, run, run_with,
 };

@@ -33,6 +33,7 @@
 //! Times come from an injected [`Clock`], so lease expiry is tested without
 //! sleeping.
 
+mod approvals;
 mod clock;
 mod cursor;
 mod db;
@@ -48,6 +49,7 @@ mod sources;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use approvals::Approval;
 #[cfg(test)]
 pub(crate) use clock::ManualClock;
 pub use clock::{Clock, OffsetClock, SystemClock};

@@ -59,6 +59,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 8,
         description: "ledger.failing_since: when a row's current run of transient failures began (retry.give_up_after)",
     },
+    Migration {
+        version: 9,
+        description: "approvals: `retl approve`, who let an activation's next run past its safety limits, and which run used it",
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -211,6 +215,25 @@ async fn apply(tx: &mut Tx, version: i64) -> Result<()> {
         }
         7 => v7(tx).await,
         8 => exec(tx, "ALTER TABLE ledger ADD COLUMN failing_since TEXT").await,
+        9 => {
+            exec(
+                tx,
+                "CREATE TABLE IF NOT EXISTS approvals (
+                    activation  TEXT NOT NULL,
+                    approved_at TEXT NOT NULL,
+                    approved_by TEXT NOT NULL,
+                    refused_run TEXT,
+                    used_by     TEXT,
+                    used_at     TEXT
+                 )",
+            )
+            .await?;
+            exec(
+                tx,
+                "CREATE INDEX IF NOT EXISTS approvals_by_activation ON approvals (activation, used_by)",
+            )
+            .await
+        }
         3 => {
             for statement in [
                 "CREATE INDEX IF NOT EXISTS run_rows_by_reference ON run_rows (reference)",

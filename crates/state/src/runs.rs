@@ -426,9 +426,9 @@ impl State {
         Ok(u64::try_from(n).unwrap_or_default())
     }
 
-    /// How many rows each of the activation's last `n` completed runs sent,
-    /// newest first (what the surge guard compares a run with).
-    pub async fn recent_sent(&self, activation: &str, n: u32) -> Result<Vec<u64>> {
+    /// The counts of the activation's last `n` completed runs, newest first
+    /// (what the surge guard compares a run with).
+    pub async fn recent_counts(&self, activation: &str, n: u32) -> Result<Vec<Counts>> {
         let rows: Vec<(String,)> = on!(self.db.executor(), |c| sqlx::query_as(
             "SELECT counts FROM runs WHERE activation = $1 AND status = $3
              ORDER BY started_at DESC, run_id DESC LIMIT $2"
@@ -441,12 +441,10 @@ impl State {
         .map_err(Error::db("read runs"))?;
         rows.into_iter()
             .map(|(counts,)| {
-                serde_json::from_str::<Counts>(&counts)
-                    .map(|c| c.sent)
-                    .map_err(|e| Error::Corrupt {
-                        what: "run counts",
-                        detail: e.to_string(),
-                    })
+                serde_json::from_str::<Counts>(&counts).map_err(|e| Error::Corrupt {
+                    what: "run counts",
+                    detail: e.to_string(),
+                })
             })
             .collect()
     }

@@ -124,7 +124,10 @@ impl State {
             .await
             .map(|_| ()))
             .map_err(Error::db("move a history"))?;
-            for table in tables.into_iter().chain(["activation_sources"]) {
+            for table in tables
+                .into_iter()
+                .chain(["activation_sources", "approvals"])
+            {
                 let sql = format!("UPDATE {table} SET activation = $2 WHERE activation = $1");
                 on!(tx.tx.executor(), |c| sqlx::query(&sql)
                     .bind(old)

@@ -192,6 +192,32 @@ fn text(checked: &Checked, config_dir: &Path) -> String {
                 let _ = writeln!(out, "  first run: done (a run has completed)");
             }
         }
+        let _ = writeln!(
+            out,
+            "  schedule: {}{}",
+            a.schedule,
+            a.next_run
+                .as_deref()
+                .map(|at| format!(", next run {at}"))
+                .unwrap_or_default()
+        );
+        match &a.next_run_refused {
+            Some(why) => {
+                let _ = writeln!(out, "  next run: would be refused: {why}");
+            }
+            None => {
+                let _ = writeln!(out, "  next run: no safety limit would refuse it");
+            }
+        }
+        for allowance in &a.allowances {
+            let _ = writeln!(
+                out,
+                "  allowance of {}: {} of {} left this month",
+                allowance.of,
+                allowance.left(),
+                allowance.limit
+            );
+        }
         for warning in &a.warnings {
             let _ = writeln!(out, "  warning: {warning}");
         }

@@ -28,6 +28,9 @@ pub(crate) struct Metrics {
     last_success: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     reload_failed: Gauge,
     blocked: Family<Labels, Gauge>,
+    allowance_left: Family<Labels, Gauge>,
+    /// Each activation's monthly allowances, for the page.
+    allowances: std::sync::Mutex<std::collections::BTreeMap<String, Vec<retl_engine::Allowance>>>,
     /// The problems of the configuration as last loaded (at the start or by
     /// SIGHUP), for the page.
     reload_problems: std::sync::Mutex<Vec<String>>,
@@ -45,6 +48,12 @@ impl Default for Metrics {
         let last_success = Family::default();
         let reload_failed = Gauge::default();
         let blocked = Family::<Labels, Gauge>::default();
+        let allowance_left = Family::<Labels, Gauge>::default();
+        registry.register(
+            "allowance_left",
+            "What is left this month (UTC) of each limits.max_per_month an activation sends under (of: activation or destination)",
+            allowance_left.clone(),
+        );
         registry.register(
             "activation_blocked",
             "1 while an activation's last run was refused by a safety limit, else 0",
@@ -93,6 +102,8 @@ impl Default for Metrics {
             last_success,
             reload_failed,
             blocked,
+            allowance_left,
+            allowances: std::sync::Mutex::default(),
             reload_problems: std::sync::Mutex::default(),
         }
     }
@@ -118,6 +129,30 @@ impl Metrics {
             .reload_problems
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = problems;
+    }
+
+    /// An activation's monthly allowances, as its last run (or the
+    /// daemon's start) left them.
+    pub(crate) fn allowances(&self, activation: &str, allowances: Vec<retl_engine::Allowance>) {
+        for a in &allowances {
+            self.allowance_left
+                .get_or_create(&label(&[("activation", activation), ("of", &a.of)]))
+                .set(i64::try_from(a.left()).unwrap_or(i64::MAX));
+        }
+        self.allowances
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(activation.to_owned(), allowances);
+    }
+
+    /// Every activation's monthly allowances, for the page.
+    pub(crate) fn allowance_table(&self) -> Vec<(String, retl_engine::Allowance)> {
+        self.allowances
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .flat_map(|(name, list)| list.iter().map(|a| (name.clone(), a.clone())))
+            .collect()
     }
 
     /// The problems of the configuration as last (re)loaded.

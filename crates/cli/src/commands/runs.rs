@@ -107,7 +107,11 @@ async fn resend_id(state: &State, given: &str) -> Result<String, Failure> {
     resolve(state, given, None).await
 }
 
-async fn resolve(state: &State, given: &str, activation: Option<&str>) -> Result<String, Failure> {
+pub(crate) async fn resolve(
+    state: &State,
+    given: &str,
+    activation: Option<&str>,
+) -> Result<String, Failure> {
     match state.match_run(given, activation).await? {
         RunMatch::One(id) => Ok(id),
         RunMatch::None => Err(Failure::usage(anyhow::anyhow!(

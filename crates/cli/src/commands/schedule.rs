@@ -36,8 +36,13 @@ pub(crate) struct ScheduleArgs {
     pub limits: web::ServeLimits,
 }
 
-/// A scheduled run's end: its activation and how it went.
-type Ended = (String, Result<retl_engine::Finished, retl_engine::Error>);
+/// A scheduled run's end: its activation, how it went, and its monthly
+/// allowances after it.
+type Ended = (
+    String,
+    Result<retl_engine::Finished, retl_engine::Error>,
+    Result<Vec<retl_engine::Allowance>, retl_engine::Error>,
+);
 
 /// One scheduled activation.
 struct Entry {
@@ -138,7 +143,8 @@ pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<Exit, Fai
                 runs.push(Box::pin(async move {
                     let finished =
                         retl_engine::run_with(&state, &activation, &destination, &options).await;
-                    (name, finished)
+                    let allowances = retl_engine::allowances(&state, &activation).await;
+                    (name, finished, allowances)
                 }));
             }
         }
@@ -158,7 +164,10 @@ pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<Exit, Fai
             });
         tokio::select! {
             () = tokio::time::sleep(wake), if !cancel.is_cancelled() => {}
-            Some((name, finished)) = runs.next() => {
+            Some((name, finished, allowances)) = runs.next() => {
+                if let Ok(allowances) = allowances {
+                    metrics.allowances(&name, allowances);
+                }
                 let now = clock.now();
                 let started = finished_run(&name, finished, &metrics).unwrap_or(now);
                 if let Some(entry) = plan.get_mut(&name) {
@@ -301,6 +310,9 @@ async fn merge(
                 plan.remove(name);
             }
             continue;
+        }
+        if let Ok(allowances) = retl_engine::allowances(state, activation).await {
+            metrics.allowances(name, allowances);
         }
         let destination = project.destinations[&activation.destination].clone();
         match plan.get_mut(name) {

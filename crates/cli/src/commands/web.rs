@@ -321,6 +321,24 @@ async fn render(web: &Web, q: &PageQuery) -> Result<String, String> {
         }
         out.push_str("</ul></div>");
     }
+    let allowances = web.metrics.allowance_table();
+    if !allowances.is_empty() {
+        out.push_str(
+            "<h2>Allowances this month</h2><table id=\"allowances\"><tr><th>Activation</th><th>Of</th><th>Allowance</th><th>Sent</th><th>Left</th></tr>",
+        );
+        for (activation, a) in &allowances {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(activation),
+                esc(&a.of),
+                a.limit,
+                a.sent,
+                a.left()
+            );
+        }
+        out.push_str("</table>");
+    }
     let err = |e: retl_state::Error| e.to_string();
     if let Some(needle) = q.q.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
         let rows = web.state.find_rows(needle, None, 200).await.map_err(err)?;

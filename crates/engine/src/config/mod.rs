@@ -90,8 +90,14 @@ pub struct Activation {
     pub first_run: FirstRun,
     /// Whether `first_run:` was written (a first run without it is guarded).
     pub first_run_explicit: bool,
-    /// The activation's `limits:` (over its destination's).
+    /// The activation's `limits:` (over its destination's), but for
+    /// `max_per_month`, which is the activation's own.
     pub limits: retl_config::limits::Limits,
+    /// The destination's `limits.max_per_month`: its activations together.
+    pub destination_max_per_month: Option<u64>,
+    /// The activations of its destination (itself included), whose sends
+    /// count against `destination_max_per_month`.
+    pub siblings: Vec<String>,
     /// Rows older than this are recorded `too_old` and never sent.
     pub max_row_age: Option<MaxRowAge>,
     /// Run logs older than this are pruned at the end of each run
@@ -142,6 +148,8 @@ impl fmt::Debug for Activation {
             .field("first_run", &self.first_run)
             .field("first_run_explicit", &self.first_run_explicit)
             .field("limits", &self.limits)
+            .field("destination_max_per_month", &self.destination_max_per_month)
+            .field("siblings", &self.siblings)
             .field("max_row_age", &self.max_row_age)
             .field("run_log_retention", &self.run_log_retention)
             .field("schedule", &self.schedule)
@@ -318,6 +326,18 @@ impl Project {
                 project.problems.extend(clash);
             }
         }
+        let by_destination: Vec<(String, String)> = project
+            .activations
+            .values()
+            .map(|a| (a.destination.clone(), a.name.clone()))
+            .collect();
+        for activation in project.activations.values_mut() {
+            activation.siblings = by_destination
+                .iter()
+                .filter(|(d, _)| *d == activation.destination)
+                .map(|(_, name)| name.clone())
+                .collect();
+        }
         Ok(project)
     }
 
@@ -467,7 +487,9 @@ fn read_activation(
         .and_then(|m| m.get("run_logs"))
         .and_then(|node| r.duration(node, "retention.run_logs"));
     let destination = destination?;
-    let limits = limits.over(destination.limits());
+    let own_month = limits.max_per_month;
+    let mut limits = limits.over(destination.limits());
+    limits.max_per_month = own_month;
     // The target and the mapping are the destination's to read.
     let delivery = destination.read_delivery(r, &map, file, writeback.is_some());
     let source = source?;
@@ -491,6 +513,8 @@ fn read_activation(
         first_run,
         first_run_explicit: map.get("first_run").is_some(),
         limits,
+        destination_max_per_month: destination.limits().max_per_month,
+        siblings: Vec::new(),
         max_row_age,
         run_log_retention,
         schedule: schedule?,

@@ -8,6 +8,19 @@ use retl_source::Source;
 use super::RunCtx;
 use crate::{Error, Result};
 
+/// What a run's surge guard compares its new rows with.
+#[derive(Debug)]
+pub(super) struct Surge {
+    /// More new rows than this (beyond `expected`) may be a surge.
+    threshold: u64,
+    /// The baseline: the median sent, and by how many runs.
+    median: Option<(u64, usize)>,
+    /// Rows the last completed run left for later (a canary, a cap).
+    expected: u64,
+    /// The source's rows, counted by the database once needed.
+    table_rows: Option<u64>,
+}
+
 /// The most this machine's clock and the warehouse's may differ before a
 /// run that computes with times (`max_row_age`, cursor mode) is refused.
 pub(crate) const MAX_CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
@@ -106,37 +119,93 @@ impl RunCtx<'_> {
         }
     }
 
-    /// The surge guard's threshold for this run, if it applies: `surge_factor`
-    /// times the median sent by the last 10 completed runs, and at least
-    /// [`SURGE_MIN`](retl_config::limits::SURGE_MIN). `--allow-surge`,
-    /// `--limit` and a resend lift it.
-    pub(super) async fn surge_threshold(&self) -> Result<Option<u64>> {
-        if self.options.allow_surge || self.options.limit.is_some() || self.only.is_some() {
+    /// The surge guard of this run, if it applies: off with `limits.surge:
+    /// off`, `--allow-surge`, `--limit`, a resend or an approval
+    /// (`retl approve`). Its baseline is the median sent by the last
+    /// `limits.surge_runs` completed runs that sent anything (runs with
+    /// nothing new do not make "normal" zero); the rows the last completed
+    /// run left for later (`skipped`: a canary's `--limit`, a cap) are
+    /// expected on top of it.
+    pub(super) async fn surge_guard(&self) -> Result<Option<Surge>> {
+        let limits = self.activation.limits;
+        if !limits.surge()
+            || self.options.allow_surge
+            || self.options.limit.is_some()
+            || self.only.is_some()
+            || self.approval.is_some()
+        {
             return Ok(None);
         }
-        let mut sent = self.state.recent_sent(&self.activation.name, 10).await?;
-        if sent.is_empty() {
-            return Ok(None);
-        }
+        let runs = u32::try_from(limits.surge_runs()).unwrap_or(u32::MAX);
+        let recent = self
+            .state
+            .recent_counts(&self.activation.name, runs)
+            .await?;
+        let expected = recent.first().map_or(0, |c| c.skipped);
+        let mut sent: Vec<u64> = recent.iter().map(|c| c.sent).filter(|n| *n > 0).collect();
         sent.sort_unstable();
-        let median = sent[sent.len() / 2];
-        let factor = self.activation.limits.surge_factor();
-        Ok(Some(
-            median
-                .saturating_mul(factor)
-                .max(retl_config::limits::SURGE_MIN),
-        ))
+        let median = sent.get(sent.len() / 2).copied();
+        let threshold = median
+            .map_or(0, |m| m.saturating_mul(limits.surge_factor()))
+            .max(limits.surge_min());
+        Ok(Some(Surge {
+            threshold,
+            median: median.map(|m| (m, sent.len())),
+            expected,
+            table_rows: None,
+        }))
     }
 
-    pub(super) fn surge_refusal(&self, threshold: u64) -> Error {
-        let name = &self.activation.name;
-        Error::Refused {
-            activation: name.clone(),
-            message: format!(
-                "refused by a safety limit; nothing sent: this run has more than {threshold} new rows, over limits.surge_factor ({}) times the median its last completed runs sent (a rebuilt model with new keys makes every row look new). Check the source, then run `retl run {name} --allow-surge` to send them, or `retl preview {name}` to see them first",
-                self.activation.limits.surge_factor()
-            ),
+    /// The surge guard's verdict on the rows counted so far: a refusal's
+    /// message when more new rows than its threshold are also more than
+    /// `limits.surge_share` of the table (counted by the database, once).
+    pub(super) async fn surge_verdict(&self, guard: &mut Surge) -> Option<String> {
+        let surplus = self.counts.new.saturating_sub(guard.expected);
+        if surplus <= guard.threshold {
+            return None;
         }
+        let rows = match guard.table_rows {
+            Some(rows) => rows,
+            None => {
+                let counted = Source::inspect(&self.activation.source_spec(), true)
+                    .await
+                    .ok()
+                    .and_then(|inspection| inspection.rows);
+                let rows = counted.unwrap_or(self.counts.read).max(self.counts.read);
+                *guard.table_rows.insert(rows)
+            }
+        };
+        let limits = self.activation.limits;
+        let share = limits.surge_share();
+        if surplus.saturating_mul(100) <= share.saturating_mul(rows) {
+            return None;
+        }
+        let name = &self.activation.name;
+        let basis = match guard.median {
+            Some((median, runs)) => format!(
+                "limits.surge_factor ({}) times the median {median} sent by its last {runs} run(s) that sent anything, and at least limits.surge_min ({})",
+                limits.surge_factor(),
+                limits.surge_min()
+            ),
+            None => format!(
+                "limits.surge_min ({}): no earlier run sent anything",
+                limits.surge_min()
+            ),
+        };
+        let expected = if guard.expected > 0 {
+            format!(
+                " besides the {} rows its last run left for later",
+                guard.expected
+            )
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "refused by a safety limit; nothing sent: {new} new rows{expected}, {pct}% of the {rows} rows of its source (over limits.surge_share, {share}%) and more than {threshold} ({basis}). A rebuilt model with new keys makes every row look new. Check the source; then `retl approve {name}` lets its next run send them once (or `retl run {name} --allow-surge` now), `retl preview {name}` lists them, and `limits.surge: off` turns the guard off",
+            new = self.counts.new,
+            pct = surplus.saturating_mul(100) / rows.max(1),
+            threshold = guard.threshold,
+        ))
     }
 
     /// A first run with no explicit `first_run:` that would send more than
@@ -144,7 +213,11 @@ impl RunCtx<'_> {
     /// are counted by the database, not read. `--limit` lets it go as a canary.
     pub(super) async fn guard_first_run(&self, first_run: bool) -> Result<()> {
         let activation = self.activation;
-        if !first_run || activation.first_run_explicit || self.options.limit.is_some() {
+        if !first_run
+            || activation.first_run_explicit
+            || self.options.limit.is_some()
+            || self.approval.is_some()
+        {
             return Ok(());
         }
         let max = activation.limits.first_run_max();
@@ -163,13 +236,15 @@ impl RunCtx<'_> {
         Err(Error::Refused {
             activation: name.clone(),
             message: format!(
-                "refused by a safety limit; nothing sent: this is its first run and it would send {rows} rows, more than limits.first_run_max ({max}). Choose: `first_run: send_all` to invite them all, `first_run: skip_existing` to invite only rows that arrive from now on, or `retl run {name} --limit N` to send N as a canary"
+                "refused by a safety limit; nothing sent: this is its first run and it would send {rows} rows, more than limits.first_run_max ({max}). Choose: `first_run: send_all` to invite them all, `first_run: skip_existing` to invite only rows that arrive from now on, `retl run {name} --limit N` to send N as a canary, or `retl approve {name}` to let its next run send them all once"
             ),
         })
     }
 
     /// How many rows this run may start sending: the least of `--limit`,
-    /// `limits.max_per_run` and what `limits.max_per_day` leaves of today (UTC).
+    /// `limits.max_per_run`, what `limits.max_per_day` leaves of today (UTC)
+    /// and what `limits.max_per_month` leaves of this month, the
+    /// activation's own and its destination's (its activations together).
     pub(super) async fn budget(&self) -> Result<Option<(u64, String)>> {
         let limits = self.activation.limits;
         let mut budget: Option<(u64, String)> = None;
@@ -208,8 +283,78 @@ impl RunCtx<'_> {
                 format!("cap: limits.max_per_day ({n}) reached; sent on a later day"),
             );
         }
+        for allowance in self.allowances().await? {
+            bound(
+                allowance.left(),
+                format!(
+                    "allowance: limits.max_per_month ({}) of {} reached this month; sent next month",
+                    allowance.limit, allowance.of
+                ),
+            );
+        }
         Ok(budget)
     }
+
+    /// The monthly allowances this activation sends under, with what was
+    /// sent this month (UTC) against each.
+    pub(super) async fn allowances(&self) -> Result<Vec<Allowance>> {
+        allowances(self.state, self.activation).await
+    }
+}
+
+/// A monthly allowance (`limits.max_per_month`) and what was sent against it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Allowance {
+    /// Whose: `activation NAME` or `destination NAME` (its activations together).
+    pub of: String,
+    /// The allowance.
+    pub limit: u64,
+    /// Sent this calendar month (UTC).
+    pub sent: u64,
+}
+
+impl Allowance {
+    /// What is left of it this month.
+    pub fn left(&self) -> u64 {
+        self.limit.saturating_sub(self.sent)
+    }
+}
+
+/// The monthly allowances `activation` sends under, with what was sent
+/// this month (UTC) against each (for a run's budget, `retl check` and the page).
+pub async fn allowances(
+    state: &retl_state::State,
+    activation: &crate::config::Activation,
+) -> Result<Vec<Allowance>> {
+    use chrono::Datelike as _;
+    let now = state.clock().now();
+    let month = now
+        .date_naive()
+        .with_day(1)
+        .unwrap_or(now.date_naive())
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut found = Vec::new();
+    if let Some(limit) = activation.limits.max_per_month {
+        found.push(Allowance {
+            of: format!("activation `{}`", activation.name),
+            limit,
+            sent: state.sent_since(&activation.name, &month).await?,
+        });
+    }
+    if let Some(limit) = activation.destination_max_per_month {
+        let mut sent = 0;
+        for sibling in &activation.siblings {
+            sent += state.sent_since(sibling, &month).await?;
+        }
+        found.push(Allowance {
+            of: format!("destination `{}`", activation.destination),
+            limit,
+            sent,
+        });
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

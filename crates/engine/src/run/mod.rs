@@ -30,6 +30,7 @@ use crate::destinations::Visitor;
 use crate::{Error, Result};
 
 pub(crate) use classify::Columns;
+pub use limits::{Allowance, allowances};
 pub(super) use options::hold_at;
 pub use options::{Cancel, Hold, HoldPoint, Progress, Resend, RunOptions};
 pub use preview::{Planned, Preview, Refusal};
@@ -365,6 +366,8 @@ struct RunCtx<'a> {
     recorded: AtomicU64,
     /// How many more rows this run may start sending, and why it is bounded.
     budget: Option<(u64, String)>,
+    /// The approval (`retl approve`) this run goes past its safety limits with.
+    approval: Option<retl_state::Approval>,
     /// A resend's released rows: key hashes (only these are sent) and key texts.
     only: Option<HashSet<RowHash>>,
     released: Vec<String>,
@@ -406,6 +409,7 @@ impl<'a> RunCtx<'a> {
             options,
             recorded: AtomicU64::new(0),
             budget: None,
+            approval: None,
             only: None,
             released: Vec::new(),
             fingerprint: [0; 16],
@@ -452,6 +456,7 @@ impl<'a> RunCtx<'a> {
             return Ok(());
         }
         self.check_clock(&spec).await?;
+        self.approval = self.approval().await?;
         let first_run = !self.state.has_completed_run(name).await?;
         self.refuse(self.guard_renamed(first_run).await)?;
         self.refuse(self.guard_first_run(first_run).await)?;
@@ -484,13 +489,13 @@ impl<'a> RunCtx<'a> {
             );
         }
         self.finish_loading_keys(keys).await?;
-        let surge = if baseline || first_run {
+        let mut surge = if baseline || first_run {
             None
         } else {
-            self.surge_threshold().await?
+            self.surge_guard().await?
         };
         // Under the surge guard, nothing is sent until the run's new rows are
-        // all counted: at most the threshold's worth of rows is held.
+        // all counted (a surge is refused as soon as it is one).
         let mut held: Vec<classify::Pending<<D::Sender as Sender>::Request>> = Vec::new();
         while let Some(batch) = source.next_batch().await {
             if self.options.cancel.is_cancelled() {
@@ -514,18 +519,24 @@ impl<'a> RunCtx<'a> {
                 to_send = pending.len(),
                 "batch classified"
             );
-            match surge {
-                Some(threshold) => {
-                    held.extend(pending);
-                    if self.counts.new > threshold {
-                        let refusal = self.surge_refusal(threshold);
-                        self.refuse(Err(refusal))?;
-                        // A preview goes on counting, with the refusal noted.
-                        let held = std::mem::take(&mut held);
-                        self.send(sender.as_ref(), to, concurrency, held).await?;
-                    }
+            let Some(guard) = surge.as_mut() else {
+                self.send(sender.as_ref(), to, concurrency, pending).await?;
+                self.publish_counts().await?;
+                continue;
+            };
+            held.extend(pending);
+            if let Some(message) = self.surge_verdict(guard).await {
+                if self.dry.is_none() {
+                    self.skip_held(std::mem::take(&mut held)).await?;
                 }
-                None => self.send(sender.as_ref(), to, concurrency, pending).await?,
+                self.refuse(Err(Error::Refused {
+                    activation: name.to_owned(),
+                    message,
+                }))?;
+                // A preview goes on counting, with the refusal noted.
+                surge = None;
+                let held = std::mem::take(&mut held);
+                self.send(sender.as_ref(), to, concurrency, held).await?;
             }
             self.publish_counts().await?;
         }
@@ -557,6 +568,52 @@ impl<'a> RunCtx<'a> {
             Some(_) => None,
         };
         Ok((rows, sender))
+    }
+
+    /// The approval waiting for this run, taken (a preview only looks).
+    async fn approval(&self) -> Result<Option<retl_state::Approval>> {
+        let approval = match self.dry {
+            Some(_) => self.state.waiting_approval(&self.activation.name).await?,
+            None => {
+                let mut tx = self.state.fenced(self.lease).await?;
+                let taken = tx.take_approval().await?;
+                tx.commit().await?;
+                taken
+            }
+        };
+        if let Some(a) = &approval {
+            tracing::info!(
+                approved_by = %a.approved_by,
+                approved_at = %a.approved_at,
+                "approved (retl approve): this run goes past the safety limits that refused the activation"
+            );
+        }
+        Ok(approval)
+    }
+
+    /// Rows held back by a run the surge guard refused: counted `skipped`
+    /// and logged as pending (the first 10,000), so that `retl runs find`
+    /// says why they were not sent.
+    async fn skip_held<R>(&mut self, held: Vec<classify::Pending<R>>) -> Result<()> {
+        const LOGGED: usize = 10_000;
+        self.counts.skipped += held.len() as u64;
+        let name = &self.activation.name;
+        let reason = format!(
+            "pending: held back because the surge guard refused the run; sent by the next run once approved (`retl approve {name}`)"
+        );
+        let logs: Vec<RowLog> = held
+            .iter()
+            .take(LOGGED)
+            .map(|p| {
+                RowLog::new(
+                    p.row_key.as_str(),
+                    Some(&p.reference),
+                    RowOutcome::Skipped,
+                    Some(reason.clone()),
+                )
+            })
+            .collect();
+        self.commit(&[], &[], &logs).await
     }
 
     /// Shares the counts so far with a progress display, if there is one.
