@@ -145,6 +145,16 @@ async fn foresee(
     }
 }
 
+/// The first-run guard's verdict on a first run of `rows` rows, without a
+/// state database to preview it with.
+fn first_run_guard(activation: &Activation, rows: Option<u64>) -> Option<String> {
+    let max = activation.limits.first_run_max();
+    let rows = rows.filter(|rows| *rows > max && !activation.first_run_explicit)?;
+    Some(format!(
+        "refused by a safety limit; nothing sent: this is its first run and it would send {rows} rows, more than limits.first_run_max ({max}). Choose first_run: send_all or skip_existing, or run it with --limit N as a canary"
+    ))
+}
+
 /// Whether a delivery's mapping fits a source's columns.
 struct Fits<'s>(&'s arrow_schema::Schema);
 
@@ -248,17 +258,8 @@ pub async fn check_activation(
         }
     }
     let skip = activation.first_run == FirstRun::SkipExisting;
-    // Without a state database there is no preview: the first-run guard's
-    // verdict comes from the rows the database counted.
-    let max = activation.limits.first_run_max();
-    if state.is_none()
-        && pending
-        && !activation.first_run_explicit
-        && let Some(rows) = inspection.rows.filter(|rows| *rows > max)
-    {
-        check.next_run_refused = Some(format!(
-            "refused by a safety limit; nothing sent: this is its first run and it would send {rows} rows, more than limits.first_run_max ({max}). Choose first_run: send_all or skip_existing, or run it with --limit N as a canary"
-        ));
+    if state.is_none() && pending {
+        check.next_run_refused = first_run_guard(activation, inspection.rows);
     }
     check.first_run = Some(FirstRunCheck {
         pending,
