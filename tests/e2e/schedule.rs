@@ -518,3 +518,133 @@ fn an_activation_removed_and_restored_while_it_runs_is_not_started_twice() {
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0]["status"], "interrupted", "{runs:?}");
 }
+
+/// An HTTP/1.0 request with an optional bearer token: status line and body.
+fn request(address: &str, method: &str, path: &str, token: Option<&str>) -> (String, String) {
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {address}\r\n{auth}Content-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    )
+}
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+fn token_file(world: &World) -> String {
+    let file = world.dir.path().join("api-token");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    file.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_run_starts_on_demand_with_the_api_token_and_one_at_a_time() {
+    let world = World::new();
+    world.insert(1, 3, None, None);
+    let file = token_file(&world);
+    // `orders` has no schedule: it runs only when asked. Held with a row in
+    // flight, its run stays under way for the second request.
+    let daemon = start_with(&world, &["--api-token-file", &file], Some("in_flight:1"));
+    let path = "/api/activations/orders/runs";
+    let (status, _) = request(&daemon.address, "POST", path, None);
+    assert!(status.contains(" 401 "), "{status}");
+    let (status, _) = request(&daemon.address, "POST", path, Some("not-the-token-at-all"));
+    assert!(status.contains(" 401 "), "{status}");
+    let (status, body) = request(
+        &daemon.address,
+        "POST",
+        "/api/activations/nope/runs",
+        Some(TOKEN),
+    );
+    assert!(status.contains(" 404 "), "{status} {body}");
+
+    let (status, body) = request(&daemon.address, "POST", path, Some(TOKEN));
+    assert!(status.contains(" 202 "), "{status} {body}");
+    let started: Value = serde_json::from_str(&body).unwrap();
+    let run_id = started["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(started["activation"], "orders");
+    let (status, body) = request(&daemon.address, "POST", path, Some(TOKEN));
+    assert!(status.contains(" 409 "), "{status} {body}");
+    // The run is the one the answer named: the API shows it under way.
+    until("the run to be recorded", || {
+        let (status, body) = get(&daemon.address, &format!("/api/runs/{run_id}"));
+        status.contains(" 200 ") && body.contains("\"running\"")
+    });
+}
+
+#[test]
+fn a_run_started_on_demand_completes_and_the_route_needs_a_token_file() {
+    let world = World::new();
+    world.insert(1, 3, None, None);
+    let plain = start(&world, &[]);
+    let (status, _) = request(&plain.address, "POST", "/api/activations/orders/runs", None);
+    assert!(
+        status.contains(" 404 "),
+        "no token file, no route: {status}"
+    );
+    drop(plain);
+
+    let file = token_file(&world);
+    let daemon = start(&world, &["--api-token-file", &file]);
+    let (status, body) = request(
+        &daemon.address,
+        "POST",
+        "/api/activations/orders/runs",
+        Some(TOKEN),
+    );
+    assert!(status.contains(" 202 "), "{status} {body}");
+    let run_id = serde_json::from_str::<Value>(&body).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    until("the run to complete", || {
+        get(&daemon.address, &format!("/api/runs/{run_id}"))
+            .1
+            .contains("\"completed\"")
+    });
+    assert_eq!(world.accepted_references().len(), 3);
+}
+
+#[test]
+fn listen_public_needs_a_token_and_asks_for_it_everywhere_but_healthz() {
+    let world = World::new();
+    let out = world.retl(
+        &["schedule", "--listen", "0.0.0.0:0", "--listen-public"],
+        "emulator-secret",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--api-token-file"));
+
+    let file = token_file(&world);
+    let mut args = vec!["schedule", "--listen", "0.0.0.0:0", "--listen-public"];
+    args.extend(["--api-token-file", &file]);
+    let mut child = world
+        .command(&args, "emulator-secret")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let address = super::serving_address(&mut lines);
+    std::thread::spawn(move || lines.for_each(drop));
+    let (status, _) = request(&address, "GET", "/healthz", None);
+    assert!(status.contains(" 200 "), "{status}");
+    for path in ["/", "/metrics", "/api/runs"] {
+        let (status, _) = request(&address, "GET", path, None);
+        assert!(status.contains(" 401 "), "{path}: {status}");
+        let (status, _) = request(&address, "GET", path, Some(TOKEN));
+        assert!(status.contains(" 200 "), "{path}: {status}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -151,16 +151,24 @@ enum Command {
     /// previous version). Exit code 0 after a stop, once runs under way are
     /// drained and recorded.
     #[command(
-        after_help = "Examples:\n  retl schedule\n  retl schedule --listen 127.0.0.1:9187\n  retl schedule --listen 0.0.0.0:9187 --listen-public --allowed-host retl.internal"
+        after_help = "Examples:\n  retl schedule\n  retl schedule --listen 127.0.0.1:9187\n  retl schedule --listen 0.0.0.0:9187 --listen-public --api-token-file /etc/retl/token --allowed-host retl.internal"
     )]
     Schedule {
         /// Where to serve the page, the API and the metrics.
         #[arg(long, default_value = "127.0.0.1:9187", value_name = "ADDR")]
         listen: std::net::SocketAddr,
-        /// Allow a --listen address that is not loopback (the page and the
-        /// API have no authentication).
+        /// Allow a --listen address that is not loopback. Needs
+        /// --api-token-file: every route but /healthz then asks for
+        /// `Authorization: Bearer TOKEN` (the page shows customers'
+        /// references and Trustpilot's answers).
         #[arg(long)]
         listen_public: bool,
+        /// A file holding the API's bearer token (at least 16 characters).
+        /// With it, `POST /api/activations/{name}/runs` starts a run now
+        /// (202 with its run_id, 409 while one is under way), with
+        /// `Authorization: Bearer TOKEN`.
+        #[arg(long, value_name = "FILE")]
+        api_token_file: Option<PathBuf>,
         /// A host name the page and the API answer to, besides the listen
         /// address (and `localhost` on loopback); any other `Host` gets 421.
         /// Repeat for several.
@@ -611,6 +619,7 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
         Command::Schedule {
             listen,
             listen_public,
+            api_token_file,
             allowed_hosts,
             header_timeout,
             max_connections,
@@ -618,6 +627,7 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
             let args = commands::schedule::ScheduleArgs {
                 listen,
                 listen_public,
+                api_token_file,
                 allowed_hosts,
                 limits: commands::web::ServeLimits {
                     header_timeout,

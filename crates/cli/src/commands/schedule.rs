@@ -30,6 +30,8 @@ use crate::{Ctx, Failure, notice};
 pub(crate) struct ScheduleArgs {
     pub listen: SocketAddr,
     pub listen_public: bool,
+    /// `--api-token-file`: the API's bearer token.
+    pub api_token_file: Option<std::path::PathBuf>,
     /// `--allowed-host`: names the page answers to besides the listen address.
     pub allowed_hosts: Vec<String>,
     /// The HTTP side's head timeout and connection limit.
@@ -64,10 +66,19 @@ pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<Exit, Fai
     crate::TIMESTAMPS.store(true, std::sync::atomic::Ordering::Relaxed);
     if !args.listen.ip().is_loopback() && !args.listen_public {
         return Err(Failure::usage(anyhow::anyhow!(
-            "--listen {} is not a loopback address: the run-log page and the API have no authentication. Add --listen-public to serve it anyway",
+            "--listen {} is not a loopback address: the run-log page shows customers' references. Add --listen-public and --api-token-file to serve it with a token",
             args.listen
         )));
     }
+    if args.listen_public && args.api_token_file.is_none() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--listen-public needs --api-token-file: every route but /healthz then asks for Authorization: Bearer TOKEN"
+        )));
+    }
+    let token = match &args.api_token_file {
+        Some(file) => Some(super::api::read_token(file).map_err(Failure::usage)?),
+        None => None,
+    };
     let state = ctx.state().await?;
     let project = ctx.project()?;
     for problem in &project.problems {
@@ -88,8 +99,13 @@ pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<Exit, Fai
     // The web side reads through a pool of its own: a flood of page or API
     // requests waits for its two connections, never for the runs'.
     let web_state = ctx.state_with(2).await?;
-    let hosts = web::AllowedHosts::new(address, &args.allowed_hosts);
-    let app = web::router(web_state, metrics.clone(), &ctx.state_url, hosts);
+    let (triggers, mut inbox) = tokio::sync::mpsc::channel::<super::api::Trigger>(16);
+    let access = web::Access {
+        hosts: web::AllowedHosts::new(address, &args.allowed_hosts),
+        auth: super::api::Auth::new(token.as_deref(), args.listen_public),
+        triggers: token.is_some().then_some(triggers),
+    };
+    let app = web::router(web_state, metrics.clone(), &ctx.state_url, access);
     let server = tokio::spawn(web::serve(listener, app, args.limits));
 
     let mut plan: BTreeMap<String, Entry> = BTreeMap::new();
@@ -110,8 +126,7 @@ pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<Exit, Fai
     let cancel = retl_engine::Cancel::default();
     // Runs are polled here rather than spawned: each run spawns its own
     // request tasks, and the daemon's loop only waits for their ends.
-    let mut runs: FuturesUnordered<std::pin::Pin<Box<dyn Future<Output = Ended>>>> =
-        FuturesUnordered::new();
+    let mut runs: FuturesUnordered<Running> = FuturesUnordered::new();
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(anyhow::Error::from)?;
     let stop = tokio::spawn(crate::commands::run::on_signal(cancel.clone()));
@@ -124,28 +139,7 @@ pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<Exit, Fai
                 if entry.running || entry.next.is_none_or(|at| at > now) {
                     continue;
                 }
-                entry.running = true;
-                let (state, activation, destination) = (
-                    state.clone(),
-                    entry.activation.clone(),
-                    entry.destination.clone(),
-                );
-                let options = retl_engine::RunOptions {
-                    cancel: cancel.clone(),
-                    drain: crate::commands::run::drain(&destination),
-                    // For tests, as `retl run --hold-at`: hold at an exact point.
-                    hold: std::env::var("RETL_HOLD_AT")
-                        .ok()
-                        .and_then(|h| h.parse().ok()),
-                    ..retl_engine::RunOptions::default()
-                };
-                let name = name.clone();
-                runs.push(Box::pin(async move {
-                    let finished =
-                        retl_engine::run_with(&state, &activation, &destination, &options).await;
-                    let allowances = retl_engine::allowances(&state, &activation).await;
-                    (name, finished, allowances)
-                }));
+                runs.push(start(name, entry, &state, &cancel, None));
             }
         }
         for (name, entry) in &plan {
@@ -183,6 +177,10 @@ pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<Exit, Fai
                 }
             }
             _ = hangup.recv() => reload(ctx, &mut plan, &state, &metrics).await?,
+            Some(trigger) = inbox.recv() => {
+                let answer = on_demand(ctx, &mut plan, &trigger.name, &cancel, &state, &mut runs);
+                let _ = trigger.reply.send(answer);
+            }
             () = cancel.cancelled(), if !cancel.is_cancelled() => {
                 notice("retl schedule: stopping: no new runs; runs under way drain and are recorded");
             }
@@ -192,6 +190,93 @@ pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<Exit, Fai
     server.abort();
     notice("retl schedule: stopped");
     Ok(Exit::Ok)
+}
+
+/// A run's future, once it ends.
+type Running = std::pin::Pin<Box<dyn Future<Output = Ended>>>;
+
+/// Starts a run of `entry` (with the id `run_id`, if given).
+fn start(
+    name: &str,
+    entry: &mut Entry,
+    state: &State,
+    cancel: &retl_engine::Cancel,
+    run_id: Option<String>,
+) -> Running {
+    entry.running = true;
+    let (state, activation, destination) = (
+        state.clone(),
+        entry.activation.clone(),
+        entry.destination.clone(),
+    );
+    let options = retl_engine::RunOptions {
+        cancel: cancel.clone(),
+        drain: crate::commands::run::drain(&destination),
+        // For tests, as `retl run --hold-at`: hold at an exact point.
+        hold: std::env::var("RETL_HOLD_AT")
+            .ok()
+            .and_then(|h| h.parse().ok()),
+        run_id,
+        ..retl_engine::RunOptions::default()
+    };
+    let name = name.to_owned();
+    Box::pin(async move {
+        let finished = retl_engine::run_with(&state, &activation, &destination, &options).await;
+        let allowances = retl_engine::allowances(&state, &activation).await;
+        (name, finished, allowances)
+    })
+}
+
+/// `POST /api/activations/{name}/runs`: starts a run of `name` now, unless
+/// one is under way. An activation without a schedule is read from the
+/// configuration as it is now, and leaves the plan when its run ends.
+fn on_demand(
+    ctx: &Ctx,
+    plan: &mut BTreeMap<String, Entry>,
+    name: &str,
+    cancel: &retl_engine::Cancel,
+    state: &State,
+    runs: &mut FuturesUnordered<Running>,
+) -> super::api::Triggered {
+    use super::api::Triggered;
+    if cancel.is_cancelled() {
+        return Triggered::Stopping;
+    }
+    if !plan.contains_key(name) {
+        let loaded = ctx
+            .project()
+            .map_err(|e| format!("{:#}", e.error))
+            .and_then(|p| {
+                p.activation(name)
+                    .map(|(a, d)| (a.clone(), d.clone()))
+                    .map_err(|e| e.to_string())
+            });
+        match loaded {
+            Ok((activation, destination)) => {
+                plan.insert(
+                    name.to_owned(),
+                    Entry {
+                        activation,
+                        destination,
+                        next: None,
+                        running: false,
+                        removed: true,
+                    },
+                );
+            }
+            Err(why) => return Triggered::Unknown(why),
+        }
+    }
+    let entry = plan.get_mut(name).expect("inserted above if missing");
+    if entry.running {
+        return Triggered::Running;
+    }
+    let run_id = uuid::Uuid::now_v7().to_string();
+    notice(&format!(
+        "{name}: run {run_id} started on demand (POST /api/activations/{name}/runs)"
+    ));
+    runs.push(start(name, entry, state, cancel, Some(run_id.clone())));
+    Triggered::Started(run_id)
 }
 
 /// SIGHUP: reads the configuration again and merges it into the plan; a

@@ -1,7 +1,9 @@
 //! What `retl schedule` serves: `/healthz`, `/metrics` (Prometheus text),
-//! `/api/runs`, `/api/runs/{id}` and the run-log page at `/`.
+//! `/api/runs`, `/api/runs/{id}`, the run-log page at `/` and, with
+//! `--api-token-file`, `POST /api/activations/{name}/runs`.
 //!
-//! Its metrics are `metrics.rs`'s.
+//! Its metrics are `metrics.rs`'s, the API for other tools and its token
+//! `api.rs`'s.
 //!
 //! The page is plain HTML made on the server: recent runs with their counts,
 //! one run's rows (`/?run=ID`), and a search box by reference or key
@@ -28,27 +30,49 @@ struct Web {
     state_url: String,
 }
 
+/// Who may ask what of the daemon: the hosts it answers to, the API token,
+/// and where on-demand runs are sent (none without a token).
+pub(crate) struct Access {
+    /// `--allowed-host` and the listen address.
+    pub hosts: AllowedHosts,
+    /// The bearer token and where it is needed.
+    pub auth: super::api::Auth,
+    /// The daemon loop's inbox for `POST /api/activations/{name}/runs`.
+    pub triggers: Option<tokio::sync::mpsc::Sender<super::api::Trigger>>,
+}
+
 /// The daemon's routes.
 pub(crate) fn router(
     state: State,
     metrics: Arc<Metrics>,
     state_url: &str,
-    hosts: AllowedHosts,
+    access: Access,
 ) -> axum::Router {
     let web = Arc::new(Web {
         state,
         metrics,
         state_url: State::masked(state_url),
     });
-    axum::Router::new()
+    let mut router = axum::Router::new()
         .route("/", get(page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(serve_metrics))
         .route("/api/runs", get(api_runs))
-        .route("/api/runs/{id}", get(api_run))
+        .route("/api/runs/{id}", get(api_run));
+    if let Some(triggers) = access.triggers {
+        router = router.route(
+            "/api/activations/{name}/runs",
+            axum::routing::post(super::api::start_run).with_state(triggers),
+        );
+    }
+    router
         .with_state(web)
         .layer(axum::middleware::from_fn_with_state(
-            Arc::new(hosts),
+            Arc::new(access.auth),
+            super::api::check_token,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(access.hosts),
             check_host,
         ))
 }

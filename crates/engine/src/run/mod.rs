@@ -107,7 +107,10 @@ pub async fn run_with(
     destination: &Destination,
     options: &RunOptions,
 ) -> Result<Finished> {
-    let run_id = uuid::Uuid::now_v7().to_string();
+    let run_id = options
+        .run_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     if let Some(progress) = &options.progress {
         progress
             .lock()

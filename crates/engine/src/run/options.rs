@@ -129,6 +129,9 @@ pub struct RunOptions {
     /// Where the run keeps its id and counts so far, for a progress display:
     /// updated after every batch is classified and every row is recorded.
     pub progress: Option<Arc<std::sync::Mutex<Progress>>>,
+    /// The run's id, when the caller chose it (a run started on demand
+    /// answers with it before it starts); else a new UUID (v7). One run each.
+    pub run_id: Option<String>,
     /// Key-segment records a run holds before it writes them (a baseline's
     /// rows, keys to fold): 32 bytes each.
     pub key_flush_rows: usize,
@@ -155,6 +158,7 @@ impl Default for RunOptions {
             allow_surge: false,
             allow_shared_source: false,
             progress: None,
+            run_id: None,
             key_flush_rows: 1_000_000,
         }
     }
