@@ -11,6 +11,7 @@
 // Doc comments on the argument types are `--help` text, shown as written.
 #![allow(clippy::doc_markdown)]
 
+mod alerts;
 mod commands;
 mod ctx;
 mod exit;
@@ -291,6 +292,11 @@ enum Command {
         #[command(subcommand)]
         command: RunsCommand,
     },
+    /// Alerts (configs/alerts.yaml): channels and rules.
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
     /// Serve a local Trustpilot emulator (same endpoints, auth and validation).
     #[cfg(feature = "emulator")]
     #[command(
@@ -307,6 +313,20 @@ enum Command {
     },
 }
 
+/// `retl alerts` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AlertsCommand {
+    /// Send a test alert to each channel of configs/alerts.yaml; exit 1 if
+    /// any could not be reached.
+    #[command(after_help = "Example:\n  retl alerts test")]
+    Test {
+        /// Print JSON: [{channel, type, sent, error}].
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `retl runs` subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum RunsCommand {
     /// The most recent runs, newest first, with their counts (a running run's
@@ -661,6 +681,9 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
             json,
         } => commands::templates::templates(&ctx, &destination, business_unit, json).await,
         Command::Runs { command } => commands::runs::runs(&ctx, command).await,
+        Command::Alerts {
+            command: AlertsCommand::Test { json },
+        } => commands::alerts::test(&ctx, json).await,
         #[cfg(feature = "emulator")]
         Command::Emulator(args) => commands::emulator::emulator(args).await,
         #[cfg(feature = "emulator")]

@@ -38,6 +38,7 @@ mod clock;
 mod cursor;
 mod db;
 mod error;
+mod incidents;
 mod lease;
 mod ledger;
 pub mod migrate;

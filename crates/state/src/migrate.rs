@@ -63,6 +63,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 9,
         description: "approvals: `retl approve`, who let an activation's next run past its safety limits, and which run used it",
     },
+    Migration {
+        version: 10,
+        description: "incidents: an alert rule's open incidents, so each alerts once and its recovery once, across processes",
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -215,25 +219,8 @@ async fn apply(tx: &mut Tx, version: i64) -> Result<()> {
         }
         7 => v7(tx).await,
         8 => exec(tx, "ALTER TABLE ledger ADD COLUMN failing_since TEXT").await,
-        9 => {
-            exec(
-                tx,
-                "CREATE TABLE IF NOT EXISTS approvals (
-                    activation  TEXT NOT NULL,
-                    approved_at TEXT NOT NULL,
-                    approved_by TEXT NOT NULL,
-                    refused_run TEXT,
-                    used_by     TEXT,
-                    used_at     TEXT
-                 )",
-            )
-            .await?;
-            exec(
-                tx,
-                "CREATE INDEX IF NOT EXISTS approvals_by_activation ON approvals (activation, used_by)",
-            )
-            .await
-        }
+        10 => v10(tx).await,
+        9 => v9(tx).await,
         3 => {
             for statement in [
                 "CREATE INDEX IF NOT EXISTS run_rows_by_reference ON run_rows (reference)",
@@ -246,6 +233,49 @@ async fn apply(tx: &mut Tx, version: i64) -> Result<()> {
         }
         other => unreachable!("migration {other} is listed but has no body"),
     }
+}
+
+/// Version 9: `approvals` (`retl approve`).
+async fn v9(tx: &mut Tx) -> Result<()> {
+    exec(
+        tx,
+        "CREATE TABLE IF NOT EXISTS approvals (
+            activation  TEXT NOT NULL,
+            approved_at TEXT NOT NULL,
+            approved_by TEXT NOT NULL,
+            refused_run TEXT,
+            used_by     TEXT,
+            used_at     TEXT
+         )",
+    )
+    .await?;
+    exec(
+        tx,
+        "CREATE INDEX IF NOT EXISTS approvals_by_activation ON approvals (activation, used_by)",
+    )
+    .await
+}
+
+/// Version 10: `incidents` (alerts), one open per activation and event.
+async fn v10(tx: &mut Tx) -> Result<()> {
+    exec(
+        tx,
+        "CREATE TABLE IF NOT EXISTS incidents (
+            activation TEXT NOT NULL,
+            event      TEXT NOT NULL,
+            opened_at  TEXT NOT NULL,
+            run_id     TEXT,
+            closed_at  TEXT
+         )",
+    )
+    .await?;
+    // One open incident per activation and event: a second process
+    // opening the same one finds it open.
+    exec(
+        tx,
+        "CREATE UNIQUE INDEX IF NOT EXISTS incidents_open ON incidents (activation, event) WHERE closed_at IS NULL",
+    )
+    .await
 }
 
 /// Version 7: the run log keeps a destination's answer in neutral columns,

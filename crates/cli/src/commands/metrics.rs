@@ -29,6 +29,7 @@ pub(crate) struct Metrics {
     reload_failed: Gauge,
     blocked: Family<Labels, Gauge>,
     allowance_left: Family<Labels, Gauge>,
+    alerts: Family<Labels, Counter>,
     /// Each activation's monthly allowances, for the page.
     allowances: std::sync::Mutex<std::collections::BTreeMap<String, Vec<retl_engine::Allowance>>>,
     /// The problems of the configuration as last loaded (at the start or by
@@ -49,6 +50,12 @@ impl Default for Metrics {
         let reload_failed = Gauge::default();
         let blocked = Family::<Labels, Gauge>::default();
         let allowance_left = Family::<Labels, Gauge>::default();
+        let alerts = Family::<Labels, Counter>::default();
+        registry.register(
+            "alerts",
+            "Alerts by channel and result (sent, failed after its tries)",
+            alerts.clone(),
+        );
         registry.register(
             "allowance_left",
             "What is left this month (UTC) of each limits.max_per_month an activation sends under (of: activation or destination)",
@@ -103,6 +110,7 @@ impl Default for Metrics {
             reload_failed,
             blocked,
             allowance_left,
+            alerts,
             allowances: std::sync::Mutex::default(),
             reload_problems: std::sync::Mutex::default(),
         }
@@ -143,6 +151,13 @@ impl Metrics {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(activation.to_owned(), allowances);
+    }
+
+    /// An alert to `channel` was sent, or failed (`result`).
+    pub(crate) fn alert(&self, channel: &str, result: &str) {
+        self.alerts
+            .get_or_create(&label(&[("channel", channel), ("result", result)]))
+            .inc();
     }
 
     /// Every activation's monthly allowances, for the page.

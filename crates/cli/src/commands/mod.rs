@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub(crate) mod alerts;
 pub(crate) mod api;
 pub(crate) mod approve;
 pub(crate) mod check;

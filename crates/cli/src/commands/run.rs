@@ -98,6 +98,12 @@ pub(crate) async fn run(ctx: &Ctx, names: &[String], args: &RunArgs) -> Result<E
     });
     let results = futures::future::join_all(runs).await;
     signals.abort();
+    // Alerts go out once every run has ended (bounded; they never fail a run).
+    if let Some(notifier) = crate::alerts::Notifier::new(project.alerts.as_ref(), None) {
+        for finished in results.iter().flatten() {
+            notifier.after_run(&state, &finished.summary).await;
+        }
+    }
     let mut worst: Result<Exit, Failure> = Ok(Exit::Ok);
     for result in results {
         let code = match result {

@@ -23,6 +23,7 @@ use retl_state::{RunStatus, State};
 
 use super::metrics::Metrics;
 use super::web;
+use crate::alerts::Notifier;
 use crate::exit::Exit;
 use crate::{Ctx, Failure, notice};
 
@@ -86,6 +87,7 @@ pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<Exit, Fai
     }
     let metrics = Arc::new(Metrics::default());
     metrics.reloaded(project.problems.iter().map(ToString::to_string).collect());
+    let mut notifier = Notifier::new(project.alerts.as_ref(), Some(metrics.clone())).map(Arc::new);
     {
         let metrics = metrics.clone();
         retl_trustpilot::observe_requests(Box::new(move |status, took| {
@@ -131,6 +133,8 @@ pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<Exit, Fai
         .map_err(anyhow::Error::from)?;
     let stop = tokio::spawn(crate::commands::run::on_signal(cancel.clone()));
     let clock = state.clock().clone();
+    // `stale` rules are checked every minute (and after each run).
+    let mut stale_check = tokio::time::interval(Duration::from_mins(1));
     loop {
         let now = clock.now();
         // Start everything due.
@@ -157,34 +161,57 @@ pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<Exit, Fai
                 (at - clock.now()).to_std().unwrap_or_default()
             });
         tokio::select! {
-            () = tokio::time::sleep(wake), if !cancel.is_cancelled() => {}
-            Some((name, finished, allowances)) = runs.next() => {
-                if let Ok(allowances) = allowances {
-                    metrics.allowances(&name, allowances);
-                }
-                let now = clock.now();
-                let started = finished_run(&name, finished, &metrics).unwrap_or(now);
-                if let Some(entry) = plan.get_mut(&name) {
-                    entry.running = false;
-                    entry.next = if cancel.is_cancelled() || entry.removed {
-                        None
-                    } else {
-                        entry.activation.schedule.due_after_run(started, now)
-                    };
-                    if entry.removed {
-                        plan.remove(&name);
+                    () = tokio::time::sleep(wake), if !cancel.is_cancelled() => {}
+                    Some((name, finished, allowances)) = runs.next() => {
+                        if let Ok(allowances) = allowances {
+                            metrics.allowances(&name, allowances);
+                        }
+                        if let (Some(notifier), Ok(finished)) = (&notifier, &finished) {
+                            // Alerts never hold the loop up.
+                            let (notifier, state, summary) =
+                                (notifier.clone(), state.clone(), finished.summary.clone());
+                            tokio::spawn(async move { notifier.after_run(&state, &summary).await });
+                        }
+                        let now = clock.now();
+                        let started = finished_run(&name, finished, &metrics).unwrap_or(now);
+                        if let Some(entry) = plan.get_mut(&name) {
+                            entry.running = false;
+                            entry.next = if cancel.is_cancelled() || entry.removed {
+                                None
+                            } else {
+                                entry.activation.schedule.due_after_run(started, now)
+                            };
+                            if entry.removed {
+                                plan.remove(&name);
+                            }
+                        }
+                    }
+                    _ = hangup.recv() => {
+        if let Some(project) = reload(ctx, &mut plan, &state, &metrics).await? {
+                            // A broken alerts.yaml keeps its previous version, as every file does.
+                            let alerts_file = ctx.config_dir().join(retl_engine::config::alerts::ALERTS_FILE);
+                            if project.alerts.is_some() || !alerts_file.is_file() {
+                                notifier = Notifier::new(project.alerts.as_ref(), Some(metrics.clone()))
+                                    .map(Arc::new);
+                            }
+                        }
+                    }
+                    _ = stale_check.tick(), if notifier.is_some() => {
+                        if let Some(notifier) = &notifier {
+                            for name in plan.keys() {
+                                let (notifier, state, name) = (notifier.clone(), state.clone(), name.clone());
+                                tokio::spawn(async move { notifier.stale(&state, &name).await });
+                            }
+                        }
+                    }
+                    Some(trigger) = inbox.recv() => {
+                        let answer = on_demand(ctx, &mut plan, &trigger.name, &cancel, &state, &mut runs);
+                        let _ = trigger.reply.send(answer);
+                    }
+                    () = cancel.cancelled(), if !cancel.is_cancelled() => {
+                        notice("retl schedule: stopping: no new runs; runs under way drain and are recorded");
                     }
                 }
-            }
-            _ = hangup.recv() => reload(ctx, &mut plan, &state, &metrics).await?,
-            Some(trigger) = inbox.recv() => {
-                let answer = on_demand(ctx, &mut plan, &trigger.name, &cancel, &state, &mut runs);
-                let _ = trigger.reply.send(answer);
-            }
-            () = cancel.cancelled(), if !cancel.is_cancelled() => {
-                notice("retl schedule: stopping: no new runs; runs under way drain and are recorded");
-            }
-        }
     }
     stop.abort();
     server.abort();
@@ -287,7 +314,7 @@ async fn reload(
     plan: &mut BTreeMap<String, Entry>,
     state: &State,
     metrics: &Metrics,
-) -> Result<(), Failure> {
+) -> Result<Option<Project>, Failure> {
     match ctx.project() {
         Ok(project) => {
             // Counted before it is said: whoever reads the notice finds the metric.
@@ -299,6 +326,7 @@ async fn reload(
             }
             merge(plan, &project, state, metrics).await?;
             notice(&format!("reload: {} scheduled activation(s)", plan.len()));
+            Ok(Some(project))
         }
         Err(e) => {
             let problem = format!("{:#}", e.error);
@@ -306,9 +334,9 @@ async fn reload(
             notice(&format!(
                 "reload failed, the previous configuration keeps running: {problem}"
             ));
+            Ok(None)
         }
     }
-    Ok(())
 }
 
 /// Records a finished run in the metrics and says how it went; returns its start.

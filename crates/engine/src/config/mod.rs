@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub mod alerts;
 mod env;
 mod when;
 
@@ -193,6 +194,8 @@ pub struct Project {
     pub destinations: BTreeMap<String, Destination>,
     /// Valid activations by name.
     pub activations: BTreeMap<String, Activation>,
+    /// `alerts.yaml`, if there is one (and it has no problem).
+    pub alerts: Option<alerts::Alerts>,
     /// Problems of the files left out.
     pub problems: Vec<Problem>,
 }
@@ -325,6 +328,12 @@ impl Project {
                 let clash = insert_unique(existing, name, activation, |a| &a.file, "activation");
                 project.problems.extend(clash);
             }
+        }
+        let alerts_file = dir.join(alerts::ALERTS_FILE);
+        if alerts_file.is_file() {
+            project.alerts = project.parse_file(&alerts_file, env, |r, doc| {
+                alerts::read_alerts(r, doc, &alerts_file)
+            });
         }
         let by_destination: Vec<(String, String)> = project
             .activations

@@ -20,6 +20,8 @@ retl_config::spelled! {
         Activation = "activation",
         /// `targets.yaml`.
         Targets = "targets",
+        /// `alerts.yaml`.
+        Alerts = "alerts",
     }
 }
 
@@ -35,6 +37,7 @@ pub fn schema(kind: SchemaKind) -> Value {
         SchemaKind::Destination => document("retl destination", destination()),
         SchemaKind::Activation => document("retl activation", activation()),
         SchemaKind::Targets => document("retl targets", targets()),
+        SchemaKind::Alerts => document("retl alerts", super::alerts::schema()),
     }
 }
 
@@ -47,11 +50,13 @@ pub fn all() -> Value {
             "destination": destination(),
             "activation": activation(),
             "targets": targets(),
+            "alerts": super::alerts::schema(),
         },
         "anyOf": [
             {"$ref": "#/$defs/destination"},
             {"$ref": "#/$defs/activation"},
             {"$ref": "#/$defs/targets"},
+            {"$ref": "#/$defs/alerts"},
         ],
     })
 }

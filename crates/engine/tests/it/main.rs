@@ -63,6 +63,8 @@ fn validate(kind: SchemaKind, instance: &Value) -> Result<(), String> {
 fn kind_of(doc: &Value) -> SchemaKind {
     if doc.get("targets").is_some() {
         SchemaKind::Targets
+    } else if doc.get("channels").is_some() || doc.get("rules").is_some() {
+        SchemaKind::Alerts
     } else if doc.get("type").is_some() || doc.get("auth").is_some() {
         SchemaKind::Destination
     } else {
@@ -120,6 +122,7 @@ fn every_yaml_example_of_the_readme_loads_without_a_problem() {
     let env = |name: &str| {
         Some(match name {
             n if n.ends_with("WAREHOUSE_URL") => "sqlite://warehouse.db".to_owned(),
+            n if n.ends_with("WEBHOOK_URL") => "https://hooks.example/T0/B0/x".to_owned(),
             n if n.ends_with("_URL") => return None,
             n if n.ends_with("BUSINESS_UNIT_ID") => "bu-1".to_owned(),
             other => format!("value-of-{other}"),
@@ -156,6 +159,7 @@ fn every_yaml_example_of_the_readme_loads_without_a_problem() {
                 continue;
             }
             SchemaKind::Destination => write("destinations/trustpilot.yaml", text),
+            SchemaKind::Alerts => write("alerts.yaml", text),
             SchemaKind::Activation => {
                 write("destinations/trustpilot.yaml", &destination.1);
                 write("activations/example.yaml", text);

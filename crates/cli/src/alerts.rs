@@ -1,0 +1,447 @@
+//! Alerts (`configs/alerts.yaml`): after each run, by `retl run` and the
+//! daemon alike, each rule is checked against the run; a rule that starts
+//! to hold opens an incident in the state and alerts its channels once, and
+//! the first completed run after it closes the incident and says
+//! `recovered` once (`every: true`: every run it holds for alerts). `stale`
+//! is checked after each run and, in the daemon, every minute.
+//!
+//! Sending is bounded (three tries, 10 s each, 1 s then 2 s apart) and never
+//! fails a run: a failed alert is logged and counted
+//! (`retl_alerts_total{channel,result}`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
+use retl_engine::config::alerts::{Alerts, Channel, Rule, When};
+use retl_state::{Counts, RunStatus, RunSummary, State};
+use serde::Serialize;
+
+use crate::commands::metrics::Metrics;
+
+/// Tries per alert and channel.
+const TRIES: u32 = 3;
+/// How long one try may take.
+const TRY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One alert, as a webhook receives it (the JSON body).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Alert {
+    /// The rule's `when` (`run_failed`, `refused`, `uncertain`, `given_up`,
+    /// `rejected`, `stale`), `recovered` when its incident is over, or `test`.
+    pub event: String,
+    /// The rule that fired (for `recovered`: whose incident is over).
+    pub rule: Option<String>,
+    /// The activation.
+    pub activation: String,
+    /// The run that raised it (or ended it), if one.
+    pub run_id: Option<String>,
+    /// That run's status.
+    pub status: Option<String>,
+    /// What happened and what to do, in words.
+    pub message: String,
+    /// When the alert was made (RFC 3339, UTC).
+    pub at: String,
+    /// With `recovered`: when the incident opened.
+    pub incident_opened_at: Option<String>,
+    /// That run's counts.
+    pub counts: Option<Counts>,
+}
+
+/// Sends the alerts of one configuration.
+pub(crate) struct Notifier {
+    alerts: Alerts,
+    http: reqwest::Client,
+    metrics: Option<Arc<Metrics>>,
+}
+
+/// An incident's key: rules with the same key share it (two rules on
+/// `run_failed` for two teams open one incident, alert both).
+fn key(rule: &Rule) -> String {
+    match rule.when {
+        When::Rejected => format!("rejected>{}", rule.over.unwrap_or(0)),
+        When::Stale => format!(
+            "stale>{}",
+            humantime::format_duration(rule.after.unwrap_or_default())
+        ),
+        other => other.as_str().to_owned(),
+    }
+}
+
+fn now_text(state: &State) -> String {
+    state
+        .clock()
+        .now()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl Notifier {
+    /// A notifier for `alerts`, if the project has any rule.
+    pub(crate) fn new(alerts: Option<&Alerts>, metrics: Option<Arc<Metrics>>) -> Option<Notifier> {
+        let alerts = alerts.filter(|a| !a.rules.is_empty() || !a.channels.is_empty())?;
+        // reqwest is built without a bundled crypto provider; use ring (an
+        // error only means one is installed already).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(TRY_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("retl/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .ok()?;
+        Some(Notifier {
+            alerts: alerts.clone(),
+            http,
+            metrics,
+        })
+    }
+
+    /// After a run of `summary.activation`: the rules it makes hold open
+    /// their incidents and alert; a completed run closes the others' and
+    /// says they recovered. Then `stale`.
+    pub(crate) async fn after_run(&self, state: &State, summary: &RunSummary) {
+        let mut keys: Vec<String> = Vec::new();
+        for rule in self.alerts.rules.iter().filter(|r| r.when != When::Stale) {
+            let key = key(rule);
+            if keys.contains(&key) {
+                continue;
+            }
+            keys.push(key.clone());
+            let rules: Vec<&Rule> = self
+                .alerts
+                .rules
+                .iter()
+                .filter(|r| self::key(r) == key)
+                .collect();
+            match holds(rule, summary) {
+                Some(message) => {
+                    let opened = state
+                        .open_incident(&summary.activation, &key, Some(&summary.run_id))
+                        .await
+                        .unwrap_or_else(|e| {
+                            tracing::warn!(error = %e, "cannot record an alert incident; alerting anyway");
+                            true
+                        });
+                    let alert =
+                        Self::alert(state, rule.when.as_str(), Some(rule), summary, message);
+                    for r in rules.iter().filter(|r| opened || r.every) {
+                        self.notify(&r.notify, &alert).await;
+                    }
+                }
+                None if summary.status == RunStatus::Completed => {
+                    self.recover(state, &key, &rules, summary).await;
+                }
+                None => {}
+            }
+        }
+        self.stale(state, &summary.activation).await;
+    }
+
+    /// `stale` rules for `activation`: no successful run for longer than
+    /// `after` opens the incident and alerts; a successful run closes it.
+    pub(crate) async fn stale(&self, state: &State, activation: &str) {
+        let now = state.clock().now();
+        let last = state.last_success(activation).await.ok().flatten();
+        let since = last
+            .as_deref()
+            .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+            .map(|at| at.to_utc());
+        for rule in self.alerts.rules.iter().filter(|r| r.when == When::Stale) {
+            let key = key(rule);
+            let after = rule.after.unwrap_or_default();
+            let late = since.is_none_or(|at| (now - at).to_std().unwrap_or_default() > after);
+            // An activation that never completed a run is stale only once it
+            // has runs at all (a new activation is not an incident).
+            let ran = since.is_some()
+                || state
+                    .list_runs(Some(activation), 1)
+                    .await
+                    .is_ok_and(|runs| !runs.is_empty());
+            if late && ran {
+                let opened = state
+                    .open_incident(activation, &key, None)
+                    .await
+                    .unwrap_or(true);
+                if opened || rule.every {
+                    let message = match &last {
+                        Some(at) => format!(
+                            "no successful run for over {} (the last completed run started {at})",
+                            humantime::format_duration(after)
+                        ),
+                        None => format!(
+                            "no successful run for over {}: none has completed yet",
+                            humantime::format_duration(after)
+                        ),
+                    };
+                    let alert = Alert {
+                        event: "stale".to_owned(),
+                        rule: Some(key.clone()),
+                        activation: activation.to_owned(),
+                        run_id: None,
+                        status: None,
+                        message,
+                        at: now_text(state),
+                        incident_opened_at: None,
+                        counts: None,
+                    };
+                    self.notify(&rule.notify, &alert).await;
+                }
+            } else if !late {
+                self.recover_stale(state, activation, &key, rule).await;
+            }
+        }
+    }
+
+    /// A `stale` incident is over: a run completed.
+    async fn recover_stale(&self, state: &State, activation: &str, key: &str, rule: &Rule) {
+        let Ok(Some(opened_at)) = state.close_incident(activation, key).await else {
+            return;
+        };
+        let alert = Alert {
+            event: "recovered".to_owned(),
+            rule: Some(key.to_owned()),
+            activation: activation.to_owned(),
+            run_id: None,
+            status: None,
+            message: format!("{key} is over: a run completed"),
+            at: now_text(state),
+            incident_opened_at: Some(opened_at),
+            counts: None,
+        };
+        self.notify(&rule.notify, &alert).await;
+    }
+
+    /// The incident `key` is over: run `summary` completed.
+    async fn recover(&self, state: &State, key: &str, rules: &[&Rule], summary: &RunSummary) {
+        let Ok(Some(opened_at)) = state.close_incident(&summary.activation, key).await else {
+            return;
+        };
+        let mut alert = Self::alert(
+            state,
+            "recovered",
+            rules.first().copied(),
+            summary,
+            format!("{key} is over: run {} completed", summary.run_id),
+        );
+        alert.rule = Some(key.to_owned());
+        alert.incident_opened_at = Some(opened_at);
+        for rule in rules {
+            self.notify(&rule.notify, &alert).await;
+        }
+    }
+
+    fn alert(
+        state: &State,
+        event: &str,
+        rule: Option<&Rule>,
+        summary: &RunSummary,
+        message: String,
+    ) -> Alert {
+        Alert {
+            event: event.to_owned(),
+            rule: rule.map(key),
+            activation: summary.activation.clone(),
+            run_id: Some(summary.run_id.clone()),
+            status: Some(summary.status.to_string()),
+            message,
+            at: now_text(state),
+            incident_opened_at: None,
+            counts: Some(summary.counts),
+        }
+    }
+
+    /// `retl alerts test`: a test alert to every channel; each channel's result.
+    pub(crate) async fn test(&self, state: &State) -> Vec<(String, Result<(), String>)> {
+        let alert = Alert {
+            event: "test".to_owned(),
+            rule: None,
+            activation: "-".to_owned(),
+            run_id: None,
+            status: None,
+            message: "a test alert from `retl alerts test`: this channel works".to_owned(),
+            at: now_text(state),
+            incident_opened_at: None,
+            counts: None,
+        };
+        let mut results = Vec::new();
+        for (name, channel) in &self.alerts.channels {
+            results.push((name.clone(), self.deliver(name, channel, &alert).await));
+        }
+        results
+    }
+
+    /// Sends `alert` to the channels `names`; a failure is logged and counted.
+    async fn notify(&self, names: &[String], alert: &Alert) {
+        for name in names {
+            let Some(channel) = self.alerts.channels.get(name) else {
+                continue;
+            };
+            if let Err(why) = self.deliver(name, channel, alert).await {
+                tracing::warn!(channel = %name, event = %alert.event, activation = %alert.activation, "alert not sent: {why}");
+            }
+        }
+    }
+
+    /// Sends `alert` to `channel`, trying up to [`TRIES`] times.
+    async fn deliver(&self, name: &str, channel: &Channel, alert: &Alert) -> Result<(), String> {
+        let mut last = String::new();
+        for attempt in 0..TRIES {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+            }
+            let sent = tokio::time::timeout(TRY_TIMEOUT, self.send(channel, alert))
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {}s", TRY_TIMEOUT.as_secs())));
+            match sent {
+                Ok(()) => {
+                    self.count(name, "sent");
+                    return Ok(());
+                }
+                Err(why) => last = why,
+            }
+        }
+        self.count(name, "failed");
+        Err(format!(
+            "{} {name}: {last} (after {TRIES} tries)",
+            channel.kind()
+        ))
+    }
+
+    fn count(&self, channel: &str, result: &str) {
+        if let Some(metrics) = &self.metrics {
+            metrics.alert(channel, result);
+        }
+    }
+
+    async fn send(&self, channel: &Channel, alert: &Alert) -> Result<(), String> {
+        match channel {
+            Channel::Webhook { url } => {
+                self.post(url, &serde_json::to_value(alert).unwrap_or_default())
+                    .await
+            }
+            Channel::Slack { url } => {
+                let text = format!(
+                    "*retl* `{}`: *{}*: {}{}",
+                    alert.activation,
+                    alert.event,
+                    alert.message,
+                    alert
+                        .run_id
+                        .as_deref()
+                        .map(|id| format!(" (run {id})"))
+                        .unwrap_or_default()
+                );
+                self.post(url, &serde_json::json!({"text": text})).await
+            }
+            Channel::Email { smtp, from, to } => email(smtp, from, to, alert).await,
+        }
+    }
+
+    async fn post(&self, url: &str, body: &serde_json::Value) -> Result<(), String> {
+        // The URL is a secret (a Slack webhook's is its credential): errors
+        // never quote it.
+        let answer = self
+            .http
+            .post(url)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| format!("no answer: {}", e.without_url()))?;
+        if answer.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("answered {}", answer.status()))
+        }
+    }
+}
+
+/// Whether `rule` holds for the run `summary`: the alert's message if so.
+fn holds(rule: &Rule, summary: &RunSummary) -> Option<String> {
+    let c = &summary.counts;
+    let id = &summary.run_id;
+    let error = summary.error.as_deref().unwrap_or("no reason recorded");
+    match rule.when {
+        When::RunFailed => (summary.status == RunStatus::Failed)
+            .then(|| format!("run {id} failed: {error}")),
+        When::Refused => (summary.status == RunStatus::Refused)
+            .then(|| format!("run {id} was refused: {error}")),
+        When::Uncertain => (c.uncertain + c.recovered > 0).then(|| {
+            format!(
+                "{} row(s) of run {id} may have reached the destination without an answer: check them, then `retl runs resend {id} --uncertain` for those that did not",
+                c.uncertain + c.recovered
+            )
+        }),
+        When::GivenUp => (c.given_up > 0).then(|| {
+            format!(
+                "{} row(s) of run {id} failed for longer than retry.give_up_after and were given up: `retl runs resend {id} --given-up` once the destination is back",
+                c.given_up
+            )
+        }),
+        When::Rejected => {
+            let over = rule.over.unwrap_or(0);
+            (c.rejected > over).then(|| {
+                format!(
+                    "{} row(s) rejected in run {id}, more than {over}: `retl runs show {id} --outcome rejected` says why",
+                    c.rejected
+                )
+            })
+        }
+        When::Stale => None,
+    }
+}
+
+/// Sends `alert` by email through `smtp` (see [`retl_engine::config::alerts::smtp_problem`]).
+async fn email(smtp: &str, from: &str, to: &[String], alert: &Alert) -> Result<(), String> {
+    let url = url::Url::parse(smtp).map_err(|e| format!("smtp URL: {e}"))?;
+    let host = url.host_str().ok_or("smtp URL: no host")?.to_owned();
+    let plain = url.query_pairs().any(|(k, v)| k == "tls" && v == "none");
+    let tls = || TlsParameters::new(host.clone()).map_err(|e| format!("TLS: {e}"));
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
+        .timeout(Some(TRY_TIMEOUT));
+    builder = match (url.scheme(), plain) {
+        ("smtps", _) => builder
+            .port(url.port().unwrap_or(465))
+            .tls(Tls::Wrapper(tls()?)),
+        (_, true) => builder.port(url.port().unwrap_or(25)).tls(Tls::None),
+        _ => builder
+            .port(url.port().unwrap_or(587))
+            .tls(Tls::Required(tls()?)),
+    };
+    if let Some(password) = url.password() {
+        let decode = |s: &str| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        builder = builder.credentials(Credentials::new(decode(url.username()), decode(password)));
+    }
+    let mailbox = |text: &str| {
+        text.parse::<Mailbox>()
+            .map_err(|e| format!("`{text}` is not an email address: {e}"))
+    };
+    let mut message = Message::builder()
+        .from(mailbox(from)?)
+        .subject(format!("retl: {}: {}", alert.activation, alert.event));
+    for address in to {
+        message = message.to(mailbox(address)?);
+    }
+    let body = format!(
+        "{}\n\nactivation: {}\nevent: {}\nrun: {}\nstatus: {}\nat: {}\n",
+        alert.message,
+        alert.activation,
+        alert.event,
+        alert.run_id.as_deref().unwrap_or("-"),
+        alert.status.as_deref().unwrap_or("-"),
+        alert.at
+    );
+    let message = message.body(body).map_err(|e| e.to_string())?;
+    builder
+        .build()
+        .send(message)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("SMTP: {e}"))
+}

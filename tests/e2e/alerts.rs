@@ -1,0 +1,376 @@
+//! Alerts: rules over runs, once per incident and once on recovery, to a
+//! webhook, Slack and email, from `retl run` and from the daemon. The
+//! receivers are real servers on loopback: an HTTP one and an SMTP one,
+//! each speaking its protocol.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{World, json};
+
+/// An HTTP server on loopback that answers 200 and keeps each request's
+/// path and body.
+struct Receiver {
+    port: u16,
+    got: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let kept = got.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                reader.read_line(&mut request_line).unwrap_or_default();
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(n) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = n.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap_or_default();
+                let path = request_line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("")
+                    .to_owned();
+                kept.lock()
+                    .unwrap()
+                    .push((path, String::from_utf8_lossy(&body).into_owned()));
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        Receiver { port, got }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The JSON bodies posted to `path`.
+    fn bodies(&self, path: &str) -> Vec<Value> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, body)| serde_json::from_str(body).unwrap())
+            .collect()
+    }
+
+    fn events(&self, path: &str) -> Vec<String> {
+        self.bodies(path)
+            .iter()
+            .map(|b| b["event"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}
+
+/// An SMTP server on loopback (plain text): it accepts every message and
+/// keeps its data.
+struct Mailbox {
+    port: u16,
+    messages: Arc<Mutex<Vec<String>>>,
+}
+
+impl Mailbox {
+    fn start() -> Mailbox {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let kept = messages.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let _ = stream.write_all(b"220 mailbox ESMTP\r\n");
+                let mut data: Option<String> = None;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    if let Some(text) = data.as_mut() {
+                        if line == ".\r\n" {
+                            kept.lock().unwrap().push(data.take().unwrap());
+                            let _ = stream.write_all(b"250 queued\r\n");
+                        } else {
+                            text.push_str(&line);
+                        }
+                        continue;
+                    }
+                    let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                    let answer: &[u8] = match verb.as_str() {
+                        "EHLO" | "HELO" => b"250 mailbox\r\n",
+                        "DATA" => {
+                            data = Some(String::new());
+                            b"354 go on\r\n"
+                        }
+                        "QUIT" => {
+                            let _ = stream.write_all(b"221 bye\r\n");
+                            break;
+                        }
+                        _ => b"250 OK\r\n",
+                    };
+                    let _ = stream.write_all(answer);
+                }
+            }
+        });
+        Mailbox { port, messages }
+    }
+}
+
+fn until(what: &str, mut ready: impl FnMut() -> bool) {
+    let give_up = Instant::now() + Duration::from_mins(1);
+    while !ready() {
+        assert!(Instant::now() < give_up, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `retl run orders --json` with the clock `offset` ahead, if given.
+fn run_at(world: &World, offset: Option<&str>) -> (i32, Value) {
+    let mut command = world.command(&["run", "orders", "--json"], "emulator-secret");
+    if let Some(offset) = offset {
+        command.env("RETL_CLOCK_OFFSET", offset);
+    }
+    let out = command.output().unwrap();
+    let summary = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code().unwrap(), summary)
+}
+
+fn break_source(world: &World) {
+    world.sql("ALTER TABLE orders RENAME TO orders_away");
+}
+
+fn mend_source(world: &World) {
+    world.sql("ALTER TABLE orders_away RENAME TO orders");
+}
+
+#[test]
+fn a_failing_activation_alerts_once_and_its_recovery_once() {
+    let world = World::new();
+    let hooks = Receiver::start();
+    world.write(
+        "alerts.yaml",
+        &format!(
+            "channels:\n  ops: {{type: webhook, url: \"{}\"}}\n  team: {{type: slack, url: \"{}\"}}\nrules:\n  - {{when: run_failed, notify: [ops]}}\n  - {{when: run_failed, notify: [team], every: true}}\n",
+            hooks.url("/ops"),
+            hooks.url("/slack")
+        ),
+    );
+    world.insert(1, 2, None, None);
+    assert_eq!(run_at(&world, None).0, 0);
+    break_source(&world);
+    let (code, failed) = run_at(&world, None);
+    assert_eq!(code, 1, "{failed}");
+    assert_eq!(run_at(&world, None).0, 1);
+    assert_eq!(hooks.events("/ops"), ["run_failed"], "once per incident");
+    let alert = &hooks.bodies("/ops")[0];
+    for field in ["event", "activation", "run_id", "status", "message", "at"] {
+        assert!(!alert[field].is_null(), "`{field}` in {alert}");
+    }
+    assert_eq!(alert["activation"], "orders");
+    assert_eq!(alert["run_id"], failed["run_id"]);
+    assert_eq!(alert["status"], "failed");
+    assert!(
+        alert["message"].as_str().unwrap().contains("orders"),
+        "{alert}"
+    );
+    // `every: true`: each failing run; Slack gets its text.
+    let slack = hooks.bodies("/slack");
+    assert_eq!(slack.len(), 2, "{slack:?}");
+    assert!(slack[0]["text"].as_str().unwrap().contains("run_failed"));
+
+    mend_source(&world);
+    assert_eq!(run_at(&world, None).0, 0);
+    assert_eq!(run_at(&world, None).0, 0);
+    assert_eq!(hooks.events("/ops"), ["run_failed", "recovered"]);
+    let recovered = &hooks.bodies("/ops")[1];
+    assert!(recovered["incident_opened_at"].is_string(), "{recovered}");
+}
+
+#[test]
+fn rejections_over_a_threshold_stale_activations_and_email_alert() {
+    let world = World::new();
+    let hooks = Receiver::start();
+    let mailbox = Mailbox::start();
+    world.write(
+        "alerts.yaml",
+        &format!(
+            "channels:\n  ops: {{type: webhook, url: \"{}\"}}\n  oncall: {{type: email, smtp: \"smtp://127.0.0.1:{}?tls=none\", from: retl@shop.example, to: [oncall@shop.example]}}\nrules:\n  - {{when: rejected, over: 1, notify: [ops]}}\n  - {{when: stale, after: 6h, notify: [oncall, ops]}}\n",
+            hooks.url("/ops"),
+            mailbox.port
+        ),
+    );
+    world.insert(1, 1, Some(1), None);
+    world.insert(2, 2, Some(2), None);
+    let (code, _) = run_at(&world, None);
+    assert_eq!(code, 0);
+    assert_eq!(hooks.events("/ops"), ["rejected"]);
+
+    // Seven hours later, a run fails: nothing has succeeded for over 6 h.
+    break_source(&world);
+    assert_eq!(run_at(&world, Some("7h")).0, 1);
+    assert_eq!(hooks.events("/ops"), ["rejected", "stale"]);
+    let mail = mailbox.messages.lock().unwrap().join("\n");
+    assert!(mail.contains("Subject: retl: orders: stale"), "{mail}");
+    assert!(mail.contains("no successful run for over 6h"), "{mail}");
+
+    mend_source(&world);
+    world.insert(3, 3, None, None);
+    assert_eq!(run_at(&world, Some("8h")).0, 0);
+    let events = hooks.events("/ops");
+    assert_eq!(
+        events.iter().filter(|e| *e == "recovered").count(),
+        2,
+        "{events:?}"
+    );
+}
+
+#[test]
+fn alerts_test_reaches_every_channel_and_says_which_failed() {
+    let world = World::new();
+    let hooks = Receiver::start();
+    let mailbox = Mailbox::start();
+    // A port nobody listens on.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    world.write(
+        "alerts.yaml",
+        &format!(
+            "channels:\n  ops: {{type: webhook, url: \"{}\"}}\n  mail: {{type: email, smtp: \"smtp://127.0.0.1:{}?tls=none\", from: retl@shop.example, to: [a@shop.example, b@shop.example]}}\n",
+            hooks.url("/ops"),
+            mailbox.port
+        ),
+    );
+    let (code, results, stderr) = json(&world, &["alerts", "test", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(results.as_array().unwrap().len(), 2, "{results}");
+    assert_eq!(hooks.events("/ops"), ["test"]);
+    assert_eq!(mailbox.messages.lock().unwrap().len(), 1);
+
+    world.write(
+        "alerts.yaml",
+        &format!("channels:\n  gone: {{type: webhook, url: \"http://127.0.0.1:{closed}/x\"}}\n"),
+    );
+    let (code, results, _) = json(&world, &["alerts", "test", "--json"]);
+    assert_eq!(code, 1, "{results}");
+    assert_eq!(results[0]["sent"], false);
+    assert!(
+        results[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("after 3 tries")
+    );
+}
+
+#[test]
+fn a_failing_alert_never_fails_the_run() {
+    let world = World::new();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    world.write(
+        "alerts.yaml",
+        &format!(
+            "channels:\n  gone: {{type: webhook, url: \"http://127.0.0.1:{closed}/x\"}}\nrules:\n  - {{when: rejected, notify: [gone]}}\n"
+        ),
+    );
+    world.insert(1, 2, Some(1), None);
+    let out = world.retl(&["run", "orders", "--json"], "emulator-secret");
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("alert not sent"), "{stderr}");
+}
+
+#[test]
+fn the_alerts_file_is_checked_like_the_others() {
+    let world = World::new();
+    world.write(
+        "alerts.yaml",
+        "channels:\n  ops: {type: webhook, url: \"https://hooks.example/retl\"}\nrules:\n  - {when: run_faild, notify: [opps]}\n  - {when: stale, notify: [ops]}\n",
+    );
+    let out = world.retl(&["check"], "emulator-secret");
+    assert_eq!(out.status.code(), Some(2));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "alerts.yaml:4:",
+        "rules[0].when",
+        "run_failed",
+        "no channel `opps`",
+        "rules[1].after",
+    ] {
+        assert!(said.contains(expected), "`{expected}` in: {said}");
+    }
+    let schema = world.retl(&["schema", "alerts"], "emulator-secret");
+    let schema: Value = serde_json::from_slice(&schema.stdout).unwrap();
+    assert_eq!(schema["title"], "retl alerts");
+}
+
+#[test]
+fn the_daemon_alerts_once_for_an_activation_that_keeps_failing() {
+    let world = World::new();
+    let hooks = Receiver::start();
+    world.write(
+        "alerts.yaml",
+        &format!(
+            "channels:\n  ops: {{type: webhook, url: \"{}\"}}\nrules:\n  - {{when: run_failed, notify: [ops]}}\n",
+            hooks.url("/ops")
+        ),
+    );
+    world.edit_activation(|yaml| format!("{yaml}schedule:\n  every: 1s\n"));
+    world.insert(1, 2, None, None);
+    break_source(&world);
+    let mut child = world
+        .command(&["schedule", "--listen", "127.0.0.1:0"], "emulator-secret")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let failed_runs = Arc::new(Mutex::new(0));
+    {
+        let failed_runs = failed_runs.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if line.contains(" failed (read ") {
+                    *failed_runs.lock().unwrap() += 1;
+                }
+            }
+        });
+    }
+    until("three failed runs", || *failed_runs.lock().unwrap() >= 3);
+    until("the alert", || !hooks.events("/ops").is_empty());
+    assert_eq!(hooks.events("/ops"), ["run_failed"], "once, not per run");
+    mend_source(&world);
+    until("the recovery", || hooks.events("/ops").len() == 2);
+    assert_eq!(hooks.events("/ops")[1], "recovered");
+    let _ = child.kill();
+    let _ = child.wait();
+}
