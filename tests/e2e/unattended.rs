@@ -223,3 +223,60 @@ fn a_destinations_monthly_allowance_spans_its_activations() {
         (Some(5), Some(5))
     );
 }
+
+#[test]
+fn a_compressed_week_needs_nobody() {
+    use retl_trustpilot_emulator::Fault;
+    let world = World::new();
+    world.write_destination_with(
+        "request_timeout_seconds: 1\nretry:\n  backoff_ms: 20\n  tries_per_run: 2\n",
+    );
+    world.edit_activation(|yaml| yaml.replace("first_run: send_all", "first_run: skip_existing"));
+    world.insert(1, 1_000, None, None);
+    let mut minute = 0;
+    let mut next = |world: &World| {
+        minute += 5;
+        let offset = format!("{minute}m");
+        let out = world
+            .command(&["run", "orders", "--json"], "emulator-secret")
+            .env("RETL_CLOCK_OFFSET", &offset)
+            .output()
+            .unwrap();
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        (out.status.code().unwrap(), summary)
+    };
+    assert_eq!(count(&next(&world).1, "baseline"), 1_000);
+    for _ in 0..8 {
+        assert_eq!(next(&world).0, 0, "a quiet run");
+    }
+    // A busy hour: 200 new orders.
+    world.insert(1_001, 1_200, None, None);
+    let (code, busy) = next(&world);
+    assert_eq!((code, count(&busy, "sent")), (0, 200), "{busy}");
+    // Six trickles of 5, then 150 more.
+    for i in 0..6 {
+        let from = 1_201 + i * 5;
+        world.insert(from, from + 4, None, None);
+        let (code, trickle) = next(&world);
+        assert_eq!((code, count(&trickle, "sent")), (0, 5), "{trickle}");
+    }
+    world.insert(1_231, 1_380, None, None);
+    let (code, more) = next(&world);
+    assert_eq!((code, count(&more, "sent")), (0, 150), "{more}");
+    // A 15-minute outage: every request answered 500; the rows stay failed.
+    world.insert(1_381, 1_390, None, None);
+    world
+        .emulator()
+        .script_faults([Some(Fault::ServerError); 60]);
+    for _ in 0..3 {
+        let (code, outage) = next(&world);
+        assert_eq!((code, count(&outage, "failed")), (3, 10), "{outage}");
+        assert_eq!(count(&outage, "rejected") + count(&outage, "given_up"), 0);
+    }
+    // It is over: the next run sends them; nobody stepped in.
+    let (code, after) = next(&world);
+    assert_eq!((code, count(&after, "sent")), (0, 10), "{after}");
+    let accepted = world.accepted_references();
+    assert_eq!(accepted.len(), 390);
+    assert!(accepted.values().all(|n| *n == 1), "each invited once");
+}
