@@ -169,3 +169,79 @@ fn a_reader_that_stops_early_ends_retl_quietly() {
     assert_eq!(out.status.code(), Some(0), "{said}");
     assert!(!said.contains("panicked"), "{said}");
 }
+
+#[test]
+fn a_customer_is_found_by_email_and_the_state_keeps_no_email_or_name() {
+    use retl_trustpilot_emulator::Fault;
+    let world = World::new();
+    world.insert(1, 5, None, None);
+    world
+        .emulator()
+        .script_faults([None, Some(Fault::BadRequest)]);
+    let (code, _) = world.run();
+    assert_eq!(code, 0);
+
+    // Asked as a ticket would: mixed case, a stray space.
+    let (code, found, stderr) = json(
+        &world,
+        &[
+            "runs",
+            "find",
+            "--email",
+            " Customer1@Shop.Example",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(found["sent"], true, "{found}");
+    assert_eq!(found["rows"][0]["reference"], "1");
+    assert_eq!(found["rows"][0]["outcome"], "sent");
+    let (_, rejected, _) = json(
+        &world,
+        &[
+            "runs",
+            "find",
+            "--email",
+            "customer2@shop.example",
+            "--json",
+        ],
+    );
+    assert_eq!(rejected["sent"], false, "{rejected}");
+    assert_eq!(rejected["rows"][0]["outcome"], "rejected", "{rejected}");
+    let (_, nobody, _) = json(
+        &world,
+        &["runs", "find", "--email", "nobody@shop.example", "--json"],
+    );
+    assert_eq!(nobody["rows"].as_array().unwrap().len(), 0);
+    let out = world.retl(
+        &["runs", "find", "--email", "nobody@shop.example"],
+        "emulator-secret",
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no run logged a row for the email"));
+
+    // Every byte of the state database: no address, no name.
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(world.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("state.db")
+        {
+            bytes.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    assert!(!bytes.is_empty(), "the state database was read");
+    let text = String::from_utf8_lossy(&bytes).to_lowercase();
+    for i in 1..=5 {
+        assert!(
+            !text.contains(&format!("customer{i}@shop.example")),
+            "email {i} in the state"
+        );
+        assert!(
+            !text.contains(&format!("customer {i}")),
+            "name {i} in the state"
+        );
+    }
+}

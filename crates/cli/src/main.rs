@@ -370,15 +370,21 @@ pub(crate) enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Was this row sent? Every run-log row, across all runs, whose reference
-    /// number or key is the one given: when, in which run, with what outcome
-    /// and what Trustpilot answered.
+    /// Was this row sent, was this customer invited? Every run-log row,
+    /// across all runs, whose reference number or key is the one given, or
+    /// (--email) whose customer has that email: when, in which run, with
+    /// what outcome and what Trustpilot answered. Emails are not stored:
+    /// rows are found by a keyed hash of the address (trimmed, lowercased).
     #[command(
-        after_help = "Examples:\n  retl runs find ORD-10023\n  retl runs find 10023 --activation orders --json"
+        after_help = "Examples:\n  retl runs find ORD-10023\n  retl runs find 10023 --activation orders --json\n  retl runs find --email ann@example.com"
     )]
+    #[command(group(clap::ArgGroup::new("query").required(true).args(["reference_or_key", "email"])))]
     Find {
         /// A reference number or a row's key (composite keys: `a, b`).
-        reference_or_key: String,
+        reference_or_key: Option<String>,
+        /// The customer's email address instead.
+        #[arg(long, value_name = "ADDRESS")]
+        email: Option<String>,
         /// Only runs of this activation.
         #[arg(long)]
         activation: Option<String>,

@@ -225,7 +225,13 @@ pub fn rows_table(rows: &[RowLog]) -> String {
 /// `retl runs find`: was it sent, and every log row found.
 pub fn found(query: &str, rows: &[retl_state::FoundRow]) -> String {
     if rows.is_empty() {
-        return format!("no run logged a row with reference or key `{query}`\n");
+        return if query.contains('@') {
+            format!(
+                "no run logged a row for the email `{query}`: never invited, rejected or tried\n"
+            )
+        } else {
+            format!("no run logged a row with reference or key `{query}`\n")
+        };
     }
     let mut out = match rows
         .iter()

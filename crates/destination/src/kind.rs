@@ -66,6 +66,9 @@ pub struct Built<R> {
     pub reference: String,
     /// What the row's run-log row says of how its request was made.
     pub notes: Vec<String>,
+    /// The person's email, if the request has one: the run log keeps only a
+    /// keyed hash of it, to find the person's rows by email.
+    pub contact: Option<String>,
 }
 
 /// Builds the requests of one run: an activation's mapping bound to the

@@ -35,6 +35,7 @@
 
 mod approvals;
 mod clock;
+mod contact;
 mod cursor;
 mod db;
 mod error;
@@ -54,6 +55,7 @@ pub use approvals::Approval;
 #[cfg(test)]
 pub(crate) use clock::ManualClock;
 pub use clock::{Clock, OffsetClock, SystemClock};
+pub use contact::{ContactKey, normalize as normalize_contact, scrub as scrub_personal};
 pub use cursor::Cursor;
 pub use db::OpenOptions;
 pub use error::{Error, Result};

@@ -67,6 +67,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 10,
         description: "incidents: an alert rule's open incidents, so each alerts once and its recovery once, across processes",
     },
+    Migration {
+        version: 11,
+        description: "run_rows.contact_hash and state_keys: find a person's rows by a keyed hash of their email, never the email",
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -220,6 +224,19 @@ async fn apply(tx: &mut Tx, version: i64) -> Result<()> {
         7 => v7(tx).await,
         8 => exec(tx, "ALTER TABLE ledger ADD COLUMN failing_since TEXT").await,
         10 => v10(tx).await,
+        11 => {
+            exec(tx, "ALTER TABLE run_rows ADD COLUMN contact_hash TEXT").await?;
+            exec(
+                tx,
+                "CREATE INDEX IF NOT EXISTS run_rows_by_contact ON run_rows (contact_hash)",
+            )
+            .await?;
+            exec(
+                tx,
+                "CREATE TABLE IF NOT EXISTS state_keys (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            )
+            .await
+        }
         9 => v9(tx).await,
         3 => {
             for statement in [

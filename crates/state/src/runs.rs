@@ -163,6 +163,10 @@ pub struct RowLog {
     /// What the destination answered (stored as one JSON text).
     #[serde(flatten)]
     pub details: Details,
+    /// The keyed hash of the person's normalised email ([`crate::ContactKey`]):
+    /// how `retl runs find --email` finds the row without the email stored.
+    #[serde(skip)]
+    pub contact_hash: Option<String>,
 }
 
 /// What a destination answered for a row, kept in the run log: every
@@ -244,6 +248,7 @@ impl RowLog {
             reason,
             external_id: None,
             details: Details::default(),
+            contact_hash: None,
         }
     }
 }
@@ -312,6 +317,7 @@ impl TryFrom<LogRow> for RowLog {
             key: row.row_key,
             reference: row.reference,
             reason: row.reason,
+            contact_hash: None,
             external_id: row.external_id,
             details: Details::from_stored(row.details.as_deref())?,
         })
@@ -629,18 +635,19 @@ impl Fenced {
             })?;
             on!(self.tx.executor(), |c| sqlx::query(
                 "INSERT INTO run_rows (run_id, seq, row_key, reference, outcome, reason,
-                                       external_id, details, at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                       external_id, details, at, contact_hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(&self.run_id)
             .bind(seq)
             .bind(&row.key)
             .bind(&row.reference)
             .bind(row.outcome.as_str())
-            .bind(&row.reason)
+            .bind(row.reason.as_deref().map(crate::contact::scrub))
             .bind(&row.external_id)
             .bind(row.details.to_stored())
             .bind(&self.now)
+            .bind(&row.contact_hash)
             .execute(c)
             .await
             .map(|_| ()))

@@ -126,14 +126,6 @@ impl State {
         activation: Option<&str>,
         limit: u32,
     ) -> Result<Vec<FoundRow>> {
-        #[derive(sqlx::FromRow)]
-        struct Hit {
-            run_id: String,
-            activation: String,
-            at: String,
-            #[sqlx(flatten)]
-            row: LogRow,
-        }
         let hits: Vec<Hit> = on!(self.db.executor(), |c| {
             sqlx::query_as(
             "SELECT r.run_id, runs.activation, r.at, r.row_key, r.reference, r.outcome, r.reason,
@@ -151,15 +143,29 @@ impl State {
         .await
         })
         .map_err(Error::db("search the run logs"))?;
-        hits.into_iter()
-            .map(|hit| {
-                Ok(FoundRow {
-                    run_id: hit.run_id,
-                    activation: hit.activation,
-                    at: hit.at,
-                    row: RowLog::try_from(hit.row)?,
-                })
-            })
-            .collect()
+        hits.into_iter().map(FoundRow::try_from).collect()
+    }
+}
+
+/// A found run-log row as stored.
+#[derive(sqlx::FromRow)]
+pub(crate) struct Hit {
+    run_id: String,
+    activation: String,
+    at: String,
+    #[sqlx(flatten)]
+    row: LogRow,
+}
+
+impl TryFrom<Hit> for FoundRow {
+    type Error = crate::Error;
+
+    fn try_from(hit: Hit) -> Result<FoundRow> {
+        Ok(FoundRow {
+            run_id: hit.run_id,
+            activation: hit.activation,
+            at: hit.at,
+            row: RowLog::try_from(hit.row)?,
+        })
     }
 }

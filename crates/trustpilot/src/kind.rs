@@ -48,6 +48,7 @@ impl Rows for InvitationRows {
             .map_err(|problems| problems.join("; "))?;
         let crate::Built { body, notes } = built;
         Ok(Built {
+            contact: Some(body.consumer_email.clone()),
             reference: body.reference_number.clone(),
             request: match self.kind {
                 TargetKind::EmailInvitation => Request::Email(Box::new(body)),

@@ -60,13 +60,27 @@ pub(crate) async fn runs(ctx: &Ctx, command: RunsCommand) -> Result<Exit, Failur
         }
         RunsCommand::Find {
             reference_or_key,
+            email,
             activation,
             limit,
             json,
         } => {
-            let rows = state
-                .find_rows(&reference_or_key, activation.as_deref(), limit)
-                .await?;
+            let (query, rows) = match (reference_or_key, email) {
+                (_, Some(email)) => {
+                    let rows = state
+                        .find_rows_by_contact(&email, activation.as_deref(), limit)
+                        .await?;
+                    (email, rows)
+                }
+                (Some(needle), None) => {
+                    let rows = state
+                        .find_rows(&needle, activation.as_deref(), limit)
+                        .await?;
+                    (needle, rows)
+                }
+                (None, None) => unreachable!("clap requires one of them"),
+            };
+            let reference_or_key = query;
             let sent = rows.iter().find(|r| r.row.outcome == RowOutcome::Sent);
             if json {
                 let value = serde_json::json!({

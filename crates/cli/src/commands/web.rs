@@ -329,7 +329,7 @@ async fn render(web: &Web, q: &PageQuery) -> Result<String, String> {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>retl run logs</title>\
          <style>{STYLE}</style></head><body><h1><a href=\"/\">retl</a> run logs</h1>\
          <p>State: <code>{}</code></p>\
-         <form method=\"get\" action=\"/\" role=\"search\"><label for=\"q\">Find a row by reference or key</label> \
+         <form method=\"get\" action=\"/\" role=\"search\"><label for=\"q\">Find a row by reference, key or the customer's email</label> \
          <input type=\"search\" id=\"q\" name=\"q\" value=\"{}\"> <button type=\"submit\">Search</button></form>",
         esc(&web.state_url),
         esc(q.q.as_deref().unwrap_or_default())
@@ -365,7 +365,13 @@ async fn render(web: &Web, q: &PageQuery) -> Result<String, String> {
     }
     let err = |e: retl_state::Error| e.to_string();
     if let Some(needle) = q.q.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
-        let rows = web.state.find_rows(needle, None, 200).await.map_err(err)?;
+        // An address is looked up by its keyed hash: emails are not stored.
+        let rows = if needle.contains('@') {
+            web.state.find_rows_by_contact(needle, None, 200).await
+        } else {
+            web.state.find_rows(needle, None, 200).await
+        }
+        .map_err(err)?;
         let sent = rows.iter().find(|r| r.row.outcome == RowOutcome::Sent);
         let _ = write!(
             out,
@@ -379,7 +385,7 @@ async fn render(web: &Web, q: &PageQuery) -> Result<String, String> {
                     esc(&s.run_id),
                     esc(&s.activation)
                 ),
-                (None, true) => "No run logged this reference or key.".to_owned(),
+                (None, true) => "No run logged this reference, key or email.".to_owned(),
                 (None, false) => "Never sent. What the runs logged:".to_owned(),
             }
         );

@@ -97,6 +97,7 @@ impl Rows for Bound {
             return Err(format!("email: `{email}` is not an email address"));
         }
         Ok(Built {
+            contact: Some(email.clone()),
             request: json!({"reference": reference, "email": email}),
             reference,
             notes: Vec::new(),

@@ -96,6 +96,23 @@ pub(super) struct Pending<R> {
     )>,
     /// Its cursor value (cursor mode).
     pub cursor: Option<retl_source::CursorValue>,
+    /// The keyed hash of the person's email (see `retl_state::ContactKey`).
+    pub contact: Option<String>,
+}
+
+impl<R> Pending<R> {
+    /// Its run-log row with `outcome`, for the person's email to find.
+    pub fn log(&self, outcome: RowOutcome, reason: Option<String>) -> RowLog {
+        RowLog {
+            contact_hash: self.contact.clone(),
+            ..RowLog::new(
+                self.row_key.as_str(),
+                Some(&self.reference),
+                outcome,
+                reason,
+            )
+        }
+    }
 }
 
 /// The typed value of a row's cell, to find the row again for a writeback.
@@ -481,6 +498,11 @@ impl RunCtx<'_> {
             content: at.content,
             request_hash: at.request,
             row_key: at.row_key(mapping),
+            contact: built
+                .contact
+                .as_deref()
+                .zip(self.contact_key.as_ref())
+                .map(|(email, key)| key.hash(email)),
             reference: built.reference,
             previous,
             request: built.request,

@@ -44,6 +44,7 @@ struct UnderWay {
     row_key: String,
     reference: String,
     previous: Option<retl_diff::Entry>,
+    contact: Option<String>,
 }
 
 /// What the request tasks of one run share.
@@ -250,6 +251,7 @@ impl RunCtx<'_> {
                         row_key: p.row_key.clone(),
                         reference: p.reference.clone(),
                         previous: p.previous,
+                        contact: p.contact.clone(),
                     },
                 );
                 let net = outbox.net.clone();
@@ -332,21 +334,27 @@ impl RunCtx<'_> {
                     reference: Some(&row.reference),
                     error: Some(uncertain_reason),
                 });
-                logs.push(RowLog::new(
-                    row.row_key.as_str(),
-                    Some(&row.reference),
-                    RowOutcome::Uncertain,
-                    Some(uncertain_reason.to_owned()),
-                ));
+                logs.push(RowLog {
+                    contact_hash: row.contact.clone(),
+                    ..RowLog::new(
+                        row.row_key.as_str(),
+                        Some(&row.reference),
+                        RowOutcome::Uncertain,
+                        Some(uncertain_reason.to_owned()),
+                    )
+                });
             } else {
                 self.counts.skipped += 1;
                 give_back.push((*key, row.previous));
-                logs.push(RowLog::new(
-                    row.row_key.as_str(),
-                    Some(&row.reference),
-                    RowOutcome::Skipped,
-                    Some(stopped_reason(cancelled).to_owned()),
-                ));
+                logs.push(RowLog {
+                    contact_hash: row.contact.clone(),
+                    ..RowLog::new(
+                        row.row_key.as_str(),
+                        Some(&row.reference),
+                        RowOutcome::Skipped,
+                        Some(stopped_reason(cancelled).to_owned()),
+                    )
+                });
             }
         }
         let stopped = stopped_reason(cancelled);
@@ -354,12 +362,7 @@ impl RunCtx<'_> {
         for (p, why) in over.into_iter().chain(not_started) {
             self.counts.skipped += 1;
             self.hold_back(p.cursor.as_ref());
-            logs.push(RowLog::new(
-                p.row_key,
-                Some(&p.reference),
-                RowOutcome::Skipped,
-                Some(why),
-            ));
+            logs.push(p.log(RowOutcome::Skipped, Some(why)));
         }
         if !give_back.is_empty() {
             let (state, lease) = (self.state, self.lease);
@@ -400,12 +403,7 @@ impl RunCtx<'_> {
         delivery: Delivery<S>,
         fatal: &mut Option<S::Error>,
     ) -> Result<()> {
-        let mut log = RowLog::new(
-            p.row_key.as_str(),
-            Some(&p.reference),
-            RowOutcome::Skipped,
-            None,
-        );
+        let mut log = p.log(RowOutcome::Skipped, None);
         let mut restore = false;
         let status = match delivery {
             Attempt::Delivered(delivered) => {

@@ -369,6 +369,9 @@ struct RunCtx<'a> {
     recorded: AtomicU64,
     /// How many more rows this run may start sending, and why it is bounded.
     budget: Option<(u64, String)>,
+    /// The key the person's email is hashed with in the run log (none in a
+    /// preview, which keeps nothing).
+    contact_key: Option<retl_state::ContactKey>,
     /// The approval (`retl approve`) this run goes past its safety limits with.
     approval: Option<retl_state::Approval>,
     /// A resend's released rows: key hashes (only these are sent) and key texts.
@@ -413,6 +416,7 @@ impl<'a> RunCtx<'a> {
             recorded: AtomicU64::new(0),
             budget: None,
             approval: None,
+            contact_key: None,
             only: None,
             released: Vec::new(),
             fingerprint: [0; 16],
@@ -460,6 +464,9 @@ impl<'a> RunCtx<'a> {
         }
         self.check_clock(&spec).await?;
         self.approval = self.approval().await?;
+        if self.dry.is_none() {
+            self.contact_key = Some(self.state.contact_key().await?);
+        }
         let first_run = !self.state.has_completed_run(name).await?;
         self.refuse(self.guard_renamed(first_run).await)?;
         self.refuse(self.guard_first_run(first_run).await)?;
@@ -607,14 +614,7 @@ impl<'a> RunCtx<'a> {
         let logs: Vec<RowLog> = held
             .iter()
             .take(LOGGED)
-            .map(|p| {
-                RowLog::new(
-                    p.row_key.as_str(),
-                    Some(&p.reference),
-                    RowOutcome::Skipped,
-                    Some(reason.clone()),
-                )
-            })
+            .map(|p| p.log(RowOutcome::Skipped, Some(reason.clone())))
             .collect();
         self.commit(&[], &[], &logs).await
     }
