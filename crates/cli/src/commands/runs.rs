@@ -65,35 +65,13 @@ pub(crate) async fn runs(ctx: &Ctx, command: RunsCommand) -> Result<Exit, Failur
             limit,
             json,
         } => {
-            let (query, rows) = match (reference_or_key, email) {
-                (_, Some(email)) => {
-                    let rows = state
-                        .find_rows_by_contact(&email, activation.as_deref(), limit)
-                        .await?;
-                    (email, rows)
-                }
-                (Some(needle), None) => {
-                    let rows = state
-                        .find_rows(&needle, activation.as_deref(), limit)
-                        .await?;
-                    (needle, rows)
-                }
-                (None, None) => unreachable!("clap requires one of them"),
+            let query = Query {
+                reference_or_key,
+                email,
+                activation,
+                limit,
             };
-            let reference_or_key = query;
-            let sent = rows.iter().find(|r| r.row.outcome == RowOutcome::Sent);
-            if json {
-                let value = serde_json::json!({
-                    "query": reference_or_key,
-                    "sent": sent.is_some(),
-                    "sent_at": sent.map(|r| &r.at),
-                    "sent_run_id": sent.map(|r| &r.run_id),
-                    "rows": rows,
-                });
-                println!("{value}");
-            } else {
-                output::print_human(&output::found(&reference_or_key, &rows));
-            }
+            find(&state, query, json).await?;
         }
         RunsCommand::Resend {
             run_id,
@@ -114,6 +92,46 @@ pub(crate) async fn runs(ctx: &Ctx, command: RunsCommand) -> Result<Exit, Failur
         }
     }
     Ok(Exit::Ok)
+}
+
+/// What `retl runs find` looks for.
+struct Query {
+    reference_or_key: Option<String>,
+    email: Option<String>,
+    activation: Option<String>,
+    limit: u32,
+}
+
+/// `retl runs find`: by reference or key, or by the customer's email.
+async fn find(state: &State, query: Query, json: bool) -> Result<(), Failure> {
+    let activation = query.activation.as_deref();
+    let (asked, rows) = match (query.reference_or_key, query.email) {
+        (_, Some(email)) => {
+            let rows = state
+                .find_rows_by_contact(&email, activation, query.limit)
+                .await?;
+            (email, rows)
+        }
+        (Some(needle), None) => {
+            let rows = state.find_rows(&needle, activation, query.limit).await?;
+            (needle, rows)
+        }
+        (None, None) => unreachable!("clap requires one of them"),
+    };
+    let sent = rows.iter().find(|r| r.row.outcome == RowOutcome::Sent);
+    if json {
+        let value = serde_json::json!({
+            "query": asked,
+            "sent": sent.is_some(),
+            "sent_at": sent.map(|r| &r.at),
+            "sent_run_id": sent.map(|r| &r.run_id),
+            "rows": rows,
+        });
+        println!("{value}");
+    } else {
+        output::print_human(&output::found(&asked, &rows));
+    }
+    Ok(())
 }
 
 /// The one run a person's run id names (see [`State::match_run`]).
