@@ -207,7 +207,7 @@ fn template_ids_and_redirects_map_per_row_where_the_settings_leave_them_empty() 
     world.sql("ALTER TABLE orders ADD COLUMN tpl TEXT");
     world.sql("ALTER TABLE orders ADD COLUMN thanks TEXT");
     world.insert(1, 3, None, None);
-    world.sql("UPDATE orders SET tpl = 'tpl-' || order_id, thanks = 'https://shop.example/t/' || order_id WHERE order_id < 3");
+    world.sql("UPDATE orders SET tpl = CASE order_id WHEN 1 THEN '507f191e810c19729de860ea' ELSE '507f191e810c19729de860eb' END, thanks = 'https://shop.example/t/' || order_id WHERE order_id < 3");
     world.sql("UPDATE orders SET locale = 'da_DK' WHERE order_id = 2");
     world.edit_activation(|yaml| {
         yaml.replace(
@@ -221,7 +221,7 @@ fn template_ids_and_redirects_map_per_row_where_the_settings_leave_them_empty() 
     let bodies = world.bodies();
     assert_eq!(
         bodies["1"]["serviceReviewInvitation"]["templateId"],
-        "tpl-1"
+        "507f191e810c19729de860ea"
     );
     assert_eq!(
         bodies["2"]["serviceReviewInvitation"]["redirectUri"],

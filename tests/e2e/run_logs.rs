@@ -174,6 +174,8 @@ fn a_reader_that_stops_early_ends_retl_quietly() {
 fn a_customer_is_found_by_email_and_the_state_keeps_no_email_or_name() {
     use retl_trustpilot_emulator::Fault;
     let world = World::new();
+    // One request at a time: the second row is the one the fault refuses.
+    world.write_destination_with("concurrency: 1\n");
     world.insert(1, 5, None, None);
     world
         .emulator()
@@ -244,4 +246,149 @@ fn a_customer_is_found_by_email_and_the_state_keeps_no_email_or_name() {
             "name {i} in the state"
         );
     }
+}
+
+#[test]
+fn forget_asks_trustpilot_then_erases_the_persons_traces_and_keeps_the_ledger() {
+    use retl_trustpilot_emulator::Fault;
+    let world = World::new();
+    world.write_destination_with("concurrency: 1\n");
+    world.insert(1, 3, None, None);
+    world
+        .emulator()
+        .script_faults([None, Some(Fault::BadRequest)]);
+    assert_eq!(world.run().0, 0);
+
+    let (code, dry, stderr) = json(
+        &world,
+        &[
+            "forget",
+            "--email",
+            "customer1@shop.example",
+            "--dry-run",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(dry["rows_erased"], 1, "{dry}");
+    assert_eq!(
+        dry["destinations"][0]["business_units"][0]["id"],
+        "bu-emulator"
+    );
+    assert!(
+        world.emulator().deletions().is_empty(),
+        "a dry run asks nothing"
+    );
+
+    let (code, done, stderr) = json(
+        &world,
+        &["forget", "--email", "Customer1@shop.example", "--json"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(done["rows_erased"], 1);
+    assert_eq!(done["destinations"][0]["business_units"][0]["status"], 200);
+    assert_eq!(
+        world.emulator().deletions(),
+        [serde_json::json!({"customerEmails": ["Customer1@shop.example"]})]
+    );
+    assert!(
+        !world.accepted_references().contains_key("1"),
+        "Trustpilot deleted it"
+    );
+    // Nothing finds her by email now; her order's row is there, without answers.
+    let (_, found, _) = json(
+        &world,
+        &[
+            "runs",
+            "find",
+            "--email",
+            "customer1@shop.example",
+            "--json",
+        ],
+    );
+    assert_eq!(found["rows"].as_array().unwrap().len(), 0, "{found}");
+    let (_, by_reference, _) = json(&world, &["runs", "find", "1", "--json"]);
+    let row = &by_reference["rows"][0];
+    assert_eq!(row["outcome"], "sent");
+    assert!(row["status_code"].is_null(), "the answer is erased: {row}");
+    // The ledger still stops a second invitation.
+    let (code, again) = world.run();
+    assert_eq!((code, count(&again, "already_sent")), (0, 2), "{again}");
+    assert_eq!(count(&again, "sent"), 0);
+}
+
+#[test]
+fn forget_with_credentials_that_cannot_delete_is_a_configuration_error() {
+    let world = World::new();
+    world.insert(1, 1, None, None);
+    assert_eq!(world.run().0, 0);
+    let path = world.config_dir().join("destinations/trustpilot.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(
+            "business_user_id: user-emulator",
+            "business_user_id: someone-else",
+        ),
+    )
+    .unwrap();
+    let out = world.retl(
+        &["forget", "--email", "customer1@shop.example"],
+        "emulator-secret",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was erased"));
+    let (_, found, _) = json(
+        &world,
+        &[
+            "runs",
+            "find",
+            "--email",
+            "customer1@shop.example",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        found["rows"].as_array().unwrap().len(),
+        1,
+        "still findable: {found}"
+    );
+}
+
+#[test]
+fn personal_data_older_than_its_retention_is_scrubbed() {
+    use retl_trustpilot_emulator::Fault;
+    let world = World::new();
+    world.edit_activation(|yaml| format!("{yaml}retention:\n  personal_data: 90d\n"));
+    world.insert(1, 2, None, None);
+    world.emulator().script_faults([Some(Fault::BadRequest)]);
+    let (_, first) = world.run();
+    let run_id = first["run_id"].as_str().unwrap().to_owned();
+    let rejected = |world: &World| {
+        let (_, shown, _) = json(world, &["runs", "show", &run_id, "--json"]);
+        shown["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["outcome"] == "rejected")
+            .cloned()
+            .unwrap()
+    };
+    assert!(rejected(&world)["reason"].is_string());
+    let out = world
+        .command(&["run", "orders", "--json"], "emulator-secret")
+        .env("RETL_CLOCK_OFFSET", "91d")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let row = rejected(&world);
+    assert!(
+        row["reason"].is_null() && row["correlation_id"].is_null(),
+        "{row}"
+    );
 }

@@ -292,6 +292,28 @@ enum Command {
         #[command(subcommand)]
         command: RunsCommand,
     },
+    /// The right to be forgotten: ask Trustpilot to delete a person's
+    /// invitation data (every business unit the destinations send to; it
+    /// cannot be undone), then erase their traces from the state (reasons,
+    /// answers, link URLs, the email's hash). The ledger keeps the keys that
+    /// stop a second invitation; the erasure is recorded without the address.
+    #[command(
+        after_help = "Examples:\n  retl forget --email ann@example.com --dry-run\n  retl forget --email ann@example.com --destination trustpilot"
+    )]
+    Forget {
+        /// The person's email address.
+        #[arg(long, value_name = "ADDRESS")]
+        email: String,
+        /// Only this destination (default: every destination).
+        #[arg(long, value_name = "NAME")]
+        destination: Option<String>,
+        /// Say what would be asked and erased; do neither.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON: {dry_run, destinations: [{name, business_units: [{id, status}]}], rows_erased}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Alerts (configs/alerts.yaml): channels and rules.
     Alerts {
         #[command(subcommand)]
@@ -687,6 +709,12 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
             json,
         } => commands::templates::templates(&ctx, &destination, business_unit, json).await,
         Command::Runs { command } => commands::runs::runs(&ctx, command).await,
+        Command::Forget {
+            email,
+            destination,
+            dry_run,
+            json,
+        } => commands::forget::forget(&ctx, &email, destination.as_deref(), dry_run, json).await,
         Command::Alerts {
             command: AlertsCommand::Test { json },
         } => commands::alerts::test(&ctx, json).await,

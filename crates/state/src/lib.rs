@@ -39,6 +39,7 @@ mod contact;
 mod cursor;
 mod db;
 mod error;
+mod forget;
 mod incidents;
 mod lease;
 mod ledger;

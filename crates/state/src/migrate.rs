@@ -71,6 +71,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 11,
         description: "run_rows.contact_hash and state_keys: find a person's rows by a keyed hash of their email, never the email",
     },
+    Migration {
+        version: 12,
+        description: "erasures: when `retl forget` erased a person's traces and how many rows, without the address",
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -224,6 +228,17 @@ async fn apply(tx: &mut Tx, version: i64) -> Result<()> {
         7 => v7(tx).await,
         8 => exec(tx, "ALTER TABLE ledger ADD COLUMN failing_since TEXT").await,
         10 => v10(tx).await,
+        12 => {
+            exec(
+                tx,
+                "CREATE TABLE IF NOT EXISTS erasures (
+                    at           TEXT NOT NULL,
+                    rows_erased  BIGINT NOT NULL,
+                    destinations TEXT NOT NULL
+                 )",
+            )
+            .await
+        }
         11 => {
             exec(tx, "ALTER TABLE run_rows ADD COLUMN contact_hash TEXT").await?;
             exec(

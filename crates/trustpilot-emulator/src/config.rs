@@ -166,6 +166,13 @@ pub struct EmulatorConfig {
     pub retry_after: Option<u64>,
     /// Random faults on invitation requests (none by default).
     pub faults: FaultShares,
+    /// Accept a `templateId` that is not among [`templates`](Self::templates).
+    /// Trustpilot is believed to reject one with 400, but does not document
+    /// it: rejecting is the default, and this setting turns it off.
+    pub accept_unknown_templates: bool,
+    /// The status `invitation-data/delete` answers a valid request with
+    /// (undocumented: any 2xx means done; default 200).
+    pub deletion_status: u16,
 }
 
 impl Default for EmulatorConfig {
@@ -212,6 +219,8 @@ impl Default for EmulatorConfig {
             business_unit_name: "Emulator Shop".to_owned(),
             retry_after: None,
             faults: FaultShares::default(),
+            accept_unknown_templates: false,
+            deletion_status: 200,
         }
     }
 }

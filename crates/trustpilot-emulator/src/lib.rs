@@ -9,6 +9,10 @@
 //! - `POST /v1/private/business-units/{id}/email-invitations`
 //! - `POST /v1/private/business-units/{id}/invitation-links`
 //! - `GET  /v1/private/business-units/{id}/templates`
+//! - `POST /v1/private/business-units/{id}/invitation-data/delete`: either
+//!   `customerEmails` or `deleteOlderThan` (400 for both or neither); the
+//!   stored invitations of those emails go. An unknown `templateId` in an
+//!   email invitation is a 400 unless [`EmulatorConfig::accept_unknown_templates`].
 //! - `GET  /_emulator/invitations` and `GET /_emulator/stats`: what it accepted
 //!   and how many requests of each kind it saw, for tests and demos. With
 //!   [`EmulatorConfig::log_file`] every accepted invitation is also appended to

@@ -85,6 +85,8 @@ struct Inner {
     tokens: HashMap<String, (Instant, GrantKind)>,
     refresh_tokens: HashSet<String>,
     invitations: Vec<StoredInvitation>,
+    /// Every valid `invitation-data/delete` request body, in order.
+    deletions: Vec<Value>,
     calls: VecDeque<Instant>,
     stats: Stats,
     script: VecDeque<Option<Fault>>,
@@ -316,6 +318,10 @@ impl Emulator {
                 post(invitation_link),
             )
             .route("/v1/private/business-units/{bu}/templates", get(templates))
+            .route(
+                "/v1/private/business-units/{bu}/invitation-data/delete",
+                post(delete_invitation_data),
+            )
             .route("/v1/business-units/{bu}", get(business_unit))
             .route("/login", get(login_page).post(login_page))
             .route("/_emulator/invitations", get(list_invitations))
@@ -351,6 +357,11 @@ impl Emulator {
     /// Every invitation accepted so far, in order.
     pub fn invitations(&self) -> Vec<StoredInvitation> {
         self.shared.lock().invitations.clone()
+    }
+
+    /// The bodies of the `invitation-data/delete` requests it carried out.
+    pub fn deletions(&self) -> Vec<Value> {
+        self.shared.lock().deletions.clone()
     }
 
     /// Request counts so far.
@@ -679,7 +690,10 @@ fn accept_email_invitation(
     let mut inner = app.lock();
     admit(app, &mut inner, headers, &bu, true)?;
     let body = json_body(headers, body).inspect_err(|_| inner.stats.bad_requests += 1)?;
-    let details = validate::email_invitation(&body);
+    let mut details = validate::email_invitation(&body);
+    if !app.config.accept_unknown_templates {
+        details.extend(validate::unknown_templates(&body, &app.config.templates));
+    }
     if !details.is_empty() {
         inner.stats.bad_requests += 1;
         return Err(error(
@@ -760,6 +774,58 @@ async fn invitation_link(
         return html(StatusCode::OK, "Link created");
     }
     (StatusCode::OK, axum::Json(json!({"id": id, "url": url}))).into_response()
+}
+
+/// `POST …/invitation-data/delete` (GDPR): `{"customerEmails": [...]}` or
+/// `{"deleteOlderThan": "MM/DD/YYYY hh:mm:ss"}`, never both; the stored
+/// invitations of those emails (compared without case) are deleted. Which of
+/// day and month comes first in `deleteOlderThan` is not documented (the
+/// example is `09/07/2013 13:37:00`): the emulator checks the shape only,
+/// deletes nothing by date, and keeps the request.
+async fn delete_invitation_data(
+    State(app): State<AppState>,
+    Path(bu): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    tokio::time::sleep(app.config.latency).await;
+    let mut inner = app.lock();
+    if let Err(answer) = admit(&app, &mut inner, &headers, &bu, true) {
+        return answer;
+    }
+    let body = match json_body(&headers, &body) {
+        Ok(body) => body,
+        Err(answer) => return answer,
+    };
+    if let Err(problem) = validate::deletion(&body) {
+        inner.stats.bad_requests += 1;
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            1001,
+            Some(problem),
+        );
+    }
+    if let Some(emails) = body.get("customerEmails").and_then(Value::as_array) {
+        let gone: Vec<String> = emails
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_lowercase)
+            .collect();
+        inner.invitations.retain(|i| {
+            let email = i
+                .body
+                .get("consumerEmail")
+                .or_else(|| i.body.get("email"))
+                .and_then(Value::as_str)
+                .map(str::to_lowercase);
+            i.business_unit_id != bu || !email.is_some_and(|e| gone.contains(&e))
+        });
+    }
+    inner.deletions.push(body);
+    StatusCode::from_u16(app.config.deletion_status)
+        .unwrap_or(StatusCode::OK)
+        .into_response()
 }
 
 async fn templates(

@@ -29,6 +29,56 @@ fn text<'a>(body: &'a Value, key: &str) -> Option<&'a str> {
     body.get(key).and_then(Value::as_str)
 }
 
+/// The template ids of an email-invitation body that are not among
+/// `templates`, as problems.
+pub(crate) fn unknown_templates(body: &Value, templates: &[crate::Template]) -> Vec<String> {
+    ["serviceReviewInvitation", "productReviewInvitation"]
+        .iter()
+        .filter_map(|part| body.get(part)?.get("templateId")?.as_str())
+        .filter(|id| !templates.iter().any(|t| t.id == *id))
+        .map(|id| format!("'Template Id' '{id}' does not exist for this business unit."))
+        .collect()
+}
+
+/// Whether an `invitation-data/delete` body is acceptable: exactly one of
+/// `customerEmails` (a non-empty list of addresses) and `deleteOlderThan`
+/// (`NN/NN/NNNN NN:NN:NN`).
+pub(crate) fn deletion(body: &Value) -> Result<(), String> {
+    let emails = body.get("customerEmails");
+    let older = body.get("deleteOlderThan");
+    match (emails, older) {
+        (Some(_), Some(_)) => {
+            Err("Give either 'customerEmails' or 'deleteOlderThan', not both.".to_owned())
+        }
+        (None, None) => Err("Give 'customerEmails' or 'deleteOlderThan'.".to_owned()),
+        (Some(emails), None) => match emails.as_array() {
+            Some(list)
+                if !list.is_empty() && list.iter().all(|e| e.as_str().is_some_and(email_ok)) =>
+            {
+                Ok(())
+            }
+            _ => Err("'customerEmails' must be a non-empty list of email addresses.".to_owned()),
+        },
+        (None, Some(at)) => {
+            let shape = at.as_str().is_some_and(|t| {
+                let b = t.as_bytes();
+                b.len() == 19
+                    && b.iter().enumerate().all(|(i, c)| match i {
+                        2 | 5 => *c == b'/',
+                        10 => *c == b' ',
+                        13 | 16 => *c == b':',
+                        _ => c.is_ascii_digit(),
+                    })
+            });
+            if shape {
+                Ok(())
+            } else {
+                Err("'deleteOlderThan' must look like 09/07/2013 13:37:00.".to_owned())
+            }
+        }
+    }
+}
+
 /// Problems with an email-invitation body; empty when acceptable.
 pub(crate) fn email_invitation(body: &Value) -> Vec<String> {
     let mut details = Vec::new();
@@ -99,6 +149,34 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_deletion_names_emails_or_a_date_never_both() {
+        assert!(deletion(&json!({"customerEmails": ["a@b.co"]})).is_ok());
+        assert!(deletion(&json!({"deleteOlderThan": "09/07/2013 13:37:00"})).is_ok());
+        assert!(
+            deletion(
+                &json!({"customerEmails": ["a@b.co"], "deleteOlderThan": "09/07/2013 13:37:00"})
+            )
+            .is_err()
+        );
+        assert!(deletion(&json!({})).is_err());
+        assert!(deletion(&json!({"customerEmails": []})).is_err());
+        assert!(deletion(&json!({"customerEmails": ["nope"]})).is_err());
+        assert!(deletion(&json!({"deleteOlderThan": "2013-07-09T13:37:00Z"})).is_err());
+    }
+
+    #[test]
+    fn an_unknown_template_id_is_named() {
+        let templates = crate::EmulatorConfig::default().templates;
+        let known = json!({"serviceReviewInvitation": {"templateId": "507f191e810c19729de860ea"}});
+        assert!(unknown_templates(&known, &templates).is_empty());
+        let unknown = json!({"serviceReviewInvitation": {"templateId": "nope"}});
+        assert_eq!(
+            unknown_templates(&unknown, &templates),
+            ["'Template Id' 'nope' does not exist for this business unit."]
+        );
+    }
 
     #[test]
     fn a_minimal_service_invitation_passes() {

@@ -717,4 +717,19 @@ impl Client {
         })?;
         Ok(list.templates)
     }
+
+    /// Asks Trustpilot to delete the invitation data of `emails` in
+    /// `business_unit` (`POST …/invitation-data/delete` with
+    /// `customerEmails`; GDPR). It cannot be undone. The answer's status and
+    /// body are not documented: any 2xx is taken as done.
+    pub async fn delete_invitation_data(
+        &self,
+        business_unit: &str,
+        emails: &[String],
+    ) -> Result<u16> {
+        let url = self.business_unit_url(business_unit, "invitation-data/delete")?;
+        let body = serde_json::json!({ "customerEmails": emails }).to_string();
+        let Answer { status, .. } = self.call(&url, Some(body.as_bytes()), true).await?;
+        Ok(status)
+    }
 }

@@ -40,6 +40,13 @@ pub(crate) struct EmulatorArgs {
     /// Send Retry-After (seconds) with 429 answers (Trustpilot documents none).
     #[arg(long)]
     retry_after: Option<u64>,
+    /// Accept template ids that are not among its templates (by default an
+    /// unknown templateId is a 400, as Trustpilot is believed to answer).
+    #[arg(long)]
+    accept_unknown_templates: bool,
+    /// Status code of a carried-out invitation-data/delete (undocumented).
+    #[arg(long, default_value_t = 200)]
+    deletion_status: u16,
     /// Lifetime of minted tokens, in seconds.
     #[arg(long, default_value_t = 359_999)]
     token_lifetime_seconds: u64,
@@ -130,6 +137,8 @@ pub(crate) async fn emulator(args: EmulatorArgs) -> Result<Exit, Failure> {
         business_user_id: args.business_user_id,
         latency: Duration::from_millis(args.latency_ms),
         success_status: args.success_status,
+        accept_unknown_templates: args.accept_unknown_templates,
+        deletion_status: args.deletion_status,
         log_file: args.log_file,
         ..defaults
     };

@@ -8,6 +8,7 @@ pub(crate) mod check;
 pub(crate) mod demo;
 #[cfg(feature = "emulator")]
 pub(crate) mod emulator;
+pub(crate) mod forget;
 pub(crate) mod init;
 pub(crate) mod metrics;
 pub(crate) mod preview;

@@ -104,6 +104,9 @@ pub struct Activation {
     /// Run logs older than this are pruned at the end of each run
     /// (`retention.run_logs`); `None` keeps everything.
     pub run_log_retention: Option<std::time::Duration>,
+    /// Reasons, answers and link URLs of run-log rows older than this are
+    /// scrubbed at the end of each run (`retention.personal_data`).
+    pub personal_data_retention: Option<std::time::Duration>,
     /// When `retl schedule` runs it (`schedule:`, default manual).
     pub schedule: crate::schedule::Schedule,
 }
@@ -153,6 +156,7 @@ impl fmt::Debug for Activation {
             .field("siblings", &self.siblings)
             .field("max_row_age", &self.max_row_age)
             .field("run_log_retention", &self.run_log_retention)
+            .field("personal_data_retention", &self.personal_data_retention)
             .field("schedule", &self.schedule)
             .finish()
     }
@@ -216,7 +220,7 @@ const ACTIVATION_KEYS: &[&str] = &[
     "timezone",
 ];
 const SCHEDULE_KEYS: &[&str] = &["every", "cron", "timezone"];
-const RETENTION_KEYS: &[&str] = &["run_logs"];
+const RETENTION_KEYS: &[&str] = &["run_logs", "personal_data"];
 const MAX_ROW_AGE_KEYS: &[&str] = &["column", "age"];
 const WRITEBACK_KEYS: &[&str] = &["table", "key_column", "url_column"];
 
@@ -490,11 +494,16 @@ fn read_activation(
         .unwrap_or_default();
     let max_row_age = map.get("max_row_age").map(|node| read_max_row_age(r, node));
     let schedule = read_schedule(r, &map);
-    let run_log_retention = map
+    let retention = map
         .get("retention")
-        .and_then(|node| r.map(node, "retention", RETENTION_KEYS))
-        .and_then(|m| m.get("run_logs"))
-        .and_then(|node| r.duration(node, "retention.run_logs"));
+        .and_then(|node| r.map(node, "retention", RETENTION_KEYS));
+    let mut kept = |key: &str| {
+        retention
+            .as_ref()
+            .and_then(|m| m.get(key))
+            .and_then(|node| r.duration(node, &join("retention", key)))
+    };
+    let (run_log_retention, personal_data_retention) = (kept("run_logs"), kept("personal_data"));
     let destination = destination?;
     let own_month = limits.max_per_month;
     let mut limits = limits.over(destination.limits());
@@ -526,6 +535,7 @@ fn read_activation(
         siblings: Vec::new(),
         max_row_age,
         run_log_retention,
+        personal_data_retention,
         schedule: schedule?,
     })
 }

@@ -111,12 +111,20 @@ fn activation() -> Value {
         "timezone" => string("the IANA time zone a cron schedule is read in (default UTC)"),
         "retention" => object(
             "how long run logs are kept (the ledger is never pruned)",
-            vec![(
-                "run_logs",
-                duration(
-                    "run logs older than this are pruned at the end of a run, e.g. 180d (default: kept)",
+            vec![
+                (
+                    "run_logs",
+                    duration(
+                        "run logs older than this are pruned at the end of a run, e.g. 180d (default: kept)",
+                    ),
                 ),
-            )],
+                (
+                    "personal_data",
+                    duration(
+                        "reasons, answers and link URLs of run-log rows older than this are scrubbed at the end of a run, e.g. 90d (default: kept)",
+                    ),
+                ),
+            ],
             &[],
         ),
         "first_run" => choice(

@@ -194,6 +194,9 @@ pub async fn run_with(
     if let Some(keep) = activation.run_log_retention {
         let _ = by_interrupt(options, prune(state, &lease, keep)).await;
     }
+    if let Some(keep) = activation.personal_data_retention {
+        let _ = by_interrupt(options, scrub(state, &activation.name, keep)).await;
+    }
     drop(heartbeat);
     // The run is recorded: a lease that cannot be given back expires.
     if let Some(Err(e)) = by_interrupt(options, state.release_lease(&lease)).await {
@@ -316,6 +319,21 @@ async fn prune(state: &State, lease: &Lease, keep: Duration) {
         Ok(0) => {}
         Ok(runs) => tracing::info!(runs, before = %before, "run logs pruned (retention.run_logs)"),
         Err(e) => tracing::warn!(error = %e, "cannot prune run logs; they are kept"),
+    }
+}
+
+/// `retention.personal_data`: scrubs the reasons, answers and link URLs of
+/// the activation's run-log rows older than `keep`. A failure is logged.
+async fn scrub(state: &State, activation: &str, keep: Duration) {
+    let before =
+        state.clock().now() - chrono::Duration::from_std(keep).unwrap_or(chrono::TimeDelta::MAX);
+    let before = before.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    match state.scrub_personal_data(activation, &before).await {
+        Ok(0) => {}
+        Ok(rows) => {
+            tracing::info!(rows, before = %before, "personal data scrubbed (retention.personal_data)");
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot scrub personal data; it is kept"),
     }
 }
 
