@@ -471,3 +471,31 @@ fn many_concurrent_requests_never_starve_the_state_database() {
     assert_eq!(count(&summary, "sent"), 300);
     assert_no_duplicates(&world);
 }
+
+#[test]
+fn check_points_at_an_activations_unknown_template_id_and_suggests_the_closest() {
+    let world = World::new();
+    world.edit_activation(|yaml| {
+        format!("{yaml}target:\n  service:\n    template_id: 507f191e810c19729de860ec\n")
+    });
+    let out = world.retl(&["check", "--json"], "emulator-secret");
+    assert_eq!(out.status.code(), Some(2));
+    let checked: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = checked["activations"][0]["problems"].to_string();
+    let line = std::fs::read_to_string(world.config_dir().join("activations/orders.yaml"))
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("template_id:"))
+        .unwrap()
+        + 1;
+    assert!(
+        problems.contains(&format!("activations/orders.yaml:{line}:"))
+            && problems.contains("target.service.template_id: business unit `bu-emulator` has no template `507f191e810c19729de860ec`; did you mean `507f191e810c19729de860e"),
+        "{problems}"
+    );
+    assert_eq!(checked["destinations"][0]["problems"], serde_json::json!([]), "said once, at the activation");
+    // And the emulator, like Trustpilot, refuses the invitation.
+    world.insert(1, 1, None, None);
+    let (code, summary) = world.run();
+    assert_eq!((code, count(&summary, "rejected")), (0, 1), "{summary}");
+}

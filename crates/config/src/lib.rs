@@ -23,7 +23,7 @@ pub mod limits;
 mod reader;
 pub mod schema;
 
-pub use reader::{Map, Reader, closest, join};
+pub use reader::{Map, Reader, child, closest, join};
 
 use std::fmt;
 use std::path::{Path, PathBuf};

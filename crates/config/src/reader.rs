@@ -21,6 +21,21 @@ pub fn closest<'c>(wrong: &str, choices: &[&'c str]) -> Option<&'c str> {
         .map(|(_, c)| c)
 }
 
+/// The node at `path` (mapping keys, one per level) under `node`, if there
+/// is one; no problem is reported (the reader of those keys reports them).
+pub fn child<'n, 'a>(node: &'n Node<'a>, path: &[&str]) -> Option<&'n Node<'a>> {
+    let Some((first, rest)) = path.split_first() else {
+        return Some(node);
+    };
+    let YamlData::Mapping(mapping) = &untagged(node).data else {
+        return None;
+    };
+    let (_, value) = mapping
+        .iter()
+        .find(|(key, _)| scalar_text(key).is_some_and(|k| k == *first))?;
+    child(value, rest)
+}
+
 /// `did you mean X? ` when a choice is close to `wrong`, else nothing.
 fn hint(wrong: &str, choices: &[&str]) -> String {
     closest(wrong, choices).map_or_else(String::new, |c| format!("did you mean {c}? "))

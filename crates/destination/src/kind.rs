@@ -112,6 +112,12 @@ pub struct Report {
     pub fields: serde_json::Map<String, serde_json::Value>,
     /// Every problem found.
     pub problems: Vec<String>,
+    /// Problems of one activation's own settings (a template id its
+    /// `target:` names that does not exist), by the index of its delivery
+    /// in what [`Kind::check`] was given: reported at the activation, with
+    /// its position.
+    #[serde(skip)]
+    pub deliveries: Vec<(usize, String)>,
 }
 
 /// A kind of destination: one implementation per destination crate, chosen

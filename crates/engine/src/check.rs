@@ -23,6 +23,10 @@ pub struct DestinationCheck {
     /// templates) and every problem.
     #[serde(flatten)]
     pub report: retl_destination::Report,
+    /// Problems of an activation's own settings the destination found (a
+    /// template id its target names that does not exist), by activation.
+    #[serde(skip)]
+    pub activation_problems: Vec<(String, String)>,
 }
 
 /// What `retl check` found for one activation.
@@ -98,10 +102,16 @@ pub async fn check_destination(
     activations: &[&Activation],
 ) -> DestinationCheck {
     let deliveries: Vec<_> = activations.iter().map(|a| &a.delivery).collect();
+    let mut report = destination.check(&deliveries).await;
+    let activation_problems = std::mem::take(&mut report.deliveries)
+        .into_iter()
+        .filter_map(|(i, problem)| Some((activations.get(i)?.name.clone(), problem)))
+        .collect();
     DestinationCheck {
         name: destination.name().to_owned(),
         kind: destination.type_name(),
-        report: destination.check(&deliveries).await,
+        report,
+        activation_problems,
     }
 }
 

@@ -171,6 +171,7 @@ impl From<Report> for retl_destination::Report {
             lines,
             fields,
             problems: report.problems,
+            deliveries: Vec::new(),
         }
     }
 }

@@ -22,6 +22,9 @@ pub struct Delivery {
     pub target: Target,
     /// Trustpilot field ← source column, in catalogue order.
     pub mapping: Vec<(Field, String)>,
+    /// Where the target's template ids are written (`service`, `product`),
+    /// for `retl check` to point at.
+    pub template_at: Vec<(&'static str, retl_config::Location)>,
 }
 
 /// The requests of one run: the invitation builder, what it creates, and
@@ -117,12 +120,23 @@ impl Kind for Destination {
                 "consumer_name, consumer_email, reference_number, ...",
             )
             .and_then(|node| retl_destination::read_mapping(r, node, &Field::REQUIRED));
+        let template_at = ["service", "product"]
+            .into_iter()
+            .filter_map(|part| {
+                let node = retl_config::child(activation.get("target")?, &[part, "template_id"])?;
+                Some((part, r.location(node)))
+            })
+            .collect();
         let (target, mapping) = (target?, mapping?);
         let mapped: Vec<Field> = mapping.iter().map(|(f, _)| *f).collect();
         for (path, message) in self.check_activation(&target, &mapped) {
             r.problems.push(Problem::in_file(file, &path, message));
         }
-        Some(Delivery { target, mapping })
+        Some(Delivery {
+            target,
+            mapping,
+            template_at,
+        })
     }
 
     fn schema() -> serde_json::Value {
@@ -233,10 +247,69 @@ impl Kind for Destination {
     }
 
     async fn check(&self, deliveries: &[&Delivery]) -> Report {
+        // The destination's own defaults first; each activation's template
+        // ids are then checked against the templates found, and reported at
+        // the activation's `target:`.
         let targets: Vec<&Target> = deliveries.iter().map(|d| &d.target).collect();
         // No token cache: a check mints a fresh token, to prove the credentials.
-        crate::check::check_destination(self, &targets, None)
-            .await
-            .into()
+        let found = crate::check::check_destination(self, &targets, None).await;
+        let mut activation_problems = Vec::new();
+        let mut claimed = Vec::new();
+        for (i, delivery) in deliveries.iter().enumerate() {
+            let settings = self.settings_for(&delivery.target);
+            let Some(bu) = settings.business_unit_id.as_deref() else {
+                continue;
+            };
+            let Some(unit) = found.business_units.iter().find(|u| u.id == bu) else {
+                continue;
+            };
+            for (part, at) in &delivery.template_at {
+                let id = match *part {
+                    "service" => delivery.target.settings.service.template_id.as_deref(),
+                    _ => delivery.target.settings.product.template_id.as_deref(),
+                };
+                let Some(id) = id.filter(|id| !unit.templates.iter().any(|t| t.id == *id)) else {
+                    continue;
+                };
+                claimed.push(format!("business unit `{bu}` has no template `{id}`"));
+                let names: Vec<&str> = unit.templates.iter().map(|t| t.name.as_str()).collect();
+                let ids: Vec<&str> = unit.templates.iter().map(|t| t.id.as_str()).collect();
+                let close = retl_config::closest(id, &ids)
+                    .or_else(|| retl_config::closest(id, &names))
+                    .and_then(|c| unit.templates.iter().find(|t| t.id == c || t.name == c));
+                let hint = match close {
+                    Some(t) => format!("; did you mean `{}` ({})?", t.id, t.name),
+                    None => {
+                        let all: Vec<String> = unit
+                            .templates
+                            .iter()
+                            .map(|t| format!("{} ({})", t.id, t.name))
+                            .collect();
+                        let all = if all.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            all.join(", ")
+                        };
+                        format!("; its templates: {all}")
+                    }
+                };
+                activation_problems.push((
+                    i,
+                    format!(
+                        "{}:{}:{}: target.{part}.template_id: business unit `{bu}` has no template `{id}`{hint}",
+                        at.file.display(),
+                        at.line,
+                        at.column
+                    ),
+                ));
+            }
+        }
+        let mut report: Report = found.into();
+        // Said at the activation instead.
+        report
+            .problems
+            .retain(|p| !claimed.iter().any(|c| p.starts_with(c.as_str())));
+        report.deliveries = activation_problems;
+        report
     }
 }

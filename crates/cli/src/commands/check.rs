@@ -120,6 +120,17 @@ pub(crate) async fn check(ctx: &Ctx, only: &[String], json: bool) -> Result<Exit
             .activations
             .push(retl_engine::check_activation(state.as_ref(), activation, destination).await);
     }
+    // What a destination found of an activation's own settings is the activation's.
+    let found: Vec<(String, String)> = checked
+        .destinations
+        .iter()
+        .flat_map(|d| d.activation_problems.clone())
+        .collect();
+    for (name, problem) in found {
+        if let Some(a) = checked.activations.iter_mut().find(|a| a.name == name) {
+            a.problems.push(problem);
+        }
+    }
     checked.ok = checked.problems.is_empty()
         && checked
             .destinations
