@@ -493,7 +493,11 @@ fn check_points_at_an_activations_unknown_template_id_and_suggests_the_closest()
             && problems.contains("target.service.template_id: business unit `bu-emulator` has no template `507f191e810c19729de860ec`; did you mean `507f191e810c19729de860e"),
         "{problems}"
     );
-    assert_eq!(checked["destinations"][0]["problems"], serde_json::json!([]), "said once, at the activation");
+    assert_eq!(
+        checked["destinations"][0]["problems"],
+        serde_json::json!([]),
+        "said once, at the activation"
+    );
     // And the emulator, like Trustpilot, refuses the invitation.
     world.insert(1, 1, None, None);
     let (code, summary) = world.run();

@@ -392,3 +392,40 @@ fn personal_data_older_than_its_retention_is_scrubbed() {
         "{row}"
     );
 }
+
+#[test]
+fn a_mapping_change_is_not_a_data_change() {
+    let world = World::new();
+    world.insert(1, 30, None, None);
+    assert_eq!(count(&world.run().1, "sent"), 30);
+    // `locale` leaves the mapping: every content hash changes, no customer's data.
+    world.edit_activation(|yaml| yaml.replace("  locale: locale\n", ""));
+    let (code, reshaped) = world.run();
+    assert_eq!(code, 0, "{reshaped}");
+    assert_eq!(count(&reshaped, "ignored_changed"), 0, "{reshaped}");
+    assert_eq!(count(&reshaped, "already_sent"), 30);
+    assert_eq!(count(&reshaped, "reshaped"), 30);
+    let run_id = reshaped["run_id"].as_str().unwrap();
+    let (_, shown, _) = json(&world, &["runs", "show", run_id, "--json"]);
+    assert_eq!(
+        shown["rows"].as_array().unwrap().len(),
+        0,
+        "nothing logged per row: {shown}"
+    );
+    let out = world.retl(&["runs", "show", run_id], "emulator-secret");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("the mapping changed since the last run: 30 rows")
+    );
+
+    // A real change afterwards is logged as before.
+    world.sql("UPDATE orders SET full_name = 'Renamed' WHERE order_id = 5");
+    let (_, changed) = world.run();
+    assert_eq!(count(&changed, "ignored_changed"), 1, "{changed}");
+    assert_eq!(count(&changed, "reshaped"), 0);
+    assert_eq!(
+        world.accepted_references().len(),
+        30,
+        "nobody invited twice"
+    );
+}

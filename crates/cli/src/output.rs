@@ -86,6 +86,13 @@ pub fn summary(s: &RunSummary) -> String {
         "  already_sent {}  already_rejected {}  ignored_changed {}",
         c.already_sent, c.already_rejected, c.ignored_changed
     );
+    if c.reshaped > 0 {
+        let _ = writeln!(
+            out,
+            "  the mapping changed since the last run: {} rows sent before were re-hashed under it (not logged as changed)",
+            c.reshaped
+        );
+    }
     if c.given_up > 0 {
         let _ = writeln!(
             out,

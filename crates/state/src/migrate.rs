@@ -75,6 +75,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 12,
         description: "erasures: when `retl forget` erased a person's traces and how many rows, without the address",
     },
+    Migration {
+        version: 13,
+        description: "content_shapes: the mapped columns an activation's content hashes were made under",
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -171,7 +175,34 @@ async fn exec(tx: &mut Tx, sql: &str) -> Result<()> {
     Ok(())
 }
 
+/// The migrations that are plain statements, the same on both databases.
+fn statements(version: i64) -> Option<&'static [&'static str]> {
+    Some(match version {
+        8 => &["ALTER TABLE ledger ADD COLUMN failing_since TEXT"],
+        11 => &[
+            "ALTER TABLE run_rows ADD COLUMN contact_hash TEXT",
+            "CREATE INDEX IF NOT EXISTS run_rows_by_contact ON run_rows (contact_hash)",
+            "CREATE TABLE IF NOT EXISTS state_keys (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        ],
+        12 => &["CREATE TABLE IF NOT EXISTS erasures (
+                    at           TEXT NOT NULL,
+                    rows_erased  BIGINT NOT NULL,
+                    destinations TEXT NOT NULL
+                 )"],
+        13 => &[
+            "CREATE TABLE IF NOT EXISTS content_shapes (activation TEXT PRIMARY KEY, shape TEXT NOT NULL)",
+        ],
+        _ => return None,
+    })
+}
+
 async fn apply(tx: &mut Tx, version: i64) -> Result<()> {
+    if let Some(statements) = statements(version) {
+        for statement in statements {
+            exec(tx, statement).await?;
+        }
+        return Ok(());
+    }
     match version {
         1 => v1(tx).await,
         2 => v2(tx).await,
@@ -226,32 +257,7 @@ async fn apply(tx: &mut Tx, version: i64) -> Result<()> {
             .await
         }
         7 => v7(tx).await,
-        8 => exec(tx, "ALTER TABLE ledger ADD COLUMN failing_since TEXT").await,
         10 => v10(tx).await,
-        12 => {
-            exec(
-                tx,
-                "CREATE TABLE IF NOT EXISTS erasures (
-                    at           TEXT NOT NULL,
-                    rows_erased  BIGINT NOT NULL,
-                    destinations TEXT NOT NULL
-                 )",
-            )
-            .await
-        }
-        11 => {
-            exec(tx, "ALTER TABLE run_rows ADD COLUMN contact_hash TEXT").await?;
-            exec(
-                tx,
-                "CREATE INDEX IF NOT EXISTS run_rows_by_contact ON run_rows (contact_hash)",
-            )
-            .await?;
-            exec(
-                tx,
-                "CREATE TABLE IF NOT EXISTS state_keys (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
-            )
-            .await
-        }
         9 => v9(tx).await,
         3 => {
             for statement in [

@@ -104,6 +104,10 @@ pub struct Counts {
     /// no longer retried on their own (later runs count them in `already_sent`).
     #[serde(default)]
     pub given_up: u64,
+    /// Rows sent before whose content hash was remade because the mapping
+    /// changed (counted in `already_sent`, not logged as changed).
+    #[serde(default)]
+    pub reshaped: u64,
 }
 
 impl Counts {

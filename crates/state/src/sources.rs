@@ -45,7 +45,37 @@ impl Fenced {
     }
 }
 
+impl Fenced {
+    /// Records the mapped columns this activation's content hashes are now
+    /// made under (at the end of a completed run).
+    pub async fn set_content_shape(&mut self, shape: &str) -> Result<()> {
+        on!(self.tx.executor(), |c| sqlx::query(
+            "INSERT INTO content_shapes (activation, shape) VALUES ($1, $2)
+             ON CONFLICT (activation) DO UPDATE SET shape = excluded.shape"
+        )
+        .bind(&self.activation)
+        .bind(shape)
+        .execute(c)
+        .await
+        .map(|_| ()))
+        .map_err(Error::db("record the content shape"))
+    }
+}
+
 impl State {
+    /// The mapped columns `activation`'s content hashes were last made
+    /// under, if a completed run recorded them.
+    pub async fn content_shape(&self, activation: &str) -> Result<Option<String>> {
+        let found: Option<(String,)> = on!(self.db.executor(), |c| sqlx::query_as(
+            "SELECT shape FROM content_shapes WHERE activation = $1"
+        )
+        .bind(activation)
+        .fetch_optional(c)
+        .await)
+        .map_err(Error::db("read the content shape"))?;
+        Ok(found.map(|(shape,)| shape))
+    }
+
     /// Another activation, not `activation`, whose history was built from
     /// the source `source_id` and still has settled keys: what a renamed
     /// activation would be.
@@ -124,10 +154,12 @@ impl State {
             .await
             .map(|_| ()))
             .map_err(Error::db("move a history"))?;
-            for table in tables
-                .into_iter()
-                .chain(["activation_sources", "approvals"])
-            {
+            for table in tables.into_iter().chain([
+                "activation_sources",
+                "approvals",
+                "content_shapes",
+                "incidents",
+            ]) {
                 let sql = format!("UPDATE {table} SET activation = $2 WHERE activation = $1");
                 on!(tx.tx.executor(), |c| sqlx::query(&sql)
                     .bind(old)

@@ -406,6 +406,14 @@ impl RunCtx<'_> {
                 self.counts.already_rejected += 1;
                 return None;
             }
+            Fate::ChangedAfterSending { .. } if self.reshaped => {
+                // The mapping changed, not the data: its new hash is kept,
+                // and it counts as it is, sent before.
+                self.counts.already_sent += 1;
+                self.counts.reshaped += 1;
+                records.changed.push((at.key, at.content));
+                return None;
+            }
             Fate::ChangedAfterSending { status } => {
                 self.counts.ignored_changed += 1;
                 records.changed.push((at.key, at.content));

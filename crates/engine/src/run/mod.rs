@@ -168,11 +168,10 @@ pub async fn run_with(
         (None, false) => RunStatus::Completed,
     };
     summary.error = failure.as_ref().map(|e| retl_config::with_causes(e));
-    let cursor = ctx
-        .cursor
-        .as_ref()
-        .filter(|_| summary.status == RunStatus::Completed);
-    let recorded = record_end(state, &lease, options, cursor, &summary).await;
+    let completed = summary.status == RunStatus::Completed;
+    let cursor = ctx.cursor.as_ref().filter(|_| completed);
+    let shape = Some(ctx.content_shape.as_str()).filter(|_| completed);
+    let recorded = record_end(state, &lease, options, (cursor, shape), &summary).await;
     let summary = match recorded {
         Ok(closing) => closing,
         Err(e) => {
@@ -212,6 +211,14 @@ pub async fn run_with(
         failure,
         released: ctx_released,
     })
+}
+
+/// What an activation's content hashes are made of: its mapped columns, by
+/// name (the content hash's order).
+fn content_shape(activation: &Activation) -> String {
+    let mut columns = activation.delivery.mapped_columns();
+    columns.sort_unstable();
+    format!("content 1\u{1f}{}", columns.join("\u{1f}"))
 }
 
 /// The cells of the batch last read that the source could not decode, by
@@ -258,11 +265,14 @@ async fn record_end(
     state: &State,
     lease: &Lease,
     options: &RunOptions,
-    cursor: Option<&cursor::CursorTrack>,
+    (cursor, shape): (Option<&cursor::CursorTrack>, Option<&str>),
     summary: &RunSummary,
 ) -> retl_state::Result<RunSummary> {
     let recorded = async {
         let mut tx = state.fenced(lease).await?;
+        if let Some(shape) = shape {
+            tx.set_content_shape(shape).await?;
+        }
         if let Some(track) = cursor {
             let mark = track.next();
             let text = mark.as_ref().map(|m| (m.kind(), m.to_string()));
@@ -390,6 +400,11 @@ struct RunCtx<'a> {
     /// The key the person's email is hashed with in the run log (none in a
     /// preview, which keeps nothing).
     contact_key: Option<retl_state::ContactKey>,
+    /// The mapped columns this run's content hashes are made under.
+    content_shape: String,
+    /// The mapping changed since the last completed run: a settled row whose
+    /// content hash differs is re-hashed silently, not logged as changed.
+    reshaped: bool,
     /// The approval (`retl approve`) this run goes past its safety limits with.
     approval: Option<retl_state::Approval>,
     /// A resend's released rows: key hashes (only these are sent) and key texts.
@@ -434,6 +449,8 @@ impl<'a> RunCtx<'a> {
             recorded: AtomicU64::new(0),
             budget: None,
             approval: None,
+            content_shape: content_shape(activation),
+            reshaped: false,
             contact_key: None,
             only: None,
             released: Vec::new(),
@@ -481,10 +498,7 @@ impl<'a> RunCtx<'a> {
             return Ok(());
         }
         self.check_clock(&spec).await?;
-        self.approval = self.approval().await?;
-        if self.dry.is_none() {
-            self.contact_key = Some(self.state.contact_key().await?);
-        }
+        self.load_from_state().await?;
         let first_run = !self.state.has_completed_run(name).await?;
         self.refuse(self.guard_renamed(first_run).await)?;
         self.refuse(self.guard_first_run(first_run).await)?;
@@ -596,6 +610,26 @@ impl<'a> RunCtx<'a> {
             Some(_) => None,
         };
         Ok((rows, sender))
+    }
+
+    /// What the run carries from the state: an approval, whether the
+    /// mapping changed since the last completed run, the contact key.
+    async fn load_from_state(&mut self) -> Result<()> {
+        self.approval = self.approval().await?;
+        self.reshaped = self
+            .state
+            .content_shape(&self.activation.name)
+            .await?
+            .is_some_and(|before| before != self.content_shape);
+        if self.reshaped {
+            tracing::warn!(
+                "the mapping changed since the last completed run: rows already sent are re-hashed under it, not logged as changed"
+            );
+        }
+        if self.dry.is_none() {
+            self.contact_key = Some(self.state.contact_key().await?);
+        }
+        Ok(())
     }
 
     /// The approval waiting for this run, taken (a preview only looks).
@@ -763,7 +797,7 @@ impl<'a> RunCtx<'a> {
             dry.out.note(logs);
             return Ok(());
         }
-        if outcomes.is_empty() && logs.is_empty() {
+        if outcomes.is_empty() && changed.is_empty() && logs.is_empty() {
             return Ok(());
         }
         let mut tx = self.state.fenced(self.lease).await?;
