@@ -4,6 +4,7 @@
 mod alerts;
 mod audit;
 mod cursor;
+mod dedupe;
 mod destination;
 mod feedback;
 mod first_hour;

@@ -86,6 +86,13 @@ pub fn summary(s: &RunSummary) -> String {
         "  already_sent {}  already_rejected {}  ignored_changed {}",
         c.already_sent, c.already_rejected, c.ignored_changed
     );
+    if c.suppressed > 0 {
+        let _ = writeln!(
+            out,
+            "  suppressed {}: their customer was invited within the dedupe window (dedupe:); never sent",
+            c.suppressed
+        );
+    }
     if c.reshaped > 0 {
         let _ = writeln!(
             out,

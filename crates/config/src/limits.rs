@@ -195,3 +195,36 @@ pub fn limits_schema() -> Value {
         &[],
     )
 }
+
+/// The keys of `dedupe:`.
+pub const DEDUPE_KEYS: &[&str] = &["by", "within"];
+
+/// Reads `dedupe: {by: consumer_email, within: 365d}` (in an activation, or
+/// a destination for all its activations): the window within which one
+/// customer (by email) is invited once.
+pub fn read_dedupe(r: &mut Reader<'_>, node: &Node<'_>) -> Option<std::time::Duration> {
+    let map = r.map(node, "dedupe", DEDUPE_KEYS)?;
+    let by = r
+        .required(&map, "dedupe", "by", "consumer_email")
+        .and_then(|n| r.choice(n, "dedupe.by", &["consumer_email"]));
+    let within = r
+        .required(&map, "dedupe", "within", "365d")
+        .and_then(|n| r.duration(n, "dedupe.within"));
+    by?;
+    within
+}
+
+/// The JSON Schema of `dedupe:`.
+pub fn dedupe_schema() -> Value {
+    object(
+        "one invitation per customer per period: a row whose customer (by email, trimmed and lowercased) was invited within `within` is suppressed",
+        vec![
+            (
+                "by",
+                crate::schema::choice(&["consumer_email"], "what identifies a customer"),
+            ),
+            ("within", crate::schema::duration("the period, e.g. 365d")),
+        ],
+        DEDUPE_KEYS,
+    )
+}

@@ -173,6 +173,12 @@ pub trait Kind: fmt::Debug + Clone + Send + Sync + 'static {
     /// How failed requests are retried.
     fn retry(&self) -> RetryPolicy;
 
+    /// `dedupe.within` of the destination (across its activations), if set:
+    /// one invitation per customer (the request's contact) per this period.
+    fn dedupe(&self) -> Option<Duration> {
+        None
+    }
+
     /// The source columns `delivery` reads, in mapping order (may repeat).
     fn mapped_columns(delivery: &Self::Delivery) -> Vec<&str>;
 

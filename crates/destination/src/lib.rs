@@ -26,7 +26,7 @@ mod protocol;
 use std::time::Duration;
 
 pub use kind::{Built, Kind, Report, RetryPolicy, Rows, mapping_schema, read_mapping};
-pub use protocol::{Attempt, Cancelled, Policy, Protocol, send_row};
+pub use protocol::{Attempt, Cancelled, Mark, Policy, Protocol, send_row};
 
 /// What a failed request means for its row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

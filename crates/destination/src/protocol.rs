@@ -16,14 +16,25 @@ pub struct Policy {
 /// The longest a row waits between two tries, whatever `Retry-After` says.
 const LONGEST_WAIT: Duration = Duration::from_mins(5);
 
+/// What marking a row in flight did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mark {
+    /// It is marked: its request may leave.
+    Marked,
+    /// A rule of the run's kept it from leaving (its customer was invited
+    /// within the dedupe window), and it is not marked: why.
+    Withheld(String),
+}
+
 /// What the run lends the protocol for one row: its mark in flight, its
 /// interrupt, and the budgets it shares with the other rows.
 pub trait Protocol: Sync {
     /// Why marking failed (a lost lease, a failing state database).
     type Error: Send;
 
-    /// Marks the row in flight, committed, just before its first request leaves.
-    fn mark(&self) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Marks the row in flight, committed, just before its first request
+    /// leaves; or withholds it ([`Mark::Withheld`]): then nothing is sent.
+    fn mark(&self) -> impl Future<Output = Result<Mark, Self::Error>> + Send;
 
     /// Gives a marked row back: interrupted before its request left.
     fn unmark(&self) -> impl Future<Output = Result<(), Self::Error>> + Send;
@@ -62,6 +73,8 @@ pub enum Attempt<E, M> {
     },
     /// Interrupted before any request for the row left; a mark was given back.
     NotStarted,
+    /// The run withheld it at its mark (see [`Mark::Withheld`]): nothing sent.
+    Withheld(String),
     /// Marking (or giving back) failed: nothing more can be recorded.
     Lost(M),
 }
@@ -100,8 +113,10 @@ pub async fn send_row<S: Sender, P: Protocol>(
                     if run.is_cancelled() {
                         return Attempt::NotStarted;
                     }
-                    if let Err(error) = run.mark().await {
-                        return Attempt::Lost(error);
+                    match run.mark().await {
+                        Err(error) => return Attempt::Lost(error),
+                        Ok(Mark::Withheld(why)) => return Attempt::Withheld(why),
+                        Ok(Mark::Marked) => {}
                     }
                     marked = true;
                     run.marked().await;

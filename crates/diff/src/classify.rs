@@ -27,11 +27,14 @@ pub enum Status {
     /// retried on its own (`retl runs resend --given-up` releases it). Not
     /// the data's fault, so never `rejected`.
     GivenUp,
+    /// Not sent: its customer was invited within the dedupe window
+    /// (`dedupe:`). Settled: never sent.
+    Suppressed,
 }
 
 impl Status {
     /// Every status.
-    pub const ALL: [Status; 8] = [
+    pub const ALL: [Status; 9] = [
         Status::InFlight,
         Status::Sent,
         Status::Rejected,
@@ -40,6 +43,7 @@ impl Status {
         Status::Baseline,
         Status::TooOld,
         Status::GivenUp,
+        Status::Suppressed,
     ];
 
     /// The value stored in the ledger's `status` column.
@@ -53,6 +57,7 @@ impl Status {
             Status::Baseline => "baseline",
             Status::TooOld => "too_old",
             Status::GivenUp => "given_up",
+            Status::Suppressed => "suppressed",
         }
     }
 }
@@ -125,10 +130,14 @@ pub fn classify(entry: Option<&Entry>, content: &RowHash, request: &RowHash) -> 
         return Class::New;
     };
     match entry.status {
-        Status::Sent | Status::Baseline | Status::TooOld if entry.content == *content => {
+        Status::Sent | Status::Baseline | Status::TooOld | Status::Suppressed
+            if entry.content == *content =>
+        {
             Class::AlreadySent
         }
-        Status::Sent | Status::Baseline | Status::TooOld => Class::IgnoredChanged,
+        Status::Sent | Status::Baseline | Status::TooOld | Status::Suppressed => {
+            Class::IgnoredChanged
+        }
         Status::Rejected if entry.content == *request => Class::AlreadyRejected,
         Status::Rejected | Status::Failed => Class::Retry,
         Status::InFlight | Status::Uncertain | Status::GivenUp => Class::Unresolved,

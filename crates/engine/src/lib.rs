@@ -56,7 +56,7 @@
 //! Every row read ends with exactly one outcome, and the run checks its own
 //! accounting before it finishes:
 //! `read = already_sent + already_rejected + ignored_changed + new + baseline + too_old` and
-//! `new = sent + rejected + failed + uncertain + skipped + given_up`.
+//! `new = sent + rejected + failed + uncertain + skipped + given_up + suppressed`.
 //!
 //! Each row's fate before any request is one pure decision (`run/fate.rs`:
 //! already sent, changed after sending, rejected with its reason, too old,

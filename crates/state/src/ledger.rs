@@ -114,7 +114,7 @@ impl State {
                         ") SELECT q.k AS key, l.content_hash AS content, l.status, l.attempts
                          FROM q LEFT JOIN ledger l ON l.activation = ? AND l.key_hash = q.k
                          WHERE l.key_hash IS NULL
-                            OR NOT (l.status IN ('sent', 'baseline', 'too_old') AND l.content_hash = q.c)",
+                            OR NOT (l.status IN ('sent', 'baseline', 'too_old', 'suppressed') AND l.content_hash = q.c)",
                     );
                     let mut query = sqlx::query_as::<_, Found>(&sql);
                     for (key, content) in chunk {
@@ -130,7 +130,7 @@ impl State {
                          FROM unnest($2::bytea[], $3::bytea[]) AS q(k, c)
                          LEFT JOIN ledger l ON l.activation = $1 AND l.key_hash = q.k
                          WHERE l.key_hash IS NULL
-                            OR NOT (l.status IN ('sent', 'baseline', 'too_old') AND l.content_hash = q.c)",
+                            OR NOT (l.status IN ('sent', 'baseline', 'too_old', 'suppressed') AND l.content_hash = q.c)",
                     )
                     .bind(activation)
                     .bind(keys)
@@ -262,7 +262,7 @@ impl Fenced {
                  VALUES ($1, $2, $3, 'baseline', 0, $5, $5, $4)
                  ON CONFLICT (activation, key_hash) DO UPDATE SET
                     content_hash = excluded.content_hash, updated_at = excluded.updated_at
-                 WHERE ledger.status IN ('sent', 'baseline', 'too_old')"
+                 WHERE ledger.status IN ('sent', 'baseline', 'too_old', 'suppressed')"
             )
             .bind(&self.activation)
             .bind(key.as_slice())

@@ -79,6 +79,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 13,
         description: "content_shapes: the mapped columns an activation's content hashes were made under",
     },
+    Migration {
+        version: 14,
+        description: "contacts: who was last invited in each dedupe scope, by the keyed hash of their email",
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -188,6 +192,15 @@ fn statements(version: i64) -> Option<&'static [&'static str]> {
                     at           TEXT NOT NULL,
                     rows_erased  BIGINT NOT NULL,
                     destinations TEXT NOT NULL
+                 )"],
+        14 => &["CREATE TABLE IF NOT EXISTS contacts (
+                    scope        TEXT NOT NULL,
+                    contact_hash TEXT NOT NULL,
+                    activation   TEXT NOT NULL,
+                    key_hash     TEXT NOT NULL,
+                    run_id       TEXT NOT NULL,
+                    invited_at   TEXT NOT NULL,
+                    PRIMARY KEY (scope, contact_hash)
                  )"],
         13 => &[
             "CREATE TABLE IF NOT EXISTS content_shapes (activation TEXT PRIMARY KEY, shape TEXT NOT NULL)",

@@ -46,6 +46,9 @@ retl_config::spelled! {
         /// Failed transiently for longer than `retry.give_up_after`: no
         /// longer retried on its own; `retl runs resend --given-up` releases it.
         GivenUp = "given_up",
+        /// Not sent: its customer was invited within the dedupe window; the
+        /// reason names the earlier run and date.
+        Suppressed = "suppressed",
         /// Already sent (or recorded `baseline`/`too_old`), and its data
         /// changed since: insert-only, not sent again. Logged once per change.
         IgnoredChanged = "ignored_changed",
@@ -55,7 +58,7 @@ retl_config::spelled! {
 /// Counts of a run, by what happened to each row read.
 ///
 /// `read = already_sent + already_rejected + ignored_changed + new + baseline + too_old`
-/// and `new = sent + rejected + failed + uncertain + skipped + given_up`.
+/// and `new = sent + rejected + failed + uncertain + skipped + given_up + suppressed`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Rows read from the source.
@@ -108,6 +111,10 @@ pub struct Counts {
     /// changed (counted in `already_sent`, not logged as changed).
     #[serde(default)]
     pub reshaped: u64,
+    /// Rows not sent because their customer was invited within the dedupe
+    /// window (`dedupe:`).
+    #[serde(default)]
+    pub suppressed: u64,
 }
 
 impl Counts {
@@ -127,6 +134,7 @@ impl Counts {
                     + self.uncertain
                     + self.skipped
                     + self.given_up
+                    + self.suppressed
     }
 }
 
@@ -539,6 +547,7 @@ impl Fenced {
                     RowOutcome::Uncertain => counts.uncertain += n,
                     RowOutcome::Skipped => counts.skipped += n,
                     RowOutcome::GivenUp => counts.given_up += n,
+                    RowOutcome::Suppressed => counts.suppressed += n,
                     RowOutcome::TooOld => {
                         counts.too_old += n;
                         continue;

@@ -45,6 +45,9 @@ pub struct Destination {
     pub retry: RetryPolicy,
     /// Volume limits for every activation of this destination.
     pub limits: retl_config::limits::Limits,
+    /// `dedupe.within`: one invitation per customer per this period, across
+    /// all its activations.
+    pub dedupe: Option<Duration>,
 }
 
 /// An activation's `target:`: settings laid over the destination's defaults,
@@ -141,6 +144,7 @@ pub(crate) const DESTINATION_KEYS: &[&str] = &[
     "retry",
     "allow_insecure_http",
     "limits",
+    "dedupe",
 ];
 pub(crate) const RETRY_KEYS: &[&str] = &[
     "tries_per_run",
@@ -257,6 +261,9 @@ pub fn read_destination(
         .get("limits")
         .map(|n| retl_config::limits::read_limits(r, n))
         .unwrap_or_default();
+    let dedupe = map
+        .get("dedupe")
+        .and_then(|n| retl_config::limits::read_dedupe(r, n));
     let insecure = map
         .get("allow_insecure_http")
         .and_then(|n| r.bool(n, "allow_insecure_http"))
@@ -289,6 +296,7 @@ pub fn read_destination(
         rate_limits,
         retry,
         limits,
+        dedupe,
     })
 }
 

@@ -175,6 +175,10 @@ impl Kind for Destination {
         self.retry
     }
 
+    fn dedupe(&self) -> Option<Duration> {
+        self.dedupe
+    }
+
     fn mapped_columns(delivery: &Delivery) -> Vec<&str> {
         delivery.mapping.iter().map(|(_, c)| c.as_str()).collect()
     }

@@ -96,6 +96,7 @@ pub fn destination_schema() -> Value {
             boolean("allow plain http to hosts other than this machine (default false)")
         }
         "limits" => retl_config::limits::limits_schema(),
+        "dedupe" => retl_config::limits::dedupe_schema(),
         other => unreachable!("destination key `{other}` has no schema"),
     };
     object(

@@ -212,6 +212,7 @@ impl Metrics {
             ("failed", c.failed),
             ("uncertain", c.uncertain),
             ("given_up", c.given_up),
+            ("suppressed", c.suppressed),
             ("skipped", c.skipped),
             ("too_old", c.too_old),
             ("ignored_changed", c.ignored_changed),

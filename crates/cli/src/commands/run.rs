@@ -293,7 +293,7 @@ mod progress {
         elapsed: Duration,
         waiting: Option<Duration>,
     ) -> String {
-        let done = c.sent + c.rejected + c.failed + c.uncertain + c.given_up;
+        let done = c.sent + c.rejected + c.failed + c.uncertain + c.given_up + c.suppressed;
         let secs = elapsed.as_secs_f64().max(0.001);
         #[allow(clippy::cast_precision_loss)] // a rate for people to read
         let rate = c.sent as f64 / secs;

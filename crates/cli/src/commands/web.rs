@@ -464,12 +464,12 @@ async fn render(web: &Web, q: &PageQuery) -> Result<String, String> {
 }
 
 fn runs_table(out: &mut String, runs: &[RunSummary]) {
-    out.push_str("<table id=\"runs\"><tr><th>Run</th><th>Activation</th><th>Status</th><th>Started</th><th>Read</th><th>New</th><th>Sent</th><th>Rejected</th><th>Failed</th><th>Uncertain</th><th>Given up</th><th>Skipped</th><th>Reason</th></tr>");
+    out.push_str("<table id=\"runs\"><tr><th>Run</th><th>Activation</th><th>Status</th><th>Started</th><th>Read</th><th>New</th><th>Sent</th><th>Rejected</th><th>Failed</th><th>Uncertain</th><th>Given up</th><th>Suppressed</th><th>Skipped</th><th>Reason</th></tr>");
     for r in runs {
         let c = &r.counts;
         let _ = write!(
             out,
-            "<tr><td><a href=\"/?run={id}\">{id}</a></td><td>{}</td><td class=\"{status}\">{status}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><a href=\"/?run={id}\">{id}</a></td><td>{}</td><td class=\"{status}\">{status}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&r.activation),
             esc(&r.started_at),
             c.read,
@@ -479,6 +479,7 @@ fn runs_table(out: &mut String, runs: &[RunSummary]) {
             c.failed,
             c.uncertain,
             c.given_up,
+            c.suppressed,
             c.skipped,
             esc(r.error.as_deref().unwrap_or_default()),
             id = esc(&r.run_id),

@@ -100,6 +100,8 @@ impl Sender for Destination {
 
 /// The run's side: counts marks, can be interrupted.
 struct Run {
+    /// Withhold the row at its mark, saying this.
+    withhold: Option<String>,
     marks: AtomicU32,
     unmarks: AtomicU32,
     cancel: tokio::sync::watch::Sender<bool>,
@@ -109,6 +111,7 @@ struct Run {
 impl Run {
     fn new() -> Run {
         Run {
+            withhold: None,
             marks: AtomicU32::new(0),
             unmarks: AtomicU32::new(0),
             cancel: tokio::sync::watch::Sender::new(false),
@@ -120,9 +123,12 @@ impl Run {
 impl Protocol for Run {
     type Error = ();
 
-    async fn mark(&self) -> Result<(), ()> {
+    async fn mark(&self) -> Result<Mark, ()> {
+        if let Some(why) = &self.withhold {
+            return Ok(Mark::Withheld(why.clone()));
+        }
         self.marks.fetch_add(1, Ordering::SeqCst);
-        Ok(())
+        Ok(Mark::Marked)
     }
 
     async fn unmark(&self) -> Result<(), ()> {
@@ -154,6 +160,22 @@ const POLICY: Policy = Policy {
     tries_per_run: 3,
     backoff: Duration::from_millis(100),
 };
+
+#[tokio::test(start_paused = true)]
+async fn a_row_withheld_at_its_mark_sends_nothing() {
+    let destination = Destination::answering([Ok(Delivered::default())]);
+    let run = Run {
+        withhold: Some("invited 3 days ago".into()),
+        ..Run::new()
+    };
+    let attempt = send_row(&destination, POLICY, &run, &"row").await;
+    assert!(
+        matches!(attempt, Attempt::Withheld(ref why) if why == "invited 3 days ago"),
+        "{attempt:?}"
+    );
+    assert_eq!(run.marks.load(Ordering::SeqCst), 0);
+    assert!(destination.sent().is_empty(), "no request left");
+}
 
 #[tokio::test(start_paused = true)]
 async fn a_429_waits_its_retry_after_and_is_not_counted_as_a_try() {

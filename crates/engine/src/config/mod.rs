@@ -94,6 +94,10 @@ pub struct Activation {
     /// The activation's `limits:` (over its destination's), but for
     /// `max_per_month`, which is the activation's own.
     pub limits: retl_config::limits::Limits,
+    /// One invitation per customer per period: each `(scope, within)` the
+    /// activation's rows are checked in (`activation:NAME` for its own
+    /// `dedupe:`, `destination:NAME` for its destination's).
+    pub dedupe: Vec<(String, std::time::Duration)>,
     /// The destination's `limits.max_per_month`: its activations together.
     pub destination_max_per_month: Option<u64>,
     /// The activations of its destination (itself included), whose sends
@@ -154,6 +158,7 @@ impl fmt::Debug for Activation {
             .field("limits", &self.limits)
             .field("destination_max_per_month", &self.destination_max_per_month)
             .field("siblings", &self.siblings)
+            .field("dedupe", &self.dedupe)
             .field("max_row_age", &self.max_row_age)
             .field("run_log_retention", &self.run_log_retention)
             .field("personal_data_retention", &self.personal_data_retention)
@@ -216,6 +221,7 @@ const ACTIVATION_KEYS: &[&str] = &[
     "limits",
     "max_row_age",
     "retention",
+    "dedupe",
     "schedule",
     "timezone",
 ];
@@ -493,6 +499,10 @@ fn read_activation(
         .map(|node| retl_config::limits::read_limits(r, node))
         .unwrap_or_default();
     let max_row_age = map.get("max_row_age").map(|node| read_max_row_age(r, node));
+    let own_dedupe = map
+        .get("dedupe")
+        .and_then(|node| retl_config::limits::read_dedupe(r, node));
+    let name_for_scope = name.clone();
     let schedule = read_schedule(r, &map);
     let retention = map
         .get("retention")
@@ -532,12 +542,27 @@ fn read_activation(
         first_run_explicit: map.get("first_run").is_some(),
         limits,
         destination_max_per_month: destination.limits().max_per_month,
+        dedupe: dedupe_scopes(&name_for_scope, own_dedupe, destination),
         siblings: Vec::new(),
         max_row_age,
         run_log_retention,
         personal_data_retention,
         schedule: schedule?,
     })
+}
+
+/// The dedupe scopes of activation `name`: its own `dedupe:`, and its
+/// destination's (across that destination's activations).
+fn dedupe_scopes(
+    name: &str,
+    own: Option<std::time::Duration>,
+    destination: &Destination,
+) -> Vec<(String, std::time::Duration)> {
+    let own = own.map(|within| (format!("activation:{name}"), within));
+    let shared = destination
+        .dedupe()
+        .map(|within| (format!("destination:{}", destination.name()), within));
+    own.into_iter().chain(shared).collect()
 }
 
 fn read_writeback(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Writeback> {

@@ -82,6 +82,7 @@ fn activation() -> Value {
             WRITEBACK_KEYS,
         ),
         "limits" => retl_config::limits::limits_schema(),
+        "dedupe" => retl_config::limits::dedupe_schema(),
         "max_row_age" => object(
             "rows older than this are recorded too_old and never sent",
             vec![

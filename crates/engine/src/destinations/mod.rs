@@ -111,6 +111,11 @@ macro_rules! destinations {
                 match self { $( $(#[$attr])* Destination::$variant(d) => d.request_timeout(), )* }
             }
 
+            /// Its `dedupe.within`, across its activations.
+            pub fn dedupe(&self) -> Option<Duration> {
+                match self { $( $(#[$attr])* Destination::$variant(d) => d.dedupe(), )* }
+            }
+
             /// How long `requests` requests take at its pacing.
             pub fn estimate(&self, requests: u64) -> Duration {
                 match self { $( $(#[$attr])* Destination::$variant(d) => d.estimate(requests), )* }

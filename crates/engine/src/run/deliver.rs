@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use retl_destination::{Attempt, Class, Failure as _, Kind, Policy, Protocol, Sender, send_row};
+use retl_destination::{
+    Attempt, Class, Failure as _, Kind, Mark, Policy, Protocol, Sender, send_row,
+};
 use retl_diff::{RowHash, Status};
 use retl_state::{Lease, Outcome, RowLog, RowOutcome, State};
 
@@ -47,8 +49,53 @@ struct UnderWay {
     contact: Option<String>,
 }
 
+/// When a dedupe window of `within` began, by the state's clock.
+fn since(state: &State, within: Duration) -> String {
+    let start =
+        state.clock().now() - chrono::Duration::from_std(within).unwrap_or(chrono::TimeDelta::MAX);
+    start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The run-log reason of a row withheld because `earlier` invited its customer.
+pub(super) fn suppressed(earlier: &retl_state::Earlier, within: Duration) -> String {
+    format!(
+        "suppressed: this customer was invited at {} by run {} (activation {}); dedupe: one invitation per customer per {}",
+        earlier.invited_at,
+        earlier.run_id,
+        earlier.activation,
+        as_written(within)
+    )
+}
+
+/// A period as a configuration writes it: `365d`, `12h`, else humantime's words.
+fn as_written(period: Duration) -> String {
+    let secs = period.as_secs();
+    match secs {
+        0 => "0s".to_owned(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        _ => humantime::format_duration(period).to_string(),
+    }
+}
+
+/// Gives back the row's claims of its customer (its request was not carried out).
+async fn release<R>(
+    tx: &mut retl_state::Fenced,
+    dedupe: &[(String, Duration)],
+    p: &Pending<R>,
+) -> retl_state::Result<()> {
+    if let Some(contact) = &p.contact {
+        for (scope, _) in dedupe {
+            tx.release_contact(scope, contact, &p.key).await?;
+        }
+    }
+    Ok(())
+}
+
 /// What the request tasks of one run share.
 struct Net<S: Sender> {
+    /// The activation's dedupe scopes and windows.
+    dedupe: Vec<(String, Duration)>,
     sender: S,
     policy: Policy,
     /// How long a row may keep failing transiently before it is given up.
@@ -83,20 +130,33 @@ struct Row<'a, S: Sender> {
 impl<S: Sender> Protocol for Row<'_, S> {
     type Error = retl_state::Error;
 
-    /// Marks the row in flight, just before its request leaves.
-    async fn mark(&self) -> retl_state::Result<()> {
+    /// Marks the row in flight, just before its request leaves, and claims
+    /// its customer in each dedupe scope, in one transaction; a customer
+    /// invited within a scope's window withholds the row (nothing claimed).
+    async fn mark(&self) -> retl_state::Result<Mark> {
         let p = self.p;
         let mut tx = self.net.state.fenced(&self.net.lease).await?;
+        if let Some(contact) = &p.contact {
+            for (scope, within) in &self.net.dedupe {
+                let since = since(&self.net.state, *within);
+                if let Some(earlier) = tx.claim_contact(scope, contact, &p.key, &since).await? {
+                    // Dropped uncommitted: no claim and no mark stay.
+                    return Ok(Mark::Withheld(suppressed(&earlier, *within)));
+                }
+            }
+        }
         tx.mark_in_flight(&p.key, &p.content, &p.row_key, Some(&p.reference))
             .await?;
         tx.commit().await?;
         self.net.marked().insert(p.key);
-        Ok(())
+        Ok(Mark::Marked)
     }
 
-    /// Gives a marked row back (interrupted before its request left).
+    /// Gives a marked row back (interrupted before its request left), and
+    /// its customer's claims.
     async fn unmark(&self) -> retl_state::Result<()> {
         let mut tx = self.net.state.fenced(&self.net.lease).await?;
+        release(&mut tx, &self.net.dedupe, self.p).await?;
         tx.restore(&self.p.key, self.p.previous.as_ref()).await?;
         tx.commit().await?;
         self.net.marked().remove(&self.p.key);
@@ -163,6 +223,7 @@ impl<S: Sender> Outbox<S> {
     ) -> Self {
         Outbox {
             net: Arc::new(Net {
+                dedupe: ctx.activation.dedupe.clone(),
                 sender,
                 policy,
                 give_up_after,
@@ -435,6 +496,11 @@ impl RunCtx<'_> {
                 None
             }
             Attempt::Lost(_) => unreachable!("a lost lease ends the loop before recording"),
+            Attempt::Withheld(why) => {
+                self.counts.suppressed += 1;
+                log.reason = Some(why);
+                Some(Status::Suppressed)
+            }
             Attempt::Refused { error, marked } => {
                 let since = self.failing_since(&p, &error).await;
                 let refusal = Refusal {
@@ -455,6 +521,7 @@ impl RunCtx<'_> {
             Some(Status::Failed) => RowOutcome::Failed,
             Some(Status::Uncertain) => RowOutcome::Uncertain,
             Some(Status::GivenUp) => RowOutcome::GivenUp,
+            Some(Status::Suppressed) => RowOutcome::Suppressed,
             _ => RowOutcome::Skipped,
         };
         let outcome = status.map(|status| Outcome {
@@ -472,8 +539,17 @@ impl RunCtx<'_> {
         });
         let outcomes: Vec<Outcome<'_>> = outcome.into_iter().collect();
         let (state, lease, seq) = (self.state, self.lease, self.seq);
+        // Not carried out: the customer's claims go back.
+        let unclaim = !matches!(
+            status,
+            Some(Status::Sent | Status::Uncertain | Status::Suppressed)
+        );
+        let dedupe = &outbox.net.dedupe;
         self.by_deadline(async {
             let mut tx = state.fenced(lease).await?;
+            if unclaim {
+                release(&mut tx, dedupe, &p).await?;
+            }
             if restore {
                 tx.restore(&p.key, p.previous.as_ref()).await?;
             }

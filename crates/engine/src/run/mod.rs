@@ -626,9 +626,11 @@ impl<'a> RunCtx<'a> {
                 "the mapping changed since the last completed run: rows already sent are re-hashed under it, not logged as changed"
             );
         }
-        if self.dry.is_none() {
-            self.contact_key = Some(self.state.contact_key().await?);
-        }
+        // A preview only reads the key (to foresee dedupe); it makes none.
+        self.contact_key = match self.dry {
+            None => Some(self.state.contact_key().await?),
+            Some(_) => self.state.existing_contact_key().await?,
+        };
         Ok(())
     }
 
@@ -710,6 +712,7 @@ impl<'a> RunCtx<'a> {
         pending: Vec<classify::Pending<S::Request>>,
     ) -> Result<()> {
         let Some(sender) = sender else {
+            let pending = self.without_suppressed(pending).await?;
             self.plan_all(pending);
             return Ok(());
         };
@@ -720,6 +723,47 @@ impl<'a> RunCtx<'a> {
             }),
             None => Ok(()),
         }
+    }
+
+    /// A dry run's rows to send, but those whose customer was invited within
+    /// a dedupe window: counted `suppressed` and noted (a real run decides
+    /// this when it marks the row, claiming the customer).
+    async fn without_suppressed<R>(
+        &mut self,
+        pending: Vec<classify::Pending<R>>,
+    ) -> Result<Vec<classify::Pending<R>>> {
+        if self.activation.dedupe.is_empty() {
+            return Ok(pending);
+        }
+        let mut kept = Vec::with_capacity(pending.len());
+        let mut logs = Vec::new();
+        'rows: for p in pending {
+            if let Some(contact) = &p.contact {
+                for (scope, within) in &self.activation.dedupe {
+                    let start = self.state.clock().now()
+                        - chrono::Duration::from_std(*within).unwrap_or(chrono::TimeDelta::MAX);
+                    let since = start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                    let name = &self.activation.name;
+                    if let Some(earlier) = self
+                        .state
+                        .contact_invited(scope, contact, name, &p.key, &since)
+                        .await?
+                    {
+                        self.counts.suppressed += 1;
+                        logs.push(p.log(
+                            RowOutcome::Suppressed,
+                            Some(deliver::suppressed(&earlier, *within)),
+                        ));
+                        continue 'rows;
+                    }
+                }
+            }
+            kept.push(p);
+        }
+        if let Some(dry) = &mut self.dry {
+            dry.out.note(&logs);
+        }
+        Ok(kept)
     }
 
     /// A dry run's [`send`](Self::send): counts what the budget lets go as

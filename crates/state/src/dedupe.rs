@@ -1,0 +1,135 @@
+//! One invitation per customer per period (`dedupe:`): the last invitation
+//! of each contact (the keyed hash of an email) in each scope (an
+//! activation, or a destination and all its activations). A row claims its
+//! contact in the same fenced transaction that marks it in flight, so two
+//! runs at once cannot both invite one person, and a crash after the mark
+//! keeps the claim (the row is `uncertain`: it may have been invited).
+
+use retl_diff::RowHash;
+
+use crate::db::on;
+use crate::{Error, Fenced, Result, State};
+
+/// An earlier invitation of a contact, within the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Earlier {
+    /// The run that invited them.
+    pub run_id: String,
+    /// The activation of that run.
+    pub activation: String,
+    /// When (RFC 3339).
+    pub invited_at: String,
+}
+
+fn hex(key: &RowHash) -> String {
+    key.iter().fold(String::with_capacity(32), |mut hex, b| {
+        use std::fmt::Write as _;
+        let _ = write!(hex, "{b:02x}");
+        hex
+    })
+}
+
+impl Fenced {
+    /// Claims `contact` in `scope` for the row `key` of this run, unless
+    /// another row invited them at or after `since` (RFC 3339): then that
+    /// invitation, and nothing is claimed.
+    pub async fn claim_contact(
+        &mut self,
+        scope: &str,
+        contact: &str,
+        key: &RowHash,
+        since: &str,
+    ) -> Result<Option<Earlier>> {
+        let claimed: Vec<(String,)> = on!(self.tx.executor(), |c| sqlx::query_as(
+            "INSERT INTO contacts (scope, contact_hash, activation, key_hash, run_id, invited_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (scope, contact_hash) DO UPDATE SET
+                activation = excluded.activation, key_hash = excluded.key_hash,
+                run_id = excluded.run_id, invited_at = excluded.invited_at
+             WHERE contacts.invited_at < $7
+                OR (contacts.activation = excluded.activation AND contacts.key_hash = excluded.key_hash)
+             RETURNING run_id"
+        )
+        .bind(scope)
+        .bind(contact)
+        .bind(&self.activation)
+        .bind(hex(key))
+        .bind(&self.run_id)
+        .bind(&self.now)
+        .bind(since)
+        .fetch_all(c)
+        .await)
+        .map_err(Error::db("claim a contact"))?;
+        if !claimed.is_empty() {
+            return Ok(None);
+        }
+        let found: Option<(String, String, String)> = on!(self.tx.executor(), |c| sqlx::query_as(
+            "SELECT run_id, activation, invited_at FROM contacts WHERE scope = $1 AND contact_hash = $2"
+        )
+        .bind(scope)
+        .bind(contact)
+        .fetch_optional(c)
+        .await)
+        .map_err(Error::db("read a contact"))?;
+        Ok(found.map(|(run_id, activation, invited_at)| Earlier {
+            run_id,
+            activation,
+            invited_at,
+        }))
+    }
+
+    /// Gives back this run's claim of `contact` in `scope` for the row
+    /// `key`: its request was not carried out (rejected, failed, not sent).
+    pub async fn release_contact(
+        &mut self,
+        scope: &str,
+        contact: &str,
+        key: &RowHash,
+    ) -> Result<()> {
+        on!(self.tx.executor(), |c| sqlx::query(
+            "DELETE FROM contacts WHERE scope = $1 AND contact_hash = $2
+               AND activation = $3 AND key_hash = $4 AND run_id = $5"
+        )
+        .bind(scope)
+        .bind(contact)
+        .bind(&self.activation)
+        .bind(hex(key))
+        .bind(&self.run_id)
+        .execute(c)
+        .await
+        .map(|_| ()))
+        .map_err(Error::db("release a contact"))
+    }
+}
+
+impl State {
+    /// Whether another row than `key` of `activation` invited `contact` in
+    /// `scope` at or after `since` (a preview's question; it claims nothing).
+    pub async fn contact_invited(
+        &self,
+        scope: &str,
+        contact: &str,
+        activation: &str,
+        key: &RowHash,
+        since: &str,
+    ) -> Result<Option<Earlier>> {
+        let found: Option<(String, String, String)> = on!(self.db.executor(), |c| sqlx::query_as(
+            "SELECT run_id, activation, invited_at FROM contacts
+             WHERE scope = $1 AND contact_hash = $2 AND invited_at >= $3
+               AND NOT (activation = $4 AND key_hash = $5)"
+        )
+        .bind(scope)
+        .bind(contact)
+        .bind(since)
+        .bind(activation)
+        .bind(hex(key))
+        .fetch_optional(c)
+        .await)
+        .map_err(Error::db("read a contact"))?;
+        Ok(found.map(|(run_id, activation, invited_at)| Earlier {
+            run_id,
+            activation,
+            invited_at,
+        }))
+    }
+}
