@@ -126,7 +126,7 @@ fn together(world: &World) {
     let sent: u64 = counts.iter().map(|c| count(c, "sent")).sum();
     let suppressed: u64 = counts.iter().map(|c| count(c, "suppressed")).sum();
     assert_eq!((sent, suppressed), (20, 20), "{counts:?}");
-    assert!(per_email(&world).values().all(|n| *n == 1));
+    assert!(per_email(world).values().all(|n| *n == 1));
 }
 
 #[test]
