@@ -89,6 +89,13 @@ pub trait Rows: Send + Sync + 'static {
     /// The request as JSON, exactly as it would be sent (for a preview).
     fn body(&self, request: &Self::Request) -> serde_json::Value;
 
+    /// What the run log keeps of a sent request: what was sent, without
+    /// the person's name or email (none by default).
+    fn recorded(&self, request: &Self::Request) -> Option<serde_json::Value> {
+        let _ = request;
+        None
+    }
+
     /// Where each value of `body` (built from `row`) came from, by JSON path
     /// (for a preview): `row:COLUMN`, or the configuration layer that set it.
     fn origins(

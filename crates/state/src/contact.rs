@@ -154,7 +154,7 @@ impl State {
         let hits: Vec<Hit> = on!(self.db.executor(), |c| {
             sqlx::query_as(
                 "SELECT r.run_id, runs.activation, r.at, r.row_key, r.reference, r.outcome, r.reason,
-                        r.external_id, r.details
+                        r.external_id, r.details, r.request
                  FROM run_rows r JOIN runs ON runs.run_id = r.run_id
                  WHERE r.contact_hash = $1 AND (CAST($2 AS TEXT) IS NULL OR runs.activation = $2)
                  ORDER BY r.at DESC, r.run_id DESC, r.seq DESC LIMIT $3",

@@ -45,6 +45,7 @@ mod incidents;
 mod lease;
 mod ledger;
 pub mod migrate;
+mod overview;
 mod runs;
 mod search;
 mod segments;

@@ -83,6 +83,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 14,
         description: "contacts: who was last invited in each dedupe scope, by the keyed hash of their email",
     },
+    Migration {
+        version: 15,
+        description: "run_rows.request: what was sent for a row, without the person's name and email",
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -202,6 +206,7 @@ fn statements(version: i64) -> Option<&'static [&'static str]> {
                     invited_at   TEXT NOT NULL,
                     PRIMARY KEY (scope, contact_hash)
                  )"],
+        15 => &["ALTER TABLE run_rows ADD COLUMN request TEXT"],
         13 => &[
             "CREATE TABLE IF NOT EXISTS content_shapes (activation TEXT PRIMARY KEY, shape TEXT NOT NULL)",
         ],

@@ -179,6 +179,9 @@ pub struct RowLog {
     /// how `retl runs find --email` finds the row without the email stored.
     #[serde(skip)]
     pub contact_hash: Option<String>,
+    /// What was sent, without the person's name and email (template, SKUs,
+    /// tags, send time, locale), as the destination sums its request up.
+    pub request: Option<serde_json::Value>,
 }
 
 /// What a destination answered for a row, kept in the run log: every
@@ -261,6 +264,7 @@ impl RowLog {
             external_id: None,
             details: Details::default(),
             contact_hash: None,
+            request: None,
         }
     }
 }
@@ -315,6 +319,7 @@ pub(crate) struct LogRow {
     reason: Option<String>,
     external_id: Option<String>,
     details: Option<String>,
+    request: Option<String>,
 }
 
 impl TryFrom<LogRow> for RowLog {
@@ -330,6 +335,10 @@ impl TryFrom<LogRow> for RowLog {
             reference: row.reference,
             reason: row.reason,
             contact_hash: None,
+            request: row
+                .request
+                .as_deref()
+                .and_then(|text| serde_json::from_str(text).ok()),
             external_id: row.external_id,
             details: Details::from_stored(row.details.as_deref())?,
         })
@@ -368,7 +377,7 @@ impl State {
     pub async fn run_rows_with(&self, run_id: &str, outcome: RowOutcome) -> Result<Vec<RowLog>> {
         let rows: Vec<LogRow> = on!(self.db.executor(), |c| {
             sqlx::query_as(
-                "SELECT row_key, reference, outcome, reason, external_id, details
+                "SELECT row_key, reference, outcome, reason, external_id, details, request
              FROM run_rows WHERE run_id = $1 AND outcome = $2 ORDER BY seq",
             )
             .bind(run_id)
@@ -384,7 +393,7 @@ impl State {
     pub async fn run_rows(&self, run_id: &str) -> Result<Vec<RowLog>> {
         let rows: Vec<LogRow> = on!(self.db.executor(), |c| {
             sqlx::query_as(
-                "SELECT row_key, reference, outcome, reason, external_id, details
+                "SELECT row_key, reference, outcome, reason, external_id, details, request
              FROM run_rows WHERE run_id = $1 ORDER BY seq",
             )
             .bind(run_id)
@@ -409,7 +418,7 @@ impl State {
         let after = after.unwrap_or(-1);
         let rows: Vec<PagedLogRow> = on!(self.db.executor(), |c| {
             sqlx::query_as(
-                "SELECT seq, row_key, reference, outcome, reason, external_id, details
+                "SELECT seq, row_key, reference, outcome, reason, external_id, details, request
              FROM run_rows WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
             )
             .bind(run_id)
@@ -648,8 +657,8 @@ impl Fenced {
             })?;
             on!(self.tx.executor(), |c| sqlx::query(
                 "INSERT INTO run_rows (run_id, seq, row_key, reference, outcome, reason,
-                                       external_id, details, at, contact_hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                                       external_id, details, at, contact_hash, request)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(&self.run_id)
             .bind(seq)
@@ -661,6 +670,7 @@ impl Fenced {
             .bind(row.details.to_stored())
             .bind(&self.now)
             .bind(&row.contact_hash)
+            .bind(row.request.as_ref().map(serde_json::Value::to_string))
             .execute(c)
             .await
             .map(|_| ()))

@@ -17,6 +17,8 @@ pub struct RunFilter<'a> {
     pub status: Option<RunStatus>,
     /// Only runs started at or after this time (RFC 3339, UTC).
     pub since: Option<String>,
+    /// Only runs started before this time (RFC 3339, UTC): the next page.
+    pub before: Option<String>,
 }
 
 /// One run-log row found by [`State::find_rows`], with its run.
@@ -53,6 +55,7 @@ impl State {
              WHERE (CAST($1 AS TEXT) IS NULL OR activation = $1)
                AND (CAST($2 AS TEXT) IS NULL OR status = $2)
                AND (CAST($3 AS TEXT) IS NULL OR started_at >= $3)
+               AND (CAST($5 AS TEXT) IS NULL OR started_at < $5)
              ORDER BY started_at DESC, run_id DESC LIMIT $4"
         );
         let rows: Vec<RunRow> = on!(self.db.executor(), |c| sqlx::query_as(&sql)
@@ -60,6 +63,7 @@ impl State {
             .bind(filter.status.map(RunStatus::as_str))
             .bind(filter.since.as_deref())
             .bind(i64::from(limit))
+            .bind(filter.before.as_deref())
             .fetch_all(c)
             .await)
         .map_err(Error::db("list runs"))?;
@@ -129,7 +133,7 @@ impl State {
         let hits: Vec<Hit> = on!(self.db.executor(), |c| {
             sqlx::query_as(
             "SELECT r.run_id, runs.activation, r.at, r.row_key, r.reference, r.outcome, r.reason,
-                    r.external_id, r.details
+                    r.external_id, r.details, r.request
              FROM (SELECT * FROM run_rows WHERE reference = $1
                    UNION SELECT * FROM run_rows WHERE row_key = $1) r
              JOIN runs ON runs.run_id = r.run_id

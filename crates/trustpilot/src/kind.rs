@@ -69,6 +69,17 @@ impl Rows for InvitationRows {
         request.body()
     }
 
+    /// The body without the consumer's name and email (email invitations:
+    /// `consumerName`, `consumerEmail`; links: `name`, `email`).
+    fn recorded(&self, request: &Request) -> Option<serde_json::Value> {
+        let mut body = request.body();
+        let object = body.as_object_mut()?;
+        for personal in ["consumerName", "consumerEmail", "name", "email"] {
+            object.remove(personal);
+        }
+        Some(body)
+    }
+
     fn origins(
         &self,
         batch: &RecordBatch,

@@ -16,6 +16,15 @@ use retl_state::{RunStatus, RunSummary};
 
 type Labels = Vec<(String, String)>;
 
+/// A scheduled activation, as the daemon's plan has it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Planned {
+    /// When it runs next (`None` while a run is under way or unscheduled).
+    pub next: Option<DateTime<Utc>>,
+    /// Its schedule.
+    pub schedule: Option<retl_engine::schedule::Schedule>,
+}
+
 /// The daemon's metrics.
 pub(crate) struct Metrics {
     registry: Registry,
@@ -30,6 +39,8 @@ pub(crate) struct Metrics {
     blocked: Family<Labels, Gauge>,
     allowance_left: Family<Labels, Gauge>,
     alerts: Family<Labels, Counter>,
+    /// Each scheduled activation's next run and schedule, for the page.
+    plan: std::sync::Mutex<std::collections::BTreeMap<String, Planned>>,
     /// Each activation's monthly allowances, for the page.
     allowances: std::sync::Mutex<std::collections::BTreeMap<String, Vec<retl_engine::Allowance>>>,
     /// The problems of the configuration as last loaded (at the start or by
@@ -112,6 +123,7 @@ impl Default for Metrics {
             allowance_left,
             alerts,
             allowances: std::sync::Mutex::default(),
+            plan: std::sync::Mutex::default(),
             reload_problems: std::sync::Mutex::default(),
         }
     }
@@ -158,6 +170,24 @@ impl Metrics {
         self.alerts
             .get_or_create(&label(&[("channel", channel), ("result", result)]))
             .inc();
+    }
+
+    /// `activation`'s schedule, for the page to tell a stale activation.
+    pub(crate) fn schedule(&self, activation: &str, schedule: retl_engine::schedule::Schedule) {
+        self.plan
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(activation.to_owned())
+            .or_default()
+            .schedule = Some(schedule);
+    }
+
+    /// The scheduled activations: each one's next run and schedule.
+    pub(crate) fn plan(&self) -> std::collections::BTreeMap<String, Planned> {
+        self.plan
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Every activation's monthly allowances, for the page.
@@ -236,6 +266,12 @@ impl Metrics {
 
     /// When an activation runs next (`None`: not scheduled, or running now).
     pub(crate) fn next_run(&self, activation: &str, at: Option<DateTime<Utc>>) {
+        self.plan
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(activation.to_owned())
+            .or_default()
+            .next = at;
         let labels = label(&[("activation", activation)]);
         match at {
             Some(at) => {

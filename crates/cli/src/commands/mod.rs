@@ -11,6 +11,7 @@ pub(crate) mod emulator;
 pub(crate) mod forget;
 pub(crate) mod init;
 pub(crate) mod metrics;
+pub(crate) mod page;
 pub(crate) mod preview;
 pub(crate) mod rename;
 pub(crate) mod run;

@@ -25,6 +25,7 @@ pub(crate) async fn runs(ctx: &Ctx, command: RunsCommand) -> Result<Exit, Failur
                 activation: activation.as_deref(),
                 status,
                 since,
+                before: None,
             };
             let runs = state.find_runs(&filter, limit).await?;
             if json {

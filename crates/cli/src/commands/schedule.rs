@@ -427,6 +427,7 @@ async fn merge(
         if let Ok(allowances) = retl_engine::allowances(state, activation).await {
             metrics.allowances(name, allowances);
         }
+        metrics.schedule(name, activation.schedule.clone());
         let destination = project.destinations[&activation.destination].clone();
         match plan.get_mut(name) {
             Some(entry) => {

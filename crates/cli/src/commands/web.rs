@@ -5,12 +5,9 @@
 //! Its metrics are `metrics.rs`'s, the API for other tools and its token
 //! `api.rs`'s.
 //!
-//! The page is plain HTML made on the server: recent runs with their counts,
-//! one run's rows (`/?run=ID`), and a search box by reference or key
-//! (`/?q=…`, a GET form). It needs no JavaScript at all. Everything it shows
-//! from the state database is HTML-escaped.
+//! The page is `page.rs`'s: plain HTML made on the server with maud (every
+//! value escaped), no JavaScript.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +15,7 @@ use axum::extract::{Path, Query, State as Extract};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use retl_state::{RowOutcome, RunFilter, RunMatch, RunStatus, RunSummary, State};
+use retl_state::{RunFilter, RunMatch, RunStatus, State};
 use serde::Deserialize;
 
 use super::metrics::Metrics;
@@ -225,6 +222,7 @@ async fn api_runs(Extract(web): Extract<Arc<Web>>, Query(q): Query<RunsQuery>) -
         activation: q.activation.as_deref(),
         status,
         since: None,
+        before: None,
     };
     match web
         .state
@@ -281,212 +279,22 @@ async fn api_run(
     axum::Json(value).into_response()
 }
 
-/// `?run=ID[&after=N]` or `?q=REFERENCE_OR_KEY`.
-#[derive(Debug, Deserialize)]
-struct PageQuery {
-    run: Option<String>,
-    q: Option<String>,
-    /// A run's rows after this position (the "next" link).
-    after: Option<i64>,
-}
-
-/// Escapes text for HTML element content and quoted attributes. Five
-/// replacements: small enough that a crate would add more than it saves.
-fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}\
-th{background:#f4f4f4}.sent{color:#176f2c}.rejected,.failed{color:#a11}.uncertain,.refused,.given_up{color:#a60}\
-form{margin:1em 0}input[type=search]{width:20em}";
-
-async fn page(Extract(web): Extract<Arc<Web>>, Query(q): Query<PageQuery>) -> Response {
-    match render(&web, &q).await {
+async fn page(
+    Extract(web): Extract<Arc<Web>>,
+    Query(q): Query<super::page::PageQuery>,
+) -> Response {
+    let ctx = super::page::Context {
+        state_url: &web.state_url,
+        metrics: &web.metrics,
+    };
+    match super::page::render(&web.state, &ctx, &q).await {
         Ok(html) => Html(html).into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            Html(format!("<p>{}</p>", esc(&e))),
+            Html(maud::html! { p { (e) } }.into_string()),
         )
             .into_response(),
     }
-}
-
-#[allow(clippy::too_many_lines)] // one page, written top to bottom; its parts move to templates with the page's overhaul
-async fn render(web: &Web, q: &PageQuery) -> Result<String, String> {
-    let mut out = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>retl run logs</title>\
-         <style>{STYLE}</style></head><body><h1><a href=\"/\">retl</a> run logs</h1>\
-         <p>State: <code>{}</code></p>\
-         <form method=\"get\" action=\"/\" role=\"search\"><label for=\"q\">Find a row by reference, key or the customer's email</label> \
-         <input type=\"search\" id=\"q\" name=\"q\" value=\"{}\"> <button type=\"submit\">Search</button></form>",
-        esc(&web.state_url),
-        esc(q.q.as_deref().unwrap_or_default())
-    );
-    let problems = web.metrics.reload_problems();
-    if !problems.is_empty() {
-        out.push_str(
-            "<div id=\"reload\" class=\"failed\"><p>The configuration has problems; \
-             those files keep their previous version until fixed (then send SIGHUP):</p><ul>",
-        );
-        for problem in &problems {
-            let _ = write!(out, "<li><code>{}</code></li>", esc(problem));
-        }
-        out.push_str("</ul></div>");
-    }
-    let allowances = web.metrics.allowance_table();
-    if !allowances.is_empty() {
-        out.push_str(
-            "<h2>Allowances this month</h2><table id=\"allowances\"><tr><th>Activation</th><th>Of</th><th>Allowance</th><th>Sent</th><th>Left</th></tr>",
-        );
-        for (activation, a) in &allowances {
-            let _ = write!(
-                out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(activation),
-                esc(&a.of),
-                a.limit,
-                a.sent,
-                a.left()
-            );
-        }
-        out.push_str("</table>");
-    }
-    let err = |e: retl_state::Error| e.to_string();
-    if let Some(needle) = q.q.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
-        // An address is looked up by its keyed hash: emails are not stored.
-        let rows = if needle.contains('@') {
-            web.state.find_rows_by_contact(needle, None, 200).await
-        } else {
-            web.state.find_rows(needle, None, 200).await
-        }
-        .map_err(err)?;
-        let sent = rows.iter().find(|r| r.row.outcome == RowOutcome::Sent);
-        let _ = write!(
-            out,
-            "<h2>Search: {}</h2><p id=\"verdict\">{}</p>",
-            esc(needle),
-            match (sent, rows.is_empty()) {
-                (Some(s), _) => format!(
-                    "Sent at {} by run <a href=\"/?run={}\">{}</a> ({}).",
-                    esc(&s.at),
-                    esc(&s.run_id),
-                    esc(&s.run_id),
-                    esc(&s.activation)
-                ),
-                (None, true) => "No run logged this reference, key or email.".to_owned(),
-                (None, false) => "Never sent. What the runs logged:".to_owned(),
-            }
-        );
-        if !rows.is_empty() {
-            out.push_str("<table id=\"found\"><tr><th>At</th><th>Run</th><th>Activation</th><th>Key</th><th>Reference</th><th>Outcome</th><th>Trustpilot</th><th>Reason</th></tr>");
-            for r in &rows {
-                let _ = write!(
-                    out,
-                    "<tr><td>{}</td><td><a href=\"/?run={}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(&r.at),
-                    esc(&r.run_id),
-                    esc(&r.run_id),
-                    esc(&r.activation),
-                    esc(&r.row.key),
-                    esc(r.row.reference.as_deref().unwrap_or_default()),
-                    r.row.outcome,
-                    r.row.outcome,
-                    r.row
-                        .details
-                        .status
-                        .map(|c| format!("HTTP {c}"))
-                        .unwrap_or_default(),
-                    esc(r.row.reason.as_deref().unwrap_or_default()),
-                );
-            }
-            out.push_str("</table>");
-        }
-    } else if let Some(given) = q.run.as_deref() {
-        let RunMatch::One(id) = web.state.match_run(given, None).await.map_err(err)? else {
-            return Ok(format!(
-                "{out}<p>No run matches <code>{}</code>.</p></body></html>",
-                esc(given)
-            ));
-        };
-        let summary = web.state.run(&id).await.map_err(err)?;
-        let (rows, next) = web
-            .state
-            .run_rows_page(&id, q.after, ROWS_PAGE)
-            .await
-            .map_err(err)?;
-        if let Some(s) = summary {
-            let _ = write!(out, "<h2>Run {}</h2>", esc(&s.run_id));
-            runs_table(&mut out, std::slice::from_ref(&s));
-        }
-        out.push_str("<table id=\"rows\"><tr><th>Key</th><th>Reference</th><th>Outcome</th><th>Reason</th></tr>");
-        for r in &rows {
-            let _ = write!(
-                out,
-                "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
-                esc(&r.key),
-                esc(r.reference.as_deref().unwrap_or_default()),
-                r.outcome,
-                r.outcome,
-                esc(r.reason.as_deref().unwrap_or_default()),
-            );
-        }
-        out.push_str("</table>");
-        if let Some(next) = next {
-            let _ = write!(
-                out,
-                "<p><a id=\"next\" href=\"/?run={}&amp;after={next}\">Next {ROWS_PAGE} rows</a></p>",
-                esc(&id)
-            );
-        }
-    } else {
-        let runs = web
-            .state
-            .find_runs(&RunFilter::default(), 50)
-            .await
-            .map_err(err)?;
-        out.push_str("<h2>Recent runs</h2>");
-        runs_table(&mut out, &runs);
-    }
-    out.push_str("</body></html>");
-    Ok(out)
-}
-
-fn runs_table(out: &mut String, runs: &[RunSummary]) {
-    out.push_str("<table id=\"runs\"><tr><th>Run</th><th>Activation</th><th>Status</th><th>Started</th><th>Read</th><th>New</th><th>Sent</th><th>Rejected</th><th>Failed</th><th>Uncertain</th><th>Given up</th><th>Suppressed</th><th>Skipped</th><th>Reason</th></tr>");
-    for r in runs {
-        let c = &r.counts;
-        let _ = write!(
-            out,
-            "<tr><td><a href=\"/?run={id}\">{id}</a></td><td>{}</td><td class=\"{status}\">{status}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&r.activation),
-            esc(&r.started_at),
-            c.read,
-            c.new,
-            c.sent,
-            c.rejected,
-            c.failed,
-            c.uncertain,
-            c.given_up,
-            c.suppressed,
-            c.skipped,
-            esc(r.error.as_deref().unwrap_or_default()),
-            id = esc(&r.run_id),
-            status = r.status,
-        );
-    }
-    out.push_str("</table>");
 }
 
 #[cfg(test)]
@@ -518,14 +326,6 @@ mod tests {
         assert!(
             !public.allows("localhost"),
             "a public address has no name but its own"
-        );
-    }
-
-    #[test]
-    fn text_from_the_state_cannot_become_markup() {
-        assert_eq!(
-            esc("<script>alert('x') & \"y\"</script>"),
-            "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;"
         );
     }
 }

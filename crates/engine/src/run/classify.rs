@@ -98,6 +98,8 @@ pub(super) struct Pending<R> {
     pub cursor: Option<retl_source::CursorValue>,
     /// The keyed hash of the person's email (see `retl_state::ContactKey`).
     pub contact: Option<String>,
+    /// What the run log keeps of the request once sent ([`Rows::recorded`]).
+    pub recorded: Option<serde_json::Value>,
 }
 
 impl<R> Pending<R> {
@@ -511,6 +513,7 @@ impl RunCtx<'_> {
                 .as_deref()
                 .zip(self.contact_key.as_ref())
                 .map(|(email, key)| key.hash(email)),
+            recorded: rows.recorded(&built.request),
             reference: built.reference,
             previous,
             request: built.request,

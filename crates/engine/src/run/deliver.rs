@@ -469,6 +469,7 @@ impl RunCtx<'_> {
         let status = match delivery {
             Attempt::Delivered(delivered) => {
                 self.counts.sent += 1;
+                log.request.clone_from(&p.recorded);
                 log.details.status = delivered.status;
                 log.external_id = delivered.external_id;
                 if delivered.url.is_some() {
