@@ -648,3 +648,87 @@ fn listen_public_needs_a_token_and_asks_for_it_everywhere_but_healthz() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A screenshot of `url` by Chromium, as PNG, into `file`.
+fn screenshot(browser: &str, url: &str, file: &std::path::Path) {
+    let profile = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--window-size=1280,900")
+        .arg(format!("--screenshot={}", file.display()))
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let png = std::fs::read(file).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG at {}", file.display());
+}
+
+#[test]
+fn the_page_gives_support_and_volume_watchers_their_answers_in_a_real_browser() {
+    let Some(browser) = chromium() else { return };
+    let world = World::new();
+    world.insert(1, 3, Some(2), None);
+    world.edit_activation(|yaml| format!("{yaml}schedule:\n  every: 1h\n"));
+    let daemon = start(&world, &[]);
+    until("the first run", || {
+        let (_, body) = get(&daemon.address, "/api/runs");
+        serde_json::from_str::<Vec<Value>>(&body)
+            .unwrap()
+            .iter()
+            .any(|r| r["status"] == "completed")
+    });
+    let (_, runs) = get(&daemon.address, "/api/runs");
+    let runs: Vec<Value> = serde_json::from_str(&runs).unwrap();
+    let run_id = runs[0]["run_id"].as_str().unwrap().to_owned();
+    let base = format!("http://{}", daemon.address);
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("page");
+    std::fs::create_dir_all(&shots).unwrap();
+
+    // The overview: the activation's status, the chart, the runs.
+    let home = dump_dom(&browser, &format!("{base}/"));
+    assert!(home.contains("<table id=\"overview\">"), "{home}");
+    assert!(home.contains("class=\"healthy\">healthy<"), "{home}");
+    assert!(
+        home.contains("<svg class=\"chart\"") && home.contains("<rect "),
+        "{home}"
+    );
+    assert!(home.contains(&run_id), "{home}");
+    screenshot(&browser, &format!("{base}/"), &shots.join("overview.png"));
+    // The filters work: no failed run.
+    let failed = dump_dom(&browser, &format!("{base}/?status=failed"));
+    let runs_table = &failed[failed.find("<table id=\"runs\">").unwrap()..];
+    assert!(!runs_table.contains(&run_id), "{failed}");
+
+    // A run: rows by outcome, then key; what was sent, without the person.
+    let run = dump_dom(&browser, &format!("{base}/?run={run_id}"));
+    let rejected = run
+        .find("class=\"rejected\">rejected<")
+        .expect("a rejected row");
+    let sent = run.find("class=\"sent\">sent<").expect("a sent row");
+    assert!(rejected < sent, "rejected sorts before sent: {run}");
+    assert!(run.contains("locale: en-US"), "{run}");
+    assert!(
+        !run.contains("customer1@shop.example") && !run.contains("Customer 1"),
+        "{run}"
+    );
+    screenshot(
+        &browser,
+        &format!("{base}/?run={run_id}"),
+        &shots.join("run.png"),
+    );
+
+    // Support's question, by the email in the ticket.
+    let search = format!("{base}/?q=Customer3%40shop.example");
+    let found = dump_dom(&browser, &search);
+    assert!(found.contains("Sent at "), "{found}");
+    assert!(found.contains(&run_id), "{found}");
+    screenshot(&browser, &search, &shots.join("search.png"));
+}
