@@ -256,13 +256,7 @@ fn the_run_log_page_works_in_a_real_browser() {
     world.insert(1, 3, Some(2), None);
     world.edit_activation(|yaml| format!("{yaml}schedule:\n  every: 1h\n"));
     let daemon = start(&world, &[]);
-    until("the first run", || {
-        let (_, body) = get(&daemon.address, "/api/runs");
-        serde_json::from_str::<Vec<Value>>(&body)
-            .unwrap()
-            .iter()
-            .any(|r| r["status"] == "completed")
-    });
+    until_a_run_completed(&daemon);
     let home = format!("http://{}/", daemon.address);
     let dom = dump_dom(&browser, &home);
     assert!(dom.contains("<table id=\"runs\">"), "{dom}");
@@ -649,6 +643,17 @@ fn listen_public_needs_a_token_and_asks_for_it_everywhere_but_healthz() {
     let _ = child.wait();
 }
 
+/// Waits until the daemon has completed a run.
+fn until_a_run_completed(daemon: &Daemon) {
+    until("the first run", || {
+        let (_, body) = get(&daemon.address, "/api/runs");
+        serde_json::from_str::<Vec<Value>>(&body)
+            .unwrap()
+            .iter()
+            .any(|r| r["status"] == "completed")
+    });
+}
+
 /// A screenshot of `url` by Chromium, as PNG, into `file`.
 fn screenshot(browser: &str, url: &str, file: &std::path::Path) {
     let profile = tempfile::tempdir().unwrap();
@@ -678,13 +683,7 @@ fn the_page_gives_support_and_volume_watchers_their_answers_in_a_real_browser() 
     world.insert(1, 3, Some(2), None);
     world.edit_activation(|yaml| format!("{yaml}schedule:\n  every: 1h\n"));
     let daemon = start(&world, &[]);
-    until("the first run", || {
-        let (_, body) = get(&daemon.address, "/api/runs");
-        serde_json::from_str::<Vec<Value>>(&body)
-            .unwrap()
-            .iter()
-            .any(|r| r["status"] == "completed")
-    });
+    until_a_run_completed(&daemon);
     let (_, runs) = get(&daemon.address, "/api/runs");
     let runs: Vec<Value> = serde_json::from_str(&runs).unwrap();
     let run_id = runs[0]["run_id"].as_str().unwrap().to_owned();

@@ -21,6 +21,17 @@ pub struct Earlier {
     pub invited_at: String,
 }
 
+impl From<(String, String, String)> for Earlier {
+    /// `(run_id, activation, invited_at)` as read.
+    fn from((run_id, activation, invited_at): (String, String, String)) -> Earlier {
+        Earlier {
+            run_id,
+            activation,
+            invited_at,
+        }
+    }
+}
+
 fn hex(key: &RowHash) -> String {
     key.iter().fold(String::with_capacity(32), |mut hex, b| {
         use std::fmt::Write as _;
@@ -71,11 +82,7 @@ impl Fenced {
         .fetch_optional(c)
         .await)
         .map_err(Error::db("read a contact"))?;
-        Ok(found.map(|(run_id, activation, invited_at)| Earlier {
-            run_id,
-            activation,
-            invited_at,
-        }))
+        Ok(found.map(Earlier::from))
     }
 
     /// Gives back this run's claim of `contact` in `scope` for the row
@@ -126,10 +133,6 @@ impl State {
         .fetch_optional(c)
         .await)
         .map_err(Error::db("read a contact"))?;
-        Ok(found.map(|(run_id, activation, invited_at)| Earlier {
-            run_id,
-            activation,
-            invited_at,
-        }))
+        Ok(found.map(Earlier::from))
     }
 }
