@@ -78,6 +78,13 @@ pub(crate) async fn forget(
         },
         None => project.destinations.iter().collect(),
     };
+    // As given, and lowercased if that differs: whether Trustpilot compares
+    // addresses without case is not documented.
+    let mut addresses = vec![email.trim().to_owned()];
+    let lower = email.trim().to_lowercase();
+    if lower != addresses[0] {
+        addresses.push(lower);
+    }
     let state = ctx.state().await?;
     let mut done = Forgotten {
         dry_run,
@@ -98,9 +105,7 @@ pub(crate) async fn forget(
             let status = if dry_run {
                 None
             } else {
-                let answered = client
-                    .delete_invitation_data(&bu, &[email.trim().to_owned()])
-                    .await;
+                let answered = client.delete_invitation_data(&bu, &addresses).await;
                 Some(answered.map_err(|e| match e.class() {
                     retl_trustpilot::ErrorClass::Fatal => config_error(name, &e),
                     _ => Failure::from(anyhow::anyhow!(
