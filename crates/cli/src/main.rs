@@ -125,8 +125,9 @@ enum Command {
         /// later runs. Also lets a first run larger than limits.first_run_max go.
         #[arg(long, value_name = "N")]
         limit: Option<u64>,
-        /// Send even if the new rows are a surge (more than limits.surge_factor
-        /// times the median sent by the last 10 completed runs, and over 100).
+        /// Send even if the new rows are a surge (the surge guard: more than
+        /// its threshold and more than limits.surge_share of the source look
+        /// new; see `retl approve` to let the next scheduled run send them).
         #[arg(long)]
         allow_surge: bool,
         /// Run a first run even though another activation's history was read
