@@ -12,6 +12,9 @@
 //! the signal): no request starts after the signal, requests under way may
 //! finish until shortly before the deadline, and what is still running then is
 //! `uncertain` if it was marked, `skipped` if not.
+//!
+//! Just over 600 lines: the loop, the interrupt's accounting and the
+//! recording of each outcome share the outbox and are read together.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -27,6 +30,7 @@ use retl_state::{Lease, Outcome, RowLog, RowOutcome, State};
 use tracing::Instrument as _;
 
 use super::classify::Pending;
+use super::dedupe::{release, since, suppressed};
 use super::fate::over_budget;
 use super::{HoldPoint, RunCtx, RunOptions, hold_at};
 use crate::{Error, Result};
@@ -47,49 +51,6 @@ struct UnderWay {
     reference: String,
     previous: Option<retl_diff::Entry>,
     contact: Option<String>,
-}
-
-/// When a dedupe window of `within` began, by the state's clock.
-fn since(state: &State, within: Duration) -> String {
-    let start =
-        state.clock().now() - chrono::Duration::from_std(within).unwrap_or(chrono::TimeDelta::MAX);
-    start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// The run-log reason of a row withheld because `earlier` invited its customer.
-pub(super) fn suppressed(earlier: &retl_state::Earlier, within: Duration) -> String {
-    format!(
-        "suppressed: this customer was invited at {} by run {} (activation {}); dedupe: one invitation per customer per {}",
-        earlier.invited_at,
-        earlier.run_id,
-        earlier.activation,
-        as_written(within)
-    )
-}
-
-/// A period as a configuration writes it: `365d`, `12h`, else humantime's words.
-fn as_written(period: Duration) -> String {
-    let secs = period.as_secs();
-    match secs {
-        0 => "0s".to_owned(),
-        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
-        s if s % 3600 == 0 => format!("{}h", s / 3600),
-        _ => humantime::format_duration(period).to_string(),
-    }
-}
-
-/// Gives back the row's claims of its customer (its request was not carried out).
-async fn release<R>(
-    tx: &mut retl_state::Fenced,
-    dedupe: &[(String, Duration)],
-    p: &Pending<R>,
-) -> retl_state::Result<()> {
-    if let Some(contact) = &p.contact {
-        for (scope, _) in dedupe {
-            tx.release_contact(scope, contact, &p.key).await?;
-        }
-    }
-    Ok(())
 }
 
 /// What the request tasks of one run share.
@@ -643,61 +604,6 @@ impl RunCtx<'_> {
                 log.reason = Some(format!("run stopped: {error}"));
                 fatal.get_or_insert(error);
                 (None, true)
-            }
-        }
-    }
-
-    /// Writes a created link's URL back to the warehouse; a problem to log, if any.
-    async fn write_back<R>(&mut self, p: &Pending<R>, url: Option<&str>) -> Option<String> {
-        let (Some(writeback), Some(writer), Some(url)) = (
-            self.activation.writeback.as_ref(),
-            self.writer.as_mut(),
-            url,
-        ) else {
-            return None;
-        };
-        let Some(key) = &p.writeback_key else {
-            return Some(format!(
-                "link created; not written back: `{}` is NULL on this row",
-                writeback.key_column
-            ));
-        };
-        // A writeback waits no longer than a request, nor past an interrupt's deadline.
-        let limit = self.options.drain.max(Duration::from_secs(5));
-        let deadline = self
-            .options
-            .cancel
-            .deadline(self.options.drain)
-            .unwrap_or_else(|| tokio::time::Instant::now() + limit)
-            .min(tokio::time::Instant::now() + limit);
-        let written = tokio::time::timeout_at(
-            deadline,
-            writer.set_text(
-                &writeback.table,
-                &writeback.key_column,
-                &writeback.url_column,
-                key,
-                self.writeback_key_type.as_deref(),
-                url,
-            ),
-        )
-        .await;
-        let Ok(written) = written else {
-            tracing::warn!("writing an invitation link back took too long; given up");
-            return Some(format!(
-                "link created; writing it back did not finish within {}s",
-                limit.as_secs()
-            ));
-        };
-        match written {
-            Ok(0) => Some(format!(
-                "link created; not written back: no row of `{}` has that `{}`",
-                writeback.table, writeback.key_column
-            )),
-            Ok(_) => None,
-            Err(e) => {
-                tracing::warn!(error = %e, "writing an invitation link back failed");
-                Some(format!("link created; writing it back failed: {e}"))
             }
         }
     }

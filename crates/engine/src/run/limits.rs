@@ -5,7 +5,9 @@
 
 use retl_source::Source;
 
-use super::RunCtx;
+use retl_state::{RowLog, RowOutcome};
+
+use super::{RunCtx, classify};
 use crate::{Error, Result};
 
 /// What a run's surge guard compares its new rows with.
@@ -355,6 +357,26 @@ pub async fn allowances(
         });
     }
     Ok(found)
+}
+
+impl RunCtx<'_> {
+    /// Rows held back by a run the surge guard refused: counted `skipped`
+    /// and logged as pending (the first 10,000), so that `retl runs find`
+    /// says why they were not sent.
+    pub(super) async fn skip_held<R>(&mut self, held: Vec<classify::Pending<R>>) -> Result<()> {
+        const LOGGED: usize = 10_000;
+        self.counts.skipped += held.len() as u64;
+        let name = &self.activation.name;
+        let reason = format!(
+            "pending: held back because the surge guard refused the run; sent by the next run once approved (`retl approve {name}`)"
+        );
+        let logs: Vec<RowLog> = held
+            .iter()
+            .take(LOGGED)
+            .map(|p| p.log(RowOutcome::Skipped, Some(reason.clone())))
+            .collect();
+        self.commit(&[], &[], &logs).await
+    }
 }
 
 #[cfg(test)]

@@ -2,18 +2,23 @@
 //! limits ([`limits`]), read (in cursor mode from the high-water mark:
 //! [`cursor`]), classify ([`classify`]), deliver and record ([`deliver`]),
 //! finish. [`options`] holds what a run is started with; [`preview`] the
-//! dry run that shares all of it but the writes. A little over 600 lines:
-//! `run_with` and `RunCtx::execute` with the helpers each calls once, kept
-//! beside them in the order a run goes.
+//! dry run that shares all of it but the writes; [`start`] what a run takes
+//! over from the state, [`end`] its end and housekeeping, [`dedupe`] one
+//! invitation per customer, [`writeback`] links written back. Here:
+//! `run_with` and `RunCtx::execute` with the helpers each calls once.
 
 mod classify;
 mod cursor;
+mod dedupe;
 mod deliver;
+mod end;
 mod fate;
 mod keys;
 mod limits;
 mod options;
 mod preview;
+mod start;
+mod writeback;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
@@ -22,7 +27,7 @@ use std::time::Duration;
 use retl_destination::{Kind, Sender};
 use retl_diff::RowHash;
 use retl_source::{Source, Writer};
-use retl_state::{Counts, Lease, Outcome, RowLog, RowOutcome, RunStatus, RunSummary, State};
+use retl_state::{Counts, Lease, Outcome, RowLog, RunStatus, RunSummary, State};
 use tracing::Instrument;
 
 use crate::config::{Activation, Destination, FirstRun};
@@ -30,19 +35,11 @@ use crate::destinations::Visitor;
 use crate::{Error, Result};
 
 pub(crate) use classify::Columns;
+use end::{by_interrupt, heartbeat, prune, record_end, scrub, unrecorded};
 pub use limits::{Allowance, allowances};
 pub(super) use options::hold_at;
 pub use options::{Cancel, Hold, HoldPoint, Progress, Resend, RunOptions};
 pub use preview::{Planned, Preview, Refusal};
-
-/// Aborts a background task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// A destination bound to a run: the builder of its requests, and its
 /// outbox (none in a dry run).
@@ -229,122 +226,6 @@ fn undecodable(source: &Source) -> HashMap<usize, String> {
         .iter()
         .map(|p| (p.row, format!("column `{}`: {}", p.column, p.message)))
         .collect()
-}
-
-/// `work`, given up at the interrupt's deadline once there is one (`None`):
-/// after SIGINT or SIGTERM, nothing a run still does waits past it.
-async fn by_interrupt<T>(options: &RunOptions, work: impl Future<Output = T>) -> Option<T> {
-    match options.cancel.deadline(options.drain) {
-        Some(deadline) => tokio::time::timeout_at(deadline, work).await.ok(),
-        None => Some(work.await),
-    }
-}
-
-/// Renews the run's lease every third of its time while the run lives (it
-/// is aborted when dropped); stops once another run took the lease.
-fn heartbeat(state: &State, lease: &Lease) -> AbortOnDrop {
-    let (state, lease) = (state.clone(), lease.clone());
-    AbortOnDrop(tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(lease.ttl / 3).await;
-            match state.renew_lease(&lease).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::error!(activation = %lease.activation, "lease lost to another run");
-                    break;
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot renew the lease; retrying"),
-            }
-        }
-    }))
-}
-
-/// Records the run's end (and, for a completed cursor run, its new mark) in
-/// one fenced transaction; after an interrupt, by its deadline.
-async fn record_end(
-    state: &State,
-    lease: &Lease,
-    options: &RunOptions,
-    (cursor, shape): (Option<&cursor::CursorTrack>, Option<&str>),
-    summary: &RunSummary,
-) -> retl_state::Result<RunSummary> {
-    let recorded = async {
-        let mut tx = state.fenced(lease).await?;
-        if let Some(shape) = shape {
-            tx.set_content_shape(shape).await?;
-        }
-        if let Some(track) = cursor {
-            let mark = track.next();
-            let text = mark.as_ref().map(|m| (m.kind(), m.to_string()));
-            let full_at = track.full.then(|| summary.started_at.clone());
-            tx.set_cursor(
-                text.as_ref().map(|(kind, text)| (*kind, text.as_str())),
-                full_at.as_deref(),
-            )
-            .await?;
-        }
-        let mut closing = summary.clone();
-        tx.finish_run(&mut closing).await?;
-        tx.commit().await?;
-        Ok::<_, retl_state::Error>(closing)
-    };
-    match options.cancel.deadline(options.drain) {
-        Some(deadline) => tokio::time::timeout_at(deadline, recorded)
-            .await
-            .unwrap_or_else(|_| Err(retl_state::Error::DeadlinePassed)),
-        None => recorded.await,
-    }
-}
-
-/// A summary whose end could not be recorded: failed, saying why, finished now.
-fn unrecorded(state: &State, summary: &mut RunSummary, error: &Error) {
-    summary.status = RunStatus::Failed;
-    let said = retl_config::with_causes(error);
-    summary.error = Some(match summary.error.take() {
-        Some(first) => format!("{first}; then the run's end could not be recorded: {said}"),
-        None => format!("the run's end could not be recorded: {said}"),
-    });
-    summary.finished_at = Some(
-        state
-            .clock()
-            .now()
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    );
-    tracing::error!(activation = %summary.activation, run_id = %summary.run_id, "{said}");
-}
-
-/// Prunes the activation's run logs older than `keep` (`retention.run_logs`).
-/// A failure is logged, not the run's: its outcomes are recorded already.
-async fn prune(state: &State, lease: &Lease, keep: Duration) {
-    let before =
-        state.clock().now() - chrono::Duration::from_std(keep).unwrap_or(chrono::TimeDelta::MAX);
-    let before = before.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let pruned = async {
-        let mut tx = state.fenced(lease).await?;
-        let gone = tx.prune_run_logs(&before).await?;
-        tx.commit().await?;
-        Ok::<_, retl_state::Error>(gone)
-    };
-    match pruned.await {
-        Ok(0) => {}
-        Ok(runs) => tracing::info!(runs, before = %before, "run logs pruned (retention.run_logs)"),
-        Err(e) => tracing::warn!(error = %e, "cannot prune run logs; they are kept"),
-    }
-}
-
-/// `retention.personal_data`: scrubs the reasons, answers and link URLs of
-/// the activation's run-log rows older than `keep`. A failure is logged.
-async fn scrub(state: &State, activation: &str, keep: Duration) {
-    let before =
-        state.clock().now() - chrono::Duration::from_std(keep).unwrap_or(chrono::TimeDelta::MAX);
-    let before = before.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    match state.scrub_personal_data(activation, &before).await {
-        Ok(0) => {}
-        Ok(rows) => {
-            tracing::info!(rows, before = %before, "personal data scrubbed (retention.personal_data)");
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot scrub personal data; it is kept"),
-    }
 }
 
 /// What a run of `activation` would do now, without doing it: the same
@@ -612,67 +493,6 @@ impl<'a> RunCtx<'a> {
         Ok((rows, sender))
     }
 
-    /// What the run carries from the state: an approval, whether the
-    /// mapping changed since the last completed run, the contact key.
-    async fn load_from_state(&mut self) -> Result<()> {
-        self.approval = self.approval().await?;
-        self.reshaped = self
-            .state
-            .content_shape(&self.activation.name)
-            .await?
-            .is_some_and(|before| before != self.content_shape);
-        if self.reshaped {
-            tracing::warn!(
-                "the mapping changed since the last completed run: rows already sent are re-hashed under it, not logged as changed"
-            );
-        }
-        // A preview only reads the key (to foresee dedupe); it makes none.
-        self.contact_key = match self.dry {
-            None => Some(self.state.contact_key().await?),
-            Some(_) => self.state.existing_contact_key().await?,
-        };
-        Ok(())
-    }
-
-    /// The approval waiting for this run, taken (a preview only looks).
-    async fn approval(&self) -> Result<Option<retl_state::Approval>> {
-        let approval = match self.dry {
-            Some(_) => self.state.waiting_approval(&self.activation.name).await?,
-            None => {
-                let mut tx = self.state.fenced(self.lease).await?;
-                let taken = tx.take_approval().await?;
-                tx.commit().await?;
-                taken
-            }
-        };
-        if let Some(a) = &approval {
-            tracing::info!(
-                approved_by = %a.approved_by,
-                approved_at = %a.approved_at,
-                "approved (retl approve): this run goes past the safety limits that refused the activation"
-            );
-        }
-        Ok(approval)
-    }
-
-    /// Rows held back by a run the surge guard refused: counted `skipped`
-    /// and logged as pending (the first 10,000), so that `retl runs find`
-    /// says why they were not sent.
-    async fn skip_held<R>(&mut self, held: Vec<classify::Pending<R>>) -> Result<()> {
-        const LOGGED: usize = 10_000;
-        self.counts.skipped += held.len() as u64;
-        let name = &self.activation.name;
-        let reason = format!(
-            "pending: held back because the surge guard refused the run; sent by the next run once approved (`retl approve {name}`)"
-        );
-        let logs: Vec<RowLog> = held
-            .iter()
-            .take(LOGGED)
-            .map(|p| p.log(RowOutcome::Skipped, Some(reason.clone())))
-            .collect();
-        self.commit(&[], &[], &logs).await
-    }
-
     /// Shares the counts so far with a progress display, if there is one.
     pub(super) fn report(&self) {
         if let Some(progress) = &self.options.progress {
@@ -725,47 +545,6 @@ impl<'a> RunCtx<'a> {
         }
     }
 
-    /// A dry run's rows to send, but those whose customer was invited within
-    /// a dedupe window: counted `suppressed` and noted (a real run decides
-    /// this when it marks the row, claiming the customer).
-    async fn without_suppressed<R>(
-        &mut self,
-        pending: Vec<classify::Pending<R>>,
-    ) -> Result<Vec<classify::Pending<R>>> {
-        if self.activation.dedupe.is_empty() {
-            return Ok(pending);
-        }
-        let mut kept = Vec::with_capacity(pending.len());
-        let mut logs = Vec::new();
-        'rows: for p in pending {
-            if let Some(contact) = &p.contact {
-                for (scope, within) in &self.activation.dedupe {
-                    let start = self.state.clock().now()
-                        - chrono::Duration::from_std(*within).unwrap_or(chrono::TimeDelta::MAX);
-                    let since = start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-                    let name = &self.activation.name;
-                    if let Some(earlier) = self
-                        .state
-                        .contact_invited(scope, contact, name, &p.key, &since)
-                        .await?
-                    {
-                        self.counts.suppressed += 1;
-                        logs.push(p.log(
-                            RowOutcome::Suppressed,
-                            Some(deliver::suppressed(&earlier, *within)),
-                        ));
-                        continue 'rows;
-                    }
-                }
-            }
-            kept.push(p);
-        }
-        if let Some(dry) = &mut self.dry {
-            dry.out.note(&logs);
-        }
-        Ok(kept)
-    }
-
     /// A dry run's [`send`](Self::send): counts what the budget lets go as
     /// `sent` and the rest as `skipped`, and lists the invitations.
     fn plan_all<R>(&mut self, pending: Vec<classify::Pending<R>>) {
@@ -785,48 +564,6 @@ impl<'a> RunCtx<'a> {
                 });
             }
         }
-    }
-
-    /// Turns rows an earlier run left in flight into `uncertain` (and logs
-    /// them), after releasing the rows of a resend.
-    async fn recover(&mut self) -> Result<()> {
-        let mut tx = self.state.fenced(self.lease).await?;
-        if let Some(resend) = &self.options.resend {
-            let released = tx.release(&resend.run_id, resend.outcome).await?;
-            tracing::info!(
-                released = released.len(),
-                run_id = %resend.run_id,
-                "rows released for resend"
-            );
-            self.only = Some(released.iter().map(|(key, _)| *key).collect());
-            self.released = released.into_iter().map(|(_, key)| key).collect();
-        }
-        let recovered = tx.recover_in_flight().await?;
-        if !recovered.is_empty() {
-            tracing::warn!(
-                rows = recovered.len(),
-                "rows left in flight by an interrupted run are now uncertain"
-            );
-            self.counts.recovered = recovered.len() as u64;
-            let logs: Vec<RowLog> = recovered
-                .iter()
-                .map(|r| {
-                    RowLog::new(
-                        r.row_key.as_deref().unwrap_or("?"),
-                        r.reference.as_deref(),
-                        RowOutcome::Uncertain,
-                        Some(
-                            "in flight when an earlier run stopped: delivery unknown, not resent"
-                                .to_owned(),
-                        ),
-                    )
-                })
-                .collect();
-            tx.log_rows(self.seq, &logs).await?;
-            self.seq += logs.len() as u64;
-        }
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Records ledger outcomes and run-log rows in one fenced transaction
