@@ -432,6 +432,20 @@ fn the_same_scenario_with_a_postgresql_state_database() {
 }
 
 #[test]
+fn the_same_scenario_on_postgresql_read_through_a_cursor() {
+    // Redshift's path (no binary COPY), against PostgreSQL.
+    if let Some(world) = World::with(Kind::Postgres) {
+        world.edit_activation(|yaml| {
+            yaml.replace(
+                "  primary_key: [order_id]\n",
+                "  primary_key: [order_id]\n  read: cursor\n",
+            )
+        });
+        scenario(&world);
+    }
+}
+
+#[test]
 fn the_same_scenario_on_mysql() {
     if let Some(world) = World::with(Kind::Mysql) {
         scenario(&world);

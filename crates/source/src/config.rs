@@ -26,6 +26,8 @@ pub struct SourceConfig {
     pub read_timeout: Duration,
     /// Cursor mode (`incremental:`), if set.
     pub incremental: Option<crate::Incremental>,
+    /// How a PostgreSQL-protocol source is read (`read:`).
+    pub read: crate::Read,
 }
 
 impl fmt::Debug for SourceConfig {
@@ -38,6 +40,7 @@ impl fmt::Debug for SourceConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("read_timeout", &self.read_timeout)
             .field("incremental", &self.incremental)
+            .field("read", &self.read)
             .finish()
     }
 }
@@ -53,6 +56,7 @@ impl SourceConfig {
             connect_timeout: self.connect_timeout,
             read_timeout: self.read_timeout,
             since: None,
+            read: self.read,
         }
     }
 }
@@ -66,6 +70,7 @@ const SOURCE_KEYS: &[&str] = &[
     "connect_timeout_seconds",
     "read_timeout_seconds",
     "incremental",
+    "read",
 ];
 const INCREMENTAL_KEYS: &[&str] = &["cursor", "lookback", "full_scan_every"];
 
@@ -88,6 +93,10 @@ pub fn source_schema() -> Value {
             1,
             86_400,
             "how long the database may stay silent while retl waits for rows (default 300)",
+        ),
+        "read" => retl_config::schema::choice(
+            crate::Read::CHOICES,
+            "PostgreSQL protocol only: copy (binary COPY, the default) or cursor (DECLARE … CURSOR and FETCH per batch, for Redshift and CockroachDB; chosen by itself when the server is Redshift or refuses COPY)",
         ),
         "incremental" => object(
             "cursor mode: read only rows at or past the high-water mark (less a lookback)",
@@ -180,6 +189,11 @@ pub fn read_source(r: &mut Reader<'_>, node: &Node<'_>) -> Option<SourceConfig> 
     };
     let connect_timeout = seconds(r, "connect_timeout_seconds", 30);
     let read_timeout = seconds(r, "read_timeout_seconds", 300);
+    let read = map
+        .get("read")
+        .and_then(|n| r.choice(n, "source.read", crate::Read::CHOICES))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_default();
     let incremental = match map.get("incremental") {
         Some(node) => Some(read_incremental(r, node)?),
         None => None,
@@ -192,6 +206,7 @@ pub fn read_source(r: &mut Reader<'_>, node: &Node<'_>) -> Option<SourceConfig> 
         connect_timeout,
         read_timeout,
         incremental,
+        read,
     })
 }
 

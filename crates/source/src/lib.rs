@@ -67,6 +67,19 @@ pub enum Model {
     Query(String),
 }
 
+retl_config::spelled! {
+    /// How a PostgreSQL-protocol source is read (`source.read`).
+    #[derive(Default)]
+    pub enum Read {
+        /// `COPY (SELECT …) TO STDOUT (FORMAT binary)`: the fastest (the default).
+        #[default]
+        Copy = "copy",
+        /// A server-side cursor (`DECLARE … CURSOR`, then `FETCH n` per
+        /// batch), for servers without binary COPY (Redshift, CockroachDB).
+        Cursor = "cursor",
+    }
+}
+
 /// Everything needed to open a source.
 #[derive(Clone)]
 pub struct SourceSpec {
@@ -85,6 +98,8 @@ pub struct SourceSpec {
     pub read_timeout: Duration,
     /// Cursor mode: only rows at or past this point (`None`: every row).
     pub since: Option<Since>,
+    /// How a PostgreSQL-protocol source is read (other drivers ignore it).
+    pub read: Read,
 }
 
 impl SourceSpec {
@@ -99,6 +114,7 @@ impl SourceSpec {
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_mins(5),
             since: None,
+            read: Read::Copy,
         }
     }
 }
@@ -113,6 +129,7 @@ impl std::fmt::Debug for SourceSpec {
             .field("connect_timeout", &self.connect_timeout)
             .field("read_timeout", &self.read_timeout)
             .field("since", &self.since)
+            .field("read", &self.read)
             .finish()
     }
 }

@@ -1,10 +1,19 @@
-//! PostgreSQL sources, read with `COPY … TO STDOUT (FORMAT binary)`.
+//! PostgreSQL sources, read with `COPY … TO STDOUT (FORMAT binary)`, or
+//! through a server-side cursor where COPY is not there.
 //!
 //! COPY is the fastest way out of PostgreSQL, and its binary format needs no
 //! text parsing: each tuple is a field count, then per field a length (-1 for
 //! NULL) and the value in its binary send format. Columns whose binary format
 //! retl does not parse (numeric, uuid, json, jsonb) are cast to `text` in the
 //! SELECT, which PostgreSQL renders exactly.
+//!
+//! Redshift and `CockroachDB` speak the protocol but have no binary COPY TO
+//! STDOUT: `source.read: cursor` (chosen by itself when the server says it is
+//! Redshift, or refuses the COPY as a syntax error or an unsupported feature)
+//! declares a cursor over the same SELECT and fetches `batch_size` rows at a
+//! time. Each value arrives in the same binary send format (the extended
+//! protocol asks for binary results), so both paths decode with one parser:
+//! same types, same exactness, and memory bounded by a batch.
 
 use std::str::FromStr;
 
@@ -83,10 +92,29 @@ pub(crate) async fn plan(
         '"',
     );
     let statement = crate::cursor::Statement {
-        sql: format!("COPY ({}) TO STDOUT (FORMAT binary)", select.sql),
+        sql: select.sql,
         param: select.param,
     };
     Ok((plan, conn, statement))
+}
+
+/// Whether the server says it is Redshift (`SELECT version()`).
+async fn is_redshift(conn: &mut PgConnection) -> bool {
+    let version: Option<(String,)> = sqlx::query_as("SELECT version()")
+        .fetch_optional(&mut *conn)
+        .await
+        .ok()
+        .flatten();
+    version.is_some_and(|(v,)| v.contains("Redshift"))
+}
+
+/// Whether the server refused the COPY itself (a syntax error, an
+/// unsupported feature): then a cursor reads the same rows.
+fn refused_copy(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(sqlx::error::DatabaseError::code)
+        .is_some_and(|code| code == "42601" || code == "0A000")
 }
 
 pub(crate) async fn open(spec: &SourceSpec) -> Result<Source> {
@@ -101,25 +129,107 @@ pub(crate) async fn open(spec: &SourceSpec) -> Result<Source> {
             .await
             .map_err(Error::Query)?;
     }
-    let sql = statement.sql;
+    let select = statement.sql;
     let batch_size = spec.batch_size;
     let read_timeout = spec.read_timeout;
+    let cursor = match spec.read {
+        crate::Read::Cursor => true,
+        crate::Read::Copy if is_redshift(&mut conn).await => {
+            tracing::warn!(
+                "the source is Redshift, which has no binary COPY: reading through a cursor (source.read: cursor)"
+            );
+            true
+        }
+        crate::Read::Copy => false,
+    };
     Ok(Source::start(
         plan.schema.clone(),
         plan.columns(),
-        move |tx| async move { read(&mut conn, &sql, &plan, batch_size, read_timeout, &tx).await },
+        move |tx| async move {
+            if cursor {
+                return read_cursor(&mut conn, &select, &plan, batch_size, read_timeout, &tx).await;
+            }
+            let copy = format!("COPY ({select}) TO STDOUT (FORMAT binary)");
+            let refused = match conn.copy_out_raw(&copy).await {
+                Ok(stream) => {
+                    return read_copy(stream, &plan, batch_size, read_timeout, &tx).await;
+                }
+                Err(e) if refused_copy(&e) => e,
+                Err(e) => return Err(Error::Query(e)),
+            };
+            tracing::warn!(error = %refused, "the server refused binary COPY: reading through a cursor (set source.read: cursor to skip the attempt)");
+            read_cursor(&mut conn, &select, &plan, batch_size, read_timeout, &tx).await
+        },
     ))
 }
 
-async fn read(
+/// Reads the rows of `select` through a server-side cursor, a batch per
+/// `FETCH`, in a read-only transaction; each wait on the database is
+/// bounded by `read_timeout`.
+async fn read_cursor(
     conn: &mut PgConnection,
-    sql: &str,
+    select: &str,
     plan: &Plan,
     batch_size: usize,
     read_timeout: std::time::Duration,
     tx: &mpsc::Sender<Result<crate::Batch>>,
 ) -> Result<()> {
-    let mut stream = conn.copy_out_raw(sql).await.map_err(Error::Query)?;
+    use sqlx::{Executor as _, Row as _, ValueRef as _};
+    let silent = |_| Error::ReadTimeout(read_timeout);
+    // The executor's methods give `Send` futures the reading task can hold.
+    tokio::time::timeout(read_timeout, conn.execute("BEGIN READ ONLY"))
+        .await
+        .map_err(silent)?
+        .map_err(Error::Query)?;
+    let declare = format!("DECLARE retl_read NO SCROLL CURSOR FOR {select}");
+    tokio::time::timeout(read_timeout, conn.execute(declare.as_str()))
+        .await
+        .map_err(silent)?
+        .map_err(Error::Query)?;
+    let fetch = format!("FETCH FORWARD {batch_size} FROM retl_read");
+    let mut parser = Parser::new(plan, batch_size);
+    loop {
+        // A prepared statement: its results come in the binary format.
+        let rows = tokio::time::timeout(read_timeout, conn.fetch_all(sqlx::query(&fetch)))
+            .await
+            .map_err(silent)?
+            .map_err(Error::Query)?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            for index in 0..parser.builders.len() {
+                let raw = row.try_get_raw(index).map_err(Error::Query)?;
+                let value = if raw.is_null() {
+                    None
+                } else if raw.format() != sqlx::postgres::PgValueFormat::Binary {
+                    return Err(parser.decode_error(index, "a value in the text format"));
+                } else {
+                    Some(
+                        raw.as_bytes()
+                            .map_err(|e| parser.decode_error(index, e.to_string()))?,
+                    )
+                };
+                parser.append(index, value)?;
+            }
+        }
+        if !flush(&plan.schema, &mut parser.builders, Vec::new(), tx).await {
+            return Ok(());
+        }
+    }
+    // Read only: nothing to keep.
+    let _ = conn.execute("ROLLBACK").await;
+    Ok(())
+}
+
+/// Reads a binary COPY stream.
+async fn read_copy<C: std::ops::Deref<Target = [u8]>>(
+    mut stream: impl futures::Stream<Item = sqlx::Result<C>> + Unpin,
+    plan: &Plan,
+    batch_size: usize,
+    read_timeout: std::time::Duration,
+    tx: &mpsc::Sender<Result<crate::Batch>>,
+) -> Result<()> {
     let mut parser = Parser::new(plan, batch_size);
     loop {
         let Some(chunk) = crate::next_within(&mut stream, read_timeout).await? else {

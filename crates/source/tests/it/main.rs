@@ -205,6 +205,51 @@ mod postgres {
     }
 
     #[tokio::test]
+    async fn the_cursor_reader_gives_exactly_what_copy_gives() {
+        let Some(mut s) = Schema::new().await else {
+            return;
+        };
+        s.sql(
+            "CREATE TABLE $S.t (
+                id int8, i2 int2, i4 int4, r real, d double precision, n numeric(40, 20),
+                txt text, b bool, day date, ts timestamp, tstz timestamptz, u uuid, jb jsonb, raw bytea);
+             INSERT INTO $S.t
+               SELECT g, (g % 100)::int2, g::int4, g / 4.0, g / 8.0, g * 1000000000.000000000001,
+                      'row ø ' || g, g % 2 = 0, date '2024-02-29' + g, timestamp '2024-02-29 12:34:56.789012' + g * interval '1 hour',
+                      timestamptz '2024-02-29 12:00:00+05:30' + g * interval '1 minute',
+                      md5(g::text)::uuid, jsonb_build_object('g', g), int4send(g)
+               FROM generate_series(1, 2500) g;
+             INSERT INTO $S.t VALUES (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
+        )
+        .await;
+        let columns = [
+            "id", "i2", "i4", "r", "d", "n", "txt", "b", "day", "ts", "tstz", "u", "jb", "raw",
+        ];
+        let read = |mode: retl_source::Read| {
+            let mut spec = spec(&s.url, Model::Table(format!("{}.t", s.name)), &columns);
+            spec.read = mode;
+            spec.batch_size = 1_000;
+            spec
+        };
+        let mut copy = Source::open(&read(retl_source::Read::Copy)).await.unwrap();
+        let copied = read_all(&mut copy).await.unwrap();
+        let mut cursor = Source::open(&read(retl_source::Read::Cursor))
+            .await
+            .unwrap();
+        let fetched = read_all(&mut cursor).await.unwrap();
+        assert_eq!(
+            fetched
+                .iter()
+                .map(RecordBatch::num_rows)
+                .collect::<Vec<_>>(),
+            [1_000, 1_000, 501],
+            "a batch per FETCH: memory follows the batch"
+        );
+        assert_eq!(fetched, copied, "same types, same values, same batches");
+        s.drop().await;
+    }
+
+    #[tokio::test]
     async fn a_query_model_streams_in_batches() {
         let Some(mut s) = Schema::new().await else {
             return;
