@@ -12,6 +12,7 @@
 # holds N rows, then times, one after the other:
 #   raw:       psql COPY (SELECT cols FROM retl_bench.orders) TO STDOUT > /dev/null
 #   retl:      the source stage alone (Arrow batches of 10,000 rows)
+#   cursor_read: the same through a server-side cursor (Redshift's path)
 #   retl+hash: the source stage plus the diff's key and content hashing
 #   baseline:  `retl run` of an activation with first_run: skip_existing (records every row)
 #   incremental: `retl run` again: every row read, hashed, looked up, none new;
@@ -87,6 +88,7 @@ measure() {
 }
 read -r retl retl_rss < <(measure "$bin" "$url" retl_bench.orders "$columns")
 read -r hashed hashed_rss < <(measure "$bin" "$url" retl_bench.orders "$columns" --hash order_id)
+read -r cursor_read cursor_rss < <(measure "$bin" "$url" retl_bench.orders "$columns" --cursor)
 
 echo "building retl (release)..."
 cargo build --release -q -p retl
@@ -200,6 +202,7 @@ printf '%-11s %9s %8s %14s %10s\n' stage seconds ratio rows/s peak_RSS
 printf '%-11s %9.3f %8s %14.0f %10s\n' raw_copy "$raw" 1.00 "$(echo "$rows / $raw" | bc -l)" -
 line retl "$retl" "$retl_rss" "(the source stage alone)"
 line retl+hash "$hashed" "$hashed_rss" "(and the diff's hashing)"
+line cursor_read "$cursor_read" "$cursor_rss" "(the source stage through a cursor: source.read: cursor)"
 line baseline "$baseline" "$baseline_rss" "(first run, skip_existing)"
 line increment "$incremental" "$incremental_rss" "(full scan, nothing new)"
 printf '%-11s %9s %8.2f %14s %10s %s\n' increment - "$alternated_median" - - \

@@ -6,6 +6,9 @@
 //! cargo run --release -p retl-engine --example source_bench -- URL TABLE COL[,COL…] [--hash KEYCOLS]
 //! ```
 //!
+//! With `--cursor` (last), a PostgreSQL source is read through a server-side
+//! cursor instead of binary COPY (`source.read: cursor`).
+//!
 //! With `--hash`, every batch is also hashed as the diff stage does (key hash of
 //! KEYCOLS, content hash of all columns), to show what the diff adds to the read.
 
@@ -37,7 +40,11 @@ async fn main() {
         _ => None,
     };
     let all: Vec<usize> = (0..columns.len()).collect();
-    let spec = SourceSpec::new(args[0].clone(), Model::Table(args[1].clone()), columns);
+    let mut spec = SourceSpec::new(args[0].clone(), Model::Table(args[1].clone()), columns);
+    // `--cursor`: PostgreSQL through a server-side cursor (Redshift's path).
+    if args.iter().any(|a| a == "--cursor") {
+        spec.read = retl_source::Read::Cursor;
+    }
     let started = Instant::now();
     let mut source = Source::open(&spec).await.unwrap_or_else(|e| panic!("{e}"));
     let mut rows = 0usize;
