@@ -74,8 +74,11 @@ impl RunCtx<'_> {
 
     /// The approval waiting for this run, taken (a preview only looks).
     async fn approval(&self) -> Result<Option<retl_state::Approval>> {
+        let waiting = self.state.waiting_approval(&self.activation.name).await?;
         let approval = match self.dry {
-            Some(_) => self.state.waiting_approval(&self.activation.name).await?,
+            // Most runs have none: no write transaction (a commit) to learn it.
+            _ if waiting.is_none() => None,
+            Some(_) => waiting,
             None => {
                 let mut tx = self.state.fenced(self.lease).await?;
                 let taken = tx.take_approval().await?;
