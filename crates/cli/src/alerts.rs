@@ -51,6 +51,31 @@ pub(crate) struct Alert {
     pub counts: Option<Counts>,
 }
 
+impl Alert {
+    /// An alert of `event` for the incident `key` of `activation`, about
+    /// run `summary` if there is one.
+    fn new(
+        state: &State,
+        event: &str,
+        key: &str,
+        activation: &str,
+        summary: Option<&RunSummary>,
+        message: String,
+    ) -> Alert {
+        Alert {
+            event: event.to_owned(),
+            rule: Some(key.to_owned()),
+            activation: activation.to_owned(),
+            run_id: summary.map(|s| s.run_id.clone()),
+            status: summary.map(|s| s.status.to_string()),
+            message,
+            at: now_text(state),
+            incident_opened_at: None,
+            counts: summary.map(|s| s.counts),
+        }
+    }
+}
+
 /// Sends the alerts of one configuration.
 pub(crate) struct Notifier {
     alerts: Alerts,
@@ -124,14 +149,23 @@ impl Notifier {
                             tracing::warn!(error = %e, "cannot record an alert incident; alerting anyway");
                             true
                         });
-                    let alert =
-                        Self::alert(state, rule.when.as_str(), Some(rule), summary, message);
+                    let alert = Alert::new(
+                        state,
+                        rule.when.as_str(),
+                        &key,
+                        &summary.activation,
+                        Some(summary),
+                        message,
+                    );
                     for r in rules.iter().filter(|r| opened || r.every) {
                         self.notify(&r.notify, &alert).await;
                     }
                 }
                 None if summary.status == RunStatus::Completed => {
-                    self.recover(state, &key, &rules, summary).await;
+                    let message = format!("{key} is over: run {} completed", summary.run_id);
+                    let activation = &summary.activation;
+                    self.recover(state, activation, &key, &rules, Some(summary), message)
+                        .await;
                 }
                 None => {}
             }
@@ -175,96 +209,49 @@ impl Notifier {
                             humantime::format_duration(after)
                         ),
                     };
-                    let alert = Alert {
-                        event: "stale".to_owned(),
-                        rule: Some(key.clone()),
-                        activation: activation.to_owned(),
-                        run_id: None,
-                        status: None,
-                        message,
-                        at: now_text(state),
-                        incident_opened_at: None,
-                        counts: None,
-                    };
+                    let alert = Alert::new(state, "stale", &key, activation, None, message);
                     self.notify(&rule.notify, &alert).await;
                 }
             } else if !late {
-                self.recover_stale(state, activation, &key, rule).await;
+                let message = format!("{key} is over: a run completed");
+                self.recover(state, activation, &key, &[rule], None, message)
+                    .await;
             }
         }
     }
 
-    /// A `stale` incident is over: a run completed.
-    async fn recover_stale(&self, state: &State, activation: &str, key: &str, rule: &Rule) {
+    /// The incident `key` of `activation` is over (run `summary` completed,
+    /// if one did): if it was open, its rules' channels hear `recovered`.
+    async fn recover(
+        &self,
+        state: &State,
+        activation: &str,
+        key: &str,
+        rules: &[&Rule],
+        summary: Option<&RunSummary>,
+        message: String,
+    ) {
         let Ok(Some(opened_at)) = state.close_incident(activation, key).await else {
             return;
         };
-        let alert = Alert {
-            event: "recovered".to_owned(),
-            rule: Some(key.to_owned()),
-            activation: activation.to_owned(),
-            run_id: None,
-            status: None,
-            message: format!("{key} is over: a run completed"),
-            at: now_text(state),
-            incident_opened_at: Some(opened_at),
-            counts: None,
-        };
-        self.notify(&rule.notify, &alert).await;
-    }
-
-    /// The incident `key` is over: run `summary` completed.
-    async fn recover(&self, state: &State, key: &str, rules: &[&Rule], summary: &RunSummary) {
-        let Ok(Some(opened_at)) = state.close_incident(&summary.activation, key).await else {
-            return;
-        };
-        let mut alert = Self::alert(
-            state,
-            "recovered",
-            rules.first().copied(),
-            summary,
-            format!("{key} is over: run {} completed", summary.run_id),
-        );
-        alert.rule = Some(key.to_owned());
+        let mut alert = Alert::new(state, "recovered", key, activation, summary, message);
         alert.incident_opened_at = Some(opened_at);
         for rule in rules {
             self.notify(&rule.notify, &alert).await;
         }
     }
 
-    fn alert(
-        state: &State,
-        event: &str,
-        rule: Option<&Rule>,
-        summary: &RunSummary,
-        message: String,
-    ) -> Alert {
-        Alert {
-            event: event.to_owned(),
-            rule: rule.map(key),
-            activation: summary.activation.clone(),
-            run_id: Some(summary.run_id.clone()),
-            status: Some(summary.status.to_string()),
-            message,
-            at: now_text(state),
-            incident_opened_at: None,
-            counts: Some(summary.counts),
-        }
-    }
-
     /// `retl alerts test`: a test alert to every channel; each channel's result.
     pub(crate) async fn test(&self, state: &State) -> Vec<(String, Result<(), String>)> {
-        let alert = Alert {
-            event: "test".to_owned(),
-            rule: None,
-            activation: "-".to_owned(),
-            run_id: None,
-            status: None,
-            message: "a test alert from `retl alerts test`: this channel works".to_owned(),
-            at: now_text(state),
-            incident_opened_at: None,
-            counts: None,
-        };
+        let mut alert = Alert::new(
+            state,
+            "test",
+            "",
+            "-",
+            None,
+            "a test alert from `retl alerts test`: this channel works".to_owned(),
+        );
+        alert.rule = None;
         let mut results = Vec::new();
         for (name, channel) in &self.alerts.channels {
             results.push((name.clone(), self.deliver(name, channel, &alert).await));

@@ -28,7 +28,7 @@ impl fmt::Debug for ContactKey {
 }
 
 /// An email as it is compared: trimmed, lowercased.
-pub fn normalize(email: &str) -> String {
+pub(crate) fn normalize(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
@@ -43,7 +43,7 @@ impl ContactKey {
 }
 
 /// `bytes` as lowercase hex.
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes
         .iter()
         .fold(String::with_capacity(bytes.len() * 2), |mut hex, b| {
@@ -55,7 +55,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// `text` with anything that looks like an email address replaced by
 /// `<email>`: a destination's answer, kept in the run log, may quote one.
-pub fn scrub(text: &str) -> String {
+pub(crate) fn scrub(text: &str) -> String {
     let looks_like_email = |word: &str| {
         let word = word.trim_matches(|c: char| !c.is_alphanumeric());
         word.split_once('@')

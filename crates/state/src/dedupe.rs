@@ -7,6 +7,7 @@
 
 use retl_diff::RowHash;
 
+use crate::contact::hex;
 use crate::db::on;
 use crate::{Error, Fenced, Result, State};
 
@@ -30,14 +31,6 @@ impl From<(String, String, String)> for Earlier {
             invited_at,
         }
     }
-}
-
-fn hex(key: &RowHash) -> String {
-    key.iter().fold(String::with_capacity(32), |mut hex, b| {
-        use std::fmt::Write as _;
-        let _ = write!(hex, "{b:02x}");
-        hex
-    })
 }
 
 impl Fenced {
@@ -64,7 +57,7 @@ impl Fenced {
         .bind(scope)
         .bind(contact)
         .bind(&self.activation)
-        .bind(hex(key))
+        .bind(hex(key.as_slice()))
         .bind(&self.run_id)
         .bind(&self.now)
         .bind(since)
@@ -100,7 +93,7 @@ impl Fenced {
         .bind(scope)
         .bind(contact)
         .bind(&self.activation)
-        .bind(hex(key))
+        .bind(hex(key.as_slice()))
         .bind(&self.run_id)
         .execute(c)
         .await
@@ -129,7 +122,7 @@ impl State {
         .bind(contact)
         .bind(since)
         .bind(activation)
-        .bind(hex(key))
+        .bind(hex(key.as_slice()))
         .fetch_optional(c)
         .await)
         .map_err(Error::db("read a contact"))?;

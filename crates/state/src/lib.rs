@@ -58,7 +58,7 @@ pub use approvals::Approval;
 #[cfg(test)]
 pub(crate) use clock::ManualClock;
 pub use clock::{Clock, OffsetClock, SystemClock};
-pub use contact::{ContactKey, normalize as normalize_contact, scrub as scrub_personal};
+pub use contact::ContactKey;
 pub use cursor::Cursor;
 pub use db::OpenOptions;
 pub use dedupe::Earlier;

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::config::{Destination, Target};
+use crate::Settings;
+use crate::config::Destination;
 use crate::{Client, ErrorClass};
 
 /// What a check of a destination found.
@@ -41,13 +42,14 @@ pub struct TemplateRef {
 }
 
 /// Mints a fresh token for `destination`, then, for the business unit of its
-/// defaults and of each of `targets`: reads its name, lists its templates and
-/// checks that the template ids configured for it are among them. Every
-/// problem is in the report. `token_cache` is normally `None`: a check mints
-/// a new token to prove the credentials.
+/// defaults and of each of `activations` (the settings they send with):
+/// reads its name, lists its templates and checks that the template ids
+/// among those settings are among them. Every problem is in the report.
+/// `token_cache` is normally `None`: a check mints a new token to prove the
+/// credentials.
 pub async fn check_destination(
     destination: &Destination,
-    targets: &[&Target],
+    activations: &[Settings],
     token_cache: Option<&Path>,
 ) -> Report {
     let mut report = Report::default();
@@ -65,7 +67,7 @@ pub async fn check_destination(
     report.token_minted = true;
     let mut wanted: Vec<(String, BTreeSet<String>)> = Vec::new();
     let mut settings = vec![destination.defaults.clone()];
-    settings.extend(targets.iter().map(|t| destination.settings_for(t)));
+    settings.extend(activations.iter().cloned());
     for s in &settings {
         let Some(bu) = s.business_unit_id.clone() else {
             continue;

@@ -262,14 +262,25 @@ impl Kind for Destination {
     }
 
     async fn check(&self, deliveries: &[&Delivery]) -> Report {
-        // The destination's own defaults first; each activation's template
-        // ids are then checked against the templates found, and reported at
-        // the activation's `target:`.
-        let targets: Vec<&Target> = deliveries.iter().map(|d| &d.target).collect();
+        // The destination's healthcheck sees what each activation sends with,
+        // but for the template ids its own `target:` names: those are checked
+        // below, against the templates found, and said at the activation.
+        let sent_with: Vec<crate::Settings> = deliveries
+            .iter()
+            .map(|d| {
+                let mut settings = self.settings_for(&d.target);
+                for (part, _) in &d.template_at {
+                    match *part {
+                        "service" => settings.service.template_id = None,
+                        _ => settings.product.template_id = None,
+                    }
+                }
+                settings
+            })
+            .collect();
         // No token cache: a check mints a fresh token, to prove the credentials.
-        let found = crate::check::check_destination(self, &targets, None).await;
+        let found = crate::check::check_destination(self, &sent_with, None).await;
         let mut activation_problems = Vec::new();
-        let mut claimed = Vec::new();
         for (i, delivery) in deliveries.iter().enumerate() {
             let settings = self.settings_for(&delivery.target);
             let Some(bu) = settings.business_unit_id.as_deref() else {
@@ -283,48 +294,54 @@ impl Kind for Destination {
                     "service" => delivery.target.settings.service.template_id.as_deref(),
                     _ => delivery.target.settings.product.template_id.as_deref(),
                 };
-                let Some(id) = id.filter(|id| !unit.templates.iter().any(|t| t.id == *id)) else {
-                    continue;
-                };
-                claimed.push(format!("business unit `{bu}` has no template `{id}`"));
-                let names: Vec<&str> = unit.templates.iter().map(|t| t.name.as_str()).collect();
-                let ids: Vec<&str> = unit.templates.iter().map(|t| t.id.as_str()).collect();
-                let close = retl_config::closest(id, &ids)
-                    .or_else(|| retl_config::closest(id, &names))
-                    .and_then(|c| unit.templates.iter().find(|t| t.id == c || t.name == c));
-                let hint = match close {
-                    Some(t) => format!("; did you mean `{}` ({})?", t.id, t.name),
-                    None => {
-                        let all: Vec<String> = unit
-                            .templates
-                            .iter()
-                            .map(|t| format!("{} ({})", t.id, t.name))
-                            .collect();
-                        let all = if all.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            all.join(", ")
-                        };
-                        format!("; its templates: {all}")
-                    }
-                };
-                activation_problems.push((
-                    i,
-                    format!(
-                        "{}:{}:{}: target.{part}.template_id: business unit `{bu}` has no template `{id}`{hint}",
-                        at.file.display(),
-                        at.line,
-                        at.column
-                    ),
-                ));
+                if let Some(problem) = id.and_then(|id| unknown_template(unit, id)) {
+                    activation_problems.push((
+                        i,
+                        format!(
+                            "{}:{}:{}: target.{part}.template_id: {problem}",
+                            at.file.display(),
+                            at.line,
+                            at.column
+                        ),
+                    ));
+                }
             }
         }
         let mut report: Report = found.into();
-        // Said at the activation instead.
-        report
-            .problems
-            .retain(|p| !claimed.iter().any(|c| p.starts_with(c.as_str())));
         report.deliveries = activation_problems;
         report
     }
+}
+
+/// Why `id` is not a template of `unit`, with the closest one suggested
+/// (or every one listed); `None` when it is one.
+fn unknown_template(unit: &crate::check::BusinessUnit, id: &str) -> Option<String> {
+    if unit.templates.iter().any(|t| t.id == id) {
+        return None;
+    }
+    let names: Vec<&str> = unit.templates.iter().map(|t| t.name.as_str()).collect();
+    let ids: Vec<&str> = unit.templates.iter().map(|t| t.id.as_str()).collect();
+    let close = retl_config::closest(id, &ids)
+        .or_else(|| retl_config::closest(id, &names))
+        .and_then(|c| unit.templates.iter().find(|t| t.id == c || t.name == c));
+    let hint = match close {
+        Some(t) => format!("did you mean `{}` ({})?", t.id, t.name),
+        None => {
+            let all: Vec<String> = unit
+                .templates
+                .iter()
+                .map(|t| format!("{} ({})", t.id, t.name))
+                .collect();
+            let all = if all.is_empty() {
+                "none".to_owned()
+            } else {
+                all.join(", ")
+            };
+            format!("its templates: {all}")
+        }
+    };
+    Some(format!(
+        "business unit `{}` has no template `{id}`; {hint}",
+        unit.id
+    ))
 }

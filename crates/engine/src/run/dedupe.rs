@@ -71,9 +71,7 @@ impl RunCtx<'_> {
         'rows: for p in pending {
             if let Some(contact) = &p.contact {
                 for (scope, within) in &self.activation.dedupe {
-                    let start = self.state.clock().now()
-                        - chrono::Duration::from_std(*within).unwrap_or(chrono::TimeDelta::MAX);
-                    let since = start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                    let since = since(self.state, *within);
                     let name = &self.activation.name;
                     if let Some(earlier) = self
                         .state
