@@ -2,7 +2,7 @@
 //!
 //! This file declares the command line and maps outcomes to the documented
 //! exit codes; each command's body lives in its own module of [`commands`].
-//! A little over 600 lines because every flag's `--help` text is its doc
+//! About 750 lines because every flag's `--help` text is its doc
 //! comment here, beside the flag, and the dispatch reads as one table.
 //! The emulator (`retl emulator`, `retl demo`) is behind the default cargo
 //! feature `emulator`: `cargo build --no-default-features` gives a binary

@@ -1,8 +1,8 @@
 //! The HTTP server and its state.
 //!
-//! One file (about 800 lines) on purpose: it is one independent reading of
+//! One file (about 900 lines) on purpose: it is one independent reading of
 //! the whole Trustpilot API (token, invitations, links, templates, business
-//! units, faults), kept together so that it reads side by side with the API
+//! units, invitation-data deletion, faults), kept together so that it reads side by side with the API
 //! notes it follows.
 
 use std::collections::{HashMap, HashSet, VecDeque};
