@@ -364,6 +364,15 @@ fn a_run_in_another_pid_namespace_keeps_its_lease() {
         String::from_utf8_lossy(&out.stderr).contains("lease"),
         "{out:?}"
     );
+    // The two rows not held are sent (their tasks do not wait for the held one).
+    let give_up = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    while world.emulator().stats().accepted < 2 {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the other two rows were not sent"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     // Killed with its namespace: its lease is taken over once it expires.
     held.kill().unwrap();
     held.wait().unwrap();
