@@ -16,6 +16,7 @@ mod safety;
 mod schedule;
 mod see_before_send;
 mod unattended;
+mod warehouse;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

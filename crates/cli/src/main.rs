@@ -139,13 +139,18 @@ enum Command {
         /// Show what the run would do and do none of it (the same as `retl preview`).
         #[arg(long)]
         dry_run: bool,
-        /// For tests: stop at POINT:N (in_flight:N, recorded:N, segments:N),
+        /// For tests: stop at POINT:N (in_flight:N, recorded:N, segments:N,
+        /// keys_unpushed:N, keys_pushed:N, staged:N),
         /// say so on stderr, and wait to be killed or interrupted.
         #[arg(long, hide = true, env = "RETL_HOLD_AT", value_name = "POINT:N")]
         hold_at: Option<retl_engine::Hold>,
         /// For tests: key-segment records held before a write (default 1,000,000).
         #[arg(long, hide = true, env = "RETL_KEY_FLUSH_ROWS", value_name = "N")]
         key_flush_rows: Option<usize>,
+        /// For tests: settled keys held before they are written to the
+        /// warehouse's key table with `diff: warehouse` (default 10,000).
+        #[arg(long, hide = true, env = "RETL_KEY_PUSH_ROWS", value_name = "N")]
+        key_push_rows: Option<usize>,
     },
     /// Run every activation that has a `schedule:`, on time, until SIGINT or
     /// SIGTERM, and serve the run-log page, /metrics (Prometheus), /healthz and
@@ -635,6 +640,7 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
             dry_run,
             hold_at,
             key_flush_rows,
+            key_push_rows,
         } => {
             let names = if all {
                 ctx.project()?.activations.keys().cloned().collect()
@@ -662,6 +668,7 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
                 },
                 hold: hold_at,
                 key_flush_rows,
+                key_push_rows,
             };
             commands::run::run(&ctx, &names, &run).await
         }

@@ -150,7 +150,9 @@ impl KeySet {
         // From the end: of two records of a key, the later is in force.
         for entry in self.entries[start as usize..end as usize].iter().rev() {
             if &entry[..STORED] == stored {
-                return if entry[STORED..] == tag(content) {
+                // A record of unknown content (a key-only baseline) is
+                // taken as unchanged: the key is settled either way.
+                return if entry[STORED..] == tag(content) || entry[STORED..] == [0; 4] {
                     Seen::Unchanged
                 } else {
                     Seen::Changed

@@ -31,3 +31,11 @@ pub use hash::{
     DECIMAL_TEXT, RowHash, canonical_from_legacy, combine, fingerprint, hash_keys, hash_rows,
 };
 pub use keyset::{KeySet, KeySetBuilder, Seen};
+
+/// The content recorded for a key whose content was never read (a
+/// baseline that read only the key columns, `source.diff: warehouse`): it
+/// settles the key and compares equal to any content. A real content hash
+/// is all zeros with a chance of 2⁻¹²⁸; a [`KeySet`] keeps four of its bytes,
+/// so a real content whose tag is zero (one in 2³²) is taken as unchanged,
+/// which decides only between `already_sent` and `ignored_changed`.
+pub const UNKNOWN_CONTENT: RowHash = [0; 16];

@@ -28,6 +28,10 @@ pub struct SourceConfig {
     pub incremental: Option<crate::Incremental>,
     /// How a PostgreSQL-protocol source is read (`read:`).
     pub read: crate::Read,
+    /// Where new rows are told from settled ones (`diff:`).
+    pub diff: crate::Diff,
+    /// The schema of retl's key table with `diff: warehouse` (`diff_schema:`).
+    pub diff_schema: String,
 }
 
 impl fmt::Debug for SourceConfig {
@@ -41,6 +45,8 @@ impl fmt::Debug for SourceConfig {
             .field("read_timeout", &self.read_timeout)
             .field("incremental", &self.incremental)
             .field("read", &self.read)
+            .field("diff", &self.diff)
+            .field("diff_schema", &self.diff_schema)
             .finish()
     }
 }
@@ -57,6 +63,7 @@ impl SourceConfig {
             read_timeout: self.read_timeout,
             since: None,
             read: self.read,
+            anti_join: None,
         }
     }
 }
@@ -71,6 +78,8 @@ const SOURCE_KEYS: &[&str] = &[
     "read_timeout_seconds",
     "incremental",
     "read",
+    "diff",
+    "diff_schema",
 ];
 const INCREMENTAL_KEYS: &[&str] = &["cursor", "lookback", "full_scan_every"];
 
@@ -97,6 +106,13 @@ pub fn source_schema() -> Value {
         "read" => retl_config::schema::choice(
             crate::Read::CHOICES,
             "PostgreSQL protocol only: copy (binary COPY, the default) or cursor (DECLARE … CURSOR and FETCH per batch, for Redshift and CockroachDB; chosen by itself when the server is Redshift or refuses COPY)",
+        ),
+        "diff" => retl_config::schema::choice(
+            crate::Diff::CHOICES,
+            "where new rows are told from settled ones: retl (the default: retl reads the rows and its state decides) or warehouse (an anti-join against a table of settled keys retl keeps in diff_schema; only new rows cross the network; PostgreSQL, MySQL/MariaDB, SQLite)",
+        ),
+        "diff_schema" => string(
+            "with diff: warehouse, the schema retl's key table is kept in (default retl; a database on MySQL; on SQLite, which has no schemas, the table's name prefix): letters, digits and _",
         ),
         "incremental" => object(
             "cursor mode: read only rows at or past the high-water mark (less a lookback)",
@@ -194,6 +210,25 @@ pub fn read_source(r: &mut Reader<'_>, node: &Node<'_>) -> Option<SourceConfig> 
         .and_then(|n| r.choice(n, "source.read", crate::Read::CHOICES))
         .and_then(|t| t.parse().ok())
         .unwrap_or_default();
+    let diff = map
+        .get("diff")
+        .and_then(|n| r.choice(n, "source.diff", crate::Diff::CHOICES))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_default();
+    let diff_schema = match map.get("diff_schema") {
+        Some(node) => {
+            let name = r.string(node, "source.diff_schema");
+            if let Some(name) = name.as_ref().filter(|n| !crate::valid_schema(n)) {
+                r.problem(
+                    node,
+                    "source.diff_schema",
+                    format!("`{name}` cannot name a schema: use letters, digits and _ (at most 48), not starting with a digit"),
+                );
+            }
+            name
+        }
+        None => Some("retl".to_owned()),
+    };
     let incremental = match map.get("incremental") {
         Some(node) => Some(read_incremental(r, node)?),
         None => None,
@@ -207,6 +242,8 @@ pub fn read_source(r: &mut Reader<'_>, node: &Node<'_>) -> Option<SourceConfig> 
         read_timeout,
         incremental,
         read,
+        diff,
+        diff_schema: diff_schema?,
     })
 }
 

@@ -234,40 +234,53 @@ pub struct Since {
     pub from: CursorValue,
 }
 
-/// `SELECT columns FROM from`, with `since`'s condition if there is one.
+/// `SELECT columns FROM from`, with `since`'s condition and the key table's
+/// anti-join (`source.diff: warehouse`) if there are.
 pub(crate) fn select(
     columns: &[String],
     from: &str,
     since: Option<&Since>,
+    anti_join: Option<&crate::AntiJoin>,
     driver: Driver,
     quote: char,
 ) -> Statement {
-    let Some(since) = since else {
-        return Statement {
-            sql: format!("SELECT {} FROM {from}", columns.join(", ")),
-            param: None,
-        };
-    };
-    let column = crate::columns::quote_column(&since.column, quote);
-    let param = since.from.param(driver);
-    let (placeholder, param) = match (driver, &since.from, param) {
-        (Driver::Mysql | Driver::Sqlite, _, param) => ("?".to_owned(), Some(param)),
-        (Driver::Postgres, CursorValue::Text(_), text) => {
-            (format!("current_setting('{PG_SETTING}')"), Some(text))
+    let mut conditions = Vec::new();
+    let mut param = None;
+    // The anti-join names the outer row's columns through an alias.
+    let from = match anti_join {
+        Some(anti) => {
+            let (from, alias) = match from.strip_suffix(" AS retl_q") {
+                Some(_) => (from.to_owned(), "retl_q"),
+                None => (format!("{from} AS retl_s"), "retl_s"),
+            };
+            conditions.push(anti.condition(alias, quote));
+            from
         }
-        // Digits, and a time chrono wrote (digits, `-`, `:`, `T`, `.`, `Z`):
-        // nothing from the warehouse's text reaches the SQL. An untyped
-        // literal takes the column's type (timestamp, timestamptz or date).
-        (Driver::Postgres, _, Param::Int(n)) => (n.to_string(), None),
-        (Driver::Postgres, _, Param::Text(time)) => (format!("'{time}'"), None),
+        None => from.to_owned(),
     };
-    Statement {
-        sql: format!(
-            "SELECT {} FROM {from} WHERE {column} >= {placeholder}",
-            columns.join(", ")
-        ),
-        param,
+    if let Some(since) = since {
+        let column = crate::columns::quote_column(&since.column, quote);
+        let (placeholder, bound) = match (driver, &since.from, since.from.param(driver)) {
+            (Driver::Mysql | Driver::Sqlite, _, param) => ("?".to_owned(), Some(param)),
+            (Driver::Postgres, CursorValue::Text(_), text) => {
+                (format!("current_setting('{PG_SETTING}')"), Some(text))
+            }
+            // Digits, and a time chrono wrote (digits, `-`, `:`, `T`, `.`, `Z`):
+            // nothing from the warehouse's text reaches the SQL. An untyped
+            // literal takes the column's type (timestamp, timestamptz or date).
+            (Driver::Postgres, _, Param::Int(n)) => (n.to_string(), None),
+            (Driver::Postgres, _, Param::Text(time)) => (format!("'{time}'"), None),
+        };
+        // First: the one parameter a statement may have comes before any other.
+        conditions.insert(0, format!("{column} >= {placeholder}"));
+        param = bound;
     }
+    let mut sql = format!("SELECT {} FROM {from}", columns.join(", "));
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    Statement { sql, param }
 }
 
 #[cfg(test)]
@@ -315,6 +328,42 @@ mod tests {
     }
 
     #[test]
+    fn the_anti_join_names_the_outer_row_through_an_alias() {
+        let anti = crate::AntiJoin {
+            table: r#""retl"."orders""#.into(),
+            columns: vec!["id".into(), "re\"gion".into()],
+        };
+        let since = Since {
+            column: "at".to_owned(),
+            from: CursorValue::Int(7),
+        };
+        assert_eq!(
+            select(
+                &["id".into()],
+                r#""orders""#,
+                Some(&since),
+                Some(&anti),
+                Driver::Postgres,
+                '"'
+            )
+            .sql,
+            r#"SELECT id FROM "orders" AS retl_s WHERE "at" >= 7 AND NOT EXISTS (SELECT 1 FROM "retl"."orders" AS retl_k WHERE retl_k."id" = retl_s."id" AND retl_k."re""gion" = retl_s."re""gion")"#
+        );
+        assert_eq!(
+            select(
+                &["id".into()],
+                "(SELECT 1) AS retl_q",
+                None,
+                Some(&anti),
+                Driver::Sqlite,
+                '"'
+            )
+            .sql,
+            r#"SELECT id FROM (SELECT 1) AS retl_q WHERE NOT EXISTS (SELECT 1 FROM "retl"."orders" AS retl_k WHERE retl_k."id" = retl_q."id" AND retl_k."re""gion" = retl_q."re""gion")"#
+        );
+    }
+
+    #[test]
     fn cursor_values_are_bound_never_spliced() {
         let since = |from| Since {
             column: "at".to_owned(),
@@ -327,6 +376,7 @@ mod tests {
                 &["id".into()],
                 "t",
                 Some(&since(hostile.clone())),
+                None,
                 driver,
                 '"',
             );
@@ -341,6 +391,7 @@ mod tests {
                 &["id".into()],
                 "t",
                 Some(&since(CursorValue::Time(t))),
+                None,
                 Driver::Postgres,
                 '"'
             ),
@@ -354,6 +405,7 @@ mod tests {
                 &["id".into()],
                 "t",
                 Some(&since(CursorValue::Time(t))),
+                None,
                 Driver::Mysql,
                 '`'
             ),
@@ -367,6 +419,7 @@ mod tests {
                 &["id".into()],
                 "t",
                 Some(&since(CursorValue::Int(-3))),
+                None,
                 Driver::Sqlite,
                 '"'
             )

@@ -63,6 +63,21 @@ pub enum Error {
         /// The type the column is read as.
         expected: String,
     },
+    /// retl's key table (`source.diff: warehouse`) could not be made, read or written.
+    #[error(
+        "cannot {what} of retl's key table `{table}`: {error}{}",
+        hint(error, grant)
+    )]
+    KeyTable {
+        /// The table, as `schema.name`.
+        table: String,
+        /// What retl was doing.
+        what: String,
+        /// The database's error.
+        error: sqlx::Error,
+        /// The GRANT (or step) that lets retl do it.
+        grant: String,
+    },
     /// The model's SQL failed, before or during the read.
     #[error("source query failed: {0}")]
     Query(sqlx::Error),
@@ -75,6 +90,24 @@ impl Error {
             Error::Columns(all) => all.iter().map(ToString::to_string).collect(),
             other => vec![other.to_string()],
         }
+    }
+}
+
+/// The GRANT to run, when the database refused for want of a privilege.
+fn hint(error: &sqlx::Error, grant: &str) -> String {
+    let code = error
+        .as_database_error()
+        .and_then(sqlx::error::DatabaseError::code)
+        .unwrap_or_default();
+    // PostgreSQL's insufficient_privilege and invalid_schema_name-on-create;
+    // MySQL's access denied to a database or a table; SQLite's read-only file.
+    let denied = matches!(code.as_ref(), "42501" | "1044" | "1142" | "42000" | "8")
+        || error.to_string().contains("denied")
+        || error.to_string().contains("readonly");
+    if denied {
+        format!("; retl needs: {grant}")
+    } else {
+        String::new()
     }
 }
 

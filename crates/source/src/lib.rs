@@ -39,6 +39,7 @@ mod columns;
 mod config;
 mod cursor;
 mod error;
+mod keytable;
 mod mysql;
 mod postgres;
 mod sqlite;
@@ -56,6 +57,7 @@ use columns::Kind;
 pub use config::{SourceConfig, read_source, source_schema};
 pub use cursor::{CursorValue, Incremental, Lookback, Since};
 pub use error::{Error, Result};
+pub use keytable::{AntiJoin, Found, KeyTable, valid_schema};
 pub use writeback::{KeyValue, Writer};
 
 /// What to read.
@@ -80,6 +82,21 @@ retl_config::spelled! {
     }
 }
 
+retl_config::spelled! {
+    /// Where new rows are told from settled ones (`source.diff`).
+    #[derive(Default)]
+    pub enum Diff {
+        /// retl reads every row (or, in cursor mode, the recent ones) and
+        /// its state decides (the default).
+        #[default]
+        Retl = "retl",
+        /// The warehouse anti-joins the source against a table of settled
+        /// keys that retl keeps in `source.diff_schema`: only rows not in it
+        /// cross the network ([`KeyTable`]); the state still decides each.
+        Warehouse = "warehouse",
+    }
+}
+
 /// Everything needed to open a source.
 #[derive(Clone)]
 pub struct SourceSpec {
@@ -100,6 +117,8 @@ pub struct SourceSpec {
     pub since: Option<Since>,
     /// How a PostgreSQL-protocol source is read (other drivers ignore it).
     pub read: Read,
+    /// `source.diff: warehouse`: only rows whose key is not in this table.
+    pub anti_join: Option<AntiJoin>,
 }
 
 impl SourceSpec {
@@ -115,6 +134,7 @@ impl SourceSpec {
             read_timeout: Duration::from_mins(5),
             since: None,
             read: Read::Copy,
+            anti_join: None,
         }
     }
 }
@@ -130,6 +150,7 @@ impl std::fmt::Debug for SourceSpec {
             .field("read_timeout", &self.read_timeout)
             .field("since", &self.since)
             .field("read", &self.read)
+            .field("anti_join", &self.anti_join)
             .finish()
     }
 }

@@ -68,6 +68,7 @@ pub(crate) async fn plan(
         &columns,
         &from,
         spec.since.as_ref(),
+        spec.anti_join.as_ref(),
         crate::Driver::Mysql,
         '`',
     );

@@ -88,6 +88,7 @@ pub(crate) async fn plan(
         &select,
         &from,
         spec.since.as_ref(),
+        spec.anti_join.as_ref(),
         crate::Driver::Postgres,
         '"',
     );

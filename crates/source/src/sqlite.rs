@@ -53,6 +53,7 @@ pub(crate) async fn plan(
         &columns,
         &from,
         spec.since.as_ref(),
+        spec.anti_join.as_ref(),
         crate::Driver::Sqlite,
         '"',
     );

@@ -86,6 +86,31 @@ fn records(data: &[u8]) -> Result<impl Iterator<Item = (RowHash, RowHash)> + '_>
     }))
 }
 
+/// Binary search of a block (sorted by key) for `key`'s content; of two
+/// records of one key in a block (there are none: a block keeps a key's
+/// last record), either is the same.
+fn search(block: &[u8], key: &RowHash) -> Result<Option<RowHash>> {
+    if !block.len().is_multiple_of(RECORD) {
+        return Err(corrupt(format!(
+            "{} bytes, not a multiple of 32",
+            block.len()
+        )));
+    }
+    let (mut low, mut high) = (0, block.len() / RECORD);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        let record = &block[middle * RECORD..(middle + 1) * RECORD];
+        match record[..16].cmp(key.as_slice()) {
+            std::cmp::Ordering::Less => low = middle + 1,
+            std::cmp::Ordering::Greater => high = middle,
+            std::cmp::Ordering::Equal => {
+                return Ok(Some(record[16..].try_into().expect("16 bytes")));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Merges one part's blocks (oldest first) in key order, calling `out` for
 /// every record; records of one key come oldest block first, so the last call
 /// for a key is the one in force.
@@ -219,6 +244,97 @@ impl State {
             }
         }
         Ok(Lookup { changes, settled })
+    }
+
+    /// What the segments hold for `keys` (the content in force), reading only
+    /// the parts those keys fall in, one at a time: memory follows the
+    /// candidates, not the activation's settled keys.
+    pub async fn segment_contents(
+        &self,
+        activation: &str,
+        keys: &[RowHash],
+    ) -> Result<HashMap<RowHash, RowHash>> {
+        let mut parts = std::collections::BTreeMap::<u8, Vec<RowHash>>::new();
+        for key in keys {
+            parts.entry(key[0]).or_default().push(*key);
+        }
+        let load = Error::db("look keys up in the key segments");
+        let mut found = HashMap::new();
+        for (part, wanted) in parts {
+            let blocks: Vec<Vec<u8>> = on!(self.db.executor(), |c| sqlx::query_scalar(
+                "SELECT data FROM key_segments WHERE activation = $1 AND part = $2 ORDER BY seq"
+            )
+            .bind(activation)
+            .bind(i64::from(part))
+            .fetch_all(c)
+            .await)
+            .map_err(load)?;
+            // Later blocks win: search them newest first.
+            for key in wanted {
+                for block in blocks.iter().rev() {
+                    if let Some(content) = search(block, &key)? {
+                        found.insert(key, content);
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// [`lookup_changes`](Self::lookup_changes) with the key segments: the
+    /// same answer as a full scan's [`lookup_with`](Self::lookup_with) gives,
+    /// for a few candidates, without loading the key set. The ledger table
+    /// answers first; the segments only for the keys it does not hold.
+    pub async fn lookup_candidates(
+        &self,
+        activation: &str,
+        rows: &[(RowHash, RowHash)],
+    ) -> Result<HashMap<RowHash, Option<Entry>>> {
+        let mut changes = self.lookup_changes(activation, rows).await?;
+        let unknown: Vec<RowHash> = changes
+            .iter()
+            .filter(|(_, entry)| entry.is_none())
+            .map(|(key, _)| *key)
+            .collect();
+        if unknown.is_empty() {
+            return Ok(changes);
+        }
+        let held = self.segment_contents(activation, &unknown).await?;
+        for (key, content) in rows {
+            let Some(recorded) = held.get(key) else {
+                continue;
+            };
+            if recorded == content || *recorded == retl_diff::UNKNOWN_CONTENT {
+                changes.remove(key);
+            } else {
+                changes.insert(
+                    *key,
+                    Some(Entry {
+                        content: *recorded,
+                        status: Status::Baseline,
+                        attempts: 0,
+                    }),
+                );
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Whether `activation` has any settled key (in the ledger table or the
+    /// segments): a key table that is empty then was emptied.
+    pub async fn has_settled_keys(&self, activation: &str) -> Result<bool> {
+        let found: i64 = on!(self.db.executor(), |c| sqlx::query_scalar(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM key_segments WHERE activation = $1)
+                          OR EXISTS (SELECT 1 FROM ledger WHERE activation = $1
+                                     AND status IN ('sent', 'baseline', 'too_old', 'suppressed'))
+                    THEN 1 ELSE 0 END"
+        )
+        .bind(activation)
+        .fetch_one(c)
+        .await)
+        .map_err(Error::db("look for settled keys"))?;
+        Ok(found == 1)
     }
 
     /// Every key the ledger table holds for `activation` (a baseline leaves

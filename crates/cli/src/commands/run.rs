@@ -50,6 +50,7 @@ pub(crate) struct RunArgs {
     pub allow: Allow,
     pub hold: Option<retl_engine::Hold>,
     pub key_flush_rows: Option<usize>,
+    pub key_push_rows: Option<usize>,
 }
 
 /// `retl run A [B …]` (or `--all`): the runs go at once, in this process, so
@@ -86,6 +87,9 @@ pub(crate) async fn run(ctx: &Ctx, names: &[String], args: &RunArgs) -> Result<E
             key_flush_rows: args
                 .key_flush_rows
                 .unwrap_or(retl_engine::RunOptions::default().key_flush_rows),
+            key_push_rows: args
+                .key_push_rows
+                .unwrap_or(retl_engine::RunOptions::default().key_push_rows),
             ..retl_engine::RunOptions::default()
         };
         let reporter = bars.follow(name, counts);

@@ -58,6 +58,25 @@ impl Columns {
     }
 }
 
+/// Whether a row the ledger holds (or is about to hold) settled, for good:
+/// sent, baseline, too old or suppressed. Not a row whose delivery is
+/// uncertain or in flight, which a resend may still send.
+fn settled_by(fate: &Fate, ledger: &Ledger) -> bool {
+    let settled = |status: Status| {
+        matches!(
+            status,
+            Status::Sent | Status::Baseline | Status::TooOld | Status::Suppressed
+        )
+    };
+    match (fate, ledger) {
+        (Fate::TooOld, _) | (_, Ledger::Settled) => true,
+        (Fate::AlreadySent | Fate::ChangedAfterSending { .. }, Ledger::Entry(entry)) => {
+            entry.is_none_or(|e| settled(e.status))
+        }
+        _ => false,
+    }
+}
+
 /// A row's cursor value (cursor mode), `None` when NULL.
 fn cursor_value(
     batch: &RecordBatch,
@@ -89,6 +108,8 @@ pub(super) struct Pending<R> {
     pub request: R,
     /// The row's `writeback.key_column` value.
     pub writeback_key: Option<KeyValue>,
+    /// `diff: warehouse`: its key values, for the key table once settled.
+    pub key_values: Option<Vec<KeyValue>>,
     /// What its run-log row says when it is sent (how its request was made).
     pub notes: Vec<String>,
     /// In a dry run: the request as JSON, and where each of its values came from.
@@ -178,6 +199,9 @@ struct Records {
     outcomes: Vec<Recorded>,
     changed: Vec<(RowHash, RowHash)>,
     logs: Vec<RowLog>,
+    /// `diff: warehouse`: the key values of the rows settled, for the key
+    /// table once the rest is committed.
+    settled: Vec<Option<Vec<KeyValue>>>,
 }
 
 /// A ledger outcome decided before any request.
@@ -342,6 +366,10 @@ impl RunCtx<'_> {
                 age: age.age,
             };
             let fate = decide(&facts);
+            if self.warehouse.is_some() && settled_by(&fate, &facts.ledger) {
+                let values = super::warehouse::key_values(batch, &columns.key, row);
+                records.settled.push(values);
+            }
             if let Some(p) = self.apply(fate, at, &mapping, &mut records) {
                 pending.push(p);
             }
@@ -360,6 +388,9 @@ impl RunCtx<'_> {
             .collect();
         self.commit(&outcomes, &records.changed, &records.logs)
             .await?;
+        for values in records.settled {
+            self.settled_key(values).await?;
+        }
         Ok(pending)
     }
 
@@ -377,7 +408,7 @@ impl RunCtx<'_> {
                 self.hold_records(found.settled).await?;
                 found.changes
             }
-            None => self.state.lookup_changes(name, pairs).await?,
+            None => self.state.lookup_candidates(name, pairs).await?,
         })
     }
 
@@ -522,6 +553,10 @@ impl RunCtx<'_> {
             writeback_key: columns
                 .writeback
                 .and_then(|column| key_value(at.batch, column, at.row)),
+            key_values: self
+                .warehouse
+                .as_ref()
+                .and_then(|_| super::warehouse::key_values(at.batch, &columns.key, at.row)),
             notes: built.notes,
             cursor: at.cursor,
         })

@@ -522,8 +522,21 @@ impl RunCtx<'_> {
         })
         .await?;
         outbox.net.marked().remove(&p.key);
+        self.recorded_one(status, p.key_values).await
+    }
+
+    /// After a row's outcome is committed: the next run-log row, the
+    /// counts shown, and (`diff: warehouse`) a settled key for the key table.
+    async fn recorded_one(
+        &mut self,
+        status: Option<Status>,
+        key_values: Option<Vec<retl_source::KeyValue>>,
+    ) -> Result<()> {
         self.seq += 1;
         self.report();
+        if matches!(status, Some(Status::Sent | Status::Suppressed)) {
+            self.settled_key(key_values).await?;
+        }
         Ok(())
     }
 

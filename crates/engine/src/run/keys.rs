@@ -16,6 +16,8 @@ pub(super) enum Loaded {
     InTable(HashSet<RowHash>),
     /// Any other run's: the key set.
     Set(KeySet),
+    /// Nothing: the run looks its few candidates up a batch at a time.
+    Nothing,
 }
 
 /// A load under way; dropped (the run failed before it needed it), it stops.
@@ -46,12 +48,19 @@ impl RunCtx<'_> {
     /// Starts loading what the run classifies against: for a baseline, the
     /// ledger table's keys (their entries stay in force); otherwise the key
     /// set. It runs beside the source's connection and first batches.
-    pub(super) fn start_loading_keys(&self, baseline: bool) -> Loading {
+    ///
+    /// A run that reads only candidates (`candidates`: cursor mode past its
+    /// high-water mark, the warehouse's anti-join) loads nothing: it looks
+    /// each batch's keys up in the ledger table and the segments, so its
+    /// memory follows the batch, not the activation's settled keys.
+    pub(super) fn start_loading_keys(&self, baseline: bool, candidates: bool) -> Loading {
         let state = self.state.clone();
         let name = self.activation.name.clone();
         Loading(Some(tokio::spawn(async move {
             if baseline {
                 state.ledger_keys(&name).await.map(Loaded::InTable)
+            } else if candidates {
+                Ok(Loaded::Nothing)
             } else {
                 state.key_set(&name).await.map(Loaded::Set)
             }
@@ -78,6 +87,7 @@ impl RunCtx<'_> {
                 tracing::debug!(records = set.records(), "key set loaded");
                 self.keys.set = Some(set);
             }
+            Loaded::Nothing => tracing::debug!("candidates are looked up a batch at a time"),
         }
         Ok(())
     }

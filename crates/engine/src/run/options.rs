@@ -59,6 +59,14 @@ pub enum HoldPoint {
     Recorded,
     /// Just after a block of key-segment records was committed.
     Segments,
+    /// `diff: warehouse`: settled keys are about to be written to the key
+    /// table (the ledger holds them; the table not yet).
+    KeysUnpushed,
+    /// `diff: warehouse`: just after a statement wrote settled keys to the key table.
+    KeysPushed,
+    /// `diff: warehouse`, a first run: the ledger holds the staging table's
+    /// keys; the staging table is not yet in the key table's place.
+    Staged,
 }
 
 /// Where a run holds: at the `count`-th arrival at `point`.
@@ -74,12 +82,19 @@ impl std::str::FromStr for Hold {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let err = || format!("`{s}` is not POINT:N with POINT in_flight, recorded or segments");
+        let err = || {
+            format!(
+                "`{s}` is not POINT:N with POINT in_flight, recorded, segments, keys_unpushed, keys_pushed or staged"
+            )
+        };
         let (point, count) = s.split_once(':').ok_or_else(err)?;
         let point = match point {
             "in_flight" => HoldPoint::InFlight,
             "recorded" => HoldPoint::Recorded,
             "segments" => HoldPoint::Segments,
+            "keys_unpushed" => HoldPoint::KeysUnpushed,
+            "keys_pushed" => HoldPoint::KeysPushed,
+            "staged" => HoldPoint::Staged,
             _ => return Err(err()),
         };
         let count = count.parse().ok().filter(|n| *n > 0).ok_or_else(err)?;
@@ -135,6 +150,9 @@ pub struct RunOptions {
     /// Key-segment records a run holds before it writes them (a baseline's
     /// rows, keys to fold): 32 bytes each.
     pub key_flush_rows: usize,
+    /// `diff: warehouse`: settled keys a run holds before it writes them to
+    /// the warehouse's key table (in statements of at most 1,000).
+    pub key_push_rows: usize,
 }
 
 /// A run's progress so far, as a progress display reads it.
@@ -160,6 +178,7 @@ impl Default for RunOptions {
             progress: None,
             run_id: None,
             key_flush_rows: 1_000_000,
+            key_push_rows: 10_000,
         }
     }
 }
@@ -175,6 +194,9 @@ pub(crate) async fn hold_at(options: &RunOptions, point: HoldPoint, arrivals: &A
             HoldPoint::InFlight => "in_flight",
             HoldPoint::Recorded => "recorded",
             HoldPoint::Segments => "segments",
+            HoldPoint::KeysUnpushed => "keys_unpushed",
+            HoldPoint::KeysPushed => "keys_pushed",
+            HoldPoint::Staged => "staged",
         };
         tracing::warn!("retl: holding at {name} {}", hold.count);
         options.cancel.cancelled().await;

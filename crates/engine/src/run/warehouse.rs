@@ -1,0 +1,267 @@
+//! `source.diff: warehouse` in a run: the key table made or found, the read
+//! narrowed to the rows whose key it lacks, and the keys the ledger settled
+//! written to it afterwards (see `retl_source`'s `keytable` for the table).
+//!
+//! The ledger decides every row that crosses; the table only saves reading
+//! rows the ledger would call settled. So a key is written to the table
+//! only after the ledger's transaction that settled it committed, and a
+//! table that lags (a run killed in between, a table truncated or dropped)
+//! costs rows read again, never a row sent again: those rows come back,
+//! the ledger says they are settled, and they are written again.
+
+use arrow_array::{Array as _, RecordBatch};
+use retl_mapping::{cell_text, is_integer};
+use retl_source::{KeyTable, KeyValue, SourceSpec, Writer};
+
+use super::RunCtx;
+use super::options::{HoldPoint, hold_at};
+use crate::{Error, Result};
+
+/// How a run with `diff: warehouse` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Narrowed {
+    /// Through the anti-join: only candidates cross; they are looked up
+    /// one batch at a time.
+    Candidates,
+    /// Every row (the table is new or was emptied while the ledger holds
+    /// settled keys, or a preview finds no table): against the key set,
+    /// each settled row written to the table.
+    Everything,
+    /// A first run's baseline, from the staging table inside the warehouse.
+    Baseline,
+}
+
+/// The run's side of the key table.
+pub(super) struct Warehouse {
+    pub table: KeyTable,
+    pub narrowed: Narrowed,
+    writer: Option<Writer>,
+    /// Settled keys not yet written.
+    pending: Vec<Vec<KeyValue>>,
+    /// Arrivals at the hold points.
+    unpushed: std::sync::atomic::AtomicU64,
+    pushed: std::sync::atomic::AtomicU64,
+    staged: std::sync::atomic::AtomicU64,
+}
+
+/// A row's key values, to write to the table; `None` when one is NULL.
+pub(super) fn key_values(batch: &RecordBatch, key: &[usize], row: usize) -> Option<Vec<KeyValue>> {
+    key.iter()
+        .map(|&column| {
+            let array = batch.column(column);
+            if array.is_null(row) {
+                return None;
+            }
+            let text = cell_text(array.as_ref(), row).ok()??;
+            Some(match text.parse() {
+                Ok(n) if is_integer(array.data_type()) => KeyValue::Int(n),
+                _ => KeyValue::Text(text.into_owned()),
+            })
+        })
+        .collect()
+}
+
+/// Whether a key column of `data_type` can be kept in the key table: it
+/// must come back from it as the same value (integers, and text, which
+/// holds decimals and UUIDs).
+fn keepable(data_type: &arrow_schema::DataType) -> bool {
+    is_integer(data_type)
+        || matches!(
+            data_type,
+            arrow_schema::DataType::Utf8 | arrow_schema::DataType::LargeUtf8
+        )
+}
+
+impl RunCtx<'_> {
+    /// With `diff: warehouse`, finds (or, unless a preview, makes) the key
+    /// table and narrows `spec` to the rows it lacks; says how the run reads.
+    pub(super) async fn plan_warehouse(
+        &mut self,
+        spec: &mut SourceSpec,
+        baseline: bool,
+    ) -> Result<()> {
+        let activation = self.activation;
+        if activation.source.diff != retl_source::Diff::Warehouse {
+            return Ok(());
+        }
+        let name = activation.name.as_str();
+        let source_error = |error| Error::Source {
+            activation: name.to_owned(),
+            error,
+        };
+        let table = KeyTable::new(
+            &spec.connection,
+            &spec.model,
+            &activation.source.diff_schema,
+            name,
+            &activation.primary_key,
+        )
+        .map_err(source_error)?;
+        let shown = table.display();
+        let narrowed = if baseline {
+            if self.dry.is_none() {
+                table.fill_staging().await.map_err(source_error)?;
+                tracing::info!(table = %shown, "diff: warehouse: the existing keys are copied into retl's key table inside the warehouse");
+            }
+            Narrowed::Baseline
+        } else if self.dry.is_some() {
+            if table.exists().await.map_err(source_error)? {
+                Narrowed::Candidates
+            } else {
+                Narrowed::Everything
+            }
+        } else {
+            let found = table.ensure().await.map_err(source_error)?;
+            if found.empty && self.state.has_settled_keys(name).await? {
+                tracing::warn!(
+                    table = %shown,
+                    "retl's key table holds no key but the state holds settled ones (it is new, or was dropped or emptied): this run reads every row once, the state decides each, and the table is rebuilt; nothing is sent again"
+                );
+                Narrowed::Everything
+            } else {
+                if found.created {
+                    tracing::info!(table = %shown, "diff: warehouse: retl's key table was made");
+                }
+                Narrowed::Candidates
+            }
+        };
+        if narrowed == Narrowed::Candidates {
+            spec.anti_join = Some(table.anti_join());
+        }
+        if narrowed == Narrowed::Baseline && self.dry.is_none() {
+            spec.model = table.staging_model();
+            spec.columns.clone_from(&activation.primary_key);
+            spec.since = None;
+        }
+        self.warehouse = Some(Warehouse {
+            table,
+            narrowed,
+            writer: None,
+            pending: Vec::new(),
+            unpushed: 0.into(),
+            pushed: 0.into(),
+            staged: 0.into(),
+        });
+        Ok(())
+    }
+
+    /// Whether the run looks its rows up a batch at a time rather than
+    /// loading the key set: few rows are candidates (the warehouse's
+    /// anti-join, or cursor mode past its high-water mark).
+    pub(super) fn reads_candidates(&self, since: bool) -> bool {
+        match &self.warehouse {
+            Some(w) => w.narrowed == Narrowed::Candidates,
+            None => since,
+        }
+    }
+
+    /// Stops the run before any row is read when a key column cannot be
+    /// kept in the key table, naming it and its type.
+    pub(super) fn check_key_types(
+        &self,
+        schema: &arrow_schema::Schema,
+        db_type: impl Fn(&str) -> Option<String>,
+    ) -> Result<()> {
+        if self.warehouse.is_none() {
+            return Ok(());
+        }
+        for column in &self.activation.primary_key {
+            let Ok(field) = schema.field_with_name(column) else {
+                continue;
+            };
+            if !keepable(field.data_type()) {
+                return Err(Error::Mapping {
+                    activation: self.activation.name.clone(),
+                    message: format!(
+                        "source.diff: warehouse keeps keys of integer, text, decimal and UUID columns; primary key column `{column}` is {}; use diff: retl for this activation",
+                        db_type(column).unwrap_or_else(|| field.data_type().to_string())
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A key the ledger holds settled (its transaction committed): it goes
+    /// to the table with the next push.
+    pub(super) async fn settled_key(&mut self, values: Option<Vec<KeyValue>>) -> Result<()> {
+        let Some(warehouse) = &mut self.warehouse else {
+            return Ok(());
+        };
+        if self.dry.is_some() || warehouse.narrowed == Narrowed::Baseline {
+            return Ok(());
+        }
+        if let Some(values) = values {
+            warehouse.pending.push(values);
+        }
+        if warehouse.pending.len() >= self.options.key_push_rows.max(1) {
+            self.push_keys().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the settled keys held to the table.
+    pub(super) async fn push_keys(&mut self) -> Result<()> {
+        let Some(warehouse) = &mut self.warehouse else {
+            return Ok(());
+        };
+        if warehouse.pending.is_empty() || self.dry.is_some() {
+            return Ok(());
+        }
+        let source_error = |error| Error::Source {
+            activation: self.activation.name.clone(),
+            error,
+        };
+        hold_at(self.options, HoldPoint::KeysUnpushed, &warehouse.unpushed).await;
+        if warehouse.writer.is_none() {
+            warehouse.writer = Some(warehouse.table.writer().await.map_err(source_error)?);
+        }
+        let writer = warehouse.writer.as_mut().expect("connected above");
+        let keys = std::mem::take(&mut warehouse.pending);
+        let chunk = retl_source::KeyTable::CHUNK.min(self.options.key_push_rows.max(1));
+        for chunk in keys.chunks(chunk) {
+            warehouse
+                .table
+                .push(writer, chunk)
+                .await
+                .map_err(source_error)?;
+            hold_at(self.options, HoldPoint::KeysPushed, &warehouse.pushed).await;
+        }
+        tracing::debug!(keys = keys.len(), table = %warehouse.table.display(), "settled keys written to the key table");
+        Ok(())
+    }
+
+    /// A baseline's end: the ledger holds the staging table's keys, so it
+    /// takes the key table's place.
+    pub(super) async fn finish_baseline(&mut self) -> Result<()> {
+        let Some(warehouse) = &self.warehouse else {
+            return Ok(());
+        };
+        if warehouse.narrowed != Narrowed::Baseline || self.dry.is_some() {
+            return Ok(());
+        }
+        hold_at(self.options, HoldPoint::Staged, &warehouse.staged).await;
+        if self.options.cancel.is_cancelled() {
+            return Ok(());
+        }
+        warehouse
+            .table
+            .swap_in_staging()
+            .await
+            .map_err(|error| Error::Source {
+                activation: self.activation.name.clone(),
+                error,
+            })
+    }
+
+    /// Records a batch of a key-only baseline (the staging table's rows):
+    /// each key settled as `baseline`, its content unknown.
+    pub(super) async fn record_key_baseline(&mut self, batch: &RecordBatch) -> Result<()> {
+        let key: Vec<usize> = (0..batch.num_columns()).collect();
+        let keys = retl_diff::hash_keys(batch, &key)?;
+        self.counts.read += batch.num_rows() as u64;
+        self.counts.baseline += batch.num_rows() as u64;
+        self.hold_records(keys.into_iter().map(|k| (k, retl_diff::UNKNOWN_CONTENT)))
+            .await
+    }
+}

@@ -1,0 +1,602 @@
+//! The warehouse side of `source.diff: warehouse`: a table of an
+//! activation's settled keys inside the source database, which the read
+//! anti-joins against so that only rows not in it cross the network.
+//!
+//! # The table
+//!
+//! | database | name | columns |
+//! |---|---|---|
+//! | PostgreSQL | `"{diff_schema}"."{activation}"` | the key columns, in the source's own types; `settled_at timestamptz` |
+//! | MySQL, MariaDB | `` `{diff_schema}`.`{activation}` `` (a database) | the key columns; `settled_at datetime(6)` |
+//! | SQLite (no schemas) | `"{diff_schema}_{activation}"` | the key columns; `settled_at` (text) |
+//!
+//! It is made with `CREATE TABLE … AS SELECT {key columns} … FROM {model}`
+//! holding no row, so every key column has exactly the type the model gives
+//! it, and compares with the source's column in that type: a key is found in
+//! the table exactly when the source's row has the same key value, which is
+//! when retl gives them the same key (its canonical hash is a function of
+//! the values read, and the values of one type read the same from either
+//! table). It has an index on the key columns, not a unique one: a key
+//! written twice (a source with duplicate keys) changes no answer of
+//! `NOT EXISTS`.
+//!
+//! # Lag, never lead
+//!
+//! The table only ever holds keys the state's ledger holds settled: the run
+//! writes a key after the ledger's transaction that settled it committed.
+//! So the table may lack settled keys (a run killed between the two, a table
+//! truncated or dropped), and then those rows come back through the
+//! anti-join, the ledger says they are settled, and the run writes them
+//! again. Nothing is ever sent because of what this table holds or lacks:
+//! the ledger decides every row that crosses.
+//!
+//! # The first run's baseline
+//!
+//! `first_run: skip_existing` fills the table inside the warehouse: a
+//! staging table is made with `CREATE TABLE … AS SELECT` of the key
+//! columns, retl reads the keys back from it (its rows are what the ledger
+//! records), and once the ledger has them the staging table is renamed into
+//! place. A row added to the source during all this is in neither.
+
+use std::fmt;
+
+use sqlx::Connection as _;
+
+use crate::columns::quote_column;
+use crate::writeback::{KeyValue, Writer};
+use crate::{Driver, Error, Model, Result, from_clause};
+
+/// Whether `name` can be `source.diff_schema`: letters, digits and `_`,
+/// not starting with a digit (it names a schema, a database or a prefix).
+pub fn valid_schema(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 48
+}
+
+/// The anti-join a read adds: only rows whose key is not in `table`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AntiJoin {
+    /// The key table, quoted for the dialect.
+    pub(crate) table: String,
+    /// The key columns, unquoted.
+    pub(crate) columns: Vec<String>,
+}
+
+impl AntiJoin {
+    /// `NOT EXISTS (SELECT 1 FROM table k WHERE k.c = outer.c …)`.
+    pub(crate) fn condition(&self, outer: &str, quote: char) -> String {
+        let equal: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| {
+                let c = quote_column(c, quote);
+                format!("retl_k.{c} = {outer}.{c}")
+            })
+            .collect();
+        format!(
+            "NOT EXISTS (SELECT 1 FROM {} AS retl_k WHERE {})",
+            self.table,
+            equal.join(" AND ")
+        )
+    }
+}
+
+/// An activation's key table in its source database.
+#[derive(Clone)]
+pub struct KeyTable {
+    connection: String,
+    driver: Driver,
+    model: Model,
+    /// The schema (a database on MySQL; a name prefix on SQLite).
+    schema: String,
+    /// The table's own name.
+    name: String,
+    columns: Vec<String>,
+}
+
+impl fmt::Debug for KeyTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyTable")
+            .field("table", &self.display())
+            .field("columns", &self.columns)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`KeyTable::ensure`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    /// The table was not there, and now is (empty).
+    pub created: bool,
+    /// It holds no key.
+    pub empty: bool,
+}
+
+fn quote_of(driver: Driver) -> char {
+    match driver {
+        Driver::Mysql => '`',
+        Driver::Postgres | Driver::Sqlite => '"',
+    }
+}
+
+impl KeyTable {
+    /// Keys written to the table per statement.
+    pub const CHUNK: usize = 1_000;
+
+    /// The key table of activation `activation`, reading `model` at
+    /// `connection`, identified by `columns`, in schema `schema`.
+    pub fn new(
+        connection: &str,
+        model: &Model,
+        schema: &str,
+        activation: &str,
+        columns: &[String],
+    ) -> Result<KeyTable> {
+        let driver = Driver::for_url(connection)?;
+        let (schema, name) = match driver {
+            Driver::Sqlite => (String::new(), format!("{schema}_{activation}")),
+            Driver::Postgres | Driver::Mysql => (schema.to_owned(), activation.to_owned()),
+        };
+        Ok(KeyTable {
+            connection: connection.to_owned(),
+            driver,
+            model: model.clone(),
+            schema,
+            name,
+            columns: columns.to_vec(),
+        })
+    }
+
+    fn quote(&self) -> char {
+        quote_of(self.driver)
+    }
+
+    /// `name` in this table's schema, quoted.
+    fn qualified(&self, name: &str) -> String {
+        let q = self.quote();
+        if self.schema.is_empty() {
+            quote_column(name, q)
+        } else {
+            format!(
+                "{}.{}",
+                quote_column(&self.schema, q),
+                quote_column(name, q)
+            )
+        }
+    }
+
+    /// The table as people write it: `retl.orders`.
+    pub fn display(&self) -> String {
+        if self.schema.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}.{}", self.schema, self.name)
+        }
+    }
+
+    fn staging(&self) -> String {
+        format!("{}__staging", self.name)
+    }
+
+    /// The anti-join a read against this table adds.
+    pub fn anti_join(&self) -> AntiJoin {
+        AntiJoin {
+            table: self.qualified(&self.name),
+            columns: self.columns.clone(),
+        }
+    }
+
+    /// The model a baseline reads its keys from: the staging table
+    /// [`fill_staging`](Self::fill_staging) made.
+    pub fn staging_model(&self) -> Model {
+        // `Model::Table` splits on dots and quotes each part.
+        Model::Table(if self.schema.is_empty() {
+            self.staging()
+        } else {
+            format!("{}.{}", self.schema, self.staging())
+        })
+    }
+
+    fn key_list(&self) -> String {
+        let q = self.quote();
+        self.columns
+            .iter()
+            .map(|c| quote_column(c, q))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The GRANT (or the step) that lets retl make and fill the table,
+    /// for the error that says it cannot.
+    pub fn grant(&self) -> String {
+        let user = user_of(&self.connection);
+        match self.driver {
+            Driver::Postgres => format!(
+                "GRANT CREATE ON DATABASE {db} TO {user}; (or make the schema for it: CREATE SCHEMA {schema} AUTHORIZATION {user}; or, if it exists, GRANT USAGE, CREATE ON SCHEMA {schema} TO {user})",
+                db = database_of(&self.connection),
+                schema = quote_column(&self.schema, '"'),
+            ),
+            Driver::Mysql => format!(
+                "GRANT SELECT, INSERT, CREATE, DROP, ALTER, INDEX ON `{}`.* TO '{user}'@'%' (and CREATE DATABASE `{}` if it does not exist)",
+                self.schema, self.schema
+            ),
+            Driver::Sqlite => {
+                "make the database file (and its directory) writable by retl's user".to_owned()
+            }
+        }
+    }
+
+    fn denied(&self, what: &str, error: sqlx::Error) -> Error {
+        Error::KeyTable {
+            table: self.display(),
+            what: what.to_owned(),
+            error,
+            grant: self.grant(),
+        }
+    }
+
+    async fn connect(&self) -> Result<Writer> {
+        Writer::connect(&self.connection).await
+    }
+
+    /// Whether the table is there, without making it.
+    pub async fn exists(&self) -> Result<bool> {
+        let mut conn = self.connect().await?;
+        self.exists_on(&mut conn).await
+    }
+
+    async fn exists_on(&self, conn: &mut Writer) -> Result<bool> {
+        let found: std::result::Result<i64, sqlx::Error> =
+            match conn {
+                Writer::Postgres(c) => sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace
+                     WHERE n.nspname = $1 AND t.relname = $2",
+                )
+                .bind(&self.schema)
+                .bind(&self.name)
+                .fetch_one(&mut *c)
+                .await,
+                Writer::Mysql(c) => {
+                    sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM information_schema.TABLES
+                     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                    )
+                    .bind(&self.schema)
+                    .bind(&self.name)
+                    .fetch_one(&mut *c)
+                    .await
+                }
+                Writer::Sqlite(c) => {
+                    sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                    )
+                    .bind(&self.name)
+                    .fetch_one(&mut *c)
+                    .await
+                }
+            };
+        Ok(found.map_err(|e| self.denied("look the table up", e))? > 0)
+    }
+
+    /// Makes the table (and its schema) if it is not there; says whether it
+    /// was made and whether it holds any key.
+    pub async fn ensure(&self) -> Result<Found> {
+        let mut conn = self.connect().await?;
+        let created = if self.exists_on(&mut conn).await? {
+            false
+        } else {
+            self.create(&mut conn, &self.name, false).await?;
+            true
+        };
+        let empty = created || self.is_empty_on(&mut conn).await?;
+        Ok(Found { created, empty })
+    }
+
+    async fn is_empty_on(&self, conn: &mut Writer) -> Result<bool> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT 1 AS one FROM {} LIMIT 1) AS retl_any",
+            self.qualified(&self.name)
+        );
+        let count: std::result::Result<i64, sqlx::Error> = match conn {
+            Writer::Postgres(c) => sqlx::query_scalar(&sql).fetch_one(&mut *c).await,
+            Writer::Mysql(c) => sqlx::query_scalar(&sql).fetch_one(&mut *c).await,
+            Writer::Sqlite(c) => sqlx::query_scalar(&sql).fetch_one(&mut *c).await,
+        };
+        Ok(count.map_err(|e| self.denied("read the table", e))? == 0)
+    }
+
+    /// Makes the schema if needed, then table `name` of the key columns:
+    /// empty, or (`fill`) holding every non-NULL key of the model.
+    async fn create(&self, conn: &mut Writer, name: &str, fill: bool) -> Result<()> {
+        let q = self.quote();
+        let table = self.qualified(name);
+        let keys = self.key_list();
+        let from = from_clause(&self.model, q);
+        let not_null: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| format!("{} IS NOT NULL", quote_column(c, q)))
+            .collect();
+        let filter = if fill {
+            not_null.join(" AND ")
+        } else {
+            "1 = 0".to_owned()
+        };
+        let index = quote_column(&format!("{name}_key"), q);
+        let create = |what: &str, e| self.denied(what, e);
+        match conn {
+            Writer::Postgres(c) => {
+                let mut tx = c.begin().await.map_err(|e| create("begin", e))?;
+                let schema_there: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                )
+                .bind(&self.schema)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| create("look the schema up", e))?;
+                if !schema_there {
+                    sqlx::query(&format!("CREATE SCHEMA {}", quote_column(&self.schema, q)))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| create("create the schema", e))?;
+                }
+                for sql in [
+                    format!(
+                        "CREATE TABLE {table} AS SELECT {keys}, now() AS settled_at FROM {from} WHERE {filter}"
+                    ),
+                    format!("CREATE INDEX {index} ON {table} ({keys})"),
+                    format!("ANALYZE {table}"),
+                ] {
+                    sqlx::query(&sql)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| create("create the table", e))?;
+                }
+                tx.commit().await.map_err(|e| create("commit", e))?;
+            }
+            Writer::Mysql(c) => {
+                sqlx::query(&format!(
+                    "CREATE DATABASE IF NOT EXISTS {}",
+                    quote_column(&self.schema, q)
+                ))
+                .execute(&mut *c)
+                .await
+                .map_err(|e| create("create the database", e))?;
+                sqlx::query(&format!(
+                    "CREATE TABLE {table} (INDEX {index} ({keys})) AS SELECT {keys}, CURRENT_TIMESTAMP(6) AS settled_at FROM {from} WHERE {filter}"
+                ))
+                .execute(&mut *c)
+                .await
+                .map_err(|e| create("create the table", e))?;
+            }
+            Writer::Sqlite(c) => {
+                let mut tx = c.begin().await.map_err(|e| create("begin", e))?;
+                for sql in [
+                    format!(
+                        "CREATE TABLE {table} AS SELECT {keys}, CURRENT_TIMESTAMP AS settled_at FROM {from} WHERE {filter}"
+                    ),
+                    format!("CREATE INDEX {index} ON {} ({keys})", quote_column(name, q)),
+                ] {
+                    sqlx::query(&sql)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| create("create the table", e))?;
+                }
+                tx.commit().await.map_err(|e| create("commit", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn drop_table(&self, conn: &mut Writer, name: &str) -> Result<()> {
+        let sql = format!("DROP TABLE IF EXISTS {}", self.qualified(name));
+        let done = match conn {
+            Writer::Postgres(c) => sqlx::query(&sql).execute(&mut *c).await.map(|_| ()),
+            Writer::Mysql(c) => sqlx::query(&sql).execute(&mut *c).await.map(|_| ()),
+            Writer::Sqlite(c) => sqlx::query(&sql).execute(&mut *c).await.map(|_| ()),
+        };
+        done.map_err(|e| self.denied("drop a table of its own", e))
+    }
+
+    /// Makes the staging table of a first run's baseline: every non-NULL
+    /// key of the model, copied inside the warehouse.
+    pub async fn fill_staging(&self) -> Result<()> {
+        let mut conn = self.connect().await?;
+        let staging = self.staging();
+        self.drop_table(&mut conn, &staging).await?;
+        self.create(&mut conn, &staging, true).await
+    }
+
+    /// Puts the staging table in the key table's place (in one step where
+    /// the database has one): called once the ledger holds its keys.
+    pub async fn swap_in_staging(&self) -> Result<()> {
+        let mut conn = self.connect().await?;
+        let q = self.quote();
+        let (table, staging) = (self.qualified(&self.name), self.qualified(&self.staging()));
+        let swap = |e| self.denied("put the baseline in place", e);
+        match &mut conn {
+            Writer::Postgres(c) => {
+                let mut tx = c.begin().await.map_err(swap)?;
+                for sql in [
+                    format!("DROP TABLE IF EXISTS {table}"),
+                    format!(
+                        "ALTER TABLE {staging} RENAME TO {}",
+                        quote_column(&self.name, q)
+                    ),
+                    format!(
+                        "ALTER INDEX {}.{} RENAME TO {}",
+                        quote_column(&self.schema, q),
+                        quote_column(&format!("{}_key", self.staging()), q),
+                        quote_column(&format!("{}_key", self.name), q)
+                    ),
+                ] {
+                    sqlx::query(&sql).execute(&mut *tx).await.map_err(swap)?;
+                }
+                tx.commit().await.map_err(swap)?;
+            }
+            Writer::Mysql(c) => {
+                let old = self.qualified(&format!("{}__old", self.name));
+                // One atomic RENAME of both; the old table is dropped after.
+                sqlx::query(&format!("DROP TABLE IF EXISTS {old}"))
+                    .execute(&mut *c)
+                    .await
+                    .map_err(swap)?;
+                sqlx::query(&format!(
+                    "CREATE TABLE IF NOT EXISTS {table} LIKE {staging}"
+                ))
+                .execute(&mut *c)
+                .await
+                .map_err(swap)?;
+                sqlx::query(&format!(
+                    "RENAME TABLE {table} TO {old}, {staging} TO {table}"
+                ))
+                .execute(&mut *c)
+                .await
+                .map_err(swap)?;
+                sqlx::query(&format!("DROP TABLE {old}"))
+                    .execute(&mut *c)
+                    .await
+                    .map_err(swap)?;
+            }
+            Writer::Sqlite(c) => {
+                let mut tx = c.begin().await.map_err(swap)?;
+                for sql in [
+                    format!("DROP TABLE IF EXISTS {table}"),
+                    format!(
+                        "ALTER TABLE {staging} RENAME TO {}",
+                        quote_column(&self.name, q)
+                    ),
+                ] {
+                    sqlx::query(&sql).execute(&mut *tx).await.map_err(swap)?;
+                }
+                tx.commit().await.map_err(swap)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes settled keys (each one value per key column, in order).
+    pub async fn push(&self, conn: &mut Writer, keys: &[Vec<KeyValue>]) -> Result<()> {
+        let table = self.qualified(&self.name);
+        let columns = self.key_list();
+        let push = |e| self.denied("write settled keys", e);
+        for chunk in keys.chunks(Self::CHUNK) {
+            match conn {
+                Writer::Postgres(c) => {
+                    // One parameter: each key a JSON object, made into a
+                    // row of the table's own types by the database.
+                    let rows: Vec<serde_json::Value> = chunk
+                        .iter()
+                        .map(|key| {
+                            self.columns
+                                .iter()
+                                .zip(key)
+                                .map(|(column, value)| {
+                                    let value = match value {
+                                        KeyValue::Int(i) => serde_json::Value::from(*i),
+                                        KeyValue::Text(t) => serde_json::Value::from(t.as_str()),
+                                    };
+                                    (column.clone(), value)
+                                })
+                                .collect::<serde_json::Map<_, _>>()
+                                .into()
+                        })
+                        .collect();
+                    sqlx::query(&format!(
+                        "INSERT INTO {table} ({columns}, settled_at)
+                         SELECT {columns}, now() FROM json_populate_recordset(NULL::{table}, $1::json)"
+                    ))
+                    .bind(serde_json::Value::Array(rows).to_string())
+                    .execute(&mut *c)
+                    .await
+                    .map_err(push)?;
+                }
+                Writer::Mysql(c) => {
+                    let sql = insert_values(
+                        &table,
+                        &columns,
+                        self.columns.len(),
+                        chunk.len(),
+                        "CURRENT_TIMESTAMP(6)",
+                    );
+                    let mut query = sqlx::query(&sql);
+                    for value in chunk.iter().flatten() {
+                        query = match value {
+                            KeyValue::Int(i) => query.bind(*i),
+                            KeyValue::Text(t) => query.bind(t.as_str()),
+                        };
+                    }
+                    query.execute(&mut *c).await.map_err(push)?;
+                }
+                Writer::Sqlite(c) => {
+                    let sql = insert_values(
+                        &table,
+                        &columns,
+                        self.columns.len(),
+                        chunk.len(),
+                        "CURRENT_TIMESTAMP",
+                    );
+                    let mut query = sqlx::query(&sql);
+                    for value in chunk.iter().flatten() {
+                        query = match value {
+                            KeyValue::Int(i) => query.bind(*i),
+                            KeyValue::Text(t) => query.bind(t.as_str()),
+                        };
+                    }
+                    query.execute(&mut *c).await.map_err(push)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A connection to write keys with ([`push`](Self::push)).
+    pub async fn writer(&self) -> Result<Writer> {
+        self.connect().await
+    }
+}
+
+/// `INSERT INTO table (columns, settled_at) VALUES (?, …, now), …` for `rows` keys.
+fn insert_values(table: &str, columns: &str, width: usize, rows: usize, now: &str) -> String {
+    let row = format!("({}, {now})", vec!["?"; width].join(", "));
+    format!(
+        "INSERT INTO {table} ({columns}, settled_at) VALUES {}",
+        vec![row; rows].join(", ")
+    )
+}
+
+/// The part of a connection URL after the scheme: `user:pass@host/db?…`.
+fn after_scheme(url: &str) -> &str {
+    url.split_once("://").map_or(url, |(_, rest)| rest)
+}
+
+/// The user of a connection URL, for a GRANT statement (never its password).
+fn user_of(url: &str) -> String {
+    let rest = after_scheme(url);
+    let user = match rest.split('/').next().unwrap_or_default().rsplit_once('@') {
+        Some((credentials, _)) => credentials.split(':').next().unwrap_or_default(),
+        None => "",
+    };
+    if user.is_empty() {
+        "<retl's user>".to_owned()
+    } else {
+        user.to_owned()
+    }
+}
+
+/// The database of a connection URL, for a GRANT statement.
+fn database_of(url: &str) -> String {
+    let rest = after_scheme(url);
+    let database = rest
+        .split_once('/')
+        .map(|(_, path)| path.split('?').next().unwrap_or_default())
+        .unwrap_or_default();
+    if database.is_empty() {
+        "<the database>".to_owned()
+    } else {
+        database.to_owned()
+    }
+}
