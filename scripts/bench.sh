@@ -3,6 +3,11 @@
 # columns, measured in one run on the same table. Not a test: it prints figures.
 #
 #   scripts/bench.sh [--rows N] [--url postgres://…] [--pg-state] [--no-peer]
+#   scripts/bench.sh --diff warehouse [--rows N] [--url postgres://…]
+#
+# --diff warehouse runs scripts/bench_warehouse.sh instead: the diff inside the
+# warehouse (source.diff: warehouse) and cursor mode, 1,000 new rows, against
+# the raw COPY (default 10,000,000 rows).
 #
 # --pg-state keeps retl's state in a PostgreSQL schema (retl_bench_state, made
 # afresh) on the same server instead of a SQLite file. --no-peer leaves the
@@ -28,6 +33,14 @@
 # and prints the times, the ratios to raw, rows per second and peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--diff" ]; then
+  case "${2:-}" in
+    warehouse) shift 2; exec scripts/bench_warehouse.sh "$@" ;;
+    retl) shift 2 ;;
+    *) echo "usage: scripts/bench.sh --diff warehouse|retl [...]" >&2; exit 2 ;;
+  esac
+fi
 
 rows=1000000
 pg_state=0

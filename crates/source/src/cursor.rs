@@ -246,20 +246,34 @@ pub(crate) fn select(
 ) -> Statement {
     let mut conditions = Vec::new();
     let mut param = None;
+    let mut columns = columns.to_vec();
+    let mut qualify = String::new();
     // The anti-join names the outer row's columns through an alias.
     let from = match anti_join {
         Some(anti) => {
-            let (from, alias) = match from.strip_suffix(" AS retl_q") {
+            let (mut from, alias) = match from.strip_suffix(" AS retl_q") {
                 Some(_) => (from.to_owned(), "retl_q"),
                 None => (format!("{from} AS retl_s"), "retl_s"),
             };
+            if let Some(join) = anti.join(alias, quote) {
+                from.push_str(&join);
+            }
+            if anti.qualifies() {
+                qualify = format!("{alias}.");
+                for column in &mut columns {
+                    column.insert_str(0, &qualify);
+                }
+            }
             conditions.push(anti.condition(alias, quote));
             from
         }
         None => from.to_owned(),
     };
     if let Some(since) = since {
-        let column = crate::columns::quote_column(&since.column, quote);
+        let column = format!(
+            "{qualify}{}",
+            crate::columns::quote_column(&since.column, quote)
+        );
         let (placeholder, bound) = match (driver, &since.from, since.from.param(driver)) {
             (Driver::Mysql | Driver::Sqlite, _, param) => ("?".to_owned(), Some(param)),
             (Driver::Postgres, CursorValue::Text(_), text) => {
@@ -332,6 +346,7 @@ mod tests {
         let anti = crate::AntiJoin {
             table: r#""retl"."orders""#.into(),
             columns: vec!["id".into(), "re\"gion".into()],
+            bytes: false,
         };
         let since = Since {
             column: "at".to_owned(),

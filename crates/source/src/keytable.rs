@@ -63,24 +63,63 @@ pub struct AntiJoin {
     pub(crate) table: String,
     /// The key columns, unquoted.
     pub(crate) columns: Vec<String>,
+    /// MySQL, MariaDB: compare bytes too, and as a `LEFT JOIN`. Their
+    /// default collations call `abc` and `ABC`, or `a` and `a `, equal,
+    /// where retl's keys differ; and MariaDB's subquery cache answers a
+    /// `NOT EXISTS` for `ABC` with the answer it found for `abc`.
+    pub(crate) bytes: bool,
 }
 
 impl AntiJoin {
-    /// `NOT EXISTS (SELECT 1 FROM table k WHERE k.c = outer.c …)`.
-    pub(crate) fn condition(&self, outer: &str, quote: char) -> String {
+    /// `k.c = outer.c AND …` (with the byte comparison where it is needed).
+    fn equal(&self, outer: &str, quote: char) -> String {
         let equal: Vec<String> = self
             .columns
             .iter()
             .map(|c| {
                 let c = quote_column(c, quote);
-                format!("retl_k.{c} = {outer}.{c}")
+                if self.bytes {
+                    // The first term finds the key through the index, the
+                    // second keeps only the byte-for-byte equal.
+                    format!("retl_k.{c} = {outer}.{c} AND BINARY retl_k.{c} = BINARY {outer}.{c}")
+                } else {
+                    format!("retl_k.{c} = {outer}.{c}")
+                }
             })
             .collect();
+        equal.join(" AND ")
+    }
+
+    /// The `LEFT JOIN` clause (MySQL), or nothing.
+    pub(crate) fn join(&self, outer: &str, quote: char) -> Option<String> {
+        self.bytes.then(|| {
+            format!(
+                " LEFT JOIN {} AS retl_k ON {}",
+                self.table,
+                self.equal(outer, quote)
+            )
+        })
+    }
+
+    /// The `WHERE` condition: `NOT EXISTS (SELECT 1 FROM table k WHERE k.c =
+    /// outer.c …)`, or with the `LEFT JOIN`, `k.c IS NULL`. The table holds
+    /// no NULL key, so a row with a match is never null-extended.
+    pub(crate) fn condition(&self, outer: &str, quote: char) -> String {
+        if self.bytes {
+            let first = quote_column(&self.columns[0], quote);
+            return format!("retl_k.{first} IS NULL");
+        }
         format!(
             "NOT EXISTS (SELECT 1 FROM {} AS retl_k WHERE {})",
             self.table,
-            equal.join(" AND ")
+            self.equal(outer, quote)
         )
+    }
+
+    /// Whether the read's columns must be named through the outer alias
+    /// (a join puts the key table's columns beside them).
+    pub(crate) fn qualifies(&self) -> bool {
+        self.bytes
     }
 }
 
@@ -186,6 +225,7 @@ impl KeyTable {
         AntiJoin {
             table: self.qualified(&self.name),
             columns: self.columns.clone(),
+            bytes: self.driver == Driver::Mysql,
         }
     }
 

@@ -76,6 +76,8 @@ fn col<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
         })
 }
 
+mod keytable;
+
 mod postgres {
     use super::*;
     use sqlx::postgres::{PgConnectOptions, PgConnection};
