@@ -372,3 +372,39 @@ fn killed_before_the_baseline_takes_its_place_nothing_is_sent() {
 fn killed_after_writing_the_key_table_nothing_is_sent_twice() {
     killed_at("keys_pushed:2", "send_all");
 }
+
+#[test]
+fn without_the_grant_the_run_and_check_name_it() {
+    let Some(world) = World::with(Kind::Postgres) else {
+        return;
+    };
+    let _drop = DropKeys(&world);
+    let (url, schema) = world.server.clone().unwrap();
+    let role = format!("{schema}_r");
+    world.server_sql(&format!(
+        "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN; GRANT USAGE ON SCHEMA {schema} TO {role}; GRANT SELECT ON {schema}.orders TO {role}"
+    ));
+    let as_role = url.replacen("postgres@", &format!("{role}@"), 1);
+    assert_ne!(as_role, url, "the test URL names its user: {url}");
+    warehouse_diff(&world, "send_all");
+    world.edit_activation(|yaml| yaml.replace(&url, &as_role));
+    world.insert(1, 3, None, None);
+    let grant = format!("GRANT CREATE ON DATABASE test TO {role}");
+    let out = world.retl(&["run", "orders"], "emulator-secret");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(&grant), "{stderr}");
+    assert!(world.accepted_references().is_empty(), "nothing is sent");
+    let out = world.retl(&["check", "--json"], "emulator-secret");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_ne!(out.status.code(), Some(0), "{report}");
+    assert!(report.contains(&grant), "{report}");
+    // Granted, the same run goes.
+    world.server_sql(&format!("GRANT CREATE ON DATABASE test TO {role}"));
+    let (code, summary) = world.run();
+    assert_eq!((code, count(&summary, "sent")), (0, 3), "{summary}");
+    world.server_sql(&format!(
+        "DROP SCHEMA IF EXISTS {}_k CASCADE; REVOKE ALL ON DATABASE test FROM {role}; REVOKE ALL ON SCHEMA {schema} FROM {role}; REVOKE ALL ON {schema}.orders FROM {role}; DROP ROLE {role}",
+        schema
+    ));
+}

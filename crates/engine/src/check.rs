@@ -67,6 +67,13 @@ pub struct SourceCheck {
     pub model: String,
     /// Each column read: name, database type, and the type retl reads it as.
     pub columns: Vec<ColumnCheck>,
+    /// `source.diff`: `retl` or `warehouse`.
+    pub diff: &'static str,
+    /// With `diff: warehouse`: retl's key table (`schema.name`).
+    pub key_table: Option<String>,
+    /// With `diff: warehouse`: whether the key table is there yet (its first
+    /// run makes it otherwise).
+    pub key_table_exists: Option<bool>,
 }
 
 /// One column of a source.
@@ -248,7 +255,13 @@ pub async fn check_activation(
                 reads_as: field.data_type().to_string(),
             })
             .collect(),
+        diff: activation.source.diff.as_str(),
+        key_table: None,
+        key_table_exists: None,
     });
+    if activation.source.diff == retl_source::Diff::Warehouse {
+        check_key_table(activation, &inspection, &mut check).await;
+    }
     if let Some(incremental) = &activation.source.incremental {
         match Source::inspect_cursor(&activation.source_spec(), &incremental.cursor).await {
             Some(false) => check.warnings.push(format!(
@@ -284,6 +297,64 @@ pub async fn check_activation(
         check.problems.push(format!("activation `{name}`: {e}"));
     }
     check
+}
+
+/// `source.diff: warehouse`: the key columns can be kept, and retl may
+/// make (or write to) its key table; a problem names the GRANT to run.
+async fn check_key_table(
+    activation: &Activation,
+    inspection: &retl_source::Inspection,
+    check: &mut ActivationCheck,
+) {
+    let name = activation.name.as_str();
+    for column in &activation.primary_key {
+        if let Ok(field) = inspection.schema.field_with_name(column)
+            && !retl_source::KeyTable::keeps(field.data_type())
+        {
+            check.problems.push(format!(
+                "activation `{name}`: source.diff: warehouse keeps keys of integer, text, decimal and UUID columns; primary key column `{column}` is {}",
+                inspection
+                    .columns
+                    .iter()
+                    .find(|(c, _)| c == column)
+                    .map_or_else(|| field.data_type().to_string(), |(_, t)| t.clone())
+            ));
+        }
+    }
+    let table = match retl_source::KeyTable::new(
+        &activation.source.connection,
+        &activation.source.model,
+        &activation.source.diff_schema,
+        name,
+        &activation.primary_key,
+    ) {
+        Ok(table) => table,
+        Err(e) => {
+            check
+                .problems
+                .push(format!("source of activation `{name}`: {e}"));
+            return;
+        }
+    };
+    let shown = table.display();
+    match table.probe().await {
+        Ok((exists, allowed)) => {
+            if let Some(source) = &mut check.source {
+                source.key_table = Some(shown.clone());
+                source.key_table_exists = Some(exists);
+            }
+            if allowed == Some(false) {
+                check.problems.push(format!(
+                    "activation `{name}`: source.diff: warehouse: retl may not {} its key table `{shown}`; run: {}",
+                    if exists { "read and write" } else { "make" },
+                    table.grant()
+                ));
+            }
+        }
+        Err(e) => check
+            .problems
+            .push(format!("source of activation `{name}`: {e}")),
+    }
 }
 
 /// The invitation templates of `business_unit` (default: the destination's

@@ -165,6 +165,26 @@ impl KeyTable {
     /// Keys written to the table per statement.
     pub const CHUNK: usize = 1_000;
 
+    /// Whether a key column read as `data_type` can be kept in a key table:
+    /// it must come back from it as the same value (integers, and text,
+    /// which holds decimals and UUIDs).
+    pub fn keeps(data_type: &arrow_schema::DataType) -> bool {
+        use arrow_schema::DataType as T;
+        matches!(
+            data_type,
+            T::Int8
+                | T::Int16
+                | T::Int32
+                | T::Int64
+                | T::UInt8
+                | T::UInt16
+                | T::UInt32
+                | T::UInt64
+                | T::Utf8
+                | T::LargeUtf8
+        )
+    }
+
     /// The key table of activation `activation`, reading `model` at
     /// `connection`, identified by `columns`, in schema `schema`.
     pub fn new(
@@ -333,6 +353,39 @@ impl KeyTable {
         };
         let empty = created || self.is_empty_on(&mut conn).await?;
         Ok(Found { created, empty })
+    }
+
+    /// Whether the table is there, and whether retl may make it or write to
+    /// it, without making or writing anything (`retl check`). `None` where
+    /// the database cannot say cheaply (MySQL's grants, SQLite's file).
+    pub async fn probe(&self) -> Result<(bool, Option<bool>)> {
+        let mut conn = self.connect().await?;
+        let exists = self.exists_on(&mut conn).await?;
+        let Writer::Postgres(c) = &mut conn else {
+            return Ok((exists, None));
+        };
+        let allowed: std::result::Result<bool, sqlx::Error> = if exists {
+            sqlx::query_scalar(
+                "SELECT has_table_privilege(format('%I.%I', $1::text, $2::text), 'SELECT, INSERT')",
+            )
+            .bind(&self.schema)
+            .bind(&self.name)
+            .fetch_one(&mut *c)
+            .await
+        } else {
+            sqlx::query_scalar(
+                "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)
+                        THEN has_schema_privilege($1, 'USAGE, CREATE')
+                        ELSE has_database_privilege(current_database(), 'CREATE') END",
+            )
+            .bind(&self.schema)
+            .fetch_one(&mut *c)
+            .await
+        };
+        Ok((
+            exists,
+            Some(allowed.map_err(|e| self.denied("look the grants up", e))?),
+        ))
     }
 
     async fn is_empty_on(&self, conn: &mut Writer) -> Result<bool> {

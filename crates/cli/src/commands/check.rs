@@ -187,6 +187,17 @@ fn text(checked: &Checked, config_dir: &Path) -> String {
                 source.model,
                 columns.join(", ")
             );
+            if let Some(table) = &source.key_table {
+                let _ = writeln!(
+                    out,
+                    "  diff: warehouse, key table {table} ({})",
+                    if source.key_table_exists == Some(true) {
+                        "there"
+                    } else {
+                        "made by the next run"
+                    }
+                );
+            }
         }
         if let Some(first) = &a.first_run {
             if first.pending {

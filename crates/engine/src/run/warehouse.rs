@@ -61,17 +61,6 @@ pub(super) fn key_values(batch: &RecordBatch, key: &[usize], row: usize) -> Opti
         .collect()
 }
 
-/// Whether a key column of `data_type` can be kept in the key table: it
-/// must come back from it as the same value (integers, and text, which
-/// holds decimals and UUIDs).
-fn keepable(data_type: &arrow_schema::DataType) -> bool {
-    is_integer(data_type)
-        || matches!(
-            data_type,
-            arrow_schema::DataType::Utf8 | arrow_schema::DataType::LargeUtf8
-        )
-}
-
 impl RunCtx<'_> {
     /// With `diff: warehouse`, finds (or, unless a preview, makes) the key
     /// table and narrows `spec` to the rows it lacks; says how the run reads.
@@ -169,7 +158,7 @@ impl RunCtx<'_> {
             let Ok(field) = schema.field_with_name(column) else {
                 continue;
             };
-            if !keepable(field.data_type()) {
+            if !KeyTable::keeps(field.data_type()) {
                 return Err(Error::Mapping {
                     activation: self.activation.name.clone(),
                     message: format!(
