@@ -404,7 +404,6 @@ fn without_the_grant_the_run_and_check_name_it() {
     let (code, summary) = world.run();
     assert_eq!((code, count(&summary, "sent")), (0, 3), "{summary}");
     world.server_sql(&format!(
-        "DROP SCHEMA IF EXISTS {}_k CASCADE; REVOKE ALL ON DATABASE test FROM {role}; REVOKE ALL ON SCHEMA {schema} FROM {role}; REVOKE ALL ON {schema}.orders FROM {role}; DROP ROLE {role}",
-        schema
+        "DROP SCHEMA IF EXISTS {schema}_k CASCADE; REVOKE ALL ON DATABASE test FROM {role}; REVOKE ALL ON SCHEMA {schema} FROM {role}; REVOKE ALL ON {schema}.orders FROM {role}; DROP ROLE {role}"
     ));
 }

@@ -262,6 +262,28 @@ pub async fn check_activation(
     if activation.source.diff == retl_source::Diff::Warehouse {
         check_key_table(activation, &inspection, &mut check).await;
     }
+    check_cursor_index(activation, &mut check).await;
+    let skip = activation.first_run == FirstRun::SkipExisting;
+    if state.is_none() && pending {
+        check.next_run_refused = first_run_guard(activation, inspection.rows);
+    }
+    check.first_run = Some(FirstRunCheck {
+        pending,
+        mode: activation.first_run.as_str(),
+        rows: inspection.rows,
+        would_send: inspection.rows.map(|n| if skip { 0 } else { n }),
+    });
+    let misfit = destination
+        .visit(&activation.delivery, Fits(&inspection.schema))
+        .unwrap_or_else(|| Some(format!("not read for destination `{}`", destination.name())));
+    if let Some(e) = misfit {
+        check.problems.push(format!("activation `{name}`: {e}"));
+    }
+    check
+}
+
+/// Cursor mode: a warning when no index serves the cursor column.
+async fn check_cursor_index(activation: &Activation, check: &mut ActivationCheck) {
     if let Some(incremental) = &activation.source.incremental {
         match Source::inspect_cursor(&activation.source_spec(), &incremental.cursor).await {
             Some(false) => check.warnings.push(format!(
@@ -280,23 +302,6 @@ pub async fn check_activation(
             )),
         }
     }
-    let skip = activation.first_run == FirstRun::SkipExisting;
-    if state.is_none() && pending {
-        check.next_run_refused = first_run_guard(activation, inspection.rows);
-    }
-    check.first_run = Some(FirstRunCheck {
-        pending,
-        mode: activation.first_run.as_str(),
-        rows: inspection.rows,
-        would_send: inspection.rows.map(|n| if skip { 0 } else { n }),
-    });
-    let misfit = destination
-        .visit(&activation.delivery, Fits(&inspection.schema))
-        .unwrap_or_else(|| Some(format!("not read for destination `{}`", destination.name())));
-    if let Some(e) = misfit {
-        check.problems.push(format!("activation `{name}`: {e}"));
-    }
-    check
 }
 
 /// `source.diff: warehouse`: the key columns can be kept, and retl may

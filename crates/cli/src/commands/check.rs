@@ -146,6 +146,35 @@ pub(crate) async fn check(ctx: &Ctx, only: &[String], json: bool) -> Result<Exit
 }
 
 /// The human form: what was checked, and every problem.
+/// The lines of `retl check`'s text that tell an activation's source.
+fn source_lines(out: &mut String, source: Option<&retl_engine::SourceCheck>) {
+    if let Some(source) = source {
+        let columns: Vec<String> = source
+            .columns
+            .iter()
+            .map(|c| format!("{} {}", c.name, c.db_type))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  source: {}, {}: {}",
+            source.connection,
+            source.model,
+            columns.join(", ")
+        );
+        if let Some(table) = &source.key_table {
+            let _ = writeln!(
+                out,
+                "  diff: warehouse, key table {table} ({})",
+                if source.key_table_exists == Some(true) {
+                    "there"
+                } else {
+                    "made by the next run"
+                }
+            );
+        }
+    }
+}
+
 fn text(checked: &Checked, config_dir: &Path) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "state: {}", checked.state);
@@ -174,31 +203,7 @@ fn text(checked: &Checked, config_dir: &Path) -> String {
         };
         let _ = writeln!(out, "{}: {status}", a.name);
         let _ = writeln!(out, "  destination: {}", a.destination);
-        if let Some(source) = &a.source {
-            let columns: Vec<String> = source
-                .columns
-                .iter()
-                .map(|c| format!("{} {}", c.name, c.db_type))
-                .collect();
-            let _ = writeln!(
-                out,
-                "  source: {}, {}: {}",
-                source.connection,
-                source.model,
-                columns.join(", ")
-            );
-            if let Some(table) = &source.key_table {
-                let _ = writeln!(
-                    out,
-                    "  diff: warehouse, key table {table} ({})",
-                    if source.key_table_exists == Some(true) {
-                        "there"
-                    } else {
-                        "made by the next run"
-                    }
-                );
-            }
-        }
+        source_lines(&mut out, a.source.as_ref());
         if let Some(first) = &a.first_run {
             if first.pending {
                 let _ = writeln!(
