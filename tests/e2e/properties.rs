@@ -5,8 +5,9 @@
 //! PostgreSQL. With a baseline (`first_run: skip_existing`), the rows there
 //! before the first run are never sent, however they change: they live in
 //! the key segments only. Small key-segment writes (`--key-flush-rows`) make
-//! every run write and merge blocks. Seeded, so a failure names the history
-//! that made it.
+//! every run write and merge blocks. With `source.diff: warehouse` the same
+//! holds while half of retl's key table is deleted now and then. Seeded, so
+//! a failure names the history that made it.
 
 use std::collections::BTreeSet;
 
@@ -37,11 +38,22 @@ struct Mode {
     cursor: bool,
     /// Rows before the first run, recorded by `first_run: skip_existing`.
     baseline: bool,
+    /// `source.diff: warehouse`, with half of the key table deleted now and
+    /// then (the state must decide, and the table catch up).
+    warehouse: bool,
 }
 
 fn run(world: &World, offset: Option<&str>) -> (i32, Value) {
     let mut command = world.command(
-        &["run", "orders", "--json", "--key-flush-rows", "7"],
+        &[
+            "run",
+            "orders",
+            "--json",
+            "--key-flush-rows",
+            "7",
+            "--key-push-rows",
+            "3",
+        ],
         "emulator-secret",
     );
     if let Some(offset) = offset {
@@ -53,8 +65,20 @@ fn run(world: &World, offset: Option<&str>) -> (i32, Value) {
 }
 
 fn history(world: &World, seed: u64, mode: Mode) {
-    let Mode { cursor, baseline } = mode;
+    let Mode {
+        cursor,
+        baseline,
+        warehouse,
+    } = mode;
     world.sql("ALTER TABLE orders ADD COLUMN created_at TEXT");
+    if warehouse {
+        world.edit_activation(|yaml| {
+            yaml.replace(
+                "  primary_key: [order_id]\n",
+                "  primary_key: [order_id]\n  diff: warehouse\n",
+            )
+        });
+    }
     if cursor {
         world.edit_activation(|yaml| {
             yaml.replace(
@@ -120,6 +144,10 @@ fn history(world: &World, seed: u64, mode: Mode) {
             read_by_a_run.remove(0);
             on_time.retain(|&i| i != id);
         }
+        if warehouse && (round > 0 || baseline) && rng.below(4) == 0 {
+            // Someone deletes half of retl's key table.
+            world.sql("DELETE FROM retl_orders WHERE order_id % 2 = 0");
+        }
         let (code, summary) = run(world, None);
         assert!(
             code == 0,
@@ -150,6 +178,7 @@ fn random_histories_in_full_scan_mode_send_each_key_once() {
             Mode {
                 cursor: false,
                 baseline: seed == 3,
+                warehouse: false,
             },
         );
     }
@@ -164,6 +193,7 @@ fn random_histories_in_cursor_mode_send_each_key_once() {
             Mode {
                 cursor: true,
                 baseline: seed == 3,
+                warehouse: false,
             },
         );
     }
@@ -175,6 +205,34 @@ fn random_histories_with_a_postgresql_state_send_each_key_once() {
         let Some(world) = World::new().with_postgres_state() else {
             return;
         };
-        history(&world, seed, Mode { cursor, baseline });
+        history(
+            &world,
+            seed,
+            Mode {
+                cursor,
+                baseline,
+                warehouse: false,
+            },
+        );
+    }
+}
+
+#[test]
+fn random_histories_with_the_diff_in_the_warehouse_send_each_key_once() {
+    for (seed, cursor, baseline) in [
+        (7, false, false),
+        (8, true, false),
+        (9, false, true),
+        (10, true, true),
+    ] {
+        history(
+            &World::new(),
+            seed,
+            Mode {
+                cursor,
+                baseline,
+                warehouse: true,
+            },
+        );
     }
 }
