@@ -87,6 +87,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 15,
         description: "run_rows.request: what was sent for a row, without the person's name and email",
     },
+    Migration {
+        version: 16,
+        description: "key_segments.prefixes: three bytes of each record's key, to look a few keys up without reading the blocks",
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -234,6 +238,18 @@ async fn apply(tx: &mut Tx, version: i64) -> Result<()> {
                 full_scan_at TEXT,
                 updated_at   TEXT NOT NULL
              )",
+            )
+            .await
+        }
+        16 => {
+            let bytes = if matches!(tx, Tx::Postgres(_)) {
+                "BYTEA"
+            } else {
+                "BLOB"
+            };
+            exec(
+                tx,
+                &format!("ALTER TABLE key_segments ADD COLUMN prefixes {bytes}"),
             )
             .await
         }

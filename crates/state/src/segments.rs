@@ -86,6 +86,33 @@ fn records(data: &[u8]) -> Result<impl Iterator<Item = (RowHash, RowHash)> + '_>
     }))
 }
 
+/// Bytes of a key kept in a block's prefixes: the three after the part's.
+const PREFIX: usize = 3;
+
+/// The prefixes of a block's records, in their (key) order: bytes 1–3 of
+/// each key, an eleventh of the block's size.
+fn prefixes(block: &[u8]) -> Vec<u8> {
+    block
+        .chunks_exact(RECORD)
+        .flat_map(|record| record[1..=PREFIX].iter().copied())
+        .collect()
+}
+
+/// Whether a block's sorted `prefixes` hold `key`'s.
+fn may_hold(prefixes: &[u8], key: &RowHash) -> bool {
+    let wanted = &key[1..=PREFIX];
+    let (mut low, mut high) = (0, prefixes.len() / PREFIX);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        match prefixes[middle * PREFIX..(middle + 1) * PREFIX].cmp(wanted) {
+            std::cmp::Ordering::Less => low = middle + 1,
+            std::cmp::Ordering::Greater => high = middle,
+            std::cmp::Ordering::Equal => return true,
+        }
+    }
+    false
+}
+
 /// Binary search of a block (sorted by key) for `key`'s content; of two
 /// records of one key in a block (there are none: a block keeps a key's
 /// last record), either is the same.
@@ -261,18 +288,37 @@ impl State {
         let load = Error::db("look keys up in the key segments");
         let mut found = HashMap::new();
         for (part, wanted) in parts {
-            let blocks: Vec<Vec<u8>> = on!(self.db.executor(), |c| sqlx::query_scalar(
-                "SELECT data FROM key_segments WHERE activation = $1 AND part = $2 ORDER BY seq"
+            // The prefixes first (an eleventh of the blocks); a block is read
+            // only for a key whose prefix it holds, or that has none (a block
+            // written before version 16).
+            let blocks: Vec<(i64, Option<Vec<u8>>)> = on!(self.db.executor(), |c| sqlx::query_as(
+                "SELECT seq, prefixes FROM key_segments WHERE activation = $1 AND part = $2 ORDER BY seq"
             )
             .bind(activation)
             .bind(i64::from(part))
             .fetch_all(c)
             .await)
             .map_err(load)?;
+            let mut read: HashMap<i64, Vec<u8>> = HashMap::new();
             // Later blocks win: search them newest first.
             for key in wanted {
-                for block in blocks.iter().rev() {
-                    if let Some(content) = search(block, &key)? {
+                for (seq, prefixes) in blocks.iter().rev() {
+                    if prefixes.as_ref().is_some_and(|p| !may_hold(p, &key)) {
+                        continue;
+                    }
+                    if !read.contains_key(seq) {
+                        let data: Vec<u8> = on!(self.db.executor(), |c| sqlx::query_scalar(
+                            "SELECT data FROM key_segments WHERE activation = $1 AND part = $2 AND seq = $3"
+                        )
+                        .bind(activation)
+                        .bind(i64::from(part))
+                        .bind(*seq)
+                        .fetch_one(c)
+                        .await)
+                        .map_err(load)?;
+                        read.insert(*seq, data);
+                    }
+                    if let Some(content) = search(&read[seq], &key)? {
                         found.insert(key, content);
                         break;
                     }
@@ -412,15 +458,17 @@ impl Fenced {
 
     async fn insert_block(&mut self, part: i64, seq: i64, data: Vec<u8>) -> Result<()> {
         let count = i64::try_from(data.len() / RECORD).unwrap_or(i64::MAX);
+        let prefixes = prefixes(&data);
         on!(self.tx.executor(), |c| sqlx::query(
-            "INSERT INTO key_segments (activation, part, seq, records, data)
-             VALUES ($1, $2, $3, $4, $5)"
+            "INSERT INTO key_segments (activation, part, seq, records, data, prefixes)
+             VALUES ($1, $2, $3, $4, $5, $6)"
         )
         .bind(&self.activation)
         .bind(part)
         .bind(seq)
         .bind(count)
         .bind(&data)
+        .bind(&prefixes)
         .execute(c)
         .await
         .map(|_| ()))
@@ -492,6 +540,56 @@ mod tests {
         k[..4].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_be_bytes());
         k[4..8].copy_from_slice(&i.to_be_bytes());
         k
+    }
+
+    #[tokio::test]
+    async fn candidates_are_looked_up_in_the_ledger_and_the_segments_as_a_full_scan_would() {
+        let (_dir, state) = state().await;
+        let lease = crate::test_lease(&state, "a").await;
+        // Two blocks: key 1 rewritten by the second; key 3 of unknown content.
+        for records in [
+            vec![(key(1), [1; 16]), (key(2), [2; 16])],
+            vec![(key(1), [9; 16]), (key(3), retl_diff::UNKNOWN_CONTENT)],
+        ] {
+            let mut tx = state.fenced(&lease).await.unwrap();
+            tx.append_segments(&mut records.clone()).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        let rows = [
+            (key(1), [9; 16]), // the later block's content: settled, unchanged
+            (key(2), [7; 16]), // changed since its baseline
+            (key(3), [5; 16]), // unknown content: settled
+            (key(4), [4; 16]), // nowhere: new
+        ];
+        let found = state.lookup_candidates("a", &rows).await.unwrap();
+        assert!(
+            !found.contains_key(&key(1)) && !found.contains_key(&key(3)),
+            "{found:?}"
+        );
+        assert_eq!(
+            found.get(&key(2)),
+            Some(&Some(Entry {
+                content: [2; 16],
+                status: Status::Baseline,
+                attempts: 0
+            }))
+        );
+        assert_eq!(found.get(&key(4)), Some(&None));
+        // The same answers as a full scan's, for the rows the set decides.
+        let set = state.key_set("a").await.unwrap();
+        let full = state.lookup_with("a", &set, &rows).await.unwrap();
+        assert_eq!(
+            full.changes.keys().collect::<HashSet<_>>(),
+            found.keys().collect::<HashSet<_>>()
+        );
+        // Many keys of one part: the prefixes let each be found.
+        let mut many: Vec<(RowHash, RowHash)> = (10..2_000).map(|i| (key(i), [3; 16])).collect();
+        let mut tx = state.fenced(&lease).await.unwrap();
+        tx.append_segments(&mut many.clone()).await.unwrap();
+        tx.commit().await.unwrap();
+        many.push((key(5_000), [3; 16]));
+        let found = state.lookup_candidates("a", &many).await.unwrap();
+        assert_eq!(found.keys().collect::<Vec<_>>(), vec![&key(5_000)]);
     }
 
     #[tokio::test]
