@@ -89,7 +89,7 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 16,
-        description: "key_segments.prefixes: three bytes of each record's key, to look a few keys up without reading the blocks",
+        description: "key_prefixes: three bytes of each key of a key-segment block, to look a few keys up without reading the blocks",
     },
 ];
 
@@ -247,9 +247,19 @@ async fn apply(tx: &mut Tx, version: i64) -> Result<()> {
             } else {
                 "BLOB"
             };
+            // A table of its own: SQLite reaches a column stored after a
+            // large blob only by walking the blob's overflow pages.
             exec(
                 tx,
-                &format!("ALTER TABLE key_segments ADD COLUMN prefixes {bytes}"),
+                &format!(
+                    "CREATE TABLE IF NOT EXISTS key_prefixes (
+                    activation TEXT NOT NULL,
+                    part       BIGINT NOT NULL,
+                    seq        BIGINT NOT NULL,
+                    prefixes   {bytes} NOT NULL,
+                    PRIMARY KEY (activation, part, seq)
+                 )"
+                ),
             )
             .await
         }

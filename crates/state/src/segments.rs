@@ -8,7 +8,12 @@
 //! 32-byte records (key hash, content hash) sorted by key, all of whose keys
 //! start with the byte `part`; `seq` orders the blocks an activation wrote, and
 //! of two records of one key the later block's wins. A record says "this key is
-//! settled (sent, baseline or too old) with this content". They are written:
+//! settled (sent, baseline or too old) with this content". Beside each block,
+//! `key_prefixes (activation, part, seq, prefixes)` holds bytes 1–3 of each
+//! of its keys, in order (a table of its own: SQLite reaches a column after
+//! a large blob only through the blob's pages), so that a run looking up a
+//! few candidates reads a block only when its prefixes hold one
+//! ([`State::lookup_candidates`]). They are written:
 //!
 //! - by a first run with `first_run: skip_existing` (the baseline), in place of
 //!   one ledger row per key: a block per part per million rows, a few
@@ -292,7 +297,9 @@ impl State {
             // only for a key whose prefix it holds, or that has none (a block
             // written before version 16).
             let blocks: Vec<(i64, Option<Vec<u8>>)> = on!(self.db.executor(), |c| sqlx::query_as(
-                "SELECT seq, prefixes FROM key_segments WHERE activation = $1 AND part = $2 ORDER BY seq"
+                "SELECT s.seq, p.prefixes FROM key_segments s
+                 LEFT JOIN key_prefixes p ON p.activation = s.activation AND p.part = s.part AND p.seq = s.seq
+                 WHERE s.activation = $1 AND s.part = $2 ORDER BY s.seq"
             )
             .bind(activation)
             .bind(i64::from(part))
@@ -460,15 +467,25 @@ impl Fenced {
         let count = i64::try_from(data.len() / RECORD).unwrap_or(i64::MAX);
         let prefixes = prefixes(&data);
         on!(self.tx.executor(), |c| sqlx::query(
-            "INSERT INTO key_segments (activation, part, seq, records, data, prefixes)
-             VALUES ($1, $2, $3, $4, $5, $6)"
+            "INSERT INTO key_prefixes (activation, part, seq, prefixes) VALUES ($1, $2, $3, $4)"
+        )
+        .bind(&self.activation)
+        .bind(part)
+        .bind(seq)
+        .bind(&prefixes)
+        .execute(c)
+        .await
+        .map(|_| ()))
+        .map_err(Error::db("write key segments"))?;
+        on!(self.tx.executor(), |c| sqlx::query(
+            "INSERT INTO key_segments (activation, part, seq, records, data)
+             VALUES ($1, $2, $3, $4, $5)"
         )
         .bind(&self.activation)
         .bind(part)
         .bind(seq)
         .bind(count)
         .bind(&data)
-        .bind(&prefixes)
         .execute(c)
         .await
         .map(|_| ()))
@@ -511,15 +528,16 @@ impl Fenced {
                 }
             })?;
             drop(blocks);
-            on!(self.tx.executor(), |c| sqlx::query(
-                "DELETE FROM key_segments WHERE activation = $1 AND part = $2"
-            )
-            .bind(&self.activation)
-            .bind(part)
-            .execute(c)
-            .await
-            .map(|_| ()))
-            .map_err(compact)?;
+            for table in ["key_segments", "key_prefixes"] {
+                let sql = format!("DELETE FROM {table} WHERE activation = $1 AND part = $2");
+                on!(self.tx.executor(), |c| sqlx::query(&sql)
+                    .bind(&self.activation)
+                    .bind(part)
+                    .execute(c)
+                    .await
+                    .map(|_| ()))
+                .map_err(compact)?;
+            }
             self.insert_block(part, last_seq, merged).await?;
         }
         Ok(crowded.len())

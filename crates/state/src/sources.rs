@@ -155,6 +155,7 @@ impl State {
             .map(|_| ()))
             .map_err(Error::db("move a history"))?;
             for table in tables.into_iter().chain([
+                "key_prefixes",
                 "activation_sources",
                 "approvals",
                 "content_shapes",

@@ -1,14 +1,18 @@
 //! The run's side of the key segments (see `retl_state`'s `segments`): the
 //! key set a run classifies against, the baseline written as blocks, and the
-//! folding of keys the ledger table settled into blocks.
+//! folding of keys the ledger table settled into blocks; and the source
+//! opened while they load.
 
 use std::collections::HashSet;
 
 use retl_diff::{KeySet, RowHash};
 
+use retl_source::Source;
+
 use super::RunCtx;
+use super::end::by_interrupt;
 use super::options::{HoldPoint, hold_at};
-use crate::Result;
+use crate::{Error, Result};
 
 /// What [`RunCtx::start_loading_keys`] loads.
 pub(super) enum Loaded {
@@ -131,5 +135,37 @@ impl RunCtx<'_> {
         self.keys.pending.clear();
         hold_at(self.options, HoldPoint::Segments, &self.keys.written).await;
         Ok(())
+    }
+
+    /// After a failure: what the run holds for the key segments is true all
+    /// the same (rows there before the first completed run, keys the ledger
+    /// settled), and so are the keys for the warehouse's key table (one not
+    /// written is read again by the next run, never sent again): keep them.
+    pub(super) async fn keep_what_is_settled(&mut self) {
+        if let Some(Err(e)) = by_interrupt(self.options, self.write_records(false)).await {
+            tracing::warn!(error = %retl_config::with_causes(&e), "key segments not written");
+        }
+        if let Some(Err(e)) = by_interrupt(self.options, self.push_keys()).await {
+            tracing::warn!(error = %retl_config::with_causes(&e), "settled keys not written to the key table; the next run catches up");
+        }
+    }
+
+    /// Opens the source for this run (narrowed by the warehouse's key table
+    /// with `diff: warehouse`), while what it classifies against loads.
+    pub(super) async fn open_source(
+        &mut self,
+        spec: &mut retl_source::SourceSpec,
+        baseline: bool,
+    ) -> Result<(Source, Loading)> {
+        self.plan_warehouse(spec, baseline).await?;
+        // The key set loads from the state while the source connects and
+        // starts streaming.
+        let keys = self.start_loading_keys(baseline, self.reads_candidates(spec.since.is_some()));
+        let source = Source::open(spec).await.map_err(|error| Error::Source {
+            activation: self.activation.name.clone(),
+            error,
+        })?;
+        self.check_key_types(&source.schema(), |c| source.db_type(c).map(str::to_owned))?;
+        Ok((source, keys))
     }
 }

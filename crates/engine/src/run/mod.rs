@@ -469,69 +469,6 @@ impl<'a> RunCtx<'a> {
         self.write_records(true).await
     }
 
-    /// After a failure: what the run holds for the key segments is true all
-    /// the same (rows there before the first completed run, keys the ledger
-    /// settled), and so are the keys for the warehouse's key table (one not
-    /// written is read again by the next run, never sent again): keep them.
-    async fn keep_what_is_settled(&mut self) {
-        if let Some(Err(e)) = by_interrupt(self.options, self.write_records(false)).await {
-            tracing::warn!(error = %retl_config::with_causes(&e), "key segments not written");
-        }
-        if let Some(Err(e)) = by_interrupt(self.options, self.push_keys()).await {
-            tracing::warn!(error = %retl_config::with_causes(&e), "settled keys not written to the key table; the next run catches up");
-        }
-    }
-
-    /// Opens the source for this run (narrowed by the warehouse's key table
-    /// with `diff: warehouse`), while what it classifies against loads.
-    async fn open_source(
-        &mut self,
-        spec: &mut retl_source::SourceSpec,
-        baseline: bool,
-    ) -> Result<(Source, keys::Loading)> {
-        self.plan_warehouse(spec, baseline).await?;
-        // The key set loads from the state while the source connects and
-        // starts streaming.
-        let keys = self.start_loading_keys(baseline, self.reads_candidates(spec.since.is_some()));
-        let source = Source::open(spec).await.map_err(|error| Error::Source {
-            activation: self.activation.name.clone(),
-            error,
-        })?;
-        self.check_key_types(&source.schema(), |c| source.db_type(c).map(str::to_owned))?;
-        Ok((source, keys))
-    }
-
-    /// Whether this run is a key-only baseline read from the warehouse's
-    /// staging table (`diff: warehouse`, a first run, not a preview).
-    fn reads_key_baseline(&self) -> bool {
-        self.dry.is_none()
-            && self
-                .warehouse
-                .as_ref()
-                .is_some_and(|w| w.narrowed == warehouse::Narrowed::Baseline)
-    }
-
-    /// A first run's baseline with `diff: warehouse`: the keys of the
-    /// staging table recorded, then the staging table put in place.
-    async fn key_baseline(&mut self, mut source: Source) -> Result<()> {
-        tracing::info!(
-            "first run with first_run: skip_existing: recording the existing keys, sending none"
-        );
-        while let Some(batch) = source.next_batch().await {
-            if self.options.cancel.is_cancelled() {
-                tracing::warn!("interrupted: no more rows are read");
-                return Ok(());
-            }
-            let batch = batch.map_err(|error| Error::Source {
-                activation: self.activation.name.clone(),
-                error,
-            })?;
-            self.record_key_baseline(&batch).await?;
-        }
-        self.write_records(true).await?;
-        self.finish_baseline().await
-    }
-
     /// The destination bound to this run's source: the request fingerprints,
     /// the builder of requests over `schema`'s columns, and (unless a dry
     /// run) the outbox.

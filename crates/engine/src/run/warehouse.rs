@@ -11,7 +11,7 @@
 
 use arrow_array::{Array as _, RecordBatch};
 use retl_mapping::{cell_text, is_integer};
-use retl_source::{KeyTable, KeyValue, SourceSpec, Writer};
+use retl_source::{KeyTable, KeyValue, Source, SourceSpec, Writer};
 
 use super::RunCtx;
 use super::options::{HoldPoint, hold_at};
@@ -252,5 +252,36 @@ impl RunCtx<'_> {
         self.counts.baseline += batch.num_rows() as u64;
         self.hold_records(keys.into_iter().map(|k| (k, retl_diff::UNKNOWN_CONTENT)))
             .await
+    }
+
+    /// Whether this run is a key-only baseline read from the warehouse's
+    /// staging table (`diff: warehouse`, a first run, not a preview).
+    pub(super) fn reads_key_baseline(&self) -> bool {
+        self.dry.is_none()
+            && self
+                .warehouse
+                .as_ref()
+                .is_some_and(|w| w.narrowed == Narrowed::Baseline)
+    }
+
+    /// A first run's baseline with `diff: warehouse`: the keys of the
+    /// staging table recorded, then the staging table put in place.
+    pub(super) async fn key_baseline(&mut self, mut source: Source) -> Result<()> {
+        tracing::info!(
+            "first run with first_run: skip_existing: recording the existing keys, sending none"
+        );
+        while let Some(batch) = source.next_batch().await {
+            if self.options.cancel.is_cancelled() {
+                tracing::warn!("interrupted: no more rows are read");
+                return Ok(());
+            }
+            let batch = batch.map_err(|error| Error::Source {
+                activation: self.activation.name.clone(),
+                error,
+            })?;
+            self.record_key_baseline(&batch).await?;
+        }
+        self.write_records(true).await?;
+        self.finish_baseline().await
     }
 }
