@@ -116,6 +116,11 @@ impl AntiJoin {
         )
     }
 
+    /// The first key column.
+    pub(crate) fn first_column(&self) -> &str {
+        &self.columns[0]
+    }
+
     /// Whether the read's columns must be named through the outer alias
     /// (a join puts the key table's columns beside them).
     pub(crate) fn qualifies(&self) -> bool {

