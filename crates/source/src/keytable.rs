@@ -622,38 +622,20 @@ impl KeyTable {
                     .map_err(push)?;
                 }
                 Writer::Mysql(c) => {
-                    let sql = insert_values(
-                        &table,
-                        &columns,
-                        self.columns.len(),
-                        chunk.len(),
-                        "CURRENT_TIMESTAMP(6)",
-                    );
-                    let mut query = sqlx::query(&sql);
-                    for value in chunk.iter().flatten() {
-                        query = match value {
-                            KeyValue::Int(i) => query.bind(*i),
-                            KeyValue::Text(t) => query.bind(t.as_str()),
-                        };
-                    }
-                    query.execute(&mut *c).await.map_err(push)?;
+                    let now = "CURRENT_TIMESTAMP(6)";
+                    let sql = insert_values(&table, &columns, self.columns.len(), chunk.len(), now);
+                    bind_keys(sqlx::query(&sql), chunk)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(push)?;
                 }
                 Writer::Sqlite(c) => {
-                    let sql = insert_values(
-                        &table,
-                        &columns,
-                        self.columns.len(),
-                        chunk.len(),
-                        "CURRENT_TIMESTAMP",
-                    );
-                    let mut query = sqlx::query(&sql);
-                    for value in chunk.iter().flatten() {
-                        query = match value {
-                            KeyValue::Int(i) => query.bind(*i),
-                            KeyValue::Text(t) => query.bind(t.as_str()),
-                        };
-                    }
-                    query.execute(&mut *c).await.map_err(push)?;
+                    let now = "CURRENT_TIMESTAMP";
+                    let sql = insert_values(&table, &columns, self.columns.len(), chunk.len(), now);
+                    bind_keys(sqlx::query(&sql), chunk)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(push)?;
                 }
             }
         }
@@ -664,6 +646,26 @@ impl KeyTable {
     pub async fn writer(&self) -> Result<Writer> {
         self.connect().await
     }
+}
+
+/// Binds every value of `keys`, in order: an integer as an integer (its
+/// index is used), anything else as text.
+fn bind_keys<'q, DB>(
+    mut query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    keys: &'q [Vec<KeyValue>],
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    DB: sqlx::Database,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    for value in keys.iter().flatten() {
+        query = match value {
+            KeyValue::Int(i) => query.bind(*i),
+            KeyValue::Text(t) => query.bind(t.as_str()),
+        };
+    }
+    query
 }
 
 /// `INSERT INTO table (columns, settled_at) VALUES (?, …, now), …` for `rows` keys.

@@ -428,19 +428,7 @@ impl Source {
                 }
                 Driver::Postgres => {
                     let (_, mut conn, _) = postgres::plan(spec).await?;
-                    sqlx::query_as(
-                        "SELECT COUNT(*) FROM pg_index i
-                     JOIN pg_class t ON t.oid = i.indrelid
-                     JOIN pg_namespace n ON n.oid = t.relnamespace
-                     JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = i.indkey[0]
-                     WHERE t.relname = $1 AND a.attname = $2
-                       AND ($3::text IS NULL AND pg_table_is_visible(t.oid) OR n.nspname = $3)",
-                    )
-                    .bind(name)
-                    .bind(column)
-                    .bind(schema)
-                    .fetch_one(&mut conn)
-                    .await
+                    postgres::indexes_leading_with(&mut conn, schema, name, column).await
                 }
                 Driver::Mysql => {
                     let (_, mut conn, _) = mysql::plan(spec).await?;

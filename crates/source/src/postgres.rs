@@ -105,7 +105,19 @@ async fn key_leads_an_index(conn: &mut PgConnection, table: &str, column: &str) 
         Some((schema, name)) => (Some(schema.trim_matches('"')), name),
         None => (None, table),
     };
-    let found: Option<(i64,)> = sqlx::query_as(
+    indexes_leading_with(conn, schema, name.trim_matches('"'), column)
+        .await
+        .is_ok_and(|(n,)| n > 0)
+}
+
+/// How many indexes of table `name` (in `schema`, or the one visible) start with `column`.
+pub(crate) async fn indexes_leading_with(
+    conn: &mut PgConnection,
+    schema: Option<&str>,
+    name: &str,
+    column: &str,
+) -> std::result::Result<(i64,), sqlx::Error> {
+    sqlx::query_as(
         "SELECT COUNT(*) FROM pg_index i
          JOIN pg_class t ON t.oid = i.indrelid
          JOIN pg_namespace n ON n.oid = t.relnamespace
@@ -113,14 +125,11 @@ async fn key_leads_an_index(conn: &mut PgConnection, table: &str, column: &str) 
          WHERE t.relname = $1 AND a.attname = $2
            AND ($3::text IS NULL AND pg_table_is_visible(t.oid) OR n.nspname = $3)",
     )
-    .bind(name.trim_matches('"'))
+    .bind(name)
     .bind(column)
     .bind(schema)
-    .fetch_optional(&mut *conn)
+    .fetch_one(&mut *conn)
     .await
-    .ok()
-    .flatten();
-    found.is_some_and(|(n,)| n > 0)
 }
 
 /// Whether the server says it is Redshift (`SELECT version()`).

@@ -218,6 +218,15 @@ fn statements(version: i64) -> Option<&'static [&'static str]> {
     })
 }
 
+/// The type of a column of bytes on `tx`'s database.
+fn bytes_type(tx: &Tx) -> &'static str {
+    if matches!(tx, Tx::Postgres(_)) {
+        "BYTEA"
+    } else {
+        "BLOB"
+    }
+}
+
 async fn apply(tx: &mut Tx, version: i64) -> Result<()> {
     if let Some(statements) = statements(version) {
         for statement in statements {
@@ -242,11 +251,7 @@ async fn apply(tx: &mut Tx, version: i64) -> Result<()> {
             .await
         }
         16 => {
-            let bytes = if matches!(tx, Tx::Postgres(_)) {
-                "BYTEA"
-            } else {
-                "BLOB"
-            };
+            let bytes = bytes_type(tx);
             // A table of its own: SQLite reaches a column stored after a
             // large blob only by walking the blob's overflow pages.
             exec(
@@ -264,11 +269,7 @@ async fn apply(tx: &mut Tx, version: i64) -> Result<()> {
             .await
         }
         5 => {
-            let bytes = if matches!(tx, Tx::Postgres(_)) {
-                "BYTEA"
-            } else {
-                "BLOB"
-            };
+            let bytes = bytes_type(tx);
             exec(
                 tx,
                 &format!(

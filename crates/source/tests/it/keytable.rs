@@ -99,6 +99,17 @@ struct Case {
     columns: Vec<(&'static str, String, Gen)>,
 }
 
+/// A case of key columns (name, SQL type, values).
+fn case(name: &'static str, columns: Vec<(&'static str, &str, Gen)>) -> Case {
+    Case {
+        name,
+        columns: columns
+            .into_iter()
+            .map(|(n, t, g)| (n, t.to_owned(), g))
+            .collect(),
+    }
+}
+
 /// Rows of `case`: every generated value, composite keys paired at random,
 /// and two rows with a NULL key part.
 fn rows(case: &Case, seed: u64) -> Vec<Vec<Option<String>>> {
@@ -287,27 +298,20 @@ fn key_table_model(table: &KeyTable) -> Model {
 }
 
 fn pg_cases() -> Vec<Case> {
-    let c = |name, columns: Vec<(&'static str, &str, Gen)>| Case {
-        name,
-        columns: columns
-            .into_iter()
-            .map(|(n, t, g)| (n, t.to_owned(), g))
-            .collect(),
-    };
     vec![
-        c(
+        case(
             "int2",
             vec![("k", "smallint", Gen::Int(i16::MIN.into(), i16::MAX.into()))],
         ),
-        c(
+        case(
             "int4",
             vec![("k", "integer", Gen::Int(i32::MIN.into(), i32::MAX.into()))],
         ),
-        c(
+        case(
             "int8",
             vec![("k", "bigint", Gen::Int(i64::MIN.into(), i64::MAX.into()))],
         ),
-        c(
+        case(
             "numeric",
             vec![(
                 "k",
@@ -315,13 +319,13 @@ fn pg_cases() -> Vec<Case> {
                 Gen::Int(-(10_i128.pow(20) - 1), 10_i128.pow(20) - 1),
             )],
         ),
-        c("text", vec![("k", "text", Gen::Text)]),
-        c("uuid", vec![("k", "uuid", Gen::Uuid)]),
-        c(
+        case("text", vec![("k", "text", Gen::Text)]),
+        case("uuid", vec![("k", "uuid", Gen::Uuid)]),
+        case(
             "text_text",
             vec![("a", "text", Gen::Text), ("b", "text", Gen::Text)],
         ),
-        c(
+        case(
             "int_text",
             vec![
                 ("a", "bigint", Gen::Int(-1_000, 1_000)),
@@ -393,32 +397,25 @@ async fn keys_compare_in_mysql_exactly_as_retl_identifies_them() {
     conn.execute(format!("CREATE DATABASE {source} CHARACTER SET utf8mb4").as_str())
         .await
         .unwrap();
-    let c = |name, columns: Vec<(&'static str, &str, Gen)>| Case {
-        name,
-        columns: columns
-            .into_iter()
-            .map(|(n, t, g)| (n, t.to_owned(), g))
-            .collect(),
-    };
     let text = "varchar(40) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci";
     let cases = [
-        c(
+        case(
             "int1",
             vec![("k", "tinyint", Gen::Int(i8::MIN.into(), i8::MAX.into()))],
         ),
-        c(
+        case(
             "int4",
             vec![("k", "int", Gen::Int(i32::MIN.into(), i32::MAX.into()))],
         ),
-        c(
+        case(
             "int8",
             vec![("k", "bigint", Gen::Int(i64::MIN.into(), i64::MAX.into()))],
         ),
-        c(
+        case(
             "uint8",
             vec![("k", "bigint unsigned", Gen::Int(0, u64::MAX.into()))],
         ),
-        c(
+        case(
             "decimal",
             vec![(
                 "k",
@@ -426,8 +423,8 @@ async fn keys_compare_in_mysql_exactly_as_retl_identifies_them() {
                 Gen::Int(-(10_i128.pow(20) - 1), 10_i128.pow(20) - 1),
             )],
         ),
-        c("text", vec![("k", text, Gen::Text)]),
-        c(
+        case("text", vec![("k", text, Gen::Text)]),
+        case(
             "text_text",
             vec![("a", text, Gen::Text), ("b", text, Gen::Text)],
         ),
@@ -478,24 +475,17 @@ async fn keys_compare_in_sqlite_exactly_as_retl_identifies_them() {
         .connect()
         .await
         .unwrap();
-    let c = |name, columns: Vec<(&'static str, &str, Gen)>| Case {
-        name,
-        columns: columns
-            .into_iter()
-            .map(|(n, t, g)| (n, t.to_owned(), g))
-            .collect(),
-    };
     let cases = [
-        c(
+        case(
             "int",
             vec![("k", "INTEGER", Gen::Int(i64::MIN.into(), i64::MAX.into()))],
         ),
-        c("text", vec![("k", "TEXT", Gen::Text)]),
-        c(
+        case("text", vec![("k", "TEXT", Gen::Text)]),
+        case(
             "text_text",
             vec![("a", "TEXT", Gen::Text), ("b", "VARCHAR(20)", Gen::Text)],
         ),
-        c(
+        case(
             "int_text",
             vec![
                 ("a", "BIGINT", Gen::Int(-1_000, 1_000)),
