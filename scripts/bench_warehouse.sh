@@ -5,9 +5,9 @@
 #
 #   scripts/bench_warehouse.sh [--rows N] [--url postgres://…]
 #
-# Makes retl_bench_w.orders with N rows (default 10,000,000) unless it holds N
+# Makes retl_bench_w<N>.orders with N rows (default 10,000,000) unless it holds N
 # already, then, one after the other:
-#   raw_copy:   psql COPY (SELECT cols FROM retl_bench_w.orders) TO STDOUT > /dev/null
+#   raw_copy:   psql COPY (SELECT cols FROM retl_bench_w<N>.orders) TO STDOUT > /dev/null
 #   baseline:   `retl run`, diff: warehouse, first_run: skip_existing (the keys
 #               copied into retl.orders inside the warehouse, read once for the state)
 #   mark:       `retl run`, diff: retl, cursor mode (a full scan that sets the
@@ -31,24 +31,24 @@ while [ $# -gt 0 ]; do
 done
 columns="order_id,full_name,email,locale,sku"
 
-have=$(psql "$url" -tAc "SELECT count(*) FROM retl_bench_w.orders" 2>/dev/null || echo 0)
+have=$(psql "$url" -tAc "SELECT count(*) FROM retl_bench_w${rows}.orders" 2>/dev/null || echo 0)
 if [ "$have" != "$rows" ]; then
-  echo "generating retl_bench_w.orders with $rows rows..."
+  echo "generating retl_bench_w${rows}.orders with $rows rows..."
   psql "$url" -q -v ON_ERROR_STOP=1 <<SQL
-DROP SCHEMA IF EXISTS retl_bench_w CASCADE;
-CREATE SCHEMA retl_bench_w;
-CREATE TABLE retl_bench_w.orders AS
+DROP SCHEMA IF EXISTS retl_bench_w${rows} CASCADE;
+CREATE SCHEMA retl_bench_w${rows};
+CREATE TABLE retl_bench_w${rows}.orders AS
 SELECT g::bigint AS order_id,
        'Customer ' || g AS full_name,
        'customer' || g || '@shop.example' AS email,
        (ARRAY['en-US','da-DK','de-DE'])[1 + g % 3] AS locale,
        'SKU-' || (g % 997) AS sku
 FROM generate_series(1, $rows) g;
-ALTER TABLE retl_bench_w.orders ADD PRIMARY KEY (order_id);
-VACUUM ANALYZE retl_bench_w.orders;
+ALTER TABLE retl_bench_w${rows}.orders ADD PRIMARY KEY (order_id);
+VACUUM ANALYZE retl_bench_w${rows}.orders;
 SQL
 fi
-psql "$url" -q -c "DELETE FROM retl_bench_w.orders WHERE order_id > $rows"
+psql "$url" -q -c "DELETE FROM retl_bench_w${rows}.orders WHERE order_id > $rows"
 psql "$url" -q -c "DROP SCHEMA IF EXISTS retl_bench_keys CASCADE"
 
 echo "building retl (release)..."
@@ -56,7 +56,7 @@ cargo build --release -q -p retl
 
 now() { date +%s.%N; }
 copy() {
-  psql "$url" -qc "COPY (SELECT ${columns} FROM retl_bench_w.orders) TO STDOUT" > /dev/null
+  psql "$url" -qc "COPY (SELECT ${columns} FROM retl_bench_w${rows}.orders) TO STDOUT" > /dev/null
 }
 copy # warm the page cache
 t0=$(now); copy; t1=$(now)
@@ -73,7 +73,7 @@ defaults: { business_unit_id: bench }
 YAML
 activation() { # extra source keys
   cat > "$work/configs/activations/orders.yaml" <<YAML
-source: { connection: "$url", table: retl_bench_w.orders, primary_key: [order_id], $1 }
+source: { connection: "$url", table: retl_bench_w${rows}.orders, primary_key: [order_id], $1 }
 destination: trustpilot
 first_run: skip_existing
 limits: { surge: off }
@@ -97,10 +97,10 @@ activation "diff: warehouse, diff_schema: retl_bench_keys"
 read -r base base_cpu base_rss base_read < <(run_retl)
 activation "incremental: { cursor: order_id }"
 read -r mark mark_cpu mark_rss mark_read < <(run_retl)
-psql "$url" -q -v ON_ERROR_STOP=1 -c "INSERT INTO retl_bench_w.orders
+psql "$url" -q -v ON_ERROR_STOP=1 -c "INSERT INTO retl_bench_w${rows}.orders
   SELECT g, 'Customer ' || g, 'customer' || g || '@shop.example', 'en-US', 'SKU-1'
   FROM generate_series($rows + 1, $rows + 1000) g"
-psql "$url" -q -c "ANALYZE retl_bench_w.orders"
+psql "$url" -q -c "ANALYZE retl_bench_w${rows}.orders"
 read -r cur cur_cpu cur_rss cur_read < <(run_retl --dry-run)
 activation "diff: warehouse, diff_schema: retl_bench_keys"
 read -r wh wh_cpu wh_rss wh_read < <(run_retl --dry-run)
@@ -109,7 +109,7 @@ read -r wh wh_cpu wh_rss wh_read < <(run_retl --dry-run)
 t0=$(now); copy; t1=$(now)
 raw2=$(echo "$t1 - $t0" | bc -l)
 raw_mean=$(echo "($raw + $raw2) / 2" | bc -l)
-psql "$url" -q -c "DELETE FROM retl_bench_w.orders WHERE order_id > $rows"
+psql "$url" -q -c "DELETE FROM retl_bench_w${rows}.orders WHERE order_id > $rows"
 
 line() { # stage wall cpu rss_kb read note
   printf '%-10s %8.3f %7.3f %8.3f %7.3f %9.1fMB %10s %s\n' "$1" "$2" "$(echo "$2 / $raw_mean" | bc -l)" \

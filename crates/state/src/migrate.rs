@@ -89,7 +89,7 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 16,
-        description: "key_prefixes: three bytes of each key of a key-segment block, to look a few keys up without reading the blocks",
+        description: "key_prefixes: four bytes of each key of a key-segment block, to look a few keys up without reading the blocks",
     },
 ];
 
