@@ -246,6 +246,9 @@ fn an_emptied_or_dropped_key_table_resends_nothing_and_is_rebuilt() {
     if let Some(world) = World::with(Kind::Postgres) {
         emptied(&world);
     }
+    if let Some(world) = World::with(Kind::Mysql) {
+        emptied(&world);
+    }
 }
 
 impl World {
@@ -406,4 +409,77 @@ fn without_the_grant_the_run_and_check_name_it() {
     world.server_sql(&format!(
         "DROP SCHEMA IF EXISTS {schema}_k CASCADE; REVOKE ALL ON DATABASE test FROM {role}; REVOKE ALL ON SCHEMA {schema} FROM {role}; REVOKE ALL ON {schema}.orders FROM {role}; DROP ROLE {role}"
     ));
+}
+
+/// Cursor mode and the warehouse diff together: both conditions in one
+/// `WHERE`, so a run reads only new rows past the mark, not the lookback's.
+fn with_cursor_mode(world: &World) {
+    let _drop = DropKeys(world);
+    warehouse_diff(world, "send_all");
+    let column = match world.kind {
+        Kind::Sqlite => "TEXT",
+        Kind::Postgres => "timestamp",
+        Kind::Mysql => "DATETIME(6)",
+    };
+    world.sql(&format!(
+        "ALTER TABLE orders ADD COLUMN created_at {column}"
+    ));
+    let order = |id: u32, at: &str| {
+        world.sql(&format!(
+            "INSERT INTO orders (order_id, full_name, email, locale, created_at) VALUES ({id}, 'C {id}', 'c{id}@shop.example', 'en-US', '{at}')"
+        ));
+    };
+    for id in 1..=5 {
+        order(id, &format!("2026-11-01 1{id}:00:00"));
+    }
+    world.edit_activation(|yaml| {
+        yaml.replace(
+            "  diff: warehouse\n",
+            "  diff: warehouse\n  incremental:\n    cursor: created_at\n    lookback: 1h\n    full_scan_every: 7d\n",
+        )
+    });
+    let run_at = |offset: &str| {
+        let out = world
+            .command(&["run", "orders", "--json"], "emulator-secret")
+            .env("RETL_CLOCK_OFFSET", offset)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let first = run_at("0s");
+    assert_eq!(
+        (count(&first, "read"), count(&first, "sent")),
+        (5, 5),
+        "{first}"
+    );
+    order(6, "2026-11-01 16:00:00");
+    order(7, "2026-11-01 17:00:00");
+    order(8, "2026-10-01 00:00:00");
+    // Rows 4 and 5 are inside the lookback but in the key table: not read.
+    let second = run_at("0s");
+    assert_eq!(
+        (count(&second, "read"), count(&second, "sent")),
+        (2, 2),
+        "{second}"
+    );
+    // A full scan is due eight days on: only the late row is not in the table.
+    let full = run_at("8d");
+    assert_eq!(
+        (count(&full, "read"), count(&full, "sent")),
+        (1, 1),
+        "{full}"
+    );
+    assert_each_sent_once(world, 8);
+}
+
+#[test]
+fn with_cursor_mode_only_new_rows_past_the_mark_cross() {
+    with_cursor_mode(&World::new());
+    if let Some(world) = World::with(Kind::Postgres) {
+        with_cursor_mode(&world);
+    }
+    if let Some(world) = World::with(Kind::Mysql) {
+        with_cursor_mode(&world);
+    }
 }
