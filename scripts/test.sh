@@ -32,6 +32,27 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
     echo "warning: could not install chromium; the browser test fails under CI=true" >&2
 fi
 
+# ADBC sources are tested through the drivers their projects ship: the
+# PyPI wheels of the PostgreSQL and SQLite drivers hold their libraries.
+# They go into a virtualenv under target/ (nothing is installed system-wide).
+adbc_venv=target/adbc-venv
+if [ ! -x "$adbc_venv/bin/pip" ]; then
+  echo "== installing the ADBC drivers (PyPI wheels) into $adbc_venv"
+  python3 -m venv "$adbc_venv" >/dev/null 2>&1 ||
+    echo "warning: python3 -m venv failed; the ADBC tests fail under CI=true" >&2
+fi
+if [ -x "$adbc_venv/bin/pip" ] &&
+  ! find "$adbc_venv" -name 'libadbc_driver_sqlite.so' | grep -q .; then
+  "$adbc_venv/bin/pip" install -q --disable-pip-version-check --no-deps \
+    'adbc-driver-sqlite>=1.8' 'adbc-driver-postgresql>=1.8' >/dev/null ||
+    echo "warning: could not install the ADBC driver wheels; the ADBC tests fail under CI=true" >&2
+fi
+RETL_TEST_ADBC_SQLITE_DRIVER="$(find "$PWD/$adbc_venv" -name 'libadbc_driver_sqlite.so' 2>/dev/null | head -n1)"
+RETL_TEST_ADBC_POSTGRESQL_DRIVER="$(find "$PWD/$adbc_venv" -name 'libadbc_driver_postgresql.so' 2>/dev/null | head -n1)"
+export RETL_TEST_ADBC_SQLITE_DRIVER RETL_TEST_ADBC_POSTGRESQL_DRIVER
+if [ -z "$RETL_TEST_ADBC_SQLITE_DRIVER" ]; then unset RETL_TEST_ADBC_SQLITE_DRIVER; fi
+if [ -z "$RETL_TEST_ADBC_POSTGRESQL_DRIVER" ]; then unset RETL_TEST_ADBC_POSTGRESQL_DRIVER; fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"

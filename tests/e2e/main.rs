@@ -1,6 +1,7 @@
 //! End-to-end tests of the `retl` binary: a SQLite warehouse, the Trustpilot
 //! emulator in-process, and the real binary driven through its command line.
 
+mod adbc;
 mod alerts;
 mod audit;
 mod cursor;

@@ -32,6 +32,8 @@ pub struct SourceConfig {
     pub diff: crate::Diff,
     /// The schema of retl's key table with `diff: warehouse` (`diff_schema:`).
     pub diff_schema: String,
+    /// Read through an ADBC driver (`adbc:`); `connection` is then `adbc:DRIVER`.
+    pub adbc: Option<crate::Adbc>,
 }
 
 impl fmt::Debug for SourceConfig {
@@ -47,6 +49,7 @@ impl fmt::Debug for SourceConfig {
             .field("read", &self.read)
             .field("diff", &self.diff)
             .field("diff_schema", &self.diff_schema)
+            .field("adbc", &self.adbc)
             .finish()
     }
 }
@@ -64,6 +67,7 @@ impl SourceConfig {
             since: None,
             read: self.read,
             anti_join: None,
+            adbc: self.adbc.clone(),
         }
     }
 }
@@ -80,7 +84,9 @@ const SOURCE_KEYS: &[&str] = &[
     "read",
     "diff",
     "diff_schema",
+    "adbc",
 ];
+const ADBC_KEYS: &[&str] = &["driver", "options"];
 const INCREMENTAL_KEYS: &[&str] = &["cursor", "lookback", "full_scan_every"];
 
 /// The JSON Schema of an activation's `source:` block, from the keys its reader accepts.
@@ -106,6 +112,22 @@ pub fn source_schema() -> Value {
         "read" => retl_config::schema::choice(
             crate::Read::CHOICES,
             "PostgreSQL protocol only: copy (binary COPY, the default) or cursor (DECLARE … CURSOR and FETCH per batch, for Redshift and CockroachDB; chosen by itself when the server is Redshift or refuses COPY)",
+        ),
+        "adbc" => object(
+            "read through an ADBC driver instead of `connection` (Snowflake, BigQuery, PostgreSQL, SQLite, Flight SQL, …): the driver's library is loaded at run time",
+            vec![
+                (
+                    "driver",
+                    string(
+                        "a driver name, found through ADBC driver manifests (as `dbc install` writes them) or the library path, or the path of the driver's shared library",
+                    ),
+                ),
+                (
+                    "options",
+                    serde_json::json!({"description": "the database options, by the driver's own names (uri, username, password, adbc.snowflake.sql.account, …); values may be ${VAR}", "type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}),
+                ),
+            ],
+            &["driver"],
         ),
         "diff" => retl_config::schema::choice(
             crate::Diff::CHOICES,
@@ -142,32 +164,21 @@ pub fn source_schema() -> Value {
         &["connection"],
     );
     schema["oneOf"] = serde_json::json!([{"required": ["table"]}, {"required": ["query"]}]);
+    // `connection`, or `adbc` in its place.
+    schema["required"] = serde_json::json!([]);
+    schema["allOf"] =
+        serde_json::json!([{"anyOf": [{"required": ["connection"]}, {"required": ["adbc"]}]}]);
     schema
 }
 
 /// Reads an activation's `source:` block.
 pub fn read_source(r: &mut Reader<'_>, node: &Node<'_>) -> Option<SourceConfig> {
     let map = r.map(node, "source", SOURCE_KEYS)?;
-    let connection = match map.get("connection") {
-        Some(node) => r.string(node, "source.connection"),
-        None => {
-            r.problem(
-                map.node,
-                "source.connection",
-                "missing field `connection` (e.g. sqlite://warehouse.db)",
-            );
-            None
-        }
+    let adbc = match map.get("adbc") {
+        Some(node) => Some(read_adbc(r, node)?),
+        None => None,
     };
-    if let Some(url) = &connection
-        && let Err(e) = crate::Driver::for_url(url)
-    {
-        r.problem(
-            map.get("connection").unwrap_or(map.node),
-            "source.connection",
-            e.to_string(),
-        );
-    }
+    let connection = read_connection(r, &map, adbc.as_ref());
     let model = match (map.get("table"), map.get("query")) {
         (Some(table), None) => r.string(table, "source.table").map(Model::Table),
         (None, Some(query)) => r.string(query, "source.query").map(Model::Query),
@@ -215,7 +226,70 @@ pub fn read_source(r: &mut Reader<'_>, node: &Node<'_>) -> Option<SourceConfig> 
         .and_then(|n| r.choice(n, "source.diff", crate::Diff::CHOICES))
         .and_then(|t| t.parse().ok())
         .unwrap_or_default();
-    let diff_schema = match map.get("diff_schema") {
+    let diff_schema = read_diff_schema(r, &map);
+    let incremental = match map.get("incremental") {
+        Some(node) => Some(read_incremental(r, node)?),
+        None => None,
+    };
+    if adbc.is_some() {
+        refuse_with_adbc(r, &map, diff);
+    }
+    Some(SourceConfig {
+        connection: connection?,
+        model: model?,
+        primary_key,
+        batch_size: usize::try_from(batch_size).ok()?,
+        connect_timeout,
+        read_timeout,
+        incremental,
+        read,
+        diff,
+        diff_schema: diff_schema?,
+        adbc,
+    })
+}
+
+/// `source.connection`, or in its place the name of `source.adbc`'s driver.
+fn read_connection(
+    r: &mut Reader<'_>,
+    map: &retl_config::Map<'_, '_>,
+    adbc: Option<&crate::Adbc>,
+) -> Option<String> {
+    let connection = match (map.get("connection"), adbc) {
+        (Some(node), Some(_)) => {
+            r.problem(
+                node,
+                "source.connection",
+                "give either `connection` or `adbc`, not both",
+            );
+            None
+        }
+        (None, Some(adbc)) => Some(adbc.name()),
+        (Some(node), None) => r.string(node, "source.connection"),
+        (None, None) => {
+            r.problem(
+                map.node,
+                "source.connection",
+                "missing field `connection` (e.g. sqlite://warehouse.db)",
+            );
+            None
+        }
+    };
+    if let Some(url) = connection.as_ref().filter(|_| adbc.is_none())
+        && let Err(e) = crate::Driver::for_url(url)
+    {
+        r.problem(
+            map.get("connection").unwrap_or(map.node),
+            "source.connection",
+            e.to_string(),
+        );
+    }
+    connection
+}
+
+/// `source.diff_schema` (default `retl`), checked to name a schema.
+fn read_diff_schema(r: &mut Reader<'_>, map: &retl_config::Map<'_, '_>) -> Option<String> {
+    match map.get("diff_schema") {
         Some(node) => {
             let name = r.string(node, "source.diff_schema");
             if let Some(name) = name.as_ref().filter(|n| !crate::valid_schema(n)) {
@@ -228,22 +302,57 @@ pub fn read_source(r: &mut Reader<'_>, node: &Node<'_>) -> Option<SourceConfig> 
             name
         }
         None => Some("retl".to_owned()),
-    };
-    let incremental = match map.get("incremental") {
-        Some(node) => Some(read_incremental(r, node)?),
-        None => None,
-    };
-    Some(SourceConfig {
-        connection: connection?,
-        model: model?,
-        primary_key,
-        batch_size: usize::try_from(batch_size).ok()?,
-        connect_timeout,
-        read_timeout,
-        incremental,
-        read,
-        diff,
-        diff_schema: diff_schema?,
+    }
+}
+
+/// What `source.adbc` does not offer yet, refused where it is written.
+fn refuse_with_adbc(r: &mut Reader<'_>, map: &retl_config::Map<'_, '_>, diff: crate::Diff) {
+    for (key, what) in [
+        ("incremental", "cursor mode (source.incremental)"),
+        ("read", "source.read"),
+    ] {
+        if let Some(node) = map.get(key) {
+            r.problem(
+                node,
+                &join("source", key),
+                format!("{what} is not offered with source.adbc yet"),
+            );
+        }
+    }
+    if diff == crate::Diff::Warehouse
+        && let Some(node) = map.get("diff")
+    {
+        r.problem(
+            node,
+            "source.diff",
+            "diff: warehouse has no dialect for ADBC sources yet: use diff: retl",
+        );
+    }
+}
+
+fn read_adbc(r: &mut Reader<'_>, node: &Node<'_>) -> Option<crate::Adbc> {
+    let m = r.map(node, "source.adbc", ADBC_KEYS)?;
+    let driver = r
+        .required(
+            &m,
+            "source.adbc",
+            "driver",
+            "a driver name or the path of its library",
+        )
+        .and_then(|n| r.string(n, "source.adbc.driver"));
+    let mut options = Vec::new();
+    if let Some(node) = m.get("options") {
+        let o = r.map(node, "source.adbc.options", &[])?;
+        for (key, value) in o.entries() {
+            let path = join("source.adbc.options", key);
+            if let Some(value) = r.string(value, &path) {
+                options.push((key.clone(), value));
+            }
+        }
+    }
+    Some(crate::Adbc {
+        driver: driver?,
+        options,
     })
 }
 

@@ -78,6 +78,24 @@ pub enum Error {
         /// The GRANT (or step) that lets retl do it.
         grant: String,
     },
+    /// An ADBC driver could not be found or loaded.
+    #[error(
+        "cannot load the ADBC driver `{driver}`: {message}. Install it (for example `dbc install {driver}`, which writes a driver manifest the driver manager finds, or `pip install adbc-driver-{driver}`, whose wheel holds the library) and give its name or the path of its library in source.adbc.driver"
+    )]
+    AdbcDriver {
+        /// The driver as configured.
+        driver: String,
+        /// What the driver manager said.
+        message: String,
+    },
+    /// An ADBC driver refused an operation.
+    #[error("ADBC driver `{driver}`: {message}")]
+    Adbc {
+        /// The driver as configured.
+        driver: String,
+        /// What failed, and the driver's message.
+        message: String,
+    },
     /// The model's SQL failed, before or during the read.
     #[error("source query failed: {0}")]
     Query(sqlx::Error),

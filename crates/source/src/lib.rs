@@ -35,6 +35,7 @@
 //! Connection URLs can hold passwords: no error or log line of this crate
 //! prints one.
 
+mod adbc;
 mod columns;
 mod config;
 mod cursor;
@@ -53,6 +54,7 @@ use arrow_schema::{Field, Schema, SchemaRef};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+pub use adbc::Adbc;
 use columns::Kind;
 pub use config::{SourceConfig, read_source, source_schema};
 pub use cursor::{CursorValue, Incremental, Lookback, Since};
@@ -119,6 +121,9 @@ pub struct SourceSpec {
     pub read: Read,
     /// `source.diff: warehouse`: only rows whose key is not in this table.
     pub anti_join: Option<AntiJoin>,
+    /// `source.adbc`: read through this ADBC driver (`connection` is then
+    /// only a name for people: `adbc:DRIVER`).
+    pub adbc: Option<Adbc>,
 }
 
 impl SourceSpec {
@@ -135,6 +140,7 @@ impl SourceSpec {
             since: None,
             read: Read::Copy,
             anti_join: None,
+            adbc: None,
         }
     }
 }
@@ -151,6 +157,7 @@ impl std::fmt::Debug for SourceSpec {
             .field("since", &self.since)
             .field("read", &self.read)
             .field("anti_join", &self.anti_join)
+            .field("adbc", &self.adbc)
             .finish()
     }
 }
@@ -322,6 +329,9 @@ impl Source {
     /// with this machine's before it trusts times it computes (row ages,
     /// cursor marks). SQLite's clock is this machine's.
     pub async fn warehouse_now(spec: &SourceSpec) -> Result<chrono::DateTime<chrono::Utc>> {
+        if let Some(adbc) = &spec.adbc {
+            return adbc::warehouse_now(adbc).await;
+        }
         let text: String = match Driver::for_url(&spec.connection)? {
             Driver::Sqlite => {
                 let mut conn = sqlite::connect(spec).await?;
@@ -358,6 +368,9 @@ impl Source {
         if spec.batch_size == 0 {
             return Err(Error::InvalidBatchSize);
         }
+        if let Some(adbc) = &spec.adbc {
+            return Source::open_adbc(spec, adbc).await;
+        }
         match Driver::for_url(&spec.connection)? {
             Driver::Sqlite => sqlite::open(spec).await,
             Driver::Postgres => postgres::open(spec).await,
@@ -370,6 +383,9 @@ impl Source {
     /// and (if `count_rows`) how many rows the model has, counted by the
     /// database (`SELECT COUNT(*)`), not read.
     pub async fn inspect(spec: &SourceSpec, count_rows: bool) -> Result<Inspection> {
+        if let Some(adbc) = &spec.adbc {
+            return Source::inspect_adbc(spec, adbc, count_rows).await;
+        }
         // Counted over the model itself: the plan's statement may be a COPY.
         let count_sql =
             |quote: char| format!("SELECT COUNT(*) FROM {}", from_clause(&spec.model, quote));
@@ -405,6 +421,9 @@ impl Source {
     /// `WHERE column >= …` does not scan the table. `None` when the database
     /// cannot tell: the model is a query, or the catalogue cannot be read.
     pub async fn cursor_indexed(spec: &SourceSpec, column: &str) -> Result<Option<bool>> {
+        if spec.adbc.is_some() {
+            return Ok(None);
+        }
         let Model::Table(table) = &spec.model else {
             return Ok(None);
         };

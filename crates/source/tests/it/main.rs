@@ -76,6 +76,7 @@ fn col<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
         })
 }
 
+mod adbc;
 mod keytable;
 
 mod postgres {

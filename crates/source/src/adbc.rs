@@ -1,0 +1,548 @@
+//! Sources read through ADBC (Arrow Database Connectivity) drivers:
+//! `source.adbc: {driver, options}`. The driver's shared library is loaded
+//! at run time by the driver manager (`adbc_driver_manager`): by the path
+//! of the library, or by a name the manager resolves through ADBC driver
+//! manifests (as the `dbc` installer writes them) and the library path.
+//!
+//! Record batches arrive over the Arrow C stream interface and are used as
+//! they are where their type is one retl reads; only types retl reads
+//! differently are converted, column by column: a decimal becomes its exact
+//! text (with [`retl_diff::DECIMAL_TEXT`], so a `NUMBER(38,0)` key hashes as
+//! the integer it holds), a timestamp of any unit or zone becomes UTC
+//! microseconds, large and view strings become strings. A type retl cannot
+//! read stops the run before any row is read, naming the column and its type.
+//!
+//! ADBC calls block: they run on a blocking thread, which hands batches to
+//! the run through the same bounded channel as the other readers.
+//!
+//! The SQL is ANSI: identifiers in double quotes. Cursor mode, writeback and
+//! `diff: warehouse` are not offered through ADBC yet; the configuration
+//! says so when they are asked for.
+
+use std::sync::Arc;
+
+use adbc_core::options::{AdbcVersion, OptionDatabase, OptionValue};
+use adbc_core::{Connection as _, Database as _, Driver as _, Statement as _};
+use adbc_driver_manager::{ManagedConnection, ManagedDriver, ManagedStatement};
+use arrow_array::{
+    Array, ArrayRef, Decimal128Array, LargeBinaryArray, LargeStringArray, RecordBatch,
+    RecordBatchReader, StringArray, StringViewArray, TimestampMicrosecondArray,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::columns::quote_column;
+use crate::{Error, Model, Result, Source, SourceSpec};
+
+/// `source.adbc`: which driver, and the options its database is made with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Adbc {
+    /// A driver name (resolved through ADBC driver manifests and the library
+    /// path) or the path of its shared library.
+    pub driver: String,
+    /// The database options (`uri`, `username`, `password`, or the driver's
+    /// own keys), in the order written. Values may be secrets.
+    pub options: Vec<(String, String)>,
+}
+
+impl Adbc {
+    /// The source's name for people and for its identity: `adbc:DRIVER`,
+    /// and its `uri` option with any password masked.
+    pub fn name(&self) -> String {
+        match self.options.iter().find(|(k, _)| k == "uri") {
+            Some((_, uri)) => format!("adbc:{} {}", self.driver, crate::redact_url(uri)),
+            None => format!("adbc:{}", self.driver),
+        }
+    }
+}
+
+impl std::fmt::Debug for Adbc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The option values may hold passwords and keys: only their names.
+        let keys: Vec<&str> = self.options.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Adbc")
+            .field("driver", &self.driver)
+            .field("options", &keys)
+            .finish()
+    }
+}
+
+fn adbc_error(driver: &str, what: &str, e: &adbc_core::error::Error) -> Error {
+    Error::Adbc {
+        driver: driver.to_owned(),
+        message: format!("{what}: {}", e.message),
+    }
+}
+
+/// Loads the driver: a path (with a `/` or a library extension) is loaded as
+/// it is; a name is looked up by the driver manager.
+fn load(driver: &str) -> Result<ManagedDriver> {
+    let is_path = driver.contains('/')
+        || [".so", ".dylib", ".dll"]
+            .iter()
+            .any(|ext| driver.ends_with(ext));
+    let loaded = if is_path {
+        ManagedDriver::load_dynamic_from_filename(driver, None, AdbcVersion::default())
+    } else {
+        ManagedDriver::load_from_name(
+            driver,
+            None,
+            AdbcVersion::default(),
+            adbc_core::LOAD_FLAG_DEFAULT,
+            None,
+        )
+    };
+    loaded.map_err(|e| Error::AdbcDriver {
+        driver: driver.to_owned(),
+        message: e.message,
+    })
+}
+
+/// A connection to the database `adbc` describes.
+fn connect(adbc: &Adbc) -> Result<ManagedConnection> {
+    let mut driver = load(&adbc.driver)?;
+    let options = adbc.options.iter().map(|(key, value)| {
+        (
+            OptionDatabase::from(key.as_str()),
+            OptionValue::from(value.as_str()),
+        )
+    });
+    let database = driver
+        .new_database_with_opts(options)
+        .map_err(|e| adbc_error(&adbc.driver, "open the database", &e))?;
+    database
+        .new_connection()
+        .map_err(|e| adbc_error(&adbc.driver, "connect", &e))
+}
+
+/// A query's result being read, with what it needs alive: the reader is
+/// dropped first, then its statement, then the connection (a driver may
+/// close the reader with either).
+struct Running {
+    reader: Box<dyn RecordBatchReader + Send + 'static>,
+    _statement: ManagedStatement,
+    _connection: ManagedConnection,
+}
+
+/// Connects and runs `sql`.
+fn query(adbc: &Adbc, sql: &str) -> Result<Running> {
+    let driver = adbc.driver.as_str();
+    let mut connection = connect(adbc)?;
+    let mut statement = connection
+        .new_statement()
+        .map_err(|e| adbc_error(driver, "prepare a statement", &e))?;
+    statement
+        .set_sql_query(sql)
+        .map_err(|e| adbc_error(driver, "prepare the query", &e))?;
+    let reader = statement
+        .execute()
+        .map_err(|e| adbc_error(driver, "run the query", &e))?;
+    Ok(Running {
+        reader,
+        _statement: statement,
+        _connection: connection,
+    })
+}
+
+/// The `FROM` clause of a model, in ANSI SQL.
+fn from(model: &Model) -> String {
+    match model {
+        Model::Table(table) => crate::columns::quote_ident(table, '"'),
+        Model::Query(query) => format!("({}) AS retl_q", crate::columns::nestable(query)),
+    }
+}
+
+fn select(spec: &SourceSpec) -> String {
+    let columns: Vec<String> = spec.columns.iter().map(|c| quote_column(c, '"')).collect();
+    format!("SELECT {} FROM {}", columns.join(", "), from(&spec.model))
+}
+
+/// What retl reads a column of `data_type` as, or `None` if it cannot.
+fn reads_as(data_type: &DataType) -> Option<DataType> {
+    use DataType as T;
+    Some(match data_type {
+        T::Boolean
+        | T::Int8
+        | T::Int16
+        | T::Int32
+        | T::Int64
+        | T::UInt8
+        | T::UInt16
+        | T::UInt32
+        | T::UInt64
+        | T::Float32
+        | T::Float64
+        | T::Utf8
+        | T::Binary
+        | T::Date32 => data_type.clone(),
+        T::LargeUtf8 | T::Utf8View | T::Decimal128(_, _) => T::Utf8,
+        T::LargeBinary => T::Binary,
+        T::Timestamp(_, _) => T::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC"))),
+        _ => return None,
+    })
+}
+
+/// The schema retl reads from the driver's `schema`, with each column's
+/// type as the driver gives it; every column it cannot read, at once.
+fn plan(spec: &SourceSpec, schema: &Schema) -> Result<(SchemaRef, Vec<(String, String)>)> {
+    let mut fields = Vec::new();
+    let mut problems = Vec::new();
+    let mut types = Vec::new();
+    for column in &spec.columns {
+        let Ok(field) = schema.field_with_name(column) else {
+            problems.push(Error::ColumnMissing {
+                column: column.clone(),
+                available: schema.fields().iter().map(|f| f.name().clone()).collect(),
+            });
+            continue;
+        };
+        let Some(data_type) = reads_as(field.data_type()) else {
+            problems.push(Error::UnsupportedType {
+                column: column.clone(),
+                db_type: field.data_type().to_string(),
+            });
+            continue;
+        };
+        let mut out = Field::new(column, data_type, true);
+        if matches!(field.data_type(), DataType::Decimal128(_, _)) {
+            out = out.with_metadata(std::collections::HashMap::from([(
+                retl_diff::DECIMAL_TEXT.to_owned(),
+                "true".to_owned(),
+            )]));
+        }
+        fields.push(out);
+        types.push((column.clone(), field.data_type().to_string()));
+    }
+    match problems.len() {
+        0 => Ok((Arc::new(Schema::new(fields)), types)),
+        1 => Err(problems.remove(0)),
+        _ => Err(Error::Columns(problems)),
+    }
+}
+
+/// The exact text of a decimal of `scale` places.
+fn decimal_text(value: i128, scale: i8) -> String {
+    if scale <= 0 {
+        let zeros = "0".repeat(usize::try_from(-i32::from(scale)).unwrap_or(0));
+        return if value == 0 {
+            "0".to_owned()
+        } else {
+            format!("{value}{zeros}")
+        };
+    }
+    let scale = usize::try_from(scale).unwrap_or(0);
+    let digits = value.unsigned_abs().to_string();
+    let digits = format!("{digits:0>width$}", width = scale + 1);
+    let (int, frac) = digits.split_at(digits.len() - scale);
+    let sign = if value < 0 { "-" } else { "" };
+    format!("{sign}{int}.{frac}")
+}
+
+/// `array` as `target` (see [`reads_as`]); `None` when the driver sent a
+/// type that does not become `target` (a column whose type changed between
+/// batches).
+fn convert(array: &ArrayRef, target: &DataType) -> Option<ArrayRef> {
+    if array.data_type() == target {
+        return Some(array.clone());
+    }
+    if reads_as(array.data_type()).as_ref() != Some(target) {
+        return None;
+    }
+    Some(convert_to_read(array))
+}
+
+/// `array` as [`reads_as`] says retl reads it.
+fn convert_to_read(array: &ArrayRef) -> ArrayRef {
+    let any = array.as_any();
+    if let Some(a) = any.downcast_ref::<Decimal128Array>() {
+        let scale = a.scale();
+        return Arc::new(
+            a.iter()
+                .map(|v| v.map(|v| decimal_text(v, scale)))
+                .collect::<StringArray>(),
+        );
+    }
+    if let Some(a) = any.downcast_ref::<LargeStringArray>() {
+        return Arc::new(a.iter().collect::<StringArray>());
+    }
+    if let Some(a) = any.downcast_ref::<StringViewArray>() {
+        return Arc::new(a.iter().collect::<StringArray>());
+    }
+    if let Some(a) = any.downcast_ref::<LargeBinaryArray>() {
+        return Arc::new(a.iter().collect::<arrow_array::BinaryArray>());
+    }
+    if let DataType::Timestamp(unit, _) = array.data_type() {
+        use arrow_array::cast::AsArray as _;
+        use arrow_array::types::{
+            TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+        };
+        // Zoned timestamps hold UTC instants; unzoned ones are taken as UTC.
+        let micros: TimestampMicrosecondArray = match unit {
+            TimeUnit::Second => array
+                .as_primitive::<TimestampSecondType>()
+                .unary_opt(|v| v.checked_mul(1_000_000)),
+            TimeUnit::Millisecond => array
+                .as_primitive::<TimestampMillisecondType>()
+                .unary(|v| v * 1_000),
+            TimeUnit::Microsecond => array
+                .as_primitive::<arrow_array::types::TimestampMicrosecondType>()
+                .clone(),
+            TimeUnit::Nanosecond => array
+                .as_primitive::<TimestampNanosecondType>()
+                .unary(|v| v.div_euclid(1_000)),
+        };
+        return Arc::new(micros.with_timezone("UTC"));
+    }
+    unreachable!("reads_as admits no other conversion: {}", array.data_type())
+}
+
+/// A batch of the driver's, as retl reads it.
+fn shape(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let array = batch
+                .column_by_name(field.name())
+                .ok_or_else(|| Error::Decode {
+                    column: field.name().clone(),
+                    message: "missing from a batch the driver sent".to_owned(),
+                })?;
+            convert(array, field.data_type()).ok_or_else(|| Error::Decode {
+                column: field.name().clone(),
+                message: format!(
+                    "the driver sent {} in a column it first described as becoming {}",
+                    array.data_type(),
+                    field.data_type()
+                ),
+            })
+        })
+        .collect::<Result<_>>()?;
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Decode {
+        column: String::new(),
+        message: e.to_string(),
+    })
+}
+
+/// Blocking: connects and works out the schema of `select` without reading
+/// a row (`retl check`). Drivers that type columns by their values (SQLite)
+/// may describe an empty result otherwise than rows: a run plans from its
+/// own result's schema.
+fn describe(spec: &SourceSpec, adbc: &Adbc) -> Result<(SchemaRef, Vec<(String, String)>)> {
+    let sql = format!("SELECT * FROM ({}) AS retl_d WHERE 1 = 0", select(spec));
+    let running = query(adbc, &sql)?;
+    plan(spec, &running.reader.schema())
+}
+
+impl Source {
+    /// Connects through the ADBC driver, checks the model's columns and
+    /// types, and starts reading on a blocking thread.
+    pub(crate) async fn open_adbc(spec: &SourceSpec, adbc: &Adbc) -> Result<Source> {
+        let (spec_c, adbc_c) = (spec.clone(), adbc.clone());
+        // The query runs first: its own result's schema is the plan.
+        let (running, schema, types) = tokio::task::spawn_blocking(move || {
+            let running = query(&adbc_c, &select(&spec_c))?;
+            let (schema, types) = plan(&spec_c, &running.reader.schema())?;
+            Ok::<_, Error>((running, schema, types))
+        })
+        .await
+        .map_err(|e| Error::Adbc {
+            driver: adbc.driver.clone(),
+            message: e.to_string(),
+        })??;
+        let (adbc, shaped) = (adbc.clone(), schema.clone());
+        Ok(Source::start(schema, types, move |tx| async move {
+            tokio::task::spawn_blocking(move || {
+                let Running {
+                    reader,
+                    _statement,
+                    _connection,
+                } = running;
+                for batch in reader {
+                    let batch = batch.map_err(|e| Error::Adbc {
+                        driver: adbc.driver.clone(),
+                        message: format!("read a batch: {e}"),
+                    })?;
+                    if tx
+                        .blocking_send(Ok((shape(&batch, &shaped)?, Vec::new())))
+                        .is_err()
+                    {
+                        // The run stopped reading.
+                        return Ok(());
+                    }
+                }
+                Ok(())
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(Error::Decode {
+                    column: String::new(),
+                    message: format!("the ADBC reader stopped: {e}"),
+                })
+            })
+        }))
+    }
+
+    /// [`Source::inspect`] through ADBC: the schema, and `COUNT(*)` if asked.
+    pub(crate) async fn inspect_adbc(
+        spec: &SourceSpec,
+        adbc: &Adbc,
+        count_rows: bool,
+    ) -> Result<crate::Inspection> {
+        let (spec, adbc) = (spec.clone(), adbc.clone());
+        let driver = adbc.driver.clone();
+        tokio::task::spawn_blocking(move || {
+            let (schema, columns) = describe(&spec, &adbc)?;
+            let rows = if count_rows {
+                let sql = format!("SELECT COUNT(*) AS n FROM {}", from(&spec.model));
+                let mut running = query(&adbc, &sql)?;
+                let batch = running
+                    .reader
+                    .next()
+                    .transpose()
+                    .map_err(|e| Error::Adbc {
+                        driver: adbc.driver.clone(),
+                        message: format!("count the rows: {e}"),
+                    })?
+                    .ok_or_else(|| Error::Adbc {
+                        driver: adbc.driver.clone(),
+                        message: "count the rows: no answer".to_owned(),
+                    })?;
+                Some(count_of(batch.column(0)))
+            } else {
+                None
+            };
+            Ok(crate::Inspection {
+                schema,
+                columns,
+                rows,
+            })
+        })
+        .await
+        .map_err(|e| Error::Adbc {
+            driver,
+            message: e.to_string(),
+        })?
+    }
+}
+
+/// The database's own clock through ADBC (`SELECT CURRENT_TIMESTAMP`): a
+/// timestamp, or text such as SQLite's `YYYY-MM-DD HH:MM:SS` (UTC).
+pub(crate) async fn warehouse_now(adbc: &Adbc) -> Result<chrono::DateTime<chrono::Utc>> {
+    use arrow_array::cast::AsArray as _;
+    let adbc = adbc.clone();
+    let driver = adbc.driver.clone();
+    let unreadable = |what: String| Error::Decode {
+        column: "CURRENT_TIMESTAMP".to_owned(),
+        message: what,
+    };
+    let column = tokio::task::spawn_blocking(move || {
+        let mut running = query(&adbc, "SELECT CURRENT_TIMESTAMP AS now")?;
+        match running.reader.next() {
+            Some(Ok(batch)) if batch.num_rows() > 0 => Ok(batch.column(0).clone()),
+            Some(Err(e)) => Err(Error::Adbc {
+                driver: adbc.driver.clone(),
+                message: format!("read the clock: {e}"),
+            }),
+            _ => Err(Error::Adbc {
+                driver: adbc.driver.clone(),
+                message: "read the clock: no answer".to_owned(),
+            }),
+        }
+    })
+    .await
+    .map_err(|e| Error::Adbc {
+        driver,
+        message: e.to_string(),
+    })??;
+    let target = DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")));
+    match column.data_type() {
+        DataType::Timestamp(_, _) => {
+            let micros = convert(&column, &target)
+                .ok_or_else(|| unreadable(format!("a {}", column.data_type())))?;
+            let value = micros
+                .as_primitive::<arrow_array::types::TimestampMicrosecondType>()
+                .value(0);
+            chrono::DateTime::from_timestamp_micros(value)
+                .ok_or_else(|| unreadable(format!("{value} µs is out of range")))
+        }
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            let text = convert(&column, &DataType::Utf8)
+                .ok_or_else(|| unreadable(format!("a {}", column.data_type())))?;
+            let text = text.as_string::<i32>().value(0).to_owned();
+            chrono::NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S%.f")
+                .map(|t| t.and_utc())
+                .or_else(|_| chrono::DateTime::parse_from_rfc3339(&text).map(|t| t.to_utc()))
+                .map_err(|e| unreadable(format!("`{text}`: {e}")))
+        }
+        other => Err(unreadable(format!("a {other}, not a time"))),
+    }
+}
+
+/// The one integer a `COUNT(*)` answers, whatever integer or decimal type
+/// the driver gives it.
+fn count_of(array: &ArrayRef) -> u64 {
+    use arrow_array::cast::AsArray as _;
+    use arrow_array::types::{Int32Type, Int64Type, UInt64Type};
+    if array.is_empty() || array.is_null(0) {
+        return 0;
+    }
+    match array.data_type() {
+        DataType::Int64 => u64::try_from(array.as_primitive::<Int64Type>().value(0)).unwrap_or(0),
+        DataType::Int32 => u64::try_from(array.as_primitive::<Int32Type>().value(0)).unwrap_or(0),
+        DataType::UInt64 => array.as_primitive::<UInt64Type>().value(0),
+        DataType::Decimal128(_, _) => array
+            .as_any()
+            .downcast_ref::<Decimal128Array>()
+            .and_then(|a| u64::try_from(a.value(0)).ok())
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_become_their_exact_text() {
+        assert_eq!(decimal_text(12_345, 2), "123.45");
+        assert_eq!(decimal_text(-5, 3), "-0.005");
+        assert_eq!(decimal_text(7, 0), "7");
+        assert_eq!(
+            decimal_text(i128::from(i64::MAX) * 10, 0),
+            "92233720368547758070"
+        );
+        assert_eq!(decimal_text(12, -2), "1200");
+        assert_eq!(decimal_text(0, 2), "0.00");
+    }
+
+    #[test]
+    fn timestamps_of_every_unit_become_utc_microseconds() {
+        let ns: ArrayRef = Arc::new(arrow_array::TimestampNanosecondArray::from(vec![
+            Some(1_500_000_999),
+            None,
+        ]));
+        let target = DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")));
+        let out = convert(&ns, &target).unwrap();
+        let out = out
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .unwrap();
+        assert_eq!(out.value(0), 1_500_000);
+        assert!(out.is_null(1));
+        assert_eq!(out.data_type(), &target);
+    }
+
+    #[test]
+    fn the_options_values_never_reach_debug() {
+        let adbc = Adbc {
+            driver: "snowflake".into(),
+            options: vec![("password".into(), "hunter2".into())],
+        };
+        let shown = format!("{adbc:?}");
+        assert!(
+            shown.contains("password") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+    }
+}

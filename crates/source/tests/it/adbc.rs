@@ -1,0 +1,261 @@
+//! Sources read through ADBC drivers, the real ones: the libraries of the
+//! `adbc-driver-sqlite` and `adbc-driver-postgresql` wheels from `PyPI`
+//! (`scripts/test.sh` installs them under `target/` and names them in
+//! `RETL_TEST_ADBC_SQLITE_DRIVER` and `RETL_TEST_ADBC_POSTGRESQL_DRIVER`).
+//! The same tables read through ADBC and through retl's own readers give
+//! the same keys (so moving an activation between them re-invites no one)
+//! and the same values.
+
+use std::str::FromStr as _;
+
+use arrow_array::RecordBatch;
+use retl_diff::hash_keys;
+use retl_source::{Adbc, Error, Model, Source, SourceSpec};
+use sqlx::{ConnectOptions as _, Executor as _};
+
+use super::{read_all, unique, url};
+
+fn spec(url: &str, adbc: Option<Adbc>, model: Model, columns: &[&str]) -> SourceSpec {
+    SourceSpec {
+        adbc,
+        ..SourceSpec::new(
+            url,
+            model,
+            columns.iter().map(|c| (*c).to_owned()).collect(),
+        )
+    }
+}
+
+fn keys(batches: &[RecordBatch], columns: &[usize]) -> Vec<[u8; 16]> {
+    batches
+        .iter()
+        .flat_map(|b| hash_keys(b, columns).unwrap())
+        .collect()
+}
+
+/// Each column of every row as text, to compare two reads value by value.
+fn cells(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        for row in 0..batch.num_rows() {
+            rows.push(
+                batch
+                    .columns()
+                    .iter()
+                    .map(|c| shown(c.as_ref(), row))
+                    .collect(),
+            );
+        }
+    }
+    rows
+}
+
+/// A cell's text through Arrow's own formatter (a test-only view).
+fn shown(array: &dyn arrow_array::Array, row: usize) -> String {
+    if array.is_null(row) {
+        return "NULL".to_owned();
+    }
+    format!("{:?}", array.slice(row, 1))
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .trim()
+        .trim_end_matches(',')
+        .to_owned()
+}
+
+fn driver(var: &str) -> Option<String> {
+    url(var)
+}
+
+#[tokio::test]
+async fn sqlite_through_its_adbc_driver_reads_what_the_native_reader_reads() {
+    let Some(library) = driver("RETL_TEST_ADBC_SQLITE_DRIVER") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.db");
+    let native = format!("sqlite://{}", path.display());
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::from_str(&native)
+        .unwrap()
+        .create_if_missing(true)
+        .connect()
+        .await
+        .unwrap();
+    conn.execute(
+        "CREATE TABLE orders (order_id INTEGER, email TEXT, amount REAL);
+         INSERT INTO orders VALUES (1, 'a@x.example', 1.5), (2, 'b''quote@x.example', NULL),
+                                   (9007199254740993, 'ünï@x.example', -2.25);",
+    )
+    .await
+    .unwrap();
+    let adbc = Adbc {
+        driver: library,
+        options: vec![("uri".into(), format!("file:{}", path.display()))],
+    };
+    let columns = ["order_id", "email", "amount"];
+    let model = Model::Table("orders".into());
+    let through_adbc = read_all(
+        &mut Source::open(&spec(
+            &adbc.name(),
+            Some(adbc.clone()),
+            model.clone(),
+            &columns,
+        ))
+        .await
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let through_sqlx = read_all(
+        &mut Source::open(&spec(&native, None, model.clone(), &columns))
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(keys(&through_adbc, &[0]), keys(&through_sqlx, &[0]));
+    assert_eq!(cells(&through_adbc), cells(&through_sqlx));
+    // Inspected without reading a row: the types, and a count.
+    let inspected = Source::inspect(
+        &spec(&adbc.name(), Some(adbc.clone()), model, &columns),
+        true,
+    )
+    .await
+    .unwrap();
+    assert_eq!(inspected.rows, Some(3));
+    assert_eq!(inspected.columns[0].0, "order_id");
+    // A query model, and a column that is not there.
+    let query = Model::Query("SELECT order_id, email FROM orders WHERE order_id < 3".into());
+    let rows: usize = read_all(
+        &mut Source::open(&spec(
+            &adbc.name(),
+            Some(adbc.clone()),
+            query,
+            &["order_id"],
+        ))
+        .await
+        .unwrap(),
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(RecordBatch::num_rows)
+    .sum();
+    assert_eq!(rows, 2);
+    let missing = Source::open(&spec(
+        &adbc.name(),
+        Some(adbc.clone()),
+        Model::Table("orders".into()),
+        &["order_id", "emial"],
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&missing, Error::ColumnMissing { column, .. } if column == "emial"),
+        "{missing}"
+    );
+    let now = Source::warehouse_now(&spec(
+        &adbc.name(),
+        Some(adbc),
+        Model::Table("orders".into()),
+        &[],
+    ))
+    .await
+    .unwrap();
+    assert!(
+        (chrono::Utc::now() - now).num_seconds().abs() < 300,
+        "{now}"
+    );
+}
+
+#[tokio::test]
+async fn postgresql_through_its_adbc_driver_keeps_keys_and_exact_values() {
+    let Some(library) = driver("RETL_TEST_ADBC_POSTGRESQL_DRIVER") else {
+        return;
+    };
+    let Some(pg) = url("RETL_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let schema = unique("retl_adbc");
+    let mut conn = sqlx::postgres::PgConnectOptions::from_str(&pg)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    conn.execute(
+        format!(
+            "CREATE SCHEMA {schema};
+             CREATE TABLE {schema}.orders (order_id bigint, big numeric(20,0), price numeric(10,2),
+                 email text, ordered_at timestamp, paid_at timestamptz, shipped boolean, day date);
+             INSERT INTO {schema}.orders VALUES
+               (1, 12345678901234567890, 19.99, 'a@x.example', '2026-11-30 10:00:00.123456',
+                '2026-11-30 10:00:00+02', true, '2026-11-30'),
+               (-7, -1, 0.10, NULL, NULL, NULL, NULL, NULL);"
+        )
+        .as_str(),
+    )
+    .await
+    .unwrap();
+    let adbc = Adbc {
+        driver: library,
+        options: vec![("uri".into(), pg.replace("postgres://", "postgresql://"))],
+    };
+    let columns = [
+        "order_id",
+        "big",
+        "price",
+        "email",
+        "ordered_at",
+        "paid_at",
+        "shipped",
+        "day",
+    ];
+    let model = Model::Table(format!("{schema}.orders"));
+    let through_adbc = read_all(
+        &mut Source::open(&spec(
+            &adbc.name(),
+            Some(adbc.clone()),
+            model.clone(),
+            &columns,
+        ))
+        .await
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let through_copy = read_all(
+        &mut Source::open(&spec(&pg, None, model, &columns))
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    // A bigint key and a numeric(20,0) key hash alike either way.
+    assert_eq!(keys(&through_adbc, &[0]), keys(&through_copy, &[0]));
+    assert_eq!(keys(&through_adbc, &[1]), keys(&through_copy, &[1]));
+    assert_eq!(cells(&through_adbc), cells(&through_copy));
+    conn.execute(format!("DROP SCHEMA {schema} CASCADE").as_str())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_driver_that_is_not_there_is_named_with_how_to_install_it() {
+    let adbc = Adbc {
+        driver: "nosuchwarehouse".into(),
+        options: vec![("password".into(), "hunter2".into())],
+    };
+    let error = Source::open(&spec(
+        &adbc.name(),
+        Some(adbc),
+        Model::Table("t".into()),
+        &["id"],
+    ))
+    .await
+    .unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("`nosuchwarehouse`"), "{text}");
+    assert!(text.contains("dbc install nosuchwarehouse"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}
