@@ -18,6 +18,7 @@
 #   raw:       psql COPY (SELECT cols FROM retl_bench.orders) TO STDOUT > /dev/null
 #   retl:      the source stage alone (Arrow batches of 10,000 rows)
 #   cursor_read: the same through a server-side cursor (Redshift's path)
+#   adbc_read: the same through the ADBC PostgreSQL driver (adbc-driver-postgresql's wheel)
 #   retl+hash: the source stage plus the diff's key and content hashing
 #   baseline:  `retl run` of an activation with first_run: skip_existing (records every row)
 #   incremental: `retl run` again: every row read, hashed, looked up, none new;
@@ -102,6 +103,14 @@ measure() {
 read -r retl retl_rss < <(measure "$bin" "$url" retl_bench.orders "$columns")
 read -r hashed hashed_rss < <(measure "$bin" "$url" retl_bench.orders "$columns" --hash order_id)
 read -r cursor_read cursor_rss < <(measure "$bin" "$url" retl_bench.orders "$columns" --cursor)
+# The ADBC path: the PostgreSQL driver of the adbc-driver-postgresql wheel.
+adbc_venv=target/adbc-venv
+if [ ! -x "$adbc_venv/bin/pip" ]; then python3 -m venv "$adbc_venv"; fi
+if ! find "$adbc_venv" -name 'libadbc_driver_postgresql.so' | grep -q .; then
+  "$adbc_venv/bin/pip" install -q --no-deps 'adbc-driver-postgresql>=1.8'
+fi
+adbc_driver=$(find "$PWD/$adbc_venv" -name 'libadbc_driver_postgresql.so' | head -n1)
+read -r adbc_read adbc_rss < <(measure "$bin" "$url" retl_bench.orders "$columns" --adbc "$adbc_driver")
 
 echo "building retl (release)..."
 cargo build --release -q -p retl
@@ -216,6 +225,9 @@ printf '%-11s %9.3f %8s %14.0f %10s\n' raw_copy "$raw" 1.00 "$(echo "$rows / $ra
 line retl "$retl" "$retl_rss" "(the source stage alone)"
 line retl+hash "$hashed" "$hashed_rss" "(and the diff's hashing)"
 line cursor_read "$cursor_read" "$cursor_rss" "(the source stage through a cursor: source.read: cursor)"
+line adbc_read "$adbc_read" "$adbc_rss" "(the source stage through the ADBC PostgreSQL driver: source.adbc)"
+printf 'ADBC over the native COPY reader: %.2fx; the cursor reader over COPY: %.2fx\n' \
+  "$(echo "$adbc_read / $retl" | bc -l)" "$(echo "$cursor_read / $retl" | bc -l)"
 line baseline "$baseline" "$baseline_rss" "(first run, skip_existing)"
 line increment "$incremental" "$incremental_rss" "(full scan, nothing new)"
 printf '%-11s %9s %8.2f %14s %10s %s\n' increment - "$alternated_median" - - \

@@ -53,16 +53,12 @@ fn an_activation_reads_through_an_adbc_driver() {
 #[test]
 fn what_adbc_sources_do_not_offer_yet_is_refused_where_it_is_written() {
     let world = World::new();
-    adbc_activation(
-        &world,
-        "sqlite",
-        "  diff: warehouse\n  incremental:\n    cursor: order_id\n",
-    );
+    adbc_activation(&world, "sqlite", "  diff: warehouse\n  read: cursor\n");
     let out = world.retl(&["run", "orders"], "emulator-secret");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("cursor mode (source.incremental) is not offered with source.adbc yet"),
+        stderr.contains("source.read is not offered with source.adbc yet"),
         "{stderr}"
     );
     assert!(
@@ -84,4 +80,42 @@ fn a_missing_adbc_driver_is_named_with_how_to_install_it() {
         "{stderr}"
     );
     assert!(stderr.contains("dbc install nosuchwarehouse"), "{stderr}");
+}
+
+#[test]
+fn cursor_mode_reads_through_an_adbc_driver_past_the_mark() {
+    let Some(driver) = server_url("RETL_TEST_ADBC_SQLITE_DRIVER") else {
+        return;
+    };
+    let world = World::new();
+    world.sql("ALTER TABLE orders ADD COLUMN created_at TEXT");
+    adbc_activation(
+        &world,
+        &driver,
+        "  incremental:\n    cursor: created_at\n    lookback: 1h\n",
+    );
+    let order = |id: u32, at: &str| {
+        world.sql(&format!(
+            "INSERT INTO orders (order_id, full_name, email, locale, created_at) VALUES ({id}, 'C {id}', 'c{id}@shop.example', 'en-US', '{at}')"
+        ));
+    };
+    for id in 1..=5 {
+        order(id, &format!("2026-11-01 1{id}:00:00"));
+    }
+    let (code, first) = world.run();
+    assert_eq!(
+        (code, count(&first, "read"), count(&first, "sent")),
+        (0, 5, 5),
+        "{first}"
+    );
+    order(6, "2026-11-01 16:00:00");
+    order(7, "2026-11-01 17:00:00");
+    // Rows 4..7: at or past 15:00 less the 1h lookback.
+    let (code, second) = world.run();
+    assert_eq!(
+        (code, count(&second, "read"), count(&second, "sent")),
+        (0, 4, 2),
+        "{second}"
+    );
+    assert!(world.accepted_references().values().all(|&n| n == 1));
 }

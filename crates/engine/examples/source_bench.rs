@@ -7,7 +7,9 @@
 //! ```
 //!
 //! With `--cursor` (last), a PostgreSQL source is read through a server-side
-//! cursor instead of binary COPY (`source.read: cursor`).
+//! cursor instead of binary COPY (`source.read: cursor`). With `--adbc
+//! LIBRARY` (last), it is read through that ADBC driver (`source.adbc`), the
+//! URL given to it as its `uri` option.
 //!
 //! With `--hash`, every batch is also hashed as the diff stage does (key hash of
 //! KEYCOLS, content hash of all columns), to show what the diff adds to the read.
@@ -44,6 +46,17 @@ async fn main() {
     // `--cursor`: PostgreSQL through a server-side cursor (Redshift's path).
     if args.iter().any(|a| a == "--cursor") {
         spec.read = retl_source::Read::Cursor;
+    }
+    // `--adbc LIBRARY`: through an ADBC driver, the URL as its `uri`.
+    if let Some(at) = args.iter().position(|a| a == "--adbc") {
+        let driver = args.get(at + 1).expect("--adbc needs the driver's library");
+        spec.adbc = Some(retl_source::Adbc {
+            driver: driver.clone(),
+            options: vec![(
+                "uri".to_owned(),
+                args[0].replace("postgres://", "postgresql://"),
+            )],
+        });
     }
     let started = Instant::now();
     let mut source = Source::open(&spec).await.unwrap_or_else(|e| panic!("{e}"));

@@ -15,9 +15,10 @@
 //! ADBC calls block: they run on a blocking thread, which hands batches to
 //! the run through the same bounded channel as the other readers.
 //!
-//! The SQL is ANSI: identifiers in double quotes. Cursor mode, writeback and
-//! `diff: warehouse` are not offered through ADBC yet; the configuration
-//! says so when they are asked for.
+//! The SQL is ANSI: identifiers in double quotes. Cursor mode writes its
+//! condition into that SQL ([`literal`]). Writeback and `diff: warehouse`
+//! are not offered through ADBC yet; the configuration says so when they are
+//! asked for.
 
 use std::sync::Arc;
 
@@ -151,9 +152,51 @@ fn from(model: &Model) -> String {
     }
 }
 
-fn select(spec: &SourceSpec) -> String {
+/// `SELECT columns FROM model`, with cursor mode's condition if there is one.
+fn select(spec: &SourceSpec) -> Result<String> {
     let columns: Vec<String> = spec.columns.iter().map(|c| quote_column(c, '"')).collect();
-    format!("SELECT {} FROM {}", columns.join(", "), from(&spec.model))
+    let mut sql = format!("SELECT {} FROM {}", columns.join(", "), from(&spec.model));
+    if let Some(since) = &spec.since {
+        let value = literal(&since.from).ok_or_else(|| Error::Decode {
+            column: since.column.clone(),
+            message: format!(
+                "the cursor value `{}` holds characters other than a number's or a time's, which retl does not write into an ADBC source's SQL; use a timestamp or integer cursor column",
+                since.from
+            ),
+        })?;
+        let column = quote_column(&since.column, '"');
+        sql = format!("{sql} WHERE {column} >= {value}");
+    }
+    Ok(sql)
+}
+
+/// A cursor value as an SQL literal every ADBC dialect reads, or `None`.
+///
+/// ADBC drivers bind parameters each in their own placeholder syntax, so the
+/// value is written into the SQL, and only values that cannot be anything
+/// but data are: an integer's digits; a time as an untyped string in UTC
+/// (`'2026-11-30T10:00:00.000000Z'`), which takes the column's type (a
+/// timestamp with or without a zone, a date); a text cursor (SQLite's times)
+/// only when it is digits and `-:. TZ+` alone. No quote or backslash, so
+/// no dialect's escaping rules matter.
+fn literal(value: &crate::CursorValue) -> Option<String> {
+    use crate::CursorValue;
+    match value {
+        CursorValue::Int(n) => Some(n.to_string()),
+        CursorValue::Time(t) => Some(format!(
+            "'{}'",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        )),
+        CursorValue::Text(text)
+            if !text.is_empty()
+                && text.chars().all(|c| {
+                    c.is_ascii_digit() || matches!(c, '-' | ':' | '.' | ' ' | 'T' | 'Z' | '+')
+                }) =>
+        {
+            Some(format!("'{text}'"))
+        }
+        CursorValue::Text(_) => None,
+    }
 }
 
 /// What retl reads a column of `data_type` as, or `None` if it cannot.
@@ -328,7 +371,7 @@ fn shape(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
 /// may describe an empty result otherwise than rows: a run plans from its
 /// own result's schema.
 fn describe(spec: &SourceSpec, adbc: &Adbc) -> Result<(SchemaRef, Vec<(String, String)>)> {
-    let sql = format!("SELECT * FROM ({}) AS retl_d WHERE 1 = 0", select(spec));
+    let sql = format!("SELECT * FROM ({}) AS retl_d WHERE 1 = 0", select(spec)?);
     let running = query(adbc, &sql)?;
     plan(spec, &running.reader.schema())
 }
@@ -340,7 +383,7 @@ impl Source {
         let (spec_c, adbc_c) = (spec.clone(), adbc.clone());
         // The query runs first: its own result's schema is the plan.
         let (running, schema, types) = tokio::task::spawn_blocking(move || {
-            let running = query(&adbc_c, &select(&spec_c))?;
+            let running = query(&adbc_c, &select(&spec_c)?)?;
             let (schema, types) = plan(&spec_c, &running.reader.schema())?;
             Ok::<_, Error>((running, schema, types))
         })
@@ -531,6 +574,30 @@ mod tests {
         assert_eq!(out.value(0), 1_500_000);
         assert!(out.is_null(1));
         assert_eq!(out.data_type(), &target);
+    }
+
+    #[test]
+    fn cursor_values_are_written_only_when_they_can_only_be_data() {
+        use crate::CursorValue;
+        assert_eq!(literal(&CursorValue::Int(-42)).as_deref(), Some("-42"));
+        let t = chrono::DateTime::parse_from_rfc3339("2026-11-30T10:00:00.5Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(
+            literal(&CursorValue::Time(t)).as_deref(),
+            Some("'2026-11-30T10:00:00.500000Z'")
+        );
+        assert_eq!(
+            literal(&CursorValue::Text("2026-11-30 10:00:00".into())).as_deref(),
+            Some("'2026-11-30 10:00:00'")
+        );
+        for hostile in ["x' OR 1=1 --", "2026\'", "", "a"] {
+            assert_eq!(
+                literal(&CursorValue::Text(hostile.into())),
+                None,
+                "{hostile}"
+            );
+        }
     }
 
     #[test]

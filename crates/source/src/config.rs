@@ -307,10 +307,7 @@ fn read_diff_schema(r: &mut Reader<'_>, map: &retl_config::Map<'_, '_>) -> Optio
 
 /// What `source.adbc` does not offer yet, refused where it is written.
 fn refuse_with_adbc(r: &mut Reader<'_>, map: &retl_config::Map<'_, '_>, diff: crate::Diff) {
-    for (key, what) in [
-        ("incremental", "cursor mode (source.incremental)"),
-        ("read", "source.read"),
-    ] {
+    for (key, what) in [("read", "source.read")] {
         if let Some(node) = map.get(key) {
             r.problem(
                 node,
