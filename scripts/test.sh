@@ -50,6 +50,22 @@ fi
 RETL_TEST_ADBC_SQLITE_DRIVER="$(find "$PWD/$adbc_venv" -name 'libadbc_driver_sqlite.so' 2>/dev/null | head -n1)"
 RETL_TEST_ADBC_POSTGRESQL_DRIVER="$(find "$PWD/$adbc_venv" -name 'libadbc_driver_postgresql.so' 2>/dev/null | head -n1)"
 export RETL_TEST_ADBC_SQLITE_DRIVER RETL_TEST_ADBC_POSTGRESQL_DRIVER
+# Snowflake's driver is tested against fakesnow's HTTP server, in a
+# virtualenv of its own (its sqlglot pin differs from other stand-ins').
+snow_venv=target/fakesnow-venv
+if [ ! -x "$snow_venv/bin/fakesnow" ] ||
+  ! find "$snow_venv" -name 'libadbc_driver_snowflake.so' | grep -q .; then
+  echo "== installing fakesnow and the ADBC Snowflake driver into $snow_venv"
+  { python3 -m venv "$snow_venv" &&
+    "$snow_venv/bin/pip" install -q --disable-pip-version-check \
+      'fakesnow[server]' 'snowflake-connector-python<4' &&
+    "$snow_venv/bin/pip" install -q --disable-pip-version-check --no-deps \
+      'adbc-driver-snowflake==1.11.*'; } >/dev/null ||
+    echo "warning: could not install fakesnow or the Snowflake driver; the Snowflake test fails under CI=true" >&2
+fi
+if [ -x "$snow_venv/bin/fakesnow" ]; then export RETL_TEST_FAKESNOW="$PWD/$snow_venv/bin/fakesnow"; fi
+RETL_TEST_ADBC_SNOWFLAKE_DRIVER="$(find "$PWD/$snow_venv" -name 'libadbc_driver_snowflake.so' 2>/dev/null | head -n1)"
+if [ -n "$RETL_TEST_ADBC_SNOWFLAKE_DRIVER" ]; then export RETL_TEST_ADBC_SNOWFLAKE_DRIVER; fi
 if [ -z "$RETL_TEST_ADBC_SQLITE_DRIVER" ]; then unset RETL_TEST_ADBC_SQLITE_DRIVER; fi
 if [ -z "$RETL_TEST_ADBC_POSTGRESQL_DRIVER" ]; then unset RETL_TEST_ADBC_POSTGRESQL_DRIVER; fi
 

@@ -55,9 +55,10 @@ fn shown(array: &dyn arrow_array::Array, row: usize) -> String {
     if array.is_null(row) {
         return "NULL".to_owned();
     }
+    // `Type\n[\n  value,\n]`: the third line.
     format!("{:?}", array.slice(row, 1))
         .lines()
-        .nth(1)
+        .nth(2)
         .unwrap_or_default()
         .trim()
         .trim_end_matches(',')
@@ -115,7 +116,10 @@ async fn sqlite_through_its_adbc_driver_reads_what_the_native_reader_reads() {
     .await
     .unwrap();
     assert_eq!(keys(&through_adbc, &[0]), keys(&through_sqlx, &[0]));
-    assert_eq!(cells(&through_adbc), cells(&through_sqlx));
+    let shown = cells(&through_adbc);
+    assert_eq!(shown[1][1], "\"b'quote@x.example\"", "{shown:?}");
+    assert_eq!(shown[2][0], "9007199254740993", "{shown:?}");
+    assert_eq!(shown, cells(&through_sqlx));
     // Inspected without reading a row: the types, and a count.
     let inspected = Source::inspect(
         &spec(&adbc.name(), Some(adbc.clone()), model, &columns),
@@ -234,7 +238,10 @@ async fn postgresql_through_its_adbc_driver_keeps_keys_and_exact_values() {
     // A bigint key and a numeric(20,0) key hash alike either way.
     assert_eq!(keys(&through_adbc, &[0]), keys(&through_copy, &[0]));
     assert_eq!(keys(&through_adbc, &[1]), keys(&through_copy, &[1]));
-    assert_eq!(cells(&through_adbc), cells(&through_copy));
+    let shown = cells(&through_adbc);
+    assert_eq!(shown[0][1], "\"12345678901234567890\"", "{shown:?}");
+    assert_eq!(shown[0][2], "\"19.99\"", "{shown:?}");
+    assert_eq!(shown, cells(&through_copy));
     conn.execute(format!("DROP SCHEMA {schema} CASCADE").as_str())
         .await
         .unwrap();
@@ -258,4 +265,159 @@ async fn a_driver_that_is_not_there_is_named_with_how_to_install_it() {
     assert!(text.contains("`nosuchwarehouse`"), "{text}");
     assert!(text.contains("dbc install nosuchwarehouse"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
+}
+
+/// Starts `fakesnow -s -p PORT` and returns it once it serves, with its port.
+fn start_fakesnow(fakesnow: &str) -> (std::process::Child, u16) {
+    use std::io::BufRead as _;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(fakesnow)
+        .args(["-s", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {fakesnow}: {e}"));
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("Uvicorn running") => break,
+            Some(Ok(_)) => {}
+            _ => panic!("fakesnow ended before it served"),
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, port)
+}
+
+/// Stops the stand-in however the test ends.
+struct Stop(std::process::Child);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs statements through the driver itself (the test's own setup).
+fn run_sql(library: &str, options: &[(String, String)], statements: &[&str]) {
+    use adbc_core::options::{AdbcVersion, OptionDatabase, OptionValue};
+    use adbc_core::{Connection as _, Database as _, Driver as _, Statement as _};
+    let mut driver = adbc_driver_manager::ManagedDriver::load_dynamic_from_filename(
+        library,
+        None,
+        AdbcVersion::default(),
+    )
+    .unwrap();
+    let database = driver
+        .new_database_with_opts(options.iter().map(|(k, v)| {
+            (
+                OptionDatabase::from(k.as_str()),
+                OptionValue::from(v.as_str()),
+            )
+        }))
+        .unwrap();
+    let mut connection = database.new_connection().unwrap();
+    for sql in statements {
+        let mut statement = connection.new_statement().unwrap();
+        statement.set_sql_query(*sql).unwrap();
+        drop(
+            statement
+                .execute()
+                .unwrap_or_else(|e| panic!("{sql}: {}", e.message)),
+        );
+    }
+}
+
+#[tokio::test]
+async fn snowflake_through_its_adbc_driver_against_fakesnow() {
+    let Some(fakesnow) = url("RETL_TEST_FAKESNOW") else {
+        return;
+    };
+    let Some(library) = driver("RETL_TEST_ADBC_SNOWFLAKE_DRIVER") else {
+        return;
+    };
+    let (child, port) = start_fakesnow(&fakesnow);
+    let _stop = Stop(child);
+    let options: Vec<(String, String)> = [
+        ("username", "fake"),
+        ("password", "snow"),
+        ("adbc.snowflake.sql.account", "fakesnow"),
+        ("adbc.snowflake.sql.uri.host", "127.0.0.1"),
+        ("adbc.snowflake.sql.uri.port", &port.to_string()),
+        ("adbc.snowflake.sql.uri.protocol", "http"),
+        ("adbc.snowflake.sql.db", "SHOP"),
+        ("adbc.snowflake.sql.schema", "SALES"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    run_sql(
+        &library,
+        &options,
+        &[
+            "CREATE DATABASE IF NOT EXISTS SHOP",
+            "CREATE SCHEMA IF NOT EXISTS SHOP.SALES",
+            "CREATE OR REPLACE TABLE SHOP.SALES.ORDERS (ORDER_ID NUMBER(38,0), PRICE NUMBER(10,2), ORDERED_AT TIMESTAMP_NTZ, EMAIL VARCHAR)",
+            "INSERT INTO SHOP.SALES.ORDERS VALUES (1, 19.99, '2026-11-30 10:00:00.123456', 'a@x.example'), (1234567890123456789, -0.10, '2026-11-30 11:00:00', 'b@x.example')",
+        ],
+    );
+    let adbc = Adbc {
+        driver: library,
+        options,
+    };
+    let columns = ["ORDER_ID", "PRICE", "ORDERED_AT", "EMAIL"];
+    let model = Model::Table("SHOP.SALES.ORDERS".into());
+    let batches = read_all(
+        &mut Source::open(&spec(
+            &adbc.name(),
+            Some(adbc.clone()),
+            model.clone(),
+            &columns,
+        ))
+        .await
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    // NUMBER(38,0) keys hash as the same integers read from PostgreSQL.
+    let same_integers = RecordBatch::try_from_iter([(
+        "ORDER_ID",
+        std::sync::Arc::new(arrow_array::Int64Array::from(vec![
+            1,
+            1_234_567_890_123_456_789,
+        ])) as arrow_array::ArrayRef,
+    )])
+    .unwrap();
+    assert_eq!(keys(&batches, &[0]), keys(&[same_integers], &[0]));
+    let shown = cells(&batches);
+    assert_eq!(shown[0][1], "\"19.99\"", "{shown:?}");
+    assert_eq!(shown[1][1], "\"-0.10\"", "{shown:?}");
+    assert!(
+        shown[0][2].contains("2026-11-30T10:00:00.123456"),
+        "{shown:?}"
+    );
+    // Cursor mode: the condition in Snowflake's SQL.
+    let mut since = spec(&adbc.name(), Some(adbc.clone()), model, &columns);
+    since.since = Some(retl_source::Since {
+        column: "ORDER_ID".into(),
+        from: retl_source::CursorValue::Int(2),
+    });
+    let rows: usize = read_all(&mut Source::open(&since).await.unwrap())
+        .await
+        .unwrap()
+        .iter()
+        .map(RecordBatch::num_rows)
+        .sum();
+    assert_eq!(rows, 1);
+    let now = Source::warehouse_now(&since).await.unwrap();
+    assert!(
+        (chrono::Utc::now() - now).num_seconds().abs() < 300,
+        "{now}"
+    );
 }
