@@ -119,3 +119,111 @@ fn cursor_mode_reads_through_an_adbc_driver_past_the_mark() {
     );
     assert!(world.accepted_references().values().all(|&n| n == 1));
 }
+
+/// Starts `fakesnow -s -p PORT` (Snowflake's stand-in) and returns it with its port.
+fn fakesnow(binary: &str) -> (std::process::Child, u16) {
+    use std::io::BufRead as _;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(binary)
+        .args(["-s", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("Uvicorn running") => break,
+            Some(Ok(_)) => {}
+            _ => panic!("fakesnow ended before it served"),
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, port)
+}
+
+/// Runs SQL on fakesnow through Snowflake's own Python connector (beside it).
+fn snowflake_sql(binary: &str, port: u16, sql: &str) {
+    let python = std::path::Path::new(binary).with_file_name("python");
+    let script = format!(
+        "import snowflake.connector as s\nc = s.connect(user='fake', password='snow', account='fakesnow', host='127.0.0.1', port={port}, protocol='http')\nfor q in {sql:?}.split(';'):\n    c.cursor().execute(q)\n"
+    );
+    let out = std::process::Command::new(python)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_snowflake_url_runs_through_the_adbc_driver_against_fakesnow() {
+    let (Some(binary), Some(driver)) = (
+        server_url("RETL_TEST_FAKESNOW"),
+        server_url("RETL_TEST_ADBC_SNOWFLAKE_DRIVER"),
+    ) else {
+        return;
+    };
+    let (mut child, port) = fakesnow(&binary);
+    snowflake_sql(
+        &binary,
+        port,
+        "CREATE DATABASE SHOP;CREATE SCHEMA SHOP.SALES;CREATE TABLE SHOP.SALES.ORDERS (ORDER_ID NUMBER(38,0), FULL_NAME VARCHAR, EMAIL VARCHAR, LOCALE VARCHAR);INSERT INTO SHOP.SALES.ORDERS VALUES (1, 'Ann', 'ann@shop.example', 'en-US'), (2, 'Bo', 'bo@shop.example', 'da-DK'), (12345678901234567, 'Cy', 'cy@shop.example', 'en-US')",
+    );
+    let world = World::new();
+    world.write(
+        "activations/orders.yaml",
+        &format!(
+            "source:\n  connection: \"snowflake://fake:${{SNOW_PASSWORD}}@fakesnow/SHOP/SALES?host=127.0.0.1&port={port}&protocol=http&driver={driver}\"\n  table: ORDERS\n  primary_key: [ORDER_ID]\ndestination: trustpilot\nfirst_run: send_all\nmapping:\n  reference_number: ORDER_ID\n  consumer_name: FULL_NAME\n  consumer_email: EMAIL\n  locale: LOCALE\n"
+        ),
+    );
+    let run = |args: &[&str]| {
+        world
+            .command(args, "emulator-secret")
+            .env("SNOW_PASSWORD", "snow")
+            .output()
+            .unwrap()
+    };
+    let check = run(&["check", "orders", "--json"]);
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(0), "{report}");
+    assert!(report.contains("snowflake://fake:***@fakesnow"), "{report}");
+    assert!(
+        !report.contains(":snow@"),
+        "the password is masked: {report}"
+    );
+    let first = run(&["run", "orders", "--json"]);
+    let summary: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(
+        (first.status.code(), count(&summary, "sent")),
+        (Some(0), 3),
+        "{summary}"
+    );
+    snowflake_sql(
+        &binary,
+        port,
+        "INSERT INTO SHOP.SALES.ORDERS VALUES (4, 'Di', 'di@shop.example', 'en-US')",
+    );
+    let second = run(&["run", "orders", "--json"]);
+    let summary: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!(
+        (count(&summary, "sent"), count(&summary, "already_sent")),
+        (1, 3),
+        "{summary}"
+    );
+    let references = world.accepted_references();
+    assert!(
+        references.contains_key("12345678901234567"),
+        "{references:?}"
+    );
+    assert!(references.values().all(|&n| n == 1));
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -93,7 +93,7 @@ const INCREMENTAL_KEYS: &[&str] = &["cursor", "lookback", "full_scan_every"];
 pub fn source_schema() -> Value {
     let property = |key: &str| match key {
         "connection" => string(
-            "postgres://user:pass@host:5432/db, mysql:// (or mariadb://), sqlite://path; driver options in the URL",
+            "postgres://user:pass@host:5432/db, mysql:// (or mariadb://), sqlite://path; driver options in the URL. Through ADBC drivers: snowflake://USER:PASSWORD@ACCOUNT/DATABASE/SCHEMA?warehouse=W&role=R&private_key_file=PATH, bigquery://PROJECT/DATASET?credentials_file=PATH",
         ),
         "table" => string("a table, optionally schema-qualified; only the needed columns are read"),
         "query" => string("a SELECT, run as written (nested as a subquery)"),
@@ -179,6 +179,22 @@ pub fn read_source(r: &mut Reader<'_>, node: &Node<'_>) -> Option<SourceConfig> 
         None => None,
     };
     let connection = read_connection(r, &map, adbc.as_ref());
+    // `snowflake://…`, `bigquery://…`: an ADBC driver and its options.
+    let adbc = match (adbc, &connection) {
+        (None, Some(url)) => match crate::shortcut::adbc_of(url) {
+            Some(Ok(found)) => Some(found),
+            Some(Err(message)) => {
+                r.problem(
+                    map.get("connection").unwrap_or(map.node),
+                    "source.connection",
+                    message,
+                );
+                None
+            }
+            None => None,
+        },
+        (adbc, _) => adbc,
+    };
     let model = match (map.get("table"), map.get("query")) {
         (Some(table), None) => r.string(table, "source.table").map(Model::Table),
         (None, Some(query)) => r.string(query, "source.query").map(Model::Query),
@@ -275,7 +291,9 @@ fn read_connection(
             None
         }
     };
-    if let Some(url) = connection.as_ref().filter(|_| adbc.is_none())
+    if let Some(url) = connection
+        .as_ref()
+        .filter(|url| adbc.is_none() && crate::shortcut::adbc_of(url).is_none())
         && let Err(e) = crate::Driver::for_url(url)
     {
         r.problem(

@@ -43,6 +43,7 @@ mod error;
 mod keytable;
 mod mysql;
 mod postgres;
+mod shortcut;
 mod sqlite;
 mod writeback;
 
