@@ -217,7 +217,7 @@ fn reads_as(data_type: &DataType) -> Option<DataType> {
         | T::Utf8
         | T::Binary
         | T::Date32 => data_type.clone(),
-        T::LargeUtf8 | T::Utf8View | T::Decimal128(_, _) => T::Utf8,
+        T::LargeUtf8 | T::Utf8View | T::Decimal128(_, _) | T::Decimal256(_, _) => T::Utf8,
         T::LargeBinary => T::Binary,
         T::Timestamp(_, _) => T::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC"))),
         _ => return None,
@@ -246,7 +246,10 @@ fn plan(spec: &SourceSpec, schema: &Schema) -> Result<(SchemaRef, Vec<(String, S
             continue;
         };
         let mut out = Field::new(column, data_type, true);
-        if matches!(field.data_type(), DataType::Decimal128(_, _)) {
+        if matches!(
+            field.data_type(),
+            DataType::Decimal128(_, _) | DataType::Decimal256(_, _)
+        ) {
             out = out.with_metadata(std::collections::HashMap::from([(
                 retl_diff::DECIMAL_TEXT.to_owned(),
                 "true".to_owned(),
@@ -264,19 +267,26 @@ fn plan(spec: &SourceSpec, schema: &Schema) -> Result<(SchemaRef, Vec<(String, S
 
 /// The exact text of a decimal of `scale` places.
 fn decimal_text(value: i128, scale: i8) -> String {
+    scaled_text(&value.to_string(), scale)
+}
+
+/// The exact text of the unscaled integer `digits` (with its sign) at
+/// `scale` places: a 256-bit decimal (BigQuery's `BIGNUMERIC`) too.
+fn scaled_text(digits: &str, scale: i8) -> String {
+    let (sign, digits) = match digits.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", digits),
+    };
     if scale <= 0 {
+        if digits == "0" {
+            return "0".to_owned();
+        }
         let zeros = "0".repeat(usize::try_from(-i32::from(scale)).unwrap_or(0));
-        return if value == 0 {
-            "0".to_owned()
-        } else {
-            format!("{value}{zeros}")
-        };
+        return format!("{sign}{digits}{zeros}");
     }
     let scale = usize::try_from(scale).unwrap_or(0);
-    let digits = value.unsigned_abs().to_string();
     let digits = format!("{digits:0>width$}", width = scale + 1);
     let (int, frac) = digits.split_at(digits.len() - scale);
-    let sign = if value < 0 { "-" } else { "" };
     format!("{sign}{int}.{frac}")
 }
 
@@ -301,6 +311,14 @@ fn convert_to_read(array: &ArrayRef) -> ArrayRef {
         return Arc::new(
             a.iter()
                 .map(|v| v.map(|v| decimal_text(v, scale)))
+                .collect::<StringArray>(),
+        );
+    }
+    if let Some(a) = any.downcast_ref::<arrow_array::Decimal256Array>() {
+        let scale = a.scale();
+        return Arc::new(
+            a.iter()
+                .map(|v| v.map(|v| scaled_text(&v.to_string(), scale)))
                 .collect::<StringArray>(),
         );
     }
@@ -557,6 +575,18 @@ mod tests {
         );
         assert_eq!(decimal_text(12, -2), "1200");
         assert_eq!(decimal_text(0, 2), "0.00");
+        type I256 =
+            <arrow_array::types::Decimal256Type as arrow_array::types::ArrowPrimitiveType>::Native;
+        let big = arrow_array::Decimal256Array::from(vec![
+            I256::from_string("-123456789012345678901234567890123456789012345").unwrap(),
+        ])
+        .with_precision_and_scale(76, 38)
+        .unwrap();
+        let out = convert(&(Arc::new(big) as ArrayRef), &DataType::Utf8).unwrap();
+        assert_eq!(
+            out.as_any().downcast_ref::<StringArray>().unwrap().value(0),
+            "-1234567.89012345678901234567890123456789012345"
+        );
     }
 
     #[test]

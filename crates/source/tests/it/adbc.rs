@@ -363,15 +363,24 @@ async fn snowflake_through_its_adbc_driver_against_fakesnow() {
         &[
             "CREATE DATABASE IF NOT EXISTS SHOP",
             "CREATE SCHEMA IF NOT EXISTS SHOP.SALES",
-            "CREATE OR REPLACE TABLE SHOP.SALES.ORDERS (ORDER_ID NUMBER(38,0), PRICE NUMBER(10,2), ORDERED_AT TIMESTAMP_NTZ, EMAIL VARCHAR)",
-            "INSERT INTO SHOP.SALES.ORDERS VALUES (1, 19.99, '2026-11-30 10:00:00.123456', 'a@x.example'), (1234567890123456789, -0.10, '2026-11-30 11:00:00', 'b@x.example')",
+            "CREATE OR REPLACE TABLE SHOP.SALES.ORDERS (ORDER_ID NUMBER(38,0), PRICE NUMBER(10,2), ORDERED_AT TIMESTAMP_NTZ, EMAIL VARCHAR, PAID_AT TIMESTAMP_LTZ, SHIPPED_AT TIMESTAMP_TZ, EXTRA VARIANT)",
+            "INSERT INTO SHOP.SALES.ORDERS SELECT 1, 19.99, '2026-11-30 10:00:00.123456', 'a@x.example', '2026-11-30 10:00:00 +02:00'::TIMESTAMP_LTZ, '2026-11-30 10:00:00 +02:00'::TIMESTAMP_TZ, PARSE_JSON('{\"gift\": true}')",
+            "INSERT INTO SHOP.SALES.ORDERS SELECT 1234567890123456789, -0.10, '2026-11-30 11:00:00', 'b@x.example', '2026-11-30 11:00:00 +00:00'::TIMESTAMP_LTZ, '2026-11-30 11:00:00 +00:00'::TIMESTAMP_TZ, PARSE_JSON('[1, 2]')",
         ],
     );
     let adbc = Adbc {
         driver: library,
         options,
     };
-    let columns = ["ORDER_ID", "PRICE", "ORDERED_AT", "EMAIL"];
+    let columns = [
+        "ORDER_ID",
+        "PRICE",
+        "ORDERED_AT",
+        "EMAIL",
+        "PAID_AT",
+        "SHIPPED_AT",
+        "EXTRA",
+    ];
     let model = Model::Table("SHOP.SALES.ORDERS".into());
     let batches = read_all(
         &mut Source::open(&spec(
@@ -402,6 +411,10 @@ async fn snowflake_through_its_adbc_driver_against_fakesnow() {
         shown[0][2].contains("2026-11-30T10:00:00.123456"),
         "{shown:?}"
     );
+    // TIMESTAMP_LTZ and TIMESTAMP_TZ: the instant, in UTC; VARIANT: its JSON text.
+    assert!(shown[0][4].contains("2026-11-30T08:00:00"), "{shown:?}");
+    assert!(shown[0][5].contains("2026-11-30T08:00:00"), "{shown:?}");
+    assert!(shown[0][6].contains("gift"), "{shown:?}");
     // Cursor mode: the condition in Snowflake's SQL.
     let mut since = spec(&adbc.name(), Some(adbc.clone()), model, &columns);
     since.since = Some(retl_source::Since {
