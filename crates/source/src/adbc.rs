@@ -271,7 +271,7 @@ fn decimal_text(value: i128, scale: i8) -> String {
 }
 
 /// The exact text of the unscaled integer `digits` (with its sign) at
-/// `scale` places: a 256-bit decimal (BigQuery's `BIGNUMERIC`) too.
+/// `scale` places: a 256-bit decimal (`BigQuery`'s `BIGNUMERIC`) too.
 fn scaled_text(digits: &str, scale: i8) -> String {
     let (sign, digits) = match digits.strip_prefix('-') {
         Some(rest) => ("-", rest),
@@ -566,6 +566,8 @@ mod tests {
 
     #[test]
     fn decimals_become_their_exact_text() {
+        type I256 =
+            <arrow_array::types::Decimal256Type as arrow_array::types::ArrowPrimitiveType>::Native;
         assert_eq!(decimal_text(12_345, 2), "123.45");
         assert_eq!(decimal_text(-5, 3), "-0.005");
         assert_eq!(decimal_text(7, 0), "7");
@@ -575,8 +577,7 @@ mod tests {
         );
         assert_eq!(decimal_text(12, -2), "1200");
         assert_eq!(decimal_text(0, 2), "0.00");
-        type I256 =
-            <arrow_array::types::Decimal256Type as arrow_array::types::ArrowPrimitiveType>::Native;
+
         let big = arrow_array::Decimal256Array::from(vec![
             I256::from_string("-123456789012345678901234567890123456789012345").unwrap(),
         ])
