@@ -21,6 +21,7 @@
 //! | PostgreSQL | `COPY (SELECT …) TO STDOUT (FORMAT binary)`, parsed straight into Arrow builders |
 //! | MySQL, MariaDB | a streamed prepared statement (binary protocol) |
 //! | SQLite | a streamed statement |
+//! | anything with an ADBC driver (`source.adbc`, `snowflake://`, `bigquery://`) | the driver's Arrow stream, converted only where retl reads a type differently ([`Adbc`]) |
 //!
 //! Column types map to Arrow without loss: integers of every width (unsigned
 //! too), floats, booleans, text, dates, timestamps (with and without a zone,
