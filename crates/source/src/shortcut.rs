@@ -19,8 +19,8 @@
 //! service account's JSON file (`credentials_file`), or else the
 //! application default credentials.
 //!
-//! Option names are those of the drivers' 1.x releases (the `BigQuery` ones
-//! checked against the names in `adbc-driver-bigquery` 1.11's library). A
+//! Option names are those of the drivers' 1.x releases (all checked
+//! against the names compiled into the 1.11 libraries of both). A
 //! driver that renames one needs `source.adbc` with its own options.
 
 use percent_encoding::percent_decode_str;
