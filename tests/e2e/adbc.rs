@@ -102,6 +102,14 @@ fn cursor_mode_reads_through_an_adbc_driver_past_the_mark() {
     for id in 1..=5 {
         order(id, &format!("2026-11-01 1{id}:00:00"));
     }
+    let out = world.retl(&["check", "orders", "--json"], "emulator-secret");
+    let check: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        check["activations"][0]["warnings"]
+            .to_string()
+            .contains("cannot be told through an ADBC driver"),
+        "{check}"
+    );
     let (code, first) = world.run();
     assert_eq!(
         (code, count(&first, "read"), count(&first, "sent")),

@@ -297,8 +297,13 @@ async fn check_cursor_index(activation: &Activation, check: &mut ActivationCheck
             )),
             Some(true) => {}
             None => check.warnings.push(format!(
-                "source.incremental.cursor `{}`: whether an index serves it cannot be told for a query; make sure one does",
-                incremental.cursor
+                "source.incremental.cursor `{}`: whether an index serves it cannot be told {}; make sure one does (or, on a warehouse without indexes, that the table is clustered or partitioned by it)",
+                incremental.cursor,
+                if activation.source.adbc.is_some() {
+                    "through an ADBC driver"
+                } else {
+                    "for a query"
+                }
             )),
         }
     }
