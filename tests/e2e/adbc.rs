@@ -51,6 +51,48 @@ fn an_activation_reads_through_an_adbc_driver() {
 }
 
 #[test]
+fn links_are_written_back_through_an_adbc_driver() {
+    let Some(driver) = server_url("RETL_TEST_ADBC_SQLITE_DRIVER") else {
+        return;
+    };
+    let world = World::new();
+    world.sql("ALTER TABLE orders ADD COLUMN review_link TEXT");
+    world.insert(1, 3, None, None);
+    let uri = format!("file:{}", world.warehouse().display());
+    world.write(
+        "activations/orders.yaml",
+        &format!(
+            "source:\n  adbc:\n    driver: {driver}\n    options:\n      uri: \"{uri}\"\n  table: orders\n  primary_key: [order_id]\ndestination: trustpilot\nfirst_run: send_all\ntarget:\n  kind: invitation_link\nmapping:\n  reference_number: order_id\n  consumer_name: full_name\n  consumer_email: email\n  locale: locale\nwriteback:\n  table: orders\n  key_column: order_id\n  url_column: review_link\n"
+        ),
+    );
+    let (code, summary) = world.run();
+    assert_eq!((code, count(&summary, "sent")), (0, 3), "{summary}");
+    assert_eq!(count(&summary, "writeback_failed"), 0, "{summary}");
+    let url = format!("sqlite://{}", world.warehouse().display());
+    let links: Vec<Option<String>> = world.runtime.block_on(async {
+        use sqlx::ConnectOptions as _;
+        use std::str::FromStr as _;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query_scalar("SELECT review_link FROM orders ORDER BY order_id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+    });
+    assert_eq!(links.len(), 3);
+    for link in links {
+        let link = link.expect("every row has its link");
+        assert!(
+            link.starts_with("https://www.trustpilot.com/evaluate-link/"),
+            "{link}"
+        );
+    }
+}
+
+#[test]
 fn what_adbc_sources_do_not_offer_yet_is_refused_where_it_is_written() {
     let world = World::new();
     adbc_activation(&world, "sqlite", "  diff: warehouse\n  read: cursor\n");

@@ -15,10 +15,11 @@
 //! ADBC calls block: they run on a blocking thread, which hands batches to
 //! the run through the same bounded channel as the other readers.
 //!
-//! The SQL is ANSI: identifiers in double quotes. Cursor mode writes its
-//! condition into that SQL ([`literal`]). Writeback and `diff: warehouse`
-//! are not offered through ADBC yet; the configuration says so when they are
-//! asked for.
+//! The SQL is ANSI, identifiers in double quotes, but for `BigQuery` and
+//! Databricks, whose identifiers take backticks ([`quote_of`]). Cursor mode writes its
+//! condition into that SQL ([`literal`]); writeback binds its values
+//! ([`Updater`]). `diff: warehouse` is not offered through ADBC yet; the
+//! configuration says so when it is asked for.
 
 use std::sync::Arc;
 
@@ -144,18 +145,43 @@ fn query(adbc: &Adbc, sql: &str) -> Result<Running> {
     })
 }
 
-/// The `FROM` clause of a model, in ANSI SQL.
-fn from(model: &Model) -> String {
+/// How the driver's dialect quotes identifiers: backticks for `BigQuery` and
+/// Databricks (Spark SQL), whose double quotes make a string; the ANSI
+/// double quote for the others (PostgreSQL, SQLite, Snowflake, Flight SQL
+/// engines). Told by the driver's name or library path.
+fn quote_of(driver: &str) -> char {
+    let driver = driver.to_ascii_lowercase();
+    if ["bigquery", "databricks", "spark"]
+        .iter()
+        .any(|name| driver.contains(name))
+    {
+        '`'
+    } else {
+        '"'
+    }
+}
+
+/// The `FROM` clause of a model.
+fn from(model: &Model, quote: char) -> String {
     match model {
-        Model::Table(table) => crate::columns::quote_ident(table, '"'),
+        Model::Table(table) => crate::columns::quote_ident(table, quote),
         Model::Query(query) => format!("({}) AS retl_q", crate::columns::nestable(query)),
     }
 }
 
 /// `SELECT columns FROM model`, with cursor mode's condition if there is one.
 fn select(spec: &SourceSpec) -> Result<String> {
-    let columns: Vec<String> = spec.columns.iter().map(|c| quote_column(c, '"')).collect();
-    let mut sql = format!("SELECT {} FROM {}", columns.join(", "), from(&spec.model));
+    let quote = quote_of(spec.adbc.as_ref().map_or("", |a| a.driver.as_str()));
+    let columns: Vec<String> = spec
+        .columns
+        .iter()
+        .map(|c| quote_column(c, quote))
+        .collect();
+    let mut sql = format!(
+        "SELECT {} FROM {}",
+        columns.join(", "),
+        from(&spec.model, quote)
+    );
     if let Some(since) = &spec.since {
         let value = literal(&since.from).ok_or_else(|| Error::Decode {
             column: since.column.clone(),
@@ -164,7 +190,7 @@ fn select(spec: &SourceSpec) -> Result<String> {
                 since.from
             ),
         })?;
-        let column = quote_column(&since.column, '"');
+        let column = quote_column(&since.column, quote);
         sql = format!("{sql} WHERE {column} >= {value}");
     }
     Ok(sql)
@@ -454,7 +480,8 @@ impl Source {
         tokio::task::spawn_blocking(move || {
             let (schema, columns) = describe(&spec, &adbc)?;
             let rows = if count_rows {
-                let sql = format!("SELECT COUNT(*) AS n FROM {}", from(&spec.model));
+                let quote = quote_of(&adbc.driver);
+                let sql = format!("SELECT COUNT(*) AS n FROM {}", from(&spec.model, quote));
                 let mut running = query(&adbc, &sql)?;
                 let batch = running
                     .reader
@@ -481,6 +508,93 @@ impl Source {
         .await
         .map_err(|e| Error::Adbc {
             driver,
+            message: e.to_string(),
+        })?
+    }
+}
+
+/// A connection that writes one value back at a time (`writeback`): an
+/// `UPDATE` with its two values bound as parameters, never written into
+/// the SQL. ADBC drivers each have their own placeholder: PostgreSQL's
+/// driver takes `$1`, the others (SQLite, Snowflake, `BigQuery`, Databricks)
+/// `?`; the driver's name or library path tells which.
+pub struct Updater {
+    driver: String,
+    connection: std::sync::Arc<std::sync::Mutex<ManagedConnection>>,
+}
+
+impl Updater {
+    /// Connects through the driver (on a blocking thread).
+    pub(crate) async fn connect(adbc: &Adbc) -> Result<Updater> {
+        let config = adbc.clone();
+        let connection = tokio::task::spawn_blocking(move || connect(&config))
+            .await
+            .map_err(|e| Error::Adbc {
+                driver: adbc.driver.clone(),
+                message: e.to_string(),
+            })??;
+        Ok(Updater {
+            driver: adbc.driver.clone(),
+            connection: Arc::new(std::sync::Mutex::new(connection)),
+        })
+    }
+
+    /// `UPDATE table SET column = value WHERE key_column = key`; the number
+    /// of rows updated (0 when the driver does not say).
+    pub(crate) async fn set_text(
+        &mut self,
+        table: &str,
+        key_column: &str,
+        column: &str,
+        key: &crate::KeyValue,
+        value: &str,
+    ) -> Result<u64> {
+        let dollar = self.driver.contains("postgres");
+        let (first, second) = if dollar { ("$1", "$2") } else { ("?", "?") };
+        let quote = quote_of(&self.driver);
+        let sql = format!(
+            "UPDATE {} SET {} = {first} WHERE {} = {second}",
+            crate::columns::quote_ident(table, quote),
+            quote_column(column, quote),
+            quote_column(key_column, quote),
+        );
+        let key: ArrayRef = match key {
+            crate::KeyValue::Int(i) => Arc::new(arrow_array::Int64Array::from(vec![*i])),
+            crate::KeyValue::Text(t) => Arc::new(StringArray::from(vec![t.as_str()])),
+        };
+        let params = RecordBatch::try_from_iter([
+            (
+                "value",
+                Arc::new(StringArray::from(vec![value])) as ArrayRef,
+            ),
+            ("key", key),
+        ])
+        .map_err(|e| Error::Adbc {
+            driver: self.driver.clone(),
+            message: e.to_string(),
+        })?;
+        let (driver, connection) = (self.driver.clone(), self.connection.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut connection = connection
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut statement = connection
+                .new_statement()
+                .map_err(|e| adbc_error(&driver, "prepare a writeback", &e))?;
+            statement
+                .set_sql_query(&sql)
+                .map_err(|e| adbc_error(&driver, "prepare a writeback", &e))?;
+            statement
+                .bind(params)
+                .map_err(|e| adbc_error(&driver, "bind a writeback's values", &e))?;
+            let updated = statement
+                .execute_update()
+                .map_err(|e| adbc_error(&driver, "write back", &e))?;
+            Ok(updated.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
+        })
+        .await
+        .map_err(|e| Error::Adbc {
+            driver: self.driver.clone(),
             message: e.to_string(),
         })?
     }
@@ -629,6 +743,29 @@ mod tests {
                 "{hostile}"
             );
         }
+    }
+
+    #[test]
+    fn each_dialect_gets_its_own_quotes() {
+        let spec = |driver: &str| SourceSpec {
+            adbc: Some(Adbc {
+                driver: driver.into(),
+                options: Vec::new(),
+            }),
+            ..SourceSpec::new(
+                "adbc:x",
+                Model::Table("project.dataset.orders".into()),
+                vec!["order_id".into()],
+            )
+        };
+        assert_eq!(
+            select(&spec("bigquery")).unwrap(),
+            "SELECT `order_id` FROM `project`.`dataset`.`orders`"
+        );
+        assert_eq!(
+            select(&spec("/opt/adbc/libadbc_driver_snowflake.so")).unwrap(),
+            r#"SELECT "order_id" FROM "project"."dataset"."orders""#
+        );
     }
 
     #[test]

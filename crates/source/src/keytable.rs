@@ -307,6 +307,18 @@ impl KeyTable {
         }
     }
 
+    /// The error of a key table asked of an ADBC source (the configuration
+    /// refuses `diff: warehouse` with one first).
+    fn no_adbc(&self) -> Error {
+        Error::Adbc {
+            driver: self.connection.clone(),
+            message: format!(
+                "retl's key table `{}` has no dialect for ADBC sources yet",
+                self.display()
+            ),
+        }
+    }
+
     async fn connect(&self) -> Result<Writer> {
         Writer::connect(&self.connection).await
     }
@@ -320,6 +332,7 @@ impl KeyTable {
     async fn exists_on(&self, conn: &mut Writer) -> Result<bool> {
         let found: std::result::Result<i64, sqlx::Error> =
             match conn {
+                Writer::Adbc(_) => return Err(self.no_adbc()),
                 Writer::Postgres(c) => sqlx::query_scalar(
                     "SELECT COUNT(*) FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace
                      WHERE n.nspname = $1 AND t.relname = $2",
@@ -403,6 +416,7 @@ impl KeyTable {
             self.qualified(&self.name)
         );
         let count: std::result::Result<i64, sqlx::Error> = match conn {
+            Writer::Adbc(_) => return Err(self.no_adbc()),
             Writer::Postgres(c) => sqlx::query_scalar(&sql).fetch_one(&mut *c).await,
             Writer::Mysql(c) => sqlx::query_scalar(&sql).fetch_one(&mut *c).await,
             Writer::Sqlite(c) => sqlx::query_scalar(&sql).fetch_one(&mut *c).await,
@@ -430,6 +444,7 @@ impl KeyTable {
         let index = quote_column(&format!("{name}_key"), q);
         let create = |what: &str, e| self.denied(what, e);
         match conn {
+            Writer::Adbc(_) => return Err(self.no_adbc()),
             Writer::Postgres(c) => {
                 let mut tx = c.begin().await.map_err(|e| create("begin", e))?;
                 let schema_there: bool = sqlx::query_scalar(
@@ -499,6 +514,7 @@ impl KeyTable {
     async fn drop_table(&self, conn: &mut Writer, name: &str) -> Result<()> {
         let sql = format!("DROP TABLE IF EXISTS {}", self.qualified(name));
         let done = match conn {
+            Writer::Adbc(_) => return Err(self.no_adbc()),
             Writer::Postgres(c) => sqlx::query(&sql).execute(&mut *c).await.map(|_| ()),
             Writer::Mysql(c) => sqlx::query(&sql).execute(&mut *c).await.map(|_| ()),
             Writer::Sqlite(c) => sqlx::query(&sql).execute(&mut *c).await.map(|_| ()),
@@ -523,6 +539,7 @@ impl KeyTable {
         let (table, staging) = (self.qualified(&self.name), self.qualified(&self.staging()));
         let swap = |e| self.denied("put the baseline in place", e);
         match &mut conn {
+            Writer::Adbc(_) => return Err(self.no_adbc()),
             Writer::Postgres(c) => {
                 let mut tx = c.begin().await.map_err(swap)?;
                 for sql in [
@@ -596,6 +613,7 @@ impl KeyTable {
         let push = |e| self.denied("write settled keys", e);
         for chunk in keys.chunks(Self::CHUNK) {
             match conn {
+                Writer::Adbc(_) => return Err(self.no_adbc()),
                 Writer::Postgres(c) => {
                     // One parameter: each key a JSON object, made into a
                     // row of the table's own types by the database.

@@ -28,6 +28,8 @@ pub enum Writer {
     Mysql(MySqlConnection),
     /// SQLite.
     Sqlite(SqliteConnection),
+    /// An ADBC driver's connection (`source.adbc`).
+    Adbc(crate::adbc::Updater),
 }
 
 impl std::fmt::Debug for Writer {
@@ -36,11 +38,26 @@ impl std::fmt::Debug for Writer {
             Writer::Postgres(_) => "Writer(postgres)",
             Writer::Mysql(_) => "Writer(mysql)",
             Writer::Sqlite(_) => "Writer(sqlite)",
+            Writer::Adbc(_) => "Writer(adbc)",
         })
     }
 }
 
 impl Writer {
+    /// Connects to the source `config` reads, for writing: through its ADBC
+    /// driver when it has one, else by its connection URL.
+    pub async fn for_source(config: &crate::SourceConfig) -> Result<Writer> {
+        match &config.adbc {
+            Some(adbc) => Writer::for_adbc(adbc).await,
+            None => Writer::connect(&config.connection).await,
+        }
+    }
+
+    /// Connects through an ADBC driver, for writing.
+    pub async fn for_adbc(adbc: &crate::Adbc) -> Result<Writer> {
+        crate::adbc::Updater::connect(adbc).await.map(Writer::Adbc)
+    }
+
     /// Connects to the warehouse at `url` for writing.
     pub async fn connect(url: &str) -> Result<Writer> {
         Ok(match Driver::for_url(url)? {
@@ -118,6 +135,11 @@ impl Writer {
             _ => "$2".to_owned(),
         };
         Ok(match self {
+            Writer::Adbc(updater) => {
+                return updater
+                    .set_text(table, key_column, column, key, value)
+                    .await;
+            }
             Writer::Postgres(conn) => update!(&mut *conn, '"', "$1", pg_key),
             Writer::Mysql(conn) => update!(&mut *conn, '`', "?", "?"),
             Writer::Sqlite(conn) => update!(&mut *conn, '"', "?1", "?2"),

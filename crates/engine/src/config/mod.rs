@@ -491,10 +491,9 @@ fn read_activation(
         .and_then(|node| r.choice(node, "first_run", FirstRun::CHOICES))
         .and_then(|text| text.parse().ok())
         .unwrap_or_default();
-    let writeback = map.get("writeback").and_then(|node| {
-        let through_adbc = source.as_ref().is_some_and(|s| s.adbc.is_some());
-        read_writeback_through(r, node, through_adbc)
-    });
+    let writeback = map
+        .get("writeback")
+        .and_then(|node| read_writeback(r, node));
     let limits = map
         .get("limits")
         .map(|node| retl_config::limits::read_limits(r, node))
@@ -564,24 +563,6 @@ fn dedupe_scopes(
         .dedupe()
         .map(|within| (format!("destination:{}", destination.name()), within));
     own.into_iter().chain(shared).collect()
-}
-
-/// `writeback:`, refused for a source read through ADBC (it writes
-/// through a SQL connection of retl's own drivers).
-fn read_writeback_through(
-    r: &mut Reader<'_>,
-    node: &Node<'_>,
-    through_adbc: bool,
-) -> Option<Writeback> {
-    if through_adbc {
-        r.problem(
-            node,
-            "writeback",
-            "writeback is not offered with source.adbc yet: it writes through a SQL connection",
-        );
-        return None;
-    }
-    read_writeback(r, node)
 }
 
 fn read_writeback(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Writeback> {

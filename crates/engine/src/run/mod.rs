@@ -398,7 +398,7 @@ impl<'a> RunCtx<'a> {
         if let Some(writeback) = activation.writeback.as_ref().filter(|_| self.dry.is_none()) {
             self.writeback_key_type = source.db_type(&writeback.key_column).map(str::to_owned);
             self.writer = Some(
-                Writer::connect(&activation.source.connection)
+                Writer::for_source(&activation.source)
                     .await
                     .map_err(source_error)?,
             );

@@ -238,6 +238,28 @@ async fn postgresql_through_its_adbc_driver_keeps_keys_and_exact_values() {
     // A bigint key and a numeric(20,0) key hash alike either way.
     assert_eq!(keys(&through_adbc, &[0]), keys(&through_copy, &[0]));
     assert_eq!(keys(&through_adbc, &[1]), keys(&through_copy, &[1]));
+    // A link written back through the driver: `$1`/`$2`, bound, not spliced.
+    let mut writer = retl_source::Writer::for_adbc(&adbc).await.unwrap();
+    let link = "https://example.test/it's?a=1&b='2'";
+    let updated = writer
+        .set_text(
+            &format!("{schema}.orders"),
+            "order_id",
+            "email",
+            &retl_source::KeyValue::Int(-7),
+            None,
+            link,
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated, 1);
+    let stored: String = sqlx::query_scalar(&format!(
+        "SELECT email FROM {schema}.orders WHERE order_id = -7"
+    ))
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(stored, link);
     let shown = cells(&through_adbc);
     assert_eq!(shown[0][1], "\"12345678901234567890\"", "{shown:?}");
     assert_eq!(shown[0][2], "\"19.99\"", "{shown:?}");
@@ -344,19 +366,7 @@ async fn snowflake_through_its_adbc_driver_against_fakesnow() {
     };
     let (child, port) = start_fakesnow(&fakesnow);
     let _stop = Stop(child);
-    let options: Vec<(String, String)> = [
-        ("username", "fake"),
-        ("password", "snow"),
-        ("adbc.snowflake.sql.account", "fakesnow"),
-        ("adbc.snowflake.sql.uri.host", "127.0.0.1"),
-        ("adbc.snowflake.sql.uri.port", &port.to_string()),
-        ("adbc.snowflake.sql.uri.protocol", "http"),
-        ("adbc.snowflake.sql.db", "SHOP"),
-        ("adbc.snowflake.sql.schema", "SALES"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
+    let options = fakesnow_options(port);
     run_sql(
         &library,
         &options,
@@ -428,9 +438,56 @@ async fn snowflake_through_its_adbc_driver_against_fakesnow() {
         .map(RecordBatch::num_rows)
         .sum();
     assert_eq!(rows, 1);
+    link_written_back_through(&adbc).await;
     let now = Source::warehouse_now(&since).await.unwrap();
     assert!(
         (chrono::Utc::now() - now).num_seconds().abs() < 300,
         "{now}"
     );
+}
+
+/// A link written back through the Snowflake driver, `?` bound, and read again.
+async fn link_written_back_through(adbc: &Adbc) {
+    let mut writer = retl_source::Writer::for_adbc(adbc).await.unwrap();
+    writer
+        .set_text(
+            "SHOP.SALES.ORDERS",
+            "ORDER_ID",
+            "EMAIL",
+            &retl_source::KeyValue::Int(1),
+            None,
+            "https://example.test/it's",
+        )
+        .await
+        .unwrap();
+    let emails = read_all(
+        &mut Source::open(&spec(
+            &adbc.name(),
+            Some(adbc.clone()),
+            Model::Query("SELECT EMAIL FROM SHOP.SALES.ORDERS WHERE ORDER_ID = 1".into()),
+            &["EMAIL"],
+        ))
+        .await
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(cells(&emails)[0][0], "\"https://example.test/it's\"");
+}
+
+/// The Snowflake driver's options for fakesnow on `port`.
+fn fakesnow_options(port: u16) -> Vec<(String, String)> {
+    [
+        ("username", "fake"),
+        ("password", "snow"),
+        ("adbc.snowflake.sql.account", "fakesnow"),
+        ("adbc.snowflake.sql.uri.host", "127.0.0.1"),
+        ("adbc.snowflake.sql.uri.port", &port.to_string()),
+        ("adbc.snowflake.sql.uri.protocol", "http"),
+        ("adbc.snowflake.sql.db", "SHOP"),
+        ("adbc.snowflake.sql.schema", "SALES"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect()
 }
