@@ -140,18 +140,19 @@ impl<R> Pending<R> {
     }
 }
 
-/// The typed value of a row's cell, to find the row again for a writeback.
-fn key_value(batch: &RecordBatch, column: usize, row: usize) -> Option<KeyValue> {
+/// The typed value of a row's cell, to find the row again (a writeback, the
+/// warehouse's key table): an integer column's value as an integer when it
+/// fits `i64`, anything else as its text; `None` when NULL.
+pub(super) fn key_value(batch: &RecordBatch, column: usize, row: usize) -> Option<KeyValue> {
     let array = batch.column(column);
     if array.is_null(row) {
         return None;
     }
     let text = cell_text(array.as_ref(), row).ok()??;
-    if is_integer(array.data_type()) {
-        text.parse().ok().map(KeyValue::Int)
-    } else {
-        Some(KeyValue::Text(text.into_owned()))
-    }
+    Some(match text.parse() {
+        Ok(n) if is_integer(array.data_type()) => KeyValue::Int(n),
+        _ => KeyValue::Text(text.into_owned()),
+    })
 }
 
 /// The primary-key values of a row, for the run log. The three things that

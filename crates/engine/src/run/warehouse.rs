@@ -9,8 +9,7 @@
 //! costs rows read again, never a row sent again: those rows come back,
 //! the ledger says they are settled, and they are written again.
 
-use arrow_array::{Array as _, RecordBatch};
-use retl_mapping::{cell_text, is_integer};
+use arrow_array::RecordBatch;
 use retl_source::{KeyTable, KeyValue, Source, SourceSpec, Writer};
 
 use super::RunCtx;
@@ -47,17 +46,7 @@ pub(super) struct Warehouse {
 /// A row's key values, to write to the table; `None` when one is NULL.
 pub(super) fn key_values(batch: &RecordBatch, key: &[usize], row: usize) -> Option<Vec<KeyValue>> {
     key.iter()
-        .map(|&column| {
-            let array = batch.column(column);
-            if array.is_null(row) {
-                return None;
-            }
-            let text = cell_text(array.as_ref(), row).ok()??;
-            Some(match text.parse() {
-                Ok(n) if is_integer(array.data_type()) => KeyValue::Int(n),
-                _ => KeyValue::Text(text.into_owned()),
-            })
-        })
+        .map(|&column| super::classify::key_value(batch, column, row))
         .collect()
 }
 
