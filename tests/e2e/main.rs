@@ -9,6 +9,7 @@ mod dedupe;
 mod destination;
 mod feedback;
 mod first_hour;
+mod never_lost;
 mod outcomes;
 mod properties;
 mod run_logs;

@@ -52,15 +52,11 @@ struct Cli {
     config_dir: PathBuf,
     /// State database (ledger and run logs); created on first use. A relative
     /// sqlite:// path is relative to the project: the directory that holds the
-    /// configuration directory (not the working directory).
-    #[arg(
-        long,
-        global = true,
-        env = "RETL_STATE_URL",
-        default_value = "sqlite://.retl/state.db",
-        value_name = "URL"
-    )]
-    state: String,
+    /// configuration directory (not the working directory). Without it:
+    /// `RETL_STATE_URL` of the chosen target (targets.yaml), else of the
+    /// environment, else sqlite://.retl/state.db.
+    #[arg(long, global = true, value_name = "URL")]
+    state: Option<String>,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -136,6 +132,12 @@ enum Command {
         /// rename, use `retl rename OLD NEW`).
         #[arg(long)]
         allow_shared_source: bool,
+        /// The destination's identity (its invitations host or business
+        /// unit) changed on purpose and it is the same Trustpilot account:
+        /// the keys already settled go on answering for it. Without this, a
+        /// run whose destination changed under settled keys is refused.
+        #[arg(long)]
+        destination_moved: bool,
         /// Show what the run would do and do none of it (the same as `retl preview`).
         #[arg(long)]
         dry_run: bool,
@@ -597,6 +599,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// The state database's URL: `--state`, else `RETL_STATE_URL` (the
+/// target's, which wins over the process environment's, then the env
+/// file's), else the default beside the configuration. A target of its own
+/// state keeps what was sent to one Trustpilot from answering for another.
+fn state_url(flag: Option<String>, environment: &Environment) -> String {
+    flag.or_else(|| environment.get("RETL_STATE_URL"))
+        .filter(|url| !url.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_STATE.to_owned())
+}
+
+/// Where the state is kept when nothing else says.
+const DEFAULT_STATE: &str = "sqlite://.retl/state.db";
+
 #[allow(clippy::too_many_lines)] // one arm per command: the table of what each command runs
 async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
     let environment = match cli.command {
@@ -616,7 +631,7 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
         .parent()
         .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
     let ctx = Ctx {
-        state_url: retl_state::resolve_url(&cli.state, &project),
+        state_url: retl_state::resolve_url(&state_url(cli.state, &environment), &project),
         config_dir,
         busy_timeout: cli.state_busy_timeout,
         state_timeout: cli.state_timeout,
@@ -637,6 +652,7 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
             limit,
             allow_surge,
             allow_shared_source,
+            destination_moved,
             dry_run,
             hold_at,
             key_flush_rows,
@@ -665,6 +681,7 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
                 allow: commands::run::Allow {
                     surge: allow_surge,
                     shared_source: allow_shared_source,
+                    destination_moved,
                 },
                 hold: hold_at,
                 key_flush_rows,

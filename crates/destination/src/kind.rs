@@ -196,6 +196,14 @@ pub trait Kind: fmt::Debug + Clone + Send + Sync + 'static {
     /// source identity: two kinds of thing are two activations).
     fn creates(delivery: &Self::Delivery) -> &'static str;
 
+    /// Where `delivery`'s rows go, as text a person can read and that
+    /// holds no secret: for Trustpilot, the invitations host and the
+    /// business unit. A settled key answers only for the identity it was
+    /// settled against: a run whose identity differs from the one its
+    /// activation's keys were settled against is refused until the change
+    /// is confirmed (a state of its own, or a deliberate move).
+    fn identity(&self, delivery: &Self::Delivery) -> String;
+
     /// Everything besides the row that shapes `delivery`'s requests, as
     /// stable text: a row rejected with one fingerprint is tried again when
     /// it changes. Encode it explicitly (named fields, a fixed order, a

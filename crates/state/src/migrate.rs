@@ -91,6 +91,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 16,
         description: "key_prefixes: four bytes of each key of a key-segment block, to look a few keys up without reading the blocks",
     },
+    Migration {
+        version: 17,
+        description: "activation_destinations, key_table_keys, allowance_uses, forgotten: where settled keys went, the keys written to a warehouse key table, monthly allowances claimed row by row, forgotten people",
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -213,6 +217,27 @@ fn statements(version: i64) -> Option<&'static [&'static str]> {
         15 => &["ALTER TABLE run_rows ADD COLUMN request TEXT"],
         13 => &[
             "CREATE TABLE IF NOT EXISTS content_shapes (activation TEXT PRIMARY KEY, shape TEXT NOT NULL)",
+        ],
+        17 => &[
+            "CREATE TABLE IF NOT EXISTS activation_destinations (
+                activation TEXT PRIMARY KEY,
+                identity   TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+             )",
+            "CREATE TABLE IF NOT EXISTS key_table_keys (
+                activation TEXT PRIMARY KEY,
+                keys       BIGINT NOT NULL
+             )",
+            "CREATE TABLE IF NOT EXISTS allowance_uses (
+                scope TEXT NOT NULL,
+                month TEXT NOT NULL,
+                used  BIGINT NOT NULL,
+                PRIMARY KEY (scope, month)
+             )",
+            "CREATE TABLE IF NOT EXISTS forgotten (
+                contact_hash TEXT PRIMARY KEY,
+                forgotten_at TEXT NOT NULL
+             )",
         ],
         _ => return None,
     })

@@ -394,6 +394,21 @@ impl State {
         Ok(found == 1)
     }
 
+    /// Whether `activation` has a history in this state: any ledger entry
+    /// (settled, failing, uncertain…) or settled keys in the segments.
+    pub async fn has_history(&self, activation: &str) -> Result<bool> {
+        let found: i64 = on!(self.db.executor(), |c| sqlx::query_scalar(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM key_segments WHERE activation = $1)
+                          OR EXISTS (SELECT 1 FROM ledger WHERE activation = $1)
+                    THEN 1 ELSE 0 END"
+        )
+        .bind(activation)
+        .fetch_one(c)
+        .await)
+        .map_err(Error::db("look for a history"))?;
+        Ok(found == 1)
+    }
+
     /// Every key the ledger table holds for `activation` (a baseline leaves
     /// them out of its segments, so that their entries stay in force).
     pub async fn ledger_keys(&self, activation: &str) -> Result<HashSet<RowHash>> {

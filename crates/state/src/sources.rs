@@ -46,6 +46,39 @@ impl Fenced {
 }
 
 impl Fenced {
+    /// Records where this transaction's activation sends (its destination's
+    /// identity, see `retl_destination::Kind::identity`): what its settled
+    /// keys answer for from now on.
+    pub async fn note_destination(&mut self, identity: &str) -> Result<()> {
+        on!(self.tx.executor(), |c| sqlx::query(
+            "INSERT INTO activation_destinations (activation, identity, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (activation) DO UPDATE SET identity = excluded.identity, updated_at = excluded.updated_at"
+        )
+        .bind(&self.activation)
+        .bind(identity)
+        .bind(&self.now)
+        .execute(c)
+        .await
+        .map(|_| ()))
+        .map_err(Error::db("record the activation's destination"))
+    }
+}
+
+impl State {
+    /// The destination identity `activation`'s settled keys were settled
+    /// against, and since when, if a run recorded one.
+    pub async fn destination_of(&self, activation: &str) -> Result<Option<(String, String)>> {
+        on!(self.db.executor(), |c| sqlx::query_as(
+            "SELECT identity, updated_at FROM activation_destinations WHERE activation = $1"
+        )
+        .bind(activation)
+        .fetch_optional(c)
+        .await)
+        .map_err(Error::db("read the activation's destination"))
+    }
+}
+
+impl Fenced {
     /// Records the mapped columns this activation's content hashes are now
     /// made under (at the end of a completed run).
     pub async fn set_content_shape(&mut self, shape: &str) -> Result<()> {
@@ -146,20 +179,27 @@ impl State {
                 )));
             }
             // What `new`'s refused first runs recorded gives way to `old`'s.
-            on!(tx.tx.executor(), |c| sqlx::query(
-                "DELETE FROM activation_sources WHERE activation = $1"
-            )
-            .bind(new)
-            .execute(c)
-            .await
-            .map(|_| ()))
-            .map_err(Error::db("move a history"))?;
+            for table in [
+                "activation_sources",
+                "activation_destinations",
+                "key_table_keys",
+            ] {
+                let sql = format!("DELETE FROM {table} WHERE activation = $1");
+                on!(tx.tx.executor(), |c| sqlx::query(&sql)
+                    .bind(new)
+                    .execute(c)
+                    .await
+                    .map(|_| ()))
+                .map_err(Error::db("move a history"))?;
+            }
             for table in tables.into_iter().chain([
                 "key_prefixes",
                 "activation_sources",
                 "approvals",
                 "content_shapes",
                 "incidents",
+                "activation_destinations",
+                "key_table_keys",
             ]) {
                 let sql = format!("UPDATE {table} SET activation = $2 WHERE activation = $1");
                 on!(tx.tx.executor(), |c| sqlx::query(&sql)

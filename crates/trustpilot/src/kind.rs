@@ -208,6 +208,18 @@ impl Kind for Destination {
         delivery.target.kind.as_str()
     }
 
+    /// The invitations endpoint (scheme, host, port and path; never a
+    /// credential: the configuration refuses userinfo in it) and the
+    /// business unit the activation's rows are invited for by default.
+    fn identity(&self, delivery: &Delivery) -> String {
+        let settings = self.settings_for(&delivery.target);
+        format!(
+            "{} business unit {}",
+            self.endpoints.invitations.trim_end_matches('/'),
+            settings.business_unit_id.as_deref().unwrap_or("(none)")
+        )
+    }
+
     fn fingerprint(&self, delivery: &Delivery) -> String {
         let settings = self.settings_for(&delivery.target);
         crate::request_fingerprint(&settings, delivery.target.kind, &delivery.mapping)

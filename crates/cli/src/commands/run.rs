@@ -39,6 +39,8 @@ pub(crate) struct Allow {
     pub surge: bool,
     /// `--allow-shared-source`.
     pub shared_source: bool,
+    /// `--destination-moved`.
+    pub destination_moved: bool,
 }
 
 /// The flags of `retl run`.
@@ -82,6 +84,7 @@ pub(crate) async fn run(ctx: &Ctx, names: &[String], args: &RunArgs) -> Result<E
             limit: args.limit,
             allow_surge: args.allow.surge,
             allow_shared_source: args.allow.shared_source,
+            destination_moved: args.allow.destination_moved,
             cancel: cancel.clone(),
             progress: Some(counts.clone()),
             key_flush_rows: args

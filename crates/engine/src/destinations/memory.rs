@@ -269,6 +269,11 @@ impl Kind for Memory {
         "record"
     }
 
+    /// The destination's name: each memory destination is a place of its own.
+    fn identity(&self, _: &Delivery) -> String {
+        format!("memory {}", self.name)
+    }
+
     fn fingerprint(&self, delivery: &Delivery) -> String {
         use std::fmt::Write as _;
         let mut text = "memory 1".to_owned();

@@ -110,6 +110,43 @@ impl RunCtx<'_> {
         })
     }
 
+    /// A run whose destination is not the one its activation's keys were
+    /// settled against is refused: a settled key answers only for where its
+    /// invitation went (the invitations host and the business unit), so
+    /// counting it as sent for another would lose that customer there. The
+    /// identity is recorded by the first run (and by each run that changes
+    /// it with nothing settled, or with `--destination-moved`).
+    pub(super) async fn guard_destination(&self, identity: &str) -> Result<()> {
+        let name = &self.activation.name;
+        let recorded = self.state.destination_of(name).await?;
+        let unchanged = recorded.as_ref().is_some_and(|(old, _)| old == identity);
+        if unchanged {
+            return Ok(());
+        }
+        if let Some((old, since)) = &recorded
+            && !self.options.destination_moved
+            && self.state.has_history(name).await?
+        {
+            let destination = &self.activation.destination;
+            return Err(Error::Refused {
+                activation: name.clone(),
+                message: format!(
+                    "refused by a safety limit; nothing sent: the keys `{name}` settled answer for destination `{destination}` at {old} (since {since}), but it now sends to {identity}. A settled key answers only for where its invitation went: counting them as sent here would never invite those customers. If this is another Trustpilot (another target, a test account), give it a state of its own: `--state sqlite://.retl/OTHER/state.db`, or `RETL_STATE_URL` in its target of targets.yaml. If it is the same account under a new address, run `retl run {name} --destination-moved` once to carry the history over"
+                ),
+            });
+        }
+        if self.dry.is_some() {
+            return Ok(());
+        }
+        if let Some((old, _)) = &recorded {
+            tracing::warn!(from = %old, to = %identity, "the destination's identity changed (--destination-moved, or nothing was settled yet): the settled keys now answer for the new one");
+        }
+        let mut tx = self.state.fenced(self.lease).await?;
+        tx.note_destination(identity).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// A safety limit's refusal ends a run; a preview notes it and goes on.
     pub(super) fn refuse(&mut self, verdict: Result<()>) -> Result<()> {
         match (verdict, &mut self.dry) {

@@ -382,6 +382,10 @@ impl<'a> RunCtx<'a> {
         self.load_from_state().await?;
         let first_run = !self.state.has_completed_run(name).await?;
         self.refuse(self.guard_renamed(first_run).await)?;
+        self.refuse(
+            self.guard_destination(&destination.identity(delivery))
+                .await,
+        )?;
         self.refuse(self.guard_first_run(first_run).await)?;
         self.budget = self.budget().await?;
         spec.since = self.plan_cursor(first_run).await?;

@@ -141,6 +141,10 @@ pub struct RunOptions {
     /// Run a first run even though another activation's history was built
     /// from the same source (`--allow-shared-source`): not a rename.
     pub allow_shared_source: bool,
+    /// The activation's destination changed identity on purpose (a
+    /// Trustpilot host renamed, say): its settled keys go on answering for
+    /// the new one (`--destination-moved`).
+    pub destination_moved: bool,
     /// Where the run keeps its id and counts so far, for a progress display:
     /// updated after every batch is classified and every row is recorded.
     pub progress: Option<Arc<std::sync::Mutex<Progress>>>,
@@ -175,6 +179,7 @@ impl Default for RunOptions {
             limit: None,
             allow_surge: false,
             allow_shared_source: false,
+            destination_moved: false,
             progress: None,
             run_id: None,
             key_flush_rows: 1_000_000,
