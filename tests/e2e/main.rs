@@ -332,6 +332,28 @@ impl World {
         Some(self)
     }
 
+    /// The state database's identity (made by its first run).
+    pub(crate) fn state_identity(&self) -> String {
+        let sql = "SELECT value FROM state_keys WHERE name = 'state_identity_v1'";
+        self.runtime.block_on(async {
+            if let Some((url, schema)) = &self.pg_state {
+                let mut conn = sqlx::postgres::PgConnectOptions::from_str(url)
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap();
+                let sql = sql.replace("state_keys", &format!("{schema}.state_keys"));
+                return sqlx::query_scalar(&sql).fetch_one(&mut conn).await.unwrap();
+            }
+            let mut conn = SqliteConnectOptions::from_str(&self.state_url())
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+        })
+    }
+
     /// How many ledger keys of `orders` have each status.
     fn ledger(&self) -> HashMap<String, u64> {
         if let Some((url, schema)) = &self.pg_state {

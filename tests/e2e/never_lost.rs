@@ -148,3 +148,126 @@ fn a_destination_changed_under_settled_keys_is_refused_until_moved() {
     let (code, again) = world.run();
     assert_eq!((code, count(&again, "sent")), (0, 0), "{again}");
 }
+
+/// `orders` with `diff: warehouse`, its key table in `schema`.
+fn warehouse_diff(world: &World, schema: &str) {
+    world.edit_activation(|yaml| {
+        yaml.replace(
+            "  primary_key: [order_id]\n",
+            &format!("  primary_key: [order_id]\n  diff: warehouse\n  diff_schema: {schema}\n"),
+        )
+    });
+}
+
+#[test]
+fn a_second_project_on_the_same_warehouse_keeps_a_key_table_of_its_own() {
+    let world = World::new();
+    warehouse_diff(&world, "retl");
+    world.insert(1, 5, None, None);
+    assert_eq!(count(&world.run().1, "sent"), 5);
+
+    // Staging: the same warehouse and activation name, its own state and
+    // its own Trustpilot. It must see every row, not the other's keys.
+    let staging = second_emulator(&world);
+    let staging_configs = world.dir.path().join("staging/configs");
+    std::fs::create_dir_all(staging_configs.join("destinations")).unwrap();
+    std::fs::create_dir_all(staging_configs.join("activations")).unwrap();
+    let destination =
+        std::fs::read_to_string(world.config_dir().join("destinations/trustpilot.yaml"))
+            .unwrap()
+            .replace(&world.emulator().url(), &staging.url());
+    std::fs::write(
+        staging_configs.join("destinations/trustpilot.yaml"),
+        destination,
+    )
+    .unwrap();
+    std::fs::copy(
+        world.config_dir().join("activations/orders.yaml"),
+        staging_configs.join("activations/orders.yaml"),
+    )
+    .unwrap();
+    let run_staging = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_retl"))
+            .arg("--config-dir")
+            .arg(&staging_configs)
+            .args(["run", "orders", "--json"])
+            .env_remove("RETL_STATE_URL")
+            .env("TP_KEY", "emulator-key")
+            .env("TP_SECRET", "emulator-secret")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        summary(&out)
+    };
+    assert_eq!(count(&run_staging(), "sent"), 5);
+    assert_eq!(staging.invitations().len(), 5);
+    // New rows reach both, whichever runs first.
+    world.insert(6, 7, None, None);
+    assert_eq!(count(&run_staging(), "sent"), 2);
+    assert_eq!(count(&world.run().1, "sent"), 2);
+    assert_eq!(world.emulator().invitations().len(), 7);
+    assert_eq!(staging.invitations().len(), 7);
+}
+
+#[test]
+fn keys_written_into_the_key_table_by_hand_are_reported_and_never_trusted() {
+    let world = World::new();
+    warehouse_diff(&world, "retl");
+    world.insert(1, 5, None, None);
+    assert_eq!(count(&world.run().1, "sent"), 5);
+    // A script writes two keys of rows retl never saw into its table.
+    let table = super::warehouse::key_table(&world);
+    world.insert(6, 7, None, None);
+    world.sql(&format!(
+        "INSERT INTO {table} (order_id, settled_at) VALUES (6, CURRENT_TIMESTAMP), (7, CURRENT_TIMESTAMP)"
+    ));
+
+    let check = world.retl(&["check", "orders", "--json"], "emulator-secret");
+    assert_eq!(check.status.code(), Some(2), "{check:?}");
+    let report = summary(&check);
+    let source = &report["activations"][0]["source"];
+    assert_eq!(source["key_table_unknown_keys"], 2, "{report}");
+    let problems = report["problems"].to_string() + &report["activations"].to_string();
+    assert!(problems.contains("never settled"), "{problems}");
+
+    let out = world.retl(&["run", "orders", "--json"], "emulator-secret");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("held keys this state never settled"),
+        "{out:?}"
+    );
+    assert_eq!(count(&summary(&out), "sent"), 2);
+    let (_, again) = world.run();
+    assert_eq!(count(&again, "read"), 0, "{again}");
+    assert_eq!(world.emulator().invitations().len(), 7);
+}
+
+#[test]
+fn an_activation_name_past_postgresqls_identifier_limit_keeps_working() {
+    let Some(world) = World::with(super::Kind::Postgres) else {
+        return;
+    };
+    let schema = format!("{}_k", world.server.as_ref().unwrap().1);
+    let long = "orders_for_the_loyalty_programme_of_the_northern_european_region_2027";
+    assert!(long.len() > 63);
+    let yaml = std::fs::read_to_string(world.config_dir().join("activations/orders.yaml"))
+        .unwrap()
+        .replace(
+            "  primary_key: [order_id]\n",
+            &format!("  primary_key: [order_id]\n  diff: warehouse\n  diff_schema: {schema}\n"),
+        )
+        .replace("first_run: send_all", "first_run: skip_existing");
+    std::fs::remove_file(world.config_dir().join("activations/orders.yaml")).unwrap();
+    world.write(&format!("activations/{long}.yaml"), &yaml);
+    world.insert(1, 5, None, None);
+    let run = || {
+        let out = world.retl(&["run", long, "--json"], "emulator-secret");
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        summary(&out)
+    };
+    assert_eq!(count(&run(), "baseline"), 5);
+    world.insert(6, 8, None, None);
+    assert_eq!(count(&run(), "sent"), 3);
+    assert_eq!(count(&run(), "read"), 0);
+    world.server_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+}

@@ -146,7 +146,10 @@ fn history(world: &World, seed: u64, mode: Mode) {
         }
         if warehouse && (round > 0 || baseline) && rng.below(4) == 0 {
             // Someone deletes half of retl's key table.
-            world.sql("DELETE FROM retl_orders WHERE order_id % 2 = 0");
+            world.server_or_sqlite(&format!(
+                "DELETE FROM {} WHERE order_id % 2 = 0",
+                super::warehouse::key_table(world)
+            ));
         }
         let (code, summary) = run(world, None);
         assert!(

@@ -17,10 +17,13 @@ fn key_schema(world: &World) -> String {
     }
 }
 
-fn key_table(world: &World) -> String {
+/// The key table of `orders` kept by this world's state (which must exist:
+/// its identity names the table).
+pub(crate) fn key_table(world: &World) -> String {
+    let name = retl_source::table_name("orders", &world.state_identity());
     match world.kind {
-        Kind::Sqlite => "retl_orders".to_owned(),
-        _ => format!("{}.orders", key_schema(world)),
+        Kind::Sqlite => format!("retl_{name}"),
+        _ => format!("{}.{name}", key_schema(world)),
     }
 }
 
@@ -253,7 +256,7 @@ fn an_emptied_or_dropped_key_table_resends_nothing_and_is_rebuilt() {
 
 impl World {
     /// Runs SQL on the warehouse as written (no renaming of `orders`).
-    fn server_or_sqlite(&self, sql: &str) {
+    pub(crate) fn server_or_sqlite(&self, sql: &str) {
         match self.kind {
             Kind::Sqlite => {
                 let url = format!("sqlite://{}", self.warehouse().display());

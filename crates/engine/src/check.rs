@@ -74,6 +74,10 @@ pub struct SourceCheck {
     /// With `diff: warehouse`: whether the key table is there yet (its first
     /// run makes it otherwise).
     pub key_table_exists: Option<bool>,
+    /// With `diff: warehouse` and a key table: how many keys it holds that
+    /// this state never settled (each would hide its row; the next run
+    /// removes them).
+    pub key_table_unknown_keys: Option<u64>,
 }
 
 /// One column of a source.
@@ -258,9 +262,10 @@ pub async fn check_activation(
         diff: activation.source.diff.as_str(),
         key_table: None,
         key_table_exists: None,
+        key_table_unknown_keys: None,
     });
     if activation.source.diff == retl_source::Diff::Warehouse {
-        check_key_table(activation, &inspection, &mut check).await;
+        check_key_table(state, activation, &inspection, &mut check).await;
     }
     check_cursor_index(activation, &mut check).await;
     let skip = activation.first_run == FirstRun::SkipExisting;
@@ -312,6 +317,7 @@ async fn check_cursor_index(activation: &Activation, check: &mut ActivationCheck
 /// `source.diff: warehouse`: the key columns can be kept, and retl may
 /// make (or write to) its key table; a problem names the GRANT to run.
 async fn check_key_table(
+    state: Option<&State>,
     activation: &Activation,
     inspection: &retl_source::Inspection,
     check: &mut ActivationCheck,
@@ -331,11 +337,17 @@ async fn check_key_table(
             ));
         }
     }
+    // The table is this state's: without a state identity, no run made one.
+    let owner = match state {
+        Some(state) => state.existing_identity().await.ok().flatten(),
+        None => None,
+    };
     let table = match retl_source::KeyTable::new(
         &activation.source.connection,
         &activation.source.model,
         &activation.source.diff_schema,
         name,
+        owner.as_deref().unwrap_or_default(),
         &activation.primary_key,
     ) {
         Ok(table) => table,
@@ -350,14 +362,45 @@ async fn check_key_table(
     match table.probe().await {
         Ok((exists, allowed)) => {
             if let Some(source) = &mut check.source {
-                source.key_table = Some(shown.clone());
-                source.key_table_exists = Some(exists);
+                source.key_table = owner.is_some().then(|| shown.clone());
+                source.key_table_exists = Some(exists && owner.is_some());
+            }
+            if let (true, Some(state)) = (exists && owner.is_some(), state) {
+                check_key_table_keys(state, activation, &table, check).await;
             }
             if allowed == Some(false) {
                 check.problems.push(format!(
                     "activation `{name}`: source.diff: warehouse: retl may not {} its key table `{shown}`; run: {}",
                     if exists { "read and write" } else { "make" },
                     table.grant()
+                ));
+            }
+        }
+        Err(e) => check
+            .problems
+            .push(format!("source of activation `{name}`: {e}")),
+    }
+}
+
+/// Keys in the key table that this state never settled: reported (the
+/// next run removes them), never trusted.
+async fn check_key_table_keys(
+    state: &State,
+    activation: &Activation,
+    table: &retl_source::KeyTable,
+    check: &mut ActivationCheck,
+) {
+    let name = activation.name.as_str();
+    match crate::run::unknown_keys(state, activation, table, &activation.source_spec()).await {
+        Ok(unknown) => {
+            if let Some(source) = &mut check.source {
+                source.key_table_unknown_keys = Some(unknown.keys.len() as u64);
+            }
+            if let Some(first) = unknown.first {
+                check.problems.push(format!(
+                    "activation `{name}`: retl's key table `{}` holds {} key(s) this state never settled (the first: {first}): written by a person or a script, they would hide their rows; the next run removes them and decides those rows",
+                    table.display(),
+                    unknown.keys.len()
                 ));
             }
         }

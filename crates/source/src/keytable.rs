@@ -10,9 +10,16 @@
 //!
 //! | database | name | columns |
 //! |---|---|---|
-//! | PostgreSQL | `"{diff_schema}"."{activation}"`, unlogged | the key columns, in the source's own types; `settled_at timestamptz` |
-//! | MySQL, MariaDB | `` `{diff_schema}`.`{activation}` `` (a database) | the key columns; `settled_at datetime(6)` |
-//! | SQLite (no schemas) | `"{diff_schema}_{activation}"` | the key columns; `settled_at` (text) |
+//! | PostgreSQL | `"{diff_schema}"."k_{name}_{digest}"`, unlogged | the key columns, in the source's own types; `settled_at timestamptz` |
+//! | MySQL, MariaDB | `` `{diff_schema}`.`k_{name}_{digest}` `` (a database) | the key columns; `settled_at datetime(6)` |
+//! | SQLite (no schemas) | `"{diff_schema}_k_{name}_{digest}"` | the key columns; `settled_at` (text) |
+//!
+//! `{name}` is the activation's name (cut, see [`table_name`]) and
+//! `{digest}` is made of the state's identity and the activation's name: each
+//! state keeps a table of its own, so the table only ever holds back rows
+//! that this state settled. Keys the state does not know (a person or a
+//! script wrote them) are found by the run (the table holds more keys than
+//! retl wrote) and removed.
 //!
 //! It is made with `CREATE TABLE … AS SELECT {key columns} … FROM {model}`
 //! holding no row, so every key column has exactly the type the model gives
@@ -58,6 +65,39 @@ pub fn valid_schema(name: &str) -> bool {
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && name.len() <= 48
+}
+
+/// The most characters of an activation's name a key table's name keeps.
+const NAME_PART: usize = 24;
+
+/// The name of the key table of `activation` kept by the state `owner`:
+/// `k_{name}_{digest}`. The digest (12 hex digits of SHA-256 over the
+/// state's identity and the whole activation name) makes it one table per
+/// activation and state: a second project on the same warehouse (staging,
+/// with its own state), or an activation whose name is another's with a
+/// suffix, never shares one. The name part is the activation's, cut to 24
+/// characters of ASCII letters, digits and `_` (others become `_`), so that
+/// the table and the names made from it (`_key`, `__staging`,
+/// `__staging_key`, `__old`: at most 52 characters) stay within every
+/// dialect's limit (PostgreSQL 63 bytes, MySQL 64 characters). A name made
+/// from it never has the shape of another's table name: a table's name
+/// always ends in `_` and 12 hex digits.
+pub fn table_name(activation: &str, owner: &str) -> String {
+    use sha2::Digest as _;
+    let readable: String = activation
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(NAME_PART)
+        .collect();
+    let digest = sha2::Sha256::digest(format!("retl key table 1\u{1f}{owner}\u{1f}{activation}"));
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("k_{readable}_{hex}")
 }
 
 /// The anti-join a read adds: only rows whose key is not in `table`.
@@ -194,19 +234,22 @@ impl KeyTable {
         )
     }
 
-    /// The key table of activation `activation`, reading `model` at
-    /// `connection`, identified by `columns`, in schema `schema`.
+    /// The key table of activation `activation` of the state `owner` (the
+    /// state's identity, made once), reading `model` at `connection`,
+    /// identified by `columns`, in schema `schema`.
     pub fn new(
         connection: &str,
         model: &Model,
         schema: &str,
         activation: &str,
+        owner: &str,
         columns: &[String],
     ) -> Result<KeyTable> {
         let driver = Driver::for_url(connection)?;
+        let stem = table_name(activation, owner);
         let (schema, name) = match driver {
-            Driver::Sqlite => (String::new(), format!("{schema}_{activation}")),
-            Driver::Postgres | Driver::Mysql => (schema.to_owned(), activation.to_owned()),
+            Driver::Sqlite => (String::new(), format!("{schema}_{stem}")),
+            Driver::Postgres | Driver::Mysql => (schema.to_owned(), stem),
         };
         Ok(KeyTable {
             connection: connection.to_owned(),
@@ -617,28 +660,11 @@ impl KeyTable {
                 Writer::Postgres(c) => {
                     // One parameter: each key a JSON object, made into a
                     // row of the table's own types by the database.
-                    let rows: Vec<serde_json::Value> = chunk
-                        .iter()
-                        .map(|key| {
-                            self.columns
-                                .iter()
-                                .zip(key)
-                                .map(|(column, value)| {
-                                    let value = match value {
-                                        KeyValue::Int(i) => serde_json::Value::from(*i),
-                                        KeyValue::Text(t) => serde_json::Value::from(t.as_str()),
-                                    };
-                                    (column.clone(), value)
-                                })
-                                .collect::<serde_json::Map<_, _>>()
-                                .into()
-                        })
-                        .collect();
                     sqlx::query(&format!(
                         "INSERT INTO {table} ({columns}, settled_at)
                          SELECT {columns}, now() FROM json_populate_recordset(NULL::{table}, $1::json)"
                     ))
-                    .bind(serde_json::Value::Array(rows).to_string())
+                    .bind(self.json_rows(chunk))
                     .execute(&mut *c)
                     .await
                     .map_err(push)?;
@@ -662,6 +688,117 @@ impl KeyTable {
             }
         }
         Ok(())
+    }
+
+    /// Removes keys from the table (keys the state never settled: a person
+    /// or a script wrote them). Each one value per key column, in order.
+    pub async fn remove(&self, conn: &mut Writer, keys: &[Vec<KeyValue>]) -> Result<()> {
+        let table = self.qualified(&self.name);
+        let q = self.quote();
+        let remove = |e| self.denied("remove keys retl never settled", e);
+        for chunk in keys.chunks(100) {
+            match conn {
+                Writer::Adbc(_) => return Err(self.no_adbc()),
+                Writer::Postgres(c) => {
+                    let equal: Vec<String> = self
+                        .columns
+                        .iter()
+                        .map(|col| {
+                            let col = quote_column(col, q);
+                            format!("retl_k.{col} = retl_d.{col}")
+                        })
+                        .collect();
+                    sqlx::query(&format!(
+                        "DELETE FROM {table} AS retl_k USING json_populate_recordset(NULL::{table}, $1::json) AS retl_d WHERE {}",
+                        equal.join(" AND ")
+                    ))
+                    .bind(self.json_rows(chunk))
+                    .execute(&mut *c)
+                    .await
+                    .map_err(remove)?;
+                }
+                Writer::Mysql(c) => {
+                    // Bytes compared, as the anti-join compares them.
+                    let one: Vec<String> = self
+                        .columns
+                        .iter()
+                        .map(|col| format!("BINARY {} = BINARY ?", quote_column(col, q)))
+                        .collect();
+                    let one = format!("({})", one.join(" AND "));
+                    let sql = format!(
+                        "DELETE FROM {table} WHERE {}",
+                        vec![one; chunk.len()].join(" OR ")
+                    );
+                    bind_keys(sqlx::query(&sql), chunk)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(remove)?;
+                }
+                Writer::Sqlite(c) => {
+                    let one: Vec<String> = self
+                        .columns
+                        .iter()
+                        .map(|col| format!("{} = ?", quote_column(col, q)))
+                        .collect();
+                    let one = format!("({})", one.join(" AND "));
+                    let sql = format!(
+                        "DELETE FROM {table} WHERE {}",
+                        vec![one; chunk.len()].join(" OR ")
+                    );
+                    bind_keys(sqlx::query(&sql), chunk)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(remove)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// How many keys the table holds (a key written twice counts twice).
+    pub async fn count(&self) -> Result<u64> {
+        let mut conn = self.connect().await?;
+        let sql = format!("SELECT COUNT(*) FROM {}", self.qualified(&self.name));
+        let count: std::result::Result<i64, sqlx::Error> = match &mut conn {
+            Writer::Adbc(_) => return Err(self.no_adbc()),
+            Writer::Postgres(c) => sqlx::query_scalar(&sql).fetch_one(&mut *c).await,
+            Writer::Mysql(c) => sqlx::query_scalar(&sql).fetch_one(&mut *c).await,
+            Writer::Sqlite(c) => sqlx::query_scalar(&sql).fetch_one(&mut *c).await,
+        };
+        Ok(u64::try_from(count.map_err(|e| self.denied("count its keys", e))?).unwrap_or_default())
+    }
+
+    /// The table as a model to read its keys from (to check them against
+    /// the state).
+    pub fn model(&self) -> Model {
+        Model::Table(if self.schema.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}.{}", self.schema, self.name)
+        })
+    }
+
+    /// Keys as the JSON rows PostgreSQL's `json_populate_recordset` makes
+    /// rows of the table's own types from.
+    fn json_rows(&self, keys: &[Vec<KeyValue>]) -> String {
+        let rows: Vec<serde_json::Value> = keys
+            .iter()
+            .map(|key| {
+                self.columns
+                    .iter()
+                    .zip(key)
+                    .map(|(column, value)| {
+                        let value = match value {
+                            KeyValue::Int(i) => serde_json::Value::from(*i),
+                            KeyValue::Text(t) => serde_json::Value::from(t.as_str()),
+                        };
+                        (column.clone(), value)
+                    })
+                    .collect::<serde_json::Map<_, _>>()
+                    .into()
+            })
+            .collect();
+        serde_json::Value::Array(rows).to_string()
     }
 
     /// A connection to write keys with ([`push`](Self::push)).
@@ -729,5 +866,34 @@ fn database_of(url: &str) -> String {
         "<the database>".to_owned()
     } else {
         database.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table_name;
+
+    #[test]
+    fn table_names_fit_every_dialect_and_never_meet_another_activations() {
+        let long = "a".repeat(200);
+        for name in [long.as_str(), "orders", "Orders-2027 (EU)", "ordres_é", ""] {
+            let table = table_name(name, "state-1");
+            // The longest name made from it: the staging table's index.
+            assert!(format!("{table}__staging_key").len() <= 63, "{table}");
+            assert!(table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        }
+        // One table per activation and state.
+        assert_ne!(
+            table_name("orders", "state-1"),
+            table_name("orders", "state-2")
+        );
+        assert_ne!(table_name(&long, "s"), table_name(&format!("{long}b"), "s"));
+        assert_ne!(table_name("Orders", "s"), table_name("orders", "s"));
+        // `orders`'s staging table is not `orders__staging`'s key table.
+        let staging = format!("{}__staging", table_name("orders", "s"));
+        for other in ["orders__staging", &staging] {
+            assert_ne!(table_name(other, "s"), staging);
+        }
+        assert_eq!(table_name("orders", "s"), table_name("orders", "s"));
     }
 }

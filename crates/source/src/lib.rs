@@ -61,7 +61,7 @@ use columns::Kind;
 pub use config::{SourceConfig, read_source, source_schema};
 pub use cursor::{CursorValue, Incremental, Lookback, Since};
 pub use error::{Error, Result};
-pub use keytable::{AntiJoin, Found, KeyTable, valid_schema};
+pub use keytable::{AntiJoin, Found, KeyTable, table_name, valid_schema};
 pub use writeback::{KeyValue, Writer};
 
 /// What to read.

@@ -77,6 +77,7 @@ pub(crate) fn scrub(text: &str) -> String {
 }
 
 const NAME: &str = "contact_hmac_v1";
+const IDENTITY: &str = "state_identity_v1";
 
 fn hex_bytes(text: &str) -> Option<[u8; 32]> {
     let mut key = [0; 32];
@@ -117,6 +118,47 @@ impl State {
                 what: "contact key",
                 detail: "not kept".to_owned(),
             })
+    }
+
+    /// This state database's identity: 16 random bytes as hex, made once
+    /// on first use and kept. What the state keeps elsewhere in its name
+    /// (the key table in a warehouse) is told apart from another state's by it.
+    pub async fn identity(&self) -> Result<String> {
+        if let Some(id) = self.existing_identity().await? {
+            return Ok(id);
+        }
+        let mut fresh = [0u8; 16];
+        getrandom::fill(&mut fresh).map_err(|e| Error::Corrupt {
+            what: "state identity",
+            detail: format!("no randomness: {e}"),
+        })?;
+        on!(self.db.executor(), |c| sqlx::query(
+            "INSERT INTO state_keys (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+        )
+        .bind(IDENTITY)
+        .bind(hex(&fresh))
+        .execute(c)
+        .await
+        .map(|_| ()))
+        .map_err(Error::db("keep the state's identity"))?;
+        self.existing_identity()
+            .await?
+            .ok_or_else(|| Error::Corrupt {
+                what: "state identity",
+                detail: "not kept".to_owned(),
+            })
+    }
+
+    /// This state database's identity, if one was made (a preview makes none).
+    pub async fn existing_identity(&self) -> Result<Option<String>> {
+        let found: Option<(String,)> = on!(self.db.executor(), |c| sqlx::query_as(
+            "SELECT value FROM state_keys WHERE name = $1"
+        )
+        .bind(IDENTITY)
+        .fetch_optional(c)
+        .await)
+        .map_err(Error::db("read the state's identity"))?;
+        Ok(found.map(|(id,)| id))
     }
 
     /// This database's contact key, if one was made (a preview makes none).

@@ -394,6 +394,33 @@ impl State {
         Ok(found == 1)
     }
 
+    /// Which of `keys` the ledger table holds settled for `activation`
+    /// (the segments, which hold only settled keys, are asked through a
+    /// [`KeySet`]): with them, the keys a warehouse key table may hold back.
+    pub async fn settled_in_ledger(
+        &self,
+        activation: &str,
+        keys: &[RowHash],
+    ) -> Result<HashSet<RowHash>> {
+        // Asked with a content no row has: a key left out of the answer,
+        // or answered with a settled entry, is settled.
+        let rows: Vec<(RowHash, RowHash)> = keys.iter().map(|k| (*k, [0xA5; 16])).collect();
+        let changes = self.lookup_changes(activation, &rows).await?;
+        let settled = keys
+            .iter()
+            .filter(|key| match changes.get(*key) {
+                None => true,
+                Some(Some(entry)) => matches!(
+                    entry.status,
+                    Status::Sent | Status::Baseline | Status::TooOld | Status::Suppressed
+                ),
+                Some(None) => false,
+            })
+            .copied()
+            .collect();
+        Ok(settled)
+    }
+
     /// Whether `activation` has a history in this state: any ledger entry
     /// (settled, failing, uncertain…) or settled keys in the segments.
     pub async fn has_history(&self, activation: &str) -> Result<bool> {

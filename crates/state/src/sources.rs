@@ -79,6 +79,53 @@ impl State {
 }
 
 impl Fenced {
+    /// Sets how many keys this transaction's activation's warehouse key
+    /// table holds as retl wrote them (`diff: warehouse`): a table found
+    /// holding more holds keys retl never wrote.
+    pub async fn set_key_table_keys(&mut self, keys: u64) -> Result<()> {
+        on!(self.tx.executor(), |c| sqlx::query(
+            "INSERT INTO key_table_keys (activation, keys) VALUES ($1, $2)
+             ON CONFLICT (activation) DO UPDATE SET keys = excluded.keys"
+        )
+        .bind(&self.activation)
+        .bind(i64::try_from(keys).unwrap_or(i64::MAX))
+        .execute(c)
+        .await
+        .map(|_| ()))
+        .map_err(Error::db("record the key table's keys"))
+    }
+
+    /// Adds `keys` written to the warehouse key table to its count.
+    pub async fn add_key_table_keys(&mut self, keys: u64) -> Result<()> {
+        on!(self.tx.executor(), |c| sqlx::query(
+            "INSERT INTO key_table_keys (activation, keys) VALUES ($1, $2)
+             ON CONFLICT (activation) DO UPDATE SET keys = key_table_keys.keys + excluded.keys"
+        )
+        .bind(&self.activation)
+        .bind(i64::try_from(keys).unwrap_or(i64::MAX))
+        .execute(c)
+        .await
+        .map(|_| ()))
+        .map_err(Error::db("record the key table's keys"))
+    }
+}
+
+impl State {
+    /// How many keys retl wrote to `activation`'s warehouse key table, as
+    /// far as it recorded (0 when it recorded none).
+    pub async fn key_table_keys(&self, activation: &str) -> Result<u64> {
+        let found: Option<(i64,)> = on!(self.db.executor(), |c| sqlx::query_as(
+            "SELECT keys FROM key_table_keys WHERE activation = $1"
+        )
+        .bind(activation)
+        .fetch_optional(c)
+        .await)
+        .map_err(Error::db("read the key table's keys"))?;
+        Ok(found.map_or(0, |(n,)| u64::try_from(n).unwrap_or_default()))
+    }
+}
+
+impl Fenced {
     /// Records the mapped columns this activation's content hashes are now
     /// made under (at the end of a completed run).
     pub async fn set_content_shape(&mut self, shape: &str) -> Result<()> {

@@ -41,6 +41,7 @@ pub use limits::{Allowance, allowances};
 pub(super) use options::hold_at;
 pub use options::{Cancel, Hold, HoldPoint, Progress, Resend, RunOptions};
 pub use preview::{Planned, Preview, Refusal};
+pub(crate) use warehouse::unknown_keys;
 
 /// A destination bound to a run: the builder of its requests, and its
 /// outbox (none in a dry run).

@@ -43,6 +43,80 @@ pub(super) struct Warehouse {
     staged: std::sync::atomic::AtomicU64,
 }
 
+/// The keys of a key table that the state never settled.
+pub(crate) struct Unknown {
+    /// Their values, one per key column.
+    pub keys: Vec<Vec<KeyValue>>,
+    /// The first, as text, for a message.
+    pub first: Option<String>,
+}
+
+/// Reads every key `table` holds (keys only, through the source's own
+/// reader, so that each hashes as the source's row with that key does) and
+/// returns those `activation` never settled in `state`.
+pub(crate) async fn unknown_keys(
+    state: &retl_state::State,
+    activation: &crate::config::Activation,
+    table: &KeyTable,
+    spec: &SourceSpec,
+) -> Result<Unknown> {
+    let source_error = |error| Error::Source {
+        activation: activation.name.clone(),
+        error,
+    };
+    let mut read = spec.clone();
+    read.model = table.model();
+    read.columns.clone_from(&activation.primary_key);
+    read.since = None;
+    read.anti_join = None;
+    let mut source = Source::open(&read).await.map_err(source_error)?;
+    let key: Vec<usize> = (0..activation.primary_key.len()).collect();
+    let mut unknown = Unknown {
+        keys: Vec::new(),
+        first: None,
+    };
+    // The segments' keys at once (as a full scan loads them), the ledger's
+    // a batch at a time.
+    let set = state.key_set(&activation.name).await?;
+    while let Some(batch) = source.next_batch().await {
+        let batch = batch.map_err(source_error)?;
+        let hashes = retl_diff::hash_keys(&batch, &key)?;
+        let rows: Vec<(retl_diff::RowHash, retl_diff::RowHash)> =
+            hashes.iter().map(|h| (*h, [0xA5; 16])).collect();
+        let in_segments: Vec<bool> = set
+            .get_many(&rows)
+            .into_iter()
+            .map(|seen| seen != retl_diff::Seen::Unknown)
+            .collect();
+        let probe: Vec<retl_diff::RowHash> = hashes
+            .iter()
+            .zip(&in_segments)
+            .filter(|(_, held)| !**held)
+            .map(|(h, _)| *h)
+            .collect();
+        let settled = state.settled_in_ledger(&activation.name, &probe).await?;
+        for (row, hash) in hashes.iter().enumerate() {
+            if in_segments[row] || settled.contains(hash) {
+                continue;
+            }
+            if let Some(values) = key_values(&batch, &key, row) {
+                if unknown.first.is_none() {
+                    let text: Vec<String> = values
+                        .iter()
+                        .map(|v| match v {
+                            KeyValue::Int(i) => i.to_string(),
+                            KeyValue::Text(t) => t.clone(),
+                        })
+                        .collect();
+                    unknown.first = Some(text.join(", "));
+                }
+                unknown.keys.push(values);
+            }
+        }
+    }
+    Ok(unknown)
+}
+
 /// A row's key values, to write to the table; `None` when one is NULL.
 pub(super) fn key_values(batch: &RecordBatch, key: &[usize], row: usize) -> Option<Vec<KeyValue>> {
     key.iter()
@@ -67,11 +141,18 @@ impl RunCtx<'_> {
             activation: name.to_owned(),
             error,
         };
+        // A preview makes no identity: without one, this state has no table.
+        let owner = if self.dry.is_some() {
+            self.state.existing_identity().await?.unwrap_or_default()
+        } else {
+            self.state.identity().await?
+        };
         let table = KeyTable::new(
             &spec.connection,
             &spec.model,
             &activation.source.diff_schema,
             name,
+            &owner,
             &activation.primary_key,
         )
         .map_err(source_error)?;
@@ -90,6 +171,11 @@ impl RunCtx<'_> {
             }
         } else {
             let found = table.ensure().await.map_err(source_error)?;
+            if found.created {
+                self.set_key_table_keys(0).await?;
+            } else {
+                self.verify_key_table(&table, spec).await?;
+            }
             if found.empty && self.state.has_settled_keys(name).await? {
                 tracing::warn!(
                     table = %shown,
@@ -203,6 +289,9 @@ impl RunCtx<'_> {
                 .push(writer, chunk)
                 .await
                 .map_err(source_error)?;
+            let mut tx = self.state.fenced(self.lease).await?;
+            tx.add_key_table_keys(chunk.len() as u64).await?;
+            tx.commit().await?;
             hold_at(self.options, HoldPoint::KeysPushed, &warehouse.pushed).await;
         }
         tracing::debug!(keys = keys.len(), table = %warehouse.table.display(), "settled keys written to the key table");
@@ -229,7 +318,54 @@ impl RunCtx<'_> {
             .map_err(|error| Error::Source {
                 activation: self.activation.name.clone(),
                 error,
-            })
+            })?;
+        self.set_key_table_keys(self.counts.baseline).await
+    }
+
+    /// Records how many keys the key table holds as retl wrote them.
+    async fn set_key_table_keys(&self, keys: u64) -> Result<()> {
+        let mut tx = self.state.fenced(self.lease).await?;
+        tx.set_key_table_keys(keys).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The key table holds back only what this state settled: when it
+    /// holds more keys than retl wrote (a person or a script wrote to it;
+    /// a run killed between writing keys and counting them), every key it
+    /// holds is checked against the state, and those the state never
+    /// settled are removed (their rows then cross and the state decides
+    /// them). Fewer keys is only lag: the count follows the table down.
+    async fn verify_key_table(&self, table: &KeyTable, spec: &SourceSpec) -> Result<()> {
+        let name = self.activation.name.as_str();
+        let source_error = |error| Error::Source {
+            activation: name.to_owned(),
+            error,
+        };
+        let held = table.count().await.map_err(source_error)?;
+        let written = self.state.key_table_keys(name).await?;
+        if held <= written {
+            if held < written {
+                self.set_key_table_keys(held).await?;
+            }
+            return Ok(());
+        }
+        let unknown = unknown_keys(self.state, self.activation, table, spec).await?;
+        if !unknown.keys.is_empty() {
+            let mut writer = table.writer().await.map_err(source_error)?;
+            table
+                .remove(&mut writer, &unknown.keys)
+                .await
+                .map_err(source_error)?;
+            tracing::warn!(
+                table = %table.display(),
+                keys = unknown.keys.len(),
+                first = %unknown.first.as_deref().unwrap_or_default(),
+                "retl's key table held keys this state never settled (written by a person or a script): they are removed, and their rows are read and decided by the state in this run"
+            );
+        }
+        self.set_key_table_keys(held - unknown.keys.len() as u64)
+            .await
     }
 
     /// Records a batch of a key-only baseline (the staging table's rows):

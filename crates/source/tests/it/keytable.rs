@@ -233,7 +233,7 @@ async fn holds(url: &str, table: &str, schema: &str, case: &Case, seed: u64) {
         .filter_map(|(h, v)| v.clone().map(|v| (*h, v)))
         .filter(|_| rng.next().is_multiple_of(3))
         .collect();
-    let key_table = KeyTable::new(url, &model, schema, case.name, &columns).unwrap();
+    let key_table = KeyTable::new(url, &model, schema, case.name, "test-state", &columns).unwrap();
     key_table.ensure().await.unwrap();
     let mut writer = key_table.writer().await.unwrap();
     let values: Vec<Vec<KeyValue>> = written.iter().map(|(_, v)| v.clone()).collect();
