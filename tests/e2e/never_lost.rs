@@ -271,3 +271,110 @@ fn an_activation_name_past_postgresqls_identifier_limit_keeps_working() {
     assert_eq!(count(&run(), "read"), 0);
     world.server_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
 }
+
+/// Every property path of a JSON Schema (through `properties`).
+fn schema_paths(schema: &Value, prefix: &[String], out: &mut Vec<Vec<String>>) {
+    for alternatives in ["anyOf", "oneOf", "allOf"] {
+        for sub in schema[alternatives].as_array().into_iter().flatten() {
+            schema_paths(sub, prefix, out);
+        }
+    }
+    let Some(properties) = schema["properties"].as_object() else {
+        return;
+    };
+    for (key, sub) in properties {
+        let mut path = prefix.to_vec();
+        path.push(key.clone());
+        if !out.contains(&path) {
+            out.push(path.clone());
+        }
+        schema_paths(sub, &path, out);
+    }
+}
+
+/// `doc` with the value at `path` set to `value` (parents made maps).
+fn with_value(doc: &Value, path: &[String], value: Value) -> Value {
+    let mut doc = doc.clone();
+    let mut node = &mut doc;
+    for key in &path[..path.len() - 1] {
+        if !node[key.as_str()].is_object() {
+            node[key.as_str()] = serde_json::json!({});
+        }
+        node = &mut node[key.as_str()];
+    }
+    node[path[path.len() - 1].as_str()] = value;
+    doc
+}
+
+/// Each key of `kind`'s schema written empty, as a list and as a map, in
+/// `file` (written as JSON, which is YAML): the file still loads (the key's
+/// default), or `retl check` names a problem at a line of it. Never gone
+/// without a word.
+fn every_key_is_read_or_named(world: &World, kind: &str, file: &str, base: &Value) {
+    let schema = world.retl(&["schema", kind], "emulator-secret");
+    let schema: Value = serde_json::from_slice(&schema.stdout).unwrap();
+    let mut paths = Vec::new();
+    schema_paths(&schema, &[], &mut paths);
+    assert!(paths.len() > 10, "{paths:?}");
+    let stem = file.rsplit('/').next().unwrap();
+    let loaded_key = if kind == "activation" {
+        "activations"
+    } else {
+        "destinations"
+    };
+    let name = stem.trim_end_matches(".yaml");
+    for path in &paths {
+        for value in [
+            Value::Null,
+            serde_json::json!(["a", "b"]),
+            serde_json::json!({"a": 1}),
+        ] {
+            let doc = with_value(base, path, value.clone());
+            world.write(file, &serde_json::to_string_pretty(&doc).unwrap());
+            let out = world.retl(&["check", "--json"], "emulator-secret");
+            let report: Value = serde_json::from_slice(&out.stdout)
+                .unwrap_or_else(|_| panic!("{}: {out:?}", path.join(".")));
+            let loaded = report[loaded_key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["name"] == name);
+            let placed = report["problems"].as_array().unwrap().iter().any(|p| {
+                let p = p.as_str().unwrap();
+                p.split_once(&format!("{stem}:"))
+                    .is_some_and(|(_, rest)| rest.starts_with(|c: char| c.is_ascii_digit()))
+            });
+            assert!(
+                loaded || placed,
+                "{kind} `{}` = {value}: neither loaded nor a problem at its line: {report}",
+                path.join(".")
+            );
+        }
+    }
+    world.write(file, &serde_json::to_string_pretty(base).unwrap());
+}
+
+#[test]
+fn every_key_written_empty_or_of_the_wrong_shape_is_read_or_named_at_its_line() {
+    let world = World::new();
+    let activation = serde_json::json!({
+        "source": {"connection": world.connection(), "table": "orders", "primary_key": ["order_id"]},
+        "destination": "trustpilot",
+        "first_run": "send_all",
+        "mapping": {"reference_number": "order_id", "consumer_name": "full_name", "consumer_email": "email"},
+    });
+    every_key_is_read_or_named(&world, "activation", "activations/orders.yaml", &activation);
+    let url = world.emulator().url();
+    let destination = serde_json::json!({
+        "type": "trustpilot",
+        "auth": {"api_key": "${TP_KEY}", "api_secret": "${TP_SECRET}", "business_user_id": "user-emulator"},
+        "endpoints": {"auth": url, "invitations": url},
+        "defaults": {"business_unit_id": "bu-emulator"},
+    });
+    every_key_is_read_or_named(
+        &world,
+        "destination",
+        "destinations/trustpilot.yaml",
+        &destination,
+    );
+}

@@ -377,6 +377,38 @@ mod tests {
     }
 
     #[test]
+    fn a_read_that_gives_up_on_a_key_with_no_value_names_that_key() {
+        let text = "name: a\ntable:\n";
+        let file = Path::new("a.yaml");
+        let doc = parse(file, text).unwrap();
+        let mut r = Reader::new(file, text, &env);
+        let map = r.map(&doc, "", &["name", "table"]).unwrap();
+        let table = map.get("table").and_then(|n| r.string(n, "table"));
+        let (value, problems) = r.finish(table);
+        assert_eq!(value, None);
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(shown[0].starts_with("a.yaml:2:"), "{shown:?}");
+        assert!(shown[0].contains("`table` has no value"), "{shown:?}");
+
+        // A key with no value that the read did without: its default, no problem.
+        let mut r = Reader::new(file, text, &env);
+        let map = r.map(&doc, "", &["name", "table"]).unwrap();
+        let _ = map.get("table").and_then(|n| r.string(n, "table"));
+        let (value, problems) = r.finish(Some("default"));
+        assert_eq!((value, problems.len()), (Some("default"), 0));
+
+        // A read that gives up with nothing to name still names the file.
+        let r = Reader::new(file, text, &env);
+        let (value, problems) = r.finish(None::<()>);
+        assert_eq!(value, None);
+        assert!(
+            problems[0].to_string().starts_with("a.yaml"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn a_problem_with_a_value_from_the_environment_quotes_it_as_written() {
         let file = Path::new("d.yaml");
         let text = "concurrency: ${KEY}\nauth: \"x${KEY}\"\n";

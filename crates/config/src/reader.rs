@@ -48,6 +48,11 @@ pub struct Reader<'f> {
     env: &'f dyn Fn(&str) -> Option<String>,
     /// Every problem found so far.
     pub problems: Vec<Problem>,
+    /// Keys written with no value (`table:` alone). Read as absent, so that
+    /// an optional key takes its default; but a reader that then gives up
+    /// without a problem gave up because of one of them: [`Reader::finish`]
+    /// reports them.
+    unset: Vec<Problem>,
     /// Values that came from the environment, with the text as written
     /// (`${VAR}`) and where: a problem quotes the text, never the value.
     substituted: Vec<Substituted>,
@@ -137,7 +142,33 @@ impl<'f> Reader<'f> {
             text,
             env,
             problems: Vec::new(),
+            unset: Vec::new(),
             substituted: Vec::new(),
+        }
+    }
+
+    /// The problems of a file read with this reader into `value`: those
+    /// found; or, when the read gave nothing and found no problem, the keys
+    /// written with no value (a key that has no default needs one); or, if
+    /// there were none either, one problem saying the file was left out. A
+    /// file is never left out without a problem at its file.
+    pub fn finish<T>(mut self, value: Option<T>) -> (Option<T>, Vec<Problem>) {
+        if self.problems.is_empty() && value.is_none() {
+            self.problems = std::mem::take(&mut self.unset);
+            if self.problems.is_empty() {
+                self.problems.push(Problem::in_file(
+                    self.file,
+                    "",
+                    "this file could not be read, and no problem was found to say why: please report this",
+                ));
+            }
+        }
+        let mut problems = self.problems;
+        problems.sort_by_key(|p| p.location.as_ref().map(|l| (l.line, l.column)));
+        if problems.is_empty() {
+            (value, problems)
+        } else {
+            (None, problems)
         }
     }
 
@@ -154,7 +185,23 @@ impl<'f> Reader<'f> {
     /// that came from the environment is quoted as written (`${VAR}`), never
     /// as its value: it may be a secret.
     pub fn problem(&mut self, node: &Node<'_>, path: &str, message: impl Into<String>) {
-        let mut message: String = message.into();
+        let problem = self.problem_at(node, path, message.into());
+        self.problems.push(problem);
+    }
+
+    /// A key written with no value, read as absent (see `unset`).
+    fn note_unset(&mut self, node: &Node<'_>, path: &str) {
+        let key = path.rsplit('.').next().unwrap_or(path);
+        let problem = self.problem_at(
+            node,
+            path,
+            format!("`{key}` has no value: write one (a key left out takes its default, where it has one)"),
+        );
+        self.unset.push(problem);
+    }
+
+    fn problem_at(&self, node: &Node<'_>, path: &str, message: String) -> Problem {
+        let mut message = message;
         let (start, end) = (&node.span.start, &node.span.end);
         for substituted in &self.substituted {
             let here = substituted.line == start.line() && substituted.col == start.col();
@@ -168,12 +215,12 @@ impl<'f> Reader<'f> {
         } else {
             usize::MAX
         };
-        self.problems.push(Problem {
+        Problem {
             location: Some(self.location(node)),
             path: path.to_owned(),
             message,
             excerpt: excerpt(self.text, start.line(), start.col(), width),
-        });
+        }
     }
 
     /// Whether a value is absent or null.
@@ -232,6 +279,7 @@ impl<'f> Reader<'f> {
     /// Null gives `None` without a problem.
     pub fn string(&mut self, node: &Node<'_>, path: &str) -> Option<String> {
         if is_null(node) {
+            self.note_unset(node, path);
             return None;
         }
         let Some(text) = scalar_text(node) else {

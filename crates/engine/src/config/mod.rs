@@ -386,15 +386,9 @@ impl Project {
         };
         let mut reader = Reader::new(file, &text, env);
         let value = read(&mut reader, &doc);
-        if reader.problems.is_empty() {
-            value
-        } else {
-            reader
-                .problems
-                .sort_by_key(|p| p.location.as_ref().map(|l| (l.line, l.column)));
-            self.problems.append(&mut reader.problems);
-            None
-        }
+        let (value, mut problems) = reader.finish(value);
+        self.problems.append(&mut problems);
+        value
     }
 
     /// The activation `name` and its destination, or every problem that stands in the way.
