@@ -378,3 +378,72 @@ fn every_key_written_empty_or_of_the_wrong_shape_is_read_or_named_at_its_line() 
         &destination,
     );
 }
+
+/// Two activations of 200 rows each (`orders`, `orders2`) under one
+/// destination whose `limits.max_per_month` is 20.
+fn two_under_one_allowance(world: &World) {
+    world.write_destination_with("limits:\n  max_per_month: 20\n");
+    world.insert(1, 200, None, None);
+    world.sql("CREATE TABLE orders2 AS SELECT * FROM orders");
+    let yaml = std::fs::read_to_string(world.config_dir().join("activations/orders.yaml"))
+        .unwrap()
+        .replace(
+            &format!("table: {}", world.table()),
+            &format!("table: {}2", world.table()),
+        );
+    world.write("activations/orders2.yaml", &yaml);
+}
+
+/// What both runs sent, from their JSON summaries (one object, or one a line).
+fn sent_by(outputs: &[Output]) -> u64 {
+    outputs
+        .iter()
+        .flat_map(|out| {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let whole: Option<Value> = serde_json::from_str(&text).ok();
+            match whole {
+                Some(Value::Array(runs)) => runs,
+                Some(one) => vec![one],
+                None => text
+                    .lines()
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .collect(),
+            }
+        })
+        .map(|run| count(&run, "sent"))
+        .sum()
+}
+
+#[test]
+fn a_monthly_allowance_holds_for_two_activations_run_together() {
+    let world = World::new();
+    two_under_one_allowance(&world);
+    let out = world.retl(&["run", "orders", "orders2", "--json"], "emulator-secret");
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{out:?}");
+    assert_eq!(world.emulator().invitations().len(), 20, "{out:?}");
+    assert_eq!(sent_by(&[out]), 20);
+    // Nothing more this month, whichever runs.
+    let again = world.retl(&["run", "orders", "orders2", "--json"], "emulator-secret");
+    assert_eq!(sent_by(&[again]), 0);
+    assert_eq!(world.emulator().invitations().len(), 20);
+}
+
+#[test]
+fn a_monthly_allowance_holds_for_two_processes_on_a_postgresql_state() {
+    let Some(world) = World::new().with_postgres_state() else {
+        return;
+    };
+    two_under_one_allowance(&world);
+    let spawn = |name: &str| {
+        world
+            .command(&["run", name, "--json"], "emulator-secret")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("orders"), spawn("orders2"));
+    let outputs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    assert_eq!(world.emulator().invitations().len(), 20, "{outputs:?}");
+    assert_eq!(sent_by(&outputs), 20);
+}

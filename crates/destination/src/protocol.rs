@@ -24,6 +24,10 @@ pub enum Mark {
     /// A rule of the run's kept it from leaving (its customer was invited
     /// within the dedupe window), and it is not marked: why.
     Withheld(String),
+    /// A limit of the run's kept it from leaving now (a monthly allowance
+    /// another run spent first), and it is not marked: why. It goes out in
+    /// a later run.
+    Deferred(String),
 }
 
 /// What the run lends the protocol for one row: its mark in flight, its
@@ -75,6 +79,9 @@ pub enum Attempt<E, M> {
     NotStarted,
     /// The run withheld it at its mark (see [`Mark::Withheld`]): nothing sent.
     Withheld(String),
+    /// The run deferred it at its mark (see [`Mark::Deferred`]): nothing
+    /// sent, and it is sent by a later run.
+    Deferred(String),
     /// Marking (or giving back) failed: nothing more can be recorded.
     Lost(M),
 }
@@ -116,6 +123,7 @@ pub async fn send_row<S: Sender, P: Protocol>(
                     match run.mark().await {
                         Err(error) => return Attempt::Lost(error),
                         Ok(Mark::Withheld(why)) => return Attempt::Withheld(why),
+                        Ok(Mark::Deferred(why)) => return Attempt::Deferred(why),
                         Ok(Mark::Marked) => {}
                     }
                     marked = true;

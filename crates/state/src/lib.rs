@@ -33,6 +33,7 @@
 //! Times come from an injected [`Clock`], so lease expiry is tested without
 //! sleeping.
 
+mod allowance;
 mod approvals;
 mod clock;
 mod contact;

@@ -32,11 +32,26 @@ use tracing::Instrument as _;
 use super::classify::Pending;
 use super::dedupe::{release, since, suppressed};
 use super::fate::over_budget;
+use super::limits::{allowance_spent, month_of};
 use super::{HoldPoint, RunCtx, RunOptions, hold_at};
 use crate::{Error, Result};
 
 /// What came of one row's requests ([`send_row`]); a failed mark is the run's.
 type Delivery<S> = Attempt<<S as Sender>::Error, retl_state::Error>;
+
+/// Gives back a marked row's place in each allowance (its request was not
+/// carried out).
+async fn release_allowances(
+    tx: &mut retl_state::Fenced,
+    allowances: &[super::limits::Allowance],
+    state: &State,
+) -> retl_state::Result<()> {
+    let month = month_of(state);
+    for allowance in allowances {
+        tx.release_allowance(&allowance.scope, &month).await?;
+    }
+    Ok(())
+}
 
 /// What the delivery loop of one run works with: a destination and what its
 /// request tasks share.
@@ -57,6 +72,8 @@ struct UnderWay {
 struct Net<S: Sender> {
     /// The activation's dedupe scopes and windows.
     dedupe: Vec<(String, Duration)>,
+    /// The monthly allowances each row claims a place in when it is marked.
+    allowances: Vec<super::limits::Allowance>,
     sender: S,
     policy: Policy,
     /// How long a row may keep failing transiently before it is given up.
@@ -106,6 +123,16 @@ impl<S: Sender> Protocol for Row<'_, S> {
                 }
             }
         }
+        let month = month_of(&self.net.state);
+        for allowance in &self.net.allowances {
+            if !tx
+                .claim_allowance(&allowance.scope, &month, allowance.limit)
+                .await?
+            {
+                // Another run spent it first. Dropped uncommitted: nothing stays.
+                return Ok(Mark::Deferred(allowance_spent(allowance)));
+            }
+        }
         tx.mark_in_flight(&p.key, &p.content, &p.row_key, Some(&p.reference))
             .await?;
         tx.commit().await?;
@@ -114,10 +141,11 @@ impl<S: Sender> Protocol for Row<'_, S> {
     }
 
     /// Gives a marked row back (interrupted before its request left), and
-    /// its customer's claims.
+    /// its customer's and its allowances' claims.
     async fn unmark(&self) -> retl_state::Result<()> {
         let mut tx = self.net.state.fenced(&self.net.lease).await?;
         release(&mut tx, &self.net.dedupe, self.p).await?;
+        release_allowances(&mut tx, &self.net.allowances, &self.net.state).await?;
         tx.restore(&self.p.key, self.p.previous.as_ref()).await?;
         tx.commit().await?;
         self.net.marked().remove(&self.p.key);
@@ -185,6 +213,7 @@ impl<S: Sender> Outbox<S> {
         Outbox {
             net: Arc::new(Net {
                 dedupe: ctx.activation.dedupe.clone(),
+                allowances: ctx.allowances.clone(),
                 sender,
                 policy,
                 give_up_after,
@@ -427,6 +456,8 @@ impl RunCtx<'_> {
     ) -> Result<()> {
         let mut log = p.log(RowOutcome::Skipped, None);
         let mut restore = false;
+        // Marked, so holding a place in each allowance, until recorded.
+        let mut claimed = matches!(delivery, Attempt::Delivered(_));
         let status = match delivery {
             Attempt::Delivered(delivered) => {
                 self.counts.sent += 1;
@@ -463,7 +494,13 @@ impl RunCtx<'_> {
                 log.reason = Some(why);
                 Some(Status::Suppressed)
             }
+            Attempt::Deferred(why) => {
+                self.counts.skipped += 1;
+                log.reason = Some(why);
+                None
+            }
             Attempt::Refused { error, marked } => {
+                claimed = marked;
                 let since = self.failing_since(&p, &error).await;
                 let refusal = Refusal {
                     error,
@@ -507,10 +544,14 @@ impl RunCtx<'_> {
             Some(Status::Sent | Status::Uncertain | Status::Suppressed)
         );
         let dedupe = &outbox.net.dedupe;
+        let allowances = &outbox.net.allowances;
         self.by_deadline(async {
             let mut tx = state.fenced(lease).await?;
             if unclaim {
                 release(&mut tx, dedupe, &p).await?;
+            }
+            if unclaim && claimed {
+                release_allowances(&mut tx, allowances, state).await?;
             }
             if restore {
                 tx.restore(&p.key, p.previous.as_ref()).await?;

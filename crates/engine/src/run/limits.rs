@@ -284,7 +284,7 @@ impl RunCtx<'_> {
     /// `limits.max_per_run`, what `limits.max_per_day` leaves of today (UTC)
     /// and what `limits.max_per_month` leaves of this month, the
     /// activation's own and its destination's (its activations together).
-    pub(super) async fn budget(&self) -> Result<Option<(u64, String)>> {
+    pub(super) async fn budget(&mut self) -> Result<Option<(u64, String)>> {
         let limits = self.activation.limits;
         let mut budget: Option<(u64, String)> = None;
         let mut bound = |n: u64, why: String| {
@@ -322,14 +322,21 @@ impl RunCtx<'_> {
                 format!("cap: limits.max_per_day ({n}) reached; sent on a later day"),
             );
         }
-        for allowance in self.allowances().await? {
-            bound(
-                allowance.left(),
-                format!(
-                    "allowance: limits.max_per_month ({}) of {} reached this month; sent next month",
-                    allowance.limit, allowance.of
-                ),
-            );
+        let allowances = self.allowances().await?;
+        if self.dry.is_none() && !allowances.is_empty() {
+            // Each row claims its place in the allowance when it is marked;
+            // the counters start from what the run logs say was sent.
+            let month = month_of(self.state);
+            let mut tx = self.state.fenced(self.lease).await?;
+            for allowance in &allowances {
+                tx.seed_allowance(&allowance.scope, &month, allowance.sent)
+                    .await?;
+            }
+            tx.commit().await?;
+        }
+        self.allowances.clone_from(&allowances);
+        for allowance in allowances {
+            bound(allowance.left(), allowance_spent(&allowance));
         }
         Ok(budget)
     }
@@ -341,11 +348,27 @@ impl RunCtx<'_> {
     }
 }
 
+/// The month an allowance is counted in, by the state's clock (UTC): `YYYY-MM`.
+pub(super) fn month_of(state: &retl_state::State) -> String {
+    state.clock().now().format("%Y-%m").to_string()
+}
+
+/// What a row deferred by a spent allowance is logged with.
+pub(super) fn allowance_spent(allowance: &Allowance) -> String {
+    format!(
+        "allowance: limits.max_per_month ({}) of {} reached this month; sent next month",
+        allowance.limit, allowance.of
+    )
+}
+
 /// A monthly allowance (`limits.max_per_month`) and what was sent against it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Allowance {
     /// Whose: `activation NAME` or `destination NAME` (its activations together).
     pub of: String,
+    /// The counter rows claim it in: `activation:NAME` or `destination:NAME`.
+    #[serde(skip)]
+    pub scope: String,
     /// The allowance.
     pub limit: u64,
     /// Sent this calendar month (UTC).
@@ -374,23 +397,32 @@ pub async fn allowances(
         .and_time(chrono::NaiveTime::MIN)
         .and_utc()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let counted = now.format("%Y-%m").to_string();
     let mut found = Vec::new();
     if let Some(limit) = activation.limits.max_per_month {
+        let scope = format!("activation:{}", activation.name);
+        let logged = state.sent_since(&activation.name, &month).await?;
+        // The counter holds claims under way too (another run's in flight).
+        let claimed = state.allowance_used(&scope, &counted).await?;
         found.push(Allowance {
             of: format!("activation `{}`", activation.name),
+            scope,
             limit,
-            sent: state.sent_since(&activation.name, &month).await?,
+            sent: logged.max(claimed.unwrap_or_default()),
         });
     }
     if let Some(limit) = activation.destination_max_per_month {
-        let mut sent = 0;
+        let mut logged = 0;
         for sibling in &activation.siblings {
-            sent += state.sent_since(sibling, &month).await?;
+            logged += state.sent_since(sibling, &month).await?;
         }
+        let scope = format!("destination:{}", activation.destination);
+        let claimed = state.allowance_used(&scope, &counted).await?;
         found.push(Allowance {
             of: format!("destination `{}`", activation.destination),
+            scope,
             limit,
-            sent,
+            sent: logged.max(claimed.unwrap_or_default()),
         });
     }
     Ok(found)

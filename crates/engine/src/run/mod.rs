@@ -276,6 +276,8 @@ struct RunCtx<'a> {
     recorded: AtomicU64,
     /// How many more rows this run may start sending, and why it is bounded.
     budget: Option<(u64, String)>,
+    /// The monthly allowances its rows claim a place in when they are marked.
+    allowances: Vec<limits::Allowance>,
     /// The key the person's email is hashed with in the run log (none in a
     /// preview, which keeps nothing).
     contact_key: Option<retl_state::ContactKey>,
@@ -329,6 +331,7 @@ impl<'a> RunCtx<'a> {
             options,
             recorded: AtomicU64::new(0),
             budget: None,
+            allowances: Vec::new(),
             approval: None,
             content_shape: content_shape(activation),
             reshaped: false,
@@ -388,7 +391,8 @@ impl<'a> RunCtx<'a> {
                 .await,
         )?;
         self.refuse(self.guard_first_run(first_run).await)?;
-        self.budget = self.budget().await?;
+        let budget = self.budget().await?;
+        self.budget = budget;
         spec.since = self.plan_cursor(first_run).await?;
         // Until an activation's first run completes, `skip_existing` records
         // the rows already there instead of sending them.
