@@ -731,3 +731,37 @@ fn the_page_gives_support_and_volume_watchers_their_answers_in_a_real_browser() 
     assert!(found.contains(&run_id), "{found}");
     screenshot(&browser, &search, &shots.join("search.png"));
 }
+
+#[test]
+fn a_run_asked_for_while_another_process_holds_the_lease_is_refused_by_name() {
+    let world = World::new();
+    world.insert(1, 3, None, None);
+    // `retl run orders` in another process, held with a row in flight.
+    let mut held = super::spawn_held(&world, "in_flight:1", &[]);
+    let file = token_file(&world);
+    let daemon = start(&world, &["--api-token-file", &file]);
+    let (status, body) = request(
+        &daemon.address,
+        "POST",
+        "/api/activations/orders/runs",
+        Some(TOKEN),
+    );
+    assert!(status.contains(" 409 "), "{status} {body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("holds its lease"),
+        "{answer}"
+    );
+    assert!(
+        answer["holder"]
+            .as_str()
+            .unwrap()
+            .contains(&held.id().to_string()),
+        "{answer}"
+    );
+    held.kill().unwrap();
+    held.wait().unwrap();
+}

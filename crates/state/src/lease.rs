@@ -201,6 +201,26 @@ impl State {
         }
     }
 
+    /// Who holds the lease on `activation` now, and for how long more, if
+    /// anyone alive does (an expired lease, or one whose holder was a
+    /// process of this machine that is gone, is held by nobody).
+    pub async fn lease_holder(&self, activation: &str) -> Result<Option<(String, Duration)>> {
+        let now = self.clock.now_ms();
+        let current: Option<(String, i64)> = on!(self.db.executor(), |c| sqlx::query_as(
+            "SELECT holder, expires_at FROM leases WHERE activation = $1"
+        )
+        .bind(activation)
+        .fetch_optional(c)
+        .await)
+        .map_err(Error::db("read a lease"))?;
+        Ok(current
+            .filter(|(holder, expires_at)| *expires_at >= now && !holder_is_dead_here(holder))
+            .map(|(holder, expires_at)| {
+                let left = u64::try_from(expires_at - now).unwrap_or(0);
+                (holder, Duration::from_millis(left))
+            }))
+    }
+
     /// Extends the lease; `false` if it was lost (expired and taken over).
     pub async fn renew_lease(&self, lease: &Lease) -> Result<bool> {
         let expires_at = self.clock.now_ms().saturating_add(millis(lease.ttl));

@@ -355,6 +355,47 @@ fn counts_json(counts: &Counts) -> String {
 }
 
 impl State {
+    /// Records run `run_id` of `activation`, which was promised (a run
+    /// started through the API answers with its id) but could not start:
+    /// `failed`, with `error` saying why, so that whoever follows the id
+    /// finds it. It writes only this row of `runs` (it holds no lease and
+    /// touches no ledger).
+    pub async fn record_not_started(
+        &self,
+        activation: &str,
+        run_id: &str,
+        error: &str,
+    ) -> Result<RunSummary> {
+        let now = self.now_text();
+        let summary = RunSummary {
+            run_id: run_id.to_owned(),
+            activation: activation.to_owned(),
+            status: RunStatus::Failed,
+            counts: Counts::default(),
+            started_at: now.clone(),
+            finished_at: Some(now),
+            error: Some(error.to_owned()),
+        };
+        on!(self.db.executor(), |c| sqlx::query(
+            "INSERT INTO runs (run_id, activation, status, started_at, finished_at, counts, error)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        )
+        .bind(&summary.run_id)
+        .bind(&summary.activation)
+        .bind(summary.status.as_str())
+        .bind(&summary.started_at)
+        .bind(&summary.finished_at)
+        .bind(counts_json(&summary.counts))
+        .bind(&summary.error)
+        .execute(c)
+        .await
+        .map(|_| ()))
+        .map_err(Error::db("record a run that could not start"))?;
+        Ok(summary)
+    }
+}
+
+impl State {
     /// The most recent runs, newest first.
     pub async fn list_runs(&self, activation: Option<&str>, limit: u32) -> Result<Vec<RunSummary>> {
         let filter = RunFilter {

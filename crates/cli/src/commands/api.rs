@@ -25,6 +25,9 @@ pub(crate) enum Triggered {
     Started(String),
     /// A run of it is under way.
     Running,
+    /// Another process holds its lease (a `retl run`, another daemon):
+    /// who, and for how long more at most.
+    Held(String, std::time::Duration),
     /// No such activation (or its file has problems).
     Unknown(String),
     /// The daemon is stopping: no new run starts.
@@ -139,6 +142,15 @@ pub(crate) async fn start_run(
             axum::Json(
                 serde_json::json!({"activation": name, "error": "a run of it is under way"}),
             ),
+        )
+            .into_response(),
+        Ok(Triggered::Held(holder, left)) => (
+            StatusCode::CONFLICT,
+            axum::Json(serde_json::json!({
+                "activation": name,
+                "error": format!("another process runs it: {holder} holds its lease (for {}s more at most)", left.as_secs()),
+                "holder": holder,
+            })),
         )
             .into_response(),
         Ok(Triggered::Unknown(why)) => (

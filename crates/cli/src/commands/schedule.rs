@@ -205,7 +205,7 @@ pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<Exit, Fai
                         }
                     }
                     Some(trigger) = inbox.recv() => {
-                        let answer = on_demand(ctx, &mut plan, &trigger.name, &cancel, &state, &mut runs);
+                        let answer = on_demand(ctx, &mut plan, &trigger.name, &cancel, &state, &mut runs).await;
                         let _ = trigger.reply.send(answer);
                     }
                     () = cancel.cancelled(), if !cancel.is_cancelled() => {
@@ -257,7 +257,7 @@ fn start(
 /// `POST /api/activations/{name}/runs`: starts a run of `name` now, unless
 /// one is under way. An activation without a schedule is read from the
 /// configuration as it is now, and leaves the plan when its run ends.
-fn on_demand(
+async fn on_demand(
     ctx: &Ctx,
     plan: &mut BTreeMap<String, Entry>,
     name: &str,
@@ -297,6 +297,11 @@ fn on_demand(
     let entry = plan.get_mut(name).expect("inserted above if missing");
     if entry.running {
         return Triggered::Running;
+    }
+    // Another process's run (`retl run`, a second daemon) holds the lease:
+    // a run started now could not take it.
+    if let Ok(Some((holder, left))) = state.lease_holder(name).await {
+        return Triggered::Held(holder, left);
     }
     let run_id = uuid::Uuid::now_v7().to_string();
     notice(&format!(

@@ -471,4 +471,36 @@ mod tests {
         let schema = crate::config::schema::schema(crate::config::schema::SchemaKind::Destination);
         assert!(schema.to_string().contains("\"const\":\"memory\""));
     }
+
+    #[tokio::test]
+    async fn a_promised_run_that_cannot_take_the_lease_is_recorded_saying_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = project(dir.path(), "memory-promised").await;
+        let state = State::open(&format!(
+            "sqlite://{}",
+            dir.path().join("state.db").display()
+        ))
+        .await
+        .unwrap();
+        let activation = &project.activations["customers"];
+        let destination = &project.destinations["memory-promised"];
+        let other = state
+            .acquire_lease("customers", "elsewhere", std::time::Duration::from_mins(1))
+            .await
+            .unwrap();
+        let options = crate::RunOptions {
+            run_id: Some("promised-1".to_owned()),
+            ..crate::RunOptions::default()
+        };
+        let refused = crate::run_with(&state, activation, destination, &options).await;
+        assert!(refused.is_err());
+        let recorded = state.run("promised-1").await.unwrap().expect("recorded");
+        assert_eq!(recorded.status, retl_state::RunStatus::Failed);
+        assert!(
+            recorded.error.as_deref().unwrap().contains("did not start"),
+            "{recorded:?}"
+        );
+        assert!(super::sent("memory-promised").is_empty());
+        state.release_lease(&other).await.unwrap();
+    }
 }

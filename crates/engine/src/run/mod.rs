@@ -118,9 +118,23 @@ pub async fn run_with(
             .clone_from(&run_id);
     }
     let span = tracing::info_span!("run", activation = %activation.name, run_id = %run_id);
-    let lease = state
+    let lease = match state
         .acquire_lease(&activation.name, &run_id, options.lease)
-        .await?;
+        .await
+    {
+        Ok(lease) => lease,
+        Err(e) => {
+            // A run whose id was promised (started through the API) is
+            // recorded, failed, saying why: its id is never a dead end.
+            if options.run_id.is_some() {
+                let why = format!("did not start: {}", retl_config::with_causes(&e));
+                let _ = state
+                    .record_not_started(&activation.name, &run_id, &why)
+                    .await;
+            }
+            return Err(e.into());
+        }
+    };
     let heartbeat = heartbeat(state, &lease);
     let started = async {
         let mut tx = state.fenced(&lease).await?;
