@@ -374,3 +374,53 @@ fn the_daemon_alerts_once_for_an_activation_that_keeps_failing() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn a_password_a_driver_quotes_is_masked_in_every_output() {
+    let Some(driver) = super::server_url("RETL_TEST_ADBC_POSTGRESQL_DRIVER") else {
+        return;
+    };
+    let world = World::new();
+    let receiver = Receiver::start();
+    // A password with `[`, which the driver cannot parse and quotes raw.
+    world.write(
+        "activations/orders.yaml",
+        &format!(
+            "source:\n  adbc:\n    driver: {driver}\n    options:\n      uri: \"postgresql://ro:Sup3r[Secret@[bad/db\"\n  table: orders\n  primary_key: [order_id]\ndestination: trustpilot\nfirst_run: send_all\nmapping:\n  reference_number: order_id\n  consumer_name: full_name\n  consumer_email: email\n"
+        ),
+    );
+    world.write(
+        "alerts.yaml",
+        &format!(
+            "channels:\n  ops: {{type: webhook, url: \"http://127.0.0.1:{}/hook\"}}\nrules:\n  - {{when: run_failed, notify: [ops]}}\n",
+            receiver.port
+        ),
+    );
+    let check = world.retl(&["check", "--json"], "emulator-secret");
+    let run = world.retl(&["run", "orders", "--json"], "emulator-secret");
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    let human = world.retl(&["run", "orders"], "emulator-secret");
+    let list = world.retl(&["runs", "list", "--json"], "emulator-secret");
+    let show = world.retl(&["runs", "show", "latest", "--json"], "emulator-secret");
+    until("the alert", || !receiver.got.lock().unwrap().is_empty());
+    let alerts: Vec<String> = receiver
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, body)| body.clone())
+        .collect();
+    let mut said = alerts.join("\n");
+    for out in [&check, &run, &human, &list, &show] {
+        said.push_str(&String::from_utf8_lossy(&out.stdout));
+        said.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(
+        said.contains("Failed to connect"),
+        "the driver's error is told: {said}"
+    );
+    assert!(said.contains("ro:***@"), "{said}");
+    for secret in ["Sup3r[Secret", "Sup3r", "Sup3r%5BSecret"] {
+        assert!(!said.contains(secret), "`{secret}` leaked: {said}");
+    }
+}

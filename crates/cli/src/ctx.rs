@@ -23,6 +23,9 @@ pub(crate) struct Ctx {
     pub environment: Environment,
     /// `--clock-offset` (tests).
     pub clock_offset: Option<Duration>,
+    /// The secrets of the configuration as loaded: whatever retl prints of
+    /// an error passes through them ([`retl_config::Secrets::mask`]).
+    pub secrets: std::sync::Mutex<retl_config::Secrets>,
 }
 
 impl Ctx {
@@ -80,6 +83,32 @@ impl Ctx {
 
     /// The whole configuration directory, with its problems.
     pub(crate) fn project(&self) -> Result<Project, Failure> {
-        Ok(Project::load_in(&self.config_dir, &self.environment)?)
+        let project = Project::load_in(&self.config_dir, &self.environment)?;
+        self.secrets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(&project.secrets);
+        Ok(project)
+    }
+
+    /// `failure` with every secret of the configuration masked in its text
+    /// (a driver's or a server's message may quote one).
+    pub(crate) fn masked(&self, failure: Failure) -> Failure {
+        let secrets = self
+            .secrets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if secrets.is_empty() {
+            return failure;
+        }
+        let text = format!("{:#}", failure.error);
+        let masked = secrets.mask(&text);
+        if masked == text {
+            return failure;
+        }
+        Failure {
+            code: failure.code,
+            error: anyhow::anyhow!(masked),
+        }
     }
 }

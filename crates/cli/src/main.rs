@@ -637,117 +637,125 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
         state_timeout: cli.state_timeout,
         clock_offset: cli.clock_offset,
         environment,
+        secrets: std::sync::Mutex::default(),
     };
-    match cli.command {
-        Command::Preview {
-            activation,
-            json,
-            limit,
-        } => commands::preview::preview(&ctx, &activation, limit, json).await,
-        Command::Run {
-            activations,
-            all,
-            json,
-            lease_seconds,
-            limit,
-            allow_surge,
-            allow_shared_source,
-            destination_moved,
-            dry_run,
-            hold_at,
-            key_flush_rows,
-            key_push_rows,
-        } => {
-            let names = if all {
-                ctx.project()?.activations.keys().cloned().collect()
-            } else {
-                activations
-            };
-            if dry_run {
-                let mut worst = Exit::Ok;
-                for name in &names {
-                    let code = commands::preview::preview(&ctx, name, limit, json).await?;
-                    if code.severity() > worst.severity() {
-                        worst = code;
-                    }
-                }
-                return Ok(worst);
-            }
-            let run = commands::run::RunArgs {
+    // Whatever goes wrong is said with the configuration's secrets masked.
+    let result: Result<Exit, Failure> = async {
+        match cli.command {
+            Command::Preview {
+                activation,
                 json,
-                quiet: QUIET.load(std::sync::atomic::Ordering::Relaxed),
+                limit,
+            } => commands::preview::preview(&ctx, &activation, limit, json).await,
+            Command::Run {
+                activations,
+                all,
+                json,
                 lease_seconds,
                 limit,
-                allow: commands::run::Allow {
-                    surge: allow_surge,
-                    shared_source: allow_shared_source,
-                    destination_moved,
-                },
-                hold: hold_at,
+                allow_surge,
+                allow_shared_source,
+                destination_moved,
+                dry_run,
+                hold_at,
                 key_flush_rows,
                 key_push_rows,
-            };
-            commands::run::run(&ctx, &names, &run).await
-        }
-        Command::Schedule {
-            listen,
-            listen_public,
-            api_token_file,
-            allowed_hosts,
-            header_timeout,
-            max_connections,
-        } => {
-            let args = commands::schedule::ScheduleArgs {
+            } => {
+                let names = if all {
+                    ctx.project()?.activations.keys().cloned().collect()
+                } else {
+                    activations
+                };
+                if dry_run {
+                    let mut worst = Exit::Ok;
+                    for name in &names {
+                        let code = commands::preview::preview(&ctx, name, limit, json).await?;
+                        if code.severity() > worst.severity() {
+                            worst = code;
+                        }
+                    }
+                    return Ok(worst);
+                }
+                let run = commands::run::RunArgs {
+                    json,
+                    quiet: QUIET.load(std::sync::atomic::Ordering::Relaxed),
+                    lease_seconds,
+                    limit,
+                    allow: commands::run::Allow {
+                        surge: allow_surge,
+                        shared_source: allow_shared_source,
+                        destination_moved,
+                    },
+                    hold: hold_at,
+                    key_flush_rows,
+                    key_push_rows,
+                };
+                commands::run::run(&ctx, &names, &run).await
+            }
+            Command::Schedule {
                 listen,
                 listen_public,
                 api_token_file,
                 allowed_hosts,
-                limits: commands::web::ServeLimits {
-                    header_timeout,
-                    max_connections,
-                },
-            };
-            commands::schedule::schedule(&ctx, &args).await
+                header_timeout,
+                max_connections,
+            } => {
+                let args = commands::schedule::ScheduleArgs {
+                    listen,
+                    listen_public,
+                    api_token_file,
+                    allowed_hosts,
+                    limits: commands::web::ServeLimits {
+                        header_timeout,
+                        max_connections,
+                    },
+                };
+                commands::schedule::schedule(&ctx, &args).await
+            }
+            Command::Approve {
+                activation,
+                run,
+                by,
+                json,
+            } => commands::approve::approve(&ctx, &activation, run.as_deref(), by, json).await,
+            Command::Rename { old, new, json } => {
+                commands::rename::rename(&ctx, &old, &new, json).await
+            }
+            Command::Init { dir } => commands::init::init(&dir),
+            Command::Schema { kind } => {
+                use retl_engine::config::schema::{all, schema};
+                let value = kind.map_or_else(all, schema);
+                println!("{}", serde_json::to_string_pretty(&value)?);
+                Ok(Exit::Ok)
+            }
+            Command::Check { activations, json } => {
+                commands::check::check(&ctx, &activations, json).await
+            }
+            Command::Templates {
+                destination,
+                business_unit,
+                json,
+            } => commands::templates::templates(&ctx, &destination, business_unit, json).await,
+            Command::Runs { command } => commands::runs::runs(&ctx, command).await,
+            Command::Forget {
+                email,
+                destination,
+                dry_run,
+                json,
+            } => {
+                commands::forget::forget(&ctx, &email, destination.as_deref(), dry_run, json).await
+            }
+            Command::Alerts {
+                command: AlertsCommand::Test { json },
+            } => commands::alerts::test(&ctx, json).await,
+            #[cfg(feature = "emulator")]
+            Command::Emulator(args) => commands::emulator::emulator(args).await,
+            #[cfg(feature = "emulator")]
+            Command::Demo { keep } => Box::pin(commands::demo::demo(keep.as_deref())).await,
         }
-        Command::Approve {
-            activation,
-            run,
-            by,
-            json,
-        } => commands::approve::approve(&ctx, &activation, run.as_deref(), by, json).await,
-        Command::Rename { old, new, json } => {
-            commands::rename::rename(&ctx, &old, &new, json).await
-        }
-        Command::Init { dir } => commands::init::init(&dir),
-        Command::Schema { kind } => {
-            use retl_engine::config::schema::{all, schema};
-            let value = kind.map_or_else(all, schema);
-            println!("{}", serde_json::to_string_pretty(&value)?);
-            Ok(Exit::Ok)
-        }
-        Command::Check { activations, json } => {
-            commands::check::check(&ctx, &activations, json).await
-        }
-        Command::Templates {
-            destination,
-            business_unit,
-            json,
-        } => commands::templates::templates(&ctx, &destination, business_unit, json).await,
-        Command::Runs { command } => commands::runs::runs(&ctx, command).await,
-        Command::Forget {
-            email,
-            destination,
-            dry_run,
-            json,
-        } => commands::forget::forget(&ctx, &email, destination.as_deref(), dry_run, json).await,
-        Command::Alerts {
-            command: AlertsCommand::Test { json },
-        } => commands::alerts::test(&ctx, json).await,
-        #[cfg(feature = "emulator")]
-        Command::Emulator(args) => commands::emulator::emulator(args).await,
-        #[cfg(feature = "emulator")]
-        Command::Demo { keep } => Box::pin(commands::demo::demo(keep.as_deref())).await,
     }
+    .await;
+    result.map_err(|failure| ctx.masked(failure))
 }
 
 /// `--since`: a duration such as `2d`.
@@ -777,7 +785,16 @@ pub(crate) fn exit_code(finished: &Finished) -> Result<Exit, Failure> {
         };
         return Err(Failure {
             code,
-            error: anyhow::anyhow!("run {} failed: {failure}", finished.summary.run_id),
+            // The summary's error: the failure with its causes, its secrets masked.
+            error: anyhow::anyhow!(
+                "run {} failed: {}",
+                finished.summary.run_id,
+                finished
+                    .summary
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| failure.to_string())
+            ),
         });
     }
     if finished.summary.status == RunStatus::Interrupted {

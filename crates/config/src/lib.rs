@@ -22,8 +22,10 @@
 pub mod limits;
 mod reader;
 pub mod schema;
+mod secrets;
 
 pub use reader::{Map, Reader, child, closest, join};
+pub use secrets::Secrets;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -53,6 +53,8 @@ pub struct Reader<'f> {
     /// without a problem gave up because of one of them: [`Reader::finish`]
     /// reports them.
     unset: Vec<Problem>,
+    /// The values of `${VAR}`s whose names look secret.
+    secrets: crate::Secrets,
     /// Values that came from the environment, with the text as written
     /// (`${VAR}`) and where: a problem quotes the text, never the value.
     substituted: Vec<Substituted>,
@@ -143,8 +145,15 @@ impl<'f> Reader<'f> {
             env,
             problems: Vec::new(),
             unset: Vec::new(),
+            secrets: crate::Secrets::new(),
             substituted: Vec::new(),
         }
+    }
+
+    /// The values of the `${VAR}`s read so far whose names look secret
+    /// (`${PG_PASSWORD}`, `${TP_API_SECRET}`): masked in every message.
+    pub fn secrets(&self) -> &crate::Secrets {
+        &self.secrets
     }
 
     /// The problems of a file read with this reader into `value`: those
@@ -340,6 +349,9 @@ impl<'f> Reader<'f> {
                     );
                     ok = false;
                 } else if let Some(value) = value {
+                    if crate::is_secret_name(name) {
+                        self.secrets.add(&value);
+                    }
                     out.push_str(&value);
                 } else if let Some((":-", default)) = fallback {
                     out.push_str(default);

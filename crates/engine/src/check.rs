@@ -196,6 +196,19 @@ pub async fn check_activation(
     activation: &Activation,
     destination: &Destination,
 ) -> ActivationCheck {
+    let mut check = check_unmasked(state, activation, destination).await;
+    // A driver's or a server's message may quote an option it was given.
+    for text in check.problems.iter_mut().chain(&mut check.warnings) {
+        *text = activation.secrets.mask(text);
+    }
+    check
+}
+
+async fn check_unmasked(
+    state: Option<&State>,
+    activation: &Activation,
+    destination: &Destination,
+) -> ActivationCheck {
     let name = activation.name.as_str();
     let mut check = ActivationCheck {
         name: name.to_owned(),

@@ -34,6 +34,11 @@ pub struct SourceConfig {
     pub diff_schema: String,
     /// Read through an ADBC driver (`adbc:`); `connection` is then `adbc:DRIVER`.
     pub adbc: Option<crate::Adbc>,
+    /// What its messages must never show: the connection's password, the
+    /// values of options and query parameters whose names look secret, the
+    /// password of an ADBC `uri` (read from its text, even when it does not
+    /// parse).
+    pub secrets: retl_config::Secrets,
 }
 
 impl fmt::Debug for SourceConfig {
@@ -250,6 +255,16 @@ pub fn read_source(r: &mut Reader<'_>, node: &Node<'_>) -> Option<SourceConfig> 
     if adbc.is_some() {
         refuse_with_adbc(r, &map, diff);
     }
+    let mut secrets = retl_config::Secrets::new();
+    if let Some(url) = &connection {
+        secrets.add_url(url);
+    }
+    for (name, value) in adbc.iter().flat_map(|a| &a.options) {
+        if retl_config::is_secret_name(name) {
+            secrets.add(value);
+        }
+        secrets.add_url(value);
+    }
     Some(SourceConfig {
         connection: connection?,
         model: model?,
@@ -262,6 +277,7 @@ pub fn read_source(r: &mut Reader<'_>, node: &Node<'_>) -> Option<SourceConfig> 
         diff,
         diff_schema: diff_schema?,
         adbc,
+        secrets,
     })
 }
 
@@ -402,4 +418,58 @@ fn read_incremental(r: &mut Reader<'_>, node: &Node<'_>) -> Option<crate::Increm
         lookback: lookback?,
         full_scan_every,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::read_source;
+
+    /// The source block `yaml` as read, with `${DB_PASSWORD}` set.
+    fn source(yaml: &str) -> super::SourceConfig {
+        let file = Path::new("a.yaml");
+        let env = |name: &str| (name == "DB_PASSWORD").then(|| "fr0m-env".to_owned());
+        let doc = retl_config::parse(file, yaml).unwrap();
+        let mut r = retl_config::Reader::new(file, yaml, &env);
+        let mut config = read_source(&mut r, &doc).expect("read");
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        config.secrets.extend(r.secrets());
+        config
+    }
+
+    #[test]
+    fn every_kind_of_source_knows_the_secrets_its_messages_must_not_show() {
+        for (yaml, secret) in [
+            (
+                "connection: postgres://ro:pg-pass@db/shop\ntable: t\n",
+                "pg-pass",
+            ),
+            (
+                "connection: mysql://ro:my%23pass@db/shop\ntable: t\n",
+                "my#pass",
+            ),
+            (
+                "connection: sqlite:///tmp/w.db?auth_token=tok-123\ntable: t\n",
+                "tok-123",
+            ),
+            (
+                "connection: postgres://ro:${DB_PASSWORD}@db/shop\ntable: t\n",
+                "fr0m-env",
+            ),
+            (
+                "adbc:\n  driver: snowflake\n  options:\n    password: sn0w-pass\ntable: t\n",
+                "sn0w-pass",
+            ),
+            (
+                "adbc:\n  driver: postgresql\n  options:\n    uri: \"postgresql://ro:Se[cret@[bad/db\"\ntable: t\n",
+                "Se[cret",
+            ),
+        ] {
+            let config = source(yaml);
+            let message = format!("the driver said: {secret} is wrong");
+            let masked = config.secrets.mask(&message);
+            assert!(!masked.contains(secret), "{yaml}: {masked}");
+        }
+    }
 }

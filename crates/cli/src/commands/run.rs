@@ -124,6 +124,7 @@ pub(crate) async fn run(ctx: &Ctx, names: &[String], args: &RunArgs) -> Result<E
             Ok(code) => Ok(code),
             Err(failure) if names.len() > 1 => {
                 // Said now; the others' summaries still follow.
+                let failure = ctx.masked(failure);
                 eprintln!("error: {:#}", failure.error);
                 Err(failure)
             }

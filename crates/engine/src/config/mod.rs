@@ -113,6 +113,9 @@ pub struct Activation {
     pub personal_data_retention: Option<std::time::Duration>,
     /// When `retl schedule` runs it (`schedule:`, default manual).
     pub schedule: crate::schedule::Schedule,
+    /// What no message of its runs may show (see [`retl_config::Secrets`]):
+    /// its source's secrets and the secret `${VAR}`s of its file.
+    pub secrets: retl_config::Secrets,
 }
 
 impl Activation {
@@ -207,6 +210,9 @@ pub struct Project {
     pub alerts: Option<alerts::Alerts>,
     /// Problems of the files left out.
     pub problems: Vec<Problem>,
+    /// Every secret the files hold (their secret `${VAR}`s, the sources'
+    /// passwords): masked in whatever retl prints.
+    pub secrets: retl_config::Secrets,
 }
 
 const ACTIVATION_KEYS: &[&str] = &[
@@ -345,6 +351,9 @@ impl Project {
                 alerts::read_alerts(r, doc, &alerts_file)
             });
         }
+        for activation in project.activations.values() {
+            project.secrets.extend(&activation.secrets);
+        }
         let by_destination: Vec<(String, String)> = project
             .activations
             .values()
@@ -386,6 +395,7 @@ impl Project {
         };
         let mut reader = Reader::new(file, &text, env);
         let value = read(&mut reader, &doc);
+        self.secrets.extend(reader.secrets());
         let (value, mut problems) = reader.finish(value);
         self.problems.append(&mut problems);
         value
@@ -524,9 +534,12 @@ fn read_activation(
         Some(key) => key.clone(),
         None => delivery.default_key(),
     };
+    let mut secrets = source.secrets.clone();
+    secrets.extend(r.secrets());
     Some(Activation {
         name,
         file: file.to_owned(),
+        secrets,
         source,
         primary_key,
         destination: destination_name?,

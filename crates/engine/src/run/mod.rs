@@ -176,7 +176,10 @@ pub async fn run_with(
         (None, true) => RunStatus::Interrupted,
         (None, false) => RunStatus::Completed,
     };
-    summary.error = failure.as_ref().map(|e| retl_config::with_causes(e));
+    // A driver's or a server's message may quote an option it was given.
+    summary.error = failure
+        .as_ref()
+        .map(|e| activation.secrets.mask(&retl_config::with_causes(e)));
     let completed = summary.status == RunStatus::Completed;
     let cursor = ctx.cursor.as_ref().filter(|_| completed);
     let shape = Some(ctx.content_shape.as_str()).filter(|_| completed);
