@@ -277,3 +277,43 @@ fn a_snowflake_url_runs_through_the_adbc_driver_against_fakesnow() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn a_relative_driver_path_is_the_projects_wherever_retl_starts() {
+    let Some(driver) = server_url("RETL_TEST_ADBC_SQLITE_DRIVER") else {
+        return;
+    };
+    let world = World::new();
+    world.insert(1, 2, None, None);
+    // The project (the directory holding configs/) has the driver; the
+    // directory retl is started from has another file of that name.
+    std::fs::copy(&driver, world.dir.path().join("driver.so")).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::write(elsewhere.path().join("driver.so"), "not a library").unwrap();
+    adbc_activation(&world, "./driver.so", "");
+    let out = world
+        .command(&["run", "orders", "--json"], "emulator-secret")
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(count(&summary, "sent"), 2);
+
+    // A library that does not load: the loader's own words, no install hint.
+    std::fs::write(world.dir.path().join("driver.so"), "not a library").unwrap();
+    let out = world.retl(&["run", "orders"], "emulator-secret");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let shown = world.dir.path().join("driver.so").display().to_string();
+    assert!(
+        stderr.contains(&format!("cannot load the ADBC driver library `{shown}`")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("file too short") || stderr.contains("invalid ELF"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("pip install"), "{stderr}");
+    assert!(!stderr.contains("dbc install"), "{stderr}");
+}

@@ -79,25 +79,51 @@ fn adbc_error(driver: &str, what: &str, e: &adbc_core::error::Error) -> Error {
     }
 }
 
-/// Loads the driver: a path (with a `/` or a library extension) is loaded as
-/// it is; a name is looked up by the driver manager.
-fn load(driver: &str) -> Result<ManagedDriver> {
-    let is_path = driver.contains('/')
+/// Whether `driver` names a library by its path (a `/` or a library
+/// extension in it) rather than a driver by its name.
+pub fn is_driver_path(driver: &str) -> bool {
+    driver.contains('/')
         || [".so", ".dylib", ".dll"]
             .iter()
-            .any(|ext| driver.ends_with(ext));
-    let loaded = if is_path {
-        ManagedDriver::load_dynamic_from_filename(driver, None, AdbcVersion::default())
-    } else {
-        ManagedDriver::load_from_name(
-            driver,
-            None,
-            AdbcVersion::default(),
-            adbc_core::LOAD_FLAG_DEFAULT,
-            None,
-        )
-    };
-    loaded.map_err(|e| Error::AdbcDriver {
+            .any(|ext| driver.ends_with(ext))
+}
+
+impl Adbc {
+    /// A driver path relative to the project (the directory that holds the
+    /// configuration directory, as a relative state path is), made
+    /// absolute: where retl is started from never changes which library
+    /// loads.
+    pub fn resolve_driver(&mut self, project: &std::path::Path) {
+        let path = std::path::Path::new(&self.driver);
+        if is_driver_path(&self.driver) && path.is_relative() {
+            let relative: std::path::PathBuf = path
+                .components()
+                .filter(|c| *c != std::path::Component::CurDir)
+                .collect();
+            self.driver = project.join(relative).display().to_string();
+        }
+    }
+}
+
+/// Loads the driver: a path (with a `/` or a library extension) is loaded as
+/// it is, and its loader's error said as it is; a name is looked up by the
+/// driver manager.
+fn load(driver: &str) -> Result<ManagedDriver> {
+    if is_driver_path(driver) {
+        return ManagedDriver::load_dynamic_from_filename(driver, None, AdbcVersion::default())
+            .map_err(|e| Error::AdbcLibrary {
+                path: driver.to_owned(),
+                message: e.message,
+            });
+    }
+    ManagedDriver::load_from_name(
+        driver,
+        None,
+        AdbcVersion::default(),
+        adbc_core::LOAD_FLAG_DEFAULT,
+        None,
+    )
+    .map_err(|e| Error::AdbcDriver {
         driver: driver.to_owned(),
         message: e.message,
     })

@@ -88,6 +88,15 @@ pub enum Error {
         /// What the driver manager said.
         message: String,
     },
+    /// An ADBC driver's library, given by its path, could not be loaded:
+    /// the loader's own words (no install hint: the path was chosen).
+    #[error("cannot load the ADBC driver library `{path}`: {message}")]
+    AdbcLibrary {
+        /// The library's path, as resolved.
+        path: String,
+        /// What the loader said (`dlopen`'s error).
+        message: String,
+    },
     /// An ADBC driver refused an operation.
     #[error("ADBC driver `{driver}`: {message}")]
     Adbc {

@@ -463,9 +463,19 @@ fn read_activation(
     if let Some(node) = map.get("description") {
         r.string(node, "description");
     }
-    let source = r
+    let mut source = r
         .required(&map, "", "source", "connection, table or query")
         .and_then(|node| retl_source::read_source(r, node));
+    // A driver's relative path is the project's, as a relative state path
+    // is: the directory holding the configuration directory.
+    if let Some(adbc) = source.as_mut().and_then(|s| s.adbc.as_mut()) {
+        let project = file
+            .parent()
+            .and_then(Path::parent)
+            .and_then(Path::parent)
+            .unwrap_or_else(|| Path::new("."));
+        adbc.resolve_driver(project);
+    }
     let destination_node = r.required(&map, "", "destination", "");
     let destination_name = destination_node.and_then(|node| r.string(node, "destination"));
     let destination = match (&destination_name, destination_node) {
