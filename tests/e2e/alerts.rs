@@ -87,6 +87,8 @@ impl Receiver {
 struct Mailbox {
     port: u16,
     messages: Arc<Mutex<Vec<String>>>,
+    /// The `AUTH` commands received (it offers AUTH PLAIN).
+    auths: Arc<Mutex<Vec<String>>>,
 }
 
 impl Mailbox {
@@ -95,6 +97,8 @@ impl Mailbox {
         let port = listener.local_addr().unwrap().port();
         let messages = Arc::new(Mutex::new(Vec::new()));
         let kept = messages.clone();
+        let auths = Arc::new(Mutex::new(Vec::new()));
+        let auths_kept = auths.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
@@ -117,7 +121,11 @@ impl Mailbox {
                     }
                     let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
                     let answer: &[u8] = match verb.as_str() {
-                        "EHLO" | "HELO" => b"250 mailbox\r\n",
+                        "EHLO" | "HELO" => b"250-mailbox\r\n250 AUTH PLAIN\r\n",
+                        "AUTH" => {
+                            auths_kept.lock().unwrap().push(line.trim_end().to_owned());
+                            b"235 accepted\r\n"
+                        }
                         "DATA" => {
                             data = Some(String::new());
                             b"354 go on\r\n"
@@ -132,7 +140,11 @@ impl Mailbox {
                 }
             }
         });
-        Mailbox { port, messages }
+        Mailbox {
+            port,
+            messages,
+            auths,
+        }
     }
 }
 
@@ -423,4 +435,71 @@ fn a_password_a_driver_quotes_is_masked_in_every_output() {
     for secret in ["Sup3r[Secret", "Sup3r", "Sup3r%5BSecret"] {
         assert!(!said.contains(secret), "`{secret}` leaked: {said}");
     }
+}
+
+/// A server on loopback that takes connections and never answers.
+fn silent_receiver() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+#[test]
+fn receivers_that_never_answer_hold_retl_runs_exit_only_to_the_deadline() {
+    let world = World::new();
+    let (a, b) = (silent_receiver(), silent_receiver());
+    world.write(
+        "alerts.yaml",
+        &format!(
+            "channels:\n  one: {{type: webhook, url: \"http://127.0.0.1:{a}/hook\"}}\n  two: {{type: slack, url: \"http://127.0.0.1:{b}/hook\"}}\nrules:\n  - {{when: run_failed, notify: [one, two]}}\n"
+        ),
+    );
+    break_source(&world);
+    // Each channel alone would take three tries of 10 s: 66 s for both, one
+    // after the other. Together, under one deadline (shortened here), the
+    // run's exit waits for the deadline only.
+    let started = Instant::now();
+    let out = world
+        .command(&["run", "orders", "--json"], "emulator-secret")
+        .env("RETL_ALERTS_DEADLINE", "3s")
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("alerts not all sent within 3s"), "{stderr}");
+}
+
+#[test]
+fn an_smtp_password_with_a_plus_logs_in_as_written() {
+    let world = World::new();
+    let mailbox = Mailbox::start();
+    world.write(
+        "alerts.yaml",
+        &format!(
+            "channels:\n  mail: {{type: email, smtp: \"smtp://retl:p+ss%40w0rd@127.0.0.1:{}?tls=none\", from: retl@shop.example, to: [a@shop.example]}}\n",
+            mailbox.port
+        ),
+    );
+    let (code, results, stderr) = json(&world, &["alerts", "test", "--json"]);
+    assert_eq!(code, 0, "{results} {stderr}");
+    let auths = mailbox.auths.lock().unwrap().clone();
+    assert_eq!(auths.len(), 1, "{auths:?}");
+    // AUTH PLAIN: base64 of NUL user NUL password.
+    let encoded = auths[0].rsplit(' ').next().unwrap();
+    let plain =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded).unwrap();
+    assert_eq!(
+        plain,
+        b"\0retl\0p+ss@w0rd",
+        "{}",
+        String::from_utf8_lossy(&plain)
+    );
 }

@@ -5,9 +5,10 @@
 //! `recovered` once (`every: true`: every run it holds for alerts). `stale`
 //! is checked after each run and, in the daemon, every minute.
 //!
-//! Sending is bounded (three tries, 10 s each, 1 s then 2 s apart) and never
-//! fails a run: a failed alert is logged and counted
-//! (`retl_alerts_total{channel,result}`).
+//! Sending is bounded (three tries, 10 s each, 1 s then 2 s apart; the
+//! alerts of a run go to all their channels at once, and `retl run` gives
+//! them 15 s together after its runs end) and never fails a run: a failed
+//! alert is logged and counted (`retl_alerts_total{channel,result}`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,19 @@ use crate::commands::metrics::Metrics;
 const TRIES: u32 = 3;
 /// How long one try may take.
 const TRY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An alert decided and not yet sent, with the channels it goes to.
+pub(crate) type Queued = (Vec<String>, Alert);
+
+/// How long `retl run` gives the alerts of its runs, all together, after
+/// they end (`RETL_ALERTS_DEADLINE`, a hidden hook for tests, shortens it):
+/// a receiver that never answers cannot hold its exit.
+pub(crate) fn deadline() -> Duration {
+    std::env::var("RETL_ALERTS_DEADLINE")
+        .ok()
+        .and_then(|text| retl_config::parse_duration(&text))
+        .unwrap_or(Duration::from_secs(15))
+}
 
 /// One alert, as a webhook receives it (the JSON body).
 #[derive(Debug, Clone, Serialize)]
@@ -127,6 +141,19 @@ impl Notifier {
     /// their incidents and alert; a completed run closes the others' and
     /// says they recovered. Then `stale`.
     pub(crate) async fn after_run(&self, state: &State, summary: &RunSummary) {
+        let mut out = Vec::new();
+        self.decide_after_run(state, summary, &mut out).await;
+        self.send_all(out).await;
+    }
+
+    /// What [`after_run`](Self::after_run) decides (incidents opened and
+    /// closed in the state), its alerts added to `out` to be sent together.
+    pub(crate) async fn decide_after_run(
+        &self,
+        state: &State,
+        summary: &RunSummary,
+        out: &mut Vec<Queued>,
+    ) {
         let mut keys: Vec<String> = Vec::new();
         for rule in self.alerts.rules.iter().filter(|r| r.when != When::Stale) {
             let key = key(rule);
@@ -158,24 +185,31 @@ impl Notifier {
                         message,
                     );
                     for r in rules.iter().filter(|r| opened || r.every) {
-                        self.notify(&r.notify, &alert).await;
+                        out.push((r.notify.clone(), alert.clone()));
                     }
                 }
                 None if summary.status == RunStatus::Completed => {
                     let message = format!("{key} is over: run {} completed", summary.run_id);
                     let activation = &summary.activation;
-                    self.recover(state, activation, &key, &rules, Some(summary), message)
+                    self.recover(state, activation, &key, &rules, Some(summary), message, out)
                         .await;
                 }
                 None => {}
             }
         }
-        self.stale(state, &summary.activation).await;
+        self.decide_stale(state, &summary.activation, out).await;
     }
 
     /// `stale` rules for `activation`: no successful run for longer than
     /// `after` opens the incident and alerts; a successful run closes it.
     pub(crate) async fn stale(&self, state: &State, activation: &str) {
+        let mut out = Vec::new();
+        self.decide_stale(state, activation, &mut out).await;
+        self.send_all(out).await;
+    }
+
+    /// What [`stale`](Self::stale) decides, its alerts added to `out`.
+    async fn decide_stale(&self, state: &State, activation: &str, out: &mut Vec<Queued>) {
         let now = state.clock().now();
         let last = state.last_success(activation).await.ok().flatten();
         let since = last
@@ -210,11 +244,11 @@ impl Notifier {
                         ),
                     };
                     let alert = Alert::new(state, "stale", &key, activation, None, message);
-                    self.notify(&rule.notify, &alert).await;
+                    out.push((rule.notify.clone(), alert));
                 }
             } else if !late {
                 let message = format!("{key} is over: a run completed");
-                self.recover(state, activation, &key, &[rule], None, message)
+                self.recover(state, activation, &key, &[rule], None, message, out)
                     .await;
             }
         }
@@ -222,6 +256,7 @@ impl Notifier {
 
     /// The incident `key` of `activation` is over (run `summary` completed,
     /// if one did): if it was open, its rules' channels hear `recovered`.
+    #[allow(clippy::too_many_arguments)] // the incident, its rules, the run, and where its alert goes
     async fn recover(
         &self,
         state: &State,
@@ -230,6 +265,7 @@ impl Notifier {
         rules: &[&Rule],
         summary: Option<&RunSummary>,
         message: String,
+        out: &mut Vec<Queued>,
     ) {
         let Ok(Some(opened_at)) = state.close_incident(activation, key).await else {
             return;
@@ -237,7 +273,7 @@ impl Notifier {
         let mut alert = Alert::new(state, "recovered", key, activation, summary, message);
         alert.incident_opened_at = Some(opened_at);
         for rule in rules {
-            self.notify(&rule.notify, &alert).await;
+            out.push((rule.notify.clone(), alert.clone()));
         }
     }
 
@@ -259,16 +295,21 @@ impl Notifier {
         results
     }
 
-    /// Sends `alert` to the channels `names`; a failure is logged and counted.
-    async fn notify(&self, names: &[String], alert: &Alert) {
-        for name in names {
-            let Some(channel) = self.alerts.channels.get(name) else {
-                continue;
-            };
-            if let Err(why) = self.deliver(name, channel, alert).await {
-                tracing::warn!(channel = %name, event = %alert.event, activation = %alert.activation, "alert not sent: {why}");
-            }
-        }
+    /// Sends every alert of `out` to its channels, all at once (a channel
+    /// that never answers holds up none of the others); a failure is logged
+    /// and counted.
+    pub(crate) async fn send_all(&self, out: Vec<Queued>) {
+        let sends = out.iter().flat_map(|(names, alert)| {
+            names.iter().filter_map(move |name| {
+                let channel = self.alerts.channels.get(name)?;
+                Some(async move {
+                    if let Err(why) = self.deliver(name, channel, alert).await {
+                        tracing::warn!(channel = %name, event = %alert.event, activation = %alert.activation, "alert not sent: {why}");
+                    }
+                })
+            })
+        });
+        futures::future::join_all(sends).await;
     }
 
     /// Sends `alert` to `channel`, trying up to [`TRIES`] times.
@@ -344,6 +385,18 @@ impl Notifier {
     }
 }
 
+/// The user and password of an SMTP URL, percent-decoded (a `+` is a
+/// `+`: a URL's userinfo is not a form), if it has a password.
+fn smtp_credentials(url: &url::Url) -> Option<(String, String)> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    url.password()
+        .map(|password| (decode(url.username()), decode(password)))
+}
+
 /// Whether `rule` holds for the run `summary`: the alert's message if so.
 fn holds(rule: &Rule, summary: &RunSummary) -> Option<String> {
     let c = &summary.counts;
@@ -396,14 +449,8 @@ async fn email(smtp: &str, from: &str, to: &[String], alert: &Alert) -> Result<(
             .port(url.port().unwrap_or(587))
             .tls(Tls::Required(tls()?)),
     };
-    if let Some(password) = url.password() {
-        let decode = |s: &str| {
-            url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
-        };
-        builder = builder.credentials(Credentials::new(decode(url.username()), decode(password)));
+    if let Some((user, password)) = smtp_credentials(&url) {
+        builder = builder.credentials(Credentials::new(user, password));
     }
     let mailbox = |text: &str| {
         text.parse::<Mailbox>()
@@ -431,4 +478,20 @@ async fn email(smtp: &str, from: &str, to: &[String], alert: &Alert) -> Result<(
         .await
         .map(|_| ())
         .map_err(|e| format!("SMTP: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_smtp_password_is_percent_decoded_and_a_plus_stays_a_plus() {
+        let url = url::Url::parse("smtp://re%40tl:p+ss%2Bw%20rd%40x@mail.example:587").unwrap();
+        assert_eq!(
+            smtp_credentials(&url),
+            Some(("re@tl".to_owned(), "p+ss+w rd@x".to_owned()))
+        );
+        let url = url::Url::parse("smtp://mail.example:587").unwrap();
+        assert_eq!(smtp_credentials(&url), None);
+    }
 }

@@ -105,10 +105,24 @@ pub(crate) async fn run(ctx: &Ctx, names: &[String], args: &RunArgs) -> Result<E
     });
     let results = futures::future::join_all(runs).await;
     signals.abort();
-    // Alerts go out once every run has ended (bounded; they never fail a run).
+    // Alerts go out once every run has ended, all together, within one
+    // deadline (they never fail a run, nor hold its exit).
     if let Some(notifier) = crate::alerts::Notifier::new(project.alerts.as_ref(), None) {
-        for finished in results.iter().flatten() {
-            notifier.after_run(&state, &finished.summary).await;
+        let sending = async {
+            let mut out = Vec::new();
+            for finished in results.iter().flatten() {
+                notifier
+                    .decide_after_run(&state, &finished.summary, &mut out)
+                    .await;
+            }
+            notifier.send_all(out).await;
+        };
+        let deadline = crate::alerts::deadline();
+        if tokio::time::timeout(deadline, sending).await.is_err() {
+            tracing::warn!(
+                "alerts not all sent within {}s of the runs' end: a channel did not answer in time",
+                deadline.as_secs()
+            );
         }
     }
     let mut worst: Result<Exit, Failure> = Ok(Exit::Ok);
