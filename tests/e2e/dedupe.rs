@@ -165,3 +165,32 @@ fn a_run_killed_after_claiming_a_customer_keeps_the_claim() {
         per_email(&world)
     );
 }
+
+#[test]
+fn a_domain_in_unicode_and_in_its_ascii_form_is_one_customer() {
+    let world = World::new();
+    world.edit_activation(|yaml| format!("{yaml}dedupe:\n  by: consumer_email\n  within: 365d\n"));
+    world.insert(1, 1, None, None);
+    world.sql("UPDATE orders SET email = 'ann@xn--bcher-kva.example' WHERE order_id = 1");
+    let (code, first) = world.run();
+    assert_eq!((code, count(&first, "sent")), (0, 1), "{first}");
+    // Her next order, the same domain written in Unicode.
+    world.insert(2, 2, None, None);
+    world.sql("UPDATE orders SET email = 'Ann@Bücher.example' WHERE order_id = 2");
+    let (code, second) = world.run();
+    assert_eq!(code, 0, "{second}");
+    assert_eq!(
+        (count(&second, "sent"), count(&second, "suppressed")),
+        (0, 1),
+        "{second}"
+    );
+    // `runs find --email` finds her rows in either form.
+    for email in ["ann@bücher.example", "ANN@xn--bcher-kva.example"] {
+        let (_, found, _) = json(&world, &["runs", "find", "--email", email, "--json"]);
+        assert_eq!(
+            found["rows"].as_array().unwrap().len(),
+            2,
+            "{email}: {found}"
+        );
+    }
+}

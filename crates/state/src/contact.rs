@@ -27,17 +27,60 @@ impl fmt::Debug for ContactKey {
     }
 }
 
-/// An email as it is compared: trimmed, lowercased.
+/// An email as it is compared: trimmed, lowercased, its domain in its
+/// ASCII form (IDNA: `bücher.example` is `xn--bcher-kva.example`, one
+/// domain written two ways). The local part is kept as written, lowercased.
 pub(crate) fn normalize(email: &str) -> String {
-    email.trim().to_lowercase()
+    let email = email.trim().to_lowercase();
+    match email.rsplit_once('@') {
+        Some((local, domain)) => match idna::domain_to_ascii(domain) {
+            Ok(ascii) if !ascii.is_empty() => format!("{local}@{ascii}"),
+            _ => email,
+        },
+        None => email,
+    }
+}
+
+/// `email` as releases before IDNA compared it: trimmed, lowercased, its
+/// domain in its Unicode form as written (an ASCII form stayed ASCII).
+fn legacy_forms(email: &str) -> Vec<String> {
+    let email = email.trim().to_lowercase();
+    let mut forms = vec![email.clone()];
+    if let Some((local, domain)) = email.rsplit_once('@') {
+        let (unicode, found) = idna::domain_to_unicode(domain);
+        if found.is_ok() {
+            forms.push(format!("{local}@{unicode}"));
+        }
+    }
+    forms
 }
 
 impl ContactKey {
     /// The keyed hash of `email` (normalised), as hex.
     pub fn hash(&self, email: &str) -> String {
+        self.mac(&normalize(email))
+    }
+
+    /// The keyed hashes an older release may have kept for `email` (its
+    /// domain in Unicode), where they differ from [`hash`](Self::hash):
+    /// looked up beside it, so that an invitation made before domains were
+    /// compared in one form still counts.
+    pub fn legacy_hashes(&self, email: &str) -> Vec<String> {
+        let now = self.hash(email);
+        let mut hashes: Vec<String> = Vec::new();
+        for form in legacy_forms(email) {
+            let hash = self.mac(&form);
+            if hash != now && !hashes.contains(&hash) {
+                hashes.push(hash);
+            }
+        }
+        hashes
+    }
+
+    fn mac(&self, text: &str) -> String {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
-        mac.update(normalize(email).as_bytes());
+        mac.update(text.as_bytes());
         hex(&mac.finalize().into_bytes())
     }
 }
@@ -192,23 +235,33 @@ impl State {
         let Some(key) = self.existing_contact_key().await? else {
             return Ok(Vec::new());
         };
-        let hash = key.hash(email);
-        let hits: Vec<Hit> = on!(self.db.executor(), |c| {
-            sqlx::query_as(
-                "SELECT r.run_id, runs.activation, r.at, r.row_key, r.reference, r.outcome, r.reason,
-                        r.external_id, r.details, r.request
-                 FROM run_rows r JOIN runs ON runs.run_id = r.run_id
-                 WHERE r.contact_hash = $1 AND (CAST($2 AS TEXT) IS NULL OR runs.activation = $2)
-                 ORDER BY r.at DESC, r.run_id DESC, r.seq DESC LIMIT $3",
-            )
-            .bind(&hash)
-            .bind(activation)
-            .bind(i64::from(limit))
-            .fetch_all(c)
-            .await
-        })
-        .map_err(Error::db("search the run logs by email"))?;
-        hits.into_iter().map(FoundRow::try_from).collect()
+        // Its hash, and those an older release kept (a domain in Unicode).
+        let mut hits: Vec<Hit> = Vec::new();
+        for hash in std::iter::once(key.hash(email)).chain(key.legacy_hashes(email)) {
+            let found: Vec<Hit> = on!(self.db.executor(), |c| {
+                sqlx::query_as(
+                    "SELECT r.run_id, runs.activation, r.at, r.row_key, r.reference, r.outcome, r.reason,
+                            r.external_id, r.details, r.request
+                     FROM run_rows r JOIN runs ON runs.run_id = r.run_id
+                     WHERE r.contact_hash = $1 AND (CAST($2 AS TEXT) IS NULL OR runs.activation = $2)
+                     ORDER BY r.at DESC, r.run_id DESC, r.seq DESC LIMIT $3",
+                )
+                .bind(&hash)
+                .bind(activation)
+                .bind(i64::from(limit))
+                .fetch_all(c)
+                .await
+            })
+            .map_err(Error::db("search the run logs by email"))?;
+            hits.extend(found);
+        }
+        let mut rows: Vec<FoundRow> = hits
+            .into_iter()
+            .map(FoundRow::try_from)
+            .collect::<Result<_>>()?;
+        rows.sort_by(|a, b| b.at.cmp(&a.at));
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(rows)
     }
 }
 
@@ -229,6 +282,23 @@ mod tests {
             key.hash("ann@example.com")
         );
         assert_eq!(key.hash("a@b.co").len(), 64);
+        // One domain, written in Unicode or in its ASCII form: one customer.
+        assert_eq!(
+            key.hash("Ann@Bücher.example"),
+            key.hash("ann@xn--bcher-kva.example")
+        );
+        assert_ne!(
+            key.hash("ann@bücher.example"),
+            key.hash("ann@bucher.example")
+        );
+        // What an older release kept for either form is looked up too.
+        let legacy = ContactKey([7; 32]).mac("ann@bücher.example");
+        assert!(
+            key.legacy_hashes("ann@xn--bcher-kva.example")
+                .contains(&legacy)
+        );
+        assert!(key.legacy_hashes("ann@bücher.example").contains(&legacy));
+        assert!(key.legacy_hashes("ann@example.com").is_empty());
         assert_eq!(format!("{key:?}"), "ContactKey(***)");
     }
 

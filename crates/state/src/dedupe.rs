@@ -35,15 +35,36 @@ impl From<(String, String, String)> for Earlier {
 
 impl Fenced {
     /// Claims `contact` in `scope` for the row `key` of this run, unless
-    /// another row invited them at or after `since` (RFC 3339): then that
-    /// invitation, and nothing is claimed.
+    /// another row invited them at or after `since` (RFC 3339), under it or
+    /// under one of the hashes an older release kept for the same email
+    /// (`legacy`): then that invitation, and nothing is claimed.
     pub async fn claim_contact(
         &mut self,
         scope: &str,
         contact: &str,
+        legacy: &[String],
         key: &RowHash,
         since: &str,
     ) -> Result<Option<Earlier>> {
+        for old in legacy {
+            let found: Option<(String, String, String)> =
+                on!(self.tx.executor(), |c| sqlx::query_as(
+                    "SELECT run_id, activation, invited_at FROM contacts
+                 WHERE scope = $1 AND contact_hash = $2 AND invited_at >= $3
+                   AND NOT (activation = $4 AND key_hash = $5)"
+                )
+                .bind(scope)
+                .bind(old)
+                .bind(since)
+                .bind(&self.activation)
+                .bind(hex(key.as_slice()))
+                .fetch_optional(c)
+                .await)
+                .map_err(Error::db("read a contact"))?;
+            if let Some(found) = found {
+                return Ok(Some(Earlier::from(found)));
+            }
+        }
         let claimed: Vec<(String,)> = on!(self.tx.executor(), |c| sqlx::query_as(
             "INSERT INTO contacts (scope, contact_hash, activation, key_hash, run_id, invited_at)
              VALUES ($1, $2, $3, $4, $5, $6)
@@ -108,24 +129,79 @@ impl State {
     pub async fn contact_invited(
         &self,
         scope: &str,
-        contact: &str,
+        contacts: &[&str],
         activation: &str,
         key: &RowHash,
         since: &str,
     ) -> Result<Option<Earlier>> {
-        let found: Option<(String, String, String)> = on!(self.db.executor(), |c| sqlx::query_as(
-            "SELECT run_id, activation, invited_at FROM contacts
-             WHERE scope = $1 AND contact_hash = $2 AND invited_at >= $3
-               AND NOT (activation = $4 AND key_hash = $5)"
-        )
-        .bind(scope)
-        .bind(contact)
-        .bind(since)
-        .bind(activation)
-        .bind(hex(key.as_slice()))
-        .fetch_optional(c)
-        .await)
-        .map_err(Error::db("read a contact"))?;
-        Ok(found.map(Earlier::from))
+        for contact in contacts {
+            let found: Option<(String, String, String)> =
+                on!(self.db.executor(), |c| sqlx::query_as(
+                    "SELECT run_id, activation, invited_at FROM contacts
+                 WHERE scope = $1 AND contact_hash = $2 AND invited_at >= $3
+                   AND NOT (activation = $4 AND key_hash = $5)"
+                )
+                .bind(scope)
+                .bind(contact)
+                .bind(since)
+                .bind(activation)
+                .bind(hex(key.as_slice()))
+                .fetch_optional(c)
+                .await)
+                .map_err(Error::db("read a contact"))?;
+            if let Some(found) = found {
+                return Ok(Some(Earlier::from(found)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::test_state;
+
+    #[tokio::test]
+    async fn a_claim_kept_under_an_older_releases_hash_still_withholds_the_customer() {
+        let (_dir, state) = test_state().await;
+        let ttl = Duration::from_mins(1);
+        let lease = state.acquire_lease("orders", "run-1", ttl).await.unwrap();
+        let mut tx = state.fenced(&lease).await.unwrap();
+        let since = "2000-01-01T00:00:00.000Z";
+        // An older release claimed her under the Unicode form's hash.
+        assert!(
+            tx.claim_contact("activation:orders", "legacy-hash", &[], &[1; 16], since)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Now her row hashes otherwise; the legacy hash is looked up too.
+        let earlier = tx
+            .claim_contact(
+                "activation:orders",
+                "new-hash",
+                &["legacy-hash".to_owned()],
+                &[2; 16],
+                since,
+            )
+            .await
+            .unwrap();
+        assert_eq!(earlier.map(|e| e.run_id).as_deref(), Some("run-1"));
+        // Her own row again (a retry) is not withheld by its own claim.
+        assert!(
+            tx.claim_contact(
+                "activation:orders",
+                "new-hash",
+                &["legacy-hash".to_owned()],
+                &[1; 16],
+                since,
+            )
+            .await
+            .unwrap()
+            .is_none()
+        );
+        tx.commit().await.unwrap();
     }
 }

@@ -121,6 +121,9 @@ pub(super) struct Pending<R> {
     pub cursor: Option<retl_source::CursorValue>,
     /// The keyed hash of the person's email (see `retl_state::ContactKey`).
     pub contact: Option<String>,
+    /// The hashes an older release kept for the same email (its domain in
+    /// Unicode): dedupe looks them up too.
+    pub legacy_contacts: Vec<String>,
     /// What the run log keeps of the request once sent ([`Rows::recorded`]).
     pub recorded: Option<serde_json::Value>,
 }
@@ -547,6 +550,12 @@ impl RunCtx<'_> {
                 .as_deref()
                 .zip(self.contact_key.as_ref())
                 .map(|(email, key)| key.hash(email)),
+            legacy_contacts: built
+                .contact
+                .as_deref()
+                .zip(self.contact_key.as_ref())
+                .map(|(email, key)| key.legacy_hashes(email))
+                .unwrap_or_default(),
             recorded: rows.recorded(&built.request),
             reference: built.reference,
             previous,

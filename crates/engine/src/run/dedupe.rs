@@ -73,9 +73,12 @@ impl RunCtx<'_> {
                 for (scope, within) in &self.activation.dedupe {
                     let since = since(self.state, *within);
                     let name = &self.activation.name;
+                    let contacts: Vec<&str> = std::iter::once(contact.as_str())
+                        .chain(p.legacy_contacts.iter().map(String::as_str))
+                        .collect();
                     if let Some(earlier) = self
                         .state
-                        .contact_invited(scope, contact, name, &p.key, &since)
+                        .contact_invited(scope, &contacts, name, &p.key, &since)
                         .await?
                     {
                         self.counts.suppressed += 1;

@@ -117,7 +117,10 @@ impl<S: Sender> Protocol for Row<'_, S> {
         if let Some(contact) = &p.contact {
             for (scope, within) in &self.net.dedupe {
                 let since = since(&self.net.state, *within);
-                if let Some(earlier) = tx.claim_contact(scope, contact, &p.key, &since).await? {
+                if let Some(earlier) = tx
+                    .claim_contact(scope, contact, &p.legacy_contacts, &p.key, &since)
+                    .await?
+                {
                     // Dropped uncommitted: no claim and no mark stay.
                     return Ok(Mark::Withheld(suppressed(&earlier, *within)));
                 }
