@@ -447,3 +447,148 @@ fn a_monthly_allowance_holds_for_two_processes_on_a_postgresql_state() {
     assert_eq!(world.emulator().invitations().len(), 20, "{outputs:?}");
     assert_eq!(sent_by(&outputs), 20);
 }
+
+/// Whether any of `needles` is in any file of the state's directory.
+fn state_files_holding(dir: &std::path::Path, needles: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("state.db") {
+            continue;
+        }
+        let bytes = std::fs::read(entry.path()).unwrap();
+        for needle in needles {
+            if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                found.push(format!("{name}: {needle}"));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn forget_leaves_no_byte_of_the_person_in_the_state_and_she_is_never_invited_again() {
+    let world = World::new();
+    // A customers table keyed by email: her address is the key.
+    world.sql(
+        "CREATE TABLE customers (email TEXT PRIMARY KEY, full_name TEXT, locale TEXT);
+         INSERT INTO customers VALUES
+           ('Ann.Quux@Bücher.example', 'Annabel Quuxley', 'en-US'),
+           ('bob@shop.example', 'Bob Stone', 'en-US')",
+    );
+    world.write(
+        "activations/customers.yaml",
+        &format!(
+            "source:\n  connection: {}\n  table: customers\n  primary_key: [email]\ndestination: trustpilot\nfirst_run: send_all\ndedupe:\n  by: consumer_email\n  within: 365d\nmapping:\n  reference_number: locale\n  consumer_name: full_name\n  consumer_email: email\n",
+            world.connection()
+        ),
+    );
+    let out = world.retl(&["run", "customers", "--json"], "emulator-secret");
+    assert_eq!(count(&summary(&out), "sent"), 2, "{out:?}");
+    let needles = [
+        "Ann.Quux@Bücher.example",
+        "ann.quux@bücher.example",
+        "ann.quux@xn--bcher-kva.example",
+        "Ann.Quux",
+        "ann.quux",
+        "Annabel Quuxley",
+    ];
+    assert!(
+        !state_files_holding(world.dir.path(), &needles).is_empty(),
+        "the key is in the state before"
+    );
+
+    let out = world.retl(
+        &[
+            "forget",
+            "--email",
+            "ann.quux@xn--bcher-kva.example",
+            "--json",
+        ],
+        "emulator-secret",
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let left = state_files_holding(world.dir.path(), &needles);
+    assert!(left.is_empty(), "left after forget: {left:?}");
+    assert!(
+        !state_files_holding(world.dir.path(), &["bob@shop.example"]).is_empty(),
+        "others stay"
+    );
+
+    // Her key stays settled; a new order of hers is withheld, saying why.
+    let again = world.retl(&["run", "customers", "--json"], "emulator-secret");
+    assert_eq!(count(&summary(&again), "sent"), 0);
+    world.insert(1, 1, None, None);
+    world.sql("UPDATE orders SET email = 'ANN.QUUX@bücher.example' WHERE order_id = 1");
+    let (code, order) = world.run();
+    assert_eq!(code, 0, "{order}");
+    assert_eq!(
+        (count(&order, "sent"), count(&order, "suppressed")),
+        (0, 1),
+        "{order}"
+    );
+    let found = world.retl(
+        &[
+            "runs",
+            "find",
+            "--email",
+            "Ann.Quux@Bücher.example",
+            "--json",
+        ],
+        "emulator-secret",
+    );
+    let found = summary(&found);
+    assert!(found["forgotten_at"].is_string(), "{found}");
+    let reason = found["rows"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("asked to be forgotten on"), "{reason}");
+    assert_eq!(world.emulator().invitations().len(), 2);
+}
+
+#[test]
+fn forget_leaves_no_row_holding_the_person_on_a_postgresql_state() {
+    let Some(world) = World::new().with_postgres_state() else {
+        return;
+    };
+    world.sql(
+        "CREATE TABLE customers (email TEXT PRIMARY KEY, full_name TEXT, locale TEXT);
+         INSERT INTO customers VALUES ('Ann.Quux@Bücher.example', 'Annabel Quuxley', 'en-US')",
+    );
+    world.write(
+        "activations/customers.yaml",
+        &format!(
+            "source:\n  connection: {}\n  table: customers\n  primary_key: [email]\ndestination: trustpilot\nfirst_run: send_all\ndedupe:\n  by: consumer_email\n  within: 365d\nmapping:\n  reference_number: locale\n  consumer_name: full_name\n  consumer_email: email\n",
+            world.connection()
+        ),
+    );
+    let out = world.retl(&["run", "customers", "--json"], "emulator-secret");
+    assert_eq!(count(&summary(&out), "sent"), 1, "{out:?}");
+    let (url, schema) = world.pg_state.clone().unwrap();
+    let holding = || -> i64 {
+        world.runtime.block_on(async {
+            use sqlx::ConnectOptions as _;
+            let mut conn = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(&url)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let mut total = 0;
+            for table in ["ledger", "run_rows", "runs", "contacts", "erasures", "forgotten"] {
+                let n: i64 = sqlx::query_scalar(&format!(
+                    "SELECT COUNT(*) FROM {schema}.{table} t WHERE lower(t::text) LIKE '%ann.quux%' OR t::text LIKE '%Quuxley%'"
+                ))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+                total += n;
+            }
+            total
+        })
+    };
+    assert!(holding() > 0, "her key is in the ledger before");
+    let out = world.retl(
+        &["forget", "--email", "ann.quux@bücher.example", "--json"],
+        "emulator-secret",
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(holding(), 0);
+}

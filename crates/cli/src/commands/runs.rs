@@ -106,11 +106,13 @@ struct Query {
 /// `retl runs find`: by reference or key, or by the customer's email.
 async fn find(state: &State, query: Query, json: bool) -> Result<(), Failure> {
     let activation = query.activation.as_deref();
+    let mut forgotten = None;
     let (asked, rows) = match (query.reference_or_key, query.email) {
         (_, Some(email)) => {
             let rows = state
                 .find_rows_by_contact(&email, activation, query.limit)
                 .await?;
+            forgotten = state.forgotten_at(&email).await?;
             (email, rows)
         }
         (Some(needle), None) => {
@@ -126,9 +128,15 @@ async fn find(state: &State, query: Query, json: bool) -> Result<(), Failure> {
             "sent": sent.is_some(),
             "sent_at": sent.map(|r| &r.at),
             "sent_run_id": sent.map(|r| &r.run_id),
+            "forgotten_at": forgotten,
             "rows": rows,
         });
         println!("{value}");
+    } else if let (Some(at), true) = (&forgotten, rows.is_empty()) {
+        output::print_human(&format!(
+            "`{asked}` was forgotten on {} (retl forget): the runs' rows of this person were erased; the keys of those rows stay settled, and a later row for this address is suppressed: never invited again\n",
+            at.get(..10).unwrap_or(at)
+        ));
     } else {
         output::print_human(&output::found(&asked, &rows));
     }

@@ -30,6 +30,15 @@ pub(super) fn suppressed(earlier: &retl_state::Earlier, within: Duration) -> Str
     )
 }
 
+/// The run-log reason of a row withheld because its customer asked to be
+/// forgotten on `at`.
+pub(super) fn forgotten(at: &str) -> String {
+    format!(
+        "suppressed: this customer asked to be forgotten on {} (retl forget); never invited again",
+        at.get(..10).unwrap_or(at)
+    )
+}
+
 /// A period as a configuration writes it: `365d`, `12h`, else humantime's words.
 fn as_written(period: Duration) -> String {
     let secs = period.as_secs();
@@ -63,13 +72,18 @@ impl RunCtx<'_> {
         &mut self,
         pending: Vec<classify::Pending<R>>,
     ) -> Result<Vec<classify::Pending<R>>> {
-        if self.activation.dedupe.is_empty() {
-            return Ok(pending);
-        }
         let mut kept = Vec::with_capacity(pending.len());
         let mut logs = Vec::new();
         'rows: for p in pending {
             if let Some(contact) = &p.contact {
+                let hashes: Vec<&str> = std::iter::once(contact.as_str())
+                    .chain(p.legacy_contacts.iter().map(String::as_str))
+                    .collect();
+                if let Some(at) = self.state.contact_forgotten(&hashes).await? {
+                    self.counts.suppressed += 1;
+                    logs.push(p.log(RowOutcome::Suppressed, Some(forgotten(&at))));
+                    continue 'rows;
+                }
                 for (scope, within) in &self.activation.dedupe {
                     let since = since(self.state, *within);
                     let name = &self.activation.name;

@@ -30,7 +30,7 @@ use retl_state::{Lease, Outcome, RowLog, RowOutcome, State};
 use tracing::Instrument as _;
 
 use super::classify::Pending;
-use super::dedupe::{release, since, suppressed};
+use super::dedupe::{forgotten, release, since, suppressed};
 use super::fate::over_budget;
 use super::limits::{allowance_spent, month_of};
 use super::{HoldPoint, RunCtx, RunOptions, hold_at};
@@ -115,6 +115,12 @@ impl<S: Sender> Protocol for Row<'_, S> {
         let p = self.p;
         let mut tx = self.net.state.fenced(&self.net.lease).await?;
         if let Some(contact) = &p.contact {
+            let hashes: Vec<&str> = std::iter::once(contact.as_str())
+                .chain(p.legacy_contacts.iter().map(String::as_str))
+                .collect();
+            if let Some(at) = tx.forgotten(&hashes).await? {
+                return Ok(Mark::Withheld(forgotten(&at)));
+            }
             for (scope, within) in &self.net.dedupe {
                 let since = since(&self.net.state, *within);
                 if let Some(earlier) = tx
