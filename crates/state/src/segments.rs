@@ -421,12 +421,16 @@ impl State {
         Ok(settled)
     }
 
-    /// Whether `activation` has a history in this state: any ledger entry
-    /// (settled, failing, uncertain…) or settled keys in the segments.
-    pub async fn has_history(&self, activation: &str) -> Result<bool> {
+    /// Whether `activation` has keys that answer for the destination they
+    /// went to: sent, suppressed (by an invitation there), uncertain or in
+    /// flight in the ledger, or settled keys in the segments (which do not
+    /// say how each was settled). Rows that only failed, or were rejected,
+    /// reached no one.
+    pub async fn has_delivered(&self, activation: &str) -> Result<bool> {
         let found: i64 = on!(self.db.executor(), |c| sqlx::query_scalar(
             "SELECT CASE WHEN EXISTS (SELECT 1 FROM key_segments WHERE activation = $1)
-                          OR EXISTS (SELECT 1 FROM ledger WHERE activation = $1)
+                          OR EXISTS (SELECT 1 FROM ledger WHERE activation = $1
+                                     AND status IN ('sent', 'suppressed', 'uncertain', 'in_flight'))
                     THEN 1 ELSE 0 END"
         )
         .bind(activation)

@@ -65,6 +65,21 @@ impl Fenced {
 }
 
 impl State {
+    /// Forgets where `activation`'s keys were settled: its next run records
+    /// the destination it sends to as theirs. For `retl demo --keep`, whose
+    /// emulator is gone once it ends: the kept state answers for the one
+    /// the kept configuration reaches next.
+    pub async fn release_destination(&self, activation: &str) -> Result<()> {
+        on!(self.db.executor(), |c| sqlx::query(
+            "DELETE FROM activation_destinations WHERE activation = $1"
+        )
+        .bind(activation)
+        .execute(c)
+        .await
+        .map(|_| ()))
+        .map_err(Error::db("release the activation's destination"))
+    }
+
     /// The destination identity `activation`'s settled keys were settled
     /// against, and since when, if a run recorded one.
     pub async fn destination_of(&self, activation: &str) -> Result<Option<(String, String)>> {

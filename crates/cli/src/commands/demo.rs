@@ -224,6 +224,10 @@ pub(crate) async fn demo(keep: Option<&Path>) -> Result<Exit, Failure> {
     }
     emulator.stop().await?;
     if keep.is_some() {
+        // The demo's emulator is gone: the kept ledger answers for the
+        // emulator the kept configuration reaches next (a stand-in, not a
+        // Trustpilot whose invitations could be lost).
+        state.release_destination("orders").await?;
         println!(
             "
 Kept in {root}: warehouse.db, configs/ and the state in .retl/.

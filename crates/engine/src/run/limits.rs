@@ -125,7 +125,7 @@ impl RunCtx<'_> {
         }
         if let Some((old, since)) = &recorded
             && !self.options.destination_moved
-            && self.state.has_history(name).await?
+            && self.state.has_delivered(name).await?
         {
             let destination = &self.activation.destination;
             return Err(Error::Refused {
