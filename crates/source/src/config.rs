@@ -55,6 +55,7 @@ impl fmt::Debug for SourceConfig {
             .field("diff", &self.diff)
             .field("diff_schema", &self.diff_schema)
             .field("adbc", &self.adbc)
+            .field("secrets", &self.secrets)
             .finish()
     }
 }

@@ -96,7 +96,11 @@ pub fn table_name(activation: &str, owner: &str) -> String {
         .take(NAME_PART)
         .collect();
     let digest = sha2::Sha256::digest(format!("retl key table 1\u{1f}{owner}\u{1f}{activation}"));
-    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let hex = digest.iter().take(6).fold(String::new(), |mut hex, b| {
+        use std::fmt::Write as _;
+        let _ = write!(hex, "{b:02x}");
+        hex
+    });
     format!("k_{readable}_{hex}")
 }
 

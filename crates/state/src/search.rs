@@ -48,6 +48,46 @@ pub enum RunMatch {
 }
 
 impl State {
+    /// Every run-log row of the person with `email`, newest first (at most
+    /// `limit`), across all runs (of `activation` if given).
+    pub async fn find_rows_by_contact(
+        &self,
+        email: &str,
+        activation: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<FoundRow>> {
+        let Some(key) = self.existing_contact_key().await? else {
+            return Ok(Vec::new());
+        };
+        // Its hash, and those an older release kept (a domain in Unicode).
+        let mut hits: Vec<Hit> = Vec::new();
+        for hash in std::iter::once(key.hash(email)).chain(key.legacy_hashes(email)) {
+            let found: Vec<Hit> = on!(self.db.executor(), |c| {
+                sqlx::query_as(
+                    "SELECT r.run_id, runs.activation, r.at, r.row_key, r.reference, r.outcome, r.reason,
+                            r.external_id, r.details, r.request
+                     FROM run_rows r JOIN runs ON runs.run_id = r.run_id
+                     WHERE r.contact_hash = $1 AND (CAST($2 AS TEXT) IS NULL OR runs.activation = $2)
+                     ORDER BY r.at DESC, r.run_id DESC, r.seq DESC LIMIT $3",
+                )
+                .bind(&hash)
+                .bind(activation)
+                .bind(i64::from(limit))
+                .fetch_all(c)
+                .await
+            })
+            .map_err(Error::db("search the run logs by email"))?;
+            hits.extend(found);
+        }
+        let mut rows: Vec<FoundRow> = hits
+            .into_iter()
+            .map(FoundRow::try_from)
+            .collect::<Result<_>>()?;
+        rows.sort_by(|a, b| b.at.cmp(&a.at));
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(rows)
+    }
+
     /// The most recent runs that pass `filter`, newest first.
     pub async fn find_runs(&self, filter: &RunFilter<'_>, limit: u32) -> Result<Vec<RunSummary>> {
         let sql = format!(

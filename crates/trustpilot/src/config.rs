@@ -14,8 +14,6 @@ use std::time::Duration;
 use retl_config::{Node, Reader, join};
 use retl_mapping::Overlay as _;
 
-pub use crate::schema::{destination_schema, target_schema};
-
 use crate::GrantKind;
 use crate::{
     ClientConfig, Credentials, Endpoints, Field, Grant, InvitationType, ProductSettings,

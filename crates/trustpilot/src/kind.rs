@@ -151,11 +151,11 @@ impl Kind for Destination {
     }
 
     fn schema() -> serde_json::Value {
-        crate::config::destination_schema()
+        crate::schema::destination_schema()
     }
 
     fn target_schema() -> serde_json::Value {
-        crate::config::target_schema()
+        crate::schema::target_schema()
     }
 
     fn mapping_schema() -> serde_json::Value {

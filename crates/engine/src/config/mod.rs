@@ -166,6 +166,7 @@ impl fmt::Debug for Activation {
             .field("run_log_retention", &self.run_log_retention)
             .field("personal_data_retention", &self.personal_data_retention)
             .field("schedule", &self.schedule)
+            .field("secrets", &self.secrets)
             .finish()
     }
 }
@@ -451,6 +452,20 @@ fn read_destination(r: &mut Reader<'_>, doc: &Node<'_>, file: &Path) -> Option<D
     crate::destinations::read(&kind, r, doc, name, file)
 }
 
+/// A driver's relative path is the project's, as a relative state path is:
+/// the directory holding the configuration directory (`file`'s grandparent's
+/// parent).
+fn resolve_driver(source: Option<&mut SourceConfig>, file: &Path) {
+    if let Some(adbc) = source.and_then(|s| s.adbc.as_mut()) {
+        let project = file
+            .parent()
+            .and_then(Path::parent)
+            .and_then(Path::parent)
+            .unwrap_or_else(|| Path::new("."));
+        adbc.resolve_driver(project);
+    }
+}
+
 fn read_activation(
     r: &mut Reader<'_>,
     doc: &Node<'_>,
@@ -466,16 +481,7 @@ fn read_activation(
     let mut source = r
         .required(&map, "", "source", "connection, table or query")
         .and_then(|node| retl_source::read_source(r, node));
-    // A driver's relative path is the project's, as a relative state path
-    // is: the directory holding the configuration directory.
-    if let Some(adbc) = source.as_mut().and_then(|s| s.adbc.as_mut()) {
-        let project = file
-            .parent()
-            .and_then(Path::parent)
-            .and_then(Path::parent)
-            .unwrap_or_else(|| Path::new("."));
-        adbc.resolve_driver(project);
-    }
+    resolve_driver(source.as_mut(), file);
     let destination_node = r.required(&map, "", "destination", "");
     let destination_name = destination_node.and_then(|node| r.string(node, "destination"));
     let destination = match (&destination_name, destination_node) {

@@ -143,21 +143,6 @@ impl<R> Pending<R> {
     }
 }
 
-/// The typed value of a row's cell, to find the row again (a writeback, the
-/// warehouse's key table): an integer column's value as an integer when it
-/// fits `i64`, anything else as its text; `None` when NULL.
-pub(super) fn key_value(batch: &RecordBatch, column: usize, row: usize) -> Option<KeyValue> {
-    let array = batch.column(column);
-    if array.is_null(row) {
-        return None;
-    }
-    let text = cell_text(array.as_ref(), row).ok()??;
-    Some(match text.parse() {
-        Ok(n) if is_integer(array.data_type()) => KeyValue::Int(n),
-        _ => KeyValue::Text(text.into_owned()),
-    })
-}
-
 /// The primary-key values of a row, for the run log. The three things that
 /// once all printed `NULL` stay apart: a NULL is `<NULL>`, a cell the source
 /// could not decode (`problem` names its column) is `<unreadable>`, and a
@@ -371,7 +356,7 @@ impl RunCtx<'_> {
             };
             let fate = decide(&facts);
             if self.warehouse.is_some() && settled_by(&fate, &facts.ledger) {
-                let values = super::warehouse::key_values(batch, &columns.key, row);
+                let values = super::key_values::key_values(batch, &columns.key, row);
                 records.settled.push(values);
             }
             if let Some(p) = self.apply(fate, at, &mapping, &mut records) {
@@ -562,11 +547,11 @@ impl RunCtx<'_> {
             request: built.request,
             writeback_key: columns
                 .writeback
-                .and_then(|column| key_value(at.batch, column, at.row)),
+                .and_then(|column| super::key_values::key_value(at.batch, column, at.row)),
             key_values: self
                 .warehouse
                 .as_ref()
-                .and_then(|_| super::warehouse::key_values(at.batch, &columns.key, at.row)),
+                .and_then(|_| super::key_values::key_values(at.batch, &columns.key, at.row)),
             notes: built.notes,
             cursor: at.cursor,
         })

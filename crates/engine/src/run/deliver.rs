@@ -53,6 +53,17 @@ async fn release_allowances(
     Ok(())
 }
 
+/// What a row not carried out gives back when its outcome is recorded.
+#[derive(Debug, Clone, Copy)]
+struct GiveBack {
+    /// Its customer's dedupe claims.
+    claims: bool,
+    /// Its places in the monthly allowances (it was marked).
+    allowances: bool,
+    /// Its mark: the ledger entry it had before.
+    mark: bool,
+}
+
 /// What the delivery loop of one run works with: a destination and what its
 /// request tasks share.
 pub(super) struct Outbox<S: Sender> {
@@ -546,33 +557,49 @@ impl RunCtx<'_> {
             error: log.reason.as_deref(),
         });
         let outcomes: Vec<Outcome<'_>> = outcome.into_iter().collect();
-        let (state, lease, seq) = (self.state, self.lease, self.seq);
         // Not carried out: the customer's claims go back.
         let unclaim = !matches!(
             status,
             Some(Status::Sent | Status::Uncertain | Status::Suppressed)
         );
-        let dedupe = &outbox.net.dedupe;
-        let allowances = &outbox.net.allowances;
+        let give_back = GiveBack {
+            claims: unclaim,
+            allowances: unclaim && claimed,
+            mark: restore,
+        };
+        self.record_one(&outbox.net, &p, give_back, &outcomes, &log)
+            .await?;
+        outbox.net.marked().remove(&p.key);
+        self.recorded_one(status, p.key_values).await
+    }
+
+    /// Commits one row's outcome and run-log row, with what it gives back.
+    async fn record_one<S: Sender>(
+        &self,
+        net: &Net<S>,
+        p: &Pending<S::Request>,
+        give_back: GiveBack,
+        outcomes: &[Outcome<'_>],
+        log: &RowLog,
+    ) -> Result<()> {
+        let (state, lease, seq) = (self.state, self.lease, self.seq);
         self.by_deadline(async {
             let mut tx = state.fenced(lease).await?;
-            if unclaim {
-                release(&mut tx, dedupe, &p).await?;
+            if give_back.claims {
+                release(&mut tx, &net.dedupe, p).await?;
             }
-            if unclaim && claimed {
-                release_allowances(&mut tx, allowances, state).await?;
+            if give_back.allowances {
+                release_allowances(&mut tx, &net.allowances, state).await?;
             }
-            if restore {
+            if give_back.mark {
                 tx.restore(&p.key, p.previous.as_ref()).await?;
             }
-            tx.record(&outcomes).await?;
-            tx.log_rows(seq, std::slice::from_ref(&log)).await?;
+            tx.record(outcomes).await?;
+            tx.log_rows(seq, std::slice::from_ref(log)).await?;
             tx.commit().await?;
             Ok(())
         })
-        .await?;
-        outbox.net.marked().remove(&p.key);
-        self.recorded_one(status, p.key_values).await
+        .await
     }
 
     /// After a row's outcome is committed: the next run-log row, the

@@ -147,6 +147,14 @@ impl RunCtx<'_> {
         Ok(())
     }
 
+    /// The guards a run passes before it reads: a rename, a moved
+    /// destination (`identity`), a large first run.
+    pub(super) async fn guards(&mut self, first_run: bool, identity: &str) -> Result<()> {
+        self.refuse(self.guard_renamed(first_run).await)?;
+        self.refuse(self.guard_destination(identity).await)?;
+        self.refuse(self.guard_first_run(first_run).await)
+    }
+
     /// A safety limit's refusal ends a run; a preview notes it and goes on.
     pub(super) fn refuse(&mut self, verdict: Result<()>) -> Result<()> {
         match (verdict, &mut self.dry) {

@@ -13,6 +13,7 @@ mod dedupe;
 mod deliver;
 mod end;
 mod fate;
+mod key_values;
 mod keys;
 mod limits;
 mod options;
@@ -118,23 +119,7 @@ pub async fn run_with(
             .clone_from(&run_id);
     }
     let span = tracing::info_span!("run", activation = %activation.name, run_id = %run_id);
-    let lease = match state
-        .acquire_lease(&activation.name, &run_id, options.lease)
-        .await
-    {
-        Ok(lease) => lease,
-        Err(e) => {
-            // A run whose id was promised (started through the API) is
-            // recorded, failed, saying why: its id is never a dead end.
-            if options.run_id.is_some() {
-                let why = format!("did not start: {}", retl_config::with_causes(&e));
-                let _ = state
-                    .record_not_started(&activation.name, &run_id, &why)
-                    .await;
-            }
-            return Err(e.into());
-        }
-    };
+    let lease = take_lease(state, activation, &run_id, options).await?;
     let heartbeat = heartbeat(state, &lease);
     let started = async {
         let mut tx = state.fenced(&lease).await?;
@@ -223,6 +208,32 @@ pub async fn run_with(
         failure,
         released: ctx_released,
     })
+}
+
+/// The activation's lease for run `run_id`. A run whose id was promised
+/// (started through the API) and that cannot take it is recorded, failed,
+/// saying why: its id is never a dead end.
+async fn take_lease(
+    state: &State,
+    activation: &Activation,
+    run_id: &str,
+    options: &RunOptions,
+) -> Result<Lease> {
+    match state
+        .acquire_lease(&activation.name, run_id, options.lease)
+        .await
+    {
+        Ok(lease) => Ok(lease),
+        Err(e) => {
+            if options.run_id.is_some() {
+                let why = format!("did not start: {}", retl_config::with_causes(&e));
+                let _ = state
+                    .record_not_started(&activation.name, run_id, &why)
+                    .await;
+            }
+            Err(e.into())
+        }
+    }
 }
 
 /// What an activation's content hashes are made of: its mapped columns, by
@@ -402,12 +413,8 @@ impl<'a> RunCtx<'a> {
         self.check_clock(&spec).await?;
         self.load_from_state().await?;
         let first_run = !self.state.has_completed_run(name).await?;
-        self.refuse(self.guard_renamed(first_run).await)?;
-        self.refuse(
-            self.guard_destination(&destination.identity(delivery))
-                .await,
-        )?;
-        self.refuse(self.guard_first_run(first_run).await)?;
+        self.guards(first_run, &destination.identity(delivery))
+            .await?;
         let budget = self.budget().await?;
         self.budget = budget;
         spec.since = self.plan_cursor(first_run).await?;

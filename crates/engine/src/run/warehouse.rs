@@ -13,6 +13,7 @@ use arrow_array::RecordBatch;
 use retl_source::{KeyTable, KeyValue, Source, SourceSpec, Writer};
 
 use super::RunCtx;
+use super::key_values::key_values;
 use super::options::{HoldPoint, hold_at};
 use crate::{Error, Result};
 
@@ -115,13 +116,6 @@ pub(crate) async fn unknown_keys(
         }
     }
     Ok(unknown)
-}
-
-/// A row's key values, to write to the table; `None` when one is NULL.
-pub(super) fn key_values(batch: &RecordBatch, key: &[usize], row: usize) -> Option<Vec<KeyValue>> {
-    key.iter()
-        .map(|&column| super::classify::key_value(batch, column, row))
-        .collect()
 }
 
 impl RunCtx<'_> {
