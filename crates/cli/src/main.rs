@@ -11,7 +11,6 @@
 // Doc comments on the argument types are `--help` text, shown as written.
 #![allow(clippy::doc_markdown)]
 
-mod alerts;
 mod commands;
 mod ctx;
 mod exit;

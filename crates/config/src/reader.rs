@@ -55,6 +55,9 @@ pub struct Reader<'f> {
     unset: Vec<Problem>,
     /// The values of `${VAR}`s whose names look secret.
     secrets: crate::Secrets,
+    /// The file is left out because of another file's problems (already
+    /// reported there): [`Reader::finish`] adds none of its own.
+    elsewhere: bool,
     /// Values that came from the environment, with the text as written
     /// (`${VAR}`) and where: a problem quotes the text, never the value.
     substituted: Vec<Substituted>,
@@ -146,6 +149,7 @@ impl<'f> Reader<'f> {
             problems: Vec::new(),
             unset: Vec::new(),
             secrets: crate::Secrets::new(),
+            elsewhere: false,
             substituted: Vec::new(),
         }
     }
@@ -156,13 +160,20 @@ impl<'f> Reader<'f> {
         &self.secrets
     }
 
+    /// Says that the file read is left out because of another file's
+    /// problems, reported at that file (an activation whose destination
+    /// file is broken): it gets no problem of its own.
+    pub fn left_out_for_another_file(&mut self) {
+        self.elsewhere = true;
+    }
+
     /// The problems of a file read with this reader into `value`: those
     /// found; or, when the read gave nothing and found no problem, the keys
     /// written with no value (a key that has no default needs one); or, if
     /// there were none either, one problem saying the file was left out. A
     /// file is never left out without a problem at its file.
     pub fn finish<T>(mut self, value: Option<T>) -> (Option<T>, Vec<Problem>) {
-        if self.problems.is_empty() && value.is_none() {
+        if self.problems.is_empty() && value.is_none() && !self.elsewhere {
             self.problems = std::mem::take(&mut self.unset);
             if self.problems.is_empty() {
                 self.problems.push(Problem::in_file(

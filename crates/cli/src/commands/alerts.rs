@@ -19,7 +19,7 @@ pub(crate) async fn test(ctx: &Ctx, json: bool) -> Result<Exit, Failure> {
         )));
     };
     let state = ctx.state().await?;
-    let notifier = crate::alerts::Notifier::new(Some(alerts), None)
+    let notifier = retl_alerts::Notifier::new(Some(alerts), None)
         .ok_or_else(|| anyhow::anyhow!("cannot build an HTTP client for the alerts"))?;
     let results = notifier.test(&state).await;
     let all_sent = results.iter().all(|(_, r)| r.is_ok());

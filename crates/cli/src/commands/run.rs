@@ -107,7 +107,7 @@ pub(crate) async fn run(ctx: &Ctx, names: &[String], args: &RunArgs) -> Result<E
     signals.abort();
     // Alerts go out once every run has ended, all together, within one
     // deadline (they never fail a run, nor hold its exit).
-    if let Some(notifier) = crate::alerts::Notifier::new(project.alerts.as_ref(), None) {
+    if let Some(notifier) = retl_alerts::Notifier::new(project.alerts.as_ref(), None) {
         let sending = async {
             let mut out = Vec::new();
             for finished in results.iter().flatten() {
@@ -117,7 +117,7 @@ pub(crate) async fn run(ctx: &Ctx, names: &[String], args: &RunArgs) -> Result<E
             }
             notifier.send_all(out).await;
         };
-        let deadline = crate::alerts::deadline();
+        let deadline = retl_alerts::deadline();
         if tokio::time::timeout(deadline, sending).await.is_err() {
             tracing::warn!(
                 "alerts not all sent within {}s of the runs' end: a channel did not answer in time",

@@ -23,9 +23,9 @@ use retl_state::{RunStatus, State};
 
 use super::metrics::Metrics;
 use super::web;
-use crate::alerts::Notifier;
 use crate::exit::Exit;
 use crate::{Ctx, Failure, notice};
+use retl_alerts::Notifier;
 
 /// The flags of `retl schedule`.
 pub(crate) struct ScheduleArgs {
@@ -87,7 +87,8 @@ pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<Exit, Fai
     }
     let metrics = Arc::new(Metrics::default());
     metrics.reloaded(project.problems.iter().map(ToString::to_string).collect());
-    let mut notifier = Notifier::new(project.alerts.as_ref(), Some(metrics.clone())).map(Arc::new);
+    let mut notifier =
+        Notifier::new(project.alerts.as_ref(), Some(alert_counter(&metrics))).map(Arc::new);
     {
         let metrics = metrics.clone();
         retl_trustpilot::observe_requests(Box::new(move |status, took| {
@@ -191,7 +192,7 @@ pub(crate) async fn schedule(ctx: &Ctx, args: &ScheduleArgs) -> Result<Exit, Fai
                             // A broken alerts.yaml keeps its previous version, as every file does.
                             let alerts_file = ctx.config_dir().join(retl_engine::config::alerts::ALERTS_FILE);
                             if project.alerts.is_some() || !alerts_file.is_file() {
-                                notifier = Notifier::new(project.alerts.as_ref(), Some(metrics.clone()))
+                                notifier = Notifier::new(project.alerts.as_ref(), Some(alert_counter(&metrics)))
                                     .map(Arc::new);
                             }
                         }
@@ -474,4 +475,10 @@ async fn first_due(
         .and_then(|r| DateTime::parse_from_rfc3339(&r.started_at).ok())
         .map(|t| t.to_utc());
     Ok(activation.schedule.first_due(last_started, now))
+}
+
+/// Counts the daemon's alerts in its metrics (`retl_alerts_total`).
+fn alert_counter(metrics: &Arc<Metrics>) -> retl_alerts::notify::Counter {
+    let metrics = metrics.clone();
+    Arc::new(move |channel, result| metrics.alert(channel, result))
 }

@@ -23,7 +23,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub mod alerts;
+/// `alerts.yaml`, read by `retl-alerts` (where alerts are sent from too).
+pub use retl_alerts::rules as alerts;
 mod env;
 mod when;
 
@@ -466,6 +467,38 @@ fn resolve_driver(source: Option<&mut SourceConfig>, file: &Path) {
     }
 }
 
+/// The destination an activation names, among those read; a problem at
+/// `node` when it is not defined. One whose file is broken is left out
+/// without a problem of its own (its file's are reported there).
+fn find_destination<'d>(
+    r: &mut Reader<'_>,
+    wanted: Option<&String>,
+    node: Option<&Node<'_>>,
+    destinations: &'d BTreeMap<String, Destination>,
+    broken: &std::collections::BTreeSet<String>,
+) -> Option<&'d Destination> {
+    let (wanted, node) = wanted.zip(node)?;
+    let found = destinations.get(wanted);
+    if found.is_none() && broken.contains(wanted) {
+        r.left_out_for_another_file();
+    } else if found.is_none() {
+        let known: Vec<&str> = destinations.keys().map(String::as_str).collect();
+        r.problem(
+            node,
+            "destination",
+            format!(
+                "destination `{wanted}` is not defined (or its file has problems); defined: {}",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        );
+    }
+    found
+}
+
 fn read_activation(
     r: &mut Reader<'_>,
     doc: &Node<'_>,
@@ -484,28 +517,13 @@ fn read_activation(
     resolve_driver(source.as_mut(), file);
     let destination_node = r.required(&map, "", "destination", "");
     let destination_name = destination_node.and_then(|node| r.string(node, "destination"));
-    let destination = match (&destination_name, destination_node) {
-        (Some(wanted), Some(node)) => {
-            let found = destinations.get(wanted);
-            if found.is_none() && !broken.contains(wanted) {
-                let known: Vec<&str> = destinations.keys().map(String::as_str).collect();
-                r.problem(
-                    node,
-                    "destination",
-                    format!(
-                        "destination `{wanted}` is not defined (or its file has problems); defined: {}",
-                        if known.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                );
-            }
-            found
-        }
-        _ => None,
-    };
+    let destination = find_destination(
+        r,
+        destination_name.as_ref(),
+        destination_node,
+        destinations,
+        broken,
+    );
     let first_run = map
         .get("first_run")
         .and_then(|node| r.choice(node, "first_run", FirstRun::CHOICES))

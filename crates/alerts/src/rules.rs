@@ -139,7 +139,8 @@ const CHANNEL_KEYS: &[&str] = &["type", "url", "smtp", "from", "to"];
 const RULE_KEYS: &[&str] = &["when", "notify", "after", "over", "every"];
 
 /// Reads `alerts.yaml`.
-pub(crate) fn read_alerts(r: &mut Reader<'_>, doc: &Node<'_>, file: &Path) -> Option<Alerts> {
+/// Reads an `alerts.yaml` document; every problem is reported to `r`.
+pub fn read_alerts(r: &mut Reader<'_>, doc: &Node<'_>, file: &Path) -> Option<Alerts> {
     let _ = file;
     let map = r.map(doc, "", FILE_KEYS)?;
     let mut channels = BTreeMap::new();

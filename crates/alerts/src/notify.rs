@@ -13,15 +13,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::rules::{Alerts, Channel, Rule, When};
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
-use retl_engine::config::alerts::{Alerts, Channel, Rule, When};
 use retl_state::{Counts, RunStatus, RunSummary, State};
 use serde::Serialize;
-
-use crate::commands::metrics::Metrics;
 
 /// Tries per alert and channel.
 const TRIES: u32 = 3;
@@ -29,12 +27,12 @@ const TRIES: u32 = 3;
 const TRY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An alert decided and not yet sent, with the channels it goes to.
-pub(crate) type Queued = (Vec<String>, Alert);
+pub type Queued = (Vec<String>, Alert);
 
 /// How long `retl run` gives the alerts of its runs, all together, after
 /// they end (`RETL_ALERTS_DEADLINE`, a hidden hook for tests, shortens it):
 /// a receiver that never answers cannot hold its exit.
-pub(crate) fn deadline() -> Duration {
+pub fn deadline() -> Duration {
     std::env::var("RETL_ALERTS_DEADLINE")
         .ok()
         .and_then(|text| retl_config::parse_duration(&text))
@@ -43,7 +41,7 @@ pub(crate) fn deadline() -> Duration {
 
 /// One alert, as a webhook receives it (the JSON body).
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct Alert {
+pub struct Alert {
     /// The rule's `when` (`run_failed`, `refused`, `uncertain`, `given_up`,
     /// `rejected`, `stale`), `recovered` when its incident is over, or `test`.
     pub event: String,
@@ -91,11 +89,15 @@ impl Alert {
 }
 
 /// Sends the alerts of one configuration.
-pub(crate) struct Notifier {
+pub struct Notifier {
     alerts: Alerts,
     http: reqwest::Client,
-    metrics: Option<Arc<Metrics>>,
+    count: Option<Counter>,
 }
+
+/// Counts each alert sent or failed, by channel and result (`sent`,
+/// `failed`): the daemon's `retl_alerts_total`.
+pub type Counter = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 /// An incident's key: rules with the same key share it (two rules on
 /// `run_failed` for two teams open one incident, alert both).
@@ -119,7 +121,7 @@ fn now_text(state: &State) -> String {
 
 impl Notifier {
     /// A notifier for `alerts`, if the project has any rule.
-    pub(crate) fn new(alerts: Option<&Alerts>, metrics: Option<Arc<Metrics>>) -> Option<Notifier> {
+    pub fn new(alerts: Option<&Alerts>, count: Option<Counter>) -> Option<Notifier> {
         let alerts = alerts.filter(|a| !a.rules.is_empty() || !a.channels.is_empty())?;
         // reqwest is built without a bundled crypto provider; use ring (an
         // error only means one is installed already).
@@ -133,14 +135,14 @@ impl Notifier {
         Some(Notifier {
             alerts: alerts.clone(),
             http,
-            metrics,
+            count,
         })
     }
 
     /// After a run of `summary.activation`: the rules it makes hold open
     /// their incidents and alert; a completed run closes the others' and
     /// says they recovered. Then `stale`.
-    pub(crate) async fn after_run(&self, state: &State, summary: &RunSummary) {
+    pub async fn after_run(&self, state: &State, summary: &RunSummary) {
         let mut out = Vec::new();
         self.decide_after_run(state, summary, &mut out).await;
         self.send_all(out).await;
@@ -148,7 +150,7 @@ impl Notifier {
 
     /// What [`after_run`](Self::after_run) decides (incidents opened and
     /// closed in the state), its alerts added to `out` to be sent together.
-    pub(crate) async fn decide_after_run(
+    pub async fn decide_after_run(
         &self,
         state: &State,
         summary: &RunSummary,
@@ -202,7 +204,7 @@ impl Notifier {
 
     /// `stale` rules for `activation`: no successful run for longer than
     /// `after` opens the incident and alerts; a successful run closes it.
-    pub(crate) async fn stale(&self, state: &State, activation: &str) {
+    pub async fn stale(&self, state: &State, activation: &str) {
         let mut out = Vec::new();
         self.decide_stale(state, activation, &mut out).await;
         self.send_all(out).await;
@@ -278,7 +280,7 @@ impl Notifier {
     }
 
     /// `retl alerts test`: a test alert to every channel; each channel's result.
-    pub(crate) async fn test(&self, state: &State) -> Vec<(String, Result<(), String>)> {
+    pub async fn test(&self, state: &State) -> Vec<(String, Result<(), String>)> {
         let mut alert = Alert::new(
             state,
             "test",
@@ -298,7 +300,7 @@ impl Notifier {
     /// Sends every alert of `out` to its channels, all at once (a channel
     /// that never answers holds up none of the others); a failure is logged
     /// and counted.
-    pub(crate) async fn send_all(&self, out: Vec<Queued>) {
+    pub async fn send_all(&self, out: Vec<Queued>) {
         let sends = out.iter().flat_map(|(names, alert)| {
             names.iter().filter_map(move |name| {
                 let channel = self.alerts.channels.get(name)?;
@@ -338,8 +340,8 @@ impl Notifier {
     }
 
     fn count(&self, channel: &str, result: &str) {
-        if let Some(metrics) = &self.metrics {
-            metrics.alert(channel, result);
+        if let Some(count) = &self.count {
+            count(channel, result);
         }
     }
 
