@@ -83,6 +83,11 @@ impl Ctx {
 
     /// The whole configuration directory, with its problems.
     pub(crate) fn project(&self) -> Result<Project, Failure> {
+        Ok(self.load_project()?)
+    }
+
+    /// The configuration, its secrets kept for masking what is printed.
+    pub(crate) fn load_project(&self) -> Result<Project, retl_engine::config::ConfigErrors> {
         let project = Project::load_in(&self.config_dir, &self.environment)?;
         self.secrets
             .lock()

@@ -699,12 +699,12 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
                 header_timeout,
                 max_connections,
             } => {
-                let args = commands::schedule::ScheduleArgs {
+                let args = retl_daemon::ScheduleArgs {
                     listen,
                     listen_public,
                     api_token_file,
                     allowed_hosts,
-                    limits: commands::web::ServeLimits {
+                    limits: retl_daemon::ServeLimits {
                         header_timeout,
                         max_connections,
                     },

@@ -80,3 +80,9 @@ pub use run::{
     Allowance, Cancel, Finished, Hold, HoldPoint, Planned, Preview, Progress, Refusal, Resend,
     RunOptions, allowances, preview, run, run_with,
 };
+
+/// How long a run may take to drain after an interrupt: the destination's
+/// request timeout (a request under way may finish) plus 5 s to record it.
+pub fn drain(destination: &config::Destination) -> std::time::Duration {
+    destination.request_timeout() + std::time::Duration::from_secs(5)
+}

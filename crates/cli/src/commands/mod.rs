@@ -1,7 +1,6 @@
 //! One module per command.
 
 pub(crate) mod alerts;
-pub(crate) mod api;
 pub(crate) mod approve;
 pub(crate) mod check;
 #[cfg(feature = "emulator")]
@@ -10,12 +9,9 @@ pub(crate) mod demo;
 pub(crate) mod emulator;
 pub(crate) mod forget;
 pub(crate) mod init;
-pub(crate) mod metrics;
-pub(crate) mod page;
 pub(crate) mod preview;
 pub(crate) mod rename;
 pub(crate) mod run;
 pub(crate) mod runs;
 pub(crate) mod schedule;
 pub(crate) mod templates;
-pub(crate) mod web;

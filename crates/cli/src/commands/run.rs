@@ -2,15 +2,8 @@
 
 use std::time::Duration;
 
-use retl_engine::config::Destination;
-
 use crate::exit::Exit;
 use crate::{Ctx, Failure, exit_code, output};
-
-/// How long requests under way may take after an interrupt: one request's timeout and 5 s.
-pub(crate) fn drain(destination: &Destination) -> Duration {
-    destination.request_timeout() + Duration::from_secs(5)
-}
 
 /// Sets `flag` on the first SIGINT or SIGTERM.
 pub(crate) async fn on_signal(cancel: retl_engine::Cancel) {
@@ -79,7 +72,7 @@ pub(crate) async fn run(ctx: &Ctx, names: &[String], args: &RunArgs) -> Result<E
         let counts = std::sync::Arc::new(std::sync::Mutex::new(retl_engine::Progress::default()));
         let options = retl_engine::RunOptions {
             lease: Duration::from_secs(args.lease_seconds),
-            drain: drain(destination),
+            drain: retl_engine::drain(destination),
             hold: args.hold,
             limit: args.limit,
             allow_surge: args.allow.surge,

@@ -219,7 +219,7 @@ async fn resend(
             run_id: run_id.to_owned(),
             outcome,
         }),
-        drain: crate::commands::run::drain(destination),
+        drain: retl_engine::drain(destination),
         ..retl_engine::RunOptions::default()
     };
     let finished = retl_engine::run_with(state, activation, destination, &options).await?;

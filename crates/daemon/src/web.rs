@@ -147,7 +147,7 @@ async fn check_host(
 /// connections: a deadline for a request's head, and a connection limit
 /// kept below the process's file limit (runs need files too).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ServeLimits {
+pub struct ServeLimits {
     /// A client must send a request's head within this long.
     pub header_timeout: Duration,
     /// At most this many connections at once; more wait to be accepted.
