@@ -1,5 +1,8 @@
 //! `retl emulator`: a local Trustpilot stand-in.
 
+// Doc comments on the argument types are `--help` text, shown as written.
+#![allow(clippy::doc_markdown)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

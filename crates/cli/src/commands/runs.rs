@@ -2,8 +2,9 @@
 
 use retl_state::{RowOutcome, RunFilter, RunMatch, State};
 
+use crate::args::RunsCommand;
 use crate::exit::Exit;
-use crate::{Ctx, Failure, RunsCommand, exit_code, output};
+use crate::{Ctx, Failure, exit_code, output};
 
 /// `retl runs …`.
 pub(crate) async fn runs(ctx: &Ctx, command: RunsCommand) -> Result<Exit, Failure> {
