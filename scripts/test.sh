@@ -69,6 +69,10 @@ if [ -n "$RETL_TEST_ADBC_SNOWFLAKE_DRIVER" ]; then export RETL_TEST_ADBC_SNOWFLA
 if [ -z "$RETL_TEST_ADBC_SQLITE_DRIVER" ]; then unset RETL_TEST_ADBC_SQLITE_DRIVER; fi
 if [ -z "$RETL_TEST_ADBC_POSTGRESQL_DRIVER" ]; then unset RETL_TEST_ADBC_POSTGRESQL_DRIVER; fi
 
+echo "== docs: every backticked path and Rust name exists"
+python3 scripts/check_docs.py
+echo "== no import cycle between files"
+python3 scripts/import_cycles.py
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"

@@ -12,7 +12,7 @@
 //! microseconds, large and view strings become strings. A type retl cannot
 //! read stops the run before any row is read, naming the column and its type.
 //!
-//! About 780 lines, a fifth of them tests: everything retl asks of an ADBC
+//! Everything retl asks of an ADBC
 //! driver (read, types, cursor condition, writeback, clock) over the one
 //! driver manager, read together.
 //!

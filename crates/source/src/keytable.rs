@@ -2,7 +2,7 @@
 //! activation's settled keys inside the source database, which the read
 //! anti-joins against so that only rows not in it cross the network.
 //!
-//! About 700 lines: each step (make, fill, swap, write keys, probe the
+//! Each step (make, fill, swap, write keys, probe the
 //! grants) holds the SQL of the three databases side by side, so that a
 //! change to one dialect is made beside the others.
 //!

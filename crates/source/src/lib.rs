@@ -1,6 +1,6 @@
 //! Reads a warehouse table or query as a bounded stream of Arrow record batches.
 //!
-//! A little over 600 lines: the `Source` API with what every driver shares
+//! The `Source` API with what every driver shares
 //! (the plan of columns and types, the batch loop with its read timer,
 //! inspection, the warehouse's clock), kept in one place so that the three
 //! drivers' modules hold only what differs between them.

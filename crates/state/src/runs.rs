@@ -1,7 +1,7 @@
 //! The run log: one row per run, one row per row of a run that needed a
 //! decision; its vocabulary (statuses, outcomes, counts) and its writes.
 //! Searching it is `search.rs`'s; the cursors beside it, `cursor.rs`'s.
-//! About 700 lines with its tests: the vocabulary and the writes of one
+//! The vocabulary and the writes of one
 //! table are read together.
 
 use serde::{Deserialize, Serialize};

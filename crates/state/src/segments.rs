@@ -2,7 +2,7 @@
 //! full scan loads into a [`KeySet`] once instead of probing the ledger's
 //! B-tree for every row.
 //!
-//! About 700 lines, a third of them tests: the blocks' writing, merging,
+//! The blocks' writing, merging,
 //! loading and lookups by key share one record format and are read together.
 //!
 //! # What they hold

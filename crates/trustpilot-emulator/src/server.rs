@@ -1,6 +1,6 @@
 //! The HTTP server and its state.
 //!
-//! One file (about 900 lines) on purpose: it is one independent reading of
+//! One file on purpose: it is one independent reading of
 //! the whole Trustpilot API (token, invitations, links, templates, business
 //! units, invitation-data deletion, faults), kept together so that it reads side by side with the API
 //! notes it follows.

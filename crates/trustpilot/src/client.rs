@@ -1,7 +1,7 @@
 //! The HTTP client: tokens, email invitations, invitation links, templates
 //! and business units.
 //!
-//! One file (about 700 lines with its tests) on purpose: every private endpoint
+//! One file on purpose: every private endpoint
 //! goes through the same private request path (`ready`, `call_with`: token,
 //! rate slot, one remint on 401, redirects refused, errors classed), and
 //! splitting the endpoints from it would only export that path within the

@@ -4,7 +4,7 @@
 //! Every problem is reported with its `file:line:column` and field path, all
 //! at once (see `retl-config`).
 //!
-//! About 600 lines without its tests: the destination's reader, the settings
+//! The destination's reader, the settings
 //! reader shared by `defaults:` and `target:`, and the cross-file checks, kept
 //! together because they read the same keys (their schema is in `schema.rs`).
 

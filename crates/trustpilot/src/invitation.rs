@@ -6,7 +6,7 @@
 //! sent (or turned into an [`InvitationLink`](crate::InvitationLink)); there
 //! is no intermediate type to keep in step with it.
 //!
-//! About 700 lines, half of them tests: every field's precedence is tested
+//! Every field's precedence is tested
 //! beside the builder that applies it.
 //!
 //! [`Invitations::origins`] tells, for a preview, which of those layers each

@@ -14,8 +14,7 @@
 //! kept, so one broken activation does not stop the others. IO checks
 //! (connecting to the warehouse, minting a token) are not done here.
 //!
-//! This file keeps each activation structure beside its reader (under 700
-//! lines): the activation is read in one pass that reports every problem, and
+//! This file keeps each activation structure beside its reader: the activation is read in one pass that reports every problem, and
 //! splitting the pass would scatter its order. Environments are `env.rs`'s,
 //! the keys about when (`schedule`, `max_row_age`) `when.rs`'s.
 

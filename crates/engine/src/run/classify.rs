@@ -1,6 +1,6 @@
 //! Classifying a batch: hash, look the keys up, decide per row, map and
 //! validate the new ones. Rows rejected before any request are recorded here.
-//! A little over 600 lines with its tests: the batch's classification, the
+//! The batch's classification, the
 //! one place a fate is applied, and the baseline's recording read together.
 
 use std::collections::HashMap;

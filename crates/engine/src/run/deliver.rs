@@ -13,7 +13,7 @@
 //! finish until shortly before the deadline, and what is still running then is
 //! `uncertain` if it was marked, `skipped` if not.
 //!
-//! Just over 600 lines: the loop, the interrupt's accounting and the
+//! The loop, the interrupt's accounting and the
 //! recording of each outcome share the outbox and are read together.
 
 use std::collections::{HashMap, HashSet};
