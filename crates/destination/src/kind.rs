@@ -138,6 +138,11 @@ pub trait Kind: fmt::Debug + Clone + Send + Sync + 'static {
     type Rows: Rows<Request = <Self::Sender as Sender>::Request>;
     /// Sends them.
     type Sender: Sender;
+    /// The fields of its `mapping:`.
+    type Field: FieldSet;
+    /// The field whose column identifies a row when the source names no
+    /// key (the reference).
+    const KEY_FIELD: Self::Field;
 
     /// Reads a destination file of this type (`name` already read); every
     /// problem is reported to `r`.
@@ -186,11 +191,27 @@ pub trait Kind: fmt::Debug + Clone + Send + Sync + 'static {
         None
     }
 
-    /// The source columns `delivery` reads, in mapping order (may repeat).
-    fn mapped_columns(delivery: &Self::Delivery) -> Vec<&str>;
+    /// `delivery`'s mapping: each destination field and the source column
+    /// it comes from, in catalogue order.
+    fn mapping(delivery: &Self::Delivery) -> &[(Self::Field, String)];
 
-    /// The primary key when the source names none.
-    fn default_key(delivery: &Self::Delivery) -> Vec<String>;
+    /// The source columns `delivery` reads, in mapping order (may repeat).
+    fn mapped_columns(delivery: &Self::Delivery) -> Vec<&str> {
+        Self::mapping(delivery)
+            .iter()
+            .map(|(_, column)| column.as_str())
+            .collect()
+    }
+
+    /// The primary key when the source names none: the column mapped to
+    /// [`KEY_FIELD`](Self::KEY_FIELD) (one row, one reference).
+    fn default_key(delivery: &Self::Delivery) -> Vec<String> {
+        Self::mapping(delivery)
+            .iter()
+            .filter(|(field, _)| *field == Self::KEY_FIELD)
+            .map(|(_, column)| column.clone())
+            .collect()
+    }
 
     /// What `delivery` creates per row, as a word (part of an activation's
     /// source identity: two kinds of thing are two activations).

@@ -175,12 +175,12 @@ async fn not_started<E, P: Protocol>(run: &P, marked: bool) -> Attempt<E, P::Err
     Attempt::NotStarted
 }
 
-/// A pseudo-random share of `max`, for backoff jitter (no need for a real RNG).
+/// A random share of `max`, for backoff jitter.
 fn jitter(max: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    max.mul_f64(f64::from(nanos % 1000) / 1000.0)
+    // The operating system's randomness: retries of many runs at once
+    // spread out instead of landing together. Without it, no jitter.
+    let draw = getrandom::u32().unwrap_or(0);
+    max.mul_f64(f64::from(draw) / f64::from(u32::MAX))
 }
 
 #[cfg(test)]

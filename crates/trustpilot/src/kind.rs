@@ -96,6 +96,8 @@ impl Kind for Destination {
     type Delivery = Delivery;
     type Rows = InvitationRows;
     type Sender = TrustpilotSender;
+    type Field = Field;
+    const KEY_FIELD: Field = Field::ReferenceNumber;
 
     fn read(r: &mut Reader<'_>, doc: &Node<'_>, name: String, file: &Path) -> Option<Self> {
         crate::config::read_destination(r, doc, name, file)
@@ -190,18 +192,8 @@ impl Kind for Destination {
         self.dedupe
     }
 
-    fn mapped_columns(delivery: &Delivery) -> Vec<&str> {
-        delivery.mapping.iter().map(|(_, c)| c.as_str()).collect()
-    }
-
-    /// The reference number's column: one invitation per order.
-    fn default_key(delivery: &Delivery) -> Vec<String> {
-        delivery
-            .mapping
-            .iter()
-            .filter(|(f, _)| *f == Field::ReferenceNumber)
-            .map(|(_, c)| c.clone())
-            .collect()
+    fn mapping(delivery: &Delivery) -> &[(Field, String)] {
+        &delivery.mapping
     }
 
     fn creates(delivery: &Delivery) -> &'static str {

@@ -188,6 +188,8 @@ impl Kind for Memory {
     type Delivery = Delivery;
     type Rows = Bound;
     type Sender = MemorySender;
+    type Field = Field;
+    const KEY_FIELD: Field = Field::Reference;
 
     fn read(r: &mut Reader<'_>, doc: &Node<'_>, name: String, file: &Path) -> Option<Self> {
         let map = r.map(doc, "", &["name", "type", "refuse", "lost"])?;
@@ -252,17 +254,8 @@ impl Kind for Memory {
         RetryPolicy::default()
     }
 
-    fn mapped_columns(delivery: &Delivery) -> Vec<&str> {
-        delivery.mapping.iter().map(|(_, c)| c.as_str()).collect()
-    }
-
-    fn default_key(delivery: &Delivery) -> Vec<String> {
-        delivery
-            .mapping
-            .iter()
-            .filter(|(f, _)| *f == Field::Reference)
-            .map(|(_, c)| c.clone())
-            .collect()
+    fn mapping(delivery: &Delivery) -> &[(Field, String)] {
+        &delivery.mapping
     }
 
     fn creates(_: &Delivery) -> &'static str {

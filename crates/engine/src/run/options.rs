@@ -48,25 +48,26 @@ impl Cancel {
     }
 }
 
-/// A point in a run where it can be told to stop and wait (`--hold-at`,
-/// for tests that kill or interrupt a run at an exact moment instead of
-/// guessing with sleeps).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HoldPoint {
-    /// Just after a row was durably marked in flight, before its request leaves.
-    InFlight,
-    /// Just after a row's outcome was recorded.
-    Recorded,
-    /// Just after a block of key-segment records was committed.
-    Segments,
-    /// `diff: warehouse`: settled keys are about to be written to the key
-    /// table (the ledger holds them; the table not yet).
-    KeysUnpushed,
-    /// `diff: warehouse`: just after a statement wrote settled keys to the key table.
-    KeysPushed,
-    /// `diff: warehouse`, a first run: the ledger holds the staging table's
-    /// keys; the staging table is not yet in the key table's place.
-    Staged,
+retl_config::spelled! {
+    /// A point in a run where it can be told to stop and wait (`--hold-at`,
+    /// for tests that kill or interrupt a run at an exact moment instead of
+    /// guessing with sleeps).
+    pub enum HoldPoint {
+        /// Just after a row was durably marked in flight, before its request leaves.
+        InFlight = "in_flight",
+        /// Just after a row's outcome was recorded.
+        Recorded = "recorded",
+        /// Just after a block of key-segment records was committed.
+        Segments = "segments",
+        /// `diff: warehouse`: settled keys are about to be written to the key
+        /// table (the ledger holds them; the table not yet).
+        KeysUnpushed = "keys_unpushed",
+        /// `diff: warehouse`: just after a statement wrote settled keys to the key table.
+        KeysPushed = "keys_pushed",
+        /// `diff: warehouse`, a first run: the ledger holds the staging table's
+        /// keys; the staging table is not yet in the key table's place.
+        Staged = "staged",
+    }
 }
 
 /// Where a run holds: at the `count`-th arrival at `point`.
@@ -84,19 +85,12 @@ impl std::str::FromStr for Hold {
     fn from_str(s: &str) -> Result<Self, String> {
         let err = || {
             format!(
-                "`{s}` is not POINT:N with POINT in_flight, recorded, segments, keys_unpushed, keys_pushed or staged"
+                "`{s}` is not POINT:N with POINT one of {}",
+                HoldPoint::CHOICES.join(", ")
             )
         };
         let (point, count) = s.split_once(':').ok_or_else(err)?;
-        let point = match point {
-            "in_flight" => HoldPoint::InFlight,
-            "recorded" => HoldPoint::Recorded,
-            "segments" => HoldPoint::Segments,
-            "keys_unpushed" => HoldPoint::KeysUnpushed,
-            "keys_pushed" => HoldPoint::KeysPushed,
-            "staged" => HoldPoint::Staged,
-            _ => return Err(err()),
-        };
+        let point = point.parse().map_err(|_| err())?;
         let count = count.parse().ok().filter(|n| *n > 0).ok_or_else(err)?;
         Ok(Hold { point, count })
     }
@@ -195,15 +189,7 @@ pub(crate) async fn hold_at(options: &RunOptions, point: HoldPoint, arrivals: &A
         return;
     };
     if arrivals.fetch_add(1, Ordering::SeqCst) + 1 == hold.count {
-        let name = match point {
-            HoldPoint::InFlight => "in_flight",
-            HoldPoint::Recorded => "recorded",
-            HoldPoint::Segments => "segments",
-            HoldPoint::KeysUnpushed => "keys_unpushed",
-            HoldPoint::KeysPushed => "keys_pushed",
-            HoldPoint::Staged => "staged",
-        };
-        tracing::warn!("retl: holding at {name} {}", hold.count);
+        tracing::warn!("retl: holding at {point} {}", hold.count);
         options.cancel.cancelled().await;
     }
 }
