@@ -205,15 +205,16 @@ pub struct Details {
 
 /// [`Details`] as the `run_rows.details` column stores them: neutral names,
 /// unset fields left out; `NULL` when there is nothing.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Default)]
 struct StoredDetails {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     status: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     error_code: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     correlation_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     url: Option<String>,
 }
 

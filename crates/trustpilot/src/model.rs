@@ -6,17 +6,15 @@ use serde::Serialize;
 pub const FORBIDDEN_REFERENCE_CHARS: [char; 6] = ['#', '*', '+', '"', '%', '&'];
 
 /// `serviceReviewInvitation`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceReviewInvitation {
     /// `templateId`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub template_id: Option<String>,
     /// `preferredSendTime`, UTC `YYYY-MM-DDTHH:MM:SS`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub preferred_send_time: Option<String>,
     /// `redirectUri`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub redirect_uri: Option<String>,
     /// `tags`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -24,23 +22,22 @@ pub struct ServiceReviewInvitation {
 }
 
 /// `productReviewInvitation` (with `productSkus`; retl never sends `products`).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductReviewInvitation {
     /// `templateId`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub template_id: Option<String>,
     /// `preferredSendTime`, UTC `YYYY-MM-DDTHH:MM:SS`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub preferred_send_time: Option<String>,
     /// `redirectUri`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub redirect_uri: Option<String>,
     /// `productSkus`.
     pub product_skus: Vec<String>,
 }
 
 /// The body of `POST …/email-invitations`: one consumer per call.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EmailInvitation {
@@ -51,33 +48,27 @@ pub struct EmailInvitation {
     /// `referenceNumber` (required by retl).
     pub reference_number: String,
     /// `locale`, `xx-YY`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub locale: Option<String>,
     /// `senderEmail`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sender_email: Option<String>,
     /// `senderName`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sender_name: Option<String>,
     /// `replyTo`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
     /// `locationId`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub location_id: Option<String>,
     /// `type`: always `"email"`.
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// Present for service and both.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub service_review_invitation: Option<ServiceReviewInvitation>,
     /// Present for product and both.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub product_review_invitation: Option<ProductReviewInvitation>,
 }
 
 /// The body of `POST …/invitation-links`. Note Trustpilot's field names differ
 /// from email invitations (`referenceId`, `email`, `name`).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InvitationLink {
@@ -88,16 +79,13 @@ pub struct InvitationLink {
     /// `name`.
     pub name: String,
     /// `locale`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub locale: Option<String>,
     /// `locationId`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub location_id: Option<String>,
     /// `tags`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     /// `redirectUri`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub redirect_uri: Option<String>,
 }
 
