@@ -76,6 +76,13 @@ pub enum Error {
     /// A bug: something that cannot happen did.
     #[error("internal error: {0}")]
     Internal(String),
+    /// An interrupted run's deadline passed while it waited: what did not
+    /// answer in time (its rows are recorded as the interrupt's rules say).
+    #[error("{what} before the interrupt's deadline")]
+    Deadline {
+        /// What was waited for.
+        what: &'static str,
+    },
     /// The run's counts do not add up: a bug, reported loudly rather than hidden.
     #[error("run accounting does not add up: {0}")]
     Accounting(String),

@@ -281,12 +281,9 @@ impl RunCtx<'_> {
             None => work.await,
             Some(deadline) => tokio::time::timeout_at(deadline, work)
                 .await
-                .unwrap_or_else(|_| {
-                    Err(Error::Internal(
-                        "the state database did not answer before the interrupt's deadline"
-                            .to_owned(),
-                    ))
-                }),
+                .unwrap_or(Err(Error::Deadline {
+                    what: "the state database did not answer",
+                })),
         }
     }
 
@@ -452,17 +449,13 @@ impl RunCtx<'_> {
 
     /// [`commit`](RunCtx::commit), by the interrupt's deadline once there is one.
     async fn commit_bounded(&mut self, outcomes: &[Outcome<'_>], logs: &[RowLog]) -> Result<()> {
-        let deadline = self.options.cancel.deadline(self.options.drain);
-        match deadline {
+        match self.options.cancel.deadline(self.options.drain) {
             None => self.commit(outcomes, &[], logs).await,
             Some(deadline) => tokio::time::timeout_at(deadline, self.commit(outcomes, &[], logs))
                 .await
-                .unwrap_or_else(|_| {
-                    Err(Error::Internal(
-                        "the state database did not answer before the interrupt's deadline"
-                            .to_owned(),
-                    ))
-                }),
+                .unwrap_or(Err(Error::Deadline {
+                    what: "the state database did not answer",
+                })),
         }
     }
 
