@@ -4,8 +4,9 @@
 //!
 //! `type: memory` keeps what it is sent in a process-wide list, by
 //! destination name ([`sent`]); `refuse:` lists the references it answers
-//! as a row's fault (`rejected`), `lost:` those whose request times out
-//! after it left (`uncertain`).
+//! as a row's fault (`rejected`), `failing:` those it cannot take now (a
+//! transient failure: `failed`, tried again later), `lost:` those whose
+//! request times out after it left (`uncertain`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -62,6 +63,8 @@ pub struct Memory {
     refuse: Vec<String>,
     /// References whose request times out after it left.
     lost: Vec<String>,
+    /// References it cannot take now (a transient failure).
+    failing: Vec<String>,
 }
 
 /// An activation's `mapping:` for a memory destination.
@@ -165,6 +168,9 @@ impl Sender for MemorySender {
         if self.destination.refuse.contains(&reference) {
             return Err(refused(Class::Rejected, "refused"));
         }
+        if self.destination.failing.contains(&reference) {
+            return Err(refused(Class::Transient, "not now"));
+        }
         let mut sent = SENT
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -192,7 +198,7 @@ impl Kind for Memory {
     const KEY_FIELD: Field = Field::Reference;
 
     fn read(r: &mut Reader<'_>, doc: &Node<'_>, name: String, file: &Path) -> Option<Self> {
-        let map = r.map(doc, "", &["name", "type", "refuse", "lost"])?;
+        let map = r.map(doc, "", &["name", "type", "refuse", "lost", "failing"])?;
         let mut list = |key: &str| {
             map.get(key)
                 .and_then(|node| r.strings(node, key))
@@ -203,6 +209,7 @@ impl Kind for Memory {
             file: file.to_owned(),
             refuse: list("refuse"),
             lost: list("lost"),
+            failing: list("failing"),
         })
     }
 

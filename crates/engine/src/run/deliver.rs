@@ -279,11 +279,13 @@ impl RunCtx<'_> {
     async fn by_deadline<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
         match self.options.cancel.deadline(self.options.drain) {
             None => work.await,
-            Some(deadline) => tokio::time::timeout_at(deadline, work)
-                .await
-                .unwrap_or(Err(Error::Deadline {
-                    what: "the state database did not answer",
-                })),
+            Some(deadline) => {
+                tokio::time::timeout_at(deadline, work)
+                    .await
+                    .unwrap_or(Err(Error::Deadline {
+                        what: "the state database did not answer",
+                    }))
+            }
         }
     }
 

@@ -19,6 +19,8 @@ mod limits;
 mod options;
 mod preview;
 mod start;
+#[cfg(test)]
+mod tests;
 mod warehouse;
 mod writeback;
 
