@@ -106,7 +106,7 @@ impl Ctx {
         if secrets.is_empty() {
             return failure;
         }
-        let text = format!("{:#}", failure.error);
+        let text = failure.text();
         let masked = secrets.mask(&text);
         if masked == text {
             return failure;

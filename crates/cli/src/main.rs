@@ -32,6 +32,22 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
+    /// The error and its causes, each said once (a library's message often
+    /// quotes its cause already).
+    pub(crate) fn text(&self) -> String {
+        let mut text = String::new();
+        for (i, cause) in self.error.chain().enumerate() {
+            let said = cause.to_string();
+            if i == 0 {
+                text = said;
+            } else if !text.contains(&said) {
+                text.push_str(": ");
+                text.push_str(&said);
+            }
+        }
+        text
+    }
+
     /// A usage error ([`Exit::Config`]).
     pub(crate) fn usage(error: anyhow::Error) -> Failure {
         Failure {
@@ -155,9 +171,9 @@ fn main() -> ExitCode {
         Ok(code) => code.into(),
         Err(failure) => {
             if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
-                tracing::error!(target: "retl", exit_code = failure.code.code(), "{:#}", failure.error);
+                tracing::error!(target: "retl", exit_code = failure.code.code(), "{}", failure.text());
             } else {
-                eprintln!("error: {:#}", failure.error);
+                eprintln!("error: {}", failure.text());
             }
             failure.code.into()
         }

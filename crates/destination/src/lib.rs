@@ -64,6 +64,14 @@ pub trait Failure: std::error::Error + Send + Sync + 'static {
     fn answer(&self) -> Answer;
 }
 
+/// A destination's failure, boxed, is an error whose cause is its own: an
+/// error that wraps one keeps the chain (`source()`).
+impl std::error::Error for Box<dyn Failure> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        (**self).source()
+    }
+}
+
 /// A request the destination carried out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Delivered {

@@ -18,20 +18,22 @@ pub enum Error {
         message: String,
     },
     /// The source failed (connection, query, a value of the wrong type).
-    #[error("source of activation `{activation}`: {error}")]
+    #[error("source of activation `{activation}`")]
     Source {
         /// The activation.
         activation: String,
-        /// The source's error (in the message, so not also a `source()`).
+        /// The source's error.
+        #[source]
         error: retl_source::Error,
     },
     /// The destination refused the run (its configuration or credentials),
     /// or could not be reached.
-    #[error("destination `{destination}`: {error}")]
+    #[error("destination `{destination}`")]
     Destination {
         /// The destination.
         destination: String,
-        /// Its error (in the message, so not also a `source()`).
+        /// Its error.
+        #[source]
         error: Box<dyn retl_destination::Failure>,
     },
     /// The command needs a kind of destination this one is not.

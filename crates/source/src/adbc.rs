@@ -73,9 +73,18 @@ impl std::fmt::Debug for Adbc {
 }
 
 fn adbc_error(driver: &str, what: &str, e: &adbc_core::error::Error) -> Error {
+    // A driver that gives no SQLSTATE leaves it all zeros.
+    let sqlstate: String = e
+        .sqlstate
+        .iter()
+        .filter(|c| **c != 0)
+        .map(|c| char::from(u8::try_from(*c).unwrap_or(b'?')))
+        .collect();
     Error::Adbc {
         driver: driver.to_owned(),
         message: format!("{what}: {}", e.message),
+        status: Some(format!("{:?}", e.status)),
+        sqlstate: (!sqlstate.is_empty()).then_some(sqlstate),
     }
 }
 
@@ -465,6 +474,8 @@ impl Source {
         .map_err(|e| Error::Adbc {
             driver: adbc.driver.clone(),
             message: e.to_string(),
+            status: None,
+            sqlstate: None,
         })??;
         let (adbc, shaped) = (adbc.clone(), schema.clone());
         Ok(Source::start(schema, types, move |tx| async move {
@@ -478,6 +489,8 @@ impl Source {
                     let batch = batch.map_err(|e| Error::Adbc {
                         driver: adbc.driver.clone(),
                         message: format!("read a batch: {e}"),
+                        status: None,
+                        sqlstate: None,
                     })?;
                     if tx
                         .blocking_send(Ok((shape(&batch, &shaped)?, Vec::new())))
@@ -520,10 +533,14 @@ impl Source {
                     .map_err(|e| Error::Adbc {
                         driver: adbc.driver.clone(),
                         message: format!("count the rows: {e}"),
+                        status: None,
+                        sqlstate: None,
                     })?
                     .ok_or_else(|| Error::Adbc {
                         driver: adbc.driver.clone(),
                         message: "count the rows: no answer".to_owned(),
+                        status: None,
+                        sqlstate: None,
                     })?;
                 Some(count_of(batch.column(0)))
             } else {
@@ -539,6 +556,8 @@ impl Source {
         .map_err(|e| Error::Adbc {
             driver,
             message: e.to_string(),
+            status: None,
+            sqlstate: None,
         })?
     }
 }
@@ -562,6 +581,8 @@ impl Updater {
             .map_err(|e| Error::Adbc {
                 driver: adbc.driver.clone(),
                 message: e.to_string(),
+                status: None,
+                sqlstate: None,
             })??;
         Ok(Updater {
             driver: adbc.driver.clone(),
@@ -602,6 +623,8 @@ impl Updater {
         .map_err(|e| Error::Adbc {
             driver: self.driver.clone(),
             message: e.to_string(),
+            status: None,
+            sqlstate: None,
         })?;
         let (driver, connection) = (self.driver.clone(), self.connection.clone());
         tokio::task::spawn_blocking(move || {
@@ -626,6 +649,8 @@ impl Updater {
         .map_err(|e| Error::Adbc {
             driver: self.driver.clone(),
             message: e.to_string(),
+            status: None,
+            sqlstate: None,
         })?
     }
 }
@@ -647,10 +672,14 @@ pub(crate) async fn warehouse_now(adbc: &Adbc) -> Result<chrono::DateTime<chrono
             Some(Err(e)) => Err(Error::Adbc {
                 driver: adbc.driver.clone(),
                 message: format!("read the clock: {e}"),
+                status: None,
+                sqlstate: None,
             }),
             _ => Err(Error::Adbc {
                 driver: adbc.driver.clone(),
                 message: "read the clock: no answer".to_owned(),
+                status: None,
+                sqlstate: None,
             }),
         }
     })
@@ -658,6 +687,8 @@ pub(crate) async fn warehouse_now(adbc: &Adbc) -> Result<chrono::DateTime<chrono
     .map_err(|e| Error::Adbc {
         driver,
         message: e.to_string(),
+        status: None,
+        sqlstate: None,
     })??;
     let target = DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")));
     match column.data_type() {

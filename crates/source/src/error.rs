@@ -17,7 +17,7 @@ pub enum Error {
     InvalidBatchSize,
     /// The database could not be reached or opened.
     #[error("cannot connect to the source: {0}")]
-    Connect(sqlx::Error),
+    Connect(#[source] sqlx::Error),
     /// Connecting took longer than the connect timeout.
     #[error("cannot connect to the source within {0:?}")]
     ConnectTimeout(std::time::Duration),
@@ -74,6 +74,7 @@ pub enum Error {
         /// What retl was doing.
         what: String,
         /// The database's error.
+        #[source]
         error: sqlx::Error,
         /// The GRANT (or step) that lets retl do it.
         grant: String,
@@ -104,10 +105,15 @@ pub enum Error {
         driver: String,
         /// What failed, and the driver's message.
         message: String,
+        /// The ADBC status code (`IO`, `InvalidArguments`, …), when the
+        /// driver gave one.
+        status: Option<String>,
+        /// The five-character SQLSTATE, when the driver gave one.
+        sqlstate: Option<String>,
     },
     /// The model's SQL failed, before or during the read.
     #[error("source query failed: {0}")]
-    Query(sqlx::Error),
+    Query(#[source] sqlx::Error),
 }
 
 impl Error {

@@ -363,6 +363,8 @@ impl KeyTable {
                 "retl's key table `{}` has no dialect for ADBC sources yet",
                 self.display()
             ),
+            status: None,
+            sqlstate: None,
         }
     }
 

@@ -179,17 +179,17 @@ pub enum Error {
     Auth(ApiError),
     /// No connection could be made: nothing was sent.
     #[error("cannot connect to trustpilot: {}", retl_config::with_causes(.0))]
-    Connect(reqwest::Error),
+    Connect(#[source] reqwest::Error),
     /// The server's TLS certificate was refused: nothing was sent, and no
     /// retry can help (a configuration problem: the host, a proxy, the clock).
     #[error("cannot connect to trustpilot: the TLS certificate was refused: {}", retl_config::with_causes(.0))]
-    Certificate(reqwest::Error),
+    Certificate(#[source] reqwest::Error),
     /// The request went out but no complete answer came back.
     #[error(
         "no answer from trustpilot after the request was sent (it may have been accepted): {}",
         retl_config::with_causes(.0)
     )]
-    NoResponse(reqwest::Error),
+    NoResponse(#[source] reqwest::Error),
     /// A 3xx answer: retl never follows redirects (a `sent` needs a 2xx from
     /// the endpoint called, and a bearer token must not travel elsewhere).
     #[error("trustpilot answered HTTP {status} with a redirect to `{}`, which retl does not follow{}", location.as_deref().unwrap_or("?"), if *same_host { "" } else { " (another host: check the endpoints)" })]

@@ -132,7 +132,7 @@ pub(crate) async fn run(ctx: &Ctx, names: &[String], args: &RunArgs) -> Result<E
             Err(failure) if names.len() > 1 => {
                 // Said now; the others' summaries still follow.
                 let failure = ctx.masked(failure);
-                eprintln!("error: {:#}", failure.error);
+                eprintln!("error: {}", failure.text());
                 Err(failure)
             }
             Err(failure) => return Err(failure),
