@@ -312,7 +312,7 @@ pub(crate) enum Command {
     #[command(
         after_help = "Example:\n  retl emulator --port 8787 --fault server_error=0.1 --rate-limit 100/5s"
     )]
-    Emulator(crate::commands::emulator::EmulatorArgs),
+    Emulator(retl_trustpilot_emulator::command::EmulatorArgs),
     /// A self-contained demo: a SQLite warehouse, the emulator, two runs.
     #[cfg(feature = "emulator")]
     #[command(after_help = "Example:\n  retl demo --keep ./retl-demo")]

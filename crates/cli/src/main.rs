@@ -330,7 +330,10 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
                 command: AlertsCommand::Test { json },
             } => commands::alerts::test(&ctx, json).await,
             #[cfg(feature = "emulator")]
-            Command::Emulator(args) => commands::emulator::emulator(args).await,
+            Command::Emulator(args) => {
+                retl_trustpilot_emulator::command::run(args).await?;
+                Ok(Exit::Ok)
+            }
             #[cfg(feature = "emulator")]
             Command::Demo { keep } => Box::pin(commands::demo::demo(keep.as_deref())).await,
         }

@@ -68,6 +68,7 @@ mod check;
 pub mod config;
 mod destinations;
 mod error;
+mod project_check;
 mod run;
 pub mod schedule;
 
@@ -76,6 +77,7 @@ pub use check::{
     check_destination, templates,
 };
 pub use error::{Error, Result};
+pub use project_check::{ProjectCheck, check_project};
 pub use run::{
     Allowance, Cancel, Finished, Hold, HoldPoint, Planned, Preview, Progress, Refusal, Resend,
     RunOptions, allowances, preview, run, run_with,

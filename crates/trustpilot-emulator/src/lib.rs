@@ -31,6 +31,7 @@
 //! (the success status and body, the numeric `errorCode`s, whether the rate
 //! limits are hard) the behaviour is a setting with a documented default.
 
+pub mod command;
 mod config;
 mod server;
 mod validate;

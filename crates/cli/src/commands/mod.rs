@@ -5,8 +5,6 @@ pub(crate) mod approve;
 pub(crate) mod check;
 #[cfg(feature = "emulator")]
 pub(crate) mod demo;
-#[cfg(feature = "emulator")]
-pub(crate) mod emulator;
 pub(crate) mod forget;
 pub(crate) mod init;
 pub(crate) mod preview;

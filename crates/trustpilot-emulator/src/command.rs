@@ -1,4 +1,5 @@
-//! `retl emulator`: a local Trustpilot stand-in.
+//! `retl emulator`: its flags and its run, here beside the emulator they
+//! configure (the binary only names the command).
 
 // Doc comments on the argument types are `--help` text, shown as written.
 #![allow(clippy::doc_markdown)]
@@ -7,14 +8,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context as _;
-use retl_trustpilot_emulator::{Emulator, EmulatorConfig};
+use crate::{Emulator, EmulatorConfig};
 
-use crate::Failure;
-use crate::exit::Exit;
-
+/// The flags of `retl emulator`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct EmulatorArgs {
+pub struct EmulatorArgs {
     /// Port on 127.0.0.1 (0: any free port).
     #[arg(long, default_value_t = 8787)]
     port: u16,
@@ -39,7 +37,7 @@ pub(crate) struct EmulatorArgs {
     /// A rate-limit window, REQUESTS/DURATION (e.g. 100/5s, 833/5m, 10000/1h);
     /// repeat for several. Default: 833/5m and 10000/1h.
     #[arg(long = "rate-limit", value_parser = parse_window)]
-    rate_limits: Vec<retl_trustpilot_emulator::RateWindow>,
+    rate_limits: Vec<crate::RateWindow>,
     /// Send Retry-After (seconds) with 429 answers (Trustpilot documents none).
     #[arg(long)]
     retry_after: Option<u64>,
@@ -59,7 +57,7 @@ pub(crate) struct EmulatorArgs {
     /// gateway_timeout_after_accept, unknown_after_accept, origin_timeout_after_accept,
     /// accept_then_stall, cdn_bad_request (e.g. --fault server_error=0.1); repeat for several.
     #[arg(long = "fault", value_parser = parse_fault)]
-    faults: Vec<(retl_trustpilot_emulator::Fault, f64)>,
+    faults: Vec<(crate::Fault, f64)>,
     /// A drawn 429 is followed by this many more.
     #[arg(long, default_value_t = 0)]
     fault_burst: u32,
@@ -71,7 +69,7 @@ pub(crate) struct EmulatorArgs {
     log_file: Option<PathBuf>,
 }
 
-fn parse_window(text: &str) -> Result<retl_trustpilot_emulator::RateWindow, String> {
+fn parse_window(text: &str) -> Result<crate::RateWindow, String> {
     let err = || format!("`{text}` is not REQUESTS/DURATION (e.g. 100/5s, 833/5m, 10000/1h)");
     let (limit, window) = text.split_once('/').ok_or_else(err)?;
     let limit = limit.trim().parse().map_err(|_| err())?;
@@ -84,25 +82,23 @@ fn parse_window(text: &str) -> Result<retl_trustpilot_emulator::RateWindow, Stri
         "h" => n * 3600,
         _ => return Err(err()),
     };
-    Ok(retl_trustpilot_emulator::RateWindow {
+    Ok(crate::RateWindow {
         limit,
         window: Duration::from_secs(seconds),
     })
 }
 
-fn parse_fault(text: &str) -> Result<(retl_trustpilot_emulator::Fault, f64), String> {
+fn parse_fault(text: &str) -> Result<(crate::Fault, f64), String> {
     let (name, share) = text
         .split_once('=')
         .ok_or_else(|| format!("`{text}` is not FAULT=SHARE"))?;
-    let fault: retl_trustpilot_emulator::Fault = serde_json::from_value(serde_json::Value::String(
+    let fault: crate::Fault = serde_json::from_value(serde_json::Value::String(
         name.trim().to_owned(),
     ))
     .map_err(|_| {
         format!(
             "unknown fault `{name}`; one of: {}",
-            retl_trustpilot_emulator::Fault::ALL
-                .map(retl_trustpilot_emulator::Fault::name)
-                .join(", ")
+            crate::Fault::ALL.map(crate::Fault::name).join(", ")
         )
     })?;
     let share: f64 = share
@@ -114,12 +110,12 @@ fn parse_fault(text: &str) -> Result<(retl_trustpilot_emulator::Fault, f64), Str
     Ok((fault, share))
 }
 
-/// `retl emulator`.
-pub(crate) async fn emulator(args: EmulatorArgs) -> Result<Exit, Failure> {
-    let mut shares = retl_trustpilot_emulator::FaultShares {
+/// `retl emulator`: serves on 127.0.0.1 until Ctrl-C, its banner on stdout.
+pub async fn run(args: EmulatorArgs) -> std::io::Result<()> {
+    let mut shares = crate::FaultShares {
         burst: args.fault_burst,
         seed: args.fault_seed,
-        ..retl_trustpilot_emulator::FaultShares::default()
+        ..crate::FaultShares::default()
     };
     for (fault, share) in args.faults {
         shares = shares.with(fault, share);
@@ -149,7 +145,7 @@ pub(crate) async fn emulator(args: EmulatorArgs) -> Result<Exit, Failure> {
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     let emulator = Emulator::start(config, addr)
         .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
     print!("{}", banner(&emulator.url(), &credentials));
     // Tools that start the emulator read this line to know it is up.
     std::io::Write::flush(&mut std::io::stdout())?;
@@ -157,8 +153,7 @@ pub(crate) async fn emulator(args: EmulatorArgs) -> Result<Exit, Failure> {
         .serve_until(async {
             let _ = tokio::signal::ctrl_c().await;
         })
-        .await?;
-    Ok(Exit::Ok)
+        .await
 }
 
 /// What the emulator says when it starts: where it is and what it accepts.
