@@ -104,7 +104,9 @@ impl Adbc {
     /// loads.
     pub fn resolve_driver(&mut self, project: &std::path::Path) {
         let path = std::path::Path::new(&self.driver);
-        if is_driver_path(&self.driver) && path.is_relative() {
+        // A bare file name (`libadbc_driver_x.so`) is the loader's to find
+        // on the library path; a path with a folder in it is the project's.
+        if self.driver.contains('/') && path.is_relative() {
             let relative: std::path::PathBuf = path
                 .components()
                 .filter(|c| *c != std::path::Component::CurDir)
@@ -732,6 +734,34 @@ fn count_of(array: &ArrayRef) -> u64 {
             .and_then(|a| u64::try_from(a.value(0)).ok())
             .unwrap_or(0),
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod resolve_tests {
+    use super::Adbc;
+
+    fn adbc(driver: &str) -> Adbc {
+        Adbc {
+            driver: driver.to_owned(),
+            options: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_relative_driver_path_is_the_projects_and_a_name_stays_a_name() {
+        let project = std::path::Path::new("/srv/shop");
+        for (given, resolved) in [
+            ("./drivers/libduck.so", "/srv/shop/drivers/libduck.so"),
+            ("drivers/libduck.so", "/srv/shop/drivers/libduck.so"),
+            ("libduck.so", "libduck.so"),
+            ("/opt/adbc/libpg.so", "/opt/adbc/libpg.so"),
+            ("snowflake", "snowflake"),
+        ] {
+            let mut a = adbc(given);
+            a.resolve_driver(project);
+            assert_eq!(a.driver, resolved, "{given}");
+        }
     }
 }
 

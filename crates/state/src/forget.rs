@@ -280,3 +280,112 @@ fn replace_ignoring_case(text: &str, needle: &str, with: &str) -> String {
     out.push_str(&text[rest..]);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{Outcome, RowLog, RowOutcome, test_state};
+
+    #[tokio::test]
+    async fn forgetting_deletes_her_rows_and_claims_clears_her_texts_and_keeps_one_entry() {
+        let (_dir, state) = test_state().await;
+        let key = state.contact_key().await.unwrap();
+        let hers = key.hash("Ann@Example.com");
+        let lease = state
+            .acquire_lease("customers", "run-1", Duration::from_mins(1))
+            .await
+            .unwrap();
+        let mut tx = state.fenced(&lease).await.unwrap();
+        tx.start_run().await.unwrap();
+        // Keyed by her email: her key text is her address.
+        tx.record(&[
+            Outcome {
+                key: [1; 16],
+                content: [2; 16],
+                status: retl_diff::Status::Sent,
+                row_key: Some("ann@example.com"),
+                reference: Some("ann@example.com"),
+                error: None,
+            },
+            Outcome {
+                key: [3; 16],
+                content: [4; 16],
+                status: retl_diff::Status::Sent,
+                row_key: Some("bob@example.com"),
+                reference: Some("bob@example.com"),
+                error: None,
+            },
+        ])
+        .await
+        .unwrap();
+        let mut row = RowLog::new(
+            "ann@example.com",
+            Some("ann@example.com"),
+            RowOutcome::Sent,
+            None,
+        );
+        row.contact_hash = Some(hers.clone());
+        let bob = RowLog::new(
+            "bob@example.com",
+            Some("bob@example.com"),
+            RowOutcome::Sent,
+            None,
+        );
+        tx.log_rows(0, &[row, bob]).await.unwrap();
+        tx.claim_contact(
+            "activation:customers",
+            &hers,
+            &[],
+            &[1; 16],
+            "2000-01-01T00:00:00Z",
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        state.release_lease(&lease).await.unwrap();
+
+        assert_eq!(state.contact_rows("ann@example.com").await.unwrap(), 1);
+        let erased = state
+            .forget_contact("ANN@example.com", "memory")
+            .await
+            .unwrap();
+        assert_eq!(erased, 1);
+        assert_eq!(state.contact_rows("ann@example.com").await.unwrap(), 0);
+        assert!(
+            state
+                .forgotten_at("ann@example.com")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(state.forgotten_at("bob@example.com").await.unwrap(), None);
+        // Her claim is gone; her key stays settled, without its text.
+        let claims: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contacts")
+            .fetch_one(match &state.db {
+                crate::db::Db::Sqlite(pool) => pool,
+                crate::db::Db::Postgres(_) => unreachable!("a SQLite test state"),
+            })
+            .await
+            .unwrap();
+        assert_eq!(claims, 0);
+        let keys = state.ledger_keys("customers").await.unwrap();
+        assert!(keys.contains(&[1; 16]) && keys.contains(&[3; 16]));
+        assert_eq!(
+            state
+                .find_rows("ann@example.com", None, 10)
+                .await
+                .unwrap()
+                .len(),
+            0
+        );
+        assert_eq!(
+            state
+                .find_rows("bob@example.com", None, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+}

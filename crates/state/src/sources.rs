@@ -295,6 +295,44 @@ mod tests {
     use crate::test_state;
 
     #[tokio::test]
+    async fn where_keys_were_settled_is_recorded_moved_with_a_rename_and_released() {
+        let (_dir, state) = test_state().await;
+        let ttl = Duration::from_mins(1);
+        assert_eq!(state.destination_of("orders").await.unwrap(), None);
+        let lease = state.acquire_lease("orders", "run-1", ttl).await.unwrap();
+        let mut tx = state.fenced(&lease).await.unwrap();
+        tx.note_destination("https://invitations.example business unit bu-1")
+            .await
+            .unwrap();
+        tx.note_source("s1").await.unwrap();
+        tx.start_run().await.unwrap();
+        tx.record(&[crate::Outcome {
+            key: [1; 16],
+            content: [2; 16],
+            status: retl_diff::Status::Sent,
+            row_key: Some("1"),
+            reference: Some("1"),
+            error: None,
+        }])
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        state.release_lease(&lease).await.unwrap();
+        let (identity, _) = state.destination_of("orders").await.unwrap().unwrap();
+        assert_eq!(identity, "https://invitations.example business unit bu-1");
+        assert!(state.has_delivered("orders").await.unwrap());
+
+        state
+            .rename_activation("orders", "shop", ttl)
+            .await
+            .unwrap();
+        assert_eq!(state.destination_of("orders").await.unwrap(), None);
+        assert!(state.destination_of("shop").await.unwrap().is_some());
+        state.release_destination("shop").await.unwrap();
+        assert_eq!(state.destination_of("shop").await.unwrap(), None);
+    }
+
+    #[tokio::test]
     async fn a_source_read_by_another_activations_history_is_found_and_moved_with_it() {
         let (_dir, state) = test_state().await;
         let ttl = Duration::from_mins(1);
