@@ -88,7 +88,7 @@ impl Ctx {
 
     /// The configuration, its secrets kept for masking what is printed.
     pub(crate) fn load_project(&self) -> Result<Project, retl_engine::config::ConfigErrors> {
-        let project = Project::load_in(&self.config_dir, &self.environment)?;
+        let project = Project::load_in(&self.config_dir, &self.environment, &crate::registry())?;
         self.secrets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

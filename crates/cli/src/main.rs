@@ -180,6 +180,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// The kinds of destination this binary knows: each one line here (see
+/// "Adding a destination" in docs/architecture.md).
+pub(crate) fn registry() -> retl_engine::config::Registry {
+    retl_engine::config::Registry::new().with::<retl_trustpilot::Destination>()
+}
+
 /// The state database's URL: `--state`, else `RETL_STATE_URL` (the
 /// target's, which wins over the process environment's, then the env
 /// file's), else the default beside the configuration. A target of its own
@@ -305,7 +311,8 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
             Command::Init { dir } => commands::init::init(&dir),
             Command::Schema { kind } => {
                 use retl_engine::config::schema::{all, schema};
-                let value = kind.map_or_else(all, schema);
+                let registry = registry();
+                let value = kind.map_or_else(|| all(&registry), |kind| schema(kind, &registry));
                 println!("{}", serde_json::to_string_pretty(&value)?);
                 Ok(Exit::Ok)
             }

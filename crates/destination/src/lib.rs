@@ -22,11 +22,13 @@
 
 mod kind;
 mod protocol;
+pub mod registry;
 
 use std::time::Duration;
 
 pub use kind::{Built, Kind, Report, RetryPolicy, Rows, mapping_schema, read_mapping};
 pub use protocol::{Attempt, Cancelled, Mark, Policy, Protocol, send_row};
+pub use registry::{AnyRequest, BoxRows, BoxSender, Delivery, Destination, Registry};
 
 /// What a failed request means for its row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

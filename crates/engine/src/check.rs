@@ -1,16 +1,10 @@
 //! `retl check` and `retl templates`: what can be verified before a run, with IO.
 
-use std::path::Path;
-
-use retl_destination::Kind;
 use retl_source::Source;
 use retl_state::State;
-use retl_trustpilot::{Client, Template};
 use serde::Serialize;
 
 use crate::config::{Activation, Destination, FirstRun};
-use crate::destinations::Visitor;
-use crate::{Error, Result};
 
 /// What `retl check` found for one destination.
 #[derive(Debug, Clone, Serialize)]
@@ -176,17 +170,6 @@ fn first_run_guard(activation: &Activation, rows: Option<u64>) -> Option<String>
     ))
 }
 
-/// Whether a delivery's mapping fits a source's columns.
-struct Fits<'s>(&'s arrow_schema::Schema);
-
-impl<'a> Visitor<'a> for Fits<'_> {
-    type Output = Option<String>;
-
-    fn visit<D: Kind>(self, destination: &'a D, delivery: &'a D::Delivery) -> Option<String> {
-        destination.rows(delivery, self.0, chrono::Utc::now()).err()
-    }
-}
-
 /// Connects to the activation's source and checks, without reading a row,
 /// that every key and mapped column exists with a usable type (all problems
 /// at once); reports whether its first run is pending and how many rows it
@@ -291,9 +274,11 @@ async fn check_unmasked(
         rows: inspection.rows,
         would_send: inspection.rows.map(|n| if skip { 0 } else { n }),
     });
-    let misfit = destination
-        .visit(&activation.delivery, Fits(&inspection.schema))
-        .unwrap_or_else(|| Some(format!("not read for destination `{}`", destination.name())));
+    let misfit =
+        match destination.rows(&activation.delivery, &inspection.schema, chrono::Utc::now()) {
+            Ok(fits) => fits.err(),
+            Err(bug) => Some(bug),
+        };
     if let Some(e) = misfit {
         check.problems.push(format!("activation `{name}`: {e}"));
     }
@@ -421,34 +406,4 @@ async fn check_key_table_keys(
             .problems
             .push(format!("source of activation `{name}`: {e}")),
     }
-}
-
-/// The invitation templates of `business_unit` (default: the destination's
-/// default business unit).
-pub async fn templates(
-    destination: &Destination,
-    business_unit: Option<String>,
-    token_cache: Option<&Path>,
-) -> Result<Vec<Template>> {
-    let Some(trustpilot) = destination.get::<retl_trustpilot::Destination>() else {
-        return Err(Error::WrongKind {
-            destination: destination.name().to_owned(),
-            kind: destination.type_name(),
-            message: "templates are Trustpilot's (type: trustpilot)",
-        });
-    };
-    let destination = trustpilot;
-    let Some(business_unit) =
-        business_unit.or_else(|| destination.defaults.business_unit_id.clone())
-    else {
-        return Err(Error::NoBusinessUnit {
-            destination: destination.name.clone(),
-        });
-    };
-    let fail = |error: retl_trustpilot::Error| Error::Destination {
-        destination: destination.name.clone(),
-        error: Box::new(error),
-    };
-    let client = Client::new(destination.client_config(token_cache)).map_err(fail)?;
-    client.templates(&business_unit).await.map_err(fail)
 }

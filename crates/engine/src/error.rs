@@ -37,15 +37,7 @@ pub enum Error {
         error: Box<dyn retl_destination::Failure>,
     },
     /// The command needs a kind of destination this one is not.
-    #[error("destination `{destination}` is of type `{kind}`: {message}")]
-    WrongKind {
-        /// The destination.
-        destination: String,
-        /// Its `type:`.
-        kind: &'static str,
-        /// What needs another type.
-        message: &'static str,
-    },
+
     /// The state database failed, or the activation's lease is held or lost.
     #[error(transparent)]
     State(#[from] retl_state::Error),
@@ -53,11 +45,7 @@ pub enum Error {
     #[error(transparent)]
     Hash(#[from] retl_diff::Error),
     /// A command needs a business unit and the destination has no default one.
-    #[error("destination `{destination}` has no defaults.business_unit_id: pass --business-unit")]
-    NoBusinessUnit {
-        /// The destination.
-        destination: String,
-    },
+
     /// A safety limit refused the run before anything was sent (exit code 5).
     #[error("activation `{activation}`: {message}")]
     Refused {
@@ -104,10 +92,7 @@ impl Error {
     /// Whether the user's configuration is at fault (exit code 2).
     pub fn is_config(&self) -> bool {
         match self {
-            Error::Config(_)
-            | Error::Mapping { .. }
-            | Error::NoBusinessUnit { .. }
-            | Error::WrongKind { .. } => true,
+            Error::Config(_) | Error::Mapping { .. } => true,
             Error::Destination { error, .. } => error.class() == retl_destination::Class::Fatal,
             Error::Source { error, .. } => matches!(
                 error,

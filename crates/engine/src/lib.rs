@@ -74,7 +74,7 @@ pub mod schedule;
 
 pub use check::{
     ActivationCheck, ColumnCheck, DestinationCheck, FirstRunCheck, SourceCheck, check_activation,
-    check_destination, templates,
+    check_destination,
 };
 pub use error::{Error, Result};
 pub use project_check::{ProjectCheck, check_project};

@@ -153,7 +153,7 @@ pub(crate) async fn demo(keep: Option<&Path>) -> Result<Exit, Failure> {
         "TRUSTPILOT_EMULATOR_URL" => Some(emulator_url.clone()),
         _ => None,
     };
-    let project = Project::load_with_env(&config_dir, &env)?;
+    let project = Project::load_with_env(&config_dir, &env, &crate::registry())?;
     let (activation, destination) = project.activation("orders")?;
     let state_url = format!("sqlite://{}", root.join(".retl/state.db").display());
     let state = State::open(&state_url).await?;

@@ -43,7 +43,7 @@ fn business_units(project: &Project, name: &str, d: &retl_trustpilot::Destinatio
         .values()
         .filter(|a| a.destination == name)
     {
-        if let retl_engine::config::Delivery::Trustpilot(delivery) = &activation.delivery
+        if let Some(delivery) = activation.delivery.get::<retl_trustpilot::Destination>()
             && let Some(bu) = d.settings_for(&delivery.target).business_unit_id
             && !units.contains(&bu)
         {

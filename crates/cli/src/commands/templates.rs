@@ -26,8 +26,33 @@ pub(crate) async fn templates(
         )));
         return Err(ConfigErrors(problems).into());
     };
+    let Some(trustpilot) = destination.get::<retl_trustpilot::Destination>() else {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "destination `{name}` is of type `{}`: templates are Trustpilot's (type: trustpilot)",
+            destination.type_name()
+        )));
+    };
+    let Some(business_unit) =
+        business_unit.or_else(|| trustpilot.defaults.business_unit_id.clone())
+    else {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "destination `{name}` has no defaults.business_unit_id: pass --business-unit"
+        )));
+    };
     let state = ctx.state().await?;
-    let templates = retl_engine::templates(destination, business_unit, state.token_cache()).await?;
+    let fail = |error: retl_trustpilot::Error| {
+        let fatal = error.class() == retl_trustpilot::ErrorClass::Fatal;
+        let failure =
+            Failure::from(anyhow::Error::from(error).context(format!("destination `{name}`")));
+        if fatal {
+            Failure::usage(failure.error)
+        } else {
+            failure
+        }
+    };
+    let client = retl_trustpilot::Client::new(trustpilot.client_config(state.token_cache()))
+        .map_err(fail)?;
+    let templates = client.templates(&business_unit).await.map_err(fail)?;
     if json {
         println!("{}", serde_json::to_string(&templates)?);
     } else {

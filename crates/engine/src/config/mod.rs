@@ -36,7 +36,7 @@ use retl_source::SourceConfig;
 pub use env::{Environment, TARGETS_FILE};
 pub use retl_config::{ConfigErrors, Location, Problem};
 
-pub use crate::destinations::{Delivery, Destination};
+pub use crate::destinations::{Delivery, Destination, Registry};
 
 /// Where created invitation links are written back (`writeback:`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,14 +286,20 @@ fn valid_name(name: &str) -> bool {
 }
 
 impl Project {
-    /// Loads `dir/destinations/*.yaml` and `dir/activations/*.yaml`, with `${VAR}`s from the process environment.
-    pub fn load(dir: &Path) -> Result<Project, ConfigErrors> {
-        Self::load_in(dir, &Environment::process())
+    /// Loads `dir/destinations/*.yaml` and `dir/activations/*.yaml`, with
+    /// `${VAR}`s from the process environment, destinations of the kinds of
+    /// `registry`.
+    pub fn load(dir: &Path, registry: &Registry) -> Result<Project, ConfigErrors> {
+        Self::load_in(dir, &Environment::process(), registry)
     }
 
     /// As [`load`](Self::load), with `${VAR}`s from `environment` (an env file, a target).
-    pub fn load_in(dir: &Path, environment: &Environment) -> Result<Project, ConfigErrors> {
-        Self::load_with_env(dir, &|name| environment.get(name))
+    pub fn load_in(
+        dir: &Path,
+        environment: &Environment,
+        registry: &Registry,
+    ) -> Result<Project, ConfigErrors> {
+        Self::load_with_env(dir, &|name| environment.get(name), registry)
     }
 
     /// As [`load`](Self::load), with `${VAR}`s from `env`.
@@ -303,6 +309,7 @@ impl Project {
     pub fn load_with_env(
         dir: &Path,
         env: &dyn Fn(&str) -> Option<String>,
+        registry: &Registry,
     ) -> Result<Project, ConfigErrors> {
         let dir_problem = |message: String| ConfigErrors(vec![Problem::general(message)]);
         if !dir.is_dir() {
@@ -320,7 +327,9 @@ impl Project {
                 .map_err(|e| dir_problem(format!("cannot read `{}`: {e}", dir.join(sub).display())))
         };
         for file in read("destinations")? {
-            let parsed = project.parse_file(&file, env, |r, doc| read_destination(r, doc, &file));
+            let parsed = project.parse_file(&file, env, |r, doc| {
+                read_destination(r, doc, &file, registry)
+            });
             if parsed.is_none() {
                 broken.insert(stem(&file));
             }
@@ -442,14 +451,19 @@ fn read_name(r: &mut Reader<'_>, map: &Map<'_, '_>, file: &Path) -> String {
 
 /// Reads a destination file's `name` and `type`, and hands the file to the
 /// reader of that type.
-fn read_destination(r: &mut Reader<'_>, doc: &Node<'_>, file: &Path) -> Option<Destination> {
+fn read_destination(
+    r: &mut Reader<'_>,
+    doc: &Node<'_>,
+    file: &Path,
+    registry: &Registry,
+) -> Option<Destination> {
     // Each type's reader checks the keys; here only the two that choose it.
     let map = r.map(doc, "", &[])?;
     let name = read_name(r, &map, file);
     let kind = r
         .required(&map, "", "type", "trustpilot")
-        .and_then(|node| r.choice(node, "type", &crate::destinations::types()))?;
-    crate::destinations::read(&kind, r, doc, name, file)
+        .and_then(|node| r.choice(node, "type", &registry.types()))?;
+    registry.read(&kind, r, doc, name, file)
 }
 
 /// A driver's relative path is the project's, as a relative state path is:

@@ -7,6 +7,7 @@
 //! for the activation's own keys, from the same key lists the engine reads.
 
 use retl_config::schema::{DIALECT, choice, duration, object, string};
+use retl_destination::Registry;
 use serde_json::{Value, json};
 
 use super::{ACTIVATION_KEYS, MAX_ROW_AGE_KEYS, WRITEBACK_KEYS};
@@ -32,23 +33,23 @@ fn document(title: &str, mut schema: Value) -> Value {
 }
 
 /// The schema of one kind of file.
-pub fn schema(kind: SchemaKind) -> Value {
+pub fn schema(kind: SchemaKind, registry: &Registry) -> Value {
     match kind {
-        SchemaKind::Destination => document("retl destination", destination()),
-        SchemaKind::Activation => document("retl activation", activation()),
+        SchemaKind::Destination => document("retl destination", destination(registry)),
+        SchemaKind::Activation => document("retl activation", activation(registry)),
         SchemaKind::Targets => document("retl targets", targets()),
         SchemaKind::Alerts => document("retl alerts", super::alerts::schema()),
     }
 }
 
 /// One schema for every kind of file (a file must be one of them).
-pub fn all() -> Value {
+pub fn all(registry: &Registry) -> Value {
     json!({
         "$schema": DIALECT,
         "title": "retl configuration file",
         "$defs": {
-            "destination": destination(),
-            "activation": activation(),
+            "destination": destination(registry),
+            "activation": activation(registry),
             "targets": targets(),
             "alerts": super::alerts::schema(),
         },
@@ -62,13 +63,13 @@ pub fn all() -> Value {
 }
 
 /// A destination, by its `type` (one schema per destination type).
-fn destination() -> Value {
-    let [destinations, _, _] = crate::destinations::schemas();
+fn destination(registry: &Registry) -> Value {
+    let [destinations, _, _] = registry.schemas();
     json!({ "anyOf": destinations })
 }
 
-fn activation() -> Value {
-    let [_, targets, mappings] = crate::destinations::schemas();
+fn activation(registry: &Registry) -> Value {
+    let [_, targets, mappings] = registry.schemas();
     let property = |key: &str| match key {
         "name" => string("the activation's name (default: the file stem)"),
         "description" => string("what it is for"),

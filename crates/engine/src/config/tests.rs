@@ -7,7 +7,9 @@ use super::*;
 
 /// The Trustpilot destination behind `destination`.
 fn trustpilot(destination: &Destination) -> &retl_trustpilot::Destination {
-    destination.get().expect("a Trustpilot destination")
+    destination
+        .get::<retl_trustpilot::Destination>()
+        .expect("a Trustpilot destination")
 }
 
 /// The Trustpilot target and mapping of `activation`.
@@ -17,9 +19,10 @@ fn delivery(
     &retl_trustpilot::Target,
     &[(retl_trustpilot::Field, String)],
 ) {
-    let Delivery::Trustpilot(delivery) = &activation.delivery else {
-        panic!("a Trustpilot activation");
-    };
+    let delivery = activation
+        .delivery
+        .get::<retl_trustpilot::Destination>()
+        .expect("a Trustpilot activation");
     (&delivery.target, &delivery.mapping)
 }
 
@@ -73,7 +76,8 @@ fn project(files: &[(&str, &str)]) -> (tempfile::TempDir, Project) {
     for (rel, text) in files {
         write(dir.path(), rel, text);
     }
-    let project = Project::load_with_env(dir.path(), &env).unwrap();
+    let project =
+        Project::load_with_env(dir.path(), &env, &crate::destinations::test_registry()).unwrap();
     (dir, project)
 }
 
@@ -205,7 +209,12 @@ fn an_undefined_destination_and_a_missing_business_unit_are_reported() {
 
 #[test]
 fn a_missing_directory_is_one_clear_error() {
-    let err = Project::load_with_env(Path::new("/no/such/dir"), &env).unwrap_err();
+    let err = Project::load_with_env(
+        Path::new("/no/such/dir"),
+        &env,
+        &crate::destinations::test_registry(),
+    )
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         "1 configuration problem:\n  configuration directory `/no/such/dir` does not exist (set it with --config-dir)"
@@ -236,7 +245,8 @@ fn the_example_configuration_in_the_repository_is_valid() {
             other => format!("value-of-{other}"),
         })
     };
-    let project = Project::load_with_env(&dir, &env).unwrap();
+    let project =
+        Project::load_with_env(&dir, &env, &crate::destinations::test_registry()).unwrap();
     assert!(
         project.problems.is_empty(),
         "{}",
@@ -275,7 +285,8 @@ fn two_files_defining_one_name_are_reported() {
 #[test]
 fn the_example_configuration_without_its_variables_reports_only_the_variables() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
-    let project = Project::load_with_env(&dir, &|_| None).unwrap();
+    let project =
+        Project::load_with_env(&dir, &|_| None, &crate::destinations::test_registry()).unwrap();
     let messages: Vec<&str> = project
         .problems
         .iter()

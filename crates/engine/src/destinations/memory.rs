@@ -365,7 +365,7 @@ mod tests {
             ),
         )
         .unwrap();
-        Project::load(&config).expect("the project loads")
+        Project::load(&config, &crate::destinations::test_registry()).expect("the project loads")
     }
 
     #[tokio::test]
@@ -468,7 +468,10 @@ mod tests {
             "a preview sends nothing"
         );
 
-        let schema = crate::config::schema::schema(crate::config::schema::SchemaKind::Destination);
+        let schema = crate::config::schema::schema(
+            crate::config::schema::SchemaKind::Destination,
+            &crate::destinations::test_registry(),
+        );
         assert!(schema.to_string().contains("\"const\":\"memory\""));
     }
 

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use retl_destination::{
-    Attempt, Class, Failure as _, Kind, Mark, Policy, Protocol, Sender, send_row,
+    Attempt, BoxSender, Class, Failure as _, Mark, Policy, Protocol, Sender, send_row,
 };
 use retl_diff::{RowHash, Status};
 use retl_state::{Lease, Outcome, RowLog, RowOutcome, State};
@@ -34,6 +34,7 @@ use super::dedupe::{forgotten, release, since, suppressed};
 use super::fate::over_budget;
 use super::limits::{allowance_spent, month_of};
 use super::{HoldPoint, RunCtx, RunOptions, hold_at};
+use crate::config::Destination;
 use crate::{Error, Result};
 
 /// What came of one row's requests ([`send_row`]); a failed mark is the run's.
@@ -197,19 +198,20 @@ impl<S: Sender> Protocol for Row<'_, S> {
     }
 }
 
-impl<S: Sender> Outbox<S> {
+impl Outbox<BoxSender> {
     /// The outbox of `destination` for `delivery`'s requests, retrying as
     /// the destination's `retry:` says.
-    pub(super) fn of<D: Kind<Sender = S>>(
-        destination: &D,
-        delivery: &D::Delivery,
+    pub(super) fn of(
+        destination: &Destination,
+        delivery: &crate::config::Delivery,
         ctx: &RunCtx<'_>,
-    ) -> Result<Self> {
+    ) -> Result<Outbox<BoxSender>> {
         let sender = destination
             .sender(delivery, ctx.state.token_cache())
+            .map_err(Error::Internal)?
             .map_err(|error| Error::Destination {
                 destination: destination.name().to_owned(),
-                error: Box::new(error),
+                error,
             })?;
         let retry = destination.retry();
         Ok(Outbox::new(
@@ -220,7 +222,9 @@ impl<S: Sender> Outbox<S> {
             ctx,
         ))
     }
+}
 
+impl<S: Sender> Outbox<S> {
     /// An outbox to `sender`, retrying by `policy`, giving a row up after
     /// it has failed for `give_up_after`, waiting out at most `rate_limited` 429s.
     pub(super) fn new(

@@ -28,14 +28,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use retl_destination::{Kind, Sender};
+use retl_destination::{AnyRequest, BoxRows, BoxSender, Sender};
 use retl_diff::RowHash;
 use retl_source::{Source, Writer};
 use retl_state::{Counts, Lease, Outcome, RowLog, RunStatus, RunSummary, State};
 use tracing::Instrument;
 
-use crate::config::{Activation, Destination, FirstRun};
-use crate::destinations::Visitor;
+use crate::config::{Activation, Delivery, Destination, FirstRun};
 use crate::{Error, Result};
 
 pub(crate) use classify::Columns;
@@ -48,22 +47,7 @@ pub(crate) use warehouse::unknown_keys;
 
 /// A destination bound to a run: the builder of its requests, and its
 /// outbox (none in a dry run).
-type Bound<D> = (
-    <D as Kind>::Rows,
-    Option<deliver::Outbox<<D as Kind>::Sender>>,
-);
-
-/// The visitor a run's [`RunCtx::execute`] goes through to its
-/// destination's kind.
-struct Execute<'c, 'r>(&'c mut RunCtx<'r>);
-
-impl<'c> Visitor<'c> for Execute<'c, '_> {
-    type Output = std::pin::Pin<Box<dyn Future<Output = Result<()>> + 'c>>;
-
-    fn visit<D: Kind>(self, destination: &'c D, delivery: &'c D::Delivery) -> Self::Output {
-        Box::pin(self.0.execute_with(destination, delivery))
-    }
-}
+type Bound = (BoxRows, Option<deliver::Outbox<BoxSender>>);
 
 /// How a run ended.
 #[derive(Debug)]
@@ -379,25 +363,10 @@ impl<'a> RunCtx<'a> {
         }
     }
 
-    /// The run, with its destination's own kind.
+    /// The run.
     async fn execute(&mut self, destination: &Destination) -> Result<()> {
         let activation = self.activation;
-        match destination.visit(&activation.delivery, Execute(self)) {
-            Some(run) => run.await,
-            None => Err(Error::Internal(format!(
-                "activation `{}` was not read for destination `{}`",
-                activation.name,
-                destination.name()
-            ))),
-        }
-    }
-
-    async fn execute_with<D: Kind>(
-        &mut self,
-        destination: &D,
-        delivery: &D::Delivery,
-    ) -> Result<()> {
-        let activation = self.activation;
+        let delivery = &activation.delivery;
         let name = activation.name.as_str();
         if self.dry.is_none() {
             self.recover().await?;
@@ -415,8 +384,8 @@ impl<'a> RunCtx<'a> {
         self.check_clock(&spec).await?;
         self.load_from_state().await?;
         let first_run = !self.state.has_completed_run(name).await?;
-        self.guards(first_run, &destination.identity(delivery))
-            .await?;
+        let identity = destination.identity(delivery).map_err(Error::Internal)?;
+        self.guards(first_run, &identity).await?;
         let budget = self.budget().await?;
         self.budget = budget;
         spec.since = self.plan_cursor(first_run).await?;
@@ -455,7 +424,7 @@ impl<'a> RunCtx<'a> {
         };
         // Under the surge guard, nothing is sent until the run's new rows are
         // all counted (a surge is refused as soon as it is one).
-        let mut held: Vec<classify::Pending<<D::Sender as Sender>::Request>> = Vec::new();
+        let mut held: Vec<classify::Pending<AnyRequest>> = Vec::new();
         while let Some(batch) = source.next_batch().await {
             if self.options.cancel.is_cancelled() {
                 tracing::warn!("interrupted: no more rows are read");
@@ -507,18 +476,21 @@ impl<'a> RunCtx<'a> {
     /// The destination bound to this run's source: the request fingerprints,
     /// the builder of requests over `schema`'s columns, and (unless a dry
     /// run) the outbox.
-    fn bind<D: Kind>(
+    fn bind(
         &mut self,
-        destination: &D,
-        delivery: &D::Delivery,
+        destination: &Destination,
+        delivery: &Delivery,
         schema: &arrow_schema::Schema,
-    ) -> Result<Bound<D>> {
-        self.fingerprint = retl_diff::fingerprint(&destination.fingerprint(delivery));
+    ) -> Result<Bound> {
+        self.fingerprint =
+            retl_diff::fingerprint(&destination.fingerprint(delivery).map_err(Error::Internal)?);
         self.legacy_fingerprint = destination
             .legacy_fingerprint(delivery)
+            .map_err(Error::Internal)?
             .map(|text| retl_diff::fingerprint(&text));
         let rows = destination
             .rows(delivery, schema, self.state.clock().now())
+            .map_err(Error::Internal)?
             .map_err(|message| Error::Mapping {
                 activation: self.activation.name.clone(),
                 message,

@@ -48,7 +48,8 @@ async fn world(
         ),
     )
     .unwrap();
-    let project = Project::load(&config).expect("the project loads");
+    let project =
+        Project::load(&config, &crate::destinations::test_registry()).expect("the project loads");
     let state = State::open(&format!("sqlite://{}", dir.join("state.db").display()))
         .await
         .unwrap();

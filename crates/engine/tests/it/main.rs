@@ -49,7 +49,7 @@ fn validate(kind: SchemaKind, instance: &Value) -> Result<(), String> {
     let mut schemas = boon::Schemas::new();
     let mut compiler = boon::Compiler::new();
     compiler
-        .add_resource("retl.json", schema(kind))
+        .add_resource("retl.json", schema(kind, &registry()))
         .expect("the schema is JSON");
     let index = compiler
         .compile("retl.json", &mut schemas)
@@ -165,7 +165,7 @@ fn every_yaml_example_of_the_readme_loads_without_a_problem() {
                 write("activations/example.yaml", text);
             }
         }
-        let project = Project::load_with_env(dir.path(), &env).unwrap();
+        let project = Project::load_with_env(dir.path(), &env, &registry()).unwrap();
         assert!(
             project.problems.is_empty(),
             "README.md:{line}: {}",
@@ -211,8 +211,8 @@ fn yaml(value: &Value) -> String {
 fn the_schema_and_the_readers_agree_on_every_key() {
     // The schemas are built from the readers' own key lists, so every key a
     // reader accepts is in its schema (a key without a schema panics here).
-    let destination = schema(SchemaKind::Destination);
-    let activation = schema(SchemaKind::Activation);
+    let destination = schema(SchemaKind::Destination, &registry());
+    let activation = schema(SchemaKind::Activation, &registry());
     // And every key the schema allows, at every depth, is one the readers accept.
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("destinations")).unwrap();
@@ -232,7 +232,7 @@ fn the_schema_and_the_readers_agree_on_every_key() {
         yaml(&full_activation),
     )
     .unwrap();
-    let project = Project::load_with_env(dir.path(), &|_| None).unwrap();
+    let project = Project::load_with_env(dir.path(), &|_| None, &registry()).unwrap();
     let unknown: Vec<String> = project
         .problems
         .iter()
@@ -245,7 +245,7 @@ fn the_schema_and_the_readers_agree_on_every_key() {
     typo["source"]["tabel"] = json!("orders");
     assert!(validate(SchemaKind::Activation, &typo).is_err());
     std::fs::write(dir.path().join("activations/full.yaml"), yaml(&typo)).unwrap();
-    let project = Project::load_with_env(dir.path(), &|_| None).unwrap();
+    let project = Project::load_with_env(dir.path(), &|_| None, &registry()).unwrap();
     assert!(
         project
             .problems
@@ -254,4 +254,9 @@ fn the_schema_and_the_readers_agree_on_every_key() {
         "{:?}",
         project.problems
     );
+}
+
+/// The kinds of destination the binary knows.
+fn registry() -> retl_engine::config::Registry {
+    retl_engine::config::Registry::new().with::<retl_trustpilot::Destination>()
 }
