@@ -23,6 +23,9 @@ pub(crate) struct Ctx {
     pub environment: Environment,
     /// `--clock-offset` (tests).
     pub clock_offset: Option<Duration>,
+    /// The kinds of destination, with what their destinations share (made
+    /// once: every load of the configuration reads through it).
+    pub registry: retl_engine::config::Registry,
     /// The secrets of the configuration as loaded: whatever retl prints of
     /// an error passes through them ([`retl_config::Secrets::mask`]).
     pub secrets: std::sync::Mutex<retl_config::Secrets>,
@@ -88,7 +91,7 @@ impl Ctx {
 
     /// The configuration, its secrets kept for masking what is printed.
     pub(crate) fn load_project(&self) -> Result<Project, retl_engine::config::ConfigErrors> {
-        let project = Project::load_in(&self.config_dir, &self.environment, &crate::registry())?;
+        let project = Project::load_in(&self.config_dir, &self.environment, &self.registry)?;
         self.secrets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -225,6 +225,7 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
         clock_offset: cli.clock_offset,
         environment,
         secrets: std::sync::Mutex::default(),
+        registry: registry(),
     };
     // Whatever goes wrong is said with the configuration's secrets masked.
     let result: Result<Exit, Failure> = async {

@@ -38,6 +38,9 @@ pub trait Host: Sync {
     fn state_url(&self) -> &str;
     /// Tells the operator something (a line on stderr).
     fn notice(&self, message: &str);
+    /// The registry the configuration's destinations are read through (the
+    /// daemon observes their requests for its metrics).
+    fn registry(&self) -> &retl_engine::config::Registry;
 }
 
 /// Why the daemon could not start or go on.
@@ -139,9 +142,10 @@ pub async fn serve(
         Notifier::new(project.alerts.as_ref(), Some(alert_counter(&metrics))).map(Arc::new);
     {
         let metrics = metrics.clone();
-        retl_trustpilot::observe_requests(Box::new(move |status, took| {
-            metrics.request(status, took);
-        }));
+        ctx.registry().observe_requests(
+            &(Arc::new(move |status, took| metrics.request(status, took))
+                as retl_engine::config::RequestObserver),
+        );
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -144,9 +144,32 @@ pub trait Kind: fmt::Debug + Clone + Send + Sync + 'static {
     /// key (the reference).
     const KEY_FIELD: Self::Field;
 
-    /// Reads a destination file of this type (`name` already read); every
-    /// problem is reported to `r`.
-    fn read(r: &mut Reader<'_>, doc: &Node<'_>, name: String, file: &Path) -> Option<Self>;
+    /// What the destinations of this kind in one registry share (a token
+    /// cache, rate limiters, a request observer): made once by the registry
+    /// entry, handed to each destination it reads.
+    type Context: Default + Send + Sync + 'static;
+
+    /// Reads a destination file of this type (`name` already read) with the
+    /// registry entry's `context`; every problem is reported to `r`.
+    fn read(
+        r: &mut Reader<'_>,
+        doc: &Node<'_>,
+        name: String,
+        file: &Path,
+        context: &std::sync::Arc<Self::Context>,
+    ) -> Option<Self>;
+
+    /// How much longer its requests wait for a rate window to open, if they
+    /// do now (what a progress line says).
+    fn waiting(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Hands `observer` every request of the destinations of `context` (the
+    /// daemon's metrics); a kind that makes no HTTP request ignores it.
+    fn observe_requests(context: &Self::Context, observer: crate::RequestObserver) {
+        let _ = (context, observer);
+    }
 
     /// Reads an activation's `target:` and `mapping:` for this destination;
     /// `writeback` says whether the activation writes a created URL back.

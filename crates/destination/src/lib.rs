@@ -74,6 +74,10 @@ impl std::error::Error for Box<dyn Failure> {
     }
 }
 
+/// Told of every request a destination makes: its HTTP status (0: no
+/// answer) and how long it took.
+pub type RequestObserver = std::sync::Arc<dyn Fn(u16, Duration) + Send + Sync>;
+
 /// A request the destination carried out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Delivered {

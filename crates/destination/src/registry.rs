@@ -16,7 +16,6 @@
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -135,6 +134,7 @@ trait AnyDestination: fmt::Debug + Send + Sync {
     fn retry(&self) -> RetryPolicy;
     fn dedupe(&self) -> Option<Duration>;
     fn estimate(&self, requests: u64) -> Duration;
+    fn waiting(&self) -> Option<Duration>;
     fn read_delivery(
         &self,
         r: &mut Reader<'_>,
@@ -198,6 +198,10 @@ where
 
     fn estimate(&self, requests: u64) -> Duration {
         Kind::estimate(self, requests)
+    }
+
+    fn waiting(&self) -> Option<Duration> {
+        Kind::waiting(self)
     }
 
     fn read_delivery(
@@ -325,6 +329,11 @@ impl Destination {
     /// How long `requests` requests take at its pacing.
     pub fn estimate(&self, requests: u64) -> Duration {
         self.0.estimate(requests)
+    }
+
+    /// How much longer its requests wait for a rate window, if they do now.
+    pub fn waiting(&self) -> Option<Duration> {
+        self.0.waiting()
     }
 
     /// Reads an activation's `target:` and `mapping:` for this destination.
@@ -563,9 +572,11 @@ trait AnyKind: Send + Sync {
         file: &Path,
     ) -> Option<Destination>;
     fn schemas(&self) -> [serde_json::Value; 3];
+    fn observe_requests(&self, observer: crate::RequestObserver);
 }
 
-struct KindOf<K>(PhantomData<fn() -> K>);
+/// A kind, with what its destinations share.
+struct KindOf<K: Kind>(Arc<K::Context>);
 
 impl<K: Kind> AnyKind for KindOf<K>
 where
@@ -582,11 +593,15 @@ where
         name: String,
         file: &Path,
     ) -> Option<Destination> {
-        K::read(r, doc, name, file).map(Destination::new)
+        K::read(r, doc, name, file, &self.0).map(Destination::new)
     }
 
     fn schemas(&self) -> [serde_json::Value; 3] {
         [K::schema(), K::target_schema(), K::mapping_schema()]
+    }
+
+    fn observe_requests(&self, observer: crate::RequestObserver) {
+        K::observe_requests(&self.0, observer);
     }
 }
 
@@ -615,8 +630,16 @@ impl Registry {
     where
         <K::Sender as Sender>::Ticket: 'static,
     {
-        self.kinds.push(Arc::new(KindOf::<K>(PhantomData)));
+        self.kinds.push(Arc::new(KindOf::<K>(Arc::default())));
         self
+    }
+
+    /// Hands `observer` every request of every destination this registry
+    /// reads (the daemon's metrics).
+    pub fn observe_requests(&self, observer: &crate::RequestObserver) {
+        for kind in &self.kinds {
+            kind.observe_requests(observer.clone());
+        }
     }
 
     /// The `type:` values a destination may have.

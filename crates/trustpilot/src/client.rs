@@ -107,6 +107,9 @@ pub struct ClientConfig {
     /// Where to keep the access token between runs (a file per credentials,
     /// readable by its owner only); `None`: only in memory.
     pub token_cache: Option<PathBuf>,
+    /// What this client shares with the others of its registry entry (the
+    /// token, the rate limiter, the request observer).
+    pub context: Arc<crate::Context>,
 }
 
 impl ClientConfig {
@@ -120,26 +123,8 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             rate_limits: RateWindow::trustpilot_defaults(),
             token_cache: None,
+            context: Arc::default(),
         }
-    }
-}
-
-/// Called after every API call (invitations, links, templates) with its HTTP
-/// status (0: no answer) and how long it took.
-pub type RequestObserver = Box<dyn Fn(u16, std::time::Duration) + Send + Sync>;
-
-static OBSERVER: std::sync::OnceLock<RequestObserver> = std::sync::OnceLock::new();
-
-/// Installs the process's request observer (`retl schedule` feeds its
-/// `/metrics` with it). Process-wide like the rate limiters, because every
-/// client of the process shares them; the first installed stays.
-pub fn observe_requests(observer: RequestObserver) {
-    let _ = OBSERVER.set(observer);
-}
-
-fn observe(status: u16, took: std::time::Duration) {
-    if let Some(observer) = OBSERVER.get() {
-        observer(status, took);
     }
 }
 
@@ -317,7 +302,9 @@ impl Client {
             trim_base(&config.endpoints.invitations),
             creds.api_key.expose()
         ));
-        let shared = token::shared(&identity, &pacing_key, config.rate_limits.clone());
+        let shared = config
+            .context
+            .shared(&identity, &pacing_key, config.rate_limits.clone());
         Ok(Client {
             http,
             config,
@@ -530,11 +517,11 @@ impl Client {
             slot.sent();
             let started = std::time::Instant::now();
             let response = request.send().await.map_err(|e| {
-                observe(0, started.elapsed());
+                self.config.context.observe(0, started.elapsed());
                 transport(e)
             })?;
             let status = response.status().as_u16();
-            observe(status, started.elapsed());
+            self.config.context.observe(status, started.elapsed());
             let after = retry_after(response.headers());
             let response_location = response
                 .headers()

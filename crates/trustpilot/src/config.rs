@@ -46,6 +46,9 @@ pub struct Destination {
     /// `dedupe.within`: one invitation per customer per this period, across
     /// all its activations.
     pub dedupe: Option<Duration>,
+    /// What its clients share with the other Trustpilot destinations of its
+    /// registry (tokens, rate limiters, the request observer).
+    pub context: std::sync::Arc<crate::Context>,
 }
 
 /// An activation's `target:`: settings laid over the destination's defaults,
@@ -126,6 +129,7 @@ impl Destination {
         config.timeout = self.request_timeout;
         config.rate_limits.clone_from(&self.rate_limits);
         config.token_cache = token_cache.map(Into::into);
+        config.context = self.context.clone();
         config
     }
 }
@@ -295,6 +299,7 @@ pub fn read_destination(
         retry,
         limits,
         dedupe,
+        context: std::sync::Arc::default(),
     })
 }
 

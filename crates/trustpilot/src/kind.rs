@@ -98,9 +98,27 @@ impl Kind for Destination {
     type Sender = TrustpilotSender;
     type Field = Field;
     const KEY_FIELD: Field = Field::ReferenceNumber;
+    type Context = crate::Context;
 
-    fn read(r: &mut Reader<'_>, doc: &Node<'_>, name: String, file: &Path) -> Option<Self> {
-        crate::config::read_destination(r, doc, name, file)
+    fn read(
+        r: &mut Reader<'_>,
+        doc: &Node<'_>,
+        name: String,
+        file: &Path,
+        context: &std::sync::Arc<crate::Context>,
+    ) -> Option<Self> {
+        crate::config::read_destination(r, doc, name, file).map(|mut destination| {
+            destination.context = context.clone();
+            destination
+        })
+    }
+
+    fn waiting(&self) -> Option<Duration> {
+        self.context.rate_wait()
+    }
+
+    fn observe_requests(context: &crate::Context, observer: retl_destination::RequestObserver) {
+        context.observe_requests(observer);
     }
 
     fn read_delivery(

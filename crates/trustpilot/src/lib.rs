@@ -38,6 +38,7 @@
 pub mod check;
 mod client;
 pub mod config;
+mod context;
 mod error;
 mod field;
 mod invitation;
@@ -52,9 +53,10 @@ mod token;
 
 pub use client::{
     Accepted, Client, ClientConfig, Credentials, Endpoints, Grant, GrantKind, LinkCreated,
-    RequestObserver, Template, Ticket, observe_requests,
+    Template, Ticket,
 };
 pub use config::{Destination, RetryPolicy, Target, TargetKind};
+pub use context::{Context, RequestObserver};
 pub use error::{ApiError, Body, Error, ErrorClass, Result};
 pub use field::Field;
 pub use invitation::{Built, Invitations, Rejection};
@@ -63,7 +65,7 @@ pub use model::{
     EmailInvitation, InvitationLink, ProductReviewInvitation, ServiceReviewInvitation,
     is_valid_email, is_valid_locale, is_valid_redirect, normalize_locale,
 };
-pub use pace::{RateWindow, estimate, rate_wait};
+pub use pace::{RateWindow, estimate};
 pub use secret::Secret;
 pub use sender::{Request, TrustpilotSender};
 pub use settings::{

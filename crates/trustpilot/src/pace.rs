@@ -93,6 +93,8 @@ impl Drop for Slot {
 pub struct Limiter {
     windows: Vec<RateWindow>,
     state: Mutex<State>,
+    /// When the latest wait for a rate window ends (Unix milliseconds; 0: none).
+    waiting_until: std::sync::atomic::AtomicU64,
 }
 
 impl Limiter {
@@ -101,7 +103,29 @@ impl Limiter {
         Limiter {
             windows: windows.into_iter().filter(|w| w.limit > 0).collect(),
             state: Mutex::new(State::default()),
+            waiting_until: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// How much longer requests wait for a rate window to open, if they do
+    /// now (half a second or more).
+    pub fn waiting(&self) -> Option<Duration> {
+        let until = self
+            .waiting_until
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let until = std::time::UNIX_EPOCH + Duration::from_millis(until);
+        until
+            .duration_since(std::time::SystemTime::now())
+            .ok()
+            .filter(|left| *left >= Duration::from_millis(500))
+    }
+
+    fn note_wait(&self, until: std::time::SystemTime) {
+        let ms = until
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.waiting_until
+            .fetch_max(ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -165,7 +189,7 @@ impl Limiter {
         while let Some(wait) = self.try_take(Instant::now()) {
             // Long waits are the rate window's: say so (`retl run`'s progress).
             if wait >= Duration::from_secs(1) {
-                note_wait(std::time::SystemTime::now() + wait);
+                self.note_wait(std::time::SystemTime::now() + wait);
             }
             tokio::time::sleep(wait).await;
         }
@@ -183,28 +207,6 @@ impl Limiter {
             state.paused_until = Some(until);
         }
     }
-}
-
-/// When the latest wait for a rate window ends (Unix milliseconds; 0: none).
-static WAITING_UNTIL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-fn note_wait(until: std::time::SystemTime) {
-    let ms = until
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    WAITING_UNTIL.fetch_max(ms, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// How much longer requests of this process wait for a rate window to
-/// open, if they do now (for progress displays). Process-wide like the
-/// limiters themselves.
-pub fn rate_wait() -> Option<Duration> {
-    let until = WAITING_UNTIL.load(std::sync::atomic::Ordering::Relaxed);
-    let until = std::time::UNIX_EPOCH + Duration::from_millis(until);
-    until
-        .duration_since(std::time::SystemTime::now())
-        .ok()
-        .filter(|left| *left >= Duration::from_millis(500))
 }
 
 /// How long `calls` requests take to leave under `windows`, starting with

@@ -6,15 +6,14 @@
 //! a cache directory is given, saved in a file only its owner can read, so the
 //! next `retl run` (a new process, minutes later) reuses it.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
 use crate::Secret;
-use crate::pace::{Limiter, RateWindow};
+use crate::pace::Limiter;
 
 /// A token with the moment it should be renewed.
 #[derive(Debug, Clone)]
@@ -38,42 +37,24 @@ pub(crate) fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// What a process shares between clients with the same credentials.
+/// What the clients of one registry with the same credentials share.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) token: tokio::sync::Mutex<Option<Token>>,
     pub(crate) limiter: Arc<Limiter>,
-    /// Whether a too-short token lifetime was warned of (once per process).
+    /// Whether a too-short token lifetime was warned of (once).
     pub(crate) short_lifetime_warned: std::sync::atomic::AtomicBool,
 }
 
-/// The shared state for `identity` (the token) and `pacing_key` (the limiter).
-///
-/// Pacing is per API key and host, as Trustpilot counts it; the windows of the
-/// first client built for a key apply to every later one.
-pub(crate) fn shared(identity: &str, pacing_key: &str, windows: Vec<RateWindow>) -> Arc<Shared> {
-    static TOKENS: OnceLock<Mutex<HashMap<String, Arc<Shared>>>> = OnceLock::new();
-    static LIMITERS: OnceLock<Mutex<HashMap<String, Arc<Limiter>>>> = OnceLock::new();
-    let limiter = LIMITERS
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .entry(pacing_key.to_owned())
-        .or_insert_with(|| Arc::new(Limiter::new(windows)))
-        .clone();
-    TOKENS
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .entry(identity.to_owned())
-        .or_insert_with(|| {
-            Arc::new(Shared {
-                token: tokio::sync::Mutex::new(None),
-                limiter,
-                short_lifetime_warned: std::sync::atomic::AtomicBool::new(false),
-            })
-        })
-        .clone()
+impl Shared {
+    /// No token yet, paced by `limiter`.
+    pub(crate) fn new(limiter: Arc<Limiter>) -> Shared {
+        Shared {
+            token: tokio::sync::Mutex::new(None),
+            limiter,
+            short_lifetime_warned: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
 }
 
 /// A hex SHA-256 (first 16 bytes) of text that holds secrets, safe to keep and show.

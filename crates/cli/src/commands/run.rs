@@ -88,7 +88,7 @@ pub(crate) async fn run(ctx: &Ctx, names: &[String], args: &RunArgs) -> Result<E
                 .unwrap_or(retl_engine::RunOptions::default().key_push_rows),
             ..retl_engine::RunOptions::default()
         };
-        let reporter = bars.follow(name, counts);
+        let reporter = bars.follow(name, counts, destination.clone());
         let state = &state;
         async move {
             let finished = retl_engine::run_with(state, activation, destination, &options).await;
@@ -218,7 +218,12 @@ mod progress {
 
         /// Starts showing the run of `name`, whose id and counts the engine
         /// keeps in `progress`.
-        pub(crate) fn follow(&self, name: &str, progress: Arc<Mutex<Progress>>) -> Reporter {
+        pub(crate) fn follow(
+            &self,
+            name: &str,
+            progress: Arc<Mutex<Progress>>,
+            destination: retl_engine::config::Destination,
+        ) -> Reporter {
             if self.quiet {
                 return Reporter {
                     task: None,
@@ -242,7 +247,7 @@ mod progress {
                             &name,
                             &read().counts,
                             started.elapsed(),
-                            retl_trustpilot::rate_wait(),
+                            destination.waiting(),
                         ));
                         shown.tick();
                         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -258,7 +263,7 @@ mod progress {
                 loop {
                     tokio::time::sleep(every).await;
                     let now = read();
-                    let (elapsed, waiting) = (started.elapsed(), retl_trustpilot::rate_wait());
+                    let (elapsed, waiting) = (started.elapsed(), destination.waiting());
                     if crate::JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
                         event(&name, &now, elapsed, waiting);
                     } else {

@@ -24,6 +24,10 @@ impl retl_daemon::Host for Ctx {
     fn notice(&self, message: &str) {
         notice(message);
     }
+
+    fn registry(&self) -> &retl_engine::config::Registry {
+        &self.registry
+    }
 }
 
 /// `retl schedule`.

@@ -36,7 +36,7 @@ use retl_source::SourceConfig;
 pub use env::{Environment, TARGETS_FILE};
 pub use retl_config::{ConfigErrors, Location, Problem};
 
-pub use crate::destinations::{Delivery, Destination, Registry};
+pub use crate::destinations::{Delivery, Destination, Registry, RequestObserver};
 
 /// Where created invitation links are written back (`writeback:`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -196,8 +196,15 @@ impl Kind for Memory {
     type Sender = MemorySender;
     type Field = Field;
     const KEY_FIELD: Field = Field::Reference;
+    type Context = ();
 
-    fn read(r: &mut Reader<'_>, doc: &Node<'_>, name: String, file: &Path) -> Option<Self> {
+    fn read(
+        r: &mut Reader<'_>,
+        doc: &Node<'_>,
+        name: String,
+        file: &Path,
+        _: &std::sync::Arc<()>,
+    ) -> Option<Self> {
         let map = r.map(doc, "", &["name", "type", "refuse", "lost", "failing"])?;
         let mut list = |key: &str| {
             map.get(key)

@@ -6,7 +6,7 @@
 //! The test-only memory destination is here: proof that a destination is
 //! its `Kind` and one registry line.
 
-pub use retl_destination::{Delivery, Destination, Registry};
+pub use retl_destination::{Delivery, Destination, Registry, RequestObserver};
 
 #[cfg(test)]
 pub(crate) mod memory;
