@@ -71,6 +71,35 @@ pub struct Built<R> {
     pub contact: Option<String>,
 }
 
+/// Why one row's request cannot be built: the row is `rejected`, with this
+/// as its reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{reason}", field.map(|f| format!("{f}: ")).unwrap_or_default())]
+pub struct Rejected {
+    /// The destination field at fault, if one is.
+    pub field: Option<&'static str>,
+    /// What is wrong, naming the column (never the value of a personal field).
+    pub reason: String,
+}
+
+impl Rejected {
+    /// A rejection at `field`.
+    pub fn at(field: &'static str, reason: impl Into<String>) -> Rejected {
+        Rejected {
+            field: Some(field),
+            reason: reason.into(),
+        }
+    }
+
+    /// A rejection of the whole request.
+    pub fn whole(reason: impl Into<String>) -> Rejected {
+        Rejected {
+            field: None,
+            reason: reason.into(),
+        }
+    }
+}
+
 /// Builds the requests of one run: an activation's mapping bound to the
 /// columns its source gives.
 pub trait Rows: Send + Sync + 'static {
@@ -80,7 +109,7 @@ pub trait Rows: Send + Sync + 'static {
     /// The request of `row`, checked against every rule the destination
     /// enforces that can be checked without asking it; `Err` says why the
     /// row is rejected (the field and the value's problem).
-    fn build(&self, batch: &RecordBatch, row: usize) -> Result<Built<Self::Request>, String>;
+    fn build(&self, batch: &RecordBatch, row: usize) -> Result<Built<Self::Request>, Rejected>;
 
     /// The reference of a row, if it has one (for the run log of a row
     /// rejected before its request is built).
@@ -268,7 +297,7 @@ pub trait Kind: fmt::Debug + Clone + Send + Sync + 'static {
         delivery: &Self::Delivery,
         schema: &Schema,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Self::Rows, String>;
+    ) -> Result<Self::Rows, retl_mapping::Error>;
 
     /// A sender for `delivery`'s requests (`token_cache`: where credentials
     /// may be kept between runs).

@@ -26,7 +26,7 @@ pub mod registry;
 
 use std::time::Duration;
 
-pub use kind::{Built, Kind, Report, RetryPolicy, Rows, mapping_schema, read_mapping};
+pub use kind::{Built, Kind, Rejected, Report, RetryPolicy, Rows, mapping_schema, read_mapping};
 pub use protocol::{Attempt, Cancelled, Mark, Policy, Protocol, send_row};
 pub use registry::{AnyRequest, BoxRows, BoxSender, Delivery, Destination, Registry};
 

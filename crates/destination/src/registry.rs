@@ -25,7 +25,9 @@ use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 use retl_config::{Map, Node, Reader};
 
-use crate::{Answer, Built, Class, Delivered, Failure, Kind, Report, RetryPolicy, Rows, Sender};
+use crate::{
+    Answer, Built, Class, Delivered, Failure, Kind, Rejected, Report, RetryPolicy, Rows, Sender,
+};
 
 /// A future that can be held across threads, boxed.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -151,7 +153,7 @@ trait AnyDestination: fmt::Debug + Send + Sync {
         delivery: &Delivery,
         schema: &Schema,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Option<Result<BoxRows, String>>;
+    ) -> Option<Result<BoxRows, retl_mapping::Error>>;
     fn sender(
         &self,
         delivery: &Delivery,
@@ -237,7 +239,7 @@ where
         delivery: &Delivery,
         schema: &Schema,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Option<Result<BoxRows, String>> {
+    ) -> Option<Result<BoxRows, retl_mapping::Error>> {
         let delivery = delivery.get::<K>()?;
         Some(Kind::rows(self, delivery, schema, now).map(|rows| BoxRows(Box::new(RowsOf(rows)))))
     }
@@ -375,7 +377,7 @@ impl Destination {
         delivery: &Delivery,
         schema: &Schema,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Result<BoxRows, String>, String> {
+    ) -> Result<Result<BoxRows, retl_mapping::Error>, String> {
         self.0
             .rows(delivery, schema, now)
             .ok_or_else(|| foreign(self.name()))
@@ -401,7 +403,7 @@ impl Destination {
 
 /// A run's requests, of any destination.
 trait AnyRows: Send + Sync {
-    fn build(&self, batch: &RecordBatch, row: usize) -> Result<Built<AnyRequest>, String>;
+    fn build(&self, batch: &RecordBatch, row: usize) -> Result<Built<AnyRequest>, Rejected>;
     fn reference(&self, batch: &RecordBatch, row: usize) -> Option<String>;
     fn body(&self, request: &AnyRequest) -> serde_json::Value;
     fn recorded(&self, request: &AnyRequest) -> Option<serde_json::Value>;
@@ -423,7 +425,7 @@ fn own<T: 'static>(request: &AnyRequest) -> &T {
 }
 
 impl<R: Rows> AnyRows for RowsOf<R> {
-    fn build(&self, batch: &RecordBatch, row: usize) -> Result<Built<AnyRequest>, String> {
+    fn build(&self, batch: &RecordBatch, row: usize) -> Result<Built<AnyRequest>, Rejected> {
         self.0.build(batch, row).map(|built| Built {
             request: Box::new(built.request) as AnyRequest,
             reference: built.reference,
@@ -460,7 +462,7 @@ pub struct BoxRows(Box<dyn AnyRows>);
 impl Rows for BoxRows {
     type Request = AnyRequest;
 
-    fn build(&self, batch: &RecordBatch, row: usize) -> Result<Built<AnyRequest>, String> {
+    fn build(&self, batch: &RecordBatch, row: usize) -> Result<Built<AnyRequest>, Rejected> {
         self.0.build(batch, row)
     }
 

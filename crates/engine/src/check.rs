@@ -276,7 +276,7 @@ async fn check_unmasked(
     });
     let misfit =
         match destination.rows(&activation.delivery, &inspection.schema, chrono::Utc::now()) {
-            Ok(fits) => fits.err(),
+            Ok(fits) => fits.err().map(|e| e.to_string()),
             Err(bug) => Some(bug),
         };
     if let Some(e) = misfit {

@@ -17,6 +17,15 @@ pub enum Error {
         /// What does not fit.
         message: String,
     },
+    /// The activation's mapping does not fit its source's columns.
+    #[error("activation `{activation}`")]
+    Unmapped {
+        /// The activation.
+        activation: String,
+        /// What does not fit.
+        #[source]
+        error: retl_mapping::Error,
+    },
     /// The source failed (connection, query, a value of the wrong type).
     #[error("source of activation `{activation}`")]
     Source {

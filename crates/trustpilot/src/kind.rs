@@ -8,7 +8,7 @@ use std::time::Duration;
 use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 use retl_config::{Map, Node, Problem, Reader};
-use retl_destination::{Built, Kind, Report, RetryPolicy, Rows};
+use retl_destination::{Built, Kind, Rejected, Report, RetryPolicy, Rows};
 
 use crate::{
     Client, Destination, Error, Field, InvitationLink, Invitations, Request, Settings, Target,
@@ -40,15 +40,15 @@ pub struct InvitationRows {
 impl Rows for InvitationRows {
     type Request = Request;
 
-    fn build(&self, batch: &RecordBatch, row: usize) -> Result<Built<Request>, String> {
+    fn build(&self, batch: &RecordBatch, row: usize) -> Result<Built<Request>, Rejected> {
         let built = self
             .invitations
             .build(batch, row)
-            .map_err(|r| r.to_string())?;
+            .map_err(|r| Rejected::at(retl_mapping::FieldSet::name(r.field), r.reason))?;
         built
             .body
             .validate()
-            .map_err(|problems| problems.join("; "))?;
+            .map_err(|problems| Rejected::whole(problems.join("; ")))?;
         let crate::Built { body, notes } = built;
         Ok(Built {
             contact: Some(body.consumer_email.clone()),
@@ -251,13 +251,12 @@ impl Kind for Destination {
         delivery: &Delivery,
         schema: &Schema,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<InvitationRows, String> {
+    ) -> Result<InvitationRows, retl_mapping::Error> {
         let invitations = Invitations::new(
             self.settings_for(&delivery.target),
             &delivery.mapping,
             schema,
-        )
-        .map_err(|e| e.to_string())?
+        )?
         .at(now);
         Ok(InvitationRows {
             invitations,

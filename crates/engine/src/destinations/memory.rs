@@ -17,7 +17,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 use retl_config::{Map, Node, Reader};
 use retl_destination::{
-    Answer, Built, Class, Delivered, Failure, Kind, Report, RetryPolicy, Rows, Sender,
+    Answer, Built, Class, Delivered, Failure, Kind, Rejected, Report, RetryPolicy, Rows, Sender,
 };
 use retl_mapping::{FieldSet, cell_text};
 use serde_json::{Value, json};
@@ -91,13 +91,16 @@ impl Bound {
 impl Rows for Bound {
     type Request = Value;
 
-    fn build(&self, batch: &RecordBatch, row: usize) -> Result<Built<Value>, String> {
+    fn build(&self, batch: &RecordBatch, row: usize) -> Result<Built<Value>, Rejected> {
         let reference = self
             .cell(batch, row, Field::Reference)
-            .ok_or("reference: missing")?;
+            .ok_or_else(|| Rejected::at("reference", "missing"))?;
         let email = self.cell(batch, row, Field::Email).unwrap_or_default();
         if !email.contains('@') {
-            return Err(format!("email: `{email}` is not an email address"));
+            return Err(Rejected::at(
+                "email",
+                format!("`{email}` is not an email address"),
+            ));
         }
         Ok(Built {
             contact: Some(email.clone()),
@@ -295,7 +298,7 @@ impl Kind for Memory {
         delivery: &Delivery,
         schema: &Schema,
         _: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Bound, String> {
+    ) -> Result<Bound, retl_mapping::Error> {
         let columns = delivery
             .mapping
             .iter()
@@ -303,7 +306,11 @@ impl Kind for Memory {
                 schema
                     .index_of(column)
                     .map(|index| (*field, column.clone(), index))
-                    .map_err(|_| format!("mapping.{}: no column `{column}`", field.name()))
+                    .map_err(|_| retl_mapping::Error::ColumnMissing {
+                        field: field.name(),
+                        column: column.clone(),
+                        available: schema.fields().iter().map(|f| f.name().clone()).collect(),
+                    })
             })
             .collect::<Result<_, _>>()?;
         Ok(Bound { columns })

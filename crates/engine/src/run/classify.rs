@@ -516,7 +516,13 @@ impl RunCtx<'_> {
             Ok(built) => built,
             Err(reason) => {
                 self.counts.rejected += 1;
-                settle(&at, &Settled::rejected(&at), reason, mapping, records);
+                settle(
+                    &at,
+                    &Settled::rejected(&at),
+                    reason.to_string(),
+                    mapping,
+                    records,
+                );
                 return None;
             }
         };

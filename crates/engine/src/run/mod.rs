@@ -491,9 +491,9 @@ impl<'a> RunCtx<'a> {
         let rows = destination
             .rows(delivery, schema, self.state.clock().now())
             .map_err(Error::Internal)?
-            .map_err(|message| Error::Mapping {
+            .map_err(|error| Error::Unmapped {
                 activation: self.activation.name.clone(),
-                message,
+                error,
             })?;
         let sender = match self.dry {
             None => Some(deliver::Outbox::of(destination, delivery, self)?),
