@@ -210,48 +210,28 @@ macro_rules! spelled {
 /// `?password=…` (which the PostgreSQL and MySQL drivers accept) or
 /// `?sslpassword=…`, `?token=…`, `?private_key=…`.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        // Not a URL to the `url` crate (a password with `[` or `#` in it,
+        // say): what looks like its secrets is masked in the text.
+        let mut secrets = Secrets::new();
+        secrets.add_url(url);
+        return secrets.mask(url);
     };
-    let (rest, fragment) = match rest.split_once('#') {
-        Some((rest, fragment)) => (rest, Some(fragment)),
-        None => (rest, None),
-    };
-    let (before_query, query) = match rest.split_once('?') {
-        Some((before, query)) => (before, Some(query)),
-        None => (rest, None),
-    };
-    let (authority, path) =
-        before_query.split_at(before_query.find('/').unwrap_or(before_query.len()));
-    let mut out = format!("{scheme}://");
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => {
-                out.push_str(user);
-                out.push_str(":***@");
-                out.push_str(host);
-            }
-            None => out.push_str(authority),
-        },
-        None => out.push_str(authority),
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
     }
-    out.push_str(path);
-    if let Some(query) = query {
-        out.push('?');
-        let pairs: Vec<String> = query
+    if let Some(query) = parsed.query() {
+        // Pair by pair as written (a value-less `password` stays as it is).
+        let masked: Vec<String> = query
             .split('&')
             .map(|pair| match pair.split_once('=') {
                 Some((name, _)) if is_secret_name(name) => format!("{name}=***"),
                 _ => pair.to_owned(),
             })
             .collect();
-        out.push_str(&pairs.join("&"));
+        parsed.set_query(Some(&masked.join("&")));
     }
-    if let Some(fragment) = fragment {
-        out.push('#');
-        out.push_str(fragment);
-    }
-    out
+    parsed.to_string()
 }
 
 /// Whether a parameter's name suggests that its value is a secret: it
