@@ -123,28 +123,9 @@ impl Fenced {
     }
 }
 
-impl Fenced {
+impl State {
     /// When the person whose email hashes to one of `contacts` was
     /// forgotten (`retl forget`), if she was: she is never invited again.
-    pub async fn forgotten(&mut self, contacts: &[&str]) -> Result<Option<String>> {
-        for contact in contacts {
-            let found: Option<(String,)> = on!(self.tx.executor(), |c| sqlx::query_as(
-                "SELECT forgotten_at FROM forgotten WHERE contact_hash = $1"
-            )
-            .bind(contact)
-            .fetch_optional(c)
-            .await)
-            .map_err(Error::db("look a forgotten person up"))?;
-            if let Some((at,)) = found {
-                return Ok(Some(at));
-            }
-        }
-        Ok(None)
-    }
-}
-
-impl State {
-    /// [`Fenced::forgotten`], for a preview.
     pub async fn contact_forgotten(&self, contacts: &[&str]) -> Result<Option<String>> {
         for contact in contacts {
             let found: Option<(String,)> = on!(self.db.executor(), |c| sqlx::query_as(

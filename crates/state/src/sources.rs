@@ -98,29 +98,28 @@ impl Fenced {
     /// table holds as retl wrote them (`diff: warehouse`): a table found
     /// holding more holds keys retl never wrote.
     pub async fn set_key_table_keys(&mut self, keys: u64) -> Result<()> {
-        on!(self.tx.executor(), |c| sqlx::query(
-            "INSERT INTO key_table_keys (activation, keys) VALUES ($1, $2)
-             ON CONFLICT (activation) DO UPDATE SET keys = excluded.keys"
-        )
-        .bind(&self.activation)
-        .bind(i64::try_from(keys).unwrap_or(i64::MAX))
-        .execute(c)
-        .await
-        .map(|_| ()))
-        .map_err(Error::db("record the key table's keys"))
+        self.count_key_table_keys("excluded.keys", keys).await
     }
 
     /// Adds `keys` written to the warehouse key table to its count.
     pub async fn add_key_table_keys(&mut self, keys: u64) -> Result<()> {
-        on!(self.tx.executor(), |c| sqlx::query(
+        self.count_key_table_keys("key_table_keys.keys + excluded.keys", keys)
+            .await
+    }
+
+    /// Sets the key table's count to `value` (SQL over the row's `keys` and
+    /// the `excluded.keys` given).
+    async fn count_key_table_keys(&mut self, value: &str, keys: u64) -> Result<()> {
+        let sql = format!(
             "INSERT INTO key_table_keys (activation, keys) VALUES ($1, $2)
-             ON CONFLICT (activation) DO UPDATE SET keys = key_table_keys.keys + excluded.keys"
-        )
-        .bind(&self.activation)
-        .bind(i64::try_from(keys).unwrap_or(i64::MAX))
-        .execute(c)
-        .await
-        .map(|_| ()))
+             ON CONFLICT (activation) DO UPDATE SET keys = {value}"
+        );
+        on!(self.tx.executor(), |c| sqlx::query(&sql)
+            .bind(&self.activation)
+            .bind(i64::try_from(keys).unwrap_or(i64::MAX))
+            .execute(c)
+            .await
+            .map(|_| ()))
         .map_err(Error::db("record the key table's keys"))
     }
 }

@@ -125,14 +125,16 @@ impl<S: Sender> Protocol for Row<'_, S> {
     /// invited within a scope's window withholds the row (nothing claimed).
     async fn mark(&self) -> retl_state::Result<Mark> {
         let p = self.p;
-        let mut tx = self.net.state.fenced(&self.net.lease).await?;
         if let Some(contact) = &p.contact {
             let hashes: Vec<&str> = std::iter::once(contact.as_str())
                 .chain(p.legacy_contacts.iter().map(String::as_str))
                 .collect();
-            if let Some(at) = tx.forgotten(&hashes).await? {
+            if let Some(at) = self.net.state.contact_forgotten(&hashes).await? {
                 return Ok(Mark::Withheld(forgotten(&at)));
             }
+        }
+        let mut tx = self.net.state.fenced(&self.net.lease).await?;
+        if let Some(contact) = &p.contact {
             for (scope, within) in &self.net.dedupe {
                 let since = since(&self.net.state, *within);
                 if let Some(earlier) = tx
