@@ -503,3 +503,46 @@ fn an_smtp_password_with_a_plus_logs_in_as_written() {
         String::from_utf8_lossy(&plain)
     );
 }
+
+#[test]
+fn a_new_activation_is_not_stale_until_its_window_passed_since_its_first_run() {
+    let world = World::new();
+    let hooks = Receiver::start();
+    world.write(
+        "alerts.yaml",
+        &format!(
+            "channels:\n  ops: {{type: webhook, url: \"{}\"}}\nrules:\n  - {{when: stale, after: 5m, notify: [ops]}}\n  - {{when: refused, notify: [ops]}}\n",
+            hooks.url("/ops")
+        ),
+    );
+    // A first run the first-run guard refuses: refused, not stale.
+    world.edit_activation(|yaml| yaml.replace("first_run: send_all\n", ""));
+    world.insert(1, 150, None, None);
+    assert_eq!(run_at(&world, None).0, 5);
+    assert_eq!(hooks.events("/ops"), ["refused"]);
+    // A failed run a minute later: still not stale.
+    break_source(&world);
+    assert_eq!(run_at(&world, Some("1m")).0, 1);
+    assert_eq!(hooks.events("/ops"), ["refused"]);
+    // Ten minutes after its first run, none has completed: stale, once.
+    assert_eq!(run_at(&world, Some("10m")).0, 1);
+    assert_eq!(hooks.events("/ops"), ["refused", "stale"]);
+    let stale = &hooks.bodies("/ops")[1];
+    assert!(
+        stale["message"]
+            .as_str()
+            .unwrap()
+            .contains("none has completed since its first run at"),
+        "{stale}"
+    );
+    // A run that completes ends both incidents.
+    mend_source(&world);
+    world.edit_activation(|yaml| format!("{yaml}first_run: send_all\n"));
+    assert_eq!(run_at(&world, Some("11m")).0, 0);
+    let events = hooks.events("/ops");
+    assert_eq!(
+        events.iter().filter(|e| *e == "recovered").count(),
+        2,
+        "{events:?}"
+    );
+}

@@ -607,6 +607,12 @@ fn a_run_started_on_demand_completes_and_the_route_needs_a_token_file() {
             .contains("\"completed\"")
     });
     assert_eq!(world.accepted_references().len(), 3);
+    // The run's line in the daemon's log says every count that needs a look.
+    until("the run's line", || {
+        daemon.said().contains(
+            "(read 3, sent 3, rejected 0, failed 0, uncertain 0, given_up 0, suppressed 0)",
+        )
+    });
 }
 
 #[test]

@@ -214,41 +214,43 @@ impl Notifier {
     async fn decide_stale(&self, state: &State, activation: &str, out: &mut Vec<Queued>) {
         let now = state.clock().now();
         let last = state.last_success(activation).await.ok().flatten();
+        // Never completed: its time counts from its first run (a new
+        // activation, even one refused at once, is not stale before `after`
+        // has passed; one that never ran is not stale at all).
+        let first = match &last {
+            Some(_) => None,
+            None => state.first_run_started(activation).await.ok().flatten(),
+        };
         let since = last
             .as_deref()
+            .or(first.as_deref())
             .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
             .map(|at| at.to_utc());
         for rule in self.alerts.rules.iter().filter(|r| r.when == When::Stale) {
             let key = key(rule);
             let after = rule.after.unwrap_or_default();
-            let late = since.is_none_or(|at| (now - at).to_std().unwrap_or_default() > after);
-            // An activation that never completed a run is stale only once it
-            // has runs at all (a new activation is not an incident).
-            let ran = since.is_some()
-                || state
-                    .list_runs(Some(activation), 1)
-                    .await
-                    .is_ok_and(|runs| !runs.is_empty());
-            if late && ran {
+            let late = since.is_some_and(|at| (now - at).to_std().unwrap_or_default() > after);
+            if late {
                 let opened = state
                     .open_incident(activation, &key, None)
                     .await
                     .unwrap_or(true);
                 if opened || rule.every {
-                    let message = match &last {
-                        Some(at) => format!(
+                    let message = match (&last, &first) {
+                        (Some(at), _) => format!(
                             "no successful run for over {} (the last completed run started {at})",
                             humantime::format_duration(after)
                         ),
-                        None => format!(
-                            "no successful run for over {}: none has completed yet",
-                            humantime::format_duration(after)
+                        (None, first) => format!(
+                            "no successful run for over {}: none has completed since its first run at {}",
+                            humantime::format_duration(after),
+                            first.as_deref().unwrap_or("?")
                         ),
                     };
                     let alert = Alert::new(state, "stale", &key, activation, None, message);
                     out.push((rule.notify.clone(), alert));
                 }
-            } else if !late {
+            } else if last.is_some() {
                 let message = format!("{key} is over: a run completed");
                 self.recover(state, activation, &key, &[rule], None, message, out)
                     .await;

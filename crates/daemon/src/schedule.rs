@@ -411,7 +411,7 @@ fn finished_run(
             metrics.run(name, s);
             let c = &s.counts;
             notice(&format!(
-                "{name}: run {} {} (read {}, sent {}, rejected {}, failed {}, uncertain {}){}",
+                "{name}: run {} {} (read {}, sent {}, rejected {}, failed {}, uncertain {}, given_up {}, suppressed {}){}",
                 s.run_id,
                 s.status,
                 c.read,
@@ -419,6 +419,8 @@ fn finished_run(
                 c.rejected,
                 c.failed,
                 c.uncertain,
+                c.given_up,
+                c.suppressed,
                 s.error
                     .as_deref()
                     .map(|e| format!(": {e}"))

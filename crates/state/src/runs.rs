@@ -397,6 +397,18 @@ impl State {
 }
 
 impl State {
+    /// When `activation`'s first run started (RFC 3339), if it ever ran.
+    pub async fn first_run_started(&self, activation: &str) -> Result<Option<String>> {
+        let found: Option<(Option<String>,)> = on!(self.db.executor(), |c| sqlx::query_as(
+            "SELECT MIN(started_at) FROM runs WHERE activation = $1"
+        )
+        .bind(activation)
+        .fetch_optional(c)
+        .await)
+        .map_err(Error::db("read the first run"))?;
+        Ok(found.and_then(|(at,)| at))
+    }
+
     /// The most recent runs, newest first.
     pub async fn list_runs(&self, activation: Option<&str>, limit: u32) -> Result<Vec<RunSummary>> {
         let filter = RunFilter {
