@@ -301,3 +301,19 @@ fn schema_prints_a_json_schema_of_each_kind_of_file() {
     let bad = retl().args(["schema", "activatoin"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn check_does_not_promise_a_next_run_it_could_not_preview() {
+    let world = World::new();
+    world.insert(1, 2, None, None);
+    assert_eq!(world.run().0, 0);
+    world.sql("ALTER TABLE orders RENAME TO orders_gone");
+    let out = world.retl(&["check", "orders"], "emulator-secret");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        !stdout.contains("no safety limit would refuse it"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("next run: not foreseen"), "{stdout}");
+}

@@ -154,11 +154,14 @@ async fn foresee(
     {
         Ok(preview) => check.next_run_refused = preview.refused,
         Err(e) => check.warnings.push(format!(
-            "the next run could not be previewed: {}",
+            "{PREVIEW_FAILED}: {}",
             retl_config::with_causes(&e)
         )),
     }
 }
+
+/// How the warning of a preview that failed begins.
+pub(crate) const PREVIEW_FAILED: &str = "the next run could not be previewed";
 
 /// The first-run guard's verdict on a first run of `rows` rows, without a
 /// state database to preview it with.

@@ -8,6 +8,7 @@ use std::path::Path;
 use retl_state::State;
 use serde::Serialize;
 
+use crate::check::PREVIEW_FAILED;
 use crate::config::{Activation, Problem, Project};
 use crate::{ActivationCheck, DestinationCheck, SourceCheck, check_activation, check_destination};
 
@@ -237,9 +238,17 @@ fn text(checked: &ProjectCheck, config_dir: &Path) -> String {
                 .map(|at| format!(", next run {at}"))
                 .unwrap_or_default()
         );
+        let unforeseen = a.warnings.iter().any(|w| w.starts_with(PREVIEW_FAILED));
         match &a.next_run_refused {
             Some(why) => {
                 let _ = writeln!(out, "  next run: would be refused: {why}");
+            }
+            // Nothing can be said of a run that could not be previewed.
+            None if unforeseen || !a.problems.is_empty() => {
+                let _ = writeln!(
+                    out,
+                    "  next run: not foreseen (the problems and warnings below say why)"
+                );
             }
             None => {
                 let _ = writeln!(out, "  next run: no safety limit would refuse it");
