@@ -317,3 +317,35 @@ fn check_does_not_promise_a_next_run_it_could_not_preview() {
     );
     assert!(stdout.contains("next run: not foreseen"), "{stdout}");
 }
+
+#[test]
+fn a_preview_shows_every_count_and_twenty_bodies_unless_asked_for_more() {
+    let world = World::new();
+    world.insert(1, 30, None, None);
+    let out = world.retl(&["preview", "orders"], "emulator-secret");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for count in [
+        "suppressed 0",
+        "failed 0",
+        "uncertain 0",
+        "given_up 0",
+        "would send 30",
+    ] {
+        assert!(text.contains(count), "{count} in {text}");
+    }
+    assert_eq!(text.matches("\ninvitation for row ").count(), 20, "{text}");
+    assert!(text.contains("10 more request bodies not shown"), "{text}");
+    let all = world.retl(&["preview", "orders", "--show", "all"], "emulator-secret");
+    let all = String::from_utf8_lossy(&all.stdout);
+    assert_eq!(all.matches("\ninvitation for row ").count(), 30);
+    let three = world.retl(&["preview", "orders", "--show", "3"], "emulator-secret");
+    assert_eq!(
+        String::from_utf8_lossy(&three.stdout)
+            .matches("\ninvitation for row ")
+            .count(),
+        3
+    );
+    let bad = world.retl(&["preview", "orders", "--show", "many"], "emulator-secret");
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -190,6 +190,10 @@ pub(crate) enum Command {
         /// origins}], rejections: [{key, reference, reason}], estimated_seconds}.
         #[arg(long)]
         json: bool,
+        /// How many request bodies the text lists: a number, or `all`
+        /// (`--json` lists them all).
+        #[arg(long, value_name = "N|all", default_value = "20", value_parser = parse_show)]
+        show: Show,
     },
     /// Check the configuration, each destination (a fresh token is minted;
     /// business units and template ids must exist) and each activation's
@@ -451,4 +455,23 @@ fn schema_kind()
         clap::builder::PossibleValuesParser::new(retl_engine::config::schema::SchemaKind::CHOICES),
         |kind| kind.parse().expect("one of the choices"),
     )
+}
+
+/// How many request bodies a preview's text lists (`--show`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Show {
+    /// At most this many.
+    First(usize),
+    /// Every one.
+    All,
+}
+
+/// `--show`: a number or `all`.
+fn parse_show(text: &str) -> Result<Show, String> {
+    if text.eq_ignore_ascii_case("all") {
+        return Ok(Show::All);
+    }
+    text.parse()
+        .map(Show::First)
+        .map_err(|_| format!("`{text}` is neither a number nor `all`"))
 }

@@ -234,7 +234,8 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
                 activation,
                 json,
                 limit,
-            } => commands::preview::preview(&ctx, &activation, limit, json).await,
+                show,
+            } => commands::preview::preview(&ctx, &activation, limit, json, show).await,
             Command::Run {
                 activations,
                 all,
@@ -257,7 +258,14 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
                 if dry_run {
                     let mut worst = Exit::Ok;
                     for name in &names {
-                        let code = commands::preview::preview(&ctx, name, limit, json).await?;
+                        let code = commands::preview::preview(
+                            &ctx,
+                            name,
+                            limit,
+                            json,
+                            args::Show::First(20),
+                        )
+                        .await?;
                         if code.severity() > worst.severity() {
                             worst = code;
                         }

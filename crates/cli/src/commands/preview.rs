@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use retl_engine::Preview;
 
+use crate::args::Show;
 use crate::exit::Exit;
 use crate::{Ctx, Failure};
 
@@ -13,6 +14,7 @@ pub(crate) async fn preview(
     name: &str,
     limit: Option<u64>,
     json: bool,
+    show: Show,
 ) -> Result<Exit, Failure> {
     let project = ctx.load(name)?;
     let (activation, destination) = project.activation(name)?;
@@ -35,7 +37,7 @@ pub(crate) async fn preview(
         value["state"] = serde_json::Value::String(retl_state::State::masked(&ctx.state_url));
         println!("{}", serde_json::to_string(&value)?);
     } else {
-        crate::output::print_human(&render(&preview));
+        crate::output::print_human(&render(&preview, show));
     }
     Ok(Exit::Ok)
 }
@@ -64,7 +66,7 @@ fn tempfile_state() -> Result<Scratch, Failure> {
 }
 
 /// The preview as a person reads it.
-fn render(p: &Preview) -> String {
+fn render(p: &Preview, show: Show) -> String {
     let c = &p.counts;
     let mut out = format!(
         "preview of activation {} (nothing was sent or written)\n",
@@ -79,6 +81,18 @@ fn render(p: &Preview) -> String {
         out,
         "  already_sent {}  already_rejected {}  ignored_changed {}  baseline {}",
         c.already_sent, c.already_rejected, c.ignored_changed, c.baseline
+    );
+    let _ = writeln!(
+        out,
+        "  suppressed {}  failed {}  uncertain {}  given_up {}  recovered {}  cursor_null {}  reshaped {}  writeback_failed {}",
+        c.suppressed,
+        c.failed,
+        c.uncertain,
+        c.given_up,
+        c.recovered,
+        c.cursor_null,
+        c.reshaped,
+        c.writeback_failed
     );
     if c.sent > 0 {
         let _ = match p.estimated_seconds {
@@ -96,7 +110,11 @@ fn render(p: &Preview) -> String {
     if let Some(refused) = &p.refused {
         let _ = writeln!(out, "  a run now would be {refused}");
     }
-    for invitation in &p.invitations {
+    let shown = match show {
+        Show::All => p.invitations.len(),
+        Show::First(n) => n.min(p.invitations.len()),
+    };
+    for invitation in &p.invitations[..shown] {
         let _ = writeln!(
             out,
             "\ninvitation for row {} (reference {})",
@@ -113,10 +131,17 @@ fn render(p: &Preview) -> String {
             .collect();
         let _ = writeln!(out, "  from: {}", origins.join(", "));
     }
+    if shown < p.invitations.len() {
+        let _ = writeln!(
+            out,
+            "\n({} more request bodies not shown: --show N or --show all lists them, --json gives them all)",
+            p.invitations.len() - shown
+        );
+    }
     if p.invitations_truncated {
         let _ = writeln!(
             out,
-            "\n(only the first {} invitations are listed; use --limit to bound the preview)",
+            "\n(only the first {} invitations are kept; use --limit to bound the preview)",
             p.invitations.len()
         );
     }
