@@ -546,3 +546,36 @@ fn a_new_activation_is_not_stale_until_its_window_passed_since_its_first_run() {
         "{events:?}"
     );
 }
+
+#[test]
+fn a_typo_in_the_alerts_file_sends_the_invitations_and_says_so_even_quietly() {
+    let world = World::new();
+    let hooks = Receiver::start();
+    world.write(
+        "alerts.yaml",
+        &format!(
+            "channels:\n  ops: {{type: webhook, url: \"{}\"}}\nrules:\n  - {{when: rejected, notify: [opz]}}\n",
+            hooks.url("/ops")
+        ),
+    );
+    world.insert(1, 3, Some(2), None);
+    let out = world
+        .command(&["run", "orders", "--quiet"], "emulator-secret")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("alerts.yaml could not be used"), "{stderr}");
+    assert!(stderr.contains("alerts.yaml:4:"), "its position: {stderr}");
+    assert!(stderr.contains("opz"), "{stderr}");
+    assert_eq!(
+        world.accepted_references().len(),
+        2,
+        "the invitations went out"
+    );
+    assert!(hooks.events("/ops").is_empty());
+    // retl check fails on it, with its position.
+    let check = world.retl(&["check", "--json"], "emulator-secret");
+    assert_eq!(check.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("alerts.yaml:4:"));
+}

@@ -18,6 +18,8 @@ Exit codes:
   4    another run of the activation is under way (its lease is held)
   5    refused by a safety limit; nothing sent (a first run larger than limits.first_run_max,
        or a surge: more new rows than limits.surge_factor times the recent median)
+  6    the run completed, but alerts.yaml could not be used: no alert was sent (its problems
+       are on stderr, even with --quiet)
   130  interrupted (SIGINT or SIGTERM): requests under way were finished, the rest skipped
 
 Example:

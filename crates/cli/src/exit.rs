@@ -16,6 +16,9 @@ pub(crate) enum Exit {
     Locked = 4,
     /// Refused by a safety limit; nothing sent.
     Refused = 5,
+    /// The runs completed, but `alerts.yaml` could not be used: no alert
+    /// was sent (a typo there must not stop invitations, nor pass unseen).
+    AlertsUnusable = 6,
     /// Interrupted by SIGINT or SIGTERM.
     Interrupted = 130,
 }
@@ -23,9 +26,10 @@ pub(crate) enum Exit {
 impl Exit {
     /// From the least to the most serious: the exit code of several runs is
     /// the most serious of theirs.
-    const BY_SEVERITY: [Exit; 7] = [
+    const BY_SEVERITY: [Exit; 8] = [
         Exit::Ok,
         Exit::Attention,
+        Exit::AlertsUnusable,
         Exit::Interrupted,
         Exit::Locked,
         Exit::Refused,
@@ -60,7 +64,7 @@ mod tests {
     #[test]
     fn the_codes_are_the_documented_ones_and_failures_outrank_the_rest() {
         let codes: Vec<u8> = Exit::BY_SEVERITY.iter().map(|e| e.code()).collect();
-        assert_eq!(codes, [0, 3, 130, 4, 5, 2, 1]);
+        assert_eq!(codes, [0, 3, 6, 130, 4, 5, 2, 1]);
         assert!(Exit::Failed.severity() > Exit::Attention.severity());
     }
 }

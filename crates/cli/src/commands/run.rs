@@ -145,6 +145,27 @@ pub(crate) async fn run(ctx: &Ctx, names: &[String], args: &RunArgs) -> Result<E
             worst = code;
         }
     }
+    // A broken alerts.yaml sent no alert: said whatever --quiet says, and
+    // in the exit code (the invitations went out all the same).
+    let alerts_file = ctx
+        .config_dir()
+        .join(retl_engine::config::alerts::ALERTS_FILE);
+    let unusable: Vec<String> = project
+        .problems
+        .iter()
+        .filter(|p| p.location.as_ref().is_some_and(|l| l.file == alerts_file))
+        .map(ToString::to_string)
+        .collect();
+    if !unusable.is_empty() {
+        eprintln!(
+            "error: {} could not be used, so no alert was sent:\n  {}",
+            alerts_file.display(),
+            unusable.join("\n  ")
+        );
+        if matches!(worst, Ok(code) if code.severity() < Exit::AlertsUnusable.severity()) {
+            worst = Ok(Exit::AlertsUnusable);
+        }
+    }
     match worst {
         Ok(code) => Ok(code),
         // Already printed above.
