@@ -145,8 +145,22 @@ pub(crate) async fn run(ctx: &Ctx, names: &[String], args: &RunArgs) -> Result<E
             worst = code;
         }
     }
-    // A broken alerts.yaml sent no alert: said whatever --quiet says, and
-    // in the exit code (the invitations went out all the same).
+    if alerts_unusable(ctx, &project)
+        && matches!(worst, Ok(code) if code.severity() < Exit::AlertsUnusable.severity())
+    {
+        worst = Ok(Exit::AlertsUnusable);
+    }
+    match worst {
+        Ok(code) => Ok(code),
+        // Already printed above.
+        Err(failure) => Ok(failure.code),
+    }
+}
+
+/// Whether `alerts.yaml` could not be used (no alert was sent): its
+/// problems are said on stderr whatever `--quiet` says, since a typo there
+/// must not stop invitations, nor pass unseen.
+fn alerts_unusable(ctx: &Ctx, project: &retl_engine::config::Project) -> bool {
     let alerts_file = ctx
         .config_dir()
         .join(retl_engine::config::alerts::ALERTS_FILE);
@@ -162,15 +176,8 @@ pub(crate) async fn run(ctx: &Ctx, names: &[String], args: &RunArgs) -> Result<E
             alerts_file.display(),
             unusable.join("\n  ")
         );
-        if matches!(worst, Ok(code) if code.severity() < Exit::AlertsUnusable.severity()) {
-            worst = Ok(Exit::AlertsUnusable);
-        }
     }
-    match worst {
-        Ok(code) => Ok(code),
-        // Already printed above.
-        Err(failure) => Ok(failure.code),
-    }
+    !unusable.is_empty()
 }
 
 /// What a run shows while it works: on a terminal, a line per activation
