@@ -124,6 +124,18 @@ impl Fenced {
 }
 
 impl State {
+    /// Whether anyone was ever forgotten (`retl forget`) in this state: a
+    /// run looks its rows' customers up only if so.
+    pub async fn anyone_forgotten(&self) -> Result<bool> {
+        let found: Option<(String,)> = on!(self.db.executor(), |c| sqlx::query_as(
+            "SELECT contact_hash FROM forgotten LIMIT 1"
+        )
+        .fetch_optional(c)
+        .await)
+        .map_err(Error::db("look for forgotten people"))?;
+        Ok(found.is_some())
+    }
+
     /// When the person whose email hashes to one of `contacts` was
     /// forgotten (`retl forget`), if she was: she is never invited again.
     pub async fn contact_forgotten(&self, contacts: &[&str]) -> Result<Option<String>> {

@@ -72,6 +72,9 @@ impl RunCtx<'_> {
         &mut self,
         pending: Vec<classify::Pending<R>>,
     ) -> Result<Vec<classify::Pending<R>>> {
+        if self.activation.dedupe.is_empty() && !self.anyone_forgotten {
+            return Ok(pending);
+        }
         let mut kept = Vec::with_capacity(pending.len());
         let mut logs = Vec::new();
         'rows: for p in pending {
@@ -79,7 +82,12 @@ impl RunCtx<'_> {
                 let hashes: Vec<&str> = std::iter::once(contact.as_str())
                     .chain(p.legacy_contacts.iter().map(String::as_str))
                     .collect();
-                if let Some(at) = self.state.contact_forgotten(&hashes).await? {
+                let forgotten_at = if self.anyone_forgotten {
+                    self.state.contact_forgotten(&hashes).await?
+                } else {
+                    None
+                };
+                if let Some(at) = forgotten_at {
                     self.counts.suppressed += 1;
                     logs.push(p.log(RowOutcome::Suppressed, Some(forgotten(&at))));
                     continue 'rows;

@@ -86,6 +86,8 @@ struct Net<S: Sender> {
     dedupe: Vec<(String, Duration)>,
     /// The monthly allowances each row claims a place in when it is marked.
     allowances: Vec<super::limits::Allowance>,
+    /// Whether the state holds a forgotten person to look each customer up in.
+    anyone_forgotten: bool,
     sender: S,
     policy: Policy,
     /// How long a row may keep failing transiently before it is given up.
@@ -125,7 +127,7 @@ impl<S: Sender> Protocol for Row<'_, S> {
     /// invited within a scope's window withholds the row (nothing claimed).
     async fn mark(&self) -> retl_state::Result<Mark> {
         let p = self.p;
-        if let Some(contact) = &p.contact {
+        if let Some(contact) = p.contact.as_ref().filter(|_| self.net.anyone_forgotten) {
             let hashes: Vec<&str> = std::iter::once(contact.as_str())
                 .chain(p.legacy_contacts.iter().map(String::as_str))
                 .collect();
@@ -240,6 +242,7 @@ impl<S: Sender> Outbox<S> {
             net: Arc::new(Net {
                 dedupe: ctx.activation.dedupe.clone(),
                 allowances: ctx.allowances.clone(),
+                anyone_forgotten: ctx.anyone_forgotten,
                 sender,
                 policy,
                 give_up_after,

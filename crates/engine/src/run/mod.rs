@@ -292,6 +292,9 @@ struct RunCtx<'a> {
     budget: Option<(u64, String)>,
     /// The monthly allowances its rows claim a place in when they are marked.
     allowances: Vec<limits::Allowance>,
+    /// Whether the state holds a forgotten person (only then is each row's
+    /// customer looked up there).
+    anyone_forgotten: bool,
     /// The key the person's email is hashed with in the run log (none in a
     /// preview, which keeps nothing).
     contact_key: Option<retl_state::ContactKey>,
@@ -346,6 +349,7 @@ impl<'a> RunCtx<'a> {
             recorded: AtomicU64::new(0),
             budget: None,
             allowances: Vec::new(),
+            anyone_forgotten: false,
             approval: None,
             content_shape: content_shape(activation),
             reshaped: false,

@@ -69,6 +69,7 @@ impl RunCtx<'_> {
             None => Some(self.state.contact_key().await?),
             Some(_) => self.state.existing_contact_key().await?,
         };
+        self.anyone_forgotten = self.state.anyone_forgotten().await?;
         Ok(())
     }
 
