@@ -725,32 +725,14 @@ impl KeyTable {
                 }
                 Writer::Mysql(c) => {
                     // Bytes compared, as the anti-join compares them.
-                    let one: Vec<String> = self
-                        .columns
-                        .iter()
-                        .map(|col| format!("BINARY {} = BINARY ?", quote_column(col, q)))
-                        .collect();
-                    let one = format!("({})", one.join(" AND "));
-                    let sql = format!(
-                        "DELETE FROM {table} WHERE {}",
-                        vec![one; chunk.len()].join(" OR ")
-                    );
+                    let sql = self.delete_keys(&table, "BINARY ", chunk.len());
                     bind_keys(sqlx::query(&sql), chunk)
                         .execute(&mut *c)
                         .await
                         .map_err(remove)?;
                 }
                 Writer::Sqlite(c) => {
-                    let one: Vec<String> = self
-                        .columns
-                        .iter()
-                        .map(|col| format!("{} = ?", quote_column(col, q)))
-                        .collect();
-                    let one = format!("({})", one.join(" AND "));
-                    let sql = format!(
-                        "DELETE FROM {table} WHERE {}",
-                        vec![one; chunk.len()].join(" OR ")
-                    );
+                    let sql = self.delete_keys(&table, "", chunk.len());
                     bind_keys(sqlx::query(&sql), chunk)
                         .execute(&mut *c)
                         .await
@@ -759,6 +741,22 @@ impl KeyTable {
             }
         }
         Ok(())
+    }
+
+    /// `DELETE FROM table WHERE (c = ? AND …) OR …` for `keys` keys, each
+    /// side of each `=` prefixed with `compare` (`BINARY ` on MySQL).
+    fn delete_keys(&self, table: &str, compare: &str, keys: usize) -> String {
+        let q = self.quote();
+        let one: Vec<String> = self
+            .columns
+            .iter()
+            .map(|col| {
+                let col = quote_column(col, q);
+                format!("{compare}{col} = {compare}?")
+            })
+            .collect();
+        let one = format!("({})", one.join(" AND "));
+        format!("DELETE FROM {table} WHERE {}", vec![one; keys].join(" OR "))
     }
 
     /// How many keys the table holds (a key written twice counts twice).
