@@ -3,11 +3,11 @@
 backticks exists in the tree, so that a rename that strands a doc fails CI.
 
 What is checked, in backticks:
-- a path (it has a `/` and starts with a top folder of the repository, such
-  as `crates/…`, `scripts/…`, `docs/…`, `configs/…`, `tests/…`, `deploy/…`,
-  or it ends in `.rs`, `.sh`, `.py`, `.md`, `.yaml`, `.toml`): the file or
-  folder exists (a bare file name such as `keytable.rs` is looked up
-  anywhere under `crates/`);
+- a path (it starts with a top folder of the repository, such as
+  `crates/…`, `scripts/…`, `docs/…`, `configs/…`, `tests/…`, `deploy/…`, or
+  it ends in `.rs`, `.sh`, `.py`): the file or folder exists (a file name
+  such as `keytable.rs`, or one under a crate's folder such as
+  `commands/web.rs`, is looked up anywhere in the tree);
 - a Rust path (`retl_state::Fenced`, `State::fenced`, `Kind::identity()`):
   each of its names after the first is defined in the Rust sources (as a fn,
   struct, enum, trait, type, const, static, mod, macro, enum variant or
@@ -62,16 +62,17 @@ def is_path(token: str) -> bool:
         return False
     if token.startswith(TOP):
         return True
-    # A bare file name of the project's own code (a user's `alerts.yaml` or
-    # an editor's `settings.json` is not the tree's).
-    return "/" not in token and token.endswith(SOURCE_EXTENSIONS) and "::" not in token
+    # A file of the project's own code, bare or under a folder of its crate
+    # (`keytable.rs`, `commands/web.rs`; a user's `alerts.yaml` or an
+    # editor's `settings.json` is not the tree's).
+    return token.endswith(SOURCE_EXTENSIONS) and "::" not in token
 
 
 def path_exists(token: str) -> bool:
     token = token.rstrip("/").split(":")[0]
     if (ROOT / token).exists():
         return True
-    if "/" not in token:
+    if not token.startswith(TOP):
         return any(ROOT.glob(f"crates/**/{token}")) or any(ROOT.glob(f"**/{token}"))
     return False
 
