@@ -21,7 +21,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use retl_config::schema::{choice, duration, integer, object, string, strings};
+use retl_config::schema::{choice, duration, integer, string, strings};
 use retl_config::{Node, Reader, join};
 use serde_json::{Value, json};
 
@@ -134,15 +134,50 @@ pub struct Alerts {
     pub rules: Vec<Rule>,
 }
 
-const FILE_KEYS: &[&str] = &["channels", "rules"];
-const CHANNEL_KEYS: &[&str] = &["type", "url", "smtp", "from", "to"];
-const RULE_KEYS: &[&str] = &["when", "notify", "after", "over", "every"];
+retl_config::block! {
+    /// `alerts.yaml`.
+    static FILE = "configs/alerts.yaml: alert channels and rules", required [] {
+        "channels" => json!({"type": "object", "description": "channels by name", "additionalProperties": CHANNEL.schema()}),
+        "rules" => json!({"type": "array", "description": "the rules", "items": RULE.schema()}),
+    }
+}
+
+retl_config::block! {
+    /// One channel of `channels:`.
+    static CHANNEL = "where alerts go", required ["type"] {
+        "type" => choice(
+            CHANNEL_TYPES,
+            "webhook (POST JSON), slack (an incoming webhook) or email (SMTP)",
+        ),
+        "url" => string("with webhook or slack: the URL to POST to"),
+        "smtp" => string(
+            "with email: smtp://user:password@host:587 (STARTTLS), smtps://…:465 (TLS), or smtp://localhost:PORT?tls=none",
+        ),
+        "from" => string("with email: the sender"),
+        "to" => strings("with email: the recipients"),
+    }
+}
+
+retl_config::block! {
+    /// One rule of `rules:`.
+    static RULE = "when to alert, and whom", required ["when", "notify"] {
+        "when" => choice(When::CHOICES, "what the rule alerts on"),
+        "notify" => strings("the channels, by name"),
+        "after" => duration("with stale: how long without a successful run, e.g. 6h"),
+        "over" => integer(
+            0,
+            1_000_000_000,
+            "with rejected: more rejected rows in a run than this",
+        ),
+        "every" => json!({"type": "boolean", "description": "alert on every run the rule holds for, not once per incident (default false)"}),
+    }
+}
 
 /// Reads `alerts.yaml`.
 /// Reads an `alerts.yaml` document; every problem is reported to `r`.
 pub fn read_alerts(r: &mut Reader<'_>, doc: &Node<'_>, file: &Path) -> Option<Alerts> {
     let _ = file;
-    let map = r.map(doc, "", FILE_KEYS)?;
+    let map = r.block(doc, "", &FILE)?;
     let mut channels = BTreeMap::new();
     if let Some(node) = map.get("channels")
         && let Some(named) = r.map(node, "channels", &[])
@@ -171,7 +206,7 @@ pub fn read_alerts(r: &mut Reader<'_>, doc: &Node<'_>, file: &Path) -> Option<Al
 }
 
 fn read_channel(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<Channel> {
-    let map = r.map(node, path, CHANNEL_KEYS)?;
+    let map = r.block(node, path, &CHANNEL)?;
     let kind = r
         .required(&map, path, "type", "webhook, slack or email")
         .and_then(|n| r.choice(n, &join(path, "type"), CHANNEL_TYPES))?;
@@ -265,7 +300,7 @@ fn read_rule(
     path: &str,
     channels: &BTreeMap<String, Channel>,
 ) -> Option<Rule> {
-    let map = r.map(node, path, RULE_KEYS)?;
+    let map = r.block(node, path, &RULE)?;
     let when: Option<When> = r
         .required(&map, path, "when", "run_failed")
         .and_then(|n| r.choice(n, &join(path, "when"), When::CHOICES))
@@ -337,64 +372,5 @@ fn read_rule(
 
 /// The JSON Schema of `alerts.yaml`.
 pub fn schema() -> Value {
-    let channel = object(
-        "where alerts go",
-        vec![
-            (
-                "type",
-                choice(
-                    CHANNEL_TYPES,
-                    "webhook (POST JSON), slack (an incoming webhook) or email (SMTP)",
-                ),
-            ),
-            ("url", string("with webhook or slack: the URL to POST to")),
-            (
-                "smtp",
-                string(
-                    "with email: smtp://user:password@host:587 (STARTTLS), smtps://…:465 (TLS), or smtp://localhost:PORT?tls=none",
-                ),
-            ),
-            ("from", string("with email: the sender")),
-            ("to", strings("with email: the recipients")),
-        ],
-        &["type"],
-    );
-    let rule = object(
-        "when to alert, and whom",
-        vec![
-            ("when", choice(When::CHOICES, "what the rule alerts on")),
-            ("notify", strings("the channels, by name")),
-            (
-                "after",
-                duration("with stale: how long without a successful run, e.g. 6h"),
-            ),
-            (
-                "over",
-                integer(
-                    0,
-                    1_000_000_000,
-                    "with rejected: more rejected rows in a run than this",
-                ),
-            ),
-            (
-                "every",
-                json!({"type": "boolean", "description": "alert on every run the rule holds for, not once per incident (default false)"}),
-            ),
-        ],
-        &["when", "notify"],
-    );
-    object(
-        "configs/alerts.yaml: alert channels and rules",
-        vec![
-            (
-                "channels",
-                json!({"type": "object", "description": "channels by name", "additionalProperties": channel}),
-            ),
-            (
-                "rules",
-                json!({"type": "array", "description": "the rules", "items": rule}),
-            ),
-        ],
-        &[],
-    )
+    FILE.schema()
 }

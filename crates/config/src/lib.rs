@@ -19,11 +19,13 @@
 //! stops at the first unknown key or wrong type, and it cannot keep the
 //! position of every scalar once values are deserialised.
 
+mod block;
 pub mod limits;
 mod reader;
 pub mod schema;
 mod secrets;
 
+pub use block::{Block, Key};
 pub use reader::{Map, Reader, child, closest, join};
 pub use secrets::Secrets;
 

@@ -1,9 +1,7 @@
 //! `limits:`: how much one run, or one day, may send. Read in an activation,
 //! or in a destination for all its activations (the activation's keys win).
 
-use serde_json::Value;
-
-use crate::schema::{integer, object};
+use crate::schema::{choice, duration, integer};
 use crate::{Node, Reader, join};
 
 /// Volume limits (`limits:`). Unset keys fall back to the other layer, then
@@ -48,18 +46,47 @@ pub const SURGE_RUNS: u64 = 30;
 /// The default of `first_run_max`.
 pub const FIRST_RUN_MAX: u64 = 100;
 
-/// The keys of `limits:`.
-pub const LIMIT_KEYS: &[&str] = &[
-    "first_run_max",
-    "max_per_run",
-    "max_per_day",
-    "max_per_month",
-    "surge",
-    "surge_factor",
-    "surge_min",
-    "surge_share",
-    "surge_runs",
-];
+crate::block! {
+    /// `limits:`, its keys and their schemas.
+    pub static LIMITS = "how much one run, or one day, may send", required [] {
+        "first_run_max" => integer(
+            0,
+            1_000_000_000,
+            "a first run without first_run: that would send more sends nothing (default 100)",
+        ),
+        "max_per_run" => integer(0, 1_000_000_000, "at most this many rows sent per run"),
+        "max_per_day" => integer(0, 1_000_000_000, "at most this many rows sent per UTC day"),
+        "max_per_month" => integer(
+            0,
+            1_000_000_000,
+            "at most this many rows sent per calendar month (UTC), a plan's allowance; on a destination, for its activations together",
+        ),
+        "surge" => choice(
+            &["on", "off"],
+            "the surge guard, which refuses a run whose new rows look like a rebuilt model (default on)",
+        ),
+        "surge_factor" => integer(
+            1,
+            1_000_000,
+            "a surge has more new rows than this times the median sent by the recent runs that sent anything (default 10)",
+        ),
+        "surge_min" => integer(
+            0,
+            1_000_000_000,
+            "a run with this many new rows or fewer is never a surge (default 100)",
+        ),
+        "surge_share" => integer(
+            1,
+            100,
+            "a surge has more than this percentage of the rows read looking new (default 50)",
+        ),
+        "surge_runs" => integer(
+            1,
+            1000,
+            "how many recent runs that sent anything the baseline is the median of (default 30)",
+        ),
+    }
+}
 
 impl Limits {
     /// `self`'s keys where set, else `base`'s.
@@ -111,7 +138,7 @@ impl Limits {
 
 /// Reads a `limits:` block.
 pub fn read_limits(r: &mut Reader<'_>, node: &Node<'_>) -> Limits {
-    let Some(map) = r.map(node, "limits", LIMIT_KEYS) else {
+    let Some(map) = r.block(node, "limits", &LIMITS) else {
         return Limits::default();
     };
     let mut number = |key: &str, min: u64, max: u64| {
@@ -148,62 +175,19 @@ pub fn read_limits(r: &mut Reader<'_>, node: &Node<'_>) -> Limits {
     }
 }
 
-/// The JSON Schema of `limits:`.
-pub fn limits_schema() -> Value {
-    let property = |key: &str| match key {
-        "first_run_max" => integer(
-            0,
-            1_000_000_000,
-            "a first run without first_run: that would send more sends nothing (default 100)",
-        ),
-        "max_per_run" => integer(0, 1_000_000_000, "at most this many rows sent per run"),
-        "max_per_day" => integer(0, 1_000_000_000, "at most this many rows sent per UTC day"),
-        "max_per_month" => integer(
-            0,
-            1_000_000_000,
-            "at most this many rows sent per calendar month (UTC), a plan's allowance; on a destination, for its activations together",
-        ),
-        "surge" => crate::schema::choice(
-            &["on", "off"],
-            "the surge guard, which refuses a run whose new rows look like a rebuilt model (default on)",
-        ),
-        "surge_factor" => integer(
-            1,
-            1_000_000,
-            "a surge has more new rows than this times the median sent by the recent runs that sent anything (default 10)",
-        ),
-        "surge_min" => integer(
-            0,
-            1_000_000_000,
-            "a run with this many new rows or fewer is never a surge (default 100)",
-        ),
-        "surge_share" => integer(
-            1,
-            100,
-            "a surge has more than this percentage of the rows read looking new (default 50)",
-        ),
-        "surge_runs" => integer(
-            1,
-            1000,
-            "how many recent runs that sent anything the baseline is the median of (default 30)",
-        ),
-        other => unreachable!("limits key `{other}` has no schema"),
-    };
-    object(
-        "how much one run, or one day, may send",
-        LIMIT_KEYS.iter().map(|k| (*k, property(k))).collect(),
-        &[],
-    )
+crate::block! {
+    /// `dedupe:`, its keys and their schemas.
+    pub static DEDUPE = "one invitation per customer per period: a row whose customer (by email, trimmed and lowercased) was invited within `within` is suppressed", required ["by", "within"] {
+        "by" => choice(&["consumer_email"], "what identifies a customer"),
+        "within" => duration("the period, e.g. 365d"),
+    }
 }
-
-/// The keys of `dedupe:`.
-pub const DEDUPE_KEYS: &[&str] = &["by", "within"];
 
 /// Reads `dedupe: {by: consumer_email, within: 365d}` (in an activation, or
 /// a destination for all its activations): the window within which one
 /// customer (by email) is invited once.
 pub fn read_dedupe(r: &mut Reader<'_>, node: &Node<'_>) -> Option<std::time::Duration> {
-    let map = r.map(node, "dedupe", DEDUPE_KEYS)?;
+    let map = r.block(node, "dedupe", &DEDUPE)?;
     let by = r
         .required(&map, "dedupe", "by", "consumer_email")
         .and_then(|n| r.choice(n, "dedupe.by", &["consumer_email"]));
@@ -212,19 +196,4 @@ pub fn read_dedupe(r: &mut Reader<'_>, node: &Node<'_>) -> Option<std::time::Dur
         .and_then(|n| r.duration(n, "dedupe.within"));
     by?;
     within
-}
-
-/// The JSON Schema of `dedupe:`.
-pub fn dedupe_schema() -> Value {
-    object(
-        "one invitation per customer per period: a row whose customer (by email, trimmed and lowercased) was invited within `within` is suppressed",
-        vec![
-            (
-                "by",
-                crate::schema::choice(&["consumer_email"], "what identifies a customer"),
-            ),
-            ("within", crate::schema::duration("the period, e.g. 365d")),
-        ],
-        DEDUPE_KEYS,
-    )
 }

@@ -3,12 +3,14 @@
 //! carry on, instead of stopping at the first.
 
 use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
 use std::path::Path;
+use std::rc::Rc;
 use std::time::Duration;
 
 use saphyr::{ScalarStyle, YamlData};
 
-use crate::{Location, Node, Problem, excerpt, parse_duration};
+use crate::{Block, Location, Node, Problem, excerpt, parse_duration};
 
 /// The name among `choices` closest to `wrong`, if one is close enough to be
 /// what was meant (a typo, not another word).
@@ -61,6 +63,9 @@ pub struct Reader<'f> {
     /// Values that came from the environment, with the text as written
     /// (`${VAR}`) and where: a problem quotes the text, never the value.
     substituted: Vec<Substituted>,
+    /// Keys of [`Block`]s that were written but never asked for by their
+    /// reader: a reader that forgot a declared key (checked in debug builds).
+    unread: Rc<RefCell<Vec<String>>>,
 }
 
 /// A scalar whose `${VAR}`s were replaced by their values.
@@ -76,17 +81,70 @@ pub struct Map<'n, 'a> {
     /// The mapping node itself.
     pub node: &'n Node<'a>,
     entries: Vec<(String, &'n Node<'a>)>,
+    /// Read through a [`Block`]: the keys asked for are checked against it,
+    /// and those present but never asked for are told to the reader.
+    declared: Option<Declared>,
+}
+
+/// What a [`Map`] read through a [`Block`] keeps to check its reader.
+struct Declared {
+    block: &'static Block,
+    path: String,
+    /// Per entry, whether its reader asked for it.
+    asked: Vec<Cell<bool>>,
+    /// Where the keys never asked for go, when the map is dropped.
+    unread: Rc<RefCell<Vec<String>>>,
 }
 
 impl<'n, 'a> Map<'n, 'a> {
     /// The value of `key`, if present.
+    ///
+    /// # Panics
+    /// In debug builds, when the map was read through a [`Block`] that does
+    /// not declare `key`: a key read but not declared.
     pub fn get(&self, key: &str) -> Option<&'n Node<'a>> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+        if let Some(declared) = &self.declared {
+            assert!(
+                !cfg!(debug_assertions) || declared.block.declares(key),
+                "`{}` is not declared in the block its reader reads it from",
+                join(&declared.path, key)
+            );
+        }
+        let index = self.entries.iter().position(|(k, _)| k == key)?;
+        if let Some(declared) = &self.declared {
+            declared.asked[index].set(true);
+        }
+        Some(self.entries[index].1)
+    }
+
+    /// Says that `keys` are read by another reader of the same mapping (a
+    /// destination file's `name` and `type`, read by the engine).
+    pub fn read_elsewhere(&self, keys: &[&str]) {
+        for key in keys {
+            let _ = self.get(key);
+        }
     }
 
     /// All entries.
     pub fn entries(&self) -> &[(String, &'n Node<'a>)] {
+        if let Some(declared) = &self.declared {
+            declared.asked.iter().for_each(|asked| asked.set(true));
+        }
         &self.entries
+    }
+}
+
+impl Drop for Map<'_, '_> {
+    fn drop(&mut self) {
+        let Some(declared) = &self.declared else {
+            return;
+        };
+        let mut unread = declared.unread.borrow_mut();
+        for ((key, _), asked) in self.entries.iter().zip(&declared.asked) {
+            if !asked.get() {
+                unread.push(join(&declared.path, key));
+            }
+        }
     }
 }
 
@@ -151,6 +209,7 @@ impl<'f> Reader<'f> {
             secrets: crate::Secrets::new(),
             elsewhere: false,
             substituted: Vec::new(),
+            unread: Rc::default(),
         }
     }
 
@@ -172,7 +231,18 @@ impl<'f> Reader<'f> {
     /// written with no value (a key that has no default needs one); or, if
     /// there were none either, one problem saying the file was left out. A
     /// file is never left out without a problem at its file.
+    ///
+    /// # Panics
+    /// In debug builds, when the file had no problem and a key its block
+    /// declares was written but never read.
     pub fn finish<T>(mut self, value: Option<T>) -> (Option<T>, Vec<Problem>) {
+        let unread = self.unread.borrow();
+        assert!(
+            !cfg!(debug_assertions) || !self.problems.is_empty() || unread.is_empty(),
+            "declared keys never read by their reader: {}",
+            unread.join(", ")
+        );
+        drop(unread);
         if self.problems.is_empty() && value.is_none() && !self.elsewhere {
             self.problems = std::mem::take(&mut self.unset);
             if self.problems.is_empty() {
@@ -254,7 +324,27 @@ impl<'f> Reader<'f> {
         matches!(untagged(node).data, YamlData::Mapping(_))
     }
 
-    /// Reads a mapping whose keys must be among `allowed`; reports each unknown key.
+    /// Reads a mapping whose keys are declared by `block`; reports each
+    /// unknown key.
+    pub fn block<'n, 'a>(
+        &mut self,
+        node: &'n Node<'a>,
+        path: &str,
+        block: &'static Block,
+    ) -> Option<Map<'n, 'a>> {
+        let mut map = self.map(node, path, &block.accepted())?;
+        map.declared = Some(Declared {
+            block,
+            path: path.to_owned(),
+            asked: map.entries.iter().map(|_| Cell::new(false)).collect(),
+            unread: Rc::clone(&self.unread),
+        });
+        Some(map)
+    }
+
+    /// Reads a mapping whose keys must be among `allowed` (any key when it is
+    /// empty); reports each unknown key. A block with a fixed set of keys is
+    /// read with [`block`](Self::block) instead, from its declaration.
     pub fn map<'n, 'a>(
         &mut self,
         node: &'n Node<'a>,
@@ -292,7 +382,11 @@ impl<'f> Reader<'f> {
             }
             entries.push((name, value));
         }
-        Some(Map { node, entries })
+        Some(Map {
+            node,
+            entries,
+            declared: None,
+        })
     }
 
     /// Reads a string, replacing `${VAR}` from the environment (`$${` is a literal `${`).

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use retl_config::schema::{integer, object, string, strings};
+use retl_config::schema::{integer, string, strings};
 use retl_config::{Node, Reader, join};
 use serde_json::Value;
 
@@ -78,26 +78,30 @@ impl SourceConfig {
     }
 }
 
-const SOURCE_KEYS: &[&str] = &[
-    "connection",
-    "table",
-    "query",
-    "primary_key",
-    "batch_size",
-    "connect_timeout_seconds",
-    "read_timeout_seconds",
-    "incremental",
-    "read",
-    "diff",
-    "diff_schema",
-    "adbc",
-];
-const ADBC_KEYS: &[&str] = &["driver", "options"];
-const INCREMENTAL_KEYS: &[&str] = &["cursor", "lookback", "full_scan_every"];
+retl_config::block! {
+    /// `source.adbc:`.
+    static ADBC = "read through an ADBC driver instead of `connection` (Snowflake, BigQuery, PostgreSQL, SQLite, Flight SQL, …): the driver's library is loaded at run time", required ["driver"] {
+        "driver" => string(
+            "a driver name, found through ADBC driver manifests (as `dbc install` writes them) or the library path, or the path of the driver's shared library",
+        ),
+        "options" => serde_json::json!({"description": "the database options, by the driver's own names (uri, username, password, adbc.snowflake.sql.account, …); values may be ${VAR}", "type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}),
+    }
+}
 
-/// The JSON Schema of an activation's `source:` block, from the keys its reader accepts.
-pub fn source_schema() -> Value {
-    let property = |key: &str| match key {
+retl_config::block! {
+    /// `source.incremental:`.
+    static INCREMENTAL = "cursor mode: read only rows at or past the high-water mark (less a lookback)", required ["cursor"] {
+        "cursor" => string("a column that grows with inserts: a timestamp or an integer"),
+        "lookback" => serde_json::json!({"description": "also re-read this far behind the high-water mark: a duration (1d) for a time cursor, a number for an integer one", "type": ["string", "integer"]}),
+        "full_scan_every" => retl_config::schema::duration(
+            "a full diff at most this often, to catch rows later than the lookback (e.g. 7d)",
+        ),
+    }
+}
+
+retl_config::block! {
+    /// An activation's `source:`.
+    static SOURCE = "where and what to read", required ["connection"] {
         "connection" => string(
             "postgres://user:pass@host:5432/db, mysql:// (or mariadb://), sqlite://path; driver options in the URL. Through ADBC drivers: snowflake://USER:PASSWORD@ACCOUNT/DATABASE/SCHEMA?warehouse=W&role=R&private_key_file=PATH, bigquery://PROJECT/DATASET?credentials_file=PATH",
         ),
@@ -107,33 +111,16 @@ pub fn source_schema() -> Value {
             "the columns that identify a row (default: the column mapped to reference_number)",
         ),
         "batch_size" => integer(1, 1_000_000, "rows per batch (default 10000)"),
-        "connect_timeout_seconds" => {
-            integer(1, 86_400, "how long connecting may take (default 30)")
-        }
+        "connect_timeout_seconds" => integer(1, 86_400, "how long connecting may take (default 30)"),
         "read_timeout_seconds" => integer(
             1,
             86_400,
             "how long the database may stay silent while retl waits for rows (default 300)",
         ),
+        "incremental" => INCREMENTAL.schema(),
         "read" => retl_config::schema::choice(
             crate::Read::CHOICES,
             "PostgreSQL protocol only: copy (binary COPY, the default) or cursor (DECLARE … CURSOR and FETCH per batch, for Redshift and CockroachDB; chosen by itself when the server is Redshift or refuses COPY)",
-        ),
-        "adbc" => object(
-            "read through an ADBC driver instead of `connection` (Snowflake, BigQuery, PostgreSQL, SQLite, Flight SQL, …): the driver's library is loaded at run time",
-            vec![
-                (
-                    "driver",
-                    string(
-                        "a driver name, found through ADBC driver manifests (as `dbc install` writes them) or the library path, or the path of the driver's shared library",
-                    ),
-                ),
-                (
-                    "options",
-                    serde_json::json!({"description": "the database options, by the driver's own names (uri, username, password, adbc.snowflake.sql.account, …); values may be ${VAR}", "type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}),
-                ),
-            ],
-            &["driver"],
         ),
         "diff" => retl_config::schema::choice(
             crate::Diff::CHOICES,
@@ -142,33 +129,13 @@ pub fn source_schema() -> Value {
         "diff_schema" => string(
             "with diff: warehouse, the schema retl's key table is kept in (default retl; a database on MySQL; on SQLite, which has no schemas, the table's name prefix): letters, digits and _",
         ),
-        "incremental" => object(
-            "cursor mode: read only rows at or past the high-water mark (less a lookback)",
-            vec![
-                (
-                    "cursor",
-                    string("a column that grows with inserts: a timestamp or an integer"),
-                ),
-                (
-                    "lookback",
-                    serde_json::json!({"description": "also re-read this far behind the high-water mark: a duration (1d) for a time cursor, a number for an integer one", "type": ["string", "integer"]}),
-                ),
-                (
-                    "full_scan_every",
-                    retl_config::schema::duration(
-                        "a full diff at most this often, to catch rows later than the lookback (e.g. 7d)",
-                    ),
-                ),
-            ],
-            &["cursor"],
-        ),
-        other => unreachable!("source key `{other}` has no schema"),
-    };
-    let mut schema = object(
-        "where and what to read",
-        SOURCE_KEYS.iter().map(|k| (*k, property(k))).collect(),
-        &["connection"],
-    );
+        "adbc" => ADBC.schema(),
+    }
+}
+
+/// The JSON Schema of an activation's `source:` block, from the keys its reader accepts.
+pub fn source_schema() -> Value {
+    let mut schema = SOURCE.schema();
     schema["oneOf"] = serde_json::json!([{"required": ["table"]}, {"required": ["query"]}]);
     // `connection`, or `adbc` in its place.
     schema["required"] = serde_json::json!([]);
@@ -179,7 +146,7 @@ pub fn source_schema() -> Value {
 
 /// Reads an activation's `source:` block.
 pub fn read_source(r: &mut Reader<'_>, node: &Node<'_>) -> Option<SourceConfig> {
-    let map = r.map(node, "source", SOURCE_KEYS)?;
+    let map = r.block(node, "source", &SOURCE)?;
     let adbc = match map.get("adbc") {
         Some(node) => Some(read_adbc(r, node)?),
         None => None,
@@ -363,7 +330,7 @@ fn refuse_with_adbc(r: &mut Reader<'_>, map: &retl_config::Map<'_, '_>, diff: cr
 }
 
 fn read_adbc(r: &mut Reader<'_>, node: &Node<'_>) -> Option<crate::Adbc> {
-    let m = r.map(node, "source.adbc", ADBC_KEYS)?;
+    let m = r.block(node, "source.adbc", &ADBC)?;
     let driver = r
         .required(
             &m,
@@ -389,7 +356,7 @@ fn read_adbc(r: &mut Reader<'_>, node: &Node<'_>) -> Option<crate::Adbc> {
 }
 
 fn read_incremental(r: &mut Reader<'_>, node: &Node<'_>) -> Option<crate::Incremental> {
-    let m = r.map(node, "source.incremental", INCREMENTAL_KEYS)?;
+    let m = r.block(node, "source.incremental", &INCREMENTAL)?;
     let cursor = r
         .required(
             &m,

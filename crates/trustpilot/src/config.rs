@@ -6,7 +6,8 @@
 //!
 //! The destination's reader, the settings
 //! reader shared by `defaults:` and `target:`, and the cross-file checks, kept
-//! together because they read the same keys (their schema is in `schema.rs`).
+//! together because they read the same keys (their keys and schemas are declared
+//! in `schema.rs`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,11 +15,12 @@ use std::time::Duration;
 use retl_config::{Node, Reader, join};
 use retl_mapping::Overlay as _;
 
-use crate::GrantKind;
+use crate::schema;
 use crate::{
     ClientConfig, Credentials, Endpoints, Field, Grant, InvitationType, ProductSettings,
     RateWindow, Secret, ServiceSettings, Settings, TagsMode,
 };
+use crate::{GrantKind, TargetKind};
 
 /// A Trustpilot destination (`destinations/*.yaml` with `type: trustpilot`).
 #[derive(Debug, Clone)]
@@ -63,18 +65,6 @@ pub struct Target {
 
 /// How failed requests are retried (`retry:` of a destination).
 pub use retl_destination::RetryPolicy;
-
-retl_config::spelled! {
-    /// What an activation creates per new row (`target.kind`).
-    #[derive(Default)]
-    pub enum TargetKind {
-        /// An email invitation Trustpilot sends (the default).
-        #[default]
-        EmailInvitation = "email_invitation",
-        /// An invitation link the business sends itself.
-        InvitationLink = "invitation_link",
-    }
-}
 
 impl Destination {
     /// The problems of an activation that sends through this destination with
@@ -134,66 +124,6 @@ impl Destination {
     }
 }
 
-pub(crate) const DESTINATION_KEYS: &[&str] = &[
-    "name",
-    "type",
-    "auth",
-    "endpoints",
-    "defaults",
-    "concurrency",
-    "request_timeout_seconds",
-    "rate_limits",
-    "retry",
-    "allow_insecure_http",
-    "limits",
-    "dedupe",
-];
-pub(crate) const RETRY_KEYS: &[&str] = &[
-    "tries_per_run",
-    "give_up_after",
-    "rate_limited_retries",
-    "backoff_ms",
-];
-/// `retry.max_attempts` counted runs; it is refused with the way out.
-const RETIRED_RETRY_KEY: &str = "max_attempts";
-pub(crate) const RATE_KEYS: &[&str] = &["requests", "per_seconds"];
-pub(crate) const ENDPOINT_KEYS: &[&str] = &["auth", "invitations"];
-pub(crate) const AUTH_KEYS: &[&str] = &[
-    "grant",
-    "api_key",
-    "api_secret",
-    "business_user_id",
-    "username",
-    "password",
-];
-pub(crate) const SETTINGS_KEYS: &[&str] = &[
-    "business_unit_id",
-    "invitation_type",
-    "service",
-    "product",
-    "sender_name",
-    "sender_email",
-    "reply_to",
-    "locale",
-    "send_delay",
-];
-pub(crate) const TARGET_KEYS: &[&str] = &[
-    "business_unit_id",
-    "invitation_type",
-    "service",
-    "product",
-    "sender_name",
-    "sender_email",
-    "reply_to",
-    "locale",
-    "send_delay",
-    "kind",
-    "tags_mode",
-];
-pub(crate) const SERVICE_KEYS: &[&str] = &["template_id", "redirect_uri", "tags"];
-pub(crate) const PRODUCT_KEYS: &[&str] = &["template_id", "redirect_uri", "skus"];
-pub(crate) const TARGET_PRODUCT_KEYS: &[&str] = &["template_id", "redirect_uri", "skus", "per_row"];
-
 /// Reads an activation's `target:` block.
 pub fn read_target(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Target> {
     let mut kind = TargetKind::default();
@@ -209,7 +139,8 @@ pub fn read_destination(
     name: String,
     file: &Path,
 ) -> Option<Destination> {
-    let map = r.map(doc, "", DESTINATION_KEYS)?;
+    let map = r.block(doc, "", &schema::DESTINATION)?;
+    map.read_elsewhere(&["name", "type"]);
     let credentials = match map.get("auth") {
         Some(node) => read_auth(r, node),
         None => {
@@ -223,7 +154,7 @@ pub fn read_destination(
     };
     let mut endpoints = Endpoints::default();
     if let Some(node) = map.get("endpoints")
-        && let Some(e) = r.map(node, "endpoints", ENDPOINT_KEYS)
+        && let Some(e) = r.block(node, "endpoints", &schema::ENDPOINTS)
     {
         for (key, slot) in [
             ("auth", &mut endpoints.auth),
@@ -343,7 +274,7 @@ fn read_rate_limits(r: &mut Reader<'_>, node: &Node<'_>) -> Vec<RateWindow> {
     let mut windows = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let path = format!("rate_limits[{i}]");
-        let Some(map) = r.map(item, &path, RATE_KEYS) else {
+        let Some(map) = r.block(item, &path, &schema::RATE_WINDOW) else {
             continue;
         };
         let mut field = |key: &str, max: u64| match map.get(key) {
@@ -371,12 +302,10 @@ fn read_rate_limits(r: &mut Reader<'_>, node: &Node<'_>) -> Vec<RateWindow> {
 
 fn read_retry(r: &mut Reader<'_>, node: &Node<'_>) -> RetryPolicy {
     let mut policy = RetryPolicy::default();
-    let mut keys = RETRY_KEYS.to_vec();
-    keys.push(RETIRED_RETRY_KEY);
-    let Some(map) = r.map(node, "retry", &keys) else {
+    let Some(map) = r.block(node, "retry", &schema::RETRY) else {
         return policy;
     };
-    if let Some(node) = map.get(RETIRED_RETRY_KEY) {
+    if let Some(node) = map.get("max_attempts") {
         r.problem(
             node,
             "retry.max_attempts",
@@ -406,7 +335,7 @@ fn read_retry(r: &mut Reader<'_>, node: &Node<'_>) -> RetryPolicy {
 }
 
 fn read_auth(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Credentials> {
-    let map = r.map(node, "auth", AUTH_KEYS)?;
+    let map = r.block(node, "auth", &schema::AUTH)?;
     let grant: GrantKind = match map.get("grant") {
         Some(node) => r
             .choice(node, "auth.grant", GrantKind::CHOICES)?
@@ -511,7 +440,7 @@ fn redirect(r: &mut Reader<'_>, node: &Node<'_>, path: &str) -> Option<String> {
 
 /// A `service:` block.
 fn read_service(r: &mut Reader<'_>, node: &Node<'_>, sub: &str) -> Option<ServiceSettings> {
-    let s = r.map(node, sub, SERVICE_KEYS)?;
+    let s = r.block(node, sub, &schema::SERVICE)?;
     Some(ServiceSettings {
         template_id: s
             .get("template_id")
@@ -532,12 +461,12 @@ fn read_product(
     sub: &str,
     is_target: bool,
 ) -> Option<ProductSettings> {
-    let keys = if is_target {
-        TARGET_PRODUCT_KEYS
+    let block = if is_target {
+        &schema::TARGET_PRODUCT
     } else {
-        PRODUCT_KEYS
+        &schema::PRODUCT
     };
-    let p = r.map(node, sub, keys)?;
+    let p = r.block(node, sub, block)?;
     Some(ProductSettings {
         template_id: p
             .get("template_id")
@@ -550,6 +479,7 @@ fn read_product(
             .and_then(|n| setting_list(r, n, &join(sub, "skus"))),
         per_row: p
             .get("per_row")
+            .filter(|_| is_target)
             .and_then(|n| r.bool(n, &join(sub, "per_row"))),
     })
 }
@@ -561,15 +491,12 @@ fn read_settings(
     kind: Option<&mut TargetKind>,
 ) -> Option<Settings> {
     let is_target = kind.is_some();
-    let map = r.map(
-        node,
-        path,
-        if is_target {
-            TARGET_KEYS
-        } else {
-            SETTINGS_KEYS
-        },
-    )?;
+    let block = if is_target {
+        &schema::TARGET
+    } else {
+        &schema::DEFAULTS
+    };
+    let map = r.block(node, path, block)?;
     let mut settings = Settings::default();
     if let Some(kind) = kind
         && let Some(node) = map.get("kind")

@@ -55,7 +55,7 @@ pub use client::{
     Accepted, Client, ClientConfig, Credentials, Endpoints, Grant, GrantKind, LinkCreated,
     Template, Ticket,
 };
-pub use config::{Destination, RetryPolicy, Target, TargetKind};
+pub use config::{Destination, RetryPolicy, Target};
 pub use context::{Context, RequestObserver};
 pub use error::{ApiError, Body, Error, ErrorClass, Result};
 pub use field::Field;
@@ -70,5 +70,5 @@ pub use secret::Secret;
 pub use sender::{Request, TrustpilotSender};
 pub use settings::{
     FINGERPRINT_VERSION, InvitationType, ProductSettings, ServiceSettings, Settings, TagsMode,
-    request_fingerprint,
+    TargetKind, request_fingerprint,
 };

@@ -8,6 +8,18 @@ use std::fmt::Write as _;
 use retl_mapping::{Overlay, pick};
 
 retl_config::spelled! {
+    /// What an activation creates per new row (`target.kind`).
+    #[derive(Default)]
+    pub enum TargetKind {
+        /// An email invitation Trustpilot sends (the default).
+        #[default]
+        EmailInvitation = "email_invitation",
+        /// An invitation link the business sends itself.
+        InvitationLink = "invitation_link",
+    }
+}
+
+retl_config::spelled! {
     /// Which review invitations a row produces.
     #[derive(Default)]
     pub enum InvitationType {

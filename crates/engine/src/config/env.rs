@@ -124,7 +124,7 @@ fn read_target(
     let mut r = Reader::new(file, &text, env);
     let mut vars = BTreeMap::new();
     let targets = r
-        .map(&doc, "", &["targets"])
+        .block(&doc, "", &super::blocks::TARGETS)
         .and_then(|map| {
             r.required(
                 &map,

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 /// `alerts.yaml`, read by `retl-alerts` (where alerts are sent from too).
 pub use retl_alerts::rules as alerts;
+mod blocks;
 mod env;
 mod when;
 
@@ -215,27 +216,6 @@ pub struct Project {
     /// passwords): masked in whatever retl prints.
     pub secrets: retl_config::Secrets,
 }
-
-const ACTIVATION_KEYS: &[&str] = &[
-    "name",
-    "description",
-    "source",
-    "destination",
-    "target",
-    "mapping",
-    "writeback",
-    "first_run",
-    "limits",
-    "max_row_age",
-    "retention",
-    "dedupe",
-    "schedule",
-    "timezone",
-];
-const SCHEDULE_KEYS: &[&str] = &["every", "cron", "timezone"];
-const RETENTION_KEYS: &[&str] = &["run_logs", "personal_data"];
-const MAX_ROW_AGE_KEYS: &[&str] = &["column", "age"];
-const WRITEBACK_KEYS: &[&str] = &["table", "key_column", "url_column"];
 
 fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
@@ -519,7 +499,7 @@ fn read_activation(
     destinations: &BTreeMap<String, Destination>,
     broken: &std::collections::BTreeSet<String>,
 ) -> Option<Activation> {
-    let map = r.map(doc, "", ACTIVATION_KEYS)?;
+    let map = r.block(doc, "", &blocks::ACTIVATION)?;
     let name = read_name(r, &map, file);
     if let Some(node) = map.get("description") {
         r.string(node, "description");
@@ -557,7 +537,7 @@ fn read_activation(
     let schedule = read_schedule(r, &map);
     let retention = map
         .get("retention")
-        .and_then(|node| r.map(node, "retention", RETENTION_KEYS));
+        .and_then(|node| r.block(node, "retention", &blocks::RETENTION));
     let mut kept = |key: &str| {
         retention
             .as_ref()
@@ -620,7 +600,7 @@ fn dedupe_scopes(
 }
 
 fn read_writeback(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Writeback> {
-    let w = r.map(node, "writeback", WRITEBACK_KEYS)?;
+    let w = r.block(node, "writeback", &blocks::WRITEBACK)?;
     let mut field = |key: &str| {
         r.required(&w, "writeback", key, "")
             .and_then(|n| r.string(n, &join("writeback", key)))

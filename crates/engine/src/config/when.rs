@@ -4,7 +4,8 @@
 
 use retl_config::{Map, Node, Reader};
 
-use super::{MAX_ROW_AGE_KEYS, MaxRowAge, SCHEDULE_KEYS};
+use super::MaxRowAge;
+use super::blocks::{MAX_ROW_AGE, SCHEDULE};
 
 /// `schedule:` (a cron expression, `manual`, `{every: 15m}` or `{cron, timezone}`)
 /// and the activation's `timezone:` (for a cron expression; default UTC).
@@ -37,7 +38,7 @@ pub(super) fn read_schedule(
     let mut cron_node = node;
     let mut path = "schedule".to_owned();
     if Reader::is_map(node) {
-        let m = r.map(node, "schedule", SCHEDULE_KEYS)?;
+        let m = r.block(node, "schedule", &SCHEDULE)?;
         if let Some(tz) = m.get("timezone") {
             timezone = Some(zone(r, tz, "schedule.timezone")?);
         }
@@ -78,7 +79,7 @@ pub(super) fn read_schedule(
 }
 
 pub(super) fn read_max_row_age(r: &mut Reader<'_>, node: &Node<'_>) -> Option<MaxRowAge> {
-    let m = r.map(node, "max_row_age", MAX_ROW_AGE_KEYS)?;
+    let m = r.block(node, "max_row_age", &MAX_ROW_AGE)?;
     let column = r
         .required(&m, "max_row_age", "column", "the column that dates a row")
         .and_then(|n| r.string(n, "max_row_age.column"));

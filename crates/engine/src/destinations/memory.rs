@@ -192,6 +192,17 @@ impl Sender for MemorySender {
     fn pause(&self, _: Duration) {}
 }
 
+retl_config::block! {
+    /// A `type: memory` destination file.
+    static FILE = "a test destination that keeps what it is sent", required ["type"] {
+        "name" => retl_config::schema::string("its name"),
+        "type" => json!({"const": "memory"}),
+        "refuse" => retl_config::schema::strings("references it rejects"),
+        "lost" => retl_config::schema::strings("references whose answer is lost"),
+        "failing" => retl_config::schema::strings("references it fails transiently"),
+    }
+}
+
 impl Kind for Memory {
     const TYPE: &'static str = "memory";
     type Delivery = Delivery;
@@ -208,7 +219,8 @@ impl Kind for Memory {
         file: &Path,
         _: &std::sync::Arc<()>,
     ) -> Option<Self> {
-        let map = r.map(doc, "", &["name", "type", "refuse", "lost", "failing"])?;
+        let map = r.block(doc, "", &FILE)?;
+        map.read_elsewhere(&["name", "type"]);
         let mut list = |key: &str| {
             map.get(key)
                 .and_then(|node| r.strings(node, key))
@@ -236,7 +248,7 @@ impl Kind for Memory {
     }
 
     fn schema() -> Value {
-        json!({"type": "object", "properties": {"type": {"const": "memory"}}})
+        FILE.schema()
     }
 
     fn target_schema() -> Value {
