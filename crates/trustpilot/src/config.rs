@@ -477,9 +477,9 @@ fn read_product(
         skus: p
             .get("skus")
             .and_then(|n| setting_list(r, n, &join(sub, "skus"))),
-        per_row: p
-            .get("per_row")
-            .filter(|_| is_target)
+        per_row: is_target
+            .then(|| p.get("per_row"))
+            .flatten()
             .and_then(|n| r.bool(n, &join(sub, "per_row"))),
     })
 }
@@ -526,7 +526,7 @@ fn read_settings(
             format!("`{locale}` is not of the form xx-YY (e.g. en-US)"),
         );
     }
-    if let Some(node) = map.get("tags_mode") {
+    if is_target && let Some(node) = map.get("tags_mode") {
         settings.tags_mode = r
             .choice(node, &join(path, "tags_mode"), TagsMode::CHOICES)
             .and_then(|mode| mode.parse().ok());

@@ -1,20 +1,26 @@
-//! Classifying a batch: hash, look the keys up, decide per row, map and
-//! validate the new ones. Rows rejected before any request are recorded here.
-//! The batch's classification, the
-//! one place a fate is applied, and the baseline's recording read together.
+//! The classify phase, batch by batch: hash, look the keys up, decide per
+//! row, map and validate the new ones. Rows settled before any request
+//! (rejected, too old, changed after sending) are recorded here; the rest
+//! are handed to the deliver phase as [`Pending`] rows. The batch's
+//! classification, the one place a fate is applied, and the baseline's
+//! recording read together.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use arrow_array::{Array as _, RecordBatch};
-use retl_destination::Rows;
+use retl_destination::{AnyRequest, BoxRows, Rows as _};
 use retl_diff::{Entry, RowHash, Status, combine, hash_keys, hash_rows};
 use retl_mapping::{cell_text, is_integer, parse_time};
 use retl_source::KeyValue;
 use retl_state::{Outcome, RowLog, RowOutcome};
 
-use super::RunCtx;
+use super::Run;
 use super::fate::{Age, Facts, Fate, Ledger, Rejection, decide};
-use crate::Result;
+use super::sinks::Sinks;
+use super::start::Taken;
+use super::tally::{Event, Read};
+use crate::config::{Activation, Destination};
+use crate::{Error, Result};
 
 /// The column indices a batch is read with.
 pub(crate) struct Columns {
@@ -96,8 +102,8 @@ fn cursor_value(
     }
 }
 
-/// A row on its way to its destination, with its request `R`.
-pub(super) struct Pending<R> {
+/// A row on its way to its destination, with its request.
+pub(super) struct Pending {
     pub key: RowHash,
     pub content: RowHash,
     /// The content with what shapes the request: recorded for a rejection.
@@ -105,7 +111,7 @@ pub(super) struct Pending<R> {
     pub row_key: String,
     pub reference: String,
     pub previous: Option<Entry>,
-    pub request: R,
+    pub request: AnyRequest,
     /// The row's `writeback.key_column` value.
     pub writeback_key: Option<KeyValue>,
     /// `diff: warehouse`: its key values, for the key table once settled.
@@ -128,7 +134,7 @@ pub(super) struct Pending<R> {
     pub recorded: Option<serde_json::Value>,
 }
 
-impl<R> Pending<R> {
+impl Pending {
     /// Its run-log row with `outcome`, for the person's email to find.
     pub fn log(&self, outcome: RowOutcome, reason: Option<String>) -> RowLog {
         RowLog {
@@ -206,9 +212,36 @@ struct Recorded {
 
 /// How a batch's rows become requests: the destination's builder, and
 /// where the activation's columns are.
-struct Mapping<'m, R> {
-    rows: &'m R,
-    columns: &'m Columns,
+struct Mapping {
+    rows: BoxRows,
+    columns: Columns,
+}
+
+/// The classify phase: the destination bound to the source's columns, and
+/// what it decides rows with besides each row.
+pub(super) struct Classifier {
+    mapping: Mapping,
+    /// What shapes every request besides the row (settings, mapping): a
+    /// rejected row is tried again when it changes.
+    fingerprint: RowHash,
+    /// The fingerprint as an older release made it, if the destination
+    /// knows one (`Kind::legacy_fingerprint`): rows it rejected stay rejected.
+    legacy_fingerprint: Option<RowHash>,
+    decisions: Decisions,
+}
+
+/// What the classifier decides rows with besides the row itself.
+struct Decisions {
+    /// Keys this run is delivering: a second row with one of them is a duplicate.
+    seen_new: HashSet<RowHash>,
+    /// A resend's released rows, by key hash: only these are sent.
+    only: Option<HashSet<RowHash>>,
+    /// The mapping changed since the last completed run.
+    reshaped: bool,
+    /// The key the person's email is hashed with in the run log.
+    contact_key: Option<retl_state::ContactKey>,
+    /// A preview shows each request's body and where its values came from.
+    shows: bool,
 }
 
 /// A row of a batch, for applying its fate.
@@ -225,60 +258,114 @@ struct At<'b> {
     age_reason: Option<String>,
 }
 
-impl RunCtx<'_> {
-    /// Whether the row is older than `max_row_age` (measured from the run's start).
-    fn age(&self, batch: &RecordBatch, column: Option<usize>, row: usize) -> AgeVerdict {
-        let young = AgeVerdict {
-            age: Age::Young,
-            reason: None,
-        };
-        let unknown = |reason: String| AgeVerdict {
-            age: Age::Unknown,
-            reason: Some(reason),
-        };
-        let (Some(column), Some(limit)) = (column, self.activation.max_row_age.as_ref()) else {
-            return young;
-        };
-        let name = &limit.column;
-        let text = match cell_text(batch.column(column).as_ref(), row) {
-            Ok(Some(text)) => text,
-            Ok(None) => {
-                return unknown(format!(
-                    "max_row_age: `{name}` is NULL, so the row's age is unknown"
-                ));
-            }
-            Err(e) => return unknown(format!("max_row_age: `{name}`: {e}")),
-        };
-        let at = match parse_time(&text) {
-            Ok(at) => at,
-            Err(e) => return unknown(format!("max_row_age: `{name}`: {e}")),
-        };
-        let cutoff =
-            self.started - chrono::Duration::from_std(limit.age).unwrap_or(chrono::TimeDelta::MAX);
-        if at < cutoff {
-            AgeVerdict {
-                age: Age::TooOld,
-                reason: Some(format!(
-                    "too old: `{name}` is {} (max_row_age {}); never sent",
-                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    humantime::format_duration(limit.age)
-                )),
-            }
-        } else {
-            young
+/// Whether the row is older than `max_row_age` (measured from the run's
+/// start, `started`).
+fn age(
+    activation: &Activation,
+    started: chrono::DateTime<chrono::Utc>,
+    batch: &RecordBatch,
+    column: Option<usize>,
+    row: usize,
+) -> AgeVerdict {
+    let young = AgeVerdict {
+        age: Age::Young,
+        reason: None,
+    };
+    let unknown = |reason: String| AgeVerdict {
+        age: Age::Unknown,
+        reason: Some(reason),
+    };
+    let (Some(column), Some(limit)) = (column, activation.max_row_age.as_ref()) else {
+        return young;
+    };
+    let name = &limit.column;
+    let text = match cell_text(batch.column(column).as_ref(), row) {
+        Ok(Some(text)) => text,
+        Ok(None) => {
+            return unknown(format!(
+                "max_row_age: `{name}` is NULL, so the row's age is unknown"
+            ));
         }
+        Err(e) => return unknown(format!("max_row_age: `{name}`: {e}")),
+    };
+    let at = match parse_time(&text) {
+        Ok(at) => at,
+        Err(e) => return unknown(format!("max_row_age: `{name}`: {e}")),
+    };
+    let cutoff = started - chrono::Duration::from_std(limit.age).unwrap_or(chrono::TimeDelta::MAX);
+    if at < cutoff {
+        AgeVerdict {
+            age: Age::TooOld,
+            reason: Some(format!(
+                "too old: `{name}` is {} (max_row_age {}); never sent",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                humantime::format_duration(limit.age)
+            )),
+        }
+    } else {
+        young
+    }
+}
+
+impl Classifier {
+    /// The destination bound to the source's columns (`schema`): the
+    /// request fingerprints and the builder of requests; with what the run
+    /// `taken` over from the state.
+    pub(super) fn new(
+        run: &Run<'_>,
+        destination: &Destination,
+        schema: &arrow_schema::Schema,
+        taken: Taken,
+    ) -> Result<Classifier> {
+        let activation = run.activation;
+        let delivery = &activation.delivery;
+        let fingerprint =
+            retl_diff::fingerprint(&destination.fingerprint(delivery).map_err(Error::Internal)?);
+        let legacy_fingerprint = destination
+            .legacy_fingerprint(delivery)
+            .map_err(Error::Internal)?
+            .map(|text| retl_diff::fingerprint(&text));
+        let rows = destination
+            .rows(delivery, schema, run.state.clock().now())
+            .map_err(Error::Internal)?
+            .map_err(|error| Error::Unmapped {
+                activation: activation.name.clone(),
+                error,
+            })?;
+        Ok(Classifier {
+            mapping: Mapping {
+                rows,
+                columns: Columns::of(activation, schema),
+            },
+            fingerprint,
+            legacy_fingerprint,
+            decisions: Decisions {
+                seen_new: HashSet::new(),
+                only: taken.only,
+                reshaped: taken.reshaped,
+                contact_key: taken.contact_key,
+                shows: !run.effects.is_live(),
+            },
+        })
     }
 
     /// Counts and classifies a batch: each row's facts, its fate
-    /// ([`decide`]), the fate applied ([`apply`](Self::apply)); records the
+    /// ([`decide`]), the fate applied ([`Decisions::apply`]); records the
     /// rows settled before sending and returns the rows to send.
-    pub(super) async fn classify_batch<R: Rows>(
+    pub(super) async fn classify(
         &mut self,
-        rows: &R,
+        run: &mut Run<'_>,
+        sinks: &mut Sinks,
         batch: &RecordBatch,
-        columns: &Columns,
         undecodable: &HashMap<usize, String>,
-    ) -> Result<Vec<Pending<R::Request>>> {
+    ) -> Result<Vec<Pending>> {
+        let Classifier {
+            mapping,
+            fingerprint,
+            legacy_fingerprint,
+            decisions,
+        } = self;
+        let columns = &mapping.columns;
         let keys = hash_keys(batch, &columns.key)?;
         let contents = hash_rows(batch, &columns.content)?;
         // A rejected row is compared by its request: content, the settings
@@ -295,18 +382,16 @@ impl RunCtx<'_> {
             };
             combine(&contents[row], &shape)
         };
-        let (fingerprint, legacy) = (self.fingerprint, self.legacy_fingerprint);
+        let (fingerprint, legacy) = (*fingerprint, *legacy_fingerprint);
         let pairs: Vec<(RowHash, RowHash)> =
             keys.iter().copied().zip(contents.iter().copied()).collect();
-        let changes = self.changes(&pairs).await?;
+        let changes = changes(run, sinks, &pairs).await?;
         let mut pending = Vec::new();
         let mut records = Records::default();
-        let mapping = Mapping { rows, columns };
         for row in 0..batch.num_rows() {
-            self.counts.read += 1;
             let cursor = columns.cursor.and_then(|c| cursor_value(batch, c, row));
-            if columns.cursor.is_some() {
-                self.saw_cursor(cursor.as_ref());
+            if columns.cursor.is_some() && sinks.saw_cursor(cursor.as_ref()) {
+                run.count(Event::CursorNull);
             }
             let key = keys[row];
             let ledger = match changes.get(&key) {
@@ -319,7 +404,7 @@ impl RunCtx<'_> {
                     age: Age::Young,
                     reason: None,
                 },
-                Ledger::Entry(_) => self.age(batch, columns.age, row),
+                Ledger::Entry(_) => age(run.activation, run.started, batch, columns.age, row),
             };
             // A settled row is decided by the key set alone: its request
             // hashes (a SHA-256 each) are made only for the rows that need them.
@@ -346,24 +431,68 @@ impl RunCtx<'_> {
             let facts = Facts {
                 unreadable: at.problem.map(String::as_str),
                 key_null: columns.key.iter().any(|&c| batch.column(c).is_null(row)),
-                duplicate: self.seen_new.contains(&key),
+                duplicate: decisions.seen_new.contains(&key),
                 ledger,
                 content: at.content,
                 request: at.request,
                 legacy_request,
-                outside_resend: self.only.as_ref().is_some_and(|only| !only.contains(&key)),
+                outside_resend: decisions
+                    .only
+                    .as_ref()
+                    .is_some_and(|only| !only.contains(&key)),
                 age: age.age,
             };
             let fate = decide(&facts);
-            if self.warehouse.is_some() && settled_by(&fate, &facts.ledger) {
+            if sinks.warehouse.is_some() && settled_by(&fate, &facts.ledger) {
                 let values = super::key_values::key_values(batch, &columns.key, row);
                 records.settled.push(values);
             }
-            if let Some(p) = self.apply(fate, at, &mapping, &mut records) {
-                pending.push(p);
+            match decisions.apply(run, fate, at, mapping, &mut records) {
+                Applied::Settled => {}
+                Applied::Send(p) => pending.push(*p),
+                Applied::HeldBack(cursor) => sinks.hold_back(cursor.as_ref()),
             }
         }
-        let outcomes: Vec<Outcome<'_>> = records
+        records.commit(run, sinks).await?;
+        Ok(pending)
+    }
+}
+
+/// The rows that need a decision, with their ledger entries; the others
+/// are settled and unchanged. The key set answers for most rows, the
+/// ledger table for the rest.
+async fn changes(
+    run: &Run<'_>,
+    sinks: &mut Sinks,
+    pairs: &[(RowHash, RowHash)],
+) -> Result<HashMap<RowHash, Option<Entry>>> {
+    let name = &run.activation.name;
+    Ok(match &sinks.keys.set {
+        Some(set) => {
+            let found = run.state.lookup_with(name, set, pairs).await?;
+            sinks.hold_records(run, found.settled).await?;
+            found.changes
+        }
+        None => run.state.lookup_candidates(name, pairs).await?,
+    })
+}
+
+/// What applying a row's fate gives the classify phase.
+enum Applied {
+    /// Settled, or recorded as it is (nothing more to do).
+    Settled,
+    /// A row to send (boxed: it is much larger than the others).
+    Send(Box<Pending>),
+    /// A row not handled for good, by its cursor value: the high-water mark
+    /// stays at or below it.
+    HeldBack(Option<retl_source::CursorValue>),
+}
+
+impl Records {
+    /// Commits the batch's records, then hands the keys they settled to
+    /// the warehouse's key table.
+    async fn commit(self, run: &mut Run<'_>, sinks: &mut Sinks) -> Result<()> {
+        let outcomes: Vec<Outcome<'_>> = self
             .outcomes
             .iter()
             .map(|r| Outcome {
@@ -375,42 +504,29 @@ impl RunCtx<'_> {
                 error: Some(&r.reason),
             })
             .collect();
-        self.commit(&outcomes, &records.changed, &records.logs)
+        run.effects
+            .commit(&outcomes, &self.changed, &self.logs)
             .await?;
-        for values in records.settled {
-            self.settled_key(values).await?;
+        for values in self.settled {
+            sinks.settled_key(run, values).await?;
         }
-        Ok(pending)
+        Ok(())
     }
+}
 
-    /// The rows that need a decision, with their ledger entries; the others
-    /// are settled and unchanged. The key set answers for most rows, the
-    /// ledger table for the rest.
-    async fn changes(
-        &mut self,
-        pairs: &[(RowHash, RowHash)],
-    ) -> Result<HashMap<RowHash, Option<Entry>>> {
-        let name = &self.activation.name;
-        Ok(match &self.keys.set {
-            Some(set) => {
-                let found = self.state.lookup_with(name, set, pairs).await?;
-                self.hold_records(found.settled).await?;
-                found.changes
-            }
-            None => self.state.lookup_candidates(name, pairs).await?,
-        })
-    }
-
+impl Decisions {
     /// Applies a row's fate, the one place that does: its counts, its ledger
     /// outcome and its run-log row; a row to send is built here (a request
     /// the destination's own checks refuse is rejected) and returned.
-    fn apply<R: Rows>(
+    fn apply(
         &mut self,
+        run: &mut Run<'_>,
         fate: Fate,
         at: At<'_>,
-        mapping: &Mapping<'_, R>,
+        mapping: &Mapping,
         records: &mut Records,
-    ) -> Option<Pending<R::Request>> {
+    ) -> Applied {
+        let none = Applied::Settled;
         let row_key = || at.row_key(mapping);
         let reference = || at.reference(mapping);
         let log = |records: &mut Records, outcome: RowOutcome, reason: String| {
@@ -423,53 +539,51 @@ impl RunCtx<'_> {
         };
         let previous = match fate {
             Fate::AlreadySent => {
-                self.counts.already_sent += 1;
-                return None;
+                run.count(Event::Read(Read::AlreadySent));
+                return none;
             }
             Fate::AlreadyRejected => {
-                self.counts.already_rejected += 1;
-                return None;
+                run.count(Event::Read(Read::AlreadyRejected));
+                return none;
             }
             Fate::ChangedAfterSending { .. } if self.reshaped => {
                 // The mapping changed, not the data: its new hash is kept,
                 // and it counts as it is, sent before.
-                self.counts.already_sent += 1;
-                self.counts.reshaped += 1;
+                run.count(Event::Read(Read::Reshaped));
                 records.changed.push((at.key, at.content));
-                return None;
+                return none;
             }
             Fate::ChangedAfterSending { status } => {
-                self.counts.ignored_changed += 1;
+                run.count(Event::Read(Read::IgnoredChanged));
                 records.changed.push((at.key, at.content));
                 let reason = match status {
                     Some(Status::Sent) | None => "changed after sending, not re-sent".to_owned(),
                     Some(status) => format!("changed after it was recorded {status}; never sent"),
                 };
                 log(records, RowOutcome::IgnoredChanged, reason);
-                return None;
+                return none;
             }
             Fate::Rejected(rejection) => {
-                self.counts.new += 1;
-                self.counts.rejected += 1;
-                let reason = self.rejection_reason(&rejection, &at);
+                run.count(Event::Read(Read::New));
+                run.count(Event::Ended(RowOutcome::Rejected));
+                let reason = rejection_reason(run.activation, &rejection, &at);
                 if rejection.recorded() {
                     self.seen_new.insert(at.key);
                     settle(&at, &Settled::rejected(&at), reason, mapping, records);
                 } else {
                     log(records, RowOutcome::Rejected, reason);
                 }
-                return None;
+                return none;
             }
             Fate::OutsideResend => {
-                self.counts.new += 1;
-                self.counts.skipped += 1;
-                self.hold_back(at.cursor.as_ref());
+                run.count(Event::Read(Read::New));
+                run.count(Event::Ended(RowOutcome::Skipped));
                 let reason = "not part of this resend: sent by the next run".to_owned();
                 log(records, RowOutcome::Skipped, reason);
-                return None;
+                return Applied::HeldBack(at.cursor);
             }
             Fate::TooOld => {
-                self.counts.too_old += 1;
+                run.count(Event::Read(Read::TooOld));
                 let reason = at.age_reason.clone().unwrap_or_default();
                 // Remembered by its content: never sent, whatever the settings.
                 let settled = Settled {
@@ -478,44 +592,33 @@ impl RunCtx<'_> {
                     hash: at.content,
                 };
                 settle(&at, &settled, reason, mapping, records);
-                return None;
+                return none;
             }
             Fate::Send { previous } => previous,
         };
-        self.prepare(at, previous, mapping, records)
-    }
-
-    /// What the run log says of a rejection.
-    fn rejection_reason(&self, rejection: &Rejection, at: &At<'_>) -> String {
-        match rejection {
-            Rejection::Unreadable(problem) => format!("cannot be read: {problem}"),
-            Rejection::NullKey => format!(
-                "primary key ({}) is NULL",
-                self.activation.primary_key.join(", ")
-            ),
-            Rejection::DuplicateKey => {
-                "duplicate primary key: an earlier row of this run has the same key".to_owned()
-            }
-            Rejection::UnknownAge => at.age_reason.clone().unwrap_or_default(),
+        match self.prepare(run, at, previous, mapping, records) {
+            Some(p) => Applied::Send(Box::new(p)),
+            None => Applied::Settled,
         }
     }
 
     /// A row to send: counted new, its request built and checked; a request
     /// the destination's own checks refuse is rejected instead.
-    fn prepare<R: Rows>(
+    fn prepare(
         &mut self,
+        run: &mut Run<'_>,
         at: At<'_>,
         previous: Option<Entry>,
-        mapping: &Mapping<'_, R>,
+        mapping: &Mapping,
         records: &mut Records,
-    ) -> Option<Pending<R::Request>> {
-        let Mapping { rows, columns } = *mapping;
-        self.counts.new += 1;
+    ) -> Option<Pending> {
+        let Mapping { rows, columns } = mapping;
+        run.count(Event::Read(Read::New));
         self.seen_new.insert(at.key);
         let built = match rows.build(at.batch, at.row) {
             Ok(built) => built,
             Err(reason) => {
-                self.counts.rejected += 1;
+                run.count(Event::Ended(RowOutcome::Rejected));
                 settle(
                     &at,
                     &Settled::rejected(&at),
@@ -527,7 +630,7 @@ impl RunCtx<'_> {
             }
         };
         Some(Pending {
-            shown: self.dry.as_ref().map(|_| {
+            shown: self.shows.then(|| {
                 let body = rows.body(&built.request);
                 let origins = rows.origins(at.batch, at.row, &body);
                 (body, origins)
@@ -554,24 +657,42 @@ impl RunCtx<'_> {
             writeback_key: columns
                 .writeback
                 .and_then(|column| super::key_values::key_value(at.batch, column, at.row)),
-            key_values: self
-                .warehouse
-                .as_ref()
-                .and_then(|_| super::key_values::key_values(at.batch, &columns.key, at.row)),
+            key_values: run
+                .activation
+                .source
+                .diff
+                .eq(&retl_source::Diff::Warehouse)
+                .then(|| super::key_values::key_values(at.batch, &columns.key, at.row))
+                .flatten(),
             notes: built.notes,
             cursor: at.cursor,
         })
     }
 }
 
+/// What the run log says of a rejection.
+fn rejection_reason(activation: &Activation, rejection: &Rejection, at: &At<'_>) -> String {
+    match rejection {
+        Rejection::Unreadable(problem) => format!("cannot be read: {problem}"),
+        Rejection::NullKey => format!(
+            "primary key ({}) is NULL",
+            activation.primary_key.join(", ")
+        ),
+        Rejection::DuplicateKey => {
+            "duplicate primary key: an earlier row of this run has the same key".to_owned()
+        }
+        Rejection::UnknownAge => at.age_reason.clone().unwrap_or_default(),
+    }
+}
+
 impl At<'_> {
     /// The row's key as the run log prints it.
-    fn row_key<R>(&self, mapping: &Mapping<'_, R>) -> String {
+    fn row_key(&self, mapping: &Mapping) -> String {
         key_text(self.batch, &mapping.columns.key, self.row, self.problem)
     }
 
     /// The row's reference number, if it has one.
-    fn reference<R: Rows>(&self, mapping: &Mapping<'_, R>) -> Option<String> {
+    fn reference(&self, mapping: &Mapping) -> Option<String> {
         mapping.rows.reference(self.batch, self.row)
     }
 }
@@ -600,11 +721,11 @@ impl Settled {
 
 /// Records a row settled before any request: its ledger outcome and its
 /// run-log row.
-fn settle<R: Rows>(
+fn settle(
     at: &At<'_>,
     settled: &Settled,
     reason: String,
-    mapping: &Mapping<'_, R>,
+    mapping: &Mapping,
     records: &mut Records,
 ) {
     let (row_key, reference) = (at.row_key(mapping), at.reference(mapping));
@@ -624,35 +745,40 @@ fn settle<R: Rows>(
     });
 }
 
-impl RunCtx<'_> {
+impl Classifier {
     /// Records every row of `batch` as `baseline` in the key segments (rows
     /// without a key are rejected).
     pub(super) async fn record_baseline(
-        &mut self,
-        mapping: &impl Rows,
+        &self,
+        run: &mut Run<'_>,
+        sinks: &mut Sinks,
         batch: &RecordBatch,
-        columns: &Columns,
         undecodable: &HashMap<usize, String>,
     ) -> Result<()> {
+        let Mapping {
+            rows: mapping,
+            columns,
+        } = &self.mapping;
         let keys = hash_keys(batch, &columns.key)?;
         let contents = hash_rows(batch, &columns.content)?;
         let mut rows = Vec::with_capacity(batch.num_rows());
         let mut logs = Vec::new();
         for row in 0..batch.num_rows() {
-            self.counts.read += 1;
-            if let Some(column) = columns.cursor {
-                self.saw_cursor(cursor_value(batch, column, row).as_ref());
+            if let Some(column) = columns.cursor
+                && sinks.saw_cursor(cursor_value(batch, column, row).as_ref())
+            {
+                run.count(Event::CursorNull);
             }
             let has_null = columns.key.iter().any(|&c| batch.column(c).is_null(row));
             let problem = undecodable.get(&row);
             if has_null || problem.is_some() {
-                self.counts.new += 1;
-                self.counts.rejected += 1;
+                run.count(Event::Read(Read::New));
+                run.count(Event::Ended(RowOutcome::Rejected));
                 let reason = match problem {
                     Some(problem) => format!("cannot be read: {problem}"),
                     None => format!(
                         "primary key ({}) is NULL",
-                        self.activation.primary_key.join(", ")
+                        run.activation.primary_key.join(", ")
                     ),
                 };
                 logs.push(RowLog::new(
@@ -662,23 +788,13 @@ impl RunCtx<'_> {
                     Some(reason),
                 ));
             } else {
-                self.counts.baseline += 1;
+                run.count(Event::Read(Read::Baseline));
                 rows.push((keys[row], contents[row]));
             }
         }
-        if let Some(dry) = &mut self.dry {
-            dry.out.note(&logs);
-            return Ok(());
-        }
         // The baseline goes to the key segments, a block per part per million
-        // rows: no ledger row per key.
-        self.hold_records(rows).await?;
-        if !logs.is_empty() {
-            let mut tx = self.state.fenced(self.lease).await?;
-            tx.log_rows(self.seq, &logs).await?;
-            tx.commit().await?;
-            self.seq += logs.len() as u64;
-        }
-        Ok(())
+        // rows: no ledger row per key (a dry run holds none).
+        sinks.hold_records(run, rows).await?;
+        run.effects.commit(&[], &[], &logs).await
     }
 }

@@ -2,7 +2,7 @@
 //! everything or only past the high-water mark, and what it read, so that a
 //! completed run moves the mark only as far as it fully handled.
 
-use super::RunCtx;
+use super::Run;
 use crate::{Error, Result};
 
 /// What a cursor-mode run tracks to move the high-water mark: only to the
@@ -20,6 +20,26 @@ pub(super) struct CursorTrack {
 }
 
 impl CursorTrack {
+    /// A row whose cursor value is `value` was read: whether it is a full
+    /// scan's row with a NULL cursor.
+    pub(super) fn saw(&mut self, value: Option<&retl_source::CursorValue>) -> bool {
+        match value {
+            Some(value) if self.max_seen.as_ref().is_none_or(|max| value > max) => {
+                self.max_seen = Some(value.clone());
+                false
+            }
+            Some(_) => false,
+            None => self.full,
+        }
+    }
+
+    /// A row with cursor `value` was not handled for good.
+    pub(super) fn hold_back(&mut self, value: &retl_source::CursorValue) {
+        if self.min_pending.as_ref().is_none_or(|min| value < min) {
+            self.min_pending = Some(value.clone());
+        }
+    }
+
     /// The high-water mark after the run completed: the greatest value read,
     /// but no further than a row still to send; never back.
     pub(super) fn next(&self) -> Option<retl_source::CursorValue> {
@@ -35,16 +55,16 @@ impl CursorTrack {
     }
 }
 
-impl RunCtx<'_> {
+impl Run<'_> {
     /// Cursor mode: whether this run reads everything (the first run, no
     /// high-water mark yet, or a full scan due by `full_scan_every`) or only
     /// rows at or past the high-water mark less the lookback.
     pub(super) async fn plan_cursor(
-        &mut self,
+        &self,
         first_run: bool,
-    ) -> Result<Option<retl_source::Since>> {
+    ) -> Result<(Option<CursorTrack>, Option<retl_source::Since>)> {
         let Some(incremental) = &self.activation.source.incremental else {
-            return Ok(None);
+            return Ok((None, None));
         };
         let recorded = self.state.cursor(&self.activation.name).await?;
         let high_water = recorded
@@ -78,38 +98,12 @@ impl RunCtx<'_> {
             ),
             None => tracing::info!("cursor mode: a full scan"),
         }
-        self.cursor = Some(CursorTrack {
+        let track = CursorTrack {
             full: since.is_none(),
             old: high_water,
             max_seen: None,
             min_pending: None,
-        });
-        Ok(since)
-    }
-
-    /// A row whose cursor value is `value` was read.
-    pub(super) fn saw_cursor(&mut self, value: Option<&retl_source::CursorValue>) {
-        let Some(track) = &mut self.cursor else {
-            return;
         };
-        match value {
-            Some(value) if track.max_seen.as_ref().is_none_or(|max| value > max) => {
-                track.max_seen = Some(value.clone());
-            }
-            Some(_) => {}
-            None if track.full => self.counts.cursor_null += 1,
-            None => {}
-        }
-    }
-
-    /// A row with cursor `value` was not handled for good (failed, skipped):
-    /// the high-water mark stays at or below it, so a later run reads it again.
-    pub(super) fn hold_back(&mut self, value: Option<&retl_source::CursorValue>) {
-        let (Some(track), Some(value)) = (&mut self.cursor, value) else {
-            return;
-        };
-        if track.min_pending.as_ref().is_none_or(|min| value < min) {
-            track.min_pending = Some(value.clone());
-        }
+        Ok((Some(track), since))
     }
 }

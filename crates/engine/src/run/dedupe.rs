@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use retl_state::{RowOutcome, State};
 
+use super::Run;
 use super::classify::Pending;
-
-use super::{RunCtx, classify};
+use super::tally::Event;
 use crate::Result;
 
 /// When a dedupe window of `within` began, by the state's clock.
@@ -51,10 +51,10 @@ fn as_written(period: Duration) -> String {
 }
 
 /// Gives back the row's claims of its customer (its request was not carried out).
-pub(super) async fn release<R>(
+pub(super) async fn release(
     tx: &mut retl_state::Fenced,
     dedupe: &[(String, Duration)],
-    p: &Pending<R>,
+    p: &Pending,
 ) -> retl_state::Result<()> {
     if let Some(contact) = &p.contact {
         for (scope, _) in dedupe {
@@ -64,58 +64,54 @@ pub(super) async fn release<R>(
     Ok(())
 }
 
-impl RunCtx<'_> {
-    /// A dry run's rows to send, but those whose customer was invited within
-    /// a dedupe window: counted `suppressed` and noted (a real run decides
-    /// this when it marks the row, claiming the customer).
-    pub(super) async fn without_suppressed<R>(
-        &mut self,
-        pending: Vec<classify::Pending<R>>,
-    ) -> Result<Vec<classify::Pending<R>>> {
-        if self.activation.dedupe.is_empty() && !self.anyone_forgotten {
-            return Ok(pending);
-        }
-        let mut kept = Vec::with_capacity(pending.len());
-        let mut logs = Vec::new();
-        'rows: for p in pending {
-            if let Some(contact) = &p.contact {
-                let hashes: Vec<&str> = std::iter::once(contact.as_str())
+/// A dry run's rows to send, but those whose customer was invited within
+/// a dedupe window (or asked to be forgotten, when `anyone_forgotten`):
+/// counted `suppressed` and noted (a real run decides this when it marks
+/// the row, claiming the customer).
+pub(super) async fn without_suppressed(
+    run: &mut Run<'_>,
+    anyone_forgotten: bool,
+    pending: Vec<Pending>,
+) -> Result<Vec<Pending>> {
+    if run.activation.dedupe.is_empty() && !anyone_forgotten {
+        return Ok(pending);
+    }
+    let mut kept = Vec::with_capacity(pending.len());
+    let mut logs = Vec::new();
+    'rows: for p in pending {
+        if let Some(contact) = &p.contact {
+            let hashes: Vec<&str> = std::iter::once(contact.as_str())
+                .chain(p.legacy_contacts.iter().map(String::as_str))
+                .collect();
+            let forgotten_at = if anyone_forgotten {
+                run.state.contact_forgotten(&hashes).await?
+            } else {
+                None
+            };
+            if let Some(at) = forgotten_at {
+                run.count(Event::Ended(RowOutcome::Suppressed));
+                logs.push(p.log(RowOutcome::Suppressed, Some(forgotten(&at))));
+                continue 'rows;
+            }
+            for (scope, within) in &run.activation.dedupe {
+                let since = since(run.state, *within);
+                let name = &run.activation.name;
+                let contacts: Vec<&str> = std::iter::once(contact.as_str())
                     .chain(p.legacy_contacts.iter().map(String::as_str))
                     .collect();
-                let forgotten_at = if self.anyone_forgotten {
-                    self.state.contact_forgotten(&hashes).await?
-                } else {
-                    None
-                };
-                if let Some(at) = forgotten_at {
-                    self.counts.suppressed += 1;
-                    logs.push(p.log(RowOutcome::Suppressed, Some(forgotten(&at))));
+                if let Some(earlier) = run
+                    .state
+                    .contact_invited(scope, &contacts, name, &p.key, &since)
+                    .await?
+                {
+                    run.count(Event::Ended(RowOutcome::Suppressed));
+                    logs.push(p.log(RowOutcome::Suppressed, Some(suppressed(&earlier, *within))));
                     continue 'rows;
                 }
-                for (scope, within) in &self.activation.dedupe {
-                    let since = since(self.state, *within);
-                    let name = &self.activation.name;
-                    let contacts: Vec<&str> = std::iter::once(contact.as_str())
-                        .chain(p.legacy_contacts.iter().map(String::as_str))
-                        .collect();
-                    if let Some(earlier) = self
-                        .state
-                        .contact_invited(scope, &contacts, name, &p.key, &since)
-                        .await?
-                    {
-                        self.counts.suppressed += 1;
-                        logs.push(
-                            p.log(RowOutcome::Suppressed, Some(suppressed(&earlier, *within))),
-                        );
-                        continue 'rows;
-                    }
-                }
             }
-            kept.push(p);
         }
-        if let Some(dry) = &mut self.dry {
-            dry.out.note(&logs);
-        }
-        Ok(kept)
+        kept.push(p);
     }
+    run.effects.commit(&[], &[], &logs).await?;
+    Ok(kept)
 }

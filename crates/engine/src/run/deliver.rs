@@ -1,4 +1,6 @@
-//! Delivering the rows of a batch to any [`Sender`]. Each row's requests run
+//! The deliver phase: the rows a batch hands on, sent through the
+//! destination's boxed [`Sender`] (a preview plans them instead:
+//! [`Deliverer`]). Each row's requests run
 //! in a task of its own, following `retl_destination::send_row`: it waits
 //! for the destination to be ready (a token, a place under the rate limits),
 //! then marks the row in flight (a fenced transaction, lent as the row's
@@ -21,24 +23,102 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use retl_destination::{
-    Attempt, BoxSender, Class, Failure as _, Mark, Policy, Protocol, Sender, send_row,
-};
+use retl_destination::{Attempt, BoxSender, Class, Failure, Mark, Policy, Protocol, send_row};
 use retl_diff::{RowHash, Status};
+use retl_source::Source;
 use retl_state::{Lease, Outcome, RowLog, RowOutcome, State};
 
 use tracing::Instrument as _;
 
 use super::classify::Pending;
 use super::dedupe::{forgotten, release, since, suppressed};
+use super::end::bounded;
 use super::fate::over_budget;
-use super::limits::{allowance_spent, month_of};
-use super::{HoldPoint, RunCtx, RunOptions, hold_at};
+use super::limits::{Allowance, allowance_spent, month_of};
+use super::sinks::Sinks;
+use super::tally::Event;
+use super::writeback::WriteBack;
+use super::{HoldPoint, Run, RunOptions, hold_at};
 use crate::config::Destination;
 use crate::{Error, Result};
 
+/// A destination's error, boxed.
+type Refused = Box<dyn Failure>;
+
 /// What came of one row's requests ([`send_row`]); a failed mark is the run's.
-type Delivery<S> = Attempt<<S as Sender>::Error, retl_state::Error>;
+type Delivery = Attempt<Refused, retl_state::Error>;
+
+/// The deliver phase: how many rows the run may still start sending, and
+/// where they go.
+pub(super) struct Deliverer {
+    /// How many more rows this run may start sending, and why it is bounded.
+    budget: Option<(u64, String)>,
+    target: Target,
+}
+
+/// Where a deliverer's rows go.
+enum Target {
+    /// A run's: the destination, through the outbox.
+    Outbox(Box<Outbox>),
+    /// A preview's: listed, with what dedupe would withhold.
+    Plan {
+        /// Whether the state holds a forgotten person.
+        anyone_forgotten: bool,
+    },
+}
+
+impl Deliverer {
+    /// The deliver phase of a run of `destination` reading `source`, with
+    /// the budget and allowances the guards cleared.
+    pub(super) async fn new(
+        run: &Run<'_>,
+        destination: &Destination,
+        source: &Source,
+        (budget, allowances): (Option<(u64, String)>, Vec<Allowance>),
+        anyone_forgotten: bool,
+    ) -> Result<Deliverer> {
+        let target = if run.effects.is_live() {
+            let writeback = match &run.activation.writeback {
+                Some(writeback) => Some(WriteBack::open(run, writeback, source).await?),
+                None => None,
+            };
+            let outbox = Outbox::of(run, destination, allowances, anyone_forgotten, writeback)?;
+            Target::Outbox(Box::new(outbox))
+        } else {
+            Target::Plan { anyone_forgotten }
+        };
+        Ok(Deliverer { budget, target })
+    }
+
+    /// Sends `pending` (a preview plans them).
+    pub(super) async fn send(
+        &mut self,
+        run: &mut Run<'_>,
+        sinks: &mut Sinks,
+        pending: Vec<Pending>,
+    ) -> Result<()> {
+        match &mut self.target {
+            Target::Outbox(outbox) => {
+                match outbox
+                    .deliver_all(run, sinks, &mut self.budget, pending)
+                    .await?
+                {
+                    Some(error) => Err(Error::Destination {
+                        destination: outbox.to.clone(),
+                        error,
+                    }),
+                    None => Ok(()),
+                }
+            }
+            Target::Plan { anyone_forgotten } => {
+                let pending =
+                    super::dedupe::without_suppressed(run, *anyone_forgotten, pending).await?;
+                super::preview::plan_all(run, &mut self.budget, pending);
+                Ok(())
+            }
+        }
+    }
+}
 
 /// Gives back a marked row's place in each allowance (its request was not
 /// carried out).
@@ -67,8 +147,14 @@ struct GiveBack {
 
 /// What the delivery loop of one run works with: a destination and what its
 /// request tasks share.
-pub(super) struct Outbox<S: Sender> {
-    net: Arc<Net<S>>,
+pub(super) struct Outbox {
+    net: Arc<Net>,
+    /// The destination's name.
+    to: String,
+    /// Requests in flight at once.
+    concurrency: usize,
+    /// Where created links are written back (`writeback:`).
+    writeback: Option<WriteBack>,
 }
 
 /// A row whose request task is under way, for the accounting of an interrupt.
@@ -81,14 +167,14 @@ struct UnderWay {
 }
 
 /// What the request tasks of one run share.
-struct Net<S: Sender> {
+struct Net {
     /// The activation's dedupe scopes and windows.
     dedupe: Vec<(String, Duration)>,
     /// The monthly allowances each row claims a place in when it is marked.
     allowances: Vec<super::limits::Allowance>,
     /// Whether the state holds a forgotten person to look each customer up in.
     anyone_forgotten: bool,
-    sender: S,
+    sender: BoxSender,
     policy: Policy,
     /// How long a row may keep failing transiently before it is given up.
     give_up_after: Duration,
@@ -106,7 +192,7 @@ struct Net<S: Sender> {
     marked: Mutex<HashSet<RowHash>>,
 }
 
-impl<S: Sender> Net<S> {
+impl Net {
     fn marked(&self) -> std::sync::MutexGuard<'_, HashSet<RowHash>> {
         self.marked.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -114,12 +200,12 @@ impl<S: Sender> Net<S> {
 
 /// One row's side of the request protocol: its mark in the ledger, the run's
 /// interrupt and budgets.
-struct Row<'a, S: Sender> {
-    net: &'a Net<S>,
-    p: &'a Pending<S::Request>,
+struct Row<'a> {
+    net: &'a Net,
+    p: &'a Pending,
 }
 
-impl<S: Sender> Protocol for Row<'_, S> {
+impl Protocol for Row<'_> {
     type Error = retl_state::Error;
 
     /// Marks the row in flight, just before its request leaves, and claims
@@ -202,66 +288,52 @@ impl<S: Sender> Protocol for Row<'_, S> {
     }
 }
 
-impl Outbox<BoxSender> {
-    /// The outbox of `destination` for `delivery`'s requests, retrying as
-    /// the destination's `retry:` says.
-    pub(super) fn of(
+impl Outbox {
+    /// The outbox of `destination` for the activation's requests, retrying
+    /// as the destination's `retry:` says; its rows claim a place in each
+    /// of `allowances` when they are marked.
+    fn of(
+        run: &Run<'_>,
         destination: &Destination,
-        delivery: &crate::config::Delivery,
-        ctx: &RunCtx<'_>,
-    ) -> Result<Outbox<BoxSender>> {
+        allowances: Vec<Allowance>,
+        anyone_forgotten: bool,
+        writeback: Option<WriteBack>,
+    ) -> Result<Outbox> {
         let sender = destination
-            .sender(delivery, ctx.state.token_cache())
+            .sender(&run.activation.delivery, run.state.token_cache())
             .map_err(Error::Internal)?
             .map_err(|error| Error::Destination {
                 destination: destination.name().to_owned(),
                 error,
             })?;
         let retry = destination.retry();
-        Ok(Outbox::new(
-            sender,
-            retry.policy(),
-            retry.give_up_after,
-            retry.rate_limited_retries,
-            ctx,
-        ))
-    }
-}
-
-impl<S: Sender> Outbox<S> {
-    /// An outbox to `sender`, retrying by `policy`, giving a row up after
-    /// it has failed for `give_up_after`, waiting out at most `rate_limited` 429s.
-    pub(super) fn new(
-        sender: S,
-        policy: Policy,
-        give_up_after: Duration,
-        rate_limited: u32,
-        ctx: &RunCtx<'_>,
-    ) -> Self {
-        Outbox {
+        Ok(Outbox {
             net: Arc::new(Net {
-                dedupe: ctx.activation.dedupe.clone(),
-                allowances: ctx.allowances.clone(),
-                anyone_forgotten: ctx.anyone_forgotten,
+                dedupe: run.activation.dedupe.clone(),
+                allowances,
+                anyone_forgotten,
                 sender,
-                policy,
-                give_up_after,
-                rate_limited_budget: AtomicU32::new(rate_limited),
+                policy: retry.policy(),
+                give_up_after: retry.give_up_after,
+                rate_limited_budget: AtomicU32::new(retry.rate_limited_retries),
                 stop: AtomicBool::new(false),
-                state: ctx.state.clone(),
-                lease: ctx.lease.clone(),
-                options: ctx.options.clone(),
+                state: run.state.clone(),
+                lease: run.lease.clone(),
+                options: run.options.clone(),
                 in_flight_arrivals: AtomicU64::new(0),
                 marked: Mutex::new(HashSet::new()),
             }),
-        }
+            to: destination.name().to_owned(),
+            concurrency: destination.concurrency(),
+            writeback,
+        })
     }
 }
 
 /// A row's refused request, and when the row began failing (if it failed
 /// transiently before).
-struct Refusal<E> {
-    error: E,
+struct Refusal {
+    error: Refused,
     failing_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -274,38 +346,27 @@ fn stopped_reason(cancelled: bool) -> &'static str {
     }
 }
 
-impl RunCtx<'_> {
-    /// When requests still running after an interrupt are given up: shortly
-    /// before the deadline, which leaves time to record them.
-    fn give_up_at(&self) -> Option<tokio::time::Instant> {
-        let drain = self.options.drain;
-        self.options
-            .cancel
-            .deadline(drain.saturating_sub(Duration::from_secs(2).min(drain / 4)))
-    }
+/// When requests still running after an interrupt are given up: shortly
+/// before the deadline, which leaves time to record them.
+fn give_up_at(options: &RunOptions) -> Option<tokio::time::Instant> {
+    let drain = options.drain;
+    options
+        .cancel
+        .deadline(drain.saturating_sub(Duration::from_secs(2).min(drain / 4)))
+}
 
-    /// Bounds `work` by the interrupt's deadline, once there is one.
-    async fn by_deadline<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
-        match self.options.cancel.deadline(self.options.drain) {
-            None => work.await,
-            Some(deadline) => {
-                tokio::time::timeout_at(deadline, work)
-                    .await
-                    .unwrap_or(Err(Error::Deadline {
-                        what: "the state database did not answer",
-                    }))
-            }
-        }
-    }
-
-    /// Sends `pending` with up to `concurrency` requests in flight, committing each
-    /// outcome as it arrives. Returns the error that stopped the run, if any.
-    pub(super) async fn deliver_all<S: Sender>(
+impl Outbox {
+    /// Sends `pending` with up to `concurrency` requests in flight (while
+    /// `budget` lasts), committing each outcome as it arrives. Returns the
+    /// error that stopped the run, if any.
+    async fn deliver_all(
         &mut self,
-        outbox: &Outbox<S>,
-        concurrency: usize,
-        pending: Vec<Pending<S::Request>>,
-    ) -> Result<Option<S::Error>> {
+        run: &mut Run<'_>,
+        sinks: &mut Sinks,
+        budget: &mut Option<(u64, String)>,
+        pending: Vec<Pending>,
+    ) -> Result<Option<Refused>> {
+        let concurrency = self.concurrency;
         let mut queue = pending.into_iter();
         let mut running = tokio::task::JoinSet::new();
         // What is under way, to account for requests given up at an interrupt.
@@ -314,11 +375,11 @@ impl RunCtx<'_> {
         let mut over = Vec::new();
         loop {
             while running.len() < concurrency.max(1)
-                && !outbox.net.stop.load(Ordering::SeqCst)
-                && !self.options.cancel.is_cancelled()
+                && !self.net.stop.load(Ordering::SeqCst)
+                && !run.options.cancel.is_cancelled()
             {
                 let Some(p) = queue.next() else { break };
-                if let Some(why) = over_budget(&mut self.budget) {
+                if let Some(why) = over_budget(budget) {
                     // Over a cap or the --limit: not sent, sent by a later run.
                     over.push((p, why));
                     continue;
@@ -333,7 +394,7 @@ impl RunCtx<'_> {
                         contact: p.contact.clone(),
                     },
                 );
-                let net = outbox.net.clone();
+                let net = self.net.clone();
                 // The request task logs under the run's span (run_id, activation).
                 running.spawn(
                     async move {
@@ -344,7 +405,7 @@ impl RunCtx<'_> {
                     .in_current_span(),
                 );
             }
-            let next = match self.give_up_at() {
+            let next = match give_up_at(run.options) {
                 Some(give_up) => {
                     match tokio::time::timeout_at(give_up, running.join_next()).await {
                         Ok(next) => next,
@@ -360,7 +421,7 @@ impl RunCtx<'_> {
                 }
                 None => tokio::select! {
                     next = running.join_next() => next,
-                    () = self.options.cancel.cancelled() => continue,
+                    () = run.options.cancel.cancelled() => continue,
                 },
             };
             let Some(done) = next else {
@@ -373,110 +434,65 @@ impl RunCtx<'_> {
                 // The lease is gone (or the database): nothing more can be recorded.
                 return Err(error.into());
             }
-            self.record_delivery(outbox, p, delivery, &mut fatal)
+            self.record_delivery(run, sinks, p, delivery, &mut fatal)
                 .await?;
-            self.hold(HoldPoint::Recorded).await;
+            run.hold(HoldPoint::Recorded).await;
         }
-        let marked = outbox.net.marked().clone();
-        self.settle_unfinished(&under_way, &marked, over, queue)
-            .await?;
+        let marked = self.net.marked().clone();
+        let unfinished = Unfinished {
+            under_way: &under_way,
+            marked: &marked,
+            over,
+        };
+        unfinished.settle(run, sinks, queue).await?;
         Ok(fatal)
     }
 
-    /// Records what the loop left: requests given up at the deadline (those
-    /// marked may have reached the destination: `uncertain`; the others never
-    /// left: `skipped`, their mark undone), rows over the budget and rows
-    /// never started (`skipped`, sent by a later run).
-    async fn settle_unfinished<R>(
+    /// A delivered row's run-log row: what the destination answered, and
+    /// its link written back (or the notes of how its request was made).
+    async fn delivered(
         &mut self,
-        under_way: &HashMap<RowHash, UnderWay>,
-        marked: &HashSet<RowHash>,
-        over: Vec<(Pending<R>, String)>,
-        not_started: impl Iterator<Item = Pending<R>>,
-    ) -> Result<()> {
-        let cancelled = self.options.cancel.is_cancelled();
-        let uncertain_reason =
-            "interrupted while the request was under way: delivery unknown, not resent";
-        let mut outcomes = Vec::new();
-        let mut logs = Vec::new();
-        // Rows whose task was given up before it counted them as marked never
-        // left; if their mark was committing when the task stopped, it is undone.
-        let mut give_back = Vec::new();
-        for (key, row) in under_way {
-            if marked.contains(key) {
-                self.counts.uncertain += 1;
-                outcomes.push(Outcome {
-                    key: *key,
-                    content: row.content,
-                    status: Status::Uncertain,
-                    row_key: Some(&row.row_key),
-                    reference: Some(&row.reference),
-                    error: Some(uncertain_reason),
-                });
-                logs.push(RowLog {
-                    contact_hash: row.contact.clone(),
-                    ..RowLog::new(
-                        row.row_key.as_str(),
-                        Some(&row.reference),
-                        RowOutcome::Uncertain,
-                        Some(uncertain_reason.to_owned()),
-                    )
-                });
-            } else {
-                self.counts.skipped += 1;
-                give_back.push((*key, row.previous));
-                logs.push(RowLog {
-                    contact_hash: row.contact.clone(),
-                    ..RowLog::new(
-                        row.row_key.as_str(),
-                        Some(&row.reference),
-                        RowOutcome::Skipped,
-                        Some(stopped_reason(cancelled).to_owned()),
-                    )
-                });
+        run: &mut Run<'_>,
+        p: &Pending,
+        delivered: retl_destination::Delivered,
+        log: &mut RowLog,
+    ) {
+        log.request.clone_from(&p.recorded);
+        log.details.status = delivered.status;
+        log.external_id = delivered.external_id;
+        if delivered.url.is_some() {
+            log.details.url = delivered.url;
+            let url = log.details.url.as_deref();
+            let written = match &mut self.writeback {
+                Some(writeback) => writeback.write(run, p, url).await,
+                None => None,
+            };
+            if let Some(problem) = written {
+                run.count(Event::WritebackFailed);
+                log.reason = Some(problem);
+            }
+        } else {
+            let notes: Vec<&str> = p
+                .notes
+                .iter()
+                .map(String::as_str)
+                .chain(delivered.note.as_deref())
+                .collect();
+            if !notes.is_empty() {
+                log.reason = Some(notes.join("; "));
             }
         }
-        let stopped = stopped_reason(cancelled);
-        let not_started = not_started.map(|p| (p, stopped.to_owned()));
-        for (p, why) in over.into_iter().chain(not_started) {
-            self.counts.skipped += 1;
-            self.hold_back(p.cursor.as_ref());
-            logs.push(p.log(RowOutcome::Skipped, Some(why)));
-        }
-        if !give_back.is_empty() {
-            let (state, lease) = (self.state, self.lease);
-            self.by_deadline(async {
-                let mut tx = state.fenced(lease).await?;
-                for (key, previous) in &give_back {
-                    tx.restore(key, previous.as_ref()).await?;
-                }
-                tx.commit().await?;
-                Ok(())
-            })
-            .await?;
-        }
-        self.commit_bounded(&outcomes, &logs).await
     }
 
-    /// [`commit`](RunCtx::commit), by the interrupt's deadline once there is one.
-    async fn commit_bounded(&mut self, outcomes: &[Outcome<'_>], logs: &[RowLog]) -> Result<()> {
-        match self.options.cancel.deadline(self.options.drain) {
-            None => self.commit(outcomes, &[], logs).await,
-            Some(deadline) => tokio::time::timeout_at(deadline, self.commit(outcomes, &[], logs))
-                .await
-                .unwrap_or(Err(Error::Deadline {
-                    what: "the state database did not answer",
-                })),
-        }
-    }
-
-    /// Commits what came of one row's requests.
-    async fn record_delivery<S: Sender>(
+    /// Commits what came of one row's requests; its counts follow its
+    /// run-log outcome.
+    async fn record_delivery(
         &mut self,
-        outbox: &Outbox<S>,
-        p: Pending<S::Request>,
-        delivery: Delivery<S>,
-        fatal: &mut Option<S::Error>,
+        run: &mut Run<'_>,
+        sinks: &mut Sinks,
+        p: Pending,
+        delivery: Delivery,
+        fatal: &mut Option<Refused>,
     ) -> Result<()> {
         let mut log = p.log(RowOutcome::Skipped, None);
         let mut restore = false;
@@ -484,59 +500,36 @@ impl RunCtx<'_> {
         let mut claimed = matches!(delivery, Attempt::Delivered(_));
         let status = match delivery {
             Attempt::Delivered(delivered) => {
-                self.counts.sent += 1;
-                log.request.clone_from(&p.recorded);
-                log.details.status = delivered.status;
-                log.external_id = delivered.external_id;
-                if delivered.url.is_some() {
-                    log.details.url = delivered.url;
-                    if let Some(problem) = self.write_back(&p, log.details.url.as_deref()).await {
-                        self.counts.writeback_failed += 1;
-                        log.reason = Some(problem);
-                    }
-                } else {
-                    let notes: Vec<&str> = p
-                        .notes
-                        .iter()
-                        .map(String::as_str)
-                        .chain(delivered.note.as_deref())
-                        .collect();
-                    if !notes.is_empty() {
-                        log.reason = Some(notes.join("; "));
-                    }
-                }
+                self.delivered(run, &p, delivered, &mut log).await;
                 Some(Status::Sent)
             }
             Attempt::NotStarted => {
-                self.counts.skipped += 1;
-                log.reason = Some(stopped_reason(self.options.cancel.is_cancelled()).to_owned());
+                log.reason = Some(stopped_reason(run.options.cancel.is_cancelled()).to_owned());
                 None
             }
             Attempt::Lost(_) => unreachable!("a lost lease ends the loop before recording"),
             Attempt::Withheld(why) => {
-                self.counts.suppressed += 1;
                 log.reason = Some(why);
                 Some(Status::Suppressed)
             }
             Attempt::Deferred(why) => {
-                self.counts.skipped += 1;
                 log.reason = Some(why);
                 None
             }
             Attempt::Refused { error, marked } => {
                 claimed = marked;
-                let since = self.failing_since(&p, &error).await;
+                let since = failing_since(run, &p, error.as_ref()).await;
                 let refusal = Refusal {
                     error,
                     failing_since: since,
                 };
-                let (status, give_back) = self.refused(outbox, refusal, &mut log, fatal);
+                let (status, give_back) = self.refused(run, refusal, &mut log, fatal);
                 restore = give_back && marked;
                 status
             }
         };
         if matches!(status, Some(Status::Failed) | None) {
-            self.hold_back(p.cursor.as_ref());
+            sinks.hold_back(p.cursor.as_ref());
         }
         log.outcome = match status {
             Some(Status::Sent) => RowOutcome::Sent,
@@ -547,6 +540,7 @@ impl RunCtx<'_> {
             Some(Status::Suppressed) => RowOutcome::Suppressed,
             _ => RowOutcome::Skipped,
         };
+        run.count(Event::Ended(log.outcome));
         let outcome = status.map(|status| Outcome {
             key: p.key,
             // A rejection is remembered by its request (see `retl_diff::classify`).
@@ -571,90 +565,50 @@ impl RunCtx<'_> {
             allowances: unclaim && claimed,
             mark: restore,
         };
-        self.record_one(&outbox.net, &p, give_back, &outcomes, &log)
-            .await?;
-        outbox.net.marked().remove(&p.key);
-        self.recorded_one(status, p.key_values).await
+        self.record_one(run, &p, give_back, &outcomes, &log).await?;
+        self.net.marked().remove(&p.key);
+        run.effects.logged(1);
+        run.report();
+        if matches!(status, Some(Status::Sent | Status::Suppressed)) {
+            sinks.settled_key(run, p.key_values).await?;
+        }
+        Ok(())
     }
 
     /// Commits one row's outcome and run-log row, with what it gives back.
-    async fn record_one<S: Sender>(
+    async fn record_one(
         &self,
-        net: &Net<S>,
-        p: &Pending<S::Request>,
+        run: &Run<'_>,
+        p: &Pending,
         give_back: GiveBack,
         outcomes: &[Outcome<'_>],
         log: &RowLog,
     ) -> Result<()> {
-        let (state, lease, seq) = (self.state, self.lease, self.seq);
-        self.by_deadline(async {
-            let mut tx = state.fenced(lease).await?;
+        let (net, seq) = (&self.net, run.effects.seq());
+        let write = run.effects.write(async |tx| {
             if give_back.claims {
-                release(&mut tx, &net.dedupe, p).await?;
+                release(tx, &net.dedupe, p).await?;
             }
             if give_back.allowances {
-                release_allowances(&mut tx, &net.allowances, state).await?;
+                release_allowances(tx, &net.allowances, &net.state).await?;
             }
             if give_back.mark {
                 tx.restore(&p.key, p.previous.as_ref()).await?;
             }
             tx.record(outcomes).await?;
-            tx.log_rows(seq, std::slice::from_ref(log)).await?;
-            tx.commit().await?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// After a row's outcome is committed: the next run-log row, the
-    /// counts shown, and (`diff: warehouse`) a settled key for the key table.
-    async fn recorded_one(
-        &mut self,
-        status: Option<Status>,
-        key_values: Option<Vec<retl_source::KeyValue>>,
-    ) -> Result<()> {
-        self.seq += 1;
-        self.report();
-        if matches!(status, Some(Status::Sent | Status::Suppressed)) {
-            self.settled_key(key_values).await?;
-        }
-        Ok(())
-    }
-
-    /// When a row refused with a transient `error` began failing, if it
-    /// failed before: a row that failed for the first time began now. A
-    /// state that cannot say is taken as "now" (the row is retried, not
-    /// given up).
-    async fn failing_since<R, E: retl_destination::Failure>(
-        &self,
-        p: &Pending<R>,
-        error: &E,
-    ) -> Option<chrono::DateTime<chrono::Utc>> {
-        let transient = matches!(error.class(), Class::Transient | Class::RateLimited);
-        let failed_before = p
-            .previous
-            .is_some_and(|entry| entry.status == Status::Failed);
-        if !transient || !failed_before {
-            return None;
-        }
-        let since = self
-            .state
-            .failing_since(&self.activation.name, &p.key)
-            .await
-            .ok()??;
-        chrono::DateTime::parse_from_rfc3339(&since)
-            .ok()
-            .map(|at| at.with_timezone(&chrono::Utc))
+            tx.log_rows(seq, std::slice::from_ref(log)).await
+        });
+        bounded(run.options, write).await
     }
 
     /// What a refused row becomes, by its failure's class: its ledger status
     /// (`None`: none, the run stops) and whether its mark is to be undone.
-    fn refused<S: Sender>(
-        &mut self,
-        outbox: &Outbox<S>,
-        refusal: Refusal<S::Error>,
+    fn refused(
+        &self,
+        run: &Run<'_>,
+        refusal: Refusal,
         log: &mut RowLog,
-        fatal: &mut Option<S::Error>,
+        fatal: &mut Option<Refused>,
     ) -> (Option<Status>, bool) {
         let Refusal {
             error,
@@ -666,39 +620,149 @@ impl RunCtx<'_> {
         log.details.correlation_id = answer.correlation_id;
         log.reason = Some(error.to_string());
         match error.class() {
-            Class::Rejected => {
-                self.counts.rejected += 1;
-                (Some(Status::Rejected), false)
-            }
-            Class::Uncertain => {
-                self.counts.uncertain += 1;
-                (Some(Status::Uncertain), false)
-            }
+            Class::Rejected => (Some(Status::Rejected), false),
+            Class::Uncertain => (Some(Status::Uncertain), false),
             Class::Transient | Class::RateLimited => {
-                let now = self.state.clock().now();
+                let now = run.state.clock().now();
                 let failing = failing_since.map(|since| (now - since).to_std().unwrap_or_default());
-                if let Some(failing) = failing.filter(|f| *f >= outbox.net.give_up_after) {
-                    self.counts.given_up += 1;
+                if let Some(failing) = failing.filter(|f| *f >= self.net.give_up_after) {
                     log.reason = Some(format!(
                         "given up after failing for {} (retry.give_up_after {}): {error}; `retl runs resend RUN_ID --given-up` sends it again",
                         humantime::format_duration(Duration::from_secs(failing.as_secs())),
-                        humantime::format_duration(outbox.net.give_up_after)
+                        humantime::format_duration(self.net.give_up_after)
                     ));
                     (Some(Status::GivenUp), false)
                 } else {
-                    self.counts.failed += 1;
                     (Some(Status::Failed), false)
                 }
             }
             Class::Fatal => {
                 // The destination refused the run, not this row: it was not
                 // accepted, so its key goes back to where it was.
-                outbox.net.stop.store(true, Ordering::SeqCst);
-                self.counts.skipped += 1;
+                self.net.stop.store(true, Ordering::SeqCst);
                 log.reason = Some(format!("run stopped: {error}"));
                 fatal.get_or_insert(error);
                 (None, true)
             }
         }
     }
+}
+
+/// What the delivery loop left when it ended.
+struct Unfinished<'u> {
+    /// Rows whose request task was under way.
+    under_way: &'u HashMap<RowHash, UnderWay>,
+    /// Keys marked in flight and not yet recorded.
+    marked: &'u HashSet<RowHash>,
+    /// Rows over the budget, with why.
+    over: Vec<(Pending, String)>,
+}
+
+impl Unfinished<'_> {
+    /// Records what the loop left: requests given up at the deadline (those
+    /// marked may have reached the destination: `uncertain`; the others never
+    /// left: `skipped`, their mark undone), rows over the budget and rows
+    /// never started (`skipped`, sent by a later run).
+    async fn settle(
+        self,
+        run: &mut Run<'_>,
+        sinks: &mut Sinks,
+        not_started: impl Iterator<Item = Pending>,
+    ) -> Result<()> {
+        let Unfinished {
+            under_way,
+            marked,
+            over,
+        } = self;
+        let cancelled = run.options.cancel.is_cancelled();
+        let uncertain_reason =
+            "interrupted while the request was under way: delivery unknown, not resent";
+        let mut outcomes = Vec::new();
+        let mut logs = Vec::new();
+        // Rows whose task was given up before it counted them as marked never
+        // left; if their mark was committing when the task stopped, it is undone.
+        let mut give_back = Vec::new();
+        for (key, row) in under_way {
+            if marked.contains(key) {
+                run.count(Event::Ended(RowOutcome::Uncertain));
+                outcomes.push(Outcome {
+                    key: *key,
+                    content: row.content,
+                    status: Status::Uncertain,
+                    row_key: Some(&row.row_key),
+                    reference: Some(&row.reference),
+                    error: Some(uncertain_reason),
+                });
+                logs.push(RowLog {
+                    contact_hash: row.contact.clone(),
+                    ..RowLog::new(
+                        row.row_key.as_str(),
+                        Some(&row.reference),
+                        RowOutcome::Uncertain,
+                        Some(uncertain_reason.to_owned()),
+                    )
+                });
+            } else {
+                run.count(Event::Ended(RowOutcome::Skipped));
+                give_back.push((*key, row.previous));
+                logs.push(RowLog {
+                    contact_hash: row.contact.clone(),
+                    ..RowLog::new(
+                        row.row_key.as_str(),
+                        Some(&row.reference),
+                        RowOutcome::Skipped,
+                        Some(stopped_reason(cancelled).to_owned()),
+                    )
+                });
+            }
+        }
+        let stopped = stopped_reason(cancelled);
+        let not_started = not_started.map(|p| (p, stopped.to_owned()));
+        for (p, why) in over.into_iter().chain(not_started) {
+            run.count(Event::Ended(RowOutcome::Skipped));
+            sinks.hold_back(p.cursor.as_ref());
+            logs.push(p.log(RowOutcome::Skipped, Some(why)));
+        }
+        if !give_back.is_empty() {
+            let effects = &run.effects;
+            bounded(
+                run.options,
+                effects.write(async |tx| {
+                    for (key, previous) in &give_back {
+                        tx.restore(key, previous.as_ref()).await?;
+                    }
+                    Ok(())
+                }),
+            )
+            .await?;
+        }
+        let options = run.options;
+        bounded(options, run.effects.commit(&outcomes, &[], &logs)).await
+    }
+}
+
+/// When a row refused with a transient `error` began failing, if it
+/// failed before: a row that failed for the first time began now. A
+/// state that cannot say is taken as "now" (the row is retried, not
+/// given up).
+async fn failing_since(
+    run: &Run<'_>,
+    p: &Pending,
+    error: &dyn Failure,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let transient = matches!(error.class(), Class::Transient | Class::RateLimited);
+    let failed_before = p
+        .previous
+        .is_some_and(|entry| entry.status == Status::Failed);
+    if !transient || !failed_before {
+        return None;
+    }
+    let since = run
+        .state
+        .failing_since(&run.activation.name, &p.key)
+        .await
+        .ok()??;
+    chrono::DateTime::parse_from_rfc3339(&since)
+        .ok()
+        .map(|at| at.with_timezone(&chrono::Utc))
 }

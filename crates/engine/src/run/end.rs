@@ -8,7 +8,7 @@ use std::time::Duration;
 use retl_state::{Lease, RunStatus, RunSummary, State};
 
 use super::{RunOptions, cursor};
-use crate::Error;
+use crate::{Error, Result};
 
 /// Aborts a background task when dropped.
 pub(super) struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -21,6 +21,9 @@ impl Drop for AbortOnDrop {
 
 /// `work`, given up at the interrupt's deadline once there is one (`None`):
 /// after SIGINT or SIGTERM, nothing a run still does waits past it.
+///
+/// The one helper a run bounds a wait by the interrupt with; [`bounded`]
+/// is it for the run's own work.
 pub(super) async fn by_interrupt<T>(
     options: &RunOptions,
     work: impl Future<Output = T>,
@@ -29,6 +32,19 @@ pub(super) async fn by_interrupt<T>(
         Some(deadline) => tokio::time::timeout_at(deadline, work).await.ok(),
         None => Some(work.await),
     }
+}
+
+/// The run's own `work` (writes to the state), given up at the interrupt's
+/// deadline with [`Error::Deadline`].
+pub(super) async fn bounded<T>(
+    options: &RunOptions,
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    by_interrupt(options, work)
+        .await
+        .unwrap_or(Err(Error::Deadline {
+            what: "the state database did not answer",
+        }))
 }
 
 /// Renews the run's lease every third of its time while the run lives (it
@@ -79,12 +95,9 @@ pub(super) async fn record_end(
         tx.commit().await?;
         Ok::<_, retl_state::Error>(closing)
     };
-    match options.cancel.deadline(options.drain) {
-        Some(deadline) => tokio::time::timeout_at(deadline, recorded)
-            .await
-            .unwrap_or_else(|_| Err(retl_state::Error::DeadlinePassed)),
-        None => recorded.await,
-    }
+    by_interrupt(options, recorded)
+        .await
+        .unwrap_or(Err(retl_state::Error::DeadlinePassed))
 }
 
 /// A summary whose end could not be recorded: failed, saying why, finished now.

@@ -1,14 +1,28 @@
-//! The safety limits a run applies before it sends: the first-run guard,
-//! the surge guard, and the budget (`--limit`, `limits.max_per_run`,
-//! `limits.max_per_day`). A refusal ends a run with exit code 5; a preview
-//! notes it and goes on counting.
+//! The second phase, clearing: the safety limits a run applies before it
+//! sends. The guards (a renamed activation, a moved destination, a large
+//! first run), the surge guard, and the budget (`--limit`,
+//! `limits.max_per_run`, `limits.max_per_day`, `limits.max_per_month`),
+//! handed on as a [`Cleared`]. A refusal ends a run with exit code 5; a
+//! preview notes it and goes on counting.
 
 use retl_source::Source;
 
 use retl_state::{RowLog, RowOutcome};
 
-use super::{RunCtx, classify};
+use super::start::Taken;
+use super::tally::Event;
+use super::{Run, classify};
 use crate::{Error, Result};
+
+/// What a run that passed its guards goes on with.
+pub(super) struct Cleared {
+    /// How many rows it may start sending, and why it is bounded.
+    pub budget: Option<(u64, String)>,
+    /// The monthly allowances its rows claim a place in when they are marked.
+    pub allowances: Vec<Allowance>,
+    /// Its surge guard, if one applies.
+    pub surge: Option<Surge>,
+}
 
 /// What a run's surge guard compares its new rows with.
 #[derive(Debug)]
@@ -58,7 +72,7 @@ pub(crate) fn clock_skew(
     })
 }
 
-impl RunCtx<'_> {
+impl Run<'_> {
     /// Compares this machine's clock with the warehouse's. A skew over
     /// [`MAX_CLOCK_SKEW`] fails a run that decides with times (`max_row_age`
     /// would record new rows `too_old` for good; cursor mode would move its
@@ -93,8 +107,8 @@ impl RunCtx<'_> {
     /// A first run whose source another activation's history was built
     /// from is refused: it is most likely that activation, renamed, and
     /// would invite its customers again.
-    pub(super) async fn guard_renamed(&self, first_run: bool) -> Result<()> {
-        if !first_run || self.options.allow_shared_source || self.only.is_some() {
+    async fn guard_renamed(&self, first_run: bool, resend: bool) -> Result<()> {
+        if !first_run || self.options.allow_shared_source || resend {
             return Ok(());
         }
         let name = &self.activation.name;
@@ -116,7 +130,7 @@ impl RunCtx<'_> {
     /// counting it as sent for another would lose that customer there. The
     /// identity is recorded by the first run (and by each run that changes
     /// it with nothing settled, or with `--destination-moved`).
-    pub(super) async fn guard_destination(&self, identity: &str) -> Result<()> {
+    async fn guard_destination(&self, identity: &str) -> Result<()> {
         let name = &self.activation.name;
         let recorded = self.state.destination_of(name).await?;
         let unchanged = recorded.as_ref().is_some_and(|(old, _)| old == identity);
@@ -135,35 +149,44 @@ impl RunCtx<'_> {
                 ),
             });
         }
-        if self.dry.is_some() {
-            return Ok(());
-        }
-        if let Some((old, _)) = &recorded {
-            tracing::warn!(from = %old, to = %identity, "the destination's identity changed (--destination-moved, or nothing was settled yet): the settled keys now answer for the new one");
-        }
-        let mut tx = self.state.fenced(self.lease).await?;
-        tx.note_destination(identity).await?;
-        tx.commit().await?;
-        Ok(())
+        self.effects
+            .write(async |tx| {
+                if let Some((old, _)) = &recorded {
+                    tracing::warn!(from = %old, to = %identity, "the destination's identity changed (--destination-moved, or nothing was settled yet): the settled keys now answer for the new one");
+                }
+                tx.note_destination(identity).await
+            })
+            .await
     }
 
-    /// The guards a run passes before it reads: a rename, a moved
-    /// destination (`identity`), a large first run.
-    pub(super) async fn guards(&mut self, first_run: bool, identity: &str) -> Result<()> {
-        self.refuse(self.guard_renamed(first_run).await)?;
-        self.refuse(self.guard_destination(identity).await)?;
-        self.refuse(self.guard_first_run(first_run).await)
-    }
-
-    /// A safety limit's refusal ends a run; a preview notes it and goes on.
-    pub(super) fn refuse(&mut self, verdict: Result<()>) -> Result<()> {
-        match (verdict, &mut self.dry) {
-            (Err(Error::Refused { message, .. }), Some(dry)) => {
-                dry.out.refused.get_or_insert(message);
-                Ok(())
-            }
-            (verdict, _) => verdict,
-        }
+    /// The phase: the guards a run passes before it reads (a rename, a
+    /// moved destination (`identity`), a large first run), its budget and
+    /// its surge guard.
+    pub(super) async fn clear(
+        &mut self,
+        taken: &Taken,
+        first_run: bool,
+        identity: &str,
+    ) -> Result<Cleared> {
+        let verdict = self.guard_renamed(first_run, taken.only.is_some()).await;
+        self.effects.refuse(verdict)?;
+        let verdict = self.guard_destination(identity).await;
+        self.effects.refuse(verdict)?;
+        let verdict = self
+            .guard_first_run(first_run, taken.approval.is_some())
+            .await;
+        self.effects.refuse(verdict)?;
+        let (budget, allowances) = self.budget().await?;
+        let surge = if first_run {
+            None
+        } else {
+            self.surge_guard(taken).await?
+        };
+        Ok(Cleared {
+            budget,
+            allowances,
+            surge,
+        })
     }
 
     /// The surge guard of this run, if it applies: off with `limits.surge:
@@ -173,13 +196,13 @@ impl RunCtx<'_> {
     /// nothing new do not make "normal" zero); the rows the last completed
     /// run left for later (`skipped`: a canary's `--limit`, a cap) are
     /// expected on top of it.
-    pub(super) async fn surge_guard(&self) -> Result<Option<Surge>> {
+    async fn surge_guard(&self, taken: &Taken) -> Result<Option<Surge>> {
         let limits = self.activation.limits;
         if !limits.surge()
             || self.options.allow_surge
             || self.options.limit.is_some()
-            || self.only.is_some()
-            || self.approval.is_some()
+            || taken.only.is_some()
+            || taken.approval.is_some()
         {
             return Ok(None);
         }
@@ -258,13 +281,9 @@ impl RunCtx<'_> {
     /// A first run with no explicit `first_run:` that would send more than
     /// `limits.first_run_max` rows sends nothing ([`Error::Refused`]). The rows
     /// are counted by the database, not read. `--limit` lets it go as a canary.
-    pub(super) async fn guard_first_run(&self, first_run: bool) -> Result<()> {
+    async fn guard_first_run(&self, first_run: bool, approved: bool) -> Result<()> {
         let activation = self.activation;
-        if !first_run
-            || activation.first_run_explicit
-            || self.options.limit.is_some()
-            || self.approval.is_some()
-        {
+        if !first_run || activation.first_run_explicit || self.options.limit.is_some() || approved {
             return Ok(());
         }
         let max = activation.limits.first_run_max();
@@ -292,7 +311,7 @@ impl RunCtx<'_> {
     /// `limits.max_per_run`, what `limits.max_per_day` leaves of today (UTC)
     /// and what `limits.max_per_month` leaves of this month, the
     /// activation's own and its destination's (its activations together).
-    pub(super) async fn budget(&mut self) -> Result<Option<(u64, String)>> {
+    async fn budget(&self) -> Result<(Option<(u64, String)>, Vec<Allowance>)> {
         let limits = self.activation.limits;
         let mut budget: Option<(u64, String)> = None;
         let mut bound = |n: u64, why: String| {
@@ -330,29 +349,25 @@ impl RunCtx<'_> {
                 format!("cap: limits.max_per_day ({n}) reached; sent on a later day"),
             );
         }
-        let allowances = self.allowances().await?;
-        if self.dry.is_none() && !allowances.is_empty() {
+        let allowances = allowances(self.state, self.activation).await?;
+        if !allowances.is_empty() {
             // Each row claims its place in the allowance when it is marked;
             // the counters start from what the run logs say was sent.
             let month = month_of(self.state);
-            let mut tx = self.state.fenced(self.lease).await?;
-            for allowance in &allowances {
-                tx.seed_allowance(&allowance.scope, &month, allowance.sent)
-                    .await?;
-            }
-            tx.commit().await?;
+            self.effects
+                .write(async |tx| {
+                    for allowance in &allowances {
+                        tx.seed_allowance(&allowance.scope, &month, allowance.sent)
+                            .await?;
+                    }
+                    Ok(())
+                })
+                .await?;
         }
-        self.allowances.clone_from(&allowances);
-        for allowance in allowances {
-            bound(allowance.left(), allowance_spent(&allowance));
+        for allowance in &allowances {
+            bound(allowance.left(), allowance_spent(allowance));
         }
-        Ok(budget)
-    }
-
-    /// The monthly allowances this activation sends under, with what was
-    /// sent this month (UTC) against each.
-    pub(super) async fn allowances(&self) -> Result<Vec<Allowance>> {
-        allowances(self.state, self.activation).await
+        Ok((budget, allowances))
     }
 }
 
@@ -436,13 +451,13 @@ pub async fn allowances(
     Ok(found)
 }
 
-impl RunCtx<'_> {
+impl Run<'_> {
     /// Rows held back by a run the surge guard refused: counted `skipped`
     /// and logged as pending (the first 10,000), so that `retl runs find`
     /// says why they were not sent.
-    pub(super) async fn skip_held<R>(&mut self, held: Vec<classify::Pending<R>>) -> Result<()> {
+    pub(super) async fn skip_held(&mut self, held: Vec<classify::Pending>) -> Result<()> {
         const LOGGED: usize = 10_000;
-        self.counts.skipped += held.len() as u64;
+        self.count_n(Event::Ended(RowOutcome::Skipped), held.len() as u64);
         let name = &self.activation.name;
         let reason = format!(
             "pending: held back because the surge guard refused the run; sent by the next run once approved (`retl approve {name}`)"
@@ -452,7 +467,7 @@ impl RunCtx<'_> {
             .take(LOGGED)
             .map(|p| p.log(RowOutcome::Skipped, Some(reason.clone())))
             .collect();
-        self.commit(&[], &[], &logs).await
+        self.effects.commit(&[], &[], &logs).await
     }
 }
 

@@ -1,16 +1,36 @@
-//! One run of one activation, in its phases: lease, recover, the safety
-//! limits ([`limits`]), read (in cursor mode from the high-water mark:
-//! [`cursor`]), classify ([`classify`]), deliver and record ([`deliver`]),
-//! finish. [`options`] holds what a run is started with; [`preview`] the
-//! dry run that shares all of it but the writes; [`start`] what a run takes
-//! over from the state, [`end`] its end and housekeeping, [`dedupe`] one
-//! invitation per customer, [`writeback`] links written back. Here:
-//! `run_with` and `RunCtx::execute` with the helpers each calls once.
+//! One run of one activation, as a pipeline of phases. Each phase owns
+//! what it makes and hands the next what it needs; none calls back into an
+//! earlier one:
+//!
+//! 1. **take over** ([`start`]): the lease taken, a resend's rows released,
+//!    rows an earlier run left in flight made `uncertain`, an approval, the
+//!    contact key: a [`Taken`](start::Taken).
+//! 2. **clear** ([`limits`]): the clock, the guards (a renamed activation, a
+//!    moved destination, a large first run) and the budget: a
+//!    [`Cleared`](limits::Cleared).
+//! 3. **open**: the cursor's plan ([`cursor`]), the warehouse's key table
+//!    ([`warehouse`]), the source and the key set ([`keys`]), which make the
+//!    run's [`Sinks`](sinks::Sinks) (where settled keys and cursor values
+//!    go); the destination bound to the source's columns: a
+//!    [`Classifier`](classify::Classifier) and a
+//!    [`Deliverer`](deliver::Deliverer).
+//! 4. **for each batch**: classify ([`classify`], deciding each row with
+//!    [`fate`]), then deliver ([`deliver`]; a preview plans instead); the
+//!    surge guard watches between them.
+//! 5. **end** ([`end`]): the keys held written, the end recorded, the
+//!    housekeeping.
+//!
+//! Every phase works with the [`Run`]: what runs, under which lease and
+//! options, its [`Effects`](effects::Effects) (live or dry: a preview is
+//! the dry implementation, not a flag) and its counts, which change only
+//! through [`tally::count`]. [`options`] holds what a run is started with,
+//! [`dedupe`] one invitation per customer, [`writeback`] links written back.
 
 mod classify;
 mod cursor;
 mod dedupe;
 mod deliver;
+mod effects;
 mod end;
 mod fate;
 mod key_values;
@@ -18,36 +38,33 @@ mod keys;
 mod limits;
 mod options;
 mod preview;
+mod sinks;
 mod start;
+mod tally;
 #[cfg(test)]
 mod tests;
 mod warehouse;
 mod writeback;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
 
-use retl_destination::{AnyRequest, BoxRows, BoxSender, Sender};
-use retl_diff::RowHash;
-use retl_source::{Source, Writer};
-use retl_state::{Counts, Lease, Outcome, RowLog, RunStatus, RunSummary, State};
+use retl_source::Source;
+use retl_state::{Counts, Lease, RunStatus, RunSummary, State};
 use tracing::Instrument;
 
-use crate::config::{Activation, Delivery, Destination, FirstRun};
+use crate::config::{Activation, Destination, FirstRun};
 use crate::{Error, Result};
 
-pub(crate) use classify::Columns;
+use effects::Effects;
 use end::{by_interrupt, heartbeat, prune, record_end, scrub, unrecorded};
 pub use limits::{Allowance, allowances};
 pub(super) use options::hold_at;
 pub use options::{Cancel, Hold, HoldPoint, Progress, Resend, RunOptions};
 pub use preview::{Planned, Preview, Refusal};
+use sinks::Sinks;
+use tally::Event;
 pub(crate) use warehouse::unknown_keys;
-
-/// A destination bound to a run: the builder of its requests, and its
-/// outbox (none in a dry run).
-type Bound = (BoxRows, Option<deliver::Outbox<BoxSender>>);
 
 /// How a run ended.
 #[derive(Debug)]
@@ -107,20 +124,7 @@ pub async fn run_with(
     let span = tracing::info_span!("run", activation = %activation.name, run_id = %run_id);
     let lease = take_lease(state, activation, &run_id, options).await?;
     let heartbeat = heartbeat(state, &lease);
-    let started = async {
-        let mut tx = state.fenced(&lease).await?;
-        let abandoned = tx.abandon_stale_runs().await?;
-        tx.note_source(&activation.source_identity()).await?;
-        let summary = tx.start_run().await?;
-        tx.commit().await?;
-        if abandoned > 0 {
-            tracing::warn!(
-                runs = abandoned,
-                "earlier runs that never finished are now marked abandoned"
-            );
-        }
-        Ok::<_, Error>(summary)
-    };
+    let started = open_record(state, &lease, activation);
     let mut summary = match started.instrument(span.clone()).await {
         Ok(summary) => summary,
         Err(e) => {
@@ -129,31 +133,27 @@ pub async fn run_with(
         }
     };
     tracing::info!(parent: &span, state = %state.url(), "run started");
-    let mut ctx = RunCtx::new(state, activation, &lease, options, None);
-    let result = ctx.execute(destination).instrument(span.clone()).await;
+    let mut run = Run::new(
+        state,
+        activation,
+        &lease,
+        options,
+        Effects::live(state, &lease),
+    );
+    let mut sinks = Sinks::default();
+    // Boxed: the phases' state is large, the caller's future stays small.
+    let result = Box::pin(run.execute(destination, &mut sinks))
+        .instrument(span.clone())
+        .await;
     if result.is_err() {
-        ctx.keep_what_is_settled().instrument(span).await;
+        sinks.keep_what_is_settled(&run).instrument(span).await;
     }
-    summary.counts = ctx.counts;
-    let ctx_released = std::mem::take(&mut ctx.released);
-    let failure = match result {
-        Ok(()) if summary.counts.balanced() => None,
-        Ok(()) => Some(Error::Accounting(format!("{:?}", summary.counts))),
-        Err(e) => Some(e),
-    };
-    summary.status = match (&failure, options.cancel.is_cancelled()) {
-        (Some(failure), _) if failure.is_refused() => RunStatus::Refused,
-        (Some(_), _) => RunStatus::Failed,
-        (None, true) => RunStatus::Interrupted,
-        (None, false) => RunStatus::Completed,
-    };
-    // A driver's or a server's message may quote an option it was given.
-    summary.error = failure
-        .as_ref()
-        .map(|e| activation.secrets.mask(&retl_config::with_causes(e)));
+    summary.counts = run.counts;
+    let ctx_released = std::mem::take(&mut run.released);
+    let failure = judge(&mut summary, result, activation, options);
     let completed = summary.status == RunStatus::Completed;
-    let cursor = ctx.cursor.as_ref().filter(|_| completed);
-    let shape = Some(ctx.content_shape.as_str()).filter(|_| completed);
+    let cursor = sinks.cursor.as_ref().filter(|_| completed);
+    let shape = Some(run.content_shape.as_str()).filter(|_| completed);
     let recorded = record_end(state, &lease, options, (cursor, shape), &summary).await;
     let summary = match recorded {
         Ok(closing) => closing,
@@ -194,6 +194,50 @@ pub async fn run_with(
         failure,
         released: ctx_released,
     })
+}
+
+/// Opens the run's record: earlier runs that never finished are marked
+/// abandoned, and the source it reads is noted.
+async fn open_record(state: &State, lease: &Lease, activation: &Activation) -> Result<RunSummary> {
+    let mut tx = state.fenced(lease).await?;
+    let abandoned = tx.abandon_stale_runs().await?;
+    tx.note_source(&activation.source_identity()).await?;
+    let summary = tx.start_run().await?;
+    tx.commit().await?;
+    if abandoned > 0 {
+        tracing::warn!(
+            runs = abandoned,
+            "earlier runs that never finished are now marked abandoned"
+        );
+    }
+    Ok(summary)
+}
+
+/// The run's status and error in `summary` from what its phases gave
+/// (`result`, the counts already in it); the failure, if it failed. Counts
+/// that do not add up fail it: the accounting identity is asserted here.
+fn judge(
+    summary: &mut RunSummary,
+    result: Result<()>,
+    activation: &Activation,
+    options: &RunOptions,
+) -> Option<Error> {
+    let failure = match result {
+        Ok(()) if summary.counts.balanced() => None,
+        Ok(()) => Some(Error::Accounting(format!("{:?}", summary.counts))),
+        Err(e) => Some(e),
+    };
+    summary.status = match (&failure, options.cancel.is_cancelled()) {
+        (Some(failure), _) if failure.is_refused() => RunStatus::Refused,
+        (Some(_), _) => RunStatus::Failed,
+        (None, true) => RunStatus::Interrupted,
+        (None, false) => RunStatus::Completed,
+    };
+    // A driver's or a server's message may quote an option it was given.
+    summary.error = failure
+        .as_ref()
+        .map(|e| activation.secrets.mask(&retl_config::with_causes(e)));
+    failure
 }
 
 /// The activation's lease for run `run_id`. A run whose id was promised
@@ -259,255 +303,143 @@ pub async fn preview(
         token: -1,
         ttl: options.lease,
     };
-    let dry = preview::DryRun {
-        out: Preview::new(&activation.name),
-    };
-    let mut ctx = RunCtx::new(state, activation, &lease, options, Some(dry));
-    ctx.execute(destination).await?;
-    let mut out = ctx.dry.take().expect("a dry run keeps its preview").out;
-    out.counts = ctx.counts;
+    let mut run = Run::new(
+        state,
+        activation,
+        &lease,
+        options,
+        Effects::dry(&activation.name),
+    );
+    Box::pin(run.execute(destination, &mut Sinks::default())).await?;
+    let counts = run.counts;
+    let mut out = run
+        .effects
+        .into_preview()
+        .expect("a dry run keeps its preview");
+    out.counts = counts;
     out.estimated_seconds = destination.estimate(out.counts.sent).as_secs();
     Ok(out)
 }
 
-/// What one run works with while it reads, classifies and delivers.
-struct RunCtx<'a> {
+/// What every phase of one run works with: what runs, under which lease
+/// and options, its effects and its counts.
+struct Run<'a> {
     state: &'a State,
     activation: &'a Activation,
-    /// The next run-log sequence number.
-    seq: u64,
-    counts: Counts,
-    /// Keys this run is delivering: a second row with one of them is a duplicate.
-    seen_new: HashSet<RowHash>,
-    /// The warehouse connection link URLs are written back with.
-    writer: Option<Writer>,
-    /// The writeback key column's type, as the database names it.
-    writeback_key_type: Option<String>,
     /// The activation's lease: every write checks it.
     lease: &'a Lease,
     options: &'a RunOptions,
-    /// Arrivals at [`HoldPoint::Recorded`].
-    recorded: AtomicU64,
-    /// How many more rows this run may start sending, and why it is bounded.
-    budget: Option<(u64, String)>,
-    /// The monthly allowances its rows claim a place in when they are marked.
-    allowances: Vec<limits::Allowance>,
-    /// Whether the state holds a forgotten person (only then is each row's
-    /// customer looked up there).
-    anyone_forgotten: bool,
-    /// The key the person's email is hashed with in the run log (none in a
-    /// preview, which keeps nothing).
-    contact_key: Option<retl_state::ContactKey>,
-    /// The mapped columns this run's content hashes are made under.
-    content_shape: String,
-    /// The mapping changed since the last completed run: a settled row whose
-    /// content hash differs is re-hashed silently, not logged as changed.
-    reshaped: bool,
-    /// The approval (`retl approve`) this run goes past its safety limits with.
-    approval: Option<retl_state::Approval>,
-    /// A resend's released rows: key hashes (only these are sent) and key texts.
-    only: Option<HashSet<RowHash>>,
-    released: Vec<String>,
-    /// What shapes every request besides the row (settings, mapping): a
-    /// rejected row is tried again when it changes.
-    fingerprint: RowHash,
-    /// The fingerprint as an older release made it, if the destination
-    /// knows one ([`Kind::legacy_fingerprint`]): rows it rejected stay rejected.
-    legacy_fingerprint: Option<RowHash>,
     /// The run's start (`max_row_age` counts back from it).
     started: chrono::DateTime<chrono::Utc>,
-    /// A preview: nothing is written or sent.
-    dry: Option<preview::DryRun>,
-    /// Cursor mode: what this run read, for the high-water mark.
-    cursor: Option<cursor::CursorTrack>,
-    /// When the live counts were last written.
-    published: Option<std::time::Instant>,
-    /// The key set and the records on their way to the key segments.
-    keys: keys::Keys,
-    /// `source.diff: warehouse`: the key table and the keys on their way to it.
-    warehouse: Option<warehouse::Warehouse>,
+    /// The mapped columns this run's content hashes are made under.
+    content_shape: String,
+    /// What it writes (live), or keeps to show (dry).
+    effects: Effects<'a>,
+    /// Changed only through [`Run::count`].
+    counts: Counts,
+    /// Arrivals at [`HoldPoint::Recorded`].
+    recorded: AtomicU64,
+    /// A resend's released rows, by key text: told when the run ends.
+    released: Vec<String>,
 }
 
-impl<'a> RunCtx<'a> {
+impl<'a> Run<'a> {
     fn new(
         state: &'a State,
         activation: &'a Activation,
         lease: &'a Lease,
         options: &'a RunOptions,
-        dry: Option<preview::DryRun>,
-    ) -> RunCtx<'a> {
-        RunCtx {
+        effects: Effects<'a>,
+    ) -> Run<'a> {
+        Run {
             state,
             activation,
-            seq: 0,
-            counts: Counts::default(),
-            seen_new: HashSet::new(),
-            writer: None,
-            writeback_key_type: None,
             lease,
             options,
-            recorded: AtomicU64::new(0),
-            budget: None,
-            allowances: Vec::new(),
-            anyone_forgotten: false,
-            approval: None,
-            content_shape: content_shape(activation),
-            reshaped: false,
-            contact_key: None,
-            only: None,
-            released: Vec::new(),
-            fingerprint: [0; 16],
-            legacy_fingerprint: None,
             started: state.clock().now(),
-            dry,
-            cursor: None,
-            published: None,
-            keys: keys::Keys::default(),
-            warehouse: None,
+            content_shape: content_shape(activation),
+            effects,
+            counts: Counts::default(),
+            recorded: AtomicU64::new(0),
+            released: Vec::new(),
         }
     }
 
-    /// The run.
-    async fn execute(&mut self, destination: &Destination) -> Result<()> {
+    /// Counts one row's `event`.
+    fn count(&mut self, event: Event) {
+        tally::count(&mut self.counts, event, 1);
+    }
+
+    /// Counts `n` rows' `event`.
+    fn count_n(&mut self, event: Event, n: u64) {
+        tally::count(&mut self.counts, event, n);
+    }
+
+    /// The run, phase after phase.
+    async fn execute(&mut self, destination: &Destination, sinks: &mut Sinks) -> Result<()> {
         let activation = self.activation;
         let delivery = &activation.delivery;
         let name = activation.name.as_str();
-        if self.dry.is_none() {
-            self.recover().await?;
-        }
-
-        let mut spec = activation.source_spec();
-        let source_error = |error| Error::Source {
-            activation: name.to_owned(),
-            error,
+        let only = if self.effects.is_live() {
+            self.recover().await?
+        } else {
+            None
         };
-        if self.only.as_ref().is_some_and(HashSet::is_empty) {
+        if only
+            .as_ref()
+            .is_some_and(std::collections::HashSet::is_empty)
+        {
             tracing::info!("nothing to resend");
             return Ok(());
         }
+        let mut spec = activation.source_spec();
         self.check_clock(&spec).await?;
-        self.load_from_state().await?;
+        let taken = self.take_over(only).await?;
         let first_run = !self.state.has_completed_run(name).await?;
         let identity = destination.identity(delivery).map_err(Error::Internal)?;
-        self.guards(first_run, &identity).await?;
-        let budget = self.budget().await?;
-        self.budget = budget;
-        spec.since = self.plan_cursor(first_run).await?;
+        let cleared = self.clear(&taken, first_run, &identity).await?;
         // Until an activation's first run completes, `skip_existing` records
         // the rows already there instead of sending them.
         let baseline = activation.first_run == FirstRun::SkipExisting && first_run;
-        let (mut source, keys) = self.open_source(&mut spec, baseline).await?;
+        let (track, since) = self.plan_cursor(first_run).await?;
+        sinks.cursor = track;
+        spec.since = since;
+        let (source, keys) = self.open_source(sinks, &mut spec, baseline).await?;
+        if sinks.reads_key_baseline(self) {
+            sinks.keys.finish_loading(self, keys).await?;
+            return sinks.key_baseline(self, source).await;
+        }
         let schema = source.schema();
-        if self.reads_key_baseline() {
-            self.finish_loading_keys(keys).await?;
-            return self.key_baseline(source).await;
-        }
-        let columns = Columns::of(activation, &schema);
-        if let Some(writeback) = activation.writeback.as_ref().filter(|_| self.dry.is_none()) {
-            self.writeback_key_type = source.db_type(&writeback.key_column).map(str::to_owned);
-            self.writer = Some(
-                Writer::for_source(&activation.source)
-                    .await
-                    .map_err(source_error)?,
-            );
-        }
-        let (rows, sender) = self.bind(destination, delivery, &schema)?;
-        let concurrency = destination.concurrency();
-        let to = destination.name();
-
+        let limits::Cleared {
+            budget,
+            allowances,
+            surge,
+        } = cleared;
+        let forgotten = taken.anyone_forgotten;
+        let classifier = classify::Classifier::new(self, destination, &schema, taken)?;
+        let deliverer =
+            deliver::Deliverer::new(self, destination, &source, (budget, allowances), forgotten)
+                .await?;
         if baseline {
             tracing::info!(
                 "first run with first_run: skip_existing: recording existing rows, sending none"
             );
         }
-        self.finish_loading_keys(keys).await?;
-        let mut surge = if baseline || first_run {
-            None
-        } else {
-            self.surge_guard().await?
+        sinks.keys.finish_loading(self, keys).await?;
+        let batches = Batches {
+            source,
+            classifier,
+            deliverer,
+            surge,
+            baseline,
         };
-        // Under the surge guard, nothing is sent until the run's new rows are
-        // all counted (a surge is refused as soon as it is one).
-        let mut held: Vec<classify::Pending<AnyRequest>> = Vec::new();
-        while let Some(batch) = source.next_batch().await {
-            if self.options.cancel.is_cancelled() {
-                tracing::warn!("interrupted: no more rows are read");
-                break;
-            }
-            let batch = batch.map_err(source_error)?;
-            // Cells the source could not decode: their rows are rejected.
-            let undecodable = undecodable(&source);
-            if baseline {
-                self.record_baseline(&rows, &batch, &columns, &undecodable)
-                    .await?;
-                continue;
-            }
-            let pending = self
-                .classify_batch(&rows, &batch, &columns, &undecodable)
-                .await?;
-            self.report();
-            tracing::debug!(
-                rows = batch.num_rows(),
-                to_send = pending.len(),
-                "batch classified"
-            );
-            let Some(guard) = surge.as_mut() else {
-                self.send(sender.as_ref(), to, concurrency, pending).await?;
-                self.publish_counts().await?;
-                continue;
-            };
-            held.extend(pending);
-            if let Some(message) = self.surge_verdict(guard).await {
-                if self.dry.is_none() {
-                    self.skip_held(std::mem::take(&mut held)).await?;
-                }
-                self.refuse(Err(Error::Refused {
-                    activation: name.to_owned(),
-                    message,
-                }))?;
-                // A preview goes on counting, with the refusal noted.
-                surge = None;
-                let held = std::mem::take(&mut held);
-                self.send(sender.as_ref(), to, concurrency, held).await?;
-            }
-            self.publish_counts().await?;
-        }
-        self.send(sender.as_ref(), to, concurrency, held).await?;
-        self.push_keys().await?;
-        self.write_records(true).await
-    }
-
-    /// The destination bound to this run's source: the request fingerprints,
-    /// the builder of requests over `schema`'s columns, and (unless a dry
-    /// run) the outbox.
-    fn bind(
-        &mut self,
-        destination: &Destination,
-        delivery: &Delivery,
-        schema: &arrow_schema::Schema,
-    ) -> Result<Bound> {
-        self.fingerprint =
-            retl_diff::fingerprint(&destination.fingerprint(delivery).map_err(Error::Internal)?);
-        self.legacy_fingerprint = destination
-            .legacy_fingerprint(delivery)
-            .map_err(Error::Internal)?
-            .map(|text| retl_diff::fingerprint(&text));
-        let rows = destination
-            .rows(delivery, schema, self.state.clock().now())
-            .map_err(Error::Internal)?
-            .map_err(|error| Error::Unmapped {
-                activation: self.activation.name.clone(),
-                error,
-            })?;
-        let sender = match self.dry {
-            None => Some(deliver::Outbox::of(destination, delivery, self)?),
-            Some(_) => None,
-        };
-        Ok((rows, sender))
+        batches.run(self, sinks).await?;
+        sinks.push_keys(self).await?;
+        sinks.write_records(self, true).await
     }
 
     /// Shares the counts so far with a progress display, if there is one.
-    pub(super) fn report(&self) {
+    fn report(&self) {
         if let Some(progress) = &self.options.progress {
             progress
                 .lock()
@@ -516,95 +448,79 @@ impl<'a> RunCtx<'a> {
         }
     }
 
-    /// Writes the counts so far to the run's record: `retl runs list` shows
-    /// a running run's live counts, updated after a batch, at most once a
-    /// second (each write is a durable commit; a fast scan of a large table
-    /// would otherwise spend its time on them).
-    async fn publish_counts(&mut self) -> Result<()> {
-        if self.dry.is_some()
-            || self
-                .published
-                .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
-        {
-            return Ok(());
-        }
-        self.published = Some(std::time::Instant::now());
-        let mut tx = self.state.fenced(self.lease).await?;
-        tx.update_counts(&self.counts).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Sends rows to destination `to`, `concurrency` at a time (a dry run
-    /// lists them instead).
-    async fn send<S: Sender>(
-        &mut self,
-        sender: Option<&deliver::Outbox<S>>,
-        to: &str,
-        concurrency: usize,
-        pending: Vec<classify::Pending<S::Request>>,
-    ) -> Result<()> {
-        let Some(sender) = sender else {
-            let pending = self.without_suppressed(pending).await?;
-            self.plan_all(pending);
-            return Ok(());
-        };
-        match self.deliver_all(sender, concurrency, pending).await? {
-            Some(error) => Err(Error::Destination {
-                destination: to.to_owned(),
-                error: Box::new(error),
-            }),
-            None => Ok(()),
-        }
-    }
-
-    /// A dry run's [`send`](Self::send): counts what the budget lets go as
-    /// `sent` and the rest as `skipped`, and lists the invitations.
-    fn plan_all<R>(&mut self, pending: Vec<classify::Pending<R>>) {
-        for p in pending {
-            if fate::over_budget(&mut self.budget).is_some() {
-                self.counts.skipped += 1;
-                continue;
-            }
-            self.counts.sent += 1;
-            let (body, origins) = p.shown.unwrap_or_default();
-            if let Some(dry) = &mut self.dry {
-                dry.out.plan(Planned {
-                    key: p.row_key,
-                    reference: p.reference,
-                    body,
-                    origins,
-                });
-            }
-        }
-    }
-
-    /// Records ledger outcomes and run-log rows in one fenced transaction
-    /// (a dry run only notes its rejections).
-    async fn commit(
-        &mut self,
-        outcomes: &[Outcome<'_>],
-        changed: &[(RowHash, RowHash)],
-        logs: &[RowLog],
-    ) -> Result<()> {
-        if let Some(dry) = &mut self.dry {
-            dry.out.note(logs);
-            return Ok(());
-        }
-        if outcomes.is_empty() && changed.is_empty() && logs.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.state.fenced(self.lease).await?;
-        tx.record(outcomes).await?;
-        tx.note_changed(changed).await?;
-        tx.log_rows(self.seq, logs).await?;
-        tx.commit().await?;
-        self.seq += logs.len() as u64;
-        Ok(())
-    }
-
     /// At the hold point asked for, says so and waits until cancelled.
     async fn hold(&self, point: HoldPoint) {
         hold_at(self.options, point, &self.recorded).await;
+    }
+
+    /// The error of the activation's source.
+    fn source_error(&self, error: retl_source::Error) -> Error {
+        Error::Source {
+            activation: self.activation.name.clone(),
+            error,
+        }
+    }
+}
+
+/// The batch phase: each batch read, classified, then delivered; under the
+/// surge guard, rows are held until the guard has counted them all.
+struct Batches {
+    source: Source,
+    classifier: classify::Classifier,
+    deliverer: deliver::Deliverer,
+    surge: Option<limits::Surge>,
+    /// A first run with `first_run: skip_existing`: rows recorded, none sent.
+    baseline: bool,
+}
+
+impl Batches {
+    async fn run(mut self, run: &mut Run<'_>, sinks: &mut Sinks) -> Result<()> {
+        let mut held: Vec<classify::Pending> = Vec::new();
+        while let Some(batch) = self.source.next_batch().await {
+            if run.options.cancel.is_cancelled() {
+                tracing::warn!("interrupted: no more rows are read");
+                break;
+            }
+            let batch = batch.map_err(|e| run.source_error(e))?;
+            // Cells the source could not decode: their rows are rejected.
+            let undecodable = undecodable(&self.source);
+            if self.baseline {
+                self.classifier
+                    .record_baseline(run, sinks, &batch, &undecodable)
+                    .await?;
+                continue;
+            }
+            let pending = self
+                .classifier
+                .classify(run, sinks, &batch, &undecodable)
+                .await?;
+            run.report();
+            tracing::debug!(
+                rows = batch.num_rows(),
+                to_send = pending.len(),
+                "batch classified"
+            );
+            let Some(guard) = self.surge.as_mut() else {
+                self.deliverer.send(run, sinks, pending).await?;
+                run.effects.publish(&run.counts).await?;
+                continue;
+            };
+            held.extend(pending);
+            if let Some(message) = run.surge_verdict(guard).await {
+                if run.effects.is_live() {
+                    run.skip_held(std::mem::take(&mut held)).await?;
+                }
+                run.effects.refuse(Err(Error::Refused {
+                    activation: run.activation.name.clone(),
+                    message,
+                }))?;
+                // A preview goes on counting, with the refusal noted.
+                self.surge = None;
+                let held = std::mem::take(&mut held);
+                self.deliverer.send(run, sinks, held).await?;
+            }
+            run.effects.publish(&run.counts).await?;
+        }
+        self.deliverer.send(run, sinks, held).await
     }
 }

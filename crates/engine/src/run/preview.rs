@@ -95,7 +95,26 @@ impl Preview {
     }
 }
 
-/// What a dry run keeps while it goes: the preview.
-pub(super) struct DryRun {
-    pub out: Preview,
+/// A dry run's deliver phase: what the budget lets go is counted `sent`
+/// and listed, the rest `skipped`.
+pub(super) fn plan_all(
+    run: &mut super::Run<'_>,
+    budget: &mut Option<(u64, String)>,
+    pending: Vec<super::classify::Pending>,
+) {
+    use super::tally::Event;
+    for p in pending {
+        if super::fate::over_budget(budget).is_some() {
+            run.count(Event::Ended(RowOutcome::Skipped));
+            continue;
+        }
+        run.count(Event::Ended(RowOutcome::Sent));
+        let (body, origins) = p.shown.unwrap_or_default();
+        run.effects.plan(Planned {
+            key: p.row_key,
+            reference: p.reference,
+            body,
+            origins,
+        });
+    }
 }

@@ -12,9 +12,11 @@
 use arrow_array::RecordBatch;
 use retl_source::{KeyTable, KeyValue, Source, SourceSpec, Writer};
 
-use super::RunCtx;
+use super::Run;
 use super::key_values::key_values;
 use super::options::{HoldPoint, hold_at};
+use super::sinks::Sinks;
+use super::tally::{Event, Read};
 use crate::{Error, Result};
 
 /// How a run with `diff: warehouse` reads.
@@ -118,17 +120,17 @@ pub(crate) async fn unknown_keys(
     Ok(unknown)
 }
 
-impl RunCtx<'_> {
+impl Run<'_> {
     /// With `diff: warehouse`, finds (or, unless a preview, makes) the key
     /// table and narrows `spec` to the rows it lacks; says how the run reads.
     pub(super) async fn plan_warehouse(
-        &mut self,
+        &self,
         spec: &mut SourceSpec,
         baseline: bool,
-    ) -> Result<()> {
+    ) -> Result<Option<Warehouse>> {
         let activation = self.activation;
         if activation.source.diff != retl_source::Diff::Warehouse {
-            return Ok(());
+            return Ok(None);
         }
         let name = activation.name.as_str();
         let source_error = |error| Error::Source {
@@ -136,10 +138,10 @@ impl RunCtx<'_> {
             error,
         };
         // A preview makes no identity: without one, this state has no table.
-        let owner = if self.dry.is_some() {
-            self.state.existing_identity().await?.unwrap_or_default()
-        } else {
+        let owner = if self.effects.is_live() {
             self.state.identity().await?
+        } else {
+            self.state.existing_identity().await?.unwrap_or_default()
         };
         let table = KeyTable::new(
             &spec.connection,
@@ -151,13 +153,15 @@ impl RunCtx<'_> {
         )
         .map_err(source_error)?;
         let shown = table.display();
+        let live = self.effects.is_live();
+        // A preview only looks for the table; a run fills, makes or checks it.
         let narrowed = if baseline {
-            if self.dry.is_none() {
+            if live {
                 table.fill_staging().await.map_err(source_error)?;
                 tracing::info!(table = %shown, "diff: warehouse: the existing keys are copied into retl's key table inside the warehouse");
             }
             Narrowed::Baseline
-        } else if self.dry.is_some() {
+        } else if !live {
             if table.exists().await.map_err(source_error)? {
                 Narrowed::Candidates
             } else {
@@ -186,12 +190,12 @@ impl RunCtx<'_> {
         if narrowed == Narrowed::Candidates {
             spec.anti_join = Some(table.anti_join());
         }
-        if narrowed == Narrowed::Baseline && self.dry.is_none() {
+        if narrowed == Narrowed::Baseline && live {
             spec.model = table.staging_model();
             spec.columns.clone_from(&activation.primary_key);
             spec.since = None;
         }
-        self.warehouse = Some(Warehouse {
+        Ok(Some(Warehouse {
             table,
             narrowed,
             writer: None,
@@ -199,94 +203,98 @@ impl RunCtx<'_> {
             unpushed: 0.into(),
             pushed: 0.into(),
             staged: 0.into(),
-        });
-        Ok(())
+        }))
     }
+}
 
-    /// Whether the run looks its rows up a batch at a time rather than
-    /// loading the key set: few rows are candidates (the warehouse's
-    /// anti-join, or cursor mode past its high-water mark).
-    pub(super) fn reads_candidates(&self, since: bool) -> bool {
-        match &self.warehouse {
-            Some(w) => w.narrowed == Narrowed::Candidates,
-            None => since,
+/// Whether the run looks its rows up a batch at a time rather than loading
+/// the key set: few rows are candidates (the warehouse's anti-join, or
+/// cursor mode past its high-water mark: `since`).
+pub(super) fn reads_candidates(warehouse: Option<&Warehouse>, since: bool) -> bool {
+    match warehouse {
+        Some(w) => w.narrowed == Narrowed::Candidates,
+        None => since,
+    }
+}
+
+/// Stops the run before any row is read when a key column cannot be kept
+/// in the key table, naming it and its type.
+pub(super) fn check_key_types(
+    run: &Run<'_>,
+    warehouse: Option<&Warehouse>,
+    schema: &arrow_schema::Schema,
+    db_type: impl Fn(&str) -> Option<String>,
+) -> Result<()> {
+    if warehouse.is_none() {
+        return Ok(());
+    }
+    for column in &run.activation.primary_key {
+        let Ok(field) = schema.field_with_name(column) else {
+            continue;
+        };
+        if !KeyTable::keeps(field.data_type()) {
+            return Err(Error::Mapping {
+                activation: run.activation.name.clone(),
+                message: format!(
+                    "source.diff: warehouse keeps keys of integer, text, decimal and UUID columns; primary key column `{column}` is {}; use diff: retl for this activation",
+                    db_type(column).unwrap_or_else(|| field.data_type().to_string())
+                ),
+            });
         }
     }
+    Ok(())
+}
 
-    /// Stops the run before any row is read when a key column cannot be
-    /// kept in the key table, naming it and its type.
-    pub(super) fn check_key_types(
-        &self,
-        schema: &arrow_schema::Schema,
-        db_type: impl Fn(&str) -> Option<String>,
-    ) -> Result<()> {
-        if self.warehouse.is_none() {
-            return Ok(());
-        }
-        for column in &self.activation.primary_key {
-            let Ok(field) = schema.field_with_name(column) else {
-                continue;
-            };
-            if !KeyTable::keeps(field.data_type()) {
-                return Err(Error::Mapping {
-                    activation: self.activation.name.clone(),
-                    message: format!(
-                        "source.diff: warehouse keeps keys of integer, text, decimal and UUID columns; primary key column `{column}` is {}; use diff: retl for this activation",
-                        db_type(column).unwrap_or_else(|| field.data_type().to_string())
-                    ),
-                });
-            }
-        }
-        Ok(())
-    }
-
+impl Sinks {
     /// A key the ledger holds settled (its transaction committed): it goes
     /// to the table with the next push.
-    pub(super) async fn settled_key(&mut self, values: Option<Vec<KeyValue>>) -> Result<()> {
+    pub(super) async fn settled_key(
+        &mut self,
+        run: &Run<'_>,
+        values: Option<Vec<KeyValue>>,
+    ) -> Result<()> {
         let Some(warehouse) = &mut self.warehouse else {
             return Ok(());
         };
-        if self.dry.is_some() || warehouse.narrowed == Narrowed::Baseline {
+        if !run.effects.is_live() || warehouse.narrowed == Narrowed::Baseline {
             return Ok(());
         }
         if let Some(values) = values {
             warehouse.pending.push(values);
         }
-        if warehouse.pending.len() >= self.options.key_push_rows.max(1) {
-            self.push_keys().await?;
+        if warehouse.pending.len() >= run.options.key_push_rows.max(1) {
+            self.push_keys(run).await?;
         }
         Ok(())
     }
 
     /// Writes the settled keys held to the table.
-    pub(super) async fn push_keys(&mut self) -> Result<()> {
+    pub(super) async fn push_keys(&mut self, run: &Run<'_>) -> Result<()> {
         let Some(warehouse) = &mut self.warehouse else {
             return Ok(());
         };
-        if warehouse.pending.is_empty() || self.dry.is_some() {
+        // A dry run holds none.
+        if warehouse.pending.is_empty() {
             return Ok(());
         }
-        let source_error = |error| Error::Source {
-            activation: self.activation.name.clone(),
-            error,
-        };
-        hold_at(self.options, HoldPoint::KeysUnpushed, &warehouse.unpushed).await;
+        let source_error = |error| run.source_error(error);
+        hold_at(run.options, HoldPoint::KeysUnpushed, &warehouse.unpushed).await;
         if warehouse.writer.is_none() {
             warehouse.writer = Some(warehouse.table.writer().await.map_err(source_error)?);
         }
         let writer = warehouse.writer.as_mut().expect("connected above");
         let keys = std::mem::take(&mut warehouse.pending);
-        let chunk = retl_source::KeyTable::CHUNK.min(self.options.key_push_rows.max(1));
+        let chunk = retl_source::KeyTable::CHUNK.min(run.options.key_push_rows.max(1));
         for chunk in keys.chunks(chunk) {
             warehouse
                 .table
                 .push(writer, chunk)
                 .await
                 .map_err(source_error)?;
-            let mut tx = self.state.fenced(self.lease).await?;
-            tx.add_key_table_keys(chunk.len() as u64).await?;
-            tx.commit().await?;
-            hold_at(self.options, HoldPoint::KeysPushed, &warehouse.pushed).await;
+            run.effects
+                .write(async |tx| tx.add_key_table_keys(chunk.len() as u64).await)
+                .await?;
+            hold_at(run.options, HoldPoint::KeysPushed, &warehouse.pushed).await;
         }
         tracing::debug!(keys = keys.len(), table = %warehouse.table.display(), "settled keys written to the key table");
         Ok(())
@@ -294,34 +302,74 @@ impl RunCtx<'_> {
 
     /// A baseline's end: the ledger holds the staging table's keys, so it
     /// takes the key table's place.
-    pub(super) async fn finish_baseline(&mut self) -> Result<()> {
+    async fn finish_baseline(&self, run: &Run<'_>) -> Result<()> {
         let Some(warehouse) = &self.warehouse else {
             return Ok(());
         };
-        if warehouse.narrowed != Narrowed::Baseline || self.dry.is_some() {
-            return Ok(());
-        }
-        hold_at(self.options, HoldPoint::Staged, &warehouse.staged).await;
-        if self.options.cancel.is_cancelled() {
+        hold_at(run.options, HoldPoint::Staged, &warehouse.staged).await;
+        if run.options.cancel.is_cancelled() {
             return Ok(());
         }
         warehouse
             .table
             .swap_in_staging()
             .await
-            .map_err(|error| Error::Source {
-                activation: self.activation.name.clone(),
-                error,
-            })?;
-        self.set_key_table_keys(self.counts.baseline).await
+            .map_err(|e| run.source_error(e))?;
+        run.set_key_table_keys(run.counts.baseline).await
     }
 
+    /// Records a batch of a key-only baseline (the staging table's rows):
+    /// each key settled as `baseline`, its content unknown.
+    async fn record_key_baseline(&mut self, run: &mut Run<'_>, batch: &RecordBatch) -> Result<()> {
+        let key: Vec<usize> = (0..batch.num_columns()).collect();
+        let keys = retl_diff::hash_keys(batch, &key)?;
+        run.count_n(Event::Read(Read::Baseline), batch.num_rows() as u64);
+        self.hold_records(
+            run,
+            keys.into_iter().map(|k| (k, retl_diff::UNKNOWN_CONTENT)),
+        )
+        .await
+    }
+
+    /// Whether this run is a key-only baseline read from the warehouse's
+    /// staging table (`diff: warehouse`, a first run, not a preview).
+    pub(super) fn reads_key_baseline(&self, run: &Run<'_>) -> bool {
+        run.effects.is_live()
+            && self
+                .warehouse
+                .as_ref()
+                .is_some_and(|w| w.narrowed == Narrowed::Baseline)
+    }
+
+    /// A first run's baseline with `diff: warehouse`: the keys of the
+    /// staging table recorded, then the staging table put in place.
+    pub(super) async fn key_baseline(
+        &mut self,
+        run: &mut Run<'_>,
+        mut source: Source,
+    ) -> Result<()> {
+        tracing::info!(
+            "first run with first_run: skip_existing: recording the existing keys, sending none"
+        );
+        while let Some(batch) = source.next_batch().await {
+            if run.options.cancel.is_cancelled() {
+                tracing::warn!("interrupted: no more rows are read");
+                return Ok(());
+            }
+            let batch = batch.map_err(|e| run.source_error(e))?;
+            self.record_key_baseline(run, &batch).await?;
+        }
+        self.write_records(run, true).await?;
+        self.finish_baseline(run).await
+    }
+}
+
+impl Run<'_> {
     /// Records how many keys the key table holds as retl wrote them.
     async fn set_key_table_keys(&self, keys: u64) -> Result<()> {
-        let mut tx = self.state.fenced(self.lease).await?;
-        tx.set_key_table_keys(keys).await?;
-        tx.commit().await?;
-        Ok(())
+        self.effects
+            .write(async |tx| tx.set_key_table_keys(keys).await)
+            .await
     }
 
     /// The key table holds back only what this state settled: when it
@@ -360,47 +408,5 @@ impl RunCtx<'_> {
         }
         self.set_key_table_keys(held - unknown.keys.len() as u64)
             .await
-    }
-
-    /// Records a batch of a key-only baseline (the staging table's rows):
-    /// each key settled as `baseline`, its content unknown.
-    pub(super) async fn record_key_baseline(&mut self, batch: &RecordBatch) -> Result<()> {
-        let key: Vec<usize> = (0..batch.num_columns()).collect();
-        let keys = retl_diff::hash_keys(batch, &key)?;
-        self.counts.read += batch.num_rows() as u64;
-        self.counts.baseline += batch.num_rows() as u64;
-        self.hold_records(keys.into_iter().map(|k| (k, retl_diff::UNKNOWN_CONTENT)))
-            .await
-    }
-
-    /// Whether this run is a key-only baseline read from the warehouse's
-    /// staging table (`diff: warehouse`, a first run, not a preview).
-    pub(super) fn reads_key_baseline(&self) -> bool {
-        self.dry.is_none()
-            && self
-                .warehouse
-                .as_ref()
-                .is_some_and(|w| w.narrowed == Narrowed::Baseline)
-    }
-
-    /// A first run's baseline with `diff: warehouse`: the keys of the
-    /// staging table recorded, then the staging table put in place.
-    pub(super) async fn key_baseline(&mut self, mut source: Source) -> Result<()> {
-        tracing::info!(
-            "first run with first_run: skip_existing: recording the existing keys, sending none"
-        );
-        while let Some(batch) = source.next_batch().await {
-            if self.options.cancel.is_cancelled() {
-                tracing::warn!("interrupted: no more rows are read");
-                return Ok(());
-            }
-            let batch = batch.map_err(|error| Error::Source {
-                activation: self.activation.name.clone(),
-                error,
-            })?;
-            self.record_key_baseline(&batch).await?;
-        }
-        self.write_records(true).await?;
-        self.finish_baseline().await
     }
 }
