@@ -46,6 +46,7 @@ mod mysql;
 mod postgres;
 mod shortcut;
 mod sqlite;
+mod statement;
 mod writeback;
 
 use std::sync::Arc;

@@ -11,10 +11,8 @@ use chrono::{NaiveDate, NaiveDateTime};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlRow};
 use sqlx::{ConnectOptions, Executor, Row, ValueRef};
 
-use crate::columns::{Builder, Kind, quote_column};
-use crate::{
-    Error, Plan, Result, Source, SourceSpec, connecting, describe_columns, from_clause, read_rows,
-};
+use crate::columns::{Builder, Kind};
+use crate::{Error, Plan, Result, Source, SourceSpec, connecting};
 
 fn kind_of(db_type: &str) -> Option<Kind> {
     Some(match db_type {
@@ -60,48 +58,23 @@ pub(crate) async fn plan(
     conn.execute("SET SESSION net_write_timeout = 86400")
         .await
         .map_err(Error::Query)?;
-    let from = from_clause(&spec.model, '`');
-    let available = describe_columns(&mut conn, &from).await?;
-    let plan = Plan::new(spec, &available, kind_of)?;
-    let columns: Vec<String> = spec.columns.iter().map(|c| quote_column(c, '`')).collect();
-    let statement = crate::cursor::select(
-        &columns,
-        &from,
-        spec.since.as_ref(),
-        spec.anti_join.as_ref(),
-        crate::Driver::Mysql,
-        '`',
-    );
+    let (plan, statement) =
+        crate::statement::plan(spec, &mut conn, crate::Driver::Mysql, '`', kind_of).await?;
     Ok((plan, conn, statement))
 }
 
 pub(crate) async fn open(spec: &SourceSpec) -> Result<Source> {
-    let (plan, mut conn, statement) = plan(spec).await?;
-    let (batch_size, read_timeout) = (spec.batch_size, spec.read_timeout);
-    Ok(Source::start(
-        plan.schema.clone(),
-        plan.columns(),
-        move |tx| async move {
-            let query = sqlx::query(&statement.sql);
-            let rows = match statement.param {
-                None => conn.fetch(statement.sql.as_str()),
-                Some(crate::cursor::Param::Int(n)) => query.bind(n).fetch(&mut conn),
-                Some(crate::cursor::Param::Text(text)) => query.bind(text).fetch(&mut conn),
-            };
-            read_rows(
-                rows,
-                &plan,
-                batch_size,
-                read_timeout,
-                &tx,
-                |builder, row, i, n| {
-                    append(builder, row, i).map_err(|e| Error::Decode {
-                        column: plan.schema.field(i).name().clone(),
-                        message: format!("row {n} ({}): {e}", plan.db_types[i]),
-                    })
-                },
-            )
-            .await
+    let (plan, conn, statement) = plan(spec).await?;
+    Ok(crate::statement::open::<sqlx::MySql>(
+        spec,
+        plan,
+        conn,
+        statement,
+        |plan, builder, row, i, n| {
+            append(builder, row, i).map_err(|e| Error::Decode {
+                column: plan.schema.field(i).name().clone(),
+                message: format!("row {n} ({}): {e}", plan.db_types[i]),
+            })
         },
     ))
 }

@@ -10,12 +10,10 @@
 use std::str::FromStr;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteRow};
-use sqlx::{ConnectOptions, Executor, Row, TypeInfo, ValueRef};
+use sqlx::{ConnectOptions, Row, TypeInfo, ValueRef};
 
-use crate::columns::{Builder, Kind, quote_column};
-use crate::{
-    Error, Plan, Result, Source, SourceSpec, connecting, describe_columns, from_clause, read_rows,
-};
+use crate::columns::{Builder, Kind};
+use crate::{Error, Plan, Result, Source, SourceSpec, connecting};
 
 fn kind_of(declared: &str) -> Kind {
     let declared = declared.to_ascii_uppercase();
@@ -44,58 +42,36 @@ pub(crate) async fn plan(
     spec: &SourceSpec,
 ) -> Result<(Plan, SqliteConnection, crate::cursor::Statement)> {
     let mut conn = connect(spec).await?;
-    let from = from_clause(&spec.model, '"');
-    let available = describe_columns(&mut conn, &from).await?;
     // SQLite can read every declared type: anything unknown is text.
-    let plan = Plan::new(spec, &available, |t| Some(kind_of(t)))?;
-    let columns: Vec<String> = spec.columns.iter().map(|c| quote_column(c, '"')).collect();
-    let statement = crate::cursor::select(
-        &columns,
-        &from,
-        spec.since.as_ref(),
-        spec.anti_join.as_ref(),
-        crate::Driver::Sqlite,
-        '"',
-    );
+    let (plan, statement) =
+        crate::statement::plan(spec, &mut conn, crate::Driver::Sqlite, '"', |t| {
+            Some(kind_of(t))
+        })
+        .await?;
     Ok((plan, conn, statement))
 }
 
 pub(crate) async fn open(spec: &SourceSpec) -> Result<Source> {
-    let (plan, mut conn, statement) = plan(spec).await?;
-    let (batch_size, read_timeout) = (spec.batch_size, spec.read_timeout);
-    Ok(Source::start(
-        plan.schema.clone(),
-        plan.columns(),
-        move |tx| async move {
-            let query = sqlx::query(&statement.sql);
-            let rows = match statement.param {
-                None => conn.fetch(statement.sql.as_str()),
-                Some(crate::cursor::Param::Int(n)) => query.bind(n).fetch(&mut conn),
-                Some(crate::cursor::Param::Text(text)) => query.bind(text).fetch(&mut conn),
-            };
-            read_rows(
-                rows,
-                &plan,
-                batch_size,
-                read_timeout,
-                &tx,
-                |builder, row, i, n| {
-                    let field = plan.schema.field(i);
-                    append(builder, row, i).map_err(|bad| match bad {
-                        Bad::Type(found) => Error::ValueType {
-                            column: field.name().clone(),
-                            row: n,
-                            found,
-                            expected: field.data_type().to_string(),
-                        },
-                        Bad::Text => Error::Decode {
-                            column: field.name().clone(),
-                            message: "the text is not valid UTF-8".to_owned(),
-                        },
-                    })
+    let (plan, conn, statement) = plan(spec).await?;
+    Ok(crate::statement::open::<sqlx::Sqlite>(
+        spec,
+        plan,
+        conn,
+        statement,
+        |plan, builder, row, i, n| {
+            let field = plan.schema.field(i);
+            append(builder, row, i).map_err(|bad| match bad {
+                Bad::Type(found) => Error::ValueType {
+                    column: field.name().clone(),
+                    row: n,
+                    found,
+                    expected: field.data_type().to_string(),
                 },
-            )
-            .await
+                Bad::Text => Error::Decode {
+                    column: field.name().clone(),
+                    message: "the text is not valid UTF-8".to_owned(),
+                },
+            })
         },
     ))
 }

@@ -7,11 +7,8 @@ use std::collections::HashSet;
 
 use retl_diff::{KeySet, RowHash};
 
-use retl_source::Source;
-
+use super::Run;
 use super::options::{HoldPoint, hold_at};
-use super::sinks::Sinks;
-use super::{Run, warehouse};
 use crate::Result;
 
 /// What [`start_loading`] loads.
@@ -56,7 +53,7 @@ pub(super) struct Keys {
 /// high-water mark, the warehouse's anti-join) loads nothing: it looks
 /// each batch's keys up in the ledger table and the segments, so its
 /// memory follows the batch, not the activation's settled keys.
-fn start_loading(run: &Run<'_>, baseline: bool, candidates: bool) -> Loading {
+pub(super) fn start_loading(run: &Run<'_>, baseline: bool, candidates: bool) -> Loading {
     let state = run.state.clone();
     let name = run.activation.name.clone();
     Loading(Some(tokio::spawn(async move {
@@ -100,10 +97,10 @@ impl Keys {
     }
 }
 
-impl Sinks {
+impl Keys {
     /// Holds records for the segments, writing them once enough are held (a
     /// dry run holds none).
-    pub(super) async fn hold_records(
+    pub(super) async fn hold(
         &mut self,
         run: &Run<'_>,
         records: impl IntoIterator<Item = (RowHash, RowHash)>,
@@ -113,12 +110,12 @@ impl Sinks {
         }
         let flush_at = run.options.key_flush_rows.max(1);
         for record in records {
-            if self.keys.in_table.contains(&record.0) {
+            if self.in_table.contains(&record.0) {
                 continue;
             }
-            self.keys.pending.push(record);
-            if self.keys.pending.len() >= flush_at {
-                self.write_records(run, false).await?;
+            self.pending.push(record);
+            if self.pending.len() >= flush_at {
+                self.write(run, false).await?;
             }
         }
         Ok(())
@@ -126,11 +123,11 @@ impl Sinks {
 
     /// Writes the records held as blocks; at the end of a run (`last`), also
     /// merges the parts that have too many blocks.
-    pub(super) async fn write_records(&mut self, run: &Run<'_>, last: bool) -> Result<()> {
-        if self.keys.pending.is_empty() && !last {
+    pub(super) async fn write(&mut self, run: &Run<'_>, last: bool) -> Result<()> {
+        if self.pending.is_empty() && !last {
             return Ok(());
         }
-        let pending = &mut self.keys.pending;
+        let pending = &mut self.pending;
         // A dry run writes nothing (and holds nothing to write).
         let written = run
             .effects
@@ -146,32 +143,9 @@ impl Sinks {
             })
             .await?;
         if written {
-            self.keys.pending.clear();
-            hold_at(run.options, HoldPoint::Segments, &self.keys.written).await;
+            self.pending.clear();
+            hold_at(run.options, HoldPoint::Segments, &self.written).await;
         }
         Ok(())
-    }
-}
-
-impl Run<'_> {
-    /// Opens the source for this run (narrowed by the warehouse's key table
-    /// with `diff: warehouse`), while what it classifies against loads.
-    pub(super) async fn open_source(
-        &self,
-        sinks: &mut Sinks,
-        spec: &mut retl_source::SourceSpec,
-        baseline: bool,
-    ) -> Result<(Source, Loading)> {
-        sinks.warehouse = self.plan_warehouse(spec, baseline).await?;
-        // The key set loads from the state while the source connects and
-        // starts streaming.
-        let candidates =
-            warehouse::reads_candidates(sinks.warehouse.as_ref(), spec.since.is_some());
-        let keys = start_loading(self, baseline, candidates);
-        let source = Source::open(spec).await.map_err(|e| self.source_error(e))?;
-        warehouse::check_key_types(self, sinks.warehouse.as_ref(), &source.schema(), |c| {
-            source.db_type(c).map(str::to_owned)
-        })?;
-        Ok((source, keys))
     }
 }

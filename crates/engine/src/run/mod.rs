@@ -404,7 +404,7 @@ impl<'a> Run<'a> {
         let (track, since) = self.plan_cursor(first_run).await?;
         sinks.cursor = track;
         spec.since = since;
-        let (source, keys) = self.open_source(sinks, &mut spec, baseline).await?;
+        let (source, keys) = sinks.open(self, &mut spec, baseline).await?;
         if sinks.reads_key_baseline(self) {
             sinks.keys.finish_loading(self, keys).await?;
             return sinks.key_baseline(self, source).await;

@@ -9,14 +9,11 @@
 //! costs rows read again, never a row sent again: those rows come back,
 //! the ledger says they are settled, and they are written again.
 
-use arrow_array::RecordBatch;
 use retl_source::{KeyTable, KeyValue, Source, SourceSpec, Writer};
 
 use super::Run;
 use super::key_values::key_values;
 use super::options::{HoldPoint, hold_at};
-use super::sinks::Sinks;
-use super::tally::{Event, Read};
 use crate::{Error, Result};
 
 /// How a run with `diff: warehouse` reads.
@@ -245,128 +242,74 @@ pub(super) fn check_key_types(
     Ok(())
 }
 
-impl Sinks {
+impl Warehouse {
+    /// Whether the run is a key-only baseline, read from the staging table.
+    pub(super) fn is_baseline(&self) -> bool {
+        self.narrowed == Narrowed::Baseline
+    }
+
     /// A key the ledger holds settled (its transaction committed): it goes
     /// to the table with the next push.
-    pub(super) async fn settled_key(
+    pub(super) async fn settled(
         &mut self,
         run: &Run<'_>,
         values: Option<Vec<KeyValue>>,
     ) -> Result<()> {
-        let Some(warehouse) = &mut self.warehouse else {
-            return Ok(());
-        };
-        if !run.effects.is_live() || warehouse.narrowed == Narrowed::Baseline {
+        if !run.effects.is_live() || self.narrowed == Narrowed::Baseline {
             return Ok(());
         }
         if let Some(values) = values {
-            warehouse.pending.push(values);
+            self.pending.push(values);
         }
-        if warehouse.pending.len() >= run.options.key_push_rows.max(1) {
-            self.push_keys(run).await?;
+        if self.pending.len() >= run.options.key_push_rows.max(1) {
+            self.push(run).await?;
         }
         Ok(())
     }
 
     /// Writes the settled keys held to the table.
-    pub(super) async fn push_keys(&mut self, run: &Run<'_>) -> Result<()> {
-        let Some(warehouse) = &mut self.warehouse else {
-            return Ok(());
-        };
+    pub(super) async fn push(&mut self, run: &Run<'_>) -> Result<()> {
         // A dry run holds none.
-        if warehouse.pending.is_empty() {
+        if self.pending.is_empty() {
             return Ok(());
         }
         let source_error = |error| run.source_error(error);
-        hold_at(run.options, HoldPoint::KeysUnpushed, &warehouse.unpushed).await;
-        if warehouse.writer.is_none() {
-            warehouse.writer = Some(warehouse.table.writer().await.map_err(source_error)?);
+        hold_at(run.options, HoldPoint::KeysUnpushed, &self.unpushed).await;
+        if self.writer.is_none() {
+            self.writer = Some(self.table.writer().await.map_err(source_error)?);
         }
-        let writer = warehouse.writer.as_mut().expect("connected above");
-        let keys = std::mem::take(&mut warehouse.pending);
+        let writer = self.writer.as_mut().expect("connected above");
+        let keys = std::mem::take(&mut self.pending);
         let chunk = retl_source::KeyTable::CHUNK.min(run.options.key_push_rows.max(1));
         for chunk in keys.chunks(chunk) {
-            warehouse
-                .table
-                .push(writer, chunk)
-                .await
-                .map_err(source_error)?;
+            self.table.push(writer, chunk).await.map_err(source_error)?;
             run.effects
                 .write(async |tx| tx.add_key_table_keys(chunk.len() as u64).await)
                 .await?;
-            hold_at(run.options, HoldPoint::KeysPushed, &warehouse.pushed).await;
+            hold_at(run.options, HoldPoint::KeysPushed, &self.pushed).await;
         }
-        tracing::debug!(keys = keys.len(), table = %warehouse.table.display(), "settled keys written to the key table");
+        tracing::debug!(keys = keys.len(), table = %self.table.display(), "settled keys written to the key table");
         Ok(())
     }
 
-    /// A baseline's end: the ledger holds the staging table's keys, so it
-    /// takes the key table's place.
-    async fn finish_baseline(&self, run: &Run<'_>) -> Result<()> {
-        let Some(warehouse) = &self.warehouse else {
-            return Ok(());
-        };
-        hold_at(run.options, HoldPoint::Staged, &warehouse.staged).await;
+    /// A baseline's end: the ledger holds the staging table's `keys`, so
+    /// it takes the key table's place.
+    pub(super) async fn finish_baseline(&self, run: &Run<'_>, keys: u64) -> Result<()> {
+        hold_at(run.options, HoldPoint::Staged, &self.staged).await;
         if run.options.cancel.is_cancelled() {
             return Ok(());
         }
-        warehouse
-            .table
+        self.table
             .swap_in_staging()
             .await
             .map_err(|e| run.source_error(e))?;
-        run.set_key_table_keys(run.counts.baseline).await
-    }
-
-    /// Records a batch of a key-only baseline (the staging table's rows):
-    /// each key settled as `baseline`, its content unknown.
-    async fn record_key_baseline(&mut self, run: &mut Run<'_>, batch: &RecordBatch) -> Result<()> {
-        let key: Vec<usize> = (0..batch.num_columns()).collect();
-        let keys = retl_diff::hash_keys(batch, &key)?;
-        run.count_n(Event::Read(Read::Baseline), batch.num_rows() as u64);
-        self.hold_records(
-            run,
-            keys.into_iter().map(|k| (k, retl_diff::UNKNOWN_CONTENT)),
-        )
-        .await
-    }
-
-    /// Whether this run is a key-only baseline read from the warehouse's
-    /// staging table (`diff: warehouse`, a first run, not a preview).
-    pub(super) fn reads_key_baseline(&self, run: &Run<'_>) -> bool {
-        run.effects.is_live()
-            && self
-                .warehouse
-                .as_ref()
-                .is_some_and(|w| w.narrowed == Narrowed::Baseline)
-    }
-
-    /// A first run's baseline with `diff: warehouse`: the keys of the
-    /// staging table recorded, then the staging table put in place.
-    pub(super) async fn key_baseline(
-        &mut self,
-        run: &mut Run<'_>,
-        mut source: Source,
-    ) -> Result<()> {
-        tracing::info!(
-            "first run with first_run: skip_existing: recording the existing keys, sending none"
-        );
-        while let Some(batch) = source.next_batch().await {
-            if run.options.cancel.is_cancelled() {
-                tracing::warn!("interrupted: no more rows are read");
-                return Ok(());
-            }
-            let batch = batch.map_err(|e| run.source_error(e))?;
-            self.record_key_baseline(run, &batch).await?;
-        }
-        self.write_records(run, true).await?;
-        self.finish_baseline(run).await
+        run.set_key_table_keys(keys).await
     }
 }
 
 impl Run<'_> {
     /// Records how many keys the key table holds as retl wrote them.
-    async fn set_key_table_keys(&self, keys: u64) -> Result<()> {
+    pub(super) async fn set_key_table_keys(&self, keys: u64) -> Result<()> {
         self.effects
             .write(async |tx| tx.set_key_table_keys(keys).await)
             .await
