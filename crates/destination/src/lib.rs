@@ -28,7 +28,7 @@ use std::time::Duration;
 
 pub use kind::{Built, Kind, Rejected, Report, RetryPolicy, Rows, mapping_schema, read_mapping};
 pub use protocol::{Attempt, Cancelled, Mark, Policy, Protocol, send_row};
-pub use registry::{AnyRequest, BoxRows, BoxSender, Delivery, Destination, Registry};
+pub use registry::{AnyRequest, BoxRows, BoxSender, Delivery, Destination, Foreign, Registry};
 
 /// What a failed request means for its row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -145,9 +145,9 @@ trait AnyDestination: fmt::Debug + Send + Sync {
         writeback: bool,
     ) -> Option<Delivery>;
     fn check<'a>(&'a self, deliveries: &'a [&'a Delivery]) -> BoxFuture<'a, Report>;
-    fn fingerprint(&self, delivery: &Delivery) -> Result<String, String>;
-    fn legacy_fingerprint(&self, delivery: &Delivery) -> Result<Option<String>, String>;
-    fn identity(&self, delivery: &Delivery) -> Result<String, String>;
+    fn fingerprint(&self, delivery: &Delivery) -> Result<String, Foreign>;
+    fn legacy_fingerprint(&self, delivery: &Delivery) -> Result<Option<String>, Foreign>;
+    fn identity(&self, delivery: &Delivery) -> Result<String, Foreign>;
     fn rows(
         &self,
         delivery: &Delivery,
@@ -222,15 +222,15 @@ where
         Box::pin(async move { Kind::check(self, &mine).await })
     }
 
-    fn fingerprint(&self, delivery: &Delivery) -> Result<String, String> {
+    fn fingerprint(&self, delivery: &Delivery) -> Result<String, Foreign> {
         mine::<K>(self, delivery).map(|d| Kind::fingerprint(self, d))
     }
 
-    fn legacy_fingerprint(&self, delivery: &Delivery) -> Result<Option<String>, String> {
+    fn legacy_fingerprint(&self, delivery: &Delivery) -> Result<Option<String>, Foreign> {
         mine::<K>(self, delivery).map(|d| Kind::legacy_fingerprint(self, d))
     }
 
-    fn identity(&self, delivery: &Delivery) -> Result<String, String> {
+    fn identity(&self, delivery: &Delivery) -> Result<String, Foreign> {
         mine::<K>(self, delivery).map(|d| Kind::identity(self, d))
     }
 
@@ -266,14 +266,23 @@ where
 #[derive(Debug, Clone)]
 pub struct Destination(Arc<dyn AnyDestination>);
 
-/// The error of a delivery handed to a destination that did not read it:
-/// a bug (each activation's delivery is read by its own destination).
-fn foreign(destination: &str) -> String {
-    format!("a delivery not read by destination `{destination}` was handed to it")
+/// A delivery handed to a destination that did not read it: a bug (each
+/// activation's delivery is read by its own destination).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a delivery not read by destination `{destination}` was handed to it")]
+pub struct Foreign {
+    /// The destination it was handed to.
+    pub destination: String,
+}
+
+fn foreign(destination: &str) -> Foreign {
+    Foreign {
+        destination: destination.to_owned(),
+    }
 }
 
 /// `delivery`'s settings as kind `K` read them, or the bug that it was not.
-fn mine<'d, K: Kind>(destination: &K, delivery: &'d Delivery) -> Result<&'d K::Delivery, String> {
+fn mine<'d, K: Kind>(destination: &K, delivery: &'d Delivery) -> Result<&'d K::Delivery, Foreign> {
     delivery
         .get::<K>()
         .ok_or_else(|| foreign(Kind::name(destination)))
@@ -356,17 +365,17 @@ impl Destination {
     }
 
     /// Everything besides the row that shapes `delivery`'s requests.
-    pub fn fingerprint(&self, delivery: &Delivery) -> Result<String, String> {
+    pub fn fingerprint(&self, delivery: &Delivery) -> Result<String, Foreign> {
         self.0.fingerprint(delivery)
     }
 
     /// The fingerprint an older release made, if it differs.
-    pub fn legacy_fingerprint(&self, delivery: &Delivery) -> Result<Option<String>, String> {
+    pub fn legacy_fingerprint(&self, delivery: &Delivery) -> Result<Option<String>, Foreign> {
         self.0.legacy_fingerprint(delivery)
     }
 
     /// Where `delivery`'s rows go (see [`Kind::identity`]).
-    pub fn identity(&self, delivery: &Delivery) -> Result<String, String> {
+    pub fn identity(&self, delivery: &Delivery) -> Result<String, Foreign> {
         self.0.identity(delivery)
     }
 
@@ -377,7 +386,7 @@ impl Destination {
         delivery: &Delivery,
         schema: &Schema,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Result<BoxRows, retl_mapping::Error>, String> {
+    ) -> Result<Result<BoxRows, retl_mapping::Error>, Foreign> {
         self.0
             .rows(delivery, schema, now)
             .ok_or_else(|| foreign(self.name()))
@@ -389,7 +398,7 @@ impl Destination {
         &self,
         delivery: &Delivery,
         token_cache: Option<&Path>,
-    ) -> Result<Result<BoxSender, Box<dyn Failure>>, String> {
+    ) -> Result<Result<BoxSender, Box<dyn Failure>>, Foreign> {
         self.0
             .sender(delivery, token_cache)
             .ok_or_else(|| foreign(self.name()))

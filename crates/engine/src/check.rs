@@ -280,7 +280,7 @@ async fn check_unmasked(
     let misfit =
         match destination.rows(&activation.delivery, &inspection.schema, chrono::Utc::now()) {
             Ok(fits) => fits.err().map(|e| e.to_string()),
-            Err(bug) => Some(bug),
+            Err(bug) => Some(bug.to_string()),
         };
     if let Some(e) = misfit {
         check.problems.push(format!("activation `{name}`: {e}"));

@@ -75,6 +75,10 @@ pub enum Error {
     /// A bug: something that cannot happen did.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A bug: an activation's delivery handed to a destination that did not
+    /// read it.
+    #[error("internal error")]
+    Foreign(#[from] retl_destination::Foreign),
     /// An interrupted run's deadline passed while it waited: what did not
     /// answer in time (its rows are recorded as the interrupt's rules say).
     #[error("{what} before the interrupt's deadline")]

@@ -319,15 +319,12 @@ impl Classifier {
     ) -> Result<Classifier> {
         let activation = run.activation;
         let delivery = &activation.delivery;
-        let fingerprint =
-            retl_diff::fingerprint(&destination.fingerprint(delivery).map_err(Error::Internal)?);
+        let fingerprint = retl_diff::fingerprint(&destination.fingerprint(delivery)?);
         let legacy_fingerprint = destination
-            .legacy_fingerprint(delivery)
-            .map_err(Error::Internal)?
+            .legacy_fingerprint(delivery)?
             .map(|text| retl_diff::fingerprint(&text));
         let rows = destination
-            .rows(delivery, schema, run.state.clock().now())
-            .map_err(Error::Internal)?
+            .rows(delivery, schema, run.state.clock().now())?
             .map_err(|error| Error::Unmapped {
                 activation: activation.name.clone(),
                 error,

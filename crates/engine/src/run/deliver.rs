@@ -300,8 +300,7 @@ impl Outbox {
         writeback: Option<WriteBack>,
     ) -> Result<Outbox> {
         let sender = destination
-            .sender(&run.activation.delivery, run.state.token_cache())
-            .map_err(Error::Internal)?
+            .sender(&run.activation.delivery, run.state.token_cache())?
             .map_err(|error| Error::Destination {
                 destination: destination.name().to_owned(),
                 error,

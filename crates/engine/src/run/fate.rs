@@ -3,7 +3,7 @@
 //! [`decide`] takes what the run found out about a row (its cells, its key,
 //! the ledger's entry, the resend, its age) and returns a [`Fate`]; it reads
 //! nothing and writes nothing. The run applies a fate in one place
-//! (`RunCtx::apply`): the counts, the ledger outcome and the run-log row.
+//! (`Decisions::apply` in `classify.rs`): the counts, the ledger outcome and the run-log row.
 //! The precedence of the rules is the order of [`decide`]'s checks, and each
 //! rule and each precedence has a unit test below.
 

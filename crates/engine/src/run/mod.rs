@@ -396,7 +396,7 @@ impl<'a> Run<'a> {
         self.check_clock(&spec).await?;
         let taken = self.take_over(only).await?;
         let first_run = !self.state.has_completed_run(name).await?;
-        let identity = destination.identity(delivery).map_err(Error::Internal)?;
+        let identity = destination.identity(delivery)?;
         let cleared = self.clear(&taken, first_run, &identity).await?;
         // Until an activation's first run completes, `skip_existing` records
         // the rows already there instead of sending them.
