@@ -30,11 +30,11 @@ use retl_state::{Lease, Outcome, RowLog, RowOutcome, State};
 
 use tracing::Instrument as _;
 
+use super::allowance::{Allowance, allowance_spent, month_of};
 use super::classify::Pending;
 use super::dedupe::{forgotten, release, since, suppressed};
-use super::end::bounded;
 use super::fate::over_budget;
-use super::limits::{Allowance, allowance_spent, month_of};
+use super::options::bounded;
 use super::sinks::Sinks;
 use super::tally::Event;
 use super::writeback::WriteBack;
@@ -124,7 +124,7 @@ impl Deliverer {
 /// carried out).
 async fn release_allowances(
     tx: &mut retl_state::Fenced,
-    allowances: &[super::limits::Allowance],
+    allowances: &[Allowance],
     state: &State,
 ) -> retl_state::Result<()> {
     let month = month_of(state);
@@ -171,7 +171,7 @@ struct Net {
     /// The activation's dedupe scopes and windows.
     dedupe: Vec<(String, Duration)>,
     /// The monthly allowances each row claims a place in when it is marked.
-    allowances: Vec<super::limits::Allowance>,
+    allowances: Vec<Allowance>,
     /// Whether the state holds a forgotten person to look each customer up in.
     anyone_forgotten: bool,
     sender: BoxSender,

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use retl_state::{Lease, RunStatus, RunSummary, State};
 
+use super::options::by_interrupt;
 use super::{RunOptions, cursor};
-use crate::{Error, Result};
+use crate::Error;
 
 /// Aborts a background task when dropped.
 pub(super) struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -17,34 +18,6 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
-}
-
-/// `work`, given up at the interrupt's deadline once there is one (`None`):
-/// after SIGINT or SIGTERM, nothing a run still does waits past it.
-///
-/// The one helper a run bounds a wait by the interrupt with; [`bounded`]
-/// is it for the run's own work.
-pub(super) async fn by_interrupt<T>(
-    options: &RunOptions,
-    work: impl Future<Output = T>,
-) -> Option<T> {
-    match options.cancel.deadline(options.drain) {
-        Some(deadline) => tokio::time::timeout_at(deadline, work).await.ok(),
-        None => Some(work.await),
-    }
-}
-
-/// The run's own `work` (writes to the state), given up at the interrupt's
-/// deadline with [`Error::Deadline`].
-pub(super) async fn bounded<T>(
-    options: &RunOptions,
-    work: impl Future<Output = Result<T>>,
-) -> Result<T> {
-    by_interrupt(options, work)
-        .await
-        .unwrap_or(Err(Error::Deadline {
-            what: "the state database did not answer",
-        }))
 }
 
 /// Renews the run's lease every third of its time while the run lives (it

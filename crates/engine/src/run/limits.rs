@@ -7,11 +7,10 @@
 
 use retl_source::Source;
 
-use retl_state::{RowLog, RowOutcome};
-
+use super::Run;
+use super::allowance::{Allowance, allowance_spent, allowances, month_of};
 use super::start::Taken;
-use super::tally::Event;
-use super::{Run, classify};
+use super::surge::Surge;
 use crate::{Error, Result};
 
 /// What a run that passed its guards goes on with.
@@ -22,19 +21,6 @@ pub(super) struct Cleared {
     pub allowances: Vec<Allowance>,
     /// Its surge guard, if one applies.
     pub surge: Option<Surge>,
-}
-
-/// What a run's surge guard compares its new rows with.
-#[derive(Debug)]
-pub(super) struct Surge {
-    /// More new rows than this (beyond `expected`) may be a surge.
-    threshold: u64,
-    /// The baseline: the median sent, and by how many runs.
-    median: Option<(u64, usize)>,
-    /// Rows the last completed run left for later (a canary, a cap).
-    expected: u64,
-    /// The source's rows, counted by the database once needed.
-    table_rows: Option<u64>,
 }
 
 /// The most this machine's clock and the warehouse's may differ before a
@@ -180,102 +166,13 @@ impl Run<'_> {
         let surge = if first_run {
             None
         } else {
-            self.surge_guard(taken).await?
+            Surge::of(self, taken).await?
         };
         Ok(Cleared {
             budget,
             allowances,
             surge,
         })
-    }
-
-    /// The surge guard of this run, if it applies: off with `limits.surge:
-    /// off`, `--allow-surge`, `--limit`, a resend or an approval
-    /// (`retl approve`). Its baseline is the median sent by the last
-    /// `limits.surge_runs` completed runs that sent anything (runs with
-    /// nothing new do not make "normal" zero); the rows the last completed
-    /// run left for later (`skipped`: a canary's `--limit`, a cap) are
-    /// expected on top of it.
-    async fn surge_guard(&self, taken: &Taken) -> Result<Option<Surge>> {
-        let limits = self.activation.limits;
-        if !limits.surge()
-            || self.options.allow_surge
-            || self.options.limit.is_some()
-            || taken.only.is_some()
-            || taken.approval.is_some()
-        {
-            return Ok(None);
-        }
-        let runs = u32::try_from(limits.surge_runs()).unwrap_or(u32::MAX);
-        let recent = self
-            .state
-            .recent_counts(&self.activation.name, runs)
-            .await?;
-        let expected = recent.first().map_or(0, |c| c.skipped);
-        let mut sent: Vec<u64> = recent.iter().map(|c| c.sent).filter(|n| *n > 0).collect();
-        sent.sort_unstable();
-        let median = sent.get(sent.len() / 2).copied();
-        let threshold = median
-            .map_or(0, |m| m.saturating_mul(limits.surge_factor()))
-            .max(limits.surge_min());
-        Ok(Some(Surge {
-            threshold,
-            median: median.map(|m| (m, sent.len())),
-            expected,
-            table_rows: None,
-        }))
-    }
-
-    /// The surge guard's verdict on the rows counted so far: a refusal's
-    /// message when more new rows than its threshold are also more than
-    /// `limits.surge_share` of the table (counted by the database, once).
-    pub(super) async fn surge_verdict(&self, guard: &mut Surge) -> Option<String> {
-        let surplus = self.counts.new.saturating_sub(guard.expected);
-        if surplus <= guard.threshold {
-            return None;
-        }
-        let rows = match guard.table_rows {
-            Some(rows) => rows,
-            None => {
-                let counted = Source::inspect(&self.activation.source_spec(), true)
-                    .await
-                    .ok()
-                    .and_then(|inspection| inspection.rows);
-                let rows = counted.unwrap_or(self.counts.read).max(self.counts.read);
-                *guard.table_rows.insert(rows)
-            }
-        };
-        let limits = self.activation.limits;
-        let share = limits.surge_share();
-        if surplus.saturating_mul(100) <= share.saturating_mul(rows) {
-            return None;
-        }
-        let name = &self.activation.name;
-        let basis = match guard.median {
-            Some((median, runs)) => format!(
-                "limits.surge_factor ({}) times the median {median} sent by its last {runs} run(s) that sent anything, and at least limits.surge_min ({})",
-                limits.surge_factor(),
-                limits.surge_min()
-            ),
-            None => format!(
-                "limits.surge_min ({}): no earlier run sent anything",
-                limits.surge_min()
-            ),
-        };
-        let expected = if guard.expected > 0 {
-            format!(
-                " besides the {} rows its last run left for later",
-                guard.expected
-            )
-        } else {
-            String::new()
-        };
-        Some(format!(
-            "refused by a safety limit; nothing sent: {new} new rows{expected}, {pct}% of the {rows} rows of its source (over limits.surge_share, {share}%) and more than {threshold} ({basis}). A rebuilt model with new keys makes every row look new. Check the source; then `retl approve {name}` lets its next run send them once (or `retl run {name} --allow-surge` now), `retl preview {name}` lists them, and `limits.surge: off` turns the guard off",
-            new = self.counts.new,
-            pct = surplus.saturating_mul(100) / rows.max(1),
-            threshold = guard.threshold,
-        ))
     }
 
     /// A first run with no explicit `first_run:` that would send more than
@@ -368,106 +265,6 @@ impl Run<'_> {
             bound(allowance.left(), allowance_spent(allowance));
         }
         Ok((budget, allowances))
-    }
-}
-
-/// The month an allowance is counted in, by the state's clock (UTC): `YYYY-MM`.
-pub(super) fn month_of(state: &retl_state::State) -> String {
-    state.clock().now().format("%Y-%m").to_string()
-}
-
-/// What a row deferred by a spent allowance is logged with.
-pub(super) fn allowance_spent(allowance: &Allowance) -> String {
-    format!(
-        "allowance: limits.max_per_month ({}) of {} reached this month; sent next month",
-        allowance.limit, allowance.of
-    )
-}
-
-/// A monthly allowance (`limits.max_per_month`) and what was sent against it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Allowance {
-    /// Whose: `activation NAME` or `destination NAME` (its activations together).
-    pub of: String,
-    /// The counter rows claim it in: `activation:NAME` or `destination:NAME`.
-    #[serde(skip)]
-    pub scope: String,
-    /// The allowance.
-    pub limit: u64,
-    /// Sent this calendar month (UTC).
-    pub sent: u64,
-}
-
-impl Allowance {
-    /// What is left of it this month.
-    pub fn left(&self) -> u64 {
-        self.limit.saturating_sub(self.sent)
-    }
-}
-
-/// The monthly allowances `activation` sends under, with what was sent
-/// this month (UTC) against each (for a run's budget, `retl check` and the page).
-pub async fn allowances(
-    state: &retl_state::State,
-    activation: &crate::config::Activation,
-) -> Result<Vec<Allowance>> {
-    use chrono::Datelike as _;
-    let now = state.clock().now();
-    let month = now
-        .date_naive()
-        .with_day(1)
-        .unwrap_or(now.date_naive())
-        .and_time(chrono::NaiveTime::MIN)
-        .and_utc()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let counted = now.format("%Y-%m").to_string();
-    let mut found = Vec::new();
-    if let Some(limit) = activation.limits.max_per_month {
-        let scope = format!("activation:{}", activation.name);
-        let logged = state.sent_since(&activation.name, &month).await?;
-        // The counter holds claims under way too (another run's in flight).
-        let claimed = state.allowance_used(&scope, &counted).await?;
-        found.push(Allowance {
-            of: format!("activation `{}`", activation.name),
-            scope,
-            limit,
-            sent: logged.max(claimed.unwrap_or_default()),
-        });
-    }
-    if let Some(limit) = activation.destination_max_per_month {
-        let mut logged = 0;
-        for sibling in &activation.siblings {
-            logged += state.sent_since(sibling, &month).await?;
-        }
-        let scope = format!("destination:{}", activation.destination);
-        let claimed = state.allowance_used(&scope, &counted).await?;
-        found.push(Allowance {
-            of: format!("destination `{}`", activation.destination),
-            scope,
-            limit,
-            sent: logged.max(claimed.unwrap_or_default()),
-        });
-    }
-    Ok(found)
-}
-
-impl Run<'_> {
-    /// Rows held back by a run the surge guard refused: counted `skipped`
-    /// and logged as pending (the first 10,000), so that `retl runs find`
-    /// says why they were not sent.
-    pub(super) async fn skip_held(&mut self, held: Vec<classify::Pending>) -> Result<()> {
-        const LOGGED: usize = 10_000;
-        self.count_n(Event::Ended(RowOutcome::Skipped), held.len() as u64);
-        let name = &self.activation.name;
-        let reason = format!(
-            "pending: held back because the surge guard refused the run; sent by the next run once approved (`retl approve {name}`)"
-        );
-        let logs: Vec<RowLog> = held
-            .iter()
-            .take(LOGGED)
-            .map(|p| p.log(RowOutcome::Skipped, Some(reason.clone())))
-            .collect();
-        self.effects.commit(&[], &[], &logs).await
     }
 }
 

@@ -6,8 +6,8 @@
 //!    rows an earlier run left in flight made `uncertain`, an approval, the
 //!    contact key: a [`Taken`](start::Taken).
 //! 2. **clear** ([`limits`]): the clock, the guards (a renamed activation, a
-//!    moved destination, a large first run) and the budget: a
-//!    [`Cleared`](limits::Cleared).
+//!    moved destination, a large first run), the budget (with the monthly
+//!    [`allowance`]s) and the [`surge`] guard: a [`Cleared`](limits::Cleared).
 //! 3. **open**: the cursor's plan ([`cursor`]), the warehouse's key table
 //!    ([`warehouse`]), the source and the key set ([`keys`]), which make the
 //!    run's [`Sinks`](sinks::Sinks) (where settled keys and cursor values
@@ -26,6 +26,7 @@
 //! through [`tally::count`]. [`options`] holds what a run is started with,
 //! [`dedupe`] one invitation per customer, [`writeback`] links written back.
 
+mod allowance;
 mod classify;
 mod cursor;
 mod dedupe;
@@ -40,6 +41,7 @@ mod options;
 mod preview;
 mod sinks;
 mod start;
+mod surge;
 mod tally;
 #[cfg(test)]
 mod tests;
@@ -56,9 +58,10 @@ use tracing::Instrument;
 use crate::config::{Activation, Destination, FirstRun};
 use crate::{Error, Result};
 
+pub use allowance::{Allowance, allowances};
 use effects::Effects;
-use end::{by_interrupt, heartbeat, prune, record_end, scrub, unrecorded};
-pub use limits::{Allowance, allowances};
+use end::{heartbeat, prune, record_end, scrub, unrecorded};
+use options::by_interrupt;
 pub(super) use options::hold_at;
 pub use options::{Cancel, Hold, HoldPoint, Progress, Resend, RunOptions};
 pub use preview::{Planned, Preview, Refusal};
@@ -468,7 +471,7 @@ struct Batches {
     source: Source,
     classifier: classify::Classifier,
     deliverer: deliver::Deliverer,
-    surge: Option<limits::Surge>,
+    surge: Option<surge::Surge>,
     /// A first run with `first_run: skip_existing`: rows recorded, none sent.
     baseline: bool,
 }
@@ -506,9 +509,9 @@ impl Batches {
                 continue;
             };
             held.extend(pending);
-            if let Some(message) = run.surge_verdict(guard).await {
+            if let Some(message) = guard.verdict(run).await {
                 if run.effects.is_live() {
-                    run.skip_held(std::mem::take(&mut held)).await?;
+                    surge::skip_held(run, std::mem::take(&mut held)).await?;
                 }
                 run.effects.refuse(Err(Error::Refused {
                     activation: run.activation.name.clone(),

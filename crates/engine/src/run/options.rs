@@ -193,3 +193,31 @@ pub(crate) async fn hold_at(options: &RunOptions, point: HoldPoint, arrivals: &A
         options.cancel.cancelled().await;
     }
 }
+
+/// `work`, given up at the interrupt's deadline once there is one (`None`):
+/// after SIGINT or SIGTERM, nothing a run still does waits past it.
+///
+/// The one helper a run bounds a wait by the interrupt with; [`bounded`]
+/// is it for the run's own work.
+pub(super) async fn by_interrupt<T>(
+    options: &RunOptions,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    match options.cancel.deadline(options.drain) {
+        Some(deadline) => tokio::time::timeout_at(deadline, work).await.ok(),
+        None => Some(work.await),
+    }
+}
+
+/// The run's own `work` (writes to the state), given up at the interrupt's
+/// deadline with [`Error::Deadline`].
+pub(super) async fn bounded<T>(
+    options: &RunOptions,
+    work: impl Future<Output = crate::Result<T>>,
+) -> crate::Result<T> {
+    by_interrupt(options, work)
+        .await
+        .unwrap_or(Err(crate::Error::Deadline {
+            what: "the state database did not answer",
+        }))
+}

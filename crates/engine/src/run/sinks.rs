@@ -11,8 +11,8 @@ use retl_source::{KeyValue, Source, SourceSpec};
 
 use super::Run;
 use super::cursor::CursorTrack;
-use super::end::by_interrupt;
 use super::keys::{Keys, Loading, start_loading};
+use super::options::by_interrupt;
 use super::tally::{Event, Read};
 use super::warehouse::{self, Warehouse};
 use crate::Result;
