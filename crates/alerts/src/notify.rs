@@ -148,6 +148,26 @@ impl Notifier {
         self.send_all(out).await;
     }
 
+    /// After several runs ended together (`retl run a b c`): their alerts
+    /// all decided, then sent together within one [`deadline`]. They never
+    /// fail a run, nor hold its exit past the deadline.
+    pub async fn after_runs(&self, state: &State, summaries: &[&RunSummary]) {
+        let sending = async {
+            let mut out = Vec::new();
+            for summary in summaries {
+                self.decide_after_run(state, summary, &mut out).await;
+            }
+            self.send_all(out).await;
+        };
+        let deadline = deadline();
+        if tokio::time::timeout(deadline, sending).await.is_err() {
+            tracing::warn!(
+                "alerts not all sent within {}s of the runs' end: a channel did not answer in time",
+                deadline.as_secs()
+            );
+        }
+    }
+
     /// What [`after_run`](Self::after_run) decides (incidents opened and
     /// closed in the state), its alerts added to `out` to be sent together.
     pub async fn decide_after_run(

@@ -98,7 +98,10 @@ pub(crate) async fn run(ctx: &Ctx, names: &[String], args: &RunArgs) -> Result<E
     });
     let results = futures::future::join_all(runs).await;
     signals.abort();
-    alert(&project, &state, &results).await;
+    if let Some(notifier) = retl_alerts::Notifier::new(project.alerts.as_ref(), None) {
+        let ended: Vec<_> = results.iter().flatten().map(|f| &f.summary).collect();
+        notifier.after_runs(&state, &ended).await;
+    }
     let mut worst: Result<Exit, Failure> = Ok(Exit::Ok);
     for result in results {
         let code = match result {
@@ -135,34 +138,6 @@ pub(crate) async fn run(ctx: &Ctx, names: &[String], args: &RunArgs) -> Result<E
         Ok(code) => Ok(code),
         // Already printed above.
         Err(failure) => Ok(failure.code),
-    }
-}
-
-/// The alerts of the runs that ended (`results`), all together, within one
-/// deadline: they never fail a run, nor hold its exit.
-async fn alert(
-    project: &retl_engine::config::Project,
-    state: &retl_state::State,
-    results: &[Result<retl_engine::Finished, retl_engine::Error>],
-) {
-    let Some(notifier) = retl_alerts::Notifier::new(project.alerts.as_ref(), None) else {
-        return;
-    };
-    let sending = async {
-        let mut out = Vec::new();
-        for finished in results.iter().flatten() {
-            notifier
-                .decide_after_run(state, &finished.summary, &mut out)
-                .await;
-        }
-        notifier.send_all(out).await;
-    };
-    let deadline = retl_alerts::deadline();
-    if tokio::time::timeout(deadline, sending).await.is_err() {
-        tracing::warn!(
-            "alerts not all sent within {}s of the runs' end: a channel did not answer in time",
-            deadline.as_secs()
-        );
     }
 }
 

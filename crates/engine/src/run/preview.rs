@@ -8,6 +8,7 @@
 //! verdicts (Trustpilot rejecting a template id, say) cannot be foreseen.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use retl_state::{Counts, RowLog, RowOutcome};
 use serde::Serialize;
@@ -92,6 +93,112 @@ impl Preview {
         } else {
             self.invitations_truncated = true;
         }
+    }
+}
+
+impl Preview {
+    /// The preview as a person reads it: every count, then the first `shown`
+    /// request bodies (all of them with `None`), then the rows it would reject.
+    pub fn text(&self, shown: Option<usize>) -> String {
+        let p = self;
+        let c = &p.counts;
+        let mut out = format!(
+            "preview of activation {} (nothing was sent or written)\n",
+            p.activation
+        );
+        let _ = writeln!(
+            out,
+            "  read {}  new {}  would send {}  rejected {}  skipped {}  too_old {}",
+            c.read, c.new, c.sent, c.rejected, c.skipped, c.too_old
+        );
+        let _ = writeln!(
+            out,
+            "  already_sent {}  already_rejected {}  ignored_changed {}  baseline {}",
+            c.already_sent, c.already_rejected, c.ignored_changed, c.baseline
+        );
+        let _ = writeln!(
+            out,
+            "  suppressed {}  failed {}  uncertain {}  given_up {}  recovered {}  cursor_null {}  reshaped {}  writeback_failed {}",
+            c.suppressed,
+            c.failed,
+            c.uncertain,
+            c.given_up,
+            c.recovered,
+            c.cursor_null,
+            c.reshaped,
+            c.writeback_failed
+        );
+        if c.sent > 0 {
+            let _ = match p.estimated_seconds {
+                0 => writeln!(
+                    out,
+                    "  the sends fit in the rate windows: no wait at the configured pacing"
+                ),
+                secs => writeln!(
+                    out,
+                    "  sending would take about {} at the configured pacing",
+                    humantime_secs(secs)
+                ),
+            };
+        }
+        if let Some(refused) = &p.refused {
+            let _ = writeln!(out, "  a run now would be {refused}");
+        }
+        let shown = shown.map_or(p.invitations.len(), |n| n.min(p.invitations.len()));
+        for invitation in &p.invitations[..shown] {
+            let _ = writeln!(
+                out,
+                "\ninvitation for row {} (reference {})",
+                invitation.key, invitation.reference
+            );
+            let body = serde_json::to_string_pretty(&invitation.body).unwrap_or_default();
+            for line in body.lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+            let origins: Vec<String> = invitation
+                .origins
+                .iter()
+                .map(|(path, from)| format!("{path} <- {from}"))
+                .collect();
+            let _ = writeln!(out, "  from: {}", origins.join(", "));
+        }
+        if shown < p.invitations.len() {
+            let _ = writeln!(
+                out,
+                "\n({} more request bodies not shown: --show N or --show all lists them, --json gives them all)",
+                p.invitations.len() - shown
+            );
+        }
+        if p.invitations_truncated {
+            let _ = writeln!(
+                out,
+                "\n(only the first {} invitations are kept; use --limit to bound the preview)",
+                p.invitations.len()
+            );
+        }
+        if !p.rejections.is_empty() {
+            let _ = writeln!(out, "\nrows that would be rejected:");
+            for r in &p.rejections {
+                let _ = writeln!(
+                    out,
+                    "  {} (reference {}): {}",
+                    r.key,
+                    r.reference.as_deref().unwrap_or("-"),
+                    r.reason
+                );
+            }
+        }
+        out
+    }
+}
+
+/// A duration as `42s`, `3m05s` or `2h07m`.
+fn humantime_secs(seconds: u64) -> String {
+    let minutes = seconds / 60;
+    match (minutes / 60, minutes % 60, seconds % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s:02}s"),
+        (h, m, _) => format!("{h}h{m:02}m"),
     }
 }
 
