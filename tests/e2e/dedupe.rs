@@ -81,6 +81,34 @@ fn a_customer_invited_within_the_window_is_suppressed_with_the_earlier_run() {
     assert_eq!(per_email(&world)["customer1@shop.example"], 2);
 }
 
+#[test]
+fn dedupe_switched_on_later_still_sees_the_invitations_made_before() {
+    let world = World::new();
+    world.insert(1, 2, None, None);
+    let (_, first) = world.run();
+    assert_eq!(count(&first, "sent"), 2, "{first}");
+    // A week later dedupe is switched on; customer 1 orders again.
+    world.edit_activation(|yaml| format!("{yaml}dedupe:\n  by: consumer_email\n  within: 365d\n"));
+    world.insert(3, 3, None, None);
+    world.sql("UPDATE orders SET email = 'customer1@shop.example' WHERE order_id = 3");
+    let (_, preview, _) = json(&world, &["preview", "orders", "--json"]);
+    assert_eq!(count(&preview, "suppressed"), 1, "{preview}");
+    let (code, second) = run(&world, &["run", "orders", "--json"], Some("7d"));
+    assert_eq!(code, 0, "{second}");
+    assert_eq!(
+        (count(&second, "sent"), count(&second, "suppressed")),
+        (0, 1),
+        "the run log's history counts: {second}"
+    );
+    let (_, found, _) = json(&world, &["runs", "find", "3", "--json"]);
+    let reason = found["rows"][0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(first["run_id"].as_str().unwrap()),
+        "names the run that invited her before dedupe was on: {found}"
+    );
+    assert_eq!(per_email(&world)["customer1@shop.example"], 1);
+}
+
 /// `orders` and `returns`, two activations of one destination that dedupes
 /// across them, over the same 20 customers.
 fn two_activations(world: &World) {

@@ -233,15 +233,14 @@ impl<'f> Reader<'f> {
     /// file is never left out without a problem at its file.
     ///
     /// # Panics
-    /// In debug builds, when the file had no problem (and was not left out
-    /// for another file's) and a key its block declares was written but
-    /// never read.
+    /// In debug builds, when the file was read without a problem and a key
+    /// its block declares was written but never read.
     pub fn finish<T>(mut self, value: Option<T>) -> (Option<T>, Vec<Problem>) {
         let unread = self.unread.borrow();
         assert!(
             !cfg!(debug_assertions)
+                || value.is_none()
                 || !self.problems.is_empty()
-                || self.elsewhere
                 || unread.is_empty(),
             "declared keys never read by their reader: {}",
             unread.join(", ")

@@ -33,7 +33,81 @@ impl From<(String, String, String)> for Earlier {
     }
 }
 
+/// The run log's answer for a customer: a row of one of `activations` that
+/// was sent at or after `since` to one of `contacts` (keyed hashes), other
+/// than the row `(me, row_key)` itself. The run log keeps every sent row's
+/// hash, so a dedupe window covers invitations made before dedupe was
+/// switched on.
+const SENT_BEFORE: &str = "SELECT r.run_id, runs.activation, r.at FROM run_rows r
+     JOIN runs ON runs.run_id = r.run_id
+     WHERE r.contact_hash = $1 AND r.outcome = 'sent' AND r.at >= $2 AND runs.activation = $3
+       AND NOT (runs.activation = $4 AND r.row_key = $5)
+     ORDER BY r.at DESC LIMIT 1";
+
+/// The run log's query for one hash and one activation of the scope.
+fn sent_before<'q, DB: sqlx::Database>(
+    contact: &'q str,
+    activation: &'q str,
+    asking: Asking<'q>,
+) -> sqlx::query::QueryAs<'q, DB, (String, String, String), <DB as sqlx::Database>::Arguments<'q>>
+where
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (String, String, String): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    sqlx::query_as(SENT_BEFORE)
+        .bind(contact)
+        .bind(asking.since)
+        .bind(activation)
+        .bind(asking.row.0)
+        .bind(asking.row.1)
+}
+
+/// The first of `contacts` some activation of the scope sent to, on
+/// `$executor` (a run's transaction, or the pool); a macro rather than a
+/// function because the two executors are different types.
+macro_rules! first_sent {
+    ($executor:expr, $contacts:expr, $asking:expr) => {{
+        let mut earlier = None;
+        'found: for contact in $contacts {
+            for activation in $asking.activations {
+                let found: Option<(String, String, String)> =
+                    on!($executor, |c| sent_before(contact, activation, $asking)
+                        .fetch_optional(c)
+                        .await)
+                    .map_err(Error::db("read the run log"))?;
+                if let Some(found) = found {
+                    earlier = Some(Earlier::from(found));
+                    break 'found;
+                }
+            }
+        }
+        Ok(earlier)
+    }};
+}
+
+/// Whom a dedupe lookup is for: a scope's activations and window, and the
+/// row asking (it does not count against itself).
+#[derive(Debug, Clone, Copy)]
+pub struct Asking<'a> {
+    /// The activations whose sent rows count in the scope.
+    pub activations: &'a [String],
+    /// The window's start (RFC 3339).
+    pub since: &'a str,
+    /// The row's activation and key text.
+    pub row: (&'a str, &'a str),
+}
+
 impl Fenced {
+    /// A customer sent to within the window, by the run log (see
+    /// [`Asking`]): `contacts` are her keyed hashes (the current one first).
+    pub async fn sent_before(
+        &mut self,
+        contacts: &[&str],
+        asking: Asking<'_>,
+    ) -> Result<Option<Earlier>> {
+        first_sent!(self.tx.executor(), contacts, asking)
+    }
+
     /// Claims `contact` in `scope` for the row `key` of this run, unless
     /// another row invited them at or after `since` (RFC 3339), under it or
     /// under one of the hashes an older release kept for the same email
@@ -124,6 +198,15 @@ impl Fenced {
 }
 
 impl State {
+    /// [`Fenced::sent_before`], outside a run's transaction (a preview).
+    pub async fn sent_before(
+        &self,
+        contacts: &[&str],
+        asking: Asking<'_>,
+    ) -> Result<Option<Earlier>> {
+        first_sent!(self.db.executor(), contacts, asking)
+    }
+
     /// Whether anyone was ever forgotten (`retl forget`) in this state: a
     /// run looks its rows' customers up only if so.
     pub async fn anyone_forgotten(&self) -> Result<bool> {

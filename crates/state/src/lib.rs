@@ -62,7 +62,7 @@ pub use clock::{Clock, OffsetClock, SystemClock};
 pub use contact::ContactKey;
 pub use cursor::Cursor;
 pub use db::OpenOptions;
-pub use dedupe::Earlier;
+pub use dedupe::{Asking, Earlier};
 pub use error::{Error, Result};
 pub use lease::{Fenced, Lease};
 pub use ledger::{Outcome, Recovered};

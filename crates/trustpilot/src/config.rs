@@ -368,6 +368,12 @@ fn read_auth(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Credentials> {
     };
     let api_key = required("api_key");
     let api_secret = required("api_secret");
+    // The other grant's keys are accepted and unused (a file switched from
+    // one grant to the other keeps loading).
+    map.read_elsewhere(match grant {
+        GrantKind::Password => &["business_user_id"],
+        _ => &["username", "password"],
+    });
     let grant = if grant == GrantKind::Password {
         let username = required("username");
         let password = required("password");

@@ -12,6 +12,49 @@ use super::classify::Pending;
 use super::tally::Event;
 use crate::Result;
 
+/// One dedupe scope of an activation: its name (`activation:NAME` or
+/// `destination:NAME`), its window, and the activations whose sent rows
+/// count in it (the activation, or its destination's activations).
+#[derive(Debug, Clone)]
+pub(super) struct Scope {
+    pub name: String,
+    pub within: Duration,
+    pub activations: Vec<String>,
+}
+
+/// The dedupe scopes of `activation`.
+pub(super) fn scopes(activation: &crate::config::Activation) -> Vec<Scope> {
+    activation
+        .dedupe
+        .iter()
+        .map(|(name, within)| Scope {
+            name: name.clone(),
+            within: *within,
+            activations: if name.starts_with("destination:") {
+                activation.siblings.clone()
+            } else {
+                vec![activation.name.clone()]
+            },
+        })
+        .collect()
+}
+
+/// A customer of row `p` invited within `scope`'s window, as the run log
+/// says (the run log keeps every sent row's keyed hash, so the window covers
+/// invitations made before dedupe was switched on).
+pub(super) fn asking<'a>(
+    scope: &'a Scope,
+    since: &'a str,
+    activation: &'a str,
+    p: &'a Pending,
+) -> retl_state::Asking<'a> {
+    retl_state::Asking {
+        activations: &scope.activations,
+        since,
+        row: (activation, &p.row_key),
+    }
+}
+
 /// When a dedupe window of `within` began, by the state's clock.
 pub(super) fn since(state: &State, within: Duration) -> String {
     let start =
@@ -53,12 +96,12 @@ fn as_written(period: Duration) -> String {
 /// Gives back the row's claims of its customer (its request was not carried out).
 pub(super) async fn release(
     tx: &mut retl_state::Fenced,
-    dedupe: &[(String, Duration)],
+    dedupe: &[Scope],
     p: &Pending,
 ) -> retl_state::Result<()> {
     if let Some(contact) = &p.contact {
-        for (scope, _) in dedupe {
-            tx.release_contact(scope, contact, &p.key).await?;
+        for scope in dedupe {
+            tx.release_contact(&scope.name, contact, &p.key).await?;
         }
     }
     Ok(())
@@ -93,19 +136,21 @@ pub(super) async fn without_suppressed(
                 logs.push(p.log(RowOutcome::Suppressed, Some(forgotten(&at))));
                 continue 'rows;
             }
-            for (scope, within) in &run.activation.dedupe {
-                let since = since(run.state, *within);
+            for scope in scopes(run.activation) {
+                let since = since(run.state, scope.within);
                 let name = &run.activation.name;
-                let contacts: Vec<&str> = std::iter::once(contact.as_str())
-                    .chain(p.legacy_contacts.iter().map(String::as_str))
-                    .collect();
-                if let Some(earlier) = run
+                let mut earlier = run
                     .state
-                    .contact_invited(scope, &contacts, name, &p.key, &since)
-                    .await?
-                {
+                    .contact_invited(&scope.name, &hashes, name, &p.key, &since)
+                    .await?;
+                if earlier.is_none() {
+                    let asking = asking(&scope, &since, name, &p);
+                    earlier = run.state.sent_before(&hashes, asking).await?;
+                }
+                if let Some(earlier) = earlier {
                     run.count(Event::Ended(RowOutcome::Suppressed));
-                    logs.push(p.log(RowOutcome::Suppressed, Some(suppressed(&earlier, *within))));
+                    let reason = suppressed(&earlier, scope.within);
+                    logs.push(p.log(RowOutcome::Suppressed, Some(reason)));
                     continue 'rows;
                 }
             }

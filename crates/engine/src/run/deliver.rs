@@ -32,7 +32,7 @@ use tracing::Instrument as _;
 
 use super::allowance::{Allowance, allowance_spent, month_of};
 use super::classify::Pending;
-use super::dedupe::{forgotten, release, since, suppressed};
+use super::dedupe::{Scope, asking, forgotten, release, scopes, since, suppressed};
 use super::fate::over_budget;
 use super::options::bounded;
 use super::sinks::Sinks;
@@ -168,8 +168,10 @@ struct UnderWay {
 
 /// What the request tasks of one run share.
 struct Net {
-    /// The activation's dedupe scopes and windows.
-    dedupe: Vec<(String, Duration)>,
+    /// The activation's dedupe scopes.
+    dedupe: Vec<Scope>,
+    /// The activation's name.
+    activation: String,
     /// The monthly allowances each row claims a place in when it is marked.
     allowances: Vec<Allowance>,
     /// Whether the state holds a forgotten person to look each customer up in.
@@ -223,14 +225,21 @@ impl Protocol for Row<'_> {
         }
         let mut tx = self.net.state.fenced(&self.net.lease).await?;
         if let Some(contact) = &p.contact {
-            for (scope, within) in &self.net.dedupe {
-                let since = since(&self.net.state, *within);
-                if let Some(earlier) = tx
-                    .claim_contact(scope, contact, &p.legacy_contacts, &p.key, &since)
-                    .await?
-                {
+            let hashes: Vec<&str> = std::iter::once(contact.as_str())
+                .chain(p.legacy_contacts.iter().map(String::as_str))
+                .collect();
+            for scope in &self.net.dedupe {
+                let since = since(&self.net.state, scope.within);
+                let asking = asking(scope, &since, &self.net.activation, p);
+                let mut earlier = tx.sent_before(&hashes, asking).await?;
+                if earlier.is_none() {
+                    earlier = tx
+                        .claim_contact(&scope.name, contact, &p.legacy_contacts, &p.key, &since)
+                        .await?;
+                }
+                if let Some(earlier) = earlier {
                     // Dropped uncommitted: no claim and no mark stay.
-                    return Ok(Mark::Withheld(suppressed(&earlier, *within)));
+                    return Ok(Mark::Withheld(suppressed(&earlier, scope.within)));
                 }
             }
         }
@@ -308,7 +317,8 @@ impl Outbox {
         let retry = destination.retry();
         Ok(Outbox {
             net: Arc::new(Net {
-                dedupe: run.activation.dedupe.clone(),
+                dedupe: scopes(run.activation),
+                activation: run.activation.name.clone(),
                 allowances,
                 anyone_forgotten,
                 sender,
