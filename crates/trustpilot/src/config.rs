@@ -372,7 +372,7 @@ fn read_auth(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Credentials> {
     // one grant to the other keeps loading).
     map.read_elsewhere(match grant {
         GrantKind::Password => &["business_user_id"],
-        _ => &["username", "password"],
+        GrantKind::ClientCredentials => &["username", "password"],
     });
     let grant = if grant == GrantKind::Password {
         let username = required("username");
