@@ -771,3 +771,37 @@ fn a_run_asked_for_while_another_process_holds_the_lease_is_refused_by_name() {
     held.kill().unwrap();
     held.wait().unwrap();
 }
+
+#[test]
+fn an_open_approval_shows_on_the_page_and_in_the_metrics_until_revoked() {
+    let world = World::new();
+    world.insert(1, 2, None, None);
+    assert_eq!(world.run().0, 0);
+    let daemon = start(&world, &[]);
+    let out = world.retl(
+        &["approve", "orders", "--ahead", "--by", "alice"],
+        "emulator-secret",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, metrics) = get(&daemon.address, "/metrics");
+    assert!(
+        metrics.contains("retl_approval_open{activation=\"orders\",kind=\"ahead\"} 1"),
+        "{metrics}"
+    );
+    let (_, page) = get(&daemon.address, "/");
+    assert!(
+        page.contains("Open approvals") && page.contains("alice"),
+        "{page}"
+    );
+    let out = world.retl(&["approve", "orders", "--revoke"], "emulator-secret");
+    assert_eq!(out.status.code(), Some(0));
+    let (_, metrics) = get(&daemon.address, "/metrics");
+    assert!(!metrics.contains("retl_approval_open{"), "{metrics}");
+    let (_, page) = get(&daemon.address, "/");
+    assert!(!page.contains("Open approvals"), "{page}");
+}

@@ -108,6 +108,91 @@ fn approving_a_run_that_was_not_refused_is_a_usage_error() {
 }
 
 #[test]
+fn an_approval_answers_a_refusal_and_is_refused_when_nothing_was_refused() {
+    let world = World::new();
+    world.insert(1, 2, None, None);
+    assert_eq!(run(&world, &[]).0, 0);
+    // Nothing was refused: no approval is left open to let a surge through.
+    let out = world.retl(&["approve", "orders"], "emulator-secret");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("nothing to approve") && said.contains("--ahead"),
+        "{said}"
+    );
+    let (_, check, _) = json(&world, &["check", "--json"]);
+    assert_eq!(
+        check["activations"][0]["approval"],
+        serde_json::Value::Null,
+        "{check}"
+    );
+    // The model is rebuilt and refused; `retl approve` answers that refusal.
+    world.sql("DELETE FROM orders");
+    world.insert(5_001, 5_400, None, None);
+    let (code, refused, _) = run(&world, &[]);
+    assert_eq!(code, 5);
+    let (code, approval, stderr) = json(&world, &["approve", "orders", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(approval["refused_run"], refused["run_id"], "{approval}");
+    assert_eq!(approval["expires_at"], serde_json::Value::Null);
+}
+
+#[test]
+fn an_approval_ahead_expires_is_shown_everywhere_and_can_be_revoked() {
+    let world = World::new();
+    world.insert(1, 2, None, None);
+    assert_eq!(run(&world, &[]).0, 0);
+    // No $USER: who approved is the operating system's user, never "unknown".
+    let out = world
+        .command(
+            &["approve", "orders", "--ahead", "--for", "2h", "--json"],
+            "emulator-secret",
+        )
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let approval: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by = approval["approved_by"].as_str().unwrap();
+    assert!(!by.is_empty() && by != "unknown", "{approval}");
+    assert_eq!(approval["refused_run"], serde_json::Value::Null);
+    assert!(approval["expires_at"].is_string(), "{approval}");
+    let (_, check, _) = json(&world, &["check", "--json"]);
+    assert_eq!(
+        check["activations"][0]["approval"]["approved_by"], by,
+        "{check}"
+    );
+    let human = world.retl(&["check"], "emulator-secret");
+    let human = String::from_utf8_lossy(&human.stdout);
+    assert!(human.contains("approval: open, by"), "{human}");
+    let (_, preview, _) = json(&world, &["preview", "orders", "--json"]);
+    assert_eq!(preview["approval"]["approved_by"], by, "{preview}");
+    // Unused for more than 2h, it expired.
+    let later = world
+        .command(&["preview", "orders", "--json"], "emulator-secret")
+        .env("RETL_CLOCK_OFFSET", "3h")
+        .output()
+        .unwrap();
+    let later: serde_json::Value = serde_json::from_slice(&later.stdout).unwrap();
+    assert_eq!(later["approval"], serde_json::Value::Null, "{later}");
+    // Revoked, it is gone; a second revoke has nothing to withdraw.
+    let (code, revoked, stderr) = json(&world, &["approve", "orders", "--revoke", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(revoked["approved_by"], by);
+    let (_, check, _) = json(&world, &["check", "--json"]);
+    assert_eq!(check["activations"][0]["approval"], serde_json::Value::Null);
+    let out = world.retl(&["approve", "orders", "--revoke"], "emulator-secret");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to revoke"));
+}
+
+#[test]
 fn a_canary_then_the_next_scheduled_run_is_not_a_surge() {
     let world = World::new();
     // No first_run: the first-run guard asks for a choice; a canary is one.

@@ -213,20 +213,33 @@ pub(crate) enum Command {
     },
     /// Let an activation's next run, scheduled or by hand, go past the
     /// safety limits that refused it (the surge guard, the first-run guard)
-    /// and send what they held back, once. Records who approved it and when.
+    /// and send what they held back, once. An approval answers a refused
+    /// run: without one it is refused (exit 2), unless given `--ahead` of a
+    /// planned backfill, which expires (`--for`, default 24h). Records who
+    /// approved it and when; `--revoke` withdraws an open one.
     #[command(
-        after_help = "Examples:\n  retl approve orders\n  retl approve orders --run 2f2051e581c8 --by alice"
+        after_help = "Examples:\n  retl approve orders\n  retl approve orders --run 2f2051e581c8 --by alice\n  retl approve orders --ahead --for 2h\n  retl approve orders --revoke"
     )]
     Approve {
         /// The activation.
         activation: String,
-        /// The refused run this answers (its id, a unique part of it, or `latest`).
-        #[arg(long = "run", value_name = "RUN_ID")]
+        /// The refused run this answers (its id, a unique part of it, or
+        /// `latest`; default: the activation's last run, which must be refused).
+        #[arg(long = "run", value_name = "RUN_ID", conflicts_with_all = ["ahead", "revoke"])]
         run: Option<String>,
-        /// Who approves (default: $USER).
+        /// Approve the next run before any refusal (a planned backfill).
+        #[arg(long, conflicts_with = "revoke")]
+        ahead: bool,
+        /// How long an approval given `--ahead` stays open unused.
+        #[arg(long = "for", value_name = "DURATION", default_value = "24h", value_parser = parse_duration, requires = "ahead")]
+        valid_for: Duration,
+        /// Withdraw the open approval instead.
+        #[arg(long)]
+        revoke: bool,
+        /// Who approves (default: the operating system's user running retl).
         #[arg(long)]
         by: Option<String>,
-        /// Print JSON: {activation, approved_at, approved_by, refused_run, used_by}.
+        /// Print JSON: {activation, approved_at, approved_by, refused_run, used_by, expires_at}.
         #[arg(long)]
         json: bool,
     },

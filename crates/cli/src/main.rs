@@ -311,9 +311,19 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
             Command::Approve {
                 activation,
                 run,
+                ahead,
+                valid_for,
+                revoke,
                 by,
                 json,
-            } => commands::approve::approve(&ctx, &activation, run.as_deref(), by, json).await,
+            } => {
+                let how = match (revoke, ahead) {
+                    (true, _) => commands::approve::How::Revoke,
+                    (false, true) => commands::approve::How::Ahead(valid_for),
+                    (false, false) => commands::approve::How::Answer(run),
+                };
+                commands::approve::approve(&ctx, &activation, how, by, json).await
+            }
             Command::Rename { old, new, json } => {
                 commands::rename::rename(&ctx, &old, &new, json).await
             }

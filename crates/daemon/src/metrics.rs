@@ -38,6 +38,7 @@ pub(crate) struct Metrics {
     reload_failed: Gauge,
     blocked: Family<Labels, Gauge>,
     allowance_left: Family<Labels, Gauge>,
+    approval_open: Family<Labels, Gauge>,
     alerts: Family<Labels, Counter>,
     /// Each scheduled activation's next run and schedule, for the page.
     plan: std::sync::Mutex<std::collections::BTreeMap<String, Planned>>,
@@ -61,7 +62,13 @@ impl Default for Metrics {
         let reload_failed = Gauge::default();
         let blocked = Family::<Labels, Gauge>::default();
         let allowance_left = Family::<Labels, Gauge>::default();
+        let approval_open = Family::<Labels, Gauge>::default();
         let alerts = Family::<Labels, Counter>::default();
+        registry.register(
+            "approval_open",
+            "1 while an approval (retl approve) is open for an activation's next run, which then goes past its safety limits once (kind: answer or ahead), else 0",
+            approval_open.clone(),
+        );
         registry.register(
             "alerts",
             "Alerts by channel and result (sent, failed after its tries)",
@@ -121,6 +128,7 @@ impl Default for Metrics {
             reload_failed,
             blocked,
             allowance_left,
+            approval_open,
             alerts,
             allowances: std::sync::Mutex::default(),
             plan: std::sync::Mutex::default(),
@@ -163,6 +171,24 @@ impl Metrics {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(activation.to_owned(), allowances);
+    }
+
+    /// The approvals open now: 1 for each, 0 for those no longer open.
+    pub(crate) fn approvals(&self, open: &[retl_state::Approval]) {
+        self.approval_open.clear();
+        for approval in open {
+            let kind = if approval.refused_run.is_some() {
+                "answer"
+            } else {
+                "ahead"
+            };
+            self.approval_open
+                .get_or_create(&label(&[
+                    ("activation", &approval.activation),
+                    ("kind", kind),
+                ]))
+                .set(1);
+        }
     }
 
     /// An alert to `channel` was sent, or failed (`result`).

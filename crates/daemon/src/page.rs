@@ -107,11 +107,13 @@ pub(crate) async fn render(
             .format("%Y-%m-%d")
             .to_string();
         let per_day = state.sent_per_day(&since).await.map_err(err)?;
+        let approvals = state.open_approvals().await.map_err(err)?;
         let names: Vec<&str> = overview.iter().map(|o| o.name.as_str()).collect();
         html! {
             (overview_table(&overview))
             (chart(&per_day, &since, state.clock().now()))
             (allowances(ctx.metrics))
+            (approvals_section(&approvals))
             (runs_section(&runs, &names, activation, status))
         }
     };
@@ -299,6 +301,27 @@ fn allowances(metrics: &Metrics) -> Markup {
                 tr { th { "Activation" } th { "Of" } th { "Allowance" } th { "Sent" } th { "Left" } }
                 @for (activation, a) in &allowances {
                     tr { td { (activation) } td { (a.of) } td { (a.limit) } td { (a.sent) } td { (a.left()) } }
+                }
+            }
+        }
+    }
+}
+
+fn approvals_section(approvals: &[retl_state::Approval]) -> Markup {
+    html! {
+        @if !approvals.is_empty() {
+            h2 { "Open approvals" }
+            p { "The next run of each goes past its safety limits once (" code { "retl approve ACTIVATION --revoke" } " withdraws it)." }
+            table id="approvals" {
+                tr { th { "Activation" } th { "By" } th { "At" } th { "Answers" } th { "Expires" } }
+                @for a in approvals {
+                    tr {
+                        td { (a.activation) }
+                        td { (a.approved_by) }
+                        td { (a.approved_at) }
+                        td { (a.refused_run.as_deref().map_or("ahead of a refusal".to_owned(), |r| format!("refused run {r}"))) }
+                        td { (a.expires_at.as_deref().unwrap_or("-")) }
+                    }
                 }
             }
         }

@@ -191,6 +191,11 @@ pub(crate) async fn serve(
 }
 
 async fn serve_metrics(Extract(web): Extract<Arc<Web>>) -> Response {
+    // Approvals are given by other processes (`retl approve`): read now.
+    match web.state.open_approvals().await {
+        Ok(open) => web.metrics.approvals(&open),
+        Err(e) => tracing::warn!(error = %e, "cannot read the open approvals for /metrics"),
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -48,6 +48,9 @@ pub struct ActivationCheck {
     /// The monthly allowances it sends under (`limits.max_per_month`) and
     /// what is left of each this month.
     pub allowances: Vec<crate::Allowance>,
+    /// The approval (`retl approve`) open for its next run, if one is: that
+    /// run goes past the safety limits.
+    pub approval: Option<retl_state::Approval>,
     /// Every problem found.
     pub problems: Vec<String>,
 }
@@ -144,6 +147,10 @@ async fn foresee(
         Ok(found) => check.allowances = found,
         Err(e) => check.warnings.push(format!("allowances: {e}")),
     }
+    match state.waiting_approval(&activation.name).await {
+        Ok(approval) => check.approval = approval,
+        Err(e) => check.warnings.push(format!("approvals: {e}")),
+    }
     match crate::preview(
         state,
         activation,
@@ -205,6 +212,7 @@ async fn check_unmasked(
         next_run: None,
         next_run_refused: None,
         allowances: Vec::new(),
+        approval: None,
         warnings: Vec::new(),
         problems: Vec::new(),
     };

@@ -80,7 +80,7 @@ pub use error::{Error, Result};
 pub use project_check::{ProjectCheck, check_project};
 pub use run::{
     Allowance, Cancel, Finished, Hold, HoldPoint, Planned, Preview, Progress, Refusal, Resend,
-    RunOptions, allowances, preview, run, run_with,
+    RunOptions, allowances, approval_text, preview, run, run_with,
 };
 
 /// How long a run may take to drain after an interrupt: the destination's

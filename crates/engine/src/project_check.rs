@@ -254,6 +254,9 @@ fn text(checked: &ProjectCheck, config_dir: &Path) -> String {
                 let _ = writeln!(out, "  next run: no safety limit would refuse it");
             }
         }
+        if let Some(approval) = &a.approval {
+            let _ = writeln!(out, "  {}", crate::approval_text(approval));
+        }
         for allowance in &a.allowances {
             let _ = writeln!(
                 out,

@@ -95,6 +95,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 17,
         description: "activation_destinations, key_table_keys, allowance_uses, forgotten: where settled keys went, the keys written to a warehouse key table, monthly allowances claimed row by row, forgotten people",
     },
+    Migration {
+        version: 18,
+        description: "approvals.expires_at, revoked_at, revoked_by: approvals given ahead of a refusal expire, and any can be revoked",
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -238,6 +242,11 @@ fn statements(version: i64) -> Option<&'static [&'static str]> {
                 contact_hash TEXT PRIMARY KEY,
                 forgotten_at TEXT NOT NULL
              )",
+        ],
+        18 => &[
+            "ALTER TABLE approvals ADD COLUMN expires_at TEXT",
+            "ALTER TABLE approvals ADD COLUMN revoked_at TEXT",
+            "ALTER TABLE approvals ADD COLUMN revoked_by TEXT",
         ],
         _ => return None,
     })

@@ -64,7 +64,7 @@ use end::{heartbeat, prune, record_end, scrub, unrecorded};
 use options::by_interrupt;
 pub(super) use options::hold_at;
 pub use options::{Cancel, Hold, HoldPoint, Progress, Resend, RunOptions};
-pub use preview::{Planned, Preview, Refusal};
+pub use preview::{Planned, Preview, Refusal, approval_text};
 use sinks::Sinks;
 use tally::Event;
 pub(crate) use warehouse::unknown_keys;
@@ -321,6 +321,7 @@ pub async fn preview(
         .expect("a dry run keeps its preview");
     out.counts = counts;
     out.estimated_seconds = destination.estimate(out.counts.sent).as_secs();
+    out.approval = state.waiting_approval(&activation.name).await?;
     Ok(out)
 }
 

@@ -32,6 +32,22 @@ pub struct Preview {
     pub estimated_seconds: u64,
     /// Why a real run would send nothing (a safety limit), if it would.
     pub refused: Option<String>,
+    /// The approval (`retl approve`) open for the next run, if one is: the
+    /// run goes past the safety limits with it (and uses it up).
+    pub approval: Option<retl_state::Approval>,
+}
+
+/// An open approval, as `retl check` and `retl preview` say it.
+pub fn approval_text(approval: &retl_state::Approval) -> String {
+    let answers = match (&approval.refused_run, &approval.expires_at) {
+        (Some(run), _) => format!("answers refused run {run}"),
+        (None, Some(expires)) => format!("given ahead of a refusal, expires {expires}"),
+        (None, None) => "given before approvals answered a refusal".to_owned(),
+    };
+    format!(
+        "approval: open, by {} at {} ({answers}): the next run goes past the safety limits once; `retl approve {} --revoke` withdraws it",
+        approval.approved_by, approval.approved_at, approval.activation
+    )
 }
 
 /// One invitation a run would send.
@@ -72,6 +88,7 @@ impl Preview {
             rejections: Vec::new(),
             estimated_seconds: 0,
             refused: None,
+            approval: None,
         }
     }
 
