@@ -29,9 +29,10 @@ fn approver(by: Option<String>) -> String {
         .filter(|name| !name.trim().is_empty())
         .unwrap_or_else(|| {
             use std::os::unix::fs::MetadataExt as _;
-            std::fs::metadata("/proc/self")
-                .map(|m| format!("uid {}", m.uid()))
-                .unwrap_or_else(|_| "the operating system's user (unnamed)".to_owned())
+            std::fs::metadata("/proc/self").map_or_else(
+                |_| "the operating system's user (unnamed)".to_owned(),
+                |m| format!("uid {}", m.uid()),
+            )
         })
 }
 
