@@ -579,3 +579,78 @@ fn a_typo_in_the_alerts_file_sends_the_invitations_and_says_so_even_quietly() {
     assert_eq!(check.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&check.stdout).contains("alerts.yaml:4:"));
 }
+
+#[test]
+fn rows_failing_longer_than_after_alert_once_show_everywhere_and_recover_when_none_fails() {
+    use retl_trustpilot_emulator::Fault;
+    let world = World::new();
+    let hooks = Receiver::start();
+    world.write(
+        "alerts.yaml",
+        &format!(
+            "channels:\n  ops: {{type: webhook, url: \"{}\"}}\nrules:\n  - {{when: failing, after: 30s, notify: [ops]}}\n",
+            hooks.url("/ops")
+        ),
+    );
+    world.write_destination_with(
+        "request_timeout_seconds: 1\nretry:\n  backoff_ms: 1\n  tries_per_run: 1\n",
+    );
+    world.insert(1, 2, None, None);
+    // Trustpilot answers 500 to every request of three runs.
+    world
+        .emulator()
+        .script_faults([Some(Fault::ServerError); 6]);
+    let (code, first) = run_at(&world, None);
+    assert_eq!(
+        (code, first["counts"]["failed"].as_u64()),
+        (3, Some(2)),
+        "{first}"
+    );
+    assert!(hooks.events("/ops").is_empty(), "failing for less than 30s");
+    let (_, check, _) = json(&world, &["check", "--json"]);
+    let attention = &check["activations"][0]["attention"];
+    assert_eq!(attention["failing"], 2, "{check}");
+    assert!(attention["failing_since"].is_string(), "{check}");
+    assert!(
+        attention["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("500"),
+        "{check}"
+    );
+    let human = world.retl(&["check"], "emulator-secret");
+    assert!(
+        String::from_utf8_lossy(&human.stdout).contains("rows failing: 2 since"),
+        "{}",
+        String::from_utf8_lossy(&human.stdout)
+    );
+    // A minute later the rows still fail: one alert, then no other.
+    assert_eq!(run_at(&world, Some("1m")).0, 3);
+    assert_eq!(run_at(&world, Some("2m")).0, 3);
+    assert_eq!(hooks.events("/ops"), ["failing"]);
+    let alert = &hooks.bodies("/ops")[0];
+    let message = alert["message"].as_str().unwrap();
+    assert!(
+        message.contains("2 row(s) of `orders` have been failing for over 30s")
+            && message.contains("HTTP 500"),
+        "{alert}"
+    );
+    // Trustpilot is back: the rows go out, and the incident is over.
+    let (code, back) = run_at(&world, Some("3m"));
+    assert_eq!(
+        (code, back["counts"]["sent"].as_u64()),
+        (0, Some(2)),
+        "{back}"
+    );
+    assert_eq!(hooks.events("/ops"), ["failing", "recovered"]);
+    let recovered = hooks.bodies("/ops")[1]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        recovered.contains("no row of `orders` is failing any more"),
+        "{recovered}"
+    );
+    let (_, check, _) = json(&world, &["check", "--json"]);
+    assert_eq!(check["activations"][0]["attention"]["failing"], 0);
+}

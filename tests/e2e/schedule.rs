@@ -805,3 +805,30 @@ fn an_open_approval_shows_on_the_page_and_in_the_metrics_until_revoked() {
     let (_, page) = get(&daemon.address, "/");
     assert!(!page.contains("Open approvals"), "{page}");
 }
+
+#[test]
+fn rows_waiting_on_an_error_are_not_healthy_on_the_page_and_are_counted_in_the_metrics() {
+    use retl_trustpilot_emulator::Fault;
+    let world = World::new();
+    world.write_destination_with(
+        "request_timeout_seconds: 1\nretry:\n  backoff_ms: 1\n  tries_per_run: 1\n",
+    );
+    world.insert(1, 2, None, None);
+    world
+        .emulator()
+        .script_faults([Some(Fault::ServerError); 2]);
+    let (code, _) = world.run();
+    assert_eq!(code, 3, "the run completed with failed rows");
+    let daemon = start(&world, &[]);
+    let (_, page) = get(&daemon.address, "/");
+    assert!(
+        page.contains("class=\"rows-failing\">rows failing (2 row(s) since"),
+        "{page}"
+    );
+    assert!(!page.contains(">healthy<"), "{page}");
+    let (_, metrics) = get(&daemon.address, "/metrics");
+    assert!(
+        metrics.contains("retl_rows_failing{activation=\"orders\"} 2"),
+        "{metrics}"
+    );
+}

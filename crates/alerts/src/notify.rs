@@ -13,12 +13,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::rules::{Alerts, Channel, Rule, When};
+use crate::rules::{Alerts, Channel, FAILING_AFTER, Rule, When};
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
-use retl_state::{Counts, RunStatus, RunSummary, State};
+use retl_state::{Attention, Counts, RunStatus, RunSummary, State};
 use serde::Serialize;
 
 /// Tries per alert and channel.
@@ -108,6 +108,10 @@ fn key(rule: &Rule) -> String {
             "stale>{}",
             humantime::format_duration(rule.after.unwrap_or_default())
         ),
+        When::Failing => format!(
+            "failing>{}",
+            humantime::format_duration(rule.after.unwrap_or(FAILING_AFTER))
+        ),
         other => other.as_str().to_owned(),
     }
 }
@@ -177,7 +181,9 @@ impl Notifier {
         out: &mut Vec<Queued>,
     ) {
         let mut keys: Vec<String> = Vec::new();
-        for rule in self.alerts.rules.iter().filter(|r| r.when != When::Stale) {
+        let timed = |r: &&Rule| matches!(r.when, When::Stale | When::Failing);
+        let attention = state.attention(&summary.activation).await.ok();
+        for rule in self.alerts.rules.iter().filter(|r| !timed(r)) {
             let key = key(rule);
             if keys.contains(&key) {
                 continue;
@@ -210,27 +216,112 @@ impl Notifier {
                         out.push((r.notify.clone(), alert.clone()));
                     }
                 }
-                None if summary.status == RunStatus::Completed => {
-                    let message = format!("{key} is over: run {} completed", summary.run_id);
+                None => {
+                    let Some(message) = over(rule, summary, attention.as_ref()) else {
+                        continue;
+                    };
                     let activation = &summary.activation;
                     self.recover(state, activation, &key, &rules, Some(summary), message, out)
                         .await;
                 }
-                None => {}
             }
         }
-        self.decide_stale(state, &summary.activation, out).await;
+        self.decide_timed(state, &summary.activation, out).await;
     }
 
-    /// `stale` rules for `activation`: no successful run for longer than
-    /// `after` opens the incident and alerts; a successful run closes it.
-    pub async fn stale(&self, state: &State, activation: &str) {
+    /// After `retl runs settle` settled rows of `activation` by hand: the
+    /// incidents about rows (`uncertain`, `given_up`) whose rows are all
+    /// settled now are over, and say so.
+    pub async fn after_settle(&self, state: &State, activation: &str, by: &str) {
+        let Ok(attention) = state.attention(activation).await else {
+            return;
+        };
         let mut out = Vec::new();
-        self.decide_stale(state, activation, &mut out).await;
+        for rule in &self.alerts.rules {
+            let left = match rule.when {
+                When::Uncertain => attention.uncertain,
+                When::GivenUp => attention.given_up,
+                _ => continue,
+            };
+            if left == 0 {
+                let key = key(rule);
+                let message = format!(
+                    "{key} is over: no row of `{activation}` is {key} any more (settled by {by} with `retl runs settle`)"
+                );
+                self.recover(state, activation, &key, &[rule], None, message, &mut out)
+                    .await;
+            }
+        }
         self.send_all(out).await;
     }
 
-    /// What [`stale`](Self::stale) decides, its alerts added to `out`.
+    /// The rules that hold by time, between runs too: `stale` (no
+    /// successful run for longer than `after`; a successful run closes it)
+    /// and `failing` (rows failing for longer than `after`; closed once no
+    /// row fails).
+    pub async fn timed(&self, state: &State, activation: &str) {
+        let mut out = Vec::new();
+        self.decide_timed(state, activation, &mut out).await;
+        self.send_all(out).await;
+    }
+
+    /// What [`timed`](Self::timed) decides, its alerts added to `out`.
+    async fn decide_timed(&self, state: &State, activation: &str, out: &mut Vec<Queued>) {
+        self.decide_stale(state, activation, out).await;
+        self.decide_failing(state, activation, out).await;
+    }
+
+    /// `failing` rules for `activation`: rows failing for longer than
+    /// `after` open the incident and alert once; no row failing closes it.
+    async fn decide_failing(&self, state: &State, activation: &str, out: &mut Vec<Queued>) {
+        let rules: Vec<&Rule> = self
+            .alerts
+            .rules
+            .iter()
+            .filter(|r| r.when == When::Failing)
+            .collect();
+        if rules.is_empty() {
+            return;
+        }
+        let Ok(attention) = state.attention(activation).await else {
+            return;
+        };
+        let now = state.clock().now();
+        let since = attention
+            .failing_since
+            .as_deref()
+            .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+            .map(|at| at.to_utc());
+        for rule in rules {
+            let key = key(rule);
+            let after = rule.after.unwrap_or(FAILING_AFTER);
+            let failing_for = since.map(|at| (now - at).to_std().unwrap_or_default());
+            if attention.failing > 0 && failing_for.is_some_and(|f| f > after) {
+                let opened = state
+                    .open_incident(activation, &key, None)
+                    .await
+                    .unwrap_or(true);
+                if opened || rule.every {
+                    let message = format!(
+                        "{} row(s) of `{activation}` have been failing for over {} (the first since {}): they are retried by each run until retry.give_up_after; the last error: {}",
+                        attention.failing,
+                        humantime::format_duration(after),
+                        attention.failing_since.as_deref().unwrap_or("?"),
+                        attention.last_error.as_deref().unwrap_or("none recorded")
+                    );
+                    let alert = Alert::new(state, "failing", &key, activation, None, message);
+                    out.push((rule.notify.clone(), alert));
+                }
+            } else if attention.failing == 0 {
+                let message =
+                    format!("{key} is over: no row of `{activation}` is failing any more");
+                self.recover(state, activation, &key, &[rule], None, message, out)
+                    .await;
+            }
+        }
+    }
+
+    /// `stale` rules for `activation`, its alerts added to `out`.
     async fn decide_stale(&self, state: &State, activation: &str, out: &mut Vec<Queued>) {
         let now = state.clock().now();
         let last = state.last_success(activation).await.ok().flatten();
@@ -452,8 +543,31 @@ fn holds(rule: &Rule, summary: &RunSummary) -> Option<String> {
                 )
             })
         }
-        When::Stale => None,
+        When::Stale | When::Failing => None,
     }
+}
+
+/// Why an incident of `rule` is over after run `summary`, if it is: an
+/// incident about rows (`uncertain`, `given_up`) when no such row is left
+/// (`attention`; a later run completing does not settle them), any other
+/// when the run completed.
+fn over(rule: &Rule, summary: &RunSummary, attention: Option<&Attention>) -> Option<String> {
+    let key = key(rule);
+    let activation = &summary.activation;
+    let left = match rule.when {
+        When::Uncertain => attention.map(|a| a.uncertain),
+        When::GivenUp => attention.map(|a| a.given_up),
+        _ => {
+            return (summary.status == RunStatus::Completed)
+                .then(|| format!("{key} is over: run {} completed", summary.run_id));
+        }
+    };
+    (left == Some(0)).then(|| {
+        format!(
+            "{key} is over: no row of `{activation}` is {key} any more (run {} ended {})",
+            summary.run_id, summary.status
+        )
+    })
 }
 
 /// Sends `alert` by email through `smtp` (see [`retl_engine::config::alerts::smtp_problem`]).

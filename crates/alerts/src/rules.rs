@@ -43,8 +43,14 @@ retl_config::spelled! {
         Rejected = "rejected",
         /// No successful run for longer than `after:`.
         Stale = "stale",
+        /// Rows have been failing (transiently, not yet given up) for longer
+        /// than `after:` (default 30m): the destination is down or refusing.
+        Failing = "failing",
     }
 }
+
+/// How long rows may fail before `when: failing` alerts, unless `after:` says.
+pub const FAILING_AFTER: Duration = Duration::from_mins(30);
 
 /// A channel's kind (`type:`).
 const CHANNEL_TYPES: &[&str] = &["webhook", "slack", "email"];
@@ -117,7 +123,8 @@ pub struct Rule {
     pub when: When,
     /// The channels, by name.
     pub notify: Vec<String>,
-    /// With `stale`: how long without a successful run.
+    /// With `stale`: how long without a successful run; with `failing`: how
+    /// long rows may fail before it alerts ([`FAILING_AFTER`] when unset).
     pub after: Option<Duration>,
     /// With `rejected`: more rejected rows in a run than this.
     pub over: Option<u64>,
@@ -163,7 +170,7 @@ retl_config::block! {
     static RULE = "when to alert, and whom", required ["when", "notify"] {
         "when" => choice(When::CHOICES, "what the rule alerts on"),
         "notify" => strings("the channels, by name"),
-        "after" => duration("with stale: how long without a successful run, e.g. 6h"),
+        "after" => duration("with stale: how long without a successful run, e.g. 6h; with failing: how long rows may fail before it alerts (default 30m); any duration, seconds included"),
         "over" => integer(
             0,
             1_000_000_000,
@@ -345,11 +352,11 @@ fn read_rule(
                 "`when: stale` needs `after:`, e.g. after: 6h",
             );
         }
-        (When::Stale, _, _) | (_, _, None) => {}
+        (When::Stale | When::Failing, _, _) | (_, _, None) => {}
         (_, _, Some(node)) => r.problem(
             node,
             &join(path, "after"),
-            "only `when: stale` takes `after:`",
+            "only `when: stale` and `when: failing` take `after:`",
         ),
     }
     if let Some(node) = map.get("over")

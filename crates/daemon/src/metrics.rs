@@ -39,6 +39,7 @@ pub(crate) struct Metrics {
     blocked: Family<Labels, Gauge>,
     allowance_left: Family<Labels, Gauge>,
     approval_open: Family<Labels, Gauge>,
+    rows_failing: Family<Labels, Gauge>,
     alerts: Family<Labels, Counter>,
     /// Each scheduled activation's next run and schedule, for the page.
     plan: std::sync::Mutex<std::collections::BTreeMap<String, Planned>>,
@@ -63,6 +64,12 @@ impl Default for Metrics {
         let blocked = Family::<Labels, Gauge>::default();
         let allowance_left = Family::<Labels, Gauge>::default();
         let approval_open = Family::<Labels, Gauge>::default();
+        let rows_failing = Family::<Labels, Gauge>::default();
+        registry.register(
+            "rows_failing",
+            "Rows of an activation whose last request failed transiently and that are not given up yet (retried by each run)",
+            rows_failing.clone(),
+        );
         let alerts = Family::<Labels, Counter>::default();
         registry.register(
             "approval_open",
@@ -129,6 +136,7 @@ impl Default for Metrics {
             blocked,
             allowance_left,
             approval_open,
+            rows_failing,
             alerts,
             allowances: std::sync::Mutex::default(),
             plan: std::sync::Mutex::default(),
@@ -189,6 +197,13 @@ impl Metrics {
                 ]))
                 .set(1);
         }
+    }
+
+    /// The rows failing now, per activation.
+    pub(crate) fn rows_failing(&self, activation: &str, rows: u64) {
+        self.rows_failing
+            .get_or_create(&label(&[("activation", activation)]))
+            .set(i64::try_from(rows).unwrap_or(i64::MAX));
     }
 
     /// An alert to `channel` was sent, or failed (`result`).

@@ -2,7 +2,8 @@
 //! for the people who watch volume. Plain HTML made on the server with
 //! maud, which escapes every value it is given; no JavaScript.
 //!
-//! - `/`: each activation's status (healthy, failing, refused, stale), last
+//! - `/`: each activation's status (healthy, run failed, refused, rows
+//!   failing, stale), last
 //!   success, next run and what it sent in the last 24 hours and 30 days;
 //!   invitations sent per day (30 days) as inline SVG; the runs, filtered
 //!   (`?activation=`, `?status=`) a page at a time (`?before=`).
@@ -45,7 +46,7 @@ const CHART_DAYS: i64 = 30;
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}\
-th{background:#f4f4f4}.sent,.healthy,.completed{color:#176f2c}.rejected,.failed,.failing{color:#a11}\
+th{background:#f4f4f4}.sent,.healthy,.completed{color:#176f2c}.rejected,.failed,.run-failed,.rows-failing{color:#a11}\
 .uncertain,.refused,.given_up,.stale,.suppressed{color:#a60}form{margin:1em 0}input[type=search]{width:24em}\
 .chart{margin:.2em 0}.chart text{font-size:10px;fill:#555}.chart rect{fill:#4a7fb5}code{font-size:90%}";
 
@@ -156,6 +157,8 @@ fn page(ctx: &Context<'_>, q: &PageQuery, body: &Markup) -> Markup {
 struct Glance {
     name: String,
     status: &'static str,
+    /// Its rows failing, and since when.
+    failing: Option<(u64, String)>,
     last_success: Option<String>,
     next: Option<DateTime<Utc>>,
     sent_day: u64,
@@ -179,8 +182,17 @@ async fn overview(state: &State, metrics: &Metrics) -> retl_state::Result<Vec<Gl
         let last = state.list_runs(Some(&name), 1).await?.into_iter().next();
         let last_success = state.last_success(&name).await?;
         let planned = plan.get(&name).cloned().unwrap_or_default();
+        let attention = state.attention(&name).await?;
+        let failing = (attention.failing > 0).then(|| {
+            let since = attention.failing_since.clone().unwrap_or_default();
+            (attention.failing, since)
+        });
         out.push(Glance {
-            status: status(last.as_ref(), last_success.as_deref(), &planned, now),
+            status: or_rows_failing(
+                status(last.as_ref(), last_success.as_deref(), &planned, now),
+                failing.is_some(),
+            ),
+            failing,
             sent_day: state
                 .sent_since(&name, &ago(chrono::Duration::days(1)))
                 .await?,
@@ -195,9 +207,18 @@ async fn overview(state: &State, metrics: &Metrics) -> retl_state::Result<Vec<Gl
     Ok(out)
 }
 
-/// An activation's status: `failing` or `refused` by its last run; `stale`
-/// when two of its scheduled runs should have completed since its last
-/// successful one (or none ever did); else `healthy`.
+/// `status` (found by its runs), but `rows failing` in place of `stale` and
+/// `healthy` while rows wait on an error (a failed or refused run says more).
+fn or_rows_failing(status: &'static str, failing: bool) -> &'static str {
+    match status {
+        "stale" | "healthy" if failing => "rows failing",
+        status => status,
+    }
+}
+
+/// An activation's status: `run failed` or `refused` by its last run;
+/// `stale` when two of its scheduled runs should have completed since its
+/// last successful one (or none ever did); else `healthy`.
 fn status(
     last: Option<&RunSummary>,
     last_success: Option<&str>,
@@ -205,7 +226,7 @@ fn status(
     now: DateTime<Utc>,
 ) -> &'static str {
     match last.map(|r| r.status) {
-        Some(RunStatus::Failed | RunStatus::Abandoned) => return "failing",
+        Some(RunStatus::Failed | RunStatus::Abandoned) => return "run failed",
         Some(RunStatus::Refused) => return "refused",
         _ => {}
     }
@@ -234,7 +255,12 @@ fn overview_table(glances: &[Glance]) -> Markup {
                 @for g in glances {
                     tr {
                         td { a href={ "/?activation=" (g.name) } { (g.name) } }
-                        td class=(g.status) { (g.status) }
+                        td class=(g.status.replace(' ', "-")) {
+                            (g.status)
+                            @if let Some((rows, since)) = &g.failing {
+                                " (" (rows) " row(s) since " (since) ")"
+                            }
+                        }
                         td { (g.last_success.as_deref().unwrap_or("never")) }
                         td { (g.next.map_or_else(|| "—".to_owned(), |at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))) }
                         td { (g.sent_day) }

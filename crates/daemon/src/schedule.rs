@@ -257,7 +257,7 @@ pub async fn serve(
                         if let Some(notifier) = &notifier {
                             for name in plan.keys() {
                                 let (notifier, state, name) = (notifier.clone(), state.clone(), name.clone());
-                                tokio::spawn(async move { notifier.stale(&state, &name).await });
+                                tokio::spawn(async move { notifier.timed(&state, &name).await });
                             }
                         }
                     }

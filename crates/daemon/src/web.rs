@@ -196,6 +196,14 @@ async fn serve_metrics(Extract(web): Extract<Arc<Web>>) -> Response {
         Ok(open) => web.metrics.approvals(&open),
         Err(e) => tracing::warn!(error = %e, "cannot read the open approvals for /metrics"),
     }
+    // Rows fail between the daemon's runs too (another process runs them).
+    if let Ok(names) = web.state.activations_with_runs().await {
+        for name in names {
+            if let Ok(attention) = web.state.attention(&name).await {
+                web.metrics.rows_failing(&name, attention.failing);
+            }
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -51,6 +51,9 @@ pub struct ActivationCheck {
     /// The approval (`retl approve`) open for its next run, if one is: that
     /// run goes past the safety limits.
     pub approval: Option<retl_state::Approval>,
+    /// Its rows that need attention: failing (and since when), uncertain,
+    /// given up (none while no state database exists).
+    pub attention: retl_state::Attention,
     /// Every problem found.
     pub problems: Vec<String>,
 }
@@ -151,6 +154,10 @@ async fn foresee(
         Ok(approval) => check.approval = approval,
         Err(e) => check.warnings.push(format!("approvals: {e}")),
     }
+    match state.attention(&activation.name).await {
+        Ok(attention) => check.attention = attention,
+        Err(e) => check.warnings.push(format!("rows needing attention: {e}")),
+    }
     match crate::preview(
         state,
         activation,
@@ -213,6 +220,7 @@ async fn check_unmasked(
         next_run_refused: None,
         allowances: Vec::new(),
         approval: None,
+        attention: retl_state::Attention::default(),
         warnings: Vec::new(),
         problems: Vec::new(),
     };

@@ -185,6 +185,40 @@ impl ProjectCheck {
     }
 }
 
+/// What stands for an activation besides its next run: an open approval,
+/// rows failing or needing a person, its allowances.
+fn standing(out: &mut String, a: &crate::check::ActivationCheck) {
+    if let Some(approval) = &a.approval {
+        let _ = writeln!(out, "  {}", crate::approval_text(approval));
+    }
+    let attention = &a.attention;
+    if attention.failing > 0 {
+        let _ = writeln!(
+            out,
+            "  rows failing: {} since {} (retried by each run until retry.give_up_after; last error: {})",
+            attention.failing,
+            attention.failing_since.as_deref().unwrap_or("?"),
+            attention.last_error.as_deref().unwrap_or("none recorded")
+        );
+    }
+    if attention.uncertain + attention.given_up > 0 {
+        let _ = writeln!(
+            out,
+            "  rows needing a person: {} uncertain, {} given up (`retl runs find`, `retl runs settle`, `retl runs resend`)",
+            attention.uncertain, attention.given_up
+        );
+    }
+    for allowance in &a.allowances {
+        let _ = writeln!(
+            out,
+            "  allowance of {}: {} of {} left this month",
+            allowance.of,
+            allowance.left(),
+            allowance.limit
+        );
+    }
+}
+
 fn text(checked: &ProjectCheck, config_dir: &Path) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "state: {}", checked.state);
@@ -254,18 +288,7 @@ fn text(checked: &ProjectCheck, config_dir: &Path) -> String {
                 let _ = writeln!(out, "  next run: no safety limit would refuse it");
             }
         }
-        if let Some(approval) = &a.approval {
-            let _ = writeln!(out, "  {}", crate::approval_text(approval));
-        }
-        for allowance in &a.allowances {
-            let _ = writeln!(
-                out,
-                "  allowance of {}: {} of {} left this month",
-                allowance.of,
-                allowance.left(),
-                allowance.limit
-            );
-        }
+        standing(&mut out, a);
         for warning in &a.warnings {
             let _ = writeln!(out, "  warning: {warning}");
         }

@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use retl_diff::{Entry, RowHash, Status};
 
 use crate::db::{Db, on};
+use serde::Serialize;
+
 use crate::{Error, Fenced, Result, State};
 
 /// Keys per lookup statement (well under SQLite's limit of 32,766 bound parameters).
@@ -87,7 +89,58 @@ const RECORD: &str = "
        last_error = excluded.last_error, updated_at = excluded.updated_at,
        row_key = COALESCE(excluded.row_key, ledger.row_key)";
 
+/// An activation's rows that need attention: failing (retried by each run
+/// until given up), uncertain (a person must look), given up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Attention {
+    /// Rows whose last request failed transiently, not yet given up.
+    pub failing: u64,
+    /// When the longest-failing of them began failing (RFC 3339).
+    pub failing_since: Option<String>,
+    /// The error of the row that failed last.
+    pub last_error: Option<String>,
+    /// Rows whose delivery is unknown (never resent on their own).
+    pub uncertain: u64,
+    /// Rows given up after `retry.give_up_after`.
+    pub given_up: u64,
+}
+
 impl State {
+    /// What of `activation`'s rows needs attention now.
+    pub async fn attention(&self, activation: &str) -> Result<Attention> {
+        let counts: Vec<(String, i64, Option<String>)> =
+            on!(self.db.executor(), |c| sqlx::query_as(
+                "SELECT status, COUNT(*), MIN(failing_since) FROM ledger
+             WHERE activation = $1 AND status IN ('failed', 'uncertain', 'given_up')
+             GROUP BY status"
+            )
+            .bind(activation)
+            .fetch_all(c)
+            .await)
+            .map_err(Error::db("count the rows needing attention"))?;
+        let mut attention = Attention::default();
+        for (status, n, since) in counts {
+            let n = u64::try_from(n).unwrap_or_default();
+            match status.as_str() {
+                "failed" => (attention.failing, attention.failing_since) = (n, since),
+                "uncertain" => attention.uncertain = n,
+                _ => attention.given_up = n,
+            }
+        }
+        if attention.failing > 0 {
+            attention.last_error = on!(self.db.executor(), |c| sqlx::query_scalar(
+                "SELECT last_error FROM ledger WHERE activation = $1 AND status = 'failed'
+                 ORDER BY updated_at DESC LIMIT 1"
+            )
+            .bind(activation)
+            .fetch_optional(c)
+            .await)
+            .map_err(Error::db("read the last failure"))?
+            .flatten();
+        }
+        Ok(attention)
+    }
+
     /// What the ledger says of the rows `(key, content)` that need a decision:
     /// a key it does not hold maps to `None`, a key it holds in any state but
     /// "sent (or baseline) with this very content" maps to its entry. Keys left

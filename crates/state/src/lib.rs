@@ -65,7 +65,7 @@ pub use db::OpenOptions;
 pub use dedupe::{Asking, Earlier};
 pub use error::{Error, Result};
 pub use lease::{Fenced, Lease};
-pub use ledger::{Outcome, Recovered};
+pub use ledger::{Attention, Outcome, Recovered};
 use retl_config::redact_url;
 pub use runs::{Counts, Details, RowLog, RowOutcome, RunStatus, RunSummary};
 pub use search::{FoundRow, RunFilter, RunMatch};

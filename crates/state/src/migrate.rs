@@ -99,6 +99,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 18,
         description: "approvals.expires_at, revoked_at, revoked_by: approvals given ahead of a refusal expire, and any can be revoked",
     },
+    Migration {
+        version: 19,
+        description: "ledger_needing_attention, settlements: the rows failing, uncertain or given up found without a scan; who settled uncertain rows by hand (`retl runs settle`), and when",
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -247,6 +251,19 @@ fn statements(version: i64) -> Option<&'static [&'static str]> {
             "ALTER TABLE approvals ADD COLUMN expires_at TEXT",
             "ALTER TABLE approvals ADD COLUMN revoked_at TEXT",
             "ALTER TABLE approvals ADD COLUMN revoked_by TEXT",
+        ],
+        19 => &[
+            "CREATE INDEX IF NOT EXISTS ledger_needing_attention ON ledger (activation, status)
+             WHERE status IN ('failed', 'uncertain', 'given_up', 'in_flight')",
+            "CREATE TABLE IF NOT EXISTS settlements (
+                activation TEXT NOT NULL,
+                run_id     TEXT NOT NULL,
+                row_key    TEXT NOT NULL,
+                settled_as TEXT NOT NULL,
+                settled_by TEXT NOT NULL,
+                settled_at TEXT NOT NULL
+             )",
+            "CREATE INDEX IF NOT EXISTS settlements_by_key ON settlements (row_key)",
         ],
         _ => return None,
     })
