@@ -317,10 +317,11 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
                 by,
                 json,
             } => {
+                use retl_engine::approvals::Approve;
                 let how = match (revoke, ahead) {
-                    (true, _) => commands::approve::How::Revoke,
-                    (false, true) => commands::approve::How::Ahead(valid_for),
-                    (false, false) => commands::approve::How::Answer(run),
+                    (true, _) => Approve::Revoke,
+                    (false, true) => Approve::Ahead(valid_for),
+                    (false, false) => Approve::Answer(run),
                 };
                 commands::approve::approve(&ctx, &activation, how, by, json).await
             }

@@ -72,6 +72,9 @@ pub enum Error {
         /// Both clocks' times, and what to do.
         message: String,
     },
+    /// A command asked for what cannot be done (nothing to approve): exit 2.
+    #[error("{0}")]
+    Usage(String),
     /// A bug: something that cannot happen did.
     #[error("internal error: {0}")]
     Internal(String),
@@ -105,7 +108,7 @@ impl Error {
     /// Whether the user's configuration is at fault (exit code 2).
     pub fn is_config(&self) -> bool {
         match self {
-            Error::Config(_) | Error::Mapping { .. } => true,
+            Error::Config(_) | Error::Mapping { .. } | Error::Usage(_) => true,
             Error::Destination { error, .. } => error.class() == retl_destination::Class::Fatal,
             Error::Source { error, .. } => matches!(
                 error,

@@ -64,6 +64,7 @@
 //! counts, the ledger and the run log; the budget (`--limit`, caps) decides
 //! "over budget" as rows are handed to delivery.
 
+pub mod approvals;
 mod check;
 pub mod config;
 mod destinations;

@@ -51,6 +51,7 @@ mod runs;
 mod search;
 mod segments;
 mod sources;
+mod text;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
