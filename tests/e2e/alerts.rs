@@ -654,3 +654,115 @@ fn rows_failing_longer_than_after_alert_once_show_everywhere_and_recover_when_no
     let (_, check, _) = json(&world, &["check", "--json"]);
     assert_eq!(check["activations"][0]["attention"]["failing"], 0);
 }
+
+#[test]
+fn an_uncertain_incident_recovers_when_its_rows_are_settled_not_when_a_later_run_completes() {
+    use retl_trustpilot_emulator::Fault;
+    let world = World::new();
+    let hooks = Receiver::start();
+    world.write(
+        "alerts.yaml",
+        &format!(
+            "channels:\n  ops: {{type: webhook, url: \"{}\"}}\nrules:\n  - {{when: uncertain, notify: [ops]}}\n",
+            hooks.url("/ops")
+        ),
+    );
+    world.write_destination_with("request_timeout_seconds: 1\nretry:\n  backoff_ms: 1\n");
+    world.insert(1, 2, None, None);
+    // Trustpilot stores both invitations and never answers.
+    world
+        .emulator()
+        .script_faults([Some(Fault::AcceptThenHang); 2]);
+    let (code, first) = run_at(&world, None);
+    assert_eq!(
+        (code, first["counts"]["uncertain"].as_u64()),
+        (3, Some(2)),
+        "{first}"
+    );
+    assert_eq!(hooks.events("/ops"), ["uncertain"]);
+    let run_id = first["run_id"].as_str().unwrap();
+    // A later clean run: the two rows are still undecided, nothing recovered.
+    world.insert(3, 3, None, None);
+    let (code, clean) = run_at(&world, None);
+    assert_eq!(
+        (code, clean["counts"]["sent"].as_u64()),
+        (0, Some(1)),
+        "{clean}"
+    );
+    assert_eq!(
+        hooks.events("/ops"),
+        ["uncertain"],
+        "the rows still need a person"
+    );
+    // A key the run did not leave uncertain settles nothing.
+    let out = world.retl(
+        &["runs", "settle", run_id, "--key", "3", "--sent"],
+        "emulator-secret",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing settled"));
+    // Order 1 reached Trustpilot (a person saw it there); order 2 did not.
+    let (code, settled, stderr) = json(
+        &world,
+        &[
+            "runs", "settle", run_id, "--key", "1", "--sent", "--by", "alice", "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(settled["settled_as"], "sent");
+    assert_eq!(
+        hooks.events("/ops"),
+        ["uncertain"],
+        "one row is still uncertain"
+    );
+    let keys = world.config_dir().join("keys.txt");
+    std::fs::write(&keys, "2\n").unwrap();
+    let out = world.retl(
+        &[
+            "runs",
+            "settle",
+            run_id,
+            "--keys-file",
+            keys.to_str().unwrap(),
+            "--not-sent",
+            "--by",
+            "bob",
+        ],
+        "emulator-secret",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        hooks.events("/ops"),
+        ["uncertain", "recovered"],
+        "from the settle itself"
+    );
+    let recovered = hooks.bodies("/ops")[1]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(recovered.contains("settled by bob"), "{recovered}");
+    // Order 2 is new again: the next run sends it; order 1 is settled.
+    let (_, next) = run_at(&world, None);
+    assert_eq!(next["counts"]["sent"].as_u64(), Some(1), "{next}");
+    let (_, found, _) = json(&world, &["runs", "find", "1", "--json"]);
+    let settlement = &found["settlements"][0];
+    assert_eq!(
+        (
+            settlement["settled_as"].as_str(),
+            settlement["settled_by"].as_str()
+        ),
+        (Some("sent"), Some("alice")),
+        "{found}"
+    );
+    let human = world.retl(&["runs", "find", "2"], "emulator-secret");
+    assert!(
+        String::from_utf8_lossy(&human.stdout).contains("settled as not sent by bob"),
+        "{}",
+        String::from_utf8_lossy(&human.stdout)
+    );
+}

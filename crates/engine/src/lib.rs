@@ -72,6 +72,7 @@ mod error;
 mod project_check;
 mod run;
 pub mod schedule;
+pub mod settle;
 
 pub use check::{
     ActivationCheck, ColumnCheck, DestinationCheck, FirstRunCheck, SourceCheck, check_activation,

@@ -50,6 +50,7 @@ mod overview;
 mod runs;
 mod search;
 mod segments;
+mod settle;
 mod sources;
 mod text;
 
@@ -71,6 +72,7 @@ use retl_config::redact_url;
 pub use runs::{Counts, Details, RowLog, RowOutcome, RunStatus, RunSummary};
 pub use search::{FoundRow, RunFilter, RunMatch};
 pub use segments::{Lookup, MAX_BLOCKS};
+pub use settle::Settlement;
 pub use sources::Renamed;
 
 use db::Db;

@@ -75,6 +75,47 @@ pub(crate) async fn runs(ctx: &Ctx, command: RunsCommand) -> Result<Exit, Failur
             };
             find(&state, query, json).await?;
         }
+        RunsCommand::Settle {
+            run_id,
+            activation,
+            mut key,
+            keys_file,
+            sent,
+            not_sent: _,
+            by,
+            json,
+        } => {
+            if let Some(file) = keys_file {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+                key.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|k| !k.is_empty())
+                        .map(str::to_owned),
+                );
+            }
+            let run_id = resolve(&state, &run_id, activation.as_deref()).await?;
+            let by = retl_engine::approvals::approver(by);
+            let settled = retl_engine::settle::settle(&state, &run_id, &key, sent, &by).await?;
+            // The incidents about these rows may be over now.
+            let project = ctx.project()?;
+            if let Some(notifier) = retl_alerts::Notifier::new(project.alerts.as_ref(), None) {
+                notifier
+                    .after_settle(&state, &settled.activation, &by)
+                    .await;
+            }
+            if json {
+                println!("{}", serde_json::to_string(&settled)?);
+            } else {
+                println!(
+                    "settled as {} by {by}: {} row(s) run {run_id} left uncertain ({})",
+                    settled.settled_as.replace('_', " "),
+                    settled.keys.len(),
+                    settled.keys.join(", ")
+                );
+            }
+        }
         RunsCommand::Resend {
             run_id,
             uncertain: _,
@@ -123,6 +164,12 @@ async fn find(state: &State, query: Query, json: bool) -> Result<(), Failure> {
         (None, None) => unreachable!("clap requires one of them"),
     };
     let sent = rows.iter().find(|r| r.row.outcome == RowOutcome::Sent);
+    let mut settlements = Vec::new();
+    let mut keys: Vec<&str> = rows.iter().map(|r| r.row.key.as_str()).collect();
+    keys.dedup();
+    for key in keys {
+        settlements.extend(state.settlements(key).await?);
+    }
     if json {
         let value = serde_json::json!({
             "query": asked,
@@ -130,6 +177,7 @@ async fn find(state: &State, query: Query, json: bool) -> Result<(), Failure> {
             "sent_at": sent.map(|r| &r.at),
             "sent_run_id": sent.map(|r| &r.run_id),
             "forgotten_at": forgotten,
+            "settlements": settlements,
             "rows": rows,
         });
         println!("{value}");
@@ -140,6 +188,16 @@ async fn find(state: &State, query: Query, json: bool) -> Result<(), Failure> {
         ));
     } else {
         output::print_human(&output::found(&asked, &rows));
+        for s in &settlements {
+            output::print_human(&format!(
+                "settled as {} by {} at {}: row {} that run {} left uncertain (retl runs settle)\n",
+                s.settled_as.replace('_', " "),
+                s.settled_by,
+                s.settled_at,
+                s.row_key,
+                s.run_id
+            ));
+        }
     }
     Ok(())
 }
