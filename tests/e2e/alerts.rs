@@ -746,10 +746,15 @@ fn an_uncertain_incident_recovers_when_its_rows_are_settled_not_when_a_later_run
         .unwrap()
         .to_owned();
     assert!(recovered.contains("settled by bob"), "{recovered}");
-    // Order 2 is new again: the next run sends it; order 1 is settled.
-    let (_, next) = run_at(&world, None);
+    settled_rows_are_told(&world);
+}
+
+/// After orders 1 (settled sent by alice) and 2 (settled not sent by bob):
+/// order 2 is new again, and `runs find` says who settled each.
+fn settled_rows_are_told(world: &World) {
+    let (_, next) = run_at(world, None);
     assert_eq!(next["counts"]["sent"].as_u64(), Some(1), "{next}");
-    let (_, found, _) = json(&world, &["runs", "find", "1", "--json"]);
+    let (_, found, _) = json(world, &["runs", "find", "1", "--json"]);
     let settlement = &found["settlements"][0];
     assert_eq!(
         (

@@ -431,33 +431,7 @@ pub(crate) enum RunsCommand {
     #[command(
         after_help = "Examples:\n  retl runs settle 2f2051e581c8 --key 10023 --key 10024 --sent\n  retl runs settle latest --activation orders --keys-file keys.txt --not-sent"
     )]
-    #[command(group(clap::ArgGroup::new("keys").required(true).multiple(true).args(["key", "keys_file"])))]
-    #[command(group(clap::ArgGroup::new("as").required(true).args(["sent", "not_sent"])))]
-    Settle {
-        /// The run that left the rows uncertain (its id, a unique part, or `latest`).
-        run_id: String,
-        /// With `latest` (or a short id): only runs of this activation.
-        #[arg(long)]
-        activation: Option<String>,
-        /// A row's key (repeatable).
-        #[arg(long = "key", value_name = "KEY")]
-        key: Vec<String>,
-        /// A file of keys, one per line.
-        #[arg(long, value_name = "FILE")]
-        keys_file: Option<std::path::PathBuf>,
-        /// They reached Trustpilot: settled as sent.
-        #[arg(long)]
-        sent: bool,
-        /// They did not: new again, sent by the next run.
-        #[arg(long)]
-        not_sent: bool,
-        /// Who settles (default: the operating system's user running retl).
-        #[arg(long)]
-        by: Option<String>,
-        /// Print JSON: {run_id, activation, keys, settled_as, settled_by}.
-        #[arg(long)]
-        json: bool,
-    },
+    Settle(Settle),
     /// Send again, on purpose, the rows a run logged as uncertain (they may
     /// already have reached Trustpilot: asks for confirmation unless --yes),
     /// as rejected (after fixing their data or a setting) or as given up
@@ -523,4 +497,34 @@ fn parse_show(text: &str) -> Result<Show, String> {
     text.parse()
         .map(Show::First)
         .map_err(|_| format!("`{text}` is neither a number nor `all`"))
+}
+
+/// `retl runs settle`'s arguments.
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("keys").required(true).multiple(true).args(["key", "keys_file"])))]
+#[command(group(clap::ArgGroup::new("as").required(true).args(["sent", "not_sent"])))]
+pub(crate) struct Settle {
+    /// The run that left the rows uncertain (its id, a unique part, or `latest`).
+    pub(crate) run_id: String,
+    /// With `latest` (or a short id): only runs of this activation.
+    #[arg(long)]
+    pub(crate) activation: Option<String>,
+    /// A row's key (repeatable).
+    #[arg(long = "key", value_name = "KEY")]
+    pub(crate) key: Vec<String>,
+    /// A file of keys, one per line.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) keys_file: Option<std::path::PathBuf>,
+    /// They reached Trustpilot: settled as sent.
+    #[arg(long)]
+    pub(crate) sent: bool,
+    /// They did not: new again, sent by the next run.
+    #[arg(long)]
+    pub(crate) not_sent: bool,
+    /// Who settles (default: the operating system's user running retl).
+    #[arg(long)]
+    pub(crate) by: Option<String>,
+    /// Print JSON: {run_id, activation, keys, settled_as, settled_by}.
+    #[arg(long)]
+    pub(crate) json: bool,
 }

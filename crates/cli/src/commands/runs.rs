@@ -75,47 +75,7 @@ pub(crate) async fn runs(ctx: &Ctx, command: RunsCommand) -> Result<Exit, Failur
             };
             find(&state, query, json).await?;
         }
-        RunsCommand::Settle {
-            run_id,
-            activation,
-            mut key,
-            keys_file,
-            sent,
-            not_sent: _,
-            by,
-            json,
-        } => {
-            if let Some(file) = keys_file {
-                let text = std::fs::read_to_string(&file)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-                key.extend(
-                    text.lines()
-                        .map(str::trim)
-                        .filter(|k| !k.is_empty())
-                        .map(str::to_owned),
-                );
-            }
-            let run_id = resolve(&state, &run_id, activation.as_deref()).await?;
-            let by = retl_engine::approvals::approver(by);
-            let settled = retl_engine::settle::settle(&state, &run_id, &key, sent, &by).await?;
-            // The incidents about these rows may be over now.
-            let project = ctx.project()?;
-            if let Some(notifier) = retl_alerts::Notifier::new(project.alerts.as_ref(), None) {
-                notifier
-                    .after_settle(&state, &settled.activation, &by)
-                    .await;
-            }
-            if json {
-                println!("{}", serde_json::to_string(&settled)?);
-            } else {
-                println!(
-                    "settled as {} by {by}: {} row(s) run {run_id} left uncertain ({})",
-                    settled.settled_as.replace('_', " "),
-                    settled.keys.len(),
-                    settled.keys.join(", ")
-                );
-            }
-        }
+        RunsCommand::Settle(args) => settle(ctx, &state, args).await?,
         RunsCommand::Resend {
             run_id,
             uncertain: _,
@@ -135,6 +95,49 @@ pub(crate) async fn runs(ctx: &Ctx, command: RunsCommand) -> Result<Exit, Failur
         }
     }
     Ok(Exit::Ok)
+}
+
+/// `retl runs settle`: rows a run left uncertain, settled by a person.
+async fn settle(ctx: &Ctx, state: &State, args: crate::args::Settle) -> Result<(), Failure> {
+    let crate::args::Settle {
+        run_id,
+        activation,
+        mut key,
+        keys_file,
+        sent,
+        by,
+        json,
+        ..
+    } = args;
+    if let Some(file) = keys_file {
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        key.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    let run_id = resolve(state, &run_id, activation.as_deref()).await?;
+    let by = retl_engine::approvals::approver(by);
+    let settled = retl_engine::settle::settle(state, &run_id, &key, sent, &by).await?;
+    // The incidents about these rows may be over now.
+    let project = ctx.project()?;
+    if let Some(notifier) = retl_alerts::Notifier::new(project.alerts.as_ref(), None) {
+        notifier.after_settle(state, &settled.activation, &by).await;
+    }
+    if json {
+        println!("{}", serde_json::to_string(&settled)?);
+    } else {
+        println!(
+            "settled as {} by {by}: {} row(s) run {run_id} left uncertain ({})",
+            settled.settled_as.replace('_', " "),
+            settled.keys.len(),
+            settled.keys.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// What `retl runs find` looks for.
