@@ -320,6 +320,21 @@ fn forget_asks_trustpilot_then_erases_the_persons_traces_and_keeps_the_ledger() 
     let (code, again) = world.run();
     assert_eq!((code, count(&again, "already_sent")), (0, 2), "{again}");
     assert_eq!(count(&again, "sent"), 0);
+    // A later order of hers is suppressed; finding her says she was
+    // forgotten, when, and that her keys stay settled: not "never sent".
+    world.insert(9, 9, None, None);
+    world.sql("UPDATE orders SET email = 'customer1@shop.example' WHERE order_id = 9");
+    assert_eq!(count(&world.run().1, "suppressed"), 1);
+    let out = world.retl(
+        &["runs", "find", "--email", "customer1@shop.example"],
+        "emulator-secret",
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("was forgotten on") && said.contains("stay settled"),
+        "{said}"
+    );
+    assert!(!said.contains("never sent"), "{said}");
 }
 
 #[test]

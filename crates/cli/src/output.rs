@@ -179,6 +179,12 @@ pub fn found(query: &str, rows: &[retl_state::FoundRow]) -> String {
         ),
         None => format!("`{query}` was never sent; what the runs logged:\n"),
     };
+    out.push_str(&found_rows(rows));
+    out
+}
+
+/// The table of the log rows `retl runs find` found.
+pub fn found_rows(rows: &[retl_state::FoundRow]) -> String {
     let rows: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -199,7 +205,7 @@ pub fn found(query: &str, rows: &[retl_state::FoundRow]) -> String {
             ]
         })
         .collect();
-    out.push_str(&table(
+    table(
         &[
             "AT",
             "RUN",
@@ -211,8 +217,7 @@ pub fn found(query: &str, rows: &[retl_state::FoundRow]) -> String {
             "REASON",
         ],
         &rows,
-    ));
-    out
+    )
 }
 
 /// `retl templates`.

@@ -184,11 +184,15 @@ async fn find(state: &State, query: Query, json: bool) -> Result<(), Failure> {
             "rows": rows,
         });
         println!("{value}");
-    } else if let (Some(at), true) = (&forgotten, rows.is_empty()) {
+    } else if let Some(at) = &forgotten {
+        // Her earlier rows were erased: "never sent" would not be true.
         output::print_human(&format!(
             "`{asked}` was forgotten on {} (retl forget): the runs' rows of this person were erased; the keys of those rows stay settled, and a later row for this address is suppressed: never invited again\n",
             at.get(..10).unwrap_or(at)
         ));
+        if !rows.is_empty() {
+            output::print_human(&output::found_rows(&rows));
+        }
     } else {
         output::print_human(&output::found(&asked, &rows));
         for s in &settlements {
