@@ -349,3 +349,17 @@ fn a_preview_shows_every_count_and_twenty_bodies_unless_asked_for_more() {
     let bad = world.retl(&["preview", "orders", "--show", "many"], "emulator-secret");
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn emulator_help_lists_only_the_options_that_apply_to_it() {
+    let out = retl().args(["emulator", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("--port") && help.contains("--fault"),
+        "{help}"
+    );
+    for global in ["--state", "--target", "--config-dir", "--env-file"] {
+        assert!(!help.contains(global), "`{global}` in: {help}");
+    }
+}

@@ -528,3 +528,18 @@ pub(crate) struct Settle {
     #[arg(long)]
     pub(crate) json: bool,
 }
+
+/// `retl emulator` on its own: only its options, since the global ones
+/// (`--state`, `--target`, …) do not apply to it.
+#[cfg(feature = "emulator")]
+#[derive(Parser, Debug)]
+#[command(
+    name = "retl emulator",
+    bin_name = "retl emulator",
+    about = "Serve a local Trustpilot emulator (same endpoints, auth and validation)",
+    after_help = "Example:\n  retl emulator --port 8787 --fault server_error=0.1 --rate-limit 100/5s"
+)]
+pub(crate) struct EmulatorCommand {
+    #[command(flatten)]
+    pub(crate) args: retl_trustpilot_emulator::command::EmulatorArgs,
+}

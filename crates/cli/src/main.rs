@@ -155,6 +155,20 @@ fn quiet_on_broken_pipe() {
 
 fn main() -> ExitCode {
     quiet_on_broken_pipe();
+    #[cfg(feature = "emulator")]
+    let emulator = std::env::args_os()
+        .nth(1)
+        .is_some_and(|first| first == "emulator")
+        .then(|| args::EmulatorCommand::parse_from(std::env::args_os().skip(1)));
+    #[cfg(feature = "emulator")]
+    let cli = match emulator {
+        Some(emulator) => Cli {
+            command: Command::Emulator(emulator.args),
+            ..Cli::parse_from(["retl", "emulator"])
+        },
+        None => Cli::parse(),
+    };
+    #[cfg(not(feature = "emulator"))]
     let cli = Cli::parse();
     init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
