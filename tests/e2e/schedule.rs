@@ -832,3 +832,44 @@ fn rows_waiting_on_an_error_are_not_healthy_on_the_page_and_are_counted_in_the_m
         "{metrics}"
     );
 }
+
+#[test]
+fn files_changed_without_sighup_are_said_on_the_page_in_the_log_and_the_metrics() {
+    let world = World::new();
+    let daemon = start(&world, &[]);
+    let (_, page) = get(&daemon.address, "/");
+    assert!(!page.contains("changed on disk"), "{page}");
+    world.edit_activation(|yaml| format!("{yaml}description: edited while the daemon runs\n"));
+    let (_, page) = get(&daemon.address, "/");
+    assert!(
+        page.contains("the configuration files changed on disk since the daemon loaded them")
+            && page.contains("orders.yaml")
+            && page.contains("SIGHUP"),
+        "{page}"
+    );
+    let (_, metrics) = get(&daemon.address, "/metrics");
+    assert!(
+        metrics.contains("retl_config_changed_on_disk 1"),
+        "{metrics}"
+    );
+    until("the daemon to log it", || {
+        daemon.said().contains("changed on disk")
+    });
+    // SIGHUP loads them: what runs is what is on disk again.
+    let pid = daemon.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    until("the reload", || daemon.said().contains("reload:"));
+    let (_, page) = get(&daemon.address, "/");
+    assert!(!page.contains("changed on disk"), "{page}");
+    let (_, metrics) = get(&daemon.address, "/metrics");
+    assert!(
+        metrics.contains("retl_config_changed_on_disk 0"),
+        "{metrics}"
+    );
+}

@@ -9,6 +9,7 @@
 //! SIGTERM cancel the [`retl_engine::Cancel`] it is given, and it drains.
 
 mod api;
+mod drift;
 mod metrics;
 mod page;
 mod schedule;

@@ -48,6 +48,9 @@ pub(crate) struct Metrics {
     /// The problems of the configuration as last loaded (at the start or by
     /// SIGHUP), for the page.
     reload_problems: std::sync::Mutex<Vec<String>>,
+    /// The configuration files as loaded, against those on disk.
+    pub(crate) drift: super::drift::Drift,
+    changed_on_disk: Gauge,
 }
 
 impl Default for Metrics {
@@ -61,6 +64,12 @@ impl Default for Metrics {
         let next_run = Family::default();
         let last_success = Family::default();
         let reload_failed = Gauge::default();
+        let changed_on_disk = Gauge::default();
+        registry.register(
+            "config_changed_on_disk",
+            "1 while the configuration files on disk differ from those the daemon loaded (it runs the loaded ones until SIGHUP), else 0",
+            changed_on_disk.clone(),
+        );
         let blocked = Family::<Labels, Gauge>::default();
         let allowance_left = Family::<Labels, Gauge>::default();
         let approval_open = Family::<Labels, Gauge>::default();
@@ -141,6 +150,8 @@ impl Default for Metrics {
             allowances: std::sync::Mutex::default(),
             plan: std::sync::Mutex::default(),
             reload_problems: std::sync::Mutex::default(),
+            drift: super::drift::Drift::default(),
+            changed_on_disk,
         }
     }
 }
@@ -179,6 +190,14 @@ impl Metrics {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(activation.to_owned(), allowances);
+    }
+
+    /// Whether the configuration files on disk differ from those loaded:
+    /// the message saying so, if they do.
+    pub(crate) fn config_drift(&self) -> Option<String> {
+        let changed = self.drift.changed();
+        self.changed_on_disk.set(i64::from(changed.is_some()));
+        changed
     }
 
     /// The approvals open now: 1 for each, 0 for those no longer open.

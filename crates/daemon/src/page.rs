@@ -123,6 +123,7 @@ pub(crate) async fn render(
 
 fn page(ctx: &Context<'_>, q: &PageQuery, body: &Markup) -> Markup {
     let problems = ctx.metrics.reload_problems();
+    let drift = ctx.metrics.config_drift();
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -140,6 +141,9 @@ fn page(ctx: &Context<'_>, q: &PageQuery, body: &Markup) -> Markup {
                     input type="search" id="q" name="q" value=(q.q.as_deref().unwrap_or_default());
                     " "
                     button type="submit" { "Search" }
+                }
+                @if let Some(drift) = &drift {
+                    div id="drift" class="failed" { p { (drift) } }
                 }
                 @if !problems.is_empty() {
                     div id="reload" class="failed" {

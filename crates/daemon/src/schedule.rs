@@ -138,6 +138,7 @@ pub async fn serve(
     }
     let metrics = Arc::new(Metrics::default());
     metrics.reloaded(project.problems.iter().map(ToString::to_string).collect());
+    metrics.drift.loaded(&ctx.config_dir(), now_text(&state));
     let mut notifier =
         Notifier::new(project.alerts.as_ref(), Some(alert_counter(&metrics))).map(Arc::new);
     {
@@ -253,7 +254,9 @@ pub async fn serve(
                             }
                         }
                     }
-                    _ = stale_check.tick(), if notifier.is_some() => {
+                    _ = stale_check.tick() => {
+                        // Said once per change, in the log and on the page.
+                        let _ = metrics.config_drift();
                         if let Some(notifier) = &notifier {
                             for name in plan.keys() {
                                 let (notifier, state, name) = (notifier.clone(), state.clone(), name.clone());
@@ -367,6 +370,14 @@ async fn on_demand(
 /// SIGHUP: reads the configuration again and merges it into the plan; a
 /// broken file keeps its previous version, and its problems are said, shown
 /// on the page and counted in the metrics.
+/// The state's time now, as stored.
+fn now_text(state: &State) -> String {
+    state
+        .clock()
+        .now()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 async fn reload(
     ctx: &dyn Host,
     plan: &mut BTreeMap<String, Entry>,
@@ -374,6 +385,7 @@ async fn reload(
     metrics: &Metrics,
 ) -> Result<Option<Project>, Error> {
     let notice = |message: &str| ctx.notice(message);
+    metrics.drift.loaded(&ctx.config_dir(), now_text(state));
     match ctx.project() {
         Ok(project) => {
             // Counted before it is said: whoever reads the notice finds the metric.

@@ -191,6 +191,7 @@ pub(crate) async fn serve(
 }
 
 async fn serve_metrics(Extract(web): Extract<Arc<Web>>) -> Response {
+    let _ = web.metrics.config_drift();
     // Approvals are given by other processes (`retl approve`): read now.
     match web.state.open_approvals().await {
         Ok(open) => web.metrics.approvals(&open),
