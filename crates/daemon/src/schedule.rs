@@ -138,7 +138,7 @@ pub async fn serve(
     }
     let metrics = Arc::new(Metrics::default());
     metrics.reloaded(project.problems.iter().map(ToString::to_string).collect());
-    metrics.drift.loaded(&ctx.config_dir(), now_text(&state));
+    metrics.drift.loaded(ctx.config_dir(), now_text(&state));
     let mut notifier =
         Notifier::new(project.alerts.as_ref(), Some(alert_counter(&metrics))).map(Arc::new);
     {
@@ -385,7 +385,7 @@ async fn reload(
     metrics: &Metrics,
 ) -> Result<Option<Project>, Error> {
     let notice = |message: &str| ctx.notice(message);
-    metrics.drift.loaded(&ctx.config_dir(), now_text(state));
+    metrics.drift.loaded(ctx.config_dir(), now_text(state));
     match ctx.project() {
         Ok(project) => {
             // Counted before it is said: whoever reads the notice finds the metric.
