@@ -637,6 +637,33 @@ fn a_mapped_column_missing_from_the_table_lists_the_real_columns() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("column `name` does not exist in the source; available columns: order_id, full_name, email, locale"), "{stderr}");
+    assert!(
+        stderr.contains("the configuration names it at ")
+            && stderr.contains("activations/orders.yaml:7:18 (mapping.consumer_name)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_renamed_column_gets_a_did_you_mean() {
+    let world = World::new();
+    world.insert(1, 3, None, None);
+    world.sql("ALTER TABLE orders RENAME COLUMN email TO email_address");
+    for args in [&["run", "orders"][..], &["check"]] {
+        let out = world.retl(args, "emulator-secret");
+        assert_eq!(out.status.code(), Some(2));
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            said.contains(
+                "column `email` does not exist in the source; did you mean `email_address`?"
+            ) && said.contains("(mapping.consumer_email)"),
+            "{args:?}: {said}"
+        );
+    }
 }
 
 #[test]

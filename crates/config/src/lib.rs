@@ -26,7 +26,7 @@ pub mod schema;
 mod secrets;
 
 pub use block::{Block, Key};
-pub use reader::{Map, Reader, child, closest, join};
+pub use reader::{Map, Reader, child, closest, entries, items, join, text_of};
 pub use secrets::Secrets;
 
 use std::fmt;

@@ -183,6 +183,33 @@ fn untagged<'n, 'a>(node: &'n Node<'a>) -> &'n Node<'a> {
     }
 }
 
+/// A mapping's entries, keys as text (no problem reported), or `Err` when
+/// `node` is not a mapping.
+pub fn entries<'n, 'a>(node: &'n Node<'a>) -> Result<Vec<(String, &'n Node<'a>)>, &'n Node<'a>> {
+    match &untagged(node).data {
+        YamlData::Mapping(mapping) => Ok(mapping
+            .iter()
+            .filter_map(|(k, v)| Some((scalar_text(k)?.into_owned(), v)))
+            .collect()),
+        _ => Err(node),
+    }
+}
+
+/// A sequence's items (no problem reported), or `Err` when `node` is not a
+/// sequence (a scalar written for a list of one).
+pub fn items<'n, 'a>(node: &'n Node<'a>) -> Result<&'n [Node<'a>], &'n Node<'a>> {
+    match &untagged(node).data {
+        YamlData::Sequence(items) => Ok(items),
+        _ => Err(node),
+    }
+}
+
+/// A scalar's text as written (no `${VAR}` replaced, no problem reported):
+/// for finding where a value was written, after it was read.
+pub fn text_of(node: &Node<'_>) -> Option<String> {
+    scalar_text(node).map(Cow::into_owned)
+}
+
 fn scalar_text<'n>(node: &'n Node<'_>) -> Option<Cow<'n, str>> {
     match &untagged(node).data {
         YamlData::Representation(text, _, _) => Some(Cow::Borrowed(text.as_ref())),

@@ -302,6 +302,7 @@ fn plan(spec: &SourceSpec, schema: &Schema) -> Result<(SchemaRef, Vec<(String, S
             problems.push(Error::ColumnMissing {
                 column: column.clone(),
                 available: schema.fields().iter().map(|f| f.name().clone()).collect(),
+                named_at: spec.named_at(column),
             });
             continue;
         };

@@ -74,6 +74,7 @@ impl SourceConfig {
             read: self.read,
             anti_join: None,
             adbc: self.adbc.clone(),
+            named_at: Vec::new(),
         }
     }
 }

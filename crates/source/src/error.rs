@@ -33,12 +33,14 @@ pub enum Error {
         message: String,
     },
     /// A needed column is not in the model.
-    #[error("column `{column}` does not exist in the source; available columns: {}", available.join(", "))]
+    #[error("{}", missing(column, available, named_at.as_deref()))]
     ColumnMissing {
         /// The column asked for.
         column: String,
         /// The columns the model has.
         available: Vec<String>,
+        /// Where the configuration names it (`file:line:column (field)`).
+        named_at: Option<String>,
     },
     /// A column's database type has no Arrow mapping in retl.
     #[error("column `{column}` has database type {db_type}, which retl cannot read")]
@@ -124,6 +126,23 @@ impl Error {
             other => vec![other.to_string()],
         }
     }
+}
+
+/// What [`Error::ColumnMissing`] says: the column, the one meant if one is
+/// close (a column renamed in the model), the columns there are, and where
+/// the configuration names it.
+fn missing(column: &str, available: &[String], named_at: Option<&str>) -> String {
+    let names: Vec<&str> = available.iter().map(String::as_str).collect();
+    let hint = retl_config::closest(column, &names)
+        .map(|meant| format!("did you mean `{meant}`? "))
+        .unwrap_or_default();
+    let at = named_at
+        .map(|at| format!("; the configuration names it at {at}"))
+        .unwrap_or_default();
+    format!(
+        "column `{column}` does not exist in the source; {hint}available columns: {}{at}",
+        available.join(", ")
+    )
 }
 
 /// The GRANT to run, when the database refused for want of a privilege.

@@ -127,9 +127,20 @@ pub struct SourceSpec {
     /// `source.adbc`: read through this ADBC driver (`connection` is then
     /// only a name for people: `adbc:DRIVER`).
     pub adbc: Option<Adbc>,
+    /// Where the configuration names each column (`file:line:column
+    /// (field)`), for a column the model lacks.
+    pub named_at: Vec<(String, String)>,
 }
 
 impl SourceSpec {
+    /// Where the configuration names `column`, if it is known.
+    pub fn named_at(&self, column: &str) -> Option<String> {
+        self.named_at
+            .iter()
+            .find(|(c, _)| c == column)
+            .map(|(_, at)| at.clone())
+    }
+
     /// A spec with the default batch size (10,000) and timeouts (30 s to connect,
     /// 300 s of database silence).
     pub fn new(connection: impl Into<String>, model: Model, columns: Vec<String>) -> Self {
@@ -144,6 +155,7 @@ impl SourceSpec {
             read: Read::Copy,
             anti_join: None,
             adbc: None,
+            named_at: Vec::new(),
         }
     }
 }
@@ -221,6 +233,7 @@ impl Plan {
                 problems.push(Error::ColumnMissing {
                     column: column.clone(),
                     available: available.iter().map(|(n, _)| n.clone()).collect(),
+                    named_at: spec.named_at(column),
                 });
                 continue;
             };

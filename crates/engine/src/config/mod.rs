@@ -78,6 +78,9 @@ pub struct Activation {
     pub name: String,
     /// The file it came from.
     pub file: PathBuf,
+    /// Where the file names each column it reads: `(column, "file:line:col
+    /// (field)")`, for a column the source lacks.
+    pub column_sites: Vec<(String, String)>,
     /// Where and what to read.
     pub source: SourceConfig,
     /// The columns that identify a row.
@@ -175,7 +178,9 @@ impl fmt::Debug for Activation {
 impl Activation {
     /// What the source needs to read this activation's rows.
     pub fn source_spec(&self) -> retl_source::SourceSpec {
-        self.source.spec(self.columns())
+        let mut spec = self.source.spec(self.columns());
+        spec.named_at.clone_from(&self.column_sites);
+        spec
     }
 
     /// The columns the run reads: primary key first, then mapped columns (and
@@ -565,6 +570,7 @@ fn read_activation(
     secrets.extend(r.secrets());
     Some(Activation {
         name,
+        column_sites: column_sites(r, map.node),
         file: file.to_owned(),
         secrets,
         source,
@@ -583,6 +589,41 @@ fn read_activation(
         personal_data_retention,
         schedule: schedule?,
     })
+}
+
+/// Where an activation document (`doc`) names columns: each mapped field,
+/// the primary key, the cursor, `max_row_age.column`, `writeback.key_column`.
+fn column_sites(r: &Reader<'_>, doc: &Node<'_>) -> Vec<(String, String)> {
+    let mut sites = Vec::new();
+    let mut site = |node: &Node<'_>, path: String| {
+        if let Some(column) = retl_config::text_of(node).filter(|c| !c.is_empty()) {
+            sites.push((column, format!("{} ({path})", r.location(node))));
+        }
+    };
+    if let Some(Ok(entries)) = retl_config::child(doc, &["mapping"]).map(retl_config::entries) {
+        for (key, node) in entries {
+            site(node, join("mapping", &key));
+        }
+    }
+    match retl_config::child(doc, &["source", "primary_key"]).map(retl_config::items) {
+        Some(Ok(items)) => {
+            for (i, node) in items.iter().enumerate() {
+                site(node, format!("source.primary_key[{i}]"));
+            }
+        }
+        Some(Err(node)) => site(node, "source.primary_key".to_owned()),
+        None => {}
+    }
+    for path in [
+        &["source", "incremental", "cursor"][..],
+        &["max_row_age", "column"],
+        &["writeback", "key_column"],
+    ] {
+        if let Some(node) = retl_config::child(doc, path) {
+            site(node, path.join("."));
+        }
+    }
+    sites
 }
 
 /// The dedupe scopes of activation `name`: its own `dedupe:`, and its
