@@ -173,6 +173,7 @@ impl std::fmt::Debug for SourceSpec {
             .field("read", &self.read)
             .field("anti_join", &self.anti_join)
             .field("adbc", &self.adbc)
+            .field("named_at", &self.named_at)
             .finish()
     }
 }
