@@ -154,6 +154,7 @@ impl fmt::Debug for Activation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Activation")
             .field("name", &self.name)
+            .field("column_sites", &self.column_sites)
             .field("file", &self.file)
             .field("source", &self.source)
             .field("primary_key", &self.primary_key)
