@@ -874,42 +874,101 @@ fn check_names_an_unreachable_source() {
 }
 
 #[test]
-fn null_and_duplicate_keys_are_rejected_rows_and_one_invitation_goes_out() {
+fn a_sent_key_repeated_by_a_join_is_duplicate_not_changed_after_sending() {
     let world = World::new();
-    world.insert(1, 3, None, None);
+    world.insert(1, 2, None, None);
+    assert_eq!(count(&world.run().1, "sent"), 2);
     world.write(
         "activations/orders.yaml",
         &format!(
-            "source:\n  connection: {}\n  query: |\n    SELECT order_id, full_name, email FROM orders\n    UNION ALL SELECT order_id, full_name, email FROM orders WHERE order_id = 2\n    UNION ALL SELECT NULL, 'Nobody', 'nobody@shop.example'\ndestination: trustpilot\nmapping:\n  reference_number: order_id\n  consumer_name: full_name\n  consumer_email: email\n",
+            "source:\n  connection: {}\n  query: |\n    SELECT order_id, full_name, email FROM orders\n    UNION ALL SELECT order_id, 'Other line', email FROM orders WHERE order_id = 2\ndestination: trustpilot\nmapping:\n  reference_number: order_id\n  consumer_name: full_name\n  consumer_email: email\n",
             world.connection()
         ),
     );
+    for _ in 0..2 {
+        let (code, summary) = world.run();
+        assert_eq!(code, 0, "{summary}");
+        assert_eq!(
+            (
+                count(&summary, "duplicate"),
+                count(&summary, "ignored_changed"),
+                count(&summary, "sent")
+            ),
+            (2, 0, 0),
+            "{summary}"
+        );
+    }
+    assert_eq!(world.accepted_references().get("2"), Some(&1));
+}
+
+#[test]
+fn a_key_twice_in_one_read_is_duplicate_none_of_its_rows_sent_until_the_source_has_one() {
+    let world = World::new();
+    world.insert(1, 3, None, None);
+    let query = |twice: bool| {
+        format!(
+            "source:\n  connection: {}\n  query: |\n    SELECT order_id, full_name, email FROM orders\n{}    UNION ALL SELECT NULL, 'Nobody', 'nobody@shop.example'\ndestination: trustpilot\nmapping:\n  reference_number: order_id\n  consumer_name: full_name\n  consumer_email: email\n",
+            world.connection(),
+            if twice {
+                "    UNION ALL SELECT order_id, 'Other line', email FROM orders WHERE order_id = 2\n"
+            } else {
+                ""
+            }
+        )
+    };
+    world.write("activations/orders.yaml", &query(true));
     let (code, summary) = world.run();
     assert_eq!(code, 0, "{summary}");
     assert_eq!(
         (
             count(&summary, "read"),
             count(&summary, "sent"),
-            count(&summary, "rejected")
+            count(&summary, "rejected"),
+            count(&summary, "duplicate"),
         ),
-        (5, 3, 2)
+        (5, 2, 1, 2),
+        "{summary}"
     );
     let log = world.show(summary["run_id"].as_str().unwrap());
-    let reasons: Vec<&str> = log["rows"]
-        .as_array()
-        .unwrap()
+    let rows = log["rows"].as_array().unwrap();
+    let duplicate: Vec<&Value> = rows
         .iter()
-        .filter(|r| r["outcome"] == "rejected")
-        .map(|r| r["reason"].as_str().unwrap())
+        .filter(|r| r["outcome"] == "duplicate")
         .collect();
+    assert_eq!(duplicate.len(), 2, "{rows:?}");
+    let reason = duplicate[0]["reason"].as_str().unwrap();
     assert!(
-        reasons.contains(&"duplicate primary key: an earlier row of this run has the same key"),
-        "{reasons:?}"
+        reason.contains("appears more than once in this read")
+            && reason.contains("string_agg, GROUP BY"),
+        "{reason}"
     );
     assert!(
-        reasons.contains(&"primary key (order_id) is NULL"),
-        "{reasons:?}"
+        rows.iter()
+            .any(|r| r["outcome"] == "rejected" && r["reason"] == "primary key (order_id) is NULL")
     );
+    assert_eq!(
+        world.accepted_references().get("2"),
+        None,
+        "none of its rows"
+    );
+    // `--outcome duplicate` lists them.
+    let out = world.retl(
+        &["runs", "show", "latest", "--outcome", "duplicate", "--json"],
+        "emulator-secret",
+    );
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["rows"].as_array().unwrap().len(), 2, "{shown}");
+    // Still twice: duplicate again, never `ignored_changed`, never sent.
+    let (_, again) = world.run();
+    assert_eq!(
+        (count(&again, "duplicate"), count(&again, "ignored_changed")),
+        (2, 0),
+        "{again}"
+    );
+    // The query fixed: the source has one row for it, and it goes out once.
+    world.write("activations/orders.yaml", &query(false));
+    let (_, fixed) = world.run();
+    assert_eq!(count(&fixed, "sent"), 1, "{fixed}");
     assert_eq!(world.accepted_references().get("2"), Some(&1));
 }
 

@@ -392,7 +392,7 @@ pub(crate) enum RunsCommand {
         #[arg(long)]
         activation: Option<String>,
         /// Only rows with this outcome: sent, rejected, failed, uncertain,
-        /// skipped, too_old, ignored_changed.
+        /// skipped, too_old, ignored_changed, given_up, suppressed, duplicate.
         #[arg(long, value_name = "OUTCOME")]
         outcome: Option<retl_state::RowOutcome>,
         /// Print JSON (the run summary with a `rows` array).

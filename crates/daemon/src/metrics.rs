@@ -303,6 +303,7 @@ impl Metrics {
             ("uncertain", c.uncertain),
             ("given_up", c.given_up),
             ("suppressed", c.suppressed),
+            ("duplicate", c.duplicate),
             ("skipped", c.skipped),
             ("too_old", c.too_old),
             ("ignored_changed", c.ignored_changed),

@@ -54,13 +54,16 @@ retl_config::spelled! {
         /// Already sent (or recorded `baseline`/`too_old`), and its data
         /// changed since: insert-only, not sent again. Logged once per change.
         IgnoredChanged = "ignored_changed",
+        /// Its key appears more than once in the read: none of its rows is
+        /// sent (which one is right cannot be known), and it is not settled.
+        Duplicate = "duplicate",
     }
 }
 
 /// Counts of a run, by what happened to each row read.
 ///
 /// `read = already_sent + already_rejected + ignored_changed + new + baseline + too_old`
-/// and `new = sent + rejected + failed + uncertain + skipped + given_up + suppressed`.
+/// and `new = sent + rejected + failed + uncertain + skipped + given_up + suppressed + duplicate`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Rows read from the source.
@@ -117,6 +120,10 @@ pub struct Counts {
     /// window (`dedupe:`).
     #[serde(default)]
     pub suppressed: u64,
+    /// Rows whose key appears more than once in the read: none sent, none
+    /// settled (counted among `new`).
+    #[serde(default)]
+    pub duplicate: u64,
 }
 
 impl Counts {
@@ -137,6 +144,7 @@ impl Counts {
                     + self.skipped
                     + self.given_up
                     + self.suppressed
+                    + self.duplicate
     }
 }
 
@@ -613,6 +621,7 @@ impl Fenced {
                     RowOutcome::Skipped => counts.skipped += n,
                     RowOutcome::GivenUp => counts.given_up += n,
                     RowOutcome::Suppressed => counts.suppressed += n,
+                    RowOutcome::Duplicate => counts.duplicate += n,
                     RowOutcome::TooOld => {
                         counts.too_old += n;
                         continue;

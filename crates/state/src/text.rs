@@ -35,6 +35,13 @@ impl RunSummary {
                 c.suppressed
             );
         }
+        if c.duplicate > 0 {
+            let _ = writeln!(
+                out,
+                "  duplicate {}: rows whose key appears more than once in the read; none of them sent, none settled (fix the query: `retl runs show {} --outcome duplicate`)",
+                c.duplicate, s.run_id
+            );
+        }
         if c.reshaped > 0 {
             let _ = writeln!(
                 out,

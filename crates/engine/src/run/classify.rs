@@ -234,6 +234,8 @@ pub(super) struct Classifier {
 struct Decisions {
     /// Keys this run is delivering: a second row with one of them is a duplicate.
     seen_new: HashSet<RowHash>,
+    /// Keys seen more than once in this read: none of their rows is sent.
+    duplicates: HashSet<RowHash>,
     /// A resend's released rows, by key hash: only these are sent.
     only: Option<HashSet<RowHash>>,
     /// The mapping changed since the last completed run.
@@ -338,6 +340,7 @@ impl Classifier {
             legacy_fingerprint,
             decisions: Decisions {
                 seen_new: HashSet::new(),
+                duplicates: HashSet::new(),
                 only: taken.only,
                 reshaped: taken.reshaped,
                 contact_key: taken.contact_key,
@@ -383,6 +386,7 @@ impl Classifier {
         let pairs: Vec<(RowHash, RowHash)> =
             keys.iter().copied().zip(contents.iter().copied()).collect();
         let changes = changes(run, sinks, &pairs).await?;
+        let repeated = repeated(&keys);
         let mut pending = Vec::new();
         let mut records = Records::default();
         for row in 0..batch.num_rows() {
@@ -428,7 +432,9 @@ impl Classifier {
             let facts = Facts {
                 unreadable: at.problem.map(String::as_str),
                 key_null: columns.key.iter().any(|&c| batch.column(c).is_null(row)),
-                duplicate: decisions.seen_new.contains(&key),
+                duplicate: repeated.contains(&key)
+                    || decisions.seen_new.contains(&key)
+                    || decisions.duplicates.contains(&key),
                 ledger,
                 content: at.content,
                 request: at.request,
@@ -560,6 +566,14 @@ impl Decisions {
                 log(records, RowOutcome::IgnoredChanged, reason);
                 return none;
             }
+            Fate::Duplicate => {
+                run.count(Event::Read(Read::New));
+                run.count(Event::Ended(RowOutcome::Duplicate));
+                self.duplicates.insert(at.key);
+                log(records, RowOutcome::Duplicate, duplicate_reason());
+                // Not settled: the cursor's mark stays at or below it.
+                return Applied::HeldBack(at.cursor);
+            }
             Fate::Rejected(rejection) => {
                 run.count(Event::Read(Read::New));
                 run.count(Event::Ended(RowOutcome::Rejected));
@@ -667,6 +681,48 @@ impl Decisions {
     }
 }
 
+/// The keys of a batch that appear more than once in it.
+fn repeated(keys: &[RowHash]) -> HashSet<RowHash> {
+    let mut seen = HashSet::with_capacity(keys.len());
+    keys.iter()
+        .filter(|key| !seen.insert(**key))
+        .copied()
+        .collect()
+}
+
+/// What the run log says of a row whose key the read repeats.
+fn duplicate_reason() -> String {
+    "duplicate: its key appears more than once in this read, so none of its rows is sent (which one is right cannot be known) and it is not settled; it goes out once the source has one row for it: aggregate the other rows (string_agg, GROUP BY) or pick one (DISTINCT ON, ROW_NUMBER() = 1) in the query".to_owned()
+}
+
+impl Classifier {
+    /// `held` but the rows whose key turned out to be repeated later in the
+    /// read: those are `duplicate` (counted and logged), not sent.
+    pub(super) async fn without_duplicates(
+        &self,
+        run: &mut Run<'_>,
+        sinks: &mut Sinks,
+        held: Vec<Pending>,
+    ) -> Result<Vec<Pending>> {
+        let duplicates = &self.decisions.duplicates;
+        if duplicates.is_empty() {
+            return Ok(held);
+        }
+        let (repeated, kept): (Vec<Pending>, Vec<Pending>) =
+            held.into_iter().partition(|p| duplicates.contains(&p.key));
+        let logs: Vec<RowLog> = repeated
+            .iter()
+            .map(|p| {
+                run.count(Event::Ended(RowOutcome::Duplicate));
+                sinks.hold_back(p.cursor.as_ref());
+                p.log(RowOutcome::Duplicate, Some(duplicate_reason()))
+            })
+            .collect();
+        run.effects.commit(&[], &[], &logs).await?;
+        Ok(kept)
+    }
+}
+
 /// What the run log says of a rejection.
 fn rejection_reason(activation: &Activation, rejection: &Rejection, at: &At<'_>) -> String {
     match rejection {
@@ -675,9 +731,6 @@ fn rejection_reason(activation: &Activation, rejection: &Rejection, at: &At<'_>)
             "primary key ({}) is NULL",
             activation.primary_key.join(", ")
         ),
-        Rejection::DuplicateKey => {
-            "duplicate primary key: an earlier row of this run has the same key".to_owned()
-        }
         Rejection::UnknownAge => at.age_reason.clone().unwrap_or_default(),
     }
 }

@@ -16,7 +16,7 @@ pub(crate) struct Facts<'a> {
     pub unreadable: Option<&'a str>,
     /// Whether a primary-key column is NULL.
     pub key_null: bool,
-    /// Whether an earlier row of this run had the same key.
+    /// Whether another row of this read has the same key.
     pub duplicate: bool,
     /// What the ledger says of the key.
     pub ledger: Ledger,
@@ -62,8 +62,6 @@ pub(crate) enum Rejection {
     Unreadable(String),
     /// A primary-key column is NULL.
     NullKey,
-    /// An earlier row of the run has the same key.
-    DuplicateKey,
     /// Its age cannot be told.
     UnknownAge,
 }
@@ -91,6 +89,9 @@ pub(crate) enum Fate {
     },
     /// Rejected before any request.
     Rejected(Rejection),
+    /// Its key appears more than once in the read: none of its rows is
+    /// sent, and it is not settled (the ledger is not asked).
+    Duplicate,
     /// New, but a resend is under way that does not include it.
     OutsideResend,
     /// New, and older than `max_row_age`: recorded, never sent.
@@ -114,7 +115,7 @@ pub(crate) fn decide(facts: &Facts<'_>) -> Fate {
         return Fate::Rejected(Rejection::NullKey);
     }
     if facts.duplicate {
-        return Fate::Rejected(Rejection::DuplicateKey);
+        return Fate::Duplicate;
     }
     let previous = match facts.ledger {
         Ledger::Settled => return Fate::AlreadySent,
@@ -210,7 +211,7 @@ mod tests {
             duplicate: true,
             ..new_row()
         };
-        assert_eq!(decide(&duplicate), Fate::Rejected(Rejection::DuplicateKey));
+        assert_eq!(decide(&duplicate), Fate::Duplicate);
         let settled = Facts {
             ledger: Ledger::Settled,
             ..new_row()
@@ -320,7 +321,7 @@ mod tests {
             ledger: Ledger::Settled,
             ..new_row()
         };
-        assert_eq!(decide(&facts), Fate::Rejected(Rejection::DuplicateKey));
+        assert_eq!(decide(&facts), Fate::Duplicate);
     }
 
     #[test]

@@ -477,6 +477,11 @@ struct Batches {
     baseline: bool,
 }
 
+/// New rows held until the read ends, so that a key seen twice sends none
+/// of its rows; past this many, the oldest go out (a key repeated further
+/// apart in the read than this may have had one row sent).
+const HOLD_ROWS: usize = 50_000;
+
 impl Batches {
     async fn run(mut self, run: &mut Run<'_>, sinks: &mut Sinks) -> Result<()> {
         let mut held: Vec<classify::Pending> = Vec::new();
@@ -504,27 +509,41 @@ impl Batches {
                 to_send = pending.len(),
                 "batch classified"
             );
-            let Some(guard) = self.surge.as_mut() else {
-                self.deliverer.send(run, sinks, pending).await?;
-                run.effects.publish(&run.counts).await?;
-                continue;
-            };
             held.extend(pending);
-            if let Some(message) = guard.verdict(run).await {
-                if run.effects.is_live() {
-                    surge::skip_held(run, std::mem::take(&mut held)).await?;
+            match self.surge.as_mut() {
+                Some(guard) => {
+                    if let Some(message) = guard.verdict(run).await {
+                        if run.effects.is_live() {
+                            surge::skip_held(run, std::mem::take(&mut held)).await?;
+                        }
+                        run.effects.refuse(Err(Error::Refused {
+                            activation: run.activation.name.clone(),
+                            message,
+                        }))?;
+                        // A preview goes on counting, with the refusal noted.
+                        self.surge = None;
+                    }
                 }
-                run.effects.refuse(Err(Error::Refused {
-                    activation: run.activation.name.clone(),
-                    message,
-                }))?;
-                // A preview goes on counting, with the refusal noted.
-                self.surge = None;
-                let held = std::mem::take(&mut held);
-                self.deliverer.send(run, sinks, held).await?;
+                None if held.len() >= HOLD_ROWS => {
+                    let oldest: Vec<_> = held.drain(..held.len() - HOLD_ROWS / 2).collect();
+                    self.flush(run, sinks, oldest).await?;
+                }
+                None => {}
             }
             run.effects.publish(&run.counts).await?;
         }
+        self.flush(run, sinks, held).await
+    }
+
+    /// Sends `held`, but the rows whose key turned out to be repeated in
+    /// the read (`duplicate`: none of its rows is sent).
+    async fn flush(
+        &mut self,
+        run: &mut Run<'_>,
+        sinks: &mut Sinks,
+        held: Vec<classify::Pending>,
+    ) -> Result<()> {
+        let held = self.classifier.without_duplicates(run, sinks, held).await?;
         self.deliverer.send(run, sinks, held).await
     }
 }

@@ -32,7 +32,7 @@ pub(super) enum Event {
     /// A row read, by its class.
     Read(Read),
     /// A new row's end: one of `sent`, `rejected`, `failed`, `uncertain`,
-    /// `skipped`, `given_up`, `suppressed`.
+    /// `skipped`, `given_up`, `suppressed`, `duplicate`.
     Ended(RowOutcome),
     /// A sent row whose link could not be written back.
     WritebackFailed,
@@ -69,6 +69,7 @@ pub(super) fn count(counts: &mut Counts, event: Event, n: u64) {
             RowOutcome::Skipped => &mut counts.skipped,
             RowOutcome::GivenUp => &mut counts.given_up,
             RowOutcome::Suppressed => &mut counts.suppressed,
+            RowOutcome::Duplicate => &mut counts.duplicate,
             RowOutcome::TooOld | RowOutcome::IgnoredChanged => {
                 unreachable!("{outcome} is how a row read is classified, not how a new row ends")
             }
@@ -105,13 +106,14 @@ mod tests {
             RowOutcome::Skipped,
             RowOutcome::GivenUp,
             RowOutcome::Suppressed,
+            RowOutcome::Duplicate,
         ] {
             count(&mut counts, Event::Read(Read::New), 1);
             assert!(!counts.balanced(), "a new row not yet ended");
             count(&mut counts, Event::Ended(outcome), 1);
             assert!(counts.balanced(), "{counts:?}");
         }
-        assert_eq!((counts.read, counts.new, counts.reshaped), (19, 7, 2));
+        assert_eq!((counts.read, counts.new, counts.reshaped), (20, 8, 2));
         assert_eq!(counts.already_sent, 4, "a reshaped row is one sent before");
     }
 }

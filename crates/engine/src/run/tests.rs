@@ -97,9 +97,9 @@ async fn every_outcome_is_recorded_once_and_the_counts_add_up() {
     assert_eq!(first.summary.status, RunStatus::Completed);
     assert_eq!((c.read, c.new), (8, 8), "{c:?}");
     assert_eq!(
-        (c.sent, c.rejected, c.uncertain, c.failed),
-        (2, 4, 1, 1),
-        "1 and one 6 sent; 2 (email), 3 (refused), the NULL key and the second 6 rejected: {c:?}"
+        (c.sent, c.rejected, c.uncertain, c.failed, c.duplicate),
+        (1, 3, 1, 1, 2),
+        "1 sent; 2 (email), 3 (refused) and the NULL key rejected; both rows of key 6 duplicate: {c:?}"
     );
     let logged = outcomes(&state, &first.summary.run_id).await;
     assert_eq!(logged.len(), 8, "one run-log row per row read: {logged:?}");
@@ -109,6 +109,7 @@ async fn every_outcome_is_recorded_once_and_the_counts_add_up() {
         ("3", RowOutcome::Rejected),
         ("4", RowOutcome::Uncertain),
         ("5", RowOutcome::Failed),
+        ("6", RowOutcome::Duplicate),
     ] {
         assert!(
             logged.contains(&(key.to_owned(), outcome)),
@@ -116,14 +117,18 @@ async fn every_outcome_is_recorded_once_and_the_counts_add_up() {
         );
     }
 
-    // A rerun: the failed row is tried again and the NULL key rejected
-    // again (neither is settled); the rest are settled, and the second row
-    // of key 6 reads as the sent row changed.
+    // A rerun: the failed row is tried again, the NULL key rejected again
+    // and key 6 duplicate again (none of them is settled); the rest are
+    // settled.
     let second = run(&state, activation, destination).await.unwrap();
     let c = second.summary.counts;
     assert!(c.balanced(), "{c:?}");
-    assert_eq!((c.new, c.failed, c.rejected, c.sent), (2, 1, 1, 0), "{c:?}");
-    assert_eq!(c.already_sent, 3, "1, 6 and the uncertain 4: {c:?}");
+    assert_eq!(
+        (c.new, c.failed, c.rejected, c.duplicate, c.sent),
+        (4, 1, 1, 2, 0),
+        "{c:?}"
+    );
+    assert_eq!(c.already_sent, 2, "1 and the uncertain 4: {c:?}");
     assert_eq!(c.already_rejected, 2, "2 and 3: {c:?}");
 }
 
