@@ -52,7 +52,7 @@ mod search;
 mod segments;
 mod settle;
 mod sources;
-mod text;
+pub mod text;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,9 +1,10 @@
-//! How a person reads a run's summary (`retl run`, `retl runs show`, the
-//! demo): a few lines, the counts first.
+//! How a person reads the run log: a run's summary (`retl run`, `retl runs
+//! show`, the demo), a few lines with the counts first; and the tables of
+//! `retl runs list`, `runs show` and `runs find`.
 
 use std::fmt::Write as _;
 
-use crate::RunSummary;
+use crate::{RowLog, RunSummary};
 
 impl RunSummary {
     /// The run as a person reads it, a few lines: its counts, and a sentence
@@ -97,4 +98,168 @@ fn duration(summary: &RunSummary) -> String {
         }
         _ => "-".to_owned(),
     }
+}
+
+/// Left-aligned columns, two spaces apart.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let last = cells.len() - 1;
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i == last {
+                out.push_str(cell);
+            } else {
+                let _ = write!(out, "{cell:<w$}  ");
+            }
+        }
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// `retl runs list`.
+pub fn runs_table(runs: &[RunSummary]) -> String {
+    if runs.is_empty() {
+        return "no runs yet\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.run_id.clone(),
+                r.activation.clone(),
+                r.status.to_string(),
+                r.started_at.clone(),
+                r.counts.read.to_string(),
+                r.counts.sent.to_string(),
+                r.counts.rejected.to_string(),
+                r.counts.failed.to_string(),
+                r.counts.uncertain.to_string(),
+                reason(&r.activation, r.error.as_deref()),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "RUN_ID",
+            "ACTIVATION",
+            "STATUS",
+            "STARTED_AT",
+            "READ",
+            "SENT",
+            "REJECTED",
+            "FAILED",
+            "UNCERTAIN",
+            "REASON",
+        ],
+        &rows,
+    )
+}
+
+/// Why a run failed or was refused, cut to one line for a table (the whole
+/// text is in `runs show` and `--json`).
+fn reason(activation: &str, error: Option<&str>) -> String {
+    const WIDTH: usize = 140;
+    let line = error.unwrap_or("").lines().next().unwrap_or_default();
+    // The ACTIVATION column says it already.
+    let line = line
+        .strip_prefix(&format!("activation `{activation}`: "))
+        .unwrap_or(line);
+    if line.chars().count() > WIDTH {
+        let cut: String = line.chars().take(WIDTH - 1).collect();
+        format!("{cut}…")
+    } else {
+        line.to_owned()
+    }
+}
+
+/// The rows of `retl runs show`.
+pub fn rows_table(rows: &[RowLog]) -> String {
+    if rows.is_empty() {
+        return "no rows were sent or rejected in this run\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.key.clone(),
+                r.reference.clone().unwrap_or_default(),
+                r.outcome.to_string(),
+                r.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&["KEY", "REFERENCE", "OUTCOME", "REASON"], &rows)
+}
+
+/// `retl runs find`: was it sent, and every log row found.
+pub fn found(query: &str, rows: &[crate::FoundRow]) -> String {
+    if rows.is_empty() {
+        return if query.contains('@') {
+            format!(
+                "no run logged a row for the email `{query}`: never invited, rejected or tried\n"
+            )
+        } else {
+            format!("no run logged a row with reference or key `{query}`\n")
+        };
+    }
+    let mut out = match rows
+        .iter()
+        .find(|r| r.row.outcome == crate::RowOutcome::Sent)
+    {
+        Some(sent) => format!(
+            "`{query}` was sent at {} by run {} (activation {})\n",
+            sent.at, sent.run_id, sent.activation
+        ),
+        None => format!("`{query}` was never sent; what the runs logged:\n"),
+    };
+    out.push_str(&found_rows(rows));
+    out
+}
+
+/// The table of the log rows `retl runs find` found.
+pub fn found_rows(rows: &[crate::FoundRow]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let answer = match (r.row.details.status, &r.row.external_id) {
+                (Some(code), Some(id)) => format!("HTTP {code}, id {id}"),
+                (Some(code), None) => format!("HTTP {code}"),
+                _ => String::new(),
+            };
+            vec![
+                r.at.clone(),
+                r.run_id.clone(),
+                r.activation.clone(),
+                r.row.key.clone(),
+                r.row.reference.clone().unwrap_or_default(),
+                r.row.outcome.to_string(),
+                answer,
+                r.row.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "AT",
+            "RUN",
+            "ACTIVATION",
+            "KEY",
+            "REFERENCE",
+            "OUTCOME",
+            "TRUSTPILOT",
+            "REASON",
+        ],
+        &rows,
+    )
 }

@@ -174,14 +174,14 @@ pub(crate) async fn demo(keep: Option<&Path>) -> Result<Exit, Failure> {
 
     println!("== first run: every order is new ==");
     let first = retl_engine::run(&state, activation, destination).await?;
-    output::print_human(&output::summary(&first.summary));
+    output::print_human(&first.summary.text());
     let rows = state.run_rows(&first.summary.run_id).await?;
     let not_sent: Vec<_> = rows
         .into_iter()
         .filter(|r| r.outcome != RowOutcome::Sent)
         .collect();
     println!("\nrows not sent in this run:");
-    output::print_human(&output::rows_table(&not_sent));
+    output::print_human(&retl_state::text::rows_table(&not_sent));
     exit_code(&first)?;
 
     println!("\n== 5 new orders arrive, and ORD-1002's customer changes their email ==");
@@ -197,11 +197,11 @@ pub(crate) async fn demo(keep: Option<&Path>) -> Result<Exit, Failure> {
 
     println!("\n== second run: only the new orders are sent ==");
     let second = retl_engine::run(&state, activation, destination).await?;
-    output::print_human(&output::summary(&second.summary));
+    output::print_human(&second.summary.text());
     println!("\nits run log:");
     print!(
         "{}",
-        output::rows_table(&state.run_rows(&second.summary.run_id).await?)
+        retl_state::text::rows_table(&state.run_rows(&second.summary.run_id).await?)
     );
 
     let accepted = emulator.invitations();

@@ -32,7 +32,7 @@ pub(crate) async fn runs(ctx: &Ctx, command: RunsCommand) -> Result<Exit, Failur
             if json {
                 println!("{}", serde_json::to_string(&runs)?);
             } else {
-                output::print_human(&output::runs_table(&runs));
+                output::print_human(&retl_state::text::runs_table(&runs));
             }
         }
         RunsCommand::Show {
@@ -56,8 +56,8 @@ pub(crate) async fn runs(ctx: &Ctx, command: RunsCommand) -> Result<Exit, Failur
                 value["rows"] = serde_json::to_value(&rows)?;
                 println!("{value}");
             } else {
-                output::print_human(&output::summary(&summary));
-                output::print_human(&output::rows_table(&rows));
+                output::print_human(&summary.text());
+                output::print_human(&retl_state::text::rows_table(&rows));
             }
         }
         RunsCommand::Find {
@@ -191,10 +191,10 @@ async fn find(state: &State, query: Query, json: bool) -> Result<(), Failure> {
             at.get(..10).unwrap_or(at)
         ));
         if !rows.is_empty() {
-            output::print_human(&output::found_rows(&rows));
+            output::print_human(&retl_state::text::found_rows(&rows));
         }
     } else {
-        output::print_human(&output::found(&asked, &rows));
+        output::print_human(&retl_state::text::found(&asked, &rows));
         for s in &settlements {
             output::print_human(&format!(
                 "settled as {} by {} at {}: row {} that run {} left uncertain (retl runs settle)\n",
