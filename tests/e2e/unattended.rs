@@ -365,3 +365,87 @@ fn a_compressed_week_needs_nobody() {
     assert_eq!(accepted.len(), 390);
     assert!(accepted.values().all(|n| *n == 1), "each invited once");
 }
+
+#[test]
+fn a_first_run_setting_that_came_too_late_is_said_and_retl_baseline_records_the_rest() {
+    let world = World::new();
+    world.edit_activation(|yaml| yaml.replace("first_run: send_all\n", ""));
+    world.insert(1, 500, None, None);
+    let (code, canary, stderr) = run(&world, &["--limit", "20"]);
+    assert_eq!((code, count(&canary, "sent")), (0, 20), "{stderr}");
+    // skip_existing added after the canary: it no longer applies, and says so.
+    world.edit_activation(|yaml| format!("{yaml}first_run: skip_existing\n"));
+    let (_, preview, _) = json(&world, &["preview", "orders", "--json"]);
+    let note = preview["first_run_note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("first_run: skip_existing no longer applies")
+            && note.contains("(480 now)")
+            && note.contains("retl baseline orders"),
+        "{preview}"
+    );
+    let (_, check, _) = json(&world, &["check", "--json"]);
+    assert!(
+        check["activations"][0]["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("no longer applies")),
+        "{check}"
+    );
+    // The way out: every row now in the source settled as baseline.
+    let (code, dry, stderr) = json(&world, &["baseline", "orders", "--dry-run", "--json"]);
+    assert_eq!(
+        (code, dry["counts"]["baseline"].as_u64()),
+        (0, Some(480)),
+        "{stderr}"
+    );
+    let (code, baseline, stderr) = json(&world, &["baseline", "orders", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        (count(&baseline, "baseline"), count(&baseline, "sent")),
+        (480, 0),
+        "{baseline}"
+    );
+    assert_eq!(
+        world.accepted_references().len(),
+        20,
+        "nothing more went out"
+    );
+    let (code, next, _) = run(&world, &[]);
+    assert_eq!((code, count(&next, "sent")), (0, 0), "{next}");
+    let (_, found, _) = json(&world, &["runs", "find", "300", "--json"]);
+    assert_eq!(
+        found["baseline"][0]["runs"][0], baseline["run_id"],
+        "{found}"
+    );
+    let human = world.retl(&["runs", "find", "300"], "emulator-secret");
+    assert!(
+        String::from_utf8_lossy(&human.stdout).contains("is baseline, never sent"),
+        "{}",
+        String::from_utf8_lossy(&human.stdout)
+    );
+}
+
+#[test]
+fn retl_baseline_is_refused_while_rows_are_uncertain() {
+    use retl_trustpilot_emulator::Fault;
+    let world = World::new();
+    world.write_destination_with("request_timeout_seconds: 1\nretry:\n  backoff_ms: 1\n");
+    world.insert(1, 1, None, None);
+    world
+        .emulator()
+        .script_faults([Some(Fault::AcceptThenHang)]);
+    let (code, first, _) = run(&world, &[]);
+    assert_eq!((code, count(&first, "uncertain")), (3, 1), "{first}");
+    world.insert(2, 3, None, None);
+    let out = world.retl(&["baseline", "orders"], "emulator-secret");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{said}");
+    assert!(
+        said.contains("1 row(s) of `orders` are uncertain") && said.contains("retl runs settle"),
+        "{said}"
+    );
+    // Nothing was recorded: the next run sends the new rows.
+    let (_, next, _) = run(&world, &[]);
+    assert_eq!(count(&next, "sent"), 2, "{next}");
+}

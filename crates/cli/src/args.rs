@@ -243,6 +243,21 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Settle every row now in the activation's source as `baseline`,
+    /// sending nothing: the way out when a `first_run: skip_existing` came
+    /// too late (after a canary), or when a model is rebuilt on purpose.
+    /// Refused (exit 5) while rows are uncertain; recorded as a run of its own.
+    #[command(after_help = "Examples:\n  retl baseline orders --dry-run\n  retl baseline orders")]
+    Baseline {
+        /// The activation.
+        activation: String,
+        /// Say what it would record, recording nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the run summary (or, with --dry-run, the preview) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Carry an activation's history (ledger, key segments, cursor, run logs)
     /// over to a new name, after renaming its file or its `name:`: without
     /// it, the renamed activation has no history and its first run is

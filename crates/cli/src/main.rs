@@ -249,7 +249,45 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
                 json,
                 limit,
                 show,
-            } => commands::preview::preview(&ctx, &activation, limit, json, show).await,
+            } => {
+                let options = retl_engine::RunOptions {
+                    limit,
+                    ..retl_engine::RunOptions::default()
+                };
+                commands::preview::preview(&ctx, &activation, options, json, show).await
+            }
+            Command::Baseline {
+                activation,
+                dry_run,
+                json,
+            } => {
+                if dry_run {
+                    let options = retl_engine::RunOptions {
+                        baseline: true,
+                        ..retl_engine::RunOptions::default()
+                    };
+                    return commands::preview::preview(
+                        &ctx,
+                        &activation,
+                        options,
+                        json,
+                        args::Show::First(0),
+                    )
+                    .await;
+                }
+                let run = commands::run::RunArgs {
+                    json,
+                    quiet: QUIET.load(std::sync::atomic::Ordering::Relaxed),
+                    lease_seconds: 60,
+                    limit: None,
+                    allow: commands::run::Allow::default(),
+                    hold: None,
+                    key_flush_rows: None,
+                    key_push_rows: None,
+                    baseline: true,
+                };
+                commands::run::run(&ctx, &[activation], &run).await
+            }
             Command::Run {
                 activations,
                 all,
@@ -272,10 +310,14 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
                 if dry_run {
                     let mut worst = Exit::Ok;
                     for name in &names {
+                        let options = retl_engine::RunOptions {
+                            limit,
+                            ..retl_engine::RunOptions::default()
+                        };
                         let code = commands::preview::preview(
                             &ctx,
                             name,
-                            limit,
+                            options,
                             json,
                             args::Show::First(20),
                         )
@@ -297,6 +339,7 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
                         destination_moved,
                     },
                     hold: hold_at,
+                    baseline: false,
                     key_flush_rows,
                     key_push_rows,
                 };

@@ -74,6 +74,22 @@ pub fn fingerprint(text: &str) -> RowHash {
     truncate(h)
 }
 
+/// The key hash of a row whose key, as the run log prints it, is
+/// `row_key` (parts joined by `", "`): each part a canonical integer or
+/// text, as [`hash_keys`] encodes them. A part holding `", "`, or a value
+/// whose text is not its canonical form (a decimal read as `7000001.00`,
+/// a date), may hash otherwise than its row did.
+pub fn key_hash_of_text(row_key: &str) -> RowHash {
+    let mut h = Sha256::new();
+    for part in row_key.split(", ") {
+        match canonical_integer(part) {
+            Some(n) => integer(&mut h, n),
+            None => text(&mut h, TEXT, part.as_bytes()),
+        }
+    }
+    truncate(h)
+}
+
 /// When `stored` is the hash an earlier release gave the key whose logged
 /// text is `row_key` (parts joined by `", "`), and the canonical hash
 /// differs, returns the canonical hash.
@@ -295,6 +311,36 @@ fn encode_column(array: &dyn Array, hashers: &mut [Sha256], encoding: Encoding) 
         _ => return None,
     }
     Some(())
+}
+
+#[cfg(test)]
+mod text_tests {
+    use std::sync::Arc;
+
+    use arrow_array::{Int64Array, RecordBatch, StringArray};
+
+    use super::*;
+
+    #[test]
+    fn a_key_hashes_from_its_logged_text_as_from_its_row() {
+        let batch = RecordBatch::try_from_iter([
+            (
+                "id",
+                Arc::new(Int64Array::from(vec![42])) as arrow_array::ArrayRef,
+            ),
+            (
+                "sku",
+                Arc::new(StringArray::from(vec!["007"])) as arrow_array::ArrayRef,
+            ),
+        ])
+        .unwrap();
+        assert_eq!(hash_keys(&batch, &[0]).unwrap()[0], key_hash_of_text("42"));
+        assert_eq!(hash_keys(&batch, &[1]).unwrap()[0], key_hash_of_text("007"));
+        assert_eq!(
+            hash_keys(&batch, &[0, 1]).unwrap()[0],
+            key_hash_of_text("42, 007")
+        );
+    }
 }
 
 #[cfg(test)]

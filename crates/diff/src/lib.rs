@@ -29,6 +29,7 @@ pub use classify::{Class, Entry, Status, classify};
 pub use error::{Error, Result};
 pub use hash::{
     DECIMAL_TEXT, RowHash, canonical_from_legacy, combine, fingerprint, hash_keys, hash_rows,
+    key_hash_of_text,
 };
 pub use keyset::{KeySet, KeySetBuilder, Seen};
 

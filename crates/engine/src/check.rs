@@ -166,7 +166,10 @@ async fn foresee(
     )
     .await
     {
-        Ok(preview) => check.next_run_refused = preview.refused,
+        Ok(preview) => {
+            check.next_run_refused = preview.refused;
+            check.warnings.extend(preview.first_run_note);
+        }
         Err(e) => check.warnings.push(format!(
             "{PREVIEW_FAILED}: {}",
             retl_config::with_causes(&e)

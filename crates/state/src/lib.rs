@@ -72,7 +72,7 @@ use retl_config::redact_url;
 pub use runs::{Counts, Details, RowLog, RowOutcome, RunStatus, RunSummary};
 pub use search::{FoundRow, RunFilter, RunMatch};
 pub use segments::{Lookup, MAX_BLOCKS};
-pub use settle::Settlement;
+pub use settle::{BaselineKey, Settlement};
 pub use sources::Renamed;
 
 use db::Db;

@@ -97,3 +97,62 @@ impl State {
         .map_err(Error::db("read settlements"))
     }
 }
+
+/// A key settled as `baseline` (recorded, never sent), as `retl runs find`
+/// tells it: the activation, and its runs that recorded a baseline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BaselineKey {
+    /// The activation.
+    pub activation: String,
+    /// Its runs that recorded rows as baseline (a first run with
+    /// `first_run: skip_existing`, `retl baseline`), oldest first.
+    pub runs: Vec<String>,
+}
+
+impl State {
+    /// Where the key `row_key` (as the run log prints it) is settled without
+    /// a run-log row: as baseline (the ledger says so, or the key segments
+    /// hold it and no run logged it sent). Of `activation`, or of every
+    /// activation with runs.
+    pub async fn baseline_key(
+        &self,
+        row_key: &str,
+        activation: Option<&str>,
+    ) -> Result<Vec<BaselineKey>> {
+        let hash = retl_diff::key_hash_of_text(row_key);
+        let names = match activation {
+            Some(name) => vec![name.to_owned()],
+            None => self.activations_with_runs().await?,
+        };
+        let mut found = Vec::new();
+        for name in names {
+            let status: Option<String> = on!(self.db.executor(), |c| sqlx::query_scalar(
+                "SELECT status FROM ledger WHERE activation = $1 AND key_hash = $2"
+            )
+            .bind(&name)
+            .bind(hash.as_slice())
+            .fetch_optional(c)
+            .await)
+            .map_err(Error::db("look a key up in the ledger"))?;
+            let baseline = match status.as_deref() {
+                Some(status) => status == "baseline",
+                None => !self.segment_contents(&name, &[hash]).await?.is_empty(),
+            };
+            if baseline {
+                let runs = self
+                    .list_runs(Some(&name), 10_000)
+                    .await?
+                    .into_iter()
+                    .rev()
+                    .filter(|run| run.counts.baseline > 0)
+                    .map(|run| run.run_id)
+                    .collect();
+                found.push(BaselineKey {
+                    activation: name,
+                    runs,
+                });
+            }
+        }
+        Ok(found)
+    }
+}

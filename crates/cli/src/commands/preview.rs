@@ -8,7 +8,7 @@ use crate::{Ctx, Failure};
 pub(crate) async fn preview(
     ctx: &Ctx,
     name: &str,
-    limit: Option<u64>,
+    options: retl_engine::RunOptions,
     json: bool,
     show: Show,
 ) -> Result<Exit, Failure> {
@@ -20,10 +20,6 @@ pub(crate) async fn preview(
     let state = match ctx.state_if_present().await? {
         Some(state) => state,
         None => retl_state::State::open(&scratch.url).await?,
-    };
-    let options = retl_engine::RunOptions {
-        limit,
-        ..retl_engine::RunOptions::default()
     };
     let preview = retl_engine::preview(&state, activation, destination, &options).await;
     drop(state);

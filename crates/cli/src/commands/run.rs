@@ -46,6 +46,8 @@ pub(crate) struct RunArgs {
     pub hold: Option<retl_engine::Hold>,
     pub key_flush_rows: Option<usize>,
     pub key_push_rows: Option<usize>,
+    /// `retl baseline`: rows settled as baseline, none sent.
+    pub baseline: bool,
 }
 
 /// `retl run A [B …]` (or `--all`): the runs go at once, in this process, so
@@ -78,6 +80,7 @@ pub(crate) async fn run(ctx: &Ctx, names: &[String], args: &RunArgs) -> Result<E
             allow_surge: args.allow.surge,
             allow_shared_source: args.allow.shared_source,
             destination_moved: args.allow.destination_moved,
+            baseline: args.baseline,
             cancel: cancel.clone(),
             progress: Some(counts.clone()),
             key_flush_rows: args

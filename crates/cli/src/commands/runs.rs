@@ -167,6 +167,11 @@ async fn find(state: &State, query: Query, json: bool) -> Result<(), Failure> {
         (None, None) => unreachable!("clap requires one of them"),
     };
     let sent = rows.iter().find(|r| r.row.outcome == RowOutcome::Sent);
+    // A key no run logged may be settled all the same, as baseline.
+    let baseline = match (sent, &forgotten) {
+        (None, None) if !asked.contains('@') => state.baseline_key(&asked, activation).await?,
+        _ => Vec::new(),
+    };
     let mut settlements = Vec::new();
     let mut keys: Vec<&str> = rows.iter().map(|r| r.row.key.as_str()).collect();
     keys.dedup();
@@ -181,6 +186,7 @@ async fn find(state: &State, query: Query, json: bool) -> Result<(), Failure> {
             "sent_run_id": sent.map(|r| &r.run_id),
             "forgotten_at": forgotten,
             "settlements": settlements,
+            "baseline": baseline,
             "rows": rows,
         });
         println!("{value}");
@@ -189,6 +195,18 @@ async fn find(state: &State, query: Query, json: bool) -> Result<(), Failure> {
         output::print_human(&format!(
             "`{asked}` was forgotten on {} (retl forget): the runs' rows of this person were erased; the keys of those rows stay settled, and a later row for this address is suppressed: never invited again\n",
             at.get(..10).unwrap_or(at)
+        ));
+        if !rows.is_empty() {
+            output::print_human(&retl_state::text::found_rows(&rows));
+        }
+    } else if let Some(first) = baseline.first() {
+        let by = match first.runs.as_slice() {
+            [] => "a run whose log was pruned".to_owned(),
+            runs => format!("run {}", runs.join(", run ")),
+        };
+        output::print_human(&format!(
+            "`{asked}` is baseline, never sent: recorded as already there by {by} (activation {}: a first run with first_run: skip_existing, or retl baseline); its key stays settled\n",
+            first.activation
         ));
         if !rows.is_empty() {
             output::print_human(&retl_state::text::found_rows(&rows));

@@ -244,6 +244,8 @@ struct Decisions {
     contact_key: Option<retl_state::ContactKey>,
     /// A preview shows each request's body and where its values came from.
     shows: bool,
+    /// `retl baseline`: a row to send is settled as `baseline` instead.
+    baseline: bool,
 }
 
 /// A row of a batch, for applying its fate.
@@ -345,6 +347,7 @@ impl Classifier {
                 reshaped: taken.reshaped,
                 contact_key: taken.contact_key,
                 shows: !run.effects.is_live(),
+                baseline: run.options.baseline,
             },
         })
     }
@@ -603,6 +606,20 @@ impl Decisions {
                     hash: at.content,
                 };
                 settle(&at, &settled, reason, mapping, records);
+                return none;
+            }
+            Fate::Send { .. } if self.baseline => {
+                // `retl baseline`: recorded, never sent (its ledger entry
+                // says baseline; no run-log row, as a first run's baseline).
+                run.count(Event::Read(Read::Baseline));
+                records.outcomes.push(Recorded {
+                    key: at.key,
+                    content: at.content,
+                    status: Status::Baseline,
+                    row_key: row_key(),
+                    reference: reference(),
+                    reason: "baseline: recorded by `retl baseline`, never sent".to_owned(),
+                });
                 return none;
             }
             Fate::Send { previous } => previous,

@@ -158,12 +158,14 @@ impl Run<'_> {
         self.effects.refuse(verdict)?;
         let verdict = self.guard_destination(identity).await;
         self.effects.refuse(verdict)?;
+        // `retl baseline` sends nothing: no guard of what is sent applies.
+        let sends = !self.options.baseline;
         let verdict = self
-            .guard_first_run(first_run, taken.approval.is_some())
+            .guard_first_run(first_run && sends, taken.approval.is_some())
             .await;
         self.effects.refuse(verdict)?;
         let (budget, allowances) = self.budget().await?;
-        let surge = if first_run {
+        let surge = if first_run || !sends {
             None
         } else {
             Surge::of(self, taken).await?

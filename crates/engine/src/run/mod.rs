@@ -322,6 +322,16 @@ pub async fn preview(
     out.counts = counts;
     out.estimated_seconds = destination.estimate(out.counts.sent).as_secs();
     out.approval = state.waiting_approval(&activation.name).await?;
+    if activation.first_run == FirstRun::SkipExisting
+        && !options.baseline
+        && state.has_completed_run(&activation.name).await?
+    {
+        let name = &activation.name;
+        out.first_run_note = Some(format!(
+            "first_run: skip_existing no longer applies: a run of `{name}` has completed, so the next run sends every row not settled yet ({} now) instead of recording them; to record the rows there now as baseline, sending none: `retl baseline {name}`",
+            out.counts.sent
+        ));
+    }
     Ok(out)
 }
 
@@ -399,12 +409,19 @@ impl<'a> Run<'a> {
         let mut spec = activation.source_spec();
         self.check_clock(&spec).await?;
         let taken = self.take_over(only).await?;
+        if self.options.baseline {
+            let verdict = self.baseline_allowed().await;
+            self.effects.refuse(verdict)?;
+        }
         let first_run = !self.state.has_completed_run(name).await?;
         let identity = destination.identity(delivery)?;
         let cleared = self.clear(&taken, first_run, &identity).await?;
         // Until an activation's first run completes, `skip_existing` records
         // the rows already there instead of sending them.
-        let baseline = activation.first_run == FirstRun::SkipExisting && first_run;
+        // `retl baseline` on a first run takes the same way (the key
+        // segments); later, each row to send is settled as baseline instead.
+        let baseline =
+            (activation.first_run == FirstRun::SkipExisting || self.options.baseline) && first_run;
         let (track, since) = self.plan_cursor(first_run).await?;
         sinks.cursor = track;
         spec.since = since;
@@ -440,6 +457,23 @@ impl<'a> Run<'a> {
         batches.run(self, sinks).await?;
         sinks.push_keys(self).await?;
         sinks.write_records(self, true).await
+    }
+
+    /// `retl baseline` is refused while rows of the activation are uncertain
+    /// (those left in flight are uncertain by now): a person settles them
+    /// first, since settling them as baseline would hide them.
+    async fn baseline_allowed(&self) -> Result<()> {
+        let name = &self.activation.name;
+        let uncertain = self.state.attention(name).await?.uncertain;
+        if uncertain == 0 {
+            return Ok(());
+        }
+        Err(Error::Refused {
+            activation: name.clone(),
+            message: format!(
+                "refused; nothing recorded: {uncertain} row(s) of `{name}` are uncertain (they may have reached Trustpilot): settle them first with `retl runs settle RUN_ID --key K (--sent | --not-sent)` (`retl runs list --activation {name}` names the runs), then run `retl baseline {name}` again"
+            ),
+        })
     }
 
     /// Shares the counts so far with a progress display, if there is one.

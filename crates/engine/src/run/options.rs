@@ -107,6 +107,10 @@ pub struct Resend {
 
 /// Options of one run.
 #[derive(Debug, Clone)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "each is an independent flag of the command line (--allow-surge, --allow-shared-source, --destination-moved, retl baseline)"
+)]
 pub struct RunOptions {
     /// How long the activation's lease lasts without renewal; it is renewed
     /// every third of that while the run lives.
@@ -139,6 +143,9 @@ pub struct RunOptions {
     /// Trustpilot host renamed, say): its settled keys go on answering for
     /// the new one (`--destination-moved`).
     pub destination_moved: bool,
+    /// `retl baseline`: every row now in the source that is not settled is
+    /// settled as `baseline`, and nothing is sent.
+    pub baseline: bool,
     /// Where the run keeps its id and counts so far, for a progress display:
     /// updated after every batch is classified and every row is recorded.
     pub progress: Option<Arc<std::sync::Mutex<Progress>>>,
@@ -174,6 +181,7 @@ impl Default for RunOptions {
             allow_surge: false,
             allow_shared_source: false,
             destination_moved: false,
+            baseline: false,
             progress: None,
             run_id: None,
             key_flush_rows: 1_000_000,

@@ -35,6 +35,9 @@ pub struct Preview {
     /// The approval (`retl approve`) open for the next run, if one is: the
     /// run goes past the safety limits with it (and uses it up).
     pub approval: Option<retl_state::Approval>,
+    /// A `first_run:` setting that no longer applies (its first run
+    /// completed), and what happens instead.
+    pub first_run_note: Option<String>,
 }
 
 /// An open approval, as `retl check` and `retl preview` say it.
@@ -89,6 +92,7 @@ impl Preview {
             estimated_seconds: 0,
             refused: None,
             approval: None,
+            first_run_note: None,
         }
     }
 
