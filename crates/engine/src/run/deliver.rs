@@ -445,6 +445,12 @@ impl Outbox {
             }
             self.record_delivery(run, sinks, p, delivery, &mut fatal)
                 .await?;
+            // The counts so far, for `retl runs list` (at once before a hold).
+            let holding = run
+                .options
+                .hold
+                .is_some_and(|h| h.point == HoldPoint::Recorded);
+            run.effects.publish_if(&run.counts, holding).await?;
             run.hold(HoldPoint::Recorded).await;
         }
         let marked = self.net.marked().clone();

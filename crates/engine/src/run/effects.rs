@@ -141,12 +141,19 @@ impl<'a> Effects<'a> {
     /// second (each write is a durable commit; a fast scan of a large table
     /// would otherwise spend its time on them). A dry run has no record.
     pub(super) async fn publish(&mut self, counts: &Counts) -> Result<()> {
+        self.publish_if(counts, false).await
+    }
+
+    /// [`publish`](Self::publish), at once when `now` (a run about to wait
+    /// at a hold point shows its counts so far).
+    pub(super) async fn publish_if(&mut self, counts: &Counts, now: bool) -> Result<()> {
         let Effects::Live(live) = self else {
             return Ok(());
         };
-        if live
-            .published
-            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        if !now
+            && live
+                .published
+                .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
         {
             return Ok(());
         }

@@ -524,7 +524,18 @@ impl Batches {
                 tracing::warn!("interrupted: no more rows are read");
                 break;
             }
-            let batch = batch.map_err(|e| run.source_error(e))?;
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(e) => {
+                    // What was read before the failure goes out (unless the
+                    // surge guard is still counting): the run fails after.
+                    let error = run.source_error(e);
+                    if self.surge.is_none() {
+                        self.flush(run, sinks, std::mem::take(&mut held)).await?;
+                    }
+                    return Err(error);
+                }
+            };
             // Cells the source could not decode: their rows are rejected.
             let undecodable = undecodable(&self.source);
             if self.baseline {
