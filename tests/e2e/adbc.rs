@@ -28,6 +28,10 @@ fn an_activation_reads_through_an_adbc_driver() {
     assert_eq!(out.status.code(), Some(0), "{check}");
     let activation = &check["activations"][0];
     assert_eq!(activation["first_run"]["rows"], 20, "{check}");
+    // TEXT columns read as text, as a run reads them (not Int64).
+    let columns = activation["source"]["columns"].as_array().unwrap();
+    let email = columns.iter().find(|c| c["name"] == "email").unwrap();
+    assert_eq!(email["reads_as"], "Utf8", "{check}");
     assert!(
         activation["source"]["connection"]
             .as_str()

@@ -452,12 +452,17 @@ fn shape(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     })
 }
 
-/// Blocking: connects and works out the schema of `select` without reading
-/// a row (`retl check`). Drivers that type columns by their values (SQLite)
-/// may describe an empty result otherwise than rows: a run plans from its
-/// own result's schema.
+/// Blocking: connects and works out the schema of `select` (`retl check`)
+/// without reading a row; but SQLite's driver types columns by their values
+/// (an empty result's columns all read as Int64), so it gets one row to type
+/// them by. A run plans from its own result's schema.
 fn describe(spec: &SourceSpec, adbc: &Adbc) -> Result<(SchemaRef, Vec<(String, String)>)> {
-    let sql = format!("SELECT * FROM ({}) AS retl_d WHERE 1 = 0", select(spec)?);
+    let by_values = adbc.driver.to_ascii_lowercase().contains("sqlite");
+    let sql = if by_values {
+        format!("SELECT * FROM ({}) AS retl_d LIMIT 1", select(spec)?)
+    } else {
+        format!("SELECT * FROM ({}) AS retl_d WHERE 1 = 0", select(spec)?)
+    };
     let running = query(adbc, &sql)?;
     plan(spec, &running.reader.schema())
 }
