@@ -204,7 +204,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_missing_column_lists_the_columns_that_exist() {
+    async fn a_missing_column_names_the_one_meant_and_lists_the_columns_that_exist() {
         let (_dir, url) = database("CREATE TABLE orders (id INTEGER, email TEXT);").await;
         let err = Source::open(&spec(
             &url,
@@ -216,7 +216,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "column `mail` does not exist in the source; available columns: id, email"
+            "column `mail` does not exist in the source; did you mean `email`? available columns: id, email"
         );
     }
 

@@ -474,7 +474,7 @@ mod mysql {
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "column `mail` does not exist in the source; available columns: order_id, email, at"
+            "column `mail` does not exist in the source; did you mean `email`? available columns: order_id, email, at"
         );
         let err = Source::inspect(&spec(&d.url, table, &["at"]), false)
             .await
