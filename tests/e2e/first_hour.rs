@@ -363,3 +363,50 @@ fn emulator_help_lists_only_the_options_that_apply_to_it() {
         assert!(!help.contains(global), "`{global}` in: {help}");
     }
 }
+
+#[test]
+fn completions_are_scripts_the_shells_accept_naming_every_command() {
+    let help = retl().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let commands: Vec<&str> = help
+        .split("Commands:")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .take_while(|line| !line.trim().is_empty())
+        .filter(|line| line.starts_with("  ") && !line.starts_with("   "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .collect();
+    assert!(commands.len() > 10, "{help}");
+    let bash = retl().args(["completions", "bash"]).output().unwrap();
+    assert!(bash.status.success());
+    let script = String::from_utf8_lossy(&bash.stdout);
+    for command in &commands {
+        assert!(
+            script.contains(&format!("retl__subcmd__{command}")),
+            "`{command}` in the bash script"
+        );
+    }
+    let mut check = Command::new("bash")
+        .arg("-n")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut check.stdin.take().unwrap(), &bash.stdout).unwrap();
+    assert!(check.wait().unwrap().success(), "bash -n accepts it");
+    for shell in ["zsh", "fish", "powershell"] {
+        let out = retl().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success() && !out.stdout.is_empty(), "{shell}");
+    }
+    let man = retl().arg("man").output().unwrap();
+    let page = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        man.status.success() && page.contains(".TH retl 1"),
+        "{page}"
+    );
+    for command in &commands {
+        assert!(page.contains(command), "`{command}` in the manual page");
+    }
+}

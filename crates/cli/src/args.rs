@@ -292,6 +292,17 @@ pub(crate) enum Command {
         #[arg(value_parser = schema_kind())]
         kind: Option<retl_engine::config::schema::SchemaKind>,
     },
+    /// Print a completion script for a shell.
+    #[command(
+        after_help = "Examples:\n  retl completions bash > /etc/bash_completion.d/retl\n  retl completions zsh > \"${fpath[1]}/_retl\"\n  retl completions fish > ~/.config/fish/completions/retl.fish"
+    )]
+    Completions {
+        /// bash, zsh, fish, powershell or elvish.
+        shell: clap_complete::Shell,
+    },
+    /// Print retl's manual page (roff).
+    #[command(after_help = "Example:\n  retl man > /usr/local/share/man/man1/retl.1")]
+    Man,
     /// List a business unit's invitation templates (to pick template ids).
     #[command(
         after_help = "Example:\n  retl templates trustpilot --business-unit 5f0c0e1e2d3c4b5a6f7e8d9c"

@@ -218,7 +218,10 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
     let environment = match cli.command {
         #[cfg(feature = "emulator")]
         Command::Emulator(_) | Command::Demo { .. } => Environment::process(),
-        Command::Init { .. } | Command::Schema { .. } => Environment::process(),
+        Command::Init { .. }
+        | Command::Schema { .. }
+        | Command::Completions { .. }
+        | Command::Man => Environment::process(),
         _ => Environment::load(
             &cli.config_dir,
             cli.env_file.as_deref(),
@@ -395,6 +398,22 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
             }
             Command::Check { activations, json } => {
                 commands::check::check(&ctx, &activations, json).await
+            }
+            Command::Completions { shell } => {
+                use clap::CommandFactory as _;
+                let mut command = Cli::command();
+                clap_complete::generate(shell, &mut command, "retl", &mut std::io::stdout());
+                Ok(Exit::Ok)
+            }
+            Command::Man => {
+                use clap::CommandFactory as _;
+                match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                    // A reader that stops early (`| head`) is not an error.
+                    Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                        Err(anyhow::Error::from(e).into())
+                    }
+                    _ => Ok(Exit::Ok),
+                }
             }
             Command::Templates {
                 destination,
