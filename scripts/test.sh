@@ -69,6 +69,58 @@ if [ -n "$RETL_TEST_ADBC_SNOWFLAKE_DRIVER" ]; then export RETL_TEST_ADBC_SNOWFLA
 if [ -z "$RETL_TEST_ADBC_SQLITE_DRIVER" ]; then unset RETL_TEST_ADBC_SQLITE_DRIVER; fi
 if [ -z "$RETL_TEST_ADBC_POSTGRESQL_DRIVER" ]; then unset RETL_TEST_ADBC_POSTGRESQL_DRIVER; fi
 
+# The deployment files are checked by the tools that read them: promtool
+# (Debian's prometheus package) and systemd-analyze.
+if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  echo "== installing prometheus (promtool, for deploy/prometheus)"
+  sudo=()
+  if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then
+    sudo=(sudo)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get install -y --no-install-recommends prometheus >/dev/null 2>&1 ||
+    { "${sudo[@]}" apt-get update >/dev/null 2>&1 &&
+      "${sudo[@]}" apt-get install -y --no-install-recommends prometheus >/dev/null 2>&1; } ||
+    echo "warning: could not install prometheus; the rules check fails under CI=true" >&2
+fi
+if ! command -v systemd-analyze >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  echo "== installing systemd (systemd-analyze, for deploy/retl.service)"
+  sudo=()
+  if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then
+    sudo=(sudo)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get install -y --no-install-recommends systemd >/dev/null 2>&1 ||
+    { "${sudo[@]}" apt-get update >/dev/null 2>&1 &&
+      "${sudo[@]}" apt-get install -y --no-install-recommends systemd >/dev/null 2>&1; } ||
+    echo "warning: could not install systemd; the unit check fails under CI=true" >&2
+fi
+echo "== deploy/: promtool check rules, promtool test rules, systemd-analyze verify"
+for tool in promtool systemd-analyze; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    if [ "${CI:-}" = "true" ]; then
+      echo "error: $tool is missing: the deployment files cannot be checked" >&2
+      exit 1
+    fi
+    echo "warning: $tool is missing: skipping its check (it fails under CI=true)" >&2
+  fi
+done
+if command -v promtool >/dev/null 2>&1; then
+  (cd deploy/prometheus && promtool check rules retl-rules.yml >/dev/null && promtool test rules retl-rules.test.yml >/dev/null)
+fi
+if command -v systemd-analyze >/dev/null 2>&1; then
+  cargo build "${locked[@]}" --quiet --bin retl
+  unit_dir="$(mktemp -d)"
+  sed "s#/usr/local/bin/retl#$PWD/target/debug/retl#" deploy/retl.service >"$unit_dir/retl.service"
+  said="$(systemd-analyze verify "$unit_dir/retl.service" 2>&1)" || { echo "$said" >&2; exit 1; }
+  if [ -n "$said" ]; then
+    echo "systemd-analyze verify deploy/retl.service warns:" >&2
+    echo "$said" >&2
+    exit 1
+  fi
+  rm -rf "$unit_dir"
+fi
+
 echo "== docs: every backticked path and Rust name exists"
 python3 scripts/check_docs.py
 echo "== no import cycle between files"

@@ -873,3 +873,69 @@ fn files_changed_without_sighup_are_said_on_the_page_in_the_log_and_the_metrics(
         "{metrics}"
     );
 }
+
+/// The metric families `/metrics` declares (`# TYPE name kind`), with the
+/// names their samples take (`_total`, `_bucket`, `_sum`, `_count`).
+fn exposed(metrics: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for line in metrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let name = rest.split_whitespace().next().unwrap_or_default();
+            for suffix in ["", "_total", "_bucket", "_sum", "_count", "_created"] {
+                names.insert(format!("{name}{suffix}"));
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn the_grafana_dashboard_and_the_alerting_rules_name_only_metrics_the_daemon_exposes() {
+    let world = World::new();
+    world.insert(1, 2, None, None);
+    world.edit_activation(|yaml| format!("{yaml}schedule:\n  every: 1h\n"));
+    let daemon = start(&world, &[]);
+    until("the first run", || {
+        get(&daemon.address, "/metrics")
+            .1
+            .contains("retl_runs_total{")
+    });
+    let exposed = exposed(&get(&daemon.address, "/metrics").1);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("deploy/grafana/retl-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let mut queries: Vec<String> = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            queries.push(target["expr"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(queries.len() >= 10, "{queries:?}");
+    let rules = std::fs::read_to_string(root.join("deploy/prometheus/retl-rules.yml")).unwrap();
+    queries.extend(
+        rules
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("expr: "))
+            .map(str::to_owned),
+    );
+    for query in &queries {
+        let mut named = 0;
+        for (at, _) in query.match_indices("retl_") {
+            let name: String = query[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                exposed.contains(&name),
+                "`{name}` of `{query}` is not in /metrics: {exposed:?}"
+            );
+            named += 1;
+        }
+        assert!(
+            named > 0 || query.starts_with("up{"),
+            "`{query}` names no retl metric"
+        );
+    }
+}

@@ -35,11 +35,8 @@ pub(crate) struct Metrics {
     latency: Histogram,
     next_run: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     last_success: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
-    reload_failed: Gauge,
-    blocked: Family<Labels, Gauge>,
-    allowance_left: Family<Labels, Gauge>,
-    approval_open: Family<Labels, Gauge>,
-    rows_failing: Family<Labels, Gauge>,
+    /// What stands now, per activation: set, not counted.
+    gauges: Gauges,
     alerts: Family<Labels, Counter>,
     /// Each scheduled activation's next run and schedule, for the page.
     plan: std::sync::Mutex<std::collections::BTreeMap<String, Planned>>,
@@ -50,12 +47,74 @@ pub(crate) struct Metrics {
     reload_problems: std::sync::Mutex<Vec<String>>,
     /// The configuration files as loaded, against those on disk.
     pub(crate) drift: super::drift::Drift,
+}
+
+/// The metrics that say what stands now (set, not counted).
+struct Gauges {
+    reload_failed: Gauge,
     changed_on_disk: Gauge,
+    blocked: Family<Labels, Gauge>,
+    allowance_left: Family<Labels, Gauge>,
+    allowance_limit: Family<Labels, Gauge>,
+    approval_open: Family<Labels, Gauge>,
+    rows_failing: Family<Labels, Gauge>,
+}
+
+impl Gauges {
+    /// The gauges, registered in `registry`.
+    fn new(registry: &mut Registry) -> Gauges {
+        let gauges = Gauges {
+            reload_failed: Gauge::default(),
+            changed_on_disk: Gauge::default(),
+            blocked: Family::default(),
+            allowance_left: Family::default(),
+            allowance_limit: Family::default(),
+            approval_open: Family::default(),
+            rows_failing: Family::default(),
+        };
+        registry.register(
+            "config_reload_failed",
+            "1 when the configuration as last (re)loaded had problems (those files keep their previous version), else 0",
+            gauges.reload_failed.clone(),
+        );
+        registry.register(
+            "config_changed_on_disk",
+            "1 while the configuration files on disk differ from those the daemon loaded (it runs the loaded ones until SIGHUP), else 0",
+            gauges.changed_on_disk.clone(),
+        );
+        registry.register(
+            "activation_blocked",
+            "1 while an activation's last run was refused by a safety limit, else 0",
+            gauges.blocked.clone(),
+        );
+        registry.register(
+            "allowance_left",
+            "What is left this month (UTC) of each limits.max_per_month an activation sends under (of: activation or destination)",
+            gauges.allowance_left.clone(),
+        );
+        registry.register(
+            "allowance_limit",
+            "Each limits.max_per_month an activation sends under (of: activation or destination)",
+            gauges.allowance_limit.clone(),
+        );
+        registry.register(
+            "approval_open",
+            "1 while an approval (retl approve) is open for an activation's next run, which then goes past its safety limits once (kind: answer or ahead), else 0",
+            gauges.approval_open.clone(),
+        );
+        registry.register(
+            "rows_failing",
+            "Rows of an activation whose last request failed transiently and that are not given up yet (retried by each run)",
+            gauges.rows_failing.clone(),
+        );
+        gauges
+    }
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("retl");
+        let gauges = Gauges::new(&mut registry);
         let runs = Family::<Labels, Counter>::default();
         let rows = Family::<Labels, Counter>::default();
         let requests = Family::<Labels, Counter>::default();
@@ -63,47 +122,11 @@ impl Default for Metrics {
         let latency = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let next_run = Family::default();
         let last_success = Family::default();
-        let reload_failed = Gauge::default();
-        let changed_on_disk = Gauge::default();
-        registry.register(
-            "config_changed_on_disk",
-            "1 while the configuration files on disk differ from those the daemon loaded (it runs the loaded ones until SIGHUP), else 0",
-            changed_on_disk.clone(),
-        );
-        let blocked = Family::<Labels, Gauge>::default();
-        let allowance_left = Family::<Labels, Gauge>::default();
-        let approval_open = Family::<Labels, Gauge>::default();
-        let rows_failing = Family::<Labels, Gauge>::default();
-        registry.register(
-            "rows_failing",
-            "Rows of an activation whose last request failed transiently and that are not given up yet (retried by each run)",
-            rows_failing.clone(),
-        );
         let alerts = Family::<Labels, Counter>::default();
-        registry.register(
-            "approval_open",
-            "1 while an approval (retl approve) is open for an activation's next run, which then goes past its safety limits once (kind: answer or ahead), else 0",
-            approval_open.clone(),
-        );
         registry.register(
             "alerts",
             "Alerts by channel and result (sent, failed after its tries)",
             alerts.clone(),
-        );
-        registry.register(
-            "allowance_left",
-            "What is left this month (UTC) of each limits.max_per_month an activation sends under (of: activation or destination)",
-            allowance_left.clone(),
-        );
-        registry.register(
-            "activation_blocked",
-            "1 while an activation's last run was refused by a safety limit, else 0",
-            blocked.clone(),
-        );
-        registry.register(
-            "config_reload_failed",
-            "1 when the configuration as last (re)loaded had problems (those files keep their previous version), else 0",
-            reload_failed.clone(),
         );
         registry.register("runs", "Runs by activation and status", runs.clone());
         registry.register("rows", "Rows by activation and outcome", rows.clone());
@@ -141,17 +164,12 @@ impl Default for Metrics {
             latency,
             next_run,
             last_success,
-            reload_failed,
-            blocked,
-            allowance_left,
-            approval_open,
-            rows_failing,
+            gauges,
             alerts,
             allowances: std::sync::Mutex::default(),
             plan: std::sync::Mutex::default(),
             reload_problems: std::sync::Mutex::default(),
             drift: super::drift::Drift::default(),
-            changed_on_disk,
         }
     }
 }
@@ -171,7 +189,9 @@ fn unix(at: DateTime<Utc>) -> f64 {
 impl Metrics {
     /// The configuration was (re)loaded with these problems (none: clean).
     pub(crate) fn reloaded(&self, problems: Vec<String>) {
-        self.reload_failed.set(i64::from(!problems.is_empty()));
+        self.gauges
+            .reload_failed
+            .set(i64::from(!problems.is_empty()));
         *self
             .reload_problems
             .lock()
@@ -182,9 +202,15 @@ impl Metrics {
     /// daemon's start) left them.
     pub(crate) fn allowances(&self, activation: &str, allowances: Vec<retl_engine::Allowance>) {
         for a in &allowances {
-            self.allowance_left
-                .get_or_create(&label(&[("activation", activation), ("of", &a.of)]))
+            let labels = label(&[("activation", activation), ("of", &a.of)]);
+            self.gauges
+                .allowance_left
+                .get_or_create(&labels)
                 .set(i64::try_from(a.left()).unwrap_or(i64::MAX));
+            self.gauges
+                .allowance_limit
+                .get_or_create(&labels)
+                .set(i64::try_from(a.limit).unwrap_or(i64::MAX));
         }
         self.allowances
             .lock()
@@ -196,20 +222,23 @@ impl Metrics {
     /// the message saying so, if they do.
     pub(crate) fn config_drift(&self) -> Option<String> {
         let changed = self.drift.changed();
-        self.changed_on_disk.set(i64::from(changed.is_some()));
+        self.gauges
+            .changed_on_disk
+            .set(i64::from(changed.is_some()));
         changed
     }
 
     /// The approvals open now: 1 for each, 0 for those no longer open.
     pub(crate) fn approvals(&self, open: &[retl_state::Approval]) {
-        self.approval_open.clear();
+        self.gauges.approval_open.clear();
         for approval in open {
             let kind = if approval.refused_run.is_some() {
                 "answer"
             } else {
                 "ahead"
             };
-            self.approval_open
+            self.gauges
+                .approval_open
                 .get_or_create(&label(&[
                     ("activation", &approval.activation),
                     ("kind", kind),
@@ -220,7 +249,8 @@ impl Metrics {
 
     /// The rows failing now, per activation.
     pub(crate) fn rows_failing(&self, activation: &str, rows: u64) {
-        self.rows_failing
+        self.gauges
+            .rows_failing
             .get_or_create(&label(&[("activation", activation)]))
             .set(i64::try_from(rows).unwrap_or(i64::MAX));
     }
@@ -292,7 +322,8 @@ impl Metrics {
     /// A finished run: its status, its rows by outcome, and its end if it completed.
     pub(crate) fn run(&self, activation: &str, summary: &RunSummary) {
         self.run_status(activation, summary.status);
-        self.blocked
+        self.gauges
+            .blocked
             .get_or_create(&label(&[("activation", activation)]))
             .set(i64::from(summary.status == RunStatus::Refused));
         let c = &summary.counts;
