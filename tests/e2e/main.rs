@@ -5,6 +5,7 @@ mod adbc;
 mod alerts;
 mod audit;
 mod cursor;
+mod dbt;
 mod dedupe;
 mod destination;
 mod feedback;

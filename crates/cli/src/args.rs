@@ -292,6 +292,11 @@ pub(crate) enum Command {
         #[arg(value_parser = schema_kind())]
         kind: Option<retl_engine::config::schema::SchemaKind>,
     },
+    /// dbt: the activations that read dbt models (`source.dbt`), for dbt.
+    Dbt {
+        #[command(subcommand)]
+        command: DbtCommand,
+    },
     /// Print a completion script for a shell.
     #[command(
         after_help = "Examples:\n  retl completions bash > /etc/bash_completion.d/retl\n  retl completions zsh > \"${fpath[1]}/_retl\"\n  retl completions fish > ~/.config/fish/completions/retl.fish"
@@ -568,4 +573,19 @@ pub(crate) struct Settle {
 pub(crate) struct EmulatorCommand {
     #[command(flatten)]
     pub(crate) args: retl_trustpilot_emulator::command::EmulatorArgs,
+}
+
+/// `retl dbt …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum DbtCommand {
+    /// Write dbt `exposures:` naming each activation that reads a dbt model,
+    /// its `owner:` and the model, so that dbt's lineage shows them.
+    #[command(
+        after_help = "Example:\n  retl dbt exposures --out ../analytics/models/retl_exposures.yml"
+    )]
+    Exposures {
+        /// Write to FILE instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }

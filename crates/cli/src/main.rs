@@ -399,6 +399,17 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
             Command::Check { activations, json } => {
                 commands::check::check(&ctx, &activations, json).await
             }
+            Command::Dbt {
+                command: args::DbtCommand::Exposures { out },
+            } => {
+                let text = retl_engine::dbt::exposures(&ctx.project()?);
+                match out {
+                    Some(file) => std::fs::write(&file, text)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?,
+                    None => print!("{text}"),
+                }
+                Ok(Exit::Ok)
+            }
             Command::Completions { shell } => {
                 use clap::CommandFactory as _;
                 let mut command = Cli::command();

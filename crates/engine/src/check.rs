@@ -177,6 +177,29 @@ async fn foresee(
     }
 }
 
+/// A dbt model whose SQL file changed after dbt's manifest was written.
+fn stale_manifest(activation: &Activation) -> Option<String> {
+    let model = activation.dbt.as_ref().filter(|m| m.manifest_is_stale())?;
+    Some(format!(
+        "dbt's manifest {} is older than {}: the model changed since dbt last parsed the project; run `dbt parse` (or `dbt run -s {}`)",
+        model.manifest.display(),
+        model
+            .sql_file
+            .as_deref()
+            .unwrap_or(std::path::Path::new("?"))
+            .display(),
+        model.name
+    ))
+}
+
+/// What a source problem of a dbt model adds: it may not be built.
+fn not_built(model: &retl_source::DbtModel) -> String {
+    format!(
+        " (dbt model `{}`, relation {}: is it built? `dbt run -s {}`)",
+        model.name, model.relation, model.name
+    )
+}
+
 /// How the warning of a preview that failed begins.
 pub(crate) const PREVIEW_FAILED: &str = "the next run could not be previewed";
 
@@ -249,14 +272,17 @@ async fn check_unmasked(
             false
         }
     };
+    check.warnings.extend(stale_manifest(activation));
     let inspection = match Source::inspect(&activation.source_spec(), pending).await {
         Ok(inspection) => inspection,
         Err(error) => {
+            // A dbt model that is in the manifest but not in the warehouse.
+            let built = activation.dbt.as_ref().map_or_else(String::new, not_built);
             check.problems.extend(
                 error
                     .problems()
                     .into_iter()
-                    .map(|p| format!("source of activation `{name}`: {p}")),
+                    .map(|p| format!("source of activation `{name}`: {p}{built}")),
             );
             return check;
         }

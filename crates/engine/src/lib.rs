@@ -67,6 +67,7 @@
 pub mod approvals;
 mod check;
 pub mod config;
+pub mod dbt;
 mod destinations;
 mod error;
 mod project_check;

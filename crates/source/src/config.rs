@@ -34,6 +34,9 @@ pub struct SourceConfig {
     pub diff_schema: String,
     /// Read through an ADBC driver (`adbc:`); `connection` is then `adbc:DRIVER`.
     pub adbc: Option<crate::Adbc>,
+    /// `dbt:`: the model is a dbt model, found by name in dbt's manifest
+    /// (the engine resolves it into `model` when it reads the activation).
+    pub dbt: Option<crate::Dbt>,
     /// What its messages must never show: the connection's password, the
     /// values of options and query parameters whose names look secret, the
     /// password of an ADBC `uri` (read from its text, even when it does not
@@ -55,6 +58,7 @@ impl fmt::Debug for SourceConfig {
             .field("diff", &self.diff)
             .field("diff_schema", &self.diff_schema)
             .field("adbc", &self.adbc)
+            .field("dbt", &self.dbt)
             .field("secrets", &self.secrets)
             .finish()
     }
@@ -101,6 +105,15 @@ retl_config::block! {
 }
 
 retl_config::block! {
+    /// `source.dbt:`.
+    static DBT = "read a dbt model by name: its relation comes from dbt's manifest.json", required ["model"] {
+        "model" => string("the model's name, as in ref('orders')"),
+        "project_dir" => string("the dbt project's directory (its target/manifest.json is read), relative to the project"),
+        "manifest" => string("dbt's manifest.json, in place of project_dir (e.g. a --target-path of dbt parse)"),
+    }
+}
+
+retl_config::block! {
     /// An activation's `source:`.
     static SOURCE = "where and what to read", required ["connection"] {
         "connection" => string(
@@ -131,13 +144,14 @@ retl_config::block! {
             "with diff: warehouse, the schema retl's key table is kept in (default retl; a database on MySQL; on SQLite, which has no schemas, the table's name prefix): letters, digits and _",
         ),
         "adbc" => ADBC.schema(),
+        "dbt" => DBT.schema(),
     }
 }
 
 /// The JSON Schema of an activation's `source:` block, from the keys its reader accepts.
 pub fn source_schema() -> Value {
     let mut schema = SOURCE.schema();
-    schema["oneOf"] = serde_json::json!([{"required": ["table"]}, {"required": ["query"]}]);
+    schema["oneOf"] = serde_json::json!([{"required": ["table"]}, {"required": ["query"]}, {"required": ["dbt"]}]);
     // `connection`, or `adbc` in its place.
     schema["required"] = serde_json::json!([]);
     schema["allOf"] =
@@ -169,22 +183,11 @@ pub fn read_source(r: &mut Reader<'_>, node: &Node<'_>) -> Option<SourceConfig> 
         },
         (adbc, _) => adbc,
     };
-    let model = match (map.get("table"), map.get("query")) {
-        (Some(table), None) => r.string(table, "source.table").map(Model::Table),
-        (None, Some(query)) => r.string(query, "source.query").map(Model::Query),
-        (Some(_), Some(query)) => {
-            r.problem(
-                query,
-                "source.query",
-                "give either `table` or `query`, not both",
-            );
-            None
-        }
-        (None, None) => {
-            r.problem(map.node, "source", "missing field `table` or `query`");
-            None
-        }
+    let dbt = match map.get("dbt") {
+        Some(node) => Some(read_dbt(r, node)?),
+        None => None,
     };
+    let model = read_model(r, &map, dbt.as_ref());
     let primary_key = match map.get("primary_key") {
         Some(node) => {
             let key = r.strings(node, "source.primary_key");
@@ -246,7 +249,66 @@ pub fn read_source(r: &mut Reader<'_>, node: &Node<'_>) -> Option<SourceConfig> 
         diff,
         diff_schema: diff_schema?,
         adbc,
+        dbt,
         secrets,
+    })
+}
+
+/// `table`, `query`, or (with `dbt`) a model the engine resolves from dbt's
+/// manifest: one of them.
+fn read_model(
+    r: &mut Reader<'_>,
+    map: &retl_config::Map<'_, '_>,
+    dbt: Option<&crate::Dbt>,
+) -> Option<Model> {
+    match (map.get("table"), map.get("query"), dbt) {
+        (Some(table), None, None) => r.string(table, "source.table").map(Model::Table),
+        (None, Some(query), None) => r.string(query, "source.query").map(Model::Query),
+        // Resolved from dbt's manifest once the project's directory is known.
+        (None, None, Some(_)) => Some(Model::Query(String::new())),
+        (None, None, None) => {
+            r.problem(
+                map.node,
+                "source",
+                "missing field `table`, `query` or `dbt`",
+            );
+            None
+        }
+        (table, query, _) => {
+            let node = query.or(table).unwrap_or(map.node);
+            r.problem(
+                node,
+                "source",
+                "give one of `table`, `query` or `dbt`, not more",
+            );
+            None
+        }
+    }
+}
+
+fn read_dbt(r: &mut Reader<'_>, node: &Node<'_>) -> Option<crate::Dbt> {
+    let m = r.block(node, "source.dbt", &DBT)?;
+    let model = r
+        .required(&m, "source.dbt", "model", "the model's name")
+        .and_then(|n| r.string(n, "source.dbt.model"));
+    let path = |r: &mut Reader<'_>, key: &str| {
+        m.get(key)
+            .and_then(|n| r.string(n, &join("source.dbt", key)))
+            .map(std::path::PathBuf::from)
+    };
+    let (project_dir, manifest) = (path(r, "project_dir"), path(r, "manifest"));
+    if project_dir.is_none() && manifest.is_none() {
+        r.problem(
+            m.node,
+            "source.dbt",
+            "give `project_dir` (the dbt project, whose target/manifest.json is read) or `manifest`",
+        );
+        return None;
+    }
+    Some(crate::Dbt {
+        model: model?,
+        manifest,
+        project_dir,
     })
 }
 

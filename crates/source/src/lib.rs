@@ -40,6 +40,7 @@ mod adbc;
 mod columns;
 mod config;
 mod cursor;
+mod dbt;
 mod error;
 mod keytable;
 mod mysql;
@@ -178,6 +179,7 @@ impl std::fmt::Debug for SourceSpec {
     }
 }
 
+pub use dbt::{Dbt, DbtModel};
 pub use retl_config::redact_url;
 
 /// The database behind a connection URL.

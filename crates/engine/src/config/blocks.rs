@@ -12,6 +12,7 @@ retl_config::block! {
     pub(super) static ACTIVATION = "an activation: one source, one destination, one mapping", required ["source", "destination", "mapping"] {
         "name" => string("the activation's name (default: the file stem)"),
         "description" => string("what it is for"),
+        "owner" => string("who owns it: a name or an email (dbt's exposures name it)"),
         "source" => retl_source::source_schema(),
         "destination" => string("the destination's name"),
         "target" => json!({"description": "the destination's settings for this activation, by its type"}),

@@ -81,6 +81,10 @@ pub struct Activation {
     /// Where the file names each column it reads: `(column, "file:line:col
     /// (field)")`, for a column the source lacks.
     pub column_sites: Vec<(String, String)>,
+    /// `source.dbt`: the dbt model it reads, as found in dbt's manifest.
+    pub dbt: Option<retl_source::DbtModel>,
+    /// `owner:`: who owns it (a name, or an email), for dbt's exposures.
+    pub owner: Option<String>,
     /// Where and what to read.
     pub source: SourceConfig,
     /// The columns that identify a row.
@@ -155,6 +159,8 @@ impl fmt::Debug for Activation {
         f.debug_struct("Activation")
             .field("name", &self.name)
             .field("column_sites", &self.column_sites)
+            .field("dbt", &self.dbt)
+            .field("owner", &self.owner)
             .field("file", &self.file)
             .field("source", &self.source)
             .field("primary_key", &self.primary_key)
@@ -457,12 +463,44 @@ fn read_destination(
 /// parent).
 fn resolve_driver(source: Option<&mut SourceConfig>, file: &Path) {
     if let Some(adbc) = source.and_then(|s| s.adbc.as_mut()) {
-        let project = file
-            .parent()
-            .and_then(Path::parent)
-            .and_then(Path::parent)
-            .unwrap_or_else(|| Path::new("."));
-        adbc.resolve_driver(project);
+        adbc.resolve_driver(project_of(file));
+    }
+}
+
+/// The project an activation file belongs to: the directory holding the
+/// configuration directory (`file`'s grandparent's parent).
+fn project_of(file: &Path) -> &Path {
+    file.parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .unwrap_or_else(|| Path::new("."))
+}
+
+/// `source.dbt`: the model found in dbt's manifest (paths taken from the
+/// project) becomes the source's model, and dbt's key its default primary
+/// key; a model that cannot be found is a problem at `source.dbt.model`.
+fn resolve_dbt(
+    r: &mut Reader<'_>,
+    doc: &Node<'_>,
+    source: Option<&mut SourceConfig>,
+    file: &Path,
+) -> Option<retl_source::DbtModel> {
+    let source = source?;
+    let dbt = source.dbt.as_mut()?;
+    dbt.resolve_paths(project_of(file));
+    match dbt.find() {
+        Ok(model) => {
+            source.model = retl_source::Model::Query(model.query());
+            if source.primary_key.is_none() {
+                source.primary_key.clone_from(&model.key);
+            }
+            Some(model)
+        }
+        Err(message) => {
+            let node = retl_config::child(doc, &["source", "dbt", "model"]).unwrap_or(doc);
+            r.problem(node, "source.dbt.model", message);
+            None
+        }
     }
 }
 
@@ -514,6 +552,8 @@ fn read_activation(
         .required(&map, "", "source", "connection, table or query")
         .and_then(|node| retl_source::read_source(r, node));
     resolve_driver(source.as_mut(), file);
+    let dbt = resolve_dbt(r, map.node, source.as_mut(), file);
+    let owner = map.get("owner").and_then(|node| r.string(node, "owner"));
     let destination_node = r.required(&map, "", "destination", "");
     let destination_name = destination_node.and_then(|node| r.string(node, "destination"));
     let destination = find_destination(
@@ -572,6 +612,8 @@ fn read_activation(
     Some(Activation {
         name,
         column_sites: column_sites(r, map.node),
+        dbt,
+        owner,
         file: file.to_owned(),
         secrets,
         source,

@@ -162,7 +162,27 @@ fn every_yaml_example_of_the_readme_loads_without_a_problem() {
             SchemaKind::Alerts => write("alerts.yaml", text),
             SchemaKind::Activation => {
                 write("destinations/trustpilot.yaml", &destination.1);
-                write("activations/example.yaml", text);
+                // A dbt model is found in dbt's manifest: a small one here.
+                let text =
+                    match parse(text)["source"]["dbt"]["model"].as_str() {
+                        Some(model) => {
+                            let manifest = dir.path().join("manifest.json");
+                            std::fs::write(&manifest, serde_json::json!({
+                            "metadata": {"project_name": "shop"},
+                            "nodes": {format!("model.shop.{model}"): {
+                                "resource_type": "model", "name": model, "package_name": "shop",
+                                "relation_name": format!("\"analytics\".\"{model}\""),
+                                "config": {"materialized": "table"},
+                            }},
+                        }).to_string()).unwrap();
+                            let mut doc = parse(text);
+                            doc["source"]["dbt"] =
+                                serde_json::json!({"model": model, "manifest": manifest});
+                            serde_json::to_string(&doc).unwrap()
+                        }
+                        None => text.clone(),
+                    };
+                write("activations/example.yaml", &text);
             }
         }
         let project = Project::load_with_env(dir.path(), &env, &registry()).unwrap();
