@@ -154,6 +154,29 @@ fn an_activation_reads_a_dbt_model_by_name() {
     let (code, check, _) = json(&world, &["check", "--json"]);
     assert_eq!(code, 0, "{check}");
 
+    // In the manifest, but not in the warehouse: not built.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    super::pg_exec(
+        &runtime,
+        &pg_url,
+        &format!("ALTER TABLE {schema}.orders RENAME TO orders_away"),
+    );
+    let said =
+        String::from_utf8_lossy(&world.retl(&["check"], "emulator-secret").stdout).into_owned();
+    assert!(said.contains("is it built? `dbt run -s orders`"), "{said}");
+    super::pg_exec(
+        &runtime,
+        &pg_url,
+        &format!("ALTER TABLE {schema}.orders_away RENAME TO orders"),
+    );
+
+    exposures_reach_dbt(&world, &binary, &dir);
+    super::pg_exec(&runtime, &pg_url, &format!("DROP SCHEMA {schema} CASCADE"));
+}
+
+/// `retl dbt exposures` names the activation, its owner and its model, and
+/// dbt reads the file.
+fn exposures_reach_dbt(world: &World, binary: &str, dir: &Path) {
     // dbt's lineage: the activation as an exposure.
     let out = world.retl(&["dbt", "exposures"], "emulator-secret");
     let yaml = String::from_utf8_lossy(&out.stdout);
@@ -164,7 +187,7 @@ fn an_activation_reads_a_dbt_model_by_name() {
         "{yaml}"
     );
     std::fs::write(dir.join("models/retl_exposures.yml"), yaml.as_bytes()).unwrap();
-    dbt(&binary, &dir, &["parse"]);
+    dbt(binary, dir, &["parse"]);
     let manifest: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("target/manifest.json")).unwrap())
             .unwrap();
@@ -172,7 +195,4 @@ fn an_activation_reads_a_dbt_model_by_name() {
         manifest["exposures"]["exposure.shop.retl_orders"].is_object(),
         "dbt reads the exposure"
     );
-
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    super::pg_exec(&runtime, &pg_url, &format!("DROP SCHEMA {schema} CASCADE"));
 }

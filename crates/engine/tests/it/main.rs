@@ -72,20 +72,37 @@ fn kind_of(doc: &Value) -> SchemaKind {
     }
 }
 
-/// The fenced `yaml` blocks of the README, with the line each starts on.
-fn readme_examples() -> Vec<(usize, String)> {
-    let readme = std::fs::read_to_string(repository().join("README.md")).unwrap();
+/// The fenced `yaml` blocks of the README and of the guide's chapters
+/// (`docs/guide/*.md`), each with `file:line` where it starts.
+fn readme_examples() -> Vec<(String, String)> {
+    let guide = repository().join("docs/guide");
+    let mut files = vec![repository().join("README.md")];
+    let mut chapters: Vec<_> = std::fs::read_dir(&guide)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "md"))
+        .collect();
+    chapters.sort();
+    files.extend(chapters);
     let mut examples = Vec::new();
-    let mut current: Option<(usize, String)> = None;
-    for (i, line) in readme.lines().enumerate() {
-        match (&mut current, line.trim_end()) {
-            (None, "```yaml") => current = Some((i + 2, String::new())),
-            (Some(_), "```") => examples.extend(current.take()),
-            (Some((_, text)), _) => {
-                text.push_str(line);
-                text.push('\n');
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let name = file
+            .strip_prefix(repository())
+            .unwrap_or(&file)
+            .display()
+            .to_string();
+        let mut current: Option<(String, String)> = None;
+        for (i, line) in text.lines().enumerate() {
+            match (&mut current, line.trim_end()) {
+                (None, "```yaml") => current = Some((format!("{name}:{}", i + 2), String::new())),
+                (Some(_), "```") => examples.extend(current.take()),
+                (Some((_, text)), _) => {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+                (None, _) => {}
             }
-            (None, _) => {}
         }
     }
     examples
@@ -111,7 +128,7 @@ fn every_example_configuration_validates_against_the_schema() {
     );
     for (line, text) in &examples {
         let doc = parse(text);
-        validate(kind_of(&doc), &doc).unwrap_or_else(|e| panic!("README.md:{line}: {e}"));
+        validate(kind_of(&doc), &doc).unwrap_or_else(|e| panic!("{line}: {e}"));
     }
 }
 
@@ -152,7 +169,7 @@ fn every_yaml_example_of_the_readme_loads_without_a_problem() {
                         assert!(
                             e.0.iter()
                                 .all(|p| p.message.starts_with("environment variable `")),
-                            "README.md:{line}: {e}"
+                            "{line}: {e}"
                         );
                     }
                 }
@@ -188,7 +205,7 @@ fn every_yaml_example_of_the_readme_loads_without_a_problem() {
         let project = Project::load_with_env(dir.path(), &env, &registry()).unwrap();
         assert!(
             project.problems.is_empty(),
-            "README.md:{line}: {}",
+            "{line}: {}",
             retl_engine::config::ConfigErrors(project.problems.clone())
         );
     }
