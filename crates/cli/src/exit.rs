@@ -1,4 +1,4 @@
-//! retl's exit codes: one enum, the numbers the README's table documents.
+//! retl's exit codes: one enum, the numbers the guide's table documents (docs/guide/commands.md).
 
 /// What a command's exit code says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
