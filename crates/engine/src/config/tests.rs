@@ -156,8 +156,8 @@ mapping:
     assert_eq!(
         problems,
         vec![
-            "activations/orders.yaml:2:3: source: missing field `table` or `query`",
-            "activations/orders.yaml:3:3: source.tabel: unknown field `tabel`: did you mean table? expected one of: connection, table, query, primary_key, batch_size, connect_timeout_seconds, read_timeout_seconds, incremental, read, diff, diff_schema, adbc",
+            "activations/orders.yaml:2:3: source: missing field `table`, `query` or `dbt`",
+            "activations/orders.yaml:3:3: source.tabel: unknown field `tabel`: did you mean table? expected one of: connection, table, query, primary_key, batch_size, connect_timeout_seconds, read_timeout_seconds, incremental, read, diff, diff_schema, adbc, dbt",
             "activations/orders.yaml:6:20: target.invitation_type: invalid value `servce`: did you mean service? expected one of: service, product, both",
             "activations/orders.yaml:7:11: target.locale: `english` is not of the form xx-YY (e.g. en-US)",
             "activations/orders.yaml:9:3: mapping.consumer_email: missing field `consumer_email` (the source column it comes from)",
