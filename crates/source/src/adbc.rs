@@ -294,6 +294,15 @@ fn reads_as(data_type: &DataType) -> Option<DataType> {
 /// The schema retl reads from the driver's `schema`, with each column's
 /// type as the driver gives it; every column it cannot read, at once.
 fn plan(spec: &SourceSpec, schema: &Schema) -> Result<(SchemaRef, Vec<(String, String)>)> {
+    if schema.fields().is_empty() {
+        // Not "available columns: " with nothing after: the driver said nothing.
+        return Err(Error::Adbc {
+            driver: spec.adbc.as_ref().map_or_else(String::new, |a| a.driver.clone()),
+            message: "the driver returned no columns for the model (its result came back without a schema: check the model's SQL and the driver's permissions to read it)".to_owned(),
+            status: None,
+            sqlstate: None,
+        });
+    }
     let mut fields = Vec::new();
     let mut problems = Vec::new();
     let mut types = Vec::new();
@@ -773,6 +782,18 @@ mod resolve_tests {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_result_without_columns_says_the_driver_returned_none() {
+        let spec = SourceSpec::new(
+            "adbc:x",
+            crate::Model::Table("orders".into()),
+            vec!["id".into()],
+        );
+        let error = plan(&spec, &Schema::empty()).unwrap_err().to_string();
+        assert!(error.contains("the driver returned no columns"), "{error}");
+        assert!(!error.contains("available columns"), "{error}");
+    }
     use super::*;
 
     #[test]
