@@ -321,3 +321,40 @@ fn a_relative_driver_path_is_the_projects_wherever_retl_starts() {
     assert!(!stderr.contains("pip install"), "{stderr}");
     assert!(!stderr.contains("dbc install"), "{stderr}");
 }
+
+#[test]
+fn a_server_that_takes_the_connection_and_never_answers_fails_by_connect_timeout() {
+    let Some(driver) = server_url("RETL_TEST_ADBC_POSTGRESQL_DRIVER") else {
+        return;
+    };
+    // A server that accepts connections and never says a word.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.extend(stream.ok());
+        }
+    });
+    let world = World::new();
+    world.write(
+        "activations/orders.yaml",
+        &format!(
+            "source:\n  adbc:\n    driver: {driver}\n    options:\n      uri: \"postgresql://retl@127.0.0.1:{port}/test\"\n  table: orders\n  connect_timeout_seconds: 2\ndestination: trustpilot\nfirst_run: send_all\nmapping:\n  reference_number: order_id\n  consumer_name: full_name\n  consumer_email: email\n"
+        ),
+    );
+    let out = world.retl(&["check"], "emulator-secret");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("cannot connect to the source within 2s"),
+        "{said}"
+    );
+    let out = world.retl(&["run", "orders"], "emulator-secret");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("cannot connect to the source within 2s"),
+        "{said}"
+    );
+}

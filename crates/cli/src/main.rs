@@ -181,7 +181,12 @@ fn main() -> ExitCode {
             return Exit::Failed.into();
         }
     };
-    match runtime.block_on(dispatch(cli)) {
+    let result = runtime.block_on(dispatch(cli));
+    // Everything retl waited for has ended; a driver's call that outlived its
+    // timeout on a blocking thread (an ADBC driver cannot be interrupted) is
+    // not waited for.
+    runtime.shutdown_background();
+    match result {
         Ok(code) => code.into(),
         Err(failure) => {
             if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {

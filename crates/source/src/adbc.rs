@@ -26,6 +26,7 @@
 //! configuration says so when it is asked for.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use adbc_core::options::{AdbcVersion, OptionDatabase, OptionValue};
 use adbc_core::{Connection as _, Database as _, Driver as _, Statement as _};
@@ -166,10 +167,55 @@ struct Running {
     _connection: ManagedConnection,
 }
 
-/// Connects and runs `sql`.
-fn query(adbc: &Adbc, sql: &str) -> Result<Running> {
+/// What blocking work says once it is connected: the connect timeout stops
+/// counting there, and the read timeout starts ([`bounded`]).
+struct Connected(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Connected {
+    /// Nothing waits on it (work not bounded).
+    fn unbounded() -> Connected {
+        Connected(None)
+    }
+
+    fn done(&mut self) {
+        if let Some(said) = self.0.take() {
+            let _ = said.send(());
+        }
+    }
+}
+
+/// Runs `work` (a driver's blocking calls) on a blocking thread, bounded:
+/// it must connect within `connect` and end within `read` after that. A
+/// driver's call cannot be interrupted: one past its time is left to end
+/// on its thread, and the source fails now (the drivers' own timeouts, where
+/// they have them, are their options).
+async fn bounded<T: Send + 'static>(
+    driver: &str,
+    (connect, read): (Duration, Duration),
+    work: impl FnOnce(&mut Connected) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let (said, connected) = tokio::sync::oneshot::channel();
+    let task = tokio::task::spawn_blocking(move || work(&mut Connected(Some(said))));
+    // Work that ends (or fails) before it connects drops the sender: no wait.
+    if tokio::time::timeout(connect, connected).await.is_err() {
+        return Err(Error::ConnectTimeout(connect));
+    }
+    match tokio::time::timeout(read, task).await {
+        Err(_) => Err(Error::ReadTimeout(read)),
+        Ok(joined) => joined.map_err(|e| Error::Adbc {
+            driver: driver.to_owned(),
+            message: e.to_string(),
+            status: None,
+            sqlstate: None,
+        })?,
+    }
+}
+
+/// Connects and runs `sql`, saying when it is connected.
+fn query(adbc: &Adbc, sql: &str, connected: &mut Connected) -> Result<Running> {
     let driver = adbc.driver.as_str();
     let mut connection = connect(adbc)?;
+    connected.done();
     let mut statement = connection
         .new_statement()
         .map_err(|e| adbc_error(driver, "prepare a statement", &e))?;
@@ -465,14 +511,18 @@ fn shape(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
 /// without reading a row; but SQLite's driver types columns by their values
 /// (an empty result's columns all read as Int64), so it gets one row to type
 /// them by. A run plans from its own result's schema.
-fn describe(spec: &SourceSpec, adbc: &Adbc) -> Result<(SchemaRef, Vec<(String, String)>)> {
+fn describe(
+    spec: &SourceSpec,
+    adbc: &Adbc,
+    connected: &mut Connected,
+) -> Result<(SchemaRef, Vec<(String, String)>)> {
     let by_values = adbc.driver.to_ascii_lowercase().contains("sqlite");
     let sql = if by_values {
         format!("SELECT * FROM ({}) AS retl_d LIMIT 1", select(spec)?)
     } else {
         format!("SELECT * FROM ({}) AS retl_d WHERE 1 = 0", select(spec)?)
     };
-    let running = query(adbc, &sql)?;
+    let running = query(adbc, &sql, connected)?;
     plan(spec, &running.reader.schema())
 }
 
@@ -482,18 +532,13 @@ impl Source {
     pub(crate) async fn open_adbc(spec: &SourceSpec, adbc: &Adbc) -> Result<Source> {
         let (spec_c, adbc_c) = (spec.clone(), adbc.clone());
         // The query runs first: its own result's schema is the plan.
-        let (running, schema, types) = tokio::task::spawn_blocking(move || {
-            let running = query(&adbc_c, &select(&spec_c)?)?;
+        let limits = (spec.connect_timeout, spec.read_timeout);
+        let (running, schema, types) = bounded(&adbc.driver, limits, move |connected| {
+            let running = query(&adbc_c, &select(&spec_c)?, connected)?;
             let (schema, types) = plan(&spec_c, &running.reader.schema())?;
             Ok::<_, Error>((running, schema, types))
         })
-        .await
-        .map_err(|e| Error::Adbc {
-            driver: adbc.driver.clone(),
-            message: e.to_string(),
-            status: None,
-            sqlstate: None,
-        })??;
+        .await?;
         let (adbc, shaped) = (adbc.clone(), schema.clone());
         Ok(Source::start(schema, types, move |tx| async move {
             tokio::task::spawn_blocking(move || {
@@ -535,14 +580,15 @@ impl Source {
         adbc: &Adbc,
         count_rows: bool,
     ) -> Result<crate::Inspection> {
+        let limits = (spec.connect_timeout, spec.read_timeout);
         let (spec, adbc) = (spec.clone(), adbc.clone());
         let driver = adbc.driver.clone();
-        tokio::task::spawn_blocking(move || {
-            let (schema, columns) = describe(&spec, &adbc)?;
+        bounded(&driver, limits, move |connected| {
+            let (schema, columns) = describe(&spec, &adbc, connected)?;
             let rows = if count_rows {
                 let quote = quote_of(&adbc.driver);
                 let sql = format!("SELECT COUNT(*) AS n FROM {}", from(&spec.model, quote));
-                let mut running = query(&adbc, &sql)?;
+                let mut running = query(&adbc, &sql, &mut Connected::unbounded())?;
                 let batch = running
                     .reader
                     .next()
@@ -570,12 +616,6 @@ impl Source {
             })
         })
         .await
-        .map_err(|e| Error::Adbc {
-            driver,
-            message: e.to_string(),
-            status: None,
-            sqlstate: None,
-        })?
     }
 }
 
@@ -674,7 +714,10 @@ impl Updater {
 
 /// The database's own clock through ADBC (`SELECT CURRENT_TIMESTAMP`): a
 /// timestamp, or text such as SQLite's `YYYY-MM-DD HH:MM:SS` (UTC).
-pub(crate) async fn warehouse_now(adbc: &Adbc) -> Result<chrono::DateTime<chrono::Utc>> {
+pub(crate) async fn warehouse_now(
+    adbc: &Adbc,
+    limits: (Duration, Duration),
+) -> Result<chrono::DateTime<chrono::Utc>> {
     use arrow_array::cast::AsArray as _;
     let adbc = adbc.clone();
     let driver = adbc.driver.clone();
@@ -682,8 +725,8 @@ pub(crate) async fn warehouse_now(adbc: &Adbc) -> Result<chrono::DateTime<chrono
         column: "CURRENT_TIMESTAMP".to_owned(),
         message: what,
     };
-    let column = tokio::task::spawn_blocking(move || {
-        let mut running = query(&adbc, "SELECT CURRENT_TIMESTAMP AS now")?;
+    let column = bounded(&driver, limits, move |connected| {
+        let mut running = query(&adbc, "SELECT CURRENT_TIMESTAMP AS now", connected)?;
         match running.reader.next() {
             Some(Ok(batch)) if batch.num_rows() > 0 => Ok(batch.column(0).clone()),
             Some(Err(e)) => Err(Error::Adbc {
@@ -700,13 +743,7 @@ pub(crate) async fn warehouse_now(adbc: &Adbc) -> Result<chrono::DateTime<chrono
             }),
         }
     })
-    .await
-    .map_err(|e| Error::Adbc {
-        driver,
-        message: e.to_string(),
-        status: None,
-        sqlstate: None,
-    })??;
+    .await?;
     let target = DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")));
     match column.data_type() {
         DataType::Timestamp(_, _) => {

@@ -349,7 +349,7 @@ impl Source {
     /// cursor marks). SQLite's clock is this machine's.
     pub async fn warehouse_now(spec: &SourceSpec) -> Result<chrono::DateTime<chrono::Utc>> {
         if let Some(adbc) = &spec.adbc {
-            return adbc::warehouse_now(adbc).await;
+            return adbc::warehouse_now(adbc, (spec.connect_timeout, spec.read_timeout)).await;
         }
         let text: String = match Driver::for_url(&spec.connection)? {
             Driver::Sqlite => {
