@@ -18,19 +18,27 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 export RETL_TEST_POSTGRES_URL="${RETL_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 export RETL_TEST_MYSQL_URL="${RETL_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}"
 
-# The run-log page is tested in a real browser: Debian's headless Chromium.
-if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-  echo "== installing chromium (for the run-log page's browser test)"
-  sudo=()
+# Installs Debian package $2 when command $1 is missing (what for: $3); a
+# package that cannot be had is said, and its tests fail under CI=true.
+apt_install() {
+  local command="$1" package="$2" purpose="$3"
+  if command -v "$command" >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+    return 0
+  fi
+  echo "== installing $package ($purpose)"
+  local sudo=()
   if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then
     sudo=(sudo)
   fi
   export DEBIAN_FRONTEND=noninteractive
-  "${sudo[@]}" apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 ||
+  "${sudo[@]}" apt-get install -y --no-install-recommends "$package" >/dev/null 2>&1 ||
     { "${sudo[@]}" apt-get update >/dev/null 2>&1 &&
-      "${sudo[@]}" apt-get install -y --no-install-recommends chromium >/dev/null 2>&1; } ||
-    echo "warning: could not install chromium; the browser test fails under CI=true" >&2
-fi
+      "${sudo[@]}" apt-get install -y --no-install-recommends "$package" >/dev/null 2>&1; } ||
+    echo "warning: could not install $package; its checks fail under CI=true" >&2
+}
+
+# The run-log page is tested in a real browser: Debian's headless Chromium.
+apt_install chromium chromium "the run-log page's browser test"
 
 # ADBC sources are tested through the drivers their projects ship: the
 # PyPI wheels of the PostgreSQL and SQLite drivers hold their libraries.
@@ -71,30 +79,8 @@ if [ -z "$RETL_TEST_ADBC_POSTGRESQL_DRIVER" ]; then unset RETL_TEST_ADBC_POSTGRE
 
 # The deployment files are checked by the tools that read them: promtool
 # (Debian's prometheus package) and systemd-analyze.
-if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-  echo "== installing prometheus (promtool, for deploy/prometheus)"
-  sudo=()
-  if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then
-    sudo=(sudo)
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo[@]}" apt-get install -y --no-install-recommends prometheus >/dev/null 2>&1 ||
-    { "${sudo[@]}" apt-get update >/dev/null 2>&1 &&
-      "${sudo[@]}" apt-get install -y --no-install-recommends prometheus >/dev/null 2>&1; } ||
-    echo "warning: could not install prometheus; the rules check fails under CI=true" >&2
-fi
-if ! command -v systemd-analyze >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-  echo "== installing systemd (systemd-analyze, for deploy/retl.service)"
-  sudo=()
-  if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then
-    sudo=(sudo)
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo[@]}" apt-get install -y --no-install-recommends systemd >/dev/null 2>&1 ||
-    { "${sudo[@]}" apt-get update >/dev/null 2>&1 &&
-      "${sudo[@]}" apt-get install -y --no-install-recommends systemd >/dev/null 2>&1; } ||
-    echo "warning: could not install systemd; the unit check fails under CI=true" >&2
-fi
+apt_install promtool prometheus "promtool, for deploy/prometheus"
+apt_install systemd-analyze systemd "systemd-analyze, for deploy/retl.service"
 echo "== deploy/: promtool check rules, promtool test rules, systemd-analyze verify"
 for tool in promtool systemd-analyze; do
   if ! command -v "$tool" >/dev/null 2>&1; then
