@@ -77,6 +77,23 @@ if [ -n "$RETL_TEST_ADBC_SNOWFLAKE_DRIVER" ]; then export RETL_TEST_ADBC_SNOWFLA
 if [ -z "$RETL_TEST_ADBC_SQLITE_DRIVER" ]; then unset RETL_TEST_ADBC_SQLITE_DRIVER; fi
 if [ -z "$RETL_TEST_ADBC_POSTGRESQL_DRIVER" ]; then unset RETL_TEST_ADBC_POSTGRESQL_DRIVER; fi
 
+# DuckDB through its own ADBC entry point (duckdb_adbc_init): the plain
+# libduckdb.so of npm's @duckdb/node-bindings-linux-x64 (the PyPI wheel's is
+# a Python extension). Pinned, so that test files are never written by a
+# newer DuckDB than the one that reads them.
+duckdb_version=1.5.6-r.1
+duckdb_dir=target/duckdb-$duckdb_version
+if [ ! -f "$duckdb_dir/package/libduckdb.so" ]; then
+  echo "== fetching libduckdb.so (npm @duckdb/node-bindings-linux-x64@$duckdb_version) into $duckdb_dir"
+  mkdir -p "$duckdb_dir"
+  { (cd "$duckdb_dir" && npm pack --silent "@duckdb/node-bindings-linux-x64@$duckdb_version" >/dev/null &&
+    tar xzf duckdb-node-bindings-linux-x64-*.tgz package/libduckdb.so); } >/dev/null 2>&1 ||
+    echo "warning: could not fetch libduckdb.so; the DuckDB tests fail under CI=true" >&2
+fi
+if [ -f "$duckdb_dir/package/libduckdb.so" ]; then
+  export RETL_TEST_DUCKDB_LIBRARY="$PWD/$duckdb_dir/package/libduckdb.so"
+fi
+
 # The deployment files are checked by the tools that read them: promtool
 # (Debian's prometheus package) and systemd-analyze.
 apt_install promtool prometheus "promtool, for deploy/prometheus"

@@ -312,11 +312,15 @@ fn switching_between_the_diffs_sends_nothing_twice() {
 /// Killed at `hold` with 60 new rows, settled keys written ten at a time,
 /// then run again: every row sent once, the key table complete.
 fn killed_at(hold: &str, first_run: &str) {
-    let world = World::new();
-    let _drop = DropKeys(&world);
-    warehouse_diff(&world, first_run);
+    killed_at_in(&World::new(), hold, first_run);
+}
+
+/// [`killed_at`] in `world`.
+fn killed_at_in(world: &World, hold: &str, first_run: &str) {
+    let _drop = DropKeys(world);
+    warehouse_diff(world, first_run);
     world.insert(1, 60, None, None);
-    let mut held = spawn_held(&world, hold, &["--key-push-rows", "10"]);
+    let mut held = spawn_held(world, hold, &["--key-push-rows", "10"]);
     held.kill().unwrap();
     held.wait().unwrap();
     let (code, rerun) = world.run();
@@ -349,7 +353,7 @@ fn killed_at(hold: &str, first_run: &str) {
     // The key table holds every settled key: the sent, and the baseline.
     let baseline = if first_run == "skip_existing" { 60 } else { 0 };
     assert_eq!(
-        u64::try_from(keys_held(&world)).unwrap(),
+        u64::try_from(keys_held(world)).unwrap(),
         ledger.get("sent").copied().unwrap_or(0) + baseline
     );
 }
@@ -483,6 +487,112 @@ fn with_cursor_mode_only_new_rows_past_the_mark_cross() {
         with_cursor_mode(&world);
     }
     if let Some(world) = World::with(Kind::Mysql) {
+        with_cursor_mode(&world);
+    }
+}
+
+/// Reads `world`'s warehouse through an ADBC driver (`RETL_TEST_ADBC_*`)
+/// instead of its native connection, with `dialect` set where it is
+/// given (else the vendor name the driver reports says it); `None` when
+/// the driver is not configured (outside CI).
+fn through_adbc(world: &World, dialect: Option<&str>) -> Option<()> {
+    let (variable, uri) = match world.kind {
+        Kind::Sqlite => (
+            "RETL_TEST_ADBC_SQLITE_DRIVER",
+            format!("file:{}", world.warehouse().display()),
+        ),
+        Kind::Postgres => (
+            "RETL_TEST_ADBC_POSTGRESQL_DRIVER",
+            world
+                .server
+                .as_ref()
+                .unwrap()
+                .0
+                .replace("postgres://", "postgresql://"),
+        ),
+        Kind::Mysql => unreachable!("no ADBC driver for MySQL is tested"),
+    };
+    let driver = super::server_url(variable)?;
+    let connection = match world.kind {
+        Kind::Sqlite => format!("sqlite://{}", world.warehouse().display()),
+        _ => world.server.as_ref().unwrap().0.clone(),
+    };
+    let dialect = dialect.map_or_else(String::new, |d| format!("    dialect: {d}\n"));
+    world.edit_activation(|yaml| {
+        let native = format!("  connection: {connection}\n");
+        assert!(yaml.contains(&native), "{yaml}");
+        yaml.replace(
+            &native,
+            &format!(
+                "  adbc:\n    driver: {driver}\n{dialect}    options:\n      uri: \"{uri}\"\n"
+            ),
+        )
+    });
+    Some(())
+}
+
+/// PostgreSQL lacks Redshift's `GETDATE()`: the Redshift dialect's SQL is
+/// run on PostgreSQL with one defined.
+fn with_getdate(world: &World) {
+    world.server_sql(
+        "CREATE OR REPLACE FUNCTION public.getdate() RETURNS timestamp LANGUAGE sql AS 'SELECT localtimestamp'",
+    );
+}
+
+#[test]
+fn only_rows_not_in_the_key_table_cross_through_adbc_drivers_in_each_dialect() {
+    let world = World::new();
+    if through_adbc(&world, None).is_some() {
+        scenario(&world);
+    }
+    if let Some(world) = World::with(Kind::Postgres)
+        && through_adbc(&world, None).is_some()
+    {
+        scenario(&world);
+    }
+    if let Some(world) = World::with(Kind::Postgres)
+        && through_adbc(&world, Some("redshift")).is_some()
+    {
+        with_getdate(&world);
+        scenario(&world);
+    }
+}
+
+#[test]
+fn a_baseline_is_copied_inside_the_warehouse_through_adbc_drivers() {
+    let world = World::new();
+    if through_adbc(&world, None).is_some() {
+        baseline(&world);
+    }
+    if let Some(world) = World::with(Kind::Postgres)
+        && through_adbc(&world, Some("redshift")).is_some()
+    {
+        with_getdate(&world);
+        baseline(&world);
+    }
+}
+
+#[test]
+fn killed_through_an_adbc_driver_nothing_is_sent_twice_or_lost() {
+    for (hold, first_run) in [
+        ("keys_unpushed:1", "send_all"),
+        ("keys_pushed:1", "send_all"),
+        ("keys_pushed:2", "send_all"),
+        ("staged:1", "skip_existing"),
+    ] {
+        let world = World::new();
+        if through_adbc(&world, None).is_none() {
+            return;
+        }
+        killed_at_in(&world, hold, first_run);
+    }
+}
+
+#[test]
+fn with_cursor_mode_through_an_adbc_driver_only_new_rows_past_the_mark_cross() {
+    if let Some(world) = World::with(Kind::Postgres)
+        && through_adbc(&world, None).is_some()
+    {
         with_cursor_mode(&world);
     }
 }

@@ -50,13 +50,13 @@ async fn main() {
     // `--adbc LIBRARY`: through an ADBC driver, the URL as its `uri`.
     if let Some(at) = args.iter().position(|a| a == "--adbc") {
         let driver = args.get(at + 1).expect("--adbc needs the driver's library");
-        spec.adbc = Some(retl_source::Adbc {
-            driver: driver.clone(),
-            options: vec![(
+        spec.adbc = Some(retl_source::Adbc::new(
+            driver.clone(),
+            vec![(
                 "uri".to_owned(),
                 args[0].replace("postgres://", "postgresql://"),
             )],
-        });
+        ));
     }
     let started = Instant::now();
     let mut source = Source::open(&spec).await.unwrap_or_else(|e| panic!("{e}"));

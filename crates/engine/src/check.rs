@@ -388,9 +388,30 @@ async fn check_key_table(
         Some(state) => state.existing_identity().await.ok().flatten(),
         None => None,
     };
+    // An ADBC source's dialect, where the configuration does not say it,
+    // is the vendor name its driver reports.
+    let adbc = match &activation.source.adbc {
+        Some(adbc) => {
+            let limits = (
+                activation.source.connect_timeout,
+                activation.source.read_timeout,
+            );
+            match adbc.resolved(limits).await {
+                Ok(adbc) => Some(adbc),
+                Err(e) => {
+                    check
+                        .problems
+                        .push(format!("source of activation `{name}`: {e}"));
+                    return;
+                }
+            }
+        }
+        None => None,
+    };
     let table = match retl_source::KeyTable::new(
         &activation.source.connection,
         &activation.source.model,
+        adbc.as_ref(),
         &activation.source.diff_schema,
         name,
         owner.as_deref().unwrap_or_default(),

@@ -19,17 +19,19 @@
 //! ADBC calls block: they run on a blocking thread, which hands batches to
 //! the run through the same bounded channel as the other readers.
 //!
-//! The SQL is ANSI, identifiers in double quotes, but for `BigQuery` and
-//! Databricks, whose identifiers take backticks ([`quote_of`]). Cursor mode writes its
-//! condition into that SQL ([`literal`]); writeback binds its values
-//! ([`Updater`]). `diff: warehouse` is not offered through ADBC yet; the
-//! configuration says so when it is asked for.
+//! The SQL is written in the source's [`Dialect`]: `source.adbc.dialect`,
+//! else the vendor name the driver reports (`GetInfo`), else plain ANSI
+//! with double-quoted identifiers, which reads but does not write (cursor
+//! mode, writeback and `diff: warehouse` ask for a dialect). Cursor mode
+//! writes its condition into that SQL ([`literal`]); writeback binds its
+//! values ([`Updater`]); `diff: warehouse` anti-joins the key table
+//! ([`crate::keytable`]), whose statements run through [`Updater`] too.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use adbc_core::options::{AdbcVersion, OptionDatabase, OptionValue};
-use adbc_core::{Connection as _, Database as _, Driver as _, Statement as _};
+use adbc_core::{Connection as _, Database as _, Driver as _, Optionable as _, Statement as _};
 use adbc_driver_manager::{ManagedConnection, ManagedDriver, ManagedStatement};
 use arrow_array::{
     Array, ArrayRef, Decimal128Array, LargeBinaryArray, LargeStringArray, RecordBatch,
@@ -38,7 +40,7 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::columns::quote_column;
-use crate::{Error, Model, Result, Source, SourceSpec};
+use crate::{Dialect, Error, Model, Result, Source, SourceSpec};
 
 /// `source.adbc`: which driver, and the options its database is made with.
 #[derive(Clone, PartialEq, Eq)]
@@ -49,9 +51,31 @@ pub struct Adbc {
     /// The database options (`uri`, `username`, `password`, or the driver's
     /// own keys), in the order written. Values may be secrets.
     pub options: Vec<(String, String)>,
+    /// The driver's init symbol, where it is not the default
+    /// (`AdbcDriverInit`, or one derived from the library's name): `DuckDB`'s
+    /// is `duckdb_adbc_init`.
+    pub entrypoint: Option<String>,
+    /// The SQL dialect (`source.adbc.dialect`); `None`: the vendor name the
+    /// driver reports says it, or it stays unknown.
+    pub dialect: Option<Dialect>,
+    /// Options set on every statement (`source.adbc.statement_options`):
+    /// `BigQuery`'s `adbc.bigquery.sql.query.*`, for example. Values may be
+    /// secrets.
+    pub statement_options: Vec<(String, String)>,
 }
 
 impl Adbc {
+    /// The driver `driver` with database `options`, and nothing else set.
+    pub fn new(driver: impl Into<String>, options: Vec<(String, String)>) -> Adbc {
+        Adbc {
+            driver: driver.into(),
+            options,
+            entrypoint: None,
+            dialect: None,
+            statement_options: Vec::new(),
+        }
+    }
+
     /// The source's name for people and for its identity: `adbc:DRIVER`,
     /// and its `uri` option with any password masked.
     pub fn name(&self) -> String {
@@ -66,9 +90,17 @@ impl std::fmt::Debug for Adbc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The option values may hold passwords and keys: only their names.
         let keys: Vec<&str> = self.options.iter().map(|(k, _)| k.as_str()).collect();
+        let statement: Vec<&str> = self
+            .statement_options
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect();
         f.debug_struct("Adbc")
             .field("driver", &self.driver)
             .field("options", &keys)
+            .field("entrypoint", &self.entrypoint)
+            .field("dialect", &self.dialect)
+            .field("statement_options", &statement)
             .finish()
     }
 }
@@ -119,31 +151,58 @@ impl Adbc {
 
 /// Loads the driver: a path (with a `/` or a library extension) is loaded as
 /// it is, and its loader's error said as it is; a name is looked up by the
-/// driver manager.
-fn load(driver: &str) -> Result<ManagedDriver> {
+/// driver manager, and a library it found but could not load is said with
+/// the loader's own error (the manager's trace of where it looked), not
+/// only "not found". `entrypoint` is the init symbol where it is not the
+/// default.
+fn load(driver: &str, entrypoint: Option<&str>) -> Result<ManagedDriver> {
+    let entrypoint = entrypoint.map(str::as_bytes);
     if is_driver_path(driver) {
-        return ManagedDriver::load_dynamic_from_filename(driver, None, AdbcVersion::default())
-            .map_err(|e| Error::AdbcLibrary {
-                path: driver.to_owned(),
-                message: e.message,
-            });
+        return ManagedDriver::load_dynamic_from_filename(
+            driver,
+            entrypoint,
+            AdbcVersion::default(),
+        )
+        .map_err(|e| Error::AdbcLibrary {
+            path: driver.to_owned(),
+            message: with_trace(&e),
+        });
     }
     ManagedDriver::load_from_name(
         driver,
-        None,
+        entrypoint,
         AdbcVersion::default(),
         adbc_core::LOAD_FLAG_DEFAULT,
         None,
     )
     .map_err(|e| Error::AdbcDriver {
         driver: driver.to_owned(),
-        message: e.message,
+        message: with_trace(&e),
     })
 }
 
-/// A connection to the database `adbc` describes.
-fn connect(adbc: &Adbc) -> Result<ManagedConnection> {
-    let mut driver = load(&adbc.driver)?;
+/// An error's message with the driver manager's load trace (each place it
+/// looked, and each library's `dlopen` error) when it has one.
+fn with_trace(e: &adbc_core::error::Error) -> String {
+    let trace: Vec<String> = e
+        .details
+        .iter()
+        .flatten()
+        .filter(|(key, _)| key.ends_with("driver_load_trace"))
+        .map(|(_, value)| String::from_utf8_lossy(value).trim().to_owned())
+        .filter(|text| !text.is_empty())
+        .collect();
+    if trace.is_empty() {
+        e.message.clone()
+    } else {
+        format!("{} ({})", e.message, trace.join("; ").replace('\n', "; "))
+    }
+}
+
+/// A connection to the database `adbc` describes, and its dialect: the one
+/// configured, else the one of the vendor name the driver reports.
+fn connect(adbc: &Adbc) -> Result<(ManagedConnection, Option<Dialect>)> {
+    let mut driver = load(&adbc.driver, adbc.entrypoint.as_deref())?;
     let options = adbc.options.iter().map(|(key, value)| {
         (
             OptionDatabase::from(key.as_str()),
@@ -153,9 +212,60 @@ fn connect(adbc: &Adbc) -> Result<ManagedConnection> {
     let database = driver
         .new_database_with_opts(options)
         .map_err(|e| adbc_error(&adbc.driver, "open the database", &e))?;
-    database
+    let connection = database
         .new_connection()
-        .map_err(|e| adbc_error(&adbc.driver, "connect", &e))
+        .map_err(|e| adbc_error(&adbc.driver, "connect", &e))?;
+    let dialect = adbc
+        .dialect
+        .or_else(|| vendor_name(&connection).and_then(|v| Dialect::of_vendor(&v)));
+    Ok((connection, dialect))
+}
+
+/// The vendor name the driver reports (`GetInfo`), if it reports one.
+fn vendor_name(connection: &ManagedConnection) -> Option<String> {
+    use arrow_array::cast::AsArray as _;
+    let codes = std::collections::HashSet::from([adbc_core::options::InfoCode::VendorName]);
+    let reader = connection.get_info(Some(codes)).ok()?;
+    for batch in reader {
+        let batch = batch.ok()?;
+        let Some(values) = batch.column(1).as_union_opt() else {
+            continue;
+        };
+        for row in 0..batch.num_rows() {
+            // The union's member 0 is `string_value`.
+            if values.type_id(row) == 0 {
+                let strings = values.child(0).as_string_opt::<i32>()?;
+                return Some(strings.value(values.value_offset(row)).to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// A new statement with the source's statement options set.
+fn statement(
+    adbc: &Adbc,
+    connection: &mut ManagedConnection,
+    what: &str,
+) -> Result<ManagedStatement> {
+    let mut statement = connection
+        .new_statement()
+        .map_err(|e| adbc_error(&adbc.driver, what, &e))?;
+    for (key, value) in &adbc.statement_options {
+        statement
+            .set_option(
+                adbc_core::options::OptionStatement::from(key.as_str()),
+                OptionValue::from(value.as_str()),
+            )
+            .map_err(|e| {
+                adbc_error(
+                    &adbc.driver,
+                    &format!("set statement option `{key}` (source.adbc.statement_options)"),
+                    &e,
+                )
+            })?;
+    }
+    Ok(statement)
 }
 
 /// A query's result being read, with what it needs alive: the reader is
@@ -211,16 +321,20 @@ async fn bounded<T: Send + 'static>(
     }
 }
 
-/// Connects and runs `sql`, saying when it is connected.
-fn query(adbc: &Adbc, sql: &str, connected: &mut Connected) -> Result<Running> {
+/// Connects and runs the SQL `sql` writes in the connection's dialect,
+/// saying when it is connected.
+fn query(
+    adbc: &Adbc,
+    sql: impl FnOnce(Option<Dialect>) -> Result<String>,
+    connected: &mut Connected,
+) -> Result<Running> {
     let driver = adbc.driver.as_str();
-    let mut connection = connect(adbc)?;
+    let (mut connection, dialect) = connect(adbc)?;
     connected.done();
-    let mut statement = connection
-        .new_statement()
-        .map_err(|e| adbc_error(driver, "prepare a statement", &e))?;
+    let sql = sql(dialect)?;
+    let mut statement = statement(adbc, &mut connection, "prepare a statement")?;
     statement
-        .set_sql_query(sql)
+        .set_sql_query(&sql)
         .map_err(|e| adbc_error(driver, "prepare the query", &e))?;
     let reader = statement
         .execute()
@@ -232,20 +346,10 @@ fn query(adbc: &Adbc, sql: &str, connected: &mut Connected) -> Result<Running> {
     })
 }
 
-/// How the driver's dialect quotes identifiers: backticks for `BigQuery` and
-/// Databricks (Spark SQL), whose double quotes make a string; the ANSI
-/// double quote for the others (PostgreSQL, SQLite, Snowflake, Flight SQL
-/// engines). Told by the driver's name or library path.
-fn quote_of(driver: &str) -> char {
-    let driver = driver.to_ascii_lowercase();
-    if ["bigquery", "databricks", "spark"]
-        .iter()
-        .any(|name| driver.contains(name))
-    {
-        '`'
-    } else {
-        '"'
-    }
+/// How identifiers are quoted in `dialect` (ANSI double quotes when it is
+/// unknown).
+fn quote_of(dialect: Option<Dialect>) -> char {
+    dialect.map_or('"', Dialect::quote)
 }
 
 /// The `FROM` clause of a model.
@@ -256,20 +360,41 @@ fn from(model: &Model, quote: char) -> String {
     }
 }
 
-/// `SELECT columns FROM model`, with cursor mode's condition if there is one.
-fn select(spec: &SourceSpec) -> Result<String> {
-    let quote = quote_of(spec.adbc.as_ref().map_or("", |a| a.driver.as_str()));
-    let columns: Vec<String> = spec
+/// `SELECT columns FROM model` in `dialect`, with cursor mode's condition
+/// and the key table's anti-join (`diff: warehouse`) if there are; both
+/// need the dialect known.
+fn select(spec: &SourceSpec, dialect: Option<Dialect>) -> Result<String> {
+    let driver = spec.adbc.as_ref().map_or("", |a| a.driver.as_str());
+    let quote = quote_of(dialect);
+    let mut from = from(&spec.model, quote);
+    let mut columns: Vec<String> = spec
         .columns
         .iter()
         .map(|c| quote_column(c, quote))
         .collect();
-    let mut sql = format!(
-        "SELECT {} FROM {}",
-        columns.join(", "),
-        from(&spec.model, quote)
-    );
+    let mut conditions = Vec::new();
+    let mut qualify = String::new();
+    if let Some(anti) = &spec.anti_join {
+        Dialect::required(dialect, driver, "source.diff: warehouse")?;
+        let alias = if from.ends_with(" AS retl_q") {
+            "retl_q"
+        } else {
+            from.push_str(" AS retl_s");
+            "retl_s"
+        };
+        if let Some(join) = anti.join(alias, quote) {
+            from.push_str(&join);
+        }
+        if anti.qualifies() {
+            qualify = format!("{alias}.");
+            for column in &mut columns {
+                column.insert_str(0, &qualify);
+            }
+        }
+        conditions.push(anti.condition(alias, quote));
+    }
     if let Some(since) = &spec.since {
+        Dialect::required(dialect, driver, "cursor mode (source.incremental)")?;
         let value = literal(&since.from).ok_or_else(|| Error::Decode {
             column: since.column.clone(),
             message: format!(
@@ -278,7 +403,12 @@ fn select(spec: &SourceSpec) -> Result<String> {
             ),
         })?;
         let column = quote_column(&since.column, quote);
-        sql = format!("{sql} WHERE {column} >= {value}");
+        conditions.insert(0, format!("{qualify}{column} >= {value}"));
+    }
+    let mut sql = format!("SELECT {} FROM {from}", columns.join(", "));
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
     }
     Ok(sql)
 }
@@ -361,7 +491,9 @@ fn plan(spec: &SourceSpec, schema: &Schema) -> Result<(SchemaRef, Vec<(String, S
             });
             continue;
         };
-        let Some(data_type) = reads_as(field.data_type()) else {
+        let Some(data_type) =
+            reads_as(field.data_type()).or_else(|| is_uuid(field).then_some(DataType::Utf8))
+        else {
             problems.push(Error::UnsupportedType {
                 column: column.clone(),
                 db_type: field.data_type().to_string(),
@@ -386,6 +518,35 @@ fn plan(spec: &SourceSpec, schema: &Schema) -> Result<(SchemaRef, Vec<(String, S
         1 => Err(problems.remove(0)),
         _ => Err(Error::Columns(problems)),
     }
+}
+
+/// Whether `field` holds UUIDs: Arrow's canonical `arrow.uuid` extension
+/// (16 bytes), as PostgreSQL's driver sends a `uuid`. retl reads them as
+/// their text, as its own PostgreSQL reader does, so a key hashes alike
+/// through either.
+fn is_uuid(field: &Field) -> bool {
+    field.data_type() == &DataType::FixedSizeBinary(16)
+        && field
+            .metadata()
+            .get("ARROW:extension:name")
+            .is_some_and(|name| name == "arrow.uuid")
+}
+
+/// 16 bytes as a UUID's text (`8-4-4-4-12` lower-case hex digits).
+fn uuid_text(bytes: &[u8]) -> String {
+    let hex: String = bytes.iter().fold(String::new(), |mut hex, b| {
+        use std::fmt::Write as _;
+        let _ = write!(hex, "{b:02x}");
+        hex
+    });
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 /// The exact text of a decimal of `scale` places.
@@ -419,6 +580,18 @@ fn scaled_text(digits: &str, scale: i8) -> String {
 fn convert(array: &ArrayRef, target: &DataType) -> Option<ArrayRef> {
     if array.data_type() == target {
         return Some(array.clone());
+    }
+    if array.data_type() == &DataType::FixedSizeBinary(16) && target == &DataType::Utf8 {
+        // Only a UUID column is planned so ([`is_uuid`]).
+        let bytes = array
+            .as_any()
+            .downcast_ref::<arrow_array::FixedSizeBinaryArray>()?;
+        return Some(Arc::new(
+            bytes
+                .iter()
+                .map(|v| v.map(uuid_text))
+                .collect::<StringArray>(),
+        ));
     }
     if reads_as(array.data_type()).as_ref() != Some(target) {
         return None;
@@ -516,14 +689,42 @@ fn describe(
     adbc: &Adbc,
     connected: &mut Connected,
 ) -> Result<(SchemaRef, Vec<(String, String)>)> {
-    let by_values = adbc.driver.to_ascii_lowercase().contains("sqlite");
-    let sql = if by_values {
-        format!("SELECT * FROM ({}) AS retl_d LIMIT 1", select(spec)?)
-    } else {
-        format!("SELECT * FROM ({}) AS retl_d WHERE 1 = 0", select(spec)?)
-    };
-    let running = query(adbc, &sql, connected)?;
+    let running = query(
+        adbc,
+        |dialect| {
+            let select = select(spec, dialect)?;
+            Ok(if dialect == Some(Dialect::Sqlite) {
+                format!("SELECT * FROM ({select}) AS retl_d LIMIT 1")
+            } else {
+                format!("SELECT * FROM ({select}) AS retl_d WHERE 1 = 0")
+            })
+        },
+        connected,
+    )?;
     plan(spec, &running.reader.schema())
+}
+
+impl Adbc {
+    /// This source with its dialect known where it can be: the one
+    /// configured, else the one of the vendor name the driver reports
+    /// (which takes a connection, bounded by `limits`: to connect, then
+    /// to answer).
+    pub async fn resolved(&self, limits: (Duration, Duration)) -> Result<Adbc> {
+        if self.dialect.is_some() {
+            return Ok(self.clone());
+        }
+        let adbc = self.clone();
+        let dialect = bounded(&self.driver, limits, move |connected| {
+            let (_connection, dialect) = connect(&adbc)?;
+            connected.done();
+            Ok(dialect)
+        })
+        .await?;
+        Ok(Adbc {
+            dialect,
+            ..self.clone()
+        })
+    }
 }
 
 impl Source {
@@ -534,7 +735,7 @@ impl Source {
         // The query runs first: its own result's schema is the plan.
         let limits = (spec.connect_timeout, spec.read_timeout);
         let (running, schema, types) = bounded(&adbc.driver, limits, move |connected| {
-            let running = query(&adbc_c, &select(&spec_c)?, connected)?;
+            let running = query(&adbc_c, |dialect| select(&spec_c, dialect), connected)?;
             let (schema, types) = plan(&spec_c, &running.reader.schema())?;
             Ok::<_, Error>((running, schema, types))
         })
@@ -586,9 +787,14 @@ impl Source {
         bounded(&driver, limits, move |connected| {
             let (schema, columns) = describe(&spec, &adbc, connected)?;
             let rows = if count_rows {
-                let quote = quote_of(&adbc.driver);
-                let sql = format!("SELECT COUNT(*) AS n FROM {}", from(&spec.model, quote));
-                let mut running = query(&adbc, &sql, &mut Connected::unbounded())?;
+                let model = spec.model.clone();
+                let sql = move |dialect| {
+                    Ok(format!(
+                        "SELECT COUNT(*) AS n FROM {}",
+                        from(&model, quote_of(dialect))
+                    ))
+                };
+                let mut running = query(&adbc, sql, &mut Connected::unbounded())?;
                 let batch = running
                     .reader
                     .next()
@@ -619,13 +825,13 @@ impl Source {
     }
 }
 
-/// A connection that writes one value back at a time (`writeback`): an
-/// `UPDATE` with its two values bound as parameters, never written into
-/// the SQL. ADBC drivers each have their own placeholder: PostgreSQL's
-/// driver takes `$1`, the others (SQLite, Snowflake, `BigQuery`, Databricks)
-/// `?`; the driver's name or library path tells which.
+/// A connection that writes: one value back at a time (`writeback`), and
+/// the key table's statements (`diff: warehouse`). Values are bound as
+/// parameters, never written into the SQL, each in the dialect's own
+/// placeholder ([`Dialect::placeholder`]).
 pub struct Updater {
-    driver: String,
+    adbc: Adbc,
+    dialect: Option<Dialect>,
     connection: std::sync::Arc<std::sync::Mutex<ManagedConnection>>,
 }
 
@@ -633,18 +839,133 @@ impl Updater {
     /// Connects through the driver (on a blocking thread).
     pub(crate) async fn connect(adbc: &Adbc) -> Result<Updater> {
         let config = adbc.clone();
-        let connection = tokio::task::spawn_blocking(move || connect(&config))
+        let (connection, dialect) = tokio::task::spawn_blocking(move || connect(&config))
             .await
-            .map_err(|e| Error::Adbc {
-                driver: adbc.driver.clone(),
-                message: e.to_string(),
-                status: None,
-                sqlstate: None,
-            })??;
+            .map_err(|e| joined(&adbc.driver, &e))??;
         Ok(Updater {
-            driver: adbc.driver.clone(),
+            adbc: adbc.clone(),
+            dialect,
             connection: Arc::new(std::sync::Mutex::new(connection)),
         })
+    }
+
+    /// Runs `sql` on the connection (a blocking thread), with `params`
+    /// bound (each row of the batch one execution, where the driver
+    /// executes a bound batch row by row); `what` says what it was for.
+    /// The rows it changed (0 when the driver does not say).
+    pub(crate) async fn execute(
+        &self,
+        sql: String,
+        params: Option<RecordBatch>,
+        what: &'static str,
+    ) -> Result<u64> {
+        let (adbc, connection) = (self.adbc.clone(), self.connection.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut connection = connection
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut statement = statement(&adbc, &mut connection, what)?;
+            statement
+                .set_sql_query(&sql)
+                .map_err(|e| adbc_error(&adbc.driver, what, &e))?;
+            if let Some(params) = params {
+                statement
+                    .bind(params)
+                    .map_err(|e| adbc_error(&adbc.driver, what, &e))?;
+            }
+            let updated = statement
+                .execute_update()
+                .map_err(|e| adbc_error(&adbc.driver, what, &e))?;
+            Ok(updated.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
+        })
+        .await
+        .map_err(|e| joined(&self.adbc.driver, &e))?
+    }
+
+    /// Bulk-ingests `batch` into a new table `table` (in `schema`, unless
+    /// empty) through the driver's ingest (ADBC `adbc.ingest.*`): the
+    /// driver's fastest way in, its columns typed from the batch's.
+    pub(crate) async fn ingest(
+        &self,
+        schema: &str,
+        table: &str,
+        batch: RecordBatch,
+        what: &'static str,
+    ) -> Result<()> {
+        use adbc_core::options::{IngestMode, OptionStatement};
+        let (adbc, connection) = (self.adbc.clone(), self.connection.clone());
+        let (schema, table) = (schema.to_owned(), table.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let mut connection = connection
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut statement = statement(&adbc, &mut connection, what)?;
+            let error = |e: adbc_core::error::Error| adbc_error(&adbc.driver, what, &e);
+            statement
+                .set_option(
+                    OptionStatement::TargetTable,
+                    OptionValue::from(table.as_str()),
+                )
+                .map_err(error)?;
+            if !schema.is_empty() {
+                statement
+                    .set_option(
+                        OptionStatement::TargetDbSchema,
+                        OptionValue::from(schema.as_str()),
+                    )
+                    .map_err(error)?;
+            }
+            statement
+                .set_option(OptionStatement::IngestMode, IngestMode::Create.into())
+                .map_err(error)?;
+            statement.bind(batch).map_err(error)?;
+            statement.execute_update().map_err(error)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| joined(&self.adbc.driver, &e))?
+    }
+
+    /// Runs the query `sql` and reads its whole result (small results:
+    /// a count, a lookup, a schema).
+    pub(crate) async fn rows(&self, sql: String, what: &'static str) -> Result<Vec<RecordBatch>> {
+        let (adbc, connection) = (self.adbc.clone(), self.connection.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut connection = connection
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut statement = statement(&adbc, &mut connection, what)?;
+            statement
+                .set_sql_query(&sql)
+                .map_err(|e| adbc_error(&adbc.driver, what, &e))?;
+            let reader = statement
+                .execute()
+                .map_err(|e| adbc_error(&adbc.driver, what, &e))?;
+            let schema = reader.schema();
+            let mut batches = reader
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::Adbc {
+                    driver: adbc.driver.clone(),
+                    message: format!("{what}: {e}"),
+                    status: None,
+                    sqlstate: None,
+                })?;
+            if batches.is_empty() {
+                batches.push(RecordBatch::new_empty(schema));
+            }
+            Ok(batches)
+        })
+        .await
+        .map_err(|e| joined(&self.adbc.driver, &e))?
+    }
+
+    /// The one integer the query `sql` answers (a `COUNT(*)`).
+    pub(crate) async fn count(&self, sql: String, what: &'static str) -> Result<u64> {
+        let batches = self.rows(sql, what).await?;
+        Ok(batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .map_or(0, |b| count_of(b.column(0))))
     }
 
     /// `UPDATE table SET column = value WHERE key_column = key`; the number
@@ -657,14 +978,15 @@ impl Updater {
         key: &crate::KeyValue,
         value: &str,
     ) -> Result<u64> {
-        let dollar = self.driver.contains("postgres");
-        let (first, second) = if dollar { ("$1", "$2") } else { ("?", "?") };
-        let quote = quote_of(&self.driver);
+        let dialect = Dialect::required(self.dialect, &self.adbc.driver, "writeback")?;
+        let quote = dialect.quote();
         let sql = format!(
-            "UPDATE {} SET {} = {first} WHERE {} = {second}",
+            "UPDATE {} SET {} = {} WHERE {} = {}",
             crate::columns::quote_ident(table, quote),
             quote_column(column, quote),
+            dialect.placeholder(1),
             quote_column(key_column, quote),
+            dialect.placeholder(2),
         );
         let key: ArrayRef = match key {
             crate::KeyValue::Int(i) => Arc::new(arrow_array::Int64Array::from(vec![*i])),
@@ -678,37 +1000,22 @@ impl Updater {
             ("key", key),
         ])
         .map_err(|e| Error::Adbc {
-            driver: self.driver.clone(),
+            driver: self.adbc.driver.clone(),
             message: e.to_string(),
             status: None,
             sqlstate: None,
         })?;
-        let (driver, connection) = (self.driver.clone(), self.connection.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut connection = connection
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let mut statement = connection
-                .new_statement()
-                .map_err(|e| adbc_error(&driver, "prepare a writeback", &e))?;
-            statement
-                .set_sql_query(&sql)
-                .map_err(|e| adbc_error(&driver, "prepare a writeback", &e))?;
-            statement
-                .bind(params)
-                .map_err(|e| adbc_error(&driver, "bind a writeback's values", &e))?;
-            let updated = statement
-                .execute_update()
-                .map_err(|e| adbc_error(&driver, "write back", &e))?;
-            Ok(updated.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
-        })
-        .await
-        .map_err(|e| Error::Adbc {
-            driver: self.driver.clone(),
-            message: e.to_string(),
-            status: None,
-            sqlstate: None,
-        })?
+        self.execute(sql, Some(params), "write back").await
+    }
+}
+
+/// A blocking task that did not end (it panicked or was cancelled).
+fn joined(driver: &str, e: &tokio::task::JoinError) -> Error {
+    Error::Adbc {
+        driver: driver.to_owned(),
+        message: e.to_string(),
+        status: None,
+        sqlstate: None,
     }
 }
 
@@ -726,7 +1033,8 @@ pub(crate) async fn warehouse_now(
         message: what,
     };
     let column = bounded(&driver, limits, move |connected| {
-        let mut running = query(&adbc, "SELECT CURRENT_TIMESTAMP AS now", connected)?;
+        let now = |_| Ok("SELECT CURRENT_TIMESTAMP AS now".to_owned());
+        let mut running = query(&adbc, now, connected)?;
         match running.reader.next() {
             Some(Ok(batch)) if batch.num_rows() > 0 => Ok(batch.column(0).clone()),
             Some(Err(e)) => Err(Error::Adbc {
@@ -794,10 +1102,7 @@ mod resolve_tests {
     use super::Adbc;
 
     fn adbc(driver: &str) -> Adbc {
-        Adbc {
-            driver: driver.to_owned(),
-            options: Vec::new(),
-        }
+        Adbc::new(driver.to_owned(), Vec::new())
     }
 
     #[test]
@@ -860,6 +1165,23 @@ mod tests {
     }
 
     #[test]
+    fn uuids_become_their_text() {
+        let bytes: Vec<u8> = (0..16).collect();
+        assert_eq!(uuid_text(&bytes), "00010203-0405-0607-0809-0a0b0c0d0e0f");
+        let array: ArrayRef = Arc::new(
+            arrow_array::FixedSizeBinaryArray::try_from_sparse_iter_with_size(
+                vec![Some(bytes.as_slice()), None].into_iter(),
+                16,
+            )
+            .unwrap(),
+        );
+        let out = convert(&array, &DataType::Utf8).unwrap();
+        let out = out.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(out.value(0), "00010203-0405-0607-0809-0a0b0c0d0e0f");
+        assert!(out.is_null(1));
+    }
+
+    #[test]
     fn timestamps_of_every_unit_become_utc_microseconds() {
         let ns: ArrayRef = Arc::new(arrow_array::TimestampNanosecondArray::from(vec![
             Some(1_500_000_999),
@@ -901,12 +1223,9 @@ mod tests {
     }
 
     #[test]
-    fn each_dialect_gets_its_own_quotes() {
+    fn the_dialect_quotes_never_the_drivers_path() {
         let spec = |driver: &str| SourceSpec {
-            adbc: Some(Adbc {
-                driver: driver.into(),
-                options: Vec::new(),
-            }),
+            adbc: Some(Adbc::new(driver, Vec::new())),
             ..SourceSpec::new(
                 "adbc:x",
                 Model::Table("project.dataset.orders".into()),
@@ -914,21 +1233,51 @@ mod tests {
             )
         };
         assert_eq!(
-            select(&spec("bigquery")).unwrap(),
+            select(&spec("bigquery"), Some(Dialect::Bigquery)).unwrap(),
             "SELECT `order_id` FROM `project`.`dataset`.`orders`"
         );
+        // A path with "spark" in it says nothing: the dialect does.
+        let path = "/opt/spark/libadbc_driver_flightsql.so";
         assert_eq!(
-            select(&spec("/opt/adbc/libadbc_driver_snowflake.so")).unwrap(),
+            select(&spec(path), None).unwrap(),
             r#"SELECT "order_id" FROM "project"."dataset"."orders""#
+        );
+        assert_eq!(
+            select(&spec(path), Some(Dialect::Databricks)).unwrap(),
+            "SELECT `order_id` FROM `project`.`dataset`.`orders`"
+        );
+    }
+
+    #[test]
+    fn the_anti_join_and_the_cursor_need_a_dialect_and_read_in_it() {
+        let mut spec = SourceSpec {
+            adbc: Some(Adbc::new("libx.so", Vec::new())),
+            ..SourceSpec::new(
+                "adbc:x",
+                Model::Table("shop.orders".into()),
+                vec!["id".into(), "email".into()],
+            )
+        };
+        spec.anti_join = Some(crate::AntiJoin {
+            table: "`retl`.`k_orders_0a`".into(),
+            columns: vec!["id".into()],
+            bytes: false,
+        });
+        spec.since = Some(crate::Since {
+            column: "id".into(),
+            from: crate::CursorValue::Int(7),
+        });
+        let error = select(&spec, None).unwrap_err().to_string();
+        assert!(error.contains("source.adbc.dialect"), "{error}");
+        assert_eq!(
+            select(&spec, Some(Dialect::Databricks)).unwrap(),
+            "SELECT `id`, `email` FROM `shop`.`orders` AS retl_s WHERE `id` >= 7 AND NOT EXISTS (SELECT 1 FROM `retl`.`k_orders_0a` AS retl_k WHERE retl_k.`id` = retl_s.`id`)"
         );
     }
 
     #[test]
     fn the_options_values_never_reach_debug() {
-        let adbc = Adbc {
-            driver: "snowflake".into(),
-            options: vec![("password".into(), "hunter2".into())],
-        };
+        let adbc = Adbc::new("snowflake", vec![("password".into(), "hunter2".into())]);
         let shown = format!("{adbc:?}");
         assert!(
             shown.contains("password") && !shown.contains("hunter2"),

@@ -90,6 +90,14 @@ retl_config::block! {
             "a driver name, found through ADBC driver manifests (as `dbc install` writes them) or the library path, or the path of the driver's shared library",
         ),
         "options" => serde_json::json!({"description": "the database options, by the driver's own names (uri, username, password, adbc.snowflake.sql.account, …); values may be ${VAR}", "type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}),
+        "statement_options" => serde_json::json!({"description": "options set on every statement, by the driver's own names (e.g. BigQuery's adbc.bigquery.sql.query.*); values may be ${VAR}", "type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}),
+        "entrypoint" => string(
+            "the driver's init symbol, where it is not the default AdbcDriverInit (DuckDB's libduckdb: duckdb_adbc_init)",
+        ),
+        "dialect" => retl_config::schema::choice(
+            crate::Dialect::CHOICES,
+            "the warehouse's SQL dialect, for cursor mode, writeback and diff: warehouse (default: the vendor name the driver reports; a driver of another vendor reads, but these need it set)",
+        ),
     }
 }
 
@@ -138,7 +146,7 @@ retl_config::block! {
         ),
         "diff" => retl_config::schema::choice(
             crate::Diff::CHOICES,
-            "where new rows are told from settled ones: retl (the default: retl reads the rows and its state decides) or warehouse (an anti-join against a table of settled keys retl keeps in diff_schema; only new rows cross the network; PostgreSQL, MySQL/MariaDB, SQLite)",
+            "where new rows are told from settled ones: retl (the default: retl reads the rows and its state decides) or warehouse (an anti-join against a table of settled keys retl keeps in diff_schema; only new rows cross the network; PostgreSQL, MySQL/MariaDB, SQLite, and through ADBC: Snowflake, BigQuery, Databricks, DuckDB, Redshift, PostgreSQL, SQLite)",
         ),
         "diff_schema" => string(
             "with diff: warehouse, the schema retl's key table is kept in (default retl; a database on MySQL; on SQLite, which has no schemas, the table's name prefix): letters, digits and _",
@@ -225,13 +233,16 @@ pub fn read_source(r: &mut Reader<'_>, node: &Node<'_>) -> Option<SourceConfig> 
         None => None,
     };
     if adbc.is_some() {
-        refuse_with_adbc(r, &map, diff);
+        refuse_with_adbc(r, &map);
     }
     let mut secrets = retl_config::Secrets::new();
     if let Some(url) = &connection {
         secrets.add_url(url);
     }
-    for (name, value) in adbc.iter().flat_map(|a| &a.options) {
+    for (name, value) in adbc
+        .iter()
+        .flat_map(|a| a.options.iter().chain(&a.statement_options))
+    {
         if retl_config::is_secret_name(name) {
             secrets.add(value);
         }
@@ -370,25 +381,16 @@ fn read_diff_schema(r: &mut Reader<'_>, map: &retl_config::Map<'_, '_>) -> Optio
     }
 }
 
-/// What `source.adbc` does not offer yet, refused where it is written.
-fn refuse_with_adbc(r: &mut Reader<'_>, map: &retl_config::Map<'_, '_>, diff: crate::Diff) {
+/// What `source.adbc` does not offer, refused where it is written.
+fn refuse_with_adbc(r: &mut Reader<'_>, map: &retl_config::Map<'_, '_>) {
     for (key, what) in [("read", "source.read")] {
         if let Some(node) = map.get(key) {
             r.problem(
                 node,
                 &join("source", key),
-                format!("{what} is not offered with source.adbc yet"),
+                format!("{what} is not offered with source.adbc: it chooses how a PostgreSQL-protocol connection is read, and an ADBC driver reads its own way"),
             );
         }
-    }
-    if diff == crate::Diff::Warehouse
-        && let Some(node) = map.get("diff")
-    {
-        r.problem(
-            node,
-            "source.diff",
-            "diff: warehouse has no dialect for ADBC sources yet: use diff: retl",
-        );
     }
 }
 
@@ -402,20 +404,45 @@ fn read_adbc(r: &mut Reader<'_>, node: &Node<'_>) -> Option<crate::Adbc> {
             "a driver name or the path of its library",
         )
         .and_then(|n| r.string(n, "source.adbc.driver"));
+    let options = read_options(r, &m, "options")?;
+    let statement_options = read_options(r, &m, "statement_options")?;
+    let entrypoint = match m.get("entrypoint") {
+        Some(node) => Some(r.string(node, "source.adbc.entrypoint")?),
+        None => None,
+    };
+    let dialect = match m.get("dialect") {
+        Some(node) => Some(
+            r.choice(node, "source.adbc.dialect", crate::Dialect::CHOICES)?
+                .parse()
+                .ok()?,
+        ),
+        None => None,
+    };
+    Some(crate::Adbc {
+        entrypoint,
+        dialect,
+        statement_options,
+        ..crate::Adbc::new(driver?, options)
+    })
+}
+
+/// `source.adbc.{key}`: a map of option names to values, in the order written.
+fn read_options(
+    r: &mut Reader<'_>,
+    m: &retl_config::Map<'_, '_>,
+    key: &str,
+) -> Option<Vec<(String, String)>> {
     let mut options = Vec::new();
-    if let Some(node) = m.get("options") {
-        let o = r.map(node, "source.adbc.options", &[])?;
-        for (key, value) in o.entries() {
-            let path = join("source.adbc.options", key);
-            if let Some(value) = r.string(value, &path) {
-                options.push((key.clone(), value));
+    if let Some(node) = m.get(key) {
+        let path = join("source.adbc", key);
+        let o = r.map(node, &path, &[])?;
+        for (name, value) in o.entries() {
+            if let Some(value) = r.string(value, &join(&path, name)) {
+                options.push((name.clone(), value));
             }
         }
     }
-    Some(crate::Adbc {
-        driver: driver?,
-        options,
-    })
+    Some(options)
 }
 
 fn read_incremental(r: &mut Reader<'_>, node: &Node<'_>) -> Option<crate::Incremental> {

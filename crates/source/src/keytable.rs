@@ -53,9 +53,13 @@ use std::fmt;
 
 use sqlx::Connection as _;
 
+mod dialects;
+
+use arrow_array::{ArrayRef, RecordBatch};
+
 use crate::columns::quote_column;
 use crate::writeback::{KeyValue, Writer};
-use crate::{Driver, Error, Model, Result, from_clause};
+use crate::{Adbc, Dialect, Driver, Error, Model, Result, from_clause};
 
 /// Whether `name` can be `source.diff_schema`: letters, digits and `_`,
 /// not starting with a digit (it names a schema, a database or a prefix).
@@ -176,11 +180,20 @@ impl AntiJoin {
     }
 }
 
+/// Where a key table's statements go.
+#[derive(Clone)]
+enum Target {
+    /// A native connection (`postgres://`, `mysql://`, `sqlite://`).
+    Native(Driver),
+    /// An ADBC driver, in its dialect ([`dialects`]).
+    Adbc(Box<Adbc>, Dialect),
+}
+
 /// An activation's key table in its source database.
 #[derive(Clone)]
 pub struct KeyTable {
     connection: String,
-    driver: Driver,
+    target: Target,
     model: Model,
     /// The schema (a database on MySQL; a name prefix on SQLite).
     schema: String,
@@ -207,10 +220,13 @@ pub struct Found {
     pub empty: bool,
 }
 
-fn quote_of(driver: Driver) -> char {
-    match driver {
-        Driver::Mysql => '`',
-        Driver::Postgres | Driver::Sqlite => '"',
+impl Target {
+    fn quote(&self) -> char {
+        match self {
+            Target::Native(Driver::Mysql) => '`',
+            Target::Native(Driver::Postgres | Driver::Sqlite) => '"',
+            Target::Adbc(_, dialect) => dialect.quote(),
+        }
     }
 }
 
@@ -239,25 +255,44 @@ impl KeyTable {
     }
 
     /// The key table of activation `activation` of the state `owner` (the
-    /// state's identity, made once), reading `model` at `connection`,
-    /// identified by `columns`, in schema `schema`.
+    /// state's identity, made once), reading `model` at `connection` (or
+    /// through `adbc`, whose dialect must be known: see
+    /// [`Adbc::resolved`]), identified by `columns`, in schema `schema`.
     pub fn new(
         connection: &str,
         model: &Model,
+        adbc: Option<&Adbc>,
         schema: &str,
         activation: &str,
         owner: &str,
         columns: &[String],
     ) -> Result<KeyTable> {
-        let driver = Driver::for_url(connection)?;
+        let target = match adbc {
+            Some(adbc) => {
+                let dialect =
+                    Dialect::required(adbc.dialect, &adbc.driver, "source.diff: warehouse")?;
+                if dialect == Dialect::Mysql {
+                    return Err(Error::Adbc {
+                        driver: adbc.driver.clone(),
+                        message: "diff: warehouse through an ADBC driver has no MySQL dialect: read MySQL and MariaDB through a mysql:// connection".to_owned(),
+                        status: None,
+                        sqlstate: None,
+                    });
+                }
+                Target::Adbc(Box::new(adbc.clone()), dialect)
+            }
+            None => Target::Native(Driver::for_url(connection)?),
+        };
         let stem = table_name(activation, owner);
-        let (schema, name) = match driver {
-            Driver::Sqlite => (String::new(), format!("{schema}_{stem}")),
-            Driver::Postgres | Driver::Mysql => (schema.to_owned(), stem),
+        let (schema, name) = match target {
+            Target::Native(Driver::Sqlite) | Target::Adbc(_, Dialect::Sqlite) => {
+                (String::new(), format!("{schema}_{stem}"))
+            }
+            _ => (schema.to_owned(), stem),
         };
         Ok(KeyTable {
             connection: connection.to_owned(),
-            driver,
+            target,
             model: model.clone(),
             schema,
             name,
@@ -266,7 +301,20 @@ impl KeyTable {
     }
 
     fn quote(&self) -> char {
-        quote_of(self.driver)
+        self.target.quote()
+    }
+
+    /// The statements of an ADBC source's dialect, if it is one.
+    fn sql(&self) -> Option<dialects::Sql> {
+        match &self.target {
+            Target::Adbc(_, dialect) => Some(dialects::Sql {
+                dialect: *dialect,
+                schema: self.schema.clone(),
+                columns: self.columns.clone(),
+                model: self.model.clone(),
+            }),
+            Target::Native(_) => None,
+        }
     }
 
     /// `name` in this table's schema, quoted.
@@ -301,7 +349,7 @@ impl KeyTable {
         AntiJoin {
             table: self.qualified(&self.name),
             columns: self.columns.clone(),
-            bytes: self.driver == Driver::Mysql,
+            bytes: matches!(self.target, Target::Native(Driver::Mysql)),
         }
     }
 
@@ -329,7 +377,18 @@ impl KeyTable {
     /// for the error that says it cannot.
     pub fn grant(&self) -> String {
         let user = user_of(&self.connection);
-        match self.driver {
+        let driver = match &self.target {
+            Target::Native(driver) => *driver,
+            Target::Adbc(adbc, _) => {
+                let user = adbc
+                    .options
+                    .iter()
+                    .find(|(k, _)| k == "username")
+                    .map_or("<retl's user>", |(_, v)| v.as_str());
+                return self.sql().map(|s| s.grant(user)).unwrap_or_default();
+            }
+        };
+        match driver {
             Driver::Postgres => format!(
                 "GRANT CREATE ON DATABASE {db} TO {user}; (or make the schema for it: CREATE SCHEMA {schema} AUTHORIZATION {user}; or, if it exists, GRANT USAGE, CREATE ON SCHEMA {schema} TO {user})",
                 db = database_of(&self.connection),
@@ -354,22 +413,40 @@ impl KeyTable {
         }
     }
 
-    /// The error of a key table asked of an ADBC source (the configuration
-    /// refuses `diff: warehouse` with one first).
-    fn no_adbc(&self) -> Error {
-        Error::Adbc {
-            driver: self.connection.clone(),
-            message: format!(
-                "retl's key table `{}` has no dialect for ADBC sources yet",
-                self.display()
-            ),
-            status: None,
-            sqlstate: None,
+    /// An ADBC error (whose message says what retl was doing), said with
+    /// which table and the grant that lets it.
+    fn adbc_denied(&self, _what: &str, error: Error) -> Error {
+        match error {
+            Error::Adbc {
+                driver,
+                message,
+                status,
+                sqlstate,
+            } => Error::Adbc {
+                driver,
+                message: format!(
+                    "retl's key table `{}`: {message} (if retl lacks the right: {})",
+                    self.display(),
+                    self.grant()
+                ),
+                status,
+                sqlstate,
+            },
+            other => other,
         }
     }
 
     async fn connect(&self) -> Result<Writer> {
-        Writer::connect(&self.connection).await
+        match &self.target {
+            Target::Adbc(adbc, dialect) => {
+                let adbc = Adbc {
+                    dialect: Some(*dialect),
+                    ..(**adbc).clone()
+                };
+                Writer::for_adbc(&adbc).await
+            }
+            Target::Native(_) => Writer::connect(&self.connection).await,
+        }
     }
 
     /// Whether the table is there, without making it.
@@ -381,7 +458,7 @@ impl KeyTable {
     async fn exists_on(&self, conn: &mut Writer) -> Result<bool> {
         let found: std::result::Result<i64, sqlx::Error> =
             match conn {
-                Writer::Adbc(_) => return Err(self.no_adbc()),
+                Writer::Adbc(u) => return self.adbc_exists(u, &self.name).await,
                 Writer::Postgres(c) => sqlx::query_scalar(
                     "SELECT COUNT(*) FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace
                      WHERE n.nspname = $1 AND t.relname = $2",
@@ -465,7 +542,7 @@ impl KeyTable {
             self.qualified(&self.name)
         );
         let count: std::result::Result<i64, sqlx::Error> = match conn {
-            Writer::Adbc(_) => return Err(self.no_adbc()),
+            Writer::Adbc(u) => return self.adbc_any(u).await.map(|any| !any),
             Writer::Postgres(c) => sqlx::query_scalar(&sql).fetch_one(&mut *c).await,
             Writer::Mysql(c) => sqlx::query_scalar(&sql).fetch_one(&mut *c).await,
             Writer::Sqlite(c) => sqlx::query_scalar(&sql).fetch_one(&mut *c).await,
@@ -493,7 +570,7 @@ impl KeyTable {
         let index = quote_column(&format!("{name}_key"), q);
         let create = |what: &str, e| self.denied(what, e);
         match conn {
-            Writer::Adbc(_) => return Err(self.no_adbc()),
+            Writer::Adbc(u) => return self.adbc_create(u, name, fill).await,
             Writer::Postgres(c) => {
                 let mut tx = c.begin().await.map_err(|e| create("begin", e))?;
                 let schema_there: bool = sqlx::query_scalar(
@@ -563,7 +640,7 @@ impl KeyTable {
     async fn drop_table(&self, conn: &mut Writer, name: &str) -> Result<()> {
         let sql = format!("DROP TABLE IF EXISTS {}", self.qualified(name));
         let done = match conn {
-            Writer::Adbc(_) => return Err(self.no_adbc()),
+            Writer::Adbc(u) => return self.adbc_run(u, vec![sql], "drop a table of its own").await,
             Writer::Postgres(c) => sqlx::query(&sql).execute(&mut *c).await.map(|_| ()),
             Writer::Mysql(c) => sqlx::query(&sql).execute(&mut *c).await.map(|_| ()),
             Writer::Sqlite(c) => sqlx::query(&sql).execute(&mut *c).await.map(|_| ()),
@@ -588,7 +665,7 @@ impl KeyTable {
         let (table, staging) = (self.qualified(&self.name), self.qualified(&self.staging()));
         let swap = |e| self.denied("put the baseline in place", e);
         match &mut conn {
-            Writer::Adbc(_) => return Err(self.no_adbc()),
+            Writer::Adbc(u) => return self.adbc_swap(u).await,
             Writer::Postgres(c) => {
                 let mut tx = c.begin().await.map_err(swap)?;
                 for sql in [
@@ -646,6 +723,19 @@ impl KeyTable {
                         "ALTER TABLE {staging} RENAME TO {}",
                         quote_column(&self.name, q)
                     ),
+                    // An index keeps its name through a rename, and index
+                    // names are the database's: the next baseline's
+                    // staging index would meet it.
+                    format!(
+                        "DROP INDEX IF EXISTS {}",
+                        quote_column(&format!("{}_key", self.staging()), q)
+                    ),
+                    format!(
+                        "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+                        quote_column(&format!("{}_key", self.name), q),
+                        quote_column(&self.name, q),
+                        self.key_list()
+                    ),
                 ] {
                     sqlx::query(&sql).execute(&mut *tx).await.map_err(swap)?;
                 }
@@ -662,7 +752,7 @@ impl KeyTable {
         let push = |e| self.denied("write settled keys", e);
         for chunk in keys.chunks(Self::CHUNK) {
             match conn {
-                Writer::Adbc(_) => return Err(self.no_adbc()),
+                Writer::Adbc(u) => return self.adbc_push(u, keys).await,
                 Writer::Postgres(c) => {
                     // One parameter: each key a JSON object, made into a
                     // row of the table's own types by the database.
@@ -704,7 +794,7 @@ impl KeyTable {
         let remove = |e| self.denied("remove keys retl never settled", e);
         for chunk in keys.chunks(100) {
             match conn {
-                Writer::Adbc(_) => return Err(self.no_adbc()),
+                Writer::Adbc(u) => return self.adbc_remove(u, keys).await,
                 Writer::Postgres(c) => {
                     let equal: Vec<String> = self
                         .columns
@@ -764,7 +854,10 @@ impl KeyTable {
         let mut conn = self.connect().await?;
         let sql = format!("SELECT COUNT(*) FROM {}", self.qualified(&self.name));
         let count: std::result::Result<i64, sqlx::Error> = match &mut conn {
-            Writer::Adbc(_) => return Err(self.no_adbc()),
+            Writer::Adbc(u) => {
+                let sql = self.sql().expect("an ADBC table").count(&self.name);
+                return self.adbc_count(u, sql, "count its keys").await;
+            }
             Writer::Postgres(c) => sqlx::query_scalar(&sql).fetch_one(&mut *c).await,
             Writer::Mysql(c) => sqlx::query_scalar(&sql).fetch_one(&mut *c).await,
             Writer::Sqlite(c) => sqlx::query_scalar(&sql).fetch_one(&mut *c).await,
@@ -809,6 +902,243 @@ impl KeyTable {
     pub async fn writer(&self) -> Result<Writer> {
         self.connect().await
     }
+}
+
+/// A key table's statements through an ADBC driver, in its dialect.
+impl KeyTable {
+    fn adbc_sql(&self) -> dialects::Sql {
+        self.sql()
+            .expect("only an ADBC source's key table runs ADBC statements")
+    }
+
+    async fn adbc_run(
+        &self,
+        conn: &crate::adbc::Updater,
+        statements: Vec<String>,
+        what: &'static str,
+    ) -> Result<()> {
+        for sql in statements {
+            conn.execute(sql, None, what)
+                .await
+                .map_err(|e| self.adbc_denied(what, e))?;
+        }
+        Ok(())
+    }
+
+    async fn adbc_count(
+        &self,
+        conn: &crate::adbc::Updater,
+        sql: String,
+        what: &'static str,
+    ) -> Result<u64> {
+        conn.count(sql, what)
+            .await
+            .map_err(|e| self.adbc_denied(what, e))
+    }
+
+    async fn adbc_exists(&self, conn: &crate::adbc::Updater, name: &str) -> Result<bool> {
+        let what = "look the table up";
+        match self.adbc_sql().exists(name) {
+            dialects::Lookup::Count(sql) => Ok(self.adbc_count(conn, sql, what).await? > 0),
+            dialects::Lookup::Listed(statements) => {
+                for sql in statements {
+                    let rows: usize = conn
+                        .rows(sql, what)
+                        .await
+                        .map_err(|e| self.adbc_denied(what, e))?
+                        .iter()
+                        .map(RecordBatch::num_rows)
+                        .sum();
+                    if rows == 0 {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    async fn adbc_any(&self, conn: &crate::adbc::Updater) -> Result<bool> {
+        let sql = self.adbc_sql().any(&self.name);
+        Ok(self.adbc_count(conn, sql, "read the table").await? > 0)
+    }
+
+    async fn adbc_create(&self, conn: &crate::adbc::Updater, name: &str, fill: bool) -> Result<()> {
+        let sql = self.adbc_sql();
+        if let Some(create) = sql.create_schema() {
+            let there = match sql.schema_exists() {
+                Some(lookup) => self.adbc_count(conn, lookup, "look the schema up").await? > 0,
+                None => false,
+            };
+            if !there {
+                self.adbc_run(conn, vec![create], "create the schema")
+                    .await?;
+            }
+        }
+        self.adbc_run(conn, sql.create(name, fill), "create the table")
+            .await
+    }
+
+    async fn adbc_swap(&self, conn: &crate::adbc::Updater) -> Result<()> {
+        let statements = self.adbc_sql().swap(&self.name, &self.staging());
+        self.adbc_run(conn, statements, "put the baseline in place")
+            .await
+    }
+
+    /// What each key column casts a bound text to ([`dialects::Sql::cast`]).
+    async fn adbc_casts(&self, conn: &crate::adbc::Updater) -> Result<Vec<Option<String>>> {
+        use arrow_array::cast::AsArray as _;
+        let what = "read the key columns' types";
+        let sql = self.adbc_sql();
+        if let Some(lookup) = sql.named_types(&self.name) {
+            let batches = conn
+                .rows(lookup, what)
+                .await
+                .map_err(|e| self.adbc_denied(what, e))?;
+            let mut named = std::collections::HashMap::new();
+            for batch in &batches {
+                let (Some(names), Some(types)) = (
+                    batch.column(0).as_string_opt::<i32>(),
+                    batch.column(1).as_string_opt::<i32>(),
+                ) else {
+                    continue;
+                };
+                for row in 0..batch.num_rows() {
+                    named.insert(names.value(row).to_owned(), types.value(row).to_owned());
+                }
+            }
+            return Ok(self
+                .columns
+                .iter()
+                .map(|c| named.get(c).and_then(|t| dialects::Sql::cast_named(t)))
+                .collect());
+        }
+        let batches = conn
+            .rows(sql.types(&self.name), what)
+            .await
+            .map_err(|e| self.adbc_denied(what, e))?;
+        let schema = batches.first().map(RecordBatch::schema);
+        Ok(schema
+            .iter()
+            .flat_map(|s| s.fields().iter().map(|f| sql.cast(f.data_type())))
+            .collect())
+    }
+
+    async fn adbc_push(&self, conn: &crate::adbc::Updater, keys: &[Vec<KeyValue>]) -> Result<()> {
+        let what = "write settled keys";
+        let sql = self.adbc_sql();
+        if sql.dialect == Dialect::Postgresql {
+            for chunk in keys.chunks(Self::CHUNK) {
+                let json = self.json_rows(chunk);
+                conn.execute(sql.insert_json(&self.name), Some(one_text(json)), what)
+                    .await
+                    .map_err(|e| self.adbc_denied(what, e))?;
+            }
+            return Ok(());
+        }
+        let casts = self.adbc_casts(conn).await?;
+        if sql.ingests() {
+            let insert = sql.insert_from(&self.name, &self.push_table(), &casts);
+            return self.through_push_table(conn, keys, insert, what).await;
+        }
+        let insert = sql.insert(&self.name, &casts);
+        conn.execute(insert, Some(self.batch(keys)?), what)
+            .await
+            .map_err(|e| self.adbc_denied(what, e))?;
+        Ok(())
+    }
+
+    /// The table an ingest writes keys into before SQL copies them across.
+    fn push_table(&self) -> String {
+        format!("{}__push", self.name)
+    }
+
+    /// Ingests `keys` into the push table (made anew), runs `statement`
+    /// (which reads it), and drops it.
+    async fn through_push_table(
+        &self,
+        conn: &crate::adbc::Updater,
+        keys: &[Vec<KeyValue>],
+        statement: String,
+        what: &'static str,
+    ) -> Result<()> {
+        let sql = self.adbc_sql();
+        let push = self.push_table();
+        let drop = format!("DROP TABLE IF EXISTS {}", sql.qualified(&push));
+        self.adbc_run(conn, vec![drop.clone()], what).await?;
+        conn.ingest(&self.schema, &push, self.batch(keys)?, what)
+            .await
+            .map_err(|e| self.adbc_denied(what, e))?;
+        self.adbc_run(conn, vec![statement, drop], what).await
+    }
+
+    async fn adbc_remove(&self, conn: &crate::adbc::Updater, keys: &[Vec<KeyValue>]) -> Result<()> {
+        let what = "remove keys retl never settled";
+        let sql = self.adbc_sql();
+        if sql.dialect == Dialect::Postgresql {
+            let json = self.json_rows(keys);
+            conn.execute(sql.delete_json(&self.name), Some(one_text(json)), what)
+                .await
+                .map_err(|e| self.adbc_denied(what, e))?;
+            return Ok(());
+        }
+        let casts = self.adbc_casts(conn).await?;
+        if sql.ingests() {
+            let delete = sql.delete_from(&self.name, &self.push_table(), &casts);
+            return self.through_push_table(conn, keys, delete, what).await;
+        }
+        conn.execute(
+            sql.delete(&self.name, &casts),
+            Some(self.batch(keys)?),
+            what,
+        )
+        .await
+        .map_err(|e| self.adbc_denied(what, e))?;
+        Ok(())
+    }
+
+    /// `keys` as an Arrow batch, a column per key column: `Int64` where
+    /// every value is an integer, else text.
+    fn batch(&self, keys: &[Vec<KeyValue>]) -> Result<RecordBatch> {
+        let columns: Vec<(String, ArrayRef)> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, column)| {
+                let values = keys.iter().map(|key| key.get(i));
+                let ints: Option<Vec<i64>> = values
+                    .clone()
+                    .map(|v| match v {
+                        Some(KeyValue::Int(n)) => Some(*n),
+                        _ => None,
+                    })
+                    .collect();
+                let array: ArrayRef = match ints {
+                    Some(ints) => std::sync::Arc::new(arrow_array::Int64Array::from(ints)),
+                    None => std::sync::Arc::new(
+                        values
+                            .map(|v| match v {
+                                Some(KeyValue::Int(n)) => Some(n.to_string()),
+                                Some(KeyValue::Text(t)) => Some(t.clone()),
+                                None => None,
+                            })
+                            .collect::<arrow_array::StringArray>(),
+                    ),
+                };
+                (column.clone(), array)
+            })
+            .collect();
+        RecordBatch::try_from_iter(columns).map_err(|e| Error::Decode {
+            column: String::new(),
+            message: format!("the settled keys as a batch: {e}"),
+        })
+    }
+}
+
+/// One text parameter, as a one-row batch.
+fn one_text(text: String) -> RecordBatch {
+    let array: ArrayRef = std::sync::Arc::new(arrow_array::StringArray::from(vec![text]));
+    RecordBatch::try_from_iter([("keys", array)]).expect("one column of one row")
 }
 
 /// Binds every value of `keys`, in order: an integer as an integer (its

@@ -124,7 +124,10 @@ fn snowflake(connection: &str) -> Result<Adbc, String> {
         };
         options.push((option, value));
     }
-    Ok(Adbc { driver, options })
+    Ok(Adbc {
+        dialect: Some(crate::Dialect::Snowflake),
+        ..Adbc::new(driver, options)
+    })
 }
 
 fn bigquery(connection: &str) -> Result<Adbc, String> {
@@ -166,7 +169,10 @@ fn bigquery(connection: &str) -> Result<Adbc, String> {
             "adbc.bigquery.sql.auth_type.app_default_credentials".to_owned(),
         )),
     }
-    Ok(Adbc { driver, options })
+    Ok(Adbc {
+        dialect: Some(crate::Dialect::Bigquery),
+        ..Adbc::new(driver, options)
+    })
 }
 
 #[cfg(test)]

@@ -140,9 +140,16 @@ impl Run<'_> {
         } else {
             self.state.existing_identity().await?.unwrap_or_default()
         };
+        // An ADBC source's dialect, where the configuration does not say
+        // it, is the vendor name its driver reports: asked once, here.
+        if let Some(adbc) = &spec.adbc {
+            let limits = (spec.connect_timeout, spec.read_timeout);
+            spec.adbc = Some(adbc.resolved(limits).await.map_err(source_error)?);
+        }
         let table = KeyTable::new(
             &spec.connection,
             &spec.model,
+            spec.adbc.as_ref(),
             &activation.source.diff_schema,
             name,
             &owner,

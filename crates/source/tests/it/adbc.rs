@@ -90,10 +90,10 @@ async fn sqlite_through_its_adbc_driver_reads_what_the_native_reader_reads() {
     )
     .await
     .unwrap();
-    let adbc = Adbc {
-        driver: library,
-        options: vec![("uri".into(), format!("file:{}", path.display()))],
-    };
+    let adbc = Adbc::new(
+        library,
+        vec![("uri".into(), format!("file:{}", path.display()))],
+    );
     let columns = ["order_id", "email", "amount"];
     let model = Model::Table("orders".into());
     let through_adbc = read_all(
@@ -201,10 +201,10 @@ async fn postgresql_through_its_adbc_driver_keeps_keys_and_exact_values() {
     )
     .await
     .unwrap();
-    let adbc = Adbc {
-        driver: library,
-        options: vec![("uri".into(), pg.replace("postgres://", "postgresql://"))],
-    };
+    let adbc = Adbc::new(
+        library,
+        vec![("uri".into(), pg.replace("postgres://", "postgresql://"))],
+    );
     let columns = [
         "order_id",
         "big",
@@ -271,10 +271,10 @@ async fn postgresql_through_its_adbc_driver_keeps_keys_and_exact_values() {
 
 #[tokio::test]
 async fn a_driver_that_is_not_there_is_named_with_how_to_install_it() {
-    let adbc = Adbc {
-        driver: "nosuchwarehouse".into(),
-        options: vec![("password".into(), "hunter2".into())],
-    };
+    let adbc = Adbc::new(
+        "nosuchwarehouse",
+        vec![("password".into(), "hunter2".into())],
+    );
     let error = Source::open(&spec(
         &adbc.name(),
         Some(adbc),
@@ -326,13 +326,19 @@ impl Drop for Stop {
     }
 }
 
-/// Runs statements through the driver itself (the test's own setup).
-fn run_sql(library: &str, options: &[(String, String)], statements: &[&str]) {
+/// Runs statements through the driver itself (the test's own setup);
+/// `entrypoint` where the driver's init symbol is not the default.
+pub(super) fn run_sql(
+    library: &str,
+    entrypoint: Option<&str>,
+    options: &[(String, String)],
+    statements: &[&str],
+) {
     use adbc_core::options::{AdbcVersion, OptionDatabase, OptionValue};
     use adbc_core::{Connection as _, Database as _, Driver as _, Statement as _};
     let mut driver = adbc_driver_manager::ManagedDriver::load_dynamic_from_filename(
         library,
-        None,
+        entrypoint.map(str::as_bytes),
         AdbcVersion::default(),
     )
     .unwrap();
@@ -369,6 +375,7 @@ async fn snowflake_through_its_adbc_driver_against_fakesnow() {
     let options = fakesnow_options(port);
     run_sql(
         &library,
+        None,
         &options,
         &[
             "CREATE DATABASE IF NOT EXISTS SHOP",
@@ -378,10 +385,7 @@ async fn snowflake_through_its_adbc_driver_against_fakesnow() {
             "INSERT INTO SHOP.SALES.ORDERS SELECT 1234567890123456789, -0.10, '2026-11-30 11:00:00', 'b@x.example', '2026-11-30 11:00:00 +00:00'::TIMESTAMP_LTZ, '2026-11-30 11:00:00 +00:00'::TIMESTAMP_TZ, PARSE_JSON('[1, 2]')",
         ],
     );
-    let adbc = Adbc {
-        driver: library,
-        options,
-    };
+    let adbc = Adbc::new(library, options);
     let columns = [
         "ORDER_ID",
         "PRICE",

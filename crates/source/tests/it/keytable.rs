@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use arrow_array::{Array as _, RecordBatch};
 use retl_diff::{RowHash, hash_keys};
-use retl_source::{KeyTable, KeyValue, Model, Source, SourceSpec};
+use std::time::Duration;
+
+use retl_source::{Adbc, Dialect, KeyTable, KeyValue, Model, Source, SourceSpec};
 
 use super::{read_all, unique, url};
 
@@ -212,16 +214,41 @@ fn multiset(hashes: impl IntoIterator<Item = RowHash>) -> BTreeMap<RowHash, usiz
     out
 }
 
-/// The property on one dialect: `url`, the case's table `table` (made and
-/// filled by the caller), key tables in `schema`.
+/// The property on one dialect: `url` (or, for an ADBC source, its name,
+/// and `adbc`), the case's table `table` (made and filled by the caller),
+/// key tables in `schema`.
 async fn holds(url: &str, table: &str, schema: &str, case: &Case, seed: u64) {
+    holds_through(url, None, table, schema, case, seed).await;
+}
+
+/// [`holds`], through an ADBC driver when `adbc` is given (its dialect
+/// found as a run finds it).
+async fn holds_through(
+    url: &str,
+    adbc: Option<&Adbc>,
+    table: &str,
+    schema: &str,
+    case: &Case,
+    seed: u64,
+) {
+    let adbc = match adbc {
+        Some(adbc) => Some(
+            adbc.resolved((Duration::from_secs(30), Duration::from_mins(5)))
+                .await
+                .unwrap(),
+        ),
+        None => None,
+    };
     let columns: Vec<String> = case
         .columns
         .iter()
         .map(|(c, _, _)| (*c).to_owned())
         .collect();
     let model = Model::Table(table.to_owned());
-    let spec = SourceSpec::new(url, model.clone(), columns.clone());
+    let spec = SourceSpec {
+        adbc: adbc.clone(),
+        ..SourceSpec::new(url, model.clone(), columns.clone())
+    };
     let all = keys_of(
         &read_all(&mut Source::open(&spec).await.unwrap())
             .await
@@ -233,7 +260,16 @@ async fn holds(url: &str, table: &str, schema: &str, case: &Case, seed: u64) {
         .filter_map(|(h, v)| v.clone().map(|v| (*h, v)))
         .filter(|_| rng.next().is_multiple_of(3))
         .collect();
-    let key_table = KeyTable::new(url, &model, schema, case.name, "test-state", &columns).unwrap();
+    let key_table = KeyTable::new(
+        url,
+        &model,
+        adbc.as_ref(),
+        schema,
+        case.name,
+        "test-state",
+        &columns,
+    )
+    .unwrap();
     key_table.ensure().await.unwrap();
     let mut writer = key_table.writer().await.unwrap();
     let values: Vec<Vec<KeyValue>> = written.iter().map(|(_, v)| v.clone()).collect();
@@ -278,7 +314,10 @@ async fn holds(url: &str, table: &str, schema: &str, case: &Case, seed: u64) {
         "{}: the anti-join returns exactly the rows whose retl key was not written (seed {seed})",
         case.name
     );
-    let table_spec = SourceSpec::new(url, key_table_model(&key_table), columns);
+    let table_spec = SourceSpec {
+        adbc,
+        ..SourceSpec::new(url, key_table_model(&key_table), columns)
+    };
     let held = keys_of(
         &read_all(&mut Source::open(&table_spec).await.unwrap())
             .await
@@ -318,6 +357,10 @@ fn pg_cases() -> Vec<Case> {
                 "numeric(20,0)",
                 Gen::Int(-(10_i128.pow(20) - 1), 10_i128.pow(20) - 1),
             )],
+        ),
+        case(
+            "numeric_scaled",
+            vec![("k", "numeric(12,3)", Gen::Int(-999_999_999, 999_999_999))],
         ),
         case("text", vec![("k", "text", Gen::Text)]),
         case("uuid", vec![("k", "uuid", Gen::Uuid)]),
@@ -528,3 +571,197 @@ async fn keys_compare_in_sqlite_exactly_as_retl_identifies_them() {
 }
 
 use std::str::FromStr as _;
+
+/// `case`'s rows as one `INSERT` of SQL literals into `table`, for engines
+/// the test reaches only through their ADBC driver; `backslash`: the
+/// dialect's strings escape with it (Snowflake's do).
+fn insert_literals(case: &Case, seed: u64, table: &str, backslash: bool) -> String {
+    let rows: Vec<String> = rows(case, seed)
+        .into_iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&case.columns)
+                .map(|(value, (_, t, _))| match value {
+                    None => format!("CAST(NULL AS {t})"),
+                    Some(v) => {
+                        let mut v = v.replace('\'', "''");
+                        if backslash {
+                            v = v.replace('\\', "\\\\");
+                        }
+                        format!("CAST('{v}' AS {t})")
+                    }
+                })
+                .collect();
+            format!("({}, 'p')", cells.join(", "))
+        })
+        .collect();
+    format!("INSERT INTO {table} VALUES {}", rows.join(", "))
+}
+
+/// `CREATE TABLE table (key columns, payload)` for `case`.
+fn create_table(case: &Case, table: &str, text: &str) -> String {
+    let defs: Vec<String> = case
+        .columns
+        .iter()
+        .map(|(n, t, _)| format!("{n} {t}"))
+        .collect();
+    format!("CREATE TABLE {table} ({}, payload {text})", defs.join(", "))
+}
+
+fn duckdb_cases() -> Vec<Case> {
+    vec![
+        case(
+            "tinyint",
+            vec![("k", "TINYINT", Gen::Int(i8::MIN.into(), i8::MAX.into()))],
+        ),
+        case(
+            "integer",
+            vec![("k", "INTEGER", Gen::Int(i32::MIN.into(), i32::MAX.into()))],
+        ),
+        case(
+            "bigint",
+            vec![("k", "BIGINT", Gen::Int(i64::MIN.into(), i64::MAX.into()))],
+        ),
+        case(
+            "ubigint",
+            vec![("k", "UBIGINT", Gen::Int(0, u64::MAX.into()))],
+        ),
+        case(
+            "hugeint",
+            vec![(
+                "k",
+                "HUGEINT",
+                // 38 digits (the generator's span must fit an i128).
+                Gen::Int(-8 * 10_i128.pow(37), 8 * 10_i128.pow(37)),
+            )],
+        ),
+        case(
+            "decimal",
+            vec![(
+                "k",
+                "DECIMAL(20, 0)",
+                Gen::Int(-(10_i128.pow(20) - 1), 10_i128.pow(20) - 1),
+            )],
+        ),
+        case(
+            "decimal_scaled",
+            vec![("k", "DECIMAL(12, 3)", Gen::Int(-999_999_999, 999_999_999))],
+        ),
+        case("varchar", vec![("k", "VARCHAR", Gen::Text)]),
+        case("uuid", vec![("k", "UUID", Gen::Uuid)]),
+        case(
+            "varchar_varchar",
+            vec![("a", "VARCHAR", Gen::Text), ("b", "VARCHAR", Gen::Text)],
+        ),
+        case(
+            "bigint_varchar",
+            vec![
+                ("a", "BIGINT", Gen::Int(-1_000, 1_000)),
+                ("b", "VARCHAR", Gen::Text),
+            ],
+        ),
+    ]
+}
+
+/// `DuckDB` through its own ADBC entry point (`duckdb_adbc_init`), its
+/// dialect found from the vendor name the driver reports.
+#[tokio::test]
+async fn keys_compare_in_duckdb_exactly_as_retl_identifies_them() {
+    let Some(library) = url("RETL_TEST_DUCKDB_LIBRARY") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let options = vec![(
+        "path".to_owned(),
+        dir.path().join("w.duckdb").display().to_string(),
+    )];
+    let adbc = Adbc {
+        entrypoint: Some("duckdb_adbc_init".into()),
+        ..Adbc::new(library.clone(), options.clone())
+    };
+    let found = adbc
+        .resolved((Duration::from_secs(30), Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(
+        found.dialect,
+        Some(Dialect::Duckdb),
+        "GetInfo's vendor name"
+    );
+    for (i, case) in duckdb_cases().iter().enumerate() {
+        let seed = 0x27d4_eb2f + i as u64;
+        let table = format!("shop.{}", case.name);
+        let create = create_table(case, &table, "VARCHAR");
+        let insert = insert_literals(case, seed, &table, false);
+        super::adbc::run_sql(
+            &library,
+            Some("duckdb_adbc_init"),
+            &options,
+            &["CREATE SCHEMA IF NOT EXISTS shop", &create, &insert],
+        );
+        holds_through("adbc:duckdb", Some(&adbc), &table, "retl", case, seed).await;
+    }
+}
+
+/// PostgreSQL through its ADBC driver, in its own dialect and in
+/// Redshift's: Redshift's key table SQL (no `UNLOGGED`, no index, keys
+/// bound and cast, `GETDATE()`) run on PostgreSQL as far as the two agree
+/// (PostgreSQL has no `GETDATE()`: the test's database is given one).
+#[tokio::test]
+async fn keys_compare_through_postgresqls_adbc_driver_in_its_dialect_and_redshifts() {
+    use sqlx::{ConnectOptions as _, Executor as _};
+    let (Some(url), Some(library)) = (
+        url("RETL_TEST_POSTGRES_URL"),
+        url("RETL_TEST_ADBC_POSTGRESQL_DRIVER"),
+    ) else {
+        return;
+    };
+    let mut conn = sqlx::postgres::PgConnectOptions::from_str(&url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    conn.execute(
+        "CREATE OR REPLACE FUNCTION getdate() RETURNS timestamp LANGUAGE sql AS 'SELECT localtimestamp'",
+    )
+    .await
+    .unwrap();
+    let source = unique("retl_kta");
+    conn.execute(format!("CREATE SCHEMA {source}").as_str())
+        .await
+        .unwrap();
+    let uri = url.replace("postgres://", "postgresql://");
+    for (n, dialect) in [Dialect::Postgresql, Dialect::Redshift]
+        .into_iter()
+        .enumerate()
+    {
+        let keys = unique("retl_kta_keys");
+        let adbc = Adbc {
+            // PostgreSQL's is what the driver reports; Redshift's is chosen.
+            dialect: (dialect == Dialect::Redshift).then_some(dialect),
+            ..Adbc::new(library.clone(), vec![("uri".to_owned(), uri.clone())])
+        };
+        for (i, case) in pg_cases().iter().enumerate() {
+            // Redshift has no uuid type.
+            if dialect == Dialect::Redshift && case.name == "uuid" {
+                continue;
+            }
+            let seed = 0x1656_67b1 + (n * 100 + i) as u64;
+            let table = format!("{source}.{}_{dialect}", case.name);
+            conn.execute(create_table(case, &table, "text").as_str())
+                .await
+                .unwrap();
+            conn.execute(insert_literals(case, seed, &table, false).as_str())
+                .await
+                .unwrap();
+            holds_through("adbc:postgresql", Some(&adbc), &table, &keys, case, seed).await;
+        }
+        conn.execute(format!("DROP SCHEMA {keys} CASCADE").as_str())
+            .await
+            .unwrap();
+    }
+    conn.execute(format!("DROP SCHEMA {source} CASCADE").as_str())
+        .await
+        .unwrap();
+}
