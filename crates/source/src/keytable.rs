@@ -54,8 +54,9 @@ use std::fmt;
 use sqlx::Connection as _;
 
 mod dialects;
+mod foreign;
 
-use arrow_array::{ArrayRef, RecordBatch};
+use foreign::On;
 
 use crate::columns::quote_column;
 use crate::writeback::{KeyValue, Writer};
@@ -181,10 +182,15 @@ impl AntiJoin {
 }
 
 /// Where a key table's statements go.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 enum Target {
-    /// A native connection (`postgres://`, `mysql://`, `sqlite://`).
+    /// A native connection (`postgres://`, `mysql://`, `sqlite://`); a
+    /// PostgreSQL-protocol server that says it is Redshift is spoken to in
+    /// Redshift's SQL ([`foreign`]).
     Native(Driver),
+    /// A PostgreSQL-protocol connection spoken to in Redshift's SQL
+    /// whatever the server says ([`KeyTable::speaking_redshift`]).
+    Redshift,
     /// An ADBC driver, in its dialect ([`dialects`]).
     Adbc(Box<Adbc>, Dialect),
 }
@@ -224,7 +230,7 @@ impl Target {
     fn quote(&self) -> char {
         match self {
             Target::Native(Driver::Mysql) => '`',
-            Target::Native(Driver::Postgres | Driver::Sqlite) => '"',
+            Target::Native(Driver::Postgres | Driver::Sqlite) | Target::Redshift => '"',
             Target::Adbc(_, dialect) => dialect.quote(),
         }
     }
@@ -307,14 +313,35 @@ impl KeyTable {
     /// The statements of an ADBC source's dialect, if it is one.
     fn sql(&self) -> Option<dialects::Sql> {
         match &self.target {
-            Target::Adbc(_, dialect) => Some(dialects::Sql {
-                dialect: *dialect,
-                schema: self.schema.clone(),
-                columns: self.columns.clone(),
-                model: self.model.clone(),
-            }),
-            Target::Native(_) => None,
+            Target::Adbc(_, dialect) => Some(self.sql_in(*dialect)),
+            Target::Native(_) | Target::Redshift => None,
         }
+    }
+
+    fn sql_in(&self, dialect: Dialect) -> dialects::Sql {
+        dialects::Sql {
+            dialect,
+            schema: self.schema.clone(),
+            columns: self.columns.clone(),
+            model: self.model.clone(),
+        }
+    }
+
+    /// The statements [`foreign`] runs: the ADBC source's dialect's, or
+    /// (a PostgreSQL-protocol connection to Redshift) Redshift's.
+    fn foreign_sql(&self) -> dialects::Sql {
+        self.sql().unwrap_or_else(|| self.sql_in(Dialect::Redshift))
+    }
+
+    /// This table on a PostgreSQL-protocol connection, spoken to in
+    /// Redshift's SQL whatever the server says it is: for a server that
+    /// speaks Redshift's SQL without saying so (and to test that SQL on
+    /// PostgreSQL, as far as the two agree).
+    pub fn speaking_redshift(mut self) -> KeyTable {
+        if matches!(self.target, Target::Native(Driver::Postgres)) {
+            self.target = Target::Redshift;
+        }
+        self
     }
 
     /// `name` in this table's schema, quoted.
@@ -379,6 +406,7 @@ impl KeyTable {
         let user = user_of(&self.connection);
         let driver = match &self.target {
             Target::Native(driver) => *driver,
+            Target::Redshift => Driver::Postgres,
             Target::Adbc(adbc, _) => {
                 let user = adbc
                     .options
@@ -445,6 +473,20 @@ impl KeyTable {
                 };
                 Writer::for_adbc(&adbc).await
             }
+            Target::Native(Driver::Postgres) | Target::Redshift => {
+                Ok(match Writer::connect(&self.connection).await? {
+                    Writer::Postgres(mut c) => {
+                        if self.target == Target::Redshift
+                            || crate::postgres::is_redshift(&mut c).await
+                        {
+                            Writer::Redshift(c)
+                        } else {
+                            Writer::Postgres(c)
+                        }
+                    }
+                    other => other,
+                })
+            }
             Target::Native(_) => Writer::connect(&self.connection).await,
         }
     }
@@ -458,7 +500,10 @@ impl KeyTable {
     async fn exists_on(&self, conn: &mut Writer) -> Result<bool> {
         let found: std::result::Result<i64, sqlx::Error> =
             match conn {
-                Writer::Adbc(u) => return self.adbc_exists(u, &self.name).await,
+                Writer::Adbc(u) => return self.foreign_exists(&mut On::Adbc(u), &self.name).await,
+                Writer::Redshift(c) => {
+                    return self.foreign_exists(&mut On::Redshift(c), &self.name).await;
+                }
                 Writer::Postgres(c) => sqlx::query_scalar(
                     "SELECT COUNT(*) FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace
                      WHERE n.nspname = $1 AND t.relname = $2",
@@ -542,7 +587,10 @@ impl KeyTable {
             self.qualified(&self.name)
         );
         let count: std::result::Result<i64, sqlx::Error> = match conn {
-            Writer::Adbc(u) => return self.adbc_any(u).await.map(|any| !any),
+            Writer::Adbc(u) => return self.foreign_any(&mut On::Adbc(u)).await.map(|any| !any),
+            Writer::Redshift(c) => {
+                return self.foreign_any(&mut On::Redshift(c)).await.map(|any| !any);
+            }
             Writer::Postgres(c) => sqlx::query_scalar(&sql).fetch_one(&mut *c).await,
             Writer::Mysql(c) => sqlx::query_scalar(&sql).fetch_one(&mut *c).await,
             Writer::Sqlite(c) => sqlx::query_scalar(&sql).fetch_one(&mut *c).await,
@@ -570,7 +618,10 @@ impl KeyTable {
         let index = quote_column(&format!("{name}_key"), q);
         let create = |what: &str, e| self.denied(what, e);
         match conn {
-            Writer::Adbc(u) => return self.adbc_create(u, name, fill).await,
+            Writer::Adbc(u) => return self.foreign_create(&mut On::Adbc(u), name, fill).await,
+            Writer::Redshift(c) => {
+                return self.foreign_create(&mut On::Redshift(c), name, fill).await;
+            }
             Writer::Postgres(c) => {
                 let mut tx = c.begin().await.map_err(|e| create("begin", e))?;
                 let schema_there: bool = sqlx::query_scalar(
@@ -640,7 +691,16 @@ impl KeyTable {
     async fn drop_table(&self, conn: &mut Writer, name: &str) -> Result<()> {
         let sql = format!("DROP TABLE IF EXISTS {}", self.qualified(name));
         let done = match conn {
-            Writer::Adbc(u) => return self.adbc_run(u, vec![sql], "drop a table of its own").await,
+            Writer::Adbc(u) => {
+                return self
+                    .foreign_run(&mut On::Adbc(u), vec![sql], "drop a table of its own")
+                    .await;
+            }
+            Writer::Redshift(c) => {
+                return self
+                    .foreign_run(&mut On::Redshift(c), vec![sql], "drop a table of its own")
+                    .await;
+            }
             Writer::Postgres(c) => sqlx::query(&sql).execute(&mut *c).await.map(|_| ()),
             Writer::Mysql(c) => sqlx::query(&sql).execute(&mut *c).await.map(|_| ()),
             Writer::Sqlite(c) => sqlx::query(&sql).execute(&mut *c).await.map(|_| ()),
@@ -665,7 +725,8 @@ impl KeyTable {
         let (table, staging) = (self.qualified(&self.name), self.qualified(&self.staging()));
         let swap = |e| self.denied("put the baseline in place", e);
         match &mut conn {
-            Writer::Adbc(u) => return self.adbc_swap(u).await,
+            Writer::Adbc(u) => return self.foreign_swap(&mut On::Adbc(u)).await,
+            Writer::Redshift(c) => return self.foreign_swap(&mut On::Redshift(c)).await,
             Writer::Postgres(c) => {
                 let mut tx = c.begin().await.map_err(swap)?;
                 for sql in [
@@ -752,7 +813,8 @@ impl KeyTable {
         let push = |e| self.denied("write settled keys", e);
         for chunk in keys.chunks(Self::CHUNK) {
             match conn {
-                Writer::Adbc(u) => return self.adbc_push(u, keys).await,
+                Writer::Adbc(u) => return self.foreign_push(&mut On::Adbc(u), keys).await,
+                Writer::Redshift(c) => return self.foreign_push(&mut On::Redshift(c), keys).await,
                 Writer::Postgres(c) => {
                     // One parameter: each key a JSON object, made into a
                     // row of the table's own types by the database.
@@ -794,7 +856,10 @@ impl KeyTable {
         let remove = |e| self.denied("remove keys retl never settled", e);
         for chunk in keys.chunks(100) {
             match conn {
-                Writer::Adbc(u) => return self.adbc_remove(u, keys).await,
+                Writer::Adbc(u) => return self.foreign_remove(&mut On::Adbc(u), keys).await,
+                Writer::Redshift(c) => {
+                    return self.foreign_remove(&mut On::Redshift(c), keys).await;
+                }
                 Writer::Postgres(c) => {
                     let equal: Vec<String> = self
                         .columns
@@ -855,8 +920,16 @@ impl KeyTable {
         let sql = format!("SELECT COUNT(*) FROM {}", self.qualified(&self.name));
         let count: std::result::Result<i64, sqlx::Error> = match &mut conn {
             Writer::Adbc(u) => {
-                let sql = self.sql().expect("an ADBC table").count(&self.name);
-                return self.adbc_count(u, sql, "count its keys").await;
+                let sql = self.foreign_sql().count(&self.name);
+                return self
+                    .foreign_count(&mut On::Adbc(u), sql, "count its keys")
+                    .await;
+            }
+            Writer::Redshift(c) => {
+                let sql = self.foreign_sql().count(&self.name);
+                return self
+                    .foreign_count(&mut On::Redshift(c), sql, "count its keys")
+                    .await;
             }
             Writer::Postgres(c) => sqlx::query_scalar(&sql).fetch_one(&mut *c).await,
             Writer::Mysql(c) => sqlx::query_scalar(&sql).fetch_one(&mut *c).await,
@@ -902,243 +975,6 @@ impl KeyTable {
     pub async fn writer(&self) -> Result<Writer> {
         self.connect().await
     }
-}
-
-/// A key table's statements through an ADBC driver, in its dialect.
-impl KeyTable {
-    fn adbc_sql(&self) -> dialects::Sql {
-        self.sql()
-            .expect("only an ADBC source's key table runs ADBC statements")
-    }
-
-    async fn adbc_run(
-        &self,
-        conn: &crate::adbc::Updater,
-        statements: Vec<String>,
-        what: &'static str,
-    ) -> Result<()> {
-        for sql in statements {
-            conn.execute(sql, None, what)
-                .await
-                .map_err(|e| self.adbc_denied(what, e))?;
-        }
-        Ok(())
-    }
-
-    async fn adbc_count(
-        &self,
-        conn: &crate::adbc::Updater,
-        sql: String,
-        what: &'static str,
-    ) -> Result<u64> {
-        conn.count(sql, what)
-            .await
-            .map_err(|e| self.adbc_denied(what, e))
-    }
-
-    async fn adbc_exists(&self, conn: &crate::adbc::Updater, name: &str) -> Result<bool> {
-        let what = "look the table up";
-        match self.adbc_sql().exists(name) {
-            dialects::Lookup::Count(sql) => Ok(self.adbc_count(conn, sql, what).await? > 0),
-            dialects::Lookup::Listed(statements) => {
-                for sql in statements {
-                    let rows: usize = conn
-                        .rows(sql, what)
-                        .await
-                        .map_err(|e| self.adbc_denied(what, e))?
-                        .iter()
-                        .map(RecordBatch::num_rows)
-                        .sum();
-                    if rows == 0 {
-                        return Ok(false);
-                    }
-                }
-                Ok(true)
-            }
-        }
-    }
-
-    async fn adbc_any(&self, conn: &crate::adbc::Updater) -> Result<bool> {
-        let sql = self.adbc_sql().any(&self.name);
-        Ok(self.adbc_count(conn, sql, "read the table").await? > 0)
-    }
-
-    async fn adbc_create(&self, conn: &crate::adbc::Updater, name: &str, fill: bool) -> Result<()> {
-        let sql = self.adbc_sql();
-        if let Some(create) = sql.create_schema() {
-            let there = match sql.schema_exists() {
-                Some(lookup) => self.adbc_count(conn, lookup, "look the schema up").await? > 0,
-                None => false,
-            };
-            if !there {
-                self.adbc_run(conn, vec![create], "create the schema")
-                    .await?;
-            }
-        }
-        self.adbc_run(conn, sql.create(name, fill), "create the table")
-            .await
-    }
-
-    async fn adbc_swap(&self, conn: &crate::adbc::Updater) -> Result<()> {
-        let statements = self.adbc_sql().swap(&self.name, &self.staging());
-        self.adbc_run(conn, statements, "put the baseline in place")
-            .await
-    }
-
-    /// What each key column casts a bound text to ([`dialects::Sql::cast`]).
-    async fn adbc_casts(&self, conn: &crate::adbc::Updater) -> Result<Vec<Option<String>>> {
-        use arrow_array::cast::AsArray as _;
-        let what = "read the key columns' types";
-        let sql = self.adbc_sql();
-        if let Some(lookup) = sql.named_types(&self.name) {
-            let batches = conn
-                .rows(lookup, what)
-                .await
-                .map_err(|e| self.adbc_denied(what, e))?;
-            let mut named = std::collections::HashMap::new();
-            for batch in &batches {
-                let (Some(names), Some(types)) = (
-                    batch.column(0).as_string_opt::<i32>(),
-                    batch.column(1).as_string_opt::<i32>(),
-                ) else {
-                    continue;
-                };
-                for row in 0..batch.num_rows() {
-                    named.insert(names.value(row).to_owned(), types.value(row).to_owned());
-                }
-            }
-            return Ok(self
-                .columns
-                .iter()
-                .map(|c| named.get(c).and_then(|t| dialects::Sql::cast_named(t)))
-                .collect());
-        }
-        let batches = conn
-            .rows(sql.types(&self.name), what)
-            .await
-            .map_err(|e| self.adbc_denied(what, e))?;
-        let schema = batches.first().map(RecordBatch::schema);
-        Ok(schema
-            .iter()
-            .flat_map(|s| s.fields().iter().map(|f| sql.cast(f.data_type())))
-            .collect())
-    }
-
-    async fn adbc_push(&self, conn: &crate::adbc::Updater, keys: &[Vec<KeyValue>]) -> Result<()> {
-        let what = "write settled keys";
-        let sql = self.adbc_sql();
-        if sql.dialect == Dialect::Postgresql {
-            for chunk in keys.chunks(Self::CHUNK) {
-                let json = self.json_rows(chunk);
-                conn.execute(sql.insert_json(&self.name), Some(one_text(json)), what)
-                    .await
-                    .map_err(|e| self.adbc_denied(what, e))?;
-            }
-            return Ok(());
-        }
-        let casts = self.adbc_casts(conn).await?;
-        if sql.ingests() {
-            let insert = sql.insert_from(&self.name, &self.push_table(), &casts);
-            return self.through_push_table(conn, keys, insert, what).await;
-        }
-        let insert = sql.insert(&self.name, &casts);
-        conn.execute(insert, Some(self.batch(keys)?), what)
-            .await
-            .map_err(|e| self.adbc_denied(what, e))?;
-        Ok(())
-    }
-
-    /// The table an ingest writes keys into before SQL copies them across.
-    fn push_table(&self) -> String {
-        format!("{}__push", self.name)
-    }
-
-    /// Ingests `keys` into the push table (made anew), runs `statement`
-    /// (which reads it), and drops it.
-    async fn through_push_table(
-        &self,
-        conn: &crate::adbc::Updater,
-        keys: &[Vec<KeyValue>],
-        statement: String,
-        what: &'static str,
-    ) -> Result<()> {
-        let sql = self.adbc_sql();
-        let push = self.push_table();
-        let drop = format!("DROP TABLE IF EXISTS {}", sql.qualified(&push));
-        self.adbc_run(conn, vec![drop.clone()], what).await?;
-        conn.ingest(&self.schema, &push, self.batch(keys)?, what)
-            .await
-            .map_err(|e| self.adbc_denied(what, e))?;
-        self.adbc_run(conn, vec![statement, drop], what).await
-    }
-
-    async fn adbc_remove(&self, conn: &crate::adbc::Updater, keys: &[Vec<KeyValue>]) -> Result<()> {
-        let what = "remove keys retl never settled";
-        let sql = self.adbc_sql();
-        if sql.dialect == Dialect::Postgresql {
-            let json = self.json_rows(keys);
-            conn.execute(sql.delete_json(&self.name), Some(one_text(json)), what)
-                .await
-                .map_err(|e| self.adbc_denied(what, e))?;
-            return Ok(());
-        }
-        let casts = self.adbc_casts(conn).await?;
-        if sql.ingests() {
-            let delete = sql.delete_from(&self.name, &self.push_table(), &casts);
-            return self.through_push_table(conn, keys, delete, what).await;
-        }
-        conn.execute(
-            sql.delete(&self.name, &casts),
-            Some(self.batch(keys)?),
-            what,
-        )
-        .await
-        .map_err(|e| self.adbc_denied(what, e))?;
-        Ok(())
-    }
-
-    /// `keys` as an Arrow batch, a column per key column: `Int64` where
-    /// every value is an integer, else text.
-    fn batch(&self, keys: &[Vec<KeyValue>]) -> Result<RecordBatch> {
-        let columns: Vec<(String, ArrayRef)> = self
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, column)| {
-                let values = keys.iter().map(|key| key.get(i));
-                let ints: Option<Vec<i64>> = values
-                    .clone()
-                    .map(|v| match v {
-                        Some(KeyValue::Int(n)) => Some(*n),
-                        _ => None,
-                    })
-                    .collect();
-                let array: ArrayRef = match ints {
-                    Some(ints) => std::sync::Arc::new(arrow_array::Int64Array::from(ints)),
-                    None => std::sync::Arc::new(
-                        values
-                            .map(|v| match v {
-                                Some(KeyValue::Int(n)) => Some(n.to_string()),
-                                Some(KeyValue::Text(t)) => Some(t.clone()),
-                                None => None,
-                            })
-                            .collect::<arrow_array::StringArray>(),
-                    ),
-                };
-                (column.clone(), array)
-            })
-            .collect();
-        RecordBatch::try_from_iter(columns).map_err(|e| Error::Decode {
-            column: String::new(),
-            message: format!("the settled keys as a batch: {e}"),
-        })
-    }
-}
-
-/// One text parameter, as a one-row batch.
-fn one_text(text: String) -> RecordBatch {
-    let array: ArrayRef = std::sync::Arc::new(arrow_array::StringArray::from(vec![text]));
-    RecordBatch::try_from_iter([("keys", array)]).expect("one column of one row")
 }
 
 /// Binds every value of `keys`, in order: an integer as an integer (its

@@ -133,7 +133,7 @@ pub(crate) async fn indexes_leading_with(
 }
 
 /// Whether the server says it is Redshift (`SELECT version()`).
-async fn is_redshift(conn: &mut PgConnection) -> bool {
+pub(crate) async fn is_redshift(conn: &mut PgConnection) -> bool {
     let version: Option<(String,)> = sqlx::query_as("SELECT version()")
         .fetch_optional(&mut *conn)
         .await

@@ -24,6 +24,9 @@ pub enum KeyValue {
 pub enum Writer {
     /// PostgreSQL.
     Postgres(PgConnection),
+    /// Redshift, over the PostgreSQL protocol (its key table speaks
+    /// Redshift's SQL).
+    Redshift(PgConnection),
     /// MySQL or MariaDB.
     Mysql(MySqlConnection),
     /// SQLite.
@@ -36,6 +39,7 @@ impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Writer::Postgres(_) => "Writer(postgres)",
+            Writer::Redshift(_) => "Writer(redshift)",
             Writer::Mysql(_) => "Writer(mysql)",
             Writer::Sqlite(_) => "Writer(sqlite)",
             Writer::Adbc(_) => "Writer(adbc)",
@@ -140,7 +144,9 @@ impl Writer {
                     .set_text(table, key_column, column, key, value)
                     .await;
             }
-            Writer::Postgres(conn) => update!(&mut *conn, '"', "$1", pg_key),
+            Writer::Postgres(conn) | Writer::Redshift(conn) => {
+                update!(&mut *conn, '"', "$1", pg_key)
+            }
             Writer::Mysql(conn) => update!(&mut *conn, '`', "?", "?"),
             Writer::Sqlite(conn) => update!(&mut *conn, '"', "?1", "?2"),
         })

@@ -373,6 +373,52 @@ impl Sql {
         )
     }
 
+    /// Writes `rows` keys in one statement, their values bound in order
+    /// (Redshift over the PostgreSQL protocol: one multi-row `INSERT`).
+    pub fn insert_rows(&self, name: &str, casts: &[Option<String>], rows: usize) -> String {
+        let width = self.columns.len();
+        let tuples: Vec<String> = (0..rows)
+            .map(|row| {
+                let values: Vec<String> = (0..width)
+                    .map(|i| self.param(row * width + i + 1, casts.get(i).and_then(Option::as_ref)))
+                    .collect();
+                format!("({}, {})", values.join(", "), self.now())
+            })
+            .collect();
+        format!(
+            "INSERT INTO {} ({}, settled_at) VALUES {}",
+            self.qualified(name),
+            self.keys(""),
+            tuples.join(", ")
+        )
+    }
+
+    /// Removes `rows` keys in one statement, their values bound in order.
+    pub fn delete_rows(&self, name: &str, casts: &[Option<String>], rows: usize) -> String {
+        let q = self.quote();
+        let width = self.columns.len();
+        let keys: Vec<String> = (0..rows)
+            .map(|row| {
+                let equal: Vec<String> = self
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        let param =
+                            self.param(row * width + i + 1, casts.get(i).and_then(Option::as_ref));
+                        format!("{} = {param}", quote_column(c, q))
+                    })
+                    .collect();
+                format!("({})", equal.join(" AND "))
+            })
+            .collect();
+        format!(
+            "DELETE FROM {} WHERE {}",
+            self.qualified(name),
+            keys.join(" OR ")
+        )
+    }
+
     /// PostgreSQL: the keys of one JSON parameter (an array of objects),
     /// made rows of the table's own types by the database.
     pub fn insert_json(&self, name: &str) -> String {
@@ -545,6 +591,10 @@ mod tests {
         assert_eq!(
             sql(Dialect::Redshift).delete("k_a", &[Sql::cast_named("numeric(12, 3)"), None]),
             r#"DELETE FROM "retl"."k_a" WHERE "order_id" = CAST($1 AS numeric(12, 3)) AND "region" = $2"#
+        );
+        assert_eq!(
+            sql(Dialect::Redshift).insert_rows("k_a", &[None, None], 2),
+            r#"INSERT INTO "retl"."k_a" ("order_id", "region", settled_at) VALUES ($1, $2, GETDATE()), ($3, $4, GETDATE())"#
         );
         assert!(
             sql(Dialect::Postgresql)

@@ -221,11 +221,33 @@ async fn holds(url: &str, table: &str, schema: &str, case: &Case, seed: u64) {
     holds_through(url, None, table, schema, case, seed).await;
 }
 
+/// How the key table is spoken to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Speaking {
+    /// In the source's own dialect.
+    Own,
+    /// A PostgreSQL-protocol connection, in Redshift's SQL.
+    Redshift,
+}
+
 /// [`holds`], through an ADBC driver when `adbc` is given (its dialect
 /// found as a run finds it).
 async fn holds_through(
     url: &str,
     adbc: Option<&Adbc>,
+    table: &str,
+    schema: &str,
+    case: &Case,
+    seed: u64,
+) {
+    holds_speaking(url, adbc, Speaking::Own, table, schema, case, seed).await;
+}
+
+/// [`holds_through`], the key table spoken to as `speaking` says.
+async fn holds_speaking(
+    url: &str,
+    adbc: Option<&Adbc>,
+    speaking: Speaking,
     table: &str,
     schema: &str,
     case: &Case,
@@ -270,6 +292,11 @@ async fn holds_through(
         &columns,
     )
     .unwrap();
+    let key_table = if speaking == Speaking::Redshift {
+        key_table.speaking_redshift()
+    } else {
+        key_table
+    };
     key_table.ensure().await.unwrap();
     let mut writer = key_table.writer().await.unwrap();
     let values: Vec<Vec<KeyValue>> = written.iter().map(|(_, v)| v.clone()).collect();
@@ -709,7 +736,7 @@ async fn keys_compare_in_duckdb_exactly_as_retl_identifies_them() {
 /// bound and cast, `GETDATE()`) run on PostgreSQL as far as the two agree
 /// (PostgreSQL has no `GETDATE()`: the test's database is given one).
 #[tokio::test]
-async fn keys_compare_through_postgresqls_adbc_driver_in_its_dialect_and_redshifts() {
+async fn keys_compare_on_postgresql_in_its_dialect_and_redshifts_through_adbc_and_natively() {
     use sqlx::{ConnectOptions as _, Executor as _};
     let (Some(url), Some(library)) = (
         url("RETL_TEST_POSTGRES_URL"),
@@ -761,6 +788,26 @@ async fn keys_compare_through_postgresqls_adbc_driver_in_its_dialect_and_redshif
             .await
             .unwrap();
     }
+    // Redshift over the PostgreSQL protocol (retl's own reader, as a
+    // `postgres://` connection to Redshift reads): its SQL through sqlx.
+    let keys = unique("retl_ktr_keys");
+    for (i, case) in pg_cases().iter().enumerate() {
+        if case.name == "uuid" {
+            continue;
+        }
+        let seed = 0x5851_f42d + i as u64;
+        let table = format!("{source}.{}_native", case.name);
+        conn.execute(create_table(case, &table, "text").as_str())
+            .await
+            .unwrap();
+        conn.execute(insert_literals(case, seed, &table, false).as_str())
+            .await
+            .unwrap();
+        holds_speaking(&url, None, Speaking::Redshift, &table, &keys, case, seed).await;
+    }
+    conn.execute(format!("DROP SCHEMA {keys} CASCADE").as_str())
+        .await
+        .unwrap();
     conn.execute(format!("DROP SCHEMA {source} CASCADE").as_str())
         .await
         .unwrap();
