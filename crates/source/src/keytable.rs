@@ -337,6 +337,7 @@ impl KeyTable {
     /// Redshift's SQL whatever the server says it is: for a server that
     /// speaks Redshift's SQL without saying so (and to test that SQL on
     /// PostgreSQL, as far as the two agree).
+    #[must_use]
     pub fn speaking_redshift(mut self) -> KeyTable {
         if matches!(self.target, Target::Native(Driver::Postgres)) {
             self.target = Target::Redshift;
