@@ -243,6 +243,24 @@ async fn holds_through(
     holds_speaking(url, adbc, Speaking::Own, table, schema, case, seed).await;
 }
 
+/// The key table of `spec`'s model, spoken to as `speaking` says.
+fn key_table(spec: &SourceSpec, speaking: Speaking, schema: &str, name: &str) -> KeyTable {
+    let table = KeyTable::new(
+        &spec.connection,
+        &spec.model,
+        spec.adbc.as_ref(),
+        schema,
+        name,
+        "test-state",
+        &spec.columns,
+    )
+    .unwrap();
+    match speaking {
+        Speaking::Redshift => table.speaking_redshift(),
+        Speaking::Own => table,
+    }
+}
+
 /// [`holds_through`], the key table spoken to as `speaking` says.
 async fn holds_speaking(
     url: &str,
@@ -282,21 +300,7 @@ async fn holds_speaking(
         .filter_map(|(h, v)| v.clone().map(|v| (*h, v)))
         .filter(|_| rng.next().is_multiple_of(3))
         .collect();
-    let key_table = KeyTable::new(
-        url,
-        &model,
-        adbc.as_ref(),
-        schema,
-        case.name,
-        "test-state",
-        &columns,
-    )
-    .unwrap();
-    let key_table = if speaking == Speaking::Redshift {
-        key_table.speaking_redshift()
-    } else {
-        key_table
-    };
+    let key_table = key_table(&spec, speaking, schema, case.name);
     key_table.ensure().await.unwrap();
     let mut writer = key_table.writer().await.unwrap();
     let values: Vec<Vec<KeyValue>> = written.iter().map(|(_, v)| v.clone()).collect();
