@@ -171,7 +171,7 @@ fn cursor_mode_reads_through_an_adbc_driver_past_the_mark() {
 }
 
 /// Starts `fakesnow -s -p PORT` (Snowflake's stand-in) and returns it with its port.
-fn fakesnow(binary: &str) -> (std::process::Child, u16) {
+pub(crate) fn fakesnow(binary: &str) -> (std::process::Child, u16) {
     use std::io::BufRead as _;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -197,7 +197,7 @@ fn fakesnow(binary: &str) -> (std::process::Child, u16) {
 }
 
 /// Runs SQL on fakesnow through Snowflake's own Python connector (beside it).
-fn snowflake_sql(binary: &str, port: u16, sql: &str) {
+pub(crate) fn snowflake_sql(binary: &str, port: u16, sql: &str) {
     let python = std::path::Path::new(binary).with_file_name("python");
     let script = format!(
         "import snowflake.connector as s\nc = s.connect(user='fake', password='snow', account='fakesnow', host='127.0.0.1', port={port}, protocol='http')\nfor q in {sql:?}.split(';'):\n    c.cursor().execute(q)\n"
@@ -211,6 +211,24 @@ fn snowflake_sql(binary: &str, port: u16, sql: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The one number a query answers on fakesnow (Snowflake's Python connector).
+pub(crate) fn snowflake_count(binary: &str, port: u16, sql: &str) -> u64 {
+    let python = std::path::Path::new(binary).with_file_name("python");
+    let script = format!(
+        "import snowflake.connector as s\nc = s.connect(user='fake', password='snow', account='fakesnow', host='127.0.0.1', port={port}, protocol='http')\nprint(c.cursor().execute({sql:?}).fetchone()[0])\n"
+    );
+    let out = std::process::Command::new(python)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
 #[test]

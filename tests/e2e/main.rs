@@ -4,6 +4,7 @@
 mod adbc;
 mod alerts;
 mod audit;
+mod columnar;
 mod cursor;
 mod dbt;
 mod dedupe;

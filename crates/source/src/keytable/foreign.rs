@@ -115,8 +115,37 @@ impl KeyTable {
                 None => false,
             };
             if !there {
+                // Snowflake's CREATE SCHEMA makes the new schema the
+                // session's: the model's unqualified names must still
+                // resolve where they did.
+                let current = match (&*on, sql.dialect) {
+                    (On::Adbc(conn), Dialect::Snowflake) => {
+                        let what = "look the session's schema up";
+                        let pairs = text_pairs(
+                            &conn
+                                .rows(
+                                    "SELECT CURRENT_DATABASE() AS d, CURRENT_SCHEMA() AS s"
+                                        .to_owned(),
+                                    what,
+                                )
+                                .await
+                                .map_err(|e| self.fail(what, e))?,
+                        );
+                        pairs.into_iter().next()
+                    }
+                    _ => None,
+                };
                 self.foreign_run(on, vec![create], "create the schema")
                     .await?;
+                if let Some((database, schema)) = current {
+                    let back = format!(
+                        "USE SCHEMA {}.{}",
+                        crate::columns::quote_column(&database, '"'),
+                        crate::columns::quote_column(&schema, '"')
+                    );
+                    self.foreign_run(on, vec![back], "return to the session's schema")
+                        .await?;
+                }
             }
         }
         self.foreign_run(on, sql.create(name, fill), "create the table")

@@ -290,7 +290,7 @@ async fn a_driver_that_is_not_there_is_named_with_how_to_install_it() {
 }
 
 /// Starts `fakesnow -s -p PORT` and returns it once it serves, with its port.
-fn start_fakesnow(fakesnow: &str) -> (std::process::Child, u16) {
+pub(super) fn start_fakesnow(fakesnow: &str) -> (std::process::Child, u16) {
     use std::io::BufRead as _;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -317,7 +317,7 @@ fn start_fakesnow(fakesnow: &str) -> (std::process::Child, u16) {
 }
 
 /// Stops the stand-in however the test ends.
-struct Stop(std::process::Child);
+pub(super) struct Stop(pub(super) std::process::Child);
 
 impl Drop for Stop {
     fn drop(&mut self) {
@@ -480,7 +480,7 @@ async fn link_written_back_through(adbc: &Adbc) {
 }
 
 /// The Snowflake driver's options for fakesnow on `port`.
-fn fakesnow_options(port: u16) -> Vec<(String, String)> {
+pub(super) fn fakesnow_options(port: u16) -> Vec<(String, String)> {
     [
         ("username", "fake"),
         ("password", "snow"),

@@ -816,3 +816,70 @@ async fn keys_compare_on_postgresql_in_its_dialect_and_redshifts_through_adbc_an
         .await
         .unwrap();
 }
+
+fn snowflake_cases() -> Vec<Case> {
+    vec![
+        case(
+            "number38",
+            // fakesnow keeps NUMBER(38, 0) in DuckDB's BIGINT: 64-bit values.
+            vec![(
+                "K",
+                "NUMBER(38, 0)",
+                Gen::Int(i64::MIN.into(), i64::MAX.into()),
+            )],
+        ),
+        case(
+            "integer",
+            vec![("K", "INTEGER", Gen::Int(i64::MIN.into(), i64::MAX.into()))],
+        ),
+        case(
+            "number_scaled",
+            vec![("K", "NUMBER(12, 3)", Gen::Int(-999_999_999, 999_999_999))],
+        ),
+        case("varchar", vec![("K", "VARCHAR", Gen::Text)]),
+        case(
+            "varchar_varchar",
+            vec![("A", "VARCHAR", Gen::Text), ("B", "VARCHAR", Gen::Text)],
+        ),
+        case(
+            "number_varchar",
+            vec![
+                ("A", "NUMBER(38, 0)", Gen::Int(-1_000, 1_000)),
+                ("B", "VARCHAR", Gen::Text),
+            ],
+        ),
+    ]
+}
+
+/// Snowflake through its ADBC driver, against fakesnow (its dialect found
+/// from the vendor name the driver reports).
+#[tokio::test]
+async fn keys_compare_in_snowflake_exactly_as_retl_identifies_them() {
+    let (Some(fakesnow), Some(library)) = (
+        url("RETL_TEST_FAKESNOW"),
+        url("RETL_TEST_ADBC_SNOWFLAKE_DRIVER"),
+    ) else {
+        return;
+    };
+    let (child, port) = super::adbc::start_fakesnow(&fakesnow);
+    let _stop = super::adbc::Stop(child);
+    let options = super::adbc::fakesnow_options(port);
+    super::adbc::run_sql(
+        &library,
+        None,
+        &options,
+        &[
+            "CREATE DATABASE IF NOT EXISTS SHOP",
+            "CREATE SCHEMA IF NOT EXISTS SHOP.SALES",
+        ],
+    );
+    let adbc = Adbc::new(library.clone(), options.clone());
+    for (i, case) in snowflake_cases().iter().enumerate() {
+        let seed = 0x94d0_49bb + i as u64;
+        let table = format!("SHOP.SALES.{}", case.name.to_ascii_uppercase());
+        let create = create_table(case, &table, "VARCHAR");
+        let insert = insert_literals(case, seed, &table, true);
+        super::adbc::run_sql(&library, None, &options, &[&create, &insert]);
+        holds_through("adbc:snowflake", Some(&adbc), &table, "retl", case, seed).await;
+    }
+}
