@@ -200,7 +200,7 @@ pub(crate) fn fakesnow(binary: &str) -> (std::process::Child, u16) {
 pub(crate) fn snowflake_sql(binary: &str, port: u16, sql: &str) {
     let python = std::path::Path::new(binary).with_file_name("python");
     let script = format!(
-        "import snowflake.connector as s\nc = s.connect(user='fake', password='snow', account='fakesnow', host='127.0.0.1', port={port}, protocol='http')\nfor q in {sql:?}.split(';'):\n    c.cursor().execute(q)\n"
+        "import snowflake.connector as s\nc = s.connect(user='fake', password='snow', account='fakesnow', host='127.0.0.1', port={port}, protocol='http', login_timeout=30, network_timeout=30)\nfor q in {sql:?}.split(';'):\n    c.cursor().execute(q)\n"
     );
     let out = std::process::Command::new(python)
         .args(["-c", &script])
@@ -217,7 +217,7 @@ pub(crate) fn snowflake_sql(binary: &str, port: u16, sql: &str) {
 pub(crate) fn snowflake_count(binary: &str, port: u16, sql: &str) -> u64 {
     let python = std::path::Path::new(binary).with_file_name("python");
     let script = format!(
-        "import snowflake.connector as s\nc = s.connect(user='fake', password='snow', account='fakesnow', host='127.0.0.1', port={port}, protocol='http')\nprint(c.cursor().execute({sql:?}).fetchone()[0])\n"
+        "import snowflake.connector as s\nc = s.connect(user='fake', password='snow', account='fakesnow', host='127.0.0.1', port={port}, protocol='http', login_timeout=30, network_timeout=30)\nprint(c.cursor().execute({sql:?}).fetchone()[0])\n"
     );
     let out = std::process::Command::new(python)
         .args(["-c", &script])

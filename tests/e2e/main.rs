@@ -19,6 +19,7 @@ mod safe_defaults;
 mod safety;
 mod schedule;
 mod see_before_send;
+mod semi_structured;
 mod unattended;
 mod warehouse;
 

@@ -33,6 +33,12 @@ use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 
 pub use error::{Error, Result};
+
+/// Field metadata a source sets on a column whose text is JSON (a
+/// semi-structured column: `json`/`jsonb`, a PostgreSQL array, MySQL's
+/// `JSON`, Snowflake's `VARIANT`/`OBJECT`/`ARRAY`, …): a list field reads
+/// it as a JSON array ([`Bindings::list`]), never split on commas.
+pub const JSON_TEXT: &str = "retl.json_text";
 pub use value::{CellError, cell_text, is_integer, is_supported, parse_time};
 
 /// A destination's catalogue of mappable fields.
@@ -83,6 +89,8 @@ pub struct CellRejection<F> {
 pub struct Bindings<F> {
     /// Per field, in `F::ALL` order: the mapped column's index and name.
     columns: Vec<Option<(usize, String)>>,
+    /// Per field: whether its column's text is JSON ([`JSON_TEXT`]).
+    json: Vec<bool>,
     fields: PhantomData<F>,
 }
 
@@ -91,6 +99,7 @@ impl<F: FieldSet> Bindings<F> {
     /// column is missing or of a type no field can take.
     pub fn bind(mapping: &[(F, String)], schema: &Schema) -> Result<Self> {
         let mut columns = vec![None; F::ALL.len()];
+        let mut json = vec![false; F::ALL.len()];
         for (field, column) in mapping {
             let Some((index, schema_field)) = schema.column_with_name(column) else {
                 return Err(Error::ColumnMissing {
@@ -107,9 +116,11 @@ impl<F: FieldSet> Bindings<F> {
                 });
             }
             columns[position(*field)] = Some((index, column.clone()));
+            json[position(*field)] = schema_field.metadata().contains_key(JSON_TEXT);
         }
         Ok(Bindings {
             columns,
+            json,
             fields: PhantomData,
         })
     }
@@ -139,6 +150,57 @@ impl<F: FieldSet> Bindings<F> {
                 error,
             })?;
         Ok(text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()))
+    }
+
+    /// The row's list for a list field (tags, SKUs): `None` when unmapped,
+    /// NULL or blank. A column of JSON text ([`JSON_TEXT`]) must hold a
+    /// JSON array of strings, which is the list as it is (a comma inside
+    /// an element included); any other JSON rejects the row, naming the
+    /// column. Any other column's text is split on commas. Elements are
+    /// trimmed; blank ones are left out.
+    pub fn list(
+        &self,
+        batch: &RecordBatch,
+        row: usize,
+        field: F,
+    ) -> std::result::Result<Option<Vec<String>>, CellRejection<F>> {
+        use serde_json::Value;
+        let Some(text) = self.text(batch, row, field)? else {
+            return Ok(None);
+        };
+        let keep = |item: &str| {
+            let item = item.trim();
+            (!item.is_empty()).then(|| item.to_owned())
+        };
+        if !self.json[position(field)] {
+            return Ok(Some(text.split(',').filter_map(keep).collect()));
+        }
+        let rejected = |what: &'static str| CellRejection {
+            field,
+            column: self.column(field).unwrap_or_default().to_owned(),
+            error: CellError::NotAList(what),
+        };
+        match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Array(items)) => items
+                .iter()
+                .map(|item| match item {
+                    Value::String(s) => Ok(keep(s)),
+                    Value::Array(_) => Err(rejected("an array holding an array")),
+                    Value::Object(_) => Err(rejected("an array holding an object")),
+                    Value::Number(_) => Err(rejected("an array holding a number")),
+                    Value::Bool(_) => Err(rejected("an array holding a boolean")),
+                    Value::Null => Err(rejected("an array holding null")),
+                })
+                .filter_map(std::result::Result::transpose)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map(Some),
+            Ok(Value::Object(_)) => Err(rejected("a JSON object")),
+            Ok(Value::String(_)) => Err(rejected("a JSON string")),
+            Ok(Value::Number(_)) => Err(rejected("a JSON number")),
+            Ok(Value::Bool(_)) => Err(rejected("a JSON boolean")),
+            Ok(Value::Null) => Err(rejected("JSON null")),
+            Err(_) => Err(rejected("text that is not JSON")),
+        }
     }
 }
 
@@ -253,5 +315,58 @@ mod tests {
         assert_eq!(pick(Some(&1), Some(&2)), Some(2));
         assert_eq!(pick(Some(&1), None), Some(1));
         assert_eq!(pick::<i32>(None, None), None);
+    }
+
+    #[test]
+    fn a_json_column_is_a_list_as_it_is_and_anything_else_in_it_is_named() {
+        let values = vec![
+            Some(r#"["S-1", "gift, wrapped", " "]"#),
+            Some(r#"{"sku": "S-2"}"#),
+            Some("[1, 2]"),
+            Some("a, b"),
+        ];
+        let schema = Schema::new(vec![
+            arrow_schema::Field::new("skus", arrow_schema::DataType::Utf8, true).with_metadata(
+                std::collections::HashMap::from([(JSON_TEXT.to_owned(), "true".to_owned())]),
+            ),
+            arrow_schema::Field::new("plain", arrow_schema::DataType::Utf8, true),
+        ]);
+        let batch = RecordBatch::try_new(
+            Arc::new(schema.clone()),
+            vec![
+                Arc::new(StringArray::from(values.clone())),
+                Arc::new(StringArray::from(values)),
+            ],
+        )
+        .unwrap();
+        let json = Bindings::bind(&[(Demo::Name, "skus".to_owned())], &schema).unwrap();
+        assert_eq!(
+            json.list(&batch, 0, Demo::Name).unwrap(),
+            Some(vec!["S-1".to_owned(), "gift, wrapped".to_owned()])
+        );
+        let object = json.list(&batch, 1, Demo::Name).unwrap_err();
+        assert_eq!(object.column, "skus");
+        assert!(
+            object.error.to_string().contains("holds a JSON object"),
+            "{}",
+            object.error
+        );
+        assert!(
+            object.error.to_string().contains("query:"),
+            "{}",
+            object.error
+        );
+        let numbers = json.list(&batch, 2, Demo::Name).unwrap_err();
+        assert!(
+            numbers.error.to_string().contains("a number"),
+            "{}",
+            numbers.error
+        );
+        // A column of plain text is split on commas, as before.
+        let plain = Bindings::bind(&[(Demo::Name, "plain".to_owned())], &schema).unwrap();
+        assert_eq!(
+            plain.list(&batch, 3, Demo::Name).unwrap(),
+            Some(vec!["a".to_owned(), "b".to_owned()])
+        );
     }
 }

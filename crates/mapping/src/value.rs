@@ -24,6 +24,12 @@ pub enum CellError {
     /// A timestamp or date outside chrono's range.
     #[error("timestamp {0} is out of range")]
     OutOfRange(i64),
+    /// A semi-structured (JSON) cell mapped to a list field that is not a
+    /// JSON array of strings: what it holds instead.
+    #[error(
+        "holds {0}, not a JSON array of strings; a list field reads a semi-structured column only as an array of strings: extract one in the source's `query:` (Snowflake: ARRAY_CONSTRUCT(payload:sku::string) AS skus; BigQuery: TO_JSON(ARRAY[JSON_VALUE(payload, '$.sku')]); PostgreSQL: to_jsonb(ARRAY[payload->>'sku']) AS skus)"
+    )]
+    NotAList(&'static str),
 }
 
 /// Whether columns of this type hold integers (of any width or sign).

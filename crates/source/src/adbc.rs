@@ -463,6 +463,15 @@ fn reads_as(data_type: &DataType) -> Option<DataType> {
         T::LargeUtf8 | T::Utf8View | T::Decimal128(_, _) | T::Decimal256(_, _) => T::Utf8,
         T::LargeBinary => T::Binary,
         T::Timestamp(_, _) => T::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC"))),
+        // A list of text or integers: its JSON text (see `list_json`).
+        T::List(item) | T::LargeList(item)
+            if matches!(
+                item.data_type(),
+                T::Utf8 | T::LargeUtf8 | T::Int32 | T::Int64
+            ) =>
+        {
+            T::Utf8
+        }
         _ => return None,
     })
 }
@@ -510,6 +519,12 @@ fn plan(spec: &SourceSpec, schema: &Schema) -> Result<(SchemaRef, Vec<(String, S
                 "true".to_owned(),
             )]));
         }
+        if is_json(field) {
+            out = out.with_metadata(std::collections::HashMap::from([(
+                retl_mapping::JSON_TEXT.to_owned(),
+                "true".to_owned(),
+            )]));
+        }
         fields.push(out);
         types.push((column.clone(), field.data_type().to_string()));
     }
@@ -518,6 +533,75 @@ fn plan(spec: &SourceSpec, schema: &Schema) -> Result<(SchemaRef, Vec<(String, S
         1 => Err(problems.remove(0)),
         _ => Err(Error::Columns(problems)),
     }
+}
+
+/// Whether `field`'s text is JSON (a semi-structured column): Arrow's
+/// canonical `arrow.json` extension, Snowflake's `VARIANT`, `OBJECT` and
+/// `ARRAY` (its driver's `logicalType`), PostgreSQL's `json` and `jsonb`
+/// (its driver's type name), and a list (read as its JSON, see
+/// [`list_json`]).
+fn is_json(field: &Field) -> bool {
+    let meta = |key: &str| field.metadata().get(key).map(|v| v.to_ascii_lowercase());
+    matches!(
+        field.data_type(),
+        DataType::List(_) | DataType::LargeList(_)
+    ) || meta("ARROW:extension:name").as_deref() == Some("arrow.json")
+        || matches!(
+            meta("logicalType").as_deref(),
+            Some("variant" | "object" | "array")
+        )
+        || matches!(
+            meta("ADBC:postgresql:typname").as_deref(),
+            Some("json" | "jsonb")
+        )
+}
+
+/// A list of text or integers as its JSON text (`["a","b"]`); `None` for
+/// a list of any other type.
+fn list_json(array: &ArrayRef) -> Option<ArrayRef> {
+    use arrow_array::cast::AsArray as _;
+    let element = |values: &ArrayRef, i: usize| -> Option<serde_json::Value> {
+        if values.is_null(i) {
+            return Some(serde_json::Value::Null);
+        }
+        let as_int = |v: i64| Some(serde_json::Value::from(v));
+        match values.data_type() {
+            DataType::Utf8 => Some(values.as_string::<i32>().value(i).into()),
+            DataType::LargeUtf8 => Some(values.as_string::<i64>().value(i).into()),
+            DataType::Int64 => as_int(
+                values
+                    .as_primitive::<arrow_array::types::Int64Type>()
+                    .value(i),
+            ),
+            DataType::Int32 => as_int(
+                values
+                    .as_primitive::<arrow_array::types::Int32Type>()
+                    .value(i)
+                    .into(),
+            ),
+            _ => None,
+        }
+    };
+    let lists: Vec<Option<ArrayRef>> = match array.data_type() {
+        DataType::List(_) => array.as_list::<i32>().iter().collect(),
+        DataType::LargeList(_) => array.as_list::<i64>().iter().collect(),
+        _ => return None,
+    };
+    let mut out = Vec::with_capacity(lists.len());
+    for list in lists {
+        out.push(match list {
+            None => None,
+            Some(values) => Some(
+                serde_json::Value::Array(
+                    (0..values.len())
+                        .map(|i| element(&values, i))
+                        .collect::<Option<Vec<_>>>()?,
+                )
+                .to_string(),
+            ),
+        });
+    }
+    Some(Arc::new(StringArray::from(out)))
 }
 
 /// Whether `field` holds UUIDs: Arrow's canonical `arrow.uuid` extension
@@ -580,6 +664,13 @@ fn scaled_text(digits: &str, scale: i8) -> String {
 fn convert(array: &ArrayRef, target: &DataType) -> Option<ArrayRef> {
     if array.data_type() == target {
         return Some(array.clone());
+    }
+    if matches!(
+        array.data_type(),
+        DataType::List(_) | DataType::LargeList(_)
+    ) && target == &DataType::Utf8
+    {
+        return list_json(array);
     }
     if array.data_type() == &DataType::FixedSizeBinary(16) && target == &DataType::Utf8 {
         // Only a UUID column is planned so ([`is_uuid`]).

@@ -258,6 +258,13 @@ impl Plan {
                     "true".to_owned(),
                 )]));
             }
+            if kind == Kind::Utf8 && is_json_type(db_type) {
+                // Semi-structured: a list field reads it as a JSON array.
+                field = field.with_metadata(std::collections::HashMap::from([(
+                    retl_mapping::JSON_TEXT.to_owned(),
+                    "true".to_owned(),
+                )]));
+            }
             fields.push(field);
             kinds.push(kind);
             db_types.push(db_type.clone());
@@ -274,6 +281,13 @@ impl Plan {
             db_types,
         })
     }
+}
+
+/// Whether a column of the database type `db_type` (as the native drivers
+/// name it) is read as JSON text: `JSON`, `JSONB`, and PostgreSQL's arrays
+/// (read through `to_json`).
+fn is_json_type(db_type: &str) -> bool {
+    matches!(db_type, "JSON" | "JSONB") || db_type.ends_with("[]")
 }
 
 /// What [`Source::inspect`] found.

@@ -44,6 +44,8 @@ fn kind_of(db_type: &str) -> Option<Kind> {
         "TEXT" | "VARCHAR" | "CHAR" | "BPCHAR" | "NAME" | "NUMERIC" | "UUID" | "JSON" | "JSONB" => {
             Kind::Utf8
         }
+        // An array, read as its JSON (a list field takes it as a list).
+        t if t.ends_with("[]") => Kind::Utf8,
         "BYTEA" => Kind::Binary,
         "DATE" => Kind::Date32,
         "TIMESTAMP" | "TIMESTAMPTZ" => Kind::Timestamp,
@@ -77,7 +79,9 @@ pub(crate) async fn plan(
         .zip(&plan.db_types)
         .map(|(column, db_type)| {
             let quoted = quote_column(column, '"');
-            if cast_to_text(db_type) {
+            if db_type.ends_with("[]") {
+                format!("to_json({quoted})::text AS {quoted}")
+            } else if cast_to_text(db_type) {
                 format!("{quoted}::text AS {quoted}")
             } else {
                 quoted

@@ -23,9 +23,11 @@ pub enum Field {
     SenderEmail,
     /// `locationId`.
     LocationId,
-    /// `serviceReviewInvitation.tags`, comma-separated in the cell.
+    /// `serviceReviewInvitation.tags`: comma-separated in a text cell, or a
+    /// JSON array of strings in a semi-structured one.
     Tags,
-    /// `productReviewInvitation.productSkus`, comma-separated in the cell.
+    /// `productReviewInvitation.productSkus`: comma-separated in a text
+    /// cell, or a JSON array of strings in a semi-structured one.
     ProductSku,
     /// `preferredSendTime`, a timestamp normalised to UTC.
     PreferredSendTime,

@@ -66,14 +66,6 @@ fn send_time(at: DateTime<Utc>) -> String {
     at.format(SEND_TIME_FORMAT).to_string()
 }
 
-fn split_list(text: &str) -> Vec<String> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 impl Invitations {
     /// Binds `mapping` to `schema`; fails if a mapped column is missing or of
     /// an unusable type. `settings` are the destination defaults with the
@@ -107,6 +99,22 @@ impl Invitations {
     ) -> Result<Option<String>, Rejection> {
         self.bindings
             .text(batch, row, field)
+            .map_err(|e| Rejection {
+                field,
+                reason: format!("column `{}`: {}", e.column, e.error),
+            })
+    }
+
+    /// The row's list for a list field ([`retl_mapping::Bindings::list`]):
+    /// a JSON column's array as it is, other text split on commas.
+    fn list(
+        &self,
+        batch: &RecordBatch,
+        row: usize,
+        field: Field,
+    ) -> Result<Option<Vec<String>>, Rejection> {
+        self.bindings
+            .list(batch, row, field)
             .map_err(|e| Rejection {
                 field,
                 reason: format!("column `{}`: {}", e.column, e.error),
@@ -266,11 +274,11 @@ impl Invitations {
         let send_at = self.send_at(batch, row, &mut notes)?;
         let service = if self.invitation_type.has_service() {
             let defaults = s.service.tags.clone().unwrap_or_default();
-            let tags = match (self.cell(batch, row, Field::Tags)?, s.tags_mode) {
-                (Some(text), Some(TagsMode::Replace)) => split_list(&text),
-                (Some(text), _) => {
+            let tags = match (self.list(batch, row, Field::Tags)?, s.tags_mode) {
+                (Some(row_tags), Some(TagsMode::Replace)) => row_tags,
+                (Some(row_tags), _) => {
                     let mut tags = defaults;
-                    for tag in split_list(&text) {
+                    for tag in row_tags {
                         if !tags.contains(&tag) {
                             tags.push(tag);
                         }
@@ -293,8 +301,8 @@ impl Invitations {
             None
         };
         let product = if self.invitation_type.has_product() {
-            let skus = match self.cell(batch, row, Field::ProductSku)? {
-                Some(text) => split_list(&text),
+            let skus = match self.list(batch, row, Field::ProductSku)? {
+                Some(skus) => skus,
                 None if s.product.per_row == Some(true) => {
                     return Err(Rejection {
                         field: Field::ProductSku,
