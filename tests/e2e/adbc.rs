@@ -3,7 +3,7 @@
 //! like any other, and asks for what ADBC does not offer yet are refused
 //! with their position.
 
-use super::{World, count, server_url};
+use super::{Kind, World, count, server_url};
 
 fn adbc_activation(world: &World, driver: &str, extra: &str) {
     let uri = format!("file:{}", world.warehouse().display());
@@ -371,4 +371,33 @@ fn a_server_that_takes_the_connection_and_never_answers_fails_by_connect_timeout
         said.contains("cannot connect to the source within 2s"),
         "{said}"
     );
+}
+
+#[test]
+fn a_query_that_goes_silent_through_an_adbc_driver_fails_by_read_timeout() {
+    let Some(world) = World::with(Kind::Postgres) else {
+        return;
+    };
+    let Some(driver) = server_url("RETL_TEST_ADBC_POSTGRESQL_DRIVER") else {
+        return;
+    };
+    let (url, schema) = world.server.clone().unwrap();
+    world.insert(1, 3, None, None);
+    // The server answers the connection and then works for a minute.
+    world.write(
+        "activations/orders.yaml",
+        &format!(
+            "source:\n  adbc:\n    driver: {driver}\n    options:\n      uri: \"{}\"\n  query: SELECT order_id, full_name, email FROM {schema}.orders, pg_sleep(60)\n  read_timeout_seconds: 2\ndestination: trustpilot\nfirst_run: send_all\nmapping:\n  reference_number: order_id\n  consumer_name: full_name\n  consumer_email: email\n",
+            url.replace("postgres://", "postgresql://")
+        ),
+    );
+    let out = world.retl(&["run", "orders"], "emulator-secret");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("sent no data for 2s"), "{said}");
+    assert!(world.accepted_references().is_empty());
+    // The server's side of the query is ended, not waited for.
+    world.server_sql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%{schema}.orders, pg_sleep%' AND pid <> pg_backend_pid()"
+    ));
 }

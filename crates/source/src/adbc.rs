@@ -832,37 +832,49 @@ impl Source {
         })
         .await?;
         let (adbc, shaped) = (adbc.clone(), schema.clone());
+        let read_timeout = spec.read_timeout;
         Ok(Source::start(schema, types, move |tx| async move {
-            tokio::task::spawn_blocking(move || {
+            // The driver's calls run on a blocking thread and hand each
+            // batch over one at a time; the wait for the next is bounded by
+            // the read timeout (the time the run takes with a batch does
+            // not count: the thread waits to hand the next over then).
+            let (batches, mut next) = tokio::sync::mpsc::channel(1);
+            let driver = adbc.driver.clone();
+            let reading = tokio::task::spawn_blocking(move || {
                 let Running {
                     reader,
                     _statement,
                     _connection,
                 } = running;
                 for batch in reader {
-                    let batch = batch.map_err(|e| Error::Adbc {
-                        driver: adbc.driver.clone(),
-                        message: format!("read a batch: {e}"),
-                        status: None,
-                        sqlstate: None,
-                    })?;
-                    if tx
-                        .blocking_send(Ok((shape(&batch, &shaped)?, Vec::new())))
-                        .is_err()
-                    {
-                        // The run stopped reading.
-                        return Ok(());
+                    let batch = batch
+                        .map_err(|e| Error::Adbc {
+                            driver: adbc.driver.clone(),
+                            message: format!("read a batch: {e}"),
+                            status: None,
+                            sqlstate: None,
+                        })
+                        .and_then(|batch| shape(&batch, &shaped));
+                    let failed = batch.is_err();
+                    if batches.blocking_send(batch).is_err() || failed {
+                        // The run stopped reading, or the read failed.
+                        return;
                     }
                 }
-                Ok(())
-            })
-            .await
-            .unwrap_or_else(|e| {
-                Err(Error::Decode {
-                    column: String::new(),
-                    message: format!("the ADBC reader stopped: {e}"),
-                })
-            })
+            });
+            loop {
+                match tokio::time::timeout(read_timeout, next.recv()).await {
+                    // The driver's call is left to end on its thread.
+                    Err(_) => return Err(Error::ReadTimeout(read_timeout)),
+                    Ok(None) => break,
+                    Ok(Some(batch)) => {
+                        if tx.send(Ok((batch?, Vec::new()))).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            reading.await.map_err(|e| joined(&driver, &e))
         }))
     }
 
