@@ -77,6 +77,28 @@ if [ -n "$RETL_TEST_ADBC_SNOWFLAKE_DRIVER" ]; then export RETL_TEST_ADBC_SNOWFLA
 if [ -z "$RETL_TEST_ADBC_SQLITE_DRIVER" ]; then unset RETL_TEST_ADBC_SQLITE_DRIVER; fi
 if [ -z "$RETL_TEST_ADBC_POSTGRESQL_DRIVER" ]; then unset RETL_TEST_ADBC_POSTGRESQL_DRIVER; fi
 
+# Databricks' dialect (Spark SQL) is tested against a local Spark Connect
+# server: pyspark's own jars, run by its spark-submit on the machine's Java
+# 17, read through adbc-driver-spark. Both into a virtualenv under target/.
+spark_venv=target/spark-venv
+if [ ! -x "$spark_venv/bin/pip" ] ||
+  ! find "$spark_venv" -name 'libadbc_driver_spark.so' | grep -q . ||
+  ! find "$spark_venv" -path '*pyspark/bin/spark-submit' | grep -q .; then
+  echo "== installing pyspark and adbc-driver-spark into $spark_venv"
+  { python3 -m venv "$spark_venv" &&
+    "$spark_venv/bin/pip" install -q --disable-pip-version-check --no-deps \
+      'pyspark>=4,<5' 'adbc-driver-spark==0.3.*'; } >/dev/null ||
+    echo "warning: could not install pyspark or adbc-driver-spark; the Spark tests fail under CI=true" >&2
+fi
+RETL_TEST_SPARK_HOME="$(find "$PWD/$spark_venv" -path '*pyspark/bin/spark-submit' 2>/dev/null | head -n1)"
+RETL_TEST_ADBC_SPARK_DRIVER="$(find "$PWD/$spark_venv" -name 'libadbc_driver_spark.so' 2>/dev/null | head -n1)"
+if [ -n "$RETL_TEST_SPARK_HOME" ] && [ -n "$RETL_TEST_ADBC_SPARK_DRIVER" ] && command -v java >/dev/null 2>&1; then
+  RETL_TEST_SPARK_HOME="$(dirname "$(dirname "$RETL_TEST_SPARK_HOME")")"
+  export RETL_TEST_SPARK_HOME RETL_TEST_ADBC_SPARK_DRIVER
+else
+  unset RETL_TEST_SPARK_HOME RETL_TEST_ADBC_SPARK_DRIVER
+fi
+
 # DuckDB through its own ADBC entry point (duckdb_adbc_init): the plain
 # libduckdb.so of npm's @duckdb/node-bindings-linux-x64 (the PyPI wheel's is
 # a Python extension). Pinned, so that test files are never written by a

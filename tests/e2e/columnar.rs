@@ -36,6 +36,47 @@ fn adbc_sql(library: &str, entrypoint: Option<&str>, options: &[(&str, String)],
     }
 }
 
+/// The integer the query `sql` answers, through an ADBC driver.
+fn adbc_number(
+    library: &str,
+    entrypoint: Option<&str>,
+    options: &[(&str, String)],
+    sql: &str,
+) -> u64 {
+    use adbc_core::options::{AdbcVersion, OptionDatabase, OptionValue};
+    use adbc_core::{Connection as _, Database as _, Driver as _, Statement as _};
+    use arrow_array::Array as _;
+    let mut driver = adbc_driver_manager::ManagedDriver::load_dynamic_from_filename(
+        library,
+        entrypoint.map(str::as_bytes),
+        AdbcVersion::default(),
+    )
+    .unwrap();
+    let database = driver
+        .new_database_with_opts(
+            options
+                .iter()
+                .map(|(k, v)| (OptionDatabase::from(*k), OptionValue::from(v.as_str()))),
+        )
+        .unwrap();
+    let mut connection = database.new_connection().unwrap();
+    let mut statement = connection.new_statement().unwrap();
+    statement.set_sql_query(sql).unwrap();
+    let batch = statement.execute().unwrap().next().unwrap().unwrap();
+    let column = batch.column(0);
+    assert!(!column.is_null(0), "{sql}: NULL");
+    match column.data_type() {
+        arrow_schema::DataType::Int64 => {
+            use arrow_array::cast::AsArray as _;
+            let n = column
+                .as_primitive::<arrow_array::types::Int64Type>()
+                .value(0);
+            u64::try_from(n).unwrap()
+        }
+        other => panic!("{sql}: a {other}, not a count"),
+    }
+}
+
 /// A warehouse the test reaches through its driver.
 struct Warehouse<'a> {
     /// Adds orders `from..=to` (two columns the mapping reads, and a locale).
@@ -130,21 +171,12 @@ fn duckdb_diffs_in_place_through_its_own_entry_point() {
     };
     let keys_held = || {
         let table = retl_source::table_name("orders", &world.state_identity());
-        let counted = world.dir.path().join("counted.txt");
-        adbc_sql(
+        adbc_number(
             &library,
             entry,
             &options,
-            &[format!(
-                "COPY (SELECT COUNT(DISTINCT order_id) FROM retl.{table}) TO '{}' (HEADER false)",
-                counted.display()
-            )],
-        );
-        std::fs::read_to_string(counted)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
+            &format!("SELECT COUNT(DISTINCT order_id) FROM retl.{table}"),
+        )
     };
     only_new_rows_cross_and_a_kill_loses_nothing(
         &world,
@@ -252,4 +284,104 @@ impl Drop for Stop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A Spark Connect server (`pyspark`'s own, run by `spark-submit` in the
+/// foreground so that stopping the child stops it), its port, and the
+/// directory holding its warehouse.
+fn spark(spark_home: &str) -> (Stop, u16, tempfile::TempDir) {
+    use std::io::BufRead as _;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = format!(
+        "spark.sql.warehouse.dir={}",
+        dir.path().join("warehouse").display()
+    );
+    let mut child = std::process::Command::new(format!("{spark_home}/bin/spark-submit"))
+        .args([
+            "--class",
+            "org.apache.spark.sql.connect.service.SparkConnectServer",
+        ])
+        .args(["--conf", &format!("spark.connect.grpc.binding.port={port}")])
+        .args(["--conf", &warehouse, "--conf", "spark.ui.enabled=false"])
+        .args(["--conf", "spark.driver.bindAddress=127.0.0.1"])
+        .args(["--conf", "spark.driver.host=127.0.0.1", "spark-internal"])
+        .env("SPARK_HOME", spark_home)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start Spark Connect from {spark_home}: {e}"));
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("Spark Connect server started") => break,
+            Some(Ok(_)) => {}
+            _ => panic!("the Spark Connect server ended before it served"),
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    (Stop(child), port, dir)
+}
+
+#[test]
+fn spark_diffs_in_place_through_spark_connect() {
+    let (Some(spark_home), Some(library)) = (
+        server_url("RETL_TEST_SPARK_HOME"),
+        server_url("RETL_TEST_ADBC_SPARK_DRIVER"),
+    ) else {
+        return;
+    };
+    let (_stop, port, _dir) = spark(&spark_home);
+    let options = [("uri", format!("sc://127.0.0.1:{port}"))];
+    adbc_sql(
+        &library,
+        None,
+        &options,
+        &[
+            "CREATE SCHEMA sales".to_owned(),
+            "CREATE TABLE sales.orders (order_id BIGINT, full_name STRING, email STRING, locale STRING)".to_owned(),
+        ],
+    );
+    let world = World::new();
+    world.write(
+        "activations/orders.yaml",
+        &format!(
+            "source:\n  adbc:\n    driver: {library}\n    options:\n      uri: \"sc://127.0.0.1:{port}\"\n  table: sales.orders\n  primary_key: [order_id]\n  diff: warehouse\ndestination: trustpilot\nfirst_run: send_all\nmapping:\n  reference_number: order_id\n  consumer_name: full_name\n  consumer_email: email\n  locale: locale\n"
+        ),
+    );
+    let insert = |from: u32, to: u32| {
+        let rows: Vec<String> = (from..=to)
+            .map(|i| format!("({i}, 'Customer {i}', 'c{i}@shop.example', 'en-US')"))
+            .collect();
+        adbc_sql(
+            &library,
+            None,
+            &options,
+            &[format!(
+                "INSERT INTO sales.orders VALUES {}",
+                rows.join(", ")
+            )],
+        );
+    };
+    let keys_held = || {
+        let table = retl_source::table_name("orders", &world.state_identity());
+        adbc_number(
+            &library,
+            None,
+            &options,
+            &format!("SELECT COUNT(DISTINCT order_id) FROM retl.{table}"),
+        )
+    };
+    only_new_rows_cross_and_a_kill_loses_nothing(
+        &world,
+        &Warehouse {
+            insert: &insert,
+            keys_held: &keys_held,
+        },
+    );
 }

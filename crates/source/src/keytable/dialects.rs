@@ -10,7 +10,7 @@
 //! | Redshift | plain (no `UNLOGGED`, no indexes), `ANALYZE`d | a bound Arrow batch, decimals `CAST` | drop, rename |
 //! | `DuckDB` | plain | the driver's bulk ingest into `{table}__push`, then `INSERT … SELECT` | drop, rename |
 //! | Snowflake | `TRANSIENT` (no fail-safe) | a bound Arrow batch | drop, rename (qualified) |
-//! | Databricks | the catalog's default (Delta) | a bound Arrow batch | drop, rename (qualified) |
+//! | Databricks | the catalog's default (Delta) | literals that can only be data (Spark Connect's driver binds one row, and has no ingest) | drop, rename (qualified) |
 //! | `BigQuery` | plain | a bound Arrow batch | drop, rename |
 //! | SQLite | indexed | a bound Arrow batch | drop, rename, index remade |
 //!
@@ -315,6 +315,105 @@ impl Sql {
         )
     }
 
+    /// Whether keys are written into the SQL as literals rather than bound:
+    /// Spark Connect's driver binds one row only and has no ingest.
+    /// Literals that can only be data ([`Sql::literal`]).
+    pub fn literals(&self) -> bool {
+        self.dialect == Dialect::Databricks
+    }
+
+    /// A key value as a Spark SQL literal that can only be data: an
+    /// integer's digits, text as the UTF-8 of its hex digits
+    /// (`CAST(X'…' AS STRING)`: a binary literal, which an inline table takes), so no quote, backslash or escape
+    /// rule of the text reaches the SQL; cast where `cast` says.
+    pub fn literal(value: &crate::KeyValue, cast: Option<&String>) -> String {
+        let literal = match value {
+            crate::KeyValue::Int(n) => n.to_string(),
+            crate::KeyValue::Text(text) => {
+                let hex: String = text.bytes().fold(String::new(), |mut hex, b| {
+                    use std::fmt::Write as _;
+                    let _ = write!(hex, "{b:02X}");
+                    hex
+                });
+                format!("CAST(X'{hex}' AS STRING)")
+            }
+        };
+        match cast {
+            Some(to) => format!("CAST({literal} AS {to})"),
+            None => literal,
+        }
+    }
+
+    /// Writes `keys` into table `name` as literals ([`Sql::literal`]).
+    pub fn insert_literals(
+        &self,
+        name: &str,
+        casts: &[Option<String>],
+        keys: &[Vec<crate::KeyValue>],
+    ) -> String {
+        let rows: Vec<String> = keys
+            .iter()
+            .map(|key| {
+                let values: Vec<String> = key
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| Self::literal(v, casts.get(i).and_then(Option::as_ref)))
+                    .collect();
+                format!("({}, {})", values.join(", "), self.now())
+            })
+            .collect();
+        format!(
+            "INSERT INTO {} ({}, settled_at) VALUES {}",
+            self.qualified(name),
+            self.keys(""),
+            rows.join(", ")
+        )
+    }
+
+    /// Removes `keys` from table `name` by making it anew without them
+    /// (Spark's own tables take no `DELETE`; Delta's would, but the
+    /// rebuild works on both): the rest copied into `keep`, which then
+    /// takes the table's place.
+    pub fn rebuild_without(
+        &self,
+        name: &str,
+        keep: &str,
+        casts: &[Option<String>],
+        keys: &[Vec<crate::KeyValue>],
+    ) -> Vec<String> {
+        let q = self.quote();
+        let each: Vec<String> = keys
+            .iter()
+            .map(|key| {
+                let equal: Vec<String> = self
+                    .columns
+                    .iter()
+                    .zip(key)
+                    .enumerate()
+                    .map(|(i, (c, v))| {
+                        format!(
+                            "{} = {}",
+                            quote_column(c, q),
+                            Self::literal(v, casts.get(i).and_then(Option::as_ref))
+                        )
+                    })
+                    .collect();
+                format!("({})", equal.join(" AND "))
+            })
+            .collect();
+        let mut sql = vec![
+            format!("DROP TABLE IF EXISTS {}", self.qualified(keep)),
+            format!(
+                "CREATE TABLE {} AS SELECT * FROM {} WHERE NOT ({})",
+                self.qualified(keep),
+                self.qualified(name),
+                each.join(" OR ")
+            ),
+        ];
+        sql.extend(self.swap(name, keep));
+        sql
+    }
+
     /// Whether settled keys go in through the driver's bulk ingest (into
     /// a table of their own, then copied across in SQL) rather than one
     /// statement with a bound batch: `DuckDB`'s driver binds one row only.
@@ -600,6 +699,29 @@ mod tests {
             sql(Dialect::Postgresql)
                 .insert_json("k_a")
                 .contains("json_populate_recordset(NULL::\"retl\".\"k_a\", CAST($1 AS json))")
+        );
+    }
+
+    #[test]
+    fn spark_gets_keys_as_literals_that_can_only_be_data() {
+        use crate::KeyValue;
+        let spark = sql(Dialect::Databricks);
+        let keys = vec![
+            vec![KeyValue::Int(7), KeyValue::Text("a'b\\c".into())],
+            vec![KeyValue::Int(-1), KeyValue::Text(String::new())],
+        ];
+        assert_eq!(
+            spark.insert_literals("k_a", &[Some("DECIMAL(20, 0)".into()), None], &keys),
+            "INSERT INTO `retl`.`k_a` (`order_id`, `region`, settled_at) VALUES (CAST(7 AS DECIMAL(20, 0)), CAST(X'6127625C63' AS STRING), CURRENT_TIMESTAMP()), (CAST(-1 AS DECIMAL(20, 0)), CAST(X'' AS STRING), CURRENT_TIMESTAMP())"
+        );
+        let rebuilt = spark.rebuild_without("k_a", "k_a__keep", &[None, None], &keys[..1]);
+        assert_eq!(
+            rebuilt[1],
+            "CREATE TABLE `retl`.`k_a__keep` AS SELECT * FROM `retl`.`k_a` WHERE NOT ((`order_id` = 7 AND `region` = CAST(X'6127625C63' AS STRING)))"
+        );
+        assert_eq!(
+            rebuilt[3],
+            "ALTER TABLE `retl`.`k_a__keep` RENAME TO `retl`.`k_a`"
         );
     }
 

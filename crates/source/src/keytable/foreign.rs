@@ -228,6 +228,14 @@ impl KeyTable {
                 }
                 Ok(())
             }
+            On::Adbc(conn) if sql.literals() => {
+                for chunk in keys.chunks(Self::CHUNK) {
+                    conn.execute(sql.insert_literals(&self.name, &casts, chunk), None, what)
+                        .await
+                        .map_err(|e| self.fail(what, e))?;
+                }
+                Ok(())
+            }
             On::Adbc(conn) if sql.ingests() => {
                 let insert = sql.insert_from(&self.name, &self.push_table(), &casts);
                 self.through_push_table(conn, keys, insert, what).await
@@ -268,6 +276,11 @@ impl KeyTable {
                         .map_err(|e| self.denied(what, e))?;
                 }
                 Ok(())
+            }
+            On::Adbc(_) if sql.literals() => {
+                let keep = format!("{}__keep", self.name);
+                let statements = sql.rebuild_without(&self.name, &keep, &casts, keys);
+                self.foreign_run(on, statements, what).await
             }
             On::Adbc(conn) if sql.ingests() => {
                 let delete = sql.delete_from(&self.name, &self.push_table(), &casts);

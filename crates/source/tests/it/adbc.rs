@@ -495,3 +495,52 @@ pub(super) fn fakesnow_options(port: u16) -> Vec<(String, String)> {
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
     .collect()
 }
+
+/// A Spark Connect server (`pyspark`'s own, run by `spark-submit` in the
+/// foreground so that stopping the child stops it), its port, and the
+/// directory holding its warehouse.
+pub(super) fn start_spark(spark_home: &str) -> (Stop, u16, tempfile::TempDir) {
+    use std::io::BufRead as _;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(format!("{spark_home}/bin/spark-submit"))
+        .args([
+            "--class",
+            "org.apache.spark.sql.connect.service.SparkConnectServer",
+            "--conf",
+            &format!("spark.connect.grpc.binding.port={port}"),
+            "--conf",
+            &format!(
+                "spark.sql.warehouse.dir={}",
+                dir.path().join("warehouse").display()
+            ),
+            "--conf",
+            "spark.ui.enabled=false",
+            "--conf",
+            "spark.driver.bindAddress=127.0.0.1",
+            "--conf",
+            "spark.driver.host=127.0.0.1",
+            "spark-internal",
+        ])
+        .env("SPARK_HOME", spark_home)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start Spark Connect from {spark_home}: {e}"));
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("Spark Connect server started") => break,
+            Some(Ok(_)) => {}
+            _ => panic!("the Spark Connect server ended before it served"),
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    (Stop(child), port, dir)
+}

@@ -883,3 +883,106 @@ async fn keys_compare_in_snowflake_exactly_as_retl_identifies_them() {
         holds_through("adbc:snowflake", Some(&adbc), &table, "retl", case, seed).await;
     }
 }
+
+fn spark_cases() -> Vec<Case> {
+    vec![
+        case(
+            "bigint",
+            vec![("k", "BIGINT", Gen::Int(i64::MIN.into(), i64::MAX.into()))],
+        ),
+        case(
+            "int",
+            vec![("k", "INT", Gen::Int(i32::MIN.into(), i32::MAX.into()))],
+        ),
+        case(
+            "decimal",
+            vec![(
+                "k",
+                "DECIMAL(38, 0)",
+                Gen::Int(-8 * 10_i128.pow(37), 8 * 10_i128.pow(37)),
+            )],
+        ),
+        case(
+            "decimal_scaled",
+            vec![("k", "DECIMAL(12, 3)", Gen::Int(-999_999_999, 999_999_999))],
+        ),
+        case("string", vec![("k", "STRING", Gen::Text)]),
+        case(
+            "string_string",
+            vec![("a", "STRING", Gen::Text), ("b", "STRING", Gen::Text)],
+        ),
+        case(
+            "bigint_string",
+            vec![
+                ("a", "BIGINT", Gen::Int(-1_000, 1_000)),
+                ("b", "STRING", Gen::Text),
+            ],
+        ),
+    ]
+}
+
+/// `case`'s rows as one Spark SQL `INSERT`, each text as the UTF-8 of its
+/// hex digits (Spark's string literals take backslash escapes).
+fn spark_insert(case: &Case, seed: u64, table: &str) -> String {
+    let rows: Vec<String> = rows(case, seed)
+        .into_iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&case.columns)
+                .map(|(value, (_, t, _))| match value {
+                    None => format!("CAST(NULL AS {t})"),
+                    Some(v) => {
+                        let hex = v.bytes().fold(String::new(), |mut hex, b| {
+                            use std::fmt::Write as _;
+                            let _ = write!(hex, "{b:02X}");
+                            hex
+                        });
+                        format!("CAST(CAST(X'{hex}' AS STRING) AS {t})")
+                    }
+                })
+                .collect();
+            format!("({}, 'p')", cells.join(", "))
+        })
+        .collect();
+    format!("INSERT INTO {table} VALUES {}", rows.join(", "))
+}
+
+/// Databricks' dialect (Spark SQL) against a local Spark Connect server,
+/// through `adbc-driver-spark`: its dialect from the vendor name the driver
+/// reports (`Apache Spark`).
+#[tokio::test]
+async fn keys_compare_in_spark_exactly_as_retl_identifies_them() {
+    let (Some(spark_home), Some(library)) = (
+        url("RETL_TEST_SPARK_HOME"),
+        url("RETL_TEST_ADBC_SPARK_DRIVER"),
+    ) else {
+        return;
+    };
+    let (_stop, port, _dir) = super::adbc::start_spark(&spark_home);
+    let options = vec![("uri".to_owned(), format!("sc://127.0.0.1:{port}"))];
+    let adbc = Adbc::new(library.clone(), options.clone());
+    let found = adbc
+        .resolved((Duration::from_secs(30), Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(
+        found.dialect,
+        Some(Dialect::Databricks),
+        "GetInfo's vendor name"
+    );
+    super::adbc::run_sql(
+        &library,
+        None,
+        &options,
+        &["CREATE SCHEMA IF NOT EXISTS shop"],
+    );
+    for (i, case) in spark_cases().iter().enumerate() {
+        let seed = 0x2545_f491 + i as u64;
+        let table = format!("shop.{}", case.name);
+        let create = create_table(case, &table, "STRING");
+        let insert = spark_insert(case, seed, &table);
+        super::adbc::run_sql(&library, None, &options, &[&create, &insert]);
+        holds_through("adbc:spark", Some(&adbc), &table, "retl", case, seed).await;
+    }
+}
