@@ -4,10 +4,15 @@
 #
 #   scripts/bench.sh [--rows N] [--url postgres://…] [--pg-state] [--no-peer]
 #   scripts/bench.sh --diff warehouse [--rows N] [--url postgres://…]
+#   scripts/bench.sh --engine duckdb [--rows N]
 #
 # --diff warehouse runs scripts/bench_warehouse.sh instead: the diff inside the
 # warehouse (source.diff: warehouse) and cursor mode, 1,000 new rows, against
 # the raw COPY (default 10,000,000 rows).
+#
+# --engine duckdb runs scripts/bench_duckdb.sh instead: DuckDB through its
+# ADBC entry point, diff: retl against diff: warehouse with 1,000 new rows
+# (default 10,000,000 rows).
 #
 # --pg-state keeps retl's state in a PostgreSQL schema (retl_bench_state, made
 # afresh) on the same server instead of a SQLite file. --no-peer leaves the
@@ -35,6 +40,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if [ "${1:-}" = "--engine" ]; then
+  case "${2:-}" in
+    duckdb) shift 2; exec scripts/bench_duckdb.sh "$@" ;;
+    *) echo "usage: scripts/bench.sh --engine duckdb [--rows N]" >&2; exit 2 ;;
+  esac
+fi
 if [ "${1:-}" = "--diff" ]; then
   case "${2:-}" in
     warehouse) shift 2; exec scripts/bench_warehouse.sh "$@" ;;

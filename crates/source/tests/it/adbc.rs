@@ -544,3 +544,43 @@ pub(super) fn start_spark(spark_home: &str) -> (Stop, u16, tempfile::TempDir) {
     std::thread::spawn(move || lines.for_each(drop));
     (Stop(child), port, dir)
 }
+
+/// `source.adbc.statement_options` reach every statement: DuckDB takes
+/// none it does not know, and says so, named as retl's key.
+#[tokio::test]
+async fn statement_options_are_set_on_each_statement_and_a_refused_one_is_named() {
+    let Some(library) = driver("RETL_TEST_DUCKDB_LIBRARY") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let options = vec![(
+        "path".to_owned(),
+        dir.path().join("w.duckdb").display().to_string(),
+    )];
+    run_sql(
+        &library,
+        Some("duckdb_adbc_init"),
+        &options,
+        &["CREATE TABLE orders AS SELECT 1 AS id"],
+    );
+    let adbc = Adbc {
+        entrypoint: Some("duckdb_adbc_init".into()),
+        statement_options: vec![("adbc.retl.no_such_option".into(), "x".into())],
+        ..Adbc::new(library, options)
+    };
+    let error = Source::open(&spec(
+        &adbc.name(),
+        Some(adbc),
+        Model::Table("orders".into()),
+        &["id"],
+    ))
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains(
+            "statement option `adbc.retl.no_such_option` (source.adbc.statement_options)"
+        ),
+        "{error}"
+    );
+}
