@@ -545,7 +545,7 @@ pub(super) fn start_spark(spark_home: &str) -> (Stop, u16, tempfile::TempDir) {
     (Stop(child), port, dir)
 }
 
-/// `source.adbc.statement_options` reach every statement: DuckDB takes
+/// `source.adbc.statement_options` reach every statement: `DuckDB` takes
 /// none it does not know, and says so, named as retl's key.
 #[tokio::test]
 async fn statement_options_are_set_on_each_statement_and_a_refused_one_is_named() {
