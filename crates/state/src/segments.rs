@@ -107,19 +107,31 @@ fn prefixes(block: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-/// Whether a block's sorted `prefixes` hold `key`'s.
-fn may_hold(prefixes: &[u8], key: &RowHash) -> bool {
+/// The records of a block whose prefix is `key`'s, as a range of record
+/// indexes (empty when the block cannot hold `key`): the prefixes are in
+/// the block's (key) order, so its records of that prefix are together.
+fn prefix_range(prefixes: &[u8], key: &RowHash) -> std::ops::Range<usize> {
     let wanted = &key[1..=PREFIX];
-    let (mut low, mut high) = (0, prefixes.len() / PREFIX);
+    let count = prefixes.len() / PREFIX;
+    let at = |i: usize| &prefixes[i * PREFIX..(i + 1) * PREFIX];
+    let first = partition(count, |i| at(i) < wanted);
+    let end = first + partition(count - first, |i| at(first + i) <= wanted);
+    first..end
+}
+
+/// The first index in `0..count` for which `before` is false (`before`
+/// true for a prefix of the indexes, false after).
+fn partition(count: usize, before: impl Fn(usize) -> bool) -> usize {
+    let (mut low, mut high) = (0, count);
     while low < high {
         let middle = low + (high - low) / 2;
-        match prefixes[middle * PREFIX..(middle + 1) * PREFIX].cmp(wanted) {
-            std::cmp::Ordering::Less => low = middle + 1,
-            std::cmp::Ordering::Greater => high = middle,
-            std::cmp::Ordering::Equal => return true,
+        if before(middle) {
+            low = middle + 1;
+        } else {
+            high = middle;
         }
     }
-    false
+    low
 }
 
 /// Binary search of a block (sorted by key) for `key`'s content; of two
@@ -297,9 +309,12 @@ impl State {
         let load = Error::db("look keys up in the key segments");
         let mut found = HashMap::new();
         for (part, wanted) in parts {
-            // The prefixes first (an eighth of the blocks); a block is read
-            // only for a key whose prefix it holds, or that has none (a block
-            // written before version 16).
+            // The prefixes first (an eighth of the blocks). A key's prefix
+            // gives the records it can be among: only those bytes are read
+            // (`substr` of the block, in the database), so a lookup costs
+            // about what its records are, not what their blocks are. A
+            // block written before version 16 has no prefixes: it is read
+            // whole, once.
             let blocks: Vec<(i64, Option<Vec<u8>>)> = on!(self.db.executor(), |c| sqlx::query_as(
                 "SELECT s.seq, p.prefixes FROM key_segments s
                  LEFT JOIN key_prefixes p ON p.activation = s.activation AND p.part = s.part AND p.seq = s.seq
@@ -310,26 +325,27 @@ impl State {
             .fetch_all(c)
             .await)
             .map_err(load)?;
-            let mut read: HashMap<i64, Vec<u8>> = HashMap::new();
+            let mut whole: HashMap<i64, Vec<u8>> = HashMap::new();
             // Later blocks win: search them newest first.
             for key in wanted {
                 for (seq, prefixes) in blocks.iter().rev() {
-                    if prefixes.as_ref().is_some_and(|p| !may_hold(p, &key)) {
-                        continue;
-                    }
-                    if !read.contains_key(seq) {
-                        let data: Vec<u8> = on!(self.db.executor(), |c| sqlx::query_scalar(
-                            "SELECT data FROM key_segments WHERE activation = $1 AND part = $2 AND seq = $3"
-                        )
-                        .bind(activation)
-                        .bind(i64::from(part))
-                        .bind(*seq)
-                        .fetch_one(c)
-                        .await)
-                        .map_err(load)?;
-                        read.insert(*seq, data);
-                    }
-                    if let Some(content) = search(&read[seq], &key)? {
+                    let records = match prefixes {
+                        Some(prefixes) => {
+                            let range = prefix_range(prefixes, &key);
+                            if range.is_empty() {
+                                continue;
+                            }
+                            self.block_records(activation, part, *seq, range).await?
+                        }
+                        None => {
+                            if !whole.contains_key(seq) {
+                                let data = self.block_records(activation, part, *seq, 0..0).await?;
+                                whole.insert(*seq, data);
+                            }
+                            whole[seq].clone()
+                        }
+                    };
+                    if let Some(content) = search(&records, &key)? {
                         found.insert(key, content);
                         break;
                     }
@@ -337,6 +353,38 @@ impl State {
             }
         }
         Ok(found)
+    }
+
+    /// The records `range` (record indexes) of a block, read by the
+    /// database as a slice of it; an empty range: the whole block.
+    async fn block_records(
+        &self,
+        activation: &str,
+        part: u8,
+        seq: i64,
+        range: std::ops::Range<usize>,
+    ) -> Result<Vec<u8>> {
+        let load = Error::db("look keys up in the key segments");
+        let (from, length) = if range.is_empty() {
+            (1, i32::MAX)
+        } else {
+            let from = i32::try_from(range.start * RECORD + 1)
+                .map_err(|_| corrupt(format!("record {} of a block", range.start)))?;
+            let length = i32::try_from(range.len() * RECORD)
+                .map_err(|_| corrupt(format!("{} records of a block", range.len())))?;
+            (from, length)
+        };
+        on!(self.db.executor(), |c| sqlx::query_scalar(
+            "SELECT substr(data, $4, $5) FROM key_segments WHERE activation = $1 AND part = $2 AND seq = $3"
+        )
+        .bind(activation)
+        .bind(i64::from(part))
+        .bind(seq)
+        .bind(from)
+        .bind(length)
+        .fetch_one(c)
+        .await)
+        .map_err(load)
     }
 
     /// [`lookup_changes`](Self::lookup_changes) with the key segments: the

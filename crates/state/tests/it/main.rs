@@ -233,3 +233,103 @@ async fn simultaneous_first_opens_of_a_postgresql_state_migrate_it_once() {
         .await
         .unwrap();
 }
+
+/// Keys of one part whose bytes 1–4 (the prefix) are equal, and others at
+/// random: a candidate lookup (records read as slices of their blocks)
+/// answers as a full scan's key set does, on `url`'s state.
+async fn candidate_lookups_answer_as_the_key_set(url: &str) {
+    let state = State::open(url).await.unwrap();
+    let lease = state
+        .acquire_lease("orders", "run-1", std::time::Duration::from_mins(1))
+        .await
+        .unwrap();
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut random = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut key = |shared: Option<u8>| {
+        let mut k = [0u8; 16];
+        k[..8].copy_from_slice(&random().to_be_bytes());
+        k[8..].copy_from_slice(&random().to_be_bytes());
+        if let Some(i) = shared {
+            k[..5].copy_from_slice(&[7, 1, 2, 3, 4]);
+            k[5] = i;
+        }
+        k
+    };
+    let shared: Vec<[u8; 16]> = (0..60).map(|i| key(Some(i * 2))).collect();
+    let others: Vec<[u8; 16]> = (0..3_000).map(|_| key(None)).collect();
+    let first: Vec<([u8; 16], [u8; 16])> = shared
+        .iter()
+        .chain(&others)
+        .map(|k| (*k, [1; 16]))
+        .collect();
+    // A second block rewrites every third key's content.
+    let second: Vec<([u8; 16], [u8; 16])> = first
+        .iter()
+        .step_by(3)
+        .map(|(k, _)| (*k, [2; 16]))
+        .collect();
+    for records in [first.clone(), second] {
+        let mut tx = state.fenced(&lease).await.unwrap();
+        tx.append_segments(&mut records.clone()).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    // Each key asked with its content in force, an old one, or another;
+    // and keys nowhere, some sharing the prefix.
+    let mut rows: Vec<([u8; 16], [u8; 16])> = first
+        .iter()
+        .enumerate()
+        .map(|(i, (k, _))| (*k, [u8::try_from(i % 4).unwrap(); 16]))
+        .collect();
+    rows.extend((0..30).map(|i| (key(Some(i * 2 + 1)), [1; 16])));
+    rows.extend((0..30).map(|_| (key(None), [1; 16])));
+    let found = state.lookup_candidates("orders", &rows).await.unwrap();
+    let set = state.key_set("orders").await.unwrap();
+    let full = state.lookup_with("orders", &set, &rows).await.unwrap();
+    assert_eq!(
+        found.keys().collect::<std::collections::BTreeSet<_>>(),
+        full.changes
+            .keys()
+            .collect::<std::collections::BTreeSet<_>>(),
+        "the rows that need a decision"
+    );
+    let new = found.values().filter(|entry| entry.is_none()).count();
+    assert_eq!(new, 60, "the keys nowhere are new, the prefix's included");
+}
+
+#[tokio::test]
+async fn candidate_lookups_read_slices_of_blocks_and_answer_as_a_full_scan_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("state.db").display());
+    candidate_lookups_answer_as_the_key_set(&url).await;
+}
+
+#[tokio::test]
+async fn candidate_lookups_read_slices_of_blocks_and_answer_as_a_full_scan_on_postgresql() {
+    let Some(url) = postgres_url() else { return };
+    let schema = format!("retl_state_seg_{}", std::process::id());
+    let mut admin = sqlx::postgres::PgConnectOptions::from_str(&url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let join = if url.contains('?') { '&' } else { '?' };
+    candidate_lookups_answer_as_the_key_set(&format!(
+        "{url}{join}options=-c%20search_path%3D{schema}"
+    ))
+    .await;
+    sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
