@@ -235,6 +235,7 @@ pub fn read_source(r: &mut Reader<'_>, node: &Node<'_>) -> Option<SourceConfig> 
     if adbc.is_some() {
         refuse_with_adbc(r, &map);
     }
+    let adbc = adbc.map(|adbc| with_driver_timeouts(adbc, connect_timeout));
     let mut secrets = retl_config::Secrets::new();
     if let Some(url) = &connection {
         secrets.add_url(url);
@@ -381,6 +382,23 @@ fn read_diff_schema(r: &mut Reader<'_>, map: &retl_config::Map<'_, '_>) -> Optio
     }
 }
 
+/// `connect_timeout_seconds` as the driver's own option too, where retl
+/// knows the driver has one and the options do not set it: Snowflake's
+/// `adbc.snowflake.sql.client_option.login_timeout` (a Go duration). retl
+/// also enforces it around the driver's calls, for every driver.
+fn with_driver_timeouts(mut adbc: crate::Adbc, connect: Duration) -> crate::Adbc {
+    const SNOWFLAKE_LOGIN: &str = "adbc.snowflake.sql.client_option.login_timeout";
+    if adbc.dialect == Some(crate::Dialect::Snowflake)
+        && !adbc.options.iter().any(|(k, _)| k == SNOWFLAKE_LOGIN)
+    {
+        adbc.options.push((
+            SNOWFLAKE_LOGIN.to_owned(),
+            format!("{}s", connect.as_secs()),
+        ));
+    }
+    adbc
+}
+
 /// What `source.adbc` does not offer, refused where it is written.
 fn refuse_with_adbc(r: &mut Reader<'_>, map: &retl_config::Map<'_, '_>) {
     for (key, what) in [("read", "source.read")] {
@@ -494,6 +512,30 @@ mod tests {
         assert!(r.problems.is_empty(), "{:?}", r.problems);
         config.secrets.extend(r.secrets());
         config
+    }
+
+    #[test]
+    fn snowflakes_login_timeout_is_the_connect_timeout_unless_the_options_say_it() {
+        let login = |yaml: &str| {
+            source(yaml)
+                .adbc
+                .unwrap()
+                .options
+                .into_iter()
+                .filter(|(k, _)| k == "adbc.snowflake.sql.client_option.login_timeout")
+                .map(|(_, v)| v)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            login("connection: snowflake://u:p@acct/DB/S\ntable: t\nconnect_timeout_seconds: 3\n"),
+            ["3s"]
+        );
+        assert_eq!(
+            login(
+                "adbc:\n  driver: snowflake\n  dialect: snowflake\n  options:\n    adbc.snowflake.sql.client_option.login_timeout: 9s\ntable: t\n"
+            ),
+            ["9s"]
+        );
     }
 
     #[test]
