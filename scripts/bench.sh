@@ -4,7 +4,8 @@
 #
 #   scripts/bench.sh [--rows N] [--url postgres://…] [--pg-state] [--no-peer]
 #   scripts/bench.sh --diff warehouse [--rows N] [--url postgres://…]
-#   scripts/bench.sh --engine duckdb [--rows N]
+#   scripts/bench.sh --engine duckdb [--rows N] [--memory-limit 64MB]
+#   scripts/bench.sh --cursor [--rows N] [--url postgres://…]
 #
 # --diff warehouse runs scripts/bench_warehouse.sh instead: the diff inside the
 # warehouse (source.diff: warehouse) and cursor mode, 1,000 new rows, against
@@ -13,6 +14,10 @@
 # --engine duckdb runs scripts/bench_duckdb.sh instead: DuckDB through its
 # ADBC entry point, diff: retl against diff: warehouse with 1,000 new rows
 # (default 10,000,000 rows).
+#
+# --cursor runs scripts/bench_cursor.sh instead: cursor mode on an indexed
+# created_at with a lookback of 1h after 1,000 new rows (4,601 rows read,
+# 3,601 of them settled in the key segments), against the raw COPY.
 #
 # --pg-state keeps retl's state in a PostgreSQL schema (retl_bench_state, made
 # afresh) on the same server instead of a SQLite file. --no-peer leaves the
@@ -40,6 +45,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if [ "${1:-}" = "--cursor" ]; then
+  shift
+  exec scripts/bench_cursor.sh "$@"
+fi
 if [ "${1:-}" = "--engine" ]; then
   case "${2:-}" in
     duckdb) shift 2; exec scripts/bench_duckdb.sh "$@" ;;

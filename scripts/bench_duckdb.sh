@@ -3,7 +3,11 @@
 # duckdb_adbc_init), diff: retl against diff: warehouse, in one run. Not a
 # test: it prints figures. Called by `scripts/bench.sh --engine duckdb`.
 #
-#   scripts/bench_duckdb.sh [--rows N]
+#   scripts/bench_duckdb.sh [--rows N] [--memory-limit 64MB]
+#
+# DuckDB runs inside retl's process: its memory is retl's RSS. --memory-limit
+# sets DuckDB's own memory_limit (a database option the driver passes to
+# DuckDB's configuration), which bounds it (DuckDB spills to disk past it).
 #
 # Makes target/bench/duckdb_<N>.duckdb with sales.orders of N rows (default
 # 10,000,000) unless it holds N already, then, one after the other:
@@ -20,12 +24,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rows=10000000
+memory_limit=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rows) rows="$2"; shift 2 ;;
-    *) echo "usage: scripts/bench_duckdb.sh [--rows N]" >&2; exit 2 ;;
+    --memory-limit) memory_limit="$2"; shift 2 ;;
+    *) echo "usage: scripts/bench_duckdb.sh [--rows N] [--memory-limit 64MB]" >&2; exit 2 ;;
   esac
 done
+limit_option=""
+if [ -n "$memory_limit" ]; then limit_option=", memory_limit: \"$memory_limit\""; fi
 
 library="$(find "$PWD/target" -path '*duckdb-*/package/libduckdb.so' 2>/dev/null | head -n1)"
 if [ -z "$library" ]; then
@@ -63,7 +71,7 @@ if [ "$have" != "$rows" ]; then
   duck "CREATE SCHEMA sales" "CREATE TABLE sales.orders AS
     SELECT g AS order_id, 'Customer ' || g AS full_name, 'customer' || g || '@shop.example' AS email,
            (['en-US','da-DK','de-DE'])[1 + g % 3] AS locale, 'SKU-' || (g % 997) AS sku
-    FROM range(1, $rows + 1) t(g)"
+    FROM range(1, $rows + 1) t(g)" > /dev/null
 fi
 duck "DELETE FROM sales.orders WHERE order_id > $rows" "DROP SCHEMA IF EXISTS retl CASCADE" > /dev/null
 
@@ -82,7 +90,7 @@ YAML
 activation() { # the diff
   cat > "$work/configs/activations/orders.yaml" <<YAML
 source:
-  adbc: { driver: "$library", entrypoint: duckdb_adbc_init, options: { path: "$db" } }
+  adbc: { driver: "$library", entrypoint: duckdb_adbc_init, options: { path: "$db"$limit_option } }
   table: sales.orders
   primary_key: [order_id]
   diff: $1
@@ -123,7 +131,7 @@ duck "DELETE FROM sales.orders WHERE order_id > $rows" > /dev/null
 line() { # stage wall cpu rss_kb read note
   printf '%-10s %8.3f %8.3f %9.1fMB %12s  %s\n' "$1" "$2" "$3" "$(echo "$4 / 1024" | bc -l)" "$5" "$6"
 }
-printf '\nrows: %d, DuckDB %s through its ADBC entry point; state: SQLite\n' "$rows" "$(basename "$(dirname "$(dirname "$library")")")"
+printf '\nrows: %d, DuckDB %s through its ADBC entry point, memory_limit %s; state: SQLite\n' "$rows" "$(basename "$(dirname "$(dirname "$library")")")" "${memory_limit:-DuckDB default}"
 printf '%-10s %8s %8s %11s %12s\n' stage wall cpu peak_RSS rows_crossing
 line retl_base "$rb" "$rb_cpu" "$rb_rss" "$rb_read" "(first run, diff: retl, skip_existing)"
 line wh_base "$wb" "$wb_cpu" "$wb_rss" "$wb_read" "(first run, diff: warehouse, skip_existing: the keys copied inside DuckDB)"
