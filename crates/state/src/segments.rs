@@ -119,6 +119,41 @@ fn prefix_range(prefixes: &[u8], key: &RowHash) -> std::ops::Range<usize> {
     first..end
 }
 
+/// What a lookup asks of one block: the keys, and the records that can
+/// hold them (`None`: the whole block, which has no prefixes).
+#[derive(Debug, Default)]
+struct Ask {
+    keys: Vec<RowHash>,
+    records: Option<std::ops::Range<usize>>,
+    whole: bool,
+}
+
+impl Ask {
+    fn add(&mut self, key: RowHash, range: Option<std::ops::Range<usize>>) {
+        self.keys.push(key);
+        match (range, &mut self.records) {
+            (None, _) => self.whole = true,
+            (Some(range), Some(records)) => {
+                records.start = records.start.min(range.start);
+                records.end = records.end.max(range.end);
+            }
+            (Some(range), records @ None) => *records = Some(range),
+        }
+    }
+
+    /// The bytes to read: `substr`'s 1-based start and its length (the
+    /// whole block: from 1, every byte).
+    fn bytes(&self) -> (i64, i64) {
+        match (&self.records, self.whole) {
+            (Some(range), false) => (
+                i64::try_from(range.start * RECORD + 1).unwrap_or(i64::MAX),
+                i64::try_from(range.len() * RECORD).unwrap_or(i64::MAX),
+            ),
+            _ => (1, i64::from(i32::MAX)),
+        }
+    }
+}
+
 /// The first index in `0..count` for which `before` is false (`before`
 /// true for a prefix of the indexes, false after).
 fn partition(count: usize, before: impl Fn(usize) -> bool) -> usize {
@@ -297,6 +332,15 @@ impl State {
     /// What the segments hold for `keys` (the content in force), reading only
     /// the parts those keys fall in, one at a time: memory follows the
     /// candidates, not the activation's settled keys.
+    ///
+    /// A block's prefixes (an eighth of its size) say which of its records
+    /// a key can be among; only those bytes are read, sliced by the
+    /// database (`substr`), one statement per part for all its blocks at
+    /// once. So a lookup of a few thousand keys reads about their records
+    /// and a statement per part, not every block. A block written before
+    /// version 16 has no prefixes and is read whole. A key not in the
+    /// newest block that may hold it (two keys can share a prefix) is
+    /// asked again of the older ones.
     pub async fn segment_contents(
         &self,
         activation: &str,
@@ -309,12 +353,6 @@ impl State {
         let load = Error::db("look keys up in the key segments");
         let mut found = HashMap::new();
         for (part, wanted) in parts {
-            // The prefixes first (an eighth of the blocks). A key's prefix
-            // gives the records it can be among: only those bytes are read
-            // (`substr` of the block, in the database), so a lookup costs
-            // about what its records are, not what their blocks are. A
-            // block written before version 16 has no prefixes: it is read
-            // whole, once.
             let blocks: Vec<(i64, Option<Vec<u8>>)> = on!(self.db.executor(), |c| sqlx::query_as(
                 "SELECT s.seq, p.prefixes FROM key_segments s
                  LEFT JOIN key_prefixes p ON p.activation = s.activation AND p.part = s.part AND p.seq = s.seq
@@ -325,29 +363,36 @@ impl State {
             .fetch_all(c)
             .await)
             .map_err(load)?;
-            let mut whole: HashMap<i64, Vec<u8>> = HashMap::new();
-            // Later blocks win: search them newest first.
-            for key in wanted {
-                for (seq, prefixes) in blocks.iter().rev() {
-                    let records = match prefixes {
+            // Each key with the blocks left to ask (those before this index,
+            // newest first: later blocks win).
+            let mut pending: Vec<(RowHash, usize)> =
+                wanted.into_iter().map(|key| (key, blocks.len())).collect();
+            while !pending.is_empty() {
+                let mut asks: std::collections::BTreeMap<usize, Ask> =
+                    std::collections::BTreeMap::new();
+                for (key, before) in pending {
+                    let next = (0..before).rev().find_map(|i| match &blocks[i].1 {
                         Some(prefixes) => {
                             let range = prefix_range(prefixes, &key);
-                            if range.is_empty() {
-                                continue;
-                            }
-                            self.block_records(activation, part, *seq, range).await?
+                            (!range.is_empty()).then_some((i, Some(range)))
                         }
-                        None => {
-                            if !whole.contains_key(seq) {
-                                let data = self.block_records(activation, part, *seq, 0..0).await?;
-                                whole.insert(*seq, data);
+                        None => Some((i, None)),
+                    });
+                    // In no block: not in the segments.
+                    let Some((block, range)) = next else { continue };
+                    asks.entry(block).or_default().add(key, range);
+                }
+                let slices = self.block_slices(activation, part, &blocks, &asks).await?;
+                pending = Vec::new();
+                for (block, ask) in asks {
+                    let records = &slices[&block];
+                    for key in ask.keys {
+                        match search(records, &key)? {
+                            Some(content) => {
+                                found.insert(key, content);
                             }
-                            whole[seq].clone()
+                            None => pending.push((key, block)),
                         }
-                    };
-                    if let Some(content) = search(&records, &key)? {
-                        found.insert(key, content);
-                        break;
                     }
                 }
             }
@@ -355,36 +400,57 @@ impl State {
         Ok(found)
     }
 
-    /// The records `range` (record indexes) of a block, read by the
-    /// database as a slice of it; an empty range: the whole block.
-    async fn block_records(
+    /// The records each ask of `asks` covers (by block index into `blocks`),
+    /// read in one statement for the part: a slice of each block.
+    async fn block_slices(
         &self,
         activation: &str,
         part: u8,
-        seq: i64,
-        range: std::ops::Range<usize>,
-    ) -> Result<Vec<u8>> {
+        blocks: &[(i64, Option<Vec<u8>>)],
+        asks: &std::collections::BTreeMap<usize, Ask>,
+    ) -> Result<HashMap<usize, Vec<u8>>> {
         let load = Error::db("look keys up in the key segments");
-        let (from, length) = if range.is_empty() {
-            (1, i32::MAX)
-        } else {
-            let from = i32::try_from(range.start * RECORD + 1)
-                .map_err(|_| corrupt(format!("record {} of a block", range.start)))?;
-            let length = i32::try_from(range.len() * RECORD)
-                .map_err(|_| corrupt(format!("{} records of a block", range.len())))?;
-            (from, length)
-        };
-        on!(self.db.executor(), |c| sqlx::query_scalar(
-            "SELECT substr(data, $4, $5) FROM key_segments WHERE activation = $1 AND part = $2 AND seq = $3"
-        )
-        .bind(activation)
-        .bind(i64::from(part))
-        .bind(seq)
-        .bind(from)
-        .bind(length)
-        .fetch_one(c)
-        .await)
-        .map_err(load)
+        let mut arms = Vec::with_capacity(asks.len());
+        let mut binds: Vec<(i64, i64, i64, i64)> = Vec::with_capacity(asks.len());
+        for (n, (&block, ask)) in asks.iter().enumerate() {
+            let (from, length) = ask.bytes();
+            let at = 3 + n * 4;
+            arms.push(format!(
+                "SELECT CAST(${at} AS BIGINT) AS i, substr(data, CAST(${} AS INTEGER), CAST(${} AS INTEGER)) AS d
+                 FROM key_segments WHERE activation = $1 AND part = $2 AND seq = ${}",
+                at + 1,
+                at + 2,
+                at + 3
+            ));
+            binds.push((
+                i64::try_from(block).unwrap_or_default(),
+                from,
+                length,
+                blocks[block].0,
+            ));
+        }
+        let sql = arms.join(" UNION ALL ");
+        let rows: Vec<(i64, Vec<u8>)> = on!(self.db.executor(), |c| {
+            let mut query = sqlx::query_as(&sql).bind(activation).bind(i64::from(part));
+            for (block, from, length, seq) in &binds {
+                query = query.bind(*block).bind(*from).bind(*length).bind(*seq);
+            }
+            query.fetch_all(c).await
+        })
+        .map_err(load)?;
+        let mut slices = HashMap::with_capacity(rows.len());
+        for (block, data) in rows {
+            slices.insert(usize::try_from(block).unwrap_or_default(), data);
+        }
+        for block in asks.keys() {
+            if !slices.contains_key(block) {
+                return Err(corrupt(format!(
+                    "block {} of part {part} went missing",
+                    blocks[*block].0
+                )));
+            }
+        }
+        Ok(slices)
     }
 
     /// [`lookup_changes`](Self::lookup_changes) with the key segments: the
