@@ -131,6 +131,36 @@ fn only_new_rows_cross_and_a_kill_loses_nothing(world: &World, warehouse: &Wareh
     );
 }
 
+/// [`only_new_rows_cross_and_a_kill_loses_nothing`] on `sales.orders`,
+/// reached through the driver `library` (with `entrypoint`, `options`), its
+/// key table in the schema `retl`.
+fn through_the_driver(
+    world: &World,
+    library: &str,
+    entrypoint: Option<&str>,
+    options: &[(&str, String)],
+) {
+    let insert = |from: u32, to: u32| {
+        let rows: Vec<String> = (from..=to)
+            .map(|i| format!("({i}, 'Customer {i}', 'c{i}@shop.example', 'en-US')"))
+            .collect();
+        let sql = format!("INSERT INTO sales.orders VALUES {}", rows.join(", "));
+        adbc_sql(library, entrypoint, options, &[sql]);
+    };
+    let keys_held = || {
+        let table = retl_source::table_name("orders", &world.state_identity());
+        let sql = format!("SELECT COUNT(DISTINCT order_id) FROM retl.{table}");
+        adbc_number(library, entrypoint, options, &sql)
+    };
+    only_new_rows_cross_and_a_kill_loses_nothing(
+        world,
+        &Warehouse {
+            insert: &insert,
+            keys_held: &keys_held,
+        },
+    );
+}
+
 #[test]
 fn duckdb_diffs_in_place_through_its_own_entry_point() {
     let Some(library) = server_url("RETL_TEST_DUCKDB_LIBRARY") else {
@@ -155,36 +185,7 @@ fn duckdb_diffs_in_place_through_its_own_entry_point() {
     let check = world.retl(&["check", "orders", "--json"], "emulator-secret");
     let report = String::from_utf8_lossy(&check.stdout);
     assert_eq!(check.status.code(), Some(0), "{report}");
-    let insert = |from: u32, to: u32| {
-        let rows: Vec<String> = (from..=to)
-            .map(|i| format!("({i}, 'Customer {i}', 'c{i}@shop.example', 'en-US')"))
-            .collect();
-        adbc_sql(
-            &library,
-            entry,
-            &options,
-            &[format!(
-                "INSERT INTO sales.orders VALUES {}",
-                rows.join(", ")
-            )],
-        );
-    };
-    let keys_held = || {
-        let table = retl_source::table_name("orders", &world.state_identity());
-        adbc_number(
-            &library,
-            entry,
-            &options,
-            &format!("SELECT COUNT(DISTINCT order_id) FROM retl.{table}"),
-        )
-    };
-    only_new_rows_cross_and_a_kill_loses_nothing(
-        &world,
-        &Warehouse {
-            insert: &insert,
-            keys_held: &keys_held,
-        },
-    );
+    through_the_driver(&world, &library, entry, &options);
 }
 
 #[test]
@@ -354,34 +355,5 @@ fn spark_diffs_in_place_through_spark_connect() {
             "source:\n  adbc:\n    driver: {library}\n    options:\n      uri: \"sc://127.0.0.1:{port}\"\n  table: sales.orders\n  primary_key: [order_id]\n  diff: warehouse\ndestination: trustpilot\nfirst_run: send_all\nmapping:\n  reference_number: order_id\n  consumer_name: full_name\n  consumer_email: email\n  locale: locale\n"
         ),
     );
-    let insert = |from: u32, to: u32| {
-        let rows: Vec<String> = (from..=to)
-            .map(|i| format!("({i}, 'Customer {i}', 'c{i}@shop.example', 'en-US')"))
-            .collect();
-        adbc_sql(
-            &library,
-            None,
-            &options,
-            &[format!(
-                "INSERT INTO sales.orders VALUES {}",
-                rows.join(", ")
-            )],
-        );
-    };
-    let keys_held = || {
-        let table = retl_source::table_name("orders", &world.state_identity());
-        adbc_number(
-            &library,
-            None,
-            &options,
-            &format!("SELECT COUNT(DISTINCT order_id) FROM retl.{table}"),
-        )
-    };
-    only_new_rows_cross_and_a_kill_loses_nothing(
-        &world,
-        &Warehouse {
-            insert: &insert,
-            keys_held: &keys_held,
-        },
-    );
+    through_the_driver(&world, &library, None, &options);
 }
