@@ -334,13 +334,16 @@ impl State {
     /// candidates, not the activation's settled keys.
     ///
     /// A block's prefixes (an eighth of its size) say which of its records
-    /// a key can be among; only those bytes are read, sliced by the
+    /// a key can be among; only those bytes cross to retl, sliced by the
     /// database (`substr`), one statement per part for all its blocks at
-    /// once. So a lookup of a few thousand keys reads about their records
-    /// and a statement per part, not every block. A block written before
-    /// version 16 has no prefixes and is read whole. A key not in the
-    /// newest block that may hold it (two keys can share a prefix) is
-    /// asked again of the older ones.
+    /// once. PostgreSQL reads only the slice's chunks of a stored block;
+    /// SQLite reads a block's blob whole to slice it, so there a lookup
+    /// costs the blocks its keys fall in (one statement per part), which
+    /// is small while blocks are (a baseline writes a block per part per
+    /// million rows) and grows with a merged part's single block. A block
+    /// written before version 16 has no prefixes and is read whole. A key
+    /// not in the newest block that may hold it (two keys can share a
+    /// prefix) is asked again of the older ones.
     pub async fn segment_contents(
         &self,
         activation: &str,
