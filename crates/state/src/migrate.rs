@@ -103,6 +103,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 19,
         description: "ledger_needing_attention, settlements: the rows failing, uncertain or given up found without a scan; who settled uncertain rows by hand (`retl runs settle`), and when",
     },
+    Migration {
+        version: 20,
+        description: "key_bounds: each key-segment block's first and last key and level, so that a lookup reads the one block a key can be in",
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -301,6 +305,7 @@ async fn apply(tx: &mut Tx, version: i64) -> Result<()> {
             )
             .await
         }
+        20 => v20(tx).await,
         16 => {
             let bytes = bytes_type(tx);
             // A table of its own: SQLite reaches a column stored after a
@@ -367,6 +372,41 @@ async fn apply(tx: &mut Tx, version: i64) -> Result<()> {
         }
         other => unreachable!("migration {other} is listed but has no body"),
     }
+}
+
+/// Version 20: `key_bounds`, a row per key-segment block: its level and
+/// its first and last key. Blocks written before are level 1 (they may
+/// overlap); the next merge of their part rewrites them as level 0.
+async fn v20(tx: &mut Tx) -> Result<()> {
+    let bytes = bytes_type(tx);
+    exec(
+        tx,
+        &format!(
+            "CREATE TABLE IF NOT EXISTS key_bounds (
+                activation TEXT NOT NULL,
+                part       BIGINT NOT NULL,
+                seq        BIGINT NOT NULL,
+                level      BIGINT NOT NULL,
+                lo         {bytes} NOT NULL,
+                hi         {bytes} NOT NULL,
+                PRIMARY KEY (activation, part, seq)
+             )"
+        ),
+    )
+    .await?;
+    exec(
+        tx,
+        "CREATE INDEX IF NOT EXISTS key_bounds_by_level ON key_bounds (activation, level, part, hi)",
+    )
+    .await?;
+    // A record is 32 bytes, its key the first 16.
+    exec(
+        tx,
+        "INSERT INTO key_bounds (activation, part, seq, level, lo, hi)
+         SELECT activation, part, seq, 1, substr(data, 1, 16), substr(data, length(data) - 31, 16)
+         FROM key_segments WHERE records > 0",
+    )
+    .await
 }
 
 /// Version 9: `approvals` (`retl approve`).

@@ -8,15 +8,26 @@
 //! # What they hold
 //!
 //! `key_segments (activation, part, seq, records, data)`: `data` is a block of
-//! 32-byte records (key hash, content hash) sorted by key, all of whose keys
-//! start with the byte `part`; `seq` orders the blocks an activation wrote, and
-//! of two records of one key the later block's wins. A record says "this key is
-//! settled (sent, baseline or too old) with this content". Beside each block,
-//! `key_prefixes (activation, part, seq, prefixes)` holds bytes 1–4 of each
-//! of its keys, in order (a table of its own: SQLite reaches a column after
-//! a large blob only through the blob's pages), so that a run looking up a
-//! few candidates reads a block only when its prefixes hold one
-//! ([`State::lookup_candidates`]). They are written:
+//! at most [`BLOCK_RECORDS`] 32-byte records (key hash, content hash) sorted
+//! by key, all of whose keys start with the byte `part` (3 KB: a page of
+//! the state database). Beside each, `key_bounds (activation, part, seq,
+//! level, lo, hi)` holds its first and last key and its level:
+//!
+//! - level 0: written by a merge (or an activation's first write); a part's
+//!   level-0 blocks are disjoint, so a key can only be in the first whose
+//!   last key is at or past it, which `key_bounds`' index finds;
+//! - level 1: appended since; they may overlap, each is newer than every
+//!   level-0 block of its part, and of two records of one key the block of
+//!   the higher `seq` wins. A part with more than [`MAX_BLOCKS`] of them is
+//!   merged into its level-0 blocks at the end of the run that found it so,
+//!   rewriting only the blocks their records fall in.
+//!
+//! A record says "this key is settled (sent, baseline or too old) with this
+//! content". A run looking up a few candidates reads about one block per key
+//! ([`State::segment_contents`]), a few statements in all; a full scan
+//! loads every block into a [`KeySet`]. (`key_prefixes`, which version 16
+//! added to look keys up in larger blocks, is no longer written; a merge
+//! deletes what it held of the blocks it rewrites.) They are written:
 //!
 //! - by a first run with `first_run: skip_existing` (the baseline), in place of
 //!   one ledger row per key: a block per part per million rows, a few
@@ -42,9 +53,9 @@
 //! # Bounded
 //!
 //! Loading reads one part's blocks at a time (about 1/256 of the keys) and
-//! places them into the set's buckets (no merge, no sort); a part with more than
-//! [`MAX_BLOCKS`] blocks is merged into one at the end of the run that found
-//! it so.
+//! places them into the set's buckets (no merge, no sort). A lookup reads
+//! the bounds of the level-1 blocks (few: merged past [`MAX_BLOCKS`] a part)
+//! and one 3 KB block per key, of which 32 bytes cross to retl.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -57,8 +68,23 @@ use crate::{Error, Fenced, Result, State};
 
 /// Bytes of a record: the key hash, then the content hash.
 const RECORD: usize = 32;
-/// Blocks a part may have before it is merged into one.
+/// Level-1 blocks (appended, overlapping) a part may have before they are
+/// merged into its level-0 blocks.
 pub const MAX_BLOCKS: i64 = 16;
+/// The most records a block holds: 96 records, 3 KB, which one 4 KB page of
+/// the state database holds whole (SQLite reads a blob whole to use any of
+/// it, and a larger one spills over a chain of pages).
+pub const BLOCK_RECORDS: usize = 96;
+/// A block written by a merge: its part's level-0 blocks are disjoint, so
+/// a key can only be in the one whose last key is the first at or past it.
+const MERGED: i64 = 0;
+/// A block written by an append: it may overlap any other of its part; it
+/// is newer than every level-0 block of its part.
+const APPENDED: i64 = 1;
+/// Keys, or blocks, asked of the database in one statement.
+const LOOKUP_CHUNK: usize = 500;
+/// Blocks written by one statement.
+const WRITE_CHUNK: usize = 100;
 
 /// What a full scan's lookup found for a batch.
 #[derive(Debug, Default)]
@@ -78,7 +104,7 @@ fn corrupt(detail: String) -> Error {
     }
 }
 
-fn records(data: &[u8]) -> Result<impl Iterator<Item = (RowHash, RowHash)> + '_> {
+fn records_of(data: &[u8]) -> Result<impl Iterator<Item = (RowHash, RowHash)> + '_> {
     if !data.len().is_multiple_of(RECORD) {
         return Err(corrupt(format!(
             "{} bytes, not a multiple of 32",
@@ -92,81 +118,6 @@ fn records(data: &[u8]) -> Result<impl Iterator<Item = (RowHash, RowHash)> + '_>
             content.try_into().expect("16 bytes"),
         )
     }))
-}
-
-/// Bytes of a key kept in a block's prefixes: the four after the part's
-/// (a new key matches one of a block of N keys with a chance of N in 2³²).
-const PREFIX: usize = 4;
-
-/// The prefixes of a block's records, in their (key) order: bytes 1–4 of
-/// each key, an eighth of the block's size.
-fn prefixes(block: &[u8]) -> Vec<u8> {
-    block
-        .chunks_exact(RECORD)
-        .flat_map(|record| record[1..=PREFIX].iter().copied())
-        .collect()
-}
-
-/// The records of a block whose prefix is `key`'s, as a range of record
-/// indexes (empty when the block cannot hold `key`): the prefixes are in
-/// the block's (key) order, so its records of that prefix are together.
-fn prefix_range(prefixes: &[u8], key: &RowHash) -> std::ops::Range<usize> {
-    let wanted = &key[1..=PREFIX];
-    let count = prefixes.len() / PREFIX;
-    let at = |i: usize| &prefixes[i * PREFIX..(i + 1) * PREFIX];
-    let first = partition(count, |i| at(i) < wanted);
-    let end = first + partition(count - first, |i| at(first + i) <= wanted);
-    first..end
-}
-
-/// What a lookup asks of one block: the keys, and the records that can
-/// hold them (`None`: the whole block, which has no prefixes).
-#[derive(Debug, Default)]
-struct Ask {
-    keys: Vec<RowHash>,
-    records: Option<std::ops::Range<usize>>,
-    whole: bool,
-}
-
-impl Ask {
-    fn add(&mut self, key: RowHash, range: Option<std::ops::Range<usize>>) {
-        self.keys.push(key);
-        match (range, &mut self.records) {
-            (None, _) => self.whole = true,
-            (Some(range), Some(records)) => {
-                records.start = records.start.min(range.start);
-                records.end = records.end.max(range.end);
-            }
-            (Some(range), records @ None) => *records = Some(range),
-        }
-    }
-
-    /// The bytes to read: `substr`'s 1-based start and its length (the
-    /// whole block: from 1, every byte).
-    fn bytes(&self) -> (i64, i64) {
-        match (&self.records, self.whole) {
-            (Some(range), false) => (
-                i64::try_from(range.start * RECORD + 1).unwrap_or(i64::MAX),
-                i64::try_from(range.len() * RECORD).unwrap_or(i64::MAX),
-            ),
-            _ => (1, i64::from(i32::MAX)),
-        }
-    }
-}
-
-/// The first index in `0..count` for which `before` is false (`before`
-/// true for a prefix of the indexes, false after).
-fn partition(count: usize, before: impl Fn(usize) -> bool) -> usize {
-    let (mut low, mut high) = (0, count);
-    while low < high {
-        let middle = low + (high - low) / 2;
-        if before(middle) {
-            low = middle + 1;
-        } else {
-            high = middle;
-        }
-    }
-    low
 }
 
 /// Binary search of a block (sorted by key) for `key`'s content; of two
@@ -199,14 +150,14 @@ fn search(block: &[u8], key: &RowHash) -> Result<Option<RowHash>> {
 /// for a key is the one in force.
 fn merge(blocks: &[Vec<u8>], mut out: impl FnMut(&RowHash, &RowHash)) -> Result<()> {
     if let [block] = blocks {
-        for (key, content) in records(block)? {
+        for (key, content) in records_of(block)? {
             out(&key, &content);
         }
         return Ok(());
     }
     let mut heads: Vec<_> = blocks
         .iter()
-        .map(|b| records(b).map(Iterator::peekable))
+        .map(|b| records_of(b).map(Iterator::peekable))
         .collect::<Result<_>>()?;
     let mut heap = BinaryHeap::with_capacity(heads.len());
     for (i, head) in heads.iter_mut().enumerate() {
@@ -230,7 +181,7 @@ fn add_part(builder: &mut KeySetBuilder, part: Option<i64>, blocks: &[Vec<u8>]) 
     let part = u8::try_from(part).map_err(|_| corrupt(format!("part {part}")))?;
     let mut all = Vec::with_capacity(blocks.iter().map(|b| b.len() / RECORD).sum());
     for block in blocks {
-        all.extend(records(block)?);
+        all.extend(records_of(block)?);
     }
     if let Some(([first, ..], _)) = all.iter().find(|(key, _)| key[0] != part) {
         return Err(corrupt(format!("a key of part {first} in part {part}")));
@@ -329,131 +280,243 @@ impl State {
         Ok(Lookup { changes, settled })
     }
 
-    /// What the segments hold for `keys` (the content in force), reading only
-    /// the parts those keys fall in, one at a time: memory follows the
-    /// candidates, not the activation's settled keys.
+    /// What the segments hold for `keys` (the content in force), reading
+    /// about one block (3 KB) per key: memory and time follow the candidates,
+    /// not the activation's settled keys.
     ///
-    /// A block's prefixes (an eighth of its size) say which of its records
-    /// a key can be among; only those bytes cross to retl, sliced by the
-    /// database (`substr`), one statement per part for all its blocks at
-    /// once. PostgreSQL reads only the slice's chunks of a stored block;
-    /// SQLite reads a block's blob whole to slice it, so there a lookup
-    /// costs the blocks its keys fall in (one statement per part), which
-    /// is small while blocks are (a baseline writes a block per part per
-    /// million rows) and grows with a merged part's single block. A block
-    /// written before version 16 has no prefixes and is read whole. A key
-    /// not in the newest block that may hold it (two keys can share a
-    /// prefix) is asked again of the older ones.
+    /// A key is asked first of the level-1 blocks (appended since its part
+    /// was last merged, few and small) whose bounds hold it, newest first;
+    /// then of the one level-0 block that can hold it, the first of its part
+    /// whose last key is at or past it, found through `key_bounds`' index in
+    /// the statement that reads the block. A few statements in all, whatever
+    /// the number of blocks.
     pub async fn segment_contents(
         &self,
         activation: &str,
         keys: &[RowHash],
     ) -> Result<HashMap<RowHash, RowHash>> {
-        let mut parts = std::collections::BTreeMap::<u8, Vec<RowHash>>::new();
-        for key in keys {
-            parts.entry(key[0]).or_default().push(*key);
-        }
-        let load = Error::db("look keys up in the key segments");
         let mut found = HashMap::new();
-        for (part, wanted) in parts {
-            let blocks: Vec<(i64, Option<Vec<u8>>)> = on!(self.db.executor(), |c| sqlx::query_as(
-                "SELECT s.seq, p.prefixes FROM key_segments s
-                 LEFT JOIN key_prefixes p ON p.activation = s.activation AND p.part = s.part AND p.seq = s.seq
-                 WHERE s.activation = $1 AND s.part = $2 ORDER BY s.seq"
+        if keys.is_empty() {
+            return Ok(found);
+        }
+        self.in_appended(activation, keys, &mut found).await?;
+        let rest: Vec<RowHash> = keys
+            .iter()
+            .filter(|key| !found.contains_key(*key))
+            .copied()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        self.in_merged(activation, &rest, &mut found).await?;
+        Ok(found)
+    }
+
+    /// Looks `keys` up in the level-1 blocks whose bounds hold them, newest
+    /// first, into `found`.
+    async fn in_appended(
+        &self,
+        activation: &str,
+        keys: &[RowHash],
+        found: &mut HashMap<RowHash, RowHash>,
+    ) -> Result<()> {
+        let load = Error::db("look keys up in the key segments");
+        // Level 1: the bounds of every appended block, then the blocks that
+        // can hold a wanted key.
+        let appended: Vec<(i64, i64, Vec<u8>, Vec<u8>)> =
+            on!(self.db.executor(), |c| sqlx::query_as(
+                "SELECT part, seq, lo, hi FROM key_bounds WHERE activation = $1 AND level = $2"
             )
             .bind(activation)
-            .bind(i64::from(part))
+            .bind(APPENDED)
             .fetch_all(c)
             .await)
             .map_err(load)?;
-            // Each key with the blocks left to ask (those before this index,
-            // newest first: later blocks win).
-            let mut pending: Vec<(RowHash, usize)> =
-                wanted.into_iter().map(|key| (key, blocks.len())).collect();
-            while !pending.is_empty() {
-                let mut asks: std::collections::BTreeMap<usize, Ask> =
-                    std::collections::BTreeMap::new();
-                for (key, before) in pending {
-                    let next = (0..before).rev().find_map(|i| match &blocks[i].1 {
-                        Some(prefixes) => {
-                            let range = prefix_range(prefixes, &key);
-                            (!range.is_empty()).then_some((i, Some(range)))
-                        }
-                        None => Some((i, None)),
-                    });
-                    // In no block: not in the segments.
-                    let Some((block, range)) = next else { continue };
-                    asks.entry(block).or_default().add(key, range);
+        let mut holding: HashMap<RowHash, Vec<(i64, i64)>> = HashMap::new();
+        if !appended.is_empty() {
+            // Each part's blocks: seq, first key, last key.
+            type Bounds<'a> = Vec<(i64, &'a [u8], &'a [u8])>;
+            let mut by_part: HashMap<i64, Bounds<'_>> = HashMap::new();
+            for (part, seq, lo, hi) in &appended {
+                by_part
+                    .entry(*part)
+                    .or_default()
+                    .push((*seq, lo.as_slice(), hi.as_slice()));
+            }
+            for blocks in by_part.values_mut() {
+                // Newest first: of two records of a key, the later block's wins.
+                blocks.sort_by_key(|(seq, _, _)| Reverse(*seq));
+            }
+            for key in keys {
+                let part = i64::from(key[0]);
+                let Some(blocks) = by_part.get(&part) else {
+                    continue;
+                };
+                let within: Vec<(i64, i64)> = blocks
+                    .iter()
+                    .filter(|(_, lo, hi)| *lo <= key.as_slice() && key.as_slice() <= *hi)
+                    .map(|(seq, _, _)| (part, *seq))
+                    .collect();
+                if !within.is_empty() {
+                    holding.insert(*key, within);
                 }
-                let slices = self.block_slices(activation, part, &blocks, &asks).await?;
-                pending = Vec::new();
-                for (block, ask) in asks {
-                    let records = &slices[&block];
-                    for key in ask.keys {
-                        match search(records, &key)? {
-                            Some(content) => {
-                                found.insert(key, content);
-                            }
-                            None => pending.push((key, block)),
-                        }
+            }
+        }
+        if !holding.is_empty() {
+            let wanted: Vec<(i64, i64)> = holding
+                .values()
+                .flatten()
+                .copied()
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
+            let mut blocks: HashMap<(i64, i64), Vec<u8>> = HashMap::new();
+            for chunk in wanted.chunks(LOOKUP_CHUNK) {
+                blocks.extend(self.blocks_by_seq(activation, chunk).await?);
+            }
+            for (key, within) in &holding {
+                for at in within {
+                    let block = blocks.get(at).ok_or_else(|| {
+                        corrupt(format!("block {} of part {} went missing", at.1, at.0))
+                    })?;
+                    if let Some(content) = search(block, key)? {
+                        found.insert(*key, content);
+                        break;
                     }
                 }
             }
         }
-        Ok(found)
+        Ok(())
     }
 
-    /// The records each ask of `asks` covers (by block index into `blocks`),
-    /// read in one statement for the part: a slice of each block.
-    async fn block_slices(
+    /// Looks `keys` up in the one level-0 block each can be in, into `found`.
+    async fn in_merged(
         &self,
         activation: &str,
-        part: u8,
-        blocks: &[(i64, Option<Vec<u8>>)],
-        asks: &std::collections::BTreeMap<usize, Ask>,
-    ) -> Result<HashMap<usize, Vec<u8>>> {
+        keys: &[RowHash],
+        found: &mut HashMap<RowHash, RowHash>,
+    ) -> Result<()> {
         let load = Error::db("look keys up in the key segments");
-        let mut arms = Vec::with_capacity(asks.len());
-        let mut binds: Vec<(i64, i64, i64, i64)> = Vec::with_capacity(asks.len());
-        for (n, (&block, ask)) in asks.iter().enumerate() {
-            let (from, length) = ask.bytes();
-            let at = 3 + n * 4;
-            arms.push(format!(
-                "SELECT CAST(${at} AS BIGINT) AS i, substr(data, CAST(${} AS INTEGER), CAST(${} AS INTEGER)) AS d
-                 FROM key_segments WHERE activation = $1 AND part = $2 AND seq = ${}",
-                at + 1,
-                at + 2,
-                at + 3
-            ));
-            binds.push((
-                i64::try_from(block).unwrap_or_default(),
-                from,
-                length,
-                blocks[block].0,
-            ));
-        }
-        let sql = arms.join(" UNION ALL ");
-        let rows: Vec<(i64, Vec<u8>)> = on!(self.db.executor(), |c| {
-            let mut query = sqlx::query_as(&sql).bind(activation).bind(i64::from(part));
-            for (block, from, length, seq) in &binds {
-                query = query.bind(*block).bind(*from).bind(*length).bind(*seq);
+        for chunk in keys.chunks(LOOKUP_CHUNK) {
+            // Each key's block, where the key is in it (1-based, 0: nowhere)
+            // and the 32 bytes from there: a record when the place is one's
+            // start; a match across two records (16 bytes that happen to
+            // straddle them) has the block read whole.
+            let rows: Vec<(Vec<u8>, i64, i64, Vec<u8>)> = match &self.db {
+                Db::Sqlite(pool) => {
+                    // Anonymous parameters: SQLite looks named ones up by a
+                    // linear scan.
+                    let mut sql = String::from("WITH q(p, k) AS (VALUES ");
+                    sql.push_str(&vec!["(?, ?)"; chunk.len()].join(", "));
+                    sql.push_str(
+                        ") SELECT q.k, s.seq, instr(s.data, q.k), substr(s.data, instr(s.data, q.k), 32)
+                           FROM q JOIN key_segments s
+                           ON s.activation = ? AND s.part = q.p AND s.seq = (
+                              SELECT b.seq FROM key_bounds b
+                              WHERE b.activation = ? AND b.level = ? AND b.part = q.p AND b.hi >= q.k
+                              ORDER BY b.hi LIMIT 1)",
+                    );
+                    let mut query = sqlx::query_as(&sql);
+                    for key in chunk {
+                        query = query.bind(i64::from(key[0])).bind(key.as_slice());
+                    }
+                    query
+                        .bind(activation)
+                        .bind(activation)
+                        .bind(MERGED)
+                        .fetch_all(pool)
+                        .await
+                }
+                Db::Postgres(pool) => {
+                    let parts: Vec<i64> = chunk.iter().map(|key| i64::from(key[0])).collect();
+                    let wanted: Vec<Vec<u8>> = chunk.iter().map(|key| key.to_vec()).collect();
+                    sqlx::query_as(
+                        "SELECT q.k, s.seq, CAST(position(q.k IN s.data) AS BIGINT),
+                                substr(s.data, position(q.k IN s.data), 32)
+                         FROM unnest($2::bigint[], $3::bytea[]) AS q(p, k)
+                         JOIN key_segments s ON s.activation = $1 AND s.part = q.p AND s.seq = (
+                            SELECT b.seq FROM key_bounds b
+                            WHERE b.activation = $1 AND b.level = $4 AND b.part = q.p AND b.hi >= q.k
+                            ORDER BY b.hi LIMIT 1)",
+                    )
+                    .bind(activation)
+                    .bind(parts)
+                    .bind(wanted)
+                    .bind(MERGED)
+                    .fetch_all(pool)
+                    .await
+                }
             }
-            query.fetch_all(c).await
-        })
-        .map_err(load)?;
-        let mut slices = HashMap::with_capacity(rows.len());
-        for (block, data) in rows {
-            slices.insert(usize::try_from(block).unwrap_or_default(), data);
-        }
-        for block in asks.keys() {
-            if !slices.contains_key(block) {
-                return Err(corrupt(format!(
-                    "block {} of part {part} went missing",
-                    blocks[*block].0
-                )));
+            .map_err(load)?;
+            let mut straddling = Vec::new();
+            for (key, seq, at, record) in rows {
+                let key: RowHash = key
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| corrupt(format!("a key of {} bytes", key.len())))?;
+                let at = usize::try_from(at).unwrap_or_default();
+                if at == 0 {
+                    continue;
+                }
+                if (at - 1) % RECORD != 0 {
+                    straddling.push((key, (i64::from(key[0]), seq)));
+                    continue;
+                }
+                if let Some(content) = search(&record, &key)? {
+                    found.insert(key, content);
+                }
+            }
+            for (key, at) in straddling {
+                let blocks = self.blocks_by_seq(activation, &[at]).await?;
+                let block = blocks.get(&at).ok_or_else(|| {
+                    corrupt(format!("block {} of part {} went missing", at.1, at.0))
+                })?;
+                if let Some(content) = search(block, &key)? {
+                    found.insert(key, content);
+                }
             }
         }
-        Ok(slices)
+        Ok(())
+    }
+
+    /// The data of the blocks `at` (part, seq), by the same.
+    async fn blocks_by_seq(
+        &self,
+        activation: &str,
+        at: &[(i64, i64)],
+    ) -> Result<HashMap<(i64, i64), Vec<u8>>> {
+        let rows: Vec<(i64, i64, Vec<u8>)> = match &self.db {
+            Db::Sqlite(pool) => {
+                let mut sql = String::from("WITH q(p, s) AS (VALUES ");
+                sql.push_str(&vec!["(?, ?)"; at.len()].join(", "));
+                sql.push_str(
+                    ") SELECT q.p, q.s, k.data FROM q JOIN key_segments k
+                       ON k.activation = ? AND k.part = q.p AND k.seq = q.s",
+                );
+                let mut query = sqlx::query_as(&sql);
+                for (part, seq) in at {
+                    query = query.bind(*part).bind(*seq);
+                }
+                query.bind(activation).fetch_all(pool).await
+            }
+            Db::Postgres(pool) => {
+                let parts: Vec<i64> = at.iter().map(|(part, _)| *part).collect();
+                let seqs: Vec<i64> = at.iter().map(|(_, seq)| *seq).collect();
+                sqlx::query_as(
+                    "SELECT q.p, q.s, k.data FROM unnest($2::bigint[], $3::bigint[]) AS q(p, s)
+                     JOIN key_segments k ON k.activation = $1 AND k.part = q.p AND k.seq = q.s",
+                )
+                .bind(activation)
+                .bind(parts)
+                .bind(seqs)
+                .fetch_all(pool)
+                .await
+            }
+        }
+        .map_err(Error::db("read key-segment blocks"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(part, seq, data)| ((part, seq), data))
+            .collect())
     }
 
     /// [`lookup_changes`](Self::lookup_changes) with the key segments: the
@@ -592,22 +655,26 @@ impl State {
 }
 
 impl Fenced {
-    /// Writes `records` (key, content) as one new block per part they touch.
-    /// Of two records of one key, the later in `records` wins.
+    /// Writes `records` (key, content) as blocks of at most
+    /// [`BLOCK_RECORDS`], sorted, of disjoint ranges for each part they
+    /// touch: level 0 when the activation has no block yet (a baseline's
+    /// first flush), else level 1, newer than what its part holds. Of two
+    /// records of one key, the later in `records` wins.
     pub async fn append_segments(&mut self, records: &mut [(RowHash, RowHash)]) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
         records.sort_by_key(|(key, _)| *key);
-        let write = Error::db("write key segments");
-        let activation = self.activation.clone();
-        let seq: i64 = on!(self.tx.executor(), |c| sqlx::query_scalar(
-            "SELECT COALESCE(MAX(seq), 0) + 1 FROM key_segments WHERE activation = $1"
+        let any: Option<i64> = on!(self.tx.executor(), |c| sqlx::query_scalar(
+            "SELECT part FROM key_bounds WHERE activation = $1 LIMIT 1"
         )
-        .bind(&activation)
-        .fetch_one(c)
+        .bind(&self.activation)
+        .fetch_optional(c)
         .await)
-        .map_err(write)?;
+        .map_err(Error::db("write key segments"))?;
+        let level = if any.is_some() { APPENDED } else { MERGED };
+        let mut seq = self.next_seq().await?;
+        let mut blocks = Vec::new();
         let mut start = 0;
         while start < records.len() {
             let part = records[start].0[0];
@@ -624,91 +691,308 @@ impl Fenced {
                 data.extend_from_slice(key);
                 data.extend_from_slice(content);
             }
-            self.insert_block(i64::from(part), seq, data).await?;
+            for block in split(&data) {
+                blocks.push(Block {
+                    part: i64::from(part),
+                    seq,
+                    level,
+                    data: block.to_vec(),
+                });
+                seq += 1;
+            }
             start = end;
+        }
+        self.insert_blocks(&blocks).await
+    }
+
+    /// The seq past every block this activation has.
+    async fn next_seq(&mut self) -> Result<i64> {
+        on!(self.tx.executor(), |c| sqlx::query_scalar(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM key_segments WHERE activation = $1"
+        )
+        .bind(&self.activation)
+        .fetch_one(c)
+        .await)
+        .map_err(Error::db("write key segments"))
+    }
+
+    /// Writes `blocks` and their bounds, [`WRITE_CHUNK`] to a statement.
+    async fn insert_blocks(&mut self, blocks: &[Block]) -> Result<()> {
+        let write = Error::db("write key segments");
+        for chunk in blocks.chunks(WRITE_CHUNK) {
+            let rows = |width: usize| {
+                (0..chunk.len())
+                    .map(|i| {
+                        let at = 2 + i * width;
+                        let params: Vec<String> =
+                            (at..at + width).map(|n| format!("${n}")).collect();
+                        format!("($1, {})", params.join(", "))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let segments = format!(
+                "INSERT INTO key_segments (activation, part, seq, records, data) VALUES {}",
+                rows(4)
+            );
+            let bounds = format!(
+                "INSERT INTO key_bounds (activation, part, seq, level, lo, hi) VALUES {}",
+                rows(5)
+            );
+            on!(self.tx.executor(), |c| {
+                let mut query = sqlx::query(&segments).bind(&self.activation);
+                for block in chunk {
+                    query = query
+                        .bind(block.part)
+                        .bind(block.seq)
+                        .bind(i64::try_from(block.data.len() / RECORD).unwrap_or(i64::MAX))
+                        .bind(block.data.as_slice());
+                }
+                query.execute(c).await.map(|_| ())
+            })
+            .map_err(write)?;
+            on!(self.tx.executor(), |c| {
+                let mut query = sqlx::query(&bounds).bind(&self.activation);
+                for block in chunk {
+                    let (lo, hi) = block.bounds();
+                    query = query
+                        .bind(block.part)
+                        .bind(block.seq)
+                        .bind(block.level)
+                        .bind(lo)
+                        .bind(hi);
+                }
+                query.execute(c).await.map(|_| ())
+            })
+            .map_err(write)?;
         }
         Ok(())
     }
 
-    async fn insert_block(&mut self, part: i64, seq: i64, data: Vec<u8>) -> Result<()> {
-        let count = i64::try_from(data.len() / RECORD).unwrap_or(i64::MAX);
-        let prefixes = prefixes(&data);
-        on!(self.tx.executor(), |c| sqlx::query(
-            "INSERT INTO key_prefixes (activation, part, seq, prefixes) VALUES ($1, $2, $3, $4)"
-        )
-        .bind(&self.activation)
-        .bind(part)
-        .bind(seq)
-        .bind(&prefixes)
-        .execute(c)
-        .await
-        .map(|_| ()))
-        .map_err(Error::db("write key segments"))?;
-        on!(self.tx.executor(), |c| sqlx::query(
-            "INSERT INTO key_segments (activation, part, seq, records, data)
-             VALUES ($1, $2, $3, $4, $5)"
-        )
-        .bind(&self.activation)
-        .bind(part)
-        .bind(seq)
-        .bind(count)
-        .bind(&data)
-        .execute(c)
-        .await
-        .map(|_| ()))
-        .map_err(Error::db("write key segments"))
-    }
-
-    /// Merges every part of this activation that has more than
-    /// [`MAX_BLOCKS`] blocks into one block; returns how many parts it merged.
+    /// Merges the level-1 blocks of every part of this activation that has
+    /// more than [`MAX_BLOCKS`] of them, or one larger than
+    /// [`BLOCK_RECORDS`] (written before blocks were bounded), into its
+    /// level-0 blocks; returns how many parts it merged.
+    ///
+    /// Only the level-0 blocks a merged record falls in are rewritten (each
+    /// record goes to the first block whose last key is at or past it, the
+    /// last block past the end), so a merge costs the records appended, not
+    /// the part; a block grown past [`BLOCK_RECORDS`] is split.
     pub async fn compact_segments(&mut self) -> Result<usize> {
         let compact = Error::db("compact key segments");
         let crowded: Vec<i64> = on!(self.tx.executor(), |c| sqlx::query_scalar(
-            "SELECT part FROM key_segments WHERE activation = $1
-             GROUP BY part HAVING COUNT(*) > $2 ORDER BY part"
+            "SELECT b.part FROM key_bounds b JOIN key_segments s
+               ON s.activation = b.activation AND s.part = b.part AND s.seq = b.seq
+             WHERE b.activation = $1 AND b.level = $2
+             GROUP BY b.part HAVING COUNT(*) > $3 OR MAX(s.records) > $4
+             ORDER BY b.part"
         )
         .bind(&self.activation)
+        .bind(APPENDED)
         .bind(MAX_BLOCKS)
+        .bind(i64::try_from(BLOCK_RECORDS).unwrap_or(i64::MAX))
         .fetch_all(c)
         .await)
         .map_err(compact)?;
         for &part in &crowded {
-            let rows: Vec<(i64, Vec<u8>)> = on!(self.tx.executor(), |c| sqlx::query_as(
-                "SELECT seq, data FROM key_segments WHERE activation = $1 AND part = $2
-                 ORDER BY seq"
-            )
-            .bind(&self.activation)
-            .bind(part)
-            .fetch_all(c)
-            .await)
-            .map_err(compact)?;
-            let last_seq = rows.last().map_or(0, |(seq, _)| *seq);
-            let blocks: Vec<Vec<u8>> = rows.into_iter().map(|(_, data)| data).collect();
-            let mut merged: Vec<u8> = Vec::with_capacity(blocks.iter().map(Vec::len).sum());
-            merge(&blocks, |key, content| {
-                let len = merged.len();
-                if len >= RECORD && merged[len - RECORD..len - 16] == key[..] {
-                    merged[len - 16..].copy_from_slice(content);
-                } else {
-                    merged.extend_from_slice(key);
-                    merged.extend_from_slice(content);
-                }
-            })?;
-            drop(blocks);
-            for table in ["key_segments", "key_prefixes"] {
-                let sql = format!("DELETE FROM {table} WHERE activation = $1 AND part = $2");
-                on!(self.tx.executor(), |c| sqlx::query(&sql)
-                    .bind(&self.activation)
-                    .bind(part)
-                    .execute(c)
-                    .await
-                    .map(|_| ()))
-                .map_err(compact)?;
-            }
-            self.insert_block(part, last_seq, merged).await?;
+            self.merge_part(part).await?;
         }
         Ok(crowded.len())
     }
+
+    /// Merges `part`'s level-1 blocks into its level-0 blocks.
+    async fn merge_part(&mut self, part: i64) -> Result<()> {
+        let compact = Error::db("compact key segments");
+        let appended: Vec<(i64, Vec<u8>)> = on!(self.tx.executor(), |c| sqlx::query_as(
+            "SELECT s.seq, s.data FROM key_bounds b JOIN key_segments s
+               ON s.activation = b.activation AND s.part = b.part AND s.seq = b.seq
+             WHERE b.activation = $1 AND b.part = $2 AND b.level = $3 ORDER BY s.seq"
+        )
+        .bind(&self.activation)
+        .bind(part)
+        .bind(APPENDED)
+        .fetch_all(c)
+        .await)
+        .map_err(compact)?;
+        let mut fresh: Vec<(RowHash, RowHash)> = Vec::new();
+        let blocks: Vec<Vec<u8>> = appended.iter().map(|(_, data)| data.clone()).collect();
+        merge(&blocks, |key, content| match fresh.last_mut() {
+            Some((last, kept)) if last == key => *kept = *content,
+            _ => fresh.push((*key, *content)),
+        })?;
+        drop(blocks);
+        let base: Vec<(i64, Vec<u8>)> = on!(self.tx.executor(), |c| sqlx::query_as(
+            "SELECT seq, hi FROM key_bounds WHERE activation = $1 AND level = $2 AND part = $3
+             ORDER BY hi"
+        )
+        .bind(&self.activation)
+        .bind(MERGED)
+        .bind(part)
+        .fetch_all(c)
+        .await)
+        .map_err(compact)?;
+        // Each record's level-0 block (an index into `base`).
+        let mut groups: Vec<(usize, Vec<(RowHash, RowHash)>)> = Vec::new();
+        let mut at = 0;
+        for (key, content) in fresh {
+            while at + 1 < base.len() && base[at].1.as_slice() < key.as_slice() {
+                at += 1;
+            }
+            match groups.last_mut() {
+                Some((i, records)) if *i == at => records.push((key, content)),
+                _ => groups.push((at, vec![(key, content)])),
+            }
+        }
+        let touched: Vec<i64> = if base.is_empty() {
+            Vec::new()
+        } else {
+            groups.iter().map(|(i, _)| base[*i].0).collect()
+        };
+        let mut old: HashMap<i64, Vec<u8>> = HashMap::new();
+        for chunk in touched.chunks(LOOKUP_CHUNK) {
+            let sql = format!(
+                "SELECT seq, data FROM key_segments WHERE activation = $1 AND part = $2 AND seq IN ({})",
+                (3..3 + chunk.len())
+                    .map(|n| format!("${n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let rows: Vec<(i64, Vec<u8>)> = on!(self.tx.executor(), |c| {
+                let mut query = sqlx::query_as(&sql).bind(&self.activation).bind(part);
+                for seq in chunk {
+                    query = query.bind(*seq);
+                }
+                query.fetch_all(c).await
+            })
+            .map_err(compact)?;
+            old.extend(rows);
+        }
+        let mut seq = self.next_seq().await?;
+        let mut written = Vec::new();
+        for (i, records) in groups {
+            let kept = if base.is_empty() {
+                Vec::new()
+            } else {
+                let at = base[i].0;
+                old.remove(&at)
+                    .ok_or_else(|| corrupt(format!("block {at} of part {part} went missing")))?
+            };
+            let data = overlay(&kept, records)?;
+            for block in split(&data) {
+                written.push(Block {
+                    part,
+                    seq,
+                    level: MERGED,
+                    data: block.to_vec(),
+                });
+                seq += 1;
+            }
+        }
+        self.remove_merged(part, &touched).await?;
+        self.insert_blocks(&written).await
+    }
+
+    /// Deletes `part`'s level-1 blocks and its level-0 blocks `touched`
+    /// (which a merge rewrote).
+    async fn remove_merged(&mut self, part: i64, touched: &[i64]) -> Result<()> {
+        let compact = Error::db("compact key segments");
+        for table in ["key_segments", "key_prefixes"] {
+            let sql = format!(
+                "DELETE FROM {table} WHERE activation = $1 AND part = $2 AND seq IN (
+                    SELECT seq FROM key_bounds WHERE activation = $1 AND part = $2 AND level = $3)"
+            );
+            on!(self.tx.executor(), |c| sqlx::query(&sql)
+                .bind(&self.activation)
+                .bind(part)
+                .bind(APPENDED)
+                .execute(c)
+                .await
+                .map(|_| ()))
+            .map_err(compact)?;
+        }
+        on!(self.tx.executor(), |c| sqlx::query(
+            "DELETE FROM key_bounds WHERE activation = $1 AND part = $2 AND level = $3"
+        )
+        .bind(&self.activation)
+        .bind(part)
+        .bind(APPENDED)
+        .execute(c)
+        .await
+        .map(|_| ()))
+        .map_err(compact)?;
+        for chunk in touched.chunks(LOOKUP_CHUNK) {
+            let list = (3..3 + chunk.len())
+                .map(|n| format!("${n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            for table in ["key_segments", "key_bounds", "key_prefixes"] {
+                let sql = format!(
+                    "DELETE FROM {table} WHERE activation = $1 AND part = $2 AND seq IN ({list})"
+                );
+                on!(self.tx.executor(), |c| {
+                    let mut query = sqlx::query(&sql).bind(&self.activation).bind(part);
+                    for seq in chunk {
+                        query = query.bind(*seq);
+                    }
+                    query.execute(c).await.map(|_| ())
+                })
+                .map_err(compact)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A block's records (`kept`) and newer ones (sorted), as one block's data
+/// in key order; of one key, the newer record wins.
+fn overlay(kept: &[u8], newer: Vec<(RowHash, RowHash)>) -> Result<Vec<u8>> {
+    let mut data = Vec::with_capacity(kept.len() + newer.len() * RECORD);
+    let mut kept = records_of(kept)?.peekable();
+    let mut newer = newer.into_iter().peekable();
+    loop {
+        let next = match (kept.peek(), newer.peek()) {
+            (None, None) => break,
+            (Some(_), None) => kept.next(),
+            (None, Some(_)) => newer.next(),
+            (Some((a, _)), Some((b, _))) => match a.cmp(b) {
+                std::cmp::Ordering::Less => kept.next(),
+                std::cmp::Ordering::Greater => newer.next(),
+                std::cmp::Ordering::Equal => {
+                    kept.next();
+                    newer.next()
+                }
+            },
+        };
+        let (key, content) = next.expect("one side has a record");
+        data.extend_from_slice(&key);
+        data.extend_from_slice(&content);
+    }
+    Ok(data)
+}
+
+/// A block to write.
+struct Block {
+    part: i64,
+    seq: i64,
+    level: i64,
+    data: Vec<u8>,
+}
+
+impl Block {
+    /// Its first and last key.
+    fn bounds(&self) -> (&[u8], &[u8]) {
+        let last = self.data.len() - RECORD;
+        (&self.data[..16], &self.data[last..last + 16])
+    }
+}
+
+/// `data` (records sorted by key) as blocks of at most [`BLOCK_RECORDS`],
+/// of even sizes.
+fn split(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let count = data.len() / RECORD;
+    let blocks = count.div_ceil(BLOCK_RECORDS).max(1);
+    let size = count.div_ceil(blocks) * RECORD;
+    data.chunks(size.max(RECORD))
 }
 
 #[cfg(test)]
@@ -767,7 +1051,7 @@ mod tests {
             full.changes.keys().collect::<HashSet<_>>(),
             found.keys().collect::<HashSet<_>>()
         );
-        // Many keys of one part: the prefixes let each be found.
+        // Many keys: each is found in its block.
         let mut many: Vec<(RowHash, RowHash)> = (10..2_000).map(|i| (key(i), [3; 16])).collect();
         let mut tx = state.fenced(&lease).await.unwrap();
         tx.append_segments(&mut many.clone()).await.unwrap();
@@ -781,7 +1065,8 @@ mod tests {
     async fn blocks_load_into_a_set_where_the_later_record_wins_and_merge_when_crowded() {
         let (_dir, state) = state().await;
         let lease = crate::test_lease(&state, "a").await;
-        for round in 0..=MAX_BLOCKS {
+        // The first is level 0 (the activation had none); the next are level 1.
+        for round in 0..=MAX_BLOCKS + 1 {
             let mut tx = state.fenced(&lease).await.unwrap();
             // Every round rewrites key 0 and adds 100 keys of its own.
             let mut records: Vec<(RowHash, RowHash)> = (0..100u32)
@@ -794,9 +1079,9 @@ mod tests {
         let set = state.key_set("a").await.unwrap();
         assert_eq!(
             set.len(),
-            1 + 100 * (usize::try_from(MAX_BLOCKS).unwrap() + 1)
+            1 + 100 * (usize::try_from(MAX_BLOCKS).unwrap() + 2)
         );
-        let last = [u8::try_from(MAX_BLOCKS).unwrap(); 16];
+        let last = [u8::try_from(MAX_BLOCKS + 1).unwrap(); 16];
         assert_eq!(set.get(&key(0), &last), Seen::Unchanged);
         assert_eq!(set.get(&key(0), &[0; 16]), Seen::Changed);
         assert_eq!(set.get(&key(5), &[1; 16]), Seen::Unchanged);
@@ -811,6 +1096,172 @@ mod tests {
         assert_eq!(after.len(), set.len());
         assert_eq!(after.get(&key(0), &last), Seen::Unchanged);
         assert_eq!(after.get(&key(1_600), &[1; 16]), Seen::Unchanged);
+    }
+
+    /// Every block of `activation` as (part, level, records, lo, hi).
+    async fn blocks(state: &State, activation: &str) -> Vec<(i64, i64, i64, Vec<u8>, Vec<u8>)> {
+        on!(state.db.executor(), |c| sqlx::query_as(
+            "SELECT b.part, b.level, s.records, b.lo, b.hi FROM key_bounds b JOIN key_segments s
+               ON s.activation = b.activation AND s.part = b.part AND s.seq = b.seq
+             WHERE b.activation = $1 ORDER BY b.part, b.level, b.hi"
+        )
+        .bind(activation)
+        .fetch_all(c)
+        .await)
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn blocks_are_bounded_and_merges_keep_each_part_s_level_0_disjoint_and_exact() {
+        let (_dir, state) = state().await;
+        let lease = crate::test_lease(&state, "a").await;
+        // What the segments must answer: each key's last content.
+        let mut model: HashMap<RowHash, RowHash> = HashMap::new();
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        // A baseline of 20,000 keys, then rounds of appends (new keys and
+        // rewrites of old ones), merged whenever a part is crowded.
+        let mut rounds: Vec<Vec<(RowHash, RowHash)>> =
+            vec![(0..20_000).map(|i| (key(i), [1; 16])).collect()];
+        for round in 0..40u32 {
+            let size = if round % 10 == 9 { 3_000 } else { 300 };
+            rounds.push(
+                (0..size)
+                    .map(|_| {
+                        let i = u32::try_from(next() % 40_000).unwrap();
+                        (key(i), [u8::try_from(round % 250).unwrap() + 2; 16])
+                    })
+                    .collect(),
+            );
+        }
+        let mut merged = 0;
+        for records in rounds {
+            for (key, content) in &records {
+                model.insert(*key, *content);
+            }
+            let mut tx = state.fenced(&lease).await.unwrap();
+            tx.append_segments(&mut records.clone()).await.unwrap();
+            merged += tx.compact_segments().await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        assert!(merged > 0, "appends crowded some parts");
+        let written = blocks(&state, "a").await;
+        assert!(
+            written
+                .iter()
+                .all(|(_, _, n, _, _)| usize::try_from(*n).unwrap() <= BLOCK_RECORDS)
+        );
+        // Each part's level-0 blocks are disjoint, in order of their keys.
+        for pair in written.windows(2) {
+            let [(pa, la, _, _, hi), (pb, lb, _, lo, _)] = pair else {
+                unreachable!()
+            };
+            if pa == pb && *la == MERGED && *lb == MERGED {
+                assert!(hi < lo, "overlapping level-0 blocks in part {pa}");
+            }
+        }
+        let asked: Vec<RowHash> = (0..45_000).map(key).collect();
+        let found = state.segment_contents("a", &asked).await.unwrap();
+        let expected: HashMap<RowHash, RowHash> = model.clone();
+        assert_eq!(found.len(), expected.len());
+        assert!(
+            found == expected,
+            "a lookup answers each key's last content"
+        );
+        let set = state.key_set("a").await.unwrap();
+        assert_eq!(set.len(), model.len());
+        for (key, content) in &model {
+            assert_eq!(set.get(key, content), Seen::Unchanged);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_found_inside_another_record_s_content_is_looked_for_in_the_whole_block() {
+        let (_dir, state) = state().await;
+        let lease = crate::test_lease(&state, "a").await;
+        // Keys of part 5; key 1's content is key 2's bytes, key 3's is
+        // key 9's (which no record has).
+        let of_part = |i: u8| {
+            let mut k = [i; 16];
+            k[0] = 5;
+            k
+        };
+        let mut tx = state.fenced(&lease).await.unwrap();
+        tx.append_segments(&mut [
+            (of_part(1), of_part(2)),
+            (of_part(2), [7; 16]),
+            (of_part(3), of_part(9)),
+        ])
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let found = state
+            .segment_contents("a", &[of_part(2), of_part(9), of_part(1)])
+            .await
+            .unwrap();
+        assert_eq!(found.get(&of_part(2)), Some(&[7; 16]));
+        assert_eq!(found.get(&of_part(1)), Some(&of_part(2)));
+        assert!(!found.contains_key(&of_part(9)), "{found:?}");
+    }
+
+    #[tokio::test]
+    async fn blocks_written_before_bounds_are_level_1_until_their_part_is_merged() {
+        let (_dir, state) = state().await;
+        let lease = crate::test_lease(&state, "a").await;
+        // A block as version 19 wrote it: 3,000 records of part 9 in one
+        // blob, its bounds as version 20's migration gives them.
+        let of_part = |i: u32| {
+            let mut k = key(i);
+            k[0] = 9;
+            k
+        };
+        let mut records: Vec<(RowHash, RowHash)> =
+            (0..3_000).map(|i| (of_part(i), [1; 16])).collect();
+        records.sort_by_key(|(key, _)| *key);
+        let data: Vec<u8> = records
+            .iter()
+            .flat_map(|(key, content)| key.iter().chain(content.iter()).copied())
+            .collect();
+        on!(state.db.executor(), |c| sqlx::query(
+            "INSERT INTO key_segments (activation, part, seq, records, data) VALUES ('a', 9, 1, 3000, $1)"
+        )
+        .bind(&data)
+        .execute(c)
+        .await
+        .map(|_| ()))
+        .unwrap();
+        on!(state.db.executor(), |c| sqlx::query(
+            "INSERT INTO key_bounds (activation, part, seq, level, lo, hi)
+             SELECT activation, part, seq, 1, substr(data, 1, 16), substr(data, length(data) - 31, 16)
+             FROM key_segments"
+        )
+        .execute(c)
+        .await
+        .map(|_| ()))
+        .unwrap();
+        let keys: Vec<RowHash> = (0..3_001).map(of_part).collect();
+        assert_eq!(
+            state.segment_contents("a", &keys).await.unwrap().len(),
+            3_000
+        );
+        let mut tx = state.fenced(&lease).await.unwrap();
+        assert_eq!(
+            tx.compact_segments().await.unwrap(),
+            1,
+            "a block over the bound"
+        );
+        tx.commit().await.unwrap();
+        let written = blocks(&state, "a").await;
+        assert_eq!(written.len(), 3_000usize.div_ceil(BLOCK_RECORDS));
+        assert!(written.iter().all(|(_, level, _, _, _)| *level == MERGED));
+        let found = state.segment_contents("a", &keys).await.unwrap();
+        assert_eq!(found.len(), 3_000);
+        assert!(!found.contains_key(&of_part(3_000)));
     }
 
     #[tokio::test]

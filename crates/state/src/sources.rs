@@ -255,6 +255,7 @@ impl State {
             }
             for table in tables.into_iter().chain([
                 "key_prefixes",
+                "key_bounds",
                 "activation_sources",
                 "approvals",
                 "content_shapes",

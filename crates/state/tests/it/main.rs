@@ -234,9 +234,9 @@ async fn simultaneous_first_opens_of_a_postgresql_state_migrate_it_once() {
         .unwrap();
 }
 
-/// Keys of one part whose bytes 1–4 (the prefix) are equal, and others at
-/// random: a candidate lookup (records read as slices of their blocks)
-/// answers as a full scan's key set does, on `url`'s state.
+/// Keys of one part whose bytes 1–4 are equal, and others at random: a
+/// candidate lookup (a block read per key) answers as a full scan's key set
+/// does, on `url`'s state, before and after its parts are merged.
 async fn candidate_lookups_answer_as_the_key_set(url: &str) {
     let state = State::open(url).await.unwrap();
     let lease = state
@@ -299,17 +299,45 @@ async fn candidate_lookups_answer_as_the_key_set(url: &str) {
     );
     let new = found.values().filter(|entry| entry.is_none()).count();
     assert_eq!(new, 60, "the keys nowhere are new, the prefix's included");
+
+    // Rounds of small appends crowd the parts; merged into their level-0
+    // blocks, they answer alike.
+    for round in 0..=retl_state::MAX_BLOCKS + 1 {
+        let records: Vec<([u8; 16], [u8; 16])> = first
+            .iter()
+            .skip(usize::try_from(round).unwrap())
+            .step_by(7)
+            .map(|(k, _)| (*k, [u8::try_from(round).unwrap() + 3; 16]))
+            .chain((0..40).map(|_| (key(None), [9; 16])))
+            .collect();
+        let mut tx = state.fenced(&lease).await.unwrap();
+        tx.append_segments(&mut records.clone()).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    let mut tx = state.fenced(&lease).await.unwrap();
+    assert!(tx.compact_segments().await.unwrap() > 0);
+    tx.commit().await.unwrap();
+    let found = state.lookup_candidates("orders", &rows).await.unwrap();
+    let set = state.key_set("orders").await.unwrap();
+    let full = state.lookup_with("orders", &set, &rows).await.unwrap();
+    assert_eq!(
+        found.keys().collect::<std::collections::BTreeSet<_>>(),
+        full.changes
+            .keys()
+            .collect::<std::collections::BTreeSet<_>>(),
+        "the rows that need a decision, after merges"
+    );
 }
 
 #[tokio::test]
-async fn candidate_lookups_read_slices_of_blocks_and_answer_as_a_full_scan_on_sqlite() {
+async fn candidate_lookups_answer_as_a_full_scan_before_and_after_merges_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("state.db").display());
     candidate_lookups_answer_as_the_key_set(&url).await;
 }
 
 #[tokio::test]
-async fn candidate_lookups_read_slices_of_blocks_and_answer_as_a_full_scan_on_postgresql() {
+async fn candidate_lookups_answer_as_a_full_scan_before_and_after_merges_on_postgresql() {
     let Some(url) = postgres_url() else { return };
     let schema = format!("retl_state_seg_{}", std::process::id());
     let mut admin = sqlx::postgres::PgConnectOptions::from_str(&url)
