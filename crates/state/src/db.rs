@@ -222,8 +222,11 @@ impl Db {
                     // this process: a lost `sent` would send that invitation again.
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(options.busy_timeout)
-                    // A 32 MiB page cache per connection for the ledger's B-tree.
-                    .pragma("cache_size", "-32768");
+                    // An 8 MiB page cache per connection: the interior pages of
+                    // a ledger of tens of millions of keys. A candidate lookup
+                    // reads pages it will not read again; a larger cache only
+                    // holds them (it is retl's resident memory).
+                    .pragma("cache_size", "-8192");
                 let pool = SqlitePoolOptions::new()
                     .max_connections(options.max_connections.max(1))
                     .acquire_timeout(options.busy_timeout.max(Duration::from_secs(1)))

@@ -300,13 +300,15 @@ impl State {
             return Ok(found);
         }
         self.in_appended(activation, keys, &mut found).await?;
-        let rest: Vec<RowHash> = keys
+        let mut rest: Vec<RowHash> = keys
             .iter()
             .filter(|key| !found.contains_key(*key))
             .copied()
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
+        // In key order: the index is walked forwards, page after page.
+        rest.sort_unstable();
         self.in_merged(activation, &rest, &mut found).await?;
         Ok(found)
     }
