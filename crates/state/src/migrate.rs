@@ -394,9 +394,10 @@ async fn v20(tx: &mut Tx) -> Result<()> {
         ),
     )
     .await?;
+    // With `seq`, the index alone answers "the block a key can be in".
     exec(
         tx,
-        "CREATE INDEX IF NOT EXISTS key_bounds_by_level ON key_bounds (activation, level, part, hi)",
+        "CREATE INDEX IF NOT EXISTS key_bounds_by_level ON key_bounds (activation, level, part, hi, seq)",
     )
     .await?;
     // A record is 32 bytes, its key the first 16.
