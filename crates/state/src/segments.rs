@@ -780,19 +780,24 @@ impl Fenced {
     /// record goes to the first block whose last key is at or past it, the
     /// last block past the end), so a merge costs the records appended, not
     /// the part; a block grown past [`BLOCK_RECORDS`] is split.
-    pub async fn compact_segments(&mut self) -> Result<usize> {
+    ///
+    /// At most `parts` parts are merged: a caller that merges in several
+    /// transactions (each part's merge stands alone) holds the state's write
+    /// lock a short while each, and calls again while it gets `parts`.
+    pub async fn compact_segments(&mut self, parts: usize) -> Result<usize> {
         let compact = Error::db("compact key segments");
         let crowded: Vec<i64> = on!(self.tx.executor(), |c| sqlx::query_scalar(
             "SELECT b.part FROM key_bounds b JOIN key_segments s
                ON s.activation = b.activation AND s.part = b.part AND s.seq = b.seq
              WHERE b.activation = $1 AND b.level = $2
              GROUP BY b.part HAVING COUNT(*) > $3 OR MAX(s.records) > $4
-             ORDER BY b.part"
+             ORDER BY b.part LIMIT $5"
         )
         .bind(&self.activation)
         .bind(APPENDED)
         .bind(MAX_BLOCKS)
         .bind(i64::try_from(BLOCK_RECORDS).unwrap_or(i64::MAX))
+        .bind(i64::try_from(parts).unwrap_or(i64::MAX))
         .fetch_all(c)
         .await)
         .map_err(compact)?;
@@ -1091,7 +1096,7 @@ mod tests {
         assert!(state.key_set("b").await.unwrap().is_empty());
 
         let mut tx = state.fenced(&lease).await.unwrap();
-        let merged = tx.compact_segments().await.unwrap();
+        let merged = tx.compact_segments(usize::MAX).await.unwrap();
         tx.commit().await.unwrap();
         assert!(merged >= 1, "key 0's part had a block per round");
         let after = state.key_set("a").await.unwrap();
@@ -1148,7 +1153,7 @@ mod tests {
             }
             let mut tx = state.fenced(&lease).await.unwrap();
             tx.append_segments(&mut records.clone()).await.unwrap();
-            merged += tx.compact_segments().await.unwrap();
+            merged += tx.compact_segments(usize::MAX).await.unwrap();
             tx.commit().await.unwrap();
         }
         assert!(merged > 0, "appends crowded some parts");
@@ -1253,7 +1258,7 @@ mod tests {
         );
         let mut tx = state.fenced(&lease).await.unwrap();
         assert_eq!(
-            tx.compact_segments().await.unwrap(),
+            tx.compact_segments(usize::MAX).await.unwrap(),
             1,
             "a block over the bound"
         );

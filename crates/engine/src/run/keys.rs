@@ -11,6 +11,9 @@ use super::Run;
 use super::options::{HoldPoint, hold_at};
 use crate::Result;
 
+/// Parts of the key segments merged in one transaction.
+const COMPACT_PARTS: usize = 8;
+
 /// What [`start_loading`] loads.
 pub(super) enum Loaded {
     /// A baseline's: the keys the ledger table holds.
@@ -133,18 +136,37 @@ impl Keys {
             .effects
             .write(async |tx| {
                 tx.append_segments(pending).await?;
-                if last {
-                    let merged = tx.compact_segments().await?;
-                    if merged > 0 {
-                        tracing::debug!(parts = merged, "key segments merged");
-                    }
-                }
                 Ok(true)
             })
             .await?;
         if written {
             self.pending.clear();
             hold_at(run.options, HoldPoint::Segments, &self.written).await;
+        }
+        if last && written {
+            self.compact(run).await?;
+        }
+        Ok(())
+    }
+
+    /// Merges the crowded parts of the key segments, [`COMPACT_PARTS`] to a
+    /// transaction: each part's merge stands alone, and the state's write
+    /// lock is let go between them (a baseline of tens of millions of keys
+    /// merges for tens of seconds; the lease is renewed meanwhile).
+    async fn compact(&self, run: &Run<'_>) -> Result<()> {
+        let mut merged = 0;
+        loop {
+            let now = run
+                .effects
+                .write(async |tx| tx.compact_segments(COMPACT_PARTS).await)
+                .await?;
+            merged += now;
+            if now < COMPACT_PARTS {
+                break;
+            }
+        }
+        if merged > 0 {
+            tracing::debug!(parts = merged, "key segments merged");
         }
         Ok(())
     }
