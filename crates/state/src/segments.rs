@@ -202,34 +202,73 @@ impl State {
         .await)
         .map_err(load)?;
         let mut builder = KeySet::builder(usize::try_from(total).unwrap_or_default());
-        let mut part: Option<i64> = None;
-        let mut blocks: Vec<Vec<u8>> = Vec::new();
-        let sql = "SELECT part, data FROM key_segments WHERE activation = $1 ORDER BY part, seq";
-        // One part's blocks at a time: memory stays at the set plus one part.
-        let mut take = |(p, data): (i64, Vec<u8>)| -> Result<()> {
-            if part != Some(p) {
-                add_part(&mut builder, part, &blocks)?;
-                blocks.clear();
-                part = Some(p);
+        // Level-1 blocks (few: merged past a handful a part) as rows, in the
+        // order they were written: of two records of a key the later wins.
+        let mut appended: std::collections::BTreeMap<i64, Vec<Vec<u8>>> =
+            std::collections::BTreeMap::new();
+        let rows: Vec<(i64, Vec<u8>)> = on!(self.db.executor(), |c| sqlx::query_as(
+            "SELECT s.part, s.data FROM key_segments s LEFT JOIN key_bounds b
+               ON b.activation = s.activation AND b.part = s.part AND b.seq = s.seq
+             WHERE s.activation = $1 AND (b.level IS NULL OR b.level <> $2)
+             ORDER BY s.part, s.seq"
+        )
+        .bind(activation)
+        .bind(MERGED)
+        .fetch_all(c)
+        .await)
+        .map_err(load)?;
+        for (part, data) in rows {
+            appended.entry(part).or_default().push(data);
+        }
+        // Level-0 blocks, disjoint, so in any order: a row per part, its
+        // blocks joined by the database (rows cross one at a time, and a
+        // part has thousands of small blocks). Memory stays at the set plus
+        // one part.
+        let mut take = |(part, merged): (i64, Vec<u8>)| -> Result<()> {
+            let earlier: Vec<i64> = appended.range(..part).map(|(p, _)| *p).collect();
+            for p in earlier {
+                let blocks = appended.remove(&p).unwrap_or_default();
+                add_part(&mut builder, Some(p), &blocks)?;
             }
-            blocks.push(data);
-            Ok(())
+            let mut blocks = vec![merged];
+            blocks.extend(appended.remove(&part).unwrap_or_default());
+            add_part(&mut builder, Some(part), &blocks)
         };
         match &self.db {
             Db::Sqlite(pool) => {
-                let mut rows = sqlx::query_as(sql).bind(activation).fetch(pool);
+                // `group_concat` copies a blob's bytes as they are; the cast
+                // gives them back as a blob.
+                let mut rows = sqlx::query_as(
+                    "SELECT s.part, CAST(group_concat(s.data, x'') AS BLOB)
+                     FROM key_segments s JOIN key_bounds b
+                       ON b.activation = s.activation AND b.part = s.part AND b.seq = s.seq
+                     WHERE s.activation = $1 AND b.level = $2 GROUP BY s.part ORDER BY s.part",
+                )
+                .bind(activation)
+                .bind(MERGED)
+                .fetch(pool);
                 while let Some(row) = rows.try_next().await.map_err(load)? {
                     take(row)?;
                 }
             }
             Db::Postgres(pool) => {
-                let mut rows = sqlx::query_as(sql).bind(activation).fetch(pool);
+                let mut rows = sqlx::query_as(
+                    "SELECT s.part, string_agg(s.data, ''::bytea)
+                     FROM key_segments s JOIN key_bounds b
+                       ON b.activation = s.activation AND b.part = s.part AND b.seq = s.seq
+                     WHERE s.activation = $1 AND b.level = $2 GROUP BY s.part ORDER BY s.part",
+                )
+                .bind(activation)
+                .bind(MERGED)
+                .fetch(pool);
                 while let Some(row) = rows.try_next().await.map_err(load)? {
                     take(row)?;
                 }
             }
         }
-        add_part(&mut builder, part, &blocks)?;
+        for (part, blocks) in appended {
+            add_part(&mut builder, Some(part), &blocks)?;
+        }
         Ok(builder.finish())
     }
 
