@@ -52,8 +52,11 @@
 //!
 //! # Bounded
 //!
-//! Loading reads one part's blocks at a time (about 1/256 of the keys) and
-//! places them into the set's buckets (no merge, no sort). A lookup reads
+//! Loading reads one part at a time (about 1/256 of the keys): its level-0
+//! blocks joined into one row by the database (rows cross from SQLite one
+//! at a time, and a part has thousands of small blocks), then its level-1
+//! blocks in the order they were written, and places them into the set's
+//! buckets (no merge, no sort). A lookup reads
 //! the bounds of the level-1 blocks (few: merged past [`MAX_BLOCKS`] a part)
 //! and one 3 KB block per key, of which 32 bytes cross to retl.
 
