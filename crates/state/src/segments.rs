@@ -699,12 +699,28 @@ impl State {
 }
 
 impl Fenced {
-    /// Writes `records` (key, content) as blocks of at most
-    /// [`BLOCK_RECORDS`], sorted, of disjoint ranges for each part they
-    /// touch: level 0 when the activation has no block yet (a baseline's
-    /// first flush), else level 1, newer than what its part holds. Of two
-    /// records of one key, the later in `records` wins.
+    /// Writes `records` (key, content), sorted, for each part they touch:
+    /// as level-0 blocks of at most [`BLOCK_RECORDS`] when the activation
+    /// has no block yet (a baseline's first flush), else as one level-1
+    /// block, newer than what its part holds (a part with one larger than
+    /// [`BLOCK_RECORDS`] is merged at the end of the run). Of two records of
+    /// one key, the later in `records` wins.
     pub async fn append_segments(&mut self, records: &mut [(RowHash, RowHash)]) -> Result<()> {
+        self.append(records, false).await
+    }
+
+    /// [`append_segments`](Self::append_segments) for a write that more of
+    /// the same run will follow (a baseline's flush before its last): always
+    /// level 1, since the run's merge at its end rewrites them anyway (as
+    /// level 0 they would be written small, read back and deleted).
+    pub async fn append_segments_ahead(
+        &mut self,
+        records: &mut [(RowHash, RowHash)],
+    ) -> Result<()> {
+        self.append(records, true).await
+    }
+
+    async fn append(&mut self, records: &mut [(RowHash, RowHash)], ahead: bool) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
@@ -716,12 +732,16 @@ impl Fenced {
         .fetch_optional(c)
         .await)
         .map_err(Error::db("write key segments"))?;
-        let level = if any.is_some() { APPENDED } else { MERGED };
-        let mut seq = self.next_seq().await?;
+        let level = if any.is_some() || ahead {
+            APPENDED
+        } else {
+            MERGED
+        };
         let mut blocks = Vec::new();
         let mut start = 0;
         while start < records.len() {
             let part = records[start].0[0];
+            let mut seq = self.next_seq(i64::from(part)).await?;
             let end = start + records[start..].partition_point(|(key, _)| key[0] == part);
             let mut data = Vec::with_capacity((end - start) * RECORD);
             for (i, (key, content)) in records[start..end].iter().enumerate() {
@@ -735,7 +755,17 @@ impl Fenced {
                 data.extend_from_slice(key);
                 data.extend_from_slice(content);
             }
-            for block in split(&data) {
+            // Level 0 in blocks of the bound. Level 1 as one block per part:
+            // a run's appends are a few keys a part, and a large one (a
+            // baseline's later flushes, a fold) is merged at the end of its
+            // run, which then reads and deletes a few rows instead of
+            // thousands.
+            let pieces: Vec<&[u8]> = if level == MERGED {
+                split(&data).collect()
+            } else {
+                vec![&data]
+            };
+            for block in pieces {
                 blocks.push(Block {
                     part: i64::from(part),
                     seq,
@@ -749,12 +779,26 @@ impl Fenced {
         self.insert_blocks(&blocks).await
     }
 
-    /// The seq past every block this activation has.
-    async fn next_seq(&mut self) -> Result<i64> {
+    /// `count` parameter marks from the `first`-th: `?` on SQLite (bound in
+    /// order; a named one is looked up by a scan of them all), `$N` on
+    /// PostgreSQL.
+    fn marks(&self, first: usize, count: usize) -> Vec<String> {
+        (first..first + count)
+            .map(|n| match self.tx {
+                crate::db::Tx::Sqlite(_) => "?".to_owned(),
+                crate::db::Tx::Postgres(_) => format!("${n}"),
+            })
+            .collect()
+    }
+
+    /// The seq past every block of `part` (the index finds it: a seq
+    /// orders the blocks of one part only).
+    async fn next_seq(&mut self, part: i64) -> Result<i64> {
         on!(self.tx.executor(), |c| sqlx::query_scalar(
-            "SELECT COALESCE(MAX(seq), 0) + 1 FROM key_segments WHERE activation = $1"
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM key_segments WHERE activation = $1 AND part = $2"
         )
         .bind(&self.activation)
+        .bind(part)
         .fetch_one(c)
         .await)
         .map_err(Error::db("write key segments"))
@@ -764,29 +808,30 @@ impl Fenced {
     async fn insert_blocks(&mut self, blocks: &[Block]) -> Result<()> {
         let write = Error::db("write key segments");
         for chunk in blocks.chunks(WRITE_CHUNK) {
+            // Each row binds the activation too: SQLite's anonymous `?`
+            // parameters are bound in order, while a named one (`$N`) is
+            // looked up by a scan of them all.
             let rows = |width: usize| {
-                (0..chunk.len())
-                    .map(|i| {
-                        let at = 2 + i * width;
-                        let params: Vec<String> =
-                            (at..at + width).map(|n| format!("${n}")).collect();
-                        format!("($1, {})", params.join(", "))
-                    })
+                let marks = self.marks(1, chunk.len() * width);
+                marks
+                    .chunks(width)
+                    .map(|row| format!("({})", row.join(", ")))
                     .collect::<Vec<_>>()
                     .join(", ")
             };
             let segments = format!(
                 "INSERT INTO key_segments (activation, part, seq, records, data) VALUES {}",
-                rows(4)
+                rows(5)
             );
             let bounds = format!(
                 "INSERT INTO key_bounds (activation, part, seq, level, lo, hi) VALUES {}",
-                rows(5)
+                rows(6)
             );
             on!(self.tx.executor(), |c| {
-                let mut query = sqlx::query(&segments).bind(&self.activation);
+                let mut query = sqlx::query(&segments);
                 for block in chunk {
                     query = query
+                        .bind(&self.activation)
                         .bind(block.part)
                         .bind(block.seq)
                         .bind(i64::try_from(block.data.len() / RECORD).unwrap_or(i64::MAX))
@@ -796,10 +841,11 @@ impl Fenced {
             })
             .map_err(write)?;
             on!(self.tx.executor(), |c| {
-                let mut query = sqlx::query(&bounds).bind(&self.activation);
+                let mut query = sqlx::query(&bounds);
                 for block in chunk {
                     let (lo, hi) = block.bounds();
                     query = query
+                        .bind(&self.activation)
                         .bind(block.part)
                         .bind(block.seq)
                         .bind(block.level)
@@ -864,7 +910,7 @@ impl Fenced {
         .await)
         .map_err(compact)?;
         let mut fresh: Vec<(RowHash, RowHash)> = Vec::new();
-        let blocks: Vec<Vec<u8>> = appended.iter().map(|(_, data)| data.clone()).collect();
+        let blocks: Vec<Vec<u8>> = appended.into_iter().map(|(_, data)| data).collect();
         merge(&blocks, |key, content| match fresh.last_mut() {
             Some((last, kept)) if last == key => *kept = *content,
             _ => fresh.push((*key, *content)),
@@ -899,12 +945,12 @@ impl Fenced {
         };
         let mut old: HashMap<i64, Vec<u8>> = HashMap::new();
         for chunk in touched.chunks(LOOKUP_CHUNK) {
+            let marks = self.marks(1, chunk.len() + 2);
             let sql = format!(
-                "SELECT seq, data FROM key_segments WHERE activation = $1 AND part = $2 AND seq IN ({})",
-                (3..3 + chunk.len())
-                    .map(|n| format!("${n}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "SELECT seq, data FROM key_segments WHERE activation = {} AND part = {} AND seq IN ({})",
+                marks[0],
+                marks[1],
+                marks[2..].join(", ")
             );
             let rows: Vec<(i64, Vec<u8>)> = on!(self.tx.executor(), |c| {
                 let mut query = sqlx::query_as(&sql).bind(&self.activation).bind(part);
@@ -916,7 +962,7 @@ impl Fenced {
             .map_err(compact)?;
             old.extend(rows);
         }
-        let mut seq = self.next_seq().await?;
+        let mut seq = self.next_seq(part).await?;
         let mut written = Vec::new();
         for (i, records) in groups {
             let kept = if base.is_empty() {
@@ -970,13 +1016,13 @@ impl Fenced {
         .map(|_| ()))
         .map_err(compact)?;
         for chunk in touched.chunks(LOOKUP_CHUNK) {
-            let list = (3..3 + chunk.len())
-                .map(|n| format!("${n}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let marks = self.marks(1, chunk.len() + 2);
             for table in ["key_segments", "key_bounds", "key_prefixes"] {
                 let sql = format!(
-                    "DELETE FROM {table} WHERE activation = $1 AND part = $2 AND seq IN ({list})"
+                    "DELETE FROM {table} WHERE activation = {} AND part = {} AND seq IN ({})",
+                    marks[0],
+                    marks[1],
+                    marks[2..].join(", ")
                 );
                 on!(self.tx.executor(), |c| {
                     let mut query = sqlx::query(&sql).bind(&self.activation).bind(part);

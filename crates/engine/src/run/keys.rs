@@ -135,7 +135,11 @@ impl Keys {
         let written = run
             .effects
             .write(async |tx| {
-                tx.append_segments(pending).await?;
+                if last {
+                    tx.append_segments(pending).await?;
+                } else {
+                    tx.append_segments_ahead(pending).await?;
+                }
                 Ok(true)
             })
             .await?;
