@@ -237,33 +237,32 @@ impl State {
             blocks.extend(appended.remove(&part).unwrap_or_default());
             add_part(&mut builder, Some(part), &blocks)
         };
+        // SQLite's `group_concat` copies a blob's bytes as they are; the
+        // cast gives them back as a blob.
+        let joined = match &self.db {
+            Db::Sqlite(_) => "CAST(group_concat(s.data, x'') AS BLOB)",
+            Db::Postgres(_) => "string_agg(s.data, ''::bytea)",
+        };
+        let sql = format!(
+            "SELECT s.part, {joined} FROM key_segments s JOIN key_bounds b
+               ON b.activation = s.activation AND b.part = s.part AND b.seq = s.seq
+             WHERE s.activation = $1 AND b.level = $2 GROUP BY s.part ORDER BY s.part"
+        );
         match &self.db {
             Db::Sqlite(pool) => {
-                // `group_concat` copies a blob's bytes as they are; the cast
-                // gives them back as a blob.
-                let mut rows = sqlx::query_as(
-                    "SELECT s.part, CAST(group_concat(s.data, x'') AS BLOB)
-                     FROM key_segments s JOIN key_bounds b
-                       ON b.activation = s.activation AND b.part = s.part AND b.seq = s.seq
-                     WHERE s.activation = $1 AND b.level = $2 GROUP BY s.part ORDER BY s.part",
-                )
-                .bind(activation)
-                .bind(MERGED)
-                .fetch(pool);
+                let mut rows = sqlx::query_as(&sql)
+                    .bind(activation)
+                    .bind(MERGED)
+                    .fetch(pool);
                 while let Some(row) = rows.try_next().await.map_err(load)? {
                     take(row)?;
                 }
             }
             Db::Postgres(pool) => {
-                let mut rows = sqlx::query_as(
-                    "SELECT s.part, string_agg(s.data, ''::bytea)
-                     FROM key_segments s JOIN key_bounds b
-                       ON b.activation = s.activation AND b.part = s.part AND b.seq = s.seq
-                     WHERE s.activation = $1 AND b.level = $2 GROUP BY s.part ORDER BY s.part",
-                )
-                .bind(activation)
-                .bind(MERGED)
-                .fetch(pool);
+                let mut rows = sqlx::query_as(&sql)
+                    .bind(activation)
+                    .bind(MERGED)
+                    .fetch(pool);
                 while let Some(row) = rows.try_next().await.map_err(load)? {
                     take(row)?;
                 }
