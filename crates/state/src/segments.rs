@@ -88,6 +88,8 @@ const APPENDED: i64 = 1;
 const LOOKUP_CHUNK: usize = 500;
 /// Blocks written by one statement.
 const WRITE_CHUNK: usize = 100;
+/// Records of level-1 blocks a lookup reads in one statement (8 MB).
+const LOAD_RECORDS: usize = 262_144;
 
 /// What a full scan's lookup found for a batch.
 #[derive(Debug, Default)]
@@ -363,71 +365,77 @@ impl State {
         found: &mut HashMap<RowHash, RowHash>,
     ) -> Result<()> {
         let load = Error::db("look keys up in the key segments");
-        // Level 1: the bounds of every appended block, then the blocks that
-        // can hold a wanted key.
-        let appended: Vec<(i64, i64, Vec<u8>, Vec<u8>)> =
+        // Level 1: the bounds of every appended block (and its size), then
+        // the blocks that can hold a wanted key.
+        let appended: Vec<(i64, i64, Vec<u8>, Vec<u8>, i64)> =
             on!(self.db.executor(), |c| sqlx::query_as(
-                "SELECT part, seq, lo, hi FROM key_bounds WHERE activation = $1 AND level = $2"
+                "SELECT b.part, b.seq, b.lo, b.hi, s.records FROM key_bounds b JOIN key_segments s
+                   ON s.activation = b.activation AND s.part = b.part AND s.seq = b.seq
+                 WHERE b.activation = $1 AND b.level = $2"
             )
             .bind(activation)
             .bind(APPENDED)
             .fetch_all(c)
             .await)
             .map_err(load)?;
-        let mut holding: HashMap<RowHash, Vec<(i64, i64)>> = HashMap::new();
-        if !appended.is_empty() {
-            // Each part's blocks: seq, first key, last key.
-            type Bounds<'a> = Vec<(i64, &'a [u8], &'a [u8])>;
-            let mut by_part: HashMap<i64, Bounds<'_>> = HashMap::new();
-            for (part, seq, lo, hi) in &appended {
-                by_part
-                    .entry(*part)
-                    .or_default()
-                    .push((*seq, lo.as_slice(), hi.as_slice()));
-            }
-            for blocks in by_part.values_mut() {
-                // Newest first: of two records of a key, the later block's wins.
-                blocks.sort_by_key(|(seq, _, _)| Reverse(*seq));
-            }
-            for key in keys {
-                let part = i64::from(key[0]);
-                let Some(blocks) = by_part.get(&part) else {
-                    continue;
-                };
-                let within: Vec<(i64, i64)> = blocks
-                    .iter()
-                    .filter(|(_, lo, hi)| *lo <= key.as_slice() && key.as_slice() <= *hi)
-                    .map(|(seq, _, _)| (part, *seq))
-                    .collect();
-                if !within.is_empty() {
-                    holding.insert(*key, within);
+        if appended.is_empty() {
+            return Ok(());
+        }
+        // Each part's blocks, and each block's keys to look for.
+        let mut by_part: HashMap<i64, Vec<usize>> = HashMap::new();
+        for (i, (part, ..)) in appended.iter().enumerate() {
+            by_part.entry(*part).or_default().push(i);
+        }
+        let mut asked: std::collections::BTreeMap<usize, Vec<RowHash>> =
+            std::collections::BTreeMap::new();
+        for key in keys {
+            let Some(blocks) = by_part.get(&i64::from(key[0])) else {
+                continue;
+            };
+            for &i in blocks {
+                let (_, _, lo, hi, _) = &appended[i];
+                if lo.as_slice() <= key.as_slice() && key.as_slice() <= hi.as_slice() {
+                    asked.entry(i).or_default().push(*key);
                 }
             }
         }
-        if !holding.is_empty() {
-            let wanted: Vec<(i64, i64)> = holding
-                .values()
-                .flatten()
-                .copied()
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .collect();
-            let mut blocks: HashMap<(i64, i64), Vec<u8>> = HashMap::new();
-            for chunk in wanted.chunks(LOOKUP_CHUNK) {
-                blocks.extend(self.blocks_by_seq(activation, chunk).await?);
+        // The blocks are read a bounded batch at a time (blocks written
+        // before version 20 may be large, and many), each key keeping the
+        // content of the newest block that holds it.
+        let mut newest: HashMap<RowHash, (i64, RowHash)> = HashMap::new();
+        let mut batch: Vec<usize> = Vec::new();
+        let mut records = 0;
+        let blocks: Vec<usize> = asked.keys().copied().collect();
+        for (n, &i) in blocks.iter().enumerate() {
+            batch.push(i);
+            records += usize::try_from(appended[i].4).unwrap_or(usize::MAX);
+            let full = batch.len() >= LOOKUP_CHUNK || records >= LOAD_RECORDS;
+            if !full && n + 1 < blocks.len() {
+                continue;
             }
-            for (key, within) in &holding {
-                for at in within {
-                    let block = blocks.get(at).ok_or_else(|| {
-                        corrupt(format!("block {} of part {} went missing", at.1, at.0))
-                    })?;
+            let at: Vec<(i64, i64)> = batch
+                .iter()
+                .map(|&i| (appended[i].0, appended[i].1))
+                .collect();
+            let read = self.blocks_by_seq(activation, &at).await?;
+            for &i in &batch {
+                let (part, seq, ..) = appended[i];
+                let block = read
+                    .get(&(part, seq))
+                    .ok_or_else(|| corrupt(format!("block {seq} of part {part} went missing")))?;
+                for key in &asked[&i] {
+                    if newest.get(key).is_some_and(|(kept, _)| *kept > seq) {
+                        continue;
+                    }
                     if let Some(content) = search(block, key)? {
-                        found.insert(*key, content);
-                        break;
+                        newest.insert(*key, (seq, content));
                     }
                 }
             }
+            batch.clear();
+            records = 0;
         }
+        found.extend(newest.into_iter().map(|(key, (_, content))| (key, content)));
         Ok(())
     }
 
