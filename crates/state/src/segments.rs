@@ -367,17 +367,18 @@ impl State {
         let load = Error::db("look keys up in the key segments");
         // Level 1: the bounds of every appended block (and its size), then
         // the blocks that can hold a wanted key.
-        let appended: Vec<(i64, i64, Vec<u8>, Vec<u8>, i64)> =
-            on!(self.db.executor(), |c| sqlx::query_as(
-                "SELECT b.part, b.seq, b.lo, b.hi, s.records FROM key_bounds b JOIN key_segments s
+        // part, seq, first key, last key, records
+        type Bounds = (i64, i64, Vec<u8>, Vec<u8>, i64);
+        let appended: Vec<Bounds> = on!(self.db.executor(), |c| sqlx::query_as(
+            "SELECT b.part, b.seq, b.lo, b.hi, s.records FROM key_bounds b JOIN key_segments s
                    ON s.activation = b.activation AND s.part = b.part AND s.seq = b.seq
                  WHERE b.activation = $1 AND b.level = $2"
-            )
-            .bind(activation)
-            .bind(APPENDED)
-            .fetch_all(c)
-            .await)
-            .map_err(load)?;
+        )
+        .bind(activation)
+        .bind(APPENDED)
+        .fetch_all(c)
+        .await)
+        .map_err(load)?;
         if appended.is_empty() {
             return Ok(());
         }
