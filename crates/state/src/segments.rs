@@ -88,6 +88,9 @@ const APPENDED: i64 = 1;
 const LOOKUP_CHUNK: usize = 500;
 /// Blocks written by one statement.
 const WRITE_CHUNK: usize = 100;
+/// A block's bounds as a lookup reads them: part, seq, first key, last
+/// key, records.
+type Bounds = (i64, i64, Vec<u8>, Vec<u8>, i64);
 /// Records of level-1 blocks a lookup reads in one statement (8 MB).
 const LOAD_RECORDS: usize = 262_144;
 
@@ -367,8 +370,6 @@ impl State {
         let load = Error::db("look keys up in the key segments");
         // Level 1: the bounds of every appended block (and its size), then
         // the blocks that can hold a wanted key.
-        // part, seq, first key, last key, records
-        type Bounds = (i64, i64, Vec<u8>, Vec<u8>, i64);
         let appended: Vec<Bounds> = on!(self.db.executor(), |c| sqlx::query_as(
             "SELECT b.part, b.seq, b.lo, b.hi, s.records FROM key_bounds b JOIN key_segments s
                    ON s.activation = b.activation AND s.part = b.part AND s.seq = b.seq
