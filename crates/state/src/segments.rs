@@ -18,7 +18,7 @@
 //!   last key is at or past it, which `key_bounds`' index finds;
 //! - level 1: appended since; they may overlap, each is newer than every
 //!   level-0 block of its part, and of two records of one key the block of
-//!   the higher `seq` wins. A part with more than [`MAX_BLOCKS`] of them is
+//!   the higher `seq` (which orders the blocks of one part) wins. A part with more than [`MAX_BLOCKS`] of them is
 //!   merged into its level-0 blocks at the end of the run that found it so,
 //!   rewriting only the blocks their records fall in.
 //!
@@ -30,8 +30,9 @@
 //! deletes what it held of the blocks it rewrites.) They are written:
 //!
 //! - by a first run with `first_run: skip_existing` (the baseline), in place of
-//!   one ledger row per key: a block per part per million rows, a few
-//!   sequential writes instead of millions of B-tree inserts. Keys the ledger
+//!   one ledger row per key: a level-1 block per part per million rows
+//!   (merged at the run's end), or level-0 blocks when it writes once, a few
+//!   thousand rows instead of millions of B-tree inserts. Keys the ledger
 //!   table already holds are left out, so that its entry stays in force;
 //! - at the end of a full scan, for the keys the ledger table showed settled
 //!   and unchanged but no segment held yet (sent by earlier runs): *folding*;
