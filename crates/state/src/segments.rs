@@ -1001,7 +1001,8 @@ impl Fenced {
     /// (which a merge rewrote).
     async fn remove_merged(&mut self, part: i64, touched: &[i64]) -> Result<()> {
         let compact = Error::db("compact key segments");
-        for table in ["key_segments", "key_prefixes"] {
+        // The bounds last: the others find their level-1 blocks through them.
+        for table in ["key_segments", "key_prefixes", "key_bounds"] {
             let sql = format!(
                 "DELETE FROM {table} WHERE activation = $1 AND part = $2 AND seq IN (
                     SELECT seq FROM key_bounds WHERE activation = $1 AND part = $2 AND level = $3)"
@@ -1015,16 +1016,6 @@ impl Fenced {
                 .map(|_| ()))
             .map_err(compact)?;
         }
-        on!(self.tx.executor(), |c| sqlx::query(
-            "DELETE FROM key_bounds WHERE activation = $1 AND part = $2 AND level = $3"
-        )
-        .bind(&self.activation)
-        .bind(part)
-        .bind(APPENDED)
-        .execute(c)
-        .await
-        .map(|_| ()))
-        .map_err(compact)?;
         for chunk in touched.chunks(LOOKUP_CHUNK) {
             let marks = self.marks(1, chunk.len() + 2);
             for table in ["key_segments", "key_bounds", "key_prefixes"] {
