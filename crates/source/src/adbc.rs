@@ -376,22 +376,10 @@ fn select(spec: &SourceSpec, dialect: Option<Dialect>) -> Result<String> {
     let mut qualify = String::new();
     if let Some(anti) = &spec.anti_join {
         Dialect::required(dialect, driver, "source.diff: warehouse")?;
-        let alias = if from.ends_with(" AS retl_q") {
-            "retl_q"
-        } else {
-            from.push_str(" AS retl_s");
-            "retl_s"
-        };
-        if let Some(join) = anti.join(alias, quote) {
-            from.push_str(&join);
-        }
-        if anti.qualifies() {
-            qualify = format!("{alias}.");
-            for column in &mut columns {
-                column.insert_str(0, &qualify);
-            }
-        }
-        conditions.push(anti.condition(alias, quote));
+        let (joined, prefix, condition) =
+            crate::cursor::anti_joined(&from, &mut columns, anti, quote);
+        (from, qualify) = (joined, prefix);
+        conditions.push(condition);
     }
     if let Some(since) = &spec.since {
         Dialect::required(dialect, driver, "cursor mode (source.incremental)")?;
@@ -405,12 +393,7 @@ fn select(spec: &SourceSpec, dialect: Option<Dialect>) -> Result<String> {
         let column = quote_column(&since.column, quote);
         conditions.insert(0, format!("{qualify}{column} >= {value}"));
     }
-    let mut sql = format!("SELECT {} FROM {from}", columns.join(", "));
-    if !conditions.is_empty() {
-        sql.push_str(" WHERE ");
-        sql.push_str(&conditions.join(" AND "));
-    }
-    Ok(sql)
+    Ok(crate::cursor::assemble(&columns, &from, &conditions))
 }
 
 /// A cursor value as an SQL literal every ADBC dialect reads, or `None`.
@@ -962,24 +945,33 @@ impl Updater {
         params: Option<RecordBatch>,
         what: &'static str,
     ) -> Result<u64> {
+        self.on_statement(what, move |statement, error| {
+            statement.set_sql_query(&sql).map_err(error)?;
+            if let Some(params) = params {
+                statement.bind(params).map_err(error)?;
+            }
+            let updated = statement.execute_update().map_err(error)?;
+            Ok(updated.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
+        })
+        .await
+    }
+
+    /// Runs `work` on a new statement of the connection, on a blocking
+    /// thread; `error` makes a driver's error retl's, saying `what` it was.
+    async fn on_statement<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        work: impl FnOnce(&mut ManagedStatement, &dyn Fn(adbc_core::error::Error) -> Error) -> Result<T>
+        + Send
+        + 'static,
+    ) -> Result<T> {
         let (adbc, connection) = (self.adbc.clone(), self.connection.clone());
         tokio::task::spawn_blocking(move || {
             let mut connection = connection
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let mut statement = statement(&adbc, &mut connection, what)?;
-            statement
-                .set_sql_query(&sql)
-                .map_err(|e| adbc_error(&adbc.driver, what, &e))?;
-            if let Some(params) = params {
-                statement
-                    .bind(params)
-                    .map_err(|e| adbc_error(&adbc.driver, what, &e))?;
-            }
-            let updated = statement
-                .execute_update()
-                .map_err(|e| adbc_error(&adbc.driver, what, &e))?;
-            Ok(updated.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
+            work(&mut statement, &|e| adbc_error(&adbc.driver, what, &e))
         })
         .await
         .map_err(|e| joined(&self.adbc.driver, &e))?
@@ -996,14 +988,8 @@ impl Updater {
         what: &'static str,
     ) -> Result<()> {
         use adbc_core::options::{IngestMode, OptionStatement};
-        let (adbc, connection) = (self.adbc.clone(), self.connection.clone());
         let (schema, table) = (schema.to_owned(), table.to_owned());
-        tokio::task::spawn_blocking(move || {
-            let mut connection = connection
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let mut statement = statement(&adbc, &mut connection, what)?;
-            let error = |e: adbc_core::error::Error| adbc_error(&adbc.driver, what, &e);
+        self.on_statement(what, move |statement, error| {
             statement
                 .set_option(
                     OptionStatement::TargetTable,
@@ -1026,29 +1012,20 @@ impl Updater {
             Ok(())
         })
         .await
-        .map_err(|e| joined(&self.adbc.driver, &e))?
     }
 
     /// Runs the query `sql` and reads its whole result (small results:
     /// a count, a lookup, a schema).
     pub(crate) async fn rows(&self, sql: String, what: &'static str) -> Result<Vec<RecordBatch>> {
-        let (adbc, connection) = (self.adbc.clone(), self.connection.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut connection = connection
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let mut statement = statement(&adbc, &mut connection, what)?;
-            statement
-                .set_sql_query(&sql)
-                .map_err(|e| adbc_error(&adbc.driver, what, &e))?;
-            let reader = statement
-                .execute()
-                .map_err(|e| adbc_error(&adbc.driver, what, &e))?;
+        let driver = self.adbc.driver.clone();
+        self.on_statement(what, move |statement, error| {
+            statement.set_sql_query(&sql).map_err(error)?;
+            let reader = statement.execute().map_err(error)?;
             let schema = reader.schema();
             let mut batches = reader
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(|e| Error::Adbc {
-                    driver: adbc.driver.clone(),
+                    driver: driver.clone(),
                     message: format!("{what}: {e}"),
                     status: None,
                     sqlstate: None,
@@ -1059,7 +1036,6 @@ impl Updater {
             Ok(batches)
         })
         .await
-        .map_err(|e| joined(&self.adbc.driver, &e))?
     }
 
     /// The one integer the query `sql` answers (a `COUNT(*)`).

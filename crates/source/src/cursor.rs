@@ -248,23 +248,11 @@ pub(crate) fn select(
     let mut param = None;
     let mut columns = columns.to_vec();
     let mut qualify = String::new();
-    // The anti-join names the outer row's columns through an alias.
     let from = match anti_join {
         Some(anti) => {
-            let (mut from, alias) = match from.strip_suffix(" AS retl_q") {
-                Some(_) => (from.to_owned(), "retl_q"),
-                None => (format!("{from} AS retl_s"), "retl_s"),
-            };
-            if let Some(join) = anti.join(alias, quote) {
-                from.push_str(&join);
-            }
-            if anti.qualifies() {
-                qualify = format!("{alias}.");
-                for column in &mut columns {
-                    column.insert_str(0, &qualify);
-                }
-            }
-            conditions.push(anti.condition(alias, quote));
+            let (from, prefix, condition) = anti_joined(from, &mut columns, anti, quote);
+            qualify = prefix;
+            conditions.push(condition);
             from
         }
         None => from.to_owned(),
@@ -289,12 +277,48 @@ pub(crate) fn select(
         conditions.insert(0, format!("{column} >= {placeholder}"));
         param = bound;
     }
+    Statement {
+        sql: assemble(&columns, &from, &conditions),
+        param,
+    }
+}
+
+/// The key table's anti-join on `from` (`source.diff: warehouse`), which
+/// names the outer row's columns through an alias: the `FROM` clause, the
+/// prefix that qualifies the outer row's columns (given to `columns` too;
+/// empty when they need none) and the condition.
+pub(crate) fn anti_joined(
+    from: &str,
+    columns: &mut [String],
+    anti: &crate::AntiJoin,
+    quote: char,
+) -> (String, String, String) {
+    let (mut from, alias) = match from.strip_suffix(" AS retl_q") {
+        Some(_) => (from.to_owned(), "retl_q"),
+        None => (format!("{from} AS retl_s"), "retl_s"),
+    };
+    if let Some(join) = anti.join(alias, quote) {
+        from.push_str(&join);
+    }
+    let mut qualify = String::new();
+    if anti.qualifies() {
+        qualify = format!("{alias}.");
+        for column in columns.iter_mut() {
+            column.insert_str(0, &qualify);
+        }
+    }
+    let condition = anti.condition(alias, quote);
+    (from, qualify, condition)
+}
+
+/// `SELECT columns FROM from [WHERE conditions…]`.
+pub(crate) fn assemble(columns: &[String], from: &str, conditions: &[String]) -> String {
     let mut sql = format!("SELECT {} FROM {from}", columns.join(", "));
     if !conditions.is_empty() {
         sql.push_str(" WHERE ");
         sql.push_str(&conditions.join(" AND "));
     }
-    Statement { sql, param }
+    sql
 }
 
 #[cfg(test)]

@@ -347,16 +347,7 @@ impl KeyTable {
 
     /// `name` in this table's schema, quoted.
     fn qualified(&self, name: &str) -> String {
-        let q = self.quote();
-        if self.schema.is_empty() {
-            quote_column(name, q)
-        } else {
-            format!(
-                "{}.{}",
-                quote_column(&self.schema, q),
-                quote_column(name, q)
-            )
-        }
+        qualify(&self.schema, name, self.quote())
     }
 
     /// The table as people write it: `retl.orders`.
@@ -1037,6 +1028,19 @@ fn database_of(url: &str) -> String {
         "<the database>".to_owned()
     } else {
         database.to_owned()
+    }
+}
+
+/// `name` in `schema` (none when empty), each quoted with `quote`.
+fn qualify(schema: &str, name: &str, quote: char) -> String {
+    if schema.is_empty() {
+        quote_column(name, quote)
+    } else {
+        format!(
+            "{}.{}",
+            quote_column(schema, quote),
+            quote_column(name, quote)
+        )
     }
 }
 

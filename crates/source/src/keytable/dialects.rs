@@ -58,16 +58,7 @@ impl Sql {
 
     /// `name` in the table's schema, quoted.
     pub fn qualified(&self, name: &str) -> String {
-        let q = self.quote();
-        if self.schema.is_empty() {
-            quote_column(name, q)
-        } else {
-            format!(
-                "{}.{}",
-                quote_column(&self.schema, q),
-                quote_column(name, q)
-            )
-        }
+        super::qualify(&self.schema, name, self.quote())
     }
 
     fn keys(&self, prefix: &str) -> String {
@@ -351,22 +342,28 @@ impl Sql {
         casts: &[Option<String>],
         keys: &[Vec<crate::KeyValue>],
     ) -> String {
-        let rows: Vec<String> = keys
-            .iter()
-            .map(|key| {
-                let values: Vec<String> = key
-                    .iter()
+        self.insert_values(
+            name,
+            keys.iter().map(|key| {
+                key.iter()
                     .enumerate()
                     .map(|(i, v)| Self::literal(v, casts.get(i).and_then(Option::as_ref)))
-                    .collect();
-                format!("({}, {})", values.join(", "), self.now())
-            })
+                    .collect()
+            }),
+        )
+    }
+
+    /// `INSERT INTO name (keys, settled_at) VALUES …`, a row for each of
+    /// `rows` (its key columns' values as SQL), settled now.
+    fn insert_values(&self, name: &str, rows: impl Iterator<Item = Vec<String>>) -> String {
+        let tuples: Vec<String> = rows
+            .map(|values| format!("({}, {})", values.join(", "), self.now()))
             .collect();
         format!(
             "INSERT INTO {} ({}, settled_at) VALUES {}",
             self.qualified(name),
             self.keys(""),
-            rows.join(", ")
+            tuples.join(", ")
         )
     }
 
@@ -476,19 +473,13 @@ impl Sql {
     /// (Redshift over the PostgreSQL protocol: one multi-row `INSERT`).
     pub fn insert_rows(&self, name: &str, casts: &[Option<String>], rows: usize) -> String {
         let width = self.columns.len();
-        let tuples: Vec<String> = (0..rows)
-            .map(|row| {
-                let values: Vec<String> = (0..width)
+        self.insert_values(
+            name,
+            (0..rows).map(|row| {
+                (0..width)
                     .map(|i| self.param(row * width + i + 1, casts.get(i).and_then(Option::as_ref)))
-                    .collect();
-                format!("({}, {})", values.join(", "), self.now())
-            })
-            .collect();
-        format!(
-            "INSERT INTO {} ({}, settled_at) VALUES {}",
-            self.qualified(name),
-            self.keys(""),
-            tuples.join(", ")
+                    .collect()
+            }),
         )
     }
 
