@@ -19,6 +19,8 @@
 # and one after the runs), retl's CPU, peak RSS, and the rows retl read.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench_lib.sh
+. scripts/bench_lib.sh
 
 rows=10000000
 url="${RETL_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
@@ -55,7 +57,6 @@ psql "$url" -q -c "DELETE FROM ${schema}.orders WHERE order_id > $rows"
 echo "building retl (release)..."
 cargo build --release -q -p retl
 
-now() { date +%s.%N; }
 copy() {
   psql "$url" -qc "COPY (SELECT ${columns} FROM ${schema}.orders) TO STDOUT" > /dev/null
 }
@@ -63,15 +64,8 @@ copy # warm the page cache
 t0=$(now); copy; t1=$(now)
 raw=$(echo "$t1 - $t0" | bc -l)
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/configs/destinations" "$work/configs/activations"
+bench_workdir
 state="sqlite://$work/state.db"
-cat > "$work/configs/destinations/trustpilot.yaml" <<YAML
-type: trustpilot
-auth: { api_key: bench, api_secret: bench, business_user_id: bench }
-defaults: { business_unit_id: bench }
-YAML
 cat > "$work/configs/activations/orders.yaml" <<YAML
 source:
   connection: "$url"
@@ -83,20 +77,8 @@ first_run: skip_existing
 limits: { surge: off }
 mapping: { reference_number: order_id, consumer_name: full_name, consumer_email: email, locale: locale }
 YAML
-# Prints: wall seconds, CPU seconds (user + sys), peak RSS (kB), rows read.
-run_retl() {
-  local log start end user sys
-  log=$(mktemp)
-  start=$(now)
-  /usr/bin/time -v target/release/retl --config-dir "$work/configs" --state "$state" run orders --json "$@" > "$log.out" 2> "$log" || true
-  end=$(now)
-  user=$(sed -n 's/.*User time (seconds): //p' "$log")
-  sys=$(sed -n 's/.*System time (seconds): //p' "$log")
-  echo "$(echo "$end - $start" | bc -l) $(echo "$user + $sys" | bc -l) $(sed -n 's/.*Maximum resident set size (kbytes): //p' "$log") $(sed -n 's/.*"read":\([0-9]*\).*/\1/p' "$log.out")"
-  rm -f "$log" "$log.out"
-}
 
-read -r base base_cpu base_rss base_read < <(run_retl)
+read -r base base_cpu base_rss base_read < <(run_retl "$state")
 psql "$url" -q -v ON_ERROR_STOP=1 -c "INSERT INTO ${schema}.orders
   SELECT g, 'Customer ' || g, 'customer' || g || '@shop.example', 'en-US',
          timestamp '2020-01-01' + g * interval '1 second'
@@ -104,7 +86,7 @@ psql "$url" -q -v ON_ERROR_STOP=1 -c "INSERT INTO ${schema}.orders
 psql "$url" -q -c "ANALYZE ${schema}.orders"
 runs=()
 for _ in 1 2 3; do
-  read -r cur cur_cpu cur_rss cur_read < <(run_retl --dry-run)
+  read -r cur cur_cpu cur_rss cur_read < <(run_retl "$state" --dry-run)
   runs+=("$cur $cur_cpu $cur_rss $cur_read")
 done
 t0=$(now); copy; t1=$(now)

@@ -22,6 +22,8 @@
 # full scan's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench_lib.sh
+. scripts/bench_lib.sh
 
 rows=10000000
 memory_limit=""
@@ -78,15 +80,7 @@ duck "DELETE FROM sales.orders WHERE order_id > $rows" "DROP SCHEMA IF EXISTS re
 echo "building retl (release)..."
 cargo build --release -q -p retl
 
-now() { date +%s.%N; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/configs/destinations" "$work/configs/activations"
-cat > "$work/configs/destinations/trustpilot.yaml" <<YAML
-type: trustpilot
-auth: { api_key: bench, api_secret: bench, business_user_id: bench }
-defaults: { business_unit_id: bench }
-YAML
+bench_workdir
 activation() { # the diff
   cat > "$work/configs/activations/orders.yaml" <<YAML
 source:
@@ -99,19 +93,6 @@ first_run: skip_existing
 limits: { surge: off }
 mapping: { reference_number: order_id, consumer_name: full_name, consumer_email: email, locale: locale, tags: sku }
 YAML
-}
-# Prints: wall seconds, CPU seconds (user + sys), peak RSS (kB), rows read.
-run_retl() { # state, then retl's flags
-  local log start end user sys state="$1"
-  shift
-  log=$(mktemp)
-  start=$(now)
-  /usr/bin/time -v target/release/retl --config-dir "$work/configs" --state "$state" run orders --json "$@" > "$log.out" 2> "$log" || true
-  end=$(now)
-  user=$(sed -n 's/.*User time (seconds): //p' "$log")
-  sys=$(sed -n 's/.*System time (seconds): //p' "$log")
-  echo "$(echo "$end - $start" | bc -l) $(echo "$user + $sys" | bc -l) $(sed -n 's/.*Maximum resident set size (kbytes): //p' "$log") $(sed -n 's/.*"read":\([0-9]*\).*/\1/p' "$log.out")"
-  rm -f "$log" "$log.out"
 }
 
 retl_state="sqlite://$work/retl.db"

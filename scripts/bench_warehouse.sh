@@ -19,6 +19,8 @@
 # and its ratio to the raw COPY's wall time, peak RSS, and the rows retl read.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench_lib.sh
+. scripts/bench_lib.sh
 
 rows=10000000
 url="${RETL_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
@@ -54,7 +56,6 @@ psql "$url" -q -c "DROP SCHEMA IF EXISTS retl_bench_keys CASCADE"
 echo "building retl (release)..."
 cargo build --release -q -p retl
 
-now() { date +%s.%N; }
 copy() {
   psql "$url" -qc "COPY (SELECT ${columns} FROM retl_bench_w${rows}.orders) TO STDOUT" > /dev/null
 }
@@ -62,15 +63,8 @@ copy # warm the page cache
 t0=$(now); copy; t1=$(now)
 raw=$(echo "$t1 - $t0" | bc -l)
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/configs/destinations" "$work/configs/activations"
+bench_workdir
 state="sqlite://$work/state.db"
-cat > "$work/configs/destinations/trustpilot.yaml" <<YAML
-type: trustpilot
-auth: { api_key: bench, api_secret: bench, business_user_id: bench }
-defaults: { business_unit_id: bench }
-YAML
 activation() { # extra source keys
   cat > "$work/configs/activations/orders.yaml" <<YAML
 source: { connection: "$url", table: retl_bench_w${rows}.orders, primary_key: [order_id], $1 }
@@ -80,30 +74,18 @@ limits: { surge: off }
 mapping: { reference_number: order_id, consumer_name: full_name, consumer_email: email, locale: locale, tags: sku }
 YAML
 }
-# Prints: wall seconds, CPU seconds (user + sys), peak RSS (kB), rows read.
-run_retl() {
-  local log start end user sys
-  log=$(mktemp)
-  start=$(now)
-  /usr/bin/time -v target/release/retl --config-dir "$work/configs" --state "$state" run orders --json "$@" > "$log.out" 2> "$log" || true
-  end=$(now)
-  user=$(sed -n 's/.*User time (seconds): //p' "$log")
-  sys=$(sed -n 's/.*System time (seconds): //p' "$log")
-  echo "$(echo "$end - $start" | bc -l) $(echo "$user + $sys" | bc -l) $(sed -n 's/.*Maximum resident set size (kbytes): //p' "$log") $(sed -n 's/.*"read":\([0-9]*\).*/\1/p' "$log.out")"
-  rm -f "$log" "$log.out"
-}
 
 activation "diff: warehouse, diff_schema: retl_bench_keys"
-read -r base base_cpu base_rss base_read < <(run_retl)
+read -r base base_cpu base_rss base_read < <(run_retl "$state")
 activation "incremental: { cursor: order_id }"
-read -r mark mark_cpu mark_rss mark_read < <(run_retl)
+read -r mark mark_cpu mark_rss mark_read < <(run_retl "$state")
 psql "$url" -q -v ON_ERROR_STOP=1 -c "INSERT INTO retl_bench_w${rows}.orders
   SELECT g, 'Customer ' || g, 'customer' || g || '@shop.example', 'en-US', 'SKU-1'
   FROM generate_series($rows + 1, $rows + 1000) g"
 psql "$url" -q -c "ANALYZE retl_bench_w${rows}.orders"
-read -r cur cur_cpu cur_rss cur_read < <(run_retl --dry-run)
+read -r cur cur_cpu cur_rss cur_read < <(run_retl "$state" --dry-run)
 activation "diff: warehouse, diff_schema: retl_bench_keys"
-read -r wh wh_cpu wh_rss wh_read < <(run_retl --dry-run)
+read -r wh wh_cpu wh_rss wh_read < <(run_retl "$state" --dry-run)
 # The raw COPY again, after the runs (the machine is shared): the figures
 # use the mean of the two.
 t0=$(now); copy; t1=$(now)
