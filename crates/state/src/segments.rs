@@ -60,7 +60,9 @@
 //! blocks in the order they were written, and places them into the set's
 //! buckets (no merge, no sort). A lookup reads
 //! the bounds of the level-1 blocks (few: merged past [`MAX_BLOCKS`] a part)
-//! and one 3 KB block per key, of which 32 bytes cross to retl.
+//! and one 3 KB block per key: on SQLite, in this process, the blocks of 500
+//! keys come as one value and retl searches them; on PostgreSQL the server
+//! finds each key in its block and 32 bytes cross the network.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -135,6 +137,27 @@ fn records_of(data: &[u8]) -> Result<impl Iterator<Item = (RowHash, RowHash)> + 
 /// Binary search of a block (sorted by key) for `key`'s content; of two
 /// records of one key in a block (there are none: a block keeps a key's
 /// last record), either is the same.
+/// A key read back from the state, checked to be one.
+fn as_key(bytes: &[u8]) -> Result<RowHash> {
+    bytes
+        .try_into()
+        .map_err(|_| corrupt(format!("a key of {} bytes", bytes.len())))
+}
+
+/// The first of [`State::in_merged`]'s answers on SQLite (a key, its
+/// block's length in five ASCII digits, the block) and the rest after it.
+fn framed(answers: &[u8]) -> Result<(RowHash, &[u8], &[u8])> {
+    let bad = || corrupt("a lookup's answer cut short".to_owned());
+    let (key, rest) = answers.split_at_checked(16).ok_or_else(bad)?;
+    let (digits, rest) = rest.split_at_checked(5).ok_or_else(bad)?;
+    let length: usize = std::str::from_utf8(digits)
+        .ok()
+        .and_then(|digits| digits.parse().ok())
+        .ok_or_else(bad)?;
+    let (block, rest) = rest.split_at_checked(length).ok_or_else(bad)?;
+    Ok((as_key(key)?, block, rest))
+}
+
 fn search(block: &[u8], key: &RowHash) -> Result<Option<RowHash>> {
     if !block.len().is_multiple_of(RECORD) {
         return Err(corrupt(format!(
@@ -454,82 +477,108 @@ impl State {
     ) -> Result<()> {
         let load = Error::db("look keys up in the key segments");
         for chunk in keys.chunks(LOOKUP_CHUNK) {
-            // Each key's block, where the key is in it (1-based, 0: nowhere)
-            // and the 32 bytes from there: a record when the place is one's
-            // start; a match across two records (16 bytes that happen to
-            // straddle them) has the block read whole.
-            let rows: Vec<(Vec<u8>, i64, i64, Vec<u8>)> = match &self.db {
+            match &self.db {
+                // Each key's block, searched here: SQLite has no search of
+                // its own cheaper than copying the block (its `instr` scans
+                // byte by byte, and a result cannot name it twice without
+                // running it twice), and the block is in this process. The
+                // answers come as one value, each the key, the block's
+                // length in five digits and the block: SQLite's rows cross
+                // to retl one at a time, at about the cost of reading the
+                // block. Anonymous parameters: SQLite looks named ones up by
+                // a linear scan.
                 Db::Sqlite(pool) => {
-                    // Anonymous parameters: SQLite looks named ones up by a
-                    // linear scan.
                     let mut sql = String::from("WITH q(p, k) AS (VALUES ");
                     sql.push_str(&vec!["(?, ?)"; chunk.len()].join(", "));
                     sql.push_str(
-                        ") SELECT q.k, s.seq, instr(s.data, q.k), substr(s.data, instr(s.data, q.k), 32)
+                        ") SELECT CAST(group_concat(q.k || printf('%05d', length(s.data)) || s.data, x'') AS BLOB)
                            FROM q JOIN key_segments s
                            ON s.activation = ? AND s.part = q.p AND s.seq = (
                               SELECT b.seq FROM key_bounds b
                               WHERE b.activation = ? AND b.level = ? AND b.part = q.p AND b.hi >= q.k
                               ORDER BY b.hi LIMIT 1)",
                     );
-                    let mut query = sqlx::query_as(&sql);
+                    let mut query = sqlx::query_scalar::<_, Option<Vec<u8>>>(&sql);
                     for key in chunk {
                         query = query.bind(i64::from(key[0])).bind(key.as_slice());
                     }
-                    query
+                    let answers = query
                         .bind(activation)
                         .bind(activation)
                         .bind(MERGED)
-                        .fetch_all(pool)
+                        .fetch_one(pool)
                         .await
+                        .map_err(load)?
+                        .unwrap_or_default();
+                    let mut rest = answers.as_slice();
+                    while !rest.is_empty() {
+                        let (key, block);
+                        (key, block, rest) = framed(rest)?;
+                        if let Some(content) = search(block, &key)? {
+                            found.insert(key, content);
+                        }
+                    }
                 }
                 Db::Postgres(pool) => {
-                    let parts: Vec<i64> = chunk.iter().map(|key| i64::from(key[0])).collect();
-                    let wanted: Vec<Vec<u8>> = chunk.iter().map(|key| key.to_vec()).collect();
-                    sqlx::query_as(
-                        "SELECT q.k, s.seq, CAST(position(q.k IN s.data) AS BIGINT),
-                                substr(s.data, position(q.k IN s.data), 32)
-                         FROM unnest($2::bigint[], $3::bytea[]) AS q(p, k)
-                         JOIN key_segments s ON s.activation = $1 AND s.part = q.p AND s.seq = (
-                            SELECT b.seq FROM key_bounds b
-                            WHERE b.activation = $1 AND b.level = $4 AND b.part = q.p AND b.hi >= q.k
-                            ORDER BY b.hi LIMIT 1)",
-                    )
-                    .bind(activation)
-                    .bind(parts)
-                    .bind(wanted)
-                    .bind(MERGED)
-                    .fetch_all(pool)
-                    .await
+                    self.in_merged_remote(pool, activation, chunk, found)
+                        .await?;
                 }
             }
-            .map_err(load)?;
-            let mut straddling = Vec::new();
-            for (key, seq, at, record) in rows {
-                let key: RowHash = key
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| corrupt(format!("a key of {} bytes", key.len())))?;
-                let at = usize::try_from(at).unwrap_or_default();
-                if at == 0 {
-                    continue;
-                }
-                if (at - 1) % RECORD != 0 {
-                    straddling.push((key, (i64::from(key[0]), seq)));
-                    continue;
-                }
-                if let Some(content) = search(&record, &key)? {
-                    found.insert(key, content);
-                }
+        }
+        Ok(())
+    }
+
+    /// [`Self::in_merged`] on PostgreSQL: where each key is in its block
+    /// (`position`, 0: nowhere) and the 32 bytes from there cross the
+    /// network, not the 3 KB block; a match across two records (16 bytes that
+    /// happen to straddle them) has the block read whole.
+    async fn in_merged_remote(
+        &self,
+        pool: &sqlx::PgPool,
+        activation: &str,
+        chunk: &[RowHash],
+        found: &mut HashMap<RowHash, RowHash>,
+    ) -> Result<()> {
+        let parts: Vec<i64> = chunk.iter().map(|key| i64::from(key[0])).collect();
+        let wanted: Vec<Vec<u8>> = chunk.iter().map(|key| key.to_vec()).collect();
+        let rows: Vec<(Vec<u8>, i64, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT q.k, s.seq, CAST(position(q.k IN s.data) AS BIGINT),
+                    substr(s.data, position(q.k IN s.data), 32)
+             FROM unnest($2::bigint[], $3::bytea[]) AS q(p, k)
+             JOIN key_segments s ON s.activation = $1 AND s.part = q.p AND s.seq = (
+                SELECT b.seq FROM key_bounds b
+                WHERE b.activation = $1 AND b.level = $4 AND b.part = q.p AND b.hi >= q.k
+                ORDER BY b.hi LIMIT 1)",
+        )
+        .bind(activation)
+        .bind(parts)
+        .bind(wanted)
+        .bind(MERGED)
+        .fetch_all(pool)
+        .await
+        .map_err(Error::db("look keys up in the key segments"))?;
+        let mut straddling = Vec::new();
+        for (key, seq, at, record) in rows {
+            let key = as_key(&key)?;
+            let at = usize::try_from(at).unwrap_or_default();
+            if at == 0 {
+                continue;
             }
-            for (key, at) in straddling {
-                let blocks = self.blocks_by_seq(activation, &[at]).await?;
-                let block = blocks.get(&at).ok_or_else(|| {
-                    corrupt(format!("block {} of part {} went missing", at.1, at.0))
-                })?;
-                if let Some(content) = search(block, &key)? {
-                    found.insert(key, content);
-                }
+            if (at - 1) % RECORD != 0 {
+                straddling.push((key, (i64::from(key[0]), seq)));
+                continue;
+            }
+            if let Some(content) = search(&record, &key)? {
+                found.insert(key, content);
+            }
+        }
+        for (key, at) in straddling {
+            let blocks = self.blocks_by_seq(activation, &[at]).await?;
+            let block = blocks
+                .get(&at)
+                .ok_or_else(|| corrupt(format!("block {} of part {} went missing", at.1, at.0)))?;
+            if let Some(content) = search(block, &key)? {
+                found.insert(key, content);
             }
         }
         Ok(())

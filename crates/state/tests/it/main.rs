@@ -262,10 +262,25 @@ async fn candidate_lookups_answer_as_the_key_set(url: &str) {
     };
     let shared: Vec<[u8; 16]> = (0..60).map(|i| key(Some(i * 2))).collect();
     let others: Vec<[u8; 16]> = (0..3_000).map(|_| key(None)).collect();
+    // Keys whose content is another key's bytes, their neighbour's (the
+    // last bit apart, so in the same block): of ten that no record has
+    // (ghosts), and of ten of `others`, so that a search for either finds
+    // them inside a record first.
+    let ghosts: Vec<[u8; 16]> = (0..10).map(|_| key(None)).collect();
+    let decoys: Vec<([u8; 16], [u8; 16])> = ghosts
+        .iter()
+        .chain(&others[..10])
+        .map(|content| {
+            let mut neighbour = *content;
+            neighbour[15] ^= 1;
+            (neighbour, *content)
+        })
+        .collect();
     let first: Vec<([u8; 16], [u8; 16])> = shared
         .iter()
         .chain(&others)
         .map(|k| (*k, [1; 16]))
+        .chain(decoys)
         .collect();
     // A second block rewrites every third key's content.
     let second: Vec<([u8; 16], [u8; 16])> = first
@@ -287,6 +302,7 @@ async fn candidate_lookups_answer_as_the_key_set(url: &str) {
         .collect();
     rows.extend((0..30).map(|i| (key(Some(i * 2 + 1)), [1; 16])));
     rows.extend((0..30).map(|_| (key(None), [1; 16])));
+    rows.extend(ghosts.iter().map(|k| (*k, [1; 16])));
     // The candidates' answer, checked against the full scan's.
     let answers_alike = async |when: &str| {
         let found = state.lookup_candidates("orders", &rows).await.unwrap();
@@ -303,7 +319,10 @@ async fn candidate_lookups_answer_as_the_key_set(url: &str) {
     };
     let found = answers_alike("as written").await;
     let new = found.values().filter(|entry| entry.is_none()).count();
-    assert_eq!(new, 60, "the keys nowhere are new, the prefix's included");
+    assert_eq!(
+        new, 70,
+        "the keys nowhere are new, the prefix's and the ghosts included"
+    );
 
     // Rounds of small appends crowd the parts; merged into their level-0
     // blocks, they answer alike.
