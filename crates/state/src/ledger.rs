@@ -41,6 +41,23 @@ pub struct Recovered {
     pub reference: Option<String>,
 }
 
+/// `lookup_changes`' answers into `found`: a key without a ledger row as
+/// `None`.
+fn add_found(found: &mut HashMap<RowHash, Option<Entry>>, hits: Vec<Found>) -> Result<()> {
+    for hit in hits {
+        let entry = match (hit.content, hit.status) {
+            (Some(content), Some(status)) => Some(Entry {
+                content: to_hash(&content)?,
+                status: to_status(&status)?,
+                attempts: u32::try_from(hit.attempts.unwrap_or_default()).unwrap_or(u32::MAX),
+            }),
+            _ => None,
+        };
+        found.insert(to_hash(&hit.key)?, entry);
+    }
+    Ok(())
+}
+
 fn to_hash(bytes: &[u8]) -> Result<RowHash> {
     bytes.try_into().map_err(|_| Error::Corrupt {
         what: "ledger hash",
@@ -156,11 +173,15 @@ impl State {
         rows.sort_unstable_by_key(|(key, _)| *key);
         let mut found = HashMap::new();
         let lookup = Error::db("look keys up in the ledger");
-        for chunk in rows.chunks(LOOKUP_CHUNK) {
-            let hits: Vec<Found> = match &self.db {
-                Db::Sqlite(pool) => {
-                    // Anonymous `?` parameters: SQLite looks named ones (`$N`) up
-                    // by a linear scan, which makes a long list quadratic.
+        match &self.db {
+            Db::Sqlite(pool) => {
+                // One connection for every chunk, whose page cache (8 MiB
+                // each) the chunks share, rather than one filled per
+                // connection. Anonymous `?` parameters: SQLite looks named
+                // ones (`$N`) up by a linear scan, which makes a long list
+                // quadratic.
+                let mut connection = pool.acquire().await.map_err(lookup)?;
+                for chunk in rows.chunks(LOOKUP_CHUNK) {
                     let mut sql = String::from("WITH q(k, c) AS (VALUES ");
                     sql.push_str(&vec!["(?, ?)"; chunk.len()].join(", "));
                     sql.push_str(
@@ -173,12 +194,19 @@ impl State {
                     for (key, content) in chunk {
                         query = query.bind(key.as_slice()).bind(content.as_slice());
                     }
-                    query.bind(activation).fetch_all(pool).await
+                    let hits = query
+                        .bind(activation)
+                        .fetch_all(&mut *connection)
+                        .await
+                        .map_err(lookup)?;
+                    add_found(&mut found, hits)?;
                 }
-                Db::Postgres(pool) => {
+            }
+            Db::Postgres(pool) => {
+                for chunk in rows.chunks(LOOKUP_CHUNK) {
                     let keys: Vec<Vec<u8>> = chunk.iter().map(|(k, _)| k.to_vec()).collect();
                     let contents: Vec<Vec<u8>> = chunk.iter().map(|(_, c)| c.to_vec()).collect();
-                    sqlx::query_as::<_, Found>(
+                    let hits = sqlx::query_as::<_, Found>(
                         "SELECT q.k AS key, l.content_hash AS content, l.status, l.attempts
                          FROM unnest($2::bytea[], $3::bytea[]) AS q(k, c)
                          LEFT JOIN ledger l ON l.activation = $1 AND l.key_hash = q.k
@@ -190,20 +218,9 @@ impl State {
                     .bind(contents)
                     .fetch_all(pool)
                     .await
+                    .map_err(lookup)?;
+                    add_found(&mut found, hits)?;
                 }
-            }
-            .map_err(lookup)?;
-            for hit in hits {
-                let entry = match (hit.content, hit.status) {
-                    (Some(content), Some(status)) => Some(Entry {
-                        content: to_hash(&content)?,
-                        status: to_status(&status)?,
-                        attempts: u32::try_from(hit.attempts.unwrap_or_default())
-                            .unwrap_or(u32::MAX),
-                    }),
-                    _ => None,
-                };
-                found.insert(to_hash(&hit.key)?, entry);
             }
         }
         Ok(found)
