@@ -332,6 +332,7 @@ fn query(
     let (mut connection, dialect) = connect(adbc)?;
     connected.done();
     let sql = sql(dialect)?;
+    tracing::debug!(driver, statement = %sql, "ADBC query");
     let mut statement = statement(adbc, &mut connection, "prepare a statement")?;
     statement
         .set_sql_query(&sql)
@@ -945,6 +946,7 @@ impl Updater {
         params: Option<RecordBatch>,
         what: &'static str,
     ) -> Result<u64> {
+        tracing::debug!(driver = %self.adbc.driver, statement = %sql, what, "ADBC statement");
         self.on_statement(what, move |statement, error| {
             statement.set_sql_query(&sql).map_err(error)?;
             if let Some(params) = params {
@@ -1018,6 +1020,7 @@ impl Updater {
     /// a count, a lookup, a schema).
     pub(crate) async fn rows(&self, sql: String, what: &'static str) -> Result<Vec<RecordBatch>> {
         let driver = self.adbc.driver.clone();
+        tracing::debug!(driver, statement = %sql, what, "ADBC query");
         self.on_statement(what, move |statement, error| {
             statement.set_sql_query(&sql).map_err(error)?;
             let reader = statement.execute().map_err(error)?;
