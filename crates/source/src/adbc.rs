@@ -946,7 +946,14 @@ impl Updater {
         params: Option<RecordBatch>,
         what: &'static str,
     ) -> Result<u64> {
-        tracing::debug!(driver = %self.adbc.driver, statement = %sql, what, "ADBC statement");
+        // What it is for, not its text: Spark's statements carry the keys
+        // themselves as literals, and keys are customers' data.
+        tracing::debug!(
+            driver = %self.adbc.driver,
+            what,
+            bound_rows = params.as_ref().map_or(0, RecordBatch::num_rows),
+            "ADBC statement"
+        );
         self.on_statement(what, move |statement, error| {
             statement.set_sql_query(&sql).map_err(error)?;
             if let Some(params) = params {
