@@ -96,6 +96,8 @@ const LOOKUP_CHUNK: usize = 500;
 /// up to 600 KB): at 500, the run's peak RSS was 10 MB higher, at the same
 /// speed (1M-row cursor bench).
 const BLOCKS_CHUNK: usize = 200;
+/// Digits of a block's length in those answers (`printf('%010d', …)`).
+const LENGTH_DIGITS: usize = 10;
 /// Blocks written by one statement.
 const WRITE_CHUNK: usize = 100;
 /// A block's bounds as a lookup reads them: part, seq, first key, last
@@ -138,9 +140,6 @@ fn records_of(data: &[u8]) -> Result<impl Iterator<Item = (RowHash, RowHash)> + 
     }))
 }
 
-/// Binary search of a block (sorted by key) for `key`'s content; of two
-/// records of one key in a block (there are none: a block keeps a key's
-/// last record), either is the same.
 /// A key read back from the state, checked to be one.
 fn as_key(bytes: &[u8]) -> Result<RowHash> {
     bytes
@@ -149,11 +148,13 @@ fn as_key(bytes: &[u8]) -> Result<RowHash> {
 }
 
 /// The first of [`State::in_merged`]'s answers on SQLite (a key, its
-/// block's length in five ASCII digits, the block) and the rest after it.
+/// block's length in ten ASCII digits, the block) and the rest after it.
+/// Ten digits hold any blob SQLite keeps (at most 10⁹ bytes), so a block
+/// larger than the bound cannot shift the framing.
 fn framed(answers: &[u8]) -> Result<(RowHash, &[u8], &[u8])> {
     let bad = || corrupt("a lookup's answer cut short".to_owned());
     let (key, rest) = answers.split_at_checked(16).ok_or_else(bad)?;
-    let (digits, rest) = rest.split_at_checked(5).ok_or_else(bad)?;
+    let (digits, rest) = rest.split_at_checked(LENGTH_DIGITS).ok_or_else(bad)?;
     let length: usize = std::str::from_utf8(digits)
         .ok()
         .and_then(|digits| digits.parse().ok())
@@ -162,6 +163,9 @@ fn framed(answers: &[u8]) -> Result<(RowHash, &[u8], &[u8])> {
     Ok((as_key(key)?, block, rest))
 }
 
+/// Binary search of a block (sorted by key) for `key`'s content; of two
+/// records of one key in a block (there are none: a block keeps a key's
+/// last record), either is the same.
 fn search(block: &[u8], key: &RowHash) -> Result<Option<RowHash>> {
     if !block.len().is_multiple_of(RECORD) {
         return Err(corrupt(format!(
@@ -485,7 +489,7 @@ impl State {
             // own cheaper than copying the block (its `instr` scans byte by
             // byte, and a result cannot name it twice without running it
             // twice), and the block is in this process. The answers come as
-            // one value, each the key, the block's length in five digits and
+            // one value, each the key, the block's length in ten digits and
             // the block: SQLite's rows cross to retl one at a time, at about
             // the cost of reading the block. Anonymous parameters: SQLite
             // looks named ones up by a linear scan.
@@ -499,7 +503,7 @@ impl State {
                     let mut sql = String::from("WITH q(p, k) AS (VALUES ");
                     sql.push_str(&vec!["(?, ?)"; chunk.len()].join(", "));
                     sql.push_str(
-                        ") SELECT CAST(group_concat(q.k || printf('%05d', length(s.data)) || s.data, x'') AS BLOB)
+                        ") SELECT CAST(group_concat(q.k || printf('%010d', length(s.data)) || s.data, x'') AS BLOB)
                            FROM q JOIN key_segments s
                            ON s.activation = ? AND s.part = q.p AND s.seq = (
                               SELECT b.seq FROM key_bounds b

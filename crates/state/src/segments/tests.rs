@@ -308,3 +308,30 @@ async fn a_lookup_asks_the_table_only_for_what_the_set_cannot_decide() {
     assert_eq!(entry.status, Status::Baseline);
     assert_ne!(entry.content, [9; 16]);
 }
+
+#[test]
+fn a_lookup_s_answer_is_read_block_by_block_whatever_a_block_s_length() {
+    // Two blocks as SQLite frames them: a small one, and one past five
+    // digits of length (more records than any block keeps today).
+    let block = |first: u32, records: u32| -> Vec<u8> {
+        let mut keys: Vec<RowHash> = (first..first + records).map(key).collect();
+        keys.sort_unstable();
+        keys.iter().flat_map(|k| [*k, [7; 16]].concat()).collect()
+    };
+    let (small, large) = (block(0, 3), block(10, 4_000));
+    let mut answers = Vec::new();
+    for (k, data) in [(key(1), &small), (key(11), &large)] {
+        answers.extend_from_slice(&k);
+        answers.extend_from_slice(format!("{:010}", data.len()).as_bytes());
+        answers.extend_from_slice(data);
+    }
+    let (k, read, rest) = framed(&answers).unwrap();
+    assert_eq!((k, read), (key(1), small.as_slice()));
+    let (k, read, rest) = framed(rest).unwrap();
+    assert_eq!((k, read), (key(11), large.as_slice()));
+    assert!(rest.is_empty());
+    assert_eq!(search(read, &key(11)).unwrap(), Some([7; 16]));
+    // An answer cut short is corrupt, not a shorter block.
+    let cut = &answers[16 + 10 + small.len()..answers.len() - 1];
+    assert!(framed(cut).is_err());
+}
